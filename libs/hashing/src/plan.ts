@@ -1,0 +1,169 @@
+import { atom, list, oneLine, printOp, ROOT_UNIX, ROOT_WINDOWS, toMachine, type Op, type Spec, type User } from '@cairn/spec';
+import { generateManifest, ManifestError } from './manifest.js';
+import { baseId, copyHashInput, CopyError, runHashInput, sha256Hex, type Manifest, type SecretInput } from './step-id.js';
+
+/**
+ * The dry run: every step of a spec with the ID it will be stored under, computed
+ * exactly as the engine computes it, without building anything. A step whose ID cannot
+ * be known yet (it copies from a child build's output, or an input is missing) says why,
+ * and so do the steps after it, whose parents are then unknown too.
+ */
+
+export interface PlanOptions {
+  /** Directory that `copy` reads from; without it, copies from the context are unknown. */
+  readonly contextDir?: string;
+  /** The base image's env as `K=V` pairs, in image order. */
+  readonly imageEnv?: readonly (readonly [string, string])[];
+  /** Keyed digests of the secret values supplied, by secret ID (see `secretDigest`). */
+  readonly secrets?: ReadonlyMap<string, string>;
+  /** Initial user, workdir and shell follow the platform: `windows` or `unix` (default). */
+  readonly os?: 'unix' | 'windows';
+}
+
+export type StepKind = 'base' | 'run' | 'copy' | 'context';
+
+export interface PlanStep {
+  /** Child build path (`dev`, `dev/tools`), or `` for the main spec. */
+  readonly stage: string;
+  readonly kind: StepKind;
+  /** The op (or `(from IMAGE)`) on one line, as the build log heads it. */
+  readonly op: string;
+  /** Workdir in force when the op runs. */
+  readonly workdir: string;
+  /** The snapshot ID; absent when it cannot be known before building. */
+  readonly id?: string;
+  readonly parent?: string;
+  /** The machine-form S-expression whose SHA-256 is the ID. */
+  readonly hashInput?: string;
+  /** Why the ID cannot be known before building. */
+  readonly unknown?: string;
+  /** Why the build would fail at this step (a missing source or secret). */
+  readonly error?: string;
+}
+
+export interface Plan {
+  readonly steps: readonly PlanStep[];
+  /** The final snapshot of the main spec, when every step is known. */
+  readonly result?: string;
+}
+
+interface Context {
+  readonly workdir: string;
+  readonly user: User;
+  readonly env: readonly (readonly [string, string])[];
+  readonly shell: readonly string[];
+}
+
+/** Why a parent snapshot is unknown, or its ID. */
+type Parent = { id: string } | { unknown: string };
+
+export async function planSpec(spec: Spec, options: PlanOptions = {}): Promise<Plan> {
+  const steps: PlanStep[] = [];
+  const final = await planStage(spec, '', new Map(), options, steps);
+  return 'id' in final ? { steps, result: final.id } : { steps };
+}
+
+function initialContext(options: PlanOptions): Context {
+  const windows = options.os === 'windows';
+  return {
+    workdir: windows ? 'C:/' : '/',
+    user: windows ? ROOT_WINDOWS : ROOT_UNIX,
+    env: [...(options.imageEnv ?? [])],
+    shell: windows ? ['cmd', '/S', '/C'] : ['/usr/bin/env', 'bash', '-c'],
+  };
+}
+
+async function planStage(
+  spec: Spec,
+  stage: string,
+  outer: ReadonlyMap<string, Parent>,
+  options: PlanOptions,
+  steps: PlanStep[],
+): Promise<Parent> {
+  const builds = new Map(outer);
+  for (const child of spec.childBuilds) {
+    const path = stage ? `${stage}/${child.name}` : child.name;
+    builds.set(child.name, await planStage(child.spec, path, builds, options, steps));
+  }
+  let ctx = initialContext(options);
+  let parent: Parent = { id: baseId(spec.from) };
+  steps.push({ stage, kind: 'base', op: oneLine(list(atom('from'), atom(spec.from))), workdir: ctx.workdir, id: parent.id, hashInput: spec.from });
+  for (const op of spec.ops) {
+    const common = { stage, op: printOp(op).replace(/\n\s*/g, ' '), workdir: ctx.workdir };
+    const next = applyContextOp(ctx, op);
+    if (next) {
+      ctx = next;
+      steps.push({ ...common, kind: 'context' });
+      continue;
+    }
+    const kind = op.op === 'run' ? 'run' : 'copy';
+    if (!('id' in parent)) {
+      steps.push({ ...common, kind, unknown: parent.unknown });
+      continue;
+    }
+    const input = await hashInputOf(op, ctx, parent.id, builds, options);
+    if (!('machine' in input)) {
+      steps.push({ ...common, kind, parent: parent.id, ...input });
+      parent = { unknown: 'error' in input ? 'an earlier step fails' : `an earlier step is unknown: ${input.unknown}` };
+      continue;
+    }
+    const id = sha256Hex(input.machine);
+    steps.push({ ...common, kind, parent: parent.id, id, hashInput: input.machine });
+    parent = { id };
+  }
+  return parent;
+}
+
+/** Ops that change the context but make no snapshot; undefined for run and copy. */
+function applyContextOp(ctx: Context, op: Op): Context | undefined {
+  switch (op.op) {
+    case 'comment': return ctx;
+    case 'workdir': return { ...ctx, workdir: isAbsolute(op.path) ? op.path : `${ctx.workdir}/${op.path}` };
+    case 'shell': return { ...ctx, shell: op.args };
+    case 'user': return { ...ctx, user: op.user };
+    case 'env': return { ...ctx, env: [[op.name, op.value], ...ctx.env.filter(([k]) => k !== op.name)] };
+    default: return undefined;
+  }
+}
+
+/** `/x`, or a Windows drive path `C:/x` or `C:\x`. */
+export function isAbsolute(path: string): boolean {
+  return path.startsWith('/') || /^[A-Za-z]:[/\\]/.test(path);
+}
+
+/** OCaml's Filename.concat, which OBuilder uses to place a relative copy destination. */
+function joinDst(workdir: string, dst: string): string {
+  if (isAbsolute(dst)) return dst;
+  return workdir === '' || workdir.endsWith('/') ? workdir + dst : `${workdir}/${dst}`;
+}
+
+type HashInput = { machine: string } | { unknown: string } | { error: string };
+
+async function hashInputOf(op: Op, ctx: Context, base: string, builds: ReadonlyMap<string, Parent>, options: PlanOptions): Promise<HashInput> {
+  if (op.op === 'run') {
+    const secrets: SecretInput[] = [];
+    for (const s of op.secrets) {
+      const digest = options.secrets?.get(s.id);
+      if (digest === undefined) return { error: `no value supplied for secret "${s.id}" (use --secret ${s.id}:FILE)` };
+      secrets.push({ target: s.target, digest });
+    }
+    return {
+      machine: toMachine(runHashInput({ base, workdir: ctx.workdir, user: ctx.user, env: ctx.env, cmd: op.shell, shell: ctx.shell, network: op.network, secrets })),
+    };
+  }
+  if (op.op !== 'copy') throw new Error(`not a snapshot op: ${op.op}`);
+  if (op.from.kind === 'build') {
+    const child = builds.get(op.from.name);
+    const state = child && 'id' in child ? `after build "${op.from.name}" (${child.id.slice(0, 12)}) has run` : `after build "${op.from.name}" has run`;
+    return { unknown: `it reads the output of a child build, known only ${state}` };
+  }
+  if (options.contextDir === undefined) return { unknown: 'no build context was given' };
+  try {
+    const items: Manifest[] = [];
+    for (const src of op.src) items.push(await generateManifest(options.contextDir, src, op.exclude));
+    return { machine: toMachine(copyHashInput({ base, user: ctx.user, items, dst: joinDst(ctx.workdir, op.dst) })) };
+  } catch (e) {
+    if (e instanceof ManifestError || e instanceof CopyError) return { error: e.message };
+    throw e;
+  }
+}

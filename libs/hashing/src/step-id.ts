@@ -1,0 +1,150 @@
+import { createHash, createHmac } from 'node:crypto';
+import { atom, list, sexpOfUser, toMachine, type Sexp, type User } from '@cairn/spec';
+
+/**
+ * Step IDs, byte-compatible with OBuilder: every snapshot is named by the SHA-256 of a
+ * machine-form S-expression describing everything that can change its contents. Any
+ * byte that differs from OBuilder's `sexp_of_*` output is a cache miss (or, worse, a
+ * collision with a different step), so the field order and nesting below are exact.
+ */
+
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** OBuilder names an imported base image by the hash of the `from` string itself. */
+export function baseId(image: string): string {
+  return sha256Hex(image);
+}
+
+const DIGEST_PREFIX = 'hmac-sha256:';
+const DIGEST_RE = /^hmac-sha256:[0-9a-f]{64}$/;
+
+/**
+ * A keyed digest of a secret value, for the run hash. OBuilder hashes the raw value,
+ * which lets anyone holding a published step ID test guesses for a low-entropy secret
+ * offline. Keyed with a per-installation key, the digest still changes when the secret
+ * is rotated, but reveals nothing to someone without the key.
+ */
+export function secretDigest(key: string | Uint8Array, value: string | Uint8Array): string {
+  return DIGEST_PREFIX + createHmac('sha256', key).update(value).digest('hex');
+}
+
+export interface SecretInput {
+  readonly target: string;
+  /** From `secretDigest`; never the raw value. */
+  readonly digest: string;
+}
+
+export interface RunInput {
+  readonly base: string;
+  readonly workdir: string;
+  readonly user: User;
+  /** Context order: newest binding first, the base image's env last. */
+  readonly env: readonly (readonly [string, string])[];
+  readonly cmd: string;
+  readonly shell: readonly string[];
+  readonly network: readonly string[];
+  readonly secrets: readonly SecretInput[];
+}
+
+const field = (name: string, value: Sexp): Sexp => list(atom(name), value);
+const atoms = (values: readonly string[]): Sexp => list(...values.map(atom));
+
+function sexpOfSecret(secret: SecretInput): Sexp {
+  // A raw value here would leak into every published ID; refuse anything that is not
+  // shaped like our digest rather than hash it.
+  if (!DIGEST_RE.test(secret.digest)) {
+    throw new TypeError(`secret for ${secret.target} must be a digest from secretDigest(), not a raw value`);
+  }
+  // OBuilder's Config.Secret.t is { value; target }: the digest takes the value's place.
+  return list(field('value', atom(secret.digest)), field('target', atom(secret.target)));
+}
+
+/** OBuilder's `run_input` record, with the secret values replaced by keyed digests. */
+export function runHashInput(input: RunInput): Sexp {
+  return list(
+    field('base', atom(input.base)),
+    field('workdir', atom(input.workdir)),
+    field('user', sexpOfUser(input.user)),
+    field('env', list(...input.env.map(([k, v]) => list(atom(k), atom(v))))),
+    field('cmd', atom(input.cmd)),
+    field('shell', atoms(input.shell)),
+    field('network', atoms(input.network)),
+    field('mount_secrets', list(...input.secrets.map(sexpOfSecret))),
+  );
+}
+
+export function runId(input: RunInput): string {
+  return sha256Hex(toMachine(runHashInput(input)));
+}
+
+/** A copy source as OBuilder's Manifest.t: contents by hash, no modes or times. */
+export type Manifest =
+  | { readonly kind: 'file'; readonly path: string; readonly sha256: string }
+  | { readonly kind: 'symlink'; readonly path: string; readonly target: string }
+  | { readonly kind: 'dir'; readonly path: string; readonly children: readonly Manifest[] };
+
+export function sexpOfManifest(m: Manifest): Sexp {
+  switch (m.kind) {
+    case 'file':
+      return list(atom('File'), list(atom(m.path), atom(m.sha256)));
+    case 'symlink':
+      return list(atom('Symlink'), list(atom(m.path), atom(m.target)));
+    case 'dir':
+      return list(atom('Dir'), list(atom(m.path), list(...m.children.map(sexpOfManifest))));
+  }
+}
+
+export interface CopyInput {
+  readonly base: string;
+  readonly user: User;
+  readonly items: readonly Manifest[];
+  /** The workdir-joined destination, as written (not normalised: `a//b` and `a/b` differ). */
+  readonly dst: string;
+}
+
+export class CopyError extends Error {
+  constructor(message: string, readonly dst: string) {
+    super(message);
+    this.name = 'CopyError';
+  }
+}
+
+/**
+ * OBuilder declares these as polymorphic variants over a tuple, which ppx_sexp_conv
+ * writes as one list: `(Copy_items ((M...) DST))`, `(Copy_item (M DST))`, just as a
+ * manifest entry is `(File (PATH HEX))`. SPEC-LANGUAGE.md drops that inner pair of
+ * parentheses; we follow OBuilder, since matching its IDs is the point (docs/decisions.md).
+ *
+ * The copy op as OBuilder's `to_copy_op` chooses it: a trailing '/' means "into this
+ * directory" whatever the number of sources; otherwise exactly one source becomes dst.
+ */
+function sexpOfCopyOp(items: readonly Manifest[], dst: string): Sexp {
+  if (items.length === 0) {
+    throw new CopyError(`no source items for copy to "${dst}"`, dst);
+  }
+  if (dst.endsWith('/')) {
+    return list(atom('Copy_items'), list(list(...items.map(sexpOfManifest)), atom(dst)));
+  }
+  if (items.length === 1) {
+    return list(atom('Copy_item'), list(sexpOfManifest(items[0]!), atom(dst)));
+  }
+  throw new CopyError(
+    `copying several items needs a destination ending with '/', got "${dst}" for ${items.length} items`,
+    dst,
+  );
+}
+
+/** OBuilder's `copy_details` record. */
+export function copyHashInput(input: CopyInput): Sexp {
+  return list(
+    field('base', atom(input.base)),
+    field('user', sexpOfUser(input.user)),
+    field('op', sexpOfCopyOp(input.items, input.dst)),
+  );
+}
+
+export function copyId(input: CopyInput): string {
+  return sha256Hex(toMachine(copyHashInput(input)));
+}
