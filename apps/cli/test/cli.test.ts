@@ -1,0 +1,175 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { main } from '../src/main.js';
+
+const REPO = join(import.meta.dirname, '../../..');
+const EXAMPLES = join(REPO, '../shared/obuilder-examples');
+
+/** Runs `cairn ARGS` in-process and captures what it prints. */
+async function cairn(args: string[], stdin = ''): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await main(args, { out: (s) => void (out += s), err: (s) => void (err += s), readStdin: async () => stdin });
+  return { code, out, err };
+}
+
+async function tempDir(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'cairn-cli-'));
+}
+
+describe('cairn fmt', () => {
+  it('prints the canonical form', async () => {
+    const r = await cairn(['fmt', '-'], '((from base)   (run (shell   "a command")))');
+    expect(r).toEqual({ code: 0, out: '((from base)\n (run (shell "a command"))\n)\n', err: '' });
+  });
+
+  it('--check exits 1 on a non-canonical file and 0 on a canonical one', async () => {
+    const dir = await tempDir();
+    const ugly = join(dir, 'ugly.spec');
+    await writeFile(ugly, '((from base) (run (shell x)))');
+    const bad = await cairn(['fmt', '--check', ugly]);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain(`${ugly} is not in canonical form`);
+    expect(bad.out).toBe('');
+    expect(await cairn(['fmt', '--write', ugly])).toMatchObject({ code: 0, out: '' });
+    expect(await readFile(ugly, 'utf8')).toBe('((from base)\n (run (shell x))\n)\n');
+    expect((await cairn(['fmt', '--check', ugly])).code).toBe(0);
+    expect(JSON.parse((await cairn(['fmt', '--check', '--json', ugly])).out)).toEqual({ file: ugly, canonical: true });
+  });
+
+  it('reports a bad spec with file, line and column, exit 1', async () => {
+    const dir = await tempDir();
+    const file = join(dir, 'bad.spec');
+    await writeFile(file, '((from base)\n (rnu (shell x)))\n');
+    const r = await cairn(['fmt', file]);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`cairn: ${file}:2:3: unknown op "rnu" in (rnu (shell x)); did you mean "run"?\n`);
+    const json = await cairn(['fmt', '--json', file]);
+    expect(JSON.parse(json.err)).toMatchObject({ error: { line: 2, column: 3, file } });
+  });
+
+  it('names a missing file', async () => {
+    const r = await cairn(['fmt', '/nonexistent/x.spec']);
+    expect(r).toMatchObject({ code: 1, err: 'cairn: cannot read spec "/nonexistent/x.spec": no such file\n' });
+  });
+});
+
+describe('cairn dockerfile', () => {
+  it('converts the OBuilder example with BuildKit mounts', async () => {
+    const r = await cairn(['dockerfile', '-f', join(EXAMPLES, 'example.spec'), '--buildkit']);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('FROM ocaml/opam:debian as dev\n');
+    expect(r.out).toContain('RUN --mount=type=cache,id=opam-archives,target=/home/opam/.opam/download-cache,uid=1000 opam depext -yu obuilder\n');
+    expect(r.out).toContain('\nFROM debian:12\n');
+    expect(r.out).toContain('COPY --from=dev /src/_build/default/main.exe /usr/local/bin/obuilder\n');
+  });
+
+  it('uses the Windows escape when asked', async () => {
+    const r = await cairn(['dockerfile', '-f', '-', '--escape', 'windows'], '((from w) (run (shell "a\nb")))');
+    expect(r.out).toBe('#escape=`\nFROM w\nRUN a `\n    b\n');
+  });
+
+  it('rejects an unknown escape style as a usage error (exit 2)', async () => {
+    const r = await cairn(['dockerfile', '-f', '-', '--escape', 'dos']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/Allowed choices are unix, windows/);
+  });
+});
+
+describe('cairn plan', () => {
+  const VECTOR = 'a16a57b254ca5fe6ca5f34ab5ed0e56d9f38e13c62f7de9d876addd2061f678e';
+
+  it('prints every step with its ID, base image first', async () => {
+    const r = await cairn(['plan', '-f', '-', '--image-env', 'PATH=/usr/bin:/usr/local/bin'], '((from base) (comment hi) (run (shell Append)))');
+    expect(r.code).toBe(0);
+    expect(r.out).toBe([
+      '(from base)',
+      '    ---> cae662172fd450bb0cd710a769079c05bfc5d8e35efa6576edc7d0377afdd4a2',
+      '/: (comment hi)',
+      '/: (run (shell Append))',
+      `    ---> ${VECTOR}`,
+      `result: ${VECTOR}`,
+      '',
+    ].join('\n'));
+  });
+
+  it('--json gives the steps and hash inputs', async () => {
+    const r = await cairn(['plan', '-f', '-', '--json', '--image-env', 'PATH=/usr/bin:/usr/local/bin'], '((from base) (run (shell Append)))');
+    const plan = JSON.parse(r.out);
+    expect(plan.result).toBe(VECTOR);
+    expect(plan.steps[1].hashInput).toBe('((base cae662172fd450bb0cd710a769079c05bfc5d8e35efa6576edc7d0377afdd4a2)(workdir /)(user((uid 0)(gid 0)))(env((PATH /usr/bin:/usr/local/bin)))(cmd Append)(shell(/usr/bin/env bash -c))(network())(mount_secrets()))');
+  });
+
+  it('reads secrets from files, keyed, and never prints them', async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, 'token'), 's3cr3t-value');
+    process.env.CAIRN_SECRET_KEY = 'test-key';
+    try {
+      const r = await cairn(['plan', '-f', '-', '--json', '--secret', `tok:${join(dir, 'token')}`], '((from b) (run (secrets (tok (target /run/t))) (shell x)))');
+      expect(r.code).toBe(0);
+      expect(r.out).not.toContain('s3cr3t-value');
+      expect(JSON.parse(r.out).steps[1].hashInput).toMatch(/\(mount_secrets\(\(\(value hmac-sha256:[0-9a-f]{64}\)\(target \/run\/t\)\)\)\)/);
+      const missing = await cairn(['plan', '-f', '-'], '((from b) (run (secrets (tok (target /run/t))) (shell x)))');
+      expect(missing.code).toBe(1);
+      expect(missing.err).toContain('the build would fail at (run (secrets (tok (target /run/t))) (shell x)): no value supplied for secret "tok"');
+    } finally {
+      delete process.env.CAIRN_SECRET_KEY;
+    }
+  });
+
+  it('--compare says which steps rebuild and why', async () => {
+    const dir = await tempDir();
+    const ctx = join(dir, 'ctx');
+    await import('node:fs/promises').then((fs) => fs.mkdir(ctx));
+    await writeFile(join(ctx, 'main.c'), 'int main(){}\n');
+    const spec = join(dir, 'build.spec');
+    await writeFile(spec, '((from base) (run (shell deps)) (copy (src main.c) (dst /src/)) (run (shell build)))');
+    const before = await cairn(['plan', '-f', spec, ctx, '--json']);
+    await writeFile(join(dir, 'before.json'), before.out);
+    await writeFile(join(ctx, 'main.c'), 'int main(){return 1;}\n');
+    const r = await cairn(['plan', '-f', spec, ctx, '--compare', join(dir, 'before.json')]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/\(run \(shell deps\)\)\n {4}---> [0-9a-f]{64} {2}\(unchanged, cached\)/);
+    expect(r.out).toMatch(/\(copy \(src main\.c\) \(dst \/src\/\)\)\n {4}---> [0-9a-f]{64} {2}\(rebuilds: changed: main\.c\)/);
+    expect(r.out).toMatch(/\(run \(shell build\)\)\n {4}---> [0-9a-f]{64} {2}\(rebuilds: an earlier step changed\)/);
+    expect(r.out).toContain('2 of 4 snapshot steps would rebuild');
+  });
+
+  it('plans every OBuilder example without error', async () => {
+    for (const f of ['example.spec', 'ocaml-ci-linux.spec', 'simple.macos.spec', 'example.windows.spec', 'example.windows.hcs.spec']) {
+      const r = await cairn(['plan', '-f', join(EXAMPLES, f), '--json', ...(f.includes('windows') ? ['--os', 'windows'] : [])]);
+      expect(r.code, `${f}: ${r.err}`).toBe(0);
+      expect(JSON.parse(r.out).steps[0].kind).toBe('base');
+    }
+  });
+});
+
+describe('usage', () => {
+  it('--help teaches with examples and exits 0', async () => {
+    const r = await cairn(['plan', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('Examples:');
+    expect(r.out).toContain('--compare <plan.json>');
+  });
+
+  it('an unknown command or option is a usage error (exit 2) with a suggestion', async () => {
+    const r = await cairn(['plna']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('(Did you mean plan?)');
+    expect((await cairn(['fmt', '--wrte', 'x'])).code).toBe(2);
+    expect((await cairn(['dockerfile'])).code).toBe(2);
+  });
+
+  it('runs as `npx cairn` from the repository root, with meaningful exit codes', () => {
+    const npx = (args: string[], input = '') => spawnSync('npx', ['cairn', ...args], { cwd: REPO, input, encoding: 'utf8' });
+    const ok = npx(['fmt', '-'], '((from base)(run (shell x)))');
+    expect([ok.status, ok.stdout]).toEqual([0, '((from base)\n (run (shell x))\n)\n']);
+    const bad = npx(['fmt', '-'], '((from base)(rn (shell x)))');
+    expect([bad.status, bad.stderr]).toEqual([1, 'cairn: <stdin>:1:14: unknown op "rn" in (rn (shell x)); did you mean "run"?\n']);
+    expect(npx(['--bogus']).status).toBe(2);
+    expect(npx(['--help']).stdout).toContain('Usage: cairn [options] [command]');
+  });
+});

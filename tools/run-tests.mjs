@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+// The README's test command: builds every project, typechecks and lints them, runs
+// every test, and ends with the one line CI reads: "N passed, N failed".
+// The build, typecheck and lint each count as one check in that line.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const env = { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true', NX_TUI: 'false', FORCE_COLOR: process.env.FORCE_COLOR ?? '0' };
+const run = (cmd, args, extraEnv = {}) =>
+  spawnSync(cmd, args, { stdio: 'inherit', env: { ...env, ...extraEnv } }).status === 0;
+
+let passed = 0;
+let failed = 0;
+const check = (name, ok) => {
+  if (ok) passed++;
+  else {
+    failed++;
+    console.error(`check failed: ${name}`);
+  }
+  return ok;
+};
+
+const built = check('build', run('npx', ['nx', 'run-many', '-t', 'build', '--outputStyle=stream']));
+check('typecheck', run('npx', ['tsc', '-p', 'tsconfig.test.json']));
+check('lint', run('npx', ['eslint', '.']));
+
+if (built) {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-tests-'));
+  const summary = join(dir, 'summary.json');
+  run('npx', ['vitest', 'run', ...process.argv.slice(2)], { CAIRN_TEST_SUMMARY: summary });
+  try {
+    const counts = JSON.parse(readFileSync(summary, 'utf8'));
+    passed += counts.passed;
+    failed += counts.failed;
+  } catch {
+    check('vitest produced a summary', false);
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+console.log(`\n${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
