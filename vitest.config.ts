@@ -3,10 +3,10 @@ import { defineConfig } from 'vitest/config';
 
 // Tests import libraries by package name; point those names at the sources so that
 // a test run never depends on a stale build.
-const alias = {
-  '@cairn/spec': fileURLToPath(new URL('./libs/spec/src/index.ts', import.meta.url)),
-  '@cairn/hashing': fileURLToPath(new URL('./libs/hashing/src/index.ts', import.meta.url)),
-};
+const LIBS = ['spec', 'hashing', 'store', 'sandbox', 'fetcher', 'builder'];
+const alias = Object.fromEntries(
+  LIBS.map((lib) => [`@cairn/${lib}`, fileURLToPath(new URL(`./libs/${lib}/src/index.ts`, import.meta.url))]),
+);
 
 const project = (name: string, root: string) => ({
   resolve: { alias },
@@ -16,10 +16,6 @@ const project = (name: string, root: string) => ({
 export default defineConfig({
   test: {
     reporters: ['default', './tools/summary-reporter.ts'],
-    projects: [
-      project('spec', './libs/spec'),
-      project('hashing', './libs/hashing'),
-      project('cli', './apps/cli'),
-    ],
+    projects: [...LIBS.map((lib) => project(lib, `./libs/${lib}`)), project('cli', './apps/cli')],
   },
 });

@@ -1,0 +1,29 @@
+/**
+ * A fetcher turns the image of `(from IMAGE)` into a root filesystem and its env.
+ * The engine calls it inside `store.build` for the base snapshot:
+ *
+ *     const image = await fetcher.fetch('busybox:latest', join(dir, 'rootfs'), log);
+ *     // image.env: the image's Env, image.digest: the manifest digest the tag resolved to
+ *
+ * `rootfs` is an empty directory; on success it holds the image's filesystem with
+ * layers applied in order (whiteouts honoured) and ownership and modes preserved.
+ * A fetcher logs the digest it resolved a tag to, so that a build log says exactly
+ * which image it started from.
+ */
+export interface Fetcher {
+  /** Driver name, as in `--fetcher NAME:...`. */
+  readonly kind: string;
+  fetch(image: string, rootfs: string, log: (line: string) => void): Promise<FetchedImage>;
+}
+
+export interface FetchedImage {
+  /** The image config's Env, as [name, value] in image order. */
+  readonly env: readonly (readonly [string, string])[];
+  /** `sha256:...` of the image manifest the reference resolved to. */
+  readonly digest: string;
+}
+
+/** The image cannot be had: unknown name, unreachable source, bad digest. */
+export class FetchError extends Error {
+  override readonly name = 'FetchError';
+}
