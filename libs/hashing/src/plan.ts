@@ -1,4 +1,5 @@
-import { atom, list, oneLine, printOp, ROOT_UNIX, ROOT_WINDOWS, toMachine, type Op, type Spec, type User } from '@cairn/spec';
+import { atom, list, oneLine, printOp, toMachine, type Op, type Spec } from '@cairn/spec';
+import { applyContextOp, copyDestination, initialContext, runInputOf, type BuildContext, type TargetOs } from './build-context.js';
 import { generateManifest, ManifestError } from './manifest.js';
 import { baseId, copyHashInput, CopyError, runHashInput, sha256Hex, type Manifest, type SecretInput } from './step-id.js';
 
@@ -17,7 +18,7 @@ export interface PlanOptions {
   /** Keyed digests of the secret values supplied, by secret ID (see `secretDigest`). */
   readonly secrets?: ReadonlyMap<string, string>;
   /** Initial user, workdir and shell follow the platform: `windows` or `unix` (default). */
-  readonly os?: 'unix' | 'windows';
+  readonly os?: TargetOs;
 }
 
 export type StepKind = 'base' | 'run' | 'copy' | 'context';
@@ -47,12 +48,6 @@ export interface Plan {
   readonly result?: string;
 }
 
-interface Context {
-  readonly workdir: string;
-  readonly user: User;
-  readonly env: readonly (readonly [string, string])[];
-  readonly shell: readonly string[];
-}
 
 /** Why a parent snapshot is unknown, or its ID. */
 type Parent = { id: string } | { unknown: string };
@@ -61,16 +56,6 @@ export async function planSpec(spec: Spec, options: PlanOptions = {}): Promise<P
   const steps: PlanStep[] = [];
   const final = await planStage(spec, '', new Map(), options, steps);
   return 'id' in final ? { steps, result: final.id } : { steps };
-}
-
-function initialContext(options: PlanOptions): Context {
-  const windows = options.os === 'windows';
-  return {
-    workdir: windows ? 'C:/' : '/',
-    user: windows ? ROOT_WINDOWS : ROOT_UNIX,
-    env: [...(options.imageEnv ?? [])],
-    shell: windows ? ['cmd', '/S', '/C'] : ['/usr/bin/env', 'bash', '-c'],
-  };
 }
 
 async function planStage(
@@ -85,7 +70,7 @@ async function planStage(
     const path = stage ? `${stage}/${child.name}` : child.name;
     builds.set(child.name, await planStage(child.spec, path, builds, options, steps));
   }
-  let ctx = initialContext(options);
+  let ctx = initialContext(options.os ?? 'unix', options.imageEnv ?? []);
   let parent: Parent = { id: baseId(spec.from) };
   steps.push({ stage, kind: 'base', op: oneLine(list(atom('from'), atom(spec.from))), workdir: ctx.workdir, id: parent.id, hashInput: spec.from });
   for (const op of spec.ops) {
@@ -114,32 +99,9 @@ async function planStage(
   return parent;
 }
 
-/** Ops that change the context but make no snapshot; undefined for run and copy. */
-function applyContextOp(ctx: Context, op: Op): Context | undefined {
-  switch (op.op) {
-    case 'comment': return ctx;
-    case 'workdir': return { ...ctx, workdir: isAbsolute(op.path) ? op.path : `${ctx.workdir}/${op.path}` };
-    case 'shell': return { ...ctx, shell: op.args };
-    case 'user': return { ...ctx, user: op.user };
-    case 'env': return { ...ctx, env: [[op.name, op.value], ...ctx.env.filter(([k]) => k !== op.name)] };
-    default: return undefined;
-  }
-}
-
-/** `/x`, or a Windows drive path `C:/x` or `C:\x`. */
-export function isAbsolute(path: string): boolean {
-  return path.startsWith('/') || /^[A-Za-z]:[/\\]/.test(path);
-}
-
-/** OCaml's Filename.concat, which OBuilder uses to place a relative copy destination. */
-function joinDst(workdir: string, dst: string): string {
-  if (isAbsolute(dst)) return dst;
-  return workdir === '' || workdir.endsWith('/') ? workdir + dst : `${workdir}/${dst}`;
-}
-
 type HashInput = { machine: string } | { unknown: string } | { error: string };
 
-async function hashInputOf(op: Op, ctx: Context, base: string, builds: ReadonlyMap<string, Parent>, options: PlanOptions): Promise<HashInput> {
+async function hashInputOf(op: Op, ctx: BuildContext, base: string, builds: ReadonlyMap<string, Parent>, options: PlanOptions): Promise<HashInput> {
   if (op.op === 'run') {
     const secrets: SecretInput[] = [];
     for (const s of op.secrets) {
@@ -148,7 +110,7 @@ async function hashInputOf(op: Op, ctx: Context, base: string, builds: ReadonlyM
       secrets.push({ target: s.target, digest });
     }
     return {
-      machine: toMachine(runHashInput({ base, workdir: ctx.workdir, user: ctx.user, env: ctx.env, cmd: op.shell, shell: ctx.shell, network: op.network, secrets })),
+      machine: toMachine(runHashInput(runInputOf(ctx, base, op, secrets))),
     };
   }
   if (op.op !== 'copy') throw new Error(`not a snapshot op: ${op.op}`);
@@ -161,7 +123,7 @@ async function hashInputOf(op: Op, ctx: Context, base: string, builds: ReadonlyM
   try {
     const items: Manifest[] = [];
     for (const src of op.src) items.push(await generateManifest(options.contextDir, src, op.exclude));
-    return { machine: toMachine(copyHashInput({ base, user: ctx.user, items, dst: joinDst(ctx.workdir, op.dst) })) };
+    return { machine: toMachine(copyHashInput({ base, user: ctx.user, items, dst: copyDestination(ctx, op.dst) })) };
   } catch (e) {
     if (e instanceof ManifestError || e instanceof CopyError) return { error: e.message };
     throw e;

@@ -1,0 +1,56 @@
+import { ROOT_UNIX, ROOT_WINDOWS, type Op, type RunOp, type User } from '@cairn/spec';
+import type { RunInput, SecretInput } from './step-id.js';
+
+/**
+ * What the ops before a step have set up for it: the workdir, user, env and shell.
+ * The planner and the engine both walk a spec with these functions, so that a plan's
+ * IDs are the IDs a build will produce.
+ */
+export interface BuildContext {
+  readonly workdir: string;
+  readonly user: User;
+  /** Newest binding first; the base image's env last. */
+  readonly env: readonly (readonly [string, string])[];
+  readonly shell: readonly string[];
+}
+
+export type TargetOs = 'unix' | 'windows';
+
+export function initialContext(os: TargetOs, imageEnv: readonly (readonly [string, string])[]): BuildContext {
+  const windows = os === 'windows';
+  return {
+    workdir: windows ? 'C:/' : '/',
+    user: windows ? ROOT_WINDOWS : ROOT_UNIX,
+    env: [...imageEnv],
+    shell: windows ? ['cmd', '/S', '/C'] : ['/usr/bin/env', 'bash', '-c'],
+  };
+}
+
+/** The context after an op that makes no snapshot; undefined for `run` and `copy`. */
+export function applyContextOp(ctx: BuildContext, op: Op): BuildContext | undefined {
+  switch (op.op) {
+    case 'comment': return ctx;
+    // OBuilder joins with "/" without normalising; IDs depend on the exact string.
+    case 'workdir': return { ...ctx, workdir: isAbsolute(op.path) ? op.path : `${ctx.workdir}/${op.path}` };
+    case 'shell': return { ...ctx, shell: op.args };
+    case 'user': return { ...ctx, user: op.user };
+    case 'env': return { ...ctx, env: [[op.name, op.value], ...ctx.env.filter(([k]) => k !== op.name)] };
+    default: return undefined;
+  }
+}
+
+/** `/x`, or a Windows drive path `C:/x` or `C:\x`. */
+export function isAbsolute(path: string): boolean {
+  return path.startsWith('/') || /^[A-Za-z]:[/\\]/.test(path);
+}
+
+/** OCaml's Filename.concat, which OBuilder uses to place a relative copy destination. */
+export function copyDestination(ctx: BuildContext, dst: string): string {
+  if (isAbsolute(dst)) return dst;
+  return ctx.workdir === '' || ctx.workdir.endsWith('/') ? ctx.workdir + dst : `${ctx.workdir}/${dst}`;
+}
+
+/** The hash input of a run step; `secrets` are keyed digests in the op's order. */
+export function runInputOf(ctx: BuildContext, base: string, op: RunOp, secrets: readonly SecretInput[]): RunInput {
+  return { base, workdir: ctx.workdir, user: ctx.user, env: ctx.env, cmd: op.shell, shell: ctx.shell, network: op.network, secrets };
+}
