@@ -1,0 +1,314 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  applyContextOp, baseId, copyDestination, copyHashInput, CopyError, generateManifest, initialContext, ManifestError,
+  runHashInput, runInputOf, secretDigest, sha256Hex, type BuildContext, type Manifest, type SecretInput, type TargetOs,
+} from '@cairn/hashing';
+import type { Fetcher } from '@cairn/fetcher';
+import { CancelledError, type Sandbox, type Secret } from '@cairn/sandbox';
+import { atom, list, oneLine, printOp, ROOT_UNIX, toMachine, type CopyOp, type RunOp, type Spec } from '@cairn/spec';
+import type { CacheView, Store } from '@cairn/store';
+import { heading, note, type Logger } from './log.js';
+import { MetadataDb } from './metadata-db.js';
+import { SharedSteps } from './shared-steps.js';
+import { replayLog, StepLog } from './step-log.js';
+import { copyTarStream } from './tar-transfer.js';
+
+/**
+ * The engine: runs a spec op by op. For each step it computes the step ID; when the
+ * store has it, it replays the stored log and moves on; otherwise it clones the parent
+ * snapshot, runs the step in the sandbox on the clone and publishes the clone under the
+ * ID. Identical steps requested at the same time run once (SharedSteps). Failed steps
+ * leave nothing behind.
+ */
+export interface BuilderOptions {
+  readonly store: Store;
+  readonly sandbox: Sandbox;
+  readonly fetcher: Fetcher;
+  /** The metadata database file (SQLite). */
+  readonly dbPath: string;
+  /** Key for secret digests in step IDs (see @cairn/hashing secretDigest). */
+  readonly secretKey: string;
+  readonly os?: TargetOs;
+}
+
+export interface BuildOptions {
+  /** Directory that `(copy (from context) ...)` reads. */
+  readonly contextDir?: string;
+  /** Secret values by ID. */
+  readonly secrets?: ReadonlyMap<string, Uint8Array>;
+  readonly log: Logger;
+  readonly signal?: AbortSignal;
+}
+
+/** A step failed: the message names the op and why. */
+export class BuildError extends Error {
+  override readonly name = 'BuildError';
+}
+
+const HOSTNAME = 'builder';
+
+export class Builder {
+  private readonly steps = new SharedSteps();
+  /** Snapshots that running builds stand on, counted: prune must not touch them. */
+  private readonly inUse = new Map<string, number>();
+
+  private constructor(
+    private readonly options: BuilderOptions,
+    private readonly db: MetadataDb,
+  ) {}
+
+  /** Opens the store, sandbox and database, cleaning up after any crash. */
+  static async open(options: BuilderOptions): Promise<Builder> {
+    await options.store.init();
+    await options.sandbox.init();
+    return new Builder(options, new MetadataDb(options.dbPath));
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  get store(): Store {
+    return this.options.store;
+  }
+
+  /** Builds `spec`; resolves to the ID of its final snapshot. */
+  async build(spec: Spec, options: BuildOptions): Promise<string> {
+    const held: string[] = [];
+    const hold = (id: string) => {
+      held.push(id);
+      this.inUse.set(id, (this.inUse.get(id) ?? 0) + 1);
+    };
+    try {
+      return await this.buildStage(spec, new Map(), options, hold);
+    } finally {
+      for (const id of held) {
+        const n = (this.inUse.get(id) ?? 1) - 1;
+        if (n === 0) this.inUse.delete(id);
+        else this.inUse.set(id, n);
+      }
+    }
+  }
+
+  private async buildStage(spec: Spec, outer: ReadonlyMap<string, Promise<string>>, options: BuildOptions, hold: (id: string) => void): Promise<string> {
+    const builds = new Map(outer);
+    // Independent child builds run in parallel; one that copies from an earlier sibling waits for it.
+    for (const child of spec.childBuilds) {
+      const scope = new Map(builds);
+      const result = (async () => {
+        options.log(heading(`(build ${oneLine(atom(child.name))} ...)`));
+        const id = await this.buildStage(child.spec, scope, options, hold);
+        options.log(note(`--> finished ${JSON.stringify(child.name)}`));
+        return id;
+      })();
+      result.catch(() => undefined);
+      builds.set(child.name, result);
+    }
+    await Promise.all(builds.values());
+    const { id: base, env: imageEnv } = await this.baseImage(spec.from, options, hold);
+    let ctx = initialContext(this.options.os ?? 'unix', imageEnv);
+    let parent = base;
+    for (const op of spec.ops) {
+      options.log(heading(`${ctx.workdir}: ${printOp(op)}`));
+      const next = applyContextOp(ctx, op);
+      if (next) {
+        ctx = next;
+        continue;
+      }
+      parent = op.op === 'run'
+        ? await this.runStep(op as RunOp, ctx, parent, options, hold)
+        : await this.copyStep(op as CopyOp, ctx, parent, builds, options, hold);
+    }
+    return parent;
+  }
+
+  private async baseImage(image: string, options: BuildOptions, hold: (id: string) => void): Promise<{ id: string; env: [string, string][] }> {
+    options.log(heading(oneLine(list(atom('from'), atom(image)))));
+    const id = baseId(image);
+    await this.step(oneLine(list(atom('from'), atom(image))), id, undefined, options, hold, async (dir, log) => {
+      const fetched = await this.options.fetcher.fetch(image, join(dir, 'rootfs'), (line) => log.write(Buffer.from(`${line}\n`)));
+      await writeFile(join(dir, 'env.json'), JSON.stringify({ env: fetched.env, digest: fetched.digest }));
+    });
+    const saved = JSON.parse(await readFile(join(this.store.resultDir(id), 'env.json'), 'utf8')) as { env: [string, string][] };
+    return { id, env: saved.env };
+  }
+
+  private async runStep(op: RunOp, ctx: BuildContext, parent: string, options: BuildOptions, hold: (id: string) => void): Promise<string> {
+    const secrets: Secret[] = [];
+    const digests: SecretInput[] = [];
+    for (const s of op.secrets) {
+      const value = options.secrets?.get(s.id);
+      if (value === undefined) throw new BuildError(`${printOp(op)}: no value was supplied for secret "${s.id}" (use --secret ${s.id}:FILE)`);
+      secrets.push({ target: s.target, value });
+      digests.push({ target: s.target, digest: secretDigest(this.options.secretKey, value) });
+    }
+    const input = runInputOf(ctx, parent, op, digests);
+    const id = sha256Hex(toMachine(runHashInput(input)));
+    await this.step(printOp(op), id, parent, options, hold, async (dir, log, signal) => {
+      const views: CacheView[] = [];
+      let ok = false;
+      try {
+        for (const c of op.cache) views.push(await this.store.cache(c.id, ctx.user));
+        await this.options.sandbox.run({
+          argv: [...ctx.shell, op.shell],
+          cwd: ctx.workdir,
+          env: ctx.env,
+          user: ctx.user,
+          hostname: HOSTNAME,
+          network: op.network,
+          mounts: op.cache.map((c, i) => ({ src: views[i]!.path, dst: c.target })),
+          secrets,
+        }, join(dir, 'rootfs'), { onOutput: (chunk) => log.write(chunk), signal });
+        ok = true;
+      } finally {
+        for (const view of views) await view.release(ok);
+      }
+    });
+    return id;
+  }
+
+  private async copyStep(op: CopyOp, ctx: BuildContext, parent: string, builds: ReadonlyMap<string, Promise<string>>, options: BuildOptions, hold: (id: string) => void): Promise<string> {
+    const fromDir = async <T>(fn: (dir: string) => Promise<T>): Promise<T> => {
+      if (op.from.kind === 'context') {
+        if (options.contextDir === undefined) throw new BuildError(`${printOp(op)}: no build context was given`);
+        return fn(options.contextDir);
+      }
+      const child = await builds.get(op.from.name)!;
+      return this.store.withRootfs(child, fn);
+    };
+    return fromDir(async (srcDir) => {
+      let items: Manifest[];
+      let id: string;
+      const dst = copyDestination(ctx, op.dst);
+      try {
+        items = [];
+        for (const src of op.src) items.push(await generateManifest(srcDir, src, op.exclude));
+        id = sha256Hex(toMachine(copyHashInput({ base: parent, user: ctx.user, items, dst })));
+      } catch (e) {
+        if (e instanceof ManifestError || e instanceof CopyError) throw new BuildError(`${printOp(op)}: ${e.message}`);
+        throw e;
+      }
+      await this.step(printOp(op), id, parent, options, hold, async (dir, log, signal) => {
+        await this.options.sandbox.run({
+          argv: ['tar', '-xf', '-'],
+          cwd: '/',
+          env: [['PATH', '/bin:/usr/bin']],
+          user: ROOT_UNIX,
+          hostname: HOSTNAME,
+          network: [],
+          mounts: [],
+          secrets: [],
+        }, join(dir, 'rootfs'), { stdin: copyTarStream(srcDir, items, dst, ctx.user), onOutput: (chunk) => log.write(chunk), signal });
+      });
+      return id;
+    });
+  }
+
+  /**
+   * One snapshot step: replay it from the store, or build it once for every concurrent
+   * requester. `work` fills `dir` (rootfs already cloned from `parent`) and writes the log.
+   */
+  private async step(
+    what: string,
+    id: string,
+    parent: string | undefined,
+    options: BuildOptions,
+    hold: (id: string) => void,
+    work: (dir: string, log: StepLog, signal: AbortSignal) => Promise<void>,
+  ): Promise<void> {
+    hold(id);
+    options.signal?.throwIfAborted();
+    if (await this.store.exists(id)) {
+      await this.replay(id, options);
+      return;
+    }
+    await this.steps.run(id, options.signal, async (signal, publishLog) => {
+      // A build that finished between our check and now needs no second run.
+      if (await this.store.exists(id)) return;
+      try {
+        await this.store.build(parent, id, async (dir) => {
+          const log = await StepLog.create(join(dir, 'log'));
+          publishLog(log);
+          try {
+            await work(dir, log, signal);
+          } finally {
+            await log.finish();
+          }
+        });
+      } catch (e) {
+        // Another process sharing the store may have published the same step first.
+        if (await this.store.exists(id)) return;
+        if (signal.aborted) throw new CancelledError();
+        throw e;
+      }
+      this.db.add(id, parent);
+    }, async (log) => {
+      for await (const chunk of log.tail()) {
+        if (options.signal?.aborted) break;
+        options.log({ tag: 'output', data: chunk });
+      }
+    }).catch((e: unknown) => {
+      if (e instanceof CancelledError || e instanceof BuildError) throw e;
+      throw new BuildError(`${what} failed: ${e instanceof Error ? e.message : String(e)}`);
+    });
+    options.log(note(`---> saved as ${JSON.stringify(id)}`));
+  }
+
+  private async replay(id: string, options: BuildOptions): Promise<void> {
+    for await (const chunk of replayLog(join(this.store.resultDir(id), 'log'))) options.log({ tag: 'output', data: chunk });
+    this.db.touch(id);
+    options.log(note(`---> using ${JSON.stringify(id)} from cache`));
+  }
+
+  /** Deletes a snapshot and everything built on it (children first). */
+  async delete(id: string, log: (line: string) => void = () => undefined): Promise<void> {
+    if (this.inUse.has(id)) throw new BuildError(`snapshot ${id} is in use by a running build`);
+    for (const child of this.db.children(id)) await this.delete(child, log);
+    await this.store.delete(id);
+    this.db.remove(id);
+    log(`removed ${id}`);
+  }
+
+  /**
+   * Deletes up to `limit` snapshots last used before `before` (ms since the epoch),
+   * least recently used leaves first. Deleting a leaf can make its parent a leaf, so the
+   * choice is made afresh after each deletion. Snapshots of running builds are kept.
+   */
+  async prune(before: number, limit: number, log: (line: string) => void = () => undefined): Promise<string[]> {
+    const removed: string[] = [];
+    while (removed.length < limit) {
+      const leaf = this.db.oldestLeaf(before, new Set(this.inUse.keys()));
+      if (!leaf) break;
+      await this.store.delete(leaf.id);
+      this.db.remove(leaf.id);
+      removed.push(leaf.id);
+      log(`removed ${leaf.id} (last used ${new Date(leaf.used).toISOString()})`);
+    }
+    return removed;
+  }
+
+  /** How many snapshots the metadata database records. */
+  snapshotCount(): number {
+    return this.db.count();
+  }
+
+  /**
+   * Runs a trivial step (`echo healthcheck` on `image`) under a timeout, and removes
+   * its result: proves the store, sandbox and fetcher work together.
+   */
+  async healthcheck(image: string, timeoutMs: number): Promise<void> {
+    const output: Uint8Array[] = [];
+    const spec: Spec = { childBuilds: [], from: image, ops: [{ op: 'shell', args: ['/bin/sh', '-c'] }, { op: 'run', cache: [], network: [], secrets: [], shell: 'echo healthcheck' }] };
+    const signal = AbortSignal.timeout(timeoutMs);
+    let id: string;
+    try {
+      id = await this.build(spec, { log: (e) => void (e.tag === 'output' && output.push(e.data)), signal });
+    } catch (e) {
+      if (signal.aborted) throw new BuildError(`healthcheck timed out after ${timeoutMs} ms`);
+      throw e;
+    }
+    if (!Buffer.concat(output).toString().includes('healthcheck')) throw new BuildError('healthcheck step printed nothing');
+    await this.delete(id);
+  }
+}

@@ -1,0 +1,90 @@
+import Database from 'better-sqlite3';
+
+/**
+ * What the engine knows about each published snapshot: when it was made and last used,
+ * and its parent, so that pruning can remove least-recently-used leaves first.
+ * SQLite in WAL mode: several `cairn` processes may share one store.
+ */
+export interface SnapshotRecord {
+  readonly id: string;
+  readonly parent: string | null;
+  /** Milliseconds since the epoch. */
+  readonly created: number;
+  readonly used: number;
+  readonly childCount: number;
+}
+
+export class MetadataDb {
+  private readonly db: Database.Database;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('busy_timeout = 10000');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS snapshots (
+        id          TEXT PRIMARY KEY,
+        parent      TEXT,
+        created     INTEGER NOT NULL,
+        used        INTEGER NOT NULL,
+        child_count INTEGER NOT NULL DEFAULT 0
+      );
+      CREATE INDEX IF NOT EXISTS snapshots_lru ON snapshots (child_count, used);
+      CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots (parent);
+    `);
+  }
+
+  /** Records a newly published snapshot (a repeat is ignored). */
+  add(id: string, parent: string | undefined, now = Date.now()): void {
+    this.db.transaction(() => {
+      const inserted = this.db
+        .prepare('INSERT OR IGNORE INTO snapshots (id, parent, created, used) VALUES (?, ?, ?, ?)')
+        .run(id, parent ?? null, now, now);
+      if (inserted.changes && parent) {
+        this.db.prepare('UPDATE snapshots SET child_count = child_count + 1 WHERE id = ?').run(parent);
+      }
+    })();
+  }
+
+  /** Marks a snapshot as just used (a cache hit). */
+  touch(id: string, now = Date.now()): void {
+    this.db.prepare('UPDATE snapshots SET used = ? WHERE id = ?').run(now, id);
+  }
+
+  get(id: string): SnapshotRecord | undefined {
+    const row = this.db.prepare('SELECT id, parent, created, used, child_count AS childCount FROM snapshots WHERE id = ?').get(id);
+    return row as SnapshotRecord | undefined;
+  }
+
+  children(id: string): string[] {
+    return (this.db.prepare('SELECT id FROM snapshots WHERE parent = ?').all(id) as { id: string }[]).map((r) => r.id);
+  }
+
+  /** The least recently used leaf last used before `before`, skipping `keep`. */
+  oldestLeaf(before: number, keep: ReadonlySet<string>): SnapshotRecord | undefined {
+    const rows = this.db
+      .prepare('SELECT id, parent, created, used, child_count AS childCount FROM snapshots WHERE child_count = 0 AND used < ? ORDER BY used, id')
+      .iterate(before) as IterableIterator<SnapshotRecord>;
+    for (const row of rows) {
+      if (!keep.has(row.id)) return row;
+    }
+    return undefined;
+  }
+
+  remove(id: string): void {
+    this.db.transaction(() => {
+      const row = this.get(id);
+      if (!row) return;
+      this.db.prepare('DELETE FROM snapshots WHERE id = ?').run(id);
+      if (row.parent) this.db.prepare('UPDATE snapshots SET child_count = child_count - 1 WHERE id = ?').run(row.parent);
+    })();
+  }
+
+  count(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM snapshots').get() as { n: number }).n;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
