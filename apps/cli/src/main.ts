@@ -1,9 +1,11 @@
 import { Command, CommanderError } from 'commander';
 import { describeError, EXIT, isUserError } from './cli-error.js';
+import { registerBuild } from './commands/build.js';
 import { registerDockerfile } from './commands/dockerfile.js';
 import { registerFmt } from './commands/fmt.js';
 import { registerImport } from './commands/import.js';
 import { registerPlan } from './commands/plan.js';
+import { registerStoreAdmin } from './commands/store-admin.js';
 import { processIo, type Io } from './io.js';
 
 /** Runs `cairn ARGS...` and returns the exit code: 0 ok, 1 user error, 2 usage. */
@@ -21,17 +23,21 @@ repeated step comes from cache. Specs are OBuilder's S-expressions; Dockerfiles 
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
     .addHelpText('after', `
 Examples:
+  cairn build -f examples/hello.spec examples/hello   build, from cache where possible
   cairn fmt build.spec                      canonical form of a spec
   cairn plan -f build.spec .                every step and its ID, without building
   cairn dockerfile -f build.spec            the equivalent Dockerfile
   cairn import -f Dockerfile > build.spec   a Dockerfile as a spec
 
-Exit status: 0 success, 1 a problem with the input (message on stderr), 2 usage error.
+Exit status: 0 success, 1 a problem with the input or a failed step (message on stderr),
+2 usage error, 130 interrupted.
 Run "cairn help COMMAND" for a command's options and examples.`);
   registerFmt(program, io, setExit);
   registerDockerfile(program, io);
   registerImport(program, io);
   registerPlan(program, io, setExit);
+  registerBuild(program, io, setExit);
+  registerStoreAdmin(program, io);
   for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
 
   try {

@@ -4,7 +4,6 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { secretDigest } from '@cairn/hashing';
 import { UserError } from './cli-error.js';
-import { readInput, type Io } from './io.js';
 
 /**
  * The key for secret digests in step IDs. Every machine that must share cache hits for
@@ -26,17 +25,28 @@ export async function loadSecretKey(env: NodeJS.ProcessEnv = process.env): Promi
   return (await readFile(file, 'utf8')).trim();
 }
 
-/** `--secret ID:FILE` options, as digests by ID. The values themselves go no further. */
-export async function secretDigests(io: Io, specs: readonly string[]): Promise<Map<string, string>> {
-  const digests = new Map<string, string>();
-  if (specs.length === 0) return digests;
-  const key = await loadSecretKey();
+/** `--secret ID:FILE` options: each file's bytes by secret ID. */
+export async function readSecretFiles(specs: readonly string[]): Promise<Map<string, Uint8Array>> {
+  const values = new Map<string, Uint8Array>();
   for (const spec of specs) {
     const colon = spec.indexOf(':');
     if (colon <= 0 || colon === spec.length - 1) throw new UserError(`--secret takes ID:FILE, not "${spec}"`);
     const id = spec.slice(0, colon);
-    if (digests.has(id)) throw new UserError(`--secret ${id} is given twice`);
-    digests.set(id, secretDigest(key, await readInput(io, spec.slice(colon + 1), `secret "${id}"`)));
+    const path = spec.slice(colon + 1);
+    if (values.has(id)) throw new UserError(`--secret ${id} is given twice`);
+    try {
+      values.set(id, await readFile(path));
+    } catch (e) {
+      throw new UserError(`cannot read secret "${id}" from "${path}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
   }
-  return digests;
+  return values;
+}
+
+/** `--secret ID:FILE` options, as keyed digests by ID. The values themselves go no further. */
+export async function secretDigests(specs: readonly string[]): Promise<Map<string, string>> {
+  const values = await readSecretFiles(specs);
+  if (values.size === 0) return new Map();
+  const key = await loadSecretKey();
+  return new Map([...values].map(([id, value]) => [id, secretDigest(key, value)]));
 }

@@ -42,7 +42,7 @@ Examples:
       const plan = await planSpec(spec, {
         ...(context === undefined ? {} : { contextDir: context }),
         imageEnv: opts.imageEnv.map((e) => parsePair(e, '--image-env')),
-        secrets: await secretDigests(io, opts.secret),
+        secrets: await secretDigests(opts.secret),
         os: opts.os,
       });
       const comparison = opts.compare === undefined ? undefined : comparePlans(await readPlan(opts.compare), plan);

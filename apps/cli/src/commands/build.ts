@@ -1,0 +1,85 @@
+import { Option, type Command } from 'commander';
+import { BuildError } from '@cairn/builder';
+import { CancelledError } from '@cairn/sandbox';
+import type { Spec } from '@cairn/spec';
+import { EXIT, UserError } from '../cli-error.js';
+import { openBuilder } from '../engine-config.js';
+import { collect, displayName, type Io } from '../io.js';
+import { Progress } from '../progress.js';
+import { readSpec } from '../read-spec.js';
+import { readSecretFiles } from '../secret-key.js';
+
+interface BuildOpts {
+  file: string;
+  store?: string;
+  fetcher?: string;
+  runtime?: string;
+  fastSync?: boolean;
+  secret: string[];
+  json?: boolean;
+}
+
+export const EXIT_CANCELLED = 130;
+
+export function registerBuild(program: Command, io: Io, setExit: (code: number) => void): void {
+  program
+    .command('build')
+    .summary('build a spec, step by step, from cache where possible')
+    .description(`Runs every step of the spec in a sandbox and snapshots the result of each, so that
+an unchanged step is never run again. Step output is streamed as it is produced, with a
+[n/N] progress heading per snapshot step; the final snapshot ID is printed at the end.`)
+    .requiredOption('-f, --file <spec>', 'the spec file (- for stdin)')
+    .argument('[context]', 'build context directory for (copy ...) steps', '.')
+    .option('--store <kind:path>', 'btrfs:/path, overlayfs:/path, rsync:/path, rsync-hardlink:/path or xfs:/path (default: CAIRN_STORE or the machine config)')
+    .option('--fetcher <spec>', 'where (from IMAGE) comes from: oci:/layout, registry:http://host:port or docker (default: CAIRN_FETCHER or the machine config)')
+    .addOption(new Option('--runtime <runtime>', 'OCI runtime for the sandbox').choices(['runc', 'crun']))
+    .option('--fast-sync', 'make fsync and friends no-ops inside steps (results are published atomically anyway)')
+    .option('--secret <ID:FILE>', 'mount FILE read-only for (secrets (ID ...)) (repeatable); never logged or stored', collect, [])
+    .option('--json', 'log to stderr; print {"id", "durationMs", "steps": [...]} on stdout')
+    .addHelpText('after', `
+Exit status: 0 built; 1 the spec is invalid or a step failed (the message names the step);
+2 usage error; 130 interrupted.
+
+Examples:
+  cairn build -f examples/hello.spec examples/hello
+  cairn build -f build.spec . --store btrfs:/var/lib/cairn/btrfs --secret npmrc:$HOME/.npmrc
+  cairn build -f build.spec . --json | jq -r .id`)
+    .action(async (context: string, opts: BuildOpts) => {
+      const { spec } = await readSpec(io, opts.file);
+      const secrets = await readSecretFiles(opts.secret);
+      const builder = await openBuilder(opts);
+      const progress = new Progress(io, snapshotSteps(spec), opts.json ?? false);
+      const controller = new AbortController();
+      const interrupt = () => controller.abort();
+      process.once('SIGINT', interrupt);
+      process.once('SIGTERM', interrupt);
+      const started = Date.now();
+      try {
+        const id = await builder.build(spec, { contextDir: context, secrets, log: progress.log, signal: controller.signal });
+        progress.finishStep();
+        if (opts.json) io.out(`${JSON.stringify({ id, durationMs: Date.now() - started, steps: progress.steps })}\n`);
+        else io.out(`Got: ${JSON.stringify(id)}\n`);
+      } catch (e) {
+        if (e instanceof CancelledError) {
+          io.err(`cairn: build of ${displayName(opts.file)} interrupted\n`);
+          setExit(EXIT_CANCELLED);
+          return;
+        }
+        if (e instanceof BuildError) throw new UserError(e.message);
+        throw e;
+      } finally {
+        process.off('SIGINT', interrupt);
+        process.off('SIGTERM', interrupt);
+        builder.close();
+      }
+      setExit(EXIT.ok);
+    });
+}
+
+
+
+/** Base images plus run and copy ops, over the spec and its child builds. */
+function snapshotSteps(spec: Spec): number {
+  return 1 + spec.ops.filter((op) => op.op === 'run' || op.op === 'copy').length
+    + spec.childBuilds.reduce((n, c) => n + snapshotSteps(c.spec), 0);
+}

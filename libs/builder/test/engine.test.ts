@@ -1,0 +1,189 @@
+import { mkdtemp, readFile, writeFile, mkdir, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CancelledError } from '@cairn/sandbox';
+import { BuildError } from '../src/index.js';
+import { CollectedLog, makeHarness, spec, STORE_KINDS, type Harness } from './engine-harness.js';
+
+describe.each(STORE_KINDS)('engine on the %s store', (kind) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await makeHarness(kind);
+  });
+  afterAll(async () => {
+    await h?.cleanup();
+  });
+
+  it('builds, then replays the whole build from cache', async () => {
+    const s = spec(`(run (shell "echo one > /a; echo built-a")) (run (shell "cat /a; echo built-b"))`);
+    const first = new CollectedLog();
+    const id = await h.builder.build(s, { log: first.log });
+    expect(first.output).toContain('built-a');
+    expect(first.output).toContain('one\nbuilt-b');
+    expect(first.notes.filter((n) => n.startsWith('---> saved as'))).toHaveLength(3);
+    const runs = h.sandbox.runs;
+    const again = new CollectedLog();
+    expect(await (await h.reopen()).build(s, { log: again.log })).toBe(id);
+    expect(h.sandbox.runs).toBe(runs);
+    expect(again.output).toBe(first.output);
+    expect(again.notes.filter((n) => n.includes('from cache'))).toHaveLength(3);
+    expect(await h.store.withRootfs(id, (root) => readFile(join(root, 'a'), 'utf8'))).toBe('one\n');
+  });
+
+  it('runs a step shared by concurrent builds once, and each sees its log from the start', async () => {
+    const shared = `(run (shell "echo shared-start; sleep 1; echo shared-end"))`;
+    const logs = [new CollectedLog(), new CollectedLog()];
+    const runs = h.sandbox.runs;
+    const [a, b] = await Promise.all([
+      h.builder.build(spec(`${shared} (run (shell "echo left"))`), { log: logs[0]!.log }),
+      h.builder.build(spec(`${shared} (run (shell "echo right"))`), { log: logs[1]!.log }),
+    ]);
+    expect(a).not.toBe(b);
+    expect(h.sandbox.runs - runs).toBe(3);
+    for (const log of logs) expect(log.output).toMatch(/^shared-start\nshared-end\n/);
+  });
+
+  it('reports a failing step to every requester and caches nothing of it', async () => {
+    const failing = spec(`(run (shell "echo about-to-fail; sleep 0.5; exit 3"))`);
+    const logs = [new CollectedLog(), new CollectedLog()];
+    const results = await Promise.allSettled(logs.map((l) => h.builder.build(failing, { log: l.log })));
+    for (const [i, r] of results.entries()) {
+      expect(r.status).toBe('rejected');
+      const reason = (r as PromiseRejectedResult).reason as Error;
+      expect(reason).toBeInstanceOf(BuildError);
+      expect(reason.message).toBe('(run (shell "echo about-to-fail; sleep 0.5; exit 3")) failed: the command exited with code 3');
+      expect(logs[i]!.output).toContain('about-to-fail');
+    }
+    const runs = h.sandbox.runs;
+    await expect(h.builder.build(failing, { log: () => undefined })).rejects.toThrow(BuildError);
+    expect(h.sandbox.runs).toBe(runs + 1);
+  });
+
+  describe('cancellation', () => {
+    const slow = (tag: string) => spec(`(run (shell "echo started-${tag}; sleep 1000"))`);
+
+    it('kills the step when its only requester cancels, and saves nothing', async () => {
+      const log = new CollectedLog();
+      const controller = new AbortController();
+      const build = h.builder.build(slow('solo'), { log: log.log, signal: controller.signal });
+      await log.waitFor('started-solo');
+      const t0 = Date.now();
+      controller.abort();
+      await expect(build).rejects.toBeInstanceOf(CancelledError);
+      expect(Date.now() - t0).toBeLessThan(10_000);
+    });
+
+    it('keeps the step running while another requester still wants it', async () => {
+      const s = spec(`(run (shell "echo started-pair; sleep 2; echo finished-pair"))`);
+      const quitter = new AbortController();
+      const logs = [new CollectedLog(), new CollectedLog()];
+      const a = h.builder.build(s, { log: logs[0]!.log, signal: quitter.signal });
+      const b = h.builder.build(s, { log: logs[1]!.log });
+      await logs[0]!.waitFor('started-pair');
+      quitter.abort();
+      await expect(a).rejects.toBeInstanceOf(CancelledError);
+      const id = await b;
+      expect(logs[1]!.output).toContain('finished-pair');
+      expect(await h.store.exists(id)).toBe(true);
+    });
+
+    it('kills the step when every requester has cancelled', async () => {
+      const controllers = [new AbortController(), new AbortController()];
+      const logs = [new CollectedLog(), new CollectedLog()];
+      const builds = controllers.map((c, i) => h.builder.build(slow('both'), { log: logs[i]!.log, signal: c.signal }));
+      await logs[0]!.waitFor('started-both');
+      await logs[1]!.waitFor('started-both');
+      for (const c of controllers) c.abort();
+      for (const b of builds) await expect(b).rejects.toBeInstanceOf(CancelledError);
+    });
+
+    it('runs a step afresh for a request that arrives while it is being cancelled', async () => {
+      const s = spec(`(run (shell "echo started-again; sleep 1; echo done-again"))`);
+      const controller = new AbortController();
+      const first = new CollectedLog();
+      const cancelled = h.builder.build(s, { log: first.log, signal: controller.signal });
+      await first.waitFor('started-again');
+      controller.abort();
+      const second = new CollectedLog();
+      const id = await h.builder.build(s, { log: second.log });
+      await expect(cancelled).rejects.toBeInstanceOf(CancelledError);
+      expect(second.output).toBe('started-again\ndone-again\n');
+      expect(await h.store.exists(id)).toBe(true);
+    });
+
+    it('a cancel arriving after the build finished changes nothing', async () => {
+      const controller = new AbortController();
+      const id = await h.builder.build(spec('(run (shell "echo quick"))'), { log: () => undefined, signal: controller.signal });
+      controller.abort();
+      expect(await h.store.exists(id)).toBe(true);
+    });
+  });
+
+  it('mounts secrets read-only, keeps them out of logs and snapshots, and names a missing one', async () => {
+    const s = spec(`(run (secrets (token (target /run/secrets/token))) (shell "cat /run/secrets/token | wc -c; echo x > /run/secrets/token || echo read-only"))`);
+    const log = new CollectedLog();
+    const id = await h.builder.build(s, { log: log.log, secrets: new Map([['token', Buffer.from('super-secret-value')]]) });
+    expect(log.output).toContain('18\n');
+    expect(log.output).toContain('read-only');
+    expect(log.output).not.toContain('super-secret-value');
+    const leaked = await h.store.withRootfs(id, async (root) => {
+      const { execa } = await import('execa');
+      return (await execa('grep', ['-rl', 'super-secret-value', root], { reject: false })).stdout;
+    });
+    expect(leaked).toBe('');
+    await expect(h.builder.build(s, { log: () => undefined })).rejects.toThrow('no value was supplied for secret "token" (use --secret token:FILE)');
+  });
+
+  it('copies from the context with modes, ownership, symlinks and long names', async () => {
+    const ctx = await mkdtemp(join(tmpdir(), 'cairn-ctx-'));
+    const long = 'd'.repeat(120);
+    await mkdir(join(ctx, 'src', long), { recursive: true });
+    await writeFile(join(ctx, 'src', 'run.sh'), '#!/bin/sh\n', { mode: 0o700 });
+    await writeFile(join(ctx, 'src', long, 'f.txt'), 'deep\n', { mode: 0o600 });
+    await symlink('run.sh', join(ctx, 'src', 'link'));
+    await mkdir(join(ctx, 'src', '.git'));
+    const s = spec(`(user (uid 1000) (gid 1000)) (workdir /app) (copy (src src) (dst ./) (exclude .git))
+      (run (shell "stat -c '%n %a %u:%g' src/run.sh src/${long}/f.txt src; readlink src/link; ls -a src"))`);
+    const log = new CollectedLog();
+    await h.builder.build(s, { log: log.log, contextDir: ctx });
+    expect(log.output).toContain('src/run.sh 755 1000:1000\n');
+    expect(log.output).toContain(`src/${long}/f.txt 644 1000:1000\n`);
+    expect(log.output).toContain('src 755 1000:1000\n');
+    expect(log.output).toContain('run.sh\n');
+    expect(log.output).not.toContain('.git');
+  });
+
+  it('copies from a child build, which sees its whole root filesystem', async () => {
+    const s = spec(`(copy (from (build tool)) (src /bin/tool /etc/tool.conf) (dst /usr/local/))
+        (run (shell "cat /usr/local/tool.conf; /usr/local/tool"))`,
+      `(build tool ((from cairn/busybox:latest) (shell /bin/sh -c)
+          (run (shell "printf '#!/bin/sh\\necho tool-ran\\n' > /bin/tool; chmod +x /bin/tool"))
+          (run (shell "echo conf > /etc/tool.conf"))))`);
+    const log = new CollectedLog();
+    await h.builder.build(s, { log: log.log });
+    expect(log.output).toContain('conf\ntool-ran\n');
+  });
+
+  it('deletes a snapshot and everything built on it', async () => {
+    const parent = await h.builder.build(spec('(run (shell "echo parent"))'), { log: () => undefined });
+    const child = await h.builder.build(spec('(run (shell "echo parent")) (run (shell "echo child"))'), { log: () => undefined });
+    await h.builder.delete(parent);
+    expect(await h.store.exists(child)).toBe(false);
+    expect(await h.store.exists(parent)).toBe(false);
+  });
+
+  it('prunes least-recently-used leaves first, then the parents they leave bare', async () => {
+    const a = await h.builder.build(spec('(run (shell "echo prune-a"))'), { log: () => undefined });
+    await new Promise((r) => setTimeout(r, 20));
+    const b = await h.builder.build(spec('(run (shell "echo prune-b"))'), { log: () => undefined });
+    await new Promise((r) => setTimeout(r, 20));
+    await h.builder.build(spec('(run (shell "echo prune-a"))'), { log: () => undefined });
+    const removed = await h.builder.prune(Date.now() + 1, 10_000);
+    expect(removed.indexOf(b)).toBeGreaterThanOrEqual(0);
+    expect(removed.indexOf(b)).toBeLessThan(removed.indexOf(a));
+    // The base image is a parent until its last child goes, so it goes last.
+    expect(removed.at(-1)).toBe(h.baseId);
+    expect(h.builder.snapshotCount()).toBe(0);
+  });
+});
