@@ -1,0 +1,559 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { CopyOp, Op, RunOp, Spec } from '../src/ast.js';
+import { dockerfileOfSpec } from '../src/dockerfile-export.js';
+import { specOfDockerfile, type DockerfileImportOptions } from '../src/dockerfile-import.js';
+import { SpecError } from '../src/spec-error.js';
+import { parseSpec } from '../src/spec-reader.js';
+import { printSpec } from '../src/spec-printer.js';
+
+const fixture = (name: string) => readFileSync(join(import.meta.dirname, 'fixtures', 'dockerfiles', name), 'utf8');
+
+function rejection(text: string, options?: DockerfileImportOptions): SpecError {
+  try {
+    specOfDockerfile(text, options);
+  } catch (e) {
+    if (e instanceof SpecError) return e;
+    throw e;
+  }
+  throw new Error(`expected the Dockerfile to be rejected:\n${text}`);
+}
+
+/** Import, export with BuildKit mounts, import again: the same spec and a stable text. */
+function expectFixedPoint(spec: Spec, options?: DockerfileImportOptions): void {
+  const exported = dockerfileOfSpec(spec, { buildkit: true });
+  const again = specOfDockerfile(exported, options);
+  expect(again).toEqual(spec);
+  expect(dockerfileOfSpec(again, { buildkit: true })).toBe(exported);
+  // The spec must also survive the S-expression printer and reader unchanged.
+  expect(parseSpec(printSpec(spec))).toEqual(spec);
+}
+
+const ops = (spec: Spec, kind: Op['op']) => spec.ops.filter((o) => o.op === kind);
+const runs = (spec: Spec) => ops(spec, 'run') as RunOp[];
+const copies = (spec: Spec) => ops(spec, 'copy') as CopyOp[];
+const run = (text: string) => runs(specOfDockerfile(`FROM img\n${text}`))[0]!;
+const ROOT = { kind: 'unix', uid: 0, gid: 0 } as const;
+const SH = { op: 'shell', args: ['/bin/sh', '-c'] } as const;
+
+describe('Dockerfile import of real-world Dockerfiles', () => {
+  it('turns a multi-stage Go and C build into child builds copied from by name and by index', () => {
+    const spec = specOfDockerfile(fixture('multistage-go-c.Dockerfile'));
+    expect(spec.childBuilds.map((c) => [c.name, c.spec.from])).toEqual([['builder', 'golang:1.22-bookworm'], ['1', 'gcc:13']]);
+    expect(spec.from).toBe('debian:bookworm-slim');
+    const builder = spec.childBuilds[0]!.spec;
+    expect(builder.ops[0]).toEqual({ op: 'comment', text: 'Build the Go server with the official toolchain image.' });
+    expect(spec.childBuilds[1]!.spec.ops[0]).toEqual({ op: 'comment', text: 'The C helper library, built with gcc.' });
+    expect(copies(builder).map((c) => [c.src, c.dst])).toEqual([[['go.mod', 'go.sum'], './'], [['.'], './']]);
+    expect(runs(builder)[1]!.shell).toBe('CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/server ./cmd/server');
+    expect(copies(spec)).toEqual([
+      { op: 'copy', from: { kind: 'build', name: 'builder' }, src: ['/out/server'], dst: '/usr/local/bin/server', exclude: [] },
+      { op: 'copy', from: { kind: 'build', name: '1' }, src: ['/build/libfast.so'], dst: '/usr/local/lib/', exclude: [] },
+    ]);
+    expect(spec.ops.at(-1)).toEqual({ op: 'user', user: { kind: 'unix', uid: 65532, gid: 65532 } });
+    expectFixedPoint(spec);
+  });
+
+  it('keeps apt and pip cache mounts with their BuildKit options', () => {
+    const spec = specOfDockerfile(fixture('apt-cache-mounts.Dockerfile'));
+    const [clean, apt, pip] = runs(spec);
+    expect(clean!.cache).toEqual([]);
+    expect(apt!.cache).toEqual([
+      { id: '/var/cache/apt', target: '/var/cache/apt', buildkitOptions: [['sharing', 'locked']] },
+      { id: '/var/lib/apt', target: '/var/lib/apt', buildkitOptions: [['sharing', 'locked']] },
+    ]);
+    expect(apt!.shell).toBe('apt-get update && apt-get install -y --no-install-recommends build-essential python3-pip');
+    expect(pip!.cache).toEqual([{ id: 'pip', target: '/root/.cache/pip', buildkitOptions: [['mode', '0755']] }]);
+    expect(copies(spec)[0]!.dst).toBe('./');
+    expectFixedPoint(spec);
+  });
+
+  it('maps secret mounts, with the default target and the owner of the step', () => {
+    const dockerignore = fixture('node.dockerignore');
+    const spec = specOfDockerfile(fixture('npm-secrets.Dockerfile'), { dockerignore });
+    const [ci, build, prune] = runs(spec);
+    expect(ci!.secrets).toEqual([{ id: 'npmrc', target: '/root/.npmrc', buildkitOptions: [] }]);
+    expect(build!.secrets).toEqual([{ id: 'sentry_token', target: '/run/secrets/sentry_token', buildkitOptions: [['required', 'true']] }]);
+    expect(build!.shell).toBe('SENTRY_AUTH_TOKEN="$(cat /run/secrets/sentry_token)" npm run build');
+    expect(prune!.secrets).toEqual([{ id: 'npmrc', target: '/home/node/.npmrc', buildkitOptions: [] }]);
+    expect(copies(spec).map((c) => c.exclude)).toEqual([
+      ['node_modules', '.git', 'dist', 'coverage'],
+      ['node_modules', '.git', 'dist', 'coverage'],
+    ]);
+    expectFixedPoint(spec, { dockerignore });
+  });
+
+  it('joins continued lines so that sh reads what Docker runs, and prints them back', () => {
+    const spec = specOfDockerfile(fixture('continuations.Dockerfile'));
+    const [apt, tool, link] = runs(spec);
+    expect(apt!.shell).toBe([
+      'set -eux;',
+      'apt-get update;',
+      'apt-get install -y --no-install-recommends ca-certificates curl git xz-utils ;',
+      'rm -rf /var/lib/apt/lists/*',
+    ].join('\n'));
+    // A newline before && would be a syntax error, so these lines join as Docker joins them.
+    expect(tool!.shell).toBe('curl -fsSL https://example.com/tool.tar.xz -o /tmp/tool.tar.xz && echo "checking the download"'
+      + ' && tar -xJf /tmp/tool.tar.xz -C /usr/local && rm /tmp/tool.tar.xz');
+    expect(link!.shell).toBe('if [ -d /usr/local/tool ]; then ln -s /usr/local/tool/bin/tool /usr/local/bin/tool;\nfi');
+    expect(dockerfileOfSpec(spec)).toContain('RUN set -eux; \\\n    apt-get update; \\\n');
+    expectFixedPoint(spec);
+  });
+
+  it('expands ARGs with defaults in FROM and COPY, and build args override them', () => {
+    const text = fixture('args.Dockerfile');
+    const spec = specOfDockerfile(text);
+    expect(spec.from).toBe('docker.io/library/alpine:3.20');
+    expect(ops(spec, 'env')).toEqual([
+      { op: 'env', name: 'ALPINE_VERSION', value: '3.20' },
+      { op: 'env', name: 'APP_DIR', value: '/opt/app' },
+      { op: 'env', name: 'CONFIG', value: 'config/default.yml' },
+    ]);
+    expect(copies(spec).map((c) => [c.src, c.dst])).toEqual([
+      [['config/default.yml'], '/opt/app/config.yml'],
+      [['scripts/entrypoint.sh'], '/opt/app/bin/'],
+    ]);
+    // RUN is left to the shell, which sees the ARG through the environment.
+    expect(runs(spec)[0]!.shell).toBe('echo "built on alpine $ALPINE_VERSION"');
+    expectFixedPoint(spec);
+
+    const prod = specOfDockerfile(text, { buildArgs: { ALPINE_VERSION: '3.19', ENVIRONMENT: 'prod', APP_DIR: '/app' } });
+    expect(prod.from).toBe('docker.io/library/alpine:3.19');
+    expect(copies(prod)[0]!.src).toEqual(['config/prod.yml']);
+    expect(ops(prod, 'workdir')).toEqual([{ op: 'workdir', path: '/app' }]);
+    expect(ops(prod, 'env')).toContainEqual({ op: 'env', name: 'ENVIRONMENT', value: 'prod' });
+  });
+
+  it('reads both ENV syntaxes, USER, WORKDIR and SHELL, and keeps COPY ownership as Docker has it', () => {
+    const spec = specOfDockerfile(fixture('env-user-workdir-shell.Dockerfile'));
+    expect(ops(spec, 'env')).toEqual([
+      { op: 'env', name: 'DEBIAN_FRONTEND', value: 'noninteractive' },
+      { op: 'env', name: 'LANG', value: 'C.UTF-8' },
+      { op: 'env', name: 'APP_HOME', value: '/srv/app' },
+      { op: 'env', name: 'GREETING', value: 'hello world' },
+      { op: 'env', name: 'LITERAL', value: 'single quotes keep this' },
+      { op: 'env', name: 'ESCAPED', value: 'two words' },
+      { op: 'env', name: 'DATA_DIR', value: '/srv/app/data' },
+    ]);
+    expect(ops(spec, 'workdir')).toEqual([{ op: 'workdir', path: '/srv/app' }, { op: 'workdir', path: 'data' }]);
+    expect(ops(spec, 'shell')).toEqual([{ op: 'shell', args: ['/bin/bash', '-o', 'pipefail', '-c'] }]);
+    const app = { kind: 'unix', uid: 1000, gid: 1000 };
+    const tail = spec.ops.slice(spec.ops.findIndex((o) => o.op === 'copy'));
+    expect(tail).toEqual([
+      { op: 'copy', from: { kind: 'context' }, src: ['app.conf'], dst: '/srv/app/', exclude: [] },
+      // COPY without --chown writes root-owned files even after USER 1000:1000.
+      { op: 'user', user: ROOT },
+      { op: 'copy', from: { kind: 'context' }, src: ['defaults.conf'], dst: '/etc/app/', exclude: [] },
+      { op: 'user', user: app },
+      { op: 'user', user: ROOT },
+      { op: 'run', cache: [], network: ['host'], secrets: [], shell: 'exec /usr/bin/id -u' },
+    ]);
+    expectFixedPoint(spec);
+  });
+});
+
+describe('RUN', () => {
+  it('runs with Docker\'s /bin/sh, set once before the first RUN of each stage', () => {
+    const spec = specOfDockerfile('FROM a AS one\nRUN x\nFROM b\nWORKDIR /w\nRUN y\nRUN z');
+    expect(spec.childBuilds[0]!.spec.ops).toEqual([SH, { op: 'run', cache: [], network: ['host'], secrets: [], shell: 'x' }]);
+    expect(spec.ops.map((o) => o.op)).toEqual(['workdir', 'shell', 'run', 'run']);
+    expect(ops(specOfDockerfile('FROM a\nSHELL ["/bin/bash", "-c"]\nRUN x'), 'shell')).toEqual([{ op: 'shell', args: ['/bin/bash', '-c'] }]);
+  });
+
+  it('gives RUN the network Docker gives it, and none for --network=none', () => {
+    expect(run('RUN x').network).toEqual(['host']);
+    expect(run('RUN --network=default x').network).toEqual(['host']);
+    expect(run('RUN --network=host x').network).toEqual(['host']);
+    expect(run('RUN --network=none x').network).toEqual([]);
+    const e = rejection('FROM a\nRUN --network=bridge x');
+    expect(e.pos).toEqual({ line: 2, column: 5 });
+    expect(e.reason).toContain('--network=bridge');
+  });
+
+  it('keeps a newline only where sh reads it as blanks', () => {
+    expect(run('RUN a && \\\n  b || \\\n  c | \\\n  d ; \\\n  e & \\\n  f').shell).toBe('a &&\nb ||\nc |\nd ;\ne &\nf');
+    expect(run('RUN apt-get install \\\n    curl \\\n\tgit').shell).toBe('apt-get install curl git');
+    expect(run('RUN echo foo\\\nbar').shell).toBe('echo foobar');
+    expect(run('RUN find . -exec rm {} \\; \\\n  && true').shell).toBe('find . -exec rm {} \\; && true');
+    expect(run('RUN make 2>& \\\n 1').shell).toBe('make 2>& 1');
+    expect(run("RUN echo 'a && \\\n  b'").shell).toBe("echo 'a &&   b'");
+    expect(run('RUN echo "${X:-a && \\\n  b}"').shell).toBe('echo "${X:-a &&   b}"');
+    expect(run('RUN echo a # note && \\\n  b').shell).toBe('echo a # note &&   b');
+    expect(run('RUN case $x in a| \\\n  b) true;; esac').shell).toBe('case $x in a|   b) true;; esac');
+    expect(run('RUN echo $(case $x in a| \\\n  b) true;; esac)').shell).toBe('echo $(case $x in a|   b) true;; esac)');
+  });
+
+  it('drops comment and blank lines inside a continuation, as Docker does', () => {
+    const spec = specOfDockerfile('FROM a\nRUN one && \\\n# not a comment op\n\n   \n    two\n# but this is one\nRUN three');
+    expect(spec.ops.map((o) => (o.op === 'run' ? o.shell : o.op === 'comment' ? `#${o.text}` : o.op))).toEqual([
+      'shell', 'one &&\ntwo', '#but this is one', 'three',
+    ]);
+  });
+
+  it('joins lines exactly as Docker does under a shell it cannot read', () => {
+    const spec = specOfDockerfile('FROM a\nSHELL ["powershell", "-Command"]\nRUN Get-Item a; \\\n    Get-Item b');
+    expect(runs(spec)[0]!.shell).toBe('Get-Item a;     Get-Item b');
+    expect(run('RUN a; \\\n  b').shell).toBe('a;\nb');
+  });
+
+  it('honours the escape parser directive', () => {
+    const spec = specOfDockerfile('# escape=`\nFROM a\nRUN echo a `\n  b\nENV P=C:\\dir');
+    expect(runs(spec)[0]!.shell).toBe('echo a   b');
+    expect(ops(spec, 'env')).toEqual([{ op: 'env', name: 'P', value: 'C:\\dir' }]);
+    expect(rejection('# escape=x\nFROM a').pos.line).toBe(1);
+    expect(rejection('# escape=`\n# escape=\\\nFROM a').pos.line).toBe(2);
+  });
+
+  it('runs the exec form through the current POSIX shell with exec and sh quoting', () => {
+    expect(run('RUN ["echo", "a b", "it\'s", "$HOME"]').shell).toBe("exec echo 'a b' 'it'\\''s' '$HOME'");
+    expect(run('RUN [ "/bin/sh", "-c", "make && make install" ]').shell).toBe("exec /bin/sh -c 'make && make install'");
+    // Not JSON, so a shell command that starts with [.
+    expect(run('RUN [ -f /etc/os-release ] && cat /etc/os-release').shell).toBe('[ -f /etc/os-release ] && cat /etc/os-release');
+    expect(rejection('FROM a\nSHELL ["cmd", "/S", "/C"]\nRUN ["dir"]').pos.line).toBe(3);
+    expect(rejection('FROM a\nRUN ["echo", 1]').reason).toContain('strings');
+    expect(rejection('FROM a\nRUN ["echo"] && true').reason).toContain('after its JSON array');
+    expect(rejection('FROM a\nRUN []').reason).toContain('no command');
+  });
+
+  it('maps cache mounts, with the id BuildKit defaults to and the options it knows', () => {
+    expect(run('RUN --mount=type=cache,target=/c,id=shared-c,sharing=Private,gid=10,mode=0770 x').cache).toEqual([
+      { id: 'shared-c', target: '/c', buildkitOptions: [['sharing', 'private'], ['gid', '10'], ['mode', '0770']] },
+    ]);
+    expect(run('RUN --mount="type=cache,dst=/c" --mount=type=cache,destination=/d,rw x').cache.map((m) => m.id)).toEqual(['/c', '/d']);
+    const spec = specOfDockerfile('FROM a\nUSER 7:8\nRUN --mount=type=cache,target=/c,uid=7 x');
+    expect(runs(spec)[0]!.cache).toEqual([{ id: '/c', target: '/c', buildkitOptions: [] }]);
+    expectFixedPoint(spec);
+  });
+
+  it('rejects cache mounts whose meaning a spec cannot keep', () => {
+    const e = rejection('FROM a\nUSER 7:8\nRUN --mount=type=cache,target=/c x');
+    expect(e.pos).toEqual({ line: 3, column: 5 });
+    expect(e.reason).toContain('add uid=7');
+    expect(rejection('FROM a\nRUN --mount=type=cache,target=/c,ro x').reason).toContain('writable');
+    expect(rejection('FROM a\nRUN --mount=type=cache,target=/c,from=builder x').reason).toContain('"from"');
+    expect(rejection('FROM a\nRUN --mount=type=cache,target=relative x').reason).toContain('absolute');
+    expect(rejection('FROM a\nRUN --mount=type=cache,target=/c,sharing=sometimes x').reason).toContain('sharing');
+    expect(rejection('FROM a\nRUN --mount=type=cache,target=/c,mode=999 x').reason).toContain('octal');
+  });
+
+  it('maps secret mounts, taking the id from the target when it has none', () => {
+    expect(run('RUN --mount=type=secret,target=/root/.aws/credentials x').secrets).toEqual([
+      { id: 'credentials', target: '/root/.aws/credentials', buildkitOptions: [] },
+    ]);
+    expect(run('RUN --mount=type=secret,source=tok,mode=0440 x').secrets).toEqual([
+      { id: 'tok', target: '/run/secrets/tok', buildkitOptions: [['mode', '0440']] },
+    ]);
+    expect(rejection('FROM a\nRUN --mount=type=secret,id=t,env=TOKEN x').reason).toContain('"env"');
+    expect(rejection('FROM a\nRUN --mount=type=secret x').reason).toContain('id=ID');
+    expect(rejection('FROM a\nRUN --mount=type=secret,id=a,source=b x').reason).toContain('both');
+  });
+
+  it('rejects other mount types and unknown mount options, naming the flag', () => {
+    for (const type of ['bind', 'tmpfs', 'ssh']) {
+      const e = rejection(`FROM a\nRUN   --mount=type=${type},target=/m x`);
+      expect(e.pos).toEqual({ line: 2, column: 7 });
+      expect(e.reason).toContain(type);
+    }
+    expect(rejection('FROM a\nRUN --mount=target=/src make').reason).toContain('bind mounts');
+    expect(rejection('FROM a\nRUN --mount=type=cahce,target=/c x').reason).toContain('did you mean "cache"');
+    expect(rejection('FROM a\nRUN --mount=type=cache,taget=/c x').reason).toContain('did you mean "target"');
+    expect(rejection('FROM a\nRUN --mount=\'type=cache,"target=/c\' x').reason).toContain('closing quote');
+    expect(rejection('FROM a\nRUN --mount= x').reason).toContain('empty');
+  });
+
+  it('finds flags on continuation lines and reports their own line and column', () => {
+    const e = rejection('FROM a\nRUN --mount=type=cache,target=/c \\\n    --security=insecure x');
+    expect(e.pos).toEqual({ line: 3, column: 5 });
+    expect(e.reason).toContain('--security');
+    const u = rejection('FROM a\nRUN --mout=type=cache,target=/c x');
+    expect(u.reason).toBe('unknown flag --mout for RUN; did you mean --mount?');
+    expect(rejection('FROM a\nRUN --network x').reason).toContain('needs a value');
+    expect(rejection('FROM a\nRUN --network=host --network=none x').reason).toContain('twice');
+  });
+
+  it('rejects heredocs, which it cannot import', () => {
+    expect(rejection('FROM a\nRUN <<EOF\necho hi\nEOF').pos.line).toBe(2);
+    expect(rejection('FROM a\nRUN cat <<-"EOT" > /f\nx\nEOT').reason).toContain('heredoc');
+    expect(run('RUN echo "<<EOF"').shell).toBe('echo "<<EOF"');
+    expect(run('RUN cat <<< hello').shell).toBe('cat <<< hello');
+    // One word to BuildKit; a newline after & would make <<x a heredoc of its own.
+    expect(run('RUN true &\\\n<<x').shell).toBe('true &<<x');
+  });
+});
+
+describe('COPY and ADD', () => {
+  it('reads the JSON form, expands variables in it and keeps the destination as written', () => {
+    const spec = specOfDockerfile('FROM a\nARG D=/dst\nCOPY ["a b", "c", "${D}/"]\nADD x y\nCOPY . .');
+    expect(copies(spec).map((c) => [c.src, c.dst])).toEqual([[['a b', 'c'], '/dst/'], [['x'], 'y'], [['.'], './']]);
+  });
+
+  it('switches to the --chown owner (a lone uid is also the gid) and back', () => {
+    const spec = specOfDockerfile('FROM a\nCOPY --chown=10 a /a\nADD --chown=root:0 b /b\nUSER 5:6\nCOPY --chown=5:6 c /c');
+    expect(spec.ops).toEqual([
+      { op: 'user', user: { kind: 'unix', uid: 10, gid: 10 } },
+      { op: 'copy', from: { kind: 'context' }, src: ['a'], dst: '/a', exclude: [] },
+      { op: 'user', user: ROOT },
+      { op: 'copy', from: { kind: 'context' }, src: ['b'], dst: '/b', exclude: [] },
+      { op: 'user', user: { kind: 'unix', uid: 5, gid: 6 } },
+      { op: 'copy', from: { kind: 'context' }, src: ['c'], dst: '/c', exclude: [] },
+    ]);
+    expectFixedPoint(spec);
+    expect(rejection('FROM a\nCOPY --chown=app:app a /a').reason).toContain('numeric');
+  });
+
+  it('copies from earlier stages by name or index, never from images or later stages', () => {
+    const spec = specOfDockerfile('FROM a AS Build\nFROM b\nCOPY --from=BUILD /x /x\nCOPY --from=0 /y /y');
+    expect(copies(spec).map((c) => c.from)).toEqual([{ kind: 'build', name: 'build' }, { kind: 'build', name: 'build' }]);
+    const image = rejection('FROM a\nCOPY --from=nginx:1.27 /etc/nginx /etc/nginx');
+    expect(image.pos).toEqual({ line: 2, column: 6 });
+    expect(image.reason).toContain('FROM nginx:1.27 AS');
+    expect(rejection('FROM a AS x\nCOPY --from=x /a /a').reason).toContain('stage it is in');
+    expect(rejection('FROM a\nCOPY --from=1 /a /a\nFROM b AS later').reason).toContain('no earlier stage');
+    expect(rejection('FROM a AS x\nFROM b\nARG S=x\nCOPY --from=$S /a /a').reason).toContain('variable');
+  });
+
+  it('rejects what a spec copy cannot do, naming the line', () => {
+    const cases: [string, string][] = [
+      ['ADD https://example.com/a.tgz /a', 'URL'],
+      ['ADD git@github.com:moby/buildkit.git /src', 'URL'],
+      ['ADD rootfs.tar.gz /', 'unpack'],
+      ['ADD --chmod=755 run.sh /run.sh', '--chmod'],
+      ['COPY --link a /a', '--link'],
+      ['COPY --parents a/b /x/', '--parents'],
+      ['COPY *.go /src/', 'wildcards'],
+      ['COPY ../secret /s', '".."'],
+      ['COPY a b /dst', 'ending in "/"'],
+      ['COPY src/ /app/', 'contents'],
+      ['COPY onlyone', 'destination'],
+      ['COPY <<EOF /f', 'heredoc'],
+      ['COPY --chown=1000 a', 'destination'],
+    ];
+    for (const [line, expected] of cases) {
+      const e = rejection(`FROM a\n\n${line}`);
+      expect(e.pos.line, line).toBe(3);
+      expect(e.reason, line).toContain(expected);
+    }
+  });
+
+  it('applies .dockerignore to context copies only, and --exclude to any', () => {
+    const dockerignore = '# deps\nnode_modules\n\n  .git/  \n**/*.log\n';
+    expect(rejection('FROM a', { dockerignore })).toMatchObject({ file: '.dockerignore', pos: { line: 5, column: 1 } });
+    const spec = specOfDockerfile('FROM a AS b\nFROM c\nCOPY . /app\nCOPY --from=b /x /x\nCOPY --exclude=tmp --from=b /y /y', {
+      dockerignore: 'node_modules\n/.git\n**/build/\n./dist',
+    });
+    expect(copies(spec).map((c) => c.exclude)).toEqual([['node_modules', '.git', 'build', 'dist'], [], ['tmp']]);
+    for (const bad of ['!keep', 'docs/*.md', 'a/b', '[ab]', '.']) {
+      expect(rejection('FROM a', { dockerignore: bad }).reason).toContain(`"${bad}"`);
+    }
+  });
+});
+
+describe('variables, ENV and ARG', () => {
+  it('expands ENV values and ARG defaults as BuildKit does', () => {
+    const spec = specOfDockerfile([
+      'FROM a',
+      'ENV A=1 B=""',
+      'ENV A=2 C=$A',
+      'ENV D=${B:-empty} E=${B-unset} F=${A:+set} G=\'$A\' H=\\$A I="x\\"y"',
+      'WORKDIR /${A}',
+    ].join('\n'));
+    expect(ops(spec, 'env').slice(3)).toEqual([
+      { op: 'env', name: 'C', value: '1' },
+      { op: 'env', name: 'D', value: 'empty' },
+      { op: 'env', name: 'E', value: '' },
+      { op: 'env', name: 'F', value: 'set' },
+      { op: 'env', name: 'G', value: '$A' },
+      { op: 'env', name: 'H', value: '$A' },
+      { op: 'env', name: 'I', value: 'x"y' },
+    ]);
+    expect(ops(spec, 'workdir')).toEqual([{ op: 'workdir', path: '/2' }]);
+  });
+
+  it('rejects a variable the Dockerfile never sets, since only the base image could', () => {
+    const e = rejection('FROM a\nENV PATH=/opt/bin:$PATH');
+    expect(e.pos).toEqual({ line: 2, column: 1 });
+    expect(e.reason).toContain('$PATH');
+    expect(rejection('FROM a\nWORKDIR ${HOME:-/root}').reason).toContain('$HOME');
+    expect(rejection('FROM a\nARG V\nWORKDIR ${V:?is required}').reason).toContain('V: is required');
+    expect(rejection('FROM a\nENV A=x\nWORKDIR ${A%x}').reason).toContain('pattern substitution');
+    expect(rejection('FROM a\nWORKDIR "unclosed').reason).toContain('double quote');
+    expect(specOfDockerfile('FROM a\nARG V\nWORKDIR /${V:-dflt}$1').ops).toEqual([{ op: 'workdir', path: '/dflt' }]);
+  });
+
+  it('scopes ARGs like Docker: global ones serve FROM, a stage sees them only when it declares them', () => {
+    const text = 'ARG V=1\nARG EMPTY\nFROM img:$V$EMPTY\nRUN echo $V\nARG V\nARG W=${V}0';
+    const spec = specOfDockerfile(text);
+    expect(spec.from).toBe('img:1');
+    expect(spec.ops).toEqual([
+      SH,
+      { op: 'run', cache: [], network: ['host'], secrets: [], shell: 'echo $V' },
+      { op: 'env', name: 'V', value: '1' },
+      { op: 'env', name: 'W', value: '10' },
+    ]);
+    const overridden = specOfDockerfile(text, { buildArgs: { V: '2', W: 'w', UNDECLARED: 'x' } });
+    expect(overridden.from).toBe('img:2');
+    expect(ops(overridden, 'env')).toEqual([{ op: 'env', name: 'V', value: '2' }, { op: 'env', name: 'W', value: 'w' }]);
+    expect(specOfDockerfile('FROM a\nARG constructor\nARG toString=x').ops).toEqual([{ op: 'env', name: 'toString', value: 'x' }]);
+    // A global ARG without a value is empty, not unset, once a stage declares it.
+    expect(specOfDockerfile('ARG E\nFROM a\nARG E').ops).toEqual([{ op: 'env', name: 'E', value: '' }]);
+  });
+
+  it('accepts the native platform only, and needs platform ARGs given', () => {
+    expect(specOfDockerfile('FROM --platform=$BUILDPLATFORM golang AS b\nFROM scratch').childBuilds[0]!.spec.from).toBe('golang');
+    const e = rejection('FROM --platform=linux/arm64 alpine');
+    expect(e.pos).toEqual({ line: 1, column: 6 });
+    expect(rejection('FROM alpine\nARG TARGETARCH\nRUN echo $TARGETARCH').reason).toContain('TARGETARCH');
+    expect(rejection('FROM alpine:$TARGETARCH').reason).toContain('TARGETARCH');
+    expect(specOfDockerfile('FROM alpine\nARG TARGETARCH', { buildArgs: { TARGETARCH: 'amd64' } }).ops).toEqual([
+      { op: 'env', name: 'TARGETARCH', value: 'amd64' },
+    ]);
+  });
+
+  it('reads ENV and USER forms and rejects the ones it cannot know', () => {
+    expect(ops(specOfDockerfile('FROM a\nENV MSG hello   "big"  world'), 'env')).toEqual([{ op: 'env', name: 'MSG', value: 'hello   big  world' }]);
+    expect(rejection('FROM a\nENV A=1 B').reason).toContain('"B" has no "="');
+    expect(rejection('FROM a\nENV ONLY').reason).toContain('no value');
+    expect(ops(specOfDockerfile('FROM a\nUSER root\nUSER 0'), 'user')).toEqual([{ op: 'user', user: ROOT }, { op: 'user', user: ROOT }]);
+    expect(rejection('FROM a\nUSER node').reason).toContain('/etc/passwd');
+    expect(rejection('FROM a\nUSER 1000').reason).toContain('group of uid 1000');
+    expect(rejection('FROM a\nSHELL /bin/bash -c').reason).toContain('JSON array');
+  });
+});
+
+describe('stages and comments', () => {
+  it('names a stage without AS by its index and rejects building on an earlier stage', () => {
+    const spec = specOfDockerfile('FROM a\nFROM b AS B\nFROM c');
+    expect(spec.childBuilds.map((c) => c.name)).toEqual(['0', 'b']);
+    expectFixedPoint(spec);
+    const e = rejection('FROM golang AS build\nRUN make\nFROM build AS test');
+    expect(e.pos).toEqual({ line: 3, column: 1 });
+    expect(e.reason).toContain('earlier stage');
+    expect(rejection('FROM a AS x\nFROM b AS X').reason).toContain('already defined');
+    expect(rejection('FROM a AS 1x').reason).toContain('not a stage name');
+    expect(rejection('FROM a AS').reason).toContain('FROM IMAGE AS NAME');
+  });
+
+  it('puts each comment before the instruction it precedes, in that instruction\'s stage', () => {
+    const text = '# syntax=docker/dockerfile:1\n# header\nARG V=1\nFROM a AS x\n# in x\nRUN make\n\n# for the final stage\nFROM b\n  # indented\n#\n# last';
+    const spec = specOfDockerfile(text);
+    expect(spec.childBuilds[0]!.spec.ops.map((o) => o.op === 'comment' && o.text)).toEqual(['header', 'in x', false, false]);
+    expect(spec.ops).toEqual([
+      { op: 'comment', text: 'for the final stage' },
+      { op: 'comment', text: 'indented' },
+      { op: 'comment', text: 'last' },
+    ]);
+    expectFixedPoint(spec);
+    // A stage holding only comments keeps them, or the exported text would move them on.
+    const only = specOfDockerfile('FROM a AS x\n# only this\nFROM b\n# then b\nRUN y');
+    expect(only.childBuilds[0]!.spec.ops).toEqual([{ op: 'comment', text: 'only this' }]);
+    expect(only.ops[0]).toEqual({ op: 'comment', text: 'then b' });
+    expectFixedPoint(only);
+  });
+
+  it('reads CRLF line ends and a byte-order mark', () => {
+    const spec = specOfDockerfile('\uFEFFFROM a\r\nRUN a && \\\r\n    b\r\n');
+    expect(runs(spec)[0]!.shell).toBe('a &&\nb');
+  });
+});
+
+describe('errors', () => {
+  it('rejects each instruction that only sets image metadata, naming line and instruction', () => {
+    const lines = [
+      'CMD ["nginx", "-g", "daemon off;"]',
+      'ENTRYPOINT ["/docker-entrypoint.sh"]',
+      'LABEL org.opencontainers.image.source=https://example.com',
+      'MAINTAINER someone@example.com',
+      'EXPOSE 80/tcp',
+      'VOLUME /data',
+      'STOPSIGNAL SIGQUIT',
+      'HEALTHCHECK CMD curl -f http://localhost/',
+      'ONBUILD RUN make',
+    ];
+    for (const line of lines) {
+      const e = rejection(`FROM a\nRUN true\n  ${line}`);
+      const keyword = line.split(' ')[0]!;
+      expect(e.pos, line).toEqual({ line: 3, column: 3 });
+      expect(e.reason, line).toMatch(new RegExp(`^${keyword} .*image metadata, which a Cairn spec does not record; remove it`));
+    }
+  });
+
+  it('names unknown instructions with a suggestion, and instructions before FROM', () => {
+    expect(rejection('FROM a\nCOPPY a b').reason).toBe('unknown instruction "COPPY"; did you mean "COPY"?');
+    expect(rejection('FROM a\nFROBNICATE').reason).toBe('unknown instruction "FROBNICATE"');
+    expect(rejection('FROM a\nſhell ["sh", "-c"]').reason).toContain('unknown instruction "ſhell"');
+    expect(specOfDockerfile('from a\nrun x').ops.at(-1)).toMatchObject({ op: 'run', shell: 'x' });
+    expect(rejection('RUN x\nFROM a')).toMatchObject({ pos: { line: 1, column: 1 }, reason: expect.stringContaining('before the first FROM') });
+    expect(rejection('# just a comment\nARG A=1').reason).toContain('no FROM');
+    expect(rejection('# syntax=example/frontend\nFROM a').reason).toContain('another Dockerfile frontend');
+  });
+
+  it('names the file when given one', () => {
+    const e = rejection('FROM a\nEXPOSE 80', { file: 'app/Dockerfile' });
+    expect(e.message).toMatch(/^app\/Dockerfile:2:1: EXPOSE /);
+  });
+});
+
+describe('fuzzing', () => {
+  const onlySpecErrors = (text: string) => {
+    for (const run of [() => specOfDockerfile(text, { buildArgs: { A: text } }), () => specOfDockerfile('FROM a\nCOPY . /', { dockerignore: text })]) {
+      try {
+        run();
+      } catch (e) {
+        if (!(e instanceof SpecError)) throw e;
+      }
+    }
+  };
+
+  it('throws nothing but SpecError for arbitrary text', () => {
+    fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 200 }), onlySpecErrors), { numRuns: 20_000 });
+  });
+
+  const fragment = fc.constantFrom(
+    'FROM ', 'RUN ', 'COPY ', 'ADD ', 'ENV ', 'ARG ', 'USER ', 'WORKDIR ', 'SHELL ', 'CMD ', 'run ', 'AS ', 'as x ',
+    'img', 'a', 'b=c', '0', '1000:1000', '/d/', '.', ' ', '\t', '\n', '\r\n', '\\\n', '\\', '`', '"', "'", '$', '${', '}',
+    ':-', ':+', '?', '#', '# escape=`\n', '# syntax=x\n', '[', ']', '["a", "b"]', ',', '=', '--', '--mount=', 'type=cache',
+    'type=secret', 'target=/t', 'id=i', 'uid=0', '--from=', '--chown=', '--network=', '&&', ';', '|', '<<EOF', '\u00a0', '\uFEFF',
+  );
+  const keyword = fc.constantFrom('RUN ', 'COPY ', 'ADD ', 'ENV ', 'ARG ', 'USER ', 'WORKDIR ', 'SHELL ', 'FROM ', '# ', '');
+  const line = fc.tuple(keyword, fc.array(fragment, { maxLength: 8 })).map(([k, parts]) => k + parts.join(''));
+  const dockerfileish = fc.oneof(
+    fc.array(fragment, { maxLength: 40 }).map((parts) => parts.join('')),
+    fc.array(line, { maxLength: 8 }).map((lines) => ['FROM img AS s', ...lines].join('\n')),
+  );
+
+  it('throws nothing but SpecError for Dockerfile-like text', () => {
+    fc.assert(fc.property(dockerfileish, onlySpecErrors), { numRuns: 20_000 });
+  });
+
+  const word = fc.constantFrom(
+    'a', 'b1', '"q q"', "'s s'", '$X', '${X:-d}', '\\;', '&&', '||', '|', ';', '&', '#c', 'x\\ y', '2>&1', '(', ')', 'case', '$(',
+    '"', "'", '>|', ';;', '`', '{', '}', '$', '<<', '((', 'if', 'then', 'fi', '\u00a0', '\f', '\r',
+  );
+  const blanks = fc.constantFrom('', ' ', '  ', '\t', ' \t ');
+  const runLine = fc.array(fc.tuple(word, blanks, fc.boolean(), fc.boolean()), { minLength: 1, maxLength: 10 }).map((parts) =>
+    `RUN ${parts.map(([w, b, cont, comment]) => (cont ? `${w}${b}\\\n${comment ? '  # dropped\n' : ''}${b}` : `${w}${b}`)).join('')}`);
+  const otherLine = fc.constantFrom(
+    'ENV X=v', 'ENV Y "a b"', 'WORKDIR /w', 'WORKDIR rel', 'USER 1:2', 'USER root', 'COPY a b', 'COPY --chown=3:4 a /d/',
+    '# note', 'SHELL ["/bin/bash", "-c"]', 'SHELL ["pwsh", "-c"]', 'ARG Z=z', 'RUN ["a", "b c"]', 'FROM img2 AS s2',
+    'COPY --from=0 /x /y', 'RUN --mount=type=cache,target=/c,uid=0 make',
+  );
+  const validish = fc.array(fc.oneof(runLine, otherLine), { maxLength: 12 }).map((lines) => ['FROM img AS s', 'ENV X=x', ...lines].join('\n'));
+
+  it('reaches a fixed point after one export for any Dockerfile it imports', () => {
+    fc.assert(fc.property(validish, (text) => {
+      let spec: Spec;
+      try {
+        spec = specOfDockerfile(text);
+      } catch (e) {
+        if (e instanceof SpecError) return;
+        throw e;
+      }
+      const exported = dockerfileOfSpec(spec, { buildkit: true });
+      const again = specOfDockerfile(exported);
+      expect(again).toEqual(spec);
+      expect(dockerfileOfSpec(again, { buildkit: true })).toBe(exported);
+    }), { numRuns: 5_000 });
+  });
+});
