@@ -173,3 +173,37 @@ describe('usage', () => {
     expect(npx(['--help']).stdout).toContain('Usage: cairn [options] [command]');
   });
 });
+
+describe('cairn import', () => {
+  const FIXTURES = join(REPO, 'libs/spec/test/fixtures/dockerfiles');
+
+  it.each(['apt-cache-mounts', 'args', 'continuations', 'env-user-workdir-shell', 'multistage-go-c', 'npm-secrets'])(
+    'import then dockerfile round-trips %s.Dockerfile',
+    async (name) => {
+      const dir = await tempDir();
+      const imported = await cairn(['import', '-f', join(FIXTURES, `${name}.Dockerfile`)]);
+      expect(imported.code, imported.err).toBe(0);
+      await writeFile(join(dir, 'a.spec'), imported.out);
+      const exported = await cairn(['dockerfile', '-f', join(dir, 'a.spec'), '--buildkit']);
+      expect(exported.code, exported.err).toBe(0);
+      await writeFile(join(dir, 'Dockerfile'), exported.out);
+      const reimported = await cairn(['import', '-f', join(dir, 'Dockerfile')]);
+      expect(reimported.out).toBe(imported.out);
+      expect((await cairn(['fmt', '--check', join(dir, 'a.spec')])).code).toBe(0);
+    },
+  );
+
+  it('turns .dockerignore into excludes when given the context', async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, '.dockerignore'), 'node_modules\n.git\n');
+    await writeFile(join(dir, 'Dockerfile'), 'FROM node:20\nCOPY . /app/\n');
+    const r = await cairn(['import', '-f', join(dir, 'Dockerfile'), '--context', dir]);
+    expect(r.out).toContain('(copy (src .) (dst /app/) (exclude node_modules .git))');
+  });
+
+  it('names the line of an instruction it cannot express', async () => {
+    const r = await cairn(['import', '-f', '-'], 'FROM a\nRUN x\nEXPOSE 80\n');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^cairn: <stdin>:3:1: EXPOSE/);
+  });
+});

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { printSpec, specOfDockerfile } from '@cairn/spec';
-import { collect, parsePair, readInput, type Io } from '../io.js';
+import { collect, displayName, parsePair, readInput, type Io } from '../io.js';
 
 export function registerImport(program: Command, io: Io): void {
   program
@@ -21,7 +21,7 @@ Examples:
       const text = await readInput(io, opts.file, 'Dockerfile');
       const dockerignore = opts.context === undefined ? undefined : await readOptional(join(opts.context, '.dockerignore'));
       const buildArgs = Object.fromEntries(opts.buildArg.map((a) => parsePair(a, '--build-arg')));
-      const spec = specOfDockerfile(text, { file: opts.file, buildArgs, ...(dockerignore === undefined ? {} : { dockerignore }) });
+      const spec = specOfDockerfile(text, { file: displayName(opts.file), buildArgs, ...(dockerignore === undefined ? {} : { dockerignore }) });
       io.out(opts.json ? `${JSON.stringify({ spec: printSpec(spec), ast: spec })}\n` : printSpec(spec));
     });
 }

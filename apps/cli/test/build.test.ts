@@ -1,0 +1,130 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { busyboxImage } from '../../../test/support/images.js';
+import { withBtrfs } from '../../../test/support/filesystems.js';
+
+const REPO = join(import.meta.dirname, '../../..');
+const CLI = join(REPO, 'apps/cli/bin/cairn.js');
+
+/** `cairn build` as a separate process, the way users and CI run it. */
+describe('cairn build (a real process on a real btrfs store)', () => {
+  let dir: string;
+  let fs: { path: string; cleanup(): Promise<void> };
+  let env: NodeJS.ProcessEnv;
+  let stateDir: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cairn-build-cli-'));
+    fs = await withBtrfs();
+    await busyboxImage(join(dir, 'images'), 'cairn/busybox:latest');
+    stateDir = join(dir, 'state');
+    env = {
+      ...process.env,
+      CAIRN_STORE: `btrfs:${fs.path}`,
+      CAIRN_FETCHER: `oci:${join(dir, 'images')}`,
+      CAIRN_CONFIG: join(dir, 'cairn.json'),
+      CAIRN_SECRET_KEY: 'k',
+    };
+    await writeFile(env.CAIRN_CONFIG!, JSON.stringify({ stateDir }));
+  });
+  afterAll(async () => {
+    await fs?.cleanup();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const specFile = async (name: string, body: string) => {
+    const path = join(dir, name);
+    await writeFile(path, `((from cairn/busybox:latest) (shell /bin/sh -c) ${body})`);
+    return path;
+  };
+  const cairn = (args: string[]) => spawnSync('node', [CLI, ...args], { env, encoding: 'utf8', cwd: dir });
+
+  it('streams step output under [n/N] headings and prints the result; --json for scripts', async () => {
+    const file = await specFile('hello.spec', '(run (shell "echo hello-from-step"))');
+    const r = cairn(['build', '-f', file, dir]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/\[1\/2\] \(from cairn\/busybox:latest\)\n/);
+    expect(r.stdout).toMatch(/\[2\/2\] \/: \(run \(shell "echo hello-from-step"\)\)\nhello-from-step\n---> saved as "[0-9a-f]{64}" \(\d+\.\d\ds\)\n/);
+    expect(r.stdout).toMatch(/Got: "[0-9a-f]{64}"\n$/);
+    const json = cairn(['build', '-f', file, dir, '--json']);
+    const result = JSON.parse(json.stdout);
+    expect(result.steps.map((s: { cached: boolean }) => s.cached)).toEqual([true, true]);
+    expect(json.stderr).toContain('hello-from-step');
+  });
+
+  it('exits 1 naming the failed step', async () => {
+    const r = cairn(['build', '-f', await specFile('fail.spec', '(run (shell "exit 7"))'), dir]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe('cairn: (run (shell "exit 7")) failed: the command exited with code 7\n');
+  });
+
+  it('survives kill -9 mid-step: the next build succeeds with no partial result or leaked container', async () => {
+    const file = await specFile('slow.spec', '(run (shell "echo started-slow; sleep 3; echo finished-slow"))');
+    const child = spawn('node', [CLI, 'build', '-f', file, dir], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('started-slow')) resolve();
+      });
+      child.on('exit', () => reject(new Error(`build exited early:\n${out}`)));
+    });
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    const again = cairn(['build', '-f', file, dir]);
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stdout).toContain('started-slow\nfinished-slow\n');
+    // The new process cleaned up after the dead one: no temp snapshots, no containers.
+    expect(await readdir(join(fs.path, 'result-tmp')).catch(() => [])).toEqual([]);
+    const states = await readdir(stateDir);
+    for (const s of states) {
+      const list = spawnSync('runc', ['--root', join(stateDir, s), 'list', '-q'], { encoding: 'utf8' });
+      expect(list.stdout.trim()).toBe('');
+    }
+    expect(spawnSync('pgrep', ['-f', 'sleep 3'], { encoding: 'utf8' }).stdout.trim()).toBe('');
+  });
+
+  describe('network isolation', () => {
+    let server: Server;
+    let port: number;
+    beforeAll(async () => {
+      server = createServer((_, res) => res.end('host-service\n'));
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      port = (server.address() as { port: number }).port;
+    });
+    afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+    it('a step cannot reach the host loopback without (network host), and can with it', async () => {
+      const probe = `wget -q -T 3 -O - http://127.0.0.1:${port}/ || echo unreachable`;
+      const isolated = cairn(['build', '-f', await specFile('net1.spec', `(run (shell "${probe}; echo isolated"))`), dir]);
+      expect(isolated.stdout).toContain('unreachable');
+      expect(isolated.stdout).not.toContain('host-service');
+      const host = cairn(['build', '-f', await specFile('net2.spec', `(run (network host) (shell "${probe}; echo shared"))`), dir]);
+      expect(host.stdout).toContain('host-service');
+    });
+  });
+
+  it('df, prune and delete manage the store', async () => {
+    const df = JSON.parse(cairn(['df', '--json']).stdout);
+    expect(df.snapshots).toBeGreaterThan(0);
+    expect(df.bytesFree).toBeGreaterThan(0);
+    expect(df.inodesTotal).toBeGreaterThan(0);
+    const built = JSON.parse(cairn(['build', '-f', await specFile('del.spec', '(run (shell "echo to-delete"))'), dir, '--json']).stdout);
+    const del = cairn(['delete', built.id]);
+    expect(del.status, del.stderr).toBe(0);
+    expect(cairn(['delete', built.id]).stderr).toContain(`no snapshot ${built.id}`);
+    const pruned = JSON.parse(cairn(['prune', '--before', '0s', '--json']).stdout);
+    expect(pruned.removed.length).toBeGreaterThan(0);
+    expect(JSON.parse(cairn(['df', '--json']).stdout).snapshots).toBe(df.snapshots - pruned.removed.length);
+  });
+
+  it('healthcheck proves the store, sandbox and fetcher work', () => {
+    const r = cairn(['healthcheck', '--image', 'cairn/busybox:latest', '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).ok).toBe(true);
+  });
+});
