@@ -21,7 +21,7 @@ fi
 # runc/crun run steps; btrfs-progs, xfsprogs and rsync back the stores; busybox-static and
 # debootstrap make base images; docker-registry, skopeo and docker.io are the image
 # sources the fetchers are tested against.
-PACKAGES="runc crun btrfs-progs xfsprogs rsync busybox-static debootstrap docker-registry skopeo umoci docker.io tar gzip"
+PACKAGES="runc crun btrfs-progs xfsprogs rsync busybox-static debootstrap docker-registry skopeo umoci docker.io tar gzip zstd"
 missing=$(for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
   say "installing $(echo $missing)"

@@ -1,0 +1,51 @@
+import Docker from 'dockerode';
+import { FetchError, type FetchedImage, type Fetcher } from './fetcher.js';
+import { applyLayer } from './layers.js';
+import { splitEnv } from './oci-documents.js';
+
+export interface DockerFetcherOptions {
+  /** The daemon's socket; default `/var/run/docker.sock`. */
+  readonly socketPath?: string;
+}
+
+/**
+ * Images from a local Docker daemon, which must already have them: Cairn never pulls.
+ * The filesystem comes from exporting a created (never started) container, so the
+ * result is the image as Docker flattens it; the container is removed afterwards.
+ * The digest is the image ID, the digest of its config.
+ */
+export class DockerFetcher implements Fetcher {
+  readonly kind = 'docker';
+  private readonly docker: Docker;
+  readonly socketPath: string;
+
+  constructor(options: DockerFetcherOptions = {}) {
+    this.socketPath = options.socketPath ?? '/var/run/docker.sock';
+    this.docker = new Docker({ socketPath: this.socketPath });
+  }
+
+  async fetch(image: string, rootfs: string, log: (line: string) => void): Promise<FetchedImage> {
+    const info = await this.inspect(image);
+    log(`resolved ${image} to ${info.Id}`);
+    // Docker will not create a container from an image without a command, even one that
+    // never runs; this one only satisfies that check.
+    const container = await this.docker.createContainer({ Image: info.Id, Cmd: ['/cairn-export'], NetworkDisabled: true });
+    try {
+      await applyLayer(rootfs, (await container.export()) as AsyncIterable<Buffer>);
+    } finally {
+      await container.remove({ force: true, v: true });
+    }
+    return { env: splitEnv(info.Config?.Env ?? []), digest: info.Id };
+  }
+
+  private async inspect(image: string): Promise<Docker.ImageInspectInfo> {
+    try {
+      return await this.docker.getImage(image).inspect();
+    } catch (e) {
+      if ((e as { statusCode?: number }).statusCode === 404) {
+        throw new FetchError(`no image ${image} in the Docker daemon at ${this.socketPath} (Cairn never pulls)`);
+      }
+      throw new FetchError(`cannot ask the Docker daemon at ${this.socketPath} about ${image}: ${(e as Error).message}`);
+    }
+  }
+}

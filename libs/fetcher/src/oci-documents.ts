@@ -1,0 +1,121 @@
+import { checkedDigest } from './digest.js';
+import { FetchError } from './fetcher.js';
+
+/** The media types Cairn reads and writes; Docker's v2 forms are read as their OCI twins. */
+export const MediaType = {
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  ociConfig: 'application/vnd.oci.image.config.v1+json',
+  ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+} as const;
+
+/** What a client accepts when it asks a registry for a manifest. */
+export const MANIFEST_MEDIA_TYPES = [
+  MediaType.ociIndex,
+  MediaType.ociManifest,
+  MediaType.dockerManifestList,
+  MediaType.dockerManifest,
+] as const;
+
+/** The index.json annotation that names an image in an OCI layout. */
+export const REF_NAME = 'org.opencontainers.image.ref.name';
+
+export interface Platform {
+  readonly os: string;
+  readonly architecture: string;
+  readonly variant?: string;
+}
+
+export interface Descriptor {
+  readonly mediaType: string;
+  readonly digest: string;
+  readonly size: number;
+  readonly platform?: Platform;
+  readonly annotations?: Readonly<Record<string, string>>;
+}
+
+export interface ImageIndex {
+  readonly kind: 'index';
+  readonly manifests: readonly Descriptor[];
+}
+
+export interface ImageManifest {
+  readonly kind: 'manifest';
+  readonly config: Descriptor;
+  readonly layers: readonly Descriptor[];
+}
+
+type Json = Record<string, unknown>;
+
+function parseJson(bytes: Uint8Array, what: string): Json {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch (e) {
+    throw new FetchError(`${what} is not JSON: ${(e as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new FetchError(`${what} is not a JSON object`);
+  }
+  return value as Json;
+}
+
+function parseDescriptor(value: unknown, what: string): Descriptor {
+  const d = (typeof value === 'object' && value !== null ? value : {}) as Json;
+  if (typeof d.mediaType !== 'string' || typeof d.size !== 'number') {
+    throw new FetchError(`${what}: a descriptor lacks mediaType or size`);
+  }
+  const p = d.platform as Json | undefined;
+  const platform =
+    p && typeof p.os === 'string' && typeof p.architecture === 'string'
+      ? { os: p.os, architecture: p.architecture, ...(typeof p.variant === 'string' ? { variant: p.variant } : {}) }
+      : undefined;
+  return {
+    mediaType: d.mediaType,
+    digest: checkedDigest(d.digest, what),
+    size: d.size,
+    ...(platform ? { platform } : {}),
+    ...(d.annotations ? { annotations: d.annotations as Record<string, string> } : {}),
+  };
+}
+
+function descriptors(value: unknown, what: string): Descriptor[] {
+  if (!Array.isArray(value)) throw new FetchError(`${what}: expected a list of descriptors`);
+  return value.map((d) => parseDescriptor(d, what));
+}
+
+/**
+ * Reads a manifest or an index, telling them apart by shape rather than by mediaType,
+ * which older manifests leave out and some registries label loosely.
+ */
+export function parseManifestDocument(bytes: Uint8Array, what: string): ImageIndex | ImageManifest {
+  const doc = parseJson(bytes, what);
+  if (doc.schemaVersion !== 2) {
+    throw new FetchError(`${what}: unsupported manifest schemaVersion ${JSON.stringify(doc.schemaVersion)}`);
+  }
+  if (Array.isArray(doc.manifests)) return { kind: 'index', manifests: descriptors(doc.manifests, what) };
+  if (doc.config !== undefined && Array.isArray(doc.layers)) {
+    return { kind: 'manifest', config: parseDescriptor(doc.config, what), layers: descriptors(doc.layers, what) };
+  }
+  throw new FetchError(`${what} is neither an image manifest nor an image index`);
+}
+
+/** An image config's Env as [name, value] pairs, in image order. */
+export function parseImageEnv(bytes: Uint8Array, what: string): [string, string][] {
+  const config = parseJson(bytes, what).config as Json | undefined;
+  const env = config?.Env ?? [];
+  if (!Array.isArray(env) || !env.every((e) => typeof e === 'string')) {
+    throw new FetchError(`${what}: config.Env is not a list of strings`);
+  }
+  return splitEnv(env as string[]);
+}
+
+/** `NAME=value` strings as [name, value] pairs. */
+export function splitEnv(env: readonly string[]): [string, string][] {
+  return env.map((e) => {
+    const eq = e.indexOf('=');
+    return eq < 0 ? [e, ''] : [e.slice(0, eq), e.slice(eq + 1)];
+  });
+}

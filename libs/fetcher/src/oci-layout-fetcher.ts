@@ -1,0 +1,36 @@
+import { readVerified } from './digest.js';
+import type { FetchedImage, Fetcher } from './fetcher.js';
+import { unpackImage } from './image-unpacker.js';
+import type { Platform } from './oci-documents.js';
+import { openOciLayout } from './oci-layout.js';
+import { DEFAULT_PLATFORM, parsePlatform } from './platform.js';
+
+export interface OciLayoutFetcherOptions {
+  /** `os/arch[/variant]` to pick from multi-platform images; default `linux/amd64`. */
+  readonly platform?: string;
+}
+
+/**
+ * Images from an OCI image layout: a directory, or a tarball of one. `(from NAME)` is
+ * looked up by index.json's `org.opencontainers.image.ref.name` annotations: `name`
+ * (meaning `name:latest`), `name:tag`, or `name@sha256:...` by manifest digest.
+ */
+export class OciLayoutFetcher implements Fetcher {
+  readonly kind = 'oci';
+  private readonly platform: Platform;
+
+  constructor(
+    readonly path: string,
+    options: OciLayoutFetcherOptions = {},
+  ) {
+    this.platform = options.platform ? parsePlatform(options.platform) : DEFAULT_PLATFORM;
+  }
+
+  async fetch(image: string, rootfs: string, log: (line: string) => void): Promise<FetchedImage> {
+    // The layout is opened anew each time: the base-image builder rewrites it in place.
+    const layout = await openOciLayout(this.path);
+    const top = await layout.resolve(image);
+    const bytes = await readVerified(layout.blob(top), top.digest, 'manifest');
+    return unpackImage(layout, { digest: top.digest, bytes }, { ref: image, platform: this.platform, rootfs, log });
+  }
+}

@@ -1,0 +1,39 @@
+import { FetchError } from './fetcher.js';
+import type { Descriptor, ImageIndex, Platform } from './oci-documents.js';
+
+export const DEFAULT_PLATFORM: Platform = { os: 'linux', architecture: 'amd64' };
+
+// Names that uname and package managers use for the architectures OCI spells otherwise.
+const ARCH_ALIASES: Readonly<Record<string, string>> = { x86_64: 'amd64', aarch64: 'arm64' };
+
+/** `os/architecture[/variant]`, as in `linux/amd64` or `linux/arm/v7`. */
+export function parsePlatform(text: string): Platform {
+  const [os, arch, variant, ...rest] = text.split('/');
+  if (!os || !arch || rest.length > 0 || variant === '') {
+    throw new FetchError(`invalid platform ${JSON.stringify(text)}: expected os/architecture[/variant]`);
+  }
+  const architecture = ARCH_ALIASES[arch] ?? arch;
+  return variant === undefined ? { os, architecture } : { os, architecture, variant };
+}
+
+export function formatPlatform(p: Platform): string {
+  return [p.os, p.architecture, p.variant].filter((s) => s !== undefined).join('/');
+}
+
+/**
+ * The index entry for `platform`. Without a wanted variant any variant matches, as
+ * Docker does, so that `linux/arm64` finds an entry marked `linux/arm64/v8`.
+ */
+export function selectPlatform(index: ImageIndex, platform: Platform, what: string): Descriptor {
+  const found = index.manifests.find(
+    (d) =>
+      d.platform?.os === platform.os &&
+      d.platform.architecture === platform.architecture &&
+      (platform.variant === undefined || d.platform.variant === platform.variant),
+  );
+  if (found) return found;
+  const offered = index.manifests.flatMap((d) => (d.platform ? [formatPlatform(d.platform)] : []));
+  throw new FetchError(
+    `${what} has no image for ${formatPlatform(platform)}; it offers: ${offered.join(', ') || 'no platforms'}`,
+  );
+}

@@ -1,0 +1,208 @@
+import { execFile } from 'node:child_process';
+import { chmod, chown, copyFile, link, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  FetchError,
+  OciLayoutFetcher,
+  ociLayoutToTar,
+  writeOciImage,
+  writeOciIndex,
+  type Descriptor,
+} from '@cairn/fetcher';
+import { BUSYBOX_PATH } from '../../../test/support/images.js';
+import { makeBusyboxRootfs } from '../../../test/support/rootfs.js';
+import { describeTree } from './tree.js';
+
+const run = promisify(execFile);
+
+let work: string;
+let layout: string;
+let source: string;
+let image: Descriptor;
+const ENV: [string, string][] = [
+  ['PATH', BUSYBOX_PATH],
+  ['GREETING', 'hello = world'],
+];
+
+const fresh = () => mkdtemp(join(work, 'rootfs-'));
+
+async function fetchFrom(path: string, ref: string, options: { platform?: string } = {}) {
+  const rootfs = await fresh();
+  const log: string[] = [];
+  const image = await new OciLayoutFetcher(path, options).fetch(ref, rootfs, (line) => log.push(line));
+  return { rootfs, log, image };
+}
+
+async function fetchError(path: string, ref: string, options: { platform?: string } = {}): Promise<FetchError> {
+  const error = await fetchFrom(path, ref, options).catch((e: unknown) => e);
+  expect(error).toBeInstanceOf(FetchError);
+  return error as FetchError;
+}
+
+/** A busybox rootfs with the awkward cases a fetcher must carry over. */
+async function makeSource(dir: string): Promise<void> {
+  await makeBusyboxRootfs(dir);
+  await mkdir(join(dir, 'home/user'), { recursive: true });
+  await writeFile(join(dir, 'home/user/notes'), 'mine\n');
+  await chmod(join(dir, 'home/user/notes'), 0o640);
+  await chown(join(dir, 'home/user/notes'), 1000, 1000);
+  await chown(join(dir, 'home/user'), 1000, 1000);
+  await mkdir(join(dir, 'usr/bin'), { recursive: true });
+  await copyFile('/usr/bin/busybox', join(dir, 'usr/bin/su'));
+  await chmod(join(dir, 'usr/bin/su'), 0o4755);
+  await symlink('/bin/busybox', join(dir, 'usr/bin/absolute-link'));
+  await mkdir(join(dir, 'data'));
+  await writeFile(join(dir, 'data/a'), 'shared inode\n');
+  await link(join(dir, 'data/a'), join(dir, 'data/b'));
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'cairn-oci-layout-'));
+  layout = join(work, 'layout');
+  source = join(work, 'source');
+  await mkdir(source);
+  await makeSource(source);
+  image = await writeOciImage(layout, 'cairn/test', source, { env: ENV, cmd: ['/bin/sh'] });
+}, 60_000);
+
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('writeOciImage and OciLayoutFetcher', () => {
+  it('round-trips files, modes, setuid, owners, symlinks, hard links and env', async () => {
+    const { rootfs, log, image: fetched } = await fetchFrom(layout, 'cairn/test');
+    expect(await describeTree(rootfs)).toEqual(await describeTree(source));
+    expect((await stat(join(rootfs, 'usr/bin/su'))).mode & 0o7777).toBe(0o4755);
+    const notes = await stat(join(rootfs, 'home/user/notes'));
+    expect([notes.uid, notes.gid]).toEqual([1000, 1000]);
+    expect((await stat(join(rootfs, 'data/b'))).ino).toBe((await stat(join(rootfs, 'data/a'))).ino);
+    expect(fetched).toEqual({ env: ENV, digest: image.digest });
+    expect(log).toContain(`resolved cairn/test to ${image.digest}`);
+    // The result is a working root filesystem, not just the right bytes.
+    const { stdout } = await run('chroot', [rootfs, '/bin/sh', '-c', 'echo $((6 * 7))']);
+    expect(stdout.trim()).toBe('42');
+  });
+
+  it('names the image name:latest in index.json, and re-writing a name replaces its entry', async () => {
+    const dir = join(work, 'rewrite');
+    const first = await writeOciImage(dir, 'cairn/again', source, { env: ENV });
+    const second = await writeOciImage(dir, 'cairn/again:latest', source, { env: [...ENV, ['EXTRA', '1']] });
+    const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests: Descriptor[] };
+    const named = index.manifests.filter((d) => d.annotations?.['org.opencontainers.image.ref.name'] === 'cairn/again:latest');
+    expect(named.map((d) => d.digest)).toEqual([second.digest]);
+    expect(second.digest).not.toBe(first.digest);
+    // Skopeo reads the layout as written: the format is OCI, not just Cairn's own.
+    const { stdout } = await run('skopeo', ['inspect', '--raw', `oci:${dir}:cairn/again:latest`]);
+    expect(JSON.parse(stdout).config.mediaType).toBe('application/vnd.oci.image.config.v1+json');
+  });
+
+  it('accepts name, name:tag and name@digest', async () => {
+    for (const ref of ['cairn/test', 'cairn/test:latest', `cairn/test@${image.digest}`, `cairn/test:latest@${image.digest}`]) {
+      expect((await fetchFrom(layout, ref)).image.digest).toBe(image.digest);
+    }
+    const other = `sha256:${'0'.repeat(64)}`;
+    expect((await fetchError(layout, `cairn/test@${other}`)).message).toContain('no image');
+  });
+
+  it('lists the images it has when asked for one it has not', async () => {
+    const error = await fetchError(layout, 'cairn/nope:1.0');
+    expect(error.message).toContain('no image cairn/nope:1.0');
+    expect(error.message).toContain('cairn/test:latest');
+  });
+
+  it('reads a layout tarball in place', async () => {
+    const tar = join(work, 'layout.tar');
+    await ociLayoutToTar(layout, tar);
+    const { rootfs, image: fetched } = await fetchFrom(tar, 'cairn/test');
+    expect(await describeTree(rootfs)).toEqual(await describeTree(source));
+    expect(fetched.digest).toBe(image.digest);
+    const { stdout } = await run('skopeo', ['inspect', '--raw', `oci-archive:${tar}:cairn/test:latest`]);
+    expect(JSON.parse(stdout).layers).toHaveLength(1);
+  });
+
+  it('applies a second layer with whiteouts and an opaque directory over its parent', async () => {
+    const dir = join(work, 'two-layers');
+    const base = await mkdtemp(join(work, 'base-'));
+    await makeBusyboxRootfs(base);
+    await writeFile(join(base, 'etc/gone'), 'deleted by the upper layer\n');
+    await mkdir(join(base, 'cache/sub'), { recursive: true });
+    await writeFile(join(base, 'cache/old'), 'o');
+    await writeFile(join(base, 'cache/sub/older'), 'o');
+    await mkdir(join(base, 'dir'));
+    await writeFile(join(base, 'dir/x'), 'x');
+    await writeOciImage(dir, 'cairn/base', base, { env: ENV });
+
+    const upper = await mkdtemp(join(work, 'upper-'));
+    await chmod(upper, 0o755);
+    await mkdir(join(upper, 'etc'));
+    await writeFile(join(upper, 'etc/.wh.gone'), '');
+    await writeFile(join(upper, 'etc/added'), 'new\n');
+    await mkdir(join(upper, 'cache'));
+    await writeFile(join(upper, 'cache/.wh..wh..opq'), '');
+    await writeFile(join(upper, 'cache/fresh'), 'f');
+    await writeFile(join(upper, '.wh.dir'), '');
+    await mkdir(join(upper, 'dir'));
+    await writeFile(join(upper, 'dir/y'), 'y');
+    const top = await writeOciImage(dir, 'cairn/two', upper, { env: [['PATH', '/bin']], parent: 'cairn/base' });
+
+    const { rootfs, log, image: fetched } = await fetchFrom(dir, 'cairn/two');
+    expect(fetched).toEqual({ env: [['PATH', '/bin']], digest: top.digest });
+    expect(log.filter((l) => l.startsWith('applying layer'))).toHaveLength(2);
+    expect((await readdir(join(rootfs, 'etc'))).sort()).toEqual(['added', 'group', 'passwd']);
+    expect(await readdir(join(rootfs, 'cache'))).toEqual(['fresh']);
+    expect(await readdir(join(rootfs, 'dir'))).toEqual(['y']);
+    expect((await describeTree(rootfs)).filter((l) => l.includes('.wh.'))).toEqual([]);
+    const { stdout } = await run('chroot', [rootfs, '/bin/cat', '/etc/added']);
+    expect(stdout).toBe('new\n');
+  });
+
+  it('detects a corrupt blob and names it', async () => {
+    const dir = join(work, 'corrupt');
+    const written = await writeOciImage(dir, 'cairn/fragile', source, { env: ENV });
+    const manifest = JSON.parse(await readFile(join(dir, 'blobs/sha256', written.digest.slice(7)), 'utf8')) as {
+      layers: Descriptor[];
+    };
+    const layer = manifest.layers[0]?.digest ?? '';
+    const blob = join(dir, 'blobs/sha256', layer.slice(7));
+    const bytes = await readFile(blob);
+    const i = bytes.length - 100;
+    bytes.writeUInt8(bytes.readUInt8(i) ^ 0xff, i);
+    await writeFile(blob, bytes);
+    const error = await fetchError(dir, 'cairn/fragile');
+    expect(error.message).toContain(`layer ${layer} is corrupt`);
+
+    const manifestBlob = join(dir, 'blobs/sha256', written.digest.slice(7));
+    await writeFile(manifestBlob, `${await readFile(manifestBlob, 'utf8')} `);
+    expect((await fetchError(dir, 'cairn/fragile')).message).toContain(
+      `manifest ${written.digest} is corrupt`,
+    );
+  });
+
+  it('picks the platform from a multi-platform index: linux/amd64 unless told otherwise', async () => {
+    const dir = join(work, 'multi');
+    const marked = async (arch: string) => {
+      const rootfs = await mkdtemp(join(work, `${arch}-`));
+      await writeFile(join(rootfs, 'arch'), arch);
+      return writeOciImage(dir, `cairn/multi:${arch}`, rootfs, { env: [['ARCH', arch]], architecture: arch });
+    };
+    const arm64 = await marked('arm64');
+    const amd64 = await marked('amd64');
+    await writeOciIndex(dir, 'cairn/multi', [arm64, amd64]);
+
+    const picked = await fetchFrom(dir, 'cairn/multi');
+    expect(await readFile(join(picked.rootfs, 'arch'), 'utf8')).toBe('amd64');
+    expect(picked.image.digest).toBe(amd64.digest);
+    expect(picked.log[0]).toMatch(new RegExp(`^resolved cairn/multi to ${amd64.digest} \\(linux/amd64 in index sha256:`));
+
+    const arm = await fetchFrom(dir, 'cairn/multi', { platform: 'linux/arm64' });
+    expect(await readFile(join(arm.rootfs, 'arch'), 'utf8')).toBe('arm64');
+    expect((await fetchFrom(dir, `cairn/multi@${arm64.digest}`)).image.digest).toBe(arm64.digest);
+
+    const error = await fetchError(dir, 'cairn/multi', { platform: 'linux/s390x' });
+    expect(error.message).toMatch(/no image for linux\/s390x; it offers: linux\/arm64, linux\/amd64/);
+  });
+});
