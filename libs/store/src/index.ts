@@ -1,1 +1,7 @@
 export * from './store.js';
+export { BtrfsStore } from './btrfs-store.js';
+export { OverlayfsStore } from './overlayfs-store.js';
+export { RsyncStore } from './rsync-store.js';
+export { XfsStore } from './xfs-store.js';
+export { parseStoreSpec, StoreSpecError, STORE_KINDS } from './store-spec.js';
+export { escapeCacheName } from './layout.js';

@@ -1,0 +1,66 @@
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { commitTransaction, createSubvolume, deleteSubvolume, isOnBtrfs, removeSubvolumeOrTree, snapshotSubvolume } from './btrfs.js';
+import { LocalStore } from './local-store.js';
+
+/**
+ * Results are read-only btrfs subvolumes `result/<id>`; a build snapshots its parent's
+ * subvolume (constant time, copy-on-write) into result-tmp/, and cache views are
+ * snapshots of the cache's subvolume.
+ *
+ * Publishing takes a read-only snapshot of the temp at `result/<id>` rather than making
+ * the temp read-only and renaming it: btrfs refuses to move a read-only subvolume to
+ * another directory (EROFS), and creating a snapshot is just as atomic.
+ */
+export class BtrfsStore extends LocalStore {
+  readonly kind = 'btrfs';
+
+  constructor(root: string) {
+    super(root, {
+      create: createSubvolume,
+      copy: (src, dst) => snapshotSubvolume(src, dst, { readOnly: false }),
+      remove: removeSubvolumeOrTree,
+    });
+  }
+
+  override async init(): Promise<void> {
+    await mkdir(this.root, { recursive: true });
+    if (!(await isOnBtrfs(this.root))) throw new Error(`the btrfs store at ${this.root} is not on a btrfs filesystem`);
+    await super.init();
+  }
+
+  protected async prepare(parent: string | undefined, tmp: string): Promise<void> {
+    if (parent === undefined) {
+      await createSubvolume(tmp);
+      await mkdir(join(tmp, 'rootfs'));
+      return;
+    }
+    await snapshotSubvolume(this.layout.result(parent), tmp, { readOnly: false });
+    // Only the rootfs is inherited: the parent's log and other files are its own.
+    for (const entry of await readdir(tmp)) {
+      if (entry !== 'rootfs') await rm(join(tmp, entry), { recursive: true, force: true });
+    }
+  }
+
+  protected async publish(tmp: string, id: string): Promise<void> {
+    try {
+      await snapshotSubvolume(tmp, this.layout.result(id), { readOnly: true });
+    } catch (e) {
+      // A result published meanwhile is a read-only directory: btrfs tried to snapshot into it.
+      if (await this.exists(id)) throw this.alreadyExists(id);
+      throw e;
+    }
+  }
+
+  async delete(id: string): Promise<void> {
+    // Unlinking a subvolume is atomic: no need to move it out of sight first.
+    try {
+      await deleteSubvolume(this.layout.result(id));
+    } catch (e) {
+      if (await this.exists(id)) throw e;
+      return;
+    }
+    // Deleting is how a full store makes room: make the space usable now.
+    await commitTransaction(this.root);
+  }
+}

@@ -1,0 +1,53 @@
+import { lstat, rm, statfs } from 'node:fs/promises';
+import { execa } from 'execa';
+import { errorCode } from './errno.js';
+
+// Every `btrfs` command the store runs.
+
+const BTRFS_SUPER_MAGIC = 0x9123683e;
+/** The inode number of every subvolume's root directory. */
+const SUBVOLUME_ROOT_INODE = 256;
+
+export async function isOnBtrfs(path: string): Promise<boolean> {
+  return (await statfs(path)).type === BTRFS_SUPER_MAGIC;
+}
+
+export async function createSubvolume(path: string): Promise<void> {
+  await execa('btrfs', ['subvolume', 'create', path]);
+}
+
+/** `dst` must not exist: when it is a directory, btrfs puts the snapshot inside it. */
+export async function snapshotSubvolume(src: string, dst: string, options: { readonly readOnly: boolean }): Promise<void> {
+  await execa('btrfs', ['subvolume', 'snapshot', ...(options.readOnly ? ['-r'] : []), src, dst]);
+}
+
+/** Deletes a subvolume, read-only or not; its space comes back after the next commit. */
+export async function deleteSubvolume(path: string): Promise<void> {
+  await execa('btrfs', ['subvolume', 'delete', path]);
+}
+
+/**
+ * Commits the filesystem's transaction now, so that the cleaner gives back the space of
+ * deleted subvolumes without waiting for the periodic commit (30 s). Not `subvolume
+ * delete --commit-after`: its asynchronous commit can lose its wake-up when two run at
+ * once (seen on Linux 6.18) and then waits for the periodic commit anyway.
+ */
+export async function commitTransaction(path: string): Promise<void> {
+  await execa('btrfs', ['filesystem', 'sync', path]);
+}
+
+/**
+ * Removes a subvolume or a plain directory, if there is one at `path`. Plain directories
+ * may hold writable subvolumes: the kernel lets rmdir delete them once they are empty.
+ */
+export async function removeSubvolumeOrTree(path: string): Promise<void> {
+  let ino: number;
+  try {
+    ino = (await lstat(path)).ino;
+  } catch (e) {
+    if (errorCode(e) === 'ENOENT') return;
+    throw e;
+  }
+  if (ino === SUBVOLUME_ROOT_INODE) await deleteSubvolume(path);
+  else await rm(path, { recursive: true, force: true });
+}

@@ -1,0 +1,123 @@
+import { mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/**
+ * Where a store keeps things under its root:
+ *
+ *     result/<id>          published results
+ *     result-tmp/<temp>    results being built (overlayfs also mounts views here)
+ *     cache/<name>/        shared caches, one directory of generations each (shared-caches.ts)
+ *     cache-tmp/<temp>     cache views in use, and generations on their way out
+ *
+ * A temp's name starts with the pid of the process that made it, so that `init` removes
+ * what a dead process left behind but never the work of a live one sharing the store.
+ * That holds for processes in one pid namespace, which is how a store is shared.
+ */
+export class StoreLayout {
+  readonly results: string;
+  readonly resultTemps: string;
+  readonly caches: string;
+  readonly cacheTemps: string;
+
+  constructor(readonly root: string) {
+    this.results = join(root, 'result');
+    this.resultTemps = join(root, 'result-tmp');
+    this.caches = join(root, 'cache');
+    this.cacheTemps = join(root, 'cache-tmp');
+  }
+
+  result(id: string): string {
+    return join(this.results, checkId(id));
+  }
+
+  cache(name: string): string {
+    return join(this.caches, escapeCacheName(name));
+  }
+
+  /** A fresh path (not yet created) to build or mount `id` in. */
+  newResultTemp(id: string): string {
+    return join(this.resultTemps, tempName(checkId(id)));
+  }
+
+  /** A fresh path (not yet created) for a cache view or a generation being removed. */
+  newCacheTemp(label: string): string {
+    return join(this.cacheTemps, tempName(label));
+  }
+
+  async create(): Promise<void> {
+    for (const dir of [this.results, this.resultTemps, this.caches, this.cacheTemps]) await mkdir(dir, { recursive: true });
+  }
+
+  /** Temps whose owner has died: a crash's leftovers. */
+  async deadTemps(): Promise<string[]> {
+    const dead: string[] = [];
+    for (const dir of [this.resultTemps, this.cacheTemps]) {
+      for (const name of await readdir(dir)) {
+        const owner = ownerOf(name);
+        if (owner === undefined || !isAlive(owner)) dead.push(join(dir, name));
+      }
+    }
+    return dead;
+  }
+
+  /** The IDs that live processes are building or mounting right now. */
+  async idsInUse(): Promise<Set<string>> {
+    const ids = new Set<string>();
+    for (const name of await readdir(this.resultTemps)) {
+      const m = TEMP_NAME.exec(name);
+      if (m && isAlive(Number(m[1]))) ids.add(m[2]!);
+    }
+    return ids;
+  }
+}
+
+const TEMP_NAME = /^(\d+)-\d+-(.*)$/;
+let tempCount = 0;
+
+function tempName(label: string): string {
+  tempCount += 1;
+  return `${process.pid}-${tempCount}-${label}`;
+}
+
+function ownerOf(name: string): number | undefined {
+  const m = TEMP_NAME.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: the process exists but belongs to someone else.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const ID = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$/;
+
+/** IDs name directories: no "/", never "." or "..", short enough for a temp name. */
+export function checkId(id: string): string {
+  if (!ID.test(id)) throw new Error(`${JSON.stringify(id)} is not a snapshot ID: use up to 200 letters, digits, "_", "-" and "." (not first)`);
+  return id;
+}
+
+const KEPT = /^[A-Za-z0-9_-]$/;
+
+/**
+ * A cache name as a directory name: letters, digits, "_" and "-" stay, every other byte
+ * of the UTF-8 name becomes ".XX" (lower-case hex). "." only ever starts an escape, so
+ * distinct names never collide, and "/", "." and ".." cannot come out.
+ */
+export function escapeCacheName(name: string): string {
+  const bytes = Buffer.from(name, 'utf8');
+  // Lone surrogates all encode as U+FFFD: two such names would share a directory.
+  if (name === '' || bytes.toString('utf8') !== name) throw new Error(`${JSON.stringify(name)} is not a cache name: it must be non-empty, valid Unicode`);
+  let escaped = '';
+  for (const byte of bytes) {
+    const c = String.fromCharCode(byte);
+    escaped += KEPT.test(c) ? c : `.${byte.toString(16).padStart(2, '0')}`;
+  }
+  if (escaped.length > 255) throw new Error(`cache name ${JSON.stringify(name)} is too long (${escaped.length} bytes escaped, at most 255)`);
+  return escaped;
+}

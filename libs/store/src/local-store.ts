@@ -1,0 +1,127 @@
+import { rename } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { User } from '@cairn/spec';
+import { errorCode, pathExists } from './errno.js';
+import { freeSpace } from './free-space.js';
+import { StoreLayout } from './layout.js';
+import { unmountAllUnder } from './mount.js';
+import { SharedCaches } from './shared-caches.js';
+import { storeFullOr } from './store-full.js';
+import type { CacheView, FreeSpace, Store } from './store.js';
+import type { TreeOps } from './tree-ops.js';
+
+/**
+ * What every driver in this library shares: the layout under the root, crash clean-up,
+ * the build sequence (temp, fn, publish, or remove the temp), caches and free space. A
+ * driver says how to prepare a temp from its parent, publish it and delete a result.
+ */
+export abstract class LocalStore implements Store {
+  abstract readonly kind: string;
+  readonly root: string;
+  protected readonly layout: StoreLayout;
+  private readonly caches: SharedCaches;
+
+  constructor(
+    root: string,
+    protected readonly trees: TreeOps,
+  ) {
+    // Absolute, so that a later chdir cannot move the store.
+    this.root = resolve(root);
+    this.layout = new StoreLayout(this.root);
+    this.caches = new SharedCaches(this.layout, trees);
+  }
+
+  /** Fills `tmp` (which does not exist yet): `tmp/rootfs` a writable clone of `parent`'s. */
+  protected abstract prepare(parent: string | undefined, tmp: string): Promise<void>;
+  /** Makes `tmp` visible as `id` in one step, failing if `id` exists. */
+  protected abstract publish(tmp: string, id: string): Promise<void>;
+  abstract delete(id: string): Promise<void>;
+
+  async init(): Promise<void> {
+    await this.layout.create();
+    for (const temp of await this.layout.deadTemps()) await this.removeTemp(temp);
+  }
+
+  exists(id: string): Promise<boolean> {
+    return pathExists(this.layout.result(id));
+  }
+
+  resultDir(id: string): string {
+    return this.layout.result(id);
+  }
+
+  async build(parent: string | undefined, id: string, fn: (dir: string) => Promise<void>): Promise<void> {
+    if (await this.exists(id)) throw this.alreadyExists(id);
+    if (parent !== undefined && !(await this.exists(parent))) throw this.missing(parent);
+    const tmp = this.layout.newResultTemp(id);
+    try {
+      await this.prepare(parent, tmp);
+      await fn(tmp);
+      await this.publish(tmp, id);
+    } catch (e) {
+      const error = await storeFullOr(e, this);
+      // The step's error is the one to report; a temp that cannot go now goes at the next init.
+      await this.removeTemp(tmp).catch(() => undefined);
+      throw error;
+    }
+    await this.removeTemp(tmp);
+  }
+
+  /** Results hold their whole root filesystem; layered drivers mount it instead. */
+  async withRootfs<T>(id: string, fn: (rootfs: string) => Promise<T>): Promise<T> {
+    if (!(await this.exists(id))) throw this.missing(id);
+    return fn(join(this.layout.result(id), 'rootfs'));
+  }
+
+  cache(name: string, user: User): Promise<CacheView> {
+    return this.caches.view(name, user);
+  }
+
+  deleteCache(name: string): Promise<void> {
+    return this.caches.delete(name);
+  }
+
+  df(): Promise<FreeSpace> {
+    return freeSpace(this.root);
+  }
+
+  /** Renames `tmp` to `id`'s result: a rename onto a result (never empty) fails. */
+  protected async publishByRename(tmp: string, id: string): Promise<void> {
+    try {
+      await rename(tmp, this.layout.result(id));
+    } catch (e) {
+      const code = errorCode(e);
+      if (code === 'ENOTEMPTY' || code === 'EEXIST') throw this.alreadyExists(id);
+      throw e;
+    }
+  }
+
+  /**
+   * Moves `id`'s result into result-tmp/ so that it disappears at once rather than file by
+   * file; resolves to where it went, or undefined if there was no such result.
+   */
+  protected async unpublish(id: string): Promise<string | undefined> {
+    const garbage = this.layout.newResultTemp(id);
+    try {
+      await rename(this.layout.result(id), garbage);
+      return garbage;
+    } catch (e) {
+      if (errorCode(e) === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  /** Removes a temp, unmounting first whatever is mounted in it. */
+  protected async removeTemp(temp: string): Promise<void> {
+    await unmountAllUnder(temp);
+    await this.trees.remove(temp);
+  }
+
+  protected alreadyExists(id: string): Error {
+    return new Error(`the ${this.kind} store at ${this.root} already has a result ${id}`);
+  }
+
+  protected missing(id: string): Error {
+    return new Error(`the ${this.kind} store at ${this.root} has no result ${id}`);
+  }
+}

@@ -1,0 +1,15 @@
+import { resolve } from 'node:path';
+import { execa } from 'execa';
+
+// Every `rsync` command the store runs.
+
+/**
+ * Makes `dst` a copy of the directory `src`, keeping hard links, ACLs, xattrs and numeric
+ * owners. With `linkDest`, files that are unchanged from those under `linkDest` become
+ * hard links to them instead of copies.
+ */
+export async function rsyncTree(src: string, dst: string, options: { readonly linkDest?: string } = {}): Promise<void> {
+  // rsync reads a relative --link-dest from the destination, not from the cwd.
+  const link = options.linkDest === undefined ? [] : [`--link-dest=${resolve(options.linkDest)}`];
+  await execa('rsync', ['-aHAX', '--numeric-ids', ...link, `${src}/`, `${dst}/`]);
+}

@@ -1,0 +1,37 @@
+import { isAbsolute } from 'node:path';
+import { BtrfsStore } from './btrfs-store.js';
+import { OverlayfsStore } from './overlayfs-store.js';
+import { RsyncStore } from './rsync-store.js';
+import type { Store } from './store.js';
+import { XfsStore } from './xfs-store.js';
+
+const DRIVERS = {
+  btrfs: (root: string) => new BtrfsStore(root),
+  overlayfs: (root: string) => new OverlayfsStore(root),
+  rsync: (root: string) => new RsyncStore(root, 'copy'),
+  'rsync-hardlink': (root: string) => new RsyncStore(root, 'hardlink'),
+  xfs: (root: string) => new XfsStore(root),
+} satisfies Record<string, (root: string) => Store>;
+
+/** The driver names `--store NAME:PATH` accepts. */
+export const STORE_KINDS = Object.keys(DRIVERS) as (keyof typeof DRIVERS)[];
+
+/** A `--store` value that names no driver, or no place for it. */
+export class StoreSpecError extends Error {
+  override readonly name = 'StoreSpecError';
+}
+
+/** The store named by a `--store` value such as `btrfs:/var/lib/cairn`. */
+export function parseStoreSpec(text: string): Store {
+  const colon = text.indexOf(':');
+  const kind = colon < 0 ? text : text.slice(0, colon);
+  const path = colon < 0 ? '' : text.slice(colon + 1);
+  if (!Object.hasOwn(DRIVERS, kind)) throw invalid(text, `unknown kind ${JSON.stringify(kind)}`);
+  if (!isAbsolute(path)) throw invalid(text, `${kind} needs the absolute path of the store`);
+  return DRIVERS[kind as keyof typeof DRIVERS](path);
+}
+
+function invalid(text: string, why: string): StoreSpecError {
+  const choices = STORE_KINDS.map((kind) => `${kind}:/path`).join(', ');
+  return new StoreSpecError(`invalid store ${JSON.stringify(text)}: ${why}; valid choices: ${choices}`);
+}

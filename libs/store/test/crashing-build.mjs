@@ -1,0 +1,19 @@
+// A process that dies mid-build: started by the store behaviour suite as
+// `node crashing-build.mjs STORE-SPEC PARENT ID`, it builds ID on PARENT, takes a cache
+// view inside the build, prints "ready" and waits there to be killed.
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setInterval } from 'node:timers';
+import { fileURLToPath, URL } from 'node:url';
+import { runnerImport } from 'vite';
+
+const [spec, parent, id] = process.argv.slice(2);
+// Vite's module runner loads the TypeScript sources, as vitest does for the tests.
+const { module: storeLib } = await runnerImport(fileURLToPath(new URL('../src/index.ts', import.meta.url)), { configFile: false, logLevel: 'silent' });
+const store = storeLib.parseStoreSpec(spec);
+await store.build(parent, id, async (dir) => {
+  await writeFile(join(dir, 'rootfs', 'half-written'), 'the process dies before publishing this');
+  await store.cache('crash-cache', { kind: 'unix', uid: 0, gid: 0 });
+  process.stdout.write('ready\n');
+  await new Promise(() => setInterval(() => undefined, 60_000));
+});

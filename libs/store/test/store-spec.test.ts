@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { BtrfsStore, OverlayfsStore, parseStoreSpec, RsyncStore, STORE_KINDS, StoreSpecError, XfsStore } from '../src/index.js';
+
+describe('--store values', () => {
+  it('name a driver and the absolute path of its root', () => {
+    const cases = [
+      ['btrfs:/var/lib/cairn', BtrfsStore, 'btrfs'],
+      ['overlayfs:/var/lib/cairn', OverlayfsStore, 'overlayfs'],
+      ['rsync:/var/lib/cairn', RsyncStore, 'rsync'],
+      ['rsync-hardlink:/var/lib/cairn', RsyncStore, 'rsync-hardlink'],
+      ['xfs:/var/lib/cairn', XfsStore, 'xfs'],
+    ] as const;
+    for (const [text, driver, kind] of cases) {
+      const store = parseStoreSpec(text);
+      expect(store).toBeInstanceOf(driver);
+      expect([store.kind, store.root]).toEqual([kind, '/var/lib/cairn']);
+    }
+    expect(cases.map(([, , kind]) => kind)).toEqual(STORE_KINDS);
+  });
+
+  it('are refused with the valid choices when they name no driver or no absolute path', () => {
+    const choices = 'valid choices: btrfs:/path, overlayfs:/path, rsync:/path, rsync-hardlink:/path, xfs:/path';
+    for (const [text, why] of [
+      ['zfs:/tank', 'unknown kind "zfs"'],
+      ['/var/lib/cairn', 'unknown kind "/var/lib/cairn"'],
+      ['constructor:/x', 'unknown kind "constructor"'],
+      ['btrfs', 'btrfs needs the absolute path of the store'],
+      ['rsync:relative/dir', 'rsync needs the absolute path of the store'],
+    ]) {
+      expect(() => parseStoreSpec(text!)).toThrow(StoreSpecError);
+      expect(() => parseStoreSpec(text!)).toThrow(`invalid store ${JSON.stringify(text)}: ${why}; ${choices}`);
+    }
+  });
+});

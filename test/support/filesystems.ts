@@ -1,0 +1,97 @@
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, realpath, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const MiB = 1024 * 1024;
+
+/** A filesystem made for a test, mounted at `path`; `cleanup` undoes everything, once. */
+export interface TestFilesystem {
+  readonly path: string;
+  cleanup(): Promise<void>;
+}
+
+/**
+ * A fresh btrfs in a sparse image under os.tmpdir(), loop-mounted. Below 1 GiB it uses
+ * mixed block groups, as mkfs.btrfs advises (and needs below ~114 MB): data and metadata
+ * then share space, so a small filesystem fills up the way a big one does.
+ */
+export function withBtrfs(options: { readonly sizeMb?: number } = {}): Promise<TestFilesystem> {
+  const sizeMb = options.sizeMb ?? 2048;
+  return withLoopFilesystem('btrfs', sizeMb, ['mkfs.btrfs', '-q', ...(sizeMb < 1024 ? ['--mixed'] : [])]);
+}
+
+/** A fresh XFS with reflinks, as withBtrfs. mkfs.xfs refuses less than 300 MB. */
+export function withXfs(options: { readonly sizeMb?: number } = {}): Promise<TestFilesystem> {
+  return withLoopFilesystem('xfs', options.sizeMb ?? 2048, ['mkfs.xfs', '-q', '-m', 'reflink=1']);
+}
+
+/** A fresh tmpfs of `sizeMb`: a small filesystem to fill up without a loop device. */
+export async function withTmpfs(options: { readonly sizeMb: number }): Promise<TestFilesystem> {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-tmpfs-'));
+  try {
+    await run('mount', ['-t', 'tmpfs', '-o', `size=${options.sizeMb}m`, 'cairn-test', dir]);
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+  return once(dir, async () => {
+    await unmountAllUnder(dir);
+    await rm(dir, { recursive: true, force: true });
+  });
+}
+
+/** A fresh directory under os.tmpdir(); `cleanup` also unmounts what a test left mounted in it. */
+export async function withTempDir(): Promise<TestFilesystem> {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-dir-'));
+  return once(dir, async () => {
+    await unmountAllUnder(dir);
+    await rm(dir, { recursive: true, force: true });
+  });
+}
+
+/** Mount points at or below `dir`, deepest first, per /proc/self/mountinfo. */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const real = await realpath(dir);
+  return (await readFile('/proc/self/mountinfo', 'utf8'))
+    .split('\n')
+    .map((line) => (line.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))))
+    .filter((point) => point === real || point.startsWith(`${real}/`))
+    .sort((a, b) => b.length - a.length);
+}
+
+async function unmountAllUnder(dir: string): Promise<void> {
+  for (const point of await mountsUnder(dir)) await run('umount', [point]);
+}
+
+async function withLoopFilesystem(kind: string, sizeMb: number, mkfs: readonly string[]): Promise<TestFilesystem> {
+  const dir = await mkdtemp(join(tmpdir(), `cairn-${kind}-`));
+  const image = join(dir, 'image');
+  const path = join(dir, 'mnt');
+  // Undo steps, newest first, for a failure half-way as much as for cleanup.
+  const undo: (() => Promise<unknown>)[] = [() => rm(dir, { recursive: true, force: true })];
+  const undoAll = async () => {
+    for (const step of undo.splice(0).reverse()) await step();
+  };
+  try {
+    await writeFile(image, '');
+    await truncate(image, sizeMb * MiB);
+    await run(mkfs[0]!, [...mkfs.slice(1), image]);
+    const device = (await run('losetup', ['--find', '--show', image])).stdout.trim();
+    undo.push(() => run('losetup', ['--detach', device]));
+    await mkdir(path);
+    await run('mount', [device, path]);
+    undo.push(() => unmountAllUnder(path));
+  } catch (e) {
+    await undoAll();
+    throw e;
+  }
+  return once(path, undoAll);
+}
+
+function once(path: string, cleanup: () => Promise<void>): TestFilesystem {
+  let done: Promise<void> | undefined;
+  return { path, cleanup: () => (done ??= cleanup()) };
+}
