@@ -60,8 +60,9 @@ export class Builder {
 
   /** Opens the store, sandbox and database, cleaning up after any crash. */
   static async open(options: BuilderOptions): Promise<Builder> {
-    await options.store.init();
+    // Containers first: a dead process's container may still hold a temp snapshot open.
     await options.sandbox.init();
+    await options.store.init();
     return new Builder(options, new MetadataDb(options.dbPath));
   }
 

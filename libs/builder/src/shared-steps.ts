@@ -44,8 +44,16 @@ export class SharedSteps {
     let publish!: (log: StepLog) => void;
     const logReady = new Promise<StepLog>((resolve) => (publish = resolve));
     const job: Job = { controller, requesters: 0, cancelling: false, logReady, done: Promise.resolve() };
-    job.done = work(controller.signal, publish).finally(() => {
+    let log: StepLog | undefined;
+    const publishLog = (l: StepLog) => {
+      // Held until the job is over, so that a requester joining late can still read it.
+      l.hold();
+      log = l;
+      publish(l);
+    };
+    job.done = work(controller.signal, publishLog).finally(async () => {
       if (this.jobs.get(key) === job) this.jobs.delete(key);
+      await log?.release();
     });
     // Nobody may be listening when it fails (all cancelled); that is not an unhandled error.
     job.done.catch(() => undefined);

@@ -12,7 +12,10 @@ export class StepLog {
   private failure: Error | undefined;
   private pending: Promise<void> = Promise.resolve();
   private wakeups = new Set<() => void>();
-  /** The owner plus each active reader; the handles close when it drops to zero. */
+  /**
+   * The writer, each active reader and each holder (see `hold`); the read handle
+   * closes when it drops to zero.
+   */
   private users = 1;
 
   private constructor(
@@ -52,6 +55,18 @@ export class StepLog {
   }
 
   /**
+   * Keeps the log readable until `release`, for requesters that may still join after
+   * the last byte is written (while the step is being published).
+   */
+  hold(): void {
+    this.users++;
+  }
+
+  async release(): Promise<void> {
+    if (--this.users === 0) await this.reader.close();
+  }
+
+  /**
    * Every byte of the log from the start, following it until it is finished. The
    * reader is counted at once (not at the first `next`), so that a log finishing
    * before the tail starts still has its file open for it; iterate what this returns.
@@ -87,9 +102,6 @@ export class StepLog {
     for (const resolve of waiting) resolve();
   }
 
-  private async release(): Promise<void> {
-    if (--this.users === 0) await this.reader.close();
-  }
 }
 
 /** A published log, chunk by chunk. */
