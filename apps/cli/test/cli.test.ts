@@ -168,7 +168,9 @@ describe('usage', () => {
     const ok = npx(['fmt', '-'], '((from base)(run (shell x)))');
     expect([ok.status, ok.stdout]).toEqual([0, '((from base)\n (run (shell x))\n)\n']);
     const bad = npx(['fmt', '-'], '((from base)(rn (shell x)))');
-    expect([bad.status, bad.stderr]).toEqual([1, 'cairn: <stdin>:1:14: unknown op "rn" in (rn (shell x)); did you mean "run"?\n']);
+    expect(bad.status).toBe(1);
+    // npx may add its own warnings above; our message is the last line.
+    expect(bad.stderr.endsWith('cairn: <stdin>:1:14: unknown op "rn" in (rn (shell x)); did you mean "run"?\n')).toBe(true);
     expect(npx(['--bogus']).status).toBe(2);
     expect(npx(['--help']).stdout).toContain('Usage: cairn [options] [command]');
   });
