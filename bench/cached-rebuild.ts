@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { dockerfileOfSpec, parseSpec } from '@cairn/spec';
 import { startDockerd } from '../test/support/dockerd.js';
+import { makeBusyboxRootfs } from '../test/support/rootfs.js';
 import { BASE, benchEnv, median, ms } from './setup.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' } } });
@@ -43,12 +44,12 @@ try {
   await writeFile(spec20, specText(20));
   await writeFile(join(dir, 'Dockerfile'), dockerfileOfSpec(parseSpec(specText(20))));
   const cliEnv = { ...process.env, CAIRN_STORE: `btrfs:${env.store.root}`, CAIRN_FETCHER: `oci:${env.images}`, CAIRN_CONFIG: join(env.dir, 'none.json'), CAIRN_SECRET_KEY: 'bench' };
-  const docker = (args: string[], input?: Buffer) => spawnSync('/usr/bin/docker', ['-H', `unix://${dockerd.socketPath}`, ...args], { input, env: { ...process.env, DOCKER_BUILDKIT: '1' } });
   // The same busybox filesystem as the Cairn image, imported into dockerd.
-  const tar = spawnSync('tar', ['--numeric-owner', '-C', join(env.images, '..', 'busybox-rootfs'), '-c', '.'], { maxBuffer: 1 << 30 });
-  if (tar.status !== 0) throw new Error(`tar: ${tar.stderr}`);
-  const imported = docker(['import', '--change', 'ENV PATH=/bin', '-', BASE], tar.stdout);
-  if (imported.status !== 0) throw new Error(`docker import: ${imported.stderr}`);
+  const rootfs = join(env.dir, 'busybox-rootfs');
+  await mkdir(rootfs);
+  await makeBusyboxRootfs(rootfs);
+  await dockerd.importRootfs(rootfs, BASE, ['ENV PATH=/bin']);
+  const docker = (args: string[]) => spawnSync('/usr/bin/docker', ['-H', `unix://${dockerd.socketPath}`, ...args], { env: { ...process.env, DOCKER_BUILDKIT: '1' } });
 
   const time = (fn: () => { status: number | null; stderr: Buffer | string }) => {
     const t = performance.now();

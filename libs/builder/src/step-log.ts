@@ -1,5 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 
+const UNWRITTEN_LIMIT = 1024 * 1024;
+
 /**
  * The output log of one step while it is being built: appended by the sandbox, and
  * tailed from its first byte by every requester of the step, however late it joins.
@@ -33,15 +35,32 @@ export class StepLog {
   write(chunk: Uint8Array): void {
     const copy = Uint8Array.from(chunk);
     this.pending = this.pending.then(async () => {
-      if (this.failure) return;
-      try {
-        await this.writer.write(copy);
-        this.size += copy.length;
-      } catch (e) {
-        this.failure = e as Error;
+      if (!this.failure) {
+        try {
+          await this.writer.write(copy);
+          this.size += copy.length;
+        } catch (e) {
+          this.failure = e as Error;
+        }
       }
+      if (this.failure) this.keepInMemory(copy);
       this.wake();
     });
+  }
+
+  /**
+   * Once the file cannot grow (the store is full), later output is still shown to the
+   * requesters: it says why the step failed. Kept in memory, up to a bound.
+   */
+  private readonly unwritten: Uint8Array[] = [];
+  private unwrittenBytes = 0;
+
+  private keepInMemory(chunk: Uint8Array): void {
+    if (this.unwrittenBytes > UNWRITTEN_LIMIT) return;
+    this.unwrittenBytes += chunk.length;
+    this.unwritten.push(this.unwrittenBytes > UNWRITTEN_LIMIT
+      ? Buffer.from(`\n[cairn: output past this point was lost: ${this.failure?.message}]\n`)
+      : chunk);
   }
 
   /** Waits for every write; rejects if one failed (a full disk must fail the step). */
@@ -79,12 +98,15 @@ export class StepLog {
   private async *readFromStart(): AsyncGenerator<Uint8Array> {
     try {
       let offset = 0;
+      let unwritten = 0;
       const buffer = new Uint8Array(64 * 1024);
       for (;;) {
         if (offset < this.size) {
           const { bytesRead } = await this.reader.read(buffer, 0, Math.min(buffer.length, this.size - offset), offset);
           offset += bytesRead;
           yield buffer.slice(0, bytesRead);
+        } else if (unwritten < this.unwritten.length) {
+          yield this.unwritten[unwritten++]!;
         } else if (this.finished) {
           return;
         } else {

@@ -43,9 +43,10 @@ export interface Harness {
   cleanup(): Promise<void>;
 }
 
-export async function makeHarness(kind: StoreKind, runtime: 'runc' | 'crun' = 'runc'): Promise<Harness> {
+export async function makeHarness(kind: StoreKind, runtime: 'runc' | 'crun' = 'runc', sizeMb?: number): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), `cairn-engine-${kind}-`));
-  const fs = kind === 'btrfs' ? await withBtrfs() : kind === 'xfs' ? await withXfs() : undefined;
+  const size = sizeMb === undefined ? {} : { sizeMb };
+  const fs = kind === 'btrfs' ? await withBtrfs(size) : kind === 'xfs' ? await withXfs(size) : undefined;
   const root = fs ? fs.path : join(dir, 'store');
   const images = join(dir, 'images');
   await busyboxImage(images, BASE);

@@ -60,7 +60,22 @@ export class BtrfsStore extends LocalStore {
       if (await this.exists(id)) throw e;
       return;
     }
-    // Deleting is how a full store makes room: make the space usable now.
+    await this.reclaimSpace();
+  }
+
+  /** Deleting is how a full store makes room: commit so that the space is usable now. */
+  protected override async reclaimSpace(): Promise<void> {
     await commitTransaction(this.root);
+  }
+
+  /**
+   * A deleted subvolume's space comes back only when the cleaner gets to it, which can
+   * be long after a commit; unlinked files' space comes back at the commit. After a full
+   * store the next step needs the room at once, so empty the temp first.
+   */
+  protected override async removeTempAfterFull(temp: string): Promise<void> {
+    await rm(join(temp, 'rootfs'), { recursive: true, force: true });
+    await commitTransaction(this.root);
+    await this.removeTemp(temp);
   }
 }

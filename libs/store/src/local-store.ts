@@ -7,7 +7,7 @@ import { StoreLayout } from './layout.js';
 import { unmountAllUnder } from './mount.js';
 import { SharedCaches } from './shared-caches.js';
 import { storeFullOr } from './store-full.js';
-import type { CacheView, FreeSpace, Store } from './store.js';
+import { StoreFullError, type CacheView, type FreeSpace, type Store } from './store.js';
 import type { TreeOps } from './tree-ops.js';
 
 /**
@@ -61,7 +61,8 @@ export abstract class LocalStore implements Store {
     } catch (e) {
       const error = await storeFullOr(e, this);
       // The step's error is the one to report; a temp that cannot go now goes at the next init.
-      await this.removeTemp(tmp).catch(() => undefined);
+      const remove = error instanceof StoreFullError ? this.removeTempAfterFull(tmp) : this.removeTemp(tmp);
+      await remove.catch(() => undefined);
       throw error;
     }
     await this.removeTemp(tmp);
@@ -109,6 +110,15 @@ export abstract class LocalStore implements Store {
       if (errorCode(e) === 'ENOENT') return undefined;
       throw e;
     }
+  }
+
+  /** Makes the space of removed files usable now, where the filesystem defers it. */
+  protected async reclaimSpace(): Promise<void> {}
+
+  /** Removes the temp of a build that failed on a full store: the next one needs the room now. */
+  protected async removeTempAfterFull(temp: string): Promise<void> {
+    await this.removeTemp(temp);
+    await this.reclaimSpace();
   }
 
   /** Removes a temp, unmounting first whatever is mounted in it. */
