@@ -58,7 +58,8 @@ try {
     return performance.now() - t;
   };
   const cairnBuild = () => spawnSync('node', [CLI, 'build', '-f', spec20, dir], { env: cliEnv });
-  const dockerBuild = () => docker(['build', '-q', '-t', 'bench', dir]);
+  // No bridge on this daemon (--bridge=none): RUN steps use no network, like Cairn's.
+  const dockerBuild = () => docker(['build', '--network', 'none', '-q', '-t', 'bench', dir]);
   time(cairnBuild);
   time(dockerBuild);
   const cairnTimes: number[] = [];

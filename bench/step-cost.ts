@@ -10,7 +10,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
-import { baseId } from '@cairn/hashing';
+import { baseId, sha256Hex } from '@cairn/hashing';
 import { ociConfig } from '@cairn/sandbox';
 import { parseSpec } from '@cairn/spec';
 import { BASE, benchEnv, ms } from './setup.js';
@@ -30,7 +30,7 @@ for (const kind of values.stores!.split(',')) {
     let parent = baseId(BASE);
     const floorStart = performance.now();
     for (let i = 0; i < N; i++) {
-      const id = `floor${i}`.padEnd(64, '0');
+      const id = sha256Hex(`floor ${i}`);
       await env.store.build(parent, id, async (dir) => {
         const config = ociConfig({
           argv: ['/bin/sh', '-c', `echo floor ${i}`], cwd: '/', env: [['PATH', '/bin']], user: { kind: 'unix', uid: 0, gid: 0 },

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Thin launcher so that `npx cairn` works from the repository root after `npm ci && npm run build`.
-import { main } from '../dist/main.js';
+// Launcher for `npx cairn` (after `npm ci && npm run build`): runs the bundled command.
+import { main } from '../dist/bundle/main.js';
 
 process.exitCode = await main(process.argv.slice(2));

@@ -2,6 +2,9 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Builder } from '@cairn/builder';
+
+export { BuildError } from '@cairn/builder';
+export { CancelledError } from '@cairn/sandbox';
 import { parseFetcherSpec } from '@cairn/fetcher';
 import { createSandbox } from '@cairn/sandbox';
 import { parseStoreSpec } from '@cairn/store';

@@ -12,7 +12,6 @@ import { heading, note, type Logger } from './log.js';
 import { MetadataDb } from './metadata-db.js';
 import { SharedSteps } from './shared-steps.js';
 import { replayLog, StepLog } from './step-log.js';
-import { copyTarStream } from './tar-transfer.js';
 
 /**
  * The engine: runs a spec op by op. For each step it computes the step ID; when the
@@ -84,6 +83,7 @@ export class Builder {
     try {
       return await this.buildStage(spec, new Map(), options, hold);
     } finally {
+      this.db.flush();
       for (const id of held) {
         const n = (this.inUse.get(id) ?? 1) - 1;
         if (n === 0) this.inUse.delete(id);
@@ -191,6 +191,8 @@ export class Builder {
         throw e;
       }
       await this.step(printOp(op), id, parent, options, hold, async (dir, log, signal) => {
+        // Loaded when a copy really runs, not at start: a cached build never needs tar-stream.
+        const { copyTarStream } = await import('./tar-transfer.js');
         await this.options.sandbox.run({
           argv: ['tar', '-xf', '-'],
           cwd: '/',

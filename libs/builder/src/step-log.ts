@@ -1,3 +1,4 @@
+import { readFileSync, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 
 const UNWRITTEN_LIMIT = 1024 * 1024;
@@ -126,8 +127,23 @@ export class StepLog {
 
 }
 
+/** Logs up to this size are replayed with one synchronous read: most are, and hits must be cheap. */
+const SMALL_LOG = 1024 * 1024;
+
 /** A published log, chunk by chunk. */
 export async function* replayLog(path: string): AsyncGenerator<Uint8Array> {
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  if (size === 0) return;
+  if (size <= SMALL_LOG) {
+    yield readFileSync(path);
+    return;
+  }
   let handle: FileHandle;
   try {
     handle = await open(path, 'r');

@@ -1,7 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
-import { execa } from 'execa';
 import { FetchError } from './fetcher.js';
 
 /**
@@ -30,7 +29,7 @@ let zstdInstalled: Promise<boolean> | undefined;
 
 /** Whether the `zstd` command can be run (checked once per process). */
 export function hasZstd(): Promise<boolean> {
-  zstdInstalled ??= execa('zstd', ['--version']).then(
+  zstdInstalled ??= import('execa').then(({ execa }) => execa('zstd', ['--version'])).then(
     () => true,
     () => false,
   );
@@ -52,6 +51,8 @@ export async function* decompress(file: string, compression: Compression): Async
     }
   } else {
     if (!(await hasZstd())) throw new FetchError('the layer is zstd-compressed but the zstd command is not installed');
+    // Loaded on first use, like every command: most builds never unpack a layer.
+    const { execa } = await import('execa');
     const zstd = execa('zstd', ['-d', '-c', '-q', '--', file], { buffer: { stdout: false, stderr: true } });
     try {
       yield* zstd.stdout;

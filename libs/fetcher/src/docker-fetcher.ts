@@ -1,4 +1,4 @@
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
 import { FetchError, type FetchedImage, type Fetcher } from './fetcher.js';
 import { applyLayer } from './layers.js';
 import { splitEnv } from './oci-documents.js';
@@ -16,12 +16,17 @@ export interface DockerFetcherOptions {
  */
 export class DockerFetcher implements Fetcher {
   readonly kind = 'docker';
-  private readonly docker: Docker;
+  private client: Promise<Docker> | undefined;
   readonly socketPath: string;
 
   constructor(options: DockerFetcherOptions = {}) {
     this.socketPath = options.socketPath ?? '/var/run/docker.sock';
-    this.docker = new Docker({ socketPath: this.socketPath });
+  }
+
+  /** dockerode (and the gRPC and SSH stacks it loads) only for builds that use Docker: it costs every `cairn` start 100 ms otherwise. */
+  private get docker(): Promise<Docker> {
+    this.client ??= import('dockerode').then(({ default: Dockerode }) => new Dockerode({ socketPath: this.socketPath }));
+    return this.client;
   }
 
   async fetch(image: string, rootfs: string, log: (line: string) => void): Promise<FetchedImage> {
@@ -29,7 +34,7 @@ export class DockerFetcher implements Fetcher {
     log(`resolved ${image} to ${info.Id}`);
     // Docker will not create a container from an image without a command, even one that
     // never runs; this one only satisfies that check.
-    const container = await this.docker.createContainer({ Image: info.Id, Cmd: ['/cairn-export'], NetworkDisabled: true });
+    const container = await (await this.docker).createContainer({ Image: info.Id, Cmd: ['/cairn-export'], NetworkDisabled: true });
     try {
       await applyLayer(rootfs, (await container.export()) as AsyncIterable<Buffer>);
     } finally {
@@ -40,7 +45,7 @@ export class DockerFetcher implements Fetcher {
 
   private async inspect(image: string): Promise<Docker.ImageInspectInfo> {
     try {
-      return await this.docker.getImage(image).inspect();
+      return await (await this.docker).getImage(image).inspect();
     } catch (e) {
       if ((e as { statusCode?: number }).statusCode === 404) {
         throw new FetchError(`no image ${image} in the Docker daemon at ${this.socketPath} (Cairn never pulls)`);

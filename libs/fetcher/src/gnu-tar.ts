@@ -1,4 +1,6 @@
-import { execa, ExecaError } from 'execa';
+// execa is loaded on first use: importing it costs every `cairn` start ~100 ms, and a
+// fully cached build runs no command at all.
+const loadExeca = () => import('execa');
 import { FetchError } from './fetcher.js';
 
 /**
@@ -15,7 +17,7 @@ const COMMON = ['--numeric-owner', '--xattrs', '--xattrs-include=*'];
 const ENV = { LC_ALL: 'C' };
 
 function failure(what: string, e: unknown): FetchError {
-  const detail = e instanceof ExecaError ? (String(e.stderr ?? '').trim() || e.shortMessage) : String(e);
+  const detail = isExecaError(e) ? (String(e.stderr ?? '').trim() || e.shortMessage) : String(e);
   return new FetchError(`${what}: ${detail}`);
 }
 
@@ -29,6 +31,7 @@ export async function extractTar(
   source: AsyncIterable<Uint8Array>,
   exclude: readonly string[],
 ): Promise<void> {
+  const { execa } = await loadExeca();
   const args = ['-x', '-f', '-', '-C', dir, ...COMMON, '--same-owner', '--same-permissions'];
   try {
     await execa('tar', [...args, ...exclude.map((p) => `--exclude=${p}`)], { stdin: source, env: ENV });
@@ -42,6 +45,7 @@ export async function extractTar(
  * gives the same bytes) as a stream.
  */
 export async function* tarDirectory(dir: string): AsyncGenerator<Buffer> {
+  const { execa } = await loadExeca();
   const tar = execa('tar', [...COMMON, '--sort=name', '-C', dir, '-c', '.'], {
     env: ENV,
     buffer: { stdout: false, stderr: true },
@@ -57,4 +61,8 @@ export async function* tarDirectory(dir: string): AsyncGenerator<Buffer> {
       await tar.catch(() => undefined);
     }
   }
+}
+
+function isExecaError(e: unknown): e is { stderr?: unknown; shortMessage: string } {
+  return e instanceof Error && e.name === 'ExecaError';
 }

@@ -1,11 +1,10 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execa } from 'execa';
 import { bundlePaths, writeBundle } from './bundle.js';
 import { missingMountpoints, removeMountpoints } from './mountpoints.js';
 import { ociConfig } from './oci-config.js';
@@ -142,12 +141,19 @@ export class RuncSandbox implements Sandbox {
     }
   }
 
+  /**
+   * The containers in our state dir. The runtime keeps one directory per container there,
+   * so an empty state dir (the usual case) answers without starting a process.
+   */
   private async containers(): Promise<string[]> {
+    if ((await readdir(this.stateDir)).length === 0) return [];
     const { stdout } = await this.runtime(['list', '-q']);
     return stdout.split('\n').filter(Boolean);
   }
 
-  private runtime(args: readonly string[], reject = true) {
+  private async runtime(args: readonly string[], reject = true) {
+    // Loaded on first use: importing execa costs every `cairn` start ~100 ms.
+    const { execa } = await import('execa');
     return execa(this.options.runtime, ['--root', this.stateDir, ...args], { stdin: 'ignore', reject });
   }
 }

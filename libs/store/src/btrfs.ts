@@ -1,5 +1,5 @@
 import { lstat, rm, statfs } from 'node:fs/promises';
-import { execa } from 'execa';
+import { runCommand } from './command.js';
 import { errorCode } from './errno.js';
 
 // Every `btrfs` command the store runs.
@@ -13,17 +13,17 @@ export async function isOnBtrfs(path: string): Promise<boolean> {
 }
 
 export async function createSubvolume(path: string): Promise<void> {
-  await execa('btrfs', ['subvolume', 'create', path]);
+  await runCommand('btrfs', ['subvolume', 'create', path]);
 }
 
 /** `dst` must not exist: when it is a directory, btrfs puts the snapshot inside it. */
 export async function snapshotSubvolume(src: string, dst: string, options: { readonly readOnly: boolean }): Promise<void> {
-  await execa('btrfs', ['subvolume', 'snapshot', ...(options.readOnly ? ['-r'] : []), src, dst]);
+  await runCommand('btrfs', ['subvolume', 'snapshot', ...(options.readOnly ? ['-r'] : []), src, dst]);
 }
 
 /** Deletes a subvolume, read-only or not; its space comes back after the next commit. */
 export async function deleteSubvolume(path: string): Promise<void> {
-  await execa('btrfs', ['subvolume', 'delete', path]);
+  await runCommand('btrfs', ['subvolume', 'delete', path]);
 }
 
 /**
@@ -33,7 +33,7 @@ export async function deleteSubvolume(path: string): Promise<void> {
  * once (seen on Linux 6.18) and then waits for the periodic commit anyway.
  */
 export async function commitTransaction(path: string): Promise<void> {
-  await execa('btrfs', ['filesystem', 'sync', path]);
+  await runCommand('btrfs', ['filesystem', 'sync', path]);
 }
 
 /**

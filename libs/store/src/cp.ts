@@ -1,4 +1,4 @@
-import { execa } from 'execa';
+import { runCommand } from './command.js';
 
 // Every `cp` command the store runs.
 
@@ -8,5 +8,5 @@ import { execa } from 'execa';
  * cannot); `'auto'` shares them where it can and copies bytes elsewhere.
  */
 export async function copyTree(src: string, dst: string, reflink: 'always' | 'auto'): Promise<void> {
-  await execa('cp', ['-a', `--reflink=${reflink}`, '--no-target-directory', src, dst]);
+  await runCommand('cp', ['-a', `--reflink=${reflink}`, '--no-target-directory', src, dst]);
 }

@@ -1,5 +1,5 @@
 import { readFile, realpath } from 'node:fs/promises';
-import { execa } from 'execa';
+import { runCommand } from './command.js';
 import { errorCode } from './errno.js';
 
 /** mount(2) copies its options into one page: longer overlay options are cut off. */
@@ -27,11 +27,11 @@ export async function mountOverlay(m: OverlayMount): Promise<void> {
   if (Buffer.byteLength(text) > MAX_OPTIONS) {
     throw new Error(`a stack of ${m.lower.length} layers is too deep for one overlay mount: its options take ${Buffer.byteLength(text)} bytes, the kernel reads at most ${MAX_OPTIONS}`);
   }
-  await execa('mount', ['-t', 'overlay', 'overlay', '-o', text, m.target], { cwd: m.cwd });
+  await runCommand('mount', ['-t', 'overlay', 'overlay', '-o', text, m.target], { cwd: m.cwd });
 }
 
 export async function unmount(target: string): Promise<void> {
-  await execa('umount', [target]);
+  await runCommand('umount', [target]);
 }
 
 /** Unmounts everything mounted at or below `dir`, deepest first. */

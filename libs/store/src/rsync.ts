@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { execa } from 'execa';
+import { runCommand } from './command.js';
 
 // Every `rsync` command the store runs.
 
@@ -11,5 +11,5 @@ import { execa } from 'execa';
 export async function rsyncTree(src: string, dst: string, options: { readonly linkDest?: string } = {}): Promise<void> {
   // rsync reads a relative --link-dest from the destination, not from the cwd.
   const link = options.linkDest === undefined ? [] : [`--link-dest=${resolve(options.linkDest)}`];
-  await execa('rsync', ['-aHAX', '--numeric-ids', ...link, `${src}/`, `${dst}/`]);
+  await runCommand('rsync', ['-aHAX', '--numeric-ids', ...link, `${src}/`, `${dst}/`]);
 }

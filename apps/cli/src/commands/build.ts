@@ -1,9 +1,6 @@
 import { Option, type Command } from 'commander';
-import { BuildError } from '@cairn/builder';
-import { CancelledError } from '@cairn/sandbox';
 import type { Spec } from '@cairn/spec';
 import { EXIT, UserError } from '../cli-error.js';
-import { openBuilder } from '../engine-config.js';
 import { collect, displayName, type Io } from '../io.js';
 import { Progress } from '../progress.js';
 import { readSpec } from '../read-spec.js';
@@ -47,6 +44,8 @@ Examples:
     .action(async (context: string, opts: BuildOpts) => {
       const { spec } = await readSpec(io, opts.file);
       const secrets = await readSecretFiles(opts.secret);
+      // The engine loads only for commands that build: `cairn --help` stays quick.
+      const { openBuilder, BuildError, CancelledError } = await import('../engine-config.js');
       const builder = await openBuilder(opts);
       const progress = new Progress(io, snapshotSteps(spec), opts.json ?? false);
       const controller = new AbortController();

@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
 import { UserError } from '../cli-error.js';
-import { machineConfig, openBuilder, type EngineFlags } from '../engine-config.js';
+import type { EngineFlags } from '../engine-config.js';
+
+/** The engine loads only for the commands that use it. */
+const engine = () => import('../engine-config.js');
 import type { Io } from '../io.js';
 
 const storeOption = '--store <kind:path>';
@@ -20,6 +23,7 @@ export function registerStoreAdmin(program: Command, io: Io): void {
     .option('--json', 'print {"ok": true, "ms": N}')
     .addHelpText('after', '\nExamples:\n  cairn healthcheck\n  cairn healthcheck --store btrfs:/var/lib/cairn/btrfs --runtime crun')
     .action(async (opts: EngineFlags & { image?: string; timeout: string; json?: boolean }) => {
+      const { machineConfig, openBuilder } = await engine();
       const image = opts.image ?? (await machineConfig()).healthcheckImage ?? 'busybox';
       const timeout = seconds(opts.timeout, '--timeout');
       const builder = await openBuilder(opts);
@@ -45,7 +49,7 @@ export function registerStoreAdmin(program: Command, io: Io): void {
     .action(async (opts: EngineFlags & { before: string; limit: string; json?: boolean }) => {
       const before = Date.now() - duration(opts.before);
       const limit = count(opts.limit, '--limit');
-      const builder = await openBuilder(opts);
+      const builder = await (await engine()).openBuilder(opts);
       try {
         const removed = await builder.prune(before, limit, opts.json ? undefined : (line) => io.out(`${line}\n`));
         io.out(opts.json ? `${JSON.stringify({ removed })}\n` : `${removed.length} snapshot(s) removed\n`);
@@ -62,7 +66,7 @@ export function registerStoreAdmin(program: Command, io: Io): void {
     .addHelpText('after', '\nExample:\n  cairn delete a16a57b254ca5fe6ca5f34ab5ed0e56d9f38e13c62f7de9d876addd2061f678e')
     .action(async (id: string, opts: EngineFlags) => {
       if (!/^[0-9a-f]{64}$/.test(id)) throw new UserError(`"${id}" is not a snapshot ID (64 hex digits)`);
-      const builder = await openBuilder(opts);
+      const builder = await (await engine()).openBuilder(opts);
       try {
         if (!(await builder.store.exists(id))) throw new UserError(`no snapshot ${id} in ${builder.store.kind}:${builder.store.root}`);
         await builder.delete(id, (line) => io.out(`${line}\n`));
@@ -77,7 +81,7 @@ export function registerStoreAdmin(program: Command, io: Io): void {
     .option(storeOption, storeHelp)
     .option('--json', 'print the numbers as JSON')
     .action(async (opts: EngineFlags & { json?: boolean }) => {
-      const builder = await openBuilder(opts);
+      const builder = await (await engine()).openBuilder(opts);
       try {
         const free = await builder.store.df();
         const snapshots = builder.snapshotCount();
