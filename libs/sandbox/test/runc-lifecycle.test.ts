@@ -50,7 +50,7 @@ describe.each(RUNTIMES)('%s: cancellation and crashes', (runtime) => {
 
   it('init() removes the container of a worker that was SIGKILLed mid-step', async () => {
     const s = await scratch(runtime);
-    const worker = execa('node', [FIXTURE, runtime, s.stateDir, s.rootfs], { reject: false });
+    const worker = execa('node', ['--import', 'tsx', FIXTURE, runtime, s.stateDir, s.rootfs], { reject: false });
     let output = '';
     worker.stdout.on('data', (c: Buffer) => (output += c.toString()));
     await waitFor(() => output.includes('started'), 'the worker to start its step');

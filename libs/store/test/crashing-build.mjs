@@ -4,12 +4,11 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setInterval } from 'node:timers';
-import { fileURLToPath, URL } from 'node:url';
-import { runnerImport } from 'vite';
 
 const [spec, parent, id] = process.argv.slice(2);
-// Vite's module runner loads the TypeScript sources, as vitest does for the tests.
-const { module: storeLib } = await runnerImport(fileURLToPath(new URL('../src/index.ts', import.meta.url)), { configFile: false, logLevel: 'silent' });
+// Run with `node --import tsx`, which loads the TypeScript sources (and the modules they
+// load later, such as execa) as vitest does for the tests.
+const storeLib = await import('../src/index.ts');
 const store = storeLib.parseStoreSpec(spec);
 await store.build(parent, id, async (dir) => {
   await writeFile(join(dir, 'rootfs', 'half-written'), 'the process dies before publishing this');

@@ -254,7 +254,7 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
 
     it('init removes what a killed build left behind, unmounting first', async () => {
       await store.build(undefined, 'base', async (dir) => writeFile(rootfs(dir, 'base-file'), 'base'));
-      const child = spawn(process.execPath, [CRASHING_BUILD, `${fixture.kind}:${root}`, 'base', 'crashed'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', CRASHING_BUILD, `${fixture.kind}:${root}`, 'base', 'crashed'], { stdio: ['ignore', 'pipe', 'inherit'] });
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       cleanups.push(async () => {
         child.kill('SIGKILL');
