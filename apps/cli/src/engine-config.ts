@@ -6,7 +6,7 @@ import { Builder } from '@cairn/builder';
 export { BuildError } from '@cairn/builder';
 export { CancelledError } from '@cairn/sandbox';
 import { parseFetcherSpec } from '@cairn/fetcher';
-import { createSandbox } from '@cairn/sandbox';
+import { createSandbox, type MacosSandboxOptions, type SandboxKind } from '@cairn/sandbox';
 import { parseStoreSpec } from '@cairn/store';
 import { UserError } from './cli-error.js';
 import { loadSecretKey } from './secret-key.js';
@@ -21,6 +21,8 @@ export const CONFIG_FILE = process.env.CAIRN_CONFIG ?? '/var/lib/cairn/cairn.jso
 export interface EngineFlags {
   store?: string;
   fetcher?: string;
+  /** The sandbox kind; `--runtime` names the OCI runtime of the Linux sandbox, the same choice. */
+  sandbox?: string;
   runtime?: string;
   fastSync?: boolean;
 }
@@ -28,7 +30,10 @@ export interface EngineFlags {
 interface MachineConfig {
   store?: string;
   fetcher?: string;
+  sandbox?: string;
   runtime?: string;
+  /** The macos sandbox's build-slot user (see MacosSandboxOptions). */
+  macos?: MacosSandboxOptions;
   stateDir?: string;
   healthcheckImage?: string;
 }
@@ -49,10 +54,11 @@ export async function openBuilder(flags: EngineFlags): Promise<Builder> {
     throw new UserError(`no store given: pass --store btrfs:/path (or overlayfs:, rsync:, xfs:), set CAIRN_STORE, or run tools/setup.sh to make a default in ${CONFIG_FILE}`);
   }
   const fetcherSpec = flags.fetcher ?? process.env.CAIRN_FETCHER ?? config.fetcher ?? 'docker';
-  const runtime = flags.runtime ?? process.env.CAIRN_RUNTIME ?? config.runtime ?? 'runc';
+  const sandboxKind = flags.sandbox ?? flags.runtime ?? process.env.CAIRN_SANDBOX ?? process.env.CAIRN_RUNTIME ?? config.sandbox ?? config.runtime ?? 'runc';
   const store = wrapUserError(() => parseStoreSpec(storeSpec));
   const fetcher = wrapUserError(() => parseFetcherSpec(fetcherSpec));
-  const sandbox = wrapUserError(() => createSandbox(runtime as 'runc', {
+  const sandbox = wrapUserError(() => createSandbox(sandboxKind as SandboxKind, {
+    ...(config.macos ? { macos: config.macos } : {}),
     // Per store: a sandbox's init() removes every container in its state dir.
     stateDir: join(config.stateDir ?? '/run/cairn', createHash('sha256').update(store.root).digest('hex').slice(0, 16)),
     fastSync: flags.fastSync ?? false,

@@ -6,12 +6,19 @@ import { baseId } from '@cairn/hashing';
 import { createSandbox, type Sandbox } from '@cairn/sandbox';
 import { parseSpec } from '@cairn/spec';
 import { parseStoreSpec, type Store } from '@cairn/store';
+import { startDockerd } from '../../../test/support/dockerd.js';
 import { busyboxImage } from '../../../test/support/images.js';
 import { withBtrfs, withXfs } from '../../../test/support/filesystems.js';
+// Until @cairn/store and @cairn/sandbox export the docker drivers from their index.
+import { DockerSandbox } from '../../sandbox/src/docker-sandbox.js';
+import { DockerStore } from '../../store/src/docker-store.js';
 import { Builder, type LogEvent } from '../src/index.js';
 
-/** Every store driver the engine must work on, each on a real filesystem. */
-export const STORE_KINDS = ['btrfs', 'overlayfs', 'rsync', 'rsync-hardlink', 'xfs'] as const;
+/**
+ * Every backend the engine must work on, each on a real filesystem: the store drivers with
+ * runc (or crun), and `docker`, the Docker store with the docker sandbox on a private dockerd.
+ */
+export const STORE_KINDS = ['btrfs', 'overlayfs', 'rsync', 'rsync-hardlink', 'xfs', 'docker'] as const;
 export type StoreKind = (typeof STORE_KINDS)[number];
 
 export const BASE = 'cairn/busybox:latest';
@@ -50,8 +57,12 @@ export async function makeHarness(kind: StoreKind, runtime: 'runc' | 'crun' = 'r
   const root = fs ? fs.path : join(dir, 'store');
   const images = join(dir, 'images');
   await busyboxImage(images, BASE);
-  const store = parseStoreSpec(`${kind}:${root}`);
-  const sandbox = new CountingSandbox(createSandbox(runtime, { stateDir: join(dir, 'runc-state') }));
+  // The docker backend: one private dockerd per harness (images only from `docker import`).
+  const dockerd = kind === 'docker' ? await startDockerd() : undefined;
+  const store = dockerd ? new DockerStore(root, { socketPath: dockerd.socketPath }) : parseStoreSpec(`${kind}:${root}`);
+  const sandbox = new CountingSandbox(
+    dockerd ? new DockerSandbox({ socketPath: dockerd.socketPath }) : createSandbox(runtime, { stateDir: join(dir, 'runc-state') }),
+  );
   const open = () => Builder.open({ store, sandbox, fetcher: new OciLayoutFetcher(images), dbPath: join(dir, 'db.sqlite'), secretKey: 'test-key' });
   const harness: Harness = {
     builder: await open(),
@@ -66,6 +77,7 @@ export async function makeHarness(kind: StoreKind, runtime: 'runc' | 'crun' = 'r
     },
     cleanup: async () => {
       harness.builder.close();
+      await dockerd?.stop();
       await fs?.cleanup();
       await rm(dir, { recursive: true, force: true });
     },

@@ -1,11 +1,16 @@
+import { JailSandbox } from './jail-sandbox.js';
+import { MacosSandbox, type MacosSandboxOptions } from './macos-sandbox.js';
 import { RuncSandbox, type RuncSandboxOptions } from './runc-sandbox.js';
 import type { Sandbox } from './sandbox.js';
 
 /** The values `--sandbox` accepts. */
-export const SANDBOX_KINDS = ['runc', 'crun'] as const;
+export const SANDBOX_KINDS = ['runc', 'crun', 'jail', 'macos'] as const;
 export type SandboxKind = (typeof SANDBOX_KINDS)[number];
 
-export type SandboxOptions = Omit<RuncSandboxOptions, 'runtime'>;
+export type SandboxOptions = Omit<RuncSandboxOptions, 'runtime'> & {
+  /** The macos sandbox's build-slot user. */
+  readonly macos?: MacosSandboxOptions;
+};
 
 /** The sandbox named on the command line or in the machine config. */
 export function createSandbox(kind: SandboxKind, options: SandboxOptions): Sandbox {
@@ -13,5 +18,13 @@ export function createSandbox(kind: SandboxKind, options: SandboxOptions): Sandb
   if (!(SANDBOX_KINDS as readonly string[]).includes(kind)) {
     throw new Error(`unknown sandbox "${String(kind)}": choose one of ${SANDBOX_KINDS.join(', ')}`);
   }
-  return new RuncSandbox({ ...options, runtime: kind });
+  switch (kind) {
+    case 'jail':
+      return new JailSandbox({ stateDir: options.stateDir });
+    case 'macos':
+      if (!options.macos) throw new Error('the macos sandbox needs its build-slot user: macos.uid (e.g. 1000 + slot) in the machine config');
+      return new MacosSandbox(options.macos);
+    default:
+      return new RuncSandbox({ ...options, runtime: kind });
+  }
 }

@@ -10,6 +10,7 @@ interface BuildOpts {
   file: string;
   store?: string;
   fetcher?: string;
+  sandbox?: string;
   runtime?: string;
   fastSync?: boolean;
   secret: string[];
@@ -29,7 +30,8 @@ an unchanged step is never run again. Step output is streamed as it is produced,
     .argument('[context]', 'build context directory for (copy ...) steps', '.')
     .option('--store <kind:path>', 'btrfs:/path, overlayfs:/path, rsync:/path, rsync-hardlink:/path or xfs:/path (default: CAIRN_STORE or the machine config)')
     .option('--fetcher <spec>', 'where (from IMAGE) comes from: oci:/layout, registry:http://host:port or docker (default: CAIRN_FETCHER or the machine config)')
-    .addOption(new Option('--runtime <runtime>', 'OCI runtime for the sandbox').choices(['runc', 'crun']))
+    .option('--sandbox <kind>', 'where steps run: runc, crun, jail (FreeBSD) or macos (default: CAIRN_SANDBOX or the machine config, else runc)')
+    .addOption(new Option('--runtime <runtime>', 'OCI runtime of the Linux sandbox (same as --sandbox runc|crun)').choices(['runc', 'crun']))
     .option('--fast-sync', 'make fsync and friends no-ops inside steps (results are published atomically anyway)')
     .option('--secret <ID:FILE>', 'mount FILE read-only for (secrets (ID ...)) (repeatable); never logged or stored', collect, [])
     .option('--json', 'log to stderr; print {"id", "durationMs", "steps": [...]} on stdout')

@@ -1,0 +1,329 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { chown, mkdir, readdir, readFile, rename, rm, rmdir, statfs, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { User } from '@cairn/spec';
+import { runCommand } from './command.js';
+import { DockerImages } from './docker-images.js';
+import { errorCode, pathExists } from './errno.js';
+import { freeSpace } from './free-space.js';
+import { escapeCacheName, StoreLayout } from './layout.js';
+import type { CacheView, FreeSpace, Store } from './store.js';
+
+export interface DockerStoreOptions {
+  /** The daemon's socket; default `/var/run/docker.sock`. */
+  readonly socketPath?: string;
+}
+
+/**
+ * What DockerStore writes into a build's temp directory, next to `rootfs`, for the
+ * docker sandbox: run steps in a container created from `base` (or from `target`, once
+ * an earlier run of the same step committed to it) and commit the container to `target`.
+ */
+export interface DockerBuildFile {
+  /** The parent snapshot's image, or null for a base image (which the fetcher writes into `rootfs`). */
+  readonly base: string | null;
+  /** The temporary tag the sandbox commits to. */
+  readonly target: string;
+}
+
+/** The file name of DockerBuildFile in a build's temp directory. */
+export const DOCKER_BUILD_FILE = 'docker.json';
+
+/**
+ * Snapshots as Docker images: the result `id` is the image `cairn-<hash>:<id>`, where
+ * `<hash>` (the first 7 hex digits of the SHA-256 of the store's root path) keeps stores
+ * sharing one daemon apart. Everything else a result holds (its log, a base image's
+ * env.json) lives on the host in `<root>/result/<id>/`, as in the other stores (layout.ts).
+ *
+ * Building: the temp directory `dir` gets `docker.json` (DockerBuildFile) and an empty
+ * `rootfs/`. The docker sandbox reads docker.json next to the rootfs it is given and
+ * commits its container to the temp tag. When nothing committed and there is no parent,
+ * the step filled `dir/rootfs` itself (the engine's fetcher: the base image case), and it
+ * is published by `docker import` with the ENV of `dir/env.json`. When nothing committed
+ * and there is a parent, the result is the parent's image under a new tag. Publishing tags
+ * the temp image as the result (one API call: atomic) and then moves the directory, without
+ * rootfs/ and docker.json, to `result/<id>`; a result exists when it has both. On failure
+ * the temp tag and directory go; `init` removes what a dead process left (temp tags,
+ * export containers and cache views are named after the pid that made them).
+ *
+ * Caches are volumes `cairn-<hash>-cache-<escaped name>`. A view is a separate volume
+ * `cairn-<hash>-view-<pid>-<n>`, filled by copying the cache volume's host directory
+ * (the volume's Mountpoint: this needs the daemon on this host and root, as the other Linux
+ * stores do; on Windows the volume directories are also host paths). The view's path is
+ * that host directory, which the docker sandbox bind-mounts. The generation check is the
+ * rename trick of shared-caches.ts on marker directories `cache/<escaped>/<gen>-<token>`
+ * on the host: renaming the view's base marker away succeeds for exactly one committer,
+ * which then copies its view over the cache volume and adds the next marker. A view taken
+ * while a commit copies finds no marker, and retries.
+ */
+export class DockerStore implements Store {
+  readonly kind = 'docker';
+  readonly root: string;
+  /** The image repository of results: `cairn-<hash>`. */
+  readonly repo: string;
+  readonly images: DockerImages;
+  private readonly layout: StoreLayout;
+  private count = 0;
+
+  constructor(root: string, options: DockerStoreOptions = {}) {
+    this.root = resolve(root);
+    this.layout = new StoreLayout(this.root);
+    this.repo = `cairn-${createHash('sha256').update(this.root).digest('hex').slice(0, 7)}`;
+    this.images = new DockerImages(options.socketPath ?? '/var/run/docker.sock');
+  }
+
+  /** The image holding result `id`. */
+  imageOf(id: string): string {
+    return `${this.repo}:${id}`;
+  }
+
+  async init(): Promise<void> {
+    await this.layout.create();
+    for (const temp of await this.layout.deadTemps()) await rm(temp, { recursive: true, force: true });
+    for (const c of await this.images.containersNamed(`${this.repo}-export-`)) if (deadOwner(c.name)) await this.images.removeContainer(c.id);
+    for (const ref of await this.images.tagsOf(`${this.repo}-tmp`)) if (deadOwner(ref.slice(ref.indexOf(':') + 1))) await this.images.untag(ref);
+    for (const name of await this.images.volumesNamed(`${this.repo}-view-`)) if (deadOwner(name)) await this.images.removeVolume(name);
+  }
+
+  async exists(id: string): Promise<boolean> {
+    return (await pathExists(this.layout.result(id))) && (await this.images.inspect(this.imageOf(id))) !== undefined;
+  }
+
+  resultDir(id: string): string {
+    return this.layout.result(id);
+  }
+
+  async build(parent: string | undefined, id: string, fn: (dir: string) => Promise<void>): Promise<void> {
+    if (await this.exists(id)) throw new Error(`snapshot ${id} already exists in the store at ${this.root}`);
+    if (parent !== undefined && !(await this.exists(parent))) throw new Error(`snapshot ${parent} (the parent) is not in the store at ${this.root}`);
+    const tmp = this.layout.newResultTemp(id);
+    const target = `${this.repo}-tmp:${this.nextName()}`;
+    let tagged = false;
+    try {
+      await mkdir(join(tmp, 'rootfs'), { recursive: true });
+      const file: DockerBuildFile = { base: parent === undefined ? null : this.imageOf(parent), target };
+      await writeFile(join(tmp, DOCKER_BUILD_FILE), JSON.stringify(file));
+      await fn(tmp);
+      if ((await this.images.inspect(target)) === undefined) {
+        if (parent === undefined) await this.images.importRootfs(join(tmp, 'rootfs'), target, await envOf(tmp));
+        else if ((await readdir(join(tmp, 'rootfs'))).length > 0) throw new Error('the docker store changes a snapshot only through the docker sandbox, but files were written into its rootfs directory');
+        else await this.images.tag(this.imageOf(parent), target);
+      }
+      await this.images.tag(target, this.imageOf(id));
+      tagged = true;
+      await rm(join(tmp, 'rootfs'), { recursive: true, force: true });
+      await rm(join(tmp, DOCKER_BUILD_FILE), { force: true });
+      // A result directory without its image (a crash between the two steps) is stale.
+      await rm(this.layout.result(id), { recursive: true, force: true });
+      await rename(tmp, this.layout.result(id));
+    } catch (e) {
+      if (tagged) await this.images.untag(this.imageOf(id)).catch(() => undefined);
+      await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+      throw e;
+    } finally {
+      await this.images.untag(target).catch(() => undefined);
+    }
+  }
+
+  async withRootfs<T>(id: string, fn: (rootfs: string) => Promise<T>): Promise<T> {
+    if (!(await this.exists(id))) throw new Error(`snapshot ${id} is not in the store at ${this.root}`);
+    const tmp = this.layout.newResultTemp(id);
+    try {
+      await mkdir(join(tmp, 'rootfs'), { recursive: true });
+      await this.images.exportTo(this.imageOf(id), `${this.repo}-export-${this.nextName()}`, join(tmp, 'rootfs'));
+      return await fn(join(tmp, 'rootfs'));
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  }
+
+  async delete(id: string): Promise<void> {
+    const ref = this.imageOf(id);
+    const info = await this.images.inspect(ref);
+    if (info !== undefined) {
+      const containers = await this.images.containersOf(ref);
+      if (containers.length > 0) throw new Error(`cannot delete snapshot ${id}: containers use its image ${ref}: ${containers.join(', ')}`);
+      const children = (await this.images.childTags(info.Id, `${this.repo}:`)).filter((t) => t !== ref);
+      if (children.length > 0) throw new Error(`cannot delete snapshot ${id}: snapshots are built on it (delete them first): ${children.join(', ')}`);
+    }
+    await rm(this.layout.result(id), { recursive: true, force: true });
+    if (info !== undefined) await this.images.untag(ref);
+  }
+
+  async cache(name: string, user: User): Promise<CacheView> {
+    const markers = this.layout.cache(name);
+    const volume = this.cacheVolume(name);
+    for (;;) {
+      const base = await currentGeneration(markers);
+      if (base === undefined) {
+        await this.createCache(name, user);
+        continue;
+      }
+      const source = await this.images.volumePath(volume);
+      if (source === undefined) {
+        await this.createCache(name, user);
+        continue;
+      }
+      const viewName = `${this.repo}-view-${this.nextName()}`;
+      const path = await this.images.volume(viewName, { 'cairn.cache': name });
+      try {
+        await runCommand('cp', ['-a', '--reflink=auto', '--no-target-directory', source, path]);
+      } catch (e) {
+        await this.images.removeVolume(viewName);
+        if (await pathExists(join(markers, base.name))) throw e;
+        continue;
+      }
+      // A commit moves the base marker away before it copies over the cache volume.
+      if (await pathExists(join(markers, base.name))) return new DockerCacheView(path, (commit) => this.release(name, base, viewName, path, commit));
+      await this.images.removeVolume(viewName);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  async deleteCache(name: string): Promise<void> {
+    const garbage = this.layout.newCacheTemp('deleted');
+    try {
+      await rename(this.layout.cache(name), garbage);
+    } catch (e) {
+      if (errorCode(e) !== 'ENOENT') throw e;
+    }
+    await rm(garbage, { recursive: true, force: true });
+    await this.images.removeVolume(this.cacheVolume(name));
+  }
+
+  async df(): Promise<FreeSpace> {
+    try {
+      const dataRoot = await this.images.dataRoot();
+      await statfs(dataRoot);
+      return await freeSpace(dataRoot);
+    } catch {
+      // A daemon on another machine (or in a VM): the host's view is all there is.
+      return freeSpace(this.root);
+    }
+  }
+
+  /** The volume holding shared cache `name`. */
+  cacheVolume(name: string): string {
+    return `${this.repo}-cache-${escapeCacheName(name)}`;
+  }
+
+  private nextName(): string {
+    this.count += 1;
+    return `${process.pid}-${this.count}`;
+  }
+
+  private async createCache(name: string, user: User): Promise<void> {
+    const markers = this.layout.cache(name);
+    await mkdir(markers, { recursive: true });
+    const path = await this.images.volume(this.cacheVolume(name), { 'cairn.cache': name });
+    if ((await currentGeneration(markers)) !== undefined) return;
+    if (user.kind === 'unix') await chown(path, user.uid, user.gid);
+    const marker = this.layout.newCacheTemp('new');
+    await mkdir(marker);
+    try {
+      await rename(marker, join(markers, generationName(0)));
+    } catch (e) {
+      await rmdir(marker).catch(() => undefined);
+      if (errorCode(e) !== 'ENOENT') throw e;
+    }
+  }
+
+  private async release(name: string, base: Generation, viewName: string, viewPath: string, commit: boolean): Promise<void> {
+    try {
+      if (!commit) return;
+      const markers = this.layout.cache(name);
+      const old = this.layout.newCacheTemp('old');
+      try {
+        await rename(join(markers, base.name), old);
+      } catch (e) {
+        // ENOENT: another view of this generation was committed first; this one loses.
+        if (errorCode(e) === 'ENOENT') return;
+        throw e;
+      }
+      await rmdir(old);
+      const target = await this.images.volumePath(this.cacheVolume(name));
+      // The cache was deleted meanwhile: a deleted cache takes no commits.
+      if (target === undefined) return;
+      await runCommand('find', [target, '-mindepth', '1', '-maxdepth', '1', '-exec', 'rm', '-rf', '{}', '+']);
+      await runCommand('cp', ['-a', '--reflink=auto', '--no-target-directory', viewPath, target]);
+      const marker = this.layout.newCacheTemp('new');
+      await mkdir(marker);
+      try {
+        await rename(marker, join(markers, generationName(base.generation + 1)));
+      } catch (e) {
+        await rmdir(marker).catch(() => undefined);
+        if (errorCode(e) !== 'ENOENT') throw e;
+      }
+    } finally {
+      await this.images.removeVolume(viewName);
+    }
+  }
+}
+
+class DockerCacheView implements CacheView {
+  private released = false;
+
+  constructor(
+    readonly path: string,
+    private readonly onRelease: (commit: boolean) => Promise<void>,
+  ) {}
+
+  async release(commit: boolean): Promise<void> {
+    if (this.released) throw new Error(`cache view ${this.path} was already released`);
+    this.released = true;
+    await this.onRelease(commit);
+  }
+}
+
+interface Generation {
+  readonly name: string;
+  readonly generation: number;
+}
+
+const GENERATION = /^(\d+)-([0-9a-f]+)$/;
+
+function generationName(generation: number): string {
+  return `${generation}-${randomBytes(6).toString('hex')}`;
+}
+
+async function currentGeneration(dir: string): Promise<Generation | undefined> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (e) {
+    if (errorCode(e) === 'ENOENT') return undefined;
+    throw e;
+  }
+  let current: Generation | undefined;
+  for (const name of names) {
+    const m = GENERATION.exec(name);
+    if (!m) continue;
+    const g = { name, generation: Number(m[1]) };
+    if (!current || g.generation > current.generation || (g.generation === current.generation && g.name > current.name)) current = g;
+  }
+  return current;
+}
+
+/** The env a base image step wrote to `dir/env.json` (the engine's format), or none. */
+async function envOf(dir: string): Promise<[string, string][]> {
+  try {
+    return (JSON.parse(await readFile(join(dir, 'env.json'), 'utf8')) as { env?: [string, string][] }).env ?? [];
+  } catch (e) {
+    if (errorCode(e) === 'ENOENT') return [];
+    throw e;
+  }
+}
+
+/** Whether a name ending in `-<pid>-<n>` (or being `<pid>-<n>`) belongs to a process that is gone. */
+function deadOwner(name: string): boolean {
+  const m = /(?:^|-)(\d+)-\d+$/.exec(name);
+  if (!m) return false;
+  const pid = Number(m[1]);
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'EPERM';
+  }
+}

@@ -1,0 +1,406 @@
+import { chown, mkdir, readdir, rm } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import type { User } from '@cairn/spec';
+import { checkId, escapeCacheName } from './layout.js';
+import { storeFullOr } from './store-full.js';
+import { StoreFullError, type CacheView, type FreeSpace, type Store } from './store.js';
+import { hasDependentClones, isExistsError, isMissingError, Zfs, ZfsCommandError, type ZfsCommands } from './zfs.js';
+
+export interface ZfsStoreOptions {
+  /** The pool the store lives in. */
+  readonly pool: string;
+  /** The dataset holding the store; `POOL/cairn` by default. Created by `init` if missing. */
+  readonly root?: string;
+  /** Where `root` is mounted (its `mountpoint`, which every dataset under it inherits); `/ROOT` by default. */
+  readonly mountRoot?: string;
+  /**
+   * Child datasets of every result, snapshotted and cloned with it and mounted at
+   * `dir/NAME` next to `dir/rootfs`: the macOS sandbox keeps `home` and `brew` there.
+   */
+  readonly children?: readonly string[];
+  /**
+   * Unmount each result (and its children) once published and mount it only inside
+   * `withRootfs` (default), so that thousands of results do not mean thousands of
+   * mounts. The price: `resultDir` is an empty mountpoint outside `withRootfs`, and
+   * `withRootfs` mounts only the result itself, not its child datasets.
+   */
+  readonly unmountResults?: boolean;
+  /** Where `zfs` and `zpool` are; looked up on PATH by default. */
+  readonly commands?: ZfsCommands;
+}
+
+/**
+ * The options for a `--store zfs:POOL[/DATASET]` value: the store lives in DATASET
+ * (`POOL/cairn` when only the pool is named), mounted at `/POOL/DATASET`.
+ */
+export function zfsStoreOptions(text: string): ZfsStoreOptions {
+  const trimmed = text.replace(/\/+$/, '');
+  const slash = trimmed.indexOf('/');
+  const pool = slash < 0 ? trimmed : trimmed.slice(0, slash);
+  if (pool === '') throw new Error(`${JSON.stringify(text)} names no ZFS pool: use POOL or POOL/DATASET`);
+  return slash < 0 ? { pool } : { pool, root: trimmed };
+}
+
+/** The snapshot that is a result's or a cache's published state. */
+const SNAP = 'snap';
+const CHILD = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+
+/**
+ * Results are ZFS datasets `ROOT/result/<id>` whose snapshot `@snap` is the published
+ * state (what builds clone). A build clones its parent's snapshot (or creates an empty
+ * dataset) at `ROOT/result-tmp/<temp>`, runs the step on its mountpoint, snapshots it
+ * (`-r`: with its child datasets, atomically) and renames it into `result/`: a rename
+ * is atomic and fails if the result exists. A failed build destroys the temp.
+ *
+ * Clones pin their origin: a result that others were built from cannot be deleted
+ * before them (`delete` says so), which is what leaf-first pruning does anyway.
+ *
+ * Caches are datasets `ROOT/cache/<escaped name>` with `@snap`; a view is a clone of it
+ * in `ROOT/cache-tmp/`. Committing a view checks that `@snap` is still the snapshot the
+ * view was cloned from (its GUID: every snapshot gets a new one), then promotes the view
+ * (it takes over the cache's snapshots, and the other views still in use with them),
+ * destroys the old cache dataset, renames the view into its place and snapshots it. The
+ * check and the swap hold a lock per cache in this process; two processes committing
+ * views of one cache at the same instant are not serialised.
+ *
+ * Temp names start with the pid of their maker, so `init` destroys only the leftovers
+ * of dead processes (as layout.ts does for the other drivers).
+ */
+export class ZfsStore implements Store {
+  readonly kind = 'zfs';
+  /** The root dataset. */
+  readonly root: string;
+  readonly pool: string;
+  readonly mountRoot: string;
+  private readonly children: readonly string[];
+  private readonly unmountResults: boolean;
+  private readonly zfs: Zfs;
+  private readonly results: string;
+  private readonly resultTemps: string;
+  private readonly caches: string;
+  private readonly cacheTemps: string;
+
+  constructor(options: ZfsStoreOptions) {
+    this.pool = options.pool;
+    this.root = options.root ?? `${options.pool}/cairn`;
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.:-]*$/.test(this.pool)) throw new Error(`${JSON.stringify(this.pool)} is not a ZFS pool name`);
+    if (this.root !== this.pool && !this.root.startsWith(`${this.pool}/`)) throw new Error(`the ZFS store's dataset ${this.root} is not in pool ${this.pool}`);
+    if (this.root.split('/').some((part) => !/^[A-Za-z0-9_.:-]+$/.test(part) || part === '.' || part === '..')) {
+      throw new Error(`${JSON.stringify(this.root)} is not a ZFS dataset name`);
+    }
+    const mountRoot = options.mountRoot ?? `/${this.root}`;
+    if (!isAbsolute(mountRoot)) throw new Error(`the ZFS store's mount root ${mountRoot} is not an absolute path`);
+    this.mountRoot = resolve(mountRoot);
+    this.children = options.children ?? [];
+    for (const child of this.children) {
+      if (!CHILD.test(child) || child === 'rootfs') throw new Error(`${JSON.stringify(child)} cannot be a child dataset of results: use letters, digits, "_", "-" and "." (not first), and not "rootfs"`);
+    }
+    this.unmountResults = options.unmountResults ?? true;
+    this.zfs = new Zfs(options.commands);
+    this.results = `${this.root}/result`;
+    this.resultTemps = `${this.root}/result-tmp`;
+    this.caches = `${this.root}/cache`;
+    this.cacheTemps = `${this.root}/cache-tmp`;
+  }
+
+  async init(): Promise<void> {
+    const health = await this.zfs.poolHealth(this.pool);
+    if (health === undefined) throw new Error(`the zfs store ${this.root} needs ZFS pool ${this.pool}, and there is no such pool`);
+    if (health !== 'ONLINE' && health !== 'DEGRADED') throw new Error(`ZFS pool ${this.pool} is ${health}: the zfs store ${this.root} cannot use it`);
+    const mountpoint = await this.zfs.mountpoint(this.root);
+    if (mountpoint === undefined) {
+      await this.zfs.create(this.root, { parents: true, mountpoint: this.mountRoot });
+    } else if (mountpoint !== this.mountRoot) {
+      throw new Error(`ZFS dataset ${this.root} is mounted at ${mountpoint}, not at ${this.mountRoot}: set its mountpoint or the store's mount root`);
+    }
+    const present = mountpoint === undefined ? [] : await this.zfs.children([this.root]);
+    for (const dataset of [this.results, this.resultTemps, this.caches, this.cacheTemps]) {
+      if (!present.includes(dataset)) await this.zfs.create(dataset);
+    }
+    // A view pins the deleted cache it came from: destroy in rounds while that helps.
+    let leftovers = (await this.zfs.children([this.resultTemps, this.cacheTemps])).filter((dataset) => !isOwnedByLiveProcess(dataset));
+    while (leftovers.length > 0) {
+      const pinned: string[] = [];
+      for (const dataset of leftovers) {
+        try {
+          await this.zfs.destroy(dataset, { recursive: true });
+        } catch (e) {
+          if (!hasDependentClones(e)) throw e;
+          pinned.push(dataset);
+        }
+      }
+      // What is still pinned belongs to views of live processes: the next init gets it.
+      if (pinned.length === leftovers.length) break;
+      leftovers = pinned;
+    }
+  }
+
+  exists(id: string): Promise<boolean> {
+    return this.zfs.exists(this.result(id));
+  }
+
+  resultDir(id: string): string {
+    return this.mountpointOf(this.result(id));
+  }
+
+  async build(parent: string | undefined, id: string, fn: (dir: string) => Promise<void>): Promise<void> {
+    const target = this.result(id);
+    if (await this.exists(id)) throw this.alreadyExists(id);
+    if (parent !== undefined && !(await this.exists(parent))) throw this.missing(parent);
+    const tmp = `${this.resultTemps}/${tempName(id)}`;
+    const dir = this.mountpointOf(tmp);
+    try {
+      if (parent === undefined) {
+        await this.zfs.create(tmp);
+        for (const child of this.children) await this.zfs.create(`${tmp}/${child}`);
+        await mkdir(join(dir, 'rootfs'));
+      } else {
+        const origin = this.result(parent);
+        await this.zfs.clone(`${origin}@${SNAP}`, tmp);
+        for (const child of this.children) await this.zfs.clone(`${origin}/${child}@${SNAP}`, `${tmp}/${child}`);
+        // Only the rootfs (and the child datasets) are inherited: the parent's log is its own.
+        for (const entry of await readdir(dir)) {
+          if (entry !== 'rootfs' && !this.children.includes(entry)) await rm(join(dir, entry), { recursive: true, force: true });
+        }
+      }
+      await fn(dir);
+      await this.zfs.snapshot(tmp, SNAP, { recursive: true });
+      try {
+        await this.zfs.rename(tmp, target);
+      } catch (e) {
+        if (isExistsError(e)) throw this.alreadyExists(id);
+        throw e;
+      }
+    } catch (e) {
+      const error = await this.storeFullOr(e);
+      // The step's error is the one to report; a temp that cannot go now goes at the next init.
+      await this.zfs.destroy(tmp, { recursive: true }).catch(() => undefined);
+      throw error;
+    }
+    if (this.unmountResults) {
+      // The kernel refuses to unmount a filesystem with others mounted beneath it.
+      for (const child of this.children) await this.zfs.unmount(`${target}/${child}`);
+      await this.zfs.unmount(target);
+    }
+  }
+
+  async withRootfs<T>(id: string, fn: (rootfs: string) => Promise<T>): Promise<T> {
+    if (!(await this.exists(id))) throw this.missing(id);
+    const dataset = this.result(id);
+    const rootfs = join(this.mountpointOf(dataset), 'rootfs');
+    if (!this.unmountResults) return fn(rootfs);
+    await acquireMount(dataset, () => this.zfs.mount(dataset));
+    try {
+      return await fn(rootfs);
+    } finally {
+      // Staying mounted is harmless (another process may be using it): never hide fn's outcome.
+      await releaseMount(dataset, () => this.zfs.unmount(dataset)).catch(() => undefined);
+    }
+  }
+
+  async delete(id: string): Promise<void> {
+    const dataset = this.result(id);
+    const clones = await this.zfs.clones(`${dataset}@${SNAP}`);
+    // No snapshot, no result: publishing renames a temp only once it is snapshotted.
+    if (clones === undefined) return;
+    if (clones.length > 0) throw this.hasDependents(id, clones);
+    try {
+      await this.zfs.destroy(dataset, { recursive: true });
+    } catch (e) {
+      if (hasDependentClones(e)) throw this.hasDependents(id, (await this.zfs.clones(`${dataset}@${SNAP}`)) ?? []);
+      throw e;
+    }
+  }
+
+  async cache(name: string, user: User): Promise<CacheView> {
+    if (user.kind !== 'unix') throw new Error(`cache ${JSON.stringify(name)}: this store holds Unix filesystems, so a cache belongs to a unix user, not to ${user.name}`);
+    const dataset = this.cacheDataset(name);
+    for (;;) {
+      const guid = await this.zfs.guid(`${dataset}@${SNAP}`);
+      if (guid === undefined) {
+        await this.createCache(dataset, user.uid, user.gid);
+        continue;
+      }
+      const view = `${this.cacheTemps}/${tempName(escapeCacheName(name))}`;
+      try {
+        await this.zfs.clone(`${dataset}@${SNAP}`, view);
+      } catch (e) {
+        // A commit or a delete replaced the snapshot meanwhile: look again.
+        if (isMissingError(e)) continue;
+        throw e;
+      }
+      return new ZfsCacheView(this.mountpointOf(view), (commit) => this.release(dataset, guid, view, commit));
+    }
+  }
+
+  /** Moves the cache out of sight at once, then destroys it unless views in use still pin it (init gets it then). */
+  async deleteCache(name: string): Promise<void> {
+    const dataset = this.cacheDataset(name);
+    const garbage = `${this.cacheTemps}/${tempName('deleted')}`;
+    await withLock(dataset, async () => {
+      try {
+        await this.zfs.rename(dataset, garbage);
+      } catch (e) {
+        if (isMissingError(e)) return;
+        throw e;
+      }
+      try {
+        await this.zfs.destroy(garbage, { recursive: true });
+      } catch (e) {
+        if (!hasDependentClones(e)) throw e;
+      }
+    });
+  }
+
+  /** ZFS reports no inode counts: it allocates them on demand. */
+  async df(): Promise<FreeSpace> {
+    const { used, available } = await this.zfs.space(this.root);
+    return { bytesFree: available, bytesTotal: used + available, inodesFree: 0, inodesTotal: 0 };
+  }
+
+  private async createCache(dataset: string, uid: number, gid: number): Promise<void> {
+    try {
+      await this.zfs.create(dataset);
+    } catch (e) {
+      // Another process is creating it, or one died before its snapshot: finish the job.
+      if (!isExistsError(e)) throw e;
+    }
+    await chown(this.mountpointOf(dataset), uid, gid);
+    try {
+      await this.zfs.snapshot(dataset, SNAP);
+    } catch (e) {
+      if (!isExistsError(e)) throw e;
+    }
+  }
+
+  private async release(dataset: string, guid: string, view: string, commit: boolean): Promise<void> {
+    if (!commit) return this.zfs.destroy(view, { recursive: true });
+    await withLock(dataset, async () => {
+      if ((await this.zfs.guid(`${dataset}@${SNAP}`)) !== guid) {
+        // Another view was committed (or the cache deleted) since this one was taken: it loses.
+        await this.zfs.destroy(view, { recursive: true });
+        return;
+      }
+      // The view takes over the cache's snapshots; the old cache becomes a clone of it.
+      await this.zfs.promote(view);
+      await this.zfs.destroy(dataset);
+      await this.zfs.rename(view, dataset);
+      // The old generation goes once the views still cloned from it are released.
+      const old = `${dataset}@old-${guid}`;
+      await this.zfs.rename(`${dataset}@${SNAP}`, old);
+      await this.zfs.snapshot(dataset, SNAP);
+      await this.zfs.destroy(old, { defer: true });
+    });
+  }
+
+  private async storeFullOr(error: unknown): Promise<unknown> {
+    if (error instanceof ZfsCommandError && /out of space|quota exceeded/.test(error.stderr)) {
+      return new StoreFullError(`the zfs store ${this.root} is full; nothing was published (delete snapshots to make room): ${error.message}`, { cause: error });
+    }
+    // The mount root is the root dataset's mountpoint: statfs there sees the dataset's space.
+    return storeFullOr(error, { kind: this.kind, root: this.mountRoot }).catch(() => error);
+  }
+
+  private result(id: string): string {
+    return `${this.results}/${checkId(id)}`;
+  }
+
+  private cacheDataset(name: string): string {
+    return `${this.caches}/${escapeCacheName(name)}`;
+  }
+
+  private mountpointOf(dataset: string): string {
+    return join(this.mountRoot, dataset.slice(this.root.length + 1));
+  }
+
+  private alreadyExists(id: string): Error {
+    return new Error(`the zfs store ${this.root} already has a result ${id}`);
+  }
+
+  private missing(id: string): Error {
+    return new Error(`the zfs store ${this.root} has no result ${id}`);
+  }
+
+  private hasDependents(id: string, clones: readonly string[]): Error {
+    return new Error(
+      `cannot delete result ${id} from the zfs store ${this.root}: ${clones.join(', ')} ${clones.length === 1 ? 'is a clone' : 'are clones'} of it; ` +
+        'delete those first (ZFS destroys a snapshot only once nothing is cloned from it)',
+    );
+  }
+}
+
+class ZfsCacheView implements CacheView {
+  private released = false;
+
+  constructor(
+    readonly path: string,
+    private readonly onRelease: (commit: boolean) => Promise<void>,
+  ) {}
+
+  async release(commit: boolean): Promise<void> {
+    if (this.released) throw new Error(`cache view ${this.path} was already released`);
+    this.released = true;
+    await this.onRelease(commit);
+  }
+}
+
+// Locks and mount counts are per process, keyed by dataset: every store on one root shares them.
+
+const lockTails = new Map<string, Promise<void>>();
+
+async function withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  const previous = lockTails.get(key) ?? Promise.resolve();
+  const run = previous.then(fn);
+  const tail = run.then(
+    () => undefined,
+    () => undefined,
+  );
+  lockTails.set(key, tail);
+  try {
+    return await run;
+  } finally {
+    if (lockTails.get(key) === tail) lockTails.delete(key);
+  }
+}
+
+const mountCounts = new Map<string, number>();
+
+function acquireMount(dataset: string, mount: () => Promise<void>): Promise<void> {
+  return withLock(`mount:${dataset}`, async () => {
+    const count = mountCounts.get(dataset) ?? 0;
+    if (count === 0) await mount();
+    mountCounts.set(dataset, count + 1);
+  });
+}
+
+function releaseMount(dataset: string, unmount: () => Promise<void>): Promise<void> {
+  return withLock(`mount:${dataset}`, async () => {
+    const count = (mountCounts.get(dataset) ?? 1) - 1;
+    if (count > 0) {
+      mountCounts.set(dataset, count);
+      return;
+    }
+    mountCounts.delete(dataset);
+    await unmount();
+  });
+}
+
+const TEMP_NAME = /^(\d+)-\d+-/;
+let tempCount = 0;
+
+function tempName(label: string): string {
+  tempCount += 1;
+  return `${process.pid}-${tempCount}-${label}`;
+}
+
+function isOwnedByLiveProcess(dataset: string): boolean {
+  const m = TEMP_NAME.exec(dataset.slice(dataset.lastIndexOf('/') + 1));
+  if (!m) return false;
+  try {
+    process.kill(Number(m[1]), 0);
+    return true;
+  } catch (e) {
+    // EPERM: the process exists but belongs to someone else.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
