@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BtrfsStore, OverlayfsStore, parseStoreSpec, RsyncStore, STORE_KINDS, StoreSpecError, XfsStore } from '../src/index.js';
+import { BtrfsStore, OverlayfsStore, parseStoreSpec, RsyncStore, STORE_KINDS, StoreSpecError, XfsStore, ZfsStore } from '../src/index.js';
 
 describe('--store values', () => {
   it('name a driver and the absolute path of its root', () => {
@@ -15,13 +15,20 @@ describe('--store values', () => {
       expect(store).toBeInstanceOf(driver);
       expect([store.kind, store.root]).toEqual([kind, '/var/lib/cairn']);
     }
-    expect(cases.map(([, , kind]) => kind)).toEqual(STORE_KINDS);
+    expect([...cases.map(([, , kind]) => kind), 'zfs']).toEqual(STORE_KINDS);
+  });
+
+  it('name a ZFS pool or dataset for the zfs driver', () => {
+    const store = parseStoreSpec('zfs:tank/builds');
+    expect(store).toBeInstanceOf(ZfsStore);
+    expect(store.kind).toBe('zfs');
   });
 
   it('are refused with the valid choices when they name no driver or no absolute path', () => {
-    const choices = 'valid choices: btrfs:/path, overlayfs:/path, rsync:/path, rsync-hardlink:/path, xfs:/path';
+    const choices = 'valid choices: btrfs:/path, overlayfs:/path, rsync:/path, rsync-hardlink:/path, xfs:/path, zfs:POOL[/DATASET]';
     for (const [text, why] of [
-      ['zfs:/tank', 'unknown kind "zfs"'],
+      ['zfs', 'zfs needs a pool or dataset, such as zfs:tank'],
+      ['lvm:/tank', 'unknown kind "lvm"'],
       ['/var/lib/cairn', 'unknown kind "/var/lib/cairn"'],
       ['constructor:/x', 'unknown kind "constructor"'],
       ['btrfs', 'btrfs needs the absolute path of the store'],
