@@ -3,15 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OciLayoutFetcher } from '@cairn/fetcher';
 import { baseId } from '@cairn/hashing';
-import { createSandbox, type Sandbox } from '@cairn/sandbox';
+import { createSandbox, DockerSandbox, type Sandbox } from '@cairn/sandbox';
 import { parseSpec } from '@cairn/spec';
-import { parseStoreSpec, type Store } from '@cairn/store';
+import { DockerStore, parseStoreSpec, type Store } from '@cairn/store';
 import { startDockerd } from '../../../test/support/dockerd.js';
 import { busyboxImage } from '../../../test/support/images.js';
 import { withBtrfs, withXfs } from '../../../test/support/filesystems.js';
 // Until @cairn/store and @cairn/sandbox export the docker drivers from their index.
-import { DockerSandbox } from '../../sandbox/src/docker-sandbox.js';
-import { DockerStore } from '../../store/src/docker-store.js';
 import { Builder, type LogEvent } from '../src/index.js';
 
 /**

@@ -106,7 +106,6 @@ export class DockerSandbox implements Sandbox {
       stream.once('close', resolve);
       stream.once('error', () => resolve());
     });
-    const exit = container.wait({ condition: 'next-exit' }) as Promise<{ StatusCode: number }>;
     let onAbort: (() => void) | undefined;
     const aborted = new Promise<never>((_, reject) => {
       // The contract: the container is gone when run settles, so reject only once it is.
@@ -126,6 +125,10 @@ export class DockerSandbox implements Sandbox {
     try {
       await Promise.race([container.start(), aborted]);
       if (stdin) void feed(stream, options.stdin!).catch(() => stream.destroy());
+      // After start, and `not-running`: a `next-exit` wait sent before start can reach the
+      // daemon after a quick command has already exited, and then waits forever.
+      const exit = container.wait({ condition: 'not-running' }) as Promise<{ StatusCode: number }>;
+      exit.catch(() => undefined);
       const { StatusCode } = await Promise.race([exit, aborted]);
       await Promise.race([ended, aborted]);
       if (signal?.aborted) await aborted;

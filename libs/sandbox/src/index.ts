@@ -6,3 +6,5 @@ export { JailSandbox, type JailSandboxOptions } from './jail-sandbox.js';
 export { FREEBSD_COMMANDS, type JailCommands } from './jail.js';
 export { MacosSandbox, MACOS_ROOTFS_HOME, MACOS_ROOTFS_BREW, type MacosSandboxOptions } from './macos-sandbox.js';
 export { MACOS_COMMANDS, type MacosCommands } from './macos.js';
+export { DockerSandbox, type DockerSandboxOptions } from './docker-sandbox.js';
+export { containerConfig, windowsPath, networkMode, type DockerPlatform, type ContainerPlan } from './docker-containers.js';

@@ -1,15 +1,18 @@
+import { DockerSandbox, type DockerSandboxOptions } from './docker-sandbox.js';
 import { JailSandbox } from './jail-sandbox.js';
 import { MacosSandbox, type MacosSandboxOptions } from './macos-sandbox.js';
 import { RuncSandbox, type RuncSandboxOptions } from './runc-sandbox.js';
 import type { Sandbox } from './sandbox.js';
 
 /** The values `--sandbox` accepts. */
-export const SANDBOX_KINDS = ['runc', 'crun', 'jail', 'macos'] as const;
+export const SANDBOX_KINDS = ['runc', 'crun', 'docker', 'jail', 'macos'] as const;
 export type SandboxKind = (typeof SANDBOX_KINDS)[number];
 
 export type SandboxOptions = Omit<RuncSandboxOptions, 'runtime'> & {
   /** The macos sandbox's build-slot user. */
   readonly macos?: MacosSandboxOptions;
+  /** The docker sandbox's daemon and platform. */
+  readonly docker?: DockerSandboxOptions;
 };
 
 /** The sandbox named on the command line or in the machine config. */
@@ -19,6 +22,8 @@ export function createSandbox(kind: SandboxKind, options: SandboxOptions): Sandb
     throw new Error(`unknown sandbox "${String(kind)}": choose one of ${SANDBOX_KINDS.join(', ')}`);
   }
   switch (kind) {
+    case 'docker':
+      return new DockerSandbox(options.docker ?? {});
     case 'jail':
       return new JailSandbox({ stateDir: options.stateDir });
     case 'macos':

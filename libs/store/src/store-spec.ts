@@ -1,5 +1,6 @@
 import { isAbsolute } from 'node:path';
 import { BtrfsStore } from './btrfs-store.js';
+import { DockerStore } from './docker-store.js';
 import { OverlayfsStore } from './overlayfs-store.js';
 import { RsyncStore } from './rsync-store.js';
 import type { Store } from './store.js';
@@ -12,6 +13,8 @@ const DRIVERS = {
   rsync: (root: string) => new RsyncStore(root, 'copy'),
   'rsync-hardlink': (root: string) => new RsyncStore(root, 'hardlink'),
   xfs: (root: string) => new XfsStore(root),
+  // Images and volumes in the local daemon; PATH keeps logs and caches' bookkeeping.
+  docker: (root: string) => new DockerStore(root),
 } satisfies Record<string, (root: string) => Store>;
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BtrfsStore, OverlayfsStore, parseStoreSpec, RsyncStore, STORE_KINDS, StoreSpecError, XfsStore, ZfsStore } from '../src/index.js';
+import { BtrfsStore, DockerStore, OverlayfsStore, parseStoreSpec, RsyncStore, STORE_KINDS, StoreSpecError, XfsStore, ZfsStore } from '../src/index.js';
 
 describe('--store values', () => {
   it('name a driver and the absolute path of its root', () => {
@@ -9,6 +9,7 @@ describe('--store values', () => {
       ['rsync:/var/lib/cairn', RsyncStore, 'rsync'],
       ['rsync-hardlink:/var/lib/cairn', RsyncStore, 'rsync-hardlink'],
       ['xfs:/var/lib/cairn', XfsStore, 'xfs'],
+      ['docker:/var/lib/cairn', DockerStore, 'docker'],
     ] as const;
     for (const [text, driver, kind] of cases) {
       const store = parseStoreSpec(text);
@@ -25,7 +26,7 @@ describe('--store values', () => {
   });
 
   it('are refused with the valid choices when they name no driver or no absolute path', () => {
-    const choices = 'valid choices: btrfs:/path, overlayfs:/path, rsync:/path, rsync-hardlink:/path, xfs:/path, zfs:POOL[/DATASET]';
+    const choices = 'valid choices: btrfs:/path, overlayfs:/path, rsync:/path, rsync-hardlink:/path, xfs:/path, docker:/path, zfs:POOL[/DATASET]';
     for (const [text, why] of [
       ['zfs', 'zfs needs a pool or dataset, such as zfs:tank'],
       ['lvm:/tank', 'unknown kind "lvm"'],

@@ -17,7 +17,7 @@ export function registerStoreAdmin(program: Command, io: Io): void {
     .description('Builds a one-step spec (echo healthcheck) on a small image under a timeout, then deletes the result.')
     .option(storeOption, storeHelp)
     .option('--fetcher <spec>', 'image source (default: the machine config)')
-    .option('--sandbox <kind>', 'runc, crun, jail or macos (default: the machine config)')
+    .option('--sandbox <kind>', 'runc, crun, docker, jail or macos (default: the machine config)')
     .option('--runtime <runtime>', 'runc or crun')
     .option('--image <ref>', 'the image to use (default: the machine config, else busybox)')
     .option('--timeout <seconds>', 'give up after this long', '30')
