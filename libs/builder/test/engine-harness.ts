@@ -9,7 +9,6 @@ import { DockerStore, parseStoreSpec, type Store } from '@cairn/store';
 import { startDockerd } from '../../../test/support/dockerd.js';
 import { busyboxImage } from '../../../test/support/images.js';
 import { withBtrfs, withXfs } from '../../../test/support/filesystems.js';
-// Until @cairn/store and @cairn/sandbox export the docker drivers from their index.
 import { Builder, type LogEvent } from '../src/index.js';
 
 /**
