@@ -2,12 +2,11 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bundlePaths, writeBundle } from './bundle.js';
 import { missingMountpoints, removeMountpoints } from './mountpoints.js';
 import { ociConfig } from './oci-config.js';
+import { feed } from './step-process.js';
 import { CancelledError, StepFailedError, type RunConfig, type RunOptions, type Sandbox } from './sandbox.js';
 
 export interface RuncSandboxOptions {
@@ -156,23 +155,4 @@ export class RuncSandbox implements Sandbox {
     const { execa } = await import('execa');
     return execa(this.options.runtime, ['--root', this.stateDir, ...args], { stdin: 'ignore', reject });
   }
-}
-
-/**
- * Writes `source` to the command's stdin, then closes it. Resolves to the source's
- * error if it failed; a command that stops reading early is not an error.
- */
-async function feed(stdin: Writable, source: AsyncIterable<Uint8Array> | Uint8Array, signal: AbortSignal): Promise<unknown> {
-  let failure: unknown;
-  async function* chunks() {
-    try {
-      if (source instanceof Uint8Array) yield source;
-      else yield* source;
-    } catch (e) {
-      failure = e;
-      throw e;
-    }
-  }
-  await pipeline(chunks(), stdin, { signal }).catch(() => undefined);
-  return failure;
 }

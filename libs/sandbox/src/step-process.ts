@@ -56,7 +56,11 @@ export async function runStreaming(argv: readonly string[], options: RunOptions,
   if (result.code !== 0) throw new StepFailedError(result.code, result.signal ?? undefined);
 }
 
-async function feed(stdin: Writable, source: AsyncIterable<Uint8Array> | Uint8Array, signal: AbortSignal): Promise<unknown> {
+/**
+ * Writes `source` to the command's stdin, then closes it. Resolves to the source's
+ * error if it failed; a command that stops reading early is not an error.
+ */
+export async function feed(stdin: Writable, source: AsyncIterable<Uint8Array> | Uint8Array, signal: AbortSignal): Promise<unknown> {
   let failure: unknown;
   async function* chunks() {
     try {

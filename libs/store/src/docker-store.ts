@@ -1,7 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { chown, mkdir, readdir, readFile, rename, rm, rmdir, statfs, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { User } from '@cairn/spec';
+import { currentGeneration, generationName, OnceReleasedCacheView, type Generation } from './cache-generations.js';
 import { runCommand } from './command.js';
 import { DockerImages } from './docker-images.js';
 import { errorCode, pathExists } from './errno.js';
@@ -174,7 +175,7 @@ export class DockerStore implements Store {
         continue;
       }
       // A commit moves the base marker away before it copies over the cache volume.
-      if (await pathExists(join(markers, base.name))) return new DockerCacheView(path, (commit) => this.release(name, base, viewName, path, commit));
+      if (await pathExists(join(markers, base.name))) return new OnceReleasedCacheView(path, (commit) => this.release(name, base, viewName, path, commit));
       await this.images.removeVolume(viewName);
       await new Promise((r) => setTimeout(r, 10));
     }
@@ -258,50 +259,6 @@ export class DockerStore implements Store {
       await this.images.removeVolume(viewName);
     }
   }
-}
-
-class DockerCacheView implements CacheView {
-  private released = false;
-
-  constructor(
-    readonly path: string,
-    private readonly onRelease: (commit: boolean) => Promise<void>,
-  ) {}
-
-  async release(commit: boolean): Promise<void> {
-    if (this.released) throw new Error(`cache view ${this.path} was already released`);
-    this.released = true;
-    await this.onRelease(commit);
-  }
-}
-
-interface Generation {
-  readonly name: string;
-  readonly generation: number;
-}
-
-const GENERATION = /^(\d+)-([0-9a-f]+)$/;
-
-function generationName(generation: number): string {
-  return `${generation}-${randomBytes(6).toString('hex')}`;
-}
-
-async function currentGeneration(dir: string): Promise<Generation | undefined> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (e) {
-    if (errorCode(e) === 'ENOENT') return undefined;
-    throw e;
-  }
-  let current: Generation | undefined;
-  for (const name of names) {
-    const m = GENERATION.exec(name);
-    if (!m) continue;
-    const g = { name, generation: Number(m[1]) };
-    if (!current || g.generation > current.generation || (g.generation === current.generation && g.name > current.name)) current = g;
-  }
-  return current;
 }
 
 /** The env a base image step wrote to `dir/env.json` (the engine's format), or none. */

@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { chown, mkdir, readdir, rename, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { User } from '@cairn/spec';
+import { currentGeneration, generationName, generations, OnceReleasedCacheView, type Generation } from './cache-generations.js';
 import { errorCode, pathExists } from './errno.js';
 import type { StoreLayout } from './layout.js';
 import type { CacheView } from './store.js';
@@ -53,7 +53,7 @@ export class SharedCaches {
       }
       // cp and rsync do not notice a tree being removed under them, so a copy counts only
       // if its source was still in place (not yet moved out by a commit) once it was done.
-      if (await pathExists(basePath)) return new SharedCacheView(path, (commit) => this.release(dir, base, path, commit));
+      if (await pathExists(basePath)) return new OnceReleasedCacheView(path, (commit) => this.release(dir, base, path, commit));
       await this.trees.remove(path);
     }
   }
@@ -122,53 +122,4 @@ export class SharedCaches {
       await this.trees.remove(old);
     }
   }
-}
-
-class SharedCacheView implements CacheView {
-  private released = false;
-
-  constructor(
-    readonly path: string,
-    private readonly onRelease: (commit: boolean) => Promise<void>,
-  ) {}
-
-  async release(commit: boolean): Promise<void> {
-    if (this.released) throw new Error(`cache view ${this.path} was already released`);
-    this.released = true;
-    await this.onRelease(commit);
-  }
-}
-
-interface Generation {
-  readonly name: string;
-  readonly generation: number;
-}
-
-const GENERATION = /^(\d+)-([0-9a-f]+)$/;
-
-function generationName(generation: number): string {
-  return `${generation}-${randomBytes(6).toString('hex')}`;
-}
-
-async function generations(dir: string): Promise<Generation[]> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (e) {
-    if (errorCode(e) === 'ENOENT') return [];
-    throw e;
-  }
-  return names.flatMap((name) => {
-    const m = GENERATION.exec(name);
-    return m ? [{ name, generation: Number(m[1]) }] : [];
-  });
-}
-
-/** The newest generation; names break ties so that every process picks the same one. */
-async function currentGeneration(dir: string): Promise<Generation | undefined> {
-  let current: Generation | undefined;
-  for (const g of await generations(dir)) {
-    if (!current || g.generation > current.generation || (g.generation === current.generation && g.name > current.name)) current = g;
-  }
-  return current;
 }

@@ -1,6 +1,7 @@
 import { chown, mkdir, readdir, rm } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { User } from '@cairn/spec';
+import { OnceReleasedCacheView } from './cache-generations.js';
 import { checkId, escapeCacheName } from './layout.js';
 import { storeFullOr } from './store-full.js';
 import { StoreFullError, type CacheView, type FreeSpace, type Store } from './store.js';
@@ -229,7 +230,7 @@ export class ZfsStore implements Store {
         if (isMissingError(e)) continue;
         throw e;
       }
-      return new ZfsCacheView(this.mountpointOf(view), (commit) => this.release(dataset, guid, view, commit));
+      return new OnceReleasedCacheView(this.mountpointOf(view), (commit) => this.release(dataset, guid, view, commit));
     }
   }
 
@@ -329,20 +330,6 @@ export class ZfsStore implements Store {
   }
 }
 
-class ZfsCacheView implements CacheView {
-  private released = false;
-
-  constructor(
-    readonly path: string,
-    private readonly onRelease: (commit: boolean) => Promise<void>,
-  ) {}
-
-  async release(commit: boolean): Promise<void> {
-    if (this.released) throw new Error(`cache view ${this.path} was already released`);
-    this.released = true;
-    await this.onRelease(commit);
-  }
-}
 
 // Locks and mount counts are per process, keyed by dataset: every store on one root shares them.
 
