@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { chown, mkdir, open, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, posix, resolve } from 'node:path';
 import { FREEBSD_COMMANDS, Jail, type JailCommands } from './jail.js';
-import { missingMountpoints, removeMountpoints } from './mountpoints.js';
+import { missingMountpoints, removeMountpoints, resolveInRoot as resolveMountTarget } from './mountpoints.js';
 import { UnsupportedConfigError } from './oci-config.js';
 import { CancelledError, type RunConfig, type RunOptions, type Sandbox } from './sandbox.js';
 
@@ -167,30 +167,10 @@ function networkIsHost(network: readonly string[]): boolean {
   throw new UnsupportedConfigError(`the jail sandbox only supports (network host) or no network; ${network.filter((n) => n !== 'host').join(' ') || network.join(' ')} needs a backend with named networks`);
 }
 
-/**
- * Where `path` lands inside `rootfs` with symlinks followed as if `rootfs` were `/`
- * (the resolution of mountpoints.ts, which missingMountpoints uses too).
- */
-export async function resolveInRoot(rootfs: string, path: string): Promise<string> {
-  let resolved = '/';
-  let pending = path.split('/');
-  for (let links = 0; pending.length > 0;) {
-    const part = pending.shift()!;
-    if (part === '' || part === '.') continue;
-    if (part === '..') {
-      resolved = posix.dirname(resolved);
-      continue;
-    }
-    const next = posix.join(resolved, part);
-    const target = await readlink(posix.join(rootfs, next)).catch(() => undefined);
-    if (target === undefined) {
-      resolved = next;
-      continue;
-    }
-    if (++links > 40) throw new UnsupportedConfigError(`too many levels of symbolic links in mount target ${path}`);
-    if (target.startsWith('/')) resolved = '/';
-    pending = [...target.split('/'), ...pending];
-  }
-  return resolved;
+/** Where `path` lands inside `rootfs`, symlinks followed as runc does; a loop is refused, since no runtime will report it here. */
+export function resolveInRoot(rootfs: string, path: string): Promise<string> {
+  return resolveMountTarget(rootfs, path, (target) => {
+    throw new UnsupportedConfigError(`too many levels of symbolic links in mount target ${target}`);
+  });
 }
 

@@ -36,9 +36,10 @@ export async function removeMountpoints(paths: readonly string[]): Promise<void>
 /**
  * Where `path` lands inside `rootfs` once symlinks are followed the way the runtimes
  * do it (absolute links and `..` stay inside the root), so that /var/run/x is found at
- * /run/x on images where /var/run is a link.
+ * /run/x on images where /var/run is a link. Past 40 links (a loop), `onLoop` decides:
+ * by default the path resolved so far is returned and the runtime reports the loop.
  */
-async function resolveInRoot(rootfs: string, path: string): Promise<string> {
+export async function resolveInRoot(rootfs: string, path: string, onLoop: (path: string, partial: string) => string = (_, partial) => partial): Promise<string> {
   let resolved = '/';
   let pending = path.split('/');
   for (let links = 0; pending.length > 0;) {
@@ -54,8 +55,8 @@ async function resolveInRoot(rootfs: string, path: string): Promise<string> {
       resolved = next;
       continue;
     }
-    // The kernel's limit; a loop is the image's problem and the runtime will report it.
-    if (++links > 40) return next;
+    // The kernel's limit.
+    if (++links > 40) return onLoop(path, next);
     if (target.startsWith('/')) resolved = '/';
     pending = [...target.split('/'), ...pending];
   }
