@@ -53,8 +53,7 @@ export class StoreLayout {
     const dead: string[] = [];
     for (const dir of [this.resultTemps, this.cacheTemps]) {
       for (const name of await readdir(dir)) {
-        const owner = ownerOf(name);
-        if (owner === undefined || !isAlive(owner)) dead.push(join(dir, name));
+        if (!ownedByLiveProcess(name)) dead.push(join(dir, name));
       }
     }
     return dead;
@@ -74,14 +73,16 @@ export class StoreLayout {
 const TEMP_NAME = /^(\d+)-\d+-(.*)$/;
 let tempCount = 0;
 
-function tempName(label: string): string {
+/** `<pid>-<n>-<label>`: a temp's name says which process may still be using it. */
+export function tempName(label: string): string {
   tempCount += 1;
   return `${process.pid}-${tempCount}-${label}`;
 }
 
-function ownerOf(name: string): number | undefined {
+/** Whether the process named in a temp's name is still running (a name without one: no). */
+export function ownedByLiveProcess(name: string): boolean {
   const m = TEMP_NAME.exec(name);
-  return m ? Number(m[1]) : undefined;
+  return m !== null && isAlive(Number(m[1]));
 }
 
 function isAlive(pid: number): boolean {

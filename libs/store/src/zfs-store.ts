@@ -2,7 +2,7 @@ import { chown, mkdir, readdir, rm } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { User } from '@cairn/spec';
 import { OnceReleasedCacheView } from './cache-generations.js';
-import { checkId, escapeCacheName } from './layout.js';
+import { checkId, escapeCacheName, ownedByLiveProcess, tempName } from './layout.js';
 import { storeFullOr } from './store-full.js';
 import { StoreFullError, type CacheView, type FreeSpace, type Store } from './store.js';
 import { hasDependentClones, isExistsError, isMissingError, Zfs, ZfsCommandError, type ZfsCommands } from './zfs.js';
@@ -119,7 +119,7 @@ export class ZfsStore implements Store {
       if (!present.includes(dataset)) await this.zfs.create(dataset);
     }
     // A view pins the deleted cache it came from: destroy in rounds while that helps.
-    let leftovers = (await this.zfs.children([this.resultTemps, this.cacheTemps])).filter((dataset) => !isOwnedByLiveProcess(dataset));
+    let leftovers = (await this.zfs.children([this.resultTemps, this.cacheTemps])).filter((dataset) => !ownedByLiveProcess(dataset.slice(dataset.lastIndexOf('/') + 1)));
     while (leftovers.length > 0) {
       const pinned: string[] = [];
       for (const dataset of leftovers) {
@@ -372,22 +372,3 @@ function releaseMount(dataset: string, unmount: () => Promise<void>): Promise<vo
   });
 }
 
-const TEMP_NAME = /^(\d+)-\d+-/;
-let tempCount = 0;
-
-function tempName(label: string): string {
-  tempCount += 1;
-  return `${process.pid}-${tempCount}-${label}`;
-}
-
-function isOwnedByLiveProcess(dataset: string): boolean {
-  const m = TEMP_NAME.exec(dataset.slice(dataset.lastIndexOf('/') + 1));
-  if (!m) return false;
-  try {
-    process.kill(Number(m[1]), 0);
-    return true;
-  } catch (e) {
-    // EPERM: the process exists but belongs to someone else.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
