@@ -90,7 +90,9 @@ describe('cairn build (a real process on a real btrfs store)', () => {
       const list = spawnSync('runc', ['--root', join(stateDir, s), 'list', '-q'], { encoding: 'utf8' });
       expect(list.stdout.trim()).toBe('');
     }
-    expect(spawnSync('pgrep', ['-f', 'sleep 3'], { encoding: 'utf8' }).stdout.trim()).toBe('');
+    // The killed build's step (its shell still holds the command line) is gone too; a
+    // plain "sleep 3" pattern would also match unrelated processes on the machine.
+    expect(spawnSync('pgrep', ['-f', 'echo started-slow; sleep 3'], { encoding: 'utf8' }).stdout.trim()).toBe('');
   });
 
   describe('network isolation', () => {
