@@ -3,19 +3,27 @@ import { defineConfig } from 'vitest/config';
 
 // Tests import libraries by package name; point those names at the sources so that
 // a test run never depends on a stale build.
-const LIBS = ['spec', 'hashing', 'store', 'sandbox', 'fetcher', 'builder'];
+const LIBS = ['spec', 'hashing', 'store', 'sandbox', 'fetcher', 'builder', 'contracts', 'service-kit'];
+const APPS = ['cli', 'spec-compiler', 'scheduler', 'worker-agent', 'results-store'];
 const alias = Object.fromEntries(
   LIBS.map((lib) => [`@cairn/${lib}`, fileURLToPath(new URL(`./libs/${lib}/src/index.ts`, import.meta.url))]),
 );
 
-const project = (name: string, root: string) => ({
+const project = (name: string, root: string, include = ['test/**/*.test.ts']) => ({
   resolve: { alias },
-  test: { name, root, include: ['test/**/*.test.ts'], testTimeout: 120_000 },
+  // Nest's decorators (the services and their tests) are TypeScript's legacy ones.
+  oxc: { decorator: { legacy: true, emitDecoratorMetadata: true } },
+  test: { name, root, include, testTimeout: 120_000 },
 });
 
 export default defineConfig({
   test: {
     reporters: ['default', './tools/summary-reporter.ts'],
-    projects: [...LIBS.map((lib) => project(lib, `./libs/${lib}`)), project('cli', './apps/cli')],
+    projects: [
+      ...LIBS.map((lib) => project(lib, `./libs/${lib}`)),
+      ...APPS.map((app) => project(app, `./apps/${app}`)),
+      // End-to-end: the whole cluster over a real NATS server.
+      project('e2e', './test', ['e2e/**/*.test.ts']),
+    ],
   },
 });

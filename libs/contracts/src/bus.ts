@@ -1,0 +1,81 @@
+/**
+ * Connecting to NATS and making sure the JetStream streams, buckets and object stores
+ * exist with the settings in streams.ts. Every service calls `ensureJetStream` at start;
+ * it is idempotent, so whichever starts first creates them.
+ */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import { buckets, objectStores, streams } from './streams.js';
+
+export interface BusOptions {
+  readonly servers: string | string[];
+  /** Shown in the server's connection list. */
+  readonly name: string;
+  readonly user?: string;
+  readonly pass?: string;
+  /** Per-identity inbox prefix, so NATS permissions can keep replies private (see tools/nats-config.mjs). */
+  readonly inboxPrefix?: string;
+  /** Give up connecting at start after this long (reconnects later never give up). */
+  readonly connectTimeoutMs?: number;
+}
+
+export async function connectBus(options: BusOptions): Promise<NatsConnection> {
+  return connect({
+    servers: options.servers,
+    name: options.name,
+    ...(options.user === undefined ? {} : { user: options.user, pass: options.pass ?? '' }),
+    ...(options.inboxPrefix === undefined ? {} : { inboxPrefix: options.inboxPrefix }),
+    timeout: options.connectTimeoutMs ?? 10_000,
+    // A restarting NATS server must not take services down with it.
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    waitOnFirstConnect: true,
+  });
+}
+
+/** Bus settings from the environment, as every service and the CLI read them. */
+export function busFromEnv(name: string, env: NodeJS.ProcessEnv = process.env): BusOptions {
+  return {
+    servers: (env.CAIRN_NATS ?? 'nats://127.0.0.1:4222').split(','),
+    name,
+    ...(env.CAIRN_NATS_USER ? { user: env.CAIRN_NATS_USER, pass: env.CAIRN_NATS_PASSWORD ?? '' } : {}),
+    ...(env.CAIRN_NATS_INBOX ? { inboxPrefix: env.CAIRN_NATS_INBOX } : {}),
+  };
+}
+
+const DAY_NS = 24 * 3600 * 1e9;
+
+export async function ensureJetStream(nc: NatsConnection): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  for (const s of [streams.logs, streams.results]) {
+    const config = {
+      name: s.name,
+      subjects: [...s.subjects],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      max_age: s.maxAgeDays * DAY_NS,
+      ...('duplicateWindowMinutes' in s ? { duplicate_window: s.duplicateWindowMinutes * 60 * 1e9 } : {}),
+    };
+    try {
+      await jsm.streams.info(s.name);
+      await jsm.streams.update(s.name, config);
+    } catch {
+      try {
+        await jsm.streams.add(config);
+      } catch (e) {
+        // Another service created it between our two calls.
+        if (!String(e).includes('already in use')) throw e;
+      }
+    }
+  }
+}
+
+export async function openBucket(nc: NatsConnection, name: (typeof buckets)[keyof typeof buckets]): Promise<KV> {
+  return new Kvm(nc).create(name, { history: 1, storage: StorageType.File });
+}
+
+export async function openObjectStore(nc: NatsConnection, name: (typeof objectStores)[keyof typeof objectStores]): Promise<ObjectStore> {
+  return new Objm(nc).create(name, { storage: StorageType.File });
+}

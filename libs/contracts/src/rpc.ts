@@ -1,0 +1,76 @@
+/**
+ * Request/reply over NATS in the envelope Nest's NATS transport speaks
+ * (`{pattern, data, id}` out, `{response, err, isDisposed, id}` back), so that the
+ * CLI, the worker-agent and the tests call the Nest services without Nest.
+ */
+import { randomUUID } from 'node:crypto';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { type Reply, reject } from './reply.js';
+
+export interface CallOptions {
+  /** Per attempt. */
+  readonly timeoutMs?: number;
+  /** Further attempts after a timeout or a missing responder (NATS restarting, a service starting). */
+  readonly retries?: number;
+}
+
+export async function call<T>(nc: NatsConnection, subject: string, data: unknown, options: CallOptions = {}): Promise<Reply<T>> {
+  const { timeoutMs = 5000, retries = 0 } = options;
+  const id = randomUUID();
+  const payload = JSON.stringify({ pattern: subject, data, id });
+  let lastError = '';
+  for (let attempt = 0; attempt <= retries; attempt++) {
+    try {
+      const msg = await nc.request(subject, payload, { timeout: timeoutMs });
+      const packet = msg.json<{ response?: Reply<T>; err?: unknown }>();
+      if (packet.err !== undefined && packet.err !== null) {
+        return reject('internal', `${subject}: ${typeof packet.err === 'string' ? packet.err : JSON.stringify(packet.err)}`);
+      }
+      if (packet.response === undefined) return reject('internal', `${subject}: empty reply`);
+      return packet.response;
+    } catch (e) {
+      lastError = e instanceof Error ? e.message : String(e);
+      if (attempt < retries) await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+    }
+  }
+  return reject('unavailable', `${subject}: no answer after ${retries + 1} attempt(s) (${lastError})`);
+}
+
+/** `call`, but a rejection becomes an exception for callers that cannot go on without the value. */
+export async function callOrThrow<T>(nc: NatsConnection, subject: string, data: unknown, options?: CallOptions): Promise<T> {
+  const reply = await call<T>(nc, subject, data, options);
+  if (!reply.ok) throw new CallError(reply.error.code, reply.error.message);
+  return reply.value;
+}
+
+export class CallError extends Error {
+  override readonly name = 'CallError';
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Nest deserializer that never throws: a body that is not JSON, or not in the envelope,
+ * still reaches the handler (marked `__malformed`) so the sender gets a rejection
+ * instead of a silent timeout.
+ */
+export class SafeJsonDeserializer {
+  deserialize(msg: { data: Uint8Array }, options?: { channel?: string; replyTo?: string }): { pattern: unknown; data: unknown; id?: string } {
+    const channel = options?.channel;
+    const hasReply = Boolean(options?.replyTo);
+    let value: unknown;
+    try {
+      value = JSON.parse(new TextDecoder().decode(msg.data));
+    } catch (e) {
+      return { pattern: channel, data: { __malformed: `not JSON (${e instanceof Error ? e.message : String(e)})` }, ...(hasReply ? { id: 'malformed' } : {}) };
+    }
+    if (value !== null && typeof value === 'object' && 'pattern' in value && 'data' in value) {
+      return value as { pattern: unknown; data: unknown; id?: string };
+    }
+    return { pattern: channel, data: { __malformed: 'not in the {pattern, data, id} envelope' }, ...(hasReply ? { id: 'malformed' } : {}) };
+  }
+}

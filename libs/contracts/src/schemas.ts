@@ -1,0 +1,281 @@
+/**
+ * Message schemas, validated at every edge: a service parses what it receives with
+ * these before acting on it, so a malformed or hostile message is answered with a reason
+ * and changes nothing.
+ */
+import { z } from 'zod';
+import { limits } from './streams.js';
+import { TOKEN } from './subjects.js';
+
+const token = (what: string) => z.string().regex(TOKEN, `${what} must be 1-64 letters, digits, '_' or '-'`);
+export const ClientId = token('a client ID');
+export const WorkerId = token('a worker ID');
+export const PoolName = token('a pool name');
+export const JobId = z.string().regex(/^j-[0-9a-z]{8,40}$/, 'a job ID looks like j-<letters and digits>');
+export const Digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'a digest is sha256:<64 hex digits>');
+const epochMs = z.number().int().nonnegative();
+
+/** A value sealed for one recipient (see sealed-box.ts). */
+export const SealedBox = z.object({
+  epk: z.string().max(200),
+  iv: z.string().max(64),
+  ct: z.string().max(Math.ceil((limits.maxSecretBytes * 4) / 3) + 64),
+  tag: z.string().max(64),
+});
+export type SealedBox = z.infer<typeof SealedBox>;
+
+export const SealedSecret = z.object({ id: z.string().min(1).max(128), sealed: SealedBox });
+export type SealedSecret = z.infer<typeof SealedSecret>;
+
+// ---- compile --------------------------------------------------------------------------
+
+export const SpecFormat = z.enum(['sexp', 'dockerfile']);
+export const CompileRequest = z.object({
+  spec: z.string().max(limits.maxSpecBytes, `a spec is at most ${limits.maxSpecBytes} bytes`),
+  format: SpecFormat.default('sexp'),
+  /** Dockerfile import: the working directory's network default etc. live in libs/spec. */
+  contextDigest: Digest.optional(),
+});
+export type CompileRequest = z.infer<typeof CompileRequest>;
+
+export const PlannedStep = z.object({
+  stage: z.string(),
+  kind: z.string(),
+  op: z.string(),
+  id: z.string().optional(),
+  unknown: z.string().optional(),
+});
+export type PlannedStep = z.infer<typeof PlannedStep>;
+
+export const PinnedImage = z.object({ stage: z.string(), image: z.string(), pinned: z.string() });
+export const Compiled = z.object({
+  /** The spec in canonical (OBuilder layout) form, with every base image pinned by digest. */
+  canonical: z.string(),
+  images: z.array(PinnedImage),
+  steps: z.array(PlannedStep),
+  /** Jobs with the same hint share most of their cache; the scheduler keeps them together. */
+  cacheHint: z.string(),
+});
+export type Compiled = z.infer<typeof Compiled>;
+
+// ---- submit (client -> spec-compiler) and enqueue (spec-compiler -> scheduler) ---------
+
+export const SubmitRequest = z.object({
+  pool: PoolName,
+  spec: CompileRequest.shape.spec,
+  format: SpecFormat.default('sexp'),
+  /** Job name for the history (defaults to the spec file's base name). */
+  name: z.string().min(1).max(200).default('unnamed'),
+  contextDigest: Digest.optional(),
+  urgent: z.boolean().default(false),
+  secrets: z.array(SealedSecret).max(limits.maxSecrets).default([]),
+  /** Absolute paths in the final snapshot to export as artifacts. */
+  outputs: z.array(z.string().regex(/^\/[^\0]*$/, 'an output is an absolute path').max(4096)).max(256).default([]),
+  timeoutSeconds: z.number().int().positive().max(7 * 24 * 3600).default(3600),
+  cacheHint: z.string().max(200).optional(),
+});
+export type SubmitRequest = z.input<typeof SubmitRequest>;
+
+export const JobSubmission = z.object({
+  client: ClientId,
+  pool: PoolName,
+  name: z.string(),
+  spec: z.string(),
+  contextDigest: Digest.optional(),
+  urgent: z.boolean(),
+  secrets: z.array(SealedSecret),
+  outputs: z.array(z.string()),
+  timeoutSeconds: z.number().int().positive(),
+  cacheHint: z.string(),
+  steps: z.number().int().nonnegative(),
+});
+export type JobSubmission = z.infer<typeof JobSubmission>;
+
+export const JobState = z.enum(['queued', 'assigned', 'running', 'succeeded', 'failed', 'cancelled']);
+export type JobState = z.infer<typeof JobState>;
+export const TERMINAL: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
+
+export const Submitted = z.object({ job: JobId, cacheHint: z.string(), steps: z.number() });
+export type Submitted = z.infer<typeof Submitted>;
+
+// ---- job status ------------------------------------------------------------------------
+
+export const JobRef = z.object({ job: JobId });
+export const StepResult = z.object({
+  stage: z.string(),
+  op: z.string(),
+  id: z.string(),
+  cached: z.boolean(),
+  ms: z.number().nonnegative(),
+});
+export type StepResult = z.infer<typeof StepResult>;
+export const Artifact = z.object({ path: z.string(), size: z.number().int().nonnegative(), sha256: z.string().regex(/^[0-9a-f]{64}$/) });
+export type Artifact = z.infer<typeof Artifact>;
+
+export const JobStatus = z.object({
+  job: JobId,
+  name: z.string(),
+  client: ClientId,
+  pool: PoolName,
+  state: JobState,
+  urgent: z.boolean(),
+  cacheHint: z.string(),
+  attempts: z.number().int().nonnegative(),
+  worker: z.string().optional(),
+  submittedAt: epochMs,
+  assignedAt: epochMs.optional(),
+  startedAt: epochMs.optional(),
+  finishedAt: epochMs.optional(),
+  failure: z.string().optional(),
+  snapshotId: z.string().optional(),
+});
+export type JobStatus = z.infer<typeof JobStatus>;
+
+// ---- logs ------------------------------------------------------------------------------
+
+export const LogChunk = z.object({
+  job: JobId,
+  /** 1, 2, 3... per job: a follower that joins late reads the stored chunks, then the live ones, and drops repeats. */
+  seq: z.number().int().positive(),
+  text: z.string(),
+  /** Present on the last chunk of a job. */
+  end: JobState.optional(),
+});
+export type LogChunk = z.infer<typeof LogChunk>;
+export const LogsRequest = z.object({ job: JobId, after: z.number().int().nonnegative().default(0) });
+export const LogsPage = z.object({ chunks: z.array(LogChunk), more: z.boolean() });
+export type LogsPage = z.infer<typeof LogsPage>;
+
+// ---- workers ---------------------------------------------------------------------------
+
+export const Lease = z.object({ job: JobId, lease: z.string().min(1).max(64) });
+export type Lease = z.infer<typeof Lease>;
+
+export const Register = z.object({
+  worker: WorkerId,
+  pool: PoolName,
+  platform: z.string().max(64),
+  capacity: z.number().int().positive().max(1024),
+  store: z.object({ kind: z.string(), freeBytes: z.number().nonnegative(), totalBytes: z.number().nonnegative() }),
+  /** X25519 public key (SPKI DER, base64) that job secrets are sealed to. */
+  publicKey: z.string().max(200),
+  hints: z.array(z.string().max(200)).max(10_000).default([]),
+  running: z.array(Lease).default([]),
+});
+export type Register = z.infer<typeof Register>;
+export const Registered = z.object({ heartbeatMs: z.number(), leaseTtlMs: z.number() });
+export type Registered = z.infer<typeof Registered>;
+
+export const Heartbeat = z.object({
+  worker: WorkerId,
+  running: z.array(Lease),
+  freeBytes: z.number().nonnegative(),
+  /** The worker takes no new jobs (low disk, draining). */
+  refusing: z.boolean().default(false),
+  /** Hints of caches built since the last heartbeat. */
+  hints: z.array(z.string().max(200)).max(10_000).default([]),
+});
+export type Heartbeat = z.infer<typeof Heartbeat>;
+/** `known: false` tells a worker the scheduler has forgotten it: register again. */
+export const HeartbeatReply = z.object({ known: z.boolean(), cancel: z.array(JobId) });
+export type HeartbeatReply = z.infer<typeof HeartbeatReply>;
+
+export const Started = Lease.extend({ worker: WorkerId });
+
+export const Outcome = z.object({
+  state: z.enum(['succeeded', 'failed', 'cancelled']),
+  failure: z.string().max(8192).optional(),
+  steps: z.array(StepResult).max(10_000),
+  snapshotId: z.string().optional(),
+  artifacts: z.array(Artifact).max(1000),
+  platform: z.string(),
+  startedAt: epochMs,
+  finishedAt: epochMs,
+});
+export type Outcome = z.infer<typeof Outcome>;
+export const Complete = Lease.extend({ worker: WorkerId, outcome: Outcome });
+export type Complete = z.infer<typeof Complete>;
+export const Recorded = z.object({ recorded: z.boolean(), reason: z.string().optional() });
+
+/** What a worker is told to build. Secrets are sealed to that worker's key. */
+export const Assignment = z.object({
+  job: JobId,
+  lease: z.string(),
+  client: ClientId,
+  name: z.string(),
+  spec: z.string(),
+  contextDigest: Digest.optional(),
+  secrets: z.array(SealedSecret),
+  outputs: z.array(z.string()),
+  timeoutSeconds: z.number(),
+  cacheHint: z.string(),
+  attempt: z.number().int().positive(),
+});
+export type Assignment = z.infer<typeof Assignment>;
+export const Accepted = z.object({ accepted: z.boolean(), reason: z.string().optional() });
+export type Accepted = z.infer<typeof Accepted>;
+export const CancelOrder = Lease.extend({ reason: z.string() });
+export type CancelOrder = z.infer<typeof CancelOrder>;
+
+// ---- results (scheduler -> results-store) ----------------------------------------------
+
+export const BuildResult = z.object({
+  job: JobId,
+  name: z.string(),
+  client: ClientId,
+  pool: PoolName,
+  platform: z.string(),
+  worker: z.string(),
+  spec: z.string(),
+  contextDigest: Digest.optional(),
+  cacheHint: z.string(),
+  state: z.enum(['succeeded', 'failed', 'cancelled']),
+  failure: z.string().optional(),
+  steps: z.array(StepResult),
+  snapshotId: z.string().optional(),
+  artifacts: z.array(Artifact),
+  attempts: z.number().int().positive(),
+  submittedAt: epochMs,
+  startedAt: epochMs,
+  finishedAt: epochMs,
+});
+export type BuildResult = z.infer<typeof BuildResult>;
+
+/** Job state changes on `events.job.<pool>.<state>`, for live views. */
+export const JobEvent = z.object({
+  job: JobId,
+  name: z.string(),
+  client: ClientId,
+  pool: PoolName,
+  state: JobState,
+  worker: z.string().optional(),
+  at: epochMs,
+  failure: z.string().optional(),
+});
+export type JobEvent = z.infer<typeof JobEvent>;
+
+// ---- admin -----------------------------------------------------------------------------
+
+export const WorkerRef = z.object({ worker: WorkerId });
+export const PoolRef = z.object({ pool: PoolName });
+export const ClientRate = z.object({ client: ClientId, rate: z.number().positive().max(1e6) });
+export const Empty = z.object({}).default({});
+
+export const PoolInfo = z.object({ pool: PoolName, paused: z.boolean(), queued: z.number(), running: z.number(), workers: z.number() });
+export const WorkerInfo = z.object({
+  worker: WorkerId,
+  pool: PoolName,
+  platform: z.string(),
+  capacity: z.number(),
+  running: z.array(JobId),
+  paused: z.boolean(),
+  draining: z.boolean(),
+  connected: z.boolean(),
+  refusing: z.boolean(),
+  freeBytes: z.number(),
+  hints: z.number(),
+  lastSeen: epochMs,
+});
+export type WorkerInfo = z.infer<typeof WorkerInfo>;
+export const QueueInfo = z.object({ pool: PoolName, client: ClientId, urgent: z.number(), normal: z.number() });
+export const ClientInfo = z.object({ client: ClientId, rate: z.number(), queued: z.number(), running: z.number(), finished: z.number() });
