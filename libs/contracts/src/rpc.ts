@@ -74,3 +74,16 @@ export class SafeJsonDeserializer {
     return { pattern: channel, data: { __malformed: 'not in the {pattern, data, id} envelope' }, ...(hasReply ? { id: 'malformed' } : {}) };
   }
 }
+
+/**
+ * The responder side for subjects served outside Nest (a worker's own `agent.<id>.*`
+ * subjects): decodes the envelope `call` sends and answers in the same envelope.
+ */
+export async function answer<T>(
+  msg: { data: Uint8Array; reply?: string; respond(data: string): boolean },
+  handle: (data: unknown) => Promise<Reply<T>> | Reply<T>,
+): Promise<void> {
+  const packet = new SafeJsonDeserializer().deserialize(msg, { channel: '', ...(msg.reply ? { replyTo: msg.reply } : {}) });
+  const response = await handle(packet.data);
+  if (msg.reply) msg.respond(JSON.stringify({ response, isDisposed: true, id: packet.id }));
+}
