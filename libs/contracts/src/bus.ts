@@ -56,6 +56,8 @@ export async function ensureJetStream(nc: NatsConnection): Promise<void> {
       storage: StorageType.File,
       retention: RetentionPolicy.Limits,
       max_age: s.maxAgeDays * DAY_NS,
+      // Readers fetch a job's chunks by subject with direct gets (no consumer per reader).
+      allow_direct: true,
       ...('duplicateWindowMinutes' in s ? { duplicate_window: s.duplicateWindowMinutes * 60 * 1e9 } : {}),
     };
     try {

@@ -142,8 +142,9 @@ export const LogChunk = z.object({
   end: JobState.optional(),
 });
 export type LogChunk = z.infer<typeof LogChunk>;
-export const LogsRequest = z.object({ job: JobId, after: z.number().int().nonnegative().default(0) });
-export const LogsPage = z.object({ chunks: z.array(LogChunk), more: z.boolean() });
+/** `after`: the last chunk seq the reader has; `cursor`: where the previous page stopped in the stream (faster). */
+export const LogsRequest = z.object({ job: JobId, after: z.number().int().nonnegative().default(0), cursor: z.number().int().nonnegative().optional() });
+export const LogsPage = z.object({ chunks: z.array(LogChunk), more: z.boolean(), cursor: z.number().int().nonnegative() });
 export type LogsPage = z.infer<typeof LogsPage>;
 
 // ---- workers ---------------------------------------------------------------------------

@@ -1,0 +1,50 @@
+/** What the scheduler keeps about jobs and workers; persisted as JSON in the KV buckets. */
+import type { JobState, JobSubmission, Outcome } from '@cairn/contracts';
+
+export interface JobRecord extends JobSubmission {
+  readonly id: string;
+  state: JobState;
+  /** Assignments so far (1 on the first run). */
+  attempts: number;
+  readonly submittedAt: number;
+  /** When the job (re)entered the queue: cache-affinity holds count from here. */
+  queuedAt: number;
+  worker?: string;
+  lease?: string;
+  assignedAt?: number;
+  startedAt?: number;
+  finishedAt?: number;
+  failure?: string;
+  /** Set once, when a worker completes it (or the scheduler gives up on it). */
+  outcome?: Outcome;
+  /** The result is in the results stream (republished after a crash otherwise). */
+  resultPublished?: boolean;
+  /** Running job to cancel when its worker is next heard from. */
+  cancelRequested?: string;
+}
+
+export interface WorkerRecord {
+  readonly id: string;
+  pool: string;
+  platform: string;
+  capacity: number;
+  publicKey: string;
+  paused: boolean;
+  draining: boolean;
+  /** The worker said it takes no new jobs (low disk, shutting down) or refused one. */
+  refusing: boolean;
+  /** Heard from within the lease TTL. */
+  connected: boolean;
+  lastSeen: number;
+  freeBytes: number;
+  /** Jobs assigned to it and not finished. */
+  running: string[];
+}
+
+export interface SchedulerSettings {
+  /** Jobs per unit of virtual time; default 1. */
+  rates: Record<string, number>;
+  pausedPools: string[];
+  /** Pools known because a worker registered for them. */
+  pools: string[];
+}

@@ -1,0 +1,276 @@
+/**
+ * The scheduler's NATS API. Each handler validates its message (contracts), takes the
+ * client or worker identity from the subject — the token NATS permissions pin — and
+ * hands the decision to the core.
+ */
+import { Controller, Inject } from '@nestjs/common';
+import { Ctx, MessagePattern, NatsContext, Payload } from '@nestjs/microservices';
+import {
+  ClientRate,
+  Complete,
+  Empty,
+  Heartbeat,
+  JobRef,
+  JobSubmission,
+  LogsRequest,
+  PoolRef,
+  Register,
+  RejectedError,
+  serve,
+  Started,
+  subjects,
+  WorkerRef,
+  type HeartbeatReply,
+  type JobStatus,
+  type Registered,
+  type Submitted,
+  type WorkerInfo,
+} from '@cairn/contracts';
+import { SchedulerError } from './core/scheduler-core.js';
+import type { JobRecord } from './core/records.js';
+import { LogReader } from './log-reader.js';
+import { SchedulerService } from './scheduler.service.js';
+
+/** `cairn.v1.client.<id>.verb` and `cairn.v1.sched.<id>.verb`: the identity is the fourth token. */
+const identityOf = (ctx: NatsContext) => ctx.getSubject().split('.')[3] ?? '';
+
+/** Scheduler decisions that refuse a request become rejections with the same code. */
+async function decide<T>(fn: () => Promise<T> | T): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof SchedulerError) throw new RejectedError(e.code, e.message);
+    throw e;
+  }
+}
+
+function statusOf(job: JobRecord): JobStatus {
+  return {
+    job: job.id,
+    name: job.name,
+    client: job.client,
+    pool: job.pool,
+    state: job.state,
+    urgent: job.urgent,
+    cacheHint: job.cacheHint,
+    attempts: job.attempts,
+    submittedAt: job.submittedAt,
+    ...(job.worker === undefined ? {} : { worker: job.worker }),
+    ...(job.assignedAt === undefined ? {} : { assignedAt: job.assignedAt }),
+    ...(job.startedAt === undefined ? {} : { startedAt: job.startedAt }),
+    ...(job.finishedAt === undefined ? {} : { finishedAt: job.finishedAt }),
+    ...(job.failure === undefined ? {} : { failure: job.failure }),
+    ...(job.outcome?.snapshotId === undefined ? {} : { snapshotId: job.outcome.snapshotId }),
+  };
+}
+
+@Controller()
+export class SchedulerController {
+  constructor(
+    @Inject(SchedulerService) private readonly scheduler: SchedulerService,
+    @Inject(LogReader) private readonly logs: LogReader,
+  ) {}
+
+  private get core() {
+    return this.scheduler.core;
+  }
+
+  @MessagePattern(subjects.schedulerKey)
+  key() {
+    return serve(Empty, {}, 'scheduler key', () => ({ publicKey: this.scheduler.publicKey }));
+  }
+
+  // ---- from the spec-compiler ---------------------------------------------------------
+
+  @MessagePattern(subjects.enqueue)
+  enqueue(@Payload() data: unknown) {
+    return serve(JobSubmission, data, 'enqueue', (submission) =>
+      decide(async (): Promise<Submitted> => {
+        const bad = this.scheduler.openSecretsCheck(submission.secrets);
+        if (bad) throw new RejectedError('forbidden', bad);
+        const { job, effects } = this.core.submit(submission, Date.now());
+        this.scheduler.run(effects);
+        await this.scheduler.stored(job);
+        return { job: job.id, cacheHint: job.cacheHint, steps: job.steps };
+      }),
+    );
+  }
+
+  // ---- clients -------------------------------------------------------------------------
+
+  @MessagePattern(subjects.clientPattern('status'))
+  status(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
+    return serve(JobRef, data, 'status', ({ job }) => decide(() => statusOf(this.core.jobOf(identityOf(ctx), job))));
+  }
+
+  @MessagePattern(subjects.clientPattern('cancel'))
+  cancel(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
+    return serve(JobRef, data, 'cancel', ({ job }) =>
+      decide(() => {
+        this.scheduler.run(this.core.cancel(identityOf(ctx), job, Date.now()));
+        return statusOf(this.core.jobs.get(job)!);
+      }),
+    );
+  }
+
+  @MessagePattern(subjects.clientPattern('logs'))
+  readLogs(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
+    return serve(LogsRequest, data, 'logs', ({ job, after, cursor }) =>
+      decide(async () => {
+        const record = this.core.jobOf(identityOf(ctx), job);
+        return { ...(await this.logs.page(record.client, record.id, after, cursor)), state: record.state };
+      }),
+    );
+  }
+
+  // ---- workers -------------------------------------------------------------------------
+
+  private sameWorker(ctx: NatsContext, worker: string): void {
+    const speaker = identityOf(ctx);
+    if (speaker !== worker) throw new RejectedError('forbidden', `worker ${speaker} cannot speak for worker ${worker}`);
+  }
+
+  @MessagePattern(subjects.toSchedulerPattern('register'))
+  register(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
+    return serve(Register, data, 'register', (r): Registered & { cancel: string[] } => {
+      this.sameWorker(ctx, r.worker);
+      const { cancel, effects } = this.core.register(
+        { id: r.worker, pool: r.pool, platform: r.platform, capacity: r.capacity, publicKey: r.publicKey, freeBytes: r.store.freeBytes, hints: r.hints, running: r.running },
+        Date.now(),
+      );
+      this.scheduler.run(effects);
+      return { heartbeatMs: this.core.config.heartbeatMs, leaseTtlMs: this.core.config.leaseTtlMs, cancel };
+    });
+  }
+
+  @MessagePattern(subjects.toSchedulerPattern('heartbeat'))
+  heartbeat(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
+    return serve(Heartbeat, data, 'heartbeat', (b): HeartbeatReply => {
+      this.sameWorker(ctx, b.worker);
+      const { known, cancel, effects } = this.core.heartbeat(b.worker, b, Date.now());
+      this.scheduler.run(effects);
+      return { known, cancel };
+    });
+  }
+
+  @MessagePattern(subjects.toSchedulerPattern('started'))
+  started(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
+    return serve(Started, data, 'started', (s) => {
+      this.sameWorker(ctx, s.worker);
+      this.scheduler.run(this.core.started(s.worker, s.job, s.lease, Date.now()));
+      return { ok: true };
+    });
+  }
+
+  @MessagePattern(subjects.toSchedulerPattern('complete'))
+  complete(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
+    return serve(Complete, data, 'complete', async (c) => {
+      this.sameWorker(ctx, c.worker);
+      const { recorded, reason, effects } = this.core.complete(c.worker, c.job, c.lease, c.outcome, Date.now());
+      this.scheduler.run(effects);
+      // The worker may forget the job once this reply arrives: the outcome must be stored first.
+      const job = this.core.jobs.get(c.job);
+      if (recorded && job) await this.scheduler.stored(job);
+      return { recorded, ...(reason === undefined ? {} : { reason }) };
+    });
+  }
+
+  // ---- operators -----------------------------------------------------------------------
+
+  @MessagePattern(subjects.admin('pools'))
+  pools(@Payload() data: unknown) {
+    return serve(Empty, data, 'admin pools', () =>
+      this.core.settings.pools.map((pool) => {
+        const workers = [...this.core.workers.values()].filter((w) => w.pool === pool);
+        return {
+          pool,
+          paused: this.core.settings.pausedPools.includes(pool),
+          queued: this.core.queueSizes().get(pool)?.length ?? 0,
+          running: workers.reduce((n, w) => n + w.running.length, 0),
+          workers: workers.filter((w) => w.connected).length,
+        };
+      }),
+    );
+  }
+
+  @MessagePattern(subjects.admin('workers'))
+  workers(@Payload() data: unknown) {
+    return serve(Empty, data, 'admin workers', (): WorkerInfo[] => {
+      const now = Date.now();
+      return [...this.core.workers.values()].map((w) => ({
+        worker: w.id,
+        pool: w.pool,
+        platform: w.platform,
+        capacity: w.capacity,
+        running: [...w.running],
+        paused: w.paused,
+        draining: w.draining,
+        connected: w.connected,
+        refusing: w.refusing,
+        freeBytes: w.freeBytes,
+        hints: this.core.affinity.hintsOf(w.id, now).length,
+        lastSeen: w.lastSeen,
+      }));
+    });
+  }
+
+  @MessagePattern(subjects.admin('queues'))
+  queues(@Payload() data: unknown) {
+    return serve(Empty, data, 'admin queues', () =>
+      [...this.core.queueSizes()].flatMap(([pool, queue]) => [...queue.byClient()].map(([client, n]) => ({ pool, client, urgent: n.urgent, normal: n.normal }))),
+    );
+  }
+
+  @MessagePattern(subjects.admin('clients'))
+  clients(@Payload() data: unknown) {
+    return serve(Empty, data, 'admin clients', () => this.core.clients());
+  }
+
+  private workerOp(verb: string, data: unknown, op: (worker: string) => void) {
+    return serve(WorkerRef, data, `admin ${verb}`, ({ worker }) =>
+      decide(() => {
+        op(worker);
+        return { worker, done: verb };
+      }),
+    );
+  }
+
+  @MessagePattern(subjects.admin('worker-pause'))
+  pauseWorker(@Payload() data: unknown) {
+    return this.workerOp('worker-pause', data, (w) => this.scheduler.run(this.core.setWorkerFlag(w, 'paused', true)));
+  }
+
+  @MessagePattern(subjects.admin('worker-unpause'))
+  unpauseWorker(@Payload() data: unknown) {
+    return this.workerOp('worker-unpause', data, (w) => {
+      this.scheduler.run(this.core.setWorkerFlag(w, 'paused', false));
+      this.scheduler.run(this.core.setWorkerFlag(w, 'draining', false));
+    });
+  }
+
+  @MessagePattern(subjects.admin('worker-drain'))
+  drainWorker(@Payload() data: unknown) {
+    return this.workerOp('worker-drain', data, (w) => this.scheduler.run(this.core.setWorkerFlag(w, 'draining', true)));
+  }
+
+  @MessagePattern(subjects.admin('worker-forget'))
+  forgetWorker(@Payload() data: unknown) {
+    return this.workerOp('worker-forget', data, (w) => this.scheduler.run(this.core.forgetWorker(w, Date.now())));
+  }
+
+  @MessagePattern(subjects.admin('pool-pause'))
+  pausePool(@Payload() data: unknown) {
+    return serve(PoolRef, data, 'admin pool-pause', ({ pool }) => decide(() => (this.scheduler.run(this.core.setPoolPaused(pool, true)), { pool, paused: true })));
+  }
+
+  @MessagePattern(subjects.admin('pool-unpause'))
+  unpausePool(@Payload() data: unknown) {
+    return serve(PoolRef, data, 'admin pool-unpause', ({ pool }) => decide(() => (this.scheduler.run(this.core.setPoolPaused(pool, false)), { pool, paused: false })));
+  }
+
+  @MessagePattern(subjects.admin('client-rate'))
+  clientRate(@Payload() data: unknown) {
+    return serve(ClientRate, data, 'admin client-rate', ({ client, rate }) => (this.scheduler.run(this.core.setRate(client, rate)), { client, rate }));
+  }
+}
+

@@ -1,0 +1,89 @@
+/**
+ * Writes to a KV bucket that coalesce: while a key's write is in flight, newer values
+ * for that key replace each other and only the latest is written next. `put` resolves
+ * once a write holding this value (or a newer one) is stored, so a caller that must not
+ * act before its state is durable (assigning a job) can wait, and the bucket sees one
+ * write per key per round trip however fast the state changes. A failed write (NATS
+ * restarting) is retried until it lands.
+ */
+import type { KV } from '@nats-io/kv';
+
+interface Slot {
+  latest: string | null; // null = delete
+  version: number;
+  written: number;
+  inFlight: boolean;
+  waiters: { version: number; resolve: () => void }[];
+}
+
+export class WriteBehind {
+  private readonly slots = new Map<string, Slot>();
+  private failures = 0;
+
+  constructor(
+    private readonly kv: KV,
+    private readonly onError: (key: string, error: unknown) => void = () => undefined,
+  ) {}
+
+  put(key: string, value: unknown): Promise<void> {
+    return this.enqueue(key, JSON.stringify(value));
+  }
+
+  delete(key: string): Promise<void> {
+    return this.enqueue(key, null);
+  }
+
+  /** Writes not yet stored (for /metrics and shutdown). */
+  get pending(): number {
+    let n = 0;
+    for (const s of this.slots.values()) if (s.version !== s.written) n++;
+    return n;
+  }
+
+  get failedWrites(): number {
+    return this.failures;
+  }
+
+  /** Resolves when everything enqueued so far is stored. */
+  async flush(): Promise<void> {
+    await Promise.all([...this.slots.entries()].map(([key, s]) => (s.version === s.written ? undefined : this.waitFor(key, s.version))));
+  }
+
+  private enqueue(key: string, value: string | null): Promise<void> {
+    let slot = this.slots.get(key);
+    if (!slot) this.slots.set(key, (slot = { latest: value, version: 0, written: 0, inFlight: false, waiters: [] }));
+    slot.latest = value;
+    slot.version++;
+    const done = this.waitFor(key, slot.version);
+    if (!slot.inFlight) void this.drain(key, slot);
+    return done;
+  }
+
+  private waitFor(key: string, version: number): Promise<void> {
+    const slot = this.slots.get(key)!;
+    return new Promise((resolve) => slot.waiters.push({ version, resolve }));
+  }
+
+  private async drain(key: string, slot: Slot): Promise<void> {
+    slot.inFlight = true;
+    let delay = 50;
+    while (slot.written !== slot.version) {
+      const version = slot.version;
+      const value = slot.latest;
+      try {
+        if (value === null) await this.kv.delete(key);
+        else await this.kv.put(key, value);
+        slot.written = version;
+        delay = 50;
+        slot.waiters = slot.waiters.filter((w) => (w.version <= version ? (w.resolve(), false) : true));
+      } catch (e) {
+        this.failures++;
+        this.onError(key, e);
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 2000);
+      }
+    }
+    slot.inFlight = false;
+    if (slot.waiters.length === 0) this.slots.delete(key);
+  }
+}
