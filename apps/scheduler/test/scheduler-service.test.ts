@@ -1,0 +1,206 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  answer,
+  BuildResult,
+  call,
+  callOrThrow,
+  connectBus,
+  generateKeyPair,
+  open,
+  seal,
+  streams,
+  subjects,
+  type Assignment,
+  type JobSubmission,
+  type KeyPair,
+  type Reply,
+} from '@cairn/contracts';
+import { startService, type RunningService } from '@cairn/service-kit';
+import { schedulerModule, schedulerConfigFromEnv } from '../src/index.js';
+import { startNats, type RunningNats } from '../../../test/support/nats.js';
+
+const POOL = 'linux-x86_64';
+
+/**
+ * The test's stand-in for a worker-agent: it registers, heartbeats on demand, and
+ * accepts every assignment it is sent, keeping them for the test to complete.
+ */
+class StandInWorker {
+  readonly keys: KeyPair = generateKeyPair();
+  readonly assignments: Assignment[] = [];
+  private sub?: Subscription;
+  constructor(
+    private readonly nc: NatsConnection,
+    readonly id: string,
+  ) {}
+
+  async register(capacity = 2): Promise<void> {
+    this.sub ??= this.nc.subscribe(subjects.toWorker(this.id, 'assign'), {
+      callback: (_e, msg) =>
+        void answer(msg, (data) => {
+          this.assignments.push(data as Assignment);
+          return { ok: true, value: { accepted: true } };
+        }),
+    });
+    await callOrThrow(this.nc, subjects.toScheduler(this.id, 'register'), {
+      worker: this.id,
+      pool: POOL,
+      platform: 'linux-x86_64',
+      capacity,
+      store: { kind: 'btrfs', freeBytes: 1e10, totalBytes: 2e10 },
+      publicKey: this.keys.publicKey,
+    });
+  }
+
+  async next(): Promise<Assignment> {
+    const deadline = Date.now() + 10_000;
+    while (this.assignments.length === 0) {
+      if (Date.now() > deadline) throw new Error(`${this.id} got no assignment in 10 s`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return this.assignments.shift()!;
+  }
+
+  complete(a: Assignment, state: 'succeeded' | 'failed' = 'succeeded') {
+    return call<{ recorded: boolean; reason?: string }>(this.nc, subjects.toScheduler(this.id, 'complete'), {
+      worker: this.id,
+      job: a.job,
+      lease: a.lease,
+      outcome: { state, steps: [{ stage: '', op: '(from busybox)', id: 'a'.repeat(64), cached: true, ms: 1 }], artifacts: [], platform: 'linux-x86_64', startedAt: Date.now() - 5, finishedAt: Date.now() },
+    }, { timeoutMs: 3000, retries: 10 });
+  }
+}
+
+function submission(over: Partial<JobSubmission> = {}): JobSubmission {
+  return { client: 'alice', pool: POOL, name: 'hello', spec: '((from busybox))', urgent: false, secrets: [], outputs: [], timeoutSeconds: 600, cacheHint: 'h', steps: 1, ...over };
+}
+
+async function results(nc: NatsConnection): Promise<BuildResult[]> {
+  const jsm = await jetstreamManager(nc);
+  const info = await jsm.streams.info(streams.results.name);
+  const out: BuildResult[] = [];
+  for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+    const m = await jsm.streams.getMessage(streams.results.name, { seq }).catch(() => null);
+    if (m) out.push(BuildResult.parse(m.json()));
+  }
+  return out;
+}
+
+describe('the scheduler service over a real NATS server', () => {
+  let nats: RunningNats;
+  let dir: string;
+  let scheduler: RunningService;
+  let nc: NatsConnection;
+  const env = () => ({ CAIRN_NATS: nats.url, CAIRN_SCHEDULER_KEY: join(dir, 'key.pem'), CAIRN_LOG_FORMAT: 'text', CAIRN_LEASE_TTL_MS: '1500', CAIRN_HEARTBEAT_MS: '300' });
+  const start = () => startService({ name: 'scheduler', module: schedulerModule(schedulerConfigFromEnv(env())), env: env() });
+
+  beforeAll(async () => {
+    nats = await startNats();
+    dir = await mkdtemp(join(tmpdir(), 'cairn-sched-'));
+    scheduler = await start();
+    nc = await connectBus({ servers: nats.url, name: 'test' });
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await scheduler?.close();
+    await nats?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('rejects a job for a pool no worker has registered, and malformed submissions', async () => {
+    const unknown = await call(nc, subjects.enqueue, submission({ pool: 'windows-x86_64' }));
+    expect(unknown).toMatchObject({ ok: false, error: { code: 'unknown-pool' } });
+    const bad = await call(nc, subjects.enqueue, { client: 'alice', pool: 'a.b' });
+    expect(bad).toMatchObject({ ok: false, error: { code: 'malformed' } });
+    if (!bad.ok) expect(bad.error.message).toMatch(/pool: a pool name must be/);
+  });
+
+  it('hands a job to a worker with its secret re-sealed for that worker alone, and records one result', async () => {
+    const w1 = new StandInWorker(nc, 'w1');
+    await w1.register();
+    const { publicKey } = await callOrThrow<{ publicKey: string }>(nc, subjects.schedulerKey, {});
+    const secret = { id: 'token', sealed: seal(publicKey, Buffer.from('s3cret-value')) };
+    const { job } = await callOrThrow<{ job: string }>(nc, subjects.enqueue, submission({ secrets: [secret] }));
+    const a = await w1.next();
+    expect(a.job).toBe(job);
+    expect(open(w1.keys, a.secrets[0]!.sealed).toString()).toBe('s3cret-value');
+    expect(() => open(generateKeyPair(), a.secrets[0]!.sealed)).toThrow();
+    await callOrThrow(nc, subjects.toScheduler('w1', 'started'), { worker: 'w1', job, lease: a.lease });
+    expect((await w1.complete(a)) as Reply<unknown>).toEqual({ ok: true, value: { recorded: true } });
+    expect((await w1.complete(a)) as Reply<unknown>).toEqual({ ok: true, value: { recorded: true } });
+    const status = await callOrThrow<{ state: string }>(nc, subjects.client('alice', 'status'), { job });
+    expect(status.state).toBe('succeeded');
+    // Bob may not see Alice's job.
+    expect(await call(nc, subjects.client('bob', 'status'), { job })).toMatchObject({ ok: false, error: { code: 'not-found' } });
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await results(nc)).filter((r) => r.job === job)).toHaveLength(1);
+  });
+
+  it('a worker cannot speak for another worker', async () => {
+    const reply = await call(nc, subjects.toScheduler('w2', 'register'), {
+      worker: 'w1',
+      pool: POOL,
+      platform: 'x',
+      capacity: 1,
+      store: { kind: 'btrfs', freeBytes: 1, totalBytes: 1 },
+      publicKey: 'k',
+    });
+    expect(reply).toMatchObject({ ok: false, error: { code: 'forbidden' } });
+  });
+
+  it('requeues the job of a worker that goes silent, and refuses the silent worker its late result', async () => {
+    const w3 = new StandInWorker(nc, 'w3');
+    const w4 = new StandInWorker(nc, 'w4');
+    await w3.register(1);
+    await callOrThrow(nc, subjects.admin('worker-pause'), { worker: 'w1' });
+    const { job } = await callOrThrow<{ job: string }>(nc, subjects.enqueue, submission({ cacheHint: 'lost-one' }));
+    const first = await w3.next();
+    expect(first.job).toBe(job);
+    await w4.register(1);
+    // w4 heartbeats; w3 is silent past the lease TTL.
+    const beat = setInterval(() => void call(nc, subjects.toScheduler('w4', 'heartbeat'), { worker: 'w4', running: w4.assignments.map((x) => ({ job: x.job, lease: x.lease })), freeBytes: 1e9 }), 300);
+    try {
+      const second = await w4.next();
+      expect(second.job).toBe(job);
+      expect(second.attempt).toBe(2);
+      expect(await w3.complete(first)).toMatchObject({ ok: true, value: { recorded: false } });
+      expect(await w4.complete(second)).toMatchObject({ ok: true, value: { recorded: true } });
+    } finally {
+      clearInterval(beat);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const mine = (await results(nc)).filter((r) => r.job === job);
+    expect(mine).toHaveLength(1);
+    expect(mine[0]!.worker).toBe('w4');
+    expect(mine[0]!.attempts).toBe(2);
+  });
+
+  it('keeps queued jobs, rates and pause state across a scheduler restart and a NATS restart', async () => {
+    await callOrThrow(nc, subjects.admin('client-rate'), { client: 'carol', rate: 5 });
+    await callOrThrow(nc, subjects.admin('pool-pause'), { pool: POOL });
+    const { job } = await callOrThrow<{ job: string }>(nc, subjects.enqueue, submission({ client: 'carol' }));
+    await scheduler.close();
+    await nats.restart();
+    scheduler = await start();
+    const clients = await callOrThrow<{ client: string; rate: number; queued: number }[]>(nc, subjects.admin('clients'), {}, { timeoutMs: 3000, retries: 10 });
+    expect(clients.find((c) => c.client === 'carol')).toMatchObject({ rate: 5, queued: 1 });
+    const pools = await callOrThrow<{ pool: string; paused: boolean; queued: number }[]>(nc, subjects.admin('pools'), {});
+    expect(pools.find((p) => p.pool === POOL)).toMatchObject({ paused: true, queued: 1 });
+    const w5 = new StandInWorker(nc, 'w5');
+    await w5.register();
+    await callOrThrow(nc, subjects.admin('pool-unpause'), { pool: POOL });
+    expect((await w5.next()).job).toBe(job);
+  });
+
+  it('serves /metrics with queue, job, worker and affinity figures', async () => {
+    const text = await (await fetch(`${scheduler.httpUrl}/metrics`)).text();
+    for (const name of ['cairn_scheduler_queue_length', 'cairn_scheduler_jobs', 'cairn_scheduler_workers', 'cairn_scheduler_worker_load', 'cairn_scheduler_assignment_latency_seconds_bucket', 'cairn_scheduler_affinity_total']) {
+      expect(text).toContain(name);
+    }
+  });
+});
