@@ -1,5 +1,6 @@
 import type Docker from 'dockerode';
 import { FetchError, type FetchedImage, type Fetcher } from './fetcher.js';
+import { imageName, parseImageRef } from './image-ref.js';
 import { applyLayer } from './layers.js';
 import { splitEnv } from './oci-documents.js';
 
@@ -12,7 +13,9 @@ export interface DockerFetcherOptions {
  * Images from a local Docker daemon, which must already have them: Cairn never pulls.
  * The filesystem comes from exporting a created (never started) container, so the
  * result is the image as Docker flattens it; the container is removed afterwards.
- * The digest is the image ID, the digest of its config.
+ * The digest is the image ID, the digest of its config: images built or imported
+ * locally have no other. A pinned `name@sha256:...` is looked up by that ID, or else by
+ * a registry digest the daemon recorded when it pulled the image.
  */
 export class DockerFetcher implements Fetcher {
   readonly kind = 'docker';
@@ -43,11 +46,30 @@ export class DockerFetcher implements Fetcher {
     return { env: splitEnv(info.Config?.Env ?? []), digest: info.Id };
   }
 
+  /** The image ID, as `fetch` would report it. */
+  async resolve(image: string): Promise<string> {
+    return (await this.inspect(image)).Id;
+  }
+
   private async inspect(image: string): Promise<Docker.ImageInspectInfo> {
+    const { digest, ...ref } = parseImageRef(image);
+    if (digest === undefined) return this.lookup(image, image);
+    const info = (await this.lookup(digest, image, true)) ?? (await this.lookup(`${imageName(ref)}@${digest}`, image));
+    const registryDigests = info.RepoDigests ?? [];
+    if (info.Id !== digest && !registryDigests.some((d) => d.endsWith(`@${digest}`))) {
+      throw new FetchError(`the Docker daemon at ${this.socketPath} has ${info.Id} for ${image}, not the pinned ${digest}`);
+    }
+    return info;
+  }
+
+  private async lookup(name: string, image: string, absentIsUndefined: true): Promise<Docker.ImageInspectInfo | undefined>;
+  private async lookup(name: string, image: string): Promise<Docker.ImageInspectInfo>;
+  private async lookup(name: string, image: string, absentIsUndefined = false): Promise<Docker.ImageInspectInfo | undefined> {
     try {
-      return await (await this.docker).getImage(image).inspect();
+      return await (await this.docker).getImage(name).inspect();
     } catch (e) {
       if ((e as { statusCode?: number }).statusCode === 404) {
+        if (absentIsUndefined) return undefined;
         throw new FetchError(`no image ${image} in the Docker daemon at ${this.socketPath} (Cairn never pulls)`);
       }
       throw new FetchError(`cannot ask the Docker daemon at ${this.socketPath} about ${image}: ${(e as Error).message}`);

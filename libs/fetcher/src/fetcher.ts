@@ -4,6 +4,7 @@
  *
  *     const image = await fetcher.fetch('busybox:latest', join(dir, 'rootfs'), log);
  *     // image.env: the image's Env, image.digest: the manifest digest the tag resolved to
+ *     const pinned = `busybox:latest@${await fetcher.resolve('busybox:latest')}`;
  *
  * `rootfs` is an empty directory; on success it holds the image's filesystem with
  * layers applied in order (whiteouts honoured) and ownership and modes preserved.
@@ -14,6 +15,13 @@ export interface Fetcher {
   /** Driver name, as in `--fetcher NAME:...`. */
   readonly kind: string;
   fetch(image: string, rootfs: string, log: (line: string) => void): Promise<FetchedImage>;
+  /**
+   * The digest `image` resolves to now, without unpacking anything: the spec-compiler
+   * pins `(from IMAGE)` to `IMAGE@DIGEST` with it, so that every worker builds from the
+   * same image. `fetch` of the pinned reference gets that image or fails; a reference
+   * already pinned resolves to its own digest once the image is found to match it.
+   */
+  resolve(image: string): Promise<string>;
 }
 
 export interface FetchedImage {

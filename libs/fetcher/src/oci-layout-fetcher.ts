@@ -33,4 +33,12 @@ export class OciLayoutFetcher implements Fetcher {
     const bytes = await readVerified(layout.blob(top), top.digest, 'manifest');
     return unpackImage(layout, { digest: top.digest, bytes }, { ref: image, platform: this.platform, rootfs, log });
   }
+
+  /** The index entry's digest (an index stays an index: pinning keeps every platform). */
+  async resolve(image: string): Promise<string> {
+    const layout = await openOciLayout(this.path);
+    const top = await layout.resolve(image);
+    await readVerified(layout.blob(top), top.digest, 'manifest');
+    return top.digest;
+  }
 }

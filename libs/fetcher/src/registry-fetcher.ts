@@ -39,6 +39,29 @@ export class RegistryFetcher implements Fetcher {
   }
 
   async fetch(image: string, rootfs: string, log: (line: string) => void): Promise<FetchedImage> {
+    const { top, digest, manifest, client, repository, where } = await this.topManifest(image);
+    const source: ImageSource = {
+      where,
+      manifest: async (d) => (await manifest(d)).bytes,
+      async *blob(descriptor) {
+        const response = await client.get(repository, `blobs/${descriptor.digest}`);
+        if (!response.ok) throw await refusal(response, `${repository} blob ${descriptor.digest}`, where);
+        yield* bodyOf(response);
+      },
+    };
+    return unpackImage(source, { digest, bytes: top.bytes }, { ref: image, platform: this.platform, rootfs, log });
+  }
+
+  /** The top manifest's (or index's) digest, checked against the bytes the registry sent. */
+  async resolve(image: string): Promise<string> {
+    return (await this.topManifest(image)).digest;
+  }
+
+  /**
+   * The manifest or index `image` names, by digest when pinned (a tag beside the digest
+   * is ignored, as Docker does), else by tag; its bytes must hash to the digest.
+   */
+  private async topManifest(image: string) {
     const ref = parseImageRef(image);
     const base = this.baseFor(ref.host);
     const hub = DOCKER_HUB_HOSTS.has(new URL(base).host);
@@ -52,22 +75,15 @@ export class RegistryFetcher implements Fetcher {
       return { bytes: await readDocument(bodyOf(response), `manifest ${reference}`), headers: response.headers };
     };
     const top = await manifest(ref.digest ?? ref.tag ?? 'latest');
-    const digest = ref.digest ?? sha256Digest(top.bytes);
-    const claimed = top.headers.get('docker-content-digest');
-    if (claimed && claimed !== digest) {
-      throw new FetchError(`${where} says ${image} is ${claimed}, but the manifest it sent has digest ${digest}`);
+    const actual = sha256Digest(top.bytes);
+    if (ref.digest !== undefined && actual !== ref.digest) {
+      throw new FetchError(`${where} sent a manifest for ${image} whose digest is ${actual}, not the pinned ${ref.digest}`);
     }
-
-    const source: ImageSource = {
-      where,
-      manifest: async (d) => (await manifest(d)).bytes,
-      async *blob(descriptor) {
-        const response = await client.get(repository, `blobs/${descriptor.digest}`);
-        if (!response.ok) throw await refusal(response, `${repository} blob ${descriptor.digest}`, where);
-        yield* bodyOf(response);
-      },
-    };
-    return unpackImage(source, { digest, bytes: top.bytes }, { ref: image, platform: this.platform, rootfs, log });
+    const claimed = top.headers.get('docker-content-digest');
+    if (claimed && claimed !== actual) {
+      throw new FetchError(`${where} says ${image} is ${claimed}, but the manifest it sent has digest ${actual}`);
+    }
+    return { top, digest: actual, manifest, client, repository, where };
   }
 
   /** The configured registry for names without a host (or naming it), else that host. */

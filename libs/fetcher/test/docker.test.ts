@@ -50,6 +50,19 @@ describe('DockerFetcher', () => {
     expect(await daemon().docker(['ps', '-a', '-q'])).toBe('');
   });
 
+  it('resolves a tag to the image ID and fetches the pinned reference by it', async () => {
+    const fetcher = new DockerFetcher({ socketPath: daemon().socketPath });
+    expect(await fetcher.resolve('cairn/busybox:imported')).toBe(imageId);
+    for (const pinned of [`cairn/busybox@${imageId}`, `cairn/busybox:imported@${imageId}`]) {
+      expect(await fetcher.resolve(pinned)).toBe(imageId);
+      const rootfs = await mkdtemp(join(work, 'rootfs-'));
+      expect((await fetcher.fetch(pinned, rootfs, () => {})).digest).toBe(imageId);
+    }
+    const other = `sha256:${'2'.repeat(64)}`;
+    await expect(fetcher.resolve(`cairn/busybox:imported@${other}`)).rejects.toThrow(`no image cairn/busybox:imported@${other} in the Docker daemon`);
+    await expect(fetcher.resolve('cairn/absent:1')).rejects.toBeInstanceOf(FetchError);
+  });
+
   it('names an image the daemon lacks, and pulls nothing', async () => {
     const rootfs = await mkdtemp(join(work, 'rootfs-'));
     const fetcher = new DockerFetcher({ socketPath: daemon().socketPath });

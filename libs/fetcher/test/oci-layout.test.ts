@@ -108,6 +108,30 @@ describe('writeOciImage and OciLayoutFetcher', () => {
     expect((await fetchError(layout, `cairn/test@${other}`)).message).toContain('no image');
   });
 
+  it('resolves a tag to the manifest digest without unpacking, and a pinned reference to itself', async () => {
+    const fetcher = new OciLayoutFetcher(layout);
+    expect(await fetcher.resolve('cairn/test')).toBe(image.digest);
+    expect(await fetcher.resolve('cairn/test:latest')).toBe(image.digest);
+    expect(await fetcher.resolve(`cairn/test:latest@${image.digest}`)).toBe(image.digest);
+    const error = await fetcher.resolve('cairn/test:nope').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(FetchError);
+    expect((error as FetchError).message).toContain('no image cairn/test:nope');
+  });
+
+  it('refuses a pinned reference whose manifest blob does not hash to the pin', async () => {
+    const dir = join(work, 'tampered');
+    const written = await writeOciImage(dir, 'cairn/tampered', source, { env: ENV });
+    const blob = join(dir, 'blobs/sha256', written.digest.slice(7));
+    const manifest = JSON.parse(await readFile(blob, 'utf8')) as Record<string, unknown>;
+    await chmod(blob, 0o644);
+    await writeFile(blob, JSON.stringify({ ...manifest, annotations: { forged: 'yes' } }));
+    for (const ref of ['cairn/tampered', `cairn/tampered@${written.digest}`]) {
+      const error = await new OciLayoutFetcher(dir).resolve(ref).catch((e: unknown) => e);
+      expect((error as FetchError).message).toContain(`manifest ${written.digest} is corrupt`);
+      expect((await fetchError(dir, ref)).message).toContain(`manifest ${written.digest} is corrupt`);
+    }
+  });
+
   it('lists the images it has when asked for one it has not', async () => {
     const error = await fetchError(layout, 'cairn/nope:1.0');
     expect(error.message).toContain('no image cairn/nope:1.0');

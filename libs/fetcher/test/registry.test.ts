@@ -92,6 +92,25 @@ describe('RegistryFetcher', () => {
     expect((await fetchWith(fetcher, `cairn/busybox@${busybox.digest}`)).image.digest).toBe(busybox.digest);
   });
 
+  it('resolves a tag to the manifest digest, and fetches name@digest and name:tag@digest', async () => {
+    const fetcher = new RegistryFetcher({ registry: registry?.url ?? '' });
+    expect(await fetcher.resolve('cairn/busybox')).toBe(busybox.digest);
+    expect(await fetcher.resolve(`cairn/busybox:latest@${busybox.digest}`)).toBe(busybox.digest);
+    expect((await fetchWith(fetcher, `cairn/busybox:latest@${busybox.digest}`)).image.digest).toBe(busybox.digest);
+    // An index resolves to the index, so that a pinned reference still serves every platform.
+    const index = await fetcher.resolve('cairn/multi');
+    expect(index).not.toBe(amd64.digest);
+    const arm = new RegistryFetcher({ registry: registry?.url ?? '', platform: 'linux/arm64' });
+    expect((await fetchWith(arm, `cairn/multi@${index}`)).image.digest).toBe(arm64.digest);
+  });
+
+  it('says which tag or digest a registry does not have when resolving', async () => {
+    const fetcher = new RegistryFetcher({ registry: registry?.url ?? '' });
+    const missing = `sha256:${'1'.repeat(64)}`;
+    await expect(fetcher.resolve('cairn/busybox:no-such-tag')).rejects.toThrow(`registry ${registry?.url} has no cairn/busybox:no-such-tag`);
+    await expect(fetcher.resolve(`cairn/busybox@${missing}`)).rejects.toThrow(`has no cairn/busybox:${missing}`);
+  });
+
   it('picks linux/amd64 from a multi-platform index unless told otherwise', async () => {
     const picked = await fetchWith(new RegistryFetcher({ registry: registry?.url ?? '' }), 'cairn/multi');
     expect(await readFile(join(picked.rootfs, 'arch'), 'utf8')).toBe('amd64');
