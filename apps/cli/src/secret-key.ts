@@ -1,28 +1,17 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { secretDigest } from '@cairn/hashing';
 import { UserError } from './cli-error.js';
 
-/**
- * The key for secret digests in step IDs. Every machine that must share cache hits for
- * steps with secrets needs the same key: set CAIRN_SECRET_KEY, or copy the key file.
- * Without either, a random key is made once per user and kept in ~/.cairn.
- */
+/** The secret digest key (libs/builder loadSecretKey); a problem reading it is the user's to fix. */
 export async function loadSecretKey(env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  if (env.CAIRN_SECRET_KEY) return env.CAIRN_SECRET_KEY;
-  const file = env.CAIRN_SECRET_KEY_FILE ?? join(env.CAIRN_HOME ?? join(homedir(), '.cairn'), 'secret-digest.key');
+  // Loaded here, not at the top: commands that never need the key must not load the engine.
+  const { ConfigError, loadSecretKey: loadBuilderSecretKey } = await import('@cairn/builder');
   try {
-    return (await readFile(file, 'utf8')).trim();
+    return await loadBuilderSecretKey(env);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new UserError(`cannot read the secret digest key "${file}": ${String(e)}`);
+    if (e instanceof ConfigError) throw new UserError(e.message);
+    throw e;
   }
-  const key = randomBytes(32).toString('hex');
-  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-  // wx: if another process created it meanwhile, use theirs.
-  await writeFile(file, `${key}\n`, { mode: 0o600, flag: 'wx' }).catch(() => undefined);
-  return (await readFile(file, 'utf8')).trim();
 }
 
 /** `--secret ID:FILE` options: each file's bytes by secret ID. */

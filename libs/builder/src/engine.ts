@@ -8,7 +8,7 @@ import type { Fetcher } from '@cairn/fetcher';
 import { CancelledError, type Sandbox, type Secret } from '@cairn/sandbox';
 import { atom, list, oneLine, printOp, ROOT_UNIX, toMachine, type CopyOp, type RunOp, type Spec } from '@cairn/spec';
 import type { CacheView, Store } from '@cairn/store';
-import { heading, note, type Logger } from './log.js';
+import { heading, note, type Logger, type StepEvent } from './log.js';
 import { MetadataDb } from './metadata-db.js';
 import { SharedSteps } from './shared-steps.js';
 import { replayLog, StepLog } from './step-log.js';
@@ -37,6 +37,8 @@ export interface BuildOptions {
   /** Secret values by ID. */
   readonly secrets?: ReadonlyMap<string, Uint8Array>;
   readonly log: Logger;
+  /** Called once per snapshot step when it is done (published or replayed). */
+  readonly onStep?: (step: StepEvent) => void;
   readonly signal?: AbortSignal;
 }
 
@@ -81,7 +83,7 @@ export class Builder {
       this.inUse.set(id, (this.inUse.get(id) ?? 0) + 1);
     };
     try {
-      return await this.buildStage(spec, new Map(), options, hold);
+      return await this.buildStage(spec, '', new Map(), options, hold);
     } finally {
       this.db.flush();
       for (const id of held) {
@@ -92,14 +94,14 @@ export class Builder {
     }
   }
 
-  private async buildStage(spec: Spec, outer: ReadonlyMap<string, Promise<string>>, options: BuildOptions, hold: (id: string) => void): Promise<string> {
+  private async buildStage(spec: Spec, stage: string, outer: ReadonlyMap<string, Promise<string>>, options: BuildOptions, hold: (id: string) => void): Promise<string> {
     const builds = new Map(outer);
     // Independent child builds run in parallel; one that copies from an earlier sibling waits for it.
     for (const child of spec.childBuilds) {
       const scope = new Map(builds);
       const result = (async () => {
         options.log(heading(`(build ${oneLine(atom(child.name))} ...)`));
-        const id = await this.buildStage(child.spec, scope, options, hold);
+        const id = await this.buildStage(child.spec, child.name, scope, options, hold);
         options.log(note(`--> finished ${JSON.stringify(child.name)}`));
         return id;
       })();
@@ -107,7 +109,7 @@ export class Builder {
       builds.set(child.name, result);
     }
     await Promise.all(builds.values());
-    const { id: base, env: imageEnv } = await this.baseImage(spec.from, options, hold);
+    const { id: base, env: imageEnv } = await this.baseImage(spec.from, stage, options, hold);
     let ctx = initialContext(this.options.os ?? 'unix', imageEnv);
     let parent = base;
     for (const op of spec.ops) {
@@ -118,16 +120,16 @@ export class Builder {
         continue;
       }
       parent = op.op === 'run'
-        ? await this.runStep(op as RunOp, ctx, parent, options, hold)
-        : await this.copyStep(op as CopyOp, ctx, parent, builds, options, hold);
+        ? await this.runStep(op as RunOp, stage, ctx, parent, options, hold)
+        : await this.copyStep(op as CopyOp, stage, ctx, parent, builds, options, hold);
     }
     return parent;
   }
 
-  private async baseImage(image: string, options: BuildOptions, hold: (id: string) => void): Promise<{ id: string; env: [string, string][] }> {
+  private async baseImage(image: string, stage: string, options: BuildOptions, hold: (id: string) => void): Promise<{ id: string; env: [string, string][] }> {
     options.log(heading(oneLine(list(atom('from'), atom(image)))));
     const id = baseId(image);
-    await this.step(oneLine(list(atom('from'), atom(image))), id, undefined, options, hold, async (dir, log) => {
+    await this.step(oneLine(list(atom('from'), atom(image))), stage, id, undefined, options, hold, async (dir, log) => {
       const fetched = await this.options.fetcher.fetch(image, join(dir, 'rootfs'), (line) => log.write(Buffer.from(`${line}\n`)));
       await writeFile(join(dir, 'env.json'), JSON.stringify({ env: fetched.env, digest: fetched.digest }));
     });
@@ -135,7 +137,7 @@ export class Builder {
     return { id, env: saved.env };
   }
 
-  private async runStep(op: RunOp, ctx: BuildContext, parent: string, options: BuildOptions, hold: (id: string) => void): Promise<string> {
+  private async runStep(op: RunOp, stage: string, ctx: BuildContext, parent: string, options: BuildOptions, hold: (id: string) => void): Promise<string> {
     const secrets: Secret[] = [];
     const digests: SecretInput[] = [];
     for (const s of op.secrets) {
@@ -146,7 +148,7 @@ export class Builder {
     }
     const input = runInputOf(ctx, parent, op, digests);
     const id = sha256Hex(toMachine(runHashInput(input)));
-    await this.step(printOp(op), id, parent, options, hold, async (dir, log, signal) => {
+    await this.step(printOp(op), stage, id, parent, options, hold, async (dir, log, signal) => {
       const views: CacheView[] = [];
       let ok = false;
       try {
@@ -169,7 +171,7 @@ export class Builder {
     return id;
   }
 
-  private async copyStep(op: CopyOp, ctx: BuildContext, parent: string, builds: ReadonlyMap<string, Promise<string>>, options: BuildOptions, hold: (id: string) => void): Promise<string> {
+  private async copyStep(op: CopyOp, stage: string, ctx: BuildContext, parent: string, builds: ReadonlyMap<string, Promise<string>>, options: BuildOptions, hold: (id: string) => void): Promise<string> {
     const fromDir = async <T>(fn: (dir: string) => Promise<T>): Promise<T> => {
       if (op.from.kind === 'context') {
         if (options.contextDir === undefined) throw new BuildError(`${printOp(op)}: no build context was given`);
@@ -190,7 +192,7 @@ export class Builder {
         if (e instanceof ManifestError || e instanceof CopyError) throw new BuildError(`${printOp(op)}: ${e.message}`);
         throw e;
       }
-      await this.step(printOp(op), id, parent, options, hold, async (dir, log, signal) => {
+      await this.step(printOp(op), stage, id, parent, options, hold, async (dir, log, signal) => {
         // Loaded when a copy really runs, not at start: a cached build never needs tar-stream.
         const { copyTarStream } = await import('./tar-transfer.js');
         await this.options.sandbox.run({
@@ -214,6 +216,7 @@ export class Builder {
    */
   private async step(
     what: string,
+    stage: string,
     id: string,
     parent: string | undefined,
     options: BuildOptions,
@@ -222,8 +225,11 @@ export class Builder {
   ): Promise<void> {
     hold(id);
     options.signal?.throwIfAborted();
+    const started = Date.now();
+    const done = (cached: boolean) => options.onStep?.({ id, op: what, stage, cached, ms: Date.now() - started });
     if (await this.store.exists(id)) {
       await this.replay(id, options);
+      done(true);
       return;
     }
     await this.steps.run(id, options.signal, async (signal, publishLog) => {
@@ -256,6 +262,7 @@ export class Builder {
       throw new BuildError(`${what} failed: ${e instanceof Error ? e.message : String(e)}`);
     });
     options.log(note(`---> saved as ${JSON.stringify(id)}`));
+    done(false);
   }
 
   private async replay(id: string, options: BuildOptions): Promise<void> {

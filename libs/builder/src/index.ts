@@ -1,5 +1,10 @@
 export { Builder, BuildError, type BuilderOptions, type BuildOptions } from './engine.js';
-export { heading, note, type LogEvent, type Logger } from './log.js';
+export { heading, note, type LogEvent, type Logger, type StepEvent } from './log.js';
 export { MetadataDb, type SnapshotRecord } from './metadata-db.js';
 export { StepLog, replayLog } from './step-log.js';
 export { copyTarStream } from './tar-transfer.js';
+export {
+  ConfigError, configFile, DEFAULT_CONFIG_FILE, loadSecretKey, openConfiguredBuilder, readMachineConfig,
+  type EngineChoices, type MachineConfig,
+} from './builder-config.js';
+export { resolveInRoot, SnapshotPathError } from './snapshot-files.js';

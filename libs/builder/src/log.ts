@@ -7,3 +7,19 @@ export type Logger = (event: LogEvent) => void;
 
 export const heading = (text: string): LogEvent => ({ tag: 'heading', text });
 export const note = (text: string): LogEvent => ({ tag: 'note', text });
+
+/**
+ * One snapshot step, reported once it is done (`BuildOptions.onStep`), so that a service
+ * can report step results without parsing the human-readable notes. It is a callback
+ * beside the log rather than a log event so that log renderers need not know it.
+ */
+export interface StepEvent {
+  /** The step ID: the snapshot it published or replayed. */
+  readonly id: string;
+  /** The op as one line, e.g. `(run (shell "make"))` or `(from busybox)`. */
+  readonly op: string;
+  /** The child build's name, or '' for the main build. */
+  readonly stage: string;
+  readonly cached: boolean;
+  readonly ms: number;
+}

@@ -1,0 +1,266 @@
+import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import type { ObjectStore } from '@nats-io/obj';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Builder } from '@cairn/builder';
+import {
+  answer, Assignment, call, CancelOrder, generateKeyPair, objectStores, open, openObjectStore, RejectedError, serve, subjects,
+  type Accepted, type Heartbeat, type HeartbeatReply, type KeyPair, type Register, type Registered,
+} from '@cairn/contracts';
+import { BUS, Ops } from '@cairn/service-kit';
+import type { AgentConfig } from './config.js';
+import { DiskGuard } from './disk-guard.js';
+import { HintSet } from './hint-set.js';
+import { JobRunner, type JobEnvironment } from './job-runner.js';
+import { AgentMetrics } from './metrics.js';
+import { AGENT_CONFIG, BUILDER } from './tokens.js';
+
+/**
+ * The worker's side of the bus: it registers with its pool (again whenever the
+ * scheduler has forgotten it), heartbeats its leases, free space and new cache hints,
+ * takes assignments up to its capacity on `agent.<id>.assign` and cancels on
+ * `agent.<id>.cancel`, and on shutdown stops taking jobs and finishes the running ones.
+ * The scheduler may start after the worker or restart at any time: every call is
+ * retried until it is answered.
+ */
+@Injectable()
+export class AgentService implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger('worker-agent');
+  private readonly metrics: AgentMetrics;
+  /** A fresh key pair per process: secrets are sealed to this worker, this run. */
+  private readonly keys: KeyPair = generateKeyPair();
+  private readonly jobs = new Map<string, JobRunner>();
+  private readonly hints = new HintSet();
+  private readonly disk: DiskGuard;
+  private readonly teardown = new AbortController();
+  private readonly subscriptions: Subscription[] = [];
+  private objects: { contexts: ObjectStore; artifacts: ObjectStore } | undefined;
+  private registered = false;
+  private heartbeatMs: number;
+  private draining: Promise<void> | undefined;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    @Inject(BUS) private readonly bus: NatsConnection,
+    @Inject(AGENT_CONFIG) private readonly config: AgentConfig,
+    @Inject(BUILDER) private readonly builder: Builder,
+    @Inject(Ops) ops: Ops,
+  ) {
+    this.metrics = new AgentMetrics(ops.metrics);
+    this.disk = new DiskGuard(builder, config.pruneBelowBytes, this.metrics, (m) => this.logger.log(m));
+    this.heartbeatMs = config.heartbeatMs;
+    ops.addCheck('store', () => this.disk.refusal);
+    ops.addCheck('scheduler', () => (this.registered ? undefined : `not registered with pool ${config.pool} yet`));
+  }
+
+  get workerId(): string {
+    return this.config.worker;
+  }
+
+  get publicKey(): string {
+    return this.keys.publicKey;
+  }
+
+  get runningJobs(): readonly string[] {
+    return [...this.jobs.keys()];
+  }
+
+  get isRegistered(): boolean {
+    return this.registered;
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    this.objects = {
+      contexts: await openObjectStore(this.bus, objectStores.contexts),
+      artifacts: await openObjectStore(this.bus, objectStores.artifacts),
+    };
+    await this.disk.check();
+    const assign = this.bus.subscribe(subjects.toWorker(this.config.worker, 'assign'), {
+      callback: (_err, msg) => void answer(msg, (data) => serve(Assignment, data, 'assign', (a) => this.accept(a))),
+    });
+    const cancel = this.bus.subscribe(subjects.toWorker(this.config.worker, 'cancel'), {
+      callback: (_err, msg) => void answer(msg, (data) => serve(CancelOrder, data, 'cancel', (o) => this.cancel(o))),
+    });
+    this.subscriptions.push(assign, cancel);
+    this.loop = this.lifecycle();
+    this.logger.log(`worker ${this.config.worker} in pool ${this.config.pool} (${this.config.platform}), capacity ${this.config.capacity}, store ${this.builder.store.kind}:${this.builder.store.root}`);
+  }
+
+  /** SIGTERM (via Nest's shutdown hooks or main.ts): finish what runs, then go. */
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.drain();
+  }
+
+  /** Stops taking jobs, lets the running ones finish and report, then leaves the bus. */
+  drain(): Promise<void> {
+    this.draining ??= (async () => {
+      this.metrics.refusing.set(1);
+      this.logger.log(`draining: ${this.jobs.size} job(s) still running`);
+      // The scheduler learns at once that no more jobs should come here.
+      if (this.registered) await this.heartbeat().catch(() => undefined);
+      await Promise.all([...this.jobs.values()].map((j) => j.done.catch(() => undefined)));
+      await this.stop();
+    })();
+    return this.draining;
+  }
+
+  /** Tears down without waiting for jobs (tests, a second signal): running jobs are cancelled. */
+  async abort(): Promise<void> {
+    this.draining ??= Promise.resolve();
+    for (const job of this.jobs.values()) job.cancel('the worker is shutting down');
+    this.teardown.abort();
+    await Promise.all([...this.jobs.values()].map((j) => j.done.catch(() => undefined)));
+    await this.stop();
+  }
+
+  private async stop(): Promise<void> {
+    this.teardown.abort();
+    this.wake?.();
+    for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
+    await this.loop;
+  }
+
+  /** Runs until teardown: register (retrying), then heartbeat; register again when forgotten. */
+  private async lifecycle(): Promise<void> {
+    let failures = 0;
+    while (!this.teardown.signal.aborted) {
+      if (!this.registered) {
+        const ok = await this.register();
+        failures = ok ? 0 : failures + 1;
+        if (!ok) await this.sleep(Math.min(5000, 250 * 2 ** Math.min(failures, 5)));
+        continue;
+      }
+      await this.sleep(this.heartbeatMs);
+      if (this.teardown.signal.aborted) break;
+      await this.heartbeat().catch((e: unknown) => this.logger.warn(`heartbeat: ${e instanceof Error ? e.message : String(e)}`));
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  private leases() {
+    return [...this.jobs.values()].map((j) => ({ job: j.assignment.job, lease: j.lease }));
+  }
+
+  private async register(): Promise<boolean> {
+    await this.disk.check().catch((e: unknown) => this.logger.warn(`disk check: ${String(e)}`));
+    const message: Register = {
+      worker: this.config.worker,
+      pool: this.config.pool,
+      platform: this.config.platform,
+      capacity: this.config.capacity,
+      store: { kind: this.builder.store.kind, freeBytes: this.disk.freeBytes, totalBytes: this.disk.totalBytes },
+      publicKey: this.keys.publicKey,
+      hints: this.hints.all(),
+      running: this.leases(),
+    };
+    // Every hint goes in a registration, the fresh ones included.
+    const fresh = this.hints.fresh().length;
+    const reply = await call<Registered>(this.bus, subjects.toScheduler(this.config.worker, 'register'), message, { timeoutMs: this.config.callTimeoutMs });
+    if (!reply.ok) {
+      if (reply.error.code !== 'unavailable') this.logger.warn(`registration refused: ${reply.error.code}: ${reply.error.message}`);
+      return false;
+    }
+    this.registered = true;
+    this.hints.acknowledge(fresh);
+    if (reply.value.heartbeatMs > 0) this.heartbeatMs = reply.value.heartbeatMs;
+    this.logger.log(`registered with pool ${this.config.pool}; heartbeat every ${this.heartbeatMs} ms`);
+    return true;
+  }
+
+  private async heartbeat(): Promise<void> {
+    await this.disk.check();
+    const fresh = this.hints.fresh();
+    const message: Heartbeat = {
+      worker: this.config.worker,
+      running: this.leases(),
+      freeBytes: this.disk.freeBytes,
+      refusing: this.refusal() !== undefined,
+      hints: fresh,
+    };
+    this.metrics.refusing.set(message.refusing ? 1 : 0);
+    const reply = await call<HeartbeatReply>(this.bus, subjects.toScheduler(this.config.worker, 'heartbeat'), message, { timeoutMs: this.config.callTimeoutMs });
+    if (!reply.ok) {
+      // Unanswered: the hints go again next time.
+      if (reply.error.code !== 'unavailable') this.logger.warn(`heartbeat refused: ${reply.error.code}: ${reply.error.message}`);
+      return;
+    }
+    this.hints.acknowledge(fresh.length);
+    if (!reply.value.known) {
+      this.logger.log('the scheduler does not know this worker (it restarted or forgot it): registering again');
+      this.registered = false;
+      this.wake?.();
+    }
+    for (const job of reply.value.cancel) this.jobs.get(job)?.cancel('cancelled by the scheduler');
+  }
+
+  /** Why no new job can start here now, or undefined. */
+  private refusal(): string | undefined {
+    if (this.draining) return `worker ${this.config.worker} is draining (shutting down)`;
+    return this.disk.refusal;
+  }
+
+  private accept(a: Assignment): Accepted {
+    const running = this.jobs.get(a.job);
+    // A repeated assignment (the scheduler retrying after a lost reply) is the same job.
+    if (running) return running.lease === a.lease ? { accepted: true } : { accepted: false, reason: `job ${a.job} already runs here under another lease` };
+    const refused = (reason: string, label: string): Accepted => {
+      this.metrics.rejectedAssignments.inc({ reason: label });
+      return { accepted: false, reason };
+    };
+    const refusal = this.refusal();
+    if (refusal) return refused(refusal, this.draining ? 'draining' : 'disk');
+    if (this.jobs.size >= this.config.capacity) return refused(`worker ${this.config.worker} is at capacity (${this.jobs.size} of ${this.config.capacity} builds running)`, 'capacity');
+    const secrets = new Map<string, Uint8Array>();
+    for (const s of a.secrets) {
+      try {
+        secrets.set(s.id, open(this.keys, s.sealed));
+      } catch {
+        return refused(`secret "${s.id}" of job ${a.job} cannot be opened with worker ${this.config.worker}'s key (sealed for another key or altered)`, 'secret');
+      }
+    }
+    const job = new JobRunner(a, secrets, this.jobEnvironment());
+    this.jobs.set(a.job, job);
+    this.metrics.runningJobs.set(this.jobs.size);
+    void job.done.catch((e: unknown) => this.logger.error(`job ${a.job}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`)).finally(() => {
+      this.jobs.delete(a.job);
+      this.metrics.runningJobs.set(this.jobs.size);
+      if (job.hint) this.hints.add(job.hint);
+      // A build used space: look again before the next job is offered.
+      void this.disk.check().catch(() => undefined);
+    });
+    return { accepted: true };
+  }
+
+  private cancel(order: CancelOrder): { cancelled: boolean } {
+    const job = this.jobs.get(order.job);
+    if (!job || job.lease !== order.lease) throw new RejectedError('not-found', `job ${order.job} with lease ${order.lease} is not running on worker ${this.config.worker}`);
+    job.cancel(order.reason);
+    return { cancelled: true };
+  }
+
+  private jobEnvironment(): JobEnvironment {
+    if (!this.objects) throw new Error('assignment before the agent started');
+    return {
+      nc: this.bus,
+      builder: this.builder,
+      contexts: this.objects.contexts,
+      artifacts: this.objects.artifacts,
+      worker: this.config.worker,
+      platform: this.config.platform,
+      metrics: this.metrics,
+      callTimeoutMs: this.config.callTimeoutMs,
+      log: (m) => this.logger.warn(m),
+      teardown: this.teardown.signal,
+    };
+  }
+}

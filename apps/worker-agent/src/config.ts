@@ -1,0 +1,77 @@
+import { arch, hostname, platform } from 'node:os';
+import { TOKEN } from '@cairn/contracts';
+
+/**
+ * The worker-agent's own settings, from the environment. The engine's settings (store,
+ * fetcher, sandbox, secret digest key) are read by libs/builder's openConfiguredBuilder
+ * from the same environment and the machine config, exactly as `cairn build` reads them.
+ */
+export interface AgentConfig {
+  /** The worker ID: the subject token NATS permissions pin to this worker. */
+  readonly worker: string;
+  readonly pool: string;
+  /** What the worker builds for, reported in every outcome (e.g. linux-x86_64). */
+  readonly platform: string;
+  /** Builds run at once. */
+  readonly capacity: number;
+  /**
+   * Free bytes in the store below which it is pruned (least recently used first); below
+   * half of it the worker refuses new jobs. 0 turns both off.
+   */
+  readonly pruneBelowBytes: number;
+  /** Until the scheduler says otherwise in its Registered reply. */
+  readonly heartbeatMs: number;
+  /** How often free space is checked while no heartbeat runs (and at most how stale it is). */
+  readonly diskCheckMs: number;
+  /** Each attempt of register/started/complete waits this long for an answer. */
+  readonly callTimeoutMs: number;
+}
+
+export class AgentConfigError extends Error {
+  override readonly name = 'AgentConfigError';
+}
+
+const ARCH: Record<string, string> = { x64: 'x86_64', arm64: 'arm64', ia32: 'i386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+
+/** `linux-x86_64` style, the way pools are named. */
+export function defaultPlatform(): string {
+  return `${platform()}-${ARCH[arch()] ?? arch()}`;
+}
+
+export function agentConfigFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const platformName = env.CAIRN_PLATFORM ?? defaultPlatform();
+  // A hostname may hold dots (a FQDN); a subject token may not.
+  const worker = env.CAIRN_WORKER_ID ?? hostname().split('.')[0]!;
+  const pool = env.CAIRN_POOL ?? platformName;
+  if (!TOKEN.test(worker)) throw new AgentConfigError(`CAIRN_WORKER_ID "${worker}" must be 1-64 letters, digits, '_' or '-'`);
+  if (!TOKEN.test(pool)) throw new AgentConfigError(`CAIRN_POOL "${pool}" must be 1-64 letters, digits, '_' or '-'`);
+  return {
+    worker,
+    pool,
+    platform: platformName,
+    capacity: positiveInt(env, 'CAIRN_CAPACITY', 2),
+    pruneBelowBytes: bytes(env, 'CAIRN_PRUNE_BELOW', 0),
+    heartbeatMs: positiveInt(env, 'CAIRN_HEARTBEAT_MS', 5000),
+    diskCheckMs: positiveInt(env, 'CAIRN_DISK_CHECK_MS', 10_000),
+    callTimeoutMs: positiveInt(env, 'CAIRN_CALL_TIMEOUT_MS', 3000),
+  };
+}
+
+function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const text = env[name];
+  if (text === undefined || text === '') return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) throw new AgentConfigError(`${name} must be a positive integer, not "${text}"`);
+  return n;
+}
+
+const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** A byte count, optionally with a binary unit: `500M`, `20G`, `1073741824`. */
+function bytes(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const text = env[name];
+  if (text === undefined || text === '') return fallback;
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text.trim());
+  if (!m) throw new AgentConfigError(`${name} must be a byte count such as 500M or 20G, not "${text}"`);
+  return Math.floor(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!);
+}

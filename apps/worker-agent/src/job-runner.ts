@@ -1,0 +1,168 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ObjectStore } from '@nats-io/obj';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { BuildError, type Builder, type StepEvent } from '@cairn/builder';
+import { call, subjects, type Assignment, type Complete, type Outcome, type StepResult } from '@cairn/contracts';
+import { parseSpec, SpecError } from '@cairn/spec';
+import { ArtifactError, exportArtifacts } from './artifacts.js';
+import { ContextError, fetchContext } from './context-fetch.js';
+import { LogPublisher } from './log-publisher.js';
+import type { AgentMetrics } from './metrics.js';
+import { Redactor } from './redactor.js';
+
+/** What every job on this worker shares. */
+export interface JobEnvironment {
+  readonly nc: NatsConnection;
+  readonly builder: Builder;
+  readonly contexts: ObjectStore;
+  readonly artifacts: ObjectStore;
+  readonly worker: string;
+  readonly platform: string;
+  readonly metrics: AgentMetrics;
+  readonly callTimeoutMs: number;
+  readonly log: (message: string) => void;
+  /** Aborted when the agent is torn down without draining: stop retrying, give up. */
+  readonly teardown: AbortSignal;
+}
+
+type FinalState = Outcome['state'];
+
+/**
+ * One job on this worker, from acceptance to its answered `complete`: fetch and check
+ * the context, build with the shared Builder while the log streams out, export the
+ * outputs, report the outcome until the scheduler answers, then end the log. Every
+ * failure becomes an outcome that names what failed; nothing escapes as an exception.
+ */
+export class JobRunner {
+  /** Resolves when the outcome was answered and the log ended. */
+  readonly done: Promise<void>;
+  private readonly controller = new AbortController();
+  private stopReason: { state: 'cancelled' | 'failed'; why: string } | undefined;
+  private succeededHint: string | undefined;
+
+  constructor(
+    readonly assignment: Assignment,
+    private readonly secrets: ReadonlyMap<string, Uint8Array>,
+    private readonly env: JobEnvironment,
+  ) {
+    this.done = this.run();
+  }
+
+  get lease(): string {
+    return this.assignment.lease;
+  }
+
+  /** The cache hint of a job that succeeded, once it has. */
+  get hint(): string | undefined {
+    return this.succeededHint;
+  }
+
+  cancel(reason: string): void {
+    this.stopReason ??= { state: 'cancelled', why: reason };
+    this.controller.abort();
+  }
+
+  private async run(): Promise<void> {
+    const a = this.assignment;
+    const redactor = new Redactor(this.secrets.values());
+    const logs = new LogPublisher(this.env.nc, a.client, a.job, a.lease, a.attempt, redactor, { warn: this.env.log });
+    const onTeardown = () => logs.abandon();
+    this.env.teardown.addEventListener('abort', onTeardown, { once: true });
+    const startedAt = Date.now();
+    const steps: StepResult[] = [];
+    const timer = setTimeout(() => {
+      this.stopReason ??= { state: 'failed', why: `timed out after ${a.timeoutSeconds} s` };
+      this.controller.abort();
+    }, a.timeoutSeconds * 1000);
+    void this.reportStarted();
+    let outcome: Omit<Outcome, 'platform' | 'startedAt' | 'finishedAt'>;
+    try {
+      outcome = await this.build(logs, (s) => {
+        steps.push({ stage: s.stage, op: s.op, id: s.id, cached: s.cached, ms: s.ms });
+        this.env.metrics.steps.inc({ cached: String(s.cached) });
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+    const failure = outcome.failure === undefined ? undefined : redactor.redact(outcome.failure).slice(0, 8192);
+    if (failure !== undefined) logs.line(`cairn: job ${a.job} ${outcome.state}: ${failure}`);
+    await logs.close();
+    const full: Outcome = { ...outcome, ...(failure === undefined ? {} : { failure }), steps, platform: this.env.platform, startedAt, finishedAt: Date.now() };
+    this.env.metrics.builds.inc({ outcome: full.state });
+    if (full.state === 'succeeded') this.succeededHint = a.cacheHint;
+    await this.reportComplete(full);
+    await logs.end(full.state);
+    this.env.teardown.removeEventListener('abort', onTeardown);
+  }
+
+  private async build(logs: LogPublisher, onStep: (s: StepEvent) => void): Promise<Omit<Outcome, 'platform' | 'startedAt' | 'finishedAt'>> {
+    const a = this.assignment;
+    const signal = this.controller.signal;
+    const ended = (state: FinalState, failure: string, snapshotId?: string) =>
+      ({ state, failure, artifacts: [], steps: [], ...(snapshotId === undefined ? {} : { snapshotId }) });
+    let snapshotId: string | undefined;
+    // The context and the downloaded tar live here, and go with the job.
+    let scratch: string | undefined;
+    try {
+      const spec = parseSpec(a.spec, 'spec');
+      scratch = await mkdtemp(join(tmpdir(), `cairn-job-${a.job}-`));
+      let contextDir: string | undefined;
+      if (a.contextDigest !== undefined) {
+        contextDir = join(scratch, 'context');
+        await fetchContext(this.env.contexts, a.contextDigest, contextDir, scratch);
+      }
+      signal.throwIfAborted();
+      snapshotId = await this.env.builder.build(spec, {
+        ...(contextDir === undefined ? {} : { contextDir }),
+        secrets: this.secrets,
+        log: logs.log,
+        onStep,
+        signal,
+      });
+      const artifacts = await exportArtifacts(this.env.builder.store, snapshotId, a.outputs, this.env.artifacts);
+      return { state: 'succeeded', artifacts, steps: [], snapshotId };
+    } catch (e) {
+      if (signal.aborted && this.stopReason) return ended(this.stopReason.state, this.stopReason.why, snapshotId);
+      if (e instanceof BuildError || e instanceof ContextError || e instanceof ArtifactError) return ended('failed', e.message, snapshotId);
+      if (e instanceof SpecError) return ended('failed', `invalid spec: ${e.message}`);
+      // A bug or an environment problem (disk, runtime): still an outcome, never a lost job.
+      this.env.log(`job ${a.job}: unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      return ended('failed', `worker ${this.env.worker}: ${e instanceof Error ? e.message : String(e)}`, snapshotId);
+    } finally {
+      if (scratch !== undefined) await rm(scratch, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  private async reportStarted(): Promise<void> {
+    const a = this.assignment;
+    const reply = await call(this.env.nc, subjects.toScheduler(this.env.worker, 'started'), { job: a.job, lease: a.lease, worker: this.env.worker }, { timeoutMs: this.env.callTimeoutMs, retries: 3 });
+    if (reply.ok) return;
+    this.env.log(`job ${a.job}: started not recorded: ${reply.error.code}: ${reply.error.message}`);
+    // The scheduler gave the job to someone else (a stale lease) or forgot it: building it
+    // here would only take capacity from jobs that are wanted.
+    if (reply.error.code === 'conflict' || reply.error.code === 'not-found') this.cancel(`the scheduler refused this lease: ${reply.error.message}`);
+  }
+
+  /**
+   * The outcome goes to the scheduler until it answers: it may be restarting, or NATS
+   * may be. Any answer ends it, including a rejection (a stale lease: the job was given
+   * to another worker meanwhile), which is logged.
+   */
+  private async reportComplete(outcome: Outcome): Promise<void> {
+    const a = this.assignment;
+    const message: Complete = { job: a.job, lease: a.lease, worker: this.env.worker, outcome };
+    const subject = subjects.toScheduler(this.env.worker, 'complete');
+    for (let attempt = 0; !this.env.teardown.aborted; attempt++) {
+      const reply = await call<unknown>(this.env.nc, subject, message, { timeoutMs: this.env.callTimeoutMs });
+      if (reply.ok) return;
+      if (reply.error.code !== 'unavailable') {
+        this.env.log(`job ${a.job}: outcome ${outcome.state} rejected by the scheduler: ${reply.error.code}: ${reply.error.message}`);
+        return;
+      }
+      if (attempt % 5 === 4) this.env.log(`job ${a.job}: outcome not answered after ${attempt + 1} attempts, still trying: ${reply.error.message}`);
+      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+    }
+  }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+/**
+ * `node dist/main.js`: a worker-agent configured from the environment (see config.ts and
+ * worker-agent.ts). SIGTERM or SIGINT drains it (no new jobs, running ones finish and
+ * report) and it exits 0; a second signal cancels what still runs.
+ */
+import 'reflect-metadata';
+import { startWorkerAgent } from './worker-agent.js';
+
+const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+
+try {
+  const before = new Set(SIGNALS.flatMap((s) => process.listeners(s)));
+  const running = await startWorkerAgent();
+  // Nest's own shutdown hooks re-raise the signal after closing, so the process would
+  // die of it; a drained worker exits 0, so the signals are handled here instead.
+  for (const signal of SIGNALS) {
+    for (const listener of process.listeners(signal)) if (!before.has(listener)) process.off(signal, listener);
+  }
+  let signalled = false;
+  const onSignal = (signal: string) => {
+    if (signalled) {
+      console.error(`worker-agent: second ${signal}: cancelling running jobs`);
+      void running.abort().then(() => process.exit(1));
+      return;
+    }
+    signalled = true;
+    console.error(`worker-agent: ${signal}: draining`);
+    running.drain().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        console.error(`worker-agent: drain failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+        process.exit(1);
+      },
+    );
+  };
+  for (const signal of SIGNALS) process.on(signal, onSignal);
+} catch (e) {
+  console.error(`worker-agent: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(1);
+}
