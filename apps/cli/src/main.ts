@@ -1,6 +1,8 @@
 import { Command, CommanderError } from 'commander';
 import { describeError, EXIT, isUserError } from './cli-error.js';
+import { registerAdmin } from './commands/admin.js';
 import { registerBuild } from './commands/build.js';
+import { registerCluster } from './commands/cluster.js';
 import { registerDockerfile } from './commands/dockerfile.js';
 import { registerFmt } from './commands/fmt.js';
 import { registerImport } from './commands/import.js';
@@ -28,9 +30,11 @@ Examples:
   cairn plan -f build.spec .                every step and its ID, without building
   cairn dockerfile -f build.spec            the equivalent Dockerfile
   cairn import -f Dockerfile > build.spec   a Dockerfile as a spec
+  cairn submit --pool linux-x86_64 -f build.spec . --follow   build on the cluster
+  cairn admin workers                       the cluster's workers and their load
 
 Exit status: 0 success, 1 a problem with the input or a failed step (message on stderr),
-2 usage error, 130 interrupted.
+2 usage error, 3 the cluster could not be reached, 130 interrupted or cancelled.
 Run "cairn help COMMAND" for a command's options and examples.`);
   registerFmt(program, io, setExit);
   registerDockerfile(program, io);
@@ -38,6 +42,8 @@ Run "cairn help COMMAND" for a command's options and examples.`);
   registerPlan(program, io, setExit);
   registerBuild(program, io, setExit);
   registerStoreAdmin(program, io);
+  registerCluster(program, io, setExit);
+  registerAdmin(program, io, setExit);
   for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
 
   try {

@@ -12,7 +12,7 @@ export class LogReader {
 
   constructor(private readonly bus: NatsConnection) {}
 
-  async page(client: string, job: string, after: number, cursor = 0, max = 500): Promise<LogsPage> {
+  async page(client: string, job: string, cursor = 0, max = 500): Promise<LogsPage> {
     this.jsm ??= await jetstreamManager(this.bus);
     const subject = subjects.log(client, job);
     const chunks: LogChunk[] = [];
@@ -25,7 +25,7 @@ export class LogReader {
       if (!msg) return { chunks, more: false, cursor: seq - 1 };
       seq = msg.seq + 1;
       const parsed = LogChunk.safeParse(msg.json());
-      if (parsed.success && parsed.data.seq > after) chunks.push(parsed.data);
+      if (parsed.success) chunks.push(parsed.data);
     }
     return { chunks, more: true, cursor: seq - 1 };
   }

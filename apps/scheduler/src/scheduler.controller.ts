@@ -115,10 +115,10 @@ export class SchedulerController {
 
   @MessagePattern(subjects.clientPattern('logs'))
   readLogs(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
-    return serve(LogsRequest, data, 'logs', ({ job, after, cursor }) =>
+    return serve(LogsRequest, data, 'logs', ({ job, cursor }) =>
       decide(async () => {
         const record = this.core.jobOf(identityOf(ctx), job);
-        return { ...(await this.logs.page(record.client, record.id, after, cursor)), state: record.state };
+        return { ...(await this.logs.page(record.client, record.id, cursor)), state: record.state };
       }),
     );
   }

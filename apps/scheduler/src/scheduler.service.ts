@@ -187,7 +187,7 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     try {
       secrets = job.secrets.map((s) => ({ id: s.id, sealed: seal(worker.publicKey, open(this.keys, s.sealed)) }));
     } catch (e) {
-      this.run(this.core.assignmentAnswered(job.id, lease, false, `cannot re-seal its secrets for ${worker.id}: ${String(e)}`, Date.now()));
+      this.run(this.core.assignmentAnswered(job.id, lease, false, `cannot re-seal its secrets for ${worker.id}: ${String(e)}`));
       return;
     }
     const assignment: Assignment = {
@@ -206,7 +206,7 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     const reply = await call<Accepted>(this.bus, subjects.toWorker(worker.id, 'assign'), assignment, { timeoutMs: 5000 });
     const accepted = reply.ok && reply.value.accepted;
     const reason = reply.ok ? reply.value.reason : reply.error.message;
-    this.run(this.core.assignmentAnswered(job.id, lease, accepted, accepted ? undefined : reason, Date.now()));
+    this.run(this.core.assignmentAnswered(job.id, lease, accepted, accepted ? undefined : reason));
   }
 
   private publishEvent(job: JobRecord): void {

@@ -159,7 +159,7 @@ describe('leases', () => {
     const first = c.submit('a');
     c.submit('a');
     const [a] = c.dispatch().filter((x) => x.job.id === first.id);
-    c.core.assignmentAnswered(first.id, a!.lease, false, 'disk full', c.at());
+    c.core.assignmentAnswered(first.id, a!.lease, false, 'disk full');
     expect(first.state).toBe('queued');
     expect(first.attempts).toBe(0);
     expect(c.core.workers.get(a!.worker.id)!.refusing).toBe(true);

@@ -19,6 +19,11 @@ export interface BusOptions {
   readonly inboxPrefix?: string;
   /** Give up connecting at start after this long (reconnects later never give up). */
   readonly connectTimeoutMs?: number;
+  /**
+   * Services wait for a server that is not up yet; a command line fails at once
+   * instead, so that the user hears about it.
+   */
+  readonly waitForServer?: boolean;
 }
 
 export async function connectBus(options: BusOptions): Promise<NatsConnection> {
@@ -31,7 +36,7 @@ export async function connectBus(options: BusOptions): Promise<NatsConnection> {
     // A restarting NATS server must not take services down with it.
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
-    waitOnFirstConnect: true,
+    waitOnFirstConnect: options.waitForServer ?? true,
   });
 }
 
@@ -78,6 +83,22 @@ export async function openBucket(nc: NatsConnection, name: (typeof buckets)[keyo
   return new Kvm(nc).create(name, { history: 1, storage: StorageType.File });
 }
 
+/**
+ * Creates the object store if needed; a worker, whose NATS user may not create streams,
+ * opens the one the services made.
+ */
 export async function openObjectStore(nc: NatsConnection, name: (typeof objectStores)[keyof typeof objectStores]): Promise<ObjectStore> {
-  return new Objm(nc).create(name, { storage: StorageType.File });
+  try {
+    return await new Objm(nc).create(name, { storage: StorageType.File });
+  } catch (e) {
+    if (!/permission/i.test(String(e))) throw e;
+    return new Objm(nc).open(name);
+  }
+}
+
+/** What the services create at start: streams, buckets and object stores. */
+export async function ensureAll(nc: NatsConnection): Promise<void> {
+  await ensureJetStream(nc);
+  for (const bucket of Object.values(buckets)) await openBucket(nc, bucket);
+  for (const store of Object.values(objectStores)) await openObjectStore(nc, store);
 }

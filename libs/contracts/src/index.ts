@@ -5,3 +5,4 @@ export * from './reply.js';
 export * from './rpc.js';
 export * from './sealed-box.js';
 export * from './bus.js';
+export * from './write-once-object.js';

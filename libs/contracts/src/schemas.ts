@@ -137,13 +137,15 @@ export const LogChunk = z.object({
   job: JobId,
   /** 1, 2, 3... per job: a follower that joins late reads the stored chunks, then the live ones, and drops repeats. */
   seq: z.number().int().positive(),
+  /** The run this chunk belongs to: a job requeued after a lost worker logs again from seq 1. */
+  attempt: z.number().int().positive().default(1),
   text: z.string(),
   /** Present on the last chunk of a job. */
   end: JobState.optional(),
 });
 export type LogChunk = z.infer<typeof LogChunk>;
-/** `after`: the last chunk seq the reader has; `cursor`: where the previous page stopped in the stream (faster). */
-export const LogsRequest = z.object({ job: JobId, after: z.number().int().nonnegative().default(0), cursor: z.number().int().nonnegative().optional() });
+/** `cursor`: where the previous page stopped in the logs stream (0 = from the start). */
+export const LogsRequest = z.object({ job: JobId, cursor: z.number().int().nonnegative().default(0) });
 export const LogsPage = z.object({ chunks: z.array(LogChunk), more: z.boolean(), cursor: z.number().int().nonnegative() });
 export type LogsPage = z.infer<typeof LogsPage>;
 

@@ -8,7 +8,7 @@ import 'reflect-metadata';
 import { ConsoleLogger, type DynamicModule, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
-import { busFromEnv, connectBus, ensureJetStream, SafeJsonDeserializer } from '@cairn/contracts';
+import { busFromEnv, connectBus, ensureAll, SafeJsonDeserializer } from '@cairn/contracts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Ops } from './ops.js';
 
@@ -37,8 +37,14 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   const env = options.env ?? process.env;
   const busOptions = busFromEnv(options.name, env);
   const bus = await connectBus(busOptions);
-  await ensureJetStream(bus);
   const logger = new ConsoleLogger({ json: env.CAIRN_LOG_FORMAT !== 'text', prefix: options.name });
+  try {
+    await ensureAll(bus);
+  } catch (e) {
+    // A worker's NATS user may not create streams; the services make them.
+    if (!/permission/i.test(String(e))) throw e;
+    logger.warn(`not allowed to create JetStream streams here (${String(e)}); using those the services made`);
+  }
   const app = await NestFactory.create(options.module(bus), { logger, abortOnError: false });
   app.connectMicroservice<MicroserviceOptions>({
     transport: Transport.NATS,

@@ -71,7 +71,7 @@ describe('a service started with startService', () => {
     service.app.get(Ops).addCheck('disk', () => 'store is full');
     const sick = await fetch(`${service.httpUrl}/healthz`);
     expect(sick.status).toBe(503);
-    expect((await sick.json()).checks.disk).toBe('store is full');
+    expect(((await sick.json()) as { checks: Record<string, string> }).checks.disk).toBe('store is full');
     const metrics = await (await fetch(`${service.httpUrl}/metrics`)).text();
     expect(metrics).toContain('process_cpu_user_seconds_total');
   });

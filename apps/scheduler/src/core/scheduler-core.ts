@@ -213,7 +213,7 @@ export class SchedulerCore {
   }
 
   /** The worker accepted an assignment (or refused it: the job goes back to the front). */
-  assignmentAnswered(jobId: string, lease: string, accepted: boolean, reason: string | undefined, now: number): Effect[] {
+  assignmentAnswered(jobId: string, lease: string, accepted: boolean, reason: string | undefined): Effect[] {
     const job = this.jobs.get(jobId);
     if (!job || job.lease !== lease || job.state !== 'assigned') return [];
     if (accepted) return [];

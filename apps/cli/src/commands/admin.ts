@@ -1,0 +1,73 @@
+import type { Command } from 'commander';
+import type { ClusterFlags } from '../cluster/connection.js';
+import type { Io } from '../io.js';
+import { clusterOptions, withCluster } from './cluster.js';
+
+type Row = Record<string, unknown>;
+
+/** `cairn admin ...`: what the operator sees and changes in the scheduler. */
+export function registerAdmin(program: Command, io: Io, setExit: (code: number) => void): void {
+  const admin = program
+    .command('admin')
+    .summary('pools, workers, queues and clients of the scheduler')
+    .description(`Operator commands (the admin NATS role). Listing commands print a table, or JSON with
+--json; changes print what was done.`)
+    .addHelpText('after', `
+Examples:
+  cairn admin pools                       queued and running jobs and workers per pool
+  cairn admin workers --json              every worker with its load, hints and state
+  cairn admin worker drain w1             w1 finishes its jobs and takes no new ones
+  cairn admin pool pause linux-x86_64     stop assigning in that pool (jobs stay queued)
+  cairn admin client-rate ci-nightly 0.2  that client gets a fifth of a default share`);
+
+  const ask = async (opts: ClusterFlags & { json?: boolean }, verb: string, data: unknown, render: (value: unknown) => string) =>
+    withCluster(opts, setExit, io, async (nc) => {
+      const { request } = await import('../cluster/connection.js');
+      const { subjects } = await import('@cairn/contracts');
+      const value = await request<unknown>(nc, subjects.admin(verb as Parameters<typeof subjects.admin>[0]), data);
+      io.out(opts.json ? `${JSON.stringify(value)}\n` : render(value));
+    });
+
+  const listing = (name: string, summary: string, columns: string[]) =>
+    clusterOptions(admin.command(name).summary(summary).option('--json', 'print JSON')).action((opts: ClusterFlags & { json?: boolean }) =>
+      ask(opts, name, {}, (rows) => table(rows as Row[], columns)),
+    );
+  listing('pools', 'pools with queued and running jobs and connected workers', ['pool', 'paused', 'queued', 'running', 'workers']);
+  listing('workers', 'workers with their load, state and cache hints', ['worker', 'pool', 'platform', 'capacity', 'running', 'connected', 'paused', 'draining', 'refusing', 'hints', 'freeBytes']);
+  listing('queues', 'queued jobs per pool and client', ['pool', 'client', 'urgent', 'normal']);
+  listing('clients', 'clients with their rate and jobs', ['client', 'rate', 'queued', 'running', 'finished']);
+
+  const worker = admin.command('worker').summary('pause, unpause, drain or forget a worker');
+  for (const [verb, what] of [
+    ['pause', 'no new jobs; running ones go on'],
+    ['unpause', 'take jobs again (also ends a drain)'],
+    ['drain', 'finish running jobs, take no new ones'],
+    ['forget', 'drop the worker; its running jobs go back to the queue'],
+  ] as const) {
+    clusterOptions(worker.command(verb).summary(what).argument('<worker>', 'worker ID').option('--json', 'print JSON')).action((id: string, opts: ClusterFlags & { json?: boolean }) =>
+      ask(opts, `worker-${verb}`, { worker: id }, () => `worker ${id}: ${verb} done\n`),
+    );
+  }
+  const pool = admin.command('pool').summary('pause or unpause a pool');
+  for (const verb of ['pause', 'unpause'] as const) {
+    clusterOptions(pool.command(verb).summary(`${verb} assigning jobs in a pool`).argument('<pool>', 'pool name').option('--json', 'print JSON')).action((name: string, opts: ClusterFlags & { json?: boolean }) =>
+      ask(opts, `pool-${verb}`, { pool: name }, () => `pool ${name}: ${verb}d\n`),
+    );
+  }
+  clusterOptions(
+    admin
+      .command('client-rate')
+      .summary("set a client's share (default 1): a client with rate 2 gets twice the jobs of one with 1 under contention")
+      .argument('<client>', 'client ID')
+      .argument('<rate>', 'a positive number')
+      .option('--json', 'print JSON'),
+  ).action((client: string, rate: string, opts: ClusterFlags & { json?: boolean }) => ask(opts, 'client-rate', { client, rate: Number(rate) }, () => `client ${client}: rate ${rate}\n`));
+}
+
+function table(rows: Row[], columns: string[]): string {
+  if (rows.length === 0) return '(none)\n';
+  const cell = (v: unknown) => (Array.isArray(v) ? String(v.length) : String(v ?? ''));
+  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return `${[line(columns.map((c) => c.toUpperCase())), ...rows.map((r) => line(columns.map((c) => cell(r[c]))))].join('\n')}\n`;
+}

@@ -1,0 +1,190 @@
+/**
+ * A whole Cairn cluster on this machine for end-to-end tests: a private nats-server,
+ * the scheduler, the spec-compiler and N worker-agents as real processes (built code,
+ * as deployed), each worker with its own btrfs store, all fetching base images from one
+ * OCI layout so that the digest the compiler pins is the one the workers find.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { call, connectBus, subjects, type WorkerInfo } from '@cairn/contracts';
+import { withBtrfs, type TestFilesystem } from './filesystems.js';
+import { busyboxImage } from './images.js';
+import { startNats, type RunningNats } from './nats.js';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const BASE_IMAGE = 'cairn/busybox:latest';
+export const POOL = 'linux-x86_64';
+
+export interface ServiceProcess {
+  readonly name: string;
+  child: ChildProcess;
+  output: string;
+  readonly env: NodeJS.ProcessEnv;
+  readonly script: string;
+}
+
+export interface Cluster {
+  readonly nats: RunningNats;
+  /** A connection with every right, for the test to look into streams and buckets. */
+  readonly nc: NatsConnection;
+  readonly dir: string;
+  readonly scheduler: ServiceProcess;
+  readonly compiler: ServiceProcess;
+  readonly workers: ServiceProcess[];
+  /** Runs the built `cairn` command against the cluster. */
+  cli(args: readonly string[], options?: { client?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** Ends a process (SIGKILL for kill -9) and waits for it. */
+  stopProcess(p: ServiceProcess, signal?: NodeJS.Signals): Promise<void>;
+  /** Starts a stopped service process again with the same settings. */
+  restartProcess(p: ServiceProcess): Promise<void>;
+  waitForWorkers(ids: readonly string[], connected?: boolean): Promise<WorkerInfo[]>;
+  stop(): Promise<void>;
+}
+
+export interface ClusterOptions {
+  readonly workers?: number;
+  readonly capacity?: number;
+  readonly schedulerEnv?: NodeJS.ProcessEnv;
+  readonly workerEnv?: NodeJS.ProcessEnv;
+}
+
+function spawnService(name: string, script: string, env: NodeJS.ProcessEnv): ServiceProcess {
+  const p: ServiceProcess = { name, script, env, output: '', child: undefined as unknown as ChildProcess };
+  startChild(p);
+  return p;
+}
+
+function startChild(p: ServiceProcess): void {
+  p.child = spawn(process.execPath, [join(ROOT, p.script)], { env: p.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const keep = (d: Buffer) => {
+    p.output = (p.output + d.toString()).slice(-200_000);
+  };
+  p.child.stdout?.on('data', keep);
+  p.child.stderr?.on('data', keep);
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000, describe: () => string = () => ''): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what} within ${timeoutMs / 1000} s\n${describe()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
+  const nats = await startNats();
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-cluster-'));
+  const images = join(dir, 'images');
+  await busyboxImage(images, BASE_IMAGE);
+  const base: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    CAIRN_NATS: nats.url,
+    CAIRN_LOG_FORMAT: 'text',
+    CAIRN_HTTP_PORT: '0',
+    CAIRN_FETCHER: `oci:${images}`,
+    CAIRN_CONFIG: join(dir, 'none.json'),
+  };
+  const scheduler = spawnService('scheduler', 'apps/scheduler/dist/main.js', {
+    ...base,
+    CAIRN_SCHEDULER_KEY: join(dir, 'scheduler-key.pem'),
+    CAIRN_LEASE_TTL_MS: '3000',
+    CAIRN_HEARTBEAT_MS: '300',
+    CAIRN_AFFINITY_WAIT_MS: '1500',
+    ...options.schedulerEnv,
+  });
+  const compiler = spawnService('spec-compiler', 'apps/spec-compiler/dist/main.js', base);
+  const filesystems: TestFilesystem[] = [];
+  const workers: ServiceProcess[] = [];
+  for (let i = 1; i <= (options.workers ?? 2); i++) {
+    const fs = await withBtrfs({ sizeMb: 512 });
+    filesystems.push(fs);
+    const config = join(dir, `w${i}.json`);
+    await writeFile(config, JSON.stringify({ stateDir: join(dir, `w${i}-state`) }));
+    workers.push(
+      spawnService(`w${i}`, 'apps/worker-agent/dist/main.js', {
+        ...base,
+        CAIRN_WORKER_ID: `w${i}`,
+        CAIRN_POOL: POOL,
+        CAIRN_PLATFORM: POOL,
+        CAIRN_CAPACITY: String(options.capacity ?? 2),
+        CAIRN_STORE: `btrfs:${fs.path}`,
+        CAIRN_CONFIG: config,
+        CAIRN_SECRET_KEY: 'cluster-test-key',
+        CAIRN_CALL_TIMEOUT_MS: '1000',
+        ...options.workerEnv,
+      }),
+    );
+  }
+  const nc = await connectBus({ servers: nats.url, name: 'e2e-test' });
+  const everything = () => [scheduler, compiler, ...workers].map((p) => `--- ${p.name} (exit ${p.child.exitCode})\n${p.output.slice(-3000)}`).join('\n');
+  const cluster: Cluster = {
+    nats,
+    nc,
+    dir,
+    scheduler,
+    compiler,
+    workers,
+    cli: (args, opts = {}) =>
+      new Promise((resolve) => {
+        const child = spawn(process.execPath, [join(ROOT, 'apps/cli/bin/cairn.js'), ...args], {
+          env: { ...base, CAIRN_CLIENT: opts.client ?? 'alice', ...opts.env },
+          stdio: ['ignore', 'pipe', 'pipe'],
+          cwd: ROOT,
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+        child.on('close', (code) => {
+          clearTimeout(timer);
+          resolve({ code, stdout, stderr });
+        });
+      }),
+    async stopProcess(p, signal = 'SIGTERM') {
+      if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+      const exited = new Promise<void>((r) => p.child.once('exit', () => r()));
+      p.child.kill(signal);
+      const timer = setTimeout(() => p.child.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(timer);
+    },
+    async restartProcess(p) {
+      startChild(p);
+    },
+    waitForWorkers: (ids, connected = true) =>
+      until(
+        `workers ${ids.join(', ')} ${connected ? 'connected' : 'disconnected'}`,
+        async () => {
+          const reply = await call<WorkerInfo[]>(nc, subjects.admin('workers'), {}, { timeoutMs: 1000 });
+          if (!reply.ok) return undefined;
+          const ok = ids.every((id) => reply.value.some((w) => w.worker === id && w.connected === connected));
+          return ok ? reply.value : undefined;
+        },
+        60_000,
+        everything,
+      ),
+    async stop() {
+      await nc.close().catch(() => undefined);
+      await Promise.all([scheduler, compiler, ...workers].map((p) => cluster.stopProcess(p)));
+      await nats.stop();
+      for (const fs of filesystems) await fs.cleanup();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await until('the spec-compiler answering', async () => ((await call(nc, subjects.compile, { spec: `((from ${BASE_IMAGE}))` }, { timeoutMs: 1000 })).ok ? true : undefined), 60_000, everything);
+    await cluster.waitForWorkers(workers.map((w) => w.name));
+  } catch (e) {
+    await cluster.stop();
+    throw e;
+  }
+  return cluster;
+}
