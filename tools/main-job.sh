@@ -17,3 +17,19 @@ time cairn build -f examples/hello.spec examples/hello
 echo
 echo "== cairn dockerfile -f examples/hello.spec"
 cairn dockerfile -f examples/hello.spec
+echo
+echo "== the same build through the cluster: cairn up (NATS, scheduler, spec-compiler, worker, results-store)"
+data=$(mktemp -d /tmp/cairn-up.XXXXXX)
+port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+export CAIRN_NATS="nats://127.0.0.1:$port"
+cairn up --nats "$CAIRN_NATS" --data "$data" --results-port 0 --quiet &
+up=$!
+trap 'kill -TERM $up 2>/dev/null; wait $up 2>/dev/null; rm -rf "$data"' EXIT
+for _ in $(seq 150); do
+  cairn admin workers --json 2>/dev/null | grep -q '"connected":true' && break
+  sleep 0.2
+done
+cairn admin workers
+echo
+echo "== cairn submit --pool linux-x86_64 -f examples/hello.spec examples/hello --follow"
+cairn submit --pool linux-x86_64 -f examples/hello.spec examples/hello --follow

@@ -20,8 +20,10 @@ fi
 
 # runc/crun run steps; btrfs-progs, xfsprogs and rsync back the stores; busybox-static and
 # debootstrap make base images; docker-registry, skopeo and docker.io are the image
-# sources the fetchers are tested against.
-PACKAGES="runc crun btrfs-progs xfsprogs rsync busybox-static debootstrap docker-registry skopeo umoci docker.io tar gzip zstd"
+# sources the fetchers are tested against; nats-server is the cluster's bus; PostgreSQL is
+# the results-store's database for several replicas (its tests run on it and on SQLite);
+# chromium drives the dashboard's page tests.
+PACKAGES="runc crun btrfs-progs xfsprogs rsync busybox-static debootstrap docker-registry skopeo umoci docker.io tar gzip zstd nats-server postgresql chromium"
 missing=$(for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
   say "installing $(echo $missing)"
@@ -30,6 +32,7 @@ if [ -n "$missing" ]; then
 fi
 
 bash tools/prepare-host.sh
+bash tools/start-services.sh
 
 say "installing npm dependencies (npm ci)"
 npm ci --no-audit --no-fund --loglevel=error

@@ -8,6 +8,7 @@ import { registerFmt } from './commands/fmt.js';
 import { registerImport } from './commands/import.js';
 import { registerPlan } from './commands/plan.js';
 import { registerStoreAdmin } from './commands/store-admin.js';
+import { registerUp } from './commands/up.js';
 import { processIo, type Io } from './io.js';
 
 /** Runs `cairn ARGS...` and returns the exit code: 0 ok, 1 user error, 2 usage. */
@@ -44,6 +45,7 @@ Run "cairn help COMMAND" for a command's options and examples.`);
   registerStoreAdmin(program, io);
   registerCluster(program, io, setExit);
   registerAdmin(program, io, setExit);
+  registerUp(program, io, setExit);
   for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
 
   try {
