@@ -24,7 +24,7 @@ port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{
 export CAIRN_NATS="nats://127.0.0.1:$port"
 cairn up --nats "$CAIRN_NATS" --data "$data" --results-port 0 --quiet &
 up=$!
-trap 'kill -TERM $up 2>/dev/null; wait $up 2>/dev/null; rm -rf "$data"' EXIT
+trap 'kill -TERM $up 2>/dev/null; wait $up 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 150); do
   cairn admin workers --json 2>/dev/null | grep -q '"connected":true' && break
   sleep 0.2
