@@ -258,3 +258,22 @@ describe('restart', () => {
     expect(effects.filter((e) => e.kind === 'publish-result').map((e) => (e as { job: JobRecord }).job.id)).toEqual([job.id]);
   });
 });
+
+describe('cache hints across a restart', () => {
+  it('a restored scheduler still sends a job to the worker that built its hint', () => {
+    const c = cluster({ w1: 1, w2: 1 });
+    c.core.setWorkerFlag('w1', 'paused', true);
+    const job = c.submit('a', { cacheHint: 'toolchain' });
+    expect(c.dispatch()[0]!.worker.id).toBe('w2');
+    c.finish(job);
+    c.core.setWorkerFlag('w1', 'paused', false);
+    const stored = c.core.tick(c.at()).filter((e) => e.kind === 'persist-worker');
+    expect(stored.map((e) => (e as { worker: WorkerRecord }).worker.id)).toEqual(['w2']);
+    const records = JSON.parse(JSON.stringify([...c.core.workers.values()])) as WorkerRecord[];
+    const fresh = new SchedulerCore();
+    fresh.restore([], records, { rates: {}, pausedPools: [], pools: [POOL] }, c.at());
+    fresh.submit(submission('b', { cacheHint: 'toolchain' }), c.at());
+    const assign = fresh.dispatch(c.at()).find((e) => e.kind === 'assign');
+    expect(assign && assign.kind === 'assign' && [assign.worker.id, assign.affinity]).toEqual(['w2', 'hit']);
+  });
+});

@@ -39,6 +39,8 @@ export interface WorkerRecord {
   freeBytes: number;
   /** Jobs assigned to it and not finished. */
   running: string[];
+  /** Cache hints it holds, with when each was last built or assigned there (kept across restarts). */
+  hints?: Record<string, number>;
 }
 
 export interface SchedulerSettings {

@@ -58,6 +58,9 @@ export class SchedulerError extends Error {
   }
 }
 
+/** Hints kept per worker record. */
+const MAX_HINTS = 1000;
+
 const newLease = () => randomBytes(9).toString('base64url');
 export const newJobId = () => `j-${Date.now().toString(36)}${randomBytes(8).toString('hex')}`;
 
@@ -69,6 +72,8 @@ export class SchedulerCore {
   readonly affinity: CacheAffinity;
   /** Jobs finished per client, for the admin view. */
   private readonly finished = new Map<string, number>();
+  /** Workers whose hints changed since they were last stored. */
+  private readonly hintsChanged = new Set<string>();
 
   constructor(readonly config: SchedulerConfig = DEFAULT_CONFIG) {
     this.affinity = new CacheAffinity(config.hintTtlMs);
@@ -80,6 +85,7 @@ export class SchedulerCore {
   restore(jobs: Iterable<JobRecord>, workers: Iterable<WorkerRecord>, settings: SchedulerSettings | undefined, now: number): Effect[] {
     if (settings) Object.assign(this.settings, settings);
     for (const w of workers) {
+      for (const [hint, at] of Object.entries(w.hints ?? {})) this.affinity.note(hint, w.id, at);
       w.running = [];
       w.connected = true; // give it one TTL to speak up
       w.lastSeen = now;
@@ -162,9 +168,10 @@ export class SchedulerCore {
       lastSeen: now,
       freeBytes: info.freeBytes,
       running: previous && previous.pool === info.pool ? previous.running : [],
+      hints: previous?.hints ?? {},
     };
     this.workers.set(worker.id, worker);
-    for (const hint of info.hints) this.affinity.note(hint, worker.id, now);
+    for (const hint of info.hints) this.noteHint(hint, worker.id, now);
     if (!this.settings.pools.includes(info.pool)) {
       this.settings.pools.push(info.pool);
       effects.push({ kind: 'persist-settings' });
@@ -183,7 +190,7 @@ export class SchedulerCore {
     worker.lastSeen = now;
     worker.freeBytes = beat.freeBytes;
     worker.refusing = beat.refusing;
-    for (const hint of beat.hints) this.affinity.note(hint, id, now);
+    for (const hint of beat.hints) this.noteHint(hint, id, now);
     const effects: Effect[] = [];
     return { known: true, cancel: this.reconcile(worker, beat.running, now, effects), effects };
   }
@@ -250,15 +257,20 @@ export class SchedulerCore {
     job.outcome = outcome;
     job.startedAt ??= outcome.startedAt;
     const effects = this.finish(job, outcome.state, outcome.failure, now);
-    if (outcome.state === 'succeeded') this.affinity.note(job.cacheHint, workerId, now);
+    if (outcome.state === 'succeeded') this.noteHint(job.cacheHint, workerId, now);
     return { recorded: true, effects };
   }
 
   // ---- time -------------------------------------------------------------------------
 
-  /** Leases of silent workers, and jobs far past their timeout. */
+  /** Leases of silent workers, jobs far past their timeout, hints to store. */
   tick(now: number): Effect[] {
     const effects: Effect[] = [];
+    for (const id of this.hintsChanged) {
+      const worker = this.workers.get(id);
+      if (worker) effects.push({ kind: 'persist-worker', worker });
+    }
+    this.hintsChanged.clear();
     for (const worker of this.workers.values()) {
       if (worker.connected && now - worker.lastSeen > this.config.leaseTtlMs) {
         worker.connected = false;
@@ -279,6 +291,21 @@ export class SchedulerCore {
       }
     }
     return effects;
+  }
+
+  /** A worker holds `hint` from `at`; remembered in its record (the freshest MAX_HINTS) so a restart keeps it. */
+  private noteHint(hint: string, worker: string, at: number): void {
+    if (!hint) return;
+    this.affinity.note(hint, worker, at);
+    const record = this.workers.get(worker);
+    if (!record) return;
+    const hints = (record.hints ??= {});
+    hints[hint] = at;
+    const names = Object.keys(hints);
+    if (names.length > MAX_HINTS) {
+      for (const old of names.sort((a, b) => hints[a]! - hints[b]!).slice(0, names.length - MAX_HINTS)) delete hints[old];
+    }
+    this.hintsChanged.add(worker);
   }
 
   // ---- dispatch ---------------------------------------------------------------------
@@ -335,7 +362,7 @@ export class SchedulerCore {
     job.failure = undefined;
     worker.running.push(job.id);
     // The worker will hold this hint's cache once the job has run there.
-    this.affinity.note(job.cacheHint, worker.id, now);
+    this.noteHint(job.cacheHint, worker.id, now);
     return [{ kind: 'persist-job', job }, { kind: 'event', job }, { kind: 'assign', job, worker, lease, affinity }];
   }
 
