@@ -18,6 +18,13 @@ export function describeError(e: unknown, json: boolean): string {
   return `cairn: ${e instanceof Error ? e.message : String(e)}`;
 }
 
+/**
+ * Failures the engine reports as values (a failed step, a bad configuration, an image that
+ * cannot be had, a full store) end with their message and exit 1, not a stack trace. They
+ * are recognised by name so that commands that never build do not load the engine.
+ */
+const REPORTED = new Set(['BuildError', 'ConfigError', 'FetchError', 'StoreFullError', 'CancelledError']);
+
 export function isUserError(e: unknown): boolean {
-  return e instanceof UserError || e instanceof SpecError;
+  return e instanceof UserError || e instanceof SpecError || (e instanceof Error && REPORTED.has(e.name));
 }

@@ -3,7 +3,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseFetcherSpec } from '@cairn/fetcher';
-import { createSandbox, type MacosSandboxOptions, type SandboxKind } from '@cairn/sandbox';
+import { createSandbox, type JailSandboxOptions, type MacosSandboxOptions, type SandboxKind } from '@cairn/sandbox';
 import { parseStoreSpec } from '@cairn/store';
 import { Builder } from './engine.js';
 
@@ -37,6 +37,8 @@ export interface MachineConfig {
   runtime?: string;
   /** The macos sandbox's build-slot user (see MacosSandboxOptions). */
   macos?: MacosSandboxOptions;
+  /** The jail sandbox's commands and jail parameters (see JailSandboxOptions). */
+  jail?: Omit<JailSandboxOptions, 'stateDir'>;
   stateDir?: string;
   healthcheckImage?: string;
 }
@@ -88,11 +90,12 @@ export async function openConfiguredBuilder(choices: EngineChoices, env: NodeJS.
   const fetcher = asConfigError(() => parseFetcherSpec(fetcherSpec));
   const sandbox = asConfigError(() => createSandbox(sandboxKind as SandboxKind, {
     ...(config.macos ? { macos: config.macos } : {}),
+    ...(config.jail ? { jail: config.jail } : {}),
     // Per store: a sandbox's init() removes every container in its state dir.
     stateDir: join(config.stateDir ?? '/run/cairn', createHash('sha256').update(store.root).digest('hex').slice(0, 16)),
     fastSync: choices.fastSync ?? false,
   }));
-  return Builder.open({ store, fetcher, sandbox, dbPath: join(store.root, 'db.sqlite'), secretKey: await loadSecretKey(env) });
+  return Builder.open({ store, fetcher, sandbox, dbPath: join(store.hostDir, 'db.sqlite'), secretKey: await loadSecretKey(env) });
 }
 
 /** Driver-spec parsers throw plain errors for bad input; to the caller they are configuration errors. */

@@ -1,5 +1,5 @@
 import { DockerSandbox, type DockerSandboxOptions } from './docker-sandbox.js';
-import { JailSandbox } from './jail-sandbox.js';
+import { JailSandbox, type JailSandboxOptions } from './jail-sandbox.js';
 import { MacosSandbox, type MacosSandboxOptions } from './macos-sandbox.js';
 import { RuncSandbox, type RuncSandboxOptions } from './runc-sandbox.js';
 import type { Sandbox } from './sandbox.js';
@@ -11,6 +11,8 @@ export type SandboxKind = (typeof SANDBOX_KINDS)[number];
 export type SandboxOptions = Omit<RuncSandboxOptions, 'runtime'> & {
   /** The macos sandbox's build-slot user. */
   readonly macos?: MacosSandboxOptions;
+  /** The jail sandbox's commands (its state dir is `stateDir`). */
+  readonly jail?: Omit<JailSandboxOptions, 'stateDir'>;
   /** The docker sandbox's daemon and platform. */
   readonly docker?: DockerSandboxOptions;
 };
@@ -25,7 +27,7 @@ export function createSandbox(kind: SandboxKind, options: SandboxOptions): Sandb
     case 'docker':
       return new DockerSandbox(options.docker ?? {});
     case 'jail':
-      return new JailSandbox({ stateDir: options.stateDir });
+      return new JailSandbox({ ...options.jail, stateDir: options.stateDir });
     case 'macos':
       if (!options.macos) throw new Error('the macos sandbox needs its build-slot user: macos.uid (e.g. 1000 + slot) in the machine config');
       return new MacosSandbox(options.macos);

@@ -3,16 +3,37 @@ import { chown, mkdir, readdir, readFile, rename, rm, rmdir, statfs, writeFile }
 import { join, resolve } from 'node:path';
 import type { User } from '@cairn/spec';
 import { currentGeneration, generationName, OnceReleasedCacheView, type Generation } from './cache-generations.js';
-import { runCommand } from './command.js';
+import { copyTree } from './cp.js';
 import { DockerImages } from './docker-images.js';
 import { errorCode, pathExists } from './errno.js';
 import { freeSpace } from './free-space.js';
 import { escapeCacheName, StoreLayout } from './layout.js';
+import { robocopyMirror } from './robocopy.js';
 import type { CacheView, FreeSpace, Store } from './store.js';
 
 export interface DockerStoreOptions {
   /** The daemon's socket; default `/var/run/docker.sock`. */
   readonly socketPath?: string;
+  /**
+   * The OS of the daemon's host, where cache volumes are copied (the store runs there):
+   * `cp -a` on Linux, `robocopy` on Windows. Default: this process's platform.
+   */
+  readonly hostOs?: HostOs;
+  /** Where `robocopy` is (Windows); looked up on PATH by default. */
+  readonly robocopy?: string;
+}
+
+export type HostOs = 'linux' | 'windows';
+
+/**
+ * Makes the existing directory `dst` an exact copy of `src` on the daemon's host: the
+ * cache copies of DockerStore. Linux empties `dst` and copies with `cp -a` (reflinks where
+ * the filesystem can); Windows has no `cp`, and `robocopy /MIR` does both in one.
+ */
+export async function mirrorHostTree(os: HostOs, src: string, dst: string, robocopy?: string): Promise<void> {
+  if (os === 'windows') return robocopyMirror(src, dst, robocopy);
+  for (const entry of await readdir(dst)) await rm(join(dst, entry), { recursive: true, force: true });
+  await copyTree(src, dst, 'auto');
 }
 
 /**
@@ -48,7 +69,7 @@ export const DOCKER_BUILD_FILE = 'docker.json';
  * export containers and cache views are named after the pid that made them).
  *
  * Caches are volumes `cairn-<hash>-cache-<escaped name>`. A view is a separate volume
- * `cairn-<hash>-view-<pid>-<n>`, filled by copying the cache volume's host directory
+ * `cairn-<hash>-view-<pid>-<n>`, filled by copying (mirrorHostTree) the cache volume's host directory
  * (the volume's Mountpoint: this needs the daemon on this host and root, as the other Linux
  * stores do; on Windows the volume directories are also host paths). The view's path is
  * that host directory, which the docker sandbox bind-mounts. The generation check is the
@@ -60,14 +81,21 @@ export const DOCKER_BUILD_FILE = 'docker.json';
 export class DockerStore implements Store {
   readonly kind = 'docker';
   readonly root: string;
+  get hostDir(): string {
+    return this.root;
+  }
   /** The image repository of results: `cairn-<hash>`. */
   readonly repo: string;
   readonly images: DockerImages;
+  readonly hostOs: HostOs;
+  private readonly robocopy: string | undefined;
   private readonly layout: StoreLayout;
   private count = 0;
 
   constructor(root: string, options: DockerStoreOptions = {}) {
     this.root = resolve(root);
+    this.hostOs = options.hostOs ?? (process.platform === 'win32' ? 'windows' : 'linux');
+    this.robocopy = options.robocopy;
     this.layout = new StoreLayout(this.root);
     this.repo = `cairn-${createHash('sha256').update(this.root).digest('hex').slice(0, 7)}`;
     this.images = new DockerImages(options.socketPath ?? '/var/run/docker.sock');
@@ -168,7 +196,7 @@ export class DockerStore implements Store {
       const viewName = `${this.repo}-view-${this.nextName()}`;
       const path = await this.images.volume(viewName, { 'cairn.cache': name });
       try {
-        await runCommand('cp', ['-a', '--reflink=auto', '--no-target-directory', source, path]);
+        await mirrorHostTree(this.hostOs, source, path, this.robocopy);
       } catch (e) {
         await this.images.removeVolume(viewName);
         if (await pathExists(join(markers, base.name))) throw e;
@@ -245,8 +273,7 @@ export class DockerStore implements Store {
       const target = await this.images.volumePath(this.cacheVolume(name));
       // The cache was deleted meanwhile: a deleted cache takes no commits.
       if (target === undefined) return;
-      await runCommand('find', [target, '-mindepth', '1', '-maxdepth', '1', '-exec', 'rm', '-rf', '{}', '+']);
-      await runCommand('cp', ['-a', '--reflink=auto', '--no-target-directory', viewPath, target]);
+      await mirrorHostTree(this.hostOs, viewPath, target, this.robocopy);
       const marker = this.layout.newCacheTemp('new');
       await mkdir(marker);
       try {

@@ -7,4 +7,4 @@ export { parseStoreSpec, StoreSpecError, STORE_KINDS } from './store-spec.js';
 export { escapeCacheName } from './layout.js';
 export { ZfsStore, zfsStoreOptions, type ZfsStoreOptions } from './zfs-store.js';
 export { ZfsCommandError, type ZfsCommands } from './zfs.js';
-export { DockerStore, DOCKER_BUILD_FILE, type DockerBuildFile, type DockerStoreOptions } from './docker-store.js';
+export { DockerStore, DOCKER_BUILD_FILE, type DockerBuildFile, type DockerStoreOptions, type HostOs } from './docker-store.js';

@@ -18,6 +18,9 @@ import type { TreeOps } from './tree-ops.js';
 export abstract class LocalStore implements Store {
   abstract readonly kind: string;
   readonly root: string;
+  get hostDir(): string {
+    return this.root;
+  }
   protected readonly layout: StoreLayout;
   private readonly caches: SharedCaches;
 

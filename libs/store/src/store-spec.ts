@@ -5,7 +5,7 @@ import { OverlayfsStore } from './overlayfs-store.js';
 import { RsyncStore } from './rsync-store.js';
 import type { Store } from './store.js';
 import { XfsStore } from './xfs-store.js';
-import { ZfsStore, zfsStoreOptions } from './zfs-store.js';
+import { ZFS_IDLE_UNMOUNT_MS, ZfsStore, zfsStoreOptions } from './zfs-store.js';
 
 const DRIVERS = {
   btrfs: (root: string) => new BtrfsStore(root),
@@ -18,11 +18,11 @@ const DRIVERS = {
 } satisfies Record<string, (root: string) => Store>;
 
 /**
- * Stores named by a dataset rather than a path. ZFS results stay mounted: the engine
- * reads a result's log and env straight from its directory.
+ * Stores named by a dataset rather than a path. ZFS results are mounted on demand (the
+ * engine reads a result's log and env straight from its directory) and unmounted once idle.
  */
 const DATASET_DRIVERS = {
-  zfs: (dataset: string) => new ZfsStore({ ...zfsStoreOptions(dataset), unmountResults: false }),
+  zfs: (dataset: string) => new ZfsStore({ ...zfsStoreOptions(dataset), idleUnmountMs: ZFS_IDLE_UNMOUNT_MS }),
 } satisfies Record<string, (dataset: string) => Store>;
 
 /** The driver names `--store NAME:PATH` accepts. */

@@ -30,6 +30,11 @@ export interface Store {
   readonly kind: string;
   /** The directory (or dataset) the store lives in. */
   readonly root: string;
+  /**
+   * A host directory belonging to this store, where the engine keeps its metadata
+   * database: the root itself for directory stores, the root dataset's mount point for ZFS.
+   */
+  readonly hostDir: string;
 
   /** Create the layout if needed and remove leftovers of a crash: temp snapshots, cache views. */
   init(): Promise<void>;

@@ -5,7 +5,8 @@ import { OnceReleasedCacheView } from './cache-generations.js';
 import { checkId, escapeCacheName, ownedByLiveProcess, tempName } from './layout.js';
 import { storeFullOr } from './store-full.js';
 import { StoreFullError, type CacheView, type FreeSpace, type Store } from './store.js';
-import { hasDependentClones, isExistsError, isMissingError, Zfs, ZfsCommandError, type ZfsCommands } from './zfs.js';
+import { hasDependentClones, isBusyError, isExistsError, isMissingError, Zfs, ZfsCommandError, type ZfsCommands } from './zfs.js';
+import { ResultMounts, withLock } from './zfs-mounts.js';
 
 export interface ZfsStoreOptions {
   /** The pool the store lives in. */
@@ -26,6 +27,15 @@ export interface ZfsStoreOptions {
    * `withRootfs` mounts only the result itself, not its child datasets.
    */
   readonly unmountResults?: boolean;
+  /**
+   * Mount results on demand and unmount them once idle this many milliseconds (see
+   * zfs-mounts.ts): `resultDir` mounts the result too, so the engine can read its log and
+   * env by path, and results are published with `canmount=noauto`, so that `zfs mount -a`
+   * (at boot) leaves them alone. `init` takes up results a crashed process left mounted.
+   * Takes precedence over `unmountResults`. `--store zfs:...` uses this
+   * (ZFS_IDLE_UNMOUNT_MS).
+   */
+  readonly idleUnmountMs?: number;
   /** Where `zfs` and `zpool` are; looked up on PATH by default. */
   readonly commands?: ZfsCommands;
 }
@@ -41,6 +51,9 @@ export function zfsStoreOptions(text: string): ZfsStoreOptions {
   if (pool === '') throw new Error(`${JSON.stringify(text)} names no ZFS pool: use POOL or POOL/DATASET`);
   return slash < 0 ? { pool } : { pool, root: trimmed };
 }
+
+/** How long `--store zfs:...` keeps an unused result mounted: a build's next steps find it mounted. */
+export const ZFS_IDLE_UNMOUNT_MS = 30_000;
 
 /** The snapshot that is a result's or a cache's published state. */
 const SNAP = 'snap';
@@ -73,8 +86,14 @@ export class ZfsStore implements Store {
   readonly root: string;
   readonly pool: string;
   readonly mountRoot: string;
+  get hostDir(): string {
+    return this.mountRoot;
+  }
   private readonly children: readonly string[];
   private readonly unmountResults: boolean;
+  /** Results are mounted by resultDir too, and unmounted after a grace (idleUnmountMs). */
+  private readonly onDemand: boolean;
+  private readonly mounts: ResultMounts;
   private readonly zfs: Zfs;
   private readonly results: string;
   private readonly resultTemps: string;
@@ -96,8 +115,26 @@ export class ZfsStore implements Store {
     for (const child of this.children) {
       if (!CHILD.test(child) || child === 'rootfs') throw new Error(`${JSON.stringify(child)} cannot be a child dataset of results: use letters, digits, "_", "-" and "." (not first), and not "rootfs"`);
     }
-    this.unmountResults = options.unmountResults ?? true;
+    if (options.idleUnmountMs !== undefined && !(options.idleUnmountMs > 0)) throw new Error(`the ZFS store's idleUnmountMs must be a positive number of milliseconds, not ${options.idleUnmountMs}`);
+    this.onDemand = options.idleUnmountMs !== undefined;
+    this.unmountResults = this.onDemand || (options.unmountResults ?? true);
     this.zfs = new Zfs(options.commands);
+    const zfs = this.zfs;
+    const children = this.children;
+    this.mounts = new ResultMounts(this.mountRoot, options.idleUnmountMs ?? 0, {
+      mount: (dataset) => zfs.mount(dataset),
+      mountSync: (dataset) => zfs.mountSync(dataset),
+      // The kernel refuses to unmount a filesystem with others mounted beneath it.
+      unmount: async (dataset) => {
+        for (const child of children) await zfs.unmount(`${dataset}/${child}`);
+        await zfs.unmount(dataset);
+      },
+      unmountSync: (dataset) => {
+        for (const child of children) zfs.unmountSync(`${dataset}/${child}`);
+        zfs.unmountSync(dataset);
+      },
+      isBusy: isBusyError,
+    });
     this.results = `${this.root}/result`;
     this.resultTemps = `${this.root}/result-tmp`;
     this.caches = `${this.root}/cache`;
@@ -134,6 +171,13 @@ export class ZfsStore implements Store {
       if (pinned.length === leftovers.length) break;
       leftovers = pinned;
     }
+    if (this.onDemand) {
+      // Results a crashed process left mounted (or another one is using): unmounted once idle.
+      const prefix = `${this.results}/`;
+      for (const dataset of await this.zfs.mounted()) {
+        if (dataset.startsWith(prefix) && !dataset.slice(prefix.length).includes('/')) this.mounts.adopt(dataset);
+      }
+    }
   }
 
   exists(id: string): Promise<boolean> {
@@ -141,7 +185,15 @@ export class ZfsStore implements Store {
   }
 
   resultDir(id: string): string {
-    return this.mountpointOf(this.result(id));
+    const dataset = this.result(id);
+    // On demand, the caller reads files here right away: mount now (a missing result stays an empty path).
+    if (this.onDemand) this.mounts.touchSync(dataset);
+    return this.mountpointOf(dataset);
+  }
+
+  /** Unmounts every result this process mounted and nobody uses now, without waiting for their grace. */
+  unmountIdle(): void {
+    this.mounts.unmountIdle();
   }
 
   async build(parent: string | undefined, id: string, fn: (dir: string) => Promise<void>): Promise<void> {
@@ -166,6 +218,8 @@ export class ZfsStore implements Store {
       }
       await fn(dir);
       await this.zfs.snapshot(tmp, SNAP, { recursive: true });
+      // Not mounted at boot; clones of it still are (canmount is not inherited).
+      if (this.onDemand) await this.zfs.set('canmount', 'noauto', [tmp, ...this.children.map((child) => `${tmp}/${child}`)]);
       try {
         await this.zfs.rename(tmp, target);
       } catch (e) {
@@ -178,7 +232,11 @@ export class ZfsStore implements Store {
       await this.zfs.destroy(tmp, { recursive: true }).catch(() => undefined);
       throw error;
     }
-    if (this.unmountResults) {
+    if (this.onDemand) {
+      // The engine reads the log (and a base image's env) next: unmount after the grace.
+      for (const child of this.children) await this.zfs.unmount(`${target}/${child}`);
+      this.mounts.adopt(target);
+    } else if (this.unmountResults) {
       // The kernel refuses to unmount a filesystem with others mounted beneath it.
       for (const child of this.children) await this.zfs.unmount(`${target}/${child}`);
       await this.zfs.unmount(target);
@@ -190,13 +248,7 @@ export class ZfsStore implements Store {
     const dataset = this.result(id);
     const rootfs = join(this.mountpointOf(dataset), 'rootfs');
     if (!this.unmountResults) return fn(rootfs);
-    await acquireMount(dataset, () => this.zfs.mount(dataset));
-    try {
-      return await fn(rootfs);
-    } finally {
-      // Staying mounted is harmless (another process may be using it): never hide fn's outcome.
-      await releaseMount(dataset, () => this.zfs.unmount(dataset)).catch(() => undefined);
-    }
+    return this.mounts.use(dataset, () => fn(rootfs));
   }
 
   async delete(id: string): Promise<void> {
@@ -205,6 +257,8 @@ export class ZfsStore implements Store {
     // No snapshot, no result: publishing renames a temp only once it is snapshotted.
     if (clones === undefined) return;
     if (clones.length > 0) throw this.hasDependents(id, clones);
+    // Destroying unmounts it: no idle unmount is due any more.
+    this.mounts.forget(dataset);
     try {
       await this.zfs.destroy(dataset, { recursive: true });
     } catch (e) {
@@ -328,47 +382,5 @@ export class ZfsStore implements Store {
         'delete those first (ZFS destroys a snapshot only once nothing is cloned from it)',
     );
   }
-}
-
-
-// Locks and mount counts are per process, keyed by dataset: every store on one root shares them.
-
-const lockTails = new Map<string, Promise<void>>();
-
-async function withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
-  const previous = lockTails.get(key) ?? Promise.resolve();
-  const run = previous.then(fn);
-  const tail = run.then(
-    () => undefined,
-    () => undefined,
-  );
-  lockTails.set(key, tail);
-  try {
-    return await run;
-  } finally {
-    if (lockTails.get(key) === tail) lockTails.delete(key);
-  }
-}
-
-const mountCounts = new Map<string, number>();
-
-function acquireMount(dataset: string, mount: () => Promise<void>): Promise<void> {
-  return withLock(`mount:${dataset}`, async () => {
-    const count = mountCounts.get(dataset) ?? 0;
-    if (count === 0) await mount();
-    mountCounts.set(dataset, count + 1);
-  });
-}
-
-function releaseMount(dataset: string, unmount: () => Promise<void>): Promise<void> {
-  return withLock(`mount:${dataset}`, async () => {
-    const count = (mountCounts.get(dataset) ?? 1) - 1;
-    if (count > 0) {
-      mountCounts.set(dataset, count);
-      return;
-    }
-    mountCounts.delete(dataset);
-    await unmount();
-  });
 }
 

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { errorCode } from './errno.js';
 
 // Every `zfs` and `zpool` command the ZFS store runs.
@@ -30,6 +31,8 @@ const existing = (e: unknown) => e instanceof ZfsCommandError && /already exists
 const alreadyMounted = (e: unknown) => e instanceof ZfsCommandError && /already mounted/.test(e.stderr);
 const notMounted = (e: unknown) => e instanceof ZfsCommandError && /not currently mounted/.test(e.stderr);
 export const hasDependentClones = (e: unknown) => e instanceof ZfsCommandError && /dependent clones/.test(e.stderr);
+/** Linux says "pool or dataset is busy", FreeBSD "Device busy": something has a file open there. */
+export const isBusyError = (e: unknown) => e instanceof ZfsCommandError && /busy/i.test(e.stderr);
 export { existing as isExistsError, missing as isMissingError };
 
 export interface DatasetSpace {
@@ -141,6 +144,40 @@ export class Zfs {
     }
   }
 
+  /**
+   * `mount` for callers that cannot wait (ZfsStore.resultDir, whose contract is
+   * synchronous): blocks until `zfs mount` is done. False when there is no such dataset.
+   */
+  mountSync(dataset: string): boolean {
+    try {
+      this.runSync(this.zfs, ['mount', dataset]);
+      return true;
+    } catch (e) {
+      if (alreadyMounted(e)) return true;
+      if (missing(e)) return false;
+      throw e;
+    }
+  }
+
+  /** `unmount` for timers and exit handlers, where nothing else may run in between. */
+  unmountSync(dataset: string): void {
+    try {
+      this.runSync(this.zfs, ['unmount', dataset]);
+    } catch (e) {
+      if (!notMounted(e) && !missing(e)) throw e;
+    }
+  }
+
+  /** The mounted ZFS filesystems (`zfs mount` without operands): one name per line, then its mountpoint. */
+  async mounted(): Promise<string[]> {
+    return lines(await this.zfsRun(['mount'])).map((line) => line.split(/\s+/)[0]!);
+  }
+
+  /** Sets `property=value` on each of `datasets`, in one command. */
+  async set(property: string, value: string, datasets: readonly string[]): Promise<void> {
+    await this.zfsRun(['set', `${property}=${value}`, ...datasets]);
+  }
+
   /** The datasets cloned from `snapshot`, or undefined when there is no such snapshot. */
   async clones(snapshot: string): Promise<string[] | undefined> {
     try {
@@ -179,14 +216,23 @@ export class Zfs {
   private async run(file: string, args: readonly string[]): Promise<string> {
     const { execa } = await import('execa');
     const result = await execa(file, args, { reject: false, stdin: 'ignore' });
-    if (errorCode(result.cause) === 'ENOENT') {
-      throw new Error(`cannot run ${JSON.stringify(file)}: no such command; the ZFS store needs ZFS's tools (zfsutils-linux on Debian and Ubuntu)`, {
-        cause: result.cause,
-      });
-    }
+    if (errorCode(result.cause) === 'ENOENT') throw noSuchCommand(file, result.cause);
     if (result.failed) throw new ZfsCommandError([file, ...args], String(result.stderr || result.message), { cause: result.cause });
     return String(result.stdout);
   }
+
+  private runSync(file: string, args: readonly string[]): string {
+    const result = spawnSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    if (errorCode(result.error) === 'ENOENT') throw noSuchCommand(file, result.error);
+    if (result.error || result.status !== 0) {
+      throw new ZfsCommandError([file, ...args], result.stderr || String(result.error?.message ?? `exit status ${result.status}`), { cause: result.error });
+    }
+    return result.stdout;
+  }
+}
+
+function noSuchCommand(file: string, cause: unknown): Error {
+  return new Error(`cannot run ${JSON.stringify(file)}: no such command; the ZFS store needs ZFS's tools (zfsutils-linux on Debian and Ubuntu)`, { cause });
 }
 
 function lines(text: string): string[] {

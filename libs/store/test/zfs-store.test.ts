@@ -1,116 +1,14 @@
 import { spawnSync } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StoreFullError } from '../src/store.js';
-import { ZfsStore, zfsStoreOptions, type ZfsStoreOptions } from '../src/zfs-store.js';
+import { ZfsStore, zfsStoreOptions } from '../src/zfs-store.js';
+import { C, CT, normalize, R, RT, ShimmedPool } from './zfs-pool.js';
 
-const SHIM = fileURLToPath(new URL('./fixtures/zfs-shim.mjs', import.meta.url));
 const uid = process.getuid?.() ?? 0;
 const gid = process.getgid?.() ?? 0;
 const me = { kind: 'unix', uid, gid } as const;
-
-interface ShimState {
-  datasets: Record<string, { mounted: boolean; origin?: string }>;
-  snapshots: Record<string, { guid: string; deferred?: boolean }>;
-  space: { used: number; available: number };
-}
-
-/** A temp dir with `zfs` and `zpool` shims recording into it, and a pool `tank` with nothing in it. */
-class ShimmedPool {
-  readonly state: string;
-  readonly mountRoot: string;
-  readonly commands: { zfs: string; zpool: string };
-
-  constructor(readonly dir: string) {
-    this.state = join(dir, 'state');
-    this.mountRoot = join(dir, 'mnt', 'cairn');
-    this.commands = { zfs: join(dir, 'bin', 'zfs'), zpool: join(dir, 'bin', 'zpool') };
-  }
-
-  static async create(): Promise<ShimmedPool> {
-    const pool = new ShimmedPool(await mkdtemp(join(tmpdir(), 'cairn-zfs-')));
-    for (const sub of ['bin', 'state/snaps', 'state/hidden', 'mnt/tank']) await mkdir(join(pool.dir, sub), { recursive: true });
-    for (const command of ['zfs', 'zpool'] as const) {
-      await writeFile(pool.commands[command], `#!/bin/sh\nexec '${process.execPath}' '${SHIM}' '${pool.state}' ${command} "$@"\n`);
-      await chmod(pool.commands[command], 0o755);
-    }
-    const state = {
-      pool: 'tank',
-      health: 'ONLINE',
-      space: { used: 1000, available: 5000 },
-      zpool: { free: 5000, size: 8000 },
-      nextGuid: 1000,
-      datasets: { tank: { mountpoint: join(pool.dir, 'mnt', 'tank'), mounted: true } },
-      snapshots: {},
-    };
-    await writeFile(join(pool.state, 'state.json'), JSON.stringify(state));
-    await writeFile(join(pool.state, 'log.jsonl'), '');
-    return pool;
-  }
-
-  store(options: Partial<ZfsStoreOptions> = {}): ZfsStore {
-    return new ZfsStore({ pool: 'tank', mountRoot: this.mountRoot, commands: this.commands, ...options });
-  }
-
-  async initStore(options: Partial<ZfsStoreOptions> = {}): Promise<ZfsStore> {
-    const store = this.store(options);
-    await store.init();
-    await this.takeLog();
-    return store;
-  }
-
-  /** The commands run since the last call, one string each: temps read T-<n>-<label>, the mount root $MNT. */
-  async takeLog(): Promise<string[]> {
-    const path = join(this.state, 'log.jsonl');
-    const text = await readFile(path, 'utf8');
-    await writeFile(path, '');
-    return text
-      .split('\n')
-      .filter((line) => line !== '')
-      .map((line) => (JSON.parse(line) as string[]).join(' '))
-      .map(normalize.bind(this));
-  }
-
-  /** Runs the shim directly, as an administrator would run zfs. */
-  zfs(...args: string[]): void {
-    const r = spawnSync(this.commands.zfs, args, { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(r.stderr);
-  }
-
-  async readState(): Promise<ShimState> {
-    return JSON.parse(await readFile(join(this.state, 'state.json'), 'utf8')) as ShimState;
-  }
-
-  async setSpace(used: number, available: number): Promise<void> {
-    await this.editState((state) => (state.space = { used, available }));
-  }
-
-  /** Makes every later `zfs SUB` fail with `message`. */
-  async failing(sub: string, message: string): Promise<void> {
-    await this.editState((state) => (state.failures = { [sub]: message }));
-  }
-
-  private async editState(edit: (state: ShimState & Record<string, unknown>) => void): Promise<void> {
-    const state = (await this.readState()) as ShimState & Record<string, unknown>;
-    edit(state);
-    await writeFile(join(this.state, 'state.json'), JSON.stringify(state));
-  }
-}
-
-function normalize(this: ShimmedPool, line: string): string {
-  return line
-    .replaceAll(this.mountRoot, '$MNT')
-    .replaceAll(new RegExp(`\\b${process.pid}-(\\d+)-`, 'g'), 'T-')
-    .replaceAll(/@old-\d+/g, '@old-G');
-}
-
-const R = 'tank/cairn/result';
-const RT = 'tank/cairn/result-tmp';
-const C = 'tank/cairn/cache';
-const CT = 'tank/cairn/cache-tmp';
 
 describe('ZFS store (recording shim; ZFS is not available on this machine)', () => {
   let pool: ShimmedPool;
@@ -341,6 +239,120 @@ describe('ZFS store (recording shim; ZFS is not available on this machine)', () 
     it('refuses a missing result', async () => {
       const store = await pool.initStore();
       await expect(store.withRootfs('nope', async () => {})).rejects.toThrow(/has no result nope/);
+    });
+  });
+
+  describe('results mounted on demand (idleUnmountMs, as --store zfs:... does)', () => {
+    const GRACE = 600;
+
+    /** Polls until `check` holds: the idle unmount runs from a timer. */
+    async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
+      const deadline = Date.now() + 15_000;
+      while (!(await check())) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    const mounted = async (dataset: string) => (await pool.readState()).datasets[dataset]?.mounted === true;
+
+    it('publishes with canmount=noauto, keeps the result mounted for the grace (children unmounted at once), then unmounts it', async () => {
+      const store = await pool.initStore({ idleUnmountMs: GRACE, children: ['home'] });
+      expect(await pool.takeLog()).toEqual([]);
+      await store.build(undefined, 'a', async (dir) => writeFile(join(dir, 'log'), 'built a'));
+      expect(await pool.takeLog()).toEqual([
+        `zfs list -H -o name ${R}/a`,
+        `zfs create ${RT}/T-a`,
+        `zfs create ${RT}/T-a/home`,
+        `zfs snapshot -r ${RT}/T-a@snap`,
+        `zfs set canmount=noauto ${RT}/T-a ${RT}/T-a/home`,
+        `zfs rename ${RT}/T-a ${R}/a`,
+        `zfs unmount ${R}/a/home`,
+      ]);
+      const state = await pool.readState();
+      expect([state.datasets[`${R}/a`]?.canmount, state.datasets[`${R}/a/home`]?.canmount]).toEqual(['noauto', 'noauto']);
+      // Still mounted: the engine reads the log right after publishing, with no zfs command.
+      expect(await readFile(join(store.resultDir('a'), 'log'), 'utf8')).toBe('built a');
+      expect(await pool.takeLog()).toEqual([]);
+      await eventually(async () => !(await mounted(`${R}/a`)), `${R}/a is unmounted`);
+      expect(await pool.takeLog()).toEqual([`zfs unmount ${R}/a/home`, `zfs unmount ${R}/a`]);
+      expect(await readdir(join(pool.mountRoot, 'result', 'a'))).toEqual([]);
+    });
+
+    it('resultDir mounts an unmounted result before it returns, and its grace starts again', async () => {
+      const store = await pool.initStore({ idleUnmountMs: GRACE });
+      await store.build(undefined, 'a', async (dir) => writeFile(join(dir, 'log'), 'built a'));
+      store.unmountIdle();
+      expect(await mounted(`${R}/a`)).toBe(false);
+      await pool.takeLog();
+      const dir = store.resultDir('a');
+      expect(await readFile(join(dir, 'log'), 'utf8')).toBe('built a');
+      expect(await pool.takeLog()).toEqual([`zfs mount ${R}/a`]);
+      // Asked again within the grace: nothing to run.
+      store.resultDir('a');
+      expect(await pool.takeLog()).toEqual([]);
+      await eventually(async () => !(await mounted(`${R}/a`)), `${R}/a is unmounted again`);
+      expect(await pool.takeLog()).toEqual([`zfs unmount ${R}/a`]);
+    });
+
+    it('resultDir of a missing result returns its path without mounting anything', async () => {
+      const store = await pool.initStore({ idleUnmountMs: GRACE });
+      expect(store.resultDir('nope')).toBe(join(pool.mountRoot, 'result', 'nope'));
+      expect(await pool.takeLog()).toEqual([`zfs mount ${R}/nope`]);
+    });
+
+    it('withRootfs keeps the result mounted past the grace while in use; the grace starts when the last user leaves', async () => {
+      const store = await pool.initStore({ idleUnmountMs: GRACE });
+      await store.build(undefined, 'a', async (dir) => writeFile(join(dir, 'rootfs', 'file'), 'A'));
+      store.unmountIdle();
+      await pool.takeLog();
+      const text = await store.withRootfs('a', async (rootfs) => {
+        await new Promise((r) => setTimeout(r, GRACE * 3));
+        return readFile(join(rootfs, 'file'), 'utf8');
+      });
+      expect(text).toBe('A');
+      expect(await pool.takeLog()).toEqual([`zfs list -H -o name ${R}/a`, `zfs mount ${R}/a`]);
+      expect(await mounted(`${R}/a`)).toBe(true);
+      await eventually(async () => !(await mounted(`${R}/a`)), `${R}/a is unmounted after its last use`);
+      expect(await pool.takeLog()).toEqual([`zfs unmount ${R}/a`]);
+    });
+
+    it('a busy result (a file open there) stays mounted and is tried again after another grace', async () => {
+      const store = await pool.initStore({ idleUnmountMs: GRACE });
+      await store.build(undefined, 'a', async () => {});
+      await pool.busy([`${R}/a`]);
+      await pool.takeLog();
+      await eventually(async () => (await pool.takeLog().then((log) => log.length > 0 && log.every((l) => l === `zfs unmount ${R}/a`))), 'an unmount was tried');
+      expect(await mounted(`${R}/a`)).toBe(true);
+      await pool.busy([]);
+      await eventually(async () => !(await mounted(`${R}/a`)), `${R}/a is unmounted once no longer busy`);
+    });
+
+    it('init takes up results a dead process left mounted, and unmounts them once idle', async () => {
+      const old = await pool.initStore({ unmountResults: false, children: ['home'] });
+      await old.build(undefined, 'left', async () => {});
+      await old.build(undefined, 'kept', async () => {});
+      pool.zfs('unmount', `${R}/kept/home`);
+      pool.zfs('unmount', `${R}/kept`);
+      await pool.takeLog();
+      const store = pool.store({ idleUnmountMs: GRACE, children: ['home'] });
+      await store.init();
+      expect((await pool.takeLog()).slice(-1)).toEqual(['zfs mount']);
+      await eventually(async () => !(await mounted(`${R}/left`)), `${R}/left is unmounted`);
+      expect(await pool.takeLog()).toEqual([`zfs unmount ${R}/left/home`, `zfs unmount ${R}/left`]);
+      expect(Object.entries((await pool.readState()).datasets).filter(([, d]) => d.mounted).map(([n]) => n).filter((n) => n.startsWith(`${R}/`))).toEqual([]);
+    });
+
+    it('delete destroys a mounted result and no idle unmount follows', async () => {
+      const store = await pool.initStore({ idleUnmountMs: GRACE });
+      await store.build(undefined, 'a', async () => {});
+      await pool.takeLog();
+      await store.delete('a');
+      await new Promise((r) => setTimeout(r, GRACE * 2));
+      expect(await pool.takeLog()).toEqual([`zfs get -H -o value clones ${R}/a@snap`, `zfs destroy -r ${R}/a`]);
+    });
+
+    it('refuses a grace that is not a positive number of milliseconds', () => {
+      expect(() => pool.store({ idleUnmountMs: 0 })).toThrow(/idleUnmountMs must be a positive number of milliseconds, not 0/);
     });
   });
 
