@@ -58,6 +58,7 @@ export function schedulerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Sc
 }
 
 const SETTINGS_KEY = 'scheduler';
+const EXPIRY_SWEEP_MS = 10_000;
 
 @Injectable()
 export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
@@ -71,6 +72,7 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
   private metrics!: SchedulerMetrics;
   private timer?: NodeJS.Timeout;
   private dispatchQueued = false;
+  private lastExpirySweep = 0;
   private stopping = false;
 
   constructor(
@@ -135,7 +137,12 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     if (this.stopping) return;
     const now = Date.now();
     this.run(this.core.tick(now));
-    for (const id of this.core.expired(now, this.config.keepFinishedMs)) void this.jobsKv.delete(id);
+    // Finished jobs are kept for hours: looking for expired ones (a scan of every job
+    // kept) a few times a minute is plenty, not on every tick.
+    if (now - this.lastExpirySweep >= EXPIRY_SWEEP_MS) {
+      this.lastExpirySweep = now;
+      for (const id of this.core.expired(now, this.config.keepFinishedMs)) void this.jobsKv.delete(id);
+    }
     this.scheduleDispatch();
   }
 

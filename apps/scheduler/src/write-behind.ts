@@ -51,6 +51,10 @@ export class WriteBehind {
 
   private enqueue(key: string, value: string | null): Promise<void> {
     let slot = this.slots.get(key);
+    // The newest value enqueued for this key (being written or about to be) is this very
+    // one: wait for that write instead of writing the same bytes a second time. This is
+    // what happens when an effect persists a record and its caller then waits for it.
+    if (slot && slot.latest === value) return slot.version === slot.written ? Promise.resolve() : this.waitFor(key, slot.version);
     if (!slot) this.slots.set(key, (slot = { latest: value, version: 0, written: 0, inFlight: false, waiters: [] }));
     slot.latest = value;
     slot.version++;

@@ -280,8 +280,12 @@ export class SchedulerCore {
         effects.push({ kind: 'persist-worker', worker });
       }
     }
-    for (const job of this.jobs.values()) {
-      if ((job.state === 'assigned' || job.state === 'running') && job.assignedAt !== undefined) {
+    // Every assigned or running job is on its worker's `running` list (assign adds it,
+    // release takes it off), so only those are scanned, not every job still kept.
+    for (const worker of this.workers.values()) {
+      for (const id of [...worker.running]) {
+        const job = this.jobs.get(id);
+        if (!job || (job.state !== 'assigned' && job.state !== 'running') || job.assignedAt === undefined) continue;
         if (now - job.assignedAt > job.timeoutSeconds * 1000 + this.config.timeoutGraceMs) {
           const worker = job.worker!;
           const lease = job.lease!;
