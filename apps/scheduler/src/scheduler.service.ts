@@ -58,6 +58,8 @@ export function schedulerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Sc
 }
 
 const SETTINGS_KEY = 'scheduler';
+/** How late a write that may be late is made. */
+const LATE_WRITE_MS = 1000;
 const EXPIRY_SWEEP_MS = 10_000;
 
 @Injectable()
@@ -159,7 +161,8 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
   private apply(effect: Effect): void {
     switch (effect.kind) {
       case 'persist-job':
-        void this.jobsKv.put(effect.job.id, effect.job);
+        if (effect.soon) this.jobsKv.putLater(effect.job.id, effect.job, LATE_WRITE_MS);
+        else void this.jobsKv.put(effect.job.id, effect.job);
         return;
       case 'persist-worker':
         void this.workersKv.put(effect.worker.id, effect.worker);
@@ -266,7 +269,8 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
       }
     }
     job.resultPublished = true;
-    void this.jobsKv.put(job.id, job);
+    // Late is fine: after a crash the result is published again and the stream drops the repeat.
+    this.jobsKv.putLater(job.id, job, LATE_WRITE_MS);
   }
 }
 

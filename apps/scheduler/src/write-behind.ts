@@ -18,6 +18,7 @@ interface Slot {
 
 export class WriteBehind {
   private readonly slots = new Map<string, Slot>();
+  private readonly later = new Map<string, { timer: NodeJS.Timeout; text: string }>();
   private failures = 0;
 
   constructor(
@@ -26,10 +27,36 @@ export class WriteBehind {
   ) {}
 
   put(key: string, value: unknown): Promise<void> {
+    this.cancelLater(key);
     return this.enqueue(key, JSON.stringify(value));
   }
 
+  /**
+   * A write that may wait `delayMs`: for states whose loss in a crash changes nothing
+   * (a job restored as assigned instead of running is handled the same way). When a
+   * newer `put` for the key comes first, as it does for a short job, this write is
+   * never made.
+   */
+  putLater(key: string, value: unknown, delayMs: number): void {
+    this.cancelLater(key);
+    const text = JSON.stringify(value);
+    const timer = setTimeout(() => {
+      this.later.delete(key);
+      void this.enqueue(key, text);
+    }, delayMs);
+    this.later.set(key, { timer, text });
+  }
+
+  private cancelLater(key: string): void {
+    const pending = this.later.get(key);
+    if (pending !== undefined) {
+      clearTimeout(pending.timer);
+      this.later.delete(key);
+    }
+  }
+
   delete(key: string): Promise<void> {
+    this.cancelLater(key);
     return this.enqueue(key, null);
   }
 
@@ -44,8 +71,12 @@ export class WriteBehind {
     return this.failures;
   }
 
-  /** Resolves when everything enqueued so far is stored. */
+  /** Resolves when everything enqueued so far is stored (late writes are made now). */
   async flush(): Promise<void> {
+    for (const [key, { text }] of [...this.later]) {
+      this.cancelLater(key);
+      void this.enqueue(key, text);
+    }
     await Promise.all([...this.slots.entries()].map(([key, s]) => (s.version === s.written ? undefined : this.waitFor(key, s.version))));
   }
 

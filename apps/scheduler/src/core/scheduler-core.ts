@@ -39,7 +39,8 @@ export const DEFAULT_CONFIG: SchedulerConfig = {
 };
 
 export type Effect =
-  | { readonly kind: 'persist-job'; readonly job: JobRecord }
+  /** `soon`: the write may be late (a state whose loss in a crash changes nothing). */
+  | { readonly kind: 'persist-job'; readonly job: JobRecord; readonly soon?: boolean }
   | { readonly kind: 'persist-worker'; readonly worker: WorkerRecord }
   | { readonly kind: 'forget-worker'; readonly worker: string }
   | { readonly kind: 'persist-settings' }
@@ -241,7 +242,7 @@ export class SchedulerCore {
     if (!job || job.worker !== workerId || job.lease !== lease || job.state !== 'assigned') return [];
     job.state = 'running';
     job.startedAt = now;
-    return [{ kind: 'persist-job', job }, { kind: 'event', job }];
+    return [{ kind: 'persist-job', job, soon: true }, { kind: 'event', job }];
   }
 
   /** Records a worker's outcome if it holds the current lease; a repeat of a recorded one is accepted again. */
