@@ -1,0 +1,215 @@
+/**
+ * The JSON API: everything the pages show, as data (documented in openapi.ts and
+ * served at /openapi.json). Reads follow CAIRN_RESULTS_READ; writes need a token.
+ */
+import { BadRequestException, Body, Controller, Delete, Get, HttpCode, Inject, NotFoundException, Param, Post, Put, Query, Req, Res, UseGuards } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import { AccessGuard } from '../auth/access-guard.js';
+import type { DataSource } from 'typeorm';
+import { Needs } from '../auth/access-guard.js';
+import { isRole, TokenService } from '../auth/token-service.js';
+import { BlobStore, TamperedBlobError } from '../blobs/blob-store.js';
+import type { ResultsConfig } from '../config.js';
+import { exclusiveWrite } from '../ingest/build-recorder.js';
+import { BuildTagEntity, TagEntity } from '../db/tag.entity.js';
+import { parseBuildId, type BuildId } from '../ids.js';
+import { LiveBoard } from '../live/live-board.js';
+import { SchedulerViews, type View } from '../live/scheduler-views.js';
+import { ResultsMetrics } from '../ops/results-metrics.js';
+import { BuildQueries } from '../queries/build-queries.js';
+import { compareBuilds } from '../queries/compare.js';
+import { CONFIG, DATA_SOURCE } from '../tokens.js';
+import { buildFilter, stateParam, textParam } from '../web/filters.js';
+import { reproduction } from '../web/build-page.js';
+import { baseUrl } from '../web/base-url.js';
+import { PageCache } from '../web/page-cache.js';
+import { sendJson } from '../web/respond.js';
+import { openApiDocument } from './openapi.js';
+
+const TAG = /^[A-Za-z0-9._-]{1,64}$/;
+
+function buildIdOf(raw: string): BuildId {
+  const id = parseBuildId(raw);
+  if (!id) throw new BadRequestException(`build ${JSON.stringify(raw)}: not a build ID (j-<letters and digits>)`);
+  return id;
+}
+
+@Controller()
+@UseGuards(AccessGuard)
+export class ApiController {
+  constructor(
+    @Inject(BuildQueries) private readonly queries: BuildQueries,
+    @Inject(BlobStore) private readonly blobs: BlobStore,
+    @Inject(LiveBoard) private readonly live: LiveBoard,
+    @Inject(SchedulerViews) private readonly scheduler: SchedulerViews,
+    @Inject(TokenService) private readonly tokens: TokenService,
+    @Inject(ResultsMetrics) private readonly metrics: ResultsMetrics,
+    @Inject(DATA_SOURCE) private readonly ds: DataSource,
+    @Inject(CONFIG) private readonly config: ResultsConfig,
+    @Inject(PageCache) private readonly pages: PageCache,
+  ) {}
+
+  @Get('openapi.json')
+  @Needs('public')
+  openapi(@Req() req: Request, @Res() res: Response): void {
+    sendJson(req, res, openApiDocument(baseUrl(this.config, req)));
+  }
+
+  @Get('api/v1/builds')
+  async builds(@Query() query: Record<string, unknown>, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const end = this.metrics.httpLatency.startTimer({ route: 'api-builds' });
+    sendJson(req, res, await this.queries.listBuilds(buildFilter(query)));
+    end();
+  }
+
+  @Get('api/v1/builds/:id')
+  async build(@Param('id') raw: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const build = await this.queries.getBuild(buildIdOf(raw));
+    if (!build) throw new NotFoundException(`build ${raw}: not stored`);
+    const base = baseUrl(this.config, req);
+    sendJson(req, res, {
+      ...build,
+      reproduce: reproduction(build, base),
+      links: {
+        page: `${base}/builds/${build.id}`,
+        log: build.logSha256 ? `${base}/builds/${build.id}/log.txt` : null,
+        spec: `${base}/builds/${build.id}/spec`,
+        artifacts: build.artifacts.map((a) => `${base}/api/v1/builds/${build.id}/artifacts/${a.path.split('/').map(encodeURIComponent).join('/')}`),
+      },
+    });
+  }
+
+  @Get('api/v1/builds/:id/artifacts/*path')
+  async artifact(@Param('id') raw: string, @Param('path') rawPath: string | string[], @Req() req: Request, @Res() res: Response): Promise<void> {
+    const id = buildIdOf(raw);
+    const path = Array.isArray(rawPath) ? rawPath.join('/') : rawPath;
+    const artifact = await this.queries.artifact(id, path);
+    if (!artifact) throw new NotFoundException(`build ${id}: no artifact ${JSON.stringify(path)}`);
+    const etag = `"sha256-${artifact.sha256}"`;
+    if (req.headers['if-none-match'] === etag) {
+      res.status(304).end();
+      return;
+    }
+    let blob;
+    try {
+      blob = await this.blobs.openVerified(artifact.sha256);
+    } catch (e) {
+      if (e instanceof TamperedBlobError) {
+        res.status(500).json({ statusCode: 500, message: `build ${id}: artifact ${path} failed its SHA-256 check and is not served (run verify)` });
+        return;
+      }
+      throw e;
+    }
+    if (!blob) throw new NotFoundException(`build ${id}: the blob of artifact ${path} (${artifact.sha256}) is missing from the store`);
+    const name = path.split('/').pop() ?? 'artifact';
+    res.setHeader('Content-Type', 'application/octet-stream');
+    res.setHeader('Content-Length', blob.size);
+    res.setHeader('Content-Disposition', `attachment; filename="${name.replace(/[^\x20-\x7e]|["\\]/g, '_')}"; filename*=UTF-8''${encodeURIComponent(name)}`);
+    res.setHeader('ETag', etag);
+    res.setHeader('X-Checksum-Sha256', artifact.sha256);
+    res.setHeader('Digest', `sha-256=${Buffer.from(artifact.sha256, 'hex').toString('base64')}`);
+    res.setHeader('Cache-Control', 'private, max-age=31536000, immutable');
+    blob.stream().pipe(res);
+  }
+
+  @Get('api/v1/jobs')
+  async jobs(@Query() query: Record<string, unknown>, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const q = textParam(query, 'q');
+    const state = stateParam(query);
+    const after = textParam(query, 'after');
+    sendJson(req, res, await this.queries.listJobs({ ...(q ? { q } : {}), ...(state ? { state } : {}), ...(after ? { after } : {}) }));
+  }
+
+  @Get('api/v1/jobs/:name')
+  async job(@Param('name') name: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const job = await this.queries.job(name);
+    if (!job) throw new NotFoundException(`job ${JSON.stringify(name)}: no build of it is stored`);
+    const history = await this.queries.history(name, 100);
+    const succeeded = history.filter((b) => b.state === 'succeeded').length;
+    sendJson(req, res, { ...job, history, successRate: history.length ? succeeded / history.length : null });
+  }
+
+  @Get('api/v1/compare')
+  async compare(@Query('a') a: string, @Query('b') b: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const [ba, bb] = await Promise.all([this.queries.getBuild(buildIdOf(String(a ?? ''))), this.queries.getBuild(buildIdOf(String(b ?? '')))]);
+    if (!ba || !bb) throw new NotFoundException(`compare: build ${!ba ? a : b} is not stored`);
+    const c = compareBuilds(ba, bb);
+    sendJson(req, res, {
+      a: ba.id,
+      b: bb.id,
+      specChanged: c.specChanged,
+      specDiff: c.specDiff.map((d) => (d.kind === 'same' ? { kind: d.kind, line: d.a } : d.kind === 'removed' ? { kind: d.kind, line: d.a } : { kind: d.kind, line: d.b })),
+      steps: c.steps.map((s) => ({ stage: s.stage, op: s.op, opBefore: s.opBefore ?? null, a: s.a?.stepId ?? null, b: s.b?.stepId ?? null, changed: s.changed, msA: s.a?.ms ?? null, msB: s.b?.ms ?? null, deltaMs: s.deltaMs ?? null })),
+      firstChange: c.firstChange ?? null,
+      durationDeltaMs: c.durationDeltaMs,
+    });
+  }
+
+  @Get('api/v1/failures')
+  async failures(@Query() query: Record<string, unknown>, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const filter = buildFilter(query);
+    sendJson(req, res, await this.queries.failures(filter.limit ?? 50, filter.before));
+  }
+
+  @Get('api/v1/live')
+  liveJobs(@Req() req: Request, @Res() res: Response): void {
+    sendJson(req, res, { jobs: this.live.active() });
+  }
+
+  @Get('api/v1/pools')
+  async pools(@Req() req: Request, @Res() res: Response): Promise<void> {
+    this.view(req, res, await this.scheduler.pools());
+  }
+
+  @Get('api/v1/workers')
+  async workers(@Req() req: Request, @Res() res: Response): Promise<void> {
+    this.view(req, res, await this.scheduler.workers());
+  }
+
+  @Get('api/v1/queues')
+  async queues(@Req() req: Request, @Res() res: Response): Promise<void> {
+    this.view(req, res, await this.scheduler.queues());
+  }
+
+  @Put('api/v1/builds/:id/tags/:tag')
+  @Needs('write')
+  @HttpCode(204)
+  async tag(@Param('id') raw: string, @Param('tag') tag: string): Promise<void> {
+    const id = buildIdOf(raw);
+    if (!TAG.test(tag)) throw new BadRequestException(`tag ${JSON.stringify(tag)}: 1-64 letters, digits, '.', '_' or '-'`);
+    if (!(await this.queries.getBuild(id))) throw new NotFoundException(`build ${id}: not stored`);
+    await exclusiveWrite(this.ds, () =>
+      this.ds.transaction(async (em) => {
+        await em.createQueryBuilder().insert().into(TagEntity).values({ name: tag }).orIgnore().execute();
+        const found = await em.getRepository(TagEntity).findOneOrFail({ where: { name: tag } });
+        await em.createQueryBuilder().insert().into(BuildTagEntity).values({ buildId: id, tagId: found.id }).orIgnore().execute();
+      }),
+    );
+    this.pages.clear();
+  }
+
+  @Delete('api/v1/builds/:id/tags/:tag')
+  @Needs('write')
+  @HttpCode(204)
+  async untag(@Param('id') raw: string, @Param('tag') tag: string): Promise<void> {
+    const id = buildIdOf(raw);
+    const found = await this.ds.getRepository(TagEntity).findOne({ where: { name: tag } });
+    if (found) await exclusiveWrite(this.ds, () => this.ds.getRepository(BuildTagEntity).delete({ buildId: id, tagId: found.id }));
+    this.pages.clear();
+  }
+
+  @Post('api/v1/tokens')
+  @Needs('admin')
+  async issueToken(@Body() body: unknown, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const { user, role, label } = (body ?? {}) as Record<string, unknown>;
+    if (typeof user !== 'string' || !/^\S{1,100}$/.test(user)) throw new BadRequestException('body.user: 1-100 characters, no spaces');
+    if (typeof role !== 'string' || !isRole(role)) throw new BadRequestException('body.role: reader, writer or admin');
+    const issued = await this.tokens.issue(user, role, typeof label === 'string' ? label.slice(0, 100) : 'api');
+    sendJson(req, res, { id: issued.id, user, role, token: issued.token }, 201);
+  }
+
+  private view<T>(req: Request, res: Response, view: View<T>): void {
+    if (view.ok) sendJson(req, res, view.value);
+    else sendJson(req, res, { statusCode: 503, message: view.error }, 503);
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * `POST /api/v1/uploads`: results built outside the cluster (format in
+ * ingest/upload-format.ts). Needs a writer token. Answers 201 only once the build and
+ * every artifact are durably stored; any refusal keeps nothing.
+ */
+import { Controller, HttpException, Inject, Post, Req, Res, UseGuards, type LoggerService } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import { AccessGuard, Needs, type AuthedRequest } from '../auth/access-guard.js';
+import type { ResultsConfig } from '../config.js';
+import { TruncatedError } from '../ingest/byte-reader.js';
+import { Ingest, UploadRejectedError } from '../ingest/ingest.js';
+import { UPLOAD_CONTENT_TYPE } from '../ingest/upload-format.js';
+import { ResultsMetrics } from '../ops/results-metrics.js';
+import { CONFIG, LOGGER } from '../tokens.js';
+import { baseUrl } from '../web/base-url.js';
+import { sendJson } from '../web/respond.js';
+
+/** The request body as bytes; a connection closed before the end is a truncated body. */
+async function* bodyOf(req: Request): AsyncIterable<Uint8Array> {
+  try {
+    for await (const chunk of req) yield chunk as Buffer;
+  } catch (e) {
+    throw new TruncatedError(`upload: the connection closed before the body ended (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (req.readableAborted || !req.complete) throw new TruncatedError('upload: the connection closed before the body ended');
+}
+
+@Controller()
+@UseGuards(AccessGuard)
+export class UploadController {
+  constructor(
+    @Inject(Ingest) private readonly ingest: Ingest,
+    @Inject(ResultsMetrics) private readonly metrics: ResultsMetrics,
+    @Inject(CONFIG) private readonly config: ResultsConfig,
+    @Inject(LOGGER) private readonly logger: LoggerService,
+  ) {}
+
+  @Post('api/v1/uploads')
+  @Needs('write')
+  async upload(@Req() req: AuthedRequest, @Res() res: Response): Promise<void> {
+    const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim();
+    if (type !== UPLOAD_CONTENT_TYPE) {
+      throw new HttpException(`upload: Content-Type must be ${UPLOAD_CONTENT_TYPE} (a JSON manifest line, then the artifacts' bytes)`, 415);
+    }
+    try {
+      const stored = await this.ingest.fromUpload(bodyOf(req));
+      this.logger.log(`upload of ${stored.build} by ${req.principal?.user ?? '?'} stored`);
+      sendJson(req, res, { build: stored.build, url: `${baseUrl(this.config, req)}/builds/${stored.build}` }, 201);
+    } catch (e) {
+      this.metrics.ingestFailures.inc({ source: 'upload' });
+      if (e instanceof UploadRejectedError) {
+        this.logger.warn(`upload by ${req.principal?.user ?? '?'} refused (${e.status}): ${e.message}`);
+        // The rest of a refused body is not read; close the connection rather than drain it.
+        res.setHeader('Connection', 'close');
+        sendJson(req, res, { statusCode: e.status, message: e.message }, e.status);
+        return;
+      }
+      throw e;
+    }
+  }
+}

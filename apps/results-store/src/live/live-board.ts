@@ -1,0 +1,98 @@
+/**
+ * Builds that are queued or running, from the scheduler's job events on core NATS
+ * (`cairn.v1.events.job.<pool>.<state>`): the dashboard shows them before any result
+ * exists, and pages follow them through server-sent events. Every replica listens on
+ * its own (no queue group), so each has the whole picture. A finished job stays on the
+ * board for a while so a page that reconnects still learns how it ended.
+ */
+import { JobEvent, subjects, TERMINAL } from '@cairn/contracts';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+
+export interface LiveJob extends JobEvent {
+  /** When the job was first seen queued (or first seen at all). */
+  readonly since: number;
+}
+
+export type LiveNotice = { readonly kind: 'job'; readonly job: LiveJob } | { readonly kind: 'stored'; readonly build: string };
+export type LiveListener = (notice: LiveNotice) => void;
+
+const KEEP_FINISHED_MS = 10 * 60_000;
+const MAX_JOBS = 50_000;
+
+export class LiveBoard {
+  private readonly jobs = new Map<string, LiveJob>();
+  private readonly listeners = new Set<LiveListener>();
+  private subscription: Subscription | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+
+  constructor(private readonly bus: NatsConnection) {}
+
+  start(): void {
+    const subscription = this.bus.subscribe(subjects.jobEventsAll);
+    this.subscription = subscription;
+    void (async () => {
+      for await (const m of subscription) {
+        let data: unknown;
+        try {
+          data = m.json();
+        } catch {
+          continue;
+        }
+        const parsed = JobEvent.safeParse(data);
+        if (parsed.success) this.apply(parsed.data);
+      }
+    })();
+    this.sweeper = setInterval(() => this.sweep(Date.now()), 30_000);
+    this.sweeper.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.sweeper);
+    this.subscription?.unsubscribe();
+    this.listeners.clear();
+  }
+
+  apply(event: JobEvent): void {
+    const known = this.jobs.get(event.job);
+    // Core NATS may reorder across publishers; the newest state wins.
+    if (known && known.at > event.at) return;
+    const job: LiveJob = { ...event, since: known?.since ?? event.at, ...(event.worker === undefined && known?.worker ? { worker: known.worker } : {}) };
+    this.jobs.set(event.job, job);
+    if (this.jobs.size > MAX_JOBS) this.sweep(Date.now());
+    this.emit({ kind: 'job', job });
+  }
+
+  noteStored(build: string): void {
+    this.emit({ kind: 'stored', build });
+  }
+
+  get(job: string): LiveJob | undefined {
+    return this.jobs.get(job);
+  }
+
+  /** Jobs not yet finished, oldest first. */
+  active(): LiveJob[] {
+    return [...this.jobs.values()].filter((j) => !TERMINAL.includes(j.state)).sort((a, b) => a.since - b.since);
+  }
+
+  listen(listener: LiveListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(notice: LiveNotice): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(notice);
+      } catch {
+        // A listener is a page's connection; one failing must not stop the others.
+      }
+    }
+  }
+
+  private sweep(now: number): void {
+    for (const [id, job] of this.jobs) {
+      if (TERMINAL.includes(job.state) && now - job.at > KEEP_FINISHED_MS) this.jobs.delete(id);
+    }
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * The results-store's own Prometheus metrics, on the registry service-kit's /metrics
+ * serves: how fast results come in, how far behind the stream the store is, how long
+ * the database takes, and how much the blob store holds.
+ */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+export class ResultsMetrics {
+  readonly ingested: Counter<'source' | 'outcome'>;
+  readonly ingestFailures: Counter<'source'>;
+  /** From a build's finish to its row being committed. */
+  readonly ingestLag: Histogram<'source'>;
+  /** Results in the stream not yet stored (the durable consumer's pending count). */
+  readonly backlog: Gauge;
+  readonly dbLatency: Histogram<'operation'>;
+  readonly storageBytes: Gauge;
+  readonly blobs: Gauge;
+  readonly hookRuns: Counter<'outcome'>;
+  readonly httpLatency: Histogram<'route'>;
+
+  constructor(registry: Registry) {
+    this.ingested = new Counter({ name: 'cairn_results_ingested_total', help: 'Results handled, by source and outcome (stored, duplicate)', labelNames: ['source', 'outcome'], registers: [registry] });
+    this.ingestFailures = new Counter({ name: 'cairn_results_ingest_failures_total', help: 'Results that could not be stored (retried later when from the stream)', labelNames: ['source'], registers: [registry] });
+    this.ingestLag = new Histogram({
+      name: 'cairn_results_ingest_lag_seconds',
+      help: 'Time from a build finishing to its result being stored',
+      labelNames: ['source'],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers: [registry],
+    });
+    this.backlog = new Gauge({ name: 'cairn_results_backlog', help: 'Results waiting in the stream for this store', registers: [registry] });
+    this.dbLatency = new Histogram({
+      name: 'cairn_results_db_seconds',
+      help: 'Database time by operation',
+      labelNames: ['operation'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    });
+    this.storageBytes = new Gauge({ name: 'cairn_results_storage_bytes', help: 'Bytes in the blob store', registers: [registry] });
+    this.blobs = new Gauge({ name: 'cairn_results_blobs', help: 'Blobs in the blob store', registers: [registry] });
+    this.hookRuns = new Counter({ name: 'cairn_results_hook_runs_total', help: 'Upload hook runs by outcome', labelNames: ['outcome'], registers: [registry] });
+    this.httpLatency = new Histogram({
+      name: 'cairn_results_http_seconds',
+      help: 'Time to answer a page or API request',
+      labelNames: ['route'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    });
+  }
+
+  async timeDb<T>(operation: string, work: () => Promise<T>): Promise<T> {
+    const end = this.dbLatency.startTimer({ operation });
+    try {
+      return await work();
+    } finally {
+      end();
+    }
+  }
+}

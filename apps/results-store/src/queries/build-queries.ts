@@ -1,0 +1,296 @@
+/**
+ * What the pages and the JSON API read. Lists are paged by keyset (finish time, then
+ * ID) rather than by offset and never count the whole table, so a page costs the same
+ * with a hundred builds or a hundred thousand.
+ */
+import type { DataSource } from 'typeorm';
+import { ArtifactEntity } from '../db/artifact.entity.js';
+import type { BuildState } from '../db/build.entity.js';
+import { JobEntity } from '../db/job.entity.js';
+import type { BuildId, JobKey, Sha256 } from '../ids.js';
+
+export const STATES: readonly BuildState[] = ['succeeded', 'failed', 'cancelled'];
+
+export interface BuildFilter {
+  readonly pool?: string;
+  readonly platform?: string;
+  readonly state?: BuildState;
+  readonly client?: string;
+  /** Part of a job name, or a whole build ID. */
+  readonly q?: string;
+  readonly job?: string;
+  readonly tag?: string;
+  /** Cursor from a previous page (`next`). */
+  readonly before?: string;
+  readonly limit?: number;
+}
+
+export interface BuildSummary {
+  readonly id: BuildId;
+  readonly job: string;
+  readonly pool: string;
+  readonly platform: string;
+  readonly client: string;
+  readonly worker: string;
+  readonly state: BuildState;
+  readonly startedAt: number;
+  readonly finishedAt: number;
+  readonly durationMs: number;
+  readonly stepsTotal: number;
+  readonly stepsCached: number;
+  readonly failure: string | null;
+}
+
+export interface Page<T> {
+  readonly items: T[];
+  /** Pass as `before` for the next page; absent on the last page. */
+  readonly next?: string;
+}
+
+export interface BuildDetail extends BuildSummary {
+  readonly spec: string;
+  readonly contextDigest: string | null;
+  readonly cacheHint: string;
+  readonly snapshotId: string | null;
+  readonly attempts: number;
+  readonly submittedAt: number;
+  readonly storedAt: number;
+  readonly source: string;
+  readonly note: string | null;
+  readonly logSha256: Sha256 | null;
+  readonly logBytes: number | null;
+  readonly steps: { position: number; stage: string; op: string; stepId: string; cached: boolean; ms: number }[];
+  readonly artifacts: { path: string; size: number; sha256: Sha256 }[];
+  readonly tags: string[];
+}
+
+export interface JobSummary {
+  readonly name: string;
+  readonly lastBuild: BuildId | null;
+  readonly lastState: BuildState | null;
+  readonly lastFinishedAt: number | null;
+  readonly lastPool: string | null;
+}
+
+const MAX_LIMIT = 200;
+// SQLite has no default escape character for LIKE; PostgreSQL's is this same one.
+const LIKE_NAME = `LOWER(j.name) LIKE :q ESCAPE '\\'`;
+const FACETS_TTL_MS = 30_000;
+const SUMMARY_COLUMNS = [
+  'b.id AS id',
+  'j.name AS job',
+  'b.pool AS pool',
+  'b.platform AS platform',
+  'b.client AS client',
+  'b.worker AS worker',
+  'b.state AS state',
+  'b.started_at AS started_at',
+  'b.finished_at AS finished_at',
+  'b.duration_ms AS duration_ms',
+  'b.steps_total AS steps_total',
+  'b.steps_cached AS steps_cached',
+  'SUBSTR(b.failure, 1, 300) AS failure',
+];
+
+type Raw = Record<string, unknown>;
+const num = (v: unknown): number => Number(v);
+
+function summary(row: Raw): BuildSummary {
+  return {
+    id: row.id as BuildId,
+    job: row.job as string,
+    pool: row.pool as string,
+    platform: row.platform as string,
+    client: row.client as string,
+    worker: row.worker as string,
+    state: row.state as BuildState,
+    startedAt: num(row.started_at),
+    finishedAt: num(row.finished_at),
+    durationMs: num(row.duration_ms),
+    stepsTotal: num(row.steps_total),
+    stepsCached: num(row.steps_cached),
+    failure: (row.failure as string | null) ?? null,
+  };
+}
+
+export function parseCursor(before: string | undefined): { at: number; id: string } | undefined {
+  const m = before === undefined ? null : /^(\d{1,16})\.(j-[0-9a-z]{8,40})$/.exec(before);
+  return m ? { at: Number(m[1]), id: m[2]! } : undefined;
+}
+
+export interface Facets {
+  readonly pools: string[];
+  readonly platforms: string[];
+  readonly clients: string[];
+}
+
+export class BuildQueries {
+  private facetsCache: { at: number; value: Promise<Facets> } | undefined;
+
+  constructor(private readonly ds: DataSource) {}
+
+  async listBuilds(filter: BuildFilter): Promise<Page<BuildSummary>> {
+    const limit = Math.min(MAX_LIMIT, Math.max(1, filter.limit ?? 50));
+    const sql = new Sql(this.ds);
+    const where: string[] = [];
+    if (filter.pool) where.push(`b.pool = ${sql.p(filter.pool)}`);
+    if (filter.platform) where.push(`b.platform = ${sql.p(filter.platform)}`);
+    if (filter.state) where.push(`b.state = ${sql.p(filter.state)}`);
+    if (filter.client) where.push(`b.client = ${sql.p(filter.client)}`);
+    // By key, so that the (job, finish time) index serves the query rather than a scan of every build.
+    if (filter.job !== undefined) where.push(`b.job_id = (SELECT id FROM jobs WHERE name = ${sql.p(filter.job)})`);
+    if (filter.tag) where.push(`b.id IN (SELECT bt.build_id FROM build_tags bt JOIN tags t ON t.id = bt.tag_id WHERE t.name = ${sql.p(filter.tag)})`);
+    if (filter.q) {
+      const q = filter.q.trim();
+      const keys = await this.jobKeysMatching(q);
+      const inKeys = keys.length ? `b.job_id IN (${keys.map((k) => sql.p(k)).join(', ')})` : undefined;
+      if (/^j-[0-9a-z]{8,40}$/.test(q)) where.push(inKeys ? `(b.id = ${sql.p(q)} OR ${inKeys})` : `b.id = ${sql.p(q)}`);
+      else if (inKeys) where.push(inKeys);
+      else return { items: [] };
+    }
+    const cursor = parseCursor(filter.before);
+    if (cursor) {
+      // A row value, not `a < x OR (a = x AND b < y)`: SQLite turns that OR into a scan of half the table.
+      where.push(`(b.finished_at, b.id) < (${sql.p(cursor.at)}, ${sql.p(cursor.id)})`);
+    }
+    // A left join (every build has its job) keeps builds the outer table: SQLite would
+    // otherwise be free to start from the smaller jobs table and sort every build.
+    const text =
+      `SELECT ${SUMMARY_COLUMNS.join(', ')} FROM builds b LEFT JOIN jobs j ON j.id = b.job_id` +
+      (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
+      ` ORDER BY b.finished_at DESC, b.id DESC LIMIT ${limit + 1}`;
+    const rows = ((await this.ds.query(text, sql.params)) as Raw[]).map(summary);
+    return paged(rows, limit, (b) => `${b.finishedAt}.${b.id}`);
+  }
+
+  async failures(limit = 50, before?: string): Promise<Page<BuildSummary>> {
+    return this.listBuilds({ state: 'failed', limit, ...(before ? { before } : {}) });
+  }
+
+  async getBuild(id: BuildId): Promise<BuildDetail | undefined> {
+    const one = (text: string) => {
+      const sql = new Sql(this.ds);
+      return this.ds.query(text.replace('$id', sql.p(id)), sql.params) as Promise<Raw[]>;
+    };
+    const [rows, steps, artifacts, tags] = await Promise.all([
+      one(`SELECT b.*, j.name AS job FROM builds b LEFT JOIN jobs j ON j.id = b.job_id WHERE b.id = $id`),
+      one('SELECT position, stage, op, step_id, cached, ms FROM steps WHERE build_id = $id ORDER BY position'),
+      one('SELECT path, size, sha256 FROM artifacts WHERE build_id = $id ORDER BY path'),
+      one('SELECT t.name AS name FROM build_tags bt JOIN tags t ON t.id = bt.tag_id WHERE bt.build_id = $id ORDER BY t.name'),
+    ]);
+    const row = rows[0];
+    if (!row) return undefined;
+    const nullable = (v: unknown) => (v === null || v === undefined ? null : num(v));
+    return {
+      ...summary({ ...row, failure: row.failure }),
+      job: (row.job as string | null) ?? '?',
+      spec: row.spec as string,
+      contextDigest: (row.context_digest as string | null) ?? null,
+      cacheHint: row.cache_hint as string,
+      snapshotId: (row.snapshot_id as string | null) ?? null,
+      attempts: num(row.attempts),
+      submittedAt: num(row.submitted_at),
+      storedAt: num(row.stored_at),
+      source: row.source as string,
+      note: (row.note as string | null) ?? null,
+      logSha256: (row.log_sha256 as Sha256 | null) ?? null,
+      logBytes: nullable(row.log_bytes),
+      steps: steps.map((s) => ({ position: num(s.position), stage: s.stage as string, op: s.op as string, stepId: s.step_id as string, cached: Boolean(s.cached), ms: num(s.ms) })),
+      artifacts: artifacts.map((a) => ({ path: a.path as string, size: num(a.size), sha256: a.sha256 as Sha256 })),
+      tags: tags.map((t) => t.name as string),
+    };
+  }
+
+  async artifact(id: BuildId, path: string): Promise<{ path: string; size: number; sha256: Sha256 } | undefined> {
+    const found = await this.ds.getRepository(ArtifactEntity).findOne({ where: { buildId: id, path } });
+    return found ? { path: found.path, size: found.size, sha256: found.sha256 } : undefined;
+  }
+
+  async listJobs(options: { q?: string; state?: BuildState; after?: string; limit?: number }): Promise<Page<JobSummary>> {
+    const limit = Math.min(MAX_LIMIT, Math.max(1, options.limit ?? 100));
+    const qb = this.ds
+      .createQueryBuilder()
+      .select(['j.name AS name', 'j.last_build_id AS last_build', 'j.last_state AS last_state', 'j.last_finished_at AS last_finished_at', 'j.last_pool AS last_pool'])
+      .from(JobEntity, 'j');
+    if (options.q) qb.andWhere(LIKE_NAME, { q: likePattern(options.q) });
+    if (options.state) qb.andWhere('j.last_state = :state', { state: options.state });
+    if (options.after) qb.andWhere('j.name > :after', { after: options.after });
+    qb.orderBy('j.name', 'ASC').limit(limit + 1);
+    const rows = (await qb.getRawMany<Raw>()).map(
+      (r): JobSummary => ({
+        name: r.name as string,
+        lastBuild: (r.last_build as BuildId | null) ?? null,
+        lastState: (r.last_state as BuildState | null) ?? null,
+        lastFinishedAt: r.last_finished_at === null || r.last_finished_at === undefined ? null : num(r.last_finished_at),
+        lastPool: (r.last_pool as string | null) ?? null,
+      }),
+    );
+    return paged(rows, limit, (j) => j.name);
+  }
+
+  async job(name: string): Promise<JobSummary | undefined> {
+    const j = await this.ds.getRepository(JobEntity).findOne({ where: { name } });
+    return j ? { name: j.name, lastBuild: j.lastBuildId, lastState: j.lastState as BuildState | null, lastFinishedAt: j.lastFinishedAt, lastPool: j.lastPool } : undefined;
+  }
+
+  /** The most recent builds of a job, newest first, for its history chart. */
+  async history(name: string, limit = 100): Promise<BuildSummary[]> {
+    return (await this.listBuilds({ job: name, limit })).items;
+  }
+
+  /** Distinct values for the filter menus (cheap: they come from small indexed scans). */
+  async facets(): Promise<Facets> {
+    if (this.facetsCache && Date.now() - this.facetsCache.at < FACETS_TTL_MS) return this.facetsCache.value;
+    const value = this.readFacets();
+    this.facetsCache = { at: Date.now(), value };
+    value.catch(() => (this.facetsCache = undefined));
+    return value;
+  }
+
+  private async readFacets(): Promise<Facets> {
+    const distinct = async (column: string) =>
+      (await this.ds.query(`SELECT DISTINCT ${column} AS v FROM builds ORDER BY ${column} LIMIT 200`) as { v: string }[]).map((r) => r.v);
+    const [pools, platforms, clients] = await Promise.all([distinct('pool'), distinct('platform'), distinct('client')]);
+    return { pools, platforms, clients };
+  }
+
+  private async jobKeysMatching(q: string): Promise<JobKey[]> {
+    const rows = await this.ds
+      .createQueryBuilder()
+      .select('j.id', 'id')
+      .from(JobEntity, 'j')
+      .where(LIKE_NAME, { q: likePattern(q) })
+      .limit(1000)
+      .getRawMany<{ id: number }>();
+    return rows.map((r) => Number(r.id) as JobKey);
+  }
+}
+
+/**
+ * Parameters for hand-written SQL on the hot read paths (TypeORM's query builder costs
+ * more than the queries themselves there): `$1, $2...` for PostgreSQL, `?` for SQLite.
+ */
+class Sql {
+  readonly params: unknown[] = [];
+  private readonly numbered: boolean;
+
+  constructor(ds: DataSource) {
+    this.numbered = ds.options.type === 'postgres';
+  }
+
+  p(value: unknown): string {
+    this.params.push(value);
+    return this.numbered ? `$${this.params.length}` : '?';
+  }
+}
+
+function paged<T>(rows: T[], limit: number, cursor: (last: T) => string): Page<T> {
+  if (rows.length <= limit) return { items: rows };
+  const items = rows.slice(0, limit);
+  return { items, next: cursor(items[items.length - 1]!) };
+}
+
+/** `LIKE` pattern for a case-insensitive substring, with the user's `%`, `_` and `\` taken literally. */
+function likePattern(q: string): string {
+  return `%${q.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}

@@ -1,0 +1,90 @@
+/**
+ * The results-store as a Nest module: the bus, the database and the blob store come in
+ * ready (opened and migrated by service.ts); the module wires the ingest, the live
+ * board, the pages and the API around them.
+ */
+import { Module, type DynamicModule, type LoggerService } from '@nestjs/common';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { BUS, Ops, OpsModule } from '@cairn/service-kit';
+import type { DataSource } from 'typeorm';
+import { ApiController } from './api/api.controller.js';
+import { UploadController } from './api/upload.controller.js';
+import { AccessGuard } from './auth/access-guard.js';
+import { LoginController } from './auth/login.controller.js';
+import { TokenService } from './auth/token-service.js';
+import { BlobStore } from './blobs/blob-store.js';
+import type { ResultsConfig } from './config.js';
+import { UploadHooks } from './hooks/upload-hooks.js';
+import { Ingest } from './ingest/ingest.js';
+import { ResultConsumer } from './ingest/result-consumer.js';
+import { LiveBoard } from './live/live-board.js';
+import { LiveController } from './live/live.controller.js';
+import { SchedulerViews } from './live/scheduler-views.js';
+import { ResultsLifecycle } from './results-lifecycle.js';
+import { ResultsMetrics } from './ops/results-metrics.js';
+import { BuildQueries } from './queries/build-queries.js';
+import { CONFIG, DATA_SOURCE, LOGGER } from './tokens.js';
+import { PagesController } from './web/pages.controller.js';
+import { PageCache } from './web/page-cache.js';
+import { SseHub } from './web/sse-hub.js';
+
+export interface ResultsStoreParts {
+  readonly config: ResultsConfig;
+  readonly ds: DataSource;
+  readonly blobs: BlobStore;
+  readonly logger: LoggerService;
+}
+
+export function resultsStoreModule(bus: NatsConnection, parts: ResultsStoreParts): DynamicModule {
+  @Module({
+    imports: [OpsModule],
+    // The API controller is listed before the pages so that its fixed paths win over the pages' parameters.
+    controllers: [ApiController, UploadController, LiveController, LoginController, PagesController],
+    providers: [
+      { provide: BUS, useValue: bus },
+      { provide: CONFIG, useValue: parts.config },
+      { provide: DATA_SOURCE, useValue: parts.ds },
+      { provide: LOGGER, useValue: parts.logger },
+      { provide: BlobStore, useValue: parts.blobs },
+      { provide: SseHub, useValue: new SseHub() },
+      { provide: PageCache, useValue: new PageCache() },
+      { provide: ResultsMetrics, useFactory: (ops: Ops) => new ResultsMetrics(ops.metrics), inject: [Ops] },
+      { provide: BuildQueries, useFactory: (ds: DataSource) => new BuildQueries(ds), inject: [DATA_SOURCE] },
+      { provide: TokenService, useFactory: (ds: DataSource) => new TokenService(ds), inject: [DATA_SOURCE] },
+      { provide: LiveBoard, useFactory: () => new LiveBoard(bus) },
+      { provide: SchedulerViews, useFactory: () => new SchedulerViews(bus, parts.config.adminTimeoutMs) },
+      {
+        provide: UploadHooks,
+        useFactory: (metrics: ResultsMetrics) => new UploadHooks(parts.config.hooksDir, parts.config.hookTimeoutMs, parts.logger, metrics),
+        inject: [ResultsMetrics],
+      },
+      {
+        provide: Ingest,
+        useFactory: (metrics: ResultsMetrics, hooks: UploadHooks, live: LiveBoard, pages: PageCache) =>
+          new Ingest({
+            ds: parts.ds,
+            blobs: parts.blobs,
+            bus,
+            metrics,
+            hooks,
+            logger: parts.logger,
+            onStored: (build) => {
+              pages.clear();
+              live.noteStored(build);
+            },
+            ...(parts.config.publicUrl ? { publicUrl: parts.config.publicUrl } : {}),
+          }),
+        inject: [ResultsMetrics, UploadHooks, LiveBoard, PageCache],
+      },
+      {
+        provide: ResultConsumer,
+        useFactory: (ingest: Ingest, metrics: ResultsMetrics) => new ResultConsumer(bus, ingest, parts.config.durable, parts.logger, metrics, parts.config.ackWaitMs),
+        inject: [Ingest, ResultsMetrics],
+      },
+      AccessGuard,
+      ResultsLifecycle,
+    ],
+  })
+  class ResultsStoreModule {}
+  return { module: ResultsStoreModule };
+}

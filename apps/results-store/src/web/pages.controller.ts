@@ -1,0 +1,217 @@
+/** The dashboard's HTML pages, feeds and badges. */
+import { Controller, Get, Inject, NotFoundException, Param, Query, Req, Res, UseFilters, UseGuards } from '@nestjs/common';
+import { AccessGuard, Needs } from '../auth/access-guard.js';
+import type { Request, Response } from 'express';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { BUS } from '@cairn/service-kit';
+import { BlobStore } from '../blobs/blob-store.js';
+import type { ResultsConfig } from '../config.js';
+import { parseBuildId } from '../ids.js';
+import { LiveBoard } from '../live/live-board.js';
+import { logExists } from '../live/log-stream.js';
+import { SchedulerViews } from '../live/scheduler-views.js';
+import { ResultsMetrics } from '../ops/results-metrics.js';
+import { BuildQueries } from '../queries/build-queries.js';
+import { compareBuilds } from '../queries/compare.js';
+import { CONFIG } from '../tokens.js';
+import { failuresFeed } from './atom-feed.js';
+import { assets } from './assets.js';
+import { statusBadge } from './badge.js';
+import { baseUrl } from './base-url.js';
+import { buildPage, liveBuildPage, specFileName } from './build-page.js';
+import { comparePage } from './compare-page.js';
+import { dashboardPage } from './dashboard-page.js';
+import { buildFilter, stateParam, textParam } from './filters.js';
+import { HtmlErrorFilter } from './html-error.filter.js';
+import { Html, html } from './html.js';
+import { PageCache } from './page-cache.js';
+import { page } from './layout.js';
+import { buildsPage, failuresPage, jobPage, jobsPage } from './list-pages.js';
+import { renderLog } from './log-view.js';
+import { HTML, send, sendCached } from './respond.js';
+
+/** A page and how long it may be served again without rendering. */
+interface Cacheable {
+  readonly html: Html;
+  readonly cacheMs: number;
+}
+
+const LIST_CACHE_MS = 1000;
+const BUILD_CACHE_MS = 60_000;
+
+const MAX_RENDERED_LOG = 4 * 1024 * 1024;
+
+@Controller()
+@UseGuards(AccessGuard)
+@UseFilters(HtmlErrorFilter)
+export class PagesController {
+  constructor(
+    @Inject(BuildQueries) private readonly queries: BuildQueries,
+    @Inject(LiveBoard) private readonly live: LiveBoard,
+    @Inject(SchedulerViews) private readonly scheduler: SchedulerViews,
+    @Inject(BlobStore) private readonly blobs: BlobStore,
+    @Inject(ResultsMetrics) private readonly metrics: ResultsMetrics,
+    @Inject(CONFIG) private readonly config: ResultsConfig,
+    @Inject(BUS) private readonly bus: NatsConnection,
+    @Inject(PageCache) private readonly cache: PageCache,
+  ) {}
+
+  /** Renders a page, or sends the copy rendered less than `cacheMs` ago (0: always render). */
+  private async page(route: string, req: Request, res: Response, render: () => Promise<Html | Cacheable>, cacheMs = 0): Promise<void> {
+    const end = this.metrics.httpLatency.startTimer({ route });
+    try {
+      const key = `${route} ${req.originalUrl}`;
+      const cached = cacheMs > 0 ? this.cache.get(key) : undefined;
+      if (cached) return sendCached(req, res, this.cache, cached, HTML);
+      const rendered = await render();
+      const page = rendered instanceof Html ? { html: rendered, cacheMs } : rendered;
+      if (page.cacheMs > 0) sendCached(req, res, this.cache, this.cache.set(key, page.html.value, 200, page.cacheMs), HTML);
+      else send(req, res, page.html.value, { type: HTML });
+    } finally {
+      end();
+    }
+  }
+
+  @Get()
+  async dashboard(@Req() req: Request, @Res() res: Response): Promise<void> {
+    await this.page('dashboard', req, res, async () => {
+      const [pools, workers, queues, recent] = await Promise.all([this.scheduler.pools(), this.scheduler.workers(), this.scheduler.queues(), this.queries.listBuilds({ limit: 10 })]);
+      return dashboardPage({ live: this.live.active(), pools, workers, queues, recent: recent.items });
+    });
+  }
+
+  @Get('builds')
+  async builds(@Query() query: Record<string, unknown>, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const filter = buildFilter(query);
+    await this.page('builds', req, res, async () => {
+      const [facets, builds] = await Promise.all([this.queries.facets(), this.queries.listBuilds(filter)]);
+      return buildsPage(filter, facets, builds);
+    }, LIST_CACHE_MS);
+  }
+
+  @Get('builds/:id')
+  async build(@Param('id') raw: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const id = parseBuildId(raw);
+    if (!id) throw new NotFoundException(`build ${JSON.stringify(raw)}: not a build ID (j-...)`);
+    await this.page('build', req, res, async () => {
+      const build = await this.queries.getBuild(id);
+      if (!build) {
+        const live = this.live.get(id);
+        if (!live && !(await this.logExists(id))) throw new NotFoundException(`build ${id}: not stored, not queued or running`);
+        return { html: liveBuildPage(id, live), cacheMs: 0 };
+      }
+      const [log, history] = await Promise.all([this.storedLog(build.logSha256, build.logBytes), this.queries.listBuilds({ job: build.job, before: `${build.finishedAt}.${build.id}`, limit: 1 })]);
+      return { html: buildPage(build, log, history.items[0]?.id, baseUrl(this.config, req)), cacheMs: BUILD_CACHE_MS };
+    });
+  }
+
+  @Get('builds/:id/spec')
+  async spec(@Param('id') raw: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const id = parseBuildId(raw);
+    const build = id && (await this.queries.getBuild(id));
+    if (!build) throw new NotFoundException(`build ${JSON.stringify(raw)}: not stored`);
+    res.setHeader('Content-Disposition', `attachment; filename="${specFileName(build.job)}"`);
+    send(req, res, build.spec, { type: 'text/plain; charset=utf-8', maxAge: 3600 });
+  }
+
+  @Get('builds/:id/log.txt')
+  async rawLog(@Param('id') raw: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const id = parseBuildId(raw);
+    const build = id && (await this.queries.getBuild(id));
+    if (!build?.logSha256) throw new NotFoundException(`build ${JSON.stringify(raw)}: no stored log`);
+    const blob = await this.blobs.openVerified(build.logSha256);
+    if (!blob) throw new NotFoundException(`build ${build.id}: its log blob ${build.logSha256} is missing from the store`);
+    res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+    res.setHeader('Content-Length', blob.size);
+    blob.stream().pipe(res);
+  }
+
+  @Get('jobs')
+  async jobs(@Query() query: Record<string, unknown>, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const q = textParam(query, 'q');
+    const state = stateParam(query);
+    const after = textParam(query, 'after');
+    await this.page('jobs', req, res, async () => jobsPage(q, state, await this.queries.listJobs({ ...(q ? { q } : {}), ...(state ? { state } : {}), ...(after ? { after } : {}) })), LIST_CACHE_MS);
+  }
+
+  @Get('jobs/:name')
+  async job(@Param('name') name: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+    await this.page('job', req, res, async () => {
+      const job = await this.queries.job(name);
+      if (!job) throw new NotFoundException(`job ${JSON.stringify(name)}: no build of it is stored`);
+      return jobPage(job, await this.queries.history(name, 100), baseUrl(this.config, req));
+    }, LIST_CACHE_MS);
+  }
+
+  @Get('jobs/:name/badge.svg')
+  async badge(@Param('name') name: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const job = await this.queries.job(name);
+    send(req, res, statusBadge(name, job?.lastState ?? null), { type: 'image/svg+xml; charset=utf-8', maxAge: 60, status: job ? 200 : 404 });
+  }
+
+  @Get('compare')
+  async compare(@Query('a') a: string, @Query('b') b: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const ida = parseBuildId(String(a ?? ''));
+    const idb = parseBuildId(String(b ?? ''));
+    if (!ida || !idb) throw new NotFoundException('compare: give two build IDs as ?a=j-...&b=j-...');
+    await this.page('compare', req, res, async () => {
+      const [ba, bb] = await Promise.all([this.queries.getBuild(ida), this.queries.getBuild(idb)]);
+      if (!ba || !bb) throw new NotFoundException(`compare: build ${!ba ? ida : idb} is not stored`);
+      return comparePage(compareBuilds(ba, bb));
+    });
+  }
+
+  @Get('failures')
+  async failures(@Query() query: Record<string, unknown>, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const { before } = buildFilter(query);
+    await this.page('failures', req, res, async () => failuresPage(await this.queries.failures(50, before), before), LIST_CACHE_MS);
+  }
+
+  @Get('failures.atom')
+  async failuresAtom(@Req() req: Request, @Res() res: Response): Promise<void> {
+    const failures = await this.queries.failures(50);
+    send(req, res, failuresFeed(baseUrl(this.config, req), failures.items), { type: 'application/atom+xml; charset=utf-8', maxAge: 60 });
+  }
+
+  @Get('login')
+  @Needs('public')
+  login(@Req() req: Request, @Res() res: Response): void {
+    send(
+      req,
+      res,
+      page({
+        title: 'Sign in',
+        body: html`<h1>Sign in</h1><form method="post" action="/login"><p><label for="token">API token</label><br><input id="token" name="token" type="password" autocomplete="current-password" required size="50"></p><p><button type="submit">Sign in</button></p></form>`,
+      }).value,
+      { type: HTML },
+    );
+  }
+
+  @Get(assets.css.path)
+  @Needs('public')
+  css(@Req() req: Request, @Res() res: Response): void {
+    send(req, res, assets.css.body, { type: assets.css.type, immutable: true });
+  }
+
+  @Get(assets.js.path)
+  @Needs('public')
+  js(@Req() req: Request, @Res() res: Response): void {
+    send(req, res, assets.js.body, { type: assets.js.type, immutable: true });
+  }
+
+  private async storedLog(sha: BuildLogSha, size: number | null): Promise<Html | undefined> {
+    if (!sha) return undefined;
+    if (size !== null && size > MAX_RENDERED_LOG) return html`<p>The log is ${size} bytes, too long to show here.</p>`;
+    const blob = await this.blobs.openVerified(sha).catch(() => undefined);
+    if (!blob) return html`<p class="note">The log blob is missing or damaged; run <code>verify</code>.</p>`;
+    const chunks: Buffer[] = [];
+    for await (const chunk of blob.stream()) chunks.push(chunk as Buffer);
+    return renderLog(Buffer.concat(chunks).toString('utf8'));
+  }
+
+  private logExists(id: string): Promise<boolean> {
+    return logExists(this.bus, id).catch(() => false);
+  }
+}
+
+type BuildLogSha = Parameters<BlobStore['openVerified']>[0] | null;

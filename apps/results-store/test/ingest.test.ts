@@ -1,0 +1,122 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { connectBus, streams } from '@cairn/contracts';
+import { jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startNats, type RunningNats } from '../../../test/support/nats.js';
+import { ClusterStandIn, FLAVOURS, sampleResult, sha256Hex, startResultsStore, type ResultsStoreUnderTest } from '../../../test/support/results-store.js';
+import { BuildQueries } from '../src/queries/build-queries.js';
+import { asBuildId } from '../src/ids.js';
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function files(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) if (entry.isFile()) out.push(join(entry.parentPath, entry.name));
+  return out;
+}
+
+describe.each(FLAVOURS)('results from the stream, on %s', (flavour) => {
+  let nats: RunningNats;
+  let rs: ResultsStoreUnderTest;
+  let nc: NatsConnection;
+  let cluster: ClusterStandIn;
+  let queries: BuildQueries;
+
+  beforeAll(async () => {
+    nats = await startNats();
+    rs = await startResultsStore({ natsUrl: nats.url, database: flavour });
+    nc = await connectBus({ servers: nats.url, name: 'test-cluster' });
+    cluster = new ClusterStandIn(nc);
+    queries = new BuildQueries(rs.store.ds);
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await rs?.close();
+    await nats?.stop();
+  });
+
+  it('stores a result with its artifacts and its log, the artifacts copied by SHA-256', async () => {
+    const bin = new Uint8Array(300_000).map((_, i) => (i * 31) % 251);
+    const artifacts = [await cluster.artifact('/usr/local/bin/hello', bin), await cluster.artifact('/etc/motd', Buffer.from('hi\n'))];
+    const result = sampleResult({ artifacts });
+    await cluster.log(result.client, result.job, '(from busybox)\n---> using "aaa" from cache\n');
+    await cluster.log(result.client, result.job, 'done\n', 'succeeded');
+    await cluster.result(result);
+
+    const stored = await until('the build', () => queries.getBuild(asBuildId(result.job)));
+    expect(stored.artifacts).toEqual([
+      { path: 'etc/motd', size: 3, sha256: sha256Hex('hi\n') },
+      { path: 'usr/local/bin/hello', size: bin.length, sha256: sha256Hex(bin) },
+    ]);
+    expect(stored.steps.map((s) => [s.op, s.cached])).toEqual([
+      ['(from busybox)', true],
+      ['(run (shell "echo hello > /hello"))', false],
+    ]);
+    expect(stored.logSha256).toBe(sha256Hex('(from busybox)\n---> using "aaa" from cache\ndone\n'));
+    const blob = await rs.store.blobs.openVerified(stored.artifacts[1]!.sha256);
+    expect(blob?.size).toBe(bin.length);
+  });
+
+  it('stores a result delivered twice once, and acks both', async () => {
+    const result = sampleResult({ name: 'twice' });
+    await cluster.result(result);
+    // A second copy past the stream's de-duplication (another message ID), as a redelivery after a crash would be.
+    await cluster.result(result, `${result.job}-again`);
+    await until('both handled', async () => {
+      const info = await (await jetstreamManager(nc)).consumers.info(streams.results.name, rs.store.config.durable);
+      return info.num_pending === 0 && info.num_ack_pending === 0 ? true : undefined;
+    });
+    const page = await queries.listBuilds({ job: 'twice' });
+    expect(page.items.map((b) => b.id)).toEqual([result.job]);
+  });
+
+  it('shares one blob between builds with the same artifact', async () => {
+    const bytes = Buffer.from('shared bytes');
+    const a = sampleResult({ name: 'share-a', artifacts: [await cluster.artifact('/out/x', bytes)] });
+    const b = sampleResult({ name: 'share-b', artifacts: [await cluster.artifact('/other/y', bytes)] });
+    await cluster.result(a);
+    await cluster.result(b);
+    await until('both builds', async () => ((await queries.getBuild(asBuildId(a.job))) && (await queries.getBuild(asBuildId(b.job))) ? true : undefined));
+    const named = (await files(join(rs.dataDir, 'sha256'))).filter((f) => f.endsWith(sha256Hex(bytes)));
+    expect(named).toHaveLength(1);
+  });
+
+  it('waits for an artifact that is not yet in the object store, then stores the build', async () => {
+    const bytes = Buffer.from('late artifact');
+    const result = sampleResult({ name: 'late', artifacts: [{ path: '/late', size: bytes.length, sha256: sha256Hex(bytes) }] });
+    await cluster.result(result);
+    await new Promise((r) => setTimeout(r, 700));
+    expect(await queries.getBuild(asBuildId(result.job))).toBeUndefined();
+    await cluster.artifact('/late', bytes);
+    const stored = await until('the late build', () => queries.getBuild(asBuildId(result.job)), 30_000);
+    expect(stored.artifacts[0]?.sha256).toBe(sha256Hex(bytes));
+  });
+
+  it("keeps the last attempt's log when a requeued job logged twice", async () => {
+    const result = sampleResult({ name: 'requeued', attempts: 2 });
+    await cluster.log(result.client, result.job, 'first worker, lost\n', undefined, 1);
+    await cluster.log(result.client, result.job, 'second worker\n', undefined, 2);
+    await cluster.log(result.client, result.job, 'done\n', 'succeeded', 2);
+    await cluster.result(result);
+    const stored = await until('the requeued build', () => queries.getBuild(asBuildId(result.job)));
+    expect(stored.logSha256).toBe(sha256Hex('second worker\ndone\n'));
+    expect(stored.note).toContain('attempt(s) 1 were not kept');
+  });
+
+  it('drops a message that is not a BuildResult without blocking the ones behind it', async () => {
+    await nc.publish('cairn.v1.results.linux-x86_64', JSON.stringify({ job: 'nonsense' }));
+    const result = sampleResult({ name: 'after-junk' });
+    await cluster.result(result);
+    await until('the build after the junk', () => queries.getBuild(asBuildId(result.job)));
+  });
+});
