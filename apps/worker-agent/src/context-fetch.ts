@@ -38,7 +38,10 @@ async function download(store: ObjectStore, digest: string, file: string): Promi
   let size = 0;
   const out = await open(file, 'w', 0o600);
   try {
-    for await (const piece of result.data) {
+    // A reader, not `for await`: the DOM typings some tests load give web streams no async iterator.
+    const reader = result.data.getReader();
+    for (let next = await reader.read(); !next.done; next = await reader.read()) {
+      const piece = next.value;
       size += piece.length;
       if (size > limits.maxContextBytes) throw new ContextError(`${where}: larger than the limit of ${limits.maxContextBytes} bytes`);
       hash.update(piece);
