@@ -14,6 +14,7 @@ import { call, connectBus, subjects, type WorkerInfo } from '@cairn/contracts';
 import { withBtrfs, type TestFilesystem } from './filesystems.js';
 import { busyboxImage } from './images.js';
 import { startNats, type RunningNats } from './nats.js';
+import { stopChild } from './processes.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BASE_IMAGE = 'cairn/busybox:latest';
@@ -148,14 +149,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
           resolve({ code, stdout, stderr });
         });
       }),
-    async stopProcess(p, signal = 'SIGTERM') {
-      if (p.child.exitCode !== null || p.child.signalCode !== null) return;
-      const exited = new Promise<void>((r) => p.child.once('exit', () => r()));
-      p.child.kill(signal);
-      const timer = setTimeout(() => p.child.kill('SIGKILL'), 30_000);
-      await exited;
-      clearTimeout(timer);
-    },
+    stopProcess: (p, signal = 'SIGTERM') => stopChild(p.child, signal, 30_000),
     async restartProcess(p) {
       startChild(p);
     },

@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stopChild } from './processes.js';
 
 export interface RunningNats {
   readonly url: string;
@@ -65,26 +66,19 @@ export async function startNats(options: { config?: string } = {}): Promise<Runn
     child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
     await waitForPort(port, child, () => output);
   };
-  const stopChild = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  };
+  const stopServer = () => stopChild(child);
   await start();
   return {
     url: `nats://127.0.0.1:${port}`,
     port,
     storeDir,
     async restart(downMs = 200) {
-      await stopChild();
+      await stopServer();
       await new Promise((r) => setTimeout(r, downMs));
       await start();
     },
     async stop() {
-      await stopChild();
+      await stopServer();
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -19,6 +19,7 @@ import { chromium, type Browser } from 'playwright-core';
 // scripts run by plain tsx (the benchmarks) can use the process and bus helpers here.
 import type { ResultsConfig, RunningResultsStore } from '../../apps/results-store/src/index.js';
 import { freePort } from './nats.js';
+import { stopChild } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -144,14 +145,7 @@ export async function spawnResultsStore(env: Record<string, string>, options: { 
     url,
     child,
     output: () => output,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise<void>((r) => child.once('exit', () => r()));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    },
+    stop: () => stopChild(child),
   };
 }
 
