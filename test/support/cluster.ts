@@ -5,7 +5,9 @@
  * OCI layout so that the digest the compiler pins is the one the workers find.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +18,7 @@ import { busyboxImage } from './images.js';
 import { startNats, type RunningNats } from './nats.js';
 import { stopChild } from './processes.js';
 
+const run = promisify(execFile);
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BASE_IMAGE = 'cairn/busybox:latest';
 export const POOL = 'linux-x86_64';
@@ -33,6 +36,8 @@ export interface Cluster {
   /** A connection with every right, for the test to look into streams and buckets. */
   readonly nc: NatsConnection;
   readonly dir: string;
+  /** CAIRN_NATS_USER/PASSWORD for `name` when the cluster runs with permissions, else {}. */
+  credentials(name: string): NodeJS.ProcessEnv;
   readonly scheduler: ServiceProcess;
   readonly compiler: ServiceProcess;
   readonly workers: ServiceProcess[];
@@ -47,6 +52,12 @@ export interface Cluster {
 }
 
 export interface ClusterOptions {
+  /**
+   * Run NATS with the users and permissions tools/nats-config.mjs generates for these
+   * clients (plus the workers, an admin `ops` and the services `svc`), each process
+   * connecting as its own user; without it NATS has no authorization.
+   */
+  readonly clients?: readonly string[];
   readonly workers?: number;
   readonly capacity?: number;
   readonly schedulerEnv?: NodeJS.ProcessEnv;
@@ -79,8 +90,18 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
 }
 
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
-  const nats = await startNats();
   const dir = await mkdtemp(join(tmpdir(), 'cairn-cluster-'));
+  const workerCount = options.workers ?? 2;
+  const passwords = join(dir, 'nats-passwords');
+  let config: string | undefined;
+  if (options.clients) {
+    const users = [...options.clients.flatMap((c) => ['--client', c]), ...Array.from({ length: workerCount }, (_, i) => ['--worker', `w${i + 1}`]).flat(), '--admin', 'ops', '--service', 'svc'];
+    await run(process.execPath, ['tools/nats-config.mjs', ...users, '--out', join(dir, 'nats.conf'), '--passwords-dir', passwords], { cwd: ROOT });
+    config = await readFile(join(dir, 'nats.conf'), 'utf8');
+  }
+  const credentials = async (name: string): Promise<NodeJS.ProcessEnv> =>
+    config === undefined ? {} : { CAIRN_NATS_USER: name, CAIRN_NATS_PASSWORD: (await readFile(join(passwords, `${name}.password`), 'utf8')).trim(), ...(name === 'svc' ? {} : { CAIRN_NATS_INBOX: `_INBOX_${name}` }) };
+  const nats = await startNats(config === undefined ? {} : { config });
   const images = join(dir, 'images');
   await busyboxImage(images, BASE_IMAGE);
   const base: NodeJS.ProcessEnv = {
@@ -92,18 +113,20 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     CAIRN_FETCHER: `oci:${images}`,
     CAIRN_CONFIG: join(dir, 'none.json'),
   };
+  const svc = await credentials('svc');
   const scheduler = spawnService('scheduler', 'apps/scheduler/dist/main.js', {
     ...base,
+    ...svc,
     CAIRN_SCHEDULER_KEY: join(dir, 'scheduler-key.pem'),
     CAIRN_LEASE_TTL_MS: '3000',
     CAIRN_HEARTBEAT_MS: '300',
     CAIRN_AFFINITY_WAIT_MS: '1500',
     ...options.schedulerEnv,
   });
-  const compiler = spawnService('spec-compiler', 'apps/spec-compiler/dist/main.js', base);
+  const compiler = spawnService('spec-compiler', 'apps/spec-compiler/dist/main.js', { ...base, ...svc });
   const filesystems: TestFilesystem[] = [];
   const workers: ServiceProcess[] = [];
-  for (let i = 1; i <= (options.workers ?? 2); i++) {
+  for (let i = 1; i <= workerCount; i++) {
     const fs = await withBtrfs({ sizeMb: 512 });
     filesystems.push(fs);
     const config = join(dir, `w${i}.json`);
@@ -111,6 +134,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     workers.push(
       spawnService(`w${i}`, 'apps/worker-agent/dist/main.js', {
         ...base,
+        ...(await credentials(`w${i}`)),
         CAIRN_WORKER_ID: `w${i}`,
         CAIRN_POOL: POOL,
         CAIRN_PLATFORM: POOL,
@@ -123,19 +147,22 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       }),
     );
   }
-  const nc = await connectBus({ servers: nats.url, name: 'e2e-test' });
+  const nc = await connectBus({ servers: nats.url, name: 'e2e-test', ...(config === undefined ? {} : { user: 'svc', pass: String(svc.CAIRN_NATS_PASSWORD) }) });
+  const clientCredentials = new Map<string, NodeJS.ProcessEnv>();
+  for (const name of [...(options.clients ?? []), 'ops']) clientCredentials.set(name, await credentials(name));
   const everything = () => [scheduler, compiler, ...workers].map((p) => `--- ${p.name} (exit ${p.child.exitCode})\n${p.output.slice(-3000)}`).join('\n');
   const cluster: Cluster = {
     nats,
     nc,
     dir,
+    credentials: (name) => clientCredentials.get(name) ?? {},
     scheduler,
     compiler,
     workers,
     cli: (args, opts = {}) =>
       new Promise((resolve) => {
         const child = spawn(process.execPath, [join(ROOT, 'apps/cli/bin/cairn.js'), ...args], {
-          env: { ...base, CAIRN_CLIENT: opts.client ?? 'alice', ...opts.env },
+          env: { ...base, CAIRN_CLIENT: opts.client ?? 'alice', ...(clientCredentials.get(opts.client ?? 'alice') ?? {}), ...opts.env },
           stdio: ['ignore', 'pipe', 'pipe'],
           cwd: ROOT,
         });
