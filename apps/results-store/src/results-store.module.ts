@@ -25,6 +25,7 @@ import { ResultsMetrics } from './ops/results-metrics.js';
 import { BuildQueries } from './queries/build-queries.js';
 import { CONFIG, DATA_SOURCE, LOGGER } from './tokens.js';
 import { PagesController } from './web/pages.controller.js';
+import { BuildPages } from './web/build-pages.js';
 import { PageCache } from './web/page-cache.js';
 import { SseHub } from './web/sse-hub.js';
 
@@ -50,6 +51,11 @@ export function resultsStoreModule(bus: NatsConnection, parts: ResultsStoreParts
       { provide: PageCache, useValue: new PageCache() },
       { provide: ResultsMetrics, useFactory: (ops: Ops) => new ResultsMetrics(ops.metrics), inject: [Ops] },
       { provide: BuildQueries, useFactory: (ds: DataSource) => new BuildQueries(ds), inject: [DATA_SOURCE] },
+      {
+        provide: BuildPages,
+        useFactory: (queries: BuildQueries) => new BuildPages(queries, parts.blobs, parts.config.dataDir, parts.config.publicUrl, (m) => parts.logger.error(m)),
+        inject: [BuildQueries],
+      },
       { provide: TokenService, useFactory: (ds: DataSource) => new TokenService(ds), inject: [DATA_SOURCE] },
       { provide: LiveBoard, useFactory: () => new LiveBoard(bus) },
       { provide: SchedulerViews, useFactory: () => new SchedulerViews(bus, parts.config.adminTimeoutMs) },
@@ -60,7 +66,7 @@ export function resultsStoreModule(bus: NatsConnection, parts: ResultsStoreParts
       },
       {
         provide: Ingest,
-        useFactory: (metrics: ResultsMetrics, hooks: UploadHooks, live: LiveBoard, pages: PageCache) =>
+        useFactory: (metrics: ResultsMetrics, hooks: UploadHooks, live: LiveBoard, pages: PageCache, buildPages: BuildPages) =>
           new Ingest({
             ds: parts.ds,
             blobs: parts.blobs,
@@ -71,10 +77,12 @@ export function resultsStoreModule(bus: NatsConnection, parts: ResultsStoreParts
             onStored: (build) => {
               pages.clear();
               live.noteStored(build);
+              // In the background: storing is done, and a failure here only means the first reader renders the page.
+              void buildPages.prerender(build).catch((e: unknown) => parts.logger.error(`rendering the page of build ${build}: ${e instanceof Error ? e.message : String(e)}`));
             },
             ...(parts.config.publicUrl ? { publicUrl: parts.config.publicUrl } : {}),
           }),
-        inject: [ResultsMetrics, UploadHooks, LiveBoard, PageCache],
+        inject: [ResultsMetrics, UploadHooks, LiveBoard, PageCache, BuildPages],
       },
       {
         provide: ResultConsumer,

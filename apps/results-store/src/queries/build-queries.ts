@@ -201,6 +201,27 @@ export class BuildQueries {
     };
   }
 
+  /**
+   * What a stored build's page depends on besides the build itself: enough to tell
+   * whether a pre-rendered copy is current, in two small indexed reads.
+   */
+  async pageFacts(id: BuildId): Promise<{ storedAt: number; previous: BuildId | undefined; tags: string[] } | undefined> {
+    const one = (text: string) => {
+      const sql = new Sql(this.ds);
+      return this.ds.query(text.replace('$id', sql.p(id)), sql.params) as Promise<Raw[]>;
+    };
+    const [rows, tags] = await Promise.all([
+      // The same "previous build" as the page's: the job's build just before this one in (finish time, ID) order.
+      one(
+        'SELECT b.stored_at AS stored_at, (SELECT p.id FROM builds p WHERE p.job_id = b.job_id AND (p.finished_at, p.id) < (b.finished_at, b.id) ORDER BY p.finished_at DESC, p.id DESC LIMIT 1) AS previous FROM builds b WHERE b.id = $id',
+      ),
+      one('SELECT t.name AS name FROM build_tags bt JOIN tags t ON t.id = bt.tag_id WHERE bt.build_id = $id ORDER BY t.name'),
+    ]);
+    const row = rows[0];
+    if (!row) return undefined;
+    return { storedAt: num(row.stored_at), previous: (row.previous as BuildId | null) ?? undefined, tags: tags.map((t) => t.name as string) };
+  }
+
   async artifact(id: BuildId, path: string): Promise<{ path: string; size: number; sha256: Sha256 } | undefined> {
     const found = await this.ds.getRepository(ArtifactEntity).findOne({ where: { buildId: id, path } });
     return found ? { path: found.path, size: found.size, sha256: found.sha256 } : undefined;

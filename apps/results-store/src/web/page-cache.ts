@@ -29,12 +29,12 @@ export class PageCache {
     return page;
   }
 
-  set(key: string, body: string, status: number, ttlMs: number): CachedPage {
+  set(key: string, body: string | Buffer, status: number, ttlMs: number, gzip?: Buffer): CachedPage {
     if (this.pages.size >= MAX_ENTRIES) {
       // Oldest first: a Map iterates in insertion order.
       for (const k of [...this.pages.keys()].slice(0, MAX_ENTRIES / 4)) this.pages.delete(k);
     }
-    const page: CachedPage = { body: Buffer.from(body, 'utf8'), status, expires: Date.now() + ttlMs };
+    const page: CachedPage = { body: typeof body === 'string' ? Buffer.from(body, 'utf8') : body, status, expires: Date.now() + ttlMs, ...(gzip ? { gzip } : {}) };
     this.pages.set(key, page);
     return page;
   }

@@ -18,7 +18,8 @@ import { failuresFeed } from './atom-feed.js';
 import { assets } from './assets.js';
 import { statusBadge } from './badge.js';
 import { baseUrl } from './base-url.js';
-import { buildPage, liveBuildPage, specFileName } from './build-page.js';
+import { liveBuildPage, specFileName } from './build-page.js';
+import { BuildPages } from './build-pages.js';
 import { comparePage } from './compare-page.js';
 import { dashboardPage } from './dashboard-page.js';
 import { buildFilter, stateParam, textParam } from './filters.js';
@@ -27,19 +28,17 @@ import { Html, html } from './html.js';
 import { PageCache } from './page-cache.js';
 import { page } from './layout.js';
 import { buildsPage, failuresPage, jobPage, jobsPage } from './list-pages.js';
-import { renderLog } from './log-view.js';
+import type { PageBytes } from './prerendered-pages.js';
 import { HTML, send, sendCached } from './respond.js';
 
-/** A page and how long it may be served again without rendering. */
+/** A page (rendered, or bytes with their gzip) and how long it may be served again without rendering. */
 interface Cacheable {
-  readonly html: Html;
+  readonly html: Html | PageBytes;
   readonly cacheMs: number;
 }
 
 const LIST_CACHE_MS = 1000;
 const BUILD_CACHE_MS = 60_000;
-
-const MAX_RENDERED_LOG = 4 * 1024 * 1024;
 
 @Controller()
 @UseGuards(AccessGuard)
@@ -54,6 +53,7 @@ export class PagesController {
     @Inject(CONFIG) private readonly config: ResultsConfig,
     @Inject(BUS) private readonly bus: NatsConnection,
     @Inject(PageCache) private readonly cache: PageCache,
+    @Inject(BuildPages) private readonly buildPages: BuildPages,
   ) {}
 
   /** Renders a page, or sends the copy rendered less than `cacheMs` ago (0: always render). */
@@ -65,8 +65,10 @@ export class PagesController {
       if (cached) return sendCached(req, res, this.cache, cached, HTML);
       const rendered = await render();
       const page = rendered instanceof Html ? { html: rendered, cacheMs } : rendered;
-      if (page.cacheMs > 0) sendCached(req, res, this.cache, this.cache.set(key, page.html.value, 200, page.cacheMs), HTML);
-      else send(req, res, page.html.value, { type: HTML });
+      const body = page.html instanceof Html ? page.html.value : page.html.body;
+      const gzip = page.html instanceof Html ? undefined : page.html.gzip;
+      if (page.cacheMs > 0) sendCached(req, res, this.cache, this.cache.set(key, body, 200, page.cacheMs, gzip), HTML);
+      else send(req, res, body, { type: HTML });
     } finally {
       end();
     }
@@ -94,14 +96,13 @@ export class PagesController {
     const id = parseBuildId(raw);
     if (!id) throw new NotFoundException(`build ${JSON.stringify(raw)}: not a build ID (j-...)`);
     await this.page('build', req, res, async () => {
-      const build = await this.queries.getBuild(id);
-      if (!build) {
+      const stored = await this.buildPages.get(id, baseUrl(this.config, req));
+      if (!stored) {
         const live = this.live.get(id);
         if (!live && !(await this.logExists(id))) throw new NotFoundException(`build ${id}: not stored, not queued or running`);
         return { html: liveBuildPage(id, live), cacheMs: 0 };
       }
-      const [log, history] = await Promise.all([this.storedLog(build.logSha256, build.logBytes), this.queries.listBuilds({ job: build.job, before: `${build.finishedAt}.${build.id}`, limit: 1 })]);
-      return { html: buildPage(build, log, history.items[0]?.id, baseUrl(this.config, req)), cacheMs: BUILD_CACHE_MS };
+      return { html: stored, cacheMs: BUILD_CACHE_MS };
     });
   }
 
@@ -199,19 +200,7 @@ export class PagesController {
     send(req, res, assets.js.body, { type: assets.js.type, immutable: true });
   }
 
-  private async storedLog(sha: BuildLogSha, size: number | null): Promise<Html | undefined> {
-    if (!sha) return undefined;
-    if (size !== null && size > MAX_RENDERED_LOG) return html`<p>The log is ${size} bytes, too long to show here.</p>`;
-    const blob = await this.blobs.openVerified(sha).catch(() => undefined);
-    if (!blob) return html`<p class="note">The log blob is missing or damaged; run <code>verify</code>.</p>`;
-    const chunks: Buffer[] = [];
-    for await (const chunk of blob.stream()) chunks.push(chunk as Buffer);
-    return renderLog(Buffer.concat(chunks).toString('utf8'));
-  }
-
   private logExists(id: string): Promise<boolean> {
     return logExists(this.bus, id).catch(() => false);
   }
 }
-
-type BuildLogSha = Parameters<BlobStore['openVerified']>[0] | null;
