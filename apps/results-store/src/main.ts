@@ -52,7 +52,8 @@ async function main(args: string[]): Promise<number> {
       });
     case 'retention':
       return withStorage(async ({ ds, blobs }) => {
-        const report = await applyRetention(ds, blobs, configFromEnv().retention);
+        const config = configFromEnv();
+        const report = await applyRetention(ds, blobs, config.retention, Date.now(), config.dataDir);
         console.log(`removed ${report.buildsRemoved} build(s) and ${report.blobsRemoved} blob(s), freed ${report.bytesFreed} bytes`);
         return 0;
       });

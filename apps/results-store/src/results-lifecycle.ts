@@ -95,7 +95,7 @@ export class ResultsLifecycle implements OnApplicationBootstrap, BeforeApplicati
 
   private async retain(): Promise<void> {
     try {
-      const report = await applyRetention(this.ds, this.blobs, this.config.retention);
+      const report = await applyRetention(this.ds, this.blobs, this.config.retention, Date.now(), this.config.dataDir);
       if (report.buildsRemoved || report.blobsRemoved) this.logger.log(`retention removed ${report.buildsRemoved} build(s), ${report.blobsRemoved} blob(s), ${report.bytesFreed} bytes`);
     } catch (e) {
       this.logger.error(`retention: ${e instanceof Error ? e.message : String(e)}`);

@@ -1,6 +1,7 @@
-import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase, FLAVOURS, sampleResult, sha256Hex, type TestDatabase } from '../../../test/support/results-store.js';
@@ -11,6 +12,7 @@ import { openDatabase } from '../src/db/data-source.js';
 import { recordBuild } from '../src/ingest/build-recorder.js';
 import { asBuildId, asSha256, type BuildId, type JobKey, type Sha256 } from '../src/ids.js';
 import { applyRetention } from '../src/maintenance/retention.js';
+import { savedPagePath } from '../src/web/prerendered-pages.js';
 import { verifyStore } from '../src/maintenance/verify-store.js';
 import { BuildQueries } from '../src/queries/build-queries.js';
 import { BuildTagEntity, TagEntity } from '../src/db/tag.entity.js';
@@ -137,10 +139,16 @@ describe.each(FLAVOURS)('the results database on %s', (flavour) => {
     const tag = await ds.getRepository(TagEntity).save({ name: 'release' });
     await ds.getRepository(BuildTagEntity).insert({ buildId: asBuildId(builds[2]!.job), tagId: tag.id });
 
-    const report = await applyRetention(ds, blobs, { keepLast: 2, keepFailedDays: 7, orphanGraceMs: -Date.now() }, now);
+    // A saved page for every build; the removed builds' pages must go with them.
+    for (const b of builds) {
+      await mkdir(dirname(savedPagePath(dir, b.job)), { recursive: true });
+      await writeFile(savedPagePath(dir, b.job), 'saved page');
+    }
+    const report = await applyRetention(ds, blobs, { keepLast: 2, keepFailedDays: 7, orphanGraceMs: -Date.now() }, now, dir);
     const left = (await queries.listBuilds({ job: 'retained' })).items.map((b) => b.id).sort();
     // Kept: the last two (0.5, 1 days), the failure 2 days old, the tagged one. Gone: the 30-day success, the 20-day failure.
     expect(left).toEqual([builds[5]!.job, builds[4]!.job, builds[3]!.job, builds[2]!.job].sort());
+    for (const b of builds) expect(existsSync(savedPagePath(dir, b.job)), b.job).toBe(left.map(String).includes(b.job));
     // (Older jobs of this file are over the limit too and go in the same pass.)
     expect(report.buildsRemoved).toBeGreaterThanOrEqual(2);
     expect(await blobs.size(oldOnly.sha256)).toBeUndefined();

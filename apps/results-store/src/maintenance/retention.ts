@@ -7,11 +7,13 @@
  * deleted once unused for the orphan grace period (an ingest re-using a blob refreshes
  * its mtime, so a collection running alongside an ingest leaves that blob alone).
  */
+import { rm } from 'node:fs/promises';
 import type { DataSource } from 'typeorm';
 import type { BlobStore } from '../blobs/blob-store.js';
 import type { RetentionPolicy } from '../config.js';
 import { exclusiveWrite } from '../ingest/build-recorder.js';
 import { referencedBlobs } from './references.js';
+import { savedPagePath } from '../web/prerendered-pages.js';
 
 export interface RetentionReport {
   readonly buildsRemoved: number;
@@ -42,7 +44,11 @@ export async function expiredBuilds(ds: DataSource, policy: RetentionPolicy, now
   return rows.map((r) => r.id);
 }
 
-export async function applyRetention(ds: DataSource, blobs: BlobStore, policy: RetentionPolicy, now = Date.now()): Promise<RetentionReport> {
+/**
+ * `dataDir`, when given, is where saved build pages live (web/prerendered-pages.ts):
+ * a removed build's page goes with it.
+ */
+export async function applyRetention(ds: DataSource, blobs: BlobStore, policy: RetentionPolicy, now = Date.now(), dataDir?: string): Promise<RetentionReport> {
   const expired = await expiredBuilds(ds, policy, now);
   for (let i = 0; i < expired.length; i += BATCH) {
     const ids = expired.slice(i, i + BATCH);
@@ -54,6 +60,7 @@ export async function applyRetention(ds: DataSource, blobs: BlobStore, policy: R
         await em.createQueryBuilder().delete().from('builds').where('id IN (:...ids)', { ids }).execute();
       }),
     );
+    if (dataDir !== undefined) await Promise.all(ids.map((id) => rm(savedPagePath(dataDir, id), { force: true })));
   }
   const { removed, bytes } = await collectBlobs(ds, blobs, now - policy.orphanGraceMs);
   return { buildsRemoved: expired.length, blobsRemoved: removed, bytesFreed: bytes };

@@ -31,6 +31,12 @@ export interface PageFacts {
 }
 
 const MAGIC = 'cairn-page/1';
+
+/** Where build `id`'s saved page lives under the data dir (also what retention removes). */
+export function savedPagePath(dataDir: string, id: string): string {
+  // The IDs' last characters are random: an even spread over 1,296 directories.
+  return join(dataDir, 'pages', id.slice(-2), `${id}.page`);
+}
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 
 export class PrerenderedPages {
@@ -49,8 +55,7 @@ export class PrerenderedPages {
   }
 
   path(id: string): string {
-    // The IDs' last characters are random: an even spread over 1,296 directories.
-    return join(this.dir, id.slice(-2), `${id}.page`);
+    return savedPagePath(join(this.dir, '..'), id);
   }
 
   /**
