@@ -10,6 +10,7 @@ import {
   Complete,
   Empty,
   Heartbeat,
+  identityOf,
   JobRef,
   JobSubmission,
   LogsRequest,
@@ -31,8 +32,8 @@ import type { JobRecord } from './core/records.js';
 import { LogReader } from './log-reader.js';
 import { SchedulerService } from './scheduler.service.js';
 
-/** `cairn.v1.client.<id>.verb` and `cairn.v1.sched.<id>.verb`: the identity is the fourth token. */
-const identityOf = (ctx: NatsContext) => ctx.getSubject().split('.')[3] ?? '';
+/** The client or worker the request speaks for (see identityOf in contracts). */
+const speakerOf = (ctx: NatsContext) => identityOf(ctx.getSubject()) ?? '';
 
 /** Scheduler decisions that refuse a request become rejections with the same code. */
 async function decide<T>(fn: () => Promise<T> | T): Promise<T> {
@@ -100,14 +101,14 @@ export class SchedulerController {
 
   @MessagePattern(subjects.clientPattern('status'))
   status(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
-    return serve(JobRef, data, 'status', ({ job }) => decide(() => statusOf(this.core.jobOf(identityOf(ctx), job))));
+    return serve(JobRef, data, 'status', ({ job }) => decide(() => statusOf(this.core.jobOf(speakerOf(ctx), job))));
   }
 
   @MessagePattern(subjects.clientPattern('cancel'))
   cancel(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
     return serve(JobRef, data, 'cancel', ({ job }) =>
       decide(() => {
-        this.scheduler.run(this.core.cancel(identityOf(ctx), job, Date.now()));
+        this.scheduler.run(this.core.cancel(speakerOf(ctx), job, Date.now()));
         return statusOf(this.core.jobs.get(job)!);
       }),
     );
@@ -117,7 +118,7 @@ export class SchedulerController {
   readLogs(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
     return serve(LogsRequest, data, 'logs', ({ job, cursor }) =>
       decide(async () => {
-        const record = this.core.jobOf(identityOf(ctx), job);
+        const record = this.core.jobOf(speakerOf(ctx), job);
         return { ...(await this.logs.page(record.client, record.id, cursor)), state: record.state };
       }),
     );
@@ -126,7 +127,7 @@ export class SchedulerController {
   // ---- workers -------------------------------------------------------------------------
 
   private sameWorker(ctx: NatsContext, worker: string): void {
-    const speaker = identityOf(ctx);
+    const speaker = speakerOf(ctx);
     if (speaker !== worker) throw new RejectedError('forbidden', `worker ${speaker} cannot speak for worker ${worker}`);
   }
 

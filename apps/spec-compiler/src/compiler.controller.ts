@@ -9,7 +9,7 @@ import {
   serve,
   SubmitRequest,
   subjects,
-  TOKEN,
+  identityOf,
   type CallOptions,
   type Compiled,
   type JobSubmission,
@@ -111,7 +111,7 @@ function oversized(data: unknown, what: string): Reply<never> | undefined {
  * NATS permissions of tools/nats-config.mjs pin to the sender's own ID.
  */
 function clientOf(subject: string): string {
-  const client = subject.split('.')[3];
-  if (client === undefined || !TOKEN.test(client)) throw new RejectedError('malformed', `submit: no client ID in subject ${subject}`);
+  const client = identityOf(subject);
+  if (client === undefined) throw new RejectedError('malformed', `submit: no client ID in subject ${subject}`);
   return client;
 }

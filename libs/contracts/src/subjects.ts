@@ -64,6 +64,16 @@ export type AdminVerb =
   | 'pool-unpause'
   | 'client-rate';
 
+/**
+ * Who a client or worker request speaks for: the token after `client.` or `sched.` in
+ * its subject (`cairn.v1.client.<id>.<verb>`, `cairn.v1.sched.<id>.<verb>`), the one the
+ * NATS permissions pin to the sender; undefined when the subject has none.
+ */
+export function identityOf(subject: string): string | undefined {
+  const id = subject.split('.')[3];
+  return id !== undefined && TOKEN.test(id) ? id : undefined;
+}
+
 /** Queue groups, so that several replicas of a service share the work. */
 export const queues = {
   specCompiler: 'cairn-spec-compiler',
