@@ -98,13 +98,50 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     this.workersKv = new WriteBehind(workers, onError);
     this.settingsKv = new WriteBehind(settings, onError);
     const now = Date.now();
-    const restored = this.core.restore(await readAll<JobRecord>(jobs), await readAll<WorkerRecord>(workers), (await readOne<SchedulerSettings>(settings, SETTINGS_KEY)) ?? undefined, now);
+    const state = await this.loadState(jobs, workers, settings);
+    const restored = this.core.restore(state.jobs, state.workers, state.settings ?? undefined, now);
     this.log.log(`restored ${this.core.jobs.size} jobs, ${this.core.workers.size} workers, pools: ${this.core.settings.pools.join(', ') || 'none'}`);
     this.metrics = new SchedulerMetrics(this.ops.metrics, this.core);
     this.ops.addCheck('state-writes', () => (this.jobsKv.pending > 10_000 ? `${this.jobsKv.pending} job records not yet stored` : undefined));
     this.run(restored);
     this.timer = setInterval(() => this.onTick(), Math.min(250, this.config.affinityWaitMs / 2 || 250));
     this.scheduleDispatch();
+  }
+
+  /**
+   * Reads back everything the buckets hold. A NATS restart during the read can end a key
+   * listing early without an error, and a partial restore would forget queued jobs: so a
+   * read during which the connection dropped, or that failed, is made again.
+   */
+  private async loadState(jobs: KV, workers: KV, settings: KV): Promise<{ jobs: JobRecord[]; workers: WorkerRecord[]; settings: SchedulerSettings | null }> {
+    let disconnects = 0;
+    const statuses = this.bus.status()[Symbol.asyncIterator]();
+    let loaded = false;
+    void (async () => {
+      // Counts connection drops until the state is loaded, then lets go of the status stream.
+      for (let next = await statuses.next(); !next.done && !loaded; next = await statuses.next()) {
+        if (next.value.type === 'disconnect' || next.value.type === 'reconnect') disconnects++;
+      }
+      await statuses.return?.();
+    })();
+    for (let attempt = 1; ; attempt++) {
+      const before = disconnects;
+      try {
+        const state = {
+          jobs: await readAll<JobRecord>(jobs),
+          workers: await readAll<WorkerRecord>(workers),
+          settings: await readOne<SchedulerSettings>(settings, SETTINGS_KEY),
+        };
+        if (disconnects === before) {
+          loaded = true;
+          return state;
+        }
+        throw new Error('the connection to NATS dropped during the read');
+      } catch (e) {
+        this.log.warn(`reading the scheduler's state failed (attempt ${attempt}), trying again: ${String(e)}`);
+        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+      }
+    }
   }
 
   async onApplicationShutdown(): Promise<void> {
