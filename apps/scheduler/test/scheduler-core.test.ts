@@ -154,6 +154,21 @@ describe('leases', () => {
     expect(reply.cancel).toEqual([job.id]);
   });
 
+  it('a job whose assignment is still unanswered is not lost because a heartbeat does not list it yet', () => {
+    const c = cluster({ w1: 1 });
+    const job = c.submit('a');
+    const [a] = c.dispatch();
+    c.advance(DEFAULT_CONFIG.heartbeatMs * 3);
+    c.core.heartbeat('w1', { running: [], freeBytes: 1, refusing: false, hints: [] }, c.at());
+    expect(job.state).toBe('assigned');
+    expect(job.attempts).toBe(1);
+    // Once the worker has accepted it, a heartbeat without it means it was dropped.
+    c.core.assignmentAnswered(job.id, a!.lease, true, undefined);
+    c.core.heartbeat('w1', { running: [], freeBytes: 1, refusing: false, hints: [] }, c.at());
+    expect(job.state).toBe('queued');
+    expect(job.failure).toMatch(/worker w1 no longer runs it/);
+  });
+
   it('a refused assignment goes back to the front without counting as a run', () => {
     const c = cluster({ w1: 1, w2: 1 });
     const first = c.submit('a');

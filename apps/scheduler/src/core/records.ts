@@ -11,6 +11,12 @@ export interface JobRecord extends JobSubmission {
   queuedAt: number;
   worker?: string;
   lease?: string;
+  /**
+   * The worker answered the current assignment. Until then, a heartbeat that does not list
+   * the job proves nothing (the assignment may still be on its way, e.g. across a NATS
+   * restart); an unanswered assignment is requeued by its own timeout instead.
+   */
+  accepted?: boolean;
   assignedAt?: number;
   startedAt?: number;
   finishedAt?: number;

@@ -99,6 +99,8 @@ export class SchedulerCore {
       if (job.state === 'queued') this.queue(job.pool).push(this.ref(job));
       else if (job.state === 'assigned' || job.state === 'running') {
         const worker = job.worker === undefined ? undefined : this.workers.get(job.worker);
+        // Whoever sent the assignment is gone: from now on its worker's heartbeats decide.
+        job.accepted = true;
         if (worker) worker.running.push(job.id);
         else effects.push(...this.loseLease(job, `its worker ${job.worker ?? '?'} is unknown after a scheduler restart`, now));
       } else if (!job.resultPublished && job.outcome) {
@@ -213,7 +215,7 @@ export class SchedulerCore {
       const job = this.jobs.get(jobId);
       if (!job) continue;
       const grace = (job.assignedAt ?? 0) + this.config.heartbeatMs * 2;
-      if (!reported.has(jobId) && now > grace) {
+      if (!reported.has(jobId) && job.accepted !== false && now > grace) {
         effects.push(...this.loseLease(job, `worker ${worker.id} no longer runs it`, now));
       }
     }
@@ -224,7 +226,10 @@ export class SchedulerCore {
   assignmentAnswered(jobId: string, lease: string, accepted: boolean, reason: string | undefined): Effect[] {
     const job = this.jobs.get(jobId);
     if (!job || job.lease !== lease || job.state !== 'assigned') return [];
-    if (accepted) return [];
+    if (accepted) {
+      job.accepted = true;
+      return [];
+    }
     const worker = this.workers.get(job.worker!);
     if (worker) worker.refusing = true; // until its next heartbeat says otherwise
     this.release(job);
@@ -241,6 +246,7 @@ export class SchedulerCore {
     const job = this.jobs.get(jobId);
     if (!job || job.worker !== workerId || job.lease !== lease || job.state !== 'assigned') return [];
     job.state = 'running';
+    job.accepted = true;
     job.startedAt = now;
     return [{ kind: 'persist-job', job, soon: true }, { kind: 'event', job }];
   }
@@ -362,6 +368,7 @@ export class SchedulerCore {
     job.state = 'assigned';
     job.worker = worker.id;
     job.lease = lease;
+    job.accepted = false;
     job.assignedAt = now;
     job.attempts += 1;
     job.failure = undefined;
