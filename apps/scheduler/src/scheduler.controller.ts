@@ -72,7 +72,13 @@ export class SchedulerController {
     @Inject(LogReader) private readonly logs: LogReader,
   ) {}
 
+  /**
+   * Nest starts these handlers before the service has loaded its stored state; until then
+   * every request is told "unavailable" (callers retry) instead of being answered from an
+   * empty scheduler.
+   */
   private get core() {
+    if (!this.scheduler.ready) throw new RejectedError('unavailable', 'the scheduler is still loading its state');
     return this.scheduler.core;
   }
 

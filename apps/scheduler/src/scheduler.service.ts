@@ -74,6 +74,8 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
   private metrics!: SchedulerMetrics;
   private timer?: NodeJS.Timeout;
   private dispatchQueued = false;
+  /** Set once the stored state is loaded; requests wait for it (see the controller). */
+  ready = false;
   private lastExpirySweep = 0;
   private stopping = false;
 
@@ -104,6 +106,7 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     this.metrics = new SchedulerMetrics(this.ops.metrics, this.core);
     this.ops.addCheck('state-writes', () => (this.jobsKv.pending > 10_000 ? `${this.jobsKv.pending} job records not yet stored` : undefined));
     this.run(restored);
+    this.ready = true;
     this.timer = setInterval(() => this.onTick(), Math.min(250, this.config.affinityWaitMs / 2 || 250));
     this.scheduleDispatch();
   }

@@ -27,7 +27,12 @@ export async function call<T>(nc: NatsConnection, subject: string, data: unknown
         return reject('internal', `${subject}: ${typeof packet.err === 'string' ? packet.err : JSON.stringify(packet.err)}`);
       }
       if (packet.response === undefined) return reject('internal', `${subject}: empty reply`);
-      return packet.response;
+      // A service that is starting says so; like no responder at all, that is worth a retry.
+      const response = packet.response;
+      if (response.ok || response.error.code !== 'unavailable' || attempt === retries) return response;
+      lastError = response.error.message;
+      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+      continue;
     } catch (e) {
       lastError = e instanceof Error ? e.message : String(e);
       if (attempt < retries) await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
