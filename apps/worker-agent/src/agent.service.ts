@@ -219,7 +219,8 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
     };
     const refusal = this.refusal();
     if (refusal) return refused(refusal, this.draining ? 'draining' : 'disk');
-    if (this.jobs.size >= this.config.capacity) return refused(`worker ${this.config.worker} is at capacity (${this.jobs.size} of ${this.config.capacity} builds running)`, 'capacity');
+    const building = [...this.jobs.values()].filter((j) => j.building).length;
+    if (building >= this.config.capacity) return refused(`worker ${this.config.worker} is at capacity (${building} of ${this.config.capacity} builds running)`, 'capacity');
     const secrets = new Map<string, Uint8Array>();
     for (const s of a.secrets) {
       try {

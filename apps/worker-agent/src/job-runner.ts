@@ -41,6 +41,7 @@ export class JobRunner {
   private readonly controller = new AbortController();
   private stopReason: { state: 'cancelled' | 'failed'; why: string } | undefined;
   private succeededHint: string | undefined;
+  private buildEnded = false;
 
   constructor(
     readonly assignment: Assignment,
@@ -57,6 +58,14 @@ export class JobRunner {
   /** The cache hint of a job that succeeded, once it has. */
   get hint(): string | undefined {
     return this.succeededHint;
+  }
+
+  /**
+   * Whether the build still holds a slot. It frees the slot before the outcome is
+   * reported: a scheduler that assigns the next job on hearing the outcome must find room.
+   */
+  get building(): boolean {
+    return !this.buildEnded;
   }
 
   cancel(reason: string): void {
@@ -85,6 +94,7 @@ export class JobRunner {
       });
     } finally {
       clearTimeout(timer);
+      this.buildEnded = true;
     }
     const failure = outcome.failure === undefined ? undefined : redactor.redact(outcome.failure).slice(0, 8192);
     if (failure !== undefined) logs.line(`cairn: job ${a.job} ${outcome.state}: ${failure}`);
