@@ -22,7 +22,9 @@ echo "== the same build through the cluster: cairn up (NATS, scheduler, spec-com
 data=$(mktemp -d /tmp/cairn-up.XXXXXX)
 port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 export CAIRN_NATS="nats://127.0.0.1:$port"
-cairn up --nats "$CAIRN_NATS" --data "$data" --results-port 0 --quiet &
+# Started without the shell function: $! must be the node process itself, or the TERM
+# below would stop only a subshell and leave the cluster running.
+node apps/cli/bin/cairn.js up --nats "$CAIRN_NATS" --data "$data" --results-port 0 --quiet &
 up=$!
 trap 'kill -TERM $up 2>/dev/null; wait $up 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 150); do
