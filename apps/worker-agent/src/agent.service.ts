@@ -260,6 +260,8 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
       platform: this.config.platform,
       metrics: this.metrics,
       callTimeoutMs: this.config.callTimeoutMs,
+      scratchDir: this.config.scratchDir,
+      logLimits: { memoryBytes: this.config.logMemoryBytes, spoolBytes: this.config.logSpoolBytes },
       log: (m) => this.logger.warn(m),
       teardown: this.teardown.signal,
     };

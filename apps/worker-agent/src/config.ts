@@ -1,4 +1,4 @@
-import { arch, hostname, platform } from 'node:os';
+import { arch, hostname, platform, tmpdir } from 'node:os';
 import { TOKEN } from '@cairn/contracts';
 
 /**
@@ -25,6 +25,15 @@ export interface AgentConfig {
   readonly diskCheckMs: number;
   /** Each attempt of register/started/complete waits this long for an answer. */
   readonly callTimeoutMs: number;
+  /** Where jobs keep their scratch files (the context and its tar) and log spools. */
+  readonly scratchDir: string;
+  /**
+   * Per job, while its log cannot be published (NATS down): bytes kept in memory, and
+   * bytes spilled to a spool file in scratchDir beyond them. Past the spool's limit the
+   * middle of the log is dropped, and the log says how much.
+   */
+  readonly logMemoryBytes: number;
+  readonly logSpoolBytes: number;
 }
 
 export class AgentConfigError extends Error {
@@ -54,6 +63,9 @@ export function agentConfigFromEnv(env: NodeJS.ProcessEnv = process.env): AgentC
     heartbeatMs: positiveInt(env, 'CAIRN_HEARTBEAT_MS', 5000),
     diskCheckMs: positiveInt(env, 'CAIRN_DISK_CHECK_MS', 10_000),
     callTimeoutMs: positiveInt(env, 'CAIRN_CALL_TIMEOUT_MS', 3000),
+    scratchDir: env.CAIRN_SCRATCH_DIR || tmpdir(),
+    logMemoryBytes: positiveBytes(env, 'CAIRN_LOG_MEMORY_LIMIT', 8 * 1024 ** 2),
+    logSpoolBytes: positiveBytes(env, 'CAIRN_LOG_SPOOL_LIMIT', 256 * 1024 ** 2),
   };
 }
 
@@ -74,4 +86,10 @@ function bytes(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text.trim());
   if (!m) throw new AgentConfigError(`${name} must be a byte count such as 500M or 20G, not "${text}"`);
   return Math.floor(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!);
+}
+
+function positiveBytes(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const n = bytes(env, name, fallback);
+  if (n <= 0) throw new AgentConfigError(`${name} must be more than 0 bytes, not "${env[name]}"`);
+  return n;
 }

@@ -1,5 +1,4 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -22,6 +21,9 @@ export interface JobEnvironment {
   readonly platform: string;
   readonly metrics: AgentMetrics;
   readonly callTimeoutMs: number;
+  /** Job scratch and log spools go here. */
+  readonly scratchDir: string;
+  readonly logLimits: { readonly memoryBytes: number; readonly spoolBytes: number };
   readonly log: (message: string) => void;
   /** Aborted when the agent is torn down without draining: stop retrying, give up. */
   readonly teardown: AbortSignal;
@@ -76,7 +78,12 @@ export class JobRunner {
   private async run(): Promise<void> {
     const a = this.assignment;
     const redactor = new Redactor(this.secrets.values());
-    const logs = new LogPublisher(this.env.nc, a.client, a.job, a.lease, a.attempt, redactor, { warn: this.env.log });
+    const logs = new LogPublisher(this.env.nc, a.client, a.job, a.lease, a.attempt, redactor, {
+      warn: this.env.log,
+      memoryLimit: this.env.logLimits.memoryBytes,
+      spoolLimit: this.env.logLimits.spoolBytes,
+      spoolDir: this.env.scratchDir,
+    });
     const onTeardown = () => logs.abandon();
     this.env.teardown.addEventListener('abort', onTeardown, { once: true });
     const startedAt = Date.now();
@@ -117,7 +124,7 @@ export class JobRunner {
     let scratch: string | undefined;
     try {
       const spec = parseSpec(a.spec, 'spec');
-      scratch = await mkdtemp(join(tmpdir(), `cairn-job-${a.job}-`));
+      scratch = await mkdtemp(join(this.env.scratchDir, `cairn-job-${a.job}-`));
       let contextDir: string | undefined;
       if (a.contextDigest !== undefined) {
         contextDir = join(scratch, 'context');

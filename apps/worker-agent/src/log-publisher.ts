@@ -1,8 +1,12 @@
+import { tmpdir } from 'node:os';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { LogEvent, Logger } from '@cairn/builder';
 import { subjects, type JobState, type LogChunk } from '@cairn/contracts';
+import { LogBacklog } from './log-backlog.js';
 import type { Redactor } from './redactor.js';
+
+const MiB = 1024 * 1024;
 
 export interface LogPublisherOptions {
   /** Output is batched for at most this long... */
@@ -11,6 +15,12 @@ export interface LogPublisherOptions {
   readonly maxChunk?: number;
   /** Where to say that a chunk is taking long to be stored. */
   readonly warn?: (message: string) => void;
+  /** Bytes of unpublished log kept in memory (8 MiB); what follows waits in a spool file. */
+  readonly memoryLimit?: number;
+  /** Bytes the spool may hold (256 MiB); beyond them its oldest part is dropped, and the log says so. */
+  readonly spoolLimit?: number;
+  /** Where the spool is made: the worker's scratch dir (the OS temp dir). */
+  readonly spoolDir?: string;
 }
 
 /**
@@ -20,7 +30,8 @@ export interface LogPublisherOptions {
  * every secret value is taken out before a chunk leaves. Chunks go out one at a time, in
  * order, each stored (acknowledged by JetStream) before the next; a publish that fails
  * (NATS restarting) is retried, with the same message ID so a chunk stored twice is
- * kept once.
+ * kept once. What waits meanwhile is a LogBacklog: bounded in memory, the rest spilled
+ * to a spool file, so a chatty build during a long outage costs disk, not memory.
  */
 export class LogPublisher {
   private readonly js: JetStreamClient;
@@ -31,7 +42,10 @@ export class LogPublisher {
   private pending = '';
   private seq = 0;
   private timer: NodeJS.Timeout | undefined;
-  private chain: Promise<void> = Promise.resolve();
+  /** Redacted text waiting to be published, oldest first. */
+  private readonly backlog: LogBacklog;
+  /** The loop publishing the backlog, while it runs. */
+  private pumping: Promise<void> | undefined;
   private atLineStart = true;
   private stopped = false;
   private abandoned = false;
@@ -53,6 +67,13 @@ export class LogPublisher {
     this.flushMs = options.flushMs ?? 50;
     this.maxChunk = options.maxChunk ?? 16 * 1024;
     this.warn = options.warn ?? (() => undefined);
+    const limits = { memoryBytes: options.memoryLimit ?? 8 * MiB, spoolBytes: options.spoolLimit ?? 256 * MiB };
+    this.backlog = new LogBacklog(limits, options.spoolDir ?? tmpdir(), job);
+  }
+
+  /** Bytes waiting to be published, in memory and in the spool (and where the spool is). */
+  get waiting(): LogBacklog['usage'] {
+    return this.backlog.usage;
   }
 
   /** The builder's log, rendered as `cairn build` renders it. */
@@ -84,15 +105,15 @@ export class LogPublisher {
   async close(): Promise<void> {
     this.pending += this.decoder.decode();
     this.flush(true);
-    await this.chain;
+    while (this.pumping) await this.pumping;
   }
 
   /** The last chunk: tells followers the job ended, and how. */
   async end(state: JobState): Promise<void> {
     await this.close();
     this.stopped = true;
-    this.enqueue('', state);
-    await this.chain;
+    await this.publish({ job: this.job, seq: ++this.seq, attempt: this.attempt, text: '', end: state });
+    this.backlog.dispose();
   }
 
   /** Stops retrying; chunks not yet stored are given up (the agent is being torn down). */
@@ -100,6 +121,7 @@ export class LogPublisher {
     this.stopped = true;
     this.abandoned = true;
     clearTimeout(this.timer);
+    this.backlog.dispose();
   }
 
   private flush(final: boolean): void {
@@ -108,13 +130,30 @@ export class LogPublisher {
     const redacted = this.redactor.redact(this.pending);
     const cut = final ? redacted.length : this.redactor.safeLength(redacted);
     this.pending = redacted.slice(cut);
-    for (let at = 0; at < cut; at += this.maxChunk) this.enqueue(redacted.slice(at, Math.min(cut, at + this.maxChunk)));
+    // Only redacted text is kept, in memory or on disk.
+    this.backlog.push(redacted.slice(0, cut));
+    this.pump();
     if (this.pending !== '' && !final) this.timer = setTimeout(() => this.flush(false), this.flushMs);
   }
 
-  private enqueue(text: string, end?: JobState): void {
-    const chunk: LogChunk = { job: this.job, seq: ++this.seq, attempt: this.attempt, text, ...(end === undefined ? {} : { end }) };
-    this.chain = this.chain.then(() => this.publish(chunk));
+  /** Publishes the backlog chunk by chunk, unless that already runs. */
+  private pump(): void {
+    if (this.pumping || this.abandoned || this.backlog.empty) return;
+    this.pumping = (async () => {
+      for (let text = this.backlog.take(this.maxChunk); text !== undefined && !this.abandoned; text = this.backlog.take(this.maxChunk)) {
+        await this.publish({ job: this.job, seq: ++this.seq, attempt: this.attempt, text });
+      }
+    })()
+      .catch((e: unknown) => {
+        // A bug, not NATS (publish retries that): the log stops here rather than the worker.
+        this.warn(`log of job ${this.job}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}: the rest of it is given up`);
+        this.abandon();
+      })
+      .finally(() => {
+        this.pumping = undefined;
+        // Text pushed while the loop was finishing has no loop yet.
+        this.pump();
+      });
   }
 
   private async publish(chunk: LogChunk): Promise<void> {

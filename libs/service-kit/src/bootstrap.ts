@@ -3,6 +3,7 @@
  * make sure the JetStream streams exist, then run the Nest application with its NATS
  * handlers (request/reply in Nest's envelope, parsed by SafeJsonDeserializer so a
  * malformed message is answered, not dropped) and its HTTP side (/healthz, /metrics).
+ * A service started by `cairn up` also stops when `cairn up` is gone (parent-watch.ts).
  */
 import 'reflect-metadata';
 import { ConsoleLogger, type DynamicModule, type INestApplication } from '@nestjs/common';
@@ -11,6 +12,7 @@ import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
 import { busFromEnv, connectBus, ensureAll, SafeJsonDeserializer } from '@cairn/contracts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Ops } from './ops.js';
+import { watchParent } from './parent-watch.js';
 
 export const BUS = Symbol('BUS');
 
@@ -35,6 +37,8 @@ export interface RunningService {
 
 export async function startService(options: ServiceOptions): Promise<RunningService> {
   const env = options.env ?? process.env;
+  // First: connecting waits for NATS as long as it takes, and an orphan should not wait.
+  const unwatchParent = watchParent({ name: options.name, env });
   const busOptions = busFromEnv(options.name, env);
   const bus = await connectBus(busOptions);
   const logger = new ConsoleLogger({ json: env.CAIRN_LOG_FORMAT !== 'text', prefix: options.name });
@@ -71,6 +75,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     bus,
     httpUrl,
     async close() {
+      unwatchParent();
       await app.close();
       await bus.drain().catch(() => undefined);
     },

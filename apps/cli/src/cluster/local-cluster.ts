@@ -3,7 +3,9 @@
  * with JetStream (unless one already answers), the scheduler, the spec-compiler, the
  * worker-agents (on the machine's default store) and the results-store (SQLite) — so
  * that `cairn submit` works with nothing else installed. Stopping it drains the workers
- * first, so no running build is lost.
+ * first, so no running build is lost. None of them outlives `cairn up`, even when it is
+ * killed with SIGKILL: the services watch it (CAIRN_PARENT_PID, libs/service-kit
+ * parent-watch.ts) and nats-server gets a parent-death signal (natsCommand).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -35,6 +37,22 @@ function appsDir(): string {
     if (existsSync(join(dir, 'scheduler', 'package.json'))) return dir;
   }
   throw new UserError('cannot find the Cairn services next to the cairn command (run npm run build in the checkout)');
+}
+
+/**
+ * How to start nats-server so that it dies with this process. nats-server is not ours,
+ * so it cannot watch CAIRN_PARENT_PID like the services do; instead `setpriv --pdeathsig
+ * SIGTERM` (util-linux) sets the kernel's parent-death signal (prctl PR_SET_PDEATHSIG)
+ * and execs nats-server in its place. The kernel then sends SIGTERM the moment this
+ * process ends, however it ends (SIGKILL and OOM included): no polling, no watchdog
+ * process that could itself be killed, and the pid we hold is nats-server's own, so
+ * stop() signals it directly. SIGTERM, not SIGKILL: nats-server then closes its
+ * JetStream store cleanly. (The signal follows the thread that spawned the child; Node
+ * spawns from its main thread, which lives as long as the process.)
+ */
+function natsCommand(server: string, args: readonly string[]): { command: string; args: string[] } | undefined {
+  const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
+  return setpriv === undefined ? undefined : { command: setpriv, args: ['--pdeathsig', 'SIGTERM', '--', server, ...args] };
 }
 
 function listening(url: string): Promise<boolean> {
@@ -82,7 +100,10 @@ export class LocalCluster {
       const { hostname, port } = new URL(natsUrl.replace(/^nats:/, 'http:'));
       const server = ['/usr/sbin/nats-server', '/usr/bin/nats-server'].find((p) => existsSync(p));
       if (!server) throw new UserError('nats-server is not installed (apt-get install nats-server, or run tools/setup.sh)');
-      this.spawn('nats', server, ['-a', hostname, '-p', port || '4222', '-js', '-sd', join(dataDir, 'nats')], {});
+      const args = ['-a', hostname, '-p', port || '4222', '-js', '-sd', join(dataDir, 'nats')];
+      const tied = natsCommand(server, args);
+      if (!tied) this.options.log('setpriv (util-linux) is not installed: nats-server will outlive cairn up if cairn up is killed');
+      this.spawn('nats', tied?.command ?? server, tied?.args ?? args, {});
       const deadline = Date.now() + 15_000;
       while (!(await listening(natsUrl))) {
         if (Date.now() > deadline) throw new UserError(`nats-server did not start on ${natsUrl}`);
@@ -93,7 +114,8 @@ export class LocalCluster {
     }
     const apps = appsDir();
     const node = process.execPath;
-    const common = { CAIRN_NATS: natsUrl, CAIRN_LOG_FORMAT: 'text' };
+    // The services stop when this process is gone (libs/service-kit parent-watch.ts).
+    const common = { CAIRN_NATS: natsUrl, CAIRN_LOG_FORMAT: 'text', CAIRN_PARENT_PID: String(process.pid) };
     this.spawn('scheduler', node, [join(apps, 'scheduler/dist/main.js')], { ...common, CAIRN_SCHEDULER_KEY: join(dataDir, 'scheduler-key.pem'), CAIRN_HTTP_PORT: '0' });
     this.spawn('spec-compiler', node, [join(apps, 'spec-compiler/dist/main.js')], { ...common, CAIRN_HTTP_PORT: '0' });
     if (existsSync(join(apps, 'results-store/dist/main.js'))) {
