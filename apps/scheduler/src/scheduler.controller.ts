@@ -1,49 +1,32 @@
 /**
- * The scheduler's NATS API. Each handler validates its message (contracts), takes the
- * client or worker identity from the subject — the token NATS permissions pin — and
- * hands the decision to the core.
+ * The scheduler's NATS API for clients and operators, through Nest. Each handler
+ * validates its message (contracts), takes the client identity from the subject — the
+ * token NATS permissions pin — and hands the decision to the core. The per-job and
+ * per-worker subjects are served in direct-handlers.ts.
  */
 import { Controller, Inject } from '@nestjs/common';
 import { Ctx, MessagePattern, NatsContext, Payload } from '@nestjs/microservices';
 import {
   ClientRate,
-  Complete,
   Empty,
-  Heartbeat,
   identityOf,
   JobRef,
-  JobSubmission,
   LogsRequest,
   PoolRef,
-  Register,
   RejectedError,
   serve,
-  Started,
   subjects,
   WorkerRef,
-  type HeartbeatReply,
   type JobStatus,
-  type Registered,
-  type Submitted,
   type WorkerInfo,
 } from '@cairn/contracts';
-import { SchedulerError } from './core/scheduler-core.js';
+import { decide } from './direct-handlers.js';
 import type { JobRecord } from './core/records.js';
 import { LogReader } from './log-reader.js';
 import { SchedulerService } from './scheduler.service.js';
 
 /** The client or worker the request speaks for (see identityOf in contracts). */
 const speakerOf = (ctx: NatsContext) => identityOf(ctx.getSubject()) ?? '';
-
-/** Scheduler decisions that refuse a request become rejections with the same code. */
-async function decide<T>(fn: () => Promise<T> | T): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    if (e instanceof SchedulerError) throw new RejectedError(e.code, e.message);
-    throw e;
-  }
-}
 
 function statusOf(job: JobRecord): JobStatus {
   return {
@@ -87,22 +70,6 @@ export class SchedulerController {
     return serve(Empty, {}, 'scheduler key', () => ({ publicKey: this.scheduler.publicKey }));
   }
 
-  // ---- from the spec-compiler ---------------------------------------------------------
-
-  @MessagePattern(subjects.enqueue)
-  enqueue(@Payload() data: unknown) {
-    return serve(JobSubmission, data, 'enqueue', (submission) =>
-      decide(async (): Promise<Submitted> => {
-        const bad = this.scheduler.openSecretsCheck(submission.secrets);
-        if (bad) throw new RejectedError('forbidden', bad);
-        const { job, effects } = this.core.submit(submission, Date.now());
-        this.scheduler.run(effects);
-        await this.scheduler.stored(job);
-        return { job: job.id, cacheHint: job.cacheHint, steps: job.steps };
-      }),
-    );
-  }
-
   // ---- clients -------------------------------------------------------------------------
 
   @MessagePattern(subjects.clientPattern('status'))
@@ -128,58 +95,6 @@ export class SchedulerController {
         return { ...(await this.logs.page(record.client, record.id, cursor)), state: record.state };
       }),
     );
-  }
-
-  // ---- workers -------------------------------------------------------------------------
-
-  private sameWorker(ctx: NatsContext, worker: string): void {
-    const speaker = speakerOf(ctx);
-    if (speaker !== worker) throw new RejectedError('forbidden', `worker ${speaker} cannot speak for worker ${worker}`);
-  }
-
-  @MessagePattern(subjects.toSchedulerPattern('register'))
-  register(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
-    return serve(Register, data, 'register', (r): Registered & { cancel: string[] } => {
-      this.sameWorker(ctx, r.worker);
-      const { cancel, effects } = this.core.register(
-        { id: r.worker, pool: r.pool, platform: r.platform, capacity: r.capacity, publicKey: r.publicKey, freeBytes: r.store.freeBytes, hints: r.hints, running: r.running },
-        Date.now(),
-      );
-      this.scheduler.run(effects);
-      return { heartbeatMs: this.core.config.heartbeatMs, leaseTtlMs: this.core.config.leaseTtlMs, cancel };
-    });
-  }
-
-  @MessagePattern(subjects.toSchedulerPattern('heartbeat'))
-  heartbeat(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
-    return serve(Heartbeat, data, 'heartbeat', (b): HeartbeatReply => {
-      this.sameWorker(ctx, b.worker);
-      const { known, cancel, effects } = this.core.heartbeat(b.worker, b, Date.now());
-      this.scheduler.run(effects);
-      return { known, cancel };
-    });
-  }
-
-  @MessagePattern(subjects.toSchedulerPattern('started'))
-  started(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
-    return serve(Started, data, 'started', (s) => {
-      this.sameWorker(ctx, s.worker);
-      this.scheduler.run(this.core.started(s.worker, s.job, s.lease, Date.now()));
-      return { ok: true };
-    });
-  }
-
-  @MessagePattern(subjects.toSchedulerPattern('complete'))
-  complete(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
-    return serve(Complete, data, 'complete', async (c) => {
-      this.sameWorker(ctx, c.worker);
-      const { recorded, reason, effects } = this.core.complete(c.worker, c.job, c.lease, c.outcome, Date.now());
-      this.scheduler.run(effects);
-      // The worker may forget the job once this reply arrives: the outcome must be stored first.
-      const job = this.core.jobs.get(c.job);
-      if (recorded && job) await this.scheduler.stored(job);
-      return { recorded, ...(reason === undefined ? {} : { reason }) };
-    });
   }
 
   // ---- operators -----------------------------------------------------------------------

@@ -76,7 +76,12 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
   private dispatchQueued = false;
   /** Set once the stored state is loaded; requests wait for it (see the controller). */
   ready = false;
+  private markLoaded!: () => void;
+  /** Resolves once the stored state is loaded (direct-handlers.ts subscribes then). */
+  readonly loaded = new Promise<void>((resolve) => (this.markLoaded = resolve));
   private lastExpirySweep = 0;
+  /** Ended jobs whose result is being published, then stored (see `stored`). */
+  private readonly settling = new Map<string, Promise<void>>();
   private stopping = false;
 
   constructor(
@@ -107,6 +112,7 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     this.ops.addCheck('state-writes', () => (this.jobsKv.pending > 10_000 ? `${this.jobsKv.pending} job records not yet stored` : undefined));
     this.run(restored);
     this.ready = true;
+    this.markLoaded();
     this.timer = setInterval(() => this.onTick(), Math.min(250, this.config.affinityWaitMs / 2 || 250));
     this.scheduleDispatch();
   }
@@ -159,8 +165,13 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     if (effects.length) this.scheduleDispatch();
   }
 
-  /** Waits until the job's current state is stored (callers reply to clients after this). */
+  /**
+   * Waits until the job's current state is stored (callers reply to clients after this);
+   * for a job that has ended, until its result is published and its final state stored.
+   */
   async stored(job: JobRecord): Promise<void> {
+    const settling = this.settling.get(job.id);
+    if (settling) return settling;
     await this.jobsKv.put(job.id, job);
   }
 
@@ -225,7 +236,7 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
         void call(this.bus, subjects.toWorker(effect.worker, 'cancel'), { job: effect.job.id, lease: effect.lease, reason: effect.reason }, { timeoutMs: 2000 });
         return;
       case 'publish-result':
-        void this.publishResult(effect.job);
+        this.settle(effect.job);
         return;
     }
   }
@@ -273,6 +284,12 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     this.bus.publish(subjects.jobEvent(job.pool, job.state), JSON.stringify(event));
   }
 
+  private settle(job: JobRecord): void {
+    if (this.settling.has(job.id)) return;
+    const done = this.publishResult(job).finally(() => this.settling.delete(job.id));
+    this.settling.set(job.id, done);
+  }
+
   private async publishResult(job: JobRecord): Promise<void> {
     if (job.state === 'succeeded' || job.state === 'failed' || job.state === 'cancelled') this.metrics.results.inc({ state: job.state });
     if (job.failure?.includes('lost')) this.metrics.lostRuns.inc();
@@ -309,8 +326,7 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
       }
     }
     job.resultPublished = true;
-    // Late is fine: after a crash the result is published again and the stream drops the repeat.
-    this.jobsKv.putLater(job.id, job, LATE_WRITE_MS);
+    await this.jobsKv.put(job.id, job);
   }
 }
 

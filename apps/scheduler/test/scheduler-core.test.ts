@@ -125,6 +125,8 @@ describe('leases', () => {
     const done = c.finish(job);
     expect(done.recorded).toBe(true);
     expect(done.effects.filter((e) => e.kind === 'publish-result')).toHaveLength(1);
+    // The terminal state is stored by the shell after the publish, in one write: no separate persist.
+    expect(done.effects.filter((e) => e.kind === 'persist-job')).toHaveLength(0);
     // The same completion again (the worker retried): accepted; once the shell has the
     // result in the stream, no second one (before that, a repeat is deduplicated by job ID).
     job.resultPublished = true;

@@ -46,6 +46,12 @@ export type Effect =
   | { readonly kind: 'persist-settings' }
   | { readonly kind: 'assign'; readonly job: JobRecord; readonly worker: WorkerRecord; readonly lease: string; readonly affinity: 'hit' | 'miss' | 'none' }
   | { readonly kind: 'cancel'; readonly job: JobRecord; readonly worker: string; readonly lease: string; readonly reason: string }
+  /**
+   * Publish the job's result, then store its terminal state marked as published: one
+   * write instead of two. A crash in between restores the job as it was before it ended;
+   * its worker, still waiting for an answer to `complete`, reports again, and the result
+   * stream drops the repeated publish by its message ID.
+   */
   | { readonly kind: 'publish-result'; readonly job: JobRecord }
   | { readonly kind: 'event'; readonly job: JobRecord };
 
@@ -403,10 +409,11 @@ export class SchedulerCore {
     job.cancelRequested = undefined;
     if (lastWorker !== undefined) job.worker = lastWorker;
     this.finished.set(job.client, (this.finished.get(job.client) ?? 0) + 1);
-    const effects: Effect[] = [{ kind: 'persist-job', job }, { kind: 'event', job }];
     // Only jobs that ran have a result to store; a job cancelled while queued is an event.
-    if (job.attempts > 0) effects.push({ kind: 'publish-result', job });
-    return effects;
+    // A result is published before the terminal state is stored, and that one write
+    // carries both (see the publish-result effect).
+    if (job.attempts > 0) return [{ kind: 'event', job }, { kind: 'publish-result', job }];
+    return [{ kind: 'persist-job', job }, { kind: 'event', job }];
   }
 
   private release(job: JobRecord): void {
