@@ -205,6 +205,26 @@ describe('the cluster, end to end', () => {
     expect((await everyStoredMessage()).filter((m) => m.stream === 'KV_cairn-jobs').length).toBe(before);
   });
 
+  it('cairn submit with the same idempotency key again returns the first job and queues nothing', async () => {
+    const spec = join(work, 'keyed.spec');
+    await writeFile(spec, quick('keyed'));
+    const first = await c.cli(['submit', '--pool', POOL, '-f', spec, '--idempotency-key', 'ci-run-7', '--json'], { client: 'frank' });
+    expect(first.code).toBe(0);
+    const job = (JSON.parse(first.stdout) as { job: string }).job;
+    const again = await c.cli(['submit', '--pool', POOL, '-f', spec, '--idempotency-key', 'ci-run-7'], { client: 'frank' });
+    expect(again.code).toBe(0);
+    expect(again.stdout.trim()).toBe(job);
+    expect(again.stderr).toContain(`already submitted with idempotency key ci-run-7: ${job}`);
+    // The key is reused for another build: refused, and the first job named.
+    const other = join(work, 'keyed-other.spec');
+    await writeFile(other, quick('keyed-other'));
+    const clash = await c.cli(['submit', '--pool', POOL, '-f', other, '--idempotency-key', 'ci-run-7'], { client: 'frank' });
+    expect(clash.code).toBe(1);
+    expect(clash.stderr).toContain(`already made job ${job}`);
+    expect((await finished('frank', job, 30_000)).state).toBe('succeeded');
+    expect(await resultsFor(job)).toHaveLength(1);
+  });
+
   it('cairn cancel stops a running job and cairn status says so', async () => {
     const job = await submit('erin', quick('to-cancel', '(run (shell "sleep 30"))'));
     for (;;) {

@@ -95,10 +95,10 @@ export class DirectHandlers implements OnModuleInit, OnApplicationShutdown {
       decide(async (): Promise<Submitted> => {
         const bad = this.scheduler.openSecretsCheck(submission.secrets);
         if (bad) throw new RejectedError('forbidden', bad);
-        const { job, effects } = this.core.submit(submission, Date.now());
+        const { job, effects, repeated } = this.core.submit(submission, Date.now());
         this.scheduler.run(effects);
         await this.scheduler.stored(job);
-        return { job: job.id, cacheHint: job.cacheHint, steps: job.steps };
+        return { job: job.id, cacheHint: job.cacheHint, steps: job.steps, ...(repeated ? { repeated } : {}) };
       }),
     );
   }

@@ -294,3 +294,30 @@ describe('cache hints across a restart', () => {
     expect(assign && assign.kind === 'assign' && [assign.worker.id, assign.affinity]).toEqual(['w2', 'hit']);
   });
 });
+
+describe('idempotency keys', () => {
+  it('a repeated key gets the first job back, queues nothing, and survives a restart until the job expires', () => {
+    const c = cluster({ w1: 1 });
+    const first = c.core.submit(submission('alice', { idempotencyKey: 'ci-42' }), c.at());
+    const again = c.core.submit(submission('alice', { idempotencyKey: 'ci-42' }), c.at());
+    expect(again.job.id).toBe(first.job.id);
+    expect(again.repeated).toBe(true);
+    expect(again.effects).toEqual([]);
+    expect(c.core.queue(POOL).length).toBe(1);
+    // Keys are per client: bob's ci-42 is his own job.
+    expect(c.core.submit(submission('bob', { idempotencyKey: 'ci-42' }), c.at()).job.id).not.toBe(first.job.id);
+    // The same key for a different build is refused, naming the job it made.
+    expect(() => c.core.submit(submission('alice', { idempotencyKey: 'ci-42', spec: '((from alpine))' }), c.at())).toThrow(new RegExp(`already made job ${first.job.id}`));
+
+    const restarted = new SchedulerCore(DEFAULT_CONFIG);
+    restarted.restore([...c.core.jobs.values()], [], c.core.settings, c.at());
+    expect(restarted.submit(submission('alice', { idempotencyKey: 'ci-42' }), c.at()).job.id).toBe(first.job.id);
+
+    const [a] = c.dispatch();
+    c.finish(a!.job);
+    c.advance(10_000);
+    a!.job.resultPublished = true;
+    expect(c.core.expired(c.at(), 1000)).toContain(first.job.id);
+    expect(c.core.submit(submission('alice', { idempotencyKey: 'ci-42' }), c.at()).job.id).not.toBe(first.job.id);
+  });
+});

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Controller, Inject } from '@nestjs/common';
 import { Ctx, MessagePattern, NatsContext, Payload } from '@nestjs/microservices';
 import {
@@ -83,6 +84,9 @@ export class CompilerController {
         timeoutSeconds: request.timeoutSeconds,
         cacheHint: request.cacheHint ?? compiled.cacheHint,
         steps: compiled.steps.length,
+        // Without a key of the client's, one per request: the enqueue retries below
+        // (a scheduler restarting) then cannot make a second job.
+        idempotencyKey: request.idempotencyKey ?? randomUUID(),
       };
     });
     if (!prepared.ok) return this.metrics.counted('submit', prepared);

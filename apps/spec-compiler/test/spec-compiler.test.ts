@@ -243,8 +243,18 @@ describe('submit', () => {
         timeoutSeconds: 600,
         cacheHint: compiled.cacheHint,
         steps: compiled.steps.length,
+        // None given: one made per request, so the compiler's own enqueue retries are safe.
+        idempotencyKey: expect.stringMatching(/^[0-9a-f-]{36}$/),
       },
     ]);
+  });
+
+  it("passes the client's idempotency key on, and refuses a malformed one", async () => {
+    forwarded.length = 0;
+    expect((await call<Submitted>(client, subjects.client('alice', 'submit'), { pool: 'linux-x86_64', spec: SEXP, idempotencyKey: 'ci-99.build' })).ok).toBe(true);
+    expect(forwarded.at(-1)).toMatchObject({ idempotencyKey: 'ci-99.build' });
+    const bad = await call<Submitted>(client, subjects.client('alice', 'submit'), { pool: 'linux-x86_64', spec: SEXP, idempotencyKey: 'no spaces allowed' });
+    expect(bad).toMatchObject({ ok: false, error: { code: 'malformed', message: expect.stringMatching(/idempotencyKey.*idempotency key is 1-128/) } });
   });
 
   it('fills the defaults, keeps a cache hint the client gave, and passes a scheduler rejection on', async () => {

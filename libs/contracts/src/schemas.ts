@@ -60,6 +60,12 @@ export type Compiled = z.infer<typeof Compiled>;
 
 // ---- submit (client -> spec-compiler) and enqueue (spec-compiler -> scheduler) ---------
 
+/**
+ * A submission's key of the client's choosing: the same key again (a retried request
+ * whose reply was lost, a CI job run again) gets the job it first made, not a second one.
+ */
+export const IdempotencyKey = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'an idempotency key is 1-128 of A-Z a-z 0-9 . _ : -');
+
 export const SubmitRequest = z.object({
   pool: PoolName,
   spec: CompileRequest.shape.spec,
@@ -73,6 +79,7 @@ export const SubmitRequest = z.object({
   outputs: z.array(z.string().regex(/^\/[^\0]*$/, 'an output is an absolute path').max(4096)).max(256).default([]),
   timeoutSeconds: z.number().int().positive().max(7 * 24 * 3600).default(3600),
   cacheHint: z.string().max(200).optional(),
+  idempotencyKey: IdempotencyKey.optional(),
 });
 export type SubmitRequest = z.input<typeof SubmitRequest>;
 
@@ -88,6 +95,7 @@ export const JobSubmission = z.object({
   timeoutSeconds: z.number().int().positive(),
   cacheHint: z.string(),
   steps: z.number().int().nonnegative(),
+  idempotencyKey: IdempotencyKey.optional(),
 });
 export type JobSubmission = z.infer<typeof JobSubmission>;
 
@@ -95,7 +103,8 @@ export const JobState = z.enum(['queued', 'assigned', 'running', 'succeeded', 'f
 export type JobState = z.infer<typeof JobState>;
 export const TERMINAL: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
 
-export const Submitted = z.object({ job: JobId, cacheHint: z.string(), steps: z.number() });
+/** `repeated`: the idempotency key had made this job already; nothing new was queued. */
+export const Submitted = z.object({ job: JobId, cacheHint: z.string(), steps: z.number(), repeated: z.boolean().optional() });
 export type Submitted = z.infer<typeof Submitted>;
 
 // ---- job status ------------------------------------------------------------------------

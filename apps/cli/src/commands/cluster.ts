@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { Option, type Command } from 'commander';
@@ -57,6 +58,7 @@ interface SubmitOpts extends ClusterFlags {
   output: string[];
   timeout: string;
   cacheHint?: string;
+  idempotencyKey?: string;
   follow?: boolean;
   json?: boolean;
 }
@@ -81,8 +83,9 @@ the job. Prints the job ID; with --follow, streams the log until the job ends.`)
       .option('--output <path>', 'a file of the final snapshot to keep as an artifact (repeatable)', collect, [])
       .option('--timeout <seconds>', 'fail the job after this long', '3600')
       .option('--cache-hint <hint>', 'jobs with the same hint go to the same worker (default: computed from the spec)')
+      .option('--idempotency-key <key>', 'submitting again with the same key (a retried CI step) returns the first job instead of queueing another; default: one per invocation, so retries within it are safe')
       .option('--follow', 'stream the log and exit with the job: 0 succeeded, 1 failed, 130 cancelled')
-      .option('--json', 'print {"job", "cacheHint", "steps"} (and "state" with --follow; the log goes to stderr)'),
+      .option('--json', 'print {"job", "cacheHint", "steps"} ("repeated": true when the idempotency key had made the job; "state" with --follow; the log goes to stderr)'),
   )
     .addHelpText('after', `
 Exit status: 0 submitted (or succeeded, with --follow); 1 rejected (bad spec, unknown pool,
@@ -92,7 +95,8 @@ missing secret file) or the build failed; 2 usage error; 3 the cluster could not
 Examples:
   cairn submit --pool linux-x86_64 -f examples/hello.spec examples/hello --follow
   cairn submit --pool linux-x86_64 -f Dockerfile . --output /usr/local/bin/app --json | jq -r .job
-  cairn submit --pool linux-x86_64 -f build.spec . --secret npmrc:$HOME/.npmrc --urgent`)
+  cairn submit --pool linux-x86_64 -f build.spec . --secret npmrc:$HOME/.npmrc --urgent
+  cairn submit --pool linux-x86_64 -f build.spec . --idempotency-key "ci-$PIPELINE_ID-build"   # a re-run CI step finds its job`)
     .action(async (context: string | undefined, opts: SubmitOpts) => {
       const specText = await readInput(io, opts.file, 'the spec');
       const format = opts.format ?? (/dockerfile/i.test(basename(opts.file)) ? 'dockerfile' : 'sexp');
@@ -127,8 +131,11 @@ Examples:
           timeoutSeconds: timeout,
           ...(context_ ? { contextDigest: context_.digest } : {}),
           ...(opts.cacheHint === undefined ? {} : { cacheHint: opts.cacheHint }),
+          // The same key on every attempt `request` makes: a lost reply retried is not a second job.
+          idempotencyKey: opts.idempotencyKey ?? randomUUID(),
         });
-        if (!opts.json) io.err(`submitted ${submitted.job} to ${opts.pool} (${submitted.steps} steps${context_ ? `, context ${context_.digest.slice(0, 19)}… ${context_.uploaded ? 'uploaded' : 'already stored'}` : ''})\n`);
+        if (!opts.json && submitted.repeated) io.err(`already submitted with idempotency key ${opts.idempotencyKey}: ${submitted.job} (nothing new queued)\n`);
+        else if (!opts.json) io.err(`submitted ${submitted.job} to ${opts.pool} (${submitted.steps} steps${context_ ? `, context ${context_.digest.slice(0, 19)}… ${context_.uploaded ? 'uploaded' : 'already stored'}` : ''})\n`);
         let state: JobState | undefined;
         if (opts.follow) {
           state = await printLog(io, nc, client, submitted.job, true, opts.json ?? false);

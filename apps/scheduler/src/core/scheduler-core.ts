@@ -81,6 +81,8 @@ export class SchedulerCore {
   private readonly finished = new Map<string, number>();
   /** Workers whose hints changed since they were last stored. */
   private readonly hintsChanged = new Set<string>();
+  /** Job IDs by client and idempotency key, for as long as the jobs are kept. */
+  private readonly byKey = new Map<string, string>();
 
   constructor(readonly config: SchedulerConfig = DEFAULT_CONFIG) {
     this.affinity = new CacheAffinity(config.hintTtlMs);
@@ -102,6 +104,7 @@ export class SchedulerCore {
     const ordered = [...jobs].sort((a, b) => a.submittedAt - b.submittedAt);
     for (const job of ordered) {
       this.jobs.set(job.id, job);
+      if (job.idempotencyKey !== undefined) this.byKey.set(keyOf(job.client, job.idempotencyKey), job.id);
       if (job.state === 'queued') this.queue(job.pool).push(this.ref(job));
       else if (job.state === 'assigned' || job.state === 'running') {
         const worker = job.worker === undefined ? undefined : this.workers.get(job.worker);
@@ -122,13 +125,26 @@ export class SchedulerCore {
     return this.settings.pools.includes(pool);
   }
 
-  submit(submission: JobSubmission, now: number, id = newJobId()): { job: JobRecord; effects: Effect[] } {
+  /**
+   * Queues a new job; or, for a key this client has used already, answers with the job it
+   * made then (`repeated`), provided it is the same build.
+   */
+  submit(submission: JobSubmission, now: number, id = newJobId()): { job: JobRecord; effects: Effect[]; repeated?: true } {
+    const key = submission.idempotencyKey === undefined ? undefined : keyOf(submission.client, submission.idempotencyKey);
+    const first = key === undefined ? undefined : this.jobs.get(this.byKey.get(key) ?? '');
+    if (first) {
+      if (first.pool !== submission.pool || first.spec !== submission.spec || first.contextDigest !== submission.contextDigest) {
+        throw new SchedulerError('conflict', `idempotency key "${submission.idempotencyKey}" already made job ${first.id}, a different build (pool, spec or context differ); use a new key`);
+      }
+      return { job: first, effects: [], repeated: true };
+    }
     if (!this.knownPool(submission.pool)) {
       const known = this.settings.pools.length ? this.settings.pools.join(', ') : 'none yet (no worker has registered)';
       throw new SchedulerError('unknown-pool', `unknown pool "${submission.pool}"; known pools: ${known}`);
     }
     const job: JobRecord = { ...submission, id, state: 'queued', attempts: 0, submittedAt: now, queuedAt: now };
     this.jobs.set(id, job);
+    if (key !== undefined) this.byKey.set(key, id);
     this.queue(job.pool).push(this.ref(job));
     return { job, effects: [{ kind: 'persist-job', job }, { kind: 'event', job }] };
   }
@@ -490,7 +506,11 @@ export class SchedulerCore {
     for (const job of this.jobs.values()) {
       if (TERMINAL.includes(job.state) && job.resultPublished !== false && (job.finishedAt ?? now) < now - ageMs) out.push(job.id);
     }
-    for (const id of out) this.jobs.delete(id);
+    for (const id of out) {
+      const key = this.jobs.get(id)!.idempotencyKey;
+      if (key !== undefined) this.byKey.delete(keyOf(this.jobs.get(id)!.client, key));
+      this.jobs.delete(id);
+    }
     return out;
   }
 
@@ -504,6 +524,8 @@ export class SchedulerCore {
     return { job: job.id, client: job.client, urgent: job.urgent };
   }
 }
+
+const keyOf = (client: string, idempotencyKey: string) => `${client}\u0000${idempotencyKey}`;
 
 function leastLoaded(workers: WorkerRecord[]): WorkerRecord {
   let best = workers[0]!;
