@@ -8,12 +8,12 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   buckets,
   call,
+  durablePublish,
   exportPrivateKey,
   generateKeyPair,
   importKeyPair,
@@ -32,7 +32,7 @@ import { BUS, Ops } from '@cairn/service-kit';
 import { DEFAULT_CONFIG, SchedulerCore, type Effect, type SchedulerConfig } from './core/scheduler-core.js';
 import type { JobRecord, SchedulerSettings, WorkerRecord } from './core/records.js';
 import { SchedulerMetrics } from './scheduler-metrics.js';
-import { WriteBehind } from './write-behind.js';
+import { bucketWriter, WriteBehind } from './write-behind.js';
 
 export const SCHEDULER_CONFIG = Symbol('SCHEDULER_CONFIG');
 
@@ -67,7 +67,6 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
   readonly core: SchedulerCore;
   private readonly log = new Logger('Scheduler');
   private keys!: KeyPair;
-  private js!: JetStreamClient;
   private jobsKv!: WriteBehind;
   private workersKv!: WriteBehind;
   private settingsKv!: WriteBehind;
@@ -98,12 +97,11 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
 
   async onModuleInit(): Promise<void> {
     this.keys = await loadOrMakeKey(this.config.keyFile);
-    this.js = jetstream(this.bus);
     const [jobs, workers, settings] = await Promise.all([openBucket(this.bus, buckets.jobs), openBucket(this.bus, buckets.workers), openBucket(this.bus, buckets.settings)]);
     const onError = (key: string, e: unknown) => this.log.warn(`storing ${key} failed, retrying: ${String(e)}`);
-    this.jobsKv = new WriteBehind(jobs, onError);
-    this.workersKv = new WriteBehind(workers, onError);
-    this.settingsKv = new WriteBehind(settings, onError);
+    this.jobsKv = new WriteBehind(bucketWriter(this.bus, jobs, buckets.jobs), onError);
+    this.workersKv = new WriteBehind(bucketWriter(this.bus, workers, buckets.workers), onError);
+    this.settingsKv = new WriteBehind(bucketWriter(this.bus, settings, buckets.settings), onError);
     const now = Date.now();
     const state = await this.loadState(jobs, workers, settings);
     const restored = this.core.restore(state.jobs, state.workers, state.settings ?? undefined, now);
@@ -317,7 +315,7 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
       try {
         // The message ID makes a repeat (after a crash or a retried completion) a no-op.
-        await this.js.publish(subjects.result(job.pool), JSON.stringify(result), { msgID: job.id });
+        await durablePublish(this.bus, subjects.result(job.pool), JSON.stringify(result), { msgId: job.id });
         break;
       } catch (e) {
         if (this.stopping) return;

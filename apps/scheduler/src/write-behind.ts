@@ -7,6 +7,26 @@
  * restarting) is retried until it lands.
  */
 import type { KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { durablePublish } from '@cairn/contracts';
+
+/** Where a WriteBehind's values go. */
+export interface BucketWriter {
+  put(key: string, value: string): Promise<unknown>;
+  delete(key: string): Promise<unknown>;
+}
+
+/**
+ * A KV bucket's writes, puts as plain JetStream publishes on `$KV.<bucket>.<key>` (what
+ * `kv.put` sends, without its per-request timer and Error: see contracts requester.ts).
+ * Keys here are job and worker IDs, already checked as subject tokens.
+ */
+export function bucketWriter(nc: NatsConnection, kv: KV, bucket: string): BucketWriter {
+  return {
+    put: (key, value) => durablePublish(nc, `$KV.${bucket}.${key}`, value),
+    delete: (key) => kv.delete(key),
+  };
+}
 
 interface Slot {
   latest: string | null; // null = delete
@@ -22,7 +42,7 @@ export class WriteBehind {
   private failures = 0;
 
   constructor(
-    private readonly kv: KV,
+    private readonly kv: BucketWriter,
     private readonly onError: (key: string, error: unknown) => void = () => undefined,
   ) {}
 

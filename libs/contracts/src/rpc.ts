@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { type Reply, reject } from './reply.js';
+import { requesterOf } from './requester.js';
 
 export interface CallOptions {
   /** Per attempt. */
@@ -21,7 +22,7 @@ export async function call<T>(nc: NatsConnection, subject: string, data: unknown
   let lastError = '';
   for (let attempt = 0; attempt <= retries; attempt++) {
     try {
-      const msg = await nc.request(subject, payload, { timeout: timeoutMs });
+      const msg = await requesterOf(nc).request(subject, payload, { timeoutMs });
       const packet = msg.json<{ response?: Reply<T>; err?: unknown }>();
       if (packet.err !== undefined && packet.err !== null) {
         return reject('internal', `${subject}: ${typeof packet.err === 'string' ? packet.err : JSON.stringify(packet.err)}`);
