@@ -167,8 +167,11 @@ export async function startEnv(options: { schedulerEnv?: Record<string, string>;
     client,
     workerBus,
     async cleanup() {
-      await client.drain().catch(() => undefined);
-      await workerBus.drain().catch(() => undefined);
+      // A drain can wait forever on the simulated workers' requests to a scheduler that is
+      // gone; the bench is over by now, so each gets a few seconds.
+      const bounded = (p: Promise<unknown>) => Promise.race([p.catch(() => undefined), sleep(3000)]);
+      await bounded(client.drain());
+      await bounded(workerBus.drain());
       await scheduler.stop().catch(() => undefined);
       await nats.stop();
       await rm(dir, { recursive: true, force: true });
