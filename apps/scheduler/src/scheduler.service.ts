@@ -33,6 +33,7 @@ import { DEFAULT_CONFIG, SchedulerCore, type Effect, type SchedulerConfig } from
 import type { JobRecord, SchedulerSettings, WorkerRecord } from './core/records.js';
 import { SchedulerMetrics } from './scheduler-metrics.js';
 import { bucketWriter, WriteBehind } from './write-behind.js';
+import { readBucket } from './bucket-reader.js';
 
 export const SCHEDULER_CONFIG = Symbol('SCHEDULER_CONFIG');
 
@@ -135,8 +136,8 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
       const before = disconnects;
       try {
         const state = {
-          jobs: await readAll<JobRecord>(jobs),
-          workers: await readAll<WorkerRecord>(workers),
+          jobs: await readBucket<JobRecord>(jobs, buckets.jobs),
+          workers: await readBucket<WorkerRecord>(workers, buckets.workers),
           settings: await readOne<SchedulerSettings>(settings, SETTINGS_KEY),
         };
         if (disconnects === before) {
@@ -326,15 +327,6 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     job.resultPublished = true;
     await this.jobsKv.put(job.id, job);
   }
-}
-
-async function readAll<T>(kv: KV): Promise<T[]> {
-  const out: T[] = [];
-  for await (const key of await kv.keys()) {
-    const value = await readOne<T>(kv, key);
-    if (value) out.push(value);
-  }
-  return out;
 }
 
 async function readOne<T>(kv: KV, key: string): Promise<T | null> {
