@@ -6,27 +6,12 @@
  * `oci:PATH`, `docker`), defaulting to the machine config's `fetcher` as `cairn build`
  * does, so that the compiler pins the very images the workers will fetch.
  */
-import { readFile } from 'node:fs/promises';
+import { fetcherSpecOf, readMachineConfig } from '@cairn/builder';
 import { parseFetcherSpec } from '@cairn/fetcher';
 import { startSpecCompiler } from './spec-compiler.js';
 
-const CONFIG_FILE = process.env.CAIRN_CONFIG ?? '/var/lib/cairn/cairn.json';
-
-async function configuredFetcher(): Promise<string> {
-  if (process.env.CAIRN_FETCHER) return process.env.CAIRN_FETCHER;
-  try {
-    const config = JSON.parse(await readFile(CONFIG_FILE, 'utf8')) as { fetcher?: unknown };
-    if (typeof config.fetcher === 'string') return config.fetcher;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new Error(`cannot read the machine config ${CONFIG_FILE}: ${e instanceof Error ? e.message : String(e)}`);
-    }
-  }
-  return 'docker';
-}
-
 try {
-  const fetcher = parseFetcherSpec(await configuredFetcher(), process.env.CAIRN_PLATFORM ? { platform: process.env.CAIRN_PLATFORM } : {});
+  const fetcher = parseFetcherSpec(fetcherSpecOf({}, await readMachineConfig()), process.env.CAIRN_PLATFORM ? { platform: process.env.CAIRN_PLATFORM } : {});
   const service = await startSpecCompiler({ fetcher });
   console.log(JSON.stringify({ service: 'spec-compiler', fetcher: fetcher.kind, http: service.httpUrl, message: 'ready' }));
 } catch (e) {

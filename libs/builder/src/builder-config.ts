@@ -77,6 +77,15 @@ export async function loadSecretKey(env: NodeJS.ProcessEnv = process.env): Promi
   return (await readFile(file, 'utf8')).trim();
 }
 
+/**
+ * Where base images come from: the explicit choice, CAIRN_FETCHER, the machine config,
+ * else the local Docker daemon. The spec-compiler asks too, so that it pins the very
+ * images the workers will fetch.
+ */
+export function fetcherSpecOf(choices: EngineChoices, config: MachineConfig, env: NodeJS.ProcessEnv = process.env): string {
+  return choices.fetcher ?? env.CAIRN_FETCHER ?? config.fetcher ?? 'docker';
+}
+
 /** Opens the Builder the choices, environment and machine config describe. */
 export async function openConfiguredBuilder(choices: EngineChoices, env: NodeJS.ProcessEnv = process.env): Promise<Builder> {
   const config = await readMachineConfig(env);
@@ -84,7 +93,7 @@ export async function openConfiguredBuilder(choices: EngineChoices, env: NodeJS.
   if (!storeSpec) {
     throw new ConfigError(`no store given: pass --store btrfs:/path (or overlayfs:, rsync:, xfs:), set CAIRN_STORE, or run tools/setup.sh to make a default in ${configFile(env)}`);
   }
-  const fetcherSpec = choices.fetcher ?? env.CAIRN_FETCHER ?? config.fetcher ?? 'docker';
+  const fetcherSpec = fetcherSpecOf(choices, config, env);
   const sandboxKind = choices.sandbox ?? choices.runtime ?? env.CAIRN_SANDBOX ?? env.CAIRN_RUNTIME ?? config.sandbox ?? config.runtime ?? 'runc';
   const store = asConfigError(() => parseStoreSpec(storeSpec));
   const fetcher = asConfigError(() => parseFetcherSpec(fetcherSpec));

@@ -4,7 +4,7 @@ export { MetadataDb, type SnapshotRecord } from './metadata-db.js';
 export { StepLog, replayLog } from './step-log.js';
 export { copyTarStream } from './tar-transfer.js';
 export {
-  ConfigError, configFile, DEFAULT_CONFIG_FILE, loadSecretKey, openConfiguredBuilder, readMachineConfig,
+  ConfigError, configFile, DEFAULT_CONFIG_FILE, fetcherSpecOf, loadSecretKey, openConfiguredBuilder, readMachineConfig,
   type EngineChoices, type MachineConfig,
 } from './builder-config.js';
 export { resolveInRoot, SnapshotPathError } from './snapshot-files.js';
