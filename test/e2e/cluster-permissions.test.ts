@@ -32,7 +32,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await c?.stop();
-});
+  // A bound for a hang: stopping gives each process up to 30 s to drain.
+}, 60_000);
 
 describe('the cluster under per-role NATS permissions', () => {
   let job = '';

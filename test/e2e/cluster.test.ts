@@ -84,7 +84,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await c?.stop();
-});
+  // A bound for a hang: stopping gives each process up to 30 s to drain.
+}, 60_000);
 
 describe('the cluster, end to end', () => {
   it('a job submitted with cairn submit --follow streams its log, keeps its artifact, and its secret stays secret', async () => {

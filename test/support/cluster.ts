@@ -47,6 +47,8 @@ export interface Cluster {
   stopProcess(p: ServiceProcess, signal?: NodeJS.Signals): Promise<void>;
   /** Starts a stopped service process again with the same settings. */
   restartProcess(p: ServiceProcess): Promise<void>;
+  /** Starts another process of `p`'s kind (a standby scheduler), with extra env; stopped with the cluster. */
+  spawnLike(p: ServiceProcess, name: string, env: NodeJS.ProcessEnv): ServiceProcess;
   waitForWorkers(ids: readonly string[], connected?: boolean): Promise<WorkerInfo[]>;
   stop(): Promise<void>;
 }
@@ -150,7 +152,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const nc = await connectBus({ servers: nats.url, name: 'e2e-test', ...(config === undefined ? {} : { user: 'svc', pass: String(svc.CAIRN_NATS_PASSWORD) }) });
   const clientCredentials = new Map<string, NodeJS.ProcessEnv>();
   for (const name of [...(options.clients ?? []), 'ops']) clientCredentials.set(name, await credentials(name));
-  const everything = () => [scheduler, compiler, ...workers].map((p) => `--- ${p.name} (exit ${p.child.exitCode})\n${p.output.slice(-3000)}`).join('\n');
+  const extras: ServiceProcess[] = [];
+  const everything = () => [scheduler, compiler, ...workers, ...extras].map((p) => `--- ${p.name} (exit ${p.child.exitCode})\n${p.output.slice(-3000)}`).join('\n');
   const cluster: Cluster = {
     nats,
     nc,
@@ -180,6 +183,11 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     async restartProcess(p) {
       startChild(p);
     },
+    spawnLike(p, name, env) {
+      const extra = spawnService(name, p.script, { ...p.env, ...env });
+      extras.push(extra);
+      return extra;
+    },
     waitForWorkers: (ids, connected = true) =>
       until(
         `workers ${ids.join(', ')} ${connected ? 'connected' : 'disconnected'}`,
@@ -194,7 +202,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       ),
     async stop() {
       await nc.close().catch(() => undefined);
-      await Promise.all([scheduler, compiler, ...workers].map((p) => cluster.stopProcess(p)));
+      await Promise.all([scheduler, compiler, ...workers, ...extras].map((p) => cluster.stopProcess(p)));
       await nats.stop();
       for (const fs of filesystems) await fs.cleanup();
       await rm(dir, { recursive: true, force: true });

@@ -34,6 +34,7 @@ import type { JobRecord, SchedulerSettings, WorkerRecord } from './core/records.
 import { SchedulerMetrics } from './scheduler-metrics.js';
 import { bucketWriter, WriteBehind } from './write-behind.js';
 import { readBucket } from './bucket-reader.js';
+import { LEADERSHIP, type Leadership } from './leadership.js';
 
 export const SCHEDULER_CONFIG = Symbol('SCHEDULER_CONFIG');
 
@@ -88,6 +89,7 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     @Inject(BUS) private readonly bus: NatsConnection,
     @Inject(SCHEDULER_CONFIG) private readonly config: SchedulerServiceConfig,
     @Inject(Ops) private readonly ops: Ops,
+    @Inject(LEADERSHIP) private readonly leadership: Leadership | null,
   ) {
     this.core = new SchedulerCore(config);
   }
@@ -156,6 +158,8 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     this.stopping = true;
     clearInterval(this.timer);
     await Promise.race([Promise.all([this.jobsKv.flush(), this.workersKv.flush(), this.settingsKv.flush()]), new Promise((r) => setTimeout(r, 5000))]);
+    // Only now: a standby that takes over reads what was just written.
+    await this.leadership?.release();
   }
 
   /** Applies effects, then looks for work to hand out. */
