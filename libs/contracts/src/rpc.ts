@@ -59,6 +59,8 @@ export class CallError extends Error {
   }
 }
 
+const utf8 = new TextDecoder();
+
 /**
  * Nest deserializer that never throws: a body that is not JSON, or not in the envelope,
  * still reaches the handler (marked `__malformed`) so the sender gets a rejection
@@ -70,7 +72,7 @@ export class SafeJsonDeserializer {
     const hasReply = Boolean(options?.replyTo);
     let value: unknown;
     try {
-      value = JSON.parse(new TextDecoder().decode(msg.data));
+      value = JSON.parse(utf8.decode(msg.data));
     } catch (e) {
       return { pattern: channel, data: { __malformed: `not JSON (${e instanceof Error ? e.message : String(e)})` }, ...(hasReply ? { id: 'malformed' } : {}) };
     }
@@ -81,6 +83,8 @@ export class SafeJsonDeserializer {
   }
 }
 
+const envelope = new SafeJsonDeserializer();
+
 /**
  * The responder side for subjects served outside Nest (a worker's own `agent.<id>.*`
  * subjects): decodes the envelope `call` sends and answers in the same envelope.
@@ -89,7 +93,7 @@ export async function answer<T>(
   msg: { data: Uint8Array; reply?: string; respond(data: string): boolean },
   handle: (data: unknown) => Promise<Reply<T>> | Reply<T>,
 ): Promise<void> {
-  const packet = new SafeJsonDeserializer().deserialize(msg, { channel: '', ...(msg.reply ? { replyTo: msg.reply } : {}) });
+  const packet = envelope.deserialize(msg, { channel: '', ...(msg.reply ? { replyTo: msg.reply } : {}) });
   const response = await handle(packet.data);
   if (msg.reply) msg.respond(JSON.stringify({ response, isDisposed: true, id: packet.id }));
 }

@@ -68,7 +68,11 @@ export class SchedulerError extends Error {
 /** Hints kept per worker record. */
 const MAX_HINTS = 1000;
 
-const newLease = () => randomBytes(9).toString('base64url');
+// A lease only has to differ from every other lease: a random prefix per process (so a
+// restarted scheduler never repeats one) and a counter, not fresh randomness per lease.
+const LEASE_PREFIX = randomBytes(6).toString('base64url');
+let leases = 0;
+const newLease = () => `${LEASE_PREFIX}.${(++leases).toString(36)}`;
 export const newJobId = () => `j-${Date.now().toString(36)}${randomBytes(8).toString('hex')}`;
 
 export class SchedulerCore {
