@@ -4,10 +4,13 @@
  * fixed 200 requests/s from this process (autocannon) against the store running as its
  * own process on loopback. Target: p99 under 50 ms.
  *
- * Build pages are measured twice: on first view (the seeded builds were written straight
- * into the database, so none has a pre-rendered page yet) and pre-rendered, as builds
- * stored through ingest are: a random 20% of the builds are viewed once, the store is
- * restarted (its memory cache gone), then random ones of those are requested.
+ * The seeded builds are written straight into the database, as builds stored before
+ * pages were pre-rendered: none has a saved page. Build pages are measured three times:
+ *  1. first views with the page backfill switched off (every request renders);
+ *  2. first views while the backfill runs (restarted store, pages directory emptied),
+ *     with the build list alongside, to see what the background work costs readers;
+ *  3. after the backfill has finished (restarted again, its memory cache gone): every
+ *     page is read from its saved copy.
  *
  *   npx tsx bench/results-pages.ts [--builds 100000] [--rate 200] [--seconds 15] [--db sqlite,postgres]
  */
@@ -23,7 +26,6 @@ import { migrate, seed, STEPS, JOBS } from './results-seed.js';
 const { values } = parseArgs({
   options: {
     builds: { type: 'string', default: '100000' },
-    prerendered: { type: 'string', default: '0.2' },
     rate: { type: 'string', default: '200' },
     seconds: { type: 'string', default: '15' },
     db: { type: 'string', default: 'sqlite,postgres' },
@@ -61,12 +63,29 @@ async function load(url: string, title: string, path: string | (() => string)): 
   console.log(`| ${title} | ${result.latency.p50} ms | ${result.latency.p99} ms | ${result.latency.max} ms | ${(result.requests.total / SECONDS).toFixed(0)} | ${bad} | ${target} |`);
 }
 
+/** The page backfill's figures from the store's /metrics. */
+async function backfillMetrics(url: string): Promise<{ remaining: number; running: boolean; saved: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+  return {
+    remaining: value(/^cairn_results_page_backfill_remaining (\S+)$/m),
+    running: value(/^cairn_results_page_backfill_running (\S+)$/m) === 1,
+    saved: value(/^cairn_results_page_backfill_builds_total\{outcome="saved"\} (\S+)$/m) || 0,
+  };
+}
+
+function header(): void {
+  console.log('| page | p50 | p99 | max | req/s | errors | p99 < 50 ms |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- |');
+}
+
 for (const flavour of values.db!.split(',') as DatabaseFlavour[]) {
   const nats = await startNats();
   const dir = await mkdtemp(join(tmpdir(), 'cairn-bench-pages-'));
   const db = await createDatabase(flavour, dir);
-  // A fixed public address: the pre-rendered pages' commands name it, and the restarted store listens on another port.
-  const env = { CAIRN_NATS: nats.url, CAIRN_RESULTS_DIR: join(dir, 'data'), CAIRN_RESULTS_PUBLIC_URL: 'http://cairn.example', CAIRN_RESULTS_DB: db.location, CAIRN_RESULTS_ADMIN_TIMEOUT_MS: '200' };
+  const dataDir = join(dir, 'data');
+  // A fixed public address: the saved pages' commands name it, and each restarted store listens on another port.
+  const env = { CAIRN_NATS: nats.url, CAIRN_RESULTS_DIR: dataDir, CAIRN_RESULTS_PUBLIC_URL: 'http://cairn.example', CAIRN_RESULTS_DB: db.location, CAIRN_RESULTS_ADMIN_TIMEOUT_MS: '200' };
   try {
     await migrate(env);
     const seeding = performance.now();
@@ -74,47 +93,66 @@ for (const flavour of values.db!.split(',') as DatabaseFlavour[]) {
     console.log(`\n${flavour}: seeded ${ids.length} builds (${ids.length * STEPS} steps, ${ids.length * 2} artifacts, ${JOBS} jobs) in ${((performance.now() - seeding) / 1000).toFixed(1)} s`);
     // CAIRN_BENCH_PROFILE=<dir> writes a CPU profile of the store for the whole run.
     const profile = process.env.CAIRN_BENCH_PROFILE;
-    const spawnStore = () => spawnResultsStore({ ...env, CAIRN_LOG_FORMAT: 'text' }, profile ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profile}`] } : {});
-    const shuffled = [...ids].sort(() => Math.random() - 0.5);
-    const kept = shuffled.slice(0, Math.round(ids.length * Number(values.prerendered)));
-    const fresh = shuffled.slice(kept.length);
-    const pick = (from: string[]) => () => `/builds/${from[Math.floor(Math.random() * from.length)]}`;
-    let store = await spawnStore();
+    const spawnStore = (extra: Record<string, string> = {}) =>
+      spawnResultsStore({ ...env, CAIRN_LOG_FORMAT: 'text', ...extra }, profile ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profile}`] } : {});
+    const pick = () => `/builds/${ids[Math.floor(Math.random() * ids.length)]}`;
+
+    // 1. Every request renders: the backfill is off.
+    let store = await spawnStore({ CAIRN_RESULTS_BACKFILL_BATCH: '0' });
     try {
       // Warm the store's caches and the database's pages, as a running dashboard would be.
-      for (let i = 0; i < 50; i++) await fetch(`${store.url}/builds/${fresh[Math.floor(Math.random() * fresh.length)]}`);
+      for (let i = 0; i < 50; i++) await fetch(`${store.url}${pick()}`);
       await fetch(`${store.url}/builds`);
       const pages: [string, string | (() => string)][] = [
         ['build list `/builds`', '/builds'],
         ['filtered `/builds?pool=linux-arm64&state=failed&q=job-01`', '/builds?pool=linux-arm64&state=failed&q=job-01'],
         ['job list `/jobs`', '/jobs'],
-        ['build page `/builds/<random>`, first view', pick(fresh)],
+        ['build page `/builds/<random>`, first view, no backfill', pick],
       ];
       console.log('one request at a time (service time):');
       console.log('| page | p50 | p99 |');
       console.log('| --- | --- | --- |');
       for (const [title, path] of pages) await serial(store.url, title, path);
       console.log(`${RATE} requests/s for ${SECONDS} s each, 10 connections, from this process to the store's process on loopback`);
-      console.log('| page | p50 | p99 | max | req/s | errors | p99 < 50 ms |');
-      console.log('| --- | --- | --- | --- | --- | --- | --- |');
+      header();
       for (const [title, path] of pages) await load(store.url, title, path);
-
-      const rendering = performance.now();
-      let next = 0;
-      const worker = async () => {
-        for (let i = next++; i < kept.length; i = next++) {
-          const res = await fetch(`${store.url}/builds/${kept[i]}`);
-          await res.arrayBuffer();
-          if (res.status !== 200) throw new Error(`pre-rendering ${kept[i]}: ${res.status}`);
-        }
-      };
-      await Promise.all([worker(), worker(), worker(), worker()]);
-      console.log(`pre-rendered ${kept.length} build pages in ${((performance.now() - rendering) / 1000).toFixed(1)} s; restarting the store`);
+    } finally {
       await store.stop();
-      store = await spawnStore();
-      const title = 'build page `/builds/<random>`, pre-rendered';
-      await serial(store.url, title, pick(kept));
-      await load(store.url, title, pick(kept));
+    }
+
+    // 2. The same first views while the backfill saves every page, newest first.
+    await rm(join(dataDir, 'pages'), { recursive: true, force: true });
+    const backfilling = performance.now();
+    store = await spawnStore();
+    try {
+      header();
+      const before = await backfillMetrics(store.url);
+      const loading = performance.now();
+      await load(store.url, 'build page `/builds/<random>`, first view, during the backfill', pick);
+      await load(store.url, 'build list `/builds`, during the backfill', '/builds');
+      const during = await backfillMetrics(store.url);
+      const loaded = (performance.now() - loading) / 1000;
+      console.log(
+        `backfill: ${before.saved} pages saved while the store started, ${during.saved - before.saved} in ${loaded.toFixed(0)} s under load (${((during.saved - before.saved) / loaded).toFixed(0)}/s), ${during.remaining} to go`,
+      );
+      let last = during;
+      while (last.running || last.remaining > 0) {
+        await new Promise((r) => setTimeout(r, 1000));
+        last = await backfillMetrics(store.url);
+      }
+      const idle = (performance.now() - loading) / 1000 - loaded;
+      console.log(`backfill done: ${last.saved} pages saved in ${((performance.now() - backfilling) / 1000).toFixed(0)} s; ${((last.saved - during.saved) / idle).toFixed(0)} pages/s without readers`);
+    } finally {
+      await store.stop();
+    }
+
+    // 3. After the backfill, from a restarted store: every page read from its saved copy.
+    store = await spawnStore();
+    try {
+      const title = 'build page `/builds/<random>`, after the backfill (saved page)';
+      await serial(store.url, title, pick);
+      header();
+      await load(store.url, title, pick);
     } finally {
       await store.stop();
     }

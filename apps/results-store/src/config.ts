@@ -36,6 +36,8 @@ export interface ResultsConfig {
   readonly publicUrl?: string;
   /** Scheduler admin requests (queues, workers) time out after this. */
   readonly adminTimeoutMs: number;
+  /** The page backfill: builds read per batch (0: no backfill) and its pause between builds while readers are served. */
+  readonly backfill: { readonly batch: number; readonly pauseMs: number };
 }
 
 export class ConfigError extends Error {
@@ -71,5 +73,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ResultsConf
     ackWaitMs: Math.max(1000, number(env, 'CAIRN_RESULTS_ACK_WAIT_MS', 30_000)),
     ...(env.CAIRN_RESULTS_PUBLIC_URL ? { publicUrl: env.CAIRN_RESULTS_PUBLIC_URL.replace(/\/+$/, '') } : {}),
     adminTimeoutMs: number(env, 'CAIRN_RESULTS_ADMIN_TIMEOUT_MS', 1000),
+    backfill: { batch: Math.floor(number(env, 'CAIRN_RESULTS_BACKFILL_BATCH', 100)), pauseMs: number(env, 'CAIRN_RESULTS_BACKFILL_PAUSE_MS', 25) },
   };
 }

@@ -1,9 +1,10 @@
 /**
  * What runs beside the HTTP handlers, started once the application is up and stopped
- * before it closes: the result consumer, the live board, periodic retention, the
- * storage gauge, and the health checks /healthz reports.
+ * before it closes: the result consumer, the live board, periodic retention, the page
+ * backfill, the storage gauge, and the health checks /healthz reports.
  */
 import { Inject, Injectable, type BeforeApplicationShutdown, type LoggerService, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
 import { Ops } from '@cairn/service-kit';
 import type { DataSource } from 'typeorm';
 import { BlobStore } from './blobs/blob-store.js';
@@ -11,9 +12,12 @@ import type { ResultsConfig } from './config.js';
 import { UploadHooks } from './hooks/upload-hooks.js';
 import { ResultConsumer } from './ingest/result-consumer.js';
 import { LiveBoard } from './live/live-board.js';
+import { PageBackfill } from './maintenance/page-backfill.js';
 import { applyRetention } from './maintenance/retention.js';
+import { RequestActivity } from './ops/request-activity.js';
 import { ResultsMetrics } from './ops/results-metrics.js';
 import { CONFIG, DATA_SOURCE, LOGGER } from './tokens.js';
+import { BuildPages } from './web/build-pages.js';
 import { SseHub } from './web/sse-hub.js';
 
 const STORAGE_REFRESH_MS = 5 * 60_000;
@@ -35,6 +39,10 @@ export class ResultsLifecycle implements OnApplicationBootstrap, BeforeApplicati
     @Inject(DATA_SOURCE) private readonly ds: DataSource,
     @Inject(CONFIG) private readonly config: ResultsConfig,
     @Inject(LOGGER) private readonly logger: LoggerService,
+    @Inject(PageBackfill) private readonly backfill: PageBackfill,
+    @Inject(BuildPages) private readonly buildPages: BuildPages,
+    @Inject(RequestActivity) private readonly activity: RequestActivity,
+    @Inject(HttpAdapterHost) private readonly http: HttpAdapterHost,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -48,6 +56,9 @@ export class ResultsLifecycle implements OnApplicationBootstrap, BeforeApplicati
       this.consumerError = e instanceof Error ? e.message : String(e);
       this.logger.error(`result consumer: ${this.consumerError}`);
     }
+    // The backfill gives way to readers; it learns of them from the HTTP server itself.
+    this.activity.watch(this.http.httpAdapter.getHttpServer());
+    this.backfill.start();
     void this.refreshStorage();
     this.every(STORAGE_REFRESH_MS, () => this.refreshStorage());
     if (this.config.retentionIntervalMs > 0 && this.config.retention.keepLast > 0) this.every(this.config.retentionIntervalMs, () => this.retain());
@@ -58,7 +69,9 @@ export class ResultsLifecycle implements OnApplicationBootstrap, BeforeApplicati
     this.sse.closeAll();
     this.live.stop();
     await this.consumer.stop();
+    await this.backfill.stop();
     await this.hooks.idle();
+    await this.buildPages.idle();
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -18,6 +18,9 @@ import { UploadHooks } from './hooks/upload-hooks.js';
 import { Ingest } from './ingest/ingest.js';
 import { ResultConsumer } from './ingest/result-consumer.js';
 import { LiveBoard } from './live/live-board.js';
+import { BackfillProgress, backfillProgressPath } from './maintenance/backfill-progress.js';
+import { PageBackfill } from './maintenance/page-backfill.js';
+import { RequestActivity } from './ops/request-activity.js';
 import { LiveController } from './live/live.controller.js';
 import { SchedulerViews } from './live/scheduler-views.js';
 import { ResultsLifecycle } from './results-lifecycle.js';
@@ -55,6 +58,21 @@ export function resultsStoreModule(bus: NatsConnection, parts: ResultsStoreParts
         provide: BuildPages,
         useFactory: (queries: BuildQueries) => new BuildPages(queries, parts.blobs, parts.config.dataDir, parts.config.publicUrl, (m) => parts.logger.error(m)),
         inject: [BuildQueries],
+      },
+      { provide: RequestActivity, useValue: new RequestActivity() },
+      {
+        provide: PageBackfill,
+        useFactory: (queries: BuildQueries, pages: BuildPages, metrics: ResultsMetrics, activity: RequestActivity) =>
+          new PageBackfill({
+            queries,
+            pages,
+            progress: new BackfillProgress(backfillProgressPath(parts.config.dataDir)),
+            metrics,
+            activity,
+            logger: parts.logger,
+            ...parts.config.backfill,
+          }),
+        inject: [BuildQueries, BuildPages, ResultsMetrics, RequestActivity],
       },
       { provide: TokenService, useFactory: (ds: DataSource) => new TokenService(ds), inject: [DATA_SOURCE] },
       { provide: LiveBoard, useFactory: () => new LiveBoard(bus) },

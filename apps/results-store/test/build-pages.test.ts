@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,6 +58,8 @@ describe.each(FLAVOURS)('pre-rendered build pages on %s', (flavour) => {
     expect(page).toBeDefined();
     // The kept gzip is of exactly the page sent uncompressed.
     expect(gunzipSync(page!.gzip).equals(page!.body)).toBe(true);
+    // A page rendered for this reader is kept once it is sent.
+    await pages.idle();
     return page!.body.toString('utf8');
   }
 
@@ -81,6 +84,19 @@ describe.each(FLAVOURS)('pre-rendered build pages on %s', (flavour) => {
     const kept = await readFile(files().path(id));
     expect(await served(id)).toBe(await freshRender(id));
     // Served from the copy, not rendered again into it.
+    expect((await readFile(files().path(id))).equals(kept)).toBe(true);
+  });
+
+  it('sends a first view before keeping its copy, then serves that copy', async () => {
+    const id = await store({ name: 'first-view' });
+    const pages = restarted();
+    const page = await pages.get(id, BASE);
+    // Not yet written when the reader has the page: the write is no part of their wait.
+    expect(existsSync(files().path(id))).toBe(false);
+    expect(page!.body.toString('utf8')).toBe(await freshRender(id));
+    await pages.idle();
+    const kept = await readFile(files().path(id));
+    expect(await served(id)).toBe(page!.body.toString('utf8'));
     expect((await readFile(files().path(id))).equals(kept)).toBe(true);
   });
 

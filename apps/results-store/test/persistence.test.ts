@@ -120,6 +120,13 @@ describe.each(FLAVOURS)('the results database on %s', (flavour) => {
     const third = await queries.listBuilds({ q: 'filter', limit: 3, before: second.next! });
     expect([...ids(first), ...ids(second), ...ids(third)]).toEqual(made.map((r) => r.job).reverse());
     expect(third.next).toBeUndefined();
+    // The filter menus: what a plain SELECT DISTINCT gives, read one index probe per value.
+    const facets = await new BuildQueries(ds).facets();
+    const distinct = async (column: string) => ((await ds.query(`SELECT DISTINCT ${column} AS v FROM builds ORDER BY ${column}`)) as { v: string }[]).map((r) => r.v);
+    expect(facets.pools).toEqual(await distinct('pool'));
+    expect(facets.pools).toEqual(expect.arrayContaining(['fpool-a', 'fpool-b']));
+    expect(facets.platforms).toEqual(await distinct('platform'));
+    expect(facets.clients).toEqual(await distinct('client'));
   });
 
   it('applies retention: the last N per job, failures for D days, tagged builds; then drops unreferenced blobs', async () => {

@@ -15,6 +15,7 @@ export type BuildSource = 'cluster' | 'upload';
 @Index('builds_pool_finished', ['pool', 'finishedAt', 'id'])
 @Index('builds_client_finished', ['client', 'finishedAt', 'id'])
 @Index('builds_platform_finished', ['platform', 'finishedAt', 'id'])
+@Index('builds_pool_state_finished', ['pool', 'state', 'finishedAt', 'id'])
 export class BuildEntity {
   @PrimaryColumn({ type: 'varchar', length: 48 })
   id!: BuildId;

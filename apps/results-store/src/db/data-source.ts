@@ -9,13 +9,14 @@ import { ArtifactEntity } from './artifact.entity.js';
 import { BuildEntity } from './build.entity.js';
 import { JobEntity } from './job.entity.js';
 import { InitialSchema1732400000000 } from './migrations/0001-initial-schema.js';
+import { FilteredListIndexes1796342400000 } from './migrations/0002-filtered-list-indexes.js';
 import { StepEntity } from './step.entity.js';
 import { BuildTagEntity, TagEntity } from './tag.entity.js';
 import { TokenEntity } from './token.entity.js';
 import { UserEntity } from './user.entity.js';
 
 export const ENTITIES = [JobEntity, BuildEntity, StepEntity, ArtifactEntity, UserEntity, TokenEntity, TagEntity, BuildTagEntity];
-export const MIGRATIONS = [InitialSchema1732400000000];
+export const MIGRATIONS = [InitialSchema1732400000000, FilteredListIndexes1796342400000];
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 

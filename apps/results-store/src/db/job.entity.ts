@@ -5,6 +5,8 @@ import { epochMs } from './columns.js';
 /**
  * A named spec built over time. The latest build's facts are copied here when it is
  * stored so that the job list is one indexed read, not a search over every build.
+ * On PostgreSQL, `jobs_name_trgm` (migration 0002, not declared here: TypeORM does not
+ * model expression indexes) serves the substring search on names.
  */
 @Entity({ name: 'jobs' })
 export class JobEntity {

@@ -1,7 +1,7 @@
 /**
  * The results-store's own Prometheus metrics, on the registry service-kit's /metrics
  * serves: how fast results come in, how far behind the stream the store is, how long
- * the database takes, and how much the blob store holds.
+ * the database takes, how much the blob store holds, and how far the page backfill is.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
@@ -17,6 +17,12 @@ export class ResultsMetrics {
   readonly blobs: Gauge;
   readonly hookRuns: Counter<'outcome'>;
   readonly httpLatency: Histogram<'route'>;
+  /** Builds the page backfill went through, by what it found or did (saved, current, unsaved, failed). */
+  readonly backfillBuilds: Counter<'outcome'>;
+  /** Builds the backfill's current pass has yet to go through (0 once done). */
+  readonly backfillRemaining: Gauge;
+  /** 1 while a backfill pass runs, 0 otherwise. */
+  readonly backfillRunning: Gauge;
 
   constructor(registry: Registry) {
     this.ingested = new Counter({ name: 'cairn_results_ingested_total', help: 'Results handled, by source and outcome (stored, duplicate)', labelNames: ['source', 'outcome'], registers: [registry] });
@@ -46,6 +52,14 @@ export class ResultsMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [registry],
     });
+    this.backfillBuilds = new Counter({
+      name: 'cairn_results_page_backfill_builds_total',
+      help: 'Builds the page backfill went through: saved (rendered and kept now), current (a current copy was kept), unsaved (log blob missing), failed',
+      labelNames: ['outcome'],
+      registers: [registry],
+    });
+    this.backfillRemaining = new Gauge({ name: 'cairn_results_page_backfill_remaining', help: 'Builds the page backfill has yet to go through in its current pass', registers: [registry] });
+    this.backfillRunning = new Gauge({ name: 'cairn_results_page_backfill_running', help: '1 while the page backfill runs a pass', registers: [registry] });
   }
 
   async timeDb<T>(operation: string, work: () => Promise<T>): Promise<T> {

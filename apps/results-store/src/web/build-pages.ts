@@ -1,24 +1,41 @@
 /**
  * A stored build's page as bytes ready to send: the pre-rendered copy when it is
  * current, otherwise rendered (and kept for next time). Also renders a build's page
- * when the build is stored, so the first reader does not pay for it.
+ * when the build is stored, so the first reader does not pay for it, and for the
+ * backfill (maintenance/page-backfill.ts), builds stored before pages were kept.
  */
 import { createHash } from 'node:crypto';
-import { gzipSync } from 'node:zlib';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { BlobStore } from '../blobs/blob-store.js';
 import type { BuildId, Sha256 } from '../ids.js';
-import type { BuildDetail, BuildQueries } from '../queries/build-queries.js';
+import type { BuildDetail, BuildQueries, PageSource } from '../queries/build-queries.js';
 import { buildPage } from './build-page.js';
 import { html, type Html } from './html.js';
 import { renderLog } from './log-view.js';
-import { PrerenderedPages, type PageBytes } from './prerendered-pages.js';
+import { PrerenderedPages, type PageBytes, type PageFacts } from './prerendered-pages.js';
 
 const MAX_RENDERED_LOG = 4 * 1024 * 1024;
+/** Copies of first views waiting to be written, at most (about a second of them at 200 requests/s). */
+const MAX_QUEUED_WRITES = 200;
+
+/** What the backfill found for one build: a current copy, a copy saved now, or a page it may not keep. */
+export type BackfillOutcome = 'current' | 'saved' | 'unsaved';
+
+interface Rendered {
+  readonly bytes: PageBytes;
+  readonly facts: PageFacts;
+  /** False when the page shows a missing or damaged log: the blob may be restored, so it is not kept. */
+  readonly keep: boolean;
+}
 
 export class BuildPages {
   private readonly prerendered: PrerenderedPages;
   /** Where readers last came from: the address for pages rendered at store time when no public URL is set. */
   private lastBaseUrl: string | undefined;
+  /** Copies of pages already sent, waiting to be written or being written. */
+  private readonly saving = new Set<Promise<void>>();
+  /** The last of those writes: they go one at a time (see `renderForReader`). */
+  private lastWrite: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly queries: BuildQueries,
@@ -33,42 +50,91 @@ export class BuildPages {
   /** The page of stored build `id` as seen from `baseUrl`; undefined when the build is not stored. */
   async get(id: BuildId, baseUrl: string): Promise<PageBytes | undefined> {
     this.lastBaseUrl = baseUrl;
-    // The file first: with no copy, asking whether one is current would only add two queries to a render.
+    // The file first: with no copy, asking whether one is current would only add a query to a render.
     const kept = await this.prerendered.load(id);
-    if (!kept) return this.render(id, baseUrl);
+    if (!kept) return this.renderForReader(id, baseUrl);
     const facts = await this.queries.pageFacts(id);
     if (!facts) {
       // Deleted by retention: its copy is of no use.
       await this.prerendered.remove(id).catch(() => undefined);
       return undefined;
     }
-    return kept.stamp === this.prerendered.stamp({ id, baseUrl, ...facts }) ? kept : this.render(id, baseUrl);
+    return kept.stamp === this.prerendered.stamp({ id, baseUrl, ...facts }) ? kept : this.renderForReader(id, baseUrl);
+  }
+
+  /** The address pages are rendered for when no reader is asking; undefined until known. */
+  defaultBaseUrl(): string | undefined {
+    return this.publicUrl ?? this.lastBaseUrl;
+  }
+
+  /** The renderer's fingerprint: kept copies from another one are never served. */
+  get renderer(): string {
+    return this.prerendered.renderer;
   }
 
   /** Renders a just-stored build's page ahead of its first reader. */
   async prerender(id: BuildId): Promise<void> {
-    const baseUrl = this.publicUrl ?? this.lastBaseUrl;
+    const baseUrl = this.defaultBaseUrl();
     // Without an address the commands on the page cannot be written; the first reader renders it.
     if (baseUrl === undefined) return;
-    await this.render(id, baseUrl);
+    const source = await this.queries.pageSource(id);
+    if (!source) return;
+    const page = await this.render(source, baseUrl);
+    if (page.keep) await this.save(page);
   }
 
-  private async render(id: BuildId, baseUrl: string): Promise<PageBytes | undefined> {
-    const build = await this.queries.getBuild(id);
-    if (!build) return undefined;
-    const [log, history] = await Promise.all([this.storedLog(build), this.queries.listBuilds({ job: build.job, before: `${build.finishedAt}.${build.id}`, limit: 1 })]);
-    const previous = history.items[0]?.id;
-    const page = buildPage(build, log.html, previous, baseUrl).value;
-    // A page showing a missing or damaged log is not kept: the blob may be restored.
-    if (log.intact) {
-      try {
-        return await this.prerendered.write({ id, storedAt: build.storedAt, tags: build.tags, previous, baseUrl }, page);
-      } catch (e) {
-        this.onError(`keeping the page of build ${id}: ${e instanceof Error ? e.message : String(e)}`);
-      }
+  /**
+   * Keeps a current copy of the page of `source` (read in bulk by the backfill): left
+   * alone when the kept copy is current, rendered and saved otherwise. Throws when the
+   * copy cannot be written.
+   */
+  async backfill(source: PageSource, baseUrl: string): Promise<BackfillOutcome> {
+    const kept = await this.prerendered.load(source.build.id);
+    if (kept && kept.stamp === this.prerendered.stamp(factsOf(source, baseUrl))) return 'current';
+    const page = await this.render(source, baseUrl);
+    if (!page.keep) return 'unsaved';
+    await this.prerendered.save(page.facts, page.bytes);
+    return 'saved';
+  }
+
+  /** Resolves once the copies of pages already sent are written (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.saving.size) await Promise.all([...this.saving]);
+  }
+
+  private async renderForReader(id: BuildId, baseUrl: string): Promise<PageBytes | undefined> {
+    const source = await this.queries.pageSource(id);
+    if (!source) return undefined;
+    const page = await this.render(source, baseUrl);
+    // Written once the reader's response is on its way: the file system calls (1-2 ms of
+    // waiting on this machine, the largest part of a first view) are no part of it.
+    // One write at a time: creating a file can wait for an ext4 journal commit (up to
+    // ~100 ms, every 5 s while files are being created), and a write per first view
+    // filled libuv's four threads with such waits, leaving none for the file reads of
+    // other requests, which then stalled with them. Past a bounded queue the copy is
+    // left for the next reader or the backfill.
+    if (page.keep && this.saving.size < MAX_QUEUED_WRITES) {
+      const saving = this.lastWrite.then(() => nextTurn()).then(() => this.save(page));
+      this.lastWrite = saving;
+      this.saving.add(saving);
+      void saving.finally(() => this.saving.delete(saving));
     }
-    const body = Buffer.from(page, 'utf8');
-    return { body, gzip: gzipSync(body, { level: 1 }) };
+    return page.bytes;
+  }
+
+  private async render(source: PageSource, baseUrl: string): Promise<Rendered> {
+    const log = await this.storedLog(source.build);
+    const bytes = PrerenderedPages.encode(buildPage(source.build, log.html, source.previous, baseUrl).value);
+    return { bytes, facts: factsOf(source, baseUrl), keep: log.intact };
+  }
+
+  /** A copy that cannot be written is only rendered again by its next reader. */
+  private async save(page: Rendered): Promise<void> {
+    try {
+      await this.prerendered.save(page.facts, page.bytes);
+    } catch (e) {
+      this.onError(`keeping the page of build ${page.facts.id}: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
 
   private async storedLog(build: BuildDetail): Promise<{ html: Html | undefined; intact: boolean }> {
@@ -81,6 +147,11 @@ export class BuildPages {
     for await (const chunk of blob.stream()) chunks.push(chunk as Buffer);
     return { html: renderLog(Buffer.concat(chunks).toString('utf8')), intact: true };
   }
+}
+
+function factsOf(source: PageSource, baseUrl: string): PageFacts {
+  const { build, previous } = source;
+  return { id: build.id, storedAt: build.storedAt, tags: build.tags, previous, baseUrl };
 }
 
 /**

@@ -4,6 +4,11 @@
  * when it is tagged) once a minute. Entries hold the page and, once asked for, its gzip
  * form. Storing a build or changing a tag empties the cache, so a page is at most a
  * second stale on the replica that stored the build.
+ *
+ * When an entry expires, the requests that arrive while it is being rendered again wait
+ * for that one render instead of each rendering it: on PostgreSQL a render waits on
+ * another process, so at 200 requests/s several requests used to miss together and run
+ * the same queries side by side on two cores, once a second.
  */
 import { gzipSync } from 'node:zlib';
 
@@ -18,6 +23,9 @@ const MAX_ENTRIES = 2000;
 
 export class PageCache {
   private readonly pages = new Map<string, CachedPage>();
+  private readonly rendering = new Map<string, Promise<CachedPage>>();
+  /** Bumped by `clear`: a render that began before it is sent but not kept. */
+  private generation = 0;
 
   get(key: string, now = Date.now()): CachedPage | undefined {
     const page = this.pages.get(key);
@@ -39,6 +47,29 @@ export class PageCache {
     return page;
   }
 
+  /**
+   * The page under `key`: kept, being rendered by an earlier request (shared), or
+   * rendered now by `render`, which says how long its result may be kept (0: not at all).
+   */
+  async getOrRender(key: string, render: () => Promise<{ body: string | Buffer; gzip?: Buffer; status?: number; ttlMs: number }>): Promise<CachedPage> {
+    const kept = this.get(key);
+    if (kept) return kept;
+    const pending = this.rendering.get(key);
+    if (pending) return pending;
+    const generation = this.generation;
+    const rendered = render().then((page) => {
+      const status = page.status ?? 200;
+      if (page.ttlMs > 0 && generation === this.generation) return this.set(key, page.body, status, page.ttlMs, page.gzip);
+      return { body: typeof page.body === 'string' ? Buffer.from(page.body, 'utf8') : page.body, status, expires: 0, ...(page.gzip ? { gzip: page.gzip } : {}) };
+    });
+    this.rendering.set(key, rendered);
+    try {
+      return await rendered;
+    } finally {
+      if (this.rendering.get(key) === rendered) this.rendering.delete(key);
+    }
+  }
+
   gzipOf(page: CachedPage): Buffer {
     page.gzip ??= gzipSync(page.body, { level: 6 });
     return page.gzip;
@@ -46,5 +77,8 @@ export class PageCache {
 
   clear(): void {
     this.pages.clear();
+    // Later requests must not wait for a render that may predate what cleared the cache.
+    this.rendering.clear();
+    this.generation++;
   }
 }

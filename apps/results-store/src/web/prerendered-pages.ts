@@ -11,6 +11,7 @@
  * page again, so a stale or tampered copy is never served.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -39,6 +40,22 @@ export function savedPagePath(dataDir: string, id: string): string {
 }
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 
+// Read without updating the file's access time (Linux; 0 elsewhere). The first read of a
+// just-written copy would otherwise dirty its inode, and on ext4 that can wait for the
+// journal commit under way (~100 ms while files are being created, as during the
+// backfill), holding one of libuv's four threads, which other requests need too.
+const NOATIME = constants.O_NOATIME ?? 0;
+
+async function readCopy(path: string): Promise<Buffer> {
+  try {
+    return await readFile(path, { flag: constants.O_RDONLY | NOATIME });
+  } catch (e) {
+    // O_NOATIME is refused on a file this process does not own (a data directory copied in by another user).
+    if (NOATIME && (e as NodeJS.ErrnoException).code === 'EPERM') return readFile(path);
+    throw e;
+  }
+}
+
 export class PrerenderedPages {
   private readonly dir: string;
 
@@ -46,7 +63,7 @@ export class PrerenderedPages {
    * `renderer` identifies the page templates (a hash of a sample page): a new release
    * that renders pages differently does not serve the old release's copies.
    */
-  constructor(dataDir: string, private readonly renderer: string) {
+  constructor(dataDir: string, readonly renderer: string) {
     this.dir = join(dataDir, 'pages');
   }
 
@@ -65,7 +82,7 @@ export class PrerenderedPages {
   async load(id: string): Promise<(PageBytes & { stamp: string }) | undefined> {
     let file: Buffer;
     try {
-      file = await readFile(this.path(id));
+      file = await readCopy(this.path(id));
     } catch {
       return undefined;
     }
@@ -85,25 +102,39 @@ export class PrerenderedPages {
     return kept && kept.stamp === this.stamp(facts) ? kept : undefined;
   }
 
+  /** The bytes to send for a page: the markup and (level 1, as for every page sent) its gzip. */
+  static encode(html: string): PageBytes {
+    const body = Buffer.from(html, 'utf8');
+    return { body, gzip: gzipSync(body, { level: 1 }) };
+  }
+
   /** Keeps the page for `facts`; a reader sees the old copy or the new one, never half of one. */
   async write(facts: PageFacts, html: string): Promise<PageBytes> {
-    const body = Buffer.from(html, 'utf8');
-    // Level 1, as for every page sent: the first reader of a build not rendered when it was stored pays for it.
-    const gzip = gzipSync(body, { level: 1 });
-    const payload = Buffer.concat([body, gzip]);
-    const header = `${MAGIC} ${this.stamp(facts)} ${body.length} ${gzip.length} ${sha256(payload)}\n`;
+    const page = PrerenderedPages.encode(html);
+    await this.save(facts, page);
+    return page;
+  }
+
+  /** Keeps already encoded page bytes for `facts` (see `write`). */
+  async save(facts: PageFacts, page: PageBytes): Promise<void> {
+    const payload = Buffer.concat([page.body, page.gzip]);
+    const header = `${MAGIC} ${this.stamp(facts)} ${page.body.length} ${page.gzip.length} ${sha256(payload)}\n`;
+    const file = Buffer.concat([Buffer.from(header, 'latin1'), payload]);
     const path = this.path(facts.id);
     const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-    await mkdir(join(path, '..'), { recursive: true });
     try {
       // No fsync: a copy lost in a crash is only rendered again.
-      await writeFile(tmp, Buffer.concat([Buffer.from(header, 'latin1'), payload]));
+      await writeFile(tmp, file).catch(async (e: NodeJS.ErrnoException) => {
+        // The directory is made on the first page that lands in it, not checked on every write.
+        if (e.code !== 'ENOENT') throw e;
+        await mkdir(join(path, '..'), { recursive: true });
+        await writeFile(tmp, file);
+      });
       await rename(tmp, path);
     } catch (e) {
       await rm(tmp, { force: true });
       throw e;
     }
-    return { body, gzip };
   }
 
   async remove(id: string): Promise<void> {
