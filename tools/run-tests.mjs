@@ -29,11 +29,13 @@ check('lint', run('npx', ['eslint', '.']));
 if (built) {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-tests-'));
   const summary = join(dir, 'summary.json');
-  run('npx', ['vitest', 'run', ...process.argv.slice(2)], { CAIRN_TEST_SUMMARY: summary });
+  const vitestOk = run('npx', ['vitest', 'run', ...process.argv.slice(2)], { CAIRN_TEST_SUMMARY: summary });
   try {
     const counts = JSON.parse(readFileSync(summary, 'utf8'));
     passed += counts.passed;
     failed += counts.failed;
+    // vitest failing with no failure counted (an unhandled error it reports another way) is one.
+    if (!vitestOk && counts.failed === 0) check('vitest exited with success', false);
   } catch {
     check('vitest produced a summary', false);
   }

@@ -9,13 +9,16 @@ export default class SummaryReporter implements Reporter {
     let failed = unhandledErrors.length;
     for (const mod of testModules) {
       const tests = [...mod.children.allTests()];
-      // A file that fails to load has no tests but must still count as a failure.
-      if (tests.length === 0 && mod.state() === 'failed') failed += 1;
+      let failedHere = 0;
       for (const test of tests) {
         const state = test.result().state;
         if (state === 'passed') passed += 1;
-        else if (state === 'failed') failed += 1;
+        else if (state === 'failed') failedHere += 1;
       }
+      // A file that failed outside its tests (it did not load, or a beforeAll/afterAll
+      // hook threw and its tests were skipped) still counts as a failure.
+      if (failedHere === 0 && mod.state() === 'failed') failedHere = 1;
+      failed += failedHere;
     }
     const file = process.env.CAIRN_TEST_SUMMARY;
     if (file) writeFileSync(file, JSON.stringify({ passed, failed }));

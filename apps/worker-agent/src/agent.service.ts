@@ -71,8 +71,8 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
 
   async onApplicationBootstrap(): Promise<void> {
     this.objects = {
-      contexts: await openObjectStore(this.bus, objectStores.contexts),
-      artifacts: await openObjectStore(this.bus, objectStores.artifacts),
+      contexts: await openObjectStore(this.bus, objectStores.contexts, (m) => this.logger.warn(m)),
+      artifacts: await openObjectStore(this.bus, objectStores.artifacts, (m) => this.logger.warn(m)),
     };
     await this.disk.check();
     const assign = this.bus.subscribe(subjects.toWorker(this.config.worker, 'assign'), {

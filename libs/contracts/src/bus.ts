@@ -88,14 +88,27 @@ export async function openBucket(nc: NatsConnection, name: (typeof buckets)[keyo
 
 /**
  * Creates the object store if needed; a worker, whose NATS user may not create streams,
- * opens the one the services made.
+ * opens the one the services made — waiting for it when the worker started first (a
+ * cluster whose processes start together), as services wait for NATS itself.
  */
-export async function openObjectStore(nc: NatsConnection, name: (typeof objectStores)[keyof typeof objectStores]): Promise<ObjectStore> {
+export async function openObjectStore(
+  nc: NatsConnection,
+  name: (typeof objectStores)[keyof typeof objectStores],
+  onWait: (message: string) => void = () => undefined,
+): Promise<ObjectStore> {
   try {
     return await new Objm(nc).create(name, { storage: StorageType.File });
   } catch (e) {
     if (!/permission/i.test(String(e))) throw e;
-    return new Objm(nc).open(name);
+  }
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await new Objm(nc).open(name);
+    } catch (e) {
+      if (!/not found/i.test(String(e))) throw e;
+      if (attempt === 0) onWait(`object store ${name} does not exist yet and this user may not create it; waiting for the services to make it`);
+      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+    }
   }
 }
 
