@@ -16,11 +16,12 @@ export async function readBucket<T>(kv: KV, name: string): Promise<T[]> {
   // Deletes are delivered too: the last entry (delta 0) may be one, and it ends the read.
   const watch = await kv.watch({ include: KvWatchInclude.LastValue });
   let stalled = false;
-  let timer = setTimeout(() => ((stalled = true), watch.stop()), STALL_MS);
+  const stallTimer = () => setTimeout(() => ((stalled = true), watch.stop()), STALL_MS);
+  let timer = stallTimer();
   try {
     for await (const entry of watch) {
       clearTimeout(timer);
-      timer = setTimeout(() => ((stalled = true), watch.stop()), STALL_MS);
+      timer = stallTimer();
       if (entry.operation === 'PUT') values.set(entry.key, entry.json<T>());
       else values.delete(entry.key);
       if (entry.delta === 0) break;

@@ -511,8 +511,8 @@ export class SchedulerCore {
       if (TERMINAL.includes(job.state) && job.resultPublished !== false && (job.finishedAt ?? now) < now - ageMs) out.push(job.id);
     }
     for (const id of out) {
-      const key = this.jobs.get(id)!.idempotencyKey;
-      if (key !== undefined) this.byKey.delete(keyOf(this.jobs.get(id)!.client, key));
+      const job = this.jobs.get(id)!;
+      if (job.idempotencyKey !== undefined) this.byKey.delete(keyOf(job.client, job.idempotencyKey));
       this.jobs.delete(id);
     }
     return out;
