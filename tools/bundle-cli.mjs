@@ -2,8 +2,7 @@
 // Bundles the `cairn` command into a few files (apps/cli/dist/bundle). Node spends most
 // of a short command's life resolving and loading modules; one bundle with lazily loaded
 // chunks (the engine, execa) makes a fully cached `cairn build` start about a third faster.
-// better-sqlite3 (a native addon) and dockerode (loaded only for the docker fetcher)
-// stay ordinary dependencies.
+// dockerode (loaded only for the docker fetcher) stays an ordinary dependency.
 import { rmSync } from 'node:fs';
 import { build } from 'esbuild';
 
@@ -16,8 +15,8 @@ await build({
   splitting: true,
   format: 'esm',
   platform: 'node',
-  target: 'node20',
-  external: ['better-sqlite3', 'dockerode'],
+  target: 'node24',
+  external: ['dockerode'],
   // Bundled CommonJS packages call require(); give them one.
   banner: { js: "import { createRequire as __cairnRequire } from 'node:module'; const require = __cairnRequire(import.meta.url);" },
   logLevel: 'warning',

@@ -3,9 +3,29 @@
 // every test, and ends with the one line CI reads: "N passed, N failed".
 // The build, typecheck and lint each count as one check in that line.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
+
+// Cairn runs on Node.js 24. A shell whose PATH finds an older node first (npm found
+// through /usr/bin) still gets the tests run on the one tools/install-node.sh installed.
+if (Number(process.versions.node.split('.')[0]) < 24) {
+  const installed = (() => {
+    try {
+      return readdirSync('/opt/cairn').filter((d) => d.startsWith('node-v24.')).map((d) => `/opt/cairn/${d}/bin/node`);
+    } catch {
+      return [];
+    }
+  })();
+  if (installed.length === 0) {
+    console.error(`Cairn needs Node.js 24 (this is ${process.version}): run bash tools/setup.sh first`);
+    process.exit(1);
+  }
+  const node = installed.at(-1);
+  process.env.PATH = `${dirname(node)}${delimiter}${process.env.PATH}`;
+  process.exit(spawnSync(node, process.argv.slice(1), { stdio: 'inherit' }).status ?? 1);
+}
+console.log(`tests on Node.js ${process.version}`);
 
 const env = { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true', NX_TUI: 'false', FORCE_COLOR: process.env.FORCE_COLOR ?? '0' };
 const run = (cmd, args, extraEnv = {}) =>

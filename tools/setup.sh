@@ -8,15 +8,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "setup: $*"; }
 
-node_ok=$(node -e 'const [a,b]=process.versions.node.split(".").map(Number); console.log(a>20||(a===20&&b>=19)?1:0)' 2>/dev/null || echo 0)
-if [ "$node_ok" != 1 ]; then
-  echo "setup: Cairn needs Node.js >= 20.19 (found: $(node --version 2>/dev/null || echo none))" >&2
-  exit 1
-fi
 if [ "$(id -u)" != 0 ]; then
   echo "setup: run as root: Cairn mounts filesystems and runs containers" >&2
   exit 1
 fi
+
+# Node.js 24 first: everything after this (npm ci, the build, the tests) runs on it.
+bash tools/install-node.sh
+. tools/node-env.sh
 
 # runc/crun run steps; btrfs-progs, xfsprogs and rsync back the stores; busybox-static and
 # debootstrap make base images; docker-registry, skopeo and docker.io are the image
@@ -35,7 +34,10 @@ bash tools/prepare-host.sh
 bash tools/start-services.sh
 
 say "installing npm dependencies (npm ci)"
-npm ci --no-audit --no-fund --loglevel=error
+# node-gyp builds native addons (better-sqlite3) against the installed Node's headers:
+# no download, and never the headers of another node that a user config names.
+npm_config_nodedir=$(dirname "$(dirname "$(readlink -f "$(command -v node)")")") \
+  npm ci --no-audit --no-fund --loglevel=error
 say "building"
 NX_DAEMON=false NX_NO_CLOUD=true NX_TUI=false npx nx run-many -t build --outputStyle=stream >/dev/null
 

@@ -1,9 +1,10 @@
-import Database from 'better-sqlite3';
+import { DatabaseSync } from 'node:sqlite';
 
 /**
  * What the engine knows about each published snapshot: when it was made and last used,
  * and its parent, so that pruning can remove least-recently-used leaves first.
- * SQLite in WAL mode: several `cairn` processes may share one store.
+ * SQLite in WAL mode: several `cairn` processes may share one store. Node's built-in
+ * SQLite: the CLI loads no native addon.
  */
 export interface SnapshotRecord {
   readonly id: string;
@@ -15,15 +16,14 @@ export interface SnapshotRecord {
 }
 
 export class MetadataDb {
-  private readonly db: Database.Database;
+  private readonly db: DatabaseSync;
 
   constructor(path: string) {
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
+    this.db = new DatabaseSync(path, { timeout: 10_000 });
+    this.db.exec('PRAGMA journal_mode = WAL');
     // In WAL mode NORMAL never corrupts the database; a power cut may lose the last
     // `used` updates, which only makes pruning slightly less exact. Saves an fsync per hit.
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('busy_timeout = 10000');
+    this.db.exec('PRAGMA synchronous = NORMAL');
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS snapshots (
         id          TEXT PRIMARY KEY,
@@ -39,14 +39,14 @@ export class MetadataDb {
 
   /** Records a newly published snapshot (a repeat is ignored). */
   add(id: string, parent: string | undefined, now = Date.now()): void {
-    this.db.transaction(() => {
+    this.transaction(() => {
       const inserted = this.db
         .prepare('INSERT OR IGNORE INTO snapshots (id, parent, created, used) VALUES (?, ?, ?, ?)')
         .run(id, parent ?? null, now, now);
       if (inserted.changes && parent) {
         this.db.prepare('UPDATE snapshots SET child_count = child_count + 1 WHERE id = ?').run(parent);
       }
-    })();
+    });
   }
 
   /**
@@ -61,9 +61,9 @@ export class MetadataDb {
   flush(): void {
     if (this.touched.size === 0) return;
     const update = this.db.prepare('UPDATE snapshots SET used = ? WHERE id = ?');
-    this.db.transaction(() => {
+    this.transaction(() => {
       for (const [id, when] of this.touched) update.run(when, id);
-    })();
+    });
     this.touched.clear();
   }
 
@@ -72,7 +72,7 @@ export class MetadataDb {
   get(id: string): SnapshotRecord | undefined {
     this.flush();
     const row = this.db.prepare('SELECT id, parent, created, used, child_count AS childCount FROM snapshots WHERE id = ?').get(id);
-    return row as SnapshotRecord | undefined;
+    return row ? { ...(row as unknown as SnapshotRecord) } : undefined;
   }
 
   children(id: string): string[] {
@@ -84,7 +84,7 @@ export class MetadataDb {
     this.flush();
     const rows = this.db
       .prepare('SELECT id, parent, created, used, child_count AS childCount FROM snapshots WHERE child_count = 0 AND used < ? ORDER BY used, id')
-      .iterate(before) as IterableIterator<SnapshotRecord>;
+      .iterate(before) as unknown as IterableIterator<SnapshotRecord>;
     for (const row of rows) {
       if (!keep.has(row.id)) return row;
     }
@@ -92,12 +92,13 @@ export class MetadataDb {
   }
 
   remove(id: string): void {
-    this.db.transaction(() => {
-      const row = this.get(id);
+    this.flush();
+    this.transaction(() => {
+      const row = this.db.prepare('SELECT parent FROM snapshots WHERE id = ?').get(id) as { parent: string | null } | undefined;
       if (!row) return;
       this.db.prepare('DELETE FROM snapshots WHERE id = ?').run(id);
       if (row.parent) this.db.prepare('UPDATE snapshots SET child_count = child_count - 1 WHERE id = ?').run(row.parent);
-    })();
+    });
   }
 
   count(): number {
@@ -107,5 +108,17 @@ export class MetadataDb {
   close(): void {
     this.flush();
     this.db.close();
+  }
+
+  /** BEGIN IMMEDIATE: a writer takes the lock up front, so two processes never deadlock upgrading. */
+  private transaction(body: () => void): void {
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      body();
+      this.db.exec('COMMIT');
+    } catch (e) {
+      this.db.exec('ROLLBACK');
+      throw e;
+    }
   }
 }

@@ -58,10 +58,9 @@ export async function* decompress(file: string, compression: Compression): Async
       yield* zstd.stdout;
       await zstd;
     } finally {
-      if (zstd.exitCode === null) {
-        zstd.kill();
-        await zstd.catch(() => undefined);
-      }
+      // A consumer that stopped early leaves it running; kill() of an exited process is a no-op.
+      zstd.kill();
+      await zstd.catch(() => undefined);
     }
   }
 }

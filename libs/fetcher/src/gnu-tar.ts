@@ -56,10 +56,9 @@ export async function* tarDirectory(dir: string): AsyncGenerator<Buffer> {
   } catch (e) {
     throw failure(`cannot archive ${dir}`, e);
   } finally {
-    if (tar.exitCode === null) {
-      tar.kill();
-      await tar.catch(() => undefined);
-    }
+    // A consumer that stopped early leaves it running; kill() of an exited process is a no-op.
+    tar.kill();
+    await tar.catch(() => undefined);
   }
 }
 
