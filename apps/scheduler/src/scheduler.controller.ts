@@ -45,6 +45,7 @@ function statusOf(job: JobRecord): JobStatus {
     ...(job.finishedAt === undefined ? {} : { finishedAt: job.finishedAt }),
     ...(job.failure === undefined ? {} : { failure: job.failure }),
     ...(job.outcome?.snapshotId === undefined ? {} : { snapshotId: job.outcome.snapshotId }),
+    ...(job.requeues === undefined ? {} : { requeues: job.requeues }),
   };
 }
 
@@ -92,7 +93,7 @@ export class SchedulerController {
     return serve(LogsRequest, data, 'logs', ({ job, cursor }) =>
       decide(async () => {
         const record = this.core.jobOf(speakerOf(ctx), job);
-        return { ...(await this.logs.page(record.client, record.id, cursor)), state: record.state };
+        return { ...(await this.logs.page(record.client, record.id, cursor)), state: record.state, requeues: record.requeues ?? [] };
       }),
     );
   }

@@ -230,6 +230,10 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
       case 'event':
         this.publishEvent(effect.job);
         return;
+      case 'requeued':
+        this.log.warn(`job ${effect.job.id} (${effect.job.name}, client ${effect.job.client}) requeued: run ${effect.attempt} lost: ${effect.reason}`);
+        this.publishEvent(effect.job, effect.reason);
+        return;
       case 'assign':
         this.metrics.affinity.inc({ result: effect.affinity });
         this.metrics.assignmentLatency.observe((Date.now() - effect.job.queuedAt) / 1000);
@@ -273,7 +277,7 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     this.run(this.core.assignmentAnswered(job.id, lease, accepted, accepted ? undefined : reason));
   }
 
-  private publishEvent(job: JobRecord): void {
+  private publishEvent(job: JobRecord, requeued?: string): void {
     const event: JobEvent = {
       job: job.id,
       name: job.name,
@@ -283,6 +287,7 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
       at: Date.now(),
       ...(job.worker === undefined ? {} : { worker: job.worker }),
       ...(job.failure === undefined ? {} : { failure: job.failure }),
+      ...(requeued === undefined ? {} : { requeued }),
     };
     this.bus.publish(subjects.jobEvent(job.pool, job.state), JSON.stringify(event));
   }

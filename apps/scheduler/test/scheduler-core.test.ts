@@ -135,6 +135,37 @@ describe('leases', () => {
     expect(repeat.effects.filter((e) => e.kind === 'publish-result')).toHaveLength(0);
   });
 
+  it('says why a run went back to the queue: a requeued effect, and the reason kept on the job', () => {
+    const c = cluster({ w1: 1 });
+    const job = c.submit('a');
+    c.dispatch();
+    c.core.started('w1', job.id, job.lease!, c.at());
+    c.advance(DEFAULT_CONFIG.leaseTtlMs + 1);
+    const effects = c.core.tick(c.at());
+    expect(effects.find((e) => e.kind === 'requeued')).toMatchObject({ job: { id: job.id }, attempt: 1, reason: expect.stringMatching(/worker w1 stopped answering/) });
+    expect(job.requeues).toEqual([{ attempt: 1, reason: expect.stringMatching(/worker w1 stopped answering/), at: c.at() }]);
+  });
+
+  it('a worker that restarted (a new key) loses its runs at once, with that reason', () => {
+    const c = cluster({ w1: 1 });
+    const job = c.submit('a');
+    c.dispatch();
+    c.core.assignmentAnswered(job.id, job.lease!, true, undefined);
+    const { effects } = c.core.register({ id: 'w1', pool: POOL, platform: 'linux', capacity: 1, publicKey: 'k2', freeBytes: 1e9, hints: [], running: [] }, c.at());
+    expect(job.state).toBe('queued');
+    expect(effects.find((e) => e.kind === 'requeued')).toMatchObject({ reason: 'worker w1 lost it (the worker restarted)' });
+  });
+
+  it('a draining worker that stops listing a run has handed it back: requeued without the grace', () => {
+    const c = cluster({ w1: 1 });
+    const job = c.submit('a');
+    c.dispatch();
+    c.core.assignmentAnswered(job.id, job.lease!, true, undefined);
+    const { effects } = c.core.heartbeat('w1', { running: [], freeBytes: 1e9, refusing: true, hints: [], draining: true }, c.at());
+    expect(job.state).toBe('queued');
+    expect(effects.find((e) => e.kind === 'requeued')).toMatchObject({ reason: 'worker w1 shut down and handed it back' });
+  });
+
   it('fails a job with the reason once it has lost maxAttempts runs', () => {
     const c = cluster({ w1: 1 });
     const job = c.submit('a');

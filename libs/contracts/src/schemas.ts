@@ -121,6 +121,10 @@ export type StepResult = z.infer<typeof StepResult>;
 export const Artifact = z.object({ path: z.string(), size: z.number().int().nonnegative(), sha256: z.string().regex(/^[0-9a-f]{64}$/) });
 export type Artifact = z.infer<typeof Artifact>;
 
+/** A run of a job that was lost and queued again: `attempt` is the run that was lost. */
+export const Requeue = z.object({ attempt: z.number().int().positive(), reason: z.string(), at: epochMs });
+export type Requeue = z.infer<typeof Requeue>;
+
 export const JobStatus = z.object({
   job: JobId,
   name: z.string(),
@@ -137,6 +141,8 @@ export const JobStatus = z.object({
   finishedAt: epochMs.optional(),
   failure: z.string().optional(),
   snapshotId: z.string().optional(),
+  /** Why each lost run went back to the queue: the log shows them between its attempts. */
+  requeues: z.array(Requeue).optional(),
 });
 export type JobStatus = z.infer<typeof JobStatus>;
 
@@ -184,6 +190,8 @@ export const Heartbeat = z.object({
   freeBytes: z.number().nonnegative(),
   /** The worker takes no new jobs (low disk, draining). */
   refusing: z.boolean().default(false),
+  /** The worker is shutting down: a run it no longer lists was handed back, not delayed in transit. */
+  draining: z.boolean().optional(),
   /** Hints of caches built since the last heartbeat. */
   hints: z.array(z.string().max(200)).max(10_000).default([]),
 });
@@ -263,8 +271,30 @@ export const JobEvent = z.object({
   worker: z.string().optional(),
   at: epochMs,
   failure: z.string().optional(),
+  /** Set on the event of a lost run going back to the queue: why it was lost. */
+  requeued: z.string().optional(),
 });
 export type JobEvent = z.infer<typeof JobEvent>;
+
+/**
+ * A process `cairn up` supervises, as it publishes it in the `cairn-services` bucket
+ * (key: the process name) for `cairn admin services` and the dashboard.
+ */
+export const ServiceStatus = z.object({
+  name: z.string(),
+  state: z.enum(['starting', 'running', 'ready', 'restarting', 'failed', 'stopping', 'stopped']),
+  pid: z.number().int().optional(),
+  restarts: z.number().int().nonnegative(),
+  /** Exits in a row that came soon after a start. */
+  quickFailures: z.number().int().nonnegative(),
+  startedAt: epochMs.optional(),
+  lastExit: z.string().optional(),
+  /** The newest last: "worker-1 exited (signal SIGKILL); restarting in 1 s". */
+  events: z.array(z.object({ at: epochMs, message: z.string() })),
+  /** The `cairn up` process that supervises it. */
+  supervisor: z.number().int(),
+});
+export type ServiceStatus = z.infer<typeof ServiceStatus>;
 
 // ---- admin -----------------------------------------------------------------------------
 

@@ -18,6 +18,8 @@ export const buckets = {
   workers: 'cairn-workers',
   /** Scheduler settings: client rates, paused pools. */
   settings: 'cairn-settings',
+  /** Processes supervised by `cairn up`, by name: state, restarts, recent events. */
+  services: 'cairn-services',
 } as const;
 
 export const objectStores = {

@@ -43,6 +43,8 @@ export const subjects = {
   /** Job state changes as they happen (core NATS, for dashboards). */
   jobEvent: (pool: string, state: string) => `${P}.events.job.${pool}.${state}`,
   jobEventsAll: `${P}.events.job.>`,
+  /** Supervision events of `cairn up` (a process exited, restarts, gives up). */
+  serviceEvent: (name: string) => `${P}.events.service.${name}`,
 
   /** Operator requests (admin role only). */
   admin: (verb: AdminVerb) => `${P}.admin.${verb}`,

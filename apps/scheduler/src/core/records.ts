@@ -1,5 +1,5 @@
 /** What the scheduler keeps about jobs and workers; persisted as JSON in the KV buckets. */
-import type { JobState, JobSubmission, Outcome } from '@cairn/contracts';
+import type { JobState, JobSubmission, Outcome, Requeue } from '@cairn/contracts';
 
 export interface JobRecord extends JobSubmission {
   readonly id: string;
@@ -27,6 +27,8 @@ export interface JobRecord extends JobSubmission {
   resultPublished?: boolean;
   /** Running job to cancel when its worker is next heard from. */
   cancelRequested?: string;
+  /** Each lost run that went back to the queue, and why (kept for the log's separators). */
+  requeues?: Requeue[];
 }
 
 export interface WorkerRecord {

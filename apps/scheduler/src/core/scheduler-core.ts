@@ -53,7 +53,9 @@ export type Effect =
    * stream drops the repeated publish by its message ID.
    */
   | { readonly kind: 'publish-result'; readonly job: JobRecord }
-  | { readonly kind: 'event'; readonly job: JobRecord };
+  | { readonly kind: 'event'; readonly job: JobRecord }
+  /** A lost run went back to the queue: said in the scheduler's log and on the job's event. */
+  | { readonly kind: 'requeued'; readonly job: JobRecord; readonly attempt: number; readonly reason: string };
 
 export class SchedulerError extends Error {
   override readonly name = 'SchedulerError';
@@ -206,12 +208,14 @@ export class SchedulerCore {
       effects.push({ kind: 'persist-settings' });
     }
     effects.push({ kind: 'persist-worker', worker });
-    return { cancel: this.reconcile(worker, info.running, now, effects), effects };
+    // A new process (a fresh key) holds nothing the old one ran.
+    const restarted = previous !== undefined && previous.publicKey !== info.publicKey;
+    return { cancel: this.reconcile(worker, info.running, now, effects, restarted ? 'restarted' : undefined), effects };
   }
 
   heartbeat(
     id: string,
-    beat: { running: readonly { job: string; lease: string }[]; freeBytes: number; refusing: boolean; hints: readonly string[] },
+    beat: { running: readonly { job: string; lease: string }[]; freeBytes: number; refusing: boolean; hints: readonly string[]; draining?: boolean },
     now: number,
   ): { known: boolean; cancel: string[]; effects: Effect[] } {
     const worker = this.workers.get(id);
@@ -221,7 +225,7 @@ export class SchedulerCore {
     worker.refusing = beat.refusing;
     for (const hint of beat.hints) this.noteHint(hint, id, now);
     const effects: Effect[] = [];
-    return { known: true, cancel: this.reconcile(worker, beat.running, now, effects), effects };
+    return { known: true, cancel: this.reconcile(worker, beat.running, now, effects, beat.draining ? 'draining' : undefined), effects };
   }
 
   /**
@@ -229,7 +233,7 @@ export class SchedulerCore {
    * under a lease that is not the current one must stop; a job it should run but does
    * not mention (after a grace of one heartbeat) was lost and goes back to the queue.
    */
-  private reconcile(worker: WorkerRecord, running: readonly { job: string; lease: string }[], now: number, effects: Effect[]): string[] {
+  private reconcile(worker: WorkerRecord, running: readonly { job: string; lease: string }[], now: number, effects: Effect[], gone?: 'draining' | 'restarted'): string[] {
     const cancel: string[] = [];
     const reported = new Map(running.map((r) => [r.job, r.lease]));
     for (const [jobId, lease] of reported) {
@@ -241,8 +245,11 @@ export class SchedulerCore {
       const job = this.jobs.get(jobId);
       if (!job) continue;
       const grace = (job.assignedAt ?? 0) + this.config.heartbeatMs * 2;
-      if (!reported.has(jobId) && job.accepted !== false && now > grace) {
-        effects.push(...this.loseLease(job, `worker ${worker.id} no longer runs it`, now));
+      // A draining worker that stops listing a job it accepted has handed it back, and a
+      // restarted one has lost it: no assignment to them can still be on its way.
+      if (!reported.has(jobId) && job.accepted !== false && (gone !== undefined || now > grace)) {
+        const why = gone === 'draining' ? `worker ${worker.id} shut down and handed it back` : gone === 'restarted' ? `worker ${worker.id} lost it (the worker restarted)` : `worker ${worker.id} no longer runs it`;
+        effects.push(...this.loseLease(job, why, now));
       }
     }
     return cancel;
@@ -417,8 +424,10 @@ export class SchedulerCore {
     job.state = 'queued';
     job.queuedAt = now;
     job.failure = `run ${job.attempts} lost: ${why}`;
+    // Bounded: a job fails after maxAttempts lost runs, but refusals do not count.
+    job.requeues = [...(job.requeues ?? []), { attempt: job.attempts, reason: why, at: now }].slice(-20);
     this.queue(job.pool).push(this.ref(job), true);
-    return [{ kind: 'persist-job', job }, { kind: 'event', job }];
+    return [{ kind: 'persist-job', job }, { kind: 'requeued', job, attempt: job.attempts, reason: why }];
   }
 
   private finish(job: JobRecord, state: JobState, failure: string | undefined, now: number, lastWorker?: string): Effect[] {
