@@ -13,7 +13,7 @@ import { BuildQueries } from '../queries/build-queries.js';
 import { LogSectioner } from '../web/log-sections.js';
 import { SseHub } from '../web/sse-hub.js';
 import { LiveBoard } from './live-board.js';
-import { tailLog } from './log-stream.js';
+import { logExists, tailLog } from './log-stream.js';
 
 @Controller()
 @UseGuards(AccessGuard)
@@ -36,8 +36,14 @@ export class LiveController {
   async log(@Param('id') raw: string, @Req() req: Request, @Res() res: Response): Promise<void> {
     const id = parseBuildId(raw);
     if (!id) throw new NotFoundException(`build ${JSON.stringify(raw)}: not a build ID`);
+    const stored = await this.queries.getBuild(id).then(Boolean, () => false);
+    // Following a log costs a consumer on the server: only for a build that is queued,
+    // running or has logged something, never for any ID a client makes up.
+    if (!stored && !this.live.get(id) && !(await logExists(this.bus, id).catch(() => false))) {
+      throw new NotFoundException(`build ${id}: not stored, not queued or running`);
+    }
     const channel = this.hub.start(req, res);
-    if (await this.queries.getBuild(id).then(Boolean, () => false)) {
+    if (stored) {
       channel.send('stored', { build: id });
       channel.close();
       return;

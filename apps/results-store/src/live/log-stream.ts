@@ -8,7 +8,7 @@
  * store can keep the log after the stream has aged it out.
  */
 import { LogChunk, streams, subjects } from '@cairn/contracts';
-import { DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
+import { DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 
 export interface TailOptions {
@@ -21,16 +21,20 @@ export interface TailOptions {
  * Every chunk of `job` from the first, then the live ones, each once, until the chunk
  * marked `end` or until `signal` aborts. Chunks of an attempt older than one already
  * seen are skipped; the first chunk of a newer attempt tells the reader to start over
- * (its `attempt` is higher than the previous chunk's). An ordered consumer: no state on
- * the server outlives the reader.
+ * (its `attempt` is higher than the previous chunk's). An ordered consumer, deleted when
+ * the reader stops; should that delete be lost (the process killed, NATS unreachable),
+ * the server drops it after INACTIVE_MS without a pull.
  */
 export async function* tailLog(nc: NatsConnection, job: string, options: TailOptions = {}): AsyncIterable<LogChunk> {
   const consumer = await jetstream(nc).consumers.get(streams.logs.name, {
     filter_subjects: subjects.log(options.client ?? '*', job),
     deliver_policy: DeliverPolicy.All,
-    inactive_threshold: 30_000_000_000,
+    inactive_threshold: INACTIVE_MS,
   });
-  const messages = await consumer.consume({ max_messages: 256 });
+  const messages = await consumer.consume({ max_messages: 256 }).catch(async (e: unknown) => {
+    await dropConsumer(consumer);
+    throw e;
+  });
   const stop = () => void messages.close();
   options.signal?.addEventListener('abort', stop, { once: true });
   let attempt = 0;
@@ -52,7 +56,20 @@ export async function* tailLog(nc: NatsConnection, job: string, options: TailOpt
   } finally {
     options.signal?.removeEventListener('abort', stop);
     await messages.close().catch(() => undefined);
+    await dropConsumer(consumer);
   }
+}
+
+/**
+ * How long the server keeps an ordered consumer nobody pulls from. The client library
+ * takes this option in milliseconds (it converts to nanoseconds itself): 30_000_000_000
+ * here once meant ~347 days, and every reader that went away left its consumer behind.
+ */
+export const INACTIVE_MS = 30_000;
+
+/** Closing an ordered consumer's messages does not delete it on the server; this does. */
+async function dropConsumer(consumer: Consumer): Promise<void> {
+  await consumer.delete().catch(() => undefined);
 }
 
 export interface StoredLog {
@@ -82,8 +99,11 @@ export async function readStoredLog(nc: NatsConnection, client: string, job: str
     last = (await jsm.streams.getMessage(streams.logs.name, { last_by_subj: subject })) ?? last;
   }
   const lastSeq = last.seq;
-  const consumer = await jetstream(nc).consumers.get(streams.logs.name, { filter_subjects: subject, deliver_policy: DeliverPolicy.All });
-  const messages = await consumer.consume({ max_messages: 1024 });
+  const consumer = await jetstream(nc).consumers.get(streams.logs.name, { filter_subjects: subject, deliver_policy: DeliverPolicy.All, inactive_threshold: INACTIVE_MS });
+  const messages = await consumer.consume({ max_messages: 1024 }).catch(async (e: unknown) => {
+    await dropConsumer(consumer);
+    throw e;
+  });
   const attempts = new Map<number, Map<number, LogChunk>>();
   try {
     for await (const m of messages) {
@@ -97,6 +117,7 @@ export async function readStoredLog(nc: NatsConnection, client: string, job: str
     }
   } finally {
     await messages.close().catch(() => undefined);
+    await dropConsumer(consumer);
   }
   const numbers = [...attempts.keys()].sort((a, b) => a - b);
   const attempt = numbers[numbers.length - 1] ?? 1;
