@@ -1,7 +1,12 @@
 import { SpecError } from '@cairn/spec';
 
-/** Exit codes mean the same thing for every command. */
-export const EXIT = { ok: 0, userError: 1, usage: 2 } as const;
+/**
+ * Exit codes mean the same thing for every command (the README's table):
+ * 0 success; 1 a problem with the input or a failed build (the message says which);
+ * 2 a usage error; 3 the cluster could not be reached; 130 interrupted, or a followed
+ * job was cancelled.
+ */
+export const EXIT = { ok: 0, userError: 1, usage: 2, unavailable: 3, interrupted: 130 } as const;
 
 /** A problem with the user's input (a bad spec, a missing file): exit 1, message on stderr. */
 export class UserError extends Error {

@@ -1,16 +1,41 @@
 import { readFile } from 'node:fs/promises';
 import { UserError } from './cli-error.js';
 
+/** What a command knows of where its output goes: a terminal, and how wide. */
+export interface OutputStream {
+  readonly isTTY?: boolean;
+  readonly columns?: number;
+}
+
 /** Where a command writes; tests pass buffers, `main` passes the process streams. */
 export interface Io {
   out(text: string): void;
   err(text: string): void;
   readStdin(): Promise<string>;
+  readonly stdout?: OutputStream;
+  readonly stderr?: OutputStream;
+}
+
+/**
+ * A reader that went away (`cairn df | head -1`) is not an error of the command's: the
+ * rest of its output is dropped and the command ends as it would have.
+ */
+function quietOnEpipe(stream: NodeJS.WriteStream): (text: string) => void {
+  let gone = false;
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    gone = true;
+  });
+  return (text) => {
+    if (!gone) stream.write(text);
+  };
 }
 
 export const processIo: Io = {
-  out: (text) => void process.stdout.write(text),
-  err: (text) => void process.stderr.write(text),
+  out: quietOnEpipe(process.stdout),
+  err: quietOnEpipe(process.stderr),
+  stdout: process.stdout,
+  stderr: process.stderr,
   readStdin: async () => {
     const chunks: Buffer[] = [];
     for await (const chunk of process.stdin) chunks.push(chunk as Buffer);

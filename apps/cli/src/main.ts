@@ -1,7 +1,8 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Help } from 'commander';
 import { describeError, EXIT, isUserError } from './cli-error.js';
 import { registerAdmin } from './commands/admin.js';
 import { registerBuild } from './commands/build.js';
+import { registerCompletion } from './commands/completion.js';
 import { registerCluster } from './commands/cluster.js';
 import { registerDockerfile } from './commands/dockerfile.js';
 import { registerFmt } from './commands/fmt.js';
@@ -10,20 +11,33 @@ import { registerPlan } from './commands/plan.js';
 import { registerStoreAdmin } from './commands/store-admin.js';
 import { registerUp } from './commands/up.js';
 import { processIo, type Io } from './io.js';
+import { colorsWanted, paint } from './terminal.js';
+import { VERSION } from './version.js';
 
-/** Runs `cairn ARGS...` and returns the exit code: 0 ok, 1 user error, 2 usage. */
+/** Runs `cairn ARGS...` and returns the exit code (EXIT in cli-error.ts). */
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
   let exitCode: number = EXIT.ok;
   const setExit = (code: number) => {
     exitCode = Math.max(exitCode, code);
   };
+  const red = paint(colorsWanted({ noColor: argv.includes('--no-color'), isTTY: io.stderr?.isTTY ?? false })).red;
+  const output = {
+    writeOut: (s: string) => io.out(s),
+    writeErr: (s: string) => io.err(s),
+    outputError: (s: string, write: (s: string) => void) => write(red(s)),
+    // Help is wrapped to the terminal's width; a pipe gets 80 columns.
+    getOutHelpWidth: () => (io.stdout?.isTTY ? io.stdout.columns : undefined) ?? 80,
+    getErrHelpWidth: () => (io.stderr?.isTTY ? io.stderr.columns : undefined) ?? 80,
+  };
   const program = new Command('cairn')
     .description(`Cairn runs build specs step by step in a sandbox and snapshots every step, so that a
 repeated step comes from cache. Specs are OBuilder's S-expressions; Dockerfiles convert.`)
-    .version('0.1.0')
+    .version(VERSION)
+    .option('--no-color', 'no colours in the output (as does NO_COLOR=1); colours are used only on a terminal')
     .showSuggestionAfterError()
     .exitOverride()
-    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
+    .configureHelp({ boxWrap: reflow })
+    .configureOutput(output)
     .addHelpText('after', `
 Examples:
   cairn build -f examples/hello.spec examples/hello   build, from cache where possible
@@ -46,7 +60,12 @@ Run "cairn help COMMAND" for a command's options and examples.`);
   registerCluster(program, io, setExit);
   registerAdmin(program, io, setExit);
   registerUp(program, io, setExit);
-  for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+  registerCompletion(program, io);
+  const configure = (command: Command): void => {
+    command.exitOverride().configureOutput(output).configureHelp({ boxWrap: reflow });
+    command.commands.forEach(configure);
+  };
+  program.commands.forEach(configure);
 
   try {
     await program.parseAsync([...argv], { from: 'user' });
@@ -56,8 +75,20 @@ Run "cairn help COMMAND" for a command's options and examples.`);
       const quiet = ['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(e.code);
       return quiet ? EXIT.ok : EXIT.usage;
     }
-    io.err(`${describeError(e, argv.includes('--json'))}\n`);
+    const json = argv.includes('--json');
+    io.err(`${json ? describeError(e, true) : red(describeError(e, false))}\n`);
     if (isUserError(e)) return EXIT.userError;
     throw e;
   }
+}
+
+/**
+ * Descriptions are written as paragraphs, with line breaks only to keep the source
+ * readable: those breaks are joined before commander wraps the text to the terminal's
+ * width, so that help is not wrapped twice into ragged lines. A blank line still
+ * separates paragraphs, and an indented line (an example) keeps its place.
+ */
+function reflow(this: Help, text: string, width: number): string {
+  const joined = text.replace(/([^\n])\n(?=[^\s])/g, '$1 ');
+  return Help.prototype.boxWrap.call(this, joined, width);
 }

@@ -95,6 +95,9 @@ export class Builder {
   }
 
   private async buildStage(spec: Spec, stage: string, outer: ReadonlyMap<string, Promise<string>>, options: BuildOptions, hold: (id: string) => void): Promise<string> {
+    // Child builds run in parallel and their events interleave: each says whose it is.
+    const log = options.log;
+    options = { ...options, log: (event) => log(event.stage === undefined ? { ...event, stage } : event) };
     const builds = new Map(outer);
     // Independent child builds run in parallel; one that copies from an earlier sibling waits for it.
     for (const child of spec.childBuilds) {

@@ -1,7 +1,10 @@
-/** What a build reports as it goes: headings for ops, notes from the engine, step output. */
+/**
+ * What a build reports as it goes: headings for ops, notes from the engine, step output.
+ * `stage` is the child build's name ('' for the main build) once the engine has tagged it.
+ */
 export type LogEvent =
-  | { readonly tag: 'heading' | 'note'; readonly text: string }
-  | { readonly tag: 'output'; readonly data: Uint8Array };
+  | { readonly tag: 'heading' | 'note'; readonly text: string; readonly stage?: string }
+  | { readonly tag: 'output'; readonly data: Uint8Array; readonly stage?: string };
 
 export type Logger = (event: LogEvent) => void;
 

@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import type { Spec } from '@cairn/spec';
 import { EXIT, UserError } from '../cli-error.js';
 import { collect, displayName, type Io } from '../io.js';
-import { Progress } from '../progress.js';
+import { buildView, type ProgressMode } from '../progress/index.js';
 import { readSpec } from '../read-spec.js';
 import { readSecretFiles } from '../secret-key.js';
 
@@ -15,9 +15,10 @@ interface BuildOpts {
   fastSync?: boolean;
   secret: string[];
   json?: boolean;
+  progress: ProgressMode;
+  quiet?: boolean;
+  raw?: boolean;
 }
-
-export const EXIT_CANCELLED = 130;
 
 export function registerBuild(program: Command, io: Io, setExit: (code: number) => void): void {
   program
@@ -35,6 +36,9 @@ an unchanged step is never run again. Step output is streamed as it is produced,
     .option('--fast-sync', 'make fsync and friends no-ops inside steps (results are published atomically anyway)')
     .option('--secret <ID:FILE>', 'mount FILE read-only for (secrets (ID ...)) (repeatable); never logged or stored', collect, [])
     .option('--json', 'log to stderr; print {"id", "durationMs", "steps": [...]} on stdout')
+    .addOption(new Option('--progress <mode>', 'how to show the build: tty is a live view of the running steps, plain a log of every line, json one event per line; auto is tty on a terminal, else plain').choices(['auto', 'tty', 'plain', 'json']).default('auto'))
+    .option('-q, --quiet', 'print only the result ID')
+    .option('--raw', "pass step output's terminal escape sequences through (by default only colours are kept)")
     .addHelpText('after', `
 Exit status: 0 built; 1 the spec is invalid or a step failed (the message names the step);
 2 usage error; 130 interrupted.
@@ -42,28 +46,38 @@ Exit status: 0 built; 1 the spec is invalid or a step failed (the message names 
 Examples:
   cairn build -f examples/hello.spec examples/hello
   cairn build -f build.spec . --store btrfs:/var/lib/cairn/btrfs --secret npmrc:$HOME/.npmrc
-  cairn build -f build.spec . --json | jq -r .id`)
-    .action(async (context: string, opts: BuildOpts) => {
+  cairn build -f build.spec . --json | jq -r .id
+  cairn build -f build.spec . --progress json | jq -c 'select(.event == "step-finished")'
+  id=$(cairn build -q -f build.spec .)`)
+    .action(async (context: string, opts: BuildOpts, command: Command) => {
       const { spec } = await readSpec(io, opts.file);
       const secrets = await readSecretFiles(opts.secret);
       // The engine loads only for commands that build: `cairn --help` stays quick.
       const { openBuilder, BuildError, CancelledError } = await import('../engine-config.js');
       const builder = await openBuilder(opts);
-      const progress = new Progress(io, snapshotSteps(spec), opts.json ?? false);
+      const view = buildView(io, snapshotSteps(spec), {
+        mode: opts.quiet ? 'quiet' : opts.progress,
+        toStderr: opts.json ?? false,
+        noColor: command.optsWithGlobals().color === false,
+        raw: opts.raw ?? false,
+      });
       const controller = new AbortController();
       const interrupt = () => controller.abort();
       process.once('SIGINT', interrupt);
       process.once('SIGTERM', interrupt);
       const started = Date.now();
       try {
-        const id = await builder.build(spec, { contextDir: context, secrets, log: progress.log, signal: controller.signal });
-        progress.finishStep();
-        if (opts.json) io.out(`${JSON.stringify({ id, durationMs: Date.now() - started, steps: progress.steps })}\n`);
-        else io.out(`Got: ${JSON.stringify(id)}\n`);
+        const id = await builder.build(spec, { contextDir: context, secrets, log: view.log, signal: controller.signal });
+        const durationMs = Date.now() - started;
+        view.succeeded(id, durationMs);
+        const steps = view.steps.map((s) => ({ op: s.op, id: s.id, cached: s.cached, ms: s.ms }));
+        if (opts.json) io.out(`${JSON.stringify({ id, durationMs, steps })}\n`);
+        else if (opts.quiet) io.out(`${id}\n`);
       } catch (e) {
+        view.failed(e instanceof Error ? e.message : String(e), Date.now() - started);
         if (e instanceof CancelledError) {
           io.err(`cairn: build of ${displayName(opts.file)} interrupted\n`);
-          setExit(EXIT_CANCELLED);
+          setExit(EXIT.interrupted);
           return;
         }
         if (e instanceof BuildError) throw new UserError(e.message);
