@@ -37,6 +37,7 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
   private registered = false;
   private heartbeatMs: number;
   private draining: Promise<void> | undefined;
+  private releasing = false;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
 
@@ -99,9 +100,22 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
       // The scheduler learns at once that no more jobs should come here.
       if (this.registered) await this.heartbeat().catch(() => undefined);
       await Promise.all([...this.jobs.values()].map((j) => j.done.catch(() => undefined)));
+      // Runs handed back are requeued when the scheduler hears they are gone.
+      if (this.releasing && this.registered) await this.heartbeat().catch(() => undefined);
       await this.stop();
     })();
     return this.draining;
+  }
+
+  /**
+   * Stops the running builds without outcomes and hands them back to the scheduler,
+   * which queues them again at once (the heartbeat says the worker is draining), then
+   * leaves like a drain: for a worker that must stop before its builds could end.
+   */
+  release(reason: string): Promise<void> {
+    this.releasing = true;
+    for (const job of this.jobs.values()) job.release(reason);
+    return this.drain();
   }
 
   /** Tears down without waiting for jobs (tests, a second signal): running jobs are cancelled. */
@@ -186,6 +200,7 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
       freeBytes: this.disk.freeBytes,
       refusing: this.refusal() !== undefined,
       hints: fresh,
+      ...(this.draining ? { draining: true } : {}),
     };
     this.metrics.refusing.set(message.refusing ? 1 : 0);
     const reply = await call<HeartbeatReply>(this.bus, subjects.toScheduler(this.config.worker, 'heartbeat'), message, { timeoutMs: this.config.callTimeoutMs });

@@ -44,6 +44,7 @@ export class JobRunner {
   private stopReason: { state: 'cancelled' | 'failed'; why: string } | undefined;
   private succeededHint: string | undefined;
   private buildEnded = false;
+  private released: string | undefined;
 
   constructor(
     readonly assignment: Assignment,
@@ -75,6 +76,18 @@ export class JobRunner {
     this.controller.abort();
   }
 
+  /**
+   * Stops the build without an outcome: the run is handed back to the scheduler (the
+   * worker's next heartbeat no longer lists it) and the job runs again elsewhere. For a
+   * worker that must stop before its builds end; a cancelled build would end the job.
+   */
+  release(reason: string): void {
+    if (this.buildEnded || this.stopReason) return;
+    this.released = reason;
+    this.stopReason = { state: 'cancelled', why: reason };
+    this.controller.abort();
+  }
+
   private async run(): Promise<void> {
     const a = this.assignment;
     const redactor = new Redactor(this.secrets.values());
@@ -102,6 +115,12 @@ export class JobRunner {
     } finally {
       clearTimeout(timer);
       this.buildEnded = true;
+    }
+    if (this.released !== undefined && outcome.state !== 'succeeded') {
+      logs.line(`cairn: run ${a.attempt} of job ${a.job} stopped on worker ${this.env.worker}: ${this.released}; it goes back to the queue`);
+      await logs.close();
+      this.env.teardown.removeEventListener('abort', onTeardown);
+      return;
     }
     const failure = outcome.failure === undefined ? undefined : redactor.redact(outcome.failure).slice(0, 8192);
     if (failure !== undefined) logs.line(`cairn: job ${a.job} ${outcome.state}: ${failure}`);

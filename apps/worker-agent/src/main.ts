@@ -2,7 +2,9 @@
 /**
  * `node dist/main.js`: a worker-agent configured from the environment (see config.ts and
  * worker-agent.ts). SIGTERM or SIGINT drains it (no new jobs, running ones finish and
- * report) and it exits 0; a second signal cancels what still runs.
+ * report) and it exits 0; a second signal cancels what still runs. SIGUSR2 hands the
+ * running builds back to the scheduler (queued again, to run elsewhere or after a
+ * restart) and exits 0: what `cairn up` sends when a drain takes too long.
  */
 import 'reflect-metadata';
 import { startWorkerAgent } from './worker-agent.js';
@@ -18,16 +20,19 @@ try {
     for (const listener of process.listeners(signal)) if (!before.has(listener)) process.off(signal, listener);
   }
   let signalled = false;
+  let cancelled = false;
   const onSignal = (signal: string) => {
     if (signalled) {
       console.error(`worker-agent: second ${signal}: cancelling running jobs`);
+      cancelled = true;
       void running.abort().then(() => process.exit(1));
       return;
     }
     signalled = true;
     console.error(`worker-agent: ${signal}: draining`);
     running.drain().then(
-      () => process.exit(0),
+      // The drain may end first once the cancelled builds stop; it did not finish them.
+      () => process.exit(cancelled ? 1 : 0),
       (e: unknown) => {
         console.error(`worker-agent: drain failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
         process.exit(1);
@@ -35,6 +40,17 @@ try {
     );
   };
   for (const signal of SIGNALS) process.on(signal, onSignal);
+  process.on('SIGUSR2', () => {
+    signalled = true;
+    console.error('worker-agent: SIGUSR2: handing the running builds back to the scheduler');
+    running.release('the worker was stopped before the build ended').then(
+      () => process.exit(0),
+      (e: unknown) => {
+        console.error(`worker-agent: hand-back failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+        process.exit(1);
+      },
+    );
+  });
 } catch (e) {
   console.error(`worker-agent: ${e instanceof Error ? e.message : String(e)}`);
   process.exit(1);

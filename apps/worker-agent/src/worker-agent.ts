@@ -12,6 +12,8 @@ export interface RunningAgent {
   drain(): Promise<void>;
   /** Close without waiting: running jobs are cancelled and their outcomes may be lost. */
   abort(): Promise<void>;
+  /** Stop the running builds and hand them back to the scheduler (queued again), then close. */
+  release(reason: string): Promise<void>;
 }
 
 /**
@@ -31,11 +33,21 @@ export async function startWorkerAgent(env: NodeJS.ProcessEnv = process.env): Pr
   }
   const agent = service.app.get(AgentService);
   let closing: Promise<void> | undefined;
-  const close = (how: () => Promise<void>) =>
-    (closing ??= (async () => {
-      await how();
+  // Each way of stopping acts at once, even while another is under way (a drain that
+  // is then told to cancel or to hand back its builds); the service closes once.
+  const close = async (stopping: Promise<void>) => {
+    await stopping;
+    await (closing ??= (async () => {
       await service.close();
       builder.close();
     })());
-  return { service, agent, config, drain: () => close(() => agent.drain()), abort: () => close(() => agent.abort()) };
+  };
+  return {
+    service,
+    agent,
+    config,
+    drain: () => close(agent.drain()),
+    abort: () => close(agent.abort()),
+    release: (reason) => close(agent.release(reason)),
+  };
 }

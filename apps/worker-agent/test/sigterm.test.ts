@@ -58,4 +58,44 @@ describe('worker-agent process (node dist/main.js)', () => {
     expect(log.at(-1)!.end).toBe('succeeded');
     scheduler.stop();
   });
+
+  /** Starts the agent as `worker`, with a build running that would take a minute. */
+  async function withLongBuild(worker: string): Promise<{ scheduler: SchedulerStandIn; proc: ChildProcess; job: string; exited: Promise<{ code: number | null; signal: string | null }> }> {
+    const scheduler = new SchedulerStandIn(nc, worker).start();
+    const proc = spawn('node', [MAIN], { env: host.env(nats.url, worker), stdio: ['ignore', 'pipe', 'pipe'] });
+    child = proc;
+    proc.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+    await scheduler.waitFor('register', undefined, 30_000);
+    const a = assignment({ spec: spec('(run (shell "echo long-begins; sleep 60; echo long-ends"))') });
+    expect(await scheduler.assign(a)).toEqual({ ok: true, value: { accepted: true } });
+    await readLog(nc, 'alice', a.job, 60_000, (chunks) => logText(chunks).includes('long-begins'));
+    return { scheduler, proc, job: a.job, exited };
+  }
+
+  it('a second SIGTERM during a drain cancels the running build and exits at once', async () => {
+    const { scheduler, proc, exited } = await withLongBuild('proc-2');
+    proc.kill('SIGTERM');
+    await scheduler.waitFor('heartbeat', (m) => m.refusing === true, 10_000);
+    const second = Date.now();
+    proc.kill('SIGTERM');
+    expect((await exited).code, output).toBe(1);
+    expect(Date.now() - second).toBeLessThan(10_000);
+    scheduler.stop();
+  });
+
+  it('SIGUSR2 during a drain hands the build back: no outcome, a heartbeat without it (draining), a last log line, exit 0', async () => {
+    const { scheduler, proc, job, exited } = await withLongBuild('proc-3');
+    proc.kill('SIGTERM');
+    await scheduler.waitFor('heartbeat', (m) => m.refusing === true, 10_000);
+    proc.kill('SIGUSR2');
+    expect(await exited, output).toEqual({ code: 0, signal: null });
+    await scheduler.waitFor('heartbeat', (m) => m.draining === true && Array.isArray(m.running) && m.running.length === 0, 1000);
+    expect(scheduler.received.complete).toEqual([]);
+    const log = await readLog(nc, 'alice', job, 5000, (chunks) => logText(chunks).includes('goes back to the queue'));
+    expect(logText(log)).toMatch(/cairn: run 1 of job \S+ stopped on worker proc-3: .*; it goes back to the queue/);
+    expect(log.some((c) => c.end !== undefined)).toBe(false);
+    scheduler.stop();
+  });
 });
