@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { main } from '../src/main.js';
 
 const REPO = join(import.meta.dirname, '../../..');
-const EXAMPLES = join(REPO, '../shared/obuilder-examples');
+// The repository's own example specs (examples/specs/README.md says what each covers).
+const EXAMPLES = join(REPO, 'examples/specs');
 
 /** Runs `cairn ARGS` in-process and captures what it prints. */
 async function cairn(args: string[], stdin = ''): Promise<{ code: number; out: string; err: string }> {
@@ -58,13 +60,14 @@ describe('cairn fmt', () => {
 });
 
 describe('cairn dockerfile', () => {
-  it('converts the OBuilder example with BuildKit mounts', async () => {
-    const r = await cairn(['dockerfile', '-f', join(EXAMPLES, 'example.spec'), '--buildkit']);
+  it('converts the multi-stage example with BuildKit mounts', async () => {
+    const r = await cairn(['dockerfile', '-f', join(EXAMPLES, 'cairn.spec'), '--buildkit']);
     expect(r.code).toBe(0);
-    expect(r.out).toContain('FROM ocaml/opam:debian as dev\n');
-    expect(r.out).toContain('RUN --mount=type=cache,id=opam-archives,target=/home/opam/.opam/download-cache,uid=1000 opam depext -yu obuilder\n');
-    expect(r.out).toContain('\nFROM debian:12\n');
-    expect(r.out).toContain('COPY --from=dev /src/_build/default/main.exe /usr/local/bin/obuilder\n');
+    expect(r.out).toContain('FROM node:24-bookworm as compile\n');
+    expect(r.out).toContain('RUN --mount=type=secret,id=npmrc,target=/home/node/.npmrc,uid=1000 --mount=type=cache,id=npm-cache,target=/home/node/.npm,uid=1000 npm ci --no-audit --no-fund\n');
+    expect(r.out).toContain('RUN --mount=type=cache,id=nx-cache,target=/home/node/cairn/.nx/cache,uid=1000 npx nx run-many -t build && node apps/cli/bin/cairn.js --version && npm prune --omit=dev\n');
+    expect(r.out).toContain('\nFROM node:24-bookworm-slim\n');
+    expect(r.out).toContain('COPY --from=compile /home/node/cairn/package.json /home/node/cairn/node_modules /home/node/cairn/apps /home/node/cairn/libs /opt/cairn/\n');
   });
 
   it('uses the Windows escape when asked', async () => {
@@ -138,11 +141,27 @@ describe('cairn plan', () => {
     expect(r.out).toContain('2 of 4 snapshot steps would rebuild');
   });
 
-  it('plans every OBuilder example without error', async () => {
-    for (const f of ['example.spec', 'ocaml-ci-linux.spec', 'simple.macos.spec', 'example.windows.spec', 'example.windows.hcs.spec']) {
-      const r = await cairn(['plan', '-f', join(EXAMPLES, f), '--json', ...(f.includes('windows') ? ['--os', 'windows'] : [])]);
-      expect(r.code, `${f}: ${r.err}`).toBe(0);
-      expect(JSON.parse(r.out).steps[0].kind).toBe('base');
+  it('plans every example spec without error', async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, 'npmrc'), '//registry.example.org/:_authToken=not-a-real-token\n');
+    const extra: Record<string, string[]> = {
+      'cairn.spec': ['--secret', `npmrc:${join(dir, 'npmrc')}`],
+      'hello.macos.spec': [join(REPO, 'examples/hello')],
+    };
+    const files = ['cairn.spec', 'ci-go.linux.spec', 'hello.macos.spec', 'launcher.windows.spec', 'package.windows.hcs.spec'];
+    expect(files.sort()).toEqual(readdirSync(EXAMPLES).filter((f) => f.endsWith('.spec')).sort());
+    process.env.CAIRN_SECRET_KEY = 'test-key';
+    try {
+      for (const f of files) {
+        const r = await cairn(['plan', '-f', join(EXAMPLES, f), '--json', ...(extra[f] ?? []), ...(f.includes('windows') ? ['--os', 'windows'] : [])]);
+        expect(r.code, `${f}: ${r.err}`).toBe(0);
+        const plan = JSON.parse(r.out);
+        expect(plan.steps[0].kind).toBe('base');
+        // With its context (examples/hello), every step of the macOS spec has its ID.
+        if (f === 'hello.macos.spec') expect(plan.result).toMatch(/^[0-9a-f]{64}$/);
+      }
+    } finally {
+      delete process.env.CAIRN_SECRET_KEY;
     }
   });
 });

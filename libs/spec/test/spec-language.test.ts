@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { dockerfileOfSpec, parseSpec, printSpec, SpecError, type Spec } from '../src/index.js';
 
 const fixture = (name: string) => readFileSync(join(import.meta.dirname, 'fixtures', name), 'utf8');
-const EXAMPLES = join(import.meta.dirname, '../../../../shared/obuilder-examples');
+// The repository's own example specs (examples/specs/README.md says what each covers).
+const EXAMPLES = join(import.meta.dirname, '../../../examples/specs');
 
 function rejection(text: string): SpecError {
   try {
@@ -53,7 +54,7 @@ describe('canonical printing (OBuilder layout)', () => {
 `);
   });
 
-  it('parses, prints and re-parses every OBuilder example spec to the same AST', () => {
+  it('parses, prints and re-parses every example spec to the same AST', () => {
     const files = readdirSync(EXAMPLES).filter((f) => f.endsWith('.spec'));
     expect(files.length).toBeGreaterThanOrEqual(5);
     for (const f of files) {
@@ -65,8 +66,11 @@ describe('canonical printing (OBuilder layout)', () => {
   });
 
   it('keeps the Windows backslash that is not an escape', () => {
-    const spec = parseSpec(readFileSync(join(EXAMPLES, 'example.windows.spec'), 'utf8'));
-    expect(spec.ops[0]).toEqual({ op: 'run', cache: [], network: [], secrets: [], shell: 'mkdir C:\\obuilder' });
+    // Written "mkdir C:\cairn" in the file: \c is no escape, so the backslash stays.
+    const text = readFileSync(join(EXAMPLES, 'launcher.windows.spec'), 'utf8');
+    expect(text).toContain('(run (shell "mkdir C:\\cairn"))');
+    const spec = parseSpec(text);
+    expect(spec.ops[0]).toEqual({ op: 'run', cache: [], network: [], secrets: [], shell: 'mkdir C:\\cairn' });
     expect(spec.childBuilds[0]?.spec.ops.some((op) => op.op === 'run' && op.network[0] === 'nat')).toBe(true);
   });
 });
