@@ -1,11 +1,30 @@
 import { DatabaseSync } from 'node:sqlite';
+import { ownerAlive } from '@cairn/store';
 
 /**
  * What the engine knows about each published snapshot: when it was made and last used,
  * and its parent, so that pruning can remove least-recently-used leaves first.
  * SQLite in WAL mode: several `cairn` processes may share one store. Node's built-in
  * SQLite: the CLI loads no native addon.
+ *
+ * It is also where those processes agree (docs/engine.md, "Many processes on one store"):
+ *
+ *   - `leases`: the snapshots a running build stands on, per owner process (`PID.START`,
+ *     see ProcessOwner in @cairn/store); prune and delete leave them alone.
+ *   - `step_locks`: at most one process builds a step (purpose `build`) or deletes a
+ *     snapshot (`delete`) at a time.
+ *
+ * Rows of a dead owner count for nothing and are replaced or purged inside the very
+ * transaction that finds them, so a crash never blocks anyone and two processes never
+ * both take over the same stale lock (BEGIN IMMEDIATE serialises the writers).
  */
+export type LockPurpose = 'build' | 'delete';
+
+export interface LockHolder {
+  readonly owner: string;
+  readonly purpose: LockPurpose;
+}
+
 export interface SnapshotRecord {
   readonly id: string;
   readonly parent: string | null;
@@ -34,7 +53,92 @@ export class MetadataDb {
       );
       CREATE INDEX IF NOT EXISTS snapshots_lru ON snapshots (child_count, used);
       CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots (parent);
+      CREATE TABLE IF NOT EXISTS leases (
+        snapshot TEXT NOT NULL,
+        owner    TEXT NOT NULL,
+        taken    INTEGER NOT NULL,
+        PRIMARY KEY (snapshot, owner)
+      );
+      CREATE TABLE IF NOT EXISTS step_locks (
+        id      TEXT PRIMARY KEY,
+        owner   TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        taken   INTEGER NOT NULL
+      );
     `);
+  }
+
+  /**
+   * Takes `owner`'s lease on a snapshot. Resolves to the live process deleting it right
+   * now, if one is: the caller waits for it to finish (see `lockHolder`) and then finds
+   * the snapshot gone; a deletion cannot start once the lease is taken.
+   */
+  lease(id: string, owner: string, now = Date.now()): LockHolder | undefined {
+    let deleter: LockHolder | undefined;
+    this.transaction(() => {
+      this.db.prepare('INSERT OR IGNORE INTO leases (snapshot, owner, taken) VALUES (?, ?, ?)').run(id, owner, now);
+      const holder = this.lockRow(id);
+      if (holder?.purpose === 'delete' && ownerAlive(holder.owner)) deleter = holder;
+    });
+    return deleter;
+  }
+
+  /** Gives back `owner`'s leases on `ids`, in one transaction. */
+  releaseLeases(ids: readonly string[], owner: string): void {
+    if (ids.length === 0) return;
+    const del = this.db.prepare('DELETE FROM leases WHERE snapshot = ? AND owner = ?');
+    this.transaction(() => {
+      for (const id of ids) del.run(id, owner);
+    });
+  }
+
+  /** The live processes holding a lease on `id`. */
+  leaseHolders(id: string): string[] {
+    return (this.db.prepare('SELECT owner FROM leases WHERE snapshot = ?').all(id) as { owner: string }[])
+      .map((r) => r.owner)
+      .filter((o) => ownerAlive(o));
+  }
+
+  /**
+   * Takes the lock on step `id` for `owner`, unless a live process holds it (a stale lock
+   * is taken over). A `delete` lock is refused too while a live process holds a lease on
+   * `id`. Resolves to undefined when taken, else to who stands in the way.
+   */
+  tryLock(id: string, owner: string, purpose: LockPurpose, now = Date.now()): LockHolder | undefined {
+    let blocker: LockHolder | undefined;
+    this.transaction(() => {
+      const holder = this.lockRow(id);
+      if (holder !== undefined && ownerAlive(holder.owner)) {
+        blocker = holder;
+        return;
+      }
+      if (purpose === 'delete') {
+        const leaser = this.leaseHolders(id)[0];
+        if (leaser !== undefined) {
+          blocker = { owner: leaser, purpose: 'build' };
+          return;
+        }
+      }
+      this.db.prepare('INSERT OR REPLACE INTO step_locks (id, owner, purpose, taken) VALUES (?, ?, ?, ?)').run(id, owner, purpose, now);
+    });
+    return blocker;
+  }
+
+  /** Who holds the lock on `id`, if a live process does (a read, for waiting). */
+  lockHolder(id: string): LockHolder | undefined {
+    const holder = this.lockRow(id);
+    return holder !== undefined && ownerAlive(holder.owner) ? holder : undefined;
+  }
+
+  unlock(id: string, owner: string): void {
+    this.transaction(() => {
+      this.db.prepare('DELETE FROM step_locks WHERE id = ? AND owner = ?').run(id, owner);
+    });
+  }
+
+  private lockRow(id: string): LockHolder | undefined {
+    const row = this.db.prepare('SELECT owner, purpose FROM step_locks WHERE id = ?').get(id) as LockHolder | undefined;
+    return row === undefined ? undefined : { owner: row.owner, purpose: row.purpose };
   }
 
   /** Records a newly published snapshot (a repeat is ignored). */
@@ -79,16 +183,38 @@ export class MetadataDb {
     return (this.db.prepare('SELECT id FROM snapshots WHERE parent = ?').all(id) as { id: string }[]).map((r) => r.id);
   }
 
-  /** The least recently used leaf last used before `before`, skipping `keep`. */
-  oldestLeaf(before: number, keep: ReadonlySet<string>): SnapshotRecord | undefined {
+  /**
+   * The least recently used leaf last used before `before` that no live process holds
+   * (a lease or a lock), locked for deletion by `owner` in the same transaction; the
+   * caller deletes it and then calls `unlock`. Dead owners' leases and locks are purged
+   * on the way.
+   */
+  lockOldestLeaf(before: number, owner: string, now = Date.now()): SnapshotRecord | undefined {
     this.flush();
-    const rows = this.db
-      .prepare('SELECT id, parent, created, used, child_count AS childCount FROM snapshots WHERE child_count = 0 AND used < ? ORDER BY used, id')
-      .iterate(before) as unknown as IterableIterator<SnapshotRecord>;
-    for (const row of rows) {
-      if (!keep.has(row.id)) return row;
+    let leaf: SnapshotRecord | undefined;
+    this.transaction(() => {
+      this.purgeDeadOwners();
+      const row = this.db
+        .prepare(`SELECT id, parent, created, used, child_count AS childCount FROM snapshots s
+          WHERE child_count = 0 AND used < ?
+            AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.snapshot = s.id)
+            AND NOT EXISTS (SELECT 1 FROM step_locks k WHERE k.id = s.id)
+          ORDER BY used, id LIMIT 1`)
+        .get(before) as SnapshotRecord | undefined;
+      if (row === undefined) return;
+      this.db.prepare('INSERT INTO step_locks (id, owner, purpose, taken) VALUES (?, ?, ?, ?)').run(row.id, owner, 'delete', now);
+      leaf = { ...row };
+    });
+    return leaf;
+  }
+
+  private purgeDeadOwners(): void {
+    const owners = this.db.prepare('SELECT owner FROM leases UNION SELECT owner FROM step_locks').all() as { owner: string }[];
+    for (const { owner } of owners) {
+      if (ownerAlive(owner)) continue;
+      this.db.prepare('DELETE FROM leases WHERE owner = ?').run(owner);
+      this.db.prepare('DELETE FROM step_locks WHERE owner = ?').run(owner);
     }
-    return undefined;
   }
 
   remove(id: string): void {
@@ -105,7 +231,9 @@ export class MetadataDb {
     return (this.db.prepare('SELECT count(*) AS n FROM snapshots').get() as { n: number }).n;
   }
 
+  /** Closing twice is harmless, as it was with better-sqlite3 (callers close in finally blocks). */
   close(): void {
+    if (!this.db.isOpen) return;
     this.flush();
     this.db.close();
   }
