@@ -10,6 +10,7 @@ import { atom, list, oneLine, printOp, ROOT_UNIX, toMachine, type CopyOp, type R
 import type { CacheView, Store } from '@cairn/store';
 import { heading, note, type Logger, type StepEvent } from './log.js';
 import { MetadataDb } from './metadata-db.js';
+import { SecretMasker } from './secret-mask.js';
 import { SharedSteps } from './shared-steps.js';
 import { replayLog, StepLog } from './step-log.js';
 
@@ -151,9 +152,12 @@ export class Builder {
     }
     const input = runInputOf(ctx, parent, op, digests);
     const id = sha256Hex(toMachine(runHashInput(input)));
+    // Steps without secrets write their output untouched.
+    const masker = secrets.length === 0 ? undefined : SecretMasker.for(secrets.map((s) => s.value));
     await this.step(printOp(op), stage, id, parent, options, hold, async (dir, log, signal) => {
       const views: CacheView[] = [];
       let ok = false;
+      const output = masker?.stream((chunk) => log.write(chunk));
       try {
         for (const c of op.cache) views.push(await this.store.cache(c.id, ctx.user));
         await this.options.sandbox.run({
@@ -165,12 +169,13 @@ export class Builder {
           network: op.network,
           mounts: op.cache.map((c, i) => ({ src: views[i]!.path, dst: c.target })),
           secrets,
-        }, join(dir, 'rootfs'), { onOutput: (chunk) => log.write(chunk), signal });
+        }, join(dir, 'rootfs'), { onOutput: output ? (chunk) => output.write(chunk) : (chunk) => log.write(chunk), signal });
         ok = true;
       } finally {
+        output?.end();
         for (const view of views) await view.release(ok);
       }
-    });
+    }, masker);
     return id;
   }
 
@@ -225,13 +230,15 @@ export class Builder {
     options: BuildOptions,
     hold: (id: string) => void,
     work: (dir: string, log: StepLog, signal: AbortSignal) => Promise<void>,
+    /** Masks the replay too: a log stored before masking existed may hold the values. */
+    masker?: SecretMasker,
   ): Promise<void> {
     hold(id);
     options.signal?.throwIfAborted();
     const started = Date.now();
     const done = (cached: boolean) => options.onStep?.({ id, op: what, stage, cached, ms: Date.now() - started });
     if (await this.store.exists(id)) {
-      await this.replay(id, options);
+      await this.replay(id, options, masker);
       done(true);
       return;
     }
@@ -268,8 +275,13 @@ export class Builder {
     done(false);
   }
 
-  private async replay(id: string, options: BuildOptions): Promise<void> {
-    for await (const chunk of replayLog(join(this.store.resultDir(id), 'log'))) options.log({ tag: 'output', data: chunk });
+  private async replay(id: string, options: BuildOptions, masker?: SecretMasker): Promise<void> {
+    const output = masker?.stream((data) => options.log({ tag: 'output', data }));
+    for await (const chunk of replayLog(join(this.store.resultDir(id), 'log'))) {
+      if (output) output.write(chunk);
+      else options.log({ tag: 'output', data: chunk });
+    }
+    output?.end();
     this.db.touch(id);
     options.log(note(`---> using ${JSON.stringify(id)} from cache`));
   }
