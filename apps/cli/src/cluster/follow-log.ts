@@ -2,11 +2,12 @@
  * A job's log from the first byte, then live: the stored chunks come from the scheduler
  * page by page, the new ones straight off the bus; a chunk seen both ways is printed
  * once. Chunks are numbered per run of the job (attempt, seq), so a job that was
- * requeued after losing its worker shows the first run's log, then the second's.
- * Ends with the job's final state.
+ * requeued after losing its worker shows the first run's log, then a separator line
+ * that says why the run was lost (`--- attempt 2 (requeued: ...) ---`, the reason the
+ * scheduler recorded), then the second run's log. Ends with the job's final state.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { LogChunk, subjects, TERMINAL, type JobState, type LogsPage } from '@cairn/contracts';
+import { LogChunk, subjects, TERMINAL, type JobState, type JobStatus, type LogsPage, type Requeue } from '@cairn/contracts';
 import { request } from './connection.js';
 
 type Position = readonly [attempt: number, seq: number];
@@ -31,15 +32,35 @@ export async function* followLog(nc: NatsConnection, client: string, job: string
   let last: Position = [0, 0];
   let cursor = 0;
   let state: JobState | undefined;
+  const reasons = new Map<number, string>();
+  const learn = (requeues: readonly Requeue[] | undefined) => {
+    for (const r of requeues ?? []) reasons.set(r.attempt, r.reason);
+  };
   const stored = async (): Promise<LogChunk[]> => {
     const out: LogChunk[] = [];
     for (;;) {
-      const page = await request<LogsPage & { state: JobState }>(nc, subjects.client(client, 'logs'), { job, cursor });
+      const page = await request<LogsPage & { state: JobState; requeues?: Requeue[] }>(nc, subjects.client(client, 'logs'), { job, cursor });
       cursor = page.cursor;
       state = page.state;
+      learn(page.requeues);
       out.push(...page.chunks);
       if (!page.more) return out;
     }
+  };
+  let shownAttempt = 1;
+  let atLineStart = true;
+  /** The line between two runs; the reason may be newer than the pages read so far. */
+  const separator = async (c: LogChunk): Promise<LogChunk | undefined> => {
+    if (c.attempt <= shownAttempt) return undefined;
+    shownAttempt = c.attempt;
+    if (!reasons.has(c.attempt - 1)) learn((await request<JobStatus>(nc, subjects.client(client, 'status'), { job }).catch(() => undefined))?.requeues);
+    const why = reasons.get(c.attempt - 1);
+    const text = `${atLineStart ? '' : '\n'}--- attempt ${c.attempt} (${why === undefined ? 'requeued' : `requeued: ${why}`}) ---\n`;
+    return { job: c.job, attempt: c.attempt, seq: c.seq, text };
+  };
+  const shown = (c: LogChunk) => {
+    if (c.text.length > 0) atLineStart = c.text.endsWith('\n');
+    return c;
   };
   try {
     for (;;) {
@@ -47,7 +68,9 @@ export async function* followLog(nc: NatsConnection, client: string, job: string
       for (const c of fromStore) {
         if (!after(positionOf(c), last)) continue;
         last = positionOf(c);
-        yield c;
+        const line = await separator(c);
+        if (line) yield shown(line);
+        yield shown(c);
         if (c.end) return c.end;
       }
       if (!follow || (state !== undefined && TERMINAL.includes(state) && live.length === 0)) return state;
@@ -68,7 +91,9 @@ export async function* followLog(nc: NatsConnection, client: string, job: string
           break;
         }
         last = positionOf(next);
-        yield next;
+        const line = await separator(next);
+        if (line) yield shown(line);
+        yield shown(next);
         if (next.end) return next.end;
       }
     }

@@ -1,0 +1,51 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { answer, connectBus, subjects, type LogChunk, type Requeue } from '@cairn/contracts';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { followLog } from '../src/cluster/follow-log.js';
+import { startNats, type RunningNats } from '../../../test/support/nats.js';
+
+/** `cairn logs` of a job whose first run was lost: the runs are told apart, with the reason. */
+describe('followLog across attempts', () => {
+  let nats: RunningNats;
+  let nc: NatsConnection;
+
+  beforeAll(async () => {
+    nats = await startNats();
+    nc = await connectBus({ servers: nats.url, name: 'follow-log-test' });
+  }, 30_000);
+  afterAll(async () => {
+    await nc?.close();
+    await nats?.stop();
+  });
+
+  const chunk = (attempt: number, seq: number, text: string, end?: LogChunk['end']): LogChunk => ({ job: 'j-1', attempt, seq, text, ...(end ? { end } : {}) });
+
+  /** A scheduler stand-in that serves one page of stored chunks. */
+  function serve(chunks: LogChunk[], requeues: Requeue[]) {
+    return nc.subscribe(subjects.client('alice', 'logs'), {
+      callback: (_e, msg) => void answer(msg, () => ({ ok: true, value: { chunks, more: false, cursor: chunks.length, state: 'succeeded', requeues } })),
+    });
+  }
+
+  it('puts a separator line with the requeue reason between the runs, on a line of its own', async () => {
+    const sub = serve(
+      [chunk(1, 1, 'step 1 of run 1\npartial line'), chunk(2, 1, 'step 1 of run 2\n'), chunk(2, 2, 'done\n', 'succeeded')],
+      [{ attempt: 1, reason: 'worker w1 stopped answering (no heartbeat for 3 s)', at: 1 }],
+    );
+    try {
+      let text = '';
+      const log = followLog(nc, 'alice', 'j-1', false);
+      for (;;) {
+        const next = await log.next();
+        if (next.done) {
+          expect(next.value).toBe('succeeded');
+          break;
+        }
+        text += next.value.text;
+      }
+      expect(text).toBe('step 1 of run 1\npartial line\n--- attempt 2 (requeued: worker w1 stopped answering (no heartbeat for 3 s)) ---\nstep 1 of run 2\ndone\n');
+    } finally {
+      sub.unsubscribe();
+    }
+  });
+});
