@@ -1,24 +1,20 @@
+import { MASK, maskPatterns } from '@cairn/builder';
+
 /**
- * Takes secret values out of log text before it leaves the worker. A value can be split
- * across two pieces of output, so `safeLength` tells how much of a text can go out now:
- * a tail that could be the start of a secret waits for the text that follows it.
+ * Takes secret values out of log text before it leaves the worker. The builder already
+ * masks step output; this covers the rest of the log (engine notes, the failure message)
+ * with the same forms and threshold (see @cairn/builder maskPatterns). A value can be
+ * split across two pieces of output, so `safeLength` tells how much of a text can go out
+ * now: a tail that could be the start of a secret waits for the text that follows it.
  */
-export const REDACTED = '[secret]';
+export const REDACTED = MASK;
 
 export class Redactor {
   /** Longest first, so that a secret containing another is replaced whole. */
   private readonly values: string[];
 
   constructor(secrets: Iterable<Uint8Array>) {
-    const values = new Set<string>();
-    for (const secret of secrets) {
-      const text = Buffer.from(secret).toString('utf8');
-      // A secret file usually ends in a newline: the value is what lies between the
-      // blanks (which covers `$(cat file)` too), and the log keeps its line breaks.
-      const value = text.trim() === '' ? text : text.trim();
-      if (value !== '') values.add(value);
-    }
-    this.values = [...values].sort((a, b) => b.length - a.length);
+    this.values = [...new Set(maskPatterns(secrets).map((p) => p.toString('utf8')))].sort((a, b) => b.length - a.length);
   }
 
   get empty(): boolean {
