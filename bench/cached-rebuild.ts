@@ -71,6 +71,17 @@ try {
   const c = median(cairnTimes);
   const d = median(dockerTimes);
   console.log(`20 cached steps: cairn build (new process) ${ms(c)}, docker build (BuildKit) ${ms(d)}, ratio ${(c / d).toFixed(2)} (target <= 1.0)`);
+
+  // Start-up alone: `cairn --version` against an empty node, alternated so both see the same machine.
+  const nodeTimes: number[] = [];
+  const versionTimes: number[] = [];
+  for (let i = 0; i < RUNS * 4; i++) {
+    nodeTimes.push(time(() => spawnSync('node', ['-e', '0'])));
+    versionTimes.push(time(() => spawnSync('node', [CLI, '--version'])));
+  }
+  const n = median(nodeTimes);
+  const v = median(versionTimes);
+  console.log(`start-up: cairn --version ${ms(v)}, node -e 0 ${ms(n)}, difference ${ms(v - n)} (target <= 10 ms); Node.js ${process.version}`);
 } finally {
   await dockerd.stop();
   await env.cleanup();

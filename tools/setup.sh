@@ -21,8 +21,8 @@ bash tools/install-node.sh
 # debootstrap make base images; docker-registry, skopeo and docker.io are the image
 # sources the fetchers are tested against; nats-server is the cluster's bus; PostgreSQL is
 # the results-store's database for several replicas (its tests run on it and on SQLite);
-# chromium drives the dashboard's page tests.
-PACKAGES="runc crun btrfs-progs xfsprogs rsync busybox-static debootstrap docker-registry skopeo umoci docker.io tar gzip zstd nats-server postgresql chromium"
+# chromium drives the dashboard's page tests; zsh and fish check the completion scripts.
+PACKAGES="runc crun btrfs-progs xfsprogs rsync busybox-static debootstrap docker-registry skopeo umoci docker.io tar gzip zstd nats-server postgresql chromium zsh fish"
 missing=$(for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
   say "installing $(echo $missing)"
@@ -40,6 +40,17 @@ npm_config_nodedir=$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")
   npm ci --no-audit --no-fund --loglevel=error
 say "building"
 NX_DAEMON=false NX_NO_CLOUD=true NX_TUI=false npx nx run-many -t build --outputStyle=stream >/dev/null
+
+# `cairn` on PATH: the bundle run by the project's Node, with no npm in between (npx
+# costs half a second before Cairn starts).
+node_bin=$(readlink -f "$(command -v node)")
+cat > /usr/local/bin/cairn <<LAUNCHER
+#!/bin/sh
+# Made by $(pwd)/tools/setup.sh: runs this checkout's cairn on Node.js $(node --version).
+exec "$node_bin" "$(pwd)/apps/cli/bin/cairn.js" "\$@"
+LAUNCHER
+chmod 755 /usr/local/bin/cairn
+say "cairn is $(command -v cairn) ($(cairn --version))"
 
 if [ "${1:-}" = "--deps-only" ]; then
   exit 0
