@@ -1,11 +1,13 @@
 /**
  * How the cluster commands reach the cluster: the NATS URL and credentials from flags
- * or CAIRN_* variables, and the client identity that NATS permissions pin to subjects.
+ * or CAIRN_* variables (else the cluster `cairn up` runs: cluster-file.ts), and the
+ * client identity that NATS permissions pin to subjects.
  */
 import { userInfo } from 'node:os';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { busFromEnv, call, connectBus, TOKEN, type Reply } from '@cairn/contracts';
 import { UserError } from '../cli-error.js';
+import { readClusterFile } from './cluster-file.js';
 
 export interface ClusterFlags {
   nats?: string;
@@ -33,6 +35,10 @@ function safeUser(): string {
 
 export async function connectCluster(flags: ClusterFlags, client: string): Promise<NatsConnection> {
   const env = { ...process.env, ...(flags.nats === undefined ? {} : { CAIRN_NATS: flags.nats }) };
+  if (env.CAIRN_NATS === undefined) {
+    const up = readClusterFile(env);
+    if (up) env.CAIRN_NATS = up.natsUrl;
+  }
   const options = busFromEnv(`cairn-cli-${client}`, env);
   try {
     return await connectBus({ ...options, connectTimeoutMs: 5000, waitForServer: false, ...(options.user === undefined || options.inboxPrefix ? {} : { inboxPrefix: `_INBOX_${client}` }) });

@@ -1,34 +1,50 @@
 /**
- * `cairn up`: the whole cluster on this machine as child processes — a nats-server
- * with JetStream (unless one already answers), the scheduler, the spec-compiler, the
- * worker-agents (on the machine's default store) and the results-store (SQLite) — so
- * that `cairn submit` works with nothing else installed. Stopping it drains the workers
- * first, so no running build is lost. None of them outlives `cairn up`, even when it is
- * killed with SIGKILL: the services watch it (CAIRN_PARENT_PID, libs/service-kit
+ * `cairn up`: the whole cluster on this machine as child processes — a nats-server with
+ * JetStream of its own (on a free port, unless --nats names a server), the scheduler,
+ * the spec-compiler, the worker-agents (on the machine's default store) and the
+ * results-store (SQLite) — so that `cairn submit` works with nothing else installed.
+ *
+ * The children are supervised (supervisor.ts): one that exits unexpectedly is started
+ * again, and every such event is logged and published in the `cairn-services` bucket
+ * for `cairn admin services` and the dashboard. Stopping goes in order: the workers
+ * drain (their builds finish, or are handed back to the queue when that takes too
+ * long), then the results-store, then the scheduler and the spec-compiler, NATS last,
+ * all within STOP_BOUND_MS. None of them outlives `cairn up`, even when it is killed
+ * with SIGKILL: the services watch it (CAIRN_PARENT_PID, libs/service-kit
  * parent-watch.ts) and nats-server gets a parent-death signal (natsCommand).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { connect as tcpConnect } from 'node:net';
+import { connect as tcpConnect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { buckets, connectBus, openBucket, subjects, type ServiceStatus } from '@cairn/contracts';
 import { UserError } from '../cli-error.js';
+import { UnavailableError } from './connection.js';
+import { DEFAULT_POLICY, Supervisor, type ChildSpec, type SupervisionPolicy } from './supervisor.js';
 
 export interface LocalClusterOptions {
-  readonly natsUrl: string;
+  /** A NATS server to use (or, when nothing answers there and it is on this machine, to start); undefined: our own on a free port. */
+  readonly nats?: string;
   readonly dataDir: string;
   readonly workers: number;
   readonly capacity: number;
   readonly pool: string;
+  /** 0: a free port. */
   readonly resultsPort: number;
+  /** The services' own output, prefixed with their names. */
   readonly log: (line: string) => void;
+  /** Supervision events: always worth a line. */
+  readonly note: (line: string) => void;
+  /** How long the workers may take to finish their builds when stopping. */
+  readonly drainMs?: number;
+  readonly policy?: SupervisionPolicy;
 }
 
-interface Child {
-  readonly name: string;
-  readonly process: ChildProcess;
-}
+/** Everything stops within this, however long the builds would take. */
+export const STOP_BOUND_MS = 30_000;
+const DEFAULT_DRAIN_MS = 15_000;
 
 /** apps/ of this checkout, from the bundle (apps/cli/dist/bundle) or the sources (apps/cli/src/cluster). */
 function appsDir(): string {
@@ -55,10 +71,15 @@ function natsCommand(server: string, args: readonly string[]): { command: string
   return setpriv === undefined ? undefined : { command: setpriv, args: ['--pdeathsig', 'SIGTERM', '--', server, ...args] };
 }
 
-function listening(url: string): Promise<boolean> {
+const hostPort = (url: string) => {
   const { hostname, port } = new URL(url.replace(/^nats:/, 'http:'));
+  return { hostname, port: Number(port || 4222) };
+};
+
+function listening(url: string): Promise<boolean> {
+  const { hostname, port } = hostPort(url);
   return new Promise((resolve) => {
-    const socket = tcpConnect(Number(port || 4222), hostname, () => {
+    const socket = tcpConnect(port, hostname, () => {
       socket.destroy();
       resolve(true);
     });
@@ -66,10 +87,64 @@ function listening(url: string): Promise<boolean> {
   });
 }
 
-export class LocalCluster {
-  private readonly children: Child[] = [];
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no free port'))));
+    });
+  });
+}
 
-  private constructor(private readonly options: LocalClusterOptions) {}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Refuses a server without JetStream: Cairn's streams and buckets could not live there. */
+async function checkJetStream(url: string): Promise<void> {
+  let nc: NatsConnection | undefined;
+  try {
+    nc = await connectBus({ servers: url, name: 'cairn-up-check', connectTimeoutMs: 5000, waitForServer: false });
+  } catch (e) {
+    throw new UnavailableError(`cannot connect to the NATS server at ${url}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  try {
+    // JetStream's account info: a server without JetStream has no responder for it.
+    const reply = (await nc.request('$JS.API.INFO', '', { timeout: 3000 })).json<{ error?: { description?: string } }>();
+    if (reply.error) throw new Error(reply.error.description ?? 'JetStream is not enabled');
+  } catch (e) {
+    throw new UnavailableError(`the NATS server at ${url} has no JetStream (${e instanceof Error ? e.message : String(e)}): Cairn keeps its queue, logs and results there; start it with -js, or leave out --nats and cairn up starts its own`);
+  } finally {
+    await nc.close();
+  }
+}
+
+export class LocalCluster {
+  readonly supervisor: Supervisor;
+  /** Where the cluster's NATS listens, once started. */
+  natsUrl = '';
+  /** The dashboard, once started. */
+  dashboardUrl = '';
+  private bus: NatsConnection | undefined;
+  private kv: Awaited<ReturnType<typeof openBucket>> | undefined;
+  private cancelled = false;
+  private wakeCancel: (() => void) | undefined;
+  private readonly workerNames: string[] = [];
+  private readonly serviceNames: string[] = [];
+  private readonly health = new Map<string, string>();
+
+  private constructor(private readonly options: LocalClusterOptions) {
+    this.supervisor = new Supervisor(
+      {
+        output: (name, line) => options.log(`[${name}] ${line}`),
+        event: (message, status) => {
+          options.note(message);
+          this.publish(status, message);
+        },
+      },
+      options.policy ?? DEFAULT_POLICY,
+    );
+  }
 
   static async start(options: LocalClusterOptions): Promise<LocalCluster> {
     const cluster = new LocalCluster(options);
@@ -82,83 +157,184 @@ export class LocalCluster {
     return cluster;
   }
 
-  private spawn(name: string, command: string, args: string[], env: NodeJS.ProcessEnv): void {
-    const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    const prefix = (data: Buffer) => {
-      for (const line of data.toString().split('\n')) if (line.trim()) this.options.log(`[${name}] ${line}`);
-    };
-    child.stdout?.on('data', prefix);
-    child.stderr?.on('data', prefix);
-    child.on('exit', (code, signal) => this.options.log(`[${name}] exited (${signal ?? code})`));
-    this.children.push({ name, process: child });
-  }
-
   private async startAll(): Promise<void> {
-    const { natsUrl, dataDir } = this.options;
+    const { dataDir } = this.options;
     await mkdir(dataDir, { recursive: true });
-    if (!(await listening(natsUrl))) {
-      const { hostname, port } = new URL(natsUrl.replace(/^nats:/, 'http:'));
-      const server = ['/usr/sbin/nats-server', '/usr/bin/nats-server'].find((p) => existsSync(p));
-      if (!server) throw new UserError('nats-server is not installed (apt-get install nats-server, or run tools/setup.sh)');
-      const args = ['-a', hostname, '-p', port || '4222', '-js', '-sd', join(dataDir, 'nats')];
-      const tied = natsCommand(server, args);
-      if (!tied) this.options.log('setpriv (util-linux) is not installed: nats-server will outlive cairn up if cairn up is killed');
-      this.spawn('nats', tied?.command ?? server, tied?.args ?? args, {});
-      const deadline = Date.now() + 15_000;
-      while (!(await listening(natsUrl))) {
-        if (Date.now() > deadline) throw new UserError(`nats-server did not start on ${natsUrl}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    } else {
-      this.options.log(`using the NATS server already at ${natsUrl}`);
-    }
+    await this.startNats();
     const apps = appsDir();
     const node = process.execPath;
     // The services stop when this process is gone (libs/service-kit parent-watch.ts).
-    const common = { CAIRN_NATS: natsUrl, CAIRN_LOG_FORMAT: 'text', CAIRN_PARENT_PID: String(process.pid) };
-    this.spawn('scheduler', node, [join(apps, 'scheduler/dist/main.js')], { ...common, CAIRN_SCHEDULER_KEY: join(dataDir, 'scheduler-key.pem'), CAIRN_HTTP_PORT: '0' });
-    this.spawn('spec-compiler', node, [join(apps, 'spec-compiler/dist/main.js')], { ...common, CAIRN_HTTP_PORT: '0' });
+    const common = { ...process.env, CAIRN_NATS: this.natsUrl, CAIRN_LOG_FORMAT: 'text', CAIRN_PARENT_PID: String(process.pid) };
+    const service = async (name: string, script: string, env: NodeJS.ProcessEnv, port?: number) => {
+      // A port of our choosing, so that readiness can be asked for (and is the same after a restart).
+      const httpPort = port || (await freePort());
+      const spec: ChildSpec = { name, command: node, args: [join(apps, script)], env: { ...common, ...env, CAIRN_HTTP_PORT: String(httpPort) }, healthUrl: `http://127.0.0.1:${httpPort}/healthz` };
+      this.health.set(name, spec.healthUrl!);
+      this.supervisor.start(spec);
+      return httpPort;
+    };
+    await service('scheduler', 'scheduler/dist/main.js', { CAIRN_SCHEDULER_KEY: join(dataDir, 'scheduler-key.pem') });
+    await service('spec-compiler', 'spec-compiler/dist/main.js', {});
+    this.serviceNames.push('scheduler', 'spec-compiler');
     if (existsSync(join(apps, 'results-store/dist/main.js'))) {
-      this.spawn('results-store', node, [join(apps, 'results-store/dist/main.js')], {
-        ...common,
-        CAIRN_HTTP_PORT: String(this.options.resultsPort),
-        CAIRN_RESULTS_DIR: join(dataDir, 'results'),
-      });
+      const port = await service('results-store', 'results-store/dist/main.js', { CAIRN_RESULTS_DIR: join(dataDir, 'results') }, this.options.resultsPort);
+      this.dashboardUrl = `http://127.0.0.1:${port}/`;
+      this.serviceNames.push('results-store');
     }
     for (let i = 1; i <= this.options.workers; i++) {
-      this.spawn(`worker-${i}`, node, [join(apps, 'worker-agent/dist/main.js')], {
-        ...common,
+      const name = `worker-${i}`;
+      await service(name, 'worker-agent/dist/main.js', {
         CAIRN_WORKER_ID: this.options.workers === 1 ? 'local' : `local-${i}`,
         CAIRN_POOL: this.options.pool,
         CAIRN_CAPACITY: String(this.options.capacity),
-        CAIRN_HTTP_PORT: '0',
       });
+      this.workerNames.push(name);
+    }
+    void this.watchHealth();
+  }
+
+  private async startNats(): Promise<void> {
+    const wanted = this.options.nats;
+    if (wanted !== undefined && (await listening(wanted))) {
+      await checkJetStream(wanted);
+      this.options.note(`using the NATS server at ${wanted}`);
+      this.natsUrl = wanted;
+    } else {
+      if (wanted !== undefined && !['127.0.0.1', 'localhost', '[::1]', '::1'].includes(hostPort(wanted).hostname)) {
+        throw new UnavailableError(`nothing answers at ${wanted}, and cairn up starts NATS only on this machine`);
+      }
+      const port = wanted === undefined ? await freePort() : hostPort(wanted).port;
+      const hostname = wanted === undefined ? '127.0.0.1' : hostPort(wanted).hostname.replace(/^\[|\]$/g, '');
+      this.natsUrl = wanted ?? `nats://127.0.0.1:${port}`;
+      const server = ['/usr/sbin/nats-server', '/usr/bin/nats-server'].find((p) => existsSync(p));
+      if (!server) throw new UserError('nats-server is not installed (apt-get install nats-server, or run tools/setup.sh)');
+      const args = ['-a', hostname, '-p', String(port), '-js', '-sd', join(this.options.dataDir, 'nats')];
+      const tied = natsCommand(server, args);
+      if (!tied) this.options.note('setpriv (util-linux) is not installed: nats-server will outlive cairn up if cairn up is killed');
+      this.supervisor.start({ name: 'nats', command: tied?.command ?? server, args: tied?.args ?? args, env: process.env });
+      const deadline = Date.now() + 15_000;
+      while (!(await listening(this.natsUrl))) {
+        if (Date.now() > deadline) throw new UnavailableError(`nats-server did not start on ${this.natsUrl}`);
+        await sleep(100);
+      }
+      this.health.set('nats', this.natsUrl);
+    }
+    // Our own connection, for the supervision records; it follows NATS across restarts.
+    this.bus = await connectBus({ servers: this.natsUrl, name: 'cairn-up' });
+    try {
+      this.kv = await openBucket(this.bus, buckets.services);
+      // Entries of processes that are not ours (an earlier `cairn up` with more workers).
+      for await (const key of await this.kv.keys()) if (!['nats', 'scheduler', 'spec-compiler', 'results-store'].includes(key) && !/^worker-\d+$/.test(key)) await this.kv.delete(key);
+      for (const status of this.supervisor.statuses()) this.publish(status);
+    } catch (e) {
+      this.options.note(`cannot keep the supervision records in NATS: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
 
-  /** Workers first (they finish their builds), then the services, then NATS. */
+  private publish(status: ServiceStatus, message?: string): void {
+    const bus = this.bus;
+    if (!bus || bus.isClosed()) return;
+    const body = JSON.stringify(status);
+    if (message !== undefined) bus.publish(subjects.serviceEvent(status.name), JSON.stringify({ name: status.name, message, at: Date.now(), state: status.state }));
+    void this.kv?.put(status.name, body).catch(() => undefined);
+  }
+
+  /** Marks each service ready when its /healthz answers 200, after a start or a restart. */
+  private async watchHealth(): Promise<void> {
+    for (;;) {
+      let pending = 0;
+      for (const [name, url] of this.health) {
+        const status = this.supervisor.statuses().find((s) => s.name === name);
+        if (status?.state !== 'running') continue;
+        pending++;
+        if (await healthy(url)) this.supervisor.markReady(name);
+      }
+      if (this.stopping) return;
+      await sleep(pending > 0 ? 250 : 1000);
+    }
+  }
+
+  /** Resolves once every service reports ready; rejects after `timeoutMs` naming those that do not. */
+  async ready(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const waiting = this.supervisor.statuses().filter((s) => s.state !== 'ready');
+      if (waiting.length === 0) return;
+      if (Date.now() > deadline) throw new UnavailableError(`not ready within ${timeoutMs / 1000} s: ${waiting.map((s) => `${s.name} (${s.state})`).join(', ')}`);
+      await sleep(200);
+    }
+  }
+
+  /** The second Ctrl-C: the workers cancel their builds now, and the rest stops with short bounds. */
+  cancelNow(): void {
+    this.cancelled = true;
+    for (const name of this.workerNames) this.supervisor.signal(name, 'SIGTERM');
+    this.wakeCancel?.();
+  }
+
+  private stopping = false;
+
+  /**
+   * In order, within STOP_BOUND_MS: the workers take no new jobs and finish what runs
+   * (up to the drain time; then they hand their builds back to the queue), then the
+   * results-store, then the scheduler and spec-compiler, NATS last. Each phase that
+   * overruns its share is killed (the whole process group) so the next can go.
+   */
   async stop(): Promise<void> {
-    const order = [
-      this.children.filter((c) => c.name.startsWith('worker-')),
-      this.children.filter((c) => !c.name.startsWith('worker-') && c.name !== 'nats'),
-      this.children.filter((c) => c.name === 'nats'),
-    ];
-    for (const group of order) {
+    if (this.stopping) return;
+    this.stopping = true;
+    const deadline = Date.now() + STOP_BOUND_MS - 1000;
+    // Shares of what is left for the phases after the workers.
+    const reserve = { results: 3000, services: 4000, nats: 3000 };
+    const left = (keep: number) => Math.max(0, deadline - Date.now() - keep);
+    const phase = async (names: string[], boundMs: number) => {
       await Promise.all(
-        group.map(async ({ process: child }) => {
-          if (child.exitCode !== null || child.signalCode !== null) return;
-          const exited = new Promise<void>((r) => child.once('exit', () => r()));
-          child.kill('SIGTERM');
-          const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-          await exited;
-          clearTimeout(timer);
+        names.map(async (name) => {
+          if (!(await this.supervisor.stop(name, 'SIGTERM', boundMs))) await this.supervisor.kill(name);
         }),
       );
-    }
-  }
+    };
 
-  /** Resolves when any child exits on its own (the cluster is then incomplete). */
-  exited(): Promise<string> {
-    return Promise.race(this.children.map((c) => new Promise<string>((r) => c.process.once('exit', (code, signal) => r(`${c.name} exited (${signal ?? code})`)))));
+    // 1. The workers drain: no new jobs; running builds finish and report.
+    const workers = this.workerNames;
+    const after = reserve.results + reserve.services + reserve.nats;
+    const drainMs = Math.min(this.options.drainMs ?? DEFAULT_DRAIN_MS, left(after + 4000));
+    const cancelled = new Promise<void>((r) => (this.wakeCancel = r));
+    await Promise.all(
+      workers.map(async (name) => {
+        const drainStarted = this.supervisor.stop(name, 'SIGTERM', drainMs);
+        if (this.cancelled) this.supervisor.signal(name, 'SIGTERM');
+        const inTime = await Promise.race([drainStarted, cancelled.then(() => this.supervisor.waitExit(name, 3000))]);
+        if (inTime) return;
+        if (!this.cancelled) {
+          // Too long: the builds go back to the queue (to run after the next start).
+          this.options.note(`${name} still building after ${Math.round(drainMs / 1000)} s: handing its builds back to the queue`);
+          this.supervisor.signal(name, 'SIGUSR2');
+          if (await this.supervisor.waitExit(name, Math.min(4000, left(after)))) return;
+        }
+        await this.supervisor.kill(name);
+      }),
+    );
+    // 2. The results-store takes in the last results; 3. the scheduler stores its last writes.
+    const results = this.serviceNames.filter((n) => n === 'results-store');
+    await phase(results, this.cancelled ? 1500 : Math.min(reserve.results, left(reserve.services + reserve.nats)));
+    await phase(
+      this.serviceNames.filter((n) => n !== 'results-store'),
+      this.cancelled ? 2000 : Math.max(1000, left(reserve.nats)),
+    );
+    // 4. NATS, once nothing needs it.
+    await this.bus?.close().catch(() => undefined);
+    if (this.supervisor.names.includes('nats')) await phase(['nats'], Math.max(1000, left(0)));
+  }
+}
+
+async function healthy(url: string): Promise<boolean> {
+  if (url.startsWith('nats:')) return listening(url);
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+    await res.body?.cancel();
+    return res.status === 200;
+  } catch {
+    return false;
   }
 }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { ServiceStatus } from '@cairn/contracts';
 import type { ClusterFlags } from '../cluster/connection.js';
 import type { Io } from '../io.js';
 import { clusterOptions, withCluster } from './cluster.js';
@@ -9,12 +10,13 @@ type Row = Record<string, unknown>;
 export function registerAdmin(program: Command, io: Io, setExit: (code: number) => void): void {
   const admin = program
     .command('admin')
-    .summary('pools, workers, queues and clients of the scheduler')
+    .summary('pools, workers, queues and clients of the scheduler; the services of cairn up')
     .description(`Operator commands (the admin NATS role). Listing commands print a table, or JSON with
 --json; changes print what was done.`)
     .addHelpText('after', `
 Examples:
   cairn admin pools                       queued and running jobs and workers per pool
+  cairn admin services                    what cairn up runs, restarts and why
   cairn admin workers --json              every worker with its load, hints and state
   cairn admin worker drain w1             w1 finishes its jobs and takes no new ones
   cairn admin pool pause linux-x86_64     stop assigning in that pool (jobs stay queued)
@@ -37,6 +39,29 @@ Examples:
   listing('queues', 'queued jobs per pool and client', ['pool', 'client', 'urgent', 'normal']);
   listing('clients', 'clients with their rate and jobs', ['client', 'rate', 'queued', 'running', 'finished']);
 
+  clusterOptions(admin.command('services').summary('the processes cairn up supervises: state, restarts, last event').option('--json', 'print JSON')).action((opts: ClusterFlags & { json?: boolean }) =>
+    withCluster(opts, setExit, io, async (nc) => {
+      const { buckets, openBucket, ServiceStatus: schema } = await import('@cairn/contracts');
+      const kv = await openBucket(nc, buckets.services);
+      const rows: ServiceStatus[] = [];
+      for await (const key of await kv.keys()) {
+        const entry = await kv.get(key);
+        const parsed = entry && entry.length > 0 ? schema.safeParse(entry.json()) : undefined;
+        if (parsed?.success) rows.push(parsed.data);
+      }
+      rows.sort((a, b) => order(a.name) - order(b.name) || a.name.localeCompare(b.name, 'en', { numeric: true }));
+      if (opts.json) {
+        io.out(`${JSON.stringify(rows)}\n`);
+        return;
+      }
+      if (rows.length === 0) {
+        io.out('(none: no cairn up has run on this NATS server)\n');
+        return;
+      }
+      const ago = (at: number) => `${Math.max(0, Math.round((Date.now() - at) / 1000))} s ago`;
+      io.out(table(rows.map((r) => ({ ...r, lastEvent: r.events.length ? `${r.events.at(-1)!.message} (${ago(r.events.at(-1)!.at)})` : '' })), ['name', 'state', 'pid', 'restarts', 'lastExit', 'lastEvent']));
+    }),
+  );
   const worker = admin.command('worker').summary('pause, unpause, drain or forget a worker');
   for (const [verb, what] of [
     ['pause', 'no new jobs; running ones go on'],
@@ -62,6 +87,11 @@ Examples:
       .argument('<rate>', 'a positive number')
       .option('--json', 'print JSON'),
   ).action((client: string, rate: string, opts: ClusterFlags & { json?: boolean }) => ask(opts, 'client-rate', { client, rate: Number(rate) }, () => `client ${client}: rate ${rate}\n`));
+}
+
+/** Services in the order they start: NATS, the services, the workers. */
+function order(name: string): number {
+  return ['nats', 'scheduler', 'spec-compiler', 'results-store'].indexOf(name) >>> 0;
 }
 
 function table(rows: Row[], columns: string[]): string {

@@ -1,58 +1,136 @@
 import type { Command } from 'commander';
+import { UserError } from '../cli-error.js';
 import type { Io } from '../io.js';
 
 interface UpOpts {
-  nats: string;
+  nats?: string;
   data: string;
   workers: string;
   capacity: string;
   pool: string;
   resultsPort: string;
+  drainTimeout: string;
+  readyTimeout: string;
   quiet?: boolean;
 }
+
+/** Exit status when NATS cannot be used (nothing answers, no JetStream), as for the other cluster commands. */
+const EXIT_UNAVAILABLE = 3;
 
 export function registerUp(program: Command, io: Io, setExit: (code: number) => void): void {
   program
     .command('up')
     .summary('run the whole cluster on this machine (NATS, scheduler, compiler, workers, results)')
-    .description(`Starts a nats-server with JetStream (unless one already answers at --nats), the
-scheduler, the spec-compiler, worker-agents building on this machine's default store
-(tools/setup.sh makes it) and the results-store with its dashboard, and keeps them
-running until interrupted. Then, from another terminal: cairn submit --pool POOL ...
-Stopping (Ctrl-C) lets the workers finish their running builds first.`)
-    .option('--nats <url>', 'where NATS listens (started here when nothing answers)', process.env.CAIRN_NATS ?? 'nats://127.0.0.1:4222')
+    .description(`Starts a nats-server with JetStream of its own on a free port (or uses the server --nats
+names), the scheduler, the spec-compiler, worker-agents building on this machine's default
+store (tools/setup.sh makes it) and the results-store with its dashboard; prints "cluster
+ready" once every one of them reports ready, and keeps them running: a process that exits
+is started again (after 1 s, doubling while it keeps failing at once; after 5 quick
+failures in a row cairn up gives up and stops). \`cairn admin services\` lists them.
+The other commands find this cluster through $CAIRN_HOME/cluster.json (~/.cairn).
+Ctrl-C stops in order: the workers finish their builds (up to --drain-timeout, then the
+builds go back to the queue), then the services, NATS last, within 30 s. A second Ctrl-C
+cancels the running builds and stops at once.`)
+    .option('--nats <url>', 'use this NATS server (it must have JetStream; started here if nothing answers and it is on this machine); default: CAIRN_NATS, else a private one on a free port', process.env.CAIRN_NATS)
     .option('--data <dir>', 'JetStream store, scheduler key and results database', '/var/lib/cairn/cluster')
     .option('--workers <n>', 'worker-agents to run', '1')
     .option('--capacity <n>', 'builds each worker runs at once', '2')
     .option('--pool <pool>', 'the pool the workers serve', 'linux-x86_64')
-    .option('--results-port <port>', 'dashboard and JSON API port', '8080')
+    .option('--results-port <port>', 'dashboard and JSON API port (0: a free one)', '8080')
+    .option('--drain-timeout <seconds>', 'how long running builds may take to finish when stopping, before they go back to the queue', '15')
+    .option('--ready-timeout <seconds>', 'how long the services may take to report ready', '120')
     .option('--quiet', "don't print the services' logs")
     .addHelpText('after', `
+Exit status: 0 stopped by Ctrl-C or SIGTERM; 1 a service kept failing; 3 NATS could not be
+used (the --nats server has no JetStream, or nothing answers there).
+
 Examples:
   cairn up                                   everything on this machine, dashboard on :8080
   cairn up --workers 2 --capacity 4
-  CAIRN_NATS=nats://10.0.0.5:4222 cairn up   use an existing NATS server`)
+  cairn up --nats nats://10.0.0.5:4222       use an existing NATS server (with JetStream)`)
     .action(async (opts: UpOpts) => {
+      const count = (flag: string, text: string, min: number) => {
+        const n = Number(text);
+        if (!Number.isInteger(n) || n < min) throw new UserError(`${flag} takes a whole number of at least ${min}, not "${text}"`);
+        return n;
+      };
+      const workers = count('--workers', opts.workers, 1);
+      const capacity = count('--capacity', opts.capacity, 1);
+      const resultsPort = count('--results-port', opts.resultsPort, 0);
+      const drainMs = count('--drain-timeout', opts.drainTimeout, 0) * 1000;
+      const readyMs = count('--ready-timeout', opts.readyTimeout, 1) * 1000;
       const { LocalCluster } = await import('../cluster/local-cluster.js');
-      const cluster = await LocalCluster.start({
-        natsUrl: opts.nats,
-        dataDir: opts.data,
-        workers: Number(opts.workers),
-        capacity: Number(opts.capacity),
-        pool: opts.pool,
-        resultsPort: Number(opts.resultsPort),
-        log: (line) => {
-          if (!opts.quiet) io.err(`${line}\n`);
-        },
-      });
-      io.out(`cluster up: NATS ${opts.nats}, pool ${opts.pool}, dashboard http://127.0.0.1:${opts.resultsPort}/ (Ctrl-C to stop)\n`);
-      const stop = new Promise<string>((resolve) => {
-        process.once('SIGINT', () => resolve('interrupted'));
-        process.once('SIGTERM', () => resolve('terminated'));
-      });
-      const why = await Promise.race([stop, cluster.exited()]);
-      io.err(`cairn up: ${why}; stopping (workers finish their builds first)\n`);
-      await cluster.stop();
-      if (!['interrupted', 'terminated'].includes(why)) setExit(1);
+      const { UnavailableError } = await import('../cluster/connection.js');
+      const { writeClusterFile, removeClusterFile } = await import('../cluster/cluster-file.js');
+      const stamp = () => new Date().toISOString().slice(11, 19);
+      const note = (line: string) => io.err(`cairn up ${stamp()}: ${line}\n`);
+
+      // Signals from the start: a Ctrl-C while the services come up stops them in order too.
+      let interrupted: ((why: string) => void) | undefined;
+      const stopAsked = new Promise<string>((resolve) => (interrupted = resolve));
+      let signals = 0;
+      let cluster: import('../cluster/local-cluster.js').LocalCluster | undefined;
+      const onSignal = (signal: NodeJS.Signals) => {
+        signals++;
+        if (signals === 1) {
+          interrupted?.(signal === 'SIGINT' ? 'interrupted' : 'terminated');
+          return;
+        }
+        note(`${signal} again: cancelling the running builds and stopping now`);
+        cluster?.cancelNow();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      try {
+        let why: string;
+        try {
+          const starting = LocalCluster.start({
+            ...(opts.nats === undefined ? {} : { nats: opts.nats }),
+            dataDir: opts.data,
+            workers,
+            capacity,
+            pool: opts.pool,
+            resultsPort,
+            drainMs,
+            log: (line) => {
+              if (!opts.quiet) io.err(`${line}\n`);
+            },
+            note,
+          });
+          cluster = await starting;
+          await writeClusterFile({ natsUrl: cluster.natsUrl, pid: process.pid, dataDir: opts.data, pool: opts.pool, startedAt: Date.now(), ...(cluster.dashboardUrl ? { dashboard: cluster.dashboardUrl } : {}) });
+          const ready = cluster.ready(readyMs).then(
+            () => undefined,
+            (e: unknown) => (e instanceof Error ? e.message : String(e)),
+          );
+          const first = await Promise.race([ready.then((problem) => ({ problem })), stopAsked.then((w) => ({ stop: w })), cluster.supervisor.failed.then((w) => ({ failed: w }))]);
+          if ('problem' in first && first.problem === undefined) {
+            io.out(`cluster ready: NATS ${cluster.natsUrl}, pool ${opts.pool}, ${workers} worker(s)${cluster.dashboardUrl ? `, dashboard ${cluster.dashboardUrl}` : ''} (Ctrl-C to stop)\n`);
+            why = await Promise.race([stopAsked, cluster.supervisor.failed.then((w) => `gave up: ${w}`)]);
+          } else if ('problem' in first) {
+            why = `gave up: ${first.problem}`;
+          } else if ('failed' in first) {
+            why = `gave up: ${first.failed}`;
+          } else {
+            why = first.stop;
+          }
+        } catch (e) {
+          if (e instanceof UnavailableError) {
+            io.err(`cairn up: ${e.message}\n`);
+            setExit(EXIT_UNAVAILABLE);
+            return;
+          }
+          throw e;
+        }
+        note(`${why}; stopping: workers finish their builds (up to ${drainMs / 1000} s), then the services, NATS last`);
+        const started = Date.now();
+        await cluster.stop();
+        note(`stopped in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+        if (why.startsWith('gave up')) setExit(1);
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        await removeClusterFile(opts.data).catch(() => undefined);
+      }
     });
 }
