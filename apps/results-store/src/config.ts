@@ -3,6 +3,7 @@
  * are service-kit's: CAIRN_NATS, CAIRN_HTTP_PORT, CAIRN_HTTP_HOST).
  */
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 
 export type ReadAccess = 'public' | 'token';
 
@@ -38,6 +39,8 @@ export interface ResultsConfig {
   readonly adminTimeoutMs: number;
   /** The page backfill: builds read per batch (0: no backfill) and its pause between builds while readers are served. */
   readonly backfill: { readonly batch: number; readonly pauseMs: number };
+  /** Compares: worker threads, and how many more may wait before requests get 503. */
+  readonly compare: { readonly workers: number; readonly queue: number };
 }
 
 export class ConfigError extends Error {
@@ -50,6 +53,11 @@ function number(env: NodeJS.ProcessEnv, name: string, fallback: number): number 
   const value = Number(raw);
   if (!Number.isFinite(value) || value < 0) throw new ConfigError(`${name}=${JSON.stringify(raw)}: expected a non-negative number`);
   return value;
+}
+
+/** Compare workers: leave a core to the event loop. */
+function defaultCompareWorkers(): number {
+  return Math.max(1, Math.min(4, availableParallelism() - 1));
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ResultsConfig {
@@ -74,5 +82,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ResultsConf
     ...(env.CAIRN_RESULTS_PUBLIC_URL ? { publicUrl: env.CAIRN_RESULTS_PUBLIC_URL.replace(/\/+$/, '') } : {}),
     adminTimeoutMs: number(env, 'CAIRN_RESULTS_ADMIN_TIMEOUT_MS', 1000),
     backfill: { batch: Math.floor(number(env, 'CAIRN_RESULTS_BACKFILL_BATCH', 100)), pauseMs: number(env, 'CAIRN_RESULTS_BACKFILL_PAUSE_MS', 25) },
+    compare: { workers: Math.max(1, Math.floor(number(env, 'CAIRN_RESULTS_COMPARE_WORKERS', defaultCompareWorkers()))), queue: Math.floor(number(env, 'CAIRN_RESULTS_COMPARE_QUEUE', 32)) },
   };
 }

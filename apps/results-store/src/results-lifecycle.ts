@@ -18,6 +18,7 @@ import { RequestActivity } from './ops/request-activity.js';
 import { ResultsMetrics } from './ops/results-metrics.js';
 import { CONFIG, DATA_SOURCE, LOGGER } from './tokens.js';
 import { BuildPages } from './web/build-pages.js';
+import { Comparer } from './web/comparer.js';
 import { SseHub } from './web/sse-hub.js';
 
 const STORAGE_REFRESH_MS = 5 * 60_000;
@@ -43,6 +44,7 @@ export class ResultsLifecycle implements OnApplicationBootstrap, BeforeApplicati
     @Inject(BuildPages) private readonly buildPages: BuildPages,
     @Inject(RequestActivity) private readonly activity: RequestActivity,
     @Inject(HttpAdapterHost) private readonly http: HttpAdapterHost,
+    @Inject(Comparer) private readonly comparer: Comparer,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -72,6 +74,7 @@ export class ResultsLifecycle implements OnApplicationBootstrap, BeforeApplicati
     await this.backfill.stop();
     await this.hooks.idle();
     await this.buildPages.idle();
+    await this.comparer.close();
   }
 
   async onApplicationShutdown(): Promise<void> {

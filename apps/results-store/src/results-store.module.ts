@@ -31,6 +31,7 @@ import { PagesController } from './web/pages.controller.js';
 import { BuildPages } from './web/build-pages.js';
 import { PageCache } from './web/page-cache.js';
 import { SseHub } from './web/sse-hub.js';
+import { Comparer } from './web/comparer.js';
 
 export interface ResultsStoreParts {
   readonly config: ResultsConfig;
@@ -52,6 +53,7 @@ export function resultsStoreModule(bus: NatsConnection, parts: ResultsStoreParts
       { provide: BlobStore, useValue: parts.blobs },
       { provide: SseHub, useValue: new SseHub() },
       { provide: PageCache, useValue: new PageCache() },
+      { provide: Comparer, useValue: new Comparer(parts.config.compare) },
       { provide: ResultsMetrics, useFactory: (ops: Ops) => new ResultsMetrics(ops.metrics), inject: [Ops] },
       { provide: BuildQueries, useFactory: (ds: DataSource) => new BuildQueries(ds), inject: [DATA_SOURCE] },
       {

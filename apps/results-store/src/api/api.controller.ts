@@ -17,13 +17,13 @@ import { LiveBoard } from '../live/live-board.js';
 import { SchedulerViews, type View } from '../live/scheduler-views.js';
 import { ResultsMetrics } from '../ops/results-metrics.js';
 import { BuildQueries } from '../queries/build-queries.js';
-import { compareBuilds } from '../queries/compare.js';
 import { CONFIG, DATA_SOURCE } from '../tokens.js';
 import { buildFilter, stateParam, textParam } from '../web/filters.js';
 import { reproduction } from '../web/build-page.js';
 import { baseUrl } from '../web/base-url.js';
 import { PageCache } from '../web/page-cache.js';
-import { sendJson } from '../web/respond.js';
+import { compareOrBusy, Comparer } from '../web/comparer.js';
+import { JSON_TYPE, sendCached, sendJson } from '../web/respond.js';
 import { openApiDocument } from './openapi.js';
 
 const TAG = /^[A-Za-z0-9._-]{1,64}$/;
@@ -47,6 +47,7 @@ export class ApiController {
     @Inject(DATA_SOURCE) private readonly ds: DataSource,
     @Inject(CONFIG) private readonly config: ResultsConfig,
     @Inject(PageCache) private readonly pages: PageCache,
+    @Inject(Comparer) private readonly comparer: Comparer,
   ) {}
 
   @Get('openapi.json')
@@ -131,18 +132,16 @@ export class ApiController {
 
   @Get('api/v1/compare')
   async compare(@Query('a') a: string, @Query('b') b: string, @Req() req: Request, @Res() res: Response): Promise<void> {
-    const [ba, bb] = await Promise.all([this.queries.getBuild(buildIdOf(String(a ?? ''))), this.queries.getBuild(buildIdOf(String(b ?? '')))]);
-    if (!ba || !bb) throw new NotFoundException(`compare: build ${!ba ? a : b} is not stored`);
-    const c = compareBuilds(ba, bb);
-    sendJson(req, res, {
-      a: ba.id,
-      b: bb.id,
-      specChanged: c.specChanged,
-      specDiff: c.specDiff.map((d) => (d.kind === 'same' ? { kind: d.kind, line: d.a } : d.kind === 'removed' ? { kind: d.kind, line: d.a } : { kind: d.kind, line: d.b })),
-      steps: c.steps.map((s) => ({ stage: s.stage, op: s.op, opBefore: s.opBefore ?? null, a: s.a?.stepId ?? null, b: s.b?.stepId ?? null, changed: s.changed, msA: s.a?.ms ?? null, msB: s.b?.ms ?? null, deltaMs: s.deltaMs ?? null })),
-      firstChange: c.firstChange ?? null,
-      durationDeltaMs: c.durationDeltaMs,
-    });
+    const ida = buildIdOf(String(a ?? ''));
+    const idb = buildIdOf(String(b ?? ''));
+    const bytes = await compareOrBusy(res, () =>
+      this.comparer.get('json', ida, idb, async () => {
+        const [ba, bb] = await Promise.all([this.queries.getBuild(ida), this.queries.getBuild(idb)]);
+        if (!ba || !bb) throw new NotFoundException(`compare: build ${!ba ? a : b} is not stored`);
+        return [ba, bb];
+      }),
+    );
+    sendCached(req, res, this.pages, { ...bytes, status: 200, expires: 0 }, JSON_TYPE);
   }
 
   @Get('api/v1/failures')

@@ -73,3 +73,16 @@ export function compareBuilds(a: BuildDetail, b: BuildDetail): Comparison {
     durationDeltaMs: b.durationMs - a.durationMs,
   };
 }
+
+/** A comparison as the JSON API gives it (`GET /api/v1/compare`). */
+export function comparisonJson(c: Comparison): unknown {
+  return {
+    a: c.a.id,
+    b: c.b.id,
+    specChanged: c.specChanged,
+    specDiff: c.specDiff.map((d) => (d.kind === 'same' ? { kind: d.kind, line: d.a } : d.kind === 'removed' ? { kind: d.kind, line: d.a } : { kind: d.kind, line: d.b })),
+    steps: c.steps.map((s) => ({ stage: s.stage, op: s.op, opBefore: s.opBefore ?? null, a: s.a?.stepId ?? null, b: s.b?.stepId ?? null, changed: s.changed, msA: s.a?.ms ?? null, msB: s.b?.ms ?? null, deltaMs: s.deltaMs ?? null })),
+    firstChange: c.firstChange ?? null,
+    durationDeltaMs: c.durationDeltaMs,
+  };
+}

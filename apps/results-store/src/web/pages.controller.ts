@@ -12,7 +12,6 @@ import { logExists } from '../live/log-stream.js';
 import { SchedulerViews } from '../live/scheduler-views.js';
 import { ResultsMetrics } from '../ops/results-metrics.js';
 import { BuildQueries } from '../queries/build-queries.js';
-import { compareBuilds } from '../queries/compare.js';
 import { CONFIG } from '../tokens.js';
 import { failuresFeed } from './atom-feed.js';
 import { assets } from './assets.js';
@@ -20,7 +19,7 @@ import { statusBadge } from './badge.js';
 import { baseUrl } from './base-url.js';
 import { liveBuildPage, specFileName } from './build-page.js';
 import { BuildPages } from './build-pages.js';
-import { comparePage } from './compare-page.js';
+import { compareOrBusy, Comparer } from './comparer.js';
 import { dashboardPage } from './dashboard-page.js';
 import { buildFilter, stateParam, textParam } from './filters.js';
 import { HtmlErrorFilter } from './html-error.filter.js';
@@ -47,6 +46,7 @@ export class PagesController {
     @Inject(BUS) private readonly bus: NatsConnection,
     @Inject(PageCache) private readonly cache: PageCache,
     @Inject(BuildPages) private readonly buildPages: BuildPages,
+    @Inject(Comparer) private readonly comparer: Comparer,
   ) {}
 
   /**
@@ -155,9 +155,13 @@ export class PagesController {
     const idb = parseBuildId(String(b ?? ''));
     if (!ida || !idb) throw new NotFoundException('compare: give two build IDs as ?a=j-...&b=j-...');
     await this.page('compare', req, res, async () => {
-      const [ba, bb] = await Promise.all([this.queries.getBuild(ida), this.queries.getBuild(idb)]);
-      if (!ba || !bb) throw new NotFoundException(`compare: build ${!ba ? ida : idb} is not stored`);
-      return comparePage(compareBuilds(ba, bb));
+      return compareOrBusy(res, () =>
+        this.comparer.get('page', ida, idb, async () => {
+          const [ba, bb] = await Promise.all([this.queries.getBuild(ida), this.queries.getBuild(idb)]);
+          if (!ba || !bb) throw new NotFoundException(`compare: build ${!ba ? ida : idb} is not stored`);
+          return [ba, bb];
+        }),
+      );
     });
   }
 
