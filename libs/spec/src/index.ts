@@ -1,7 +1,7 @@
 export * from './ast.js';
 export * from './sexp.js';
 export { SpecError } from './spec-error.js';
-export { readSexp, readSexps } from './sexp-reader.js';
+export { MAX_NESTING, readSexp, readSexps } from './sexp-reader.js';
 export { mustQuote, quoteAtom, toMachine } from './sexp-printer.js';
 export { parseSpec, specOfSexp, locationOf } from './spec-reader.js';
 export { printSpec, printOp, sexpOfSpec, sexpOfOp, sexpOfUser, oneLine } from './spec-printer.js';

@@ -7,38 +7,34 @@ import type { Sexp } from './sexp.js';
 
 const encoder = new TextEncoder();
 
-/** sexplib's `must_escape`, over the UTF-8 bytes of the atom. */
+/**
+ * Atoms that sexplib's `must_escape` quotes: empty, or holding a byte that is blank, a
+ * control, not ASCII (every non-ASCII character encodes to bytes >= 0x80), one of
+ * `"`, `(`, `)`, `;`, `\`, or `#|` or `|#`, which would open or close a block comment
+ * when read back.
+ */
+const NOT_BARE = /[^\x21\x23-\x27\x2a-\x3a\x3c-\x5b\x5d-\x7e]/;
+
 export function mustQuote(value: string): boolean {
-  if (value.length === 0) return true;
-  const bytes = encoder.encode(value);
-  for (let i = 0; i < bytes.length; i++) {
-    const b = bytes[i]!;
-    if (b <= 0x20 || b >= 0x7f) return true;
-    // " ( ) ; \
-    if (b === 0x22 || b === 0x28 || b === 0x29 || b === 0x3b || b === 0x5c) return true;
-    // "#|" or "|#" anywhere would open or close a block comment when read back.
-    if ((b === 0x23 && bytes[i + 1] === 0x7c) || (b === 0x7c && bytes[i + 1] === 0x23)) return true;
-  }
-  return false;
+  return value.length === 0 || NOT_BARE.test(value) || value.includes('#|') || value.includes('|#');
 }
 
-/** OCaml's `String.escaped` over UTF-8 bytes: printable ASCII kept, the rest escaped. */
+/** Characters that `escapeBytes` does not keep: all but printable ASCII, and `"` and `\`. */
+const ESCAPED = /[^\x20\x21\x23-\x5b\x5d-\x7e]/gu;
+const SHORT_ESCAPES: Record<string, string> = { '"': '\\"', '\\': '\\\\', '\n': '\\n', '\t': '\\t', '\r': '\\r', '\b': '\\b' };
+
+/**
+ * OCaml's `String.escaped` over UTF-8 bytes: printable ASCII kept, the rest escaped.
+ * Only the characters to escape are visited, so long plain runs cost one copy.
+ */
 export function escapeBytes(value: string): string {
-  const bytes = encoder.encode(value);
-  let out = '';
-  for (const b of bytes) {
-    switch (b) {
-      case 0x22: out += '\\"'; break;
-      case 0x5c: out += '\\\\'; break;
-      case 0x0a: out += '\\n'; break;
-      case 0x09: out += '\\t'; break;
-      case 0x0d: out += '\\r'; break;
-      case 0x08: out += '\\b'; break;
-      default:
-        out += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\${String(b).padStart(3, '0')}`;
-    }
-  }
-  return out;
+  return value.replace(ESCAPED, (c) => {
+    const short = SHORT_ESCAPES[c];
+    if (short !== undefined) return short;
+    let out = '';
+    for (const b of encoder.encode(c)) out += `\\${String(b).padStart(3, '0')}`;
+    return out;
+  });
 }
 
 /** An atom as written in either form when it fits on one line. */
@@ -48,18 +44,34 @@ export function quoteAtom(value: string): string {
 
 /**
  * Machine form: no whitespace except a single space between two consecutive atoms
- * that are both unquoted (anything else is self-delimiting).
+ * that are both unquoted (anything else is self-delimiting). Walks with its own stack:
+ * hash inputs hold whole directory trees, which may nest deeper than the call stack allows.
  */
 export function toMachine(sexp: Sexp): string {
-  if (sexp.kind === 'atom') return quoteAtom(sexp.value);
-  let out = '(';
-  let prevBareAtom = false;
-  for (const item of sexp.items) {
-    const text = toMachine(item);
-    const bare = item.kind === 'atom' && !mustQuote(item.value);
-    if (prevBareAtom && bare) out += ' ';
-    out += text;
-    prevBareAtom = bare;
+  const out: string[] = [];
+  const open: { items: readonly Sexp[]; next: number; prevBareAtom: boolean }[] = [];
+  let item: Sexp | undefined = sexp;
+  for (;;) {
+    if (item !== undefined) {
+      const parent = open[open.length - 1];
+      if (item.kind === 'atom') {
+        const bare = !mustQuote(item.value);
+        if (parent?.prevBareAtom && bare) out.push(' ');
+        if (parent) parent.prevBareAtom = bare;
+        out.push(bare ? item.value : `"${escapeBytes(item.value)}"`);
+      } else {
+        if (parent) parent.prevBareAtom = false;
+        out.push('(');
+        open.push({ items: item.items, next: 0, prevBareAtom: false });
+      }
+    }
+    const list = open[open.length - 1];
+    if (list === undefined) return out.join('');
+    if (list.next < list.items.length) item = list.items[list.next++];
+    else {
+      out.push(')');
+      open.pop();
+      item = undefined;
+    }
   }
-  return out + ')';
 }

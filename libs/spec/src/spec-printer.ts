@@ -13,7 +13,9 @@ export function printSpec(spec: Spec): string {
 
 /** One op, as it appears in a printed spec and in build log headings. */
 export function printOp(op: Op): string {
-  return layoutOp(sexpOfOp(op), 0);
+  const out: string[] = [];
+  layoutOp(out, sexpOfOp(op), 0);
+  return out.join('');
 }
 
 const MARGIN = 78;
@@ -95,16 +97,29 @@ const pad = (n: number) => ' '.repeat(n);
  * under a leading space, which reads back to the same string.
  */
 function layoutAtom(value: string, col: number): Laid {
-  if (!mustQuote(value)) return { text: value, size: value.length };
-  const lines = value.split('\n');
-  const oneLineString = lines.length === 1 || (lines.length === 2 && lines[1] === '');
-  if (oneLineString) {
-    const text = `"${escapeBytes(value)}"`;
+  return layoutAtomAs(value, col, mustQuote(value), isMultiLine(value), true);
+}
+
+/** Whether a quoted atom is printed over several lines: a single trailing newline is not enough. */
+function isMultiLine(value: string): boolean {
+  const nl = value.indexOf('\n');
+  return nl >= 0 && nl !== value.length - 1;
+}
+
+/**
+ * `value`, which is the whole atom or only its start (`whole` false: no closing quote),
+ * laid out as the whole atom would be: quoting and line breaking are the whole atom's.
+ */
+function layoutAtomAs(value: string, col: number, quoted: boolean, multiLine: boolean, whole: boolean): Laid {
+  if (!quoted) return { text: value, size: value.length };
+  const close = whole ? '"' : '';
+  if (!multiLine) {
+    const text = `"${escapeBytes(value)}${close}`;
     return { text, size: text.length };
   }
   let text = ' "';
   let size = 2;
-  lines.forEach((line, i) => {
+  value.split('\n').forEach((line, i) => {
     const escaped = escapeBytes(line);
     if (i > 0) {
       text += `\\\n${pad(col)}\\n`;
@@ -113,7 +128,7 @@ function layoutAtom(value: string, col: number): Laid {
     text += escaped;
     size += escaped.length;
   });
-  return { text: `${text}"`, size: size + 1 };
+  return { text: `${text}${close}`, size: size + close.length };
 }
 
 /** A whole S-expression on one line (Fmt.hbox of pp_hum), starting at column `col`. */
@@ -146,41 +161,102 @@ export function oneLine(sexp: Sexp): string {
   return layoutFlat(sexp, 0).text;
 }
 
-/** `(` then the items stacked at `col + 1`, then `)` alone on the next line at `col`. */
+/**
+ * The start of `oneLine(sexp)`: all of it, or more than `max` characters of it, laid out
+ * without recursion and without the rest, so that an error quoting a form stays quick
+ * and bounded however large or deep the form is.
+ */
+export function oneLineStart(sexp: Sexp, max: number): string {
+  let text = '';
+  let column = 0;
+  const open: { items: readonly Sexp[]; next: number }[] = [];
+  let item: Sexp | undefined = sexp;
+  for (;;) {
+    if (text.length > max) return text;
+    if (item?.kind === 'atom') {
+      const whole = item.value.length <= max;
+      const laid = layoutAtomAs(whole ? item.value : startOf(item.value, max + 1), column, mustQuote(item.value), isMultiLine(item.value), whole);
+      text += laid.text;
+      column = endColumn(laid.text, column);
+    } else if (item?.kind === 'list') {
+      text += '(';
+      column += 1;
+      open.push({ items: item.items, next: 0 });
+    }
+    const list = open[open.length - 1];
+    if (list === undefined) return text;
+    if (list.next < list.items.length) {
+      if (list.next > 0) {
+        text += ' ';
+        column += 1;
+      }
+      item = list.items[list.next++];
+    } else {
+      text += ')';
+      column += 1;
+      open.pop();
+      item = undefined;
+    }
+  }
+}
+
+/** The first `n` UTF-16 units of `value`, one fewer rather than half a surrogate pair. */
+function startOf(value: string, n: number): string {
+  const code = value.charCodeAt(n - 1);
+  return value.slice(0, code >= 0xd800 && code <= 0xdbff ? n - 1 : n);
+}
+
+/**
+ * `(` then the items stacked at `col + 1`, then `)` alone on the next line at `col`.
+ * Pieces go to one array joined at the end: returning each child build's text to be
+ * pasted into its parent's copied it once per level, quadratic in the nesting.
+ */
 function printTop(sexp: Sexp, col: number): string {
-  const items = sexp.kind === 'list' ? sexp.items : [];
-  return `(${stack(items, col + 1)}\n${pad(col)})`;
+  const out = ['('];
+  stack(out, sexp.kind === 'list' ? sexp.items : [], col + 1);
+  out.push(`\n${pad(col)})`);
+  return out.join('');
 }
 
-function stack(items: readonly Sexp[], col: number): string {
-  return items.map((item) => layoutOp(item, col)).join(`\n${pad(col)}`);
+function stack(out: string[], items: readonly Sexp[], col: number): void {
+  items.forEach((item, i) => {
+    if (i > 0) out.push(`\n${pad(col)}`);
+    layoutOp(out, item, col);
+  });
 }
 
-function layoutOp(sexp: Sexp, col: number): string {
-  if (sexp.kind !== 'list' || sexp.items[0]?.kind !== 'atom') return layoutFlat(sexp, col).text;
+function layoutOp(out: string[], sexp: Sexp, col: number): void {
+  if (sexp.kind !== 'list' || sexp.items[0]?.kind !== 'atom') {
+    out.push(layoutFlat(sexp, col).text);
+    return;
+  }
   const [head, ...args] = sexp.items;
   switch (head.value) {
     case 'build': {
       const [name, child] = args;
       if (args.length === 2 && name?.kind === 'atom' && child?.kind === 'list') {
         const boxCol = col + '(build '.length;
-        const nameText = layoutAtom(name.value, boxCol).text;
-        return `(build ${nameText}\n${pad(boxCol)}(${stack(child.items, boxCol + 1)}))`;
+        out.push(`(build ${layoutAtom(name.value, boxCol).text}\n${pad(boxCol)}(`);
+        stack(out, child.items, boxCol + 1);
+        out.push('))');
+        return;
       }
       break;
     }
     case 'copy': {
       const boxCol = col + '(copy '.length;
       const flat = joinFlat(args, boxCol, ' ');
-      if (flat.size <= MARGIN - boxCol) return `(copy ${flat.text})`;
-      return `(copy ${args.map((a) => layoutFlat(a, boxCol).text).join(`\n${pad(boxCol)}`)})`;
+      if (flat.size <= MARGIN - boxCol) out.push(`(copy ${flat.text})`);
+      else out.push(`(copy ${args.map((a) => layoutFlat(a, boxCol).text).join(`\n${pad(boxCol)}`)})`);
+      return;
     }
     case 'run': {
       const boxCol = col + '(run '.length;
-      return `(run ${args.map((a) => layoutFlat(a, boxCol).text).join(`\n${pad(boxCol)}`)})`;
+      out.push(`(run ${args.map((a) => layoutFlat(a, boxCol).text).join(`\n${pad(boxCol)}`)})`);
+      return;
     }
   }
-  return layoutFlat(sexp, col).text;
+  out.push(layoutFlat(sexp, col).text);
 }
 
 function joinFlat(items: readonly Sexp[], col: number, sep: string): Laid {

@@ -2,7 +2,7 @@ import type { ChildBuild, CopySource, Mount, Op, Spec, User } from './ast.js';
 import { didYouMean } from './did-you-mean.js';
 import type { Atom, List, Position, Sexp } from './sexp.js';
 import { readSexp } from './sexp-reader.js';
-import { oneLine } from './spec-printer.js';
+import { oneLineStart } from './spec-printer.js';
 import { SpecError } from './spec-error.js';
 
 /**
@@ -38,8 +38,9 @@ function fail(reason: string, at: Sexp | undefined): never {
   throw new SpecError(reason, at?.pos ?? START);
 }
 
+/** A form quoted in an error: its start only, laid out no further than shown. */
 function show(sexp: Sexp): string {
-  const text = oneLine(sexp);
+  const text = oneLineStart(sexp, 72);
   return text.length > 72 ? `${text.slice(0, 69)}...` : text;
 }
 
