@@ -10,6 +10,7 @@
 
 export const MASK = '***';
 const MASK_BYTES = Buffer.from(MASK);
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Values (after trimming surrounding whitespace) shorter than this are not masked, nor are
@@ -100,13 +101,47 @@ export function maskPatterns(values: Iterable<Uint8Array>): Buffer[] {
  * Masks a byte stream against a fixed set of patterns. Every byte of every occurrence of a
  * pattern is hidden; overlapping occurrences (a secret inside another, two secrets sharing
  * bytes) become one `***`. Occurrences that only touch stay apart.
+ *
+ * The output is scanned once, whatever the number of patterns, skipping ahead as
+ * Wu-Manber's search does: a window as long as the shortest pattern slides along, and the
+ * two bytes at its end say how far it may move without passing an occurrence (a table of
+ * 64 K shifts, from each pattern's first window of bytes); only where it cannot move are
+ * the patterns starting with the window's first three bytes compared. With secrets of a
+ * few dozen bytes the window moves by tens of bytes at a time.
  */
 export class SecretMasker {
   /** Longest first. */
   readonly patterns: readonly Buffer[];
+  /** By the hash of their first three bytes: is there a pattern starting so? */
+  readonly starts = new Uint8Array(1 << 16);
+  /** Patterns by their first three bytes (as one number), longest first. */
+  readonly byPrefix = new Map<number, Buffer[]>();
+  /** Is there a pattern starting with this byte, with these two bytes? */
+  readonly firstBytes = new Uint8Array(256);
+  readonly firstPairs = new Uint8Array(1 << 16);
+  /** The shortest pattern's length: the window. */
+  readonly window: number;
+  /** By the two bytes at the window's end: how far the window may move. */
+  readonly shifts = new Uint8Array(1 << 16);
 
   private constructor(patterns: Buffer[]) {
     this.patterns = patterns;
+    this.window = patterns[patterns.length - 1]!.length;
+    const m = this.window;
+    this.shifts.fill(Math.min(m - 1, 255));
+    for (const p of patterns) {
+      for (let j = 1; j < m; j++) {
+        const block = (p[j - 1]! << 8) | p[j]!;
+        this.shifts[block] = Math.min(this.shifts[block]!, m - 1 - j);
+      }
+      const prefix = (p[0]! << 16) | (p[1]! << 8) | p[2]!;
+      this.starts[prefixHash(prefix)] = 1;
+      const same = this.byPrefix.get(prefix);
+      if (same) same.push(p);
+      else this.byPrefix.set(prefix, [p]);
+      this.firstBytes[p[0]!] = 1;
+      this.firstPairs[(p[0]! << 8) | p[1]!] = 1;
+    }
   }
 
   /** A masker for these values, or undefined when none of them is long enough to mask. */
@@ -129,19 +164,24 @@ export class SecretMasker {
    * was written: a sink that keeps it must copy it (StepLog.write does).
    */
   stream(sink: (chunk: Buffer) => void): MaskingStream {
-    return new MaskingStream(this.patterns, sink);
+    return new MaskingStream(this, sink);
   }
+}
+
+function prefixHash(prefix: number): number {
+  return Math.imul(prefix, 0x9e3779b1) >>> 16;
 }
 
 /**
  * Masks output that arrives in chunks. At a chunk boundary it holds back only the tail
- * that could still become an occurrence (the longest tail that is a proper prefix of some
- * pattern, so at most the longest pattern's length - 1 bytes); the rest goes out at once,
- * and `end` flushes what is held. The result is the same however the input is cut.
+ * that could still become an occurrence (from the first position where the rest of the
+ * chunk is a proper prefix of some pattern, so at most the longest pattern's length - 1
+ * bytes); the rest goes out at once, and `end` flushes what is held. The result is the
+ * same however the input is cut.
  */
 export class MaskingStream {
   /** Bytes not yet passed on: the start of a possible occurrence. */
-  private held: Buffer = Buffer.alloc(0);
+  private held = EMPTY;
   /**
    * When an occurrence already shown as `***` runs into `held`, how many of its first
    * bytes it covers; -1 when none does. An occurrence overlapping them extends that `***`.
@@ -150,7 +190,7 @@ export class MaskingStream {
   private ended = false;
 
   constructor(
-    private readonly patterns: readonly Buffer[],
+    private readonly masker: SecretMasker,
     private readonly sink: (chunk: Buffer) => void,
   ) {}
 
@@ -158,41 +198,29 @@ export class MaskingStream {
     if (this.ended) throw new Error('MaskingStream: write after end');
     if (chunk.length === 0) return;
     const view = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    const data = this.held.length === 0 ? view : Buffer.concat([this.held, view]);
-    this.emit(data, data.length - this.heldTail(data));
+    this.emit(this.held.length === 0 ? view : Buffer.concat([this.held, view]), false);
   }
 
   end(): void {
     if (this.ended) return;
     this.ended = true;
-    if (this.held.length > 0) this.emit(this.held, this.held.length);
-    this.held = Buffer.alloc(0);
+    if (this.held.length > 0 || this.covered >= 0) this.emit(this.held, true);
+    this.held = EMPTY;
   }
 
-  /** The length of the longest tail of `data` that is a proper prefix of some pattern. */
-  private heldTail(data: Buffer): number {
-    let hold = 0;
-    for (const p of this.patterns) {
-      // Only tails longer than the one already held can change the answer.
-      const from = data.length - Math.min(p.length - 1, data.length);
-      for (let at = data.indexOf(p[0]!, from); at !== -1 && data.length - at > hold; at = data.indexOf(p[0]!, at + 1)) {
-        if (data.compare(p, 0, data.length - at, at) === 0) {
-          hold = data.length - at;
-          break;
-        }
-      }
-    }
-    return hold;
-  }
-
-  /** Passes on data[0, cut) masked, and keeps data[cut, end) for the next chunk. */
-  private emit(data: Buffer, cut: number): void {
-    const ranges = this.occurrences(data, cut);
+  /**
+   * Passes on `data` masked, up to where a pattern may begin that the data ends inside of
+   * (unless `final`); keeps the rest for the next chunk.
+   */
+  private emit(data: Buffer, final: boolean): void {
+    const { ranges, cut } = this.scan(data, final);
     const parts: Buffer[] = [];
     let pos = 0;
     let covered = -1;
-    for (const [start, end] of ranges) {
-      if (start > pos) parts.push(data.subarray(pos, Math.min(start, cut)));
+    for (let i = 0; i < ranges.length; i += 2) {
+      const start = ranges[i]!;
+      const end = ranges[i + 1]!;
+      if (start > pos) parts.push(data.subarray(pos, start));
       // A range that began in an earlier chunk was shown as `***` there.
       if (!(start === 0 && this.covered >= 0)) parts.push(MASK_BYTES);
       pos = end;
@@ -201,29 +229,57 @@ export class MaskingStream {
     if (pos < cut) parts.push(data.subarray(pos, cut));
     this.covered = covered;
     // A copy: the caller may reuse the buffer it wrote.
-    this.held = Buffer.from(data.subarray(cut));
+    this.held = cut === data.length ? EMPTY : Buffer.from(data.subarray(cut));
     if (parts.length === 1) this.sink(parts[0]!);
     else if (parts.length > 1) this.sink(Buffer.concat(parts));
   }
 
   /**
-   * The merged ranges of occurrences in `data` that start before `cut` (later ones are
-   * found again with the next chunk), with the range carried over from the last chunk.
+   * The occurrences in `data` (as merged [start, end) pairs, flat, the range carried over
+   * from the last chunk first) before `cut`: the first position where `data` ends inside a
+   * possible occurrence, or its length.
    */
-  private occurrences(data: Buffer, cut: number): [number, number][] {
-    const found: [number, number][] = [];
-    if (this.covered >= 0) found.push([0, this.covered]);
-    for (const p of this.patterns) {
-      for (let at = data.indexOf(p); at !== -1 && at < cut; at = data.indexOf(p, at + 1)) found.push([at, at + p.length]);
+  private scan(data: Buffer, final: boolean): { ranges: number[]; cut: number } {
+    const { starts, byPrefix, firstBytes, firstPairs, shifts, window } = this.masker;
+    const length = data.length;
+    const ranges: number[] = this.covered >= 0 ? [0, this.covered] : [];
+    let at = 0;
+    while (at + window <= length) {
+      const end = at + window - 1;
+      const shift = shifts[(data[end - 1]! << 8) | data[end]!]!;
+      if (shift > 0) {
+        at += shift;
+        continue;
+      }
+      const candidates = byPrefix.get((data[at]! << 16) | (data[at + 1]! << 8) | data[at + 2]!);
+      for (const p of candidates ?? []) {
+        if (at + p.length <= length) {
+          if (data.compare(p, 3, p.length, at + 3, at + p.length) !== 0) continue;
+          // Starts only grow: the range can only extend the last one.
+          const last = ranges.length - 1;
+          if (last > 0 && at < ranges[last]!) ranges[last] = Math.max(ranges[last]!, at + p.length);
+          else ranges.push(at, at + p.length);
+          break;
+        }
+        if (!final && data.compare(p, 3, length - at, at + 3, length) === 0) return { ranges, cut: at };
+      }
+      at++;
     }
-    if (found.length <= 1) return found;
-    found.sort((a, b) => a[0] - b[0]);
-    const merged: [number, number][] = [found[0]!];
-    for (const range of found.slice(1)) {
-      const last = merged[merged.length - 1]!;
-      if (range[0] < last[1]) last[1] = Math.max(last[1], range[1]);
-      else merged.push(range);
+    if (final) return { ranges, cut: length };
+    // Too near the end for a whole window: does the rest begin some pattern? (The shifts
+    // never pass such a position either: its bytes would be a pattern's first bytes.)
+    for (; at < length; at++) {
+      const rest = length - at;
+      if (rest >= 3) {
+        const prefix = (data[at]! << 16) | (data[at + 1]! << 8) | data[at + 2]!;
+        if (starts[prefixHash(prefix)] === 0) continue;
+        for (const p of byPrefix.get(prefix) ?? []) {
+          if (data.compare(p, 3, rest, at + 3, length) === 0) return { ranges, cut: at };
+        }
+      } else if (rest === 2 ? firstPairs[(data[at]! << 8) | data[at + 1]!] === 1 : firstBytes[data[at]!] === 1) {
+        return { ranges, cut: at };
+      }
     }
-    return merged;
+    return { ranges, cut: length };
   }
 }

@@ -21,6 +21,8 @@ function streamed(m: SecretMasker, chunks: readonly Uint8Array[]): { out: Buffer
   return { out: Buffer.concat(got), afterEachWrite };
 }
 
+const chunksOf = (data: Buffer, size: number) => Array.from({ length: Math.ceil(data.length / size) }, (_, i) => data.subarray(i * size, (i + 1) * size));
+
 /** The masking as specified, the slow way: byte ranges of every occurrence, overlaps merged. */
 function reference(patterns: readonly Buffer[], data: Buffer): Buffer {
   const ranges: [number, number][] = [];
@@ -158,6 +160,30 @@ describe('secret masking', () => {
       const cuts = [0, ...Array.from({ length: 8 }, () => Math.floor(Math.random() * text.length)).sort((a, b) => a - b), text.length];
       const chunks = cuts.slice(1).map((c, i) => text.subarray(cuts[i]!, c));
       expect(streamed(m, chunks).out.toString(), JSON.stringify({ values: values.map(String), text: String(text), cuts })).toBe(expected.toString());
+    }
+  });
+
+  it('gives what the slow reference gives for longer secrets, printed whole, in part and encoded, cut anywhere', () => {
+    const pick = <T>(items: readonly T[]) => items[Math.floor(Math.random() * items.length)]!;
+    const letters = (n: number) => Array.from({ length: n }, () => pick(['a', 'b', 'c', ' ', '\n', 'Y', 'W'])).join('');
+    for (let round = 0; round < 200; round++) {
+      const values = Array.from({ length: 1 + (round % 2) }, () => Buffer.from(letters(6 + Math.floor(Math.random() * 30))));
+      const m = SecretMasker.for(values);
+      if (!m) continue;
+      const pieces: string[] = [];
+      for (let i = 0; i < 20; i++) {
+        const v = pick(values).toString();
+        pieces.push(pick([
+          letters(Math.floor(Math.random() * 40)), v, v.slice(0, Math.floor(Math.random() * v.length)),
+          Buffer.from(v).toString('base64'), Buffer.from(letters(2) + v).toString('base64url'), encodeURIComponent(v),
+        ]));
+      }
+      const text = Buffer.from(pieces.join(''));
+      const expected = reference(m.patterns, text).toString();
+      for (const size of [1, 7, 64, text.length]) {
+        const chunks = chunksOf(text, size);
+        expect(streamed(m, chunks).out.toString(), JSON.stringify({ values: values.map(String), text: String(text), size })).toBe(expected);
+      }
     }
   });
 });
