@@ -156,6 +156,11 @@ describe('cairn up --workers 2', () => {
     expect((JSON.parse(workers.stdout) as { worker: string; connected: boolean }[]).filter((w) => w.connected).map((w) => w.worker).sort()).toEqual(['local-1', 'local-2']);
     const list = await services();
     expect(list.map((s) => `${s.name}:${s.state}`)).toEqual(['nats:ready', 'scheduler:ready', 'spec-compiler:ready', 'results-store:ready', 'worker-1:ready', 'worker-2:ready']);
+    // The dashboard's JSON says the same.
+    const { dashboard } = JSON.parse(readFileSync(join(dir, 'home', 'cluster.json'), 'utf8')) as { dashboard: string };
+    const res = await fetch(new URL('api/v1/services', dashboard));
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as ServiceStatus[]).map((s) => s.name).sort()).toEqual(['nats', 'results-store', 'scheduler', 'spec-compiler', 'worker-1', 'worker-2']);
   });
 
   it('kill -9 of the worker running a job: the worker is restarted, the job requeued with the reason and finished once', async () => {

@@ -8,6 +8,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { BUS, Ops, OpsModule } from '@cairn/service-kit';
 import type { DataSource } from 'typeorm';
 import { ApiController } from './api/api.controller.js';
+import { ServicesController } from './api/services.controller.js';
 import { UploadController } from './api/upload.controller.js';
 import { AccessGuard } from './auth/access-guard.js';
 import { LoginController } from './auth/login.controller.js';
@@ -44,7 +45,7 @@ export function resultsStoreModule(bus: NatsConnection, parts: ResultsStoreParts
   @Module({
     imports: [OpsModule],
     // The API controller is listed before the pages so that its fixed paths win over the pages' parameters.
-    controllers: [ApiController, UploadController, LiveController, LoginController, PagesController],
+    controllers: [ApiController, ServicesController, UploadController, LiveController, LoginController, PagesController],
     providers: [
       { provide: BUS, useValue: bus },
       { provide: CONFIG, useValue: parts.config },

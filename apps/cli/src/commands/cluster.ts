@@ -14,7 +14,7 @@ const EXIT_OF: Record<JobState, number> = { succeeded: 0, failed: 1, cancelled: 
 
 export const clusterOptions = (cmd: Command) =>
   cmd
-    .option('--nats <url>', 'NATS server(s), comma-separated (default: CAIRN_NATS, else nats://127.0.0.1:4222)')
+    .option('--nats <url>', 'NATS server(s), comma-separated (default: CAIRN_NATS, else the cluster cairn up runs, else nats://127.0.0.1:4222)')
     .option('--client <id>', 'your client ID, as NATS permissions know it (default: CAIRN_CLIENT, else your user name)');
 
 /** Runs `body` with a connection; maps an unreachable cluster to exit 3. */

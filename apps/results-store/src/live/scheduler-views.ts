@@ -4,7 +4,7 @@
  * busy dashboard asks the scheduler once per interval, not once per page view, and a
  * scheduler that does not answer costs a page at most one short timeout.
  */
-import { call, PoolInfo, QueueInfo, subjects, WorkerInfo, type Reply } from '@cairn/contracts';
+import { buckets, call, openBucket, PoolInfo, QueueInfo, ServiceStatus, subjects, WorkerInfo, type Reply } from '@cairn/contracts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 
@@ -34,6 +34,28 @@ export class SchedulerViews {
 
   queues(): Promise<View<QueueView[]>> {
     return this.ask('queues', z.array(QueueInfo));
+  }
+
+  /** The processes `cairn up` supervises (its `cairn-services` bucket): none when the cluster was not started by `cairn up`. */
+  services(): Promise<View<ServiceStatus[]>> {
+    const cached = this.cache.get('services');
+    if (cached && Date.now() - cached.at < TTL_MS) return cached.value as Promise<View<ServiceStatus[]>>;
+    const value = (async (): Promise<View<ServiceStatus[]>> => {
+      try {
+        const kv = await openBucket(this.bus, buckets.services);
+        const list: ServiceStatus[] = [];
+        for await (const key of await kv.keys()) {
+          const entry = await kv.get(key);
+          const parsed = entry && entry.length > 0 ? ServiceStatus.safeParse(entry.json()) : undefined;
+          if (parsed?.success) list.push(parsed.data);
+        }
+        return { ok: true, value: list.sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true })) };
+      } catch (e) {
+        return { ok: false, error: `${buckets.services}: ${e instanceof Error ? e.message : String(e)}` };
+      }
+    })();
+    this.cache.set('services', { at: Date.now(), value });
+    return value;
   }
 
   private ask<T>(verb: 'pools' | 'workers' | 'queues', schema: z.ZodType<T>): Promise<View<T>> {
