@@ -41,6 +41,14 @@ export interface ResultsConfig {
   readonly backfill: { readonly batch: number; readonly pauseMs: number };
   /** Compares: worker threads, and how many more may wait before requests get 503. */
   readonly compare: { readonly workers: number; readonly queue: number };
+  /**
+   * The reverse proxies whose X-Forwarded-For/-Proto/-Host are believed (Express's
+   * `trust proxy`: "loopback", addresses or CIDRs separated by commas, or a hop count);
+   * none when unset, so a client cannot claim another address or TLS.
+   */
+  readonly trustedProxy?: string | number;
+  /** An upload's whole body at most (413 beyond; nothing of it is kept). */
+  readonly maxUploadBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -82,6 +90,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ResultsConf
     ...(env.CAIRN_RESULTS_PUBLIC_URL ? { publicUrl: env.CAIRN_RESULTS_PUBLIC_URL.replace(/\/+$/, '') } : {}),
     adminTimeoutMs: number(env, 'CAIRN_RESULTS_ADMIN_TIMEOUT_MS', 1000),
     backfill: { batch: Math.floor(number(env, 'CAIRN_RESULTS_BACKFILL_BATCH', 100)), pauseMs: number(env, 'CAIRN_RESULTS_BACKFILL_PAUSE_MS', 25) },
+    ...(env.CAIRN_RESULTS_TRUSTED_PROXY ? { trustedProxy: /^\d+$/.test(env.CAIRN_RESULTS_TRUSTED_PROXY) ? Number(env.CAIRN_RESULTS_TRUSTED_PROXY) : env.CAIRN_RESULTS_TRUSTED_PROXY } : {}),
+    maxUploadBytes: number(env, 'CAIRN_RESULTS_MAX_UPLOAD_BYTES', 1024 ** 3),
     compare: { workers: Math.max(1, Math.floor(number(env, 'CAIRN_RESULTS_COMPARE_WORKERS', defaultCompareWorkers()))), queue: Math.floor(number(env, 'CAIRN_RESULTS_COMPARE_QUEUE', 32)) },
   };
 }

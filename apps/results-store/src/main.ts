@@ -5,6 +5,7 @@
  */
 import 'reflect-metadata';
 import { TokenService, hashToken, isRole } from './auth/token-service.js';
+import type { TokenId } from './ids.js';
 import { configFromEnv } from './config.js';
 import { applyRetention } from './maintenance/retention.js';
 import { formatVerifyReport, verifyStore } from './maintenance/verify-store.js';
@@ -16,7 +17,10 @@ const USAGE = `usage: cairn-results-store [command]
                              (exit 1 when a blob is corrupt or missing)
   retention                  apply CAIRN_RESULTS_KEEP_LAST / CAIRN_RESULTS_KEEP_FAILED_DAYS now
   migrate                    bring the database schema up to date and exit
-  token create USER ROLE     make a token (ROLE: reader, writer, admin); printed once
+  token create USER ROLE [--change-role]
+                             make a token (ROLE: reader, writer, admin); printed once;
+                             an existing user keeps its role unless --change-role
+  token revoke ID            revoke a token at once
   token hash                 read a token on stdin, print the hash line for a tokens file`;
 
 async function readStdin(): Promise<string> {
@@ -63,18 +67,25 @@ async function main(args: string[]): Promise<number> {
         return 0;
       });
     case 'token': {
-      const [verb, user, role] = rest;
+      const [verb, user, role, ...flags] = rest;
       if (verb === 'hash') {
         const token = await readStdin();
         if (!token) throw new Error('token hash: give the token on stdin');
         console.log(`USER ROLE sha256:${hashToken(token)}`);
         return 0;
       }
-      if (verb === 'create' && user && role && isRole(role)) {
+      if (verb === 'create' && user && role && isRole(role) && flags.every((f) => f === '--change-role')) {
         return withStorage(async ({ ds }) => {
-          const { token } = await new TokenService(ds).issue(user, role, 'cli');
+          const { token } = await new TokenService(ds).issue(user, role, 'cli', { changeRole: flags.includes('--change-role') });
           console.log(token);
           return 0;
+        });
+      }
+      if (verb === 'revoke' && user && /^[1-9]\d{0,15}$/.test(user) && role === undefined) {
+        return withStorage(async ({ ds }) => {
+          if (await new TokenService(ds).revoke(Number(user) as TokenId)) return 0;
+          console.error(`cairn-results-store: no token ${user}`);
+          return 1;
         });
       }
       console.error(USAGE);

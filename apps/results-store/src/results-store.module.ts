@@ -3,14 +3,16 @@
  * ready (opened and migrated by service.ts); the module wires the ingest, the live
  * board, the pages and the API around them.
  */
-import { Module, type DynamicModule, type LoggerService } from '@nestjs/common';
+import { Module, RequestMethod, type DynamicModule, type LoggerService, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { BUS, Ops, OpsModule } from '@cairn/service-kit';
 import type { DataSource } from 'typeorm';
 import { ApiController } from './api/api.controller.js';
 import { ServicesController } from './api/services.controller.js';
 import { UploadController } from './api/upload.controller.js';
-import { AccessGuard } from './auth/access-guard.js';
+import { AccessGuard, Authorizer } from './auth/access-guard.js';
+import { HttpHardening, HttpSettings } from './auth/http-hardening.js';
+import { FailureThrottle } from './auth/throttle.js';
 import { LoginController } from './auth/login.controller.js';
 import { TokenService } from './auth/token-service.js';
 import { BlobStore } from './blobs/blob-store.js';
@@ -110,10 +112,18 @@ export function resultsStoreModule(bus: NatsConnection, parts: ResultsStoreParts
         useFactory: (ingest: Ingest, metrics: ResultsMetrics) => new ResultConsumer(bus, ingest, parts.config.durable, parts.logger, metrics, parts.config.ackWaitMs),
         inject: [Ingest, ResultsMetrics],
       },
+      { provide: FailureThrottle, useValue: new FailureThrottle() },
+      Authorizer,
       AccessGuard,
+      HttpHardening,
+      HttpSettings,
       ResultsLifecycle,
     ],
   })
-  class ResultsStoreModule {}
+  class ResultsStoreModule implements NestModule {
+    configure(consumer: MiddlewareConsumer): void {
+      consumer.apply(HttpHardening).forRoutes({ path: '*', method: RequestMethod.ALL });
+    }
+  }
   return { module: ResultsStoreModule };
 }

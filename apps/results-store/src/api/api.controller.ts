@@ -2,17 +2,17 @@
  * The JSON API: everything the pages show, as data (documented in openapi.ts and
  * served at /openapi.json). Reads follow CAIRN_RESULTS_READ; writes need a token.
  */
-import { BadRequestException, Body, Controller, Delete, Get, HttpCode, Inject, NotFoundException, Param, Post, Put, Query, Req, Res, UseGuards } from '@nestjs/common';
+import { BadRequestException, Body, ConflictException, Controller, Delete, Get, HttpCode, Inject, NotFoundException, Param, Post, Put, Query, Req, Res, UnsupportedMediaTypeException, UseGuards } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { AccessGuard } from '../auth/access-guard.js';
 import type { DataSource } from 'typeorm';
 import { Needs } from '../auth/access-guard.js';
-import { isRole, TokenService } from '../auth/token-service.js';
+import { isRole, RoleConflictError, TokenService } from '../auth/token-service.js';
 import { BlobStore, TamperedBlobError } from '../blobs/blob-store.js';
 import type { ResultsConfig } from '../config.js';
 import { exclusiveWrite } from '../ingest/build-recorder.js';
 import { BuildTagEntity, TagEntity } from '../db/tag.entity.js';
-import { parseBuildId, type BuildId } from '../ids.js';
+import { parseBuildId, type BuildId, type TokenId } from '../ids.js';
 import { LiveBoard } from '../live/live-board.js';
 import { SchedulerViews, type View } from '../live/scheduler-views.js';
 import { ResultsMetrics } from '../ops/results-metrics.js';
@@ -23,7 +23,7 @@ import { reproduction } from '../web/build-page.js';
 import { baseUrl } from '../web/base-url.js';
 import { PageCache } from '../web/page-cache.js';
 import { compareOrBusy, Comparer } from '../web/comparer.js';
-import { JSON_TYPE, sendCached, sendJson } from '../web/respond.js';
+import { DOCUMENT_CSP, JSON_TYPE, sendCached, sendJson } from '../web/respond.js';
 import { openApiDocument } from './openapi.js';
 
 const TAG = /^[A-Za-z0-9._-]{1,64}$/;
@@ -110,6 +110,9 @@ export class ApiController {
     res.setHeader('X-Checksum-Sha256', artifact.sha256);
     res.setHeader('Digest', `sha-256=${Buffer.from(artifact.sha256, 'hex').toString('base64')}`);
     res.setHeader('Cache-Control', 'private, max-age=31536000, immutable');
+    // Artifacts are the builds' bytes, served as downloads: never sniffed into a page, never run.
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Content-Security-Policy', DOCUMENT_CSP);
     blob.stream().pipe(res);
   }
 
@@ -200,11 +203,28 @@ export class ApiController {
   @Post('api/v1/tokens')
   @Needs('admin')
   async issueToken(@Body() body: unknown, @Req() req: Request, @Res() res: Response): Promise<void> {
-    const { user, role, label } = (body ?? {}) as Record<string, unknown>;
+    // JSON only: an HTML form (the one kind of cross-site post that needs no preflight) cannot send it.
+    if (!req.is('application/json')) throw new UnsupportedMediaTypeException('POST /api/v1/tokens: the body must be JSON (Content-Type: application/json)');
+    const { user, role, label, changeRole } = (body ?? {}) as Record<string, unknown>;
     if (typeof user !== 'string' || !/^\S{1,100}$/.test(user)) throw new BadRequestException('body.user: 1-100 characters, no spaces');
     if (typeof role !== 'string' || !isRole(role)) throw new BadRequestException('body.role: reader, writer or admin');
-    const issued = await this.tokens.issue(user, role, typeof label === 'string' ? label.slice(0, 100) : 'api');
+    if (changeRole !== undefined && typeof changeRole !== 'boolean') throw new BadRequestException('body.changeRole: true to change an existing user\'s role');
+    let issued;
+    try {
+      issued = await this.tokens.issue(user, role, typeof label === 'string' ? label.slice(0, 100) : 'api', { changeRole: changeRole === true });
+    } catch (e) {
+      if (e instanceof RoleConflictError) throw new ConflictException(e.message);
+      throw e;
+    }
     sendJson(req, res, { id: issued.id, user, role, token: issued.token }, 201);
+  }
+
+  @Delete('api/v1/tokens/:id')
+  @Needs('admin')
+  @HttpCode(204)
+  async revokeToken(@Param('id') raw: string): Promise<void> {
+    const id = /^[1-9]\d{0,15}$/.test(raw) ? Number(raw) : undefined;
+    if (id === undefined || !(await this.tokens.revoke(id as TokenId))) throw new NotFoundException(`token ${JSON.stringify(raw)}: no such token`);
   }
 
   private view<T>(req: Request, res: Response, view: View<T>): void {

@@ -146,7 +146,7 @@ export function openApiDocument(serverUrl: string): object {
             401: error('No valid token'),
             403: error('Role too low'),
             409: error('Already stored'),
-            413: error('Manifest too large'),
+            413: error('Manifest or body too large (CAIRN_RESULTS_MAX_UPLOAD_BYTES)'),
             415: error('Wrong Content-Type'),
             422: error('Bad artifact path, size or checksum'),
           },
@@ -156,8 +156,31 @@ export function openApiDocument(serverUrl: string): object {
         post: {
           summary: 'Issue a token (admin); the token is shown only in this answer',
           security: [{ bearer: [] }],
-          requestBody: { required: true, content: { 'application/json': { schema: { type: 'object', properties: { user: { type: 'string' }, role: { type: 'string', enum: ['reader', 'writer', 'admin'] }, label: { type: 'string' } }, required: ['user', 'role'] } } } },
-          responses: { 201: json({ type: 'object', properties: { id: { type: 'integer' }, user: { type: 'string' }, role: { type: 'string' }, token: { type: 'string' } } }, 'Issued') },
+          requestBody: {
+            required: true,
+            content: {
+              'application/json': {
+                schema: {
+                  type: 'object',
+                  properties: { user: { type: 'string' }, role: { type: 'string', enum: ['reader', 'writer', 'admin'] }, label: { type: 'string' }, changeRole: { type: 'boolean', description: "Give an existing user this role (otherwise a different role is refused with 409)" } },
+                  required: ['user', 'role'],
+                },
+              },
+            },
+          },
+          responses: {
+            201: json({ type: 'object', properties: { id: { type: 'integer' }, user: { type: 'string' }, role: { type: 'string' }, token: { type: 'string' } } }, 'Issued'),
+            409: error('The user exists with another role and changeRole was not given'),
+            415: error('The body is not JSON'),
+          },
+        },
+      },
+      '/api/v1/tokens/{id}': {
+        delete: {
+          summary: 'Revoke a token (admin), at once',
+          security: [{ bearer: [] }],
+          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'integer' } }],
+          responses: { 204: { description: 'Revoked' }, 404: error('No such token') },
         },
       },
     },

@@ -7,7 +7,7 @@ import { Controller, HttpException, Inject, Post, Req, Res, UseGuards, type Logg
 import type { Request, Response } from 'express';
 import { AccessGuard, Needs, type AuthedRequest } from '../auth/access-guard.js';
 import type { ResultsConfig } from '../config.js';
-import { TruncatedError } from '../ingest/byte-reader.js';
+import { FramingError, TruncatedError } from '../ingest/byte-reader.js';
 import { Ingest, UploadRejectedError } from '../ingest/ingest.js';
 import { UPLOAD_CONTENT_TYPE } from '../ingest/upload-format.js';
 import { ResultsMetrics } from '../ops/results-metrics.js';
@@ -15,12 +15,25 @@ import { CONFIG, LOGGER } from '../tokens.js';
 import { baseUrl } from '../web/base-url.js';
 import { sendJson } from '../web/respond.js';
 
-/** The request body as bytes; a connection closed before the end is a truncated body. */
-async function* bodyOf(req: Request): AsyncIterable<Uint8Array> {
-  try {
-    for await (const chunk of req) yield chunk as Buffer;
-  } catch (e) {
-    throw new TruncatedError(`upload: the connection closed before the body ended (${e instanceof Error ? e.message : String(e)})`);
+/**
+ * The request body as bytes; a connection closed before the end is a truncated body,
+ * and a body past `maxBytes` is refused as it arrives (a chunked body declares no length).
+ */
+async function* bodyOf(req: Request, maxBytes: number): AsyncIterable<Uint8Array> {
+  const iterator = req[Symbol.asyncIterator]();
+  let received = 0;
+  for (;;) {
+    let next: IteratorResult<unknown>;
+    try {
+      next = await iterator.next();
+    } catch (e) {
+      throw new TruncatedError(`upload: the connection closed before the body ended (${e instanceof Error ? e.message : String(e)})`);
+    }
+    if (next.done) break;
+    const chunk = next.value as Buffer;
+    received += chunk.length;
+    if (received > maxBytes) throw new FramingError('too-long', `upload: the body is over the limit of ${maxBytes} bytes (CAIRN_RESULTS_MAX_UPLOAD_BYTES)`);
+    yield chunk;
   }
   if (req.readableAborted || !req.complete) throw new TruncatedError('upload: the connection closed before the body ended');
 }
@@ -42,8 +55,11 @@ export class UploadController {
     if (type !== UPLOAD_CONTENT_TYPE) {
       throw new HttpException(`upload: Content-Type must be ${UPLOAD_CONTENT_TYPE} (a JSON manifest line, then the artifacts' bytes)`, 415);
     }
+    const max = this.config.maxUploadBytes;
     try {
-      const stored = await this.ingest.fromUpload(bodyOf(req));
+      const declared = Number(req.headers['content-length'] ?? NaN);
+      if (declared > max) throw new UploadRejectedError(413, `upload: ${declared} bytes is over the limit of ${max} (CAIRN_RESULTS_MAX_UPLOAD_BYTES)`);
+      const stored = await this.ingest.fromUpload(bodyOf(req, max), { maxBytes: max });
       this.logger.log(`upload of ${stored.build} by ${req.principal?.user ?? '?'} stored`);
       sendJson(req, res, { build: stored.build, url: `${baseUrl(this.config, req)}/builds/${stored.build}` }, 201);
     } catch (e) {

@@ -32,26 +32,46 @@ export function isRole(value: string): value is Role {
   return (ROLES as readonly string[]).includes(value);
 }
 
+/** A token asked for an existing user with another role, without asking to change the role. */
+export class RoleConflictError extends Error {
+  override readonly name = 'RoleConflictError';
+  constructor(
+    readonly user: string,
+    readonly role: Role,
+    readonly wanted: Role,
+  ) {
+    super(`user ${user} has role ${role}, not ${wanted}; ask for the change explicitly (changeRole) to give it ${wanted}`);
+  }
+}
+
 export class TokenService {
   private readonly cache = new Map<string, { at: number; principal: Principal | undefined }>();
 
   constructor(private readonly ds: DataSource) {}
 
-  /** Makes (or updates the role of) a user and gives it a new token; the token is returned once and never stored. */
-  async issue(user: string, role: Role, label = 'token'): Promise<{ token: string; id: TokenId }> {
+  /**
+   * Makes a user (or finds it) and gives it a new token; the token is returned once and
+   * never stored. An existing user keeps its role unless `changeRole` says to change it:
+   * issuing a token must not quietly promote (or demote) someone, and every token the
+   * user already holds would follow.
+   */
+  async issue(user: string, role: Role, label = 'token', options: { changeRole?: boolean } = {}): Promise<{ token: string; id: TokenId }> {
     const token = PREFIX + randomBytes(32).toString('base64url');
-    const id = await this.addHash(user, role, hashToken(token), label);
+    const id = await this.addHash(user, role, hashToken(token), label, options);
     return { token, id };
   }
 
-  async addHash(user: string, role: Role, hash: string, label: string): Promise<TokenId> {
+  async addHash(user: string, role: Role, hash: string, label: string, options: { changeRole?: boolean } = {}): Promise<TokenId> {
     if (!/^[0-9a-f]{64}$/.test(hash)) throw new Error(`token hash for ${user}: expected 64 hex digits`);
     return exclusiveWrite(this.ds, () =>
       this.ds.transaction(async (em) => {
         const users = em.getRepository(UserEntity);
         let found = await users.findOne({ where: { name: user } });
         if (!found) found = await users.save(users.create({ name: user, role, createdAt: Date.now() }));
-        else if (found.role !== role) await users.update({ id: found.id }, { role });
+        else if (found.role !== role) {
+          if (!options.changeRole && isRole(found.role)) throw new RoleConflictError(user, found.role, role);
+          await users.update({ id: found.id }, { role });
+        }
         const tokens = em.getRepository(TokenEntity);
         const existing = await tokens.findOne({ where: { hash } });
         if (existing) return existing.id;
@@ -61,6 +81,7 @@ export class TokenService {
     ).finally(() => this.cache.clear());
   }
 
+  /** Revokes a token (false: no such token). Takes effect at once: the lookup cache is emptied. */
   async revoke(id: TokenId): Promise<boolean> {
     const result = await exclusiveWrite(this.ds, () => this.ds.getRepository(TokenEntity).update({ id }, { revokedAt: Date.now() }));
     this.cache.clear();
@@ -82,7 +103,8 @@ export class TokenService {
       if (!line) continue;
       const m = /^(\S{1,100})\s+(\S+)\s+sha256:([0-9a-f]{64})$/.exec(line);
       if (!m || !isRole(m[2]!)) throw new Error(`tokens file ${path}:${i + 1}: expected "<user> <${ROLES.join('|')}> sha256:<64 hex digits>"`);
-      await this.addHash(m[1]!, m[2], m[3]!, `${path}:${i + 1}`);
+      // The file is the operator's word on each user's role.
+      await this.addHash(m[1]!, m[2], m[3]!, `${path}:${i + 1}`, { changeRole: true });
       loaded++;
     }
     return loaded;

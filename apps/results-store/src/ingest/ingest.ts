@@ -103,7 +103,7 @@ export class Ingest {
    * An upload in the format of upload-format.ts. Every artifact is staged and verified
    * before any is committed, so a refused upload leaves nothing behind.
    */
-  async fromUpload(body: AsyncIterable<Uint8Array>): Promise<{ build: BuildId; outcome: 'stored' }> {
+  async fromUpload(body: AsyncIterable<Uint8Array>, options: { maxBytes?: number } = {}): Promise<{ build: BuildId; outcome: 'stored' }> {
     const reader = new ByteReader(body);
     let manifest: UploadManifest;
     try {
@@ -119,6 +119,11 @@ export class Ingest {
       throw rejection(e);
     }
     const result = manifest.result;
+    const declared = result.artifacts.reduce((sum, a) => sum + a.size, 0);
+    // Refused before a byte of an artifact is staged, when the manifest already says so.
+    if (options.maxBytes !== undefined && declared > options.maxBytes) {
+      throw new UploadRejectedError(413, `upload of ${result.job}: its artifacts come to ${declared} bytes, over the limit of ${options.maxBytes}`);
+    }
     const problems: string[] = [];
     const artifacts = this.normalise(result.artifacts, 'upload', problems);
     if (problems.length) throw new UploadRejectedError(422, `upload of ${result.job}: ${problems.join('; ')}`);

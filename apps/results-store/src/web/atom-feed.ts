@@ -1,5 +1,5 @@
 /** The failure list as an Atom feed, so people can follow failures in a feed reader. */
-import { escapeHtml, isoTime } from './html.js';
+import { escapeXml, isoTime } from './html.js';
 
 export interface FeedEntry {
   readonly id: string;
@@ -16,16 +16,16 @@ export function failuresFeed(baseUrl: string, entries: readonly FeedEntry[], now
     .map((e) => {
       const url = `${baseUrl}/builds/${e.id}`;
       return (
-        `<entry><id>${escapeHtml(url)}</id><title>${escapeHtml(`${e.job} failed on ${e.pool}`)}</title>` +
-        `<link rel="alternate" type="text/html" href="${escapeHtml(url)}"/><updated>${isoTime(e.finishedAt)}</updated>` +
-        `<summary>${escapeHtml(`${e.id} (${e.platform}): ${e.failure ?? 'failed'}`)}</summary></entry>`
+        `<entry><id>${escapeXml(url)}</id><title>${escapeXml(`${e.job} failed on ${e.pool}`)}</title>` +
+        `<link rel="alternate" type="text/html" href="${escapeXml(url)}"/><updated>${isoTime(e.finishedAt)}</updated>` +
+        `<summary>${escapeXml(`${e.id} (${e.platform}): ${e.failure ?? 'failed'}`)}</summary></entry>`
       );
     })
     .join('');
   return (
     `<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">` +
-    `<id>${escapeHtml(`${baseUrl}/failures`)}</id><title>Cairn build failures</title><updated>${updated}</updated>` +
-    `<link rel="self" href="${escapeHtml(`${baseUrl}/failures.atom`)}"/><link rel="alternate" type="text/html" href="${escapeHtml(`${baseUrl}/failures`)}"/>` +
+    `<id>${escapeXml(`${baseUrl}/failures`)}</id><title>Cairn build failures</title><updated>${updated}</updated>` +
+    `<link rel="self" href="${escapeXml(`${baseUrl}/failures.atom`)}"/><link rel="alternate" type="text/html" href="${escapeXml(`${baseUrl}/failures`)}"/>` +
     `${items}</feed>`
   );
 }

@@ -1,5 +1,5 @@
 /** A job's status badge as SVG (the shields.io look), for READMEs and dashboards elsewhere. */
-import { escapeHtml } from './html.js';
+import { escapeXml } from './html.js';
 
 const COLOURS: Record<string, string> = { succeeded: '#2e7d32', failed: '#c62828', cancelled: '#6d6d6d', unknown: '#6d6d6d' };
 const WORDS: Record<string, string> = { succeeded: 'passing', failed: 'failing', cancelled: 'cancelled', unknown: 'unknown' };
@@ -14,7 +14,7 @@ export function statusBadge(label: string, state: string | null): string {
   const lw = width(left);
   const rw = width(right);
   const total = lw + rw;
-  const l = escapeHtml(left);
+  const l = escapeXml(left);
   return (
     `<svg xmlns="http://www.w3.org/2000/svg" width="${total}" height="20" role="img" aria-label="${l}: ${right}">` +
     `<title>${l}: ${right}</title>` +

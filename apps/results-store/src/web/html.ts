@@ -18,6 +18,18 @@ export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
 }
 
+/**
+ * Characters XML 1.0 does not allow at all, escaped or not: C0 controls other than tab,
+ * newline and carriage return, lone surrogates, U+FFFE and U+FFFF. One of them in a job
+ * name made the whole feed or badge unreadable to every XML parser.
+ */
+const NOT_XML = /[^\x09\x0A\x0D\x20-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/gu;
+
+/** Text for an XML document (feeds, SVG): characters XML cannot hold become U+FFFD, then escaped. */
+export function escapeXml(text: string): string {
+  return escapeHtml(text.replace(NOT_XML, '\uFFFD'));
+}
+
 function render(part: Part): string {
   if (part === null || part === undefined || part === false) return '';
   if (part instanceof Html) return part.value;

@@ -28,7 +28,7 @@ import { PageCache } from './page-cache.js';
 import { page } from './layout.js';
 import { buildsPage, failuresPage, jobPage, jobsPage } from './list-pages.js';
 import type { PageBytes } from './prerendered-pages.js';
-import { HTML, send, sendCached } from './respond.js';
+import { DOCUMENT_CSP, HTML, send, sendCached } from './respond.js';
 
 const LIST_CACHE_MS = 1000;
 
@@ -57,7 +57,9 @@ export class PagesController {
     const end = this.metrics.httpLatency.startTimer({ route });
     try {
       if (cacheMs > 0) {
-        const page = await this.cache.getOrRender(`${route} ${req.originalUrl}`, async () => {
+        // The page's absolute links follow the Host the request named (when no public URL is
+        // set): a page rendered for one Host must never be served to a request for another.
+        const page = await this.cache.getOrRender(`${route} ${baseUrl(this.config, req)} ${req.originalUrl}`, async () => {
           const rendered = await render();
           return rendered instanceof Html ? { body: rendered.value, ttlMs: cacheMs } : { body: rendered.body, gzip: rendered.gzip, ttlMs: cacheMs };
         });
@@ -123,6 +125,9 @@ export class PagesController {
     if (!blob) throw new NotFoundException(`build ${build.id}: its log blob ${build.logSha256} is missing from the store`);
     res.setHeader('Content-Type', 'text/plain; charset=utf-8');
     res.setHeader('Content-Length', blob.size);
+    // A log is whatever the build printed, HTML included: never a document that runs anything.
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Content-Security-Policy', DOCUMENT_CSP);
     blob.stream().pipe(res);
   }
 
@@ -185,7 +190,7 @@ export class PagesController {
       res,
       page({
         title: 'Sign in',
-        body: html`<h1>Sign in</h1><form method="post" action="/login"><p><label for="token">API token</label><br><input id="token" name="token" type="password" autocomplete="current-password" required size="50"></p><p><button type="submit">Sign in</button></p></form>`,
+        body: html`<h1>Sign in</h1><form method="post" action="/login"><p><label for="token">API token</label><br><input id="token" name="token" type="password" autocomplete="current-password" required size="50"></p><p><button type="submit">Sign in</button></p></form><h2>Sign out</h2><form method="post" action="/logout"><p><button type="submit">Sign out</button></p></form>`,
       }).value,
       { type: HTML },
     );

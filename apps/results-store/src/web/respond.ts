@@ -17,6 +17,11 @@ export interface SendOptions {
 
 const GZIP_MIN = 1024;
 const CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+/**
+ * Everything that is not a page (badges, feeds, JSON, logs, artifacts): an SVG or XML
+ * document opened directly could otherwise run script in this origin.
+ */
+export const DOCUMENT_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox";
 
 export function send(req: Request, res: Response, body: string | Buffer, options: SendOptions): void {
   const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
@@ -25,7 +30,7 @@ export function send(req: Request, res: Response, body: string | Buffer, options
   res.setHeader('Cache-Control', options.immutable ? `public, max-age=${options.maxAge ?? 31536000}, immutable` : `no-cache${options.maxAge ? `, max-age=${options.maxAge}` : ''}`);
   res.setHeader('X-Content-Type-Options', 'nosniff');
   // Pages run only their own script and style: a log line or job name that slipped past escaping still could not execute.
-  if (options.type === HTML) res.setHeader('Content-Security-Policy', CSP);
+  res.setHeader('Content-Security-Policy', options.type === HTML ? CSP : DOCUMENT_CSP);
   res.setHeader('Vary', 'Accept-Encoding');
   if (bytes.length >= GZIP_MIN && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
     // Level 1: nearly the size of level 6 on markup, at a fraction of the CPU per page.
@@ -46,7 +51,7 @@ export function sendCached(req: Request, res: Response, cache: PageCache, page: 
   res.setHeader('Cache-Control', 'no-cache');
   res.setHeader('X-Content-Type-Options', 'nosniff');
   res.setHeader('Vary', 'Accept-Encoding');
-  if (type === HTML) res.setHeader('Content-Security-Policy', CSP);
+  res.setHeader('Content-Security-Policy', type === HTML ? CSP : DOCUMENT_CSP);
   const gzip = page.body.length >= GZIP_MIN && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
   const bytes = gzip ? cache.gzipOf(page) : page.body;
   if (gzip) res.setHeader('Content-Encoding', 'gzip');
