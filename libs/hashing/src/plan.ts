@@ -1,4 +1,4 @@
-import { atom, list, oneLine, printOp, toMachine, type Op, type Spec } from '@cairn/spec';
+import { atom, list, locationOf, oneLine, printOp, toMachine, type Op, type Position, type Spec } from '@cairn/spec';
 import { applyContextOp, copyDestination, initialContext, runInputOf, type BuildContext, type TargetOs } from './build-context.js';
 import { generateManifest, ManifestError } from './manifest.js';
 import { baseId, copyHashInput, CopyError, runHashInput, sha256Hex, type Manifest, type SecretInput } from './step-id.js';
@@ -40,6 +40,8 @@ export interface PlanStep {
   readonly unknown?: string;
   /** Why the build would fail at this step (a missing source or secret). */
   readonly error?: string;
+  /** Where the op (for a base step, its spec) is in the spec text, when it was read from text. */
+  readonly pos?: Position;
 }
 
 export interface Plan {
@@ -72,9 +74,11 @@ async function planStage(
   }
   let ctx = initialContext(options.os ?? 'unix', options.imageEnv ?? []);
   let parent: Parent = { id: baseId(spec.from) };
-  steps.push({ stage, kind: 'base', op: oneLine(list(atom('from'), atom(spec.from))), workdir: ctx.workdir, id: parent.id, hashInput: spec.from });
+  const specPos = locationOf(spec);
+  steps.push({ stage, kind: 'base', op: oneLine(list(atom('from'), atom(spec.from))), workdir: ctx.workdir, id: parent.id, hashInput: spec.from, ...(specPos ? { pos: specPos } : {}) });
   for (const op of spec.ops) {
-    const common = { stage, op: printOp(op).replace(/\n\s*/g, ' '), workdir: ctx.workdir };
+    const pos = locationOf(op);
+    const common = { stage, op: printOp(op).replace(/\n\s*/g, ' '), workdir: ctx.workdir, ...(pos ? { pos } : {}) };
     const next = applyContextOp(ctx, op);
     if (next) {
       ctx = next;

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { comparePlans, planSpec, type Plan, type PlanStep, type StepComparison } from '@cairn/hashing';
 import { EXIT, UserError } from '../cli-error.js';
-import { collect, parsePair, type Io } from '../io.js';
+import { collect, displayName, parsePair, type Io } from '../io.js';
 import { readSpec } from '../read-spec.js';
 import { secretDigests } from '../secret-key.js';
 
@@ -48,12 +48,25 @@ Examples:
       const comparison = opts.compare === undefined ? undefined : comparePlans(await readPlan(opts.compare), plan);
       if (opts.json) io.out(`${JSON.stringify(comparison ? { ...plan, comparison: comparison.map(({ status, reasons }) => ({ status, reasons })) } : plan, null, 2)}\n`);
       else io.out(renderPlan(plan, comparison));
-      const failing = plan.steps.find((s) => s.error !== undefined);
-      if (failing) {
-        io.err(`cairn: the build would fail at ${failing.op}: ${failing.error}\n`);
+      const failure = planFailure(plan, opts.file);
+      if (failure !== undefined) {
+        io.err(`cairn: ${failure}\n`);
         setExit(EXIT.userError);
       }
     });
+}
+
+/**
+ * Why the build would fail, from its plan: the first failing step, with the spec file and
+ * the step's line and column. `cairn plan` reports it; `cairn submit` refuses to send a
+ * job that a worker would only fail.
+ */
+export function planFailure(plan: Plan, specPath: string): string | undefined {
+  const failing = plan.steps.find((s) => s.error !== undefined);
+  if (failing === undefined) return undefined;
+  const at = failing.pos ? `:${failing.pos.line}:${failing.pos.column}` : '';
+  const stage = failing.stage ? `[${failing.stage}] ` : '';
+  return `${displayName(specPath)}${at}: the build would fail at ${stage}${failing.op}: ${failing.error}`;
 }
 
 async function readPlan(path: string): Promise<Plan> {
