@@ -4,9 +4,12 @@ import { basename } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { JobState, JobStatus, Submitted } from '@cairn/contracts';
+import { planSpec } from '@cairn/hashing';
 import { UserError } from '../cli-error.js';
 import { collect, readInput, type Io } from '../io.js';
 import type { ClusterFlags } from '../cluster/connection.js';
+import { parseSpecText } from '../read-spec.js';
+import { planFailure } from './plan.js';
 
 /** Exit codes of the cluster commands, beyond EXIT: the cluster could not be reached. */
 export const EXIT_UNAVAILABLE = 3;
@@ -89,7 +92,8 @@ the job. Prints the job ID; with --follow, streams the log until the job ends.`)
   )
     .addHelpText('after', `
 Exit status: 0 submitted (or succeeded, with --follow); 1 rejected (bad spec, unknown pool,
-missing secret file) or the build failed; 2 usage error; 3 the cluster could not be reached;
+missing secret file, or a step that cairn plan says would fail: nothing is sent then) or
+the build failed; 2 usage error; 3 the cluster could not be reached;
 130 the job was cancelled.
 
 Examples:
@@ -113,6 +117,16 @@ Examples:
       );
       const timeout = Number(opts.timeout);
       if (!Number.isInteger(timeout) || timeout <= 0) throw new UserError(`--timeout takes a whole number of seconds, not "${opts.timeout}"`);
+      // What `cairn plan` would reject, a worker would only fail: check it here, before
+      // anything is uploaded or queued. Which secrets are given is all the check needs,
+      // so their digests are stand-ins and the installation's secret key is not read.
+      const spec = parseSpecText(specText, opts.file, format);
+      const plan = await planSpec(spec, {
+        ...(context === undefined ? {} : { contextDir: context }),
+        secrets: new Map(secrets.map((s) => [s.id, 'given'])),
+      });
+      const failure = planFailure(plan, opts.file);
+      if (failure !== undefined) throw new UserError(failure);
       await withCluster(opts, setExit, io, async (nc, client) => {
         const { request } = await import('../cluster/connection.js');
         const { subjects, seal } = await import('@cairn/contracts');

@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { dockerfileOfSpec } from '@cairn/spec';
 import type { Io } from '../io.js';
-import { readSpec } from '../read-spec.js';
+import { inSpecFile, readSpec } from '../read-spec.js';
 
 export function registerDockerfile(program: Command, io: Io): void {
   program
@@ -19,7 +19,7 @@ Examples:
   cairn dockerfile -f windows.spec --escape windows`)
     .action(async (opts: { file: string; buildkit?: boolean; escape: 'unix' | 'windows'; json?: boolean }) => {
       const { spec } = await readSpec(io, opts.file);
-      const dockerfile = dockerfileOfSpec(spec, { buildkit: opts.buildkit ?? false, os: opts.escape });
+      const dockerfile = inSpecFile(opts.file, () => dockerfileOfSpec(spec, { buildkit: opts.buildkit ?? false, os: opts.escape }));
       io.out(opts.json ? `${JSON.stringify({ dockerfile })}\n` : dockerfile);
     });
 }
