@@ -48,6 +48,22 @@ export async function removeSubvolumeOrTree(path: string): Promise<void> {
     if (errorCode(e) === 'ENOENT') return;
     throw e;
   }
-  if (ino === SUBVOLUME_ROOT_INODE) await deleteSubvolume(path);
-  else await rm(path, { recursive: true, force: true });
+  try {
+    if (ino === SUBVOLUME_ROOT_INODE) await deleteSubvolume(path);
+    else await rm(path, { recursive: true, force: true });
+  } catch (e) {
+    // Another process removed it first ("Could not statfs", ENOTEMPTY from a racing rm).
+    if (await gone(path)) return;
+    throw e;
+  }
+}
+
+async function gone(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return false;
+  } catch (e) {
+    if (errorCode(e) === 'ENOENT') return true;
+    throw e;
+  }
 }

@@ -108,7 +108,10 @@ export class DockerStore implements Store {
 
   async init(): Promise<void> {
     await this.layout.create();
-    for (const temp of await this.layout.deadTemps()) await rm(temp, { recursive: true, force: true });
+    for (const temp of await this.layout.deadTemps()) {
+      const claimed = await this.layout.claim(temp);
+      if (claimed !== undefined) await rm(claimed, { recursive: true, force: true });
+    }
     for (const c of await this.images.containersNamed(`${this.repo}-export-`)) if (deadOwner(c.name)) await this.images.removeContainer(c.id);
     for (const ref of await this.images.tagsOf(`${this.repo}-tmp`)) if (deadOwner(ref.slice(ref.indexOf(':') + 1))) await this.images.untag(ref);
     for (const name of await this.images.volumesNamed(`${this.repo}-view-`)) if (deadOwner(name)) await this.images.removeVolume(name);

@@ -8,3 +8,4 @@ export { escapeCacheName } from './layout.js';
 export { ZfsStore, zfsStoreOptions, type ZfsStoreOptions } from './zfs-store.js';
 export { ZfsCommandError, type ZfsCommands } from './zfs.js';
 export { DockerStore, DOCKER_BUILD_FILE, type DockerBuildFile, type DockerStoreOptions, type HostOs } from './docker-store.js';
+export { ownerAlive, ownerToken, parseOwner, type ProcessOwner } from './process-owner.js';

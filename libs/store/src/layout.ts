@@ -1,5 +1,7 @@
-import { mkdir, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, rename } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { errorCode } from './errno.js';
+import { ownerAlive, ownerToken } from './process-owner.js';
 
 /**
  * Where a store keeps things under its root:
@@ -9,9 +11,9 @@ import { join } from 'node:path';
  *     cache/<name>/        shared caches, one directory of generations each (shared-caches.ts)
  *     cache-tmp/<temp>     cache views in use, and generations on their way out
  *
- * A temp's name starts with the pid of the process that made it, so that `init` removes
- * what a dead process left behind but never the work of a live one sharing the store.
- * That holds for processes in one pid namespace, which is how a store is shared.
+ * A temp's name starts with the process that made it (`PID.START`, process-owner.ts), so
+ * that `init` removes what a dead process left behind but never the work of a live one
+ * sharing the store, even when the dead one's pid has been reused.
  */
 export class StoreLayout {
   readonly results: string;
@@ -64,35 +66,43 @@ export class StoreLayout {
     const ids = new Set<string>();
     for (const name of await readdir(this.resultTemps)) {
       const m = TEMP_NAME.exec(name);
-      if (m && isAlive(Number(m[1]))) ids.add(m[2]!);
+      if (m && ownerAlive(m[1])) ids.add(m[2]!);
     }
     return ids;
   }
+
+  /**
+   * Takes a dead process's temp over, so that of several processes cleaning up at once
+   * exactly one removes it: a rename to a name of this process's own, which only one of
+   * them can do. Resolves to the new path, or undefined when another cleaner was first.
+   * A temp that cannot be renamed (a mount point on some filesystems) is handed back
+   * where it is, for the caller to remove in place.
+   */
+  async claim(temp: string): Promise<string | undefined> {
+    const mine = join(dirname(temp), tempName('reclaimed'));
+    try {
+      await rename(temp, mine);
+      return mine;
+    } catch (e) {
+      if (errorCode(e) === 'ENOENT') return undefined;
+      return temp;
+    }
+  }
 }
 
-const TEMP_NAME = /^(\d+)-\d+-(.*)$/;
+const TEMP_NAME = /^(\d+(?:\.\d+)?)-\d+-(.*)$/;
 let tempCount = 0;
 
-/** `<pid>-<n>-<label>`: a temp's name says which process may still be using it. */
+/** `PID.START-<n>-<label>`: a temp's name says which process may still be using it. */
 export function tempName(label: string): string {
   tempCount += 1;
-  return `${process.pid}-${tempCount}-${label}`;
+  return `${ownerToken()}-${tempCount}-${label}`;
 }
 
 /** Whether the process named in a temp's name is still running (a name without one: no). */
 export function ownedByLiveProcess(name: string): boolean {
   const m = TEMP_NAME.exec(name);
-  return m !== null && isAlive(Number(m[1]));
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: the process exists but belongs to someone else.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return m !== null && ownerAlive(m[1]);
 }
 
 const ID = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$/;

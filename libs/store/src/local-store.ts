@@ -42,7 +42,14 @@ export abstract class LocalStore implements Store {
 
   async init(): Promise<void> {
     await this.layout.create();
-    for (const temp of await this.layout.deadTemps()) await this.removeTemp(temp);
+    for (const temp of await this.layout.deadTemps()) {
+      // Other processes may be cleaning up at the same moment: each temp goes to one of them.
+      const claimed = await this.layout.claim(temp);
+      if (claimed === undefined) continue;
+      await this.removeTemp(claimed).catch(async (e: unknown) => {
+        if (await pathExists(claimed)) throw e;
+      });
+    }
   }
 
   exists(id: string): Promise<boolean> {

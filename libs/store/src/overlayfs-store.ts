@@ -161,10 +161,17 @@ export class OverlayfsStore extends LocalStore {
     const names = await readdir(dir);
     const inUse = await this.layout.idsInUse();
     for (const name of names) {
-      const target = await readlink(join(dir, name));
+      let target: string;
+      try {
+        target = await readlink(join(dir, name));
+      } catch (e) {
+        // Removed by another process cleaning up at the same time.
+        if (errorCode(e) === 'ENOENT') continue;
+        throw e;
+      }
       const id = /^\.\.\/result\/([^/]+)\/overlay\/upper$/.exec(target)?.[1];
       if (id !== undefined && inUse.has(id)) continue;
-      if (!(await pathExists(join(dir, target)))) await rm(join(dir, name));
+      if (!(await pathExists(join(dir, target)))) await rm(join(dir, name), { force: true });
     }
   }
 }

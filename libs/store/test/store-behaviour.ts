@@ -12,6 +12,7 @@ const run = promisify(execFile);
 const MiB = 1024 * 1024;
 const USER = { kind: 'unix', uid: 1000, gid: 1001 } as const;
 const CRASHING_BUILD = fileURLToPath(new URL('./crashing-build.mjs', import.meta.url));
+const OPEN_STORE = fileURLToPath(new URL('./open-store.mjs', import.meta.url));
 
 /** A store as a process opens it: parsed from `--store`, then init. */
 export async function openStore(kind: string, root: string): Promise<Store> {
@@ -281,6 +282,26 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
         expect(await readdir(rootfs(dir))).toEqual(['base-file']);
       });
       expect(await restarted.exists('crashed')).toBe(true);
+    });
+
+    it('two processes opening the store at once remove a dead process\'s temps once, and keep a live one\'s', async () => {
+      const start = Number((await readFile('/proc/self/stat', 'utf8')).split(') ')[1]!.split(' ')[19]);
+      // A dead pid (old-style name), and this very pid with another start time (a reused pid).
+      const dead = ['3999990-1-x', '3999990-2-x', '3999990-3-x', `${process.pid}.${start + 1}-1-y`];
+      const live = `${process.pid}.${start}-999999-z`;
+      for (const name of [...dead, live]) {
+        const path = join(root, 'result-tmp', name);
+        if (fixture.kind === 'btrfs') await run('btrfs', ['subvolume', 'create', path]);
+        else await mkdir(join(path, 'rootfs'), { recursive: true });
+      }
+      const opens = [0, 1].map(() => new Promise<{ code: number | null; out: string }>((resolve) => {
+        execFile(process.execPath, ['--import', 'tsx', OPEN_STORE, `${fixture.kind}:${root}`], (error, stdout, stderr) =>
+          resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, out: stdout + stderr }));
+      }));
+      for (const r of await Promise.all(opens)) expect(r, r.out).toMatchObject({ code: 0 });
+      expect(await readdir(join(root, 'result-tmp'))).toEqual([live]);
+      if (fixture.kind === 'btrfs') await run('btrfs', ['subvolume', 'delete', join(root, 'result-tmp', live)]);
+      else await rm(join(root, 'result-tmp', live), { recursive: true });
     });
 
     it('deletes a result; deleting a missing one is not an error', async () => {
