@@ -23,7 +23,7 @@ export function bundlePaths(dir: string, secrets: number): BundlePaths {
 }
 
 export async function writeBundle(paths: BundlePaths, oci: OciConfig, config: RunConfig): Promise<void> {
-  await mkdir(paths.dir, { recursive: true, mode: 0o700 });
+  await makeBundleDir(paths.dir);
   await writeFile(join(paths.dir, 'config.json'), JSON.stringify(oci, null, 2));
   // Every user of the step resolves names, so this one is readable by all.
   await writeFile(paths.hostsFile, hostsFile(config.hostname), { mode: 0o444 });
@@ -33,5 +33,20 @@ export async function writeBundle(paths: BundlePaths, oci: OciConfig, config: Ru
     await writeFile(file, secret.value, { mode: 0o400 });
     // Only the step's user may read it, as with Docker's secret mounts.
     await chown(file, uid, gid);
+  }
+}
+
+/**
+ * Another process's sandbox init removes the bundles folder when it finds it empty,
+ * which can fall between the creation of the folder and of this bundle in it: try again.
+ */
+async function makeBundleDir(dir: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 10) throw e;
+    }
   }
 }

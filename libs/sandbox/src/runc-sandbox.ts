@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rm, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ownerAlive, ownerToken } from '@cairn/store';
 import { bundlePaths, writeBundle } from './bundle.js';
 import { missingMountpoints, removeMountpoints } from './mountpoints.js';
 import { ociConfig } from './oci-config.js';
@@ -13,18 +14,30 @@ export interface RuncSandboxOptions {
   /** crun takes the same flags and config and starts faster; see RuncSandbox for its host setup. */
   readonly runtime: 'runc' | 'crun';
   /**
-   * The runtime's `--root`, where it keeps container state; one per sandbox, since
-   * `init()` removes the Cairn containers it finds there. Bundles live beside it, in
-   * `STATE_DIR.bundles`: runc warns about any directory in its root that is not a
-   * container.
+   * The runtime's `--root`, where it keeps container state; one per store, shared by
+   * every process using that store. Bundles live beside it, in `STATE_DIR.bundles`:
+   * runc warns about any directory in its root that is not a container.
    */
   readonly stateDir: string;
   /** Turn sync system calls into no-ops (see syncSkippingSeccomp). Default false. */
   readonly fastSync?: boolean;
 }
 
-/** Only containers with this prefix are ours to remove in init(). */
+/**
+ * Containers and their bundles are named `cairn-PID.START-<random>` after the process
+ * that runs them (see ProcessOwner in @cairn/store): init() removes only those whose
+ * process is gone, so processes sharing a state dir never touch each other's steps.
+ */
 const PREFIX = 'cairn-';
+const OWNED = /^cairn-(\d+\.\d+)-[0-9a-f]+$/;
+
+/** A container or bundle of ours that no live process runs: a crash's leftover. */
+function leftover(name: string): boolean {
+  if (!name.startsWith(PREFIX)) return false;
+  // Names from before owners were recorded (`cairn-<hex>`) have no owner left to ask.
+  const owner = OWNED.exec(name)?.[1];
+  return owner === undefined || !ownerAlive(owner);
+}
 
 /**
  * Runs each step as an OCI container with runc, or with crun, which takes the same
@@ -47,18 +60,28 @@ export class RuncSandbox implements Sandbox {
     this.bundles = `${this.stateDir}.bundles`;
   }
 
+  /**
+   * Removes the containers and bundles (which hold secret values) of processes that died
+   * mid-step. Others sharing the state dir may be cleaning up too: what one of them
+   * removed first is not an error.
+   */
   async init(): Promise<void> {
     await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
     for (const id of await this.containers()) {
-      if (id.startsWith(PREFIX)) await this.remove(id);
+      if (leftover(id)) await this.remove(id, true);
     }
-    // A crash leaves bundles behind, and they hold secret values.
-    await rm(this.bundles, { recursive: true, force: true });
+    for (const name of await readdirIfAny(this.bundles)) {
+      if (leftover(name)) await removeTree(join(this.bundles, name));
+    }
+    // Only once empty: a live process's bundle keeps it (writeBundle retries a folder removed under it).
+    await rmdir(this.bundles).catch((e: unknown) => {
+      if (!['ENOENT', 'ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
+    });
   }
 
   async run(config: RunConfig, rootfs: string, options: RunOptions): Promise<void> {
     if (options.signal?.aborted) throw new CancelledError();
-    const id = PREFIX + randomBytes(8).toString('hex');
+    const id = `${PREFIX}${ownerToken()}-${randomBytes(8).toString('hex')}`;
     const paths = bundlePaths(join(this.bundles, id), config.secrets.length);
     const oci = ociConfig(config, { rootfs: resolve(rootfs), ...paths, fastSync: this.options.fastSync ?? false, arch: process.arch });
     const created = await missingMountpoints(oci.root.path, oci.mounts.map((m) => m.destination));
@@ -129,30 +152,68 @@ export class RuncSandbox implements Sandbox {
 
   /**
    * `delete -f`, which fails when the `run` that started the container (an orphan, after
-   * a crash) removes it first: what counts is that it is gone.
+   * a crash) or another process cleaning up removes it first: what counts is that it is
+   * gone. A dead process's container whose state the runtime cannot read (it died while
+   * creating it) is removed as a directory.
    */
-  private async remove(id: string): Promise<void> {
+  private async remove(id: string, leftover = false): Promise<void> {
+    const state = join(this.stateDir, id);
     for (let attempt = 1; ; attempt++) {
       const { exitCode, stderr } = await this.runtime(['delete', '-f', id], false);
-      if (exitCode === 0 || !(await this.containers()).includes(id)) return;
-      if (attempt === 20) throw new Error(`${this.kind} cannot remove the container ${id}: ${stderr}`);
+      if (exitCode === 0 || !(await exists(state))) return;
+      if (attempt === 20) {
+        if (leftover) return removeTree(state);
+        throw new Error(`${this.kind} cannot remove the container ${id}: ${stderr}`);
+      }
       await sleep(100);
     }
   }
 
   /**
-   * The containers in our state dir. The runtime keeps one directory per container there,
-   * so an empty state dir (the usual case) answers without starting a process.
+   * The containers in our state dir: the runtime keeps one directory per container there,
+   * named by its ID. Read directly rather than through `runc list`, which starts a
+   * process and fails outright when another process removes a container during the listing.
    */
   private async containers(): Promise<string[]> {
-    if ((await readdir(this.stateDir)).length === 0) return [];
-    const { stdout } = await this.runtime(['list', '-q']);
-    return stdout.split('\n').filter(Boolean);
+    return readdirIfAny(this.stateDir);
   }
 
   private async runtime(args: readonly string[], reject = true) {
     // Loaded on first use: importing execa costs every `cairn` start ~100 ms.
     const { execa } = await import('execa');
     return execa(this.options.runtime, ['--root', this.stateDir, ...args], { stdin: 'ignore', reject });
+  }
+}
+
+async function readdirIfAny(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
+  }
+}
+
+/** `rm -rf` that another process removing the same tree at once cannot make fail. */
+async function removeTree(path: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await rm(path, { recursive: true, force: true });
+      return;
+    } catch (e) {
+      // ENOTEMPTY: the other remover's half-done directory; gone by the next try.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY' || attempt === 10) throw e;
+      await sleep(20);
+    }
   }
 }

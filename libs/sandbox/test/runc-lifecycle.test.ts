@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -66,6 +66,40 @@ describe.each(RUNTIMES)('%s: cancellation and crashes', (runtime) => {
     expect(existsSync(`${s.stateDir}.bundles`)).toBe(false);
     // The runtime process the worker started goes too, once its container is gone.
     await waitFor(async () => !(await execa('ps', ['-eo', 'args'])).stdout.includes(leftover!), 'the orphaned runtime to exit', 5_000);
+  });
+
+  it('init() in another process leaves a live worker\'s container and bundle alone', async () => {
+    const s = await scratch(runtime);
+    const worker = execa('node', ['--import', 'tsx', FIXTURE, runtime, s.stateDir, s.rootfs], { reject: false });
+    let output = '';
+    worker.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    try {
+      await waitFor(() => output.includes('started'), 'the worker to start its step');
+      const [running] = await s.containers();
+      await s.sandbox.init();
+      expect(await s.containers()).toEqual([running]);
+      expect(existsSync(join(`${s.stateDir}.bundles`, running!, 'secret-0'))).toBe(true);
+      expect(() => process.kill(worker.pid!, 0)).not.toThrow();
+    } finally {
+      worker.kill('SIGKILL');
+      await worker;
+    }
+    await s.sandbox.init();
+    expect(await s.containers()).toEqual([]);
+  });
+
+  it('init() takes a bundle whose pid is alive but started later (a reused pid) for a leftover', async () => {
+    const s = await scratch(runtime);
+    const stat = (await readFile('/proc/self/stat', 'utf8')).split(') ')[1]!.split(' ');
+    const start = Number(stat[19]);
+    const bundles = `${s.stateDir}.bundles`;
+    const reused = join(bundles, `cairn-${process.pid}.${start + 1}-0123456789abcdef`);
+    const mine = join(bundles, `cairn-${process.pid}.${start}-0123456789abcdef`);
+    for (const dir of [reused, mine]) await mkdir(dir, { recursive: true });
+    await s.sandbox.init();
+    expect(existsSync(reused)).toBe(false);
+    expect(existsSync(mine)).toBe(true);
+    await rm(mine, { recursive: true });
   });
 
   it('init() leaves containers that are not Cairn\'s alone', async () => {
