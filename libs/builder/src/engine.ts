@@ -9,9 +9,10 @@ import { CancelledError, type Sandbox, type Secret } from '@cairn/sandbox';
 import { atom, list, oneLine, printOp, ROOT_UNIX, toMachine, type CopyOp, type RunOp, type Spec } from '@cairn/spec';
 import type { CacheView, Store } from '@cairn/store';
 import { heading, note, type Logger, type StepEvent } from './log.js';
-import { MetadataDb } from './metadata-db.js';
+import { MetadataDb, type LockHolder } from './metadata-db.js';
 import { SecretMasker } from './secret-mask.js';
 import { SharedSteps } from './shared-steps.js';
+import { Leases, lockStep, pidOf } from './store-claims.js';
 import { replayLog, StepLog } from './step-log.js';
 
 /**
@@ -48,17 +49,26 @@ export class BuildError extends Error {
   override readonly name = 'BuildError';
 }
 
+/** A snapshot that a running build (in this process or another) stands on cannot be deleted. */
+export class SnapshotInUseError extends BuildError {
+  constructor(id: string, owner: string) {
+    super(`snapshot ${id} is in use by a running build (process ${pidOf(owner)})`);
+  }
+}
+
 const HOSTNAME = 'builder';
 
 export class Builder {
-  private readonly steps = new SharedSteps();
-  /** Snapshots that running builds stand on, counted: prune must not touch them. */
-  private readonly inUse = new Map<string, number>();
+  private readonly steps = new SharedSteps<'built' | 'published elsewhere'>();
+  /** Snapshots that running builds stand on, leased in the DB: no process prunes them. */
+  private readonly leases: Leases;
 
   private constructor(
     private readonly options: BuilderOptions,
     private readonly db: MetadataDb,
-  ) {}
+  ) {
+    this.leases = new Leases(db);
+  }
 
   /** Opens the store, sandbox and database, cleaning up after any crash. */
   static async open(options: BuilderOptions): Promise<Builder> {
@@ -81,17 +91,13 @@ export class Builder {
     const held: string[] = [];
     const hold = (id: string) => {
       held.push(id);
-      this.inUse.set(id, (this.inUse.get(id) ?? 0) + 1);
+      this.leases.take(id);
     };
     try {
       return await this.buildStage(spec, '', new Map(), options, hold);
     } finally {
       this.db.flush();
-      for (const id of held) {
-        const n = (this.inUse.get(id) ?? 1) - 1;
-        if (n === 0) this.inUse.delete(id);
-        else this.inUse.set(id, n);
-      }
+      this.leases.release(held);
     }
   }
 
@@ -235,6 +241,7 @@ export class Builder {
   ): Promise<void> {
     hold(id);
     options.signal?.throwIfAborted();
+    await this.leases.ready(id, options.signal);
     const started = Date.now();
     const done = (cached: boolean) => options.onStep?.({ id, op: what, stage, cached, ms: Date.now() - started });
     if (await this.store.exists(id)) {
@@ -242,26 +249,34 @@ export class Builder {
       done(true);
       return;
     }
-    await this.steps.run(id, options.signal, async (signal, publishLog) => {
-      // A build that finished between our check and now needs no second run.
-      if (await this.store.exists(id)) return;
+    const outcome = await this.steps.run(id, options.signal, async (signal, publishLog) => {
+      // One process runs a step; the others sharing the store wait and take its result.
+      const waiting = (holder: LockHolder) => options.log(note(`---> waiting for process ${pidOf(holder.owner)}, which is running this step`));
+      if (!(await lockStep(this.db, this.store, id, signal, waiting))) return 'published elsewhere';
       try {
-        await this.store.build(parent, id, async (dir) => {
-          const log = await StepLog.create(join(dir, 'log'));
-          publishLog(log);
-          try {
-            await work(dir, log, signal);
-          } finally {
-            await log.finish();
-          }
-        });
-      } catch (e) {
-        // Another process sharing the store may have published the same step first.
-        if (await this.store.exists(id)) return;
-        if (signal.aborted) throw new CancelledError();
-        throw e;
+        // Published between the look and the lock.
+        if (await this.store.exists(id)) return 'published elsewhere';
+        try {
+          await this.store.build(parent, id, async (dir) => {
+            const log = await StepLog.create(join(dir, 'log'));
+            publishLog(log);
+            try {
+              await work(dir, log, signal);
+            } finally {
+              await log.finish();
+            }
+          });
+        } catch (e) {
+          // A process that does not take step locks (an older Cairn) may have published it first.
+          if (await this.store.exists(id)) return 'published elsewhere';
+          if (signal.aborted) throw new CancelledError();
+          throw e;
+        }
+        this.db.add(id, parent);
+        return 'built';
+      } finally {
+        this.db.unlock(id, this.leases.owner);
       }
-      this.db.add(id, parent);
     }, async (log) => {
       for await (const chunk of log.tail()) {
         if (options.signal?.aborted) break;
@@ -271,6 +286,12 @@ export class Builder {
       if (e instanceof CancelledError || e instanceof BuildError) throw e;
       throw new BuildError(`${what} failed: ${e instanceof Error ? e.message : String(e)}`);
     });
+    if (outcome === 'published elsewhere') {
+      // Its output is this build's output too, as on any cache hit.
+      await this.replay(id, options, masker);
+      done(true);
+      return;
+    }
     options.log(note(`---> saved as ${JSON.stringify(id)}`));
     done(false);
   }
@@ -286,27 +307,42 @@ export class Builder {
     options.log(note(`---> using ${JSON.stringify(id)} from cache`));
   }
 
-  /** Deletes a snapshot and everything built on it (children first). */
+  /**
+   * Deletes a snapshot and everything built on it (children first), unless a running
+   * build of any process stands on one of them (SnapshotInUseError).
+   */
   async delete(id: string, log: (line: string) => void = () => undefined): Promise<void> {
-    if (this.inUse.has(id)) throw new BuildError(`snapshot ${id} is in use by a running build`);
+    const user = this.db.leaseHolders(id)[0];
+    if (user !== undefined) throw new SnapshotInUseError(id, user);
     for (const child of this.db.children(id)) await this.delete(child, log);
-    await this.store.delete(id);
-    this.db.remove(id);
+    const blocker = this.db.tryLock(id, this.leases.owner, 'delete');
+    if (blocker !== undefined) throw new SnapshotInUseError(id, blocker.owner);
+    try {
+      await this.store.delete(id);
+      this.db.remove(id);
+    } finally {
+      this.db.unlock(id, this.leases.owner);
+    }
     log(`removed ${id}`);
   }
 
   /**
    * Deletes up to `limit` snapshots last used before `before` (ms since the epoch),
    * least recently used leaves first. Deleting a leaf can make its parent a leaf, so the
-   * choice is made afresh after each deletion. Snapshots of running builds are kept.
+   * choice is made afresh after each deletion. Snapshots that running builds of any
+   * process stand on (leases) or are building or deleting (locks) are kept.
    */
   async prune(before: number, limit: number, log: (line: string) => void = () => undefined): Promise<string[]> {
     const removed: string[] = [];
     while (removed.length < limit) {
-      const leaf = this.db.oldestLeaf(before, new Set(this.inUse.keys()));
+      const leaf = this.db.lockOldestLeaf(before, this.leases.owner);
       if (!leaf) break;
-      await this.store.delete(leaf.id);
-      this.db.remove(leaf.id);
+      try {
+        await this.store.delete(leaf.id);
+        this.db.remove(leaf.id);
+      } finally {
+        this.db.unlock(leaf.id, this.leases.owner);
+      }
       removed.push(leaf.id);
       log(`removed ${leaf.id} (last used ${new Date(leaf.used).toISOString()})`);
     }
@@ -334,6 +370,9 @@ export class Builder {
       throw e;
     }
     if (!Buffer.concat(output).toString().includes('healthcheck')) throw new BuildError('healthcheck step printed nothing');
-    await this.delete(id);
+    // Another process's build may stand on the same result (two healthchecks at once): it stays for them.
+    await this.delete(id).catch((e: unknown) => {
+      if (!(e instanceof SnapshotInUseError)) throw e;
+    });
   }
 }

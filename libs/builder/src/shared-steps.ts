@@ -7,10 +7,11 @@ import type { StepLog } from './step-log.js';
  * Every requester of a running step joins it and tails its log from the first byte. A
  * requester may cancel: it is answered at once with CancelledError, but the step itself
  * is killed only when every requester has cancelled. A request arriving while a step is
- * being cancelled waits for it to settle and then runs the step afresh.
+ * being cancelled waits for it to settle and then runs the step afresh. Every requester
+ * gets what the work resolved to.
  */
-export class SharedSteps {
-  private readonly jobs = new Map<string, Job>();
+export class SharedSteps<T = void> {
+  private readonly jobs = new Map<string, Job<T>>();
 
   /**
    * Runs `work` for `key` unless it is already running, in which case this joins it.
@@ -19,9 +20,9 @@ export class SharedSteps {
   async run(
     key: string,
     signal: AbortSignal | undefined,
-    work: (signal: AbortSignal, publishLog: (log: StepLog) => void) => Promise<void>,
+    work: (signal: AbortSignal, publishLog: (log: StepLog) => void) => Promise<T>,
     onLog: (log: StepLog) => Promise<void>,
-  ): Promise<void> {
+  ): Promise<T> {
     for (;;) {
       signal?.throwIfAborted();
       const existing = this.jobs.get(key);
@@ -39,11 +40,11 @@ export class SharedSteps {
     return this.jobs.size;
   }
 
-  private start(key: string, work: (signal: AbortSignal, publishLog: (log: StepLog) => void) => Promise<void>): Job {
+  private start(key: string, work: (signal: AbortSignal, publishLog: (log: StepLog) => void) => Promise<T>): Job<T> {
     const controller = new AbortController();
     let publish!: (log: StepLog) => void;
     const logReady = new Promise<StepLog>((resolve) => (publish = resolve));
-    const job: Job = { controller, requesters: 0, cancelling: false, logReady, done: Promise.resolve() };
+    const job = { controller, requesters: 0, cancelling: false, logReady } as Job<T>;
     let log: StepLog | undefined;
     const publishLog = (l: StepLog) => {
       // Held until the job is over, so that a requester joining late can still read it.
@@ -61,7 +62,7 @@ export class SharedSteps {
     return job;
   }
 
-  private async follow(job: Job, signal: AbortSignal | undefined, onLog: (log: StepLog) => Promise<void>): Promise<void> {
+  private async follow(job: Job<T>, signal: AbortSignal | undefined, onLog: (log: StepLog) => Promise<void>): Promise<T> {
     job.requesters++;
     let left = false;
     const leave = () => {
@@ -86,14 +87,14 @@ export class SharedSteps {
     const logged = Promise.race([job.logReady, job.done.then(() => undefined, () => undefined)])
       .then((log) => (log ? onLog(log) : undefined));
     // The whole log first, then the outcome: a failing step's last words are in its log.
-    await Promise.race([logged.then(() => job.done), cancelled]);
+    return Promise.race([logged.then(() => job.done), cancelled]);
   }
 }
 
-interface Job {
+interface Job<T> {
   readonly controller: AbortController;
   requesters: number;
   cancelling: boolean;
   readonly logReady: Promise<StepLog>;
-  done: Promise<void>;
+  done: Promise<T>;
 }

@@ -1,0 +1,120 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CancelledError } from '@cairn/sandbox';
+import { ownerToken, parseOwner, type Store } from '@cairn/store';
+import type { LockHolder, MetadataDb } from './metadata-db.js';
+
+/**
+ * What one process claims on a store that others share (docs/engine.md, "Many processes
+ * on one store"): leases on the snapshots its builds stand on, and the lock on a step it
+ * runs. Both live in the metadata DB under this process's owner token.
+ */
+
+/** Waits between looks at another process's lock: short at first, for short steps. */
+const FIRST_WAIT_MS = 20;
+const LONGEST_WAIT_MS = 250;
+
+/**
+ * Leases, counted within the process: the DB holds one row per snapshot while any build
+ * here stands on it, written when the first takes it and removed when the last lets go.
+ */
+export class Leases {
+  private readonly held = new Map<string, { count: number; ready: Promise<void> }>();
+  readonly owner = ownerToken();
+
+  constructor(private readonly db: MetadataDb) {}
+
+  /**
+   * Takes a lease now (a deletion cannot start after this); `ready` then waits for a
+   * deletion that had already started.
+   */
+  take(id: string): void {
+    const lease = this.held.get(id);
+    if (lease !== undefined) {
+      lease.count++;
+      return;
+    }
+    const deleter = this.db.lease(id, this.owner);
+    const ready = deleter === undefined ? Promise.resolve() : this.whileLocked(id, 'delete');
+    ready.catch(() => undefined);
+    this.held.set(id, { count: 1, ready });
+  }
+
+  /** Resolves once no live process is deleting `id` (then it is either whole or gone). */
+  async ready(id: string, signal: AbortSignal | undefined): Promise<void> {
+    const lease = this.held.get(id);
+    if (lease === undefined) return;
+    await abortable(lease.ready, signal);
+  }
+
+  release(ids: readonly string[]): void {
+    const free: string[] = [];
+    for (const id of ids) {
+      const lease = this.held.get(id);
+      if (lease === undefined) continue;
+      if (--lease.count === 0) {
+        this.held.delete(id);
+        free.push(id);
+      }
+    }
+    this.db.releaseLeases(free, this.owner);
+  }
+
+  has(id: string): boolean {
+    return this.held.has(id);
+  }
+
+  private async whileLocked(id: string, purpose: LockHolder['purpose']): Promise<void> {
+    for (let wait = FIRST_WAIT_MS; this.db.lockHolder(id)?.purpose === purpose; wait = Math.min(2 * wait, LONGEST_WAIT_MS)) {
+      await sleep(wait);
+    }
+  }
+}
+
+/**
+ * Takes the lock on step `id` so that one process builds it, or waits until another
+ * process that holds it lets go. Resolves to true once the lock is this process's (the
+ * caller builds, then calls `db.unlock`), or false once the step is published, by
+ * whichever process. A holder that dies lets the next waiter in.
+ */
+export async function lockStep(
+  db: MetadataDb,
+  store: Store,
+  id: string,
+  signal: AbortSignal,
+  onWait: (holder: LockHolder) => void,
+): Promise<boolean> {
+  const owner = ownerToken();
+  let told = false;
+  for (let wait = FIRST_WAIT_MS; ; wait = Math.min(2 * wait, LONGEST_WAIT_MS)) {
+    if (signal.aborted) throw new CancelledError();
+    if (await store.exists(id)) return false;
+    // A look before the write: waiters poll, and most looks find the holder still there.
+    const holder = db.lockHolder(id) ?? db.tryLock(id, owner, 'build');
+    if (holder === undefined) return true;
+    if (!told && holder.purpose === 'build') {
+      told = true;
+      onWait(holder);
+    }
+    await abortable(sleep(wait), signal);
+  }
+}
+
+/** The pid in an owner token, for messages. */
+export function pidOf(owner: string): string {
+  return String(parseOwner(owner)?.pid ?? owner);
+}
+
+async function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return promise;
+  if (signal.aborted) throw new CancelledError();
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new CancelledError());
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([promise, aborted]);
+  } finally {
+    signal.removeEventListener('abort', onAbort!);
+  }
+}
