@@ -78,7 +78,7 @@ async function setup(platform: Platform, rules: readonly ShimRule[]) {
   /** The pool's commands, the dataset as DS and its temps as T-<label>, step IDs as BASE and STEP. */
   const ids: string[] = [];
   const zfsLog = async () => {
-    const lines = (await pool.takeLog()).map((l) => l.replaceAll(dataset, 'DS').replaceAll(/\b\d+-\d+-/g, 'T-'));
+    const lines = (await pool.takeLog()).map((l) => l.replaceAll(dataset, 'DS').replaceAll(/\b\d+(?:\.\d+)?-\d+-/g, 'T-'));
     // The first ID ever seen is the base image's, the next the echo step's.
     for (const id of lines.flatMap((l) => l.match(/[0-9a-f]{64}/g) ?? [])) if (!ids.includes(id)) ids.push(id);
     return lines.map((l) => ids.reduce((text, id, i) => text.replaceAll(id, i === 0 ? 'BASE' : 'STEP'), l));
@@ -86,7 +86,7 @@ async function setup(platform: Platform, rules: readonly ShimRule[]) {
   const sandboxLog = async () => {
     const lines = (await shims.calls()).map(line);
     const id = /name=(cairn-[0-9a-f]{16})/.exec(lines.join('\n'))?.[1];
-    return lines.map((l) => (id ? l.replaceAll(id, 'ID') : l).replaceAll(`/${dataset}`, '$MNT').replaceAll(/\b\d+-\d+-[0-9a-f]{64}/g, 'T-STEP'));
+    return lines.map((l) => (id ? l.replaceAll(id, 'ID') : l).replaceAll(`/${dataset}`, '$MNT').replaceAll(/\b\d+(?:\.\d+)?-\d+-[0-9a-f]{64}/g, 'T-STEP'));
   };
   return { run, zfsLog, sandboxLog, setRules: (r: readonly ShimRule[]) => shims.setRules([...r, { cmd: 'dscl', stdout: 'UniqueID: 1001\n' }]) };
 }

@@ -85,9 +85,10 @@ export async function lockStep(
 ): Promise<boolean> {
   const owner = ownerToken();
   let told = false;
+  // The caller has just looked in the store (and looks again once it holds the lock), so
+  // the store is asked here only after a wait.
   for (let wait = FIRST_WAIT_MS; ; wait = Math.min(2 * wait, LONGEST_WAIT_MS)) {
     if (signal.aborted) throw new CancelledError();
-    if (await store.exists(id)) return false;
     // A look before the write: waiters poll, and most looks find the holder still there.
     const holder = db.lockHolder(id) ?? db.tryLock(id, owner, 'build');
     if (holder === undefined) return true;
@@ -96,6 +97,7 @@ export async function lockStep(
       onWait(holder);
     }
     await abortable(sleep(wait), signal);
+    if (await store.exists(id)) return false;
   }
 }
 

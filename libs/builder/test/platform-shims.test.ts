@@ -63,7 +63,7 @@ async function setup(platform: Platform, rules: readonly ShimRule[] = []) {
     seen += calls.length;
     const lines = calls.map(line);
     const id = /name=(cairn-[0-9a-f]{16})/.exec(lines.join('\n'))?.[1];
-    return lines.map((l) => (id ? l.replaceAll(id, 'ID') : l).replaceAll(pool.mountRoot, '$MNT').replace(/\b\d+-\d+-/g, 'T-'));
+    return lines.map((l) => (id ? l.replaceAll(id, 'ID') : l).replaceAll(pool.mountRoot, '$MNT').replace(/\b\d+(?:\.\d+)?-\d+-/g, 'T-'));
   };
   /** Builds `ops` on the base image; `onOutput` sees the step's output. */
   const build = (ops: string, options: { signal?: AbortSignal; onOutput?: () => void } = {}) =>

@@ -114,7 +114,7 @@ export class ShimmedPool {
 export function normalize(this: ShimmedPool, line: string): string {
   return line
     .replaceAll(this.mountRoot, '$MNT')
-    .replaceAll(new RegExp(`\\b${process.pid}-(\\d+)-`, 'g'), 'T-')
+    .replaceAll(new RegExp(`\\b${process.pid}(?:\\.\\d+)?-(\\d+)-`, 'g'), 'T-')
     .replaceAll(/@old-\d+/g, '@old-G');
 }
 
