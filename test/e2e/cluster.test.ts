@@ -226,6 +226,44 @@ describe('the cluster, end to end', () => {
     expect(await resultsFor(job)).toHaveLength(1);
   });
 
+  it('Ctrl-C during cairn submit --follow stops following, leaves the job running and says how to cancel it (exit 130)', async () => {
+    await writeFile(join(work, 'long.spec'), quick('interrupted', '(run (shell "echo long-started; sleep 30"))'));
+    const r = await c.cli(['submit', '--pool', POOL, '-f', join(work, 'long.spec'), '--follow'], { client: 'erin', interruptWhen: /long-started/ });
+    expect(r.code).toBe(130);
+    const job = /cairn cancel (j-\S+)/.exec(r.stderr)?.[1];
+    expect(r.stderr).toContain(`cairn logs ${job} --follow`);
+    expect(r.stderr).not.toMatch(/Error|at .*\.js/);
+    expect((await status('erin', job!)).state).toBe('running');
+    // The hint works: following again prints the log from the start; cancelling ends it.
+    expect((await c.cli(['logs', job!], { client: 'erin' })).stdout).toContain('long-started');
+    expect((await c.cli(['cancel', job!], { client: 'erin' })).code).toBe(0);
+    expect((await finished('erin', job!, 30_000)).state).toBe('cancelled');
+  });
+
+  it('Ctrl-C during cairn submit --follow --cancel-on-interrupt cancels the job; cairn logs --follow stops on Ctrl-C too', async () => {
+    await writeFile(join(work, 'long2.spec'), quick('cancel-on-interrupt', '(run (shell "echo long2-started; sleep 30"))'));
+    const submitted = await c.cli(['submit', '--pool', POOL, '-f', join(work, 'long2.spec'), '--follow', '--json'], { client: 'erin', interruptWhen: /long2-started/ });
+    expect(submitted.code).toBe(130);
+    const { job, state } = JSON.parse(submitted.stdout) as { job: string; state: string };
+    expect(state).toBe('interrupted');
+    const logs = await c.cli(['logs', job, '--follow', '--cancel-on-interrupt'], { client: 'erin', interruptWhen: /long2-started/ });
+    // `logs` has no --cancel-on-interrupt: a usage error, the job untouched.
+    expect(logs.code).toBe(2);
+    const follow = await c.cli(['logs', job, '--follow'], { client: 'erin', interruptWhen: /long2-started/ });
+    expect(follow.code).toBe(130);
+    expect(follow.stderr).toContain(`cairn cancel ${job}`);
+    expect((await status('erin', job)).state).toBe('running');
+    await c.cli(['cancel', job], { client: 'erin' });
+    expect((await finished('erin', job, 30_000)).state).toBe('cancelled');
+
+    await writeFile(join(work, 'long3.spec'), quick('cancel-on-interrupt-3', '(run (shell "echo long3-started; sleep 30"))'));
+    const cancelled = await c.cli(['submit', '--pool', POOL, '-f', join(work, 'long3.spec'), '--follow', '--cancel-on-interrupt'], { client: 'erin', interruptWhen: /long3-started/ });
+    expect(cancelled.code).toBe(130);
+    const job3 = /interrupted: (j-\S+)/.exec(cancelled.stderr)?.[1] ?? /cancel of (j-\S+)/.exec(cancelled.stderr)?.[1];
+    expect(job3).toMatch(/^j-/);
+    expect((await finished('erin', job3!, 30_000)).state).toBe('cancelled');
+  });
+
   it('cairn cancel stops a running job and cairn status says so', async () => {
     const job = await submit('erin', quick('to-cancel', '(run (shell "sleep 30"))'));
     for (;;) {

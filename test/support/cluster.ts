@@ -42,7 +42,8 @@ export interface Cluster {
   readonly compiler: ServiceProcess;
   readonly workers: ServiceProcess[];
   /** Runs the built `cairn` command against the cluster. */
-  cli(args: readonly string[], options?: { client?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** Runs `cairn`; `interruptWhen` sends it SIGINT (Ctrl-C) once its output matches. */
+  cli(args: readonly string[], options?: { client?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; interruptWhen?: RegExp }): Promise<{ code: number | null; stdout: string; stderr: string }>;
   /** Ends a process (SIGKILL for kill -9) and waits for it. */
   stopProcess(p: ServiceProcess, signal?: NodeJS.Signals): Promise<void>;
   /** Starts a stopped service process again with the same settings. */
@@ -171,8 +172,21 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         });
         let stdout = '';
         let stderr = '';
-        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        let interrupted = false;
+        const watch = () => {
+          if (!interrupted && opts.interruptWhen?.test(stdout + stderr)) {
+            interrupted = true;
+            child.kill('SIGINT');
+          }
+        };
+        child.stdout.on('data', (d: Buffer) => {
+          stdout += d.toString();
+          watch();
+        });
+        child.stderr.on('data', (d: Buffer) => {
+          stderr += d.toString();
+          watch();
+        });
         const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
         child.on('close', (code) => {
           clearTimeout(timer);

@@ -4,16 +4,15 @@ import { basename } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { JobState, JobStatus, Submitted } from '@cairn/contracts';
-import { planSpec } from '@cairn/hashing';
-import { UserError } from '../cli-error.js';
+import { planSpec, secretDigest } from '@cairn/hashing';
+import { EXIT, UserError } from '../cli-error.js';
 import { collect, readInput, type Io } from '../io.js';
 import type { ClusterFlags } from '../cluster/connection.js';
 import { parseSpecText } from '../read-spec.js';
 import { planFailure } from './plan.js';
 
-/** Exit codes of the cluster commands, beyond EXIT: the cluster could not be reached. */
-export const EXIT_UNAVAILABLE = 3;
-const EXIT_OF: Record<JobState, number> = { succeeded: 0, failed: 1, cancelled: 130, queued: 0, assigned: 0, running: 0 };
+/** How a followed job's end becomes the exit status. */
+const EXIT_OF: Record<JobState, number> = { succeeded: EXIT.ok, failed: EXIT.userError, cancelled: EXIT.interrupted, queued: EXIT.ok, assigned: EXIT.ok, running: EXIT.ok };
 
 export const clusterOptions = (cmd: Command) =>
   cmd
@@ -31,7 +30,7 @@ export async function withCluster(flags: ClusterFlags, setExit: (code: number) =
   } catch (e) {
     if (e instanceof UnavailableError) {
       io.err(`cairn: ${e.message}\n`);
-      setExit(EXIT_UNAVAILABLE);
+      setExit(EXIT.unavailable);
       return;
     }
     throw e;
@@ -40,16 +39,47 @@ export async function withCluster(flags: ClusterFlags, setExit: (code: number) =
   }
 }
 
-async function printLog(io: Io, nc: NatsConnection, client: string, job: string, follow: boolean, toStderr: boolean): Promise<JobState | undefined> {
+/**
+ * Prints a job's log; with `follow`, until the job ends or the user presses Ctrl-C.
+ * Ctrl-C stops following, not the job (it is the cluster's now): the user is told how to
+ * cancel it or follow it again, unless `cancelOnInterrupt` asks for the job to go too.
+ */
+async function printLog(io: Io, nc: NatsConnection, client: string, job: string, opts: { follow: boolean; toStderr: boolean; cancelOnInterrupt?: boolean }): Promise<JobState | 'interrupted' | undefined> {
   const { followLog } = await import('../cluster/follow-log.js');
-  const log = followLog(nc, client, job, follow);
-  for (;;) {
-    const next = await log.next();
-    if (next.done) return next.value;
-    if (toStderr) io.err(next.value.text);
-    else io.out(next.value.text);
+  const log = followLog(nc, client, job, opts.follow);
+  let interrupted!: () => void;
+  const interrupt = new Promise<'interrupted'>((resolve) => (interrupted = () => resolve('interrupted')));
+  if (opts.follow) {
+    process.once('SIGINT', interrupted);
+    process.once('SIGTERM', interrupted);
   }
+  try {
+    for (;;) {
+      const next = await Promise.race([log.next(), interrupt]);
+      if (next === 'interrupted') break;
+      if (next.done) return next.value;
+      if (opts.toStderr) io.err(next.value.text);
+      else io.out(next.value.text);
+    }
+  } finally {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
+  }
+  // The generator may be waiting for a chunk; it unsubscribes when the connection closes.
+  void log.return(undefined);
+  if (opts.cancelOnInterrupt) {
+    const { request } = await import('../cluster/connection.js');
+    const { subjects } = await import('@cairn/contracts');
+    const status = await request<JobStatus>(nc, subjects.client(client, 'cancel'), { job });
+    io.err(`\ncairn: interrupted: ${status.state === 'cancelled' ? `${job} cancelled` : `cancel of ${job} sent to ${status.worker ?? 'its worker'}`}\n`);
+  } else {
+    io.err(`\ncairn: stopped following ${job}; it keeps running on the cluster.\n  cancel it:     cairn cancel ${job}\n  follow again:  cairn logs ${job} --follow\n`);
+  }
+  return 'interrupted';
 }
+
+/** The exit status of a followed job; Ctrl-C is 130 like a cancelled job. */
+const exitOf = (end: JobState | 'interrupted') => (end === 'interrupted' ? EXIT.interrupted : EXIT_OF[end]);
 
 interface SubmitOpts extends ClusterFlags {
   pool: string;
@@ -63,6 +93,7 @@ interface SubmitOpts extends ClusterFlags {
   cacheHint?: string;
   idempotencyKey?: string;
   follow?: boolean;
+  cancelOnInterrupt?: boolean;
   json?: boolean;
 }
 
@@ -87,17 +118,19 @@ the job. Prints the job ID; with --follow, streams the log until the job ends.`)
       .option('--timeout <seconds>', 'fail the job after this long', '3600')
       .option('--cache-hint <hint>', 'jobs with the same hint go to the same worker (default: computed from the spec)')
       .option('--idempotency-key <key>', 'submitting again with the same key (a retried CI step) returns the first job instead of queueing another; default: one per invocation, so retries within it are safe')
-      .option('--follow', 'stream the log and exit with the job: 0 succeeded, 1 failed, 130 cancelled')
+      .option('--follow', 'stream the log and exit with the job: 0 succeeded, 1 failed, 130 cancelled; Ctrl-C stops following (the job keeps running) and says how to cancel it')
+      .option('--cancel-on-interrupt', 'with --follow: Ctrl-C cancels the job too')
       .option('--json', 'print {"job", "cacheHint", "steps"} ("repeated": true when the idempotency key had made the job; "state" with --follow; the log goes to stderr)'),
   )
     .addHelpText('after', `
 Exit status: 0 submitted (or succeeded, with --follow); 1 rejected (bad spec, unknown pool,
 missing secret file, or a step that cairn plan says would fail: nothing is sent then) or
 the build failed; 2 usage error; 3 the cluster could not be reached;
-130 the job was cancelled.
+130 the job was cancelled, or Ctrl-C stopped --follow.
 
 Examples:
   cairn submit --pool linux-x86_64 -f examples/hello.spec examples/hello --follow
+  cairn submit --pool linux-x86_64 -f examples/hello.spec examples/hello --follow --cancel-on-interrupt
   cairn submit --pool linux-x86_64 -f Dockerfile . --output /usr/local/bin/app --json | jq -r .job
   cairn submit --pool linux-x86_64 -f build.spec . --secret npmrc:$HOME/.npmrc --urgent
   cairn submit --pool linux-x86_64 -f build.spec . --idempotency-key "ci-$PIPELINE_ID-build"   # a re-run CI step finds its job`)
@@ -123,7 +156,7 @@ Examples:
       const spec = parseSpecText(specText, opts.file, format);
       const plan = await planSpec(spec, {
         ...(context === undefined ? {} : { contextDir: context }),
-        secrets: new Map(secrets.map((s) => [s.id, 'given'])),
+        secrets: new Map(secrets.map((s) => [s.id, secretDigest('stand-in', s.id)])),
       });
       const failure = planFailure(plan, opts.file);
       if (failure !== undefined) throw new UserError(failure);
@@ -150,14 +183,15 @@ Examples:
         });
         if (!opts.json && submitted.repeated) io.err(`already submitted with idempotency key ${opts.idempotencyKey}: ${submitted.job} (nothing new queued)\n`);
         else if (!opts.json) io.err(`submitted ${submitted.job} to ${opts.pool} (${submitted.steps} steps${context_ ? `, context ${context_.digest.slice(0, 19)}… ${context_.uploaded ? 'uploaded' : 'already stored'}` : ''})\n`);
-        let state: JobState | undefined;
-        if (opts.follow) {
-          state = await printLog(io, nc, client, submitted.job, true, opts.json ?? false);
-          if (state) setExit(EXIT_OF[state]);
+        if (!opts.follow) {
+          io.out(opts.json ? `${JSON.stringify(submitted)}\n` : `${submitted.job}\n`);
+          return;
         }
-        if (opts.json) io.out(`${JSON.stringify({ ...submitted, ...(state ? { state } : {}) })}\n`);
-        else if (!opts.follow) io.out(`${submitted.job}\n`);
-        else io.err(`${submitted.job} ${state ?? 'unknown'}\n`);
+        const end = await printLog(io, nc, client, submitted.job, { follow: true, toStderr: opts.json ?? false, cancelOnInterrupt: opts.cancelOnInterrupt ?? false });
+        if (end !== undefined) setExit(exitOf(end));
+        // "interrupted" in the JSON: the job's own state is not known when following stopped.
+        if (opts.json) io.out(`${JSON.stringify({ ...submitted, ...(end ? { state: end } : {}) })}\n`);
+        else if (end !== 'interrupted') io.err(`${submitted.job} ${end ?? 'unknown'}\n`);
       });
     });
 
@@ -169,14 +203,15 @@ Examples:
       .option('--follow', 'keep printing until the job ends; exit with its result'),
   )
     .addHelpText('after', `
-Exit status with --follow: 0 succeeded, 1 failed, 130 cancelled; 3 cluster unreachable.
+Exit status with --follow: 0 succeeded, 1 failed, 130 cancelled or Ctrl-C (which stops
+following, not the job); 3 cluster unreachable.
 
 Example:
   cairn logs j-m1abc2def3 --follow`)
     .action(async (job: string, opts: ClusterFlags & { follow?: boolean }) => {
       await withCluster(opts, setExit, io, async (nc, client) => {
-        const state = await printLog(io, nc, client, job, opts.follow ?? false, false);
-        if (opts.follow && state) setExit(EXIT_OF[state]);
+        const end = await printLog(io, nc, client, job, { follow: opts.follow ?? false, toStderr: false });
+        if (opts.follow && end) setExit(exitOf(end));
       });
     });
 

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { UserError } from '../cli-error.js';
+import { EXIT, UserError } from '../cli-error.js';
 import type { Io } from '../io.js';
 
 interface UpOpts {
@@ -13,9 +13,6 @@ interface UpOpts {
   readyTimeout: string;
   quiet?: boolean;
 }
-
-/** Exit status when NATS cannot be used (nothing answers, no JetStream), as for the other cluster commands. */
-const EXIT_UNAVAILABLE = 3;
 
 export function registerUp(program: Command, io: Io, setExit: (code: number) => void): void {
   program
@@ -117,7 +114,7 @@ Examples:
         } catch (e) {
           if (e instanceof UnavailableError) {
             io.err(`cairn up: ${e.message}\n`);
-            setExit(EXIT_UNAVAILABLE);
+            setExit(EXIT.unavailable); // NATS cannot be used (nothing answers, no JetStream)
             return;
           }
           throw e;
