@@ -13,6 +13,11 @@ export class UserError extends Error {
   override readonly name = 'UserError';
 }
 
+/** A malformed flag value the option parser cannot see (`--store nonsense`): exit 2, like commander's own. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
 /** The error as one readable line, or as JSON for scripts when --json was given. */
 export function describeError(e: unknown, json: boolean): string {
   if (json) {

@@ -1,5 +1,5 @@
 import { ConfigError, configFile, openConfiguredBuilder, readMachineConfig, type Builder, type EngineChoices, type MachineConfig } from '@cairn/builder';
-import { UserError } from './cli-error.js';
+import { UsageError, UserError } from './cli-error.js';
 
 export { BuildError } from '@cairn/builder';
 export { CancelledError } from '@cairn/sandbox';
@@ -25,6 +25,7 @@ async function asUserError<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
+    if (e instanceof ConfigError && e.badValue?.from === 'choice') throw new UsageError(`--${e.badValue.setting}: ${e.message}`);
     if (e instanceof ConfigError) throw new UserError(e.message);
     throw e;
   }

@@ -1,5 +1,5 @@
 import { Command, CommanderError, Help } from 'commander';
-import { describeError, EXIT, isUserError } from './cli-error.js';
+import { describeError, EXIT, isUserError, UsageError } from './cli-error.js';
 import { registerAdmin } from './commands/admin.js';
 import { registerBuild } from './commands/build.js';
 import { registerCompletion } from './commands/completion.js';
@@ -77,6 +77,7 @@ Run "cairn help COMMAND" for a command's options and examples.`);
     }
     const json = argv.includes('--json');
     io.err(`${json ? describeError(e, true) : red(describeError(e, false))}\n`);
+    if (e instanceof UsageError) return EXIT.usage;
     if (isUserError(e)) return EXIT.userError;
     throw e;
   }

@@ -182,6 +182,25 @@ describe('usage', () => {
     expect((await cairn(['dockerfile'])).code).toBe(2);
   });
 
+  it('a malformed --store, --fetcher or --sandbox is a usage error (exit 2) naming the flag; the same value from CAIRN_STORE is exit 1 naming the variable', async () => {
+    for (const args of [['df', '--store', 'nonsense'], ['df', '--store', 'btrfs:relative/path'], ['build', '-f', '-', '--store', 'btrfs:/tmp/x', '--sandbox', 'vm'], ['build', '-f', '-', '--store', 'btrfs:/tmp/x', '--fetcher', 'ftp']]) {
+      const r = await cairn(args, '((from busybox))');
+      const flag = args[args.length - 2]!;
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.err, args.join(' ')).toContain(`cairn: ${flag}: `);
+    }
+    const saved = process.env.CAIRN_STORE;
+    process.env.CAIRN_STORE = 'nonsense';
+    try {
+      const r = await cairn(['df']);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain('(from CAIRN_STORE)');
+    } finally {
+      if (saved === undefined) delete process.env.CAIRN_STORE;
+      else process.env.CAIRN_STORE = saved;
+    }
+  });
+
   it('runs as `npx cairn` from the repository root, with meaningful exit codes', () => {
     const npx = (args: string[], input = '') => spawnSync('npx', ['cairn', ...args], { cwd: REPO, input, encoding: 'utf8' });
     const ok = npx(['fmt', '-'], '((from base)(run (shell x)))');

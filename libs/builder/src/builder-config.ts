@@ -16,6 +16,16 @@ import { Builder } from './engine.js';
  */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
+  /**
+   * Set when the error is a malformed value of one setting (`--store nonsense`), as opposed
+   * to a machine that lacks something: the CLI reports the first as a usage error.
+   */
+  readonly badValue?: { readonly setting: keyof EngineChoices; readonly from: 'choice' | 'environment' | 'config file' };
+
+  constructor(message: string, badValue?: ConfigError['badValue']) {
+    super(message);
+    if (badValue) this.badValue = badValue;
+  }
 }
 
 export const DEFAULT_CONFIG_FILE = '/var/lib/cairn/cairn.json';
@@ -95,23 +105,26 @@ export async function openConfiguredBuilder(choices: EngineChoices, env: NodeJS.
   }
   const fetcherSpec = fetcherSpecOf(choices, config, env);
   const sandboxKind = choices.sandbox ?? choices.runtime ?? env.CAIRN_SANDBOX ?? env.CAIRN_RUNTIME ?? config.sandbox ?? config.runtime ?? 'runc';
-  const store = asConfigError(() => parseStoreSpec(storeSpec));
-  const fetcher = asConfigError(() => parseFetcherSpec(fetcherSpec));
-  const sandbox = asConfigError(() => createSandbox(sandboxKind as SandboxKind, {
+  const from = (choice: string | undefined, variable: string | undefined) => (choice !== undefined ? 'choice' : variable !== undefined ? 'environment' : 'config file');
+  const store = asConfigError({ setting: 'store', from: from(choices.store, env.CAIRN_STORE) }, () => parseStoreSpec(storeSpec));
+  const fetcher = asConfigError({ setting: 'fetcher', from: from(choices.fetcher, env.CAIRN_FETCHER) }, () => parseFetcherSpec(fetcherSpec));
+  const sandboxSetting = choices.sandbox === undefined && choices.runtime !== undefined ? 'runtime' : 'sandbox';
+  const sandbox = asConfigError({ setting: sandboxSetting, from: from(choices.sandbox ?? choices.runtime, env.CAIRN_SANDBOX ?? env.CAIRN_RUNTIME) }, () => createSandbox(sandboxKind as SandboxKind, {
     ...(config.macos ? { macos: config.macos } : {}),
     ...(config.jail ? { jail: config.jail } : {}),
-    // Per store: a sandbox's init() removes every container in its state dir.
+    // Per store: the containers of one store's builds, whichever process runs them.
     stateDir: join(config.stateDir ?? '/run/cairn', createHash('sha256').update(store.root).digest('hex').slice(0, 16)),
     fastSync: choices.fastSync ?? false,
   }));
   return Builder.open({ store, fetcher, sandbox, dbPath: join(store.hostDir, 'db.sqlite'), secretKey: await loadSecretKey(env) });
 }
 
-/** Driver-spec parsers throw plain errors for bad input; to the caller they are configuration errors. */
-function asConfigError<T>(fn: () => T): T {
+/** Driver-spec parsers throw plain errors for bad input; to the caller they are malformed settings. */
+function asConfigError<T>(badValue: NonNullable<ConfigError['badValue']>, fn: () => T): T {
   try {
     return fn();
   } catch (e) {
-    throw new ConfigError(e instanceof Error ? e.message : String(e));
+    const where = badValue.from === 'config file' ? ` (from ${configFile()})` : badValue.from === 'environment' ? ` (from CAIRN_${badValue.setting.toUpperCase()})` : '';
+    throw new ConfigError(`${e instanceof Error ? e.message : String(e)}${where}`, badValue);
   }
 }
