@@ -8,7 +8,8 @@ import { bundlePaths, writeBundle } from './bundle.js';
 import { missingMountpoints, removeMountpoints } from './mountpoints.js';
 import { ociConfig } from './oci-config.js';
 import { feed } from './step-process.js';
-import { CancelledError, StepFailedError, type RunConfig, type RunOptions, type Sandbox } from './sandbox.js';
+import { commandExists } from './command-lookup.js';
+import { CancelledError, CommandNotFoundError, StepFailedError, type RunConfig, type RunOptions, type Sandbox } from './sandbox.js';
 
 export interface RuncSandboxOptions {
   /** crun takes the same flags and config and starts faster; see RuncSandbox for its host setup. */
@@ -88,6 +89,12 @@ export class RuncSandbox implements Sandbox {
     try {
       await writeBundle(paths, oci, config);
       await this.runContainer(id, paths.dir, options);
+    } catch (e) {
+      const command = config.argv[0];
+      if (e instanceof StepFailedError && e.exitCode !== null && command !== undefined && !(await commandExists(oci.root.path, command, config.cwd, config.env))) {
+        throw new CommandNotFoundError(command, e.exitCode);
+      }
+      throw e;
     } finally {
       await removeMountpoints(created);
       await rm(paths.dir, { recursive: true, force: true });

@@ -60,6 +60,14 @@ export class StepFailedError extends Error {
   }
 }
 
+/** The step's command (its shell, usually) is not in its root filesystem. */
+export class CommandNotFoundError extends StepFailedError {
+  constructor(readonly command: string, exitCode: number | null) {
+    super(exitCode);
+    this.message = `not found: ${command} (in the step's root filesystem; is (shell ...) right for this image?)`;
+  }
+}
+
 export class CancelledError extends Error {
   override readonly name = 'CancelledError';
   constructor() {

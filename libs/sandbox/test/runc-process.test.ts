@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { StepFailedError } from '../src/index.js';
+import { symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CommandNotFoundError, StepFailedError } from '../src/index.js';
 import { RUNTIMES, scratch, stepConfig, USER } from './harness.js';
 
 describe.each(RUNTIMES)('%s: the step process', (runtime) => {
@@ -34,8 +36,26 @@ describe.each(RUNTIMES)('%s: the step process', (runtime) => {
   it('fails a command that cannot start and says why', async () => {
     const s = await scratch(runtime);
     const { output, error } = await s.attempt('', { argv: ['/no/such/program'] });
-    expect(error).toBeInstanceOf(StepFailedError);
+    expect(error).toBeInstanceOf(CommandNotFoundError);
+    expect((error as Error).message).toMatch(/^not found: \/no\/such\/program/);
     expect(output).toContain('/no/such/program');
+  });
+
+  it('says "not found" for a missing shell, looked up inside the rootfs (an absolute link does not reach the host), along PATH for a bare name', async () => {
+    const s = await scratch(runtime);
+    // /usr/bin/zsh exists on the host (tools/setup.sh installs it), not in the rootfs.
+    await symlink('/usr/bin/zsh', join(s.rootfs, 'bin', 'zsh'));
+    for (const argv of [['/bin/zsh', '-c', 'true'], ['zsh', '-c', 'true'], ['/bin/../../../usr/bin/zsh']]) {
+      const { error } = await s.attempt('', { argv });
+      expect(error, argv.join(' ')).toBeInstanceOf(CommandNotFoundError);
+      expect((error as Error).message, argv.join(' ')).toContain(`not found: ${argv[0]}`);
+    }
+    // Found (through a relative link, along PATH) and failing: its exit code, as before.
+    for (const argv of [['sh', '-c', 'exit 1'], ['/bin/sh', '-c', 'exit 1']]) {
+      const { error } = await s.attempt('', { argv });
+      expect(error, argv.join(' ')).not.toBeInstanceOf(CommandNotFoundError);
+      expect((error as StepFailedError).exitCode).toBe(1);
+    }
   });
 
   it('feeds stdin bytes, then EOF', async () => {
