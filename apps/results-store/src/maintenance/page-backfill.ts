@@ -63,6 +63,9 @@ export class PageBackfill {
   start(): void {
     if (this.parts.batch <= 0 || this.pass) return;
     const abort = (this.abort = new AbortController());
+    // Running from the moment it is started: a scrape before the first count must not read
+    // "running 0, remaining 0" as "done".
+    this.parts.metrics.backfillRunning.set(1);
     this.pass = this.run(abort.signal)
       .catch((e: unknown) => this.parts.logger.error(`page backfill stopped: ${message(e)}`))
       .finally(() => {
@@ -93,7 +96,6 @@ export class PageBackfill {
       metrics.backfillRemaining.set(0);
       return;
     }
-    metrics.backfillRunning.set(1);
     this.setRemaining(await queries.countBuilds(position.older));
     logger.log(`page backfill: ${position.older ? 'resuming' : 'starting'}, ${this.remaining} build(s) to go through`);
     const started = Date.now();
