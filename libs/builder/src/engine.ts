@@ -1,5 +1,5 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   applyContextOp, baseId, copyDestination, copyHashInput, CopyError, generateManifest, initialContext, ManifestError,
   runHashInput, runInputOf, secretDigest, sha256Hex, type BuildContext, type Manifest, type SecretInput, type TargetOs,
@@ -60,14 +60,14 @@ const HOSTNAME = 'builder';
 
 export class Builder {
   private readonly steps = new SharedSteps<'built' | 'published elsewhere'>();
-  /** Snapshots that running builds stand on, leased in the DB: no process prunes them. */
+  /** Snapshots that running builds stand on, leased: no process prunes or deletes them. */
   private readonly leases: Leases;
 
   private constructor(
     private readonly options: BuilderOptions,
     private readonly db: MetadataDb,
   ) {
-    this.leases = new Leases(db);
+    this.leases = new Leases(db, join(dirname(options.dbPath), 'leases'));
   }
 
   /** Opens the store, sandbox and database, cleaning up after any crash. */
@@ -80,6 +80,7 @@ export class Builder {
 
   close(): void {
     this.db.close();
+    this.leases.close();
   }
 
   get store(): Store {
@@ -312,10 +313,10 @@ export class Builder {
    * build of any process stands on one of them (SnapshotInUseError).
    */
   async delete(id: string, log: (line: string) => void = () => undefined): Promise<void> {
-    const user = this.db.leaseHolders(id)[0];
+    const user = this.leases.holderOf(id);
     if (user !== undefined) throw new SnapshotInUseError(id, user);
     for (const child of this.db.children(id)) await this.delete(child, log);
-    const blocker = this.db.tryLock(id, this.leases.owner, 'delete');
+    const blocker = this.leases.lockForDelete(id);
     if (blocker !== undefined) throw new SnapshotInUseError(id, blocker.owner);
     try {
       await this.store.delete(id);
@@ -335,7 +336,7 @@ export class Builder {
   async prune(before: number, limit: number, log: (line: string) => void = () => undefined): Promise<string[]> {
     const removed: string[] = [];
     while (removed.length < limit) {
-      const leaf = this.db.lockOldestLeaf(before, this.leases.owner);
+      const leaf = this.leases.lockOldestLeaf(before);
       if (!leaf) break;
       try {
         await this.store.delete(leaf.id);

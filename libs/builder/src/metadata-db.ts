@@ -9,10 +9,9 @@ import { ownerAlive } from '@cairn/store';
  *
  * It is also where those processes agree (docs/engine.md, "Many processes on one store"):
  *
- *   - `leases`: the snapshots a running build stands on, per owner process (`PID.START`,
- *     see ProcessOwner in @cairn/store); prune and delete leave them alone.
  *   - `step_locks`: at most one process builds a step (purpose `build`) or deletes a
- *     snapshot (`delete`) at a time.
+ *     snapshot (`delete`) at a time, per owner process (`PID.START`, see ProcessOwner in
+ *     @cairn/store). (Leases, taken on every step of every build, are files: lease-files.ts.)
  *
  * Rows of a dead owner count for nothing and are replaced or purged inside the very
  * transaction that finds them, so a crash never blocks anyone and two processes never
@@ -34,6 +33,9 @@ export interface SnapshotRecord {
   readonly childCount: number;
 }
 
+/** How stale `used` may be before a hit writes it again. */
+const USED_RESOLUTION_MS = 60_000;
+
 export class MetadataDb {
   private readonly db: DatabaseSync;
 
@@ -53,12 +55,6 @@ export class MetadataDb {
       );
       CREATE INDEX IF NOT EXISTS snapshots_lru ON snapshots (child_count, used);
       CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots (parent);
-      CREATE TABLE IF NOT EXISTS leases (
-        snapshot TEXT NOT NULL,
-        owner    TEXT NOT NULL,
-        taken    INTEGER NOT NULL,
-        PRIMARY KEY (snapshot, owner)
-      );
       CREATE TABLE IF NOT EXISTS step_locks (
         id      TEXT PRIMARY KEY,
         owner   TEXT NOT NULL,
@@ -69,40 +65,8 @@ export class MetadataDb {
   }
 
   /**
-   * Takes `owner`'s lease on a snapshot. Resolves to the live process deleting it right
-   * now, if one is: the caller waits for it to finish (see `lockHolder`) and then finds
-   * the snapshot gone; a deletion cannot start once the lease is taken.
-   */
-  lease(id: string, owner: string, now = Date.now()): LockHolder | undefined {
-    let deleter: LockHolder | undefined;
-    this.transaction(() => {
-      this.db.prepare('INSERT OR IGNORE INTO leases (snapshot, owner, taken) VALUES (?, ?, ?)').run(id, owner, now);
-      const holder = this.lockRow(id);
-      if (holder?.purpose === 'delete' && ownerAlive(holder.owner)) deleter = holder;
-    });
-    return deleter;
-  }
-
-  /** Gives back `owner`'s leases on `ids`, in one transaction. */
-  releaseLeases(ids: readonly string[], owner: string): void {
-    if (ids.length === 0) return;
-    const del = this.db.prepare('DELETE FROM leases WHERE snapshot = ? AND owner = ?');
-    this.transaction(() => {
-      for (const id of ids) del.run(id, owner);
-    });
-  }
-
-  /** The live processes holding a lease on `id`. */
-  leaseHolders(id: string): string[] {
-    return (this.db.prepare('SELECT owner FROM leases WHERE snapshot = ?').all(id) as { owner: string }[])
-      .map((r) => r.owner)
-      .filter((o) => ownerAlive(o));
-  }
-
-  /**
    * Takes the lock on step `id` for `owner`, unless a live process holds it (a stale lock
-   * is taken over). A `delete` lock is refused too while a live process holds a lease on
-   * `id`. Resolves to undefined when taken, else to who stands in the way.
+   * is taken over). Resolves to undefined when taken, else to who holds it.
    */
   tryLock(id: string, owner: string, purpose: LockPurpose, now = Date.now()): LockHolder | undefined {
     let blocker: LockHolder | undefined;
@@ -111,13 +75,6 @@ export class MetadataDb {
       if (holder !== undefined && ownerAlive(holder.owner)) {
         blocker = holder;
         return;
-      }
-      if (purpose === 'delete') {
-        const leaser = this.leaseHolders(id)[0];
-        if (leaser !== undefined) {
-          blocker = { owner: leaser, purpose: 'build' };
-          return;
-        }
       }
       this.db.prepare('INSERT OR REPLACE INTO step_locks (id, owner, purpose, taken) VALUES (?, ?, ?, ?)').run(id, owner, purpose, now);
     });
@@ -164,9 +121,12 @@ export class MetadataDb {
 
   flush(): void {
     if (this.touched.size === 0) return;
-    const update = this.db.prepare('UPDATE snapshots SET used = ? WHERE id = ?');
+    // Prune orders by `used` to the minute at best (builds take longer than that), so a hit
+    // within a minute of the last changes nothing: a rebuild that only hits writes no page,
+    // and closing the database then has no log to checkpoint.
+    const update = this.db.prepare('UPDATE snapshots SET used = ? WHERE id = ? AND used < ?');
     this.transaction(() => {
-      for (const [id, when] of this.touched) update.run(when, id);
+      for (const [id, when] of this.touched) update.run(when, id, when - USED_RESOLUTION_MS);
     });
     this.touched.clear();
   }
@@ -184,12 +144,12 @@ export class MetadataDb {
   }
 
   /**
-   * The least recently used leaf last used before `before` that no live process holds
-   * (a lease or a lock), locked for deletion by `owner` in the same transaction; the
-   * caller deletes it and then calls `unlock`. Dead owners' leases and locks are purged
-   * on the way.
+   * The least recently used leaf last used before `before`, not in `skip` (the leased
+   * ones) and not locked by a live process, locked for deletion by `owner` in the same
+   * transaction; the caller deletes it and then calls `unlock`. Dead owners' locks are
+   * purged on the way.
    */
-  lockOldestLeaf(before: number, owner: string, now = Date.now()): SnapshotRecord | undefined {
+  lockOldestLeaf(before: number, owner: string, skip: ReadonlySet<string> = new Set(), now = Date.now()): SnapshotRecord | undefined {
     this.flush();
     let leaf: SnapshotRecord | undefined;
     this.transaction(() => {
@@ -197,10 +157,10 @@ export class MetadataDb {
       const row = this.db
         .prepare(`SELECT id, parent, created, used, child_count AS childCount FROM snapshots s
           WHERE child_count = 0 AND used < ?
-            AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.snapshot = s.id)
+            AND s.id NOT IN (SELECT value FROM json_each(?))
             AND NOT EXISTS (SELECT 1 FROM step_locks k WHERE k.id = s.id)
           ORDER BY used, id LIMIT 1`)
-        .get(before) as SnapshotRecord | undefined;
+        .get(before, JSON.stringify([...skip])) as SnapshotRecord | undefined;
       if (row === undefined) return;
       this.db.prepare('INSERT INTO step_locks (id, owner, purpose, taken) VALUES (?, ?, ?, ?)').run(row.id, owner, 'delete', now);
       leaf = { ...row };
@@ -209,11 +169,9 @@ export class MetadataDb {
   }
 
   private purgeDeadOwners(): void {
-    const owners = this.db.prepare('SELECT owner FROM leases UNION SELECT owner FROM step_locks').all() as { owner: string }[];
+    const owners = this.db.prepare('SELECT DISTINCT owner FROM step_locks').all() as { owner: string }[];
     for (const { owner } of owners) {
-      if (ownerAlive(owner)) continue;
-      this.db.prepare('DELETE FROM leases WHERE owner = ?').run(owner);
-      this.db.prepare('DELETE FROM step_locks WHERE owner = ?').run(owner);
+      if (!ownerAlive(owner)) this.db.prepare('DELETE FROM step_locks WHERE owner = ?').run(owner);
     }
   }
 

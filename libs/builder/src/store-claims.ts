@@ -1,12 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CancelledError } from '@cairn/sandbox';
 import { ownerToken, parseOwner, type Store } from '@cairn/store';
-import type { LockHolder, MetadataDb } from './metadata-db.js';
+import { LeaseFiles } from './lease-files.js';
+import type { LockHolder, MetadataDb, SnapshotRecord } from './metadata-db.js';
 
 /**
  * What one process claims on a store that others share (docs/engine.md, "Many processes
- * on one store"): leases on the snapshots its builds stand on, and the lock on a step it
- * runs. Both live in the metadata DB under this process's owner token.
+ * on one store"): leases on the snapshots its builds stand on (in its lease file), and
+ * the lock on a step it runs (in the metadata DB), both under its owner token.
  */
 
 /** Waits between looks at another process's lock: short at first, for short steps. */
@@ -14,14 +15,22 @@ const FIRST_WAIT_MS = 20;
 const LONGEST_WAIT_MS = 250;
 
 /**
- * Leases, counted within the process: the DB holds one row per snapshot while any build
- * here stands on it, written when the first takes it and removed when the last lets go.
+ * Leases, counted within the process: this process's lease file (lease-files.ts) says
+ * `+ID` while any build here stands on the snapshot, from the first take to the last
+ * release.
  */
 export class Leases {
   private readonly held = new Map<string, { count: number; ready: Promise<void> }>();
-  readonly owner = ownerToken();
+  readonly owner: string;
+  private readonly files: LeaseFiles;
 
-  constructor(private readonly db: MetadataDb) {}
+  constructor(
+    private readonly db: MetadataDb,
+    leaseDir: string,
+  ) {
+    this.files = new LeaseFiles(leaseDir);
+    this.owner = this.files.owner;
+  }
 
   /**
    * Takes a lease now (a deletion cannot start after this); `ready` then waits for a
@@ -33,8 +42,10 @@ export class Leases {
       lease.count++;
       return;
     }
-    const deleter = this.db.lease(id, this.owner);
-    const ready = deleter === undefined ? Promise.resolve() : this.whileLocked(id, 'delete');
+    // The append first, then the look at the lock: see LeaseFiles.
+    this.files.add(id);
+    const deleting = this.db.lockHolder(id)?.purpose === 'delete';
+    const ready = deleting ? this.whileLocked(id, 'delete') : Promise.resolve();
     ready.catch(() => undefined);
     this.held.set(id, { count: 1, ready });
   }
@@ -56,11 +67,48 @@ export class Leases {
         free.push(id);
       }
     }
-    this.db.releaseLeases(free, this.owner);
+    this.files.remove(free, this.held.size === 0);
   }
 
-  has(id: string): boolean {
-    return this.held.has(id);
+  /** A live process (this one too) with a lease on `id`, if any. */
+  holderOf(id: string): string | undefined {
+    return this.files.holders(id)[0];
+  }
+
+  /**
+   * Locks `id` for deletion by this process, unless a live process holds its lock or a
+   * lease on it; resolves to who stands in the way. The lock is committed before the
+   * leases are read: a build that took its lease before then is seen, and one that takes
+   * it after sees the lock and waits (`ready`).
+   */
+  lockForDelete(id: string): LockHolder | undefined {
+    const blocker = this.db.tryLock(id, this.owner, 'delete');
+    if (blocker !== undefined) return blocker;
+    const leaser = this.holderOf(id);
+    if (leaser === undefined) return undefined;
+    this.db.unlock(id, this.owner);
+    return { owner: leaser, purpose: 'build' };
+  }
+
+  /**
+   * The least recently used leaf last used before `before` that no live process holds,
+   * locked for deletion by this process (the caller deletes it, then unlocks it).
+   */
+  lockOldestLeaf(before: number): SnapshotRecord | undefined {
+    const skip = this.files.leased();
+    for (;;) {
+      const leaf = this.db.lockOldestLeaf(before, this.owner, skip);
+      if (leaf === undefined) return undefined;
+      // Leased between the listing and the lock: leave it, take the next.
+      if (this.holderOf(leaf.id) === undefined) return leaf;
+      this.db.unlock(leaf.id, this.owner);
+      skip.add(leaf.id);
+    }
+  }
+
+  /** Ends this process's leases for good (the Builder is closing). */
+  close(): void {
+    this.files.close();
   }
 
   private async whileLocked(id: string, purpose: LockHolder['purpose']): Promise<void> {

@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, writeFile, mkdir, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CancelledError } from '@cairn/sandbox';
 import { BuildError } from '../src/index.js';
 import { CollectedLog, makeHarness, spec, STORE_KINDS, type Harness } from './engine-harness.js';
@@ -176,16 +176,38 @@ describe.each(STORE_KINDS)('engine on the %s store', (kind) => {
   });
 
   it('prunes least-recently-used leaves first, then the parents they leave bare', async () => {
-    const a = await h.builder.build(spec('(run (shell "echo prune-a"))'), { log: () => undefined });
-    await new Promise((r) => setTimeout(r, 20));
-    const b = await h.builder.build(spec('(run (shell "echo prune-b"))'), { log: () => undefined });
-    await new Promise((r) => setTimeout(r, 20));
-    await h.builder.build(spec('(run (shell "echo prune-a"))'), { log: () => undefined });
-    const removed = await h.builder.prune(Date.now() + 1, 10_000);
-    expect(removed.indexOf(b)).toBeGreaterThanOrEqual(0);
-    expect(removed.indexOf(b)).toBeLessThan(removed.indexOf(a));
-    // The base image is a parent until its last child goes, so it goes last.
-    expect(removed.at(-1)).toBe(h.baseId);
-    expect(h.builder.snapshotCount()).toBe(0);
+    // `used` moves at most once a minute (a hit within it writes nothing): the clock jumps.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const a = await h.builder.build(spec('(run (shell "echo prune-a"))'), { log: () => undefined });
+      vi.setSystemTime(Date.now() + 120_000);
+      const b = await h.builder.build(spec('(run (shell "echo prune-b"))'), { log: () => undefined });
+      vi.setSystemTime(Date.now() + 120_000);
+      await h.builder.build(spec('(run (shell "echo prune-a"))'), { log: () => undefined });
+      const removed = await h.builder.prune(Date.now() + 1, 10_000);
+      expect(removed.indexOf(b)).toBeGreaterThanOrEqual(0);
+      expect(removed.indexOf(b)).toBeLessThan(removed.indexOf(a));
+      // The base image is a parent until its last child goes, so it goes last.
+      expect(removed.at(-1)).toBe(h.baseId);
+      expect(h.builder.snapshotCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a hit within a minute of the last use does not move it (a cached rebuild writes nothing)', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const a = await h.builder.build(spec('(run (shell "echo recent-a"))'), { log: () => undefined });
+      vi.setSystemTime(Date.now() + 30_000);
+      const b = await h.builder.build(spec('(run (shell "echo recent-b"))'), { log: () => undefined });
+      vi.setSystemTime(Date.now() + 20_000);
+      // a's hit comes 50 s after its use: a stays older than b.
+      await h.builder.build(spec('(run (shell "echo recent-a"))'), { log: () => undefined });
+      const removed = await h.builder.prune(Date.now() + 1, 10_000);
+      expect(removed.indexOf(a)).toBeLessThan(removed.indexOf(b));
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

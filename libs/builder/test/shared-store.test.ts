@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { planSpec } from '@cairn/hashing';
@@ -8,7 +8,7 @@ import { CollectedLog, makeHarness, spec, type Harness } from './engine-harness.
 import { SnapshotInUseError } from '../src/index.js';
 
 /**
- * The engine's side of many processes on one store: leases and step locks in the
+ * The engine's side of many processes on one store: lease files and step locks in the
  * metadata DB, as another process (live or dead) leaves them. The CLI tests
  * (apps/cli/test/shared-store.test.ts, stress.test.ts) run real processes against each other.
  */
@@ -27,18 +27,24 @@ describe('leases and step locks of other processes', () => {
   /** pid 1 with its real start time: a live process that is not this one. */
   const init = () => `1.${readFileSync('/proc/1/stat', 'utf8').split(') ')[1]!.split(' ')[19]}`;
   const DEAD = '3999990.1';
+  const leases = () => join(h.dir, 'leases');
 
   it('a live process\'s lease keeps a snapshot from prune and delete; a dead one\'s does not', async () => {
     const id = await h.builder.build(spec('(run (shell "echo leased"))'), { log: () => undefined });
-    db.prepare('INSERT INTO leases (snapshot, owner, taken) VALUES (?, ?, ?)').run(id, init(), Date.now());
+    // The lease file of another live process: taken, taken again and given back elsewhere, still held.
+    await mkdir(leases(), { recursive: true });
+    await writeFile(join(leases(), init()), `+${id}\n+other\n-other\n`);
     expect(await h.builder.prune(Date.now() + 1, 10_000)).not.toContain(id);
     await expect(h.builder.delete(id)).rejects.toBeInstanceOf(SnapshotInUseError);
     expect(await h.store.exists(id)).toBe(true);
-    db.prepare('UPDATE leases SET owner = ? WHERE snapshot = ?').run(DEAD, id);
+    // Given back: free again. Then a dead process's lease counts for nothing.
+    await writeFile(join(leases(), init()), `+${id}\n-${id}\n`);
+    await writeFile(join(leases(), DEAD), `+${id}\n`);
     expect(await h.builder.prune(Date.now() + 1, 10_000)).toContain(id);
     expect(await h.store.exists(id)).toBe(false);
-    // Purged with its dead owner.
-    expect(db.prepare('SELECT count(*) AS n FROM leases WHERE owner = ?').get(DEAD)).toEqual({ n: 0 });
+    // Removed with its dead owner.
+    expect(await readdir(leases())).not.toContain(DEAD);
+    await rm(join(leases(), init()));
   });
 
   it('a step locked by a dead process is taken over; one locked by a live process is waited for, then replayed', async () => {
