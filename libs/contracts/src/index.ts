@@ -7,3 +7,5 @@ export * from './requester.js';
 export * from './sealed-box.js';
 export * from './bus.js';
 export * from './write-once-object.js';
+export * from './nats-auth.js';
+export { bcryptHash } from './bcrypt.js';

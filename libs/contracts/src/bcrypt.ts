@@ -1,7 +1,7 @@
 /**
  * bcrypt password hashes (`$2a$COST$SALTHASH`), the form nats-server accepts in place of
  * a clear-text password, written from the algorithm (Provos and Mazières, "A
- * Future-Adaptable Password Scheme", 1999) so that tools/nats-config.mjs needs no
+ * Future-Adaptable Password Scheme", 1999) so that the NATS config (nats-auth.ts) needs no
  * native module. Only hashing is needed here: nats-server does the checking.
  *
  * Blowfish's initial P-array and S-boxes are the fractional hex digits of pi, so they
@@ -13,13 +13,13 @@ import { randomBytes } from 'node:crypto';
 const WORDS = 18 + 4 * 256;
 
 /** The first WORDS 32-bit words of pi's fractional part, in order: P[0..17], then S0..S3. */
-function piWords() {
+function piWords(): Uint32Array {
   const bits = WORDS * 32;
   const guard = 64n;
   const precision = BigInt(bits) + guard;
   const one = 1n << precision;
   // atan(1/x) = 1/x - 1/(3x^3) + 1/(5x^5) - ...
-  const atanInverse = (x) => {
+  const atanInverse = (x: bigint): bigint => {
     const xx = x * x;
     let power = one / x;
     let sum = power;
@@ -36,8 +36,13 @@ function piWords() {
   return words;
 }
 
-let initial;
-function initialState() {
+interface State {
+  p: Uint32Array;
+  s: Uint32Array;
+}
+
+let initial: Uint32Array | undefined;
+function initialState(): State {
   initial ??= piWords();
   // Known first and last words of the tables: a wrong digit anywhere shifts none of these
   // alone, but a wrong precision or order would.
@@ -47,26 +52,26 @@ function initialState() {
   return { p: initial.slice(0, 18), s: initial.slice(18) };
 }
 
-function encipher(state, lr, off) {
+function encipher(state: State, lr: Uint32Array, off: number): void {
   const { p, s } = state;
-  let l = lr[off];
-  let r = lr[off + 1];
-  l ^= p[0];
+  let l = lr[off]!;
+  let r = lr[off + 1]!;
+  l ^= p[0]!;
   for (let i = 1; i <= 16; i += 2) {
-    r ^= (((s[l >>> 24] + s[0x100 | ((l >>> 16) & 0xff)]) ^ s[0x200 | ((l >>> 8) & 0xff)]) + s[0x300 | (l & 0xff)]) ^ p[i];
-    l ^= (((s[r >>> 24] + s[0x100 | ((r >>> 16) & 0xff)]) ^ s[0x200 | ((r >>> 8) & 0xff)]) + s[0x300 | (r & 0xff)]) ^ p[i + 1];
+    r ^= (((s[l >>> 24]! + s[0x100 | ((l >>> 16) & 0xff)]!) ^ s[0x200 | ((l >>> 8) & 0xff)]!) + s[0x300 | (l & 0xff)]!) ^ p[i]!;
+    l ^= (((s[r >>> 24]! + s[0x100 | ((r >>> 16) & 0xff)]!) ^ s[0x200 | ((r >>> 8) & 0xff)]!) + s[0x300 | (r & 0xff)]!) ^ p[i + 1]!;
   }
-  lr[off] = r ^ p[17];
+  lr[off] = r ^ p[17]!;
   lr[off + 1] = l;
 }
 
 /** Reads `data` as a cyclic stream of big-endian 32-bit words. */
-function wordStream(data) {
+function wordStream(data: Uint8Array): () => number {
   let at = 0;
   return () => {
     let word = 0;
     for (let i = 0; i < 4; i++) {
-      word = (word << 8) | data[at];
+      word = (word << 8) | data[at]!;
       at = (at + 1) % data.length;
     }
     return word >>> 0;
@@ -74,18 +79,18 @@ function wordStream(data) {
 }
 
 /** Blowfish's key schedule, with the salt mixed into every block when given (bcrypt's ExpandKey). */
-function expandKey(state, key, salt) {
+function expandKey(state: State, key: Uint8Array, salt: Uint8Array | undefined): void {
   const keyWord = wordStream(key);
-  for (let i = 0; i < 18; i++) state.p[i] ^= keyWord();
+  for (let i = 0; i < 18; i++) state.p[i] = state.p[i]! ^ keyWord();
   const saltWord = salt ? wordStream(salt) : () => 0;
   const lr = new Uint32Array(2);
-  const fill = (table) => {
+  const fill = (table: Uint32Array) => {
     for (let i = 0; i < table.length; i += 2) {
-      lr[0] ^= saltWord();
-      lr[1] ^= saltWord();
+      lr[0] = lr[0]! ^ saltWord();
+      lr[1] = lr[1]! ^ saltWord();
       encipher(state, lr, 0);
-      table[i] = lr[0];
-      table[i + 1] = lr[1];
+      table[i] = lr[0]!;
+      table[i + 1] = lr[1]!;
     }
   };
   fill(state.p);
@@ -95,13 +100,15 @@ function expandKey(state, key, salt) {
 const ALPHABET = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
 /** bcrypt's own base64: its alphabet, no padding. */
-function encode(bytes) {
+function encode(bytes: Uint8Array): string {
   let out = '';
   for (let i = 0; i < bytes.length; i += 3) {
-    const [a, b = 0, c = 0] = [bytes[i], bytes[i + 1], bytes[i + 2]];
-    out += ALPHABET[a >> 2] + ALPHABET[((a & 3) << 4) | (b >> 4)];
-    if (i + 1 < bytes.length) out += ALPHABET[((b & 0xf) << 2) | (c >> 6)];
-    if (i + 2 < bytes.length) out += ALPHABET[c & 0x3f];
+    const a = bytes[i]!;
+    const b = bytes[i + 1] ?? 0;
+    const c = bytes[i + 2] ?? 0;
+    out += ALPHABET.charAt(a >> 2) + ALPHABET.charAt(((a & 3) << 4) | (b >> 4));
+    if (i + 1 < bytes.length) out += ALPHABET.charAt(((b & 0xf) << 2) | (c >> 6));
+    if (i + 2 < bytes.length) out += ALPHABET.charAt(c & 0x3f);
   }
   return out;
 }
@@ -110,7 +117,7 @@ function encode(bytes) {
  * `$2a$COST$...` for `password`; `salt` (16 bytes) is random unless given (tests).
  * The password is used as bcrypt defines it: its UTF-8 bytes, a NUL, at most 72 bytes.
  */
-export function bcryptHash(password, cost = 11, salt = randomBytes(16)) {
+export function bcryptHash(password: string, cost = 11, salt: Uint8Array = randomBytes(16)): string {
   if (!Number.isInteger(cost) || cost < 4 || cost > 31) throw new Error(`bcrypt: cost must be 4..31, not ${cost}`);
   if (salt.length !== 16) throw new Error('bcrypt: the salt is 16 bytes');
   const key = Buffer.concat([Buffer.from(password, 'utf8'), Buffer.from([0])]).subarray(0, 72);
@@ -125,6 +132,6 @@ export function bcryptHash(password, cost = 11, salt = randomBytes(16)) {
   for (let i = 0; i < 6; i++) cdata[i] = text.readUInt32BE(i * 4);
   for (let round = 0; round < 64; round++) for (let j = 0; j < 6; j += 2) encipher(state, cdata, j);
   const hash = Buffer.alloc(24);
-  for (let i = 0; i < 6; i++) hash.writeUInt32BE(cdata[i], i * 4);
+  for (let i = 0; i < 6; i++) hash.writeUInt32BE(cdata[i]!, i * 4);
   return `$2a$${String(cost).padStart(2, '0')}$${encode(salt)}${encode(hash.subarray(0, 23))}`;
 }
