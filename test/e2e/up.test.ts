@@ -3,17 +3,18 @@
  * workers on one btrfs store. Killed children come back and their jobs finish with one
  * result each; Ctrl-C stops everything in order within 30 s and the next `cairn up` on
  * the same data dir finds the history and the queue; a NATS server on the default port
- * is not taken over; a NATS server without JetStream is refused.
+ * is not taken over; a NATS server without JetStream is refused. Its NATS lets in only
+ * the users it made (issue 19): the CLI finds its own password, nobody else gets in.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstream } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { PermissionViolationError, type NatsConnection } from '@nats-io/transport-node';
 import { call, connectBus, streams, subjects, type BuildResult, type JobStatus, type ServiceStatus, type Submitted } from '@cairn/contracts';
 import { BASE_IMAGE, POOL, ROOT } from '../support/cluster.js';
 import { withBtrfs, type TestFilesystem } from '../support/filesystems.js';
@@ -63,15 +64,15 @@ describe('cairn up --workers 2', () => {
   const finishedJobs: string[] = [];
 
   const startUp = (extra: string[] = []): Up => {
-    const child = spawn(process.execPath, [CAIRN, 'up', '--workers', '2', '--data', join(dir, 'data'), '--results-port', '0', '--drain-timeout', '3', ...extra], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CAIRN, 'up', '--workers', '2', '--client', 'alice', '--data', join(dir, 'data'), '--results-port', '0', '--drain-timeout', '3', ...extra], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const u: Up = { child, output: '', exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))) };
     child.stdout!.on('data', (d: Buffer) => (u.output += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (u.output += d.toString()));
     return u;
   };
-  const cli = (args: string[]) =>
+  const cli = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) =>
     new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [CAIRN, ...args], { cwd: ROOT, env: { ...env, CAIRN_CLIENT: 'alice' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [CAIRN, ...args], { cwd: ROOT, env: { ...env, CAIRN_CLIENT: 'alice', ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -79,6 +80,17 @@ describe('cairn up --workers 2', () => {
       child.once('exit', (code) => resolve({ code, stdout, stderr }));
     });
   const clusterFile = () => JSON.parse(readFileSync(join(dir, 'home', 'cluster.json'), 'utf8')) as { natsUrl: string; pid: number };
+  const passwordsDir = () => join(dir, 'data', 'nats-passwords');
+  const password = (name: string) => readFileSync(join(passwordsDir(), `${name}.password`), 'utf8').trim();
+  /** A connection as one of cairn up's users; `violations` collects what the server refused it. */
+  const connectAs = async (name: string, inbox = true) => {
+    const c = await connectBus({ servers: clusterFile().natsUrl, name: `up-e2e-${name}`, user: name, pass: password(name), ...(inbox ? { inboxPrefix: `_INBOX_${name}` } : {}) });
+    const violations: PermissionViolationError[] = [];
+    void (async () => {
+      for await (const s of c.status()) if (s.type === 'error' && s.error instanceof PermissionViolationError) violations.push(s.error);
+    })();
+    return { nc: c, violations };
+  };
   const services = async (): Promise<ServiceStatus[]> => {
     const run = await cli(['admin', 'services', '--json']);
     if (run.code !== 0) throw new Error(run.stderr);
@@ -105,7 +117,8 @@ describe('cairn up --workers 2', () => {
   const ready = async (u: Up) => {
     await until('cluster ready', () => u.output.includes('cluster ready:'), 120_000, () => u.output);
     await nc?.close();
-    nc = await connectBus({ servers: clusterFile().natsUrl, name: 'up-e2e' });
+    // As cairn up's services connect: the service user sees every client's jobs and the results stream.
+    nc = (await connectAs('cairn-service', false)).nc;
   };
 
   beforeAll(async () => {
@@ -163,6 +176,60 @@ describe('cairn up --workers 2', () => {
     expect(((await res.json()) as ServiceStatus[]).map((s) => s.name).sort()).toEqual(['nats', 'results-store', 'scheduler', 'spec-compiler', 'worker-1', 'worker-2']);
   });
 
+  it('refuses a connection without credentials, and one with a wrong password', async () => {
+    const url = clusterFile().natsUrl;
+    await expect(connectBus({ servers: url, name: 'intruder', waitForServer: false, connectTimeoutMs: 3000 })).rejects.toThrow(/Authorization Violation/i);
+    await expect(connectBus({ servers: url, name: 'intruder', user: 'alice', pass: 'guess', waitForServer: false, connectTimeoutMs: 3000 })).rejects.toThrow(/Authorization Violation/i);
+  });
+
+  it('keeps the passwords in 0600 files in a 0700 dir, and names the dir (not a password) in cluster.json', () => {
+    expect(statSync(passwordsDir()).mode & 0o777).toBe(0o700);
+    for (const name of ['cairn-service', 'cairn-admin', 'local-1', 'local-2', 'alice']) {
+      expect(statSync(join(passwordsDir(), `${name}.password`)).mode & 0o777, name).toBe(0o600);
+      expect(readFileSync(join(dir, 'home', 'cluster.json'), 'utf8')).not.toContain(password(name));
+    }
+    expect(clusterFile()).toMatchObject({ natsPasswords: passwordsDir(), natsAdmin: 'cairn-admin' });
+    expect(statSync(join(dir, 'data', 'nats', 'auth.conf')).mode & 0o777).toBe(0o600);
+  });
+
+  it("lets client alice use her own subjects only: not another client's logs, not the admin subjects", async () => {
+    const alice = await connectAs('alice');
+    try {
+      alice.nc.subscribe(subjects.logsOfClient('bob'));
+      alice.nc.publish(subjects.admin('workers'), '{}');
+      alice.nc.publish(subjects.client('bob', 'cancel'), '{}');
+      await until('the server refused all three', () => (alice.violations.length >= 3 ? true : undefined), 5000, () => alice.violations.map((v) => `${v.operation} ${v.subject}`).join('\n'));
+      expect(alice.violations.map((v) => `${v.operation} ${v.subject}`).sort()).toEqual([`publish ${subjects.admin('workers')}`, `publish ${subjects.client('bob', 'cancel')}`, `subscription ${subjects.logsOfClient('bob')}`]);
+      // Her own requests get the scheduler's answer.
+      const own = await call<JobStatus>(alice.nc, subjects.client('alice', 'status'), { job: 'no-such-job' }, { timeoutMs: 5000, retries: 2 });
+      expect(own.ok ? 'ok' : own.error.code).toBe('malformed');
+    } finally {
+      await alice.nc.close();
+    }
+  });
+
+  it('cairn submit --follow, status and admin services find their credentials themselves; a client cairn up does not know is told what to do', async () => {
+    await mkdir(join(dir, 'ctx'), { recursive: true });
+    await writeFile(join(dir, 'follow.spec'), sleepSpec('followed', 0));
+    const submitted = await cli(['submit', '--pool', POOL, '-f', join(dir, 'follow.spec'), join(dir, 'ctx'), '--follow']);
+    expect(submitted.code, submitted.stderr).toBe(0);
+    expect(submitted.stdout + submitted.stderr).toContain('followed-ends');
+    const job = /submitted (\S+) to/.exec(submitted.stderr)?.[1];
+    expect(job, submitted.stderr).toBeDefined();
+    const listed = await cli(['status', job!, '--json']);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect((JSON.parse(listed.stdout) as JobStatus).state).toBe('succeeded');
+    expect((await services()).map((s) => s.name)).toContain('scheduler');
+    // Not in cairn up's users: a clear error (exit 1), not a hang and not "unreachable".
+    const stranger = await cli(['status', job!], { CAIRN_CLIENT: 'mallory' });
+    expect(stranger.code).toBe(1);
+    expect(stranger.stderr).toMatch(/for client mallory there is none .*start cairn up with --client mallory/);
+    // The same server without the cluster file's passwords: refused.
+    const anonymous = await cli(['status', job!], { CAIRN_HOME: join(dir, 'elsewhere'), CAIRN_NATS: clusterFile().natsUrl });
+    expect(anonymous.code).toBe(1);
+    expect(anonymous.stderr).toMatch(/refused a connection without credentials/);
+  });
+
   it('kill -9 of the worker running a job: the worker is restarted, the job requeued with the reason and finished once', async () => {
     const job = await submit(sleepSpec('victim', 6));
     const onWorker = await until('the job runs', async () => {
@@ -211,8 +278,9 @@ describe('cairn up --workers 2', () => {
       perJob.set(r.job, (perJob.get(r.job) ?? 0) + 1);
       if (m.info.pending === 0) break;
     }
-    expect(perJob.size).toBe(2);
-    expect([...perJob.values()]).toEqual([1, 1]);
+    // The two above and the one followed through the CLI.
+    expect(perJob.size).toBe(3);
+    expect([...perJob.values()]).toEqual([1, 1, 1]);
   });
 
   it('Ctrl-C with a build running: the build goes back to the queue, all exits within 30 s; the next cairn up finds history and queue', async () => {
@@ -220,6 +288,7 @@ describe('cairn up --workers 2', () => {
     const job = await submit(sleepSpec('interrupted', 60));
     await until('the job runs', async () => ((await status(job)).state === 'running' ? true : undefined), 60_000);
     const before = await services();
+    const passwords = ['cairn-service', 'cairn-admin', 'local-1', 'local-2', 'alice'].map((name) => `${name}=${password(name)}`);
     const interrupted = Date.now();
     up!.child.kill('SIGINT');
     const exit = await up!.exited;
@@ -236,6 +305,9 @@ describe('cairn up --workers 2', () => {
 
     up = startUp();
     await ready(up);
+    // The same users with the same passwords: what holds a password keeps working.
+    expect(['cairn-service', 'cairn-admin', 'local-1', 'local-2', 'alice'].map((name) => `${name}=${password(name)}`)).toEqual(passwords);
+    expect((await cli(['status', finishedJobs[0]!])).code).toBe(0);
     const again = await until('the handed-back job runs again', async () => {
       const s = await status(job);
       return s.attempts === 2 && ['running', 'succeeded'].includes(s.state) ? s : undefined;

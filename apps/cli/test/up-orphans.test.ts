@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,8 +103,11 @@ describe('cairn up killed with SIGKILL', () => {
     up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
     const upPid = up.pid!;
 
-    // Up means every service running and the worker registered with the scheduler.
-    const nc: NatsConnection = await connectBus({ servers: natsUrl, name: 'up-test' });
+    // Up means every service running and the worker registered with the scheduler. The
+    // NATS server cairn up starts lets in only its users: this asks as its admin.
+    const adminPassword = join(dir, 'cluster', 'nats-passwords', 'cairn-admin.password');
+    await until('cairn up wrote its NATS passwords', () => existsSync(adminPassword), 30_000, () => output);
+    const nc: NatsConnection = await connectBus({ servers: natsUrl, name: 'up-test', user: 'cairn-admin', pass: readFileSync(adminPassword, 'utf8').trim(), inboxPrefix: '_INBOX_cairn-admin' });
     try {
       await until(
         'the worker registered with the scheduler',

@@ -84,6 +84,7 @@ function bucketRead(bucket: string): string[] {
     // keys(): an ordered consumer, deleted when done.
     `$JS.API.CONSUMER.CREATE.${stream}`,
     `$JS.API.CONSUMER.CREATE.${stream}.>`,
+    `$JS.API.CONSUMER.INFO.${stream}.>`,
     `$JS.API.CONSUMER.DELETE.${stream}.>`,
     `$JS.FC.${stream}.>`,
   ];

@@ -18,6 +18,10 @@ export interface ClusterFile {
   readonly dashboard?: string;
   readonly pool: string;
   readonly startedAt: number;
+  /** With cairn up's own NATS: the dir of its users' password files (NAME.password), never a password itself. */
+  readonly natsPasswords?: string;
+  /** With cairn up's own NATS: the user `cairn admin` connects as. */
+  readonly natsAdmin?: string;
 }
 
 export function clusterFilePath(env: NodeJS.ProcessEnv = process.env): string {

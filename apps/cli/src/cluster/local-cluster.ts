@@ -14,12 +14,12 @@
  * parent-watch.ts) and nats-server gets a parent-death signal (natsCommand).
  */
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { connect as tcpConnect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { buckets, connectBus, openBucket, subjects, type ServiceStatus } from '@cairn/contracts';
+import { buckets, busFromEnv, connectBus, makeNatsAuth, natsInbox, natsUsersProblem, openBucket, subjects, type NatsUser, type ServiceStatus } from '@cairn/contracts';
 import { UserError } from '../cli-error.js';
 import { UnavailableError } from './connection.js';
 import { DEFAULT_POLICY, Supervisor, type ChildSpec, type SupervisionPolicy } from './supervisor.js';
@@ -29,6 +29,8 @@ export interface LocalClusterOptions {
   readonly nats?: string;
   readonly dataDir: string;
   readonly workers: number;
+  /** The client IDs that may use the NATS server cairn up starts (each gets a user and a password file). */
+  readonly clients: readonly string[];
   readonly capacity: number;
   readonly pool: string;
   /** 0: a free port. */
@@ -41,6 +43,18 @@ export interface LocalClusterOptions {
   readonly drainMs?: number;
   readonly policy?: SupervisionPolicy;
 }
+
+/** The NATS users of a server cairn up starts itself, besides the workers and clients. */
+export const SERVICE_USER = 'cairn-service';
+export const ADMIN_USER = 'cairn-admin';
+/**
+ * Every password is 24 random bytes, which no guessing reaches whatever the hash costs;
+ * nats-server checks the hash at every connect, so a cheap one keeps connects quick.
+ */
+const BCRYPT_COST = 6;
+
+/** Where cairn up keeps its NATS users' clear passwords (one 0600 file per user, in a 0700 dir). */
+export const natsPasswordsDir = (dataDir: string) => join(dataDir, 'nats-passwords');
 
 /** Everything stops within this, however long the builds would take. */
 export const STOP_BOUND_MS = 30_000;
@@ -104,7 +118,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function checkJetStream(url: string): Promise<void> {
   let nc: NatsConnection | undefined;
   try {
-    nc = await connectBus({ servers: url, name: 'cairn-up-check', connectTimeoutMs: 5000, waitForServer: false });
+    nc = await connectBus({ ...busFromEnv('cairn-up-check', { ...process.env, CAIRN_NATS: url }), connectTimeoutMs: 5000, waitForServer: false });
   } catch (e) {
     throw new UnavailableError(`cannot connect to the NATS server at ${url}: ${e instanceof Error ? e.message : String(e)}`);
   }
@@ -119,10 +133,21 @@ async function checkJetStream(url: string): Promise<void> {
   }
 }
 
+const workerId = (i: number, workers: number) => (workers === 1 ? 'local' : `local-${i}`);
+
+/** The environment that makes a service connect as `user` (busFromEnv). */
+function credentials(user: NatsUser, password: string): NodeJS.ProcessEnv {
+  return { CAIRN_NATS_USER: user.name, CAIRN_NATS_PASSWORD: password, CAIRN_NATS_INBOX: natsInbox(user) ?? '' };
+}
+
 export class LocalCluster {
   readonly supervisor: Supervisor;
   /** Where the cluster's NATS listens, once started. */
   natsUrl = '';
+  /** The passwords dir and admin user when cairn up runs its own (authenticated) NATS; undefined with someone else's. */
+  natsAuth: { readonly passwordsDir: string; readonly admin: string } | undefined;
+  /** Each user's env when cairn up runs its own NATS, by user name. */
+  private readonly natsEnv = new Map<string, NodeJS.ProcessEnv>();
   /** The dashboard, once started. */
   dashboardUrl = '';
   private bus: NatsConnection | undefined;
@@ -164,7 +189,7 @@ export class LocalCluster {
     const apps = appsDir();
     const node = process.execPath;
     // The services stop when this process is gone (libs/service-kit parent-watch.ts).
-    const common = { ...process.env, CAIRN_NATS: this.natsUrl, CAIRN_LOG_FORMAT: 'text', CAIRN_PARENT_PID: String(process.pid) };
+    const common = { ...process.env, CAIRN_NATS: this.natsUrl, CAIRN_LOG_FORMAT: 'text', CAIRN_PARENT_PID: String(process.pid), ...this.natsEnv.get(SERVICE_USER) };
     const service = async (name: string, script: string, env: NodeJS.ProcessEnv, port?: number) => {
       // A port of our choosing, so that readiness can be asked for (and is the same after a restart).
       const httpPort = port || (await freePort());
@@ -183,8 +208,10 @@ export class LocalCluster {
     }
     for (let i = 1; i <= this.options.workers; i++) {
       const name = `worker-${i}`;
+      const id = workerId(i, this.options.workers);
       await service(name, 'worker-agent/dist/main.js', {
-        CAIRN_WORKER_ID: this.options.workers === 1 ? 'local' : `local-${i}`,
+        ...this.natsEnv.get(id),
+        CAIRN_WORKER_ID: id,
         CAIRN_POOL: this.options.pool,
         CAIRN_CAPACITY: String(this.options.capacity),
       });
@@ -208,7 +235,7 @@ export class LocalCluster {
       this.natsUrl = wanted ?? `nats://127.0.0.1:${port}`;
       const server = ['/usr/sbin/nats-server', '/usr/bin/nats-server'].find((p) => existsSync(p));
       if (!server) throw new UserError('nats-server is not installed (apt-get install nats-server, or run tools/setup.sh)');
-      const args = ['-a', hostname, '-p', String(port), '-js', '-sd', join(this.options.dataDir, 'nats')];
+      const args = ['-c', await this.writeNatsConfig(), '-a', hostname, '-p', String(port), '-js', '-sd', join(this.options.dataDir, 'nats')];
       const tied = natsCommand(server, args);
       if (!tied) this.options.note('setpriv (util-linux) is not installed: nats-server will outlive cairn up if cairn up is killed');
       this.supervisor.start({ name: 'nats', command: tied?.command ?? server, args: tied?.args ?? args, env: process.env });
@@ -220,7 +247,7 @@ export class LocalCluster {
       this.health.set('nats', this.natsUrl);
     }
     // Our own connection, for the supervision records; it follows NATS across restarts.
-    this.bus = await connectBus({ servers: this.natsUrl, name: 'cairn-up' });
+    this.bus = await connectBus(busFromEnv('cairn-up', { ...process.env, CAIRN_NATS: this.natsUrl, ...this.natsEnv.get(SERVICE_USER) }));
     try {
       this.kv = await openBucket(this.bus, buckets.services);
       // Entries of processes that are not ours (an earlier `cairn up` with more workers).
@@ -229,6 +256,34 @@ export class LocalCluster {
     } catch (e) {
       this.options.note(`cannot keep the supervision records in NATS: ${e instanceof Error ? e.message : String(e)}`);
     }
+  }
+
+  /**
+   * The config of the NATS server cairn up starts: a user per service role, worker and
+   * client, so that nothing else on this machine (another user, a build step on the host
+   * network) can read the logs, call the admin subjects or forge results. The passwords
+   * are kept in the data dir and reused, so that a restart leaves running CLIs working.
+   */
+  private async writeNatsConfig(): Promise<string> {
+    const { dataDir, workers, clients } = this.options;
+    const users: NatsUser[] = [
+      { role: 'service', name: SERVICE_USER },
+      { role: 'admin', name: ADMIN_USER },
+      ...Array.from({ length: workers }, (_, i) => ({ role: 'worker' as const, name: workerId(i + 1, workers) })),
+      ...[...new Set(clients)].map((name) => ({ role: 'client' as const, name })),
+    ];
+    const problem = natsUsersProblem(users);
+    if (problem) throw new UserError(`the NATS users of cairn up: ${problem} (${SERVICE_USER}, ${ADMIN_USER} and the worker IDs local, local-N cannot be client IDs)`);
+    const passwordsDir = natsPasswordsDir(dataDir);
+    const auth = await makeNatsAuth({ users, passwordsDir, cost: BCRYPT_COST, writer: 'cairn up at every start (edits are lost)' });
+    for (const user of users) this.natsEnv.set(user.name, credentials(user, auth.passwords.get(user.name)!));
+    const dir = join(dataDir, 'nats');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const file = join(dir, 'auth.conf');
+    await writeFile(file, auth.config, { mode: 0o600 });
+    await chmod(file, 0o600);
+    this.natsAuth = { passwordsDir, admin: ADMIN_USER };
+    return file;
   }
 
   private publish(status: ServiceStatus, message?: string): void {

@@ -28,7 +28,7 @@ Examples:
       const { subjects } = await import('@cairn/contracts');
       const value = await request<unknown>(nc, subjects.admin(verb as Parameters<typeof subjects.admin>[0]), data);
       io.out(opts.json ? `${JSON.stringify(value)}\n` : render(value));
-    });
+    }, 'admin');
 
   const listing = (name: string, summary: string, columns: string[]) =>
     clusterOptions(admin.command(name).summary(summary).option('--json', 'print JSON')).action((opts: ClusterFlags & { json?: boolean }) =>
@@ -60,7 +60,7 @@ Examples:
       }
       const ago = (at: number) => `${Math.max(0, Math.round((Date.now() - at) / 1000))} s ago`;
       io.out(table(rows.map((r) => ({ ...r, lastEvent: r.events.length ? `${r.events.at(-1)!.message} (${ago(r.events.at(-1)!.at)})` : '' })), ['name', 'state', 'pid', 'restarts', 'lastExit', 'lastEvent']));
-    }),
+    }, 'admin'),
   );
   const worker = admin.command('worker').summary('pause, unpause, drain or forget a worker');
   for (const [verb, what] of [

@@ -19,13 +19,13 @@ export const clusterOptions = (cmd: Command) =>
     .option('--nats <url>', 'NATS server(s), comma-separated (default: CAIRN_NATS, else the cluster cairn up runs, else nats://127.0.0.1:4222)')
     .option('--client <id>', 'your client ID, as NATS permissions know it (default: CAIRN_CLIENT, else your user name)');
 
-/** Runs `body` with a connection; maps an unreachable cluster to exit 3. */
-export async function withCluster(flags: ClusterFlags, setExit: (code: number) => void, io: Io, body: (nc: NatsConnection, client: string) => Promise<void>): Promise<void> {
+/** Runs `body` with a connection (as the client, or as cairn up's admin); maps an unreachable cluster to exit 3. */
+export async function withCluster(flags: ClusterFlags, setExit: (code: number) => void, io: Io, body: (nc: NatsConnection, client: string) => Promise<void>, as: 'client' | 'admin' = 'client'): Promise<void> {
   const { clientId, connectCluster, UnavailableError } = await import('../cluster/connection.js');
   const client = clientId(flags);
   let nc: NatsConnection | undefined;
   try {
-    nc = await connectCluster(flags, client);
+    nc = await connectCluster(flags, client, as);
     await body(nc, client);
   } catch (e) {
     if (e instanceof UnavailableError) {

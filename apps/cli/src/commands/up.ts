@@ -12,6 +12,7 @@ interface UpOpts {
   drainTimeout: string;
   readyTimeout: string;
   quiet?: boolean;
+  client: string[];
 }
 
 export function registerUp(program: Command, io: Io, setExit: (code: number) => void): void {
@@ -25,6 +26,9 @@ ready" once every one of them reports ready, and keeps them running: a process t
 is started again (after 1 s, doubling while it keeps failing at once; after 5 quick
 failures in a row cairn up gives up and stops). \`cairn admin services\` lists them.
 The other commands find this cluster through $CAIRN_HOME/cluster.json (~/.cairn).
+The NATS server it starts lets in only its own services and workers, the admin user and
+the clients it was started for (you, and each --client), each with a password kept in
+<data>/nats-passwords (readable by you alone); the other commands find theirs there.
 Ctrl-C stops in order: the workers finish their builds (up to --drain-timeout, then the
 builds go back to the queue), then the services, NATS last, within 30 s. A second Ctrl-C
 cancels the running builds and stops at once.`)
@@ -36,6 +40,7 @@ cancels the running builds and stops at once.`)
     .option('--results-port <port>', 'dashboard and JSON API port (0: a free one)', '8080')
     .option('--drain-timeout <seconds>', 'how long running builds may take to finish when stopping, before they go back to the queue', '15')
     .option('--ready-timeout <seconds>', 'how long the services may take to report ready', '120')
+    .option('--client <id>', 'another client ID that may submit to the NATS server cairn up starts (repeatable; yours, CAIRN_CLIENT or your user name, always may): its password goes to <data>/nats-passwords/<id>.password', (id: string, all: string[]) => [...all, id], [] as string[])
     .option('--quiet', "don't print the services' logs")
     .addHelpText('after', `
 Exit status: 0 stopped by Ctrl-C or SIGTERM; 1 a service kept failing; 3 NATS could not be
@@ -44,6 +49,7 @@ used (the --nats server has no JetStream, or nothing answers there).
 Examples:
   cairn up                                   everything on this machine, dashboard on :8080
   cairn up --workers 2 --capacity 4
+  cairn up --client ci --client bob          CAIRN_CLIENT=ci may submit too (with read access to its password file)
   cairn up --nats nats://10.0.0.5:4222       use an existing NATS server (with JetStream)`)
     .action(async (opts: UpOpts) => {
       const count = (flag: string, text: string, min: number) => {
@@ -59,6 +65,8 @@ Examples:
       const { LocalCluster } = await import('../cluster/local-cluster.js');
       const { UnavailableError } = await import('../cluster/connection.js');
       const { writeClusterFile, removeClusterFile } = await import('../cluster/cluster-file.js');
+      const { clientId } = await import('../cluster/connection.js');
+      const clients = [clientId({}), ...opts.client.map((id) => clientId({ client: id }))];
       const stamp = () => new Date().toISOString().slice(11, 19);
       const note = (line: string) => io.err(`cairn up ${stamp()}: ${line}\n`);
 
@@ -85,6 +93,7 @@ Examples:
             ...(opts.nats === undefined ? {} : { nats: opts.nats }),
             dataDir: opts.data,
             workers,
+            clients,
             capacity,
             pool: opts.pool,
             resultsPort,
@@ -95,7 +104,7 @@ Examples:
             note,
           });
           cluster = await starting;
-          await writeClusterFile({ natsUrl: cluster.natsUrl, pid: process.pid, dataDir: opts.data, pool: opts.pool, startedAt: Date.now(), ...(cluster.dashboardUrl ? { dashboard: cluster.dashboardUrl } : {}) });
+          await writeClusterFile({ natsUrl: cluster.natsUrl, pid: process.pid, dataDir: opts.data, pool: opts.pool, startedAt: Date.now(), ...(cluster.dashboardUrl ? { dashboard: cluster.dashboardUrl } : {}), ...(cluster.natsAuth ? { natsPasswords: cluster.natsAuth.passwordsDir, natsAdmin: cluster.natsAuth.admin } : {}) });
           const ready = cluster.ready(readyMs).then(
             () => undefined,
             (e: unknown) => (e instanceof Error ? e.message : String(e)),
