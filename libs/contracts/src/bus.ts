@@ -15,8 +15,14 @@ export interface BusOptions {
   readonly name: string;
   readonly user?: string;
   readonly pass?: string;
-  /** Per-identity inbox prefix, so NATS permissions can keep replies private (see tools/nats-config.mjs). */
+  /** Per-identity inbox prefix, so NATS permissions can keep replies private (see nats-auth.ts). */
   readonly inboxPrefix?: string;
+  /**
+   * PEM file of the CA that signed the server's TLS certificate, when it is not one Node
+   * trusts already (a cluster's own CA). TLS itself needs nothing: the client upgrades
+   * when the server requires it.
+   */
+  readonly tlsCaFile?: string;
   /** Give up connecting at start after this long (reconnects later never give up). */
   readonly connectTimeoutMs?: number;
   /**
@@ -32,6 +38,7 @@ export async function connectBus(options: BusOptions): Promise<NatsConnection> {
     name: options.name,
     ...(options.user === undefined ? {} : { user: options.user, pass: options.pass ?? '' }),
     ...(options.inboxPrefix === undefined ? {} : { inboxPrefix: options.inboxPrefix }),
+    ...(options.tlsCaFile === undefined ? {} : { tls: { caFile: options.tlsCaFile } }),
     timeout: options.connectTimeoutMs ?? 10_000,
     // A restarting NATS server must not take services down with it.
     maxReconnectAttempts: -1,
@@ -50,6 +57,7 @@ export function busFromEnv(name: string, env: NodeJS.ProcessEnv = process.env): 
     name,
     ...(env.CAIRN_NATS_USER ? { user: env.CAIRN_NATS_USER, pass: env.CAIRN_NATS_PASSWORD ?? '' } : {}),
     ...(env.CAIRN_NATS_INBOX ? { inboxPrefix: env.CAIRN_NATS_INBOX } : {}),
+    ...(env.CAIRN_NATS_CA ? { tlsCaFile: env.CAIRN_NATS_CA } : {}),
   };
 }
 

@@ -58,6 +58,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       ...(options.queue === undefined ? {} : { queue: options.queue }),
       ...(busOptions.user === undefined ? {} : { user: busOptions.user, pass: busOptions.pass }),
       ...(busOptions.inboxPrefix === undefined ? {} : { inboxPrefix: busOptions.inboxPrefix }),
+      ...(busOptions.tlsCaFile === undefined ? {} : { tls: { caFile: busOptions.tlsCaFile } }),
       deserializer: new SafeJsonDeserializer(),
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
