@@ -1,12 +1,11 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, connectBus, subjects, type WorkerInfo } from '@cairn/contracts';
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { WorkerInfo } from '@cairn/contracts';
 import { withBtrfs, type TestFilesystem } from '../../../test/support/filesystems.js';
 import { busyboxImage } from '../../../test/support/images.js';
 import { freePort } from '../../../test/support/nats.js';
@@ -87,40 +86,33 @@ describe('cairn up killed with SIGKILL', () => {
     const natsUrl = `nats://127.0.0.1:${await freePort()}`;
     // `cairn up` from its sources, in this one process (no wrapper whose pid would be killed instead).
     const launcher = "import { main } from './apps/cli/src/main.ts'; process.exitCode = await main(process.argv.slice(1));";
-    up = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', launcher, 'up', '--nats', natsUrl, '--data', join(dir, 'cluster'), '--results-port', '0'], {
-      cwd: REPO,
-      env: {
-        PATH: process.env.PATH,
-        HOME: process.env.HOME,
-        CAIRN_STORE: `btrfs:${fs.path}`,
-        CAIRN_FETCHER: `oci:${join(dir, 'images')}`,
-        CAIRN_CONFIG: join(dir, 'cairn.json'),
-        CAIRN_SECRET_KEY: 'up-test-key',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const env = {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      CAIRN_HOME: join(dir, 'home'),
+      CAIRN_STORE: `btrfs:${fs.path}`,
+      CAIRN_FETCHER: `oci:${join(dir, 'images')}`,
+      CAIRN_CONFIG: join(dir, 'cairn.json'),
+      CAIRN_SECRET_KEY: 'up-test-key',
+    };
+    up = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', launcher, 'up', '--nats', natsUrl, '--data', join(dir, 'cluster'), '--results-port', '0'], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
     up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
     const upPid = up.pid!;
 
-    // Up means every service running and the worker registered with the scheduler. The
-    // NATS server cairn up starts lets in only its users: this asks as its admin.
-    const adminPassword = join(dir, 'cluster', 'nats-passwords', 'cairn-admin.password');
-    await until('cairn up wrote its NATS passwords', () => existsSync(adminPassword), 30_000, () => output);
-    const nc: NatsConnection = await connectBus({ servers: natsUrl, name: 'up-test', user: 'cairn-admin', pass: readFileSync(adminPassword, 'utf8').trim(), inboxPrefix: '_INBOX_cairn-admin' });
-    try {
-      await until(
-        'the worker registered with the scheduler',
-        async () => {
-          const reply = await call<WorkerInfo[]>(nc, subjects.admin('workers'), {}, { timeoutMs: 1000 });
-          return reply.ok && reply.value.some((w) => w.worker === 'local' && w.connected);
-        },
-        90_000,
-        () => output,
-      );
-    } finally {
-      await nc.close();
-    }
+    // Up means every service running and the worker registered with the scheduler, asked
+    // as tools/main-job.sh asks: `cairn admin workers` with CAIRN_NATS naming the server
+    // cairn up started, which lets in only its own users; the CLI finds the admin's
+    // password through the cluster file.
+    await until(
+      'the worker registered with the scheduler',
+      async () => {
+        const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', launcher, 'admin', 'workers', '--json'], { cwd: REPO, env: { ...env, CAIRN_NATS: natsUrl } }).catch(() => ({ stdout: '[]' }));
+        return (JSON.parse(stdout) as WorkerInfo[]).some((w) => w.worker === 'local' && w.connected);
+      },
+      90_000,
+      () => output,
+    );
     // tsx, which runs `cairn up` from its sources here, keeps an esbuild helper of its own.
     children = (await childrenOf(upPid)).filter((c) => !/\/esbuild\b.* --service=/.test(c.command));
     // nats-server's own pid (setpriv exec'd it), and each service by its script.
