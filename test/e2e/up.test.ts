@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstream } from '@nats-io/jetstream';
 import { PermissionViolationError, type NatsConnection } from '@nats-io/transport-node';
 import { call, connectBus, streams, subjects, type BuildResult, type JobStatus, type ServiceStatus, type Submitted } from '@cairn/contracts';
-import { BASE_IMAGE, POOL, ROOT } from '../support/cluster.js';
+import { BASE_IMAGE, POOL, ROOT, upEnv } from '../support/cluster.js';
 import { withBtrfs, type TestFilesystem } from '../support/filesystems.js';
 import { busyboxImage } from '../support/images.js';
 import { freePort } from '../support/nats.js';
@@ -127,13 +127,7 @@ describe('cairn up --workers 2', () => {
     await busyboxImage(join(dir, 'images'), BASE_IMAGE);
     await writeFile(join(dir, 'cairn.json'), JSON.stringify({ stateDir: join(dir, 'state') }));
     env = {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      CAIRN_HOME: join(dir, 'home'),
-      CAIRN_STORE: `btrfs:${fs.path}`,
-      CAIRN_FETCHER: `oci:${join(dir, 'images')}`,
-      CAIRN_CONFIG: join(dir, 'cairn.json'),
-      CAIRN_SECRET_KEY: 'up-e2e-key',
+      ...upEnv(dir, `btrfs:${fs.path}`, 'up-e2e-key'),
       // Quicker than the defaults: a lost worker is noticed in seconds.
       CAIRN_LEASE_TTL_MS: '4000',
       CAIRN_HEARTBEAT_MS: '400',

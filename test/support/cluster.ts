@@ -23,6 +23,23 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BASE_IMAGE = 'cairn/busybox:latest';
 export const POOL = 'linux-x86_64';
 
+/**
+ * The environment of a `cairn up` under test and of the CLI beside it: only PATH and HOME
+ * from this process, the cluster file in `dir`/home, builds on `store` from the OCI
+ * layout in `dir`/images.
+ */
+export function upEnv(dir: string, store: string, secretKey: string): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    CAIRN_HOME: join(dir, 'home'),
+    CAIRN_STORE: store,
+    CAIRN_FETCHER: `oci:${join(dir, 'images')}`,
+    CAIRN_CONFIG: join(dir, 'cairn.json'),
+    CAIRN_SECRET_KEY: secretKey,
+  };
+}
+
 export interface ServiceProcess {
   readonly name: string;
   child: ChildProcess;

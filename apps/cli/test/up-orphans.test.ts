@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WorkerInfo } from '@cairn/contracts';
+import { upEnv } from '../../../test/support/cluster.js';
 import { withBtrfs, type TestFilesystem } from '../../../test/support/filesystems.js';
 import { busyboxImage } from '../../../test/support/images.js';
 import { freePort } from '../../../test/support/nats.js';
@@ -86,15 +87,7 @@ describe('cairn up killed with SIGKILL', () => {
     const natsUrl = `nats://127.0.0.1:${await freePort()}`;
     // `cairn up` from its sources, in this one process (no wrapper whose pid would be killed instead).
     const launcher = "import { main } from './apps/cli/src/main.ts'; process.exitCode = await main(process.argv.slice(1));";
-    const env = {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      CAIRN_HOME: join(dir, 'home'),
-      CAIRN_STORE: `btrfs:${fs.path}`,
-      CAIRN_FETCHER: `oci:${join(dir, 'images')}`,
-      CAIRN_CONFIG: join(dir, 'cairn.json'),
-      CAIRN_SECRET_KEY: 'up-test-key',
-    };
+    const env = upEnv(dir, `btrfs:${fs.path}`, 'up-test-key');
     up = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', launcher, 'up', '--nats', natsUrl, '--data', join(dir, 'cluster'), '--results-port', '0'], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
     up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
