@@ -12,7 +12,7 @@ interface UpOpts {
   drainTimeout: string;
   readyTimeout: string;
   quiet?: boolean;
-  client: string[];
+  client?: string[];
 }
 
 export function registerUp(program: Command, io: Io, setExit: (code: number) => void): void {
@@ -33,14 +33,14 @@ Ctrl-C stops in order: the workers finish their builds (up to --drain-timeout, t
 builds go back to the queue), then the services, NATS last, within 30 s. A second Ctrl-C
 cancels the running builds and stops at once.`)
     .option('--nats <url>', 'use this NATS server (it must have JetStream; started here if nothing answers and it is on this machine); default: CAIRN_NATS, else a private one on a free port', process.env.CAIRN_NATS)
-    .option('--data <dir>', 'JetStream store, scheduler key and results database', '/var/lib/cairn/cluster')
+    .option('--data <dir>', 'JetStream store, NATS passwords, scheduler key and results database', '/var/lib/cairn/cluster')
     .option('--workers <n>', 'worker-agents to run', '1')
     .option('--capacity <n>', 'builds each worker runs at once', '2')
     .option('--pool <pool>', 'the pool the workers serve', 'linux-x86_64')
     .option('--results-port <port>', 'dashboard and JSON API port (0: a free one)', '8080')
     .option('--drain-timeout <seconds>', 'how long running builds may take to finish when stopping, before they go back to the queue', '15')
     .option('--ready-timeout <seconds>', 'how long the services may take to report ready', '120')
-    .option('--client <id>', 'another client ID that may submit to the NATS server cairn up starts (repeatable; yours, CAIRN_CLIENT or your user name, always may): its password goes to <data>/nats-passwords/<id>.password', (id: string, all: string[]) => [...all, id], [] as string[])
+    .option('--client <id>', 'another client ID that may submit to the NATS server cairn up starts (repeatable; yours, CAIRN_CLIENT or your user name, always may): its password goes to <data>/nats-passwords/<id>.password', (id: string, all: string[] = []) => [...all, id])
     .option('--quiet', "don't print the services' logs")
     .addHelpText('after', `
 Exit status: 0 stopped by Ctrl-C or SIGTERM; 1 a service kept failing; 3 NATS could not be
@@ -66,7 +66,7 @@ Examples:
       const { UnavailableError } = await import('../cluster/connection.js');
       const { writeClusterFile, removeClusterFile } = await import('../cluster/cluster-file.js');
       const { clientId } = await import('../cluster/connection.js');
-      const clients = [clientId({}), ...opts.client.map((id) => clientId({ client: id }))];
+      const clients = [clientId({}), ...(opts.client ?? []).map((id) => clientId({ client: id }))];
       const stamp = () => new Date().toISOString().slice(11, 19);
       const note = (line: string) => io.err(`cairn up ${stamp()}: ${line}\n`);
 
