@@ -331,6 +331,18 @@ describe('an admin', () => {
     expect(seen.messages.map((m) => m.subject)).toEqual([subjects.admin('pools'), subjects.client('bob', 'status')]);
     seen.stop();
   });
+
+  it("reads what cairn up supervises (the cairn-services bucket), but cannot write it or read the jobs bucket", async () => {
+    await (await openBucket(svc.nc, buckets.services)).put('scheduler', '{"state":"ready"}');
+    await openBucket(svc.nc, buckets.jobs);
+    const services = await openBucket(ops.nc, buckets.services);
+    const keys: string[] = [];
+    for await (const key of await services.keys()) keys.push(key);
+    expect(keys).toEqual(['scheduler']);
+    expect((await services.get('scheduler'))?.string()).toBe('{"state":"ready"}');
+    await expect(services.put('scheduler', '{"state":"forged"}')).rejects.toThrow(/permission/i);
+    await expect(openBucket(ops.nc, buckets.jobs)).rejects.toThrow(/permission/i);
+  });
 });
 
 describe('allowed flows end to end', () => {
