@@ -45,8 +45,8 @@ export interface LocalClusterOptions {
 }
 
 /** The NATS users of a server cairn up starts itself, besides the workers and clients. */
-export const SERVICE_USER = 'cairn-service';
-export const ADMIN_USER = 'cairn-admin';
+const SERVICE_USER = 'cairn-service';
+const ADMIN_USER = 'cairn-admin';
 /**
  * Every password is 24 random bytes, which no guessing reaches whatever the hash costs;
  * nats-server checks the hash at every connect, so a cheap one keeps connects quick.
@@ -54,7 +54,7 @@ export const ADMIN_USER = 'cairn-admin';
 const BCRYPT_COST = 6;
 
 /** Where cairn up keeps its NATS users' clear passwords (one 0600 file per user, in a 0700 dir). */
-export const natsPasswordsDir = (dataDir: string) => join(dataDir, 'nats-passwords');
+const natsPasswordsDir = (dataDir: string) => join(dataDir, 'nats-passwords');
 
 /** Everything stops within this, however long the builds would take. */
 export const STOP_BOUND_MS = 30_000;
@@ -262,7 +262,9 @@ export class LocalCluster {
    * The config of the NATS server cairn up starts: a user per service role, worker and
    * client, so that nothing else on this machine (another user, a build step on the host
    * network) can read the logs, call the admin subjects or forge results. The passwords
-   * are kept in the data dir and reused, so that a restart leaves running CLIs working.
+   * are kept in the data dir and reused, so that whatever holds one keeps working after a
+   * restart (a CI job given a client's password; a CLI following a log, when --nats
+   * fixes the address).
    */
   private async writeNatsConfig(): Promise<string> {
     const { dataDir, workers, clients } = this.options;
