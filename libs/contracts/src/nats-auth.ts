@@ -11,14 +11,15 @@
  * service must connect with inbox prefix `_INBOX_NAME` (natsInbox); services use the
  * default `_INBOX`.
  *
- * The JetStream API subjects below were found by watching what @nats-io/jetstream, /obj
- * and /kv 3.4 send against nats-server 2.9 for each flow (see test/e2e/permissions.test.ts).
+ * The JetStream API subjects below were found by watching what @nats-io/jetstream and /kv
+ * 3.4 send against nats-server 2.9 for each flow (see test/e2e/permissions.test.ts).
  */
 import { randomBytes } from 'node:crypto';
+import { nkeys } from '@nats-io/transport-node';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bcryptHash } from './bcrypt.js';
-import { buckets, objectStores } from './streams.js';
+import { blobStores, buckets, type BlobStoreName } from './streams.js';
 import { subjects, TOKEN, type AdminVerb, type AgentVerb, type ClientVerb, type WorkerVerb } from './subjects.js';
 
 export type NatsRole = 'client' | 'worker' | 'admin' | 'service';
@@ -44,29 +45,10 @@ export function natsInbox(user: NatsUser): string | undefined {
 /** A wildcard in the place of a verb: permissions cover every verb of the role. */
 const ANY = '>';
 const inbox = (name: string) => `_INBOX_${name}.>`;
-const objectStream = (bucket: string) => `OBJ_${bucket}`;
-
-/** Reading objects with @nats-io/obj: meta by sequence or subject, chunks through an ordered push consumer. */
-function objectStoreRead(bucket: string): string[] {
-  const stream = objectStream(bucket);
-  return [
-    `$JS.API.STREAM.INFO.${stream}`,
-    `$JS.API.STREAM.MSG.GET.${stream}`,
-    `$JS.API.CONSUMER.CREATE.${stream}.>`,
-    // Flow-control replies of the push consumer that delivers a large object's chunks.
-    `$JS.FC.${stream}.>`,
-  ];
-}
-
-/**
- * Writing objects: chunks, then the meta message, each acknowledged by JetStream to the
- * writer's inbox. No purge: a writer must not replace an existing name (objects are
- * content-addressed, so one that exists is already right), because purge could erase any
- * object's chunks.
- */
-function objectStoreWrite(bucket: string): string[] {
-  return [`$O.${bucket}.C.>`, `$O.${bucket}.M.>`];
-}
+/** Reading the newest meta message of one's own blobs: whether a blob is stored already (blob-store.ts). */
+const ownBlobCheck = (store: BlobStoreName, owner: string) => `$JS.API.DIRECT.GET.${blobStores[store].stream}.${subjects.blobsOf(store, owner)}.m.*`;
+/** Writing one's own blobs: chunks and meta, each acknowledged to the writer's inbox. The stream refuses purge and rollup. */
+const ownBlobWrite = (store: BlobStoreName, owner: string) => `${subjects.blobsOf(store, owner)}.>`;
 
 /**
  * Reading one KV bucket with @nats-io/kv (open, keys, get) and nothing else: operators
@@ -99,12 +81,9 @@ export function natsPermissions({ role, name }: NatsUser): NatsPermissions {
           subjects.compile,
           subjects.schedulerKey,
           subjects.client(name, ANY as ClientVerb),
-          // Uploading a context: check by meta subject whether it is already there (a direct
-          // get names its subject, so only meta is readable: chunks by sequence, i.e. other
-          // clients' contexts, are not), then write it. @nats-io/obj's put reads through
-          // STREAM.MSG.GET, which reads any message, so clients upload without it.
-          `$JS.API.DIRECT.GET.${objectStream(objectStores.contexts)}.$O.${objectStores.contexts}.M.>`,
-          ...objectStoreWrite(objectStores.contexts),
+          // Its own contexts only: nobody else's can be read, replaced or pre-empted.
+          ownBlobCheck('contexts', name),
+          ownBlobWrite('contexts', name),
         ],
         subscribe: [subjects.logsOfClient(name), inbox(name)],
         allowResponses: false,
@@ -113,13 +92,14 @@ export function natsPermissions({ role, name }: NatsUser): NatsPermissions {
       return {
         publish: [
           subjects.toScheduler(name, ANY as WorkerVerb),
-          // Log chunks of its jobs, published to the log stream with acks (to its inbox).
-          subjects.log('*', '*'),
+          // Log chunks under its own name only (readers keep the chunks of the attempt's worker).
+          subjects.log('*', '*', name),
           '$JS.API.INFO',
-          ...objectStoreRead(objectStores.contexts),
-          `$JS.API.STREAM.INFO.${objectStream(objectStores.artifacts)}`,
-          `$JS.API.STREAM.MSG.GET.${objectStream(objectStores.artifacts)}`,
-          ...objectStoreWrite(objectStores.artifacts),
+          // Any client's context (a worker runs every client's jobs), by direct get.
+          `$JS.API.DIRECT.GET.${blobStores.contexts.stream}`,
+          // Artifacts under its own name only: the results-store reads a job's from the worker that ran it.
+          ownBlobCheck('artifacts', name),
+          ownBlobWrite('artifacts', name),
         ],
         subscribe: [subjects.toWorker(name, ANY as AgentVerb), inbox(name)],
         allowResponses: true,
@@ -132,10 +112,10 @@ export function natsPermissions({ role, name }: NatsUser): NatsPermissions {
       };
     case 'service':
       // The scheduler, spec-compiler, results-store and `cairn up` itself: the whole
-      // protocol, JetStream's API, every KV bucket and object store, and their own
+      // protocol (blob stores included), JetStream's API, every KV bucket, and their own
       // (shared, default) inboxes.
       return {
-        publish: ['cairn.v1.>', '$JS.API.>', '$KV.>', '$O.>', '$JS.ACK.>', '$JS.FC.>', '_INBOX.>'],
+        publish: ['cairn.v1.>', '$JS.API.>', '$KV.>', '$JS.ACK.>', '$JS.FC.>', '_INBOX.>'],
         subscribe: ['cairn.v1.>', '_INBOX.>'],
         allowResponses: true,
       };
@@ -173,9 +153,35 @@ export async function natsPassword(dir: string, name: string): Promise<{ file: s
   return { file, password, reused: false };
 }
 
+/**
+ * A NATS cluster this server is one node of (compose, Kubernetes): JetStream replicates
+ * streams across the nodes that `routes` name.
+ */
+export interface NatsClusterOptions {
+  readonly name: string;
+  /** nats-route://HOST:6222 of every node (this one included: the server skips itself). */
+  readonly routes: readonly string[];
+  /** The cluster port's HOST:PORT; default 0.0.0.0:6222. */
+  readonly listen?: string;
+  /**
+   * This node's name, unique in the cluster; may be a nats-server variable such as
+   * `$POD_NAME` (read from its environment), so that one config serves every replica.
+   */
+  readonly serverName: string;
+}
+
 export interface NatsConfigOptions {
   readonly users: readonly NatsUser[];
+  /** Where each user's secret is kept (NAME.password, or NAME.nk with `login: 'nkey'`). */
   readonly passwordsDir: string;
+  /**
+   * How users prove who they are: a password (the config holds its bcrypt hash) or an
+   * NKey (the config holds the public key; the user keeps its seed, CAIRN_NATS_NKEY_SEED_FILE).
+   */
+  readonly login?: 'password' | 'nkey';
+  readonly cluster?: NatsClusterOptions;
+  /** nats-server's monitoring port (/healthz for probes, /varz for exporters); off when unset. */
+  readonly monitorPort?: number;
   /** JetStream's store; default: nats-server's own. */
   readonly storeDir?: string;
   /** HOST:PORT; default: nats-server's own (or its -a/-p flags). */
@@ -197,12 +203,12 @@ export interface NatsAuth {
 const quote = (s: string) => JSON.stringify(s);
 const list = (items: readonly string[], indent: string) => `[\n${items.map((s) => `${indent}  ${quote(s)}`).join('\n')}\n${indent}]`;
 
-function renderUser(user: NatsUser, hash: string): string {
+/** `credential`: the user and its password hash, or its NKey. */
+function renderUser(user: NatsUser, credential: string): string {
   const p = natsPermissions(user);
   return `    # ${user.role} ${user.name}
     {
-      user: ${quote(user.name)}
-      password: ${quote(hash)}
+      ${credential}
       permissions: {
         publish: { allow: ${list(p.publish, '        ')} }
         subscribe: { allow: ${list(p.subscribe, '        ')} }${p.allowResponses ? '\n        allow_responses: true' : ''}
@@ -210,27 +216,70 @@ function renderUser(user: NatsUser, hash: string): string {
     }`;
 }
 
-/** Makes (or reuses) every user's password under `passwordsDir` and renders the config with their hashes. */
+export const nkeySeedFile = (dir: string, name: string) => join(dir, `${name}.nk`);
+
+/** The user's NKey: the seed in its file if there is one, else a new one written there. */
+export async function natsNkey(dir: string, name: string): Promise<{ file: string; publicKey: string; reused: boolean }> {
+  const file = nkeySeedFile(dir, name);
+  let seed: string | undefined;
+  try {
+    seed = (await readFile(file, 'utf8')).trim() || undefined;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  if (seed !== undefined) {
+    try {
+      return { file, publicKey: nkeys.fromSeed(new TextEncoder().encode(seed)).getPublicKey(), reused: true };
+    } catch (e) {
+      throw new Error(`${file}: not an NKey seed (${(e as Error).message})`, { cause: e });
+    }
+  }
+  const pair = nkeys.createUser();
+  await writeFile(file, `${new TextDecoder().decode(pair.getSeed())}\n`, { mode: 0o600 });
+  await chmod(file, 0o600);
+  return { file, publicKey: pair.getPublicKey(), reused: false };
+}
+
+function renderCluster(cluster: NatsClusterOptions): string[] {
+  return [
+    `server_name: ${cluster.serverName.startsWith('$') ? cluster.serverName : quote(cluster.serverName)}`,
+    `cluster {\n  name: ${quote(cluster.name)}\n  listen: ${quote(cluster.listen ?? '0.0.0.0:6222')}\n  routes: ${list(cluster.routes, '  ')}\n}`,
+  ];
+}
+
+/**
+ * Makes (or reuses) every user's password or NKey under `passwordsDir` and renders the
+ * config with their hashes or public keys.
+ */
 export async function makeNatsAuth(options: NatsConfigOptions): Promise<NatsAuth> {
   const problem = natsUsersProblem(options.users);
   if (problem) throw new Error(problem);
   const { passwordsDir } = options;
+  const login = options.login ?? 'password';
   await mkdir(passwordsDir, { recursive: true, mode: 0o700 });
   await chmod(passwordsDir, 0o700);
   const passwords = new Map<string, string>();
-  const hashes: string[] = [];
+  const credentials: string[] = [];
   for (const user of options.users) {
+    if (login === 'nkey') {
+      const { file, publicKey, reused } = await natsNkey(passwordsDir, user.name);
+      credentials.push(`nkey: ${publicKey}`);
+      options.onPassword?.(user, file, reused);
+      continue;
+    }
     const { file, password, reused } = await natsPassword(passwordsDir, user.name);
     passwords.set(user.name, password);
-    hashes.push(bcryptHash(password, options.cost ?? 11));
+    credentials.push(`user: ${quote(user.name)}\n      password: ${quote(bcryptHash(password, options.cost ?? 11))}`);
     options.onPassword?.(user, file, reused);
   }
   const lines = [
     `# Cairn NATS config, written by ${options.writer ?? 'tools/nats-config.mjs: re-run it rather than editing'}.`,
-    `# Passwords are bcrypt hashes; the clear ones are in ${passwordsDir}`,
+    login === 'nkey' ? `# Users are NKeys; their seeds are in ${passwordsDir}` : `# Passwords are bcrypt hashes; the clear ones are in ${passwordsDir}`,
   ];
   if (options.listen) lines.push(`listen: ${quote(options.listen)}`);
+  if (options.monitorPort !== undefined) lines.push(`http_port: ${options.monitorPort}`);
+  if (options.cluster) lines.push(...renderCluster(options.cluster));
   lines.push(options.storeDir ? `jetstream {\n  store_dir: ${quote(options.storeDir)}\n}` : 'jetstream: enabled');
-  lines.push(`authorization {\n  users: [\n${options.users.map((u, i) => renderUser(u, hashes[i]!)).join('\n')}\n  ]\n}`, '');
+  lines.push(`authorization {\n  users: [\n${options.users.map((u, i) => renderUser(u, credentials[i]!)).join('\n')}\n  ]\n}`, '');
   return { config: lines.join('\n'), passwords };
 }

@@ -1,12 +1,15 @@
 /**
  * Request/reply over NATS in the envelope Nest's NATS transport speaks
  * (`{pattern, data, id}` out, `{response, err, isDisposed, id}` back), so that the
- * CLI, the worker-agent and the tests call the Nest services without Nest.
+ * CLI, the worker-agent and the tests call the Nest services without Nest. The current
+ * trace ID (trace.ts) goes along in a header.
  */
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { type Reply, reject } from './reply.js';
 import { requesterOf } from './requester.js';
+import { attempts } from './retry.js';
+import { currentTrace, TRACE_HEADER } from './trace.js';
 
 export interface CallOptions {
   /** Per attempt. */
@@ -19,10 +22,11 @@ export async function call<T>(nc: NatsConnection, subject: string, data: unknown
   const { timeoutMs = 5000, retries = 0 } = options;
   const id = randomUUID();
   const payload = JSON.stringify({ pattern: subject, data, id });
+  const trace = currentTrace();
   let lastError = '';
-  for (let attempt = 0; attempt <= retries; attempt++) {
+  for await (const attempt of attempts({ retries })) {
     try {
-      const msg = await requesterOf(nc).request(subject, payload, { timeoutMs });
+      const msg = await requesterOf(nc).request(subject, payload, { timeoutMs, ...(trace === undefined ? {} : { headers: { [TRACE_HEADER]: trace } }) });
       const packet = msg.json<{ response?: Reply<T>; err?: unknown }>();
       if (packet.err !== undefined && packet.err !== null) {
         return reject('internal', `${subject}: ${typeof packet.err === 'string' ? packet.err : JSON.stringify(packet.err)}`);
@@ -32,11 +36,8 @@ export async function call<T>(nc: NatsConnection, subject: string, data: unknown
       const response = packet.response;
       if (response.ok || response.error.code !== 'unavailable' || attempt === retries) return response;
       lastError = response.error.message;
-      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
-      continue;
     } catch (e) {
       lastError = e instanceof Error ? e.message : String(e);
-      if (attempt < retries) await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
     }
   }
   return reject('unavailable', `${subject}: no answer after ${retries + 1} attempt(s) (${lastError})`);

@@ -33,8 +33,6 @@ export const SpecFormat = z.enum(['sexp', 'dockerfile']);
 export const CompileRequest = z.object({
   spec: z.string().max(limits.maxSpecBytes, `a spec is at most ${limits.maxSpecBytes} bytes`),
   format: SpecFormat.default('sexp'),
-  /** Dockerfile import: the working directory's network default etc. live in libs/spec. */
-  contextDigest: Digest.optional(),
 });
 export type CompileRequest = z.infer<typeof CompileRequest>;
 
@@ -66,6 +64,13 @@ export type Compiled = z.infer<typeof Compiled>;
  */
 export const IdempotencyKey = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'an idempotency key is 1-128 of A-Z a-z 0-9 . _ : -');
 
+/** What each run step of a job may use; a worker caps it by its own limits. */
+export const StepBounds = z.object({
+  limits: z.object({ memoryBytes: z.number().int().positive().optional(), pids: z.number().int().positive().optional(), cpus: z.number().positive().optional() }).strict().optional(),
+  /** A run step still running after this long is killed and fails. */
+  stepTimeoutMs: z.number().int().positive().max(7 * 24 * 3600 * 1000).optional(),
+});
+
 export const SubmitRequest = z.object({
   pool: PoolName,
   spec: CompileRequest.shape.spec,
@@ -80,7 +85,7 @@ export const SubmitRequest = z.object({
   timeoutSeconds: z.number().int().positive().max(7 * 24 * 3600).default(3600),
   cacheHint: z.string().max(200).optional(),
   idempotencyKey: IdempotencyKey.optional(),
-});
+}).extend(StepBounds.shape);
 export type SubmitRequest = z.input<typeof SubmitRequest>;
 
 export const JobSubmission = z.object({
@@ -96,7 +101,7 @@ export const JobSubmission = z.object({
   cacheHint: z.string(),
   steps: z.number().int().nonnegative(),
   idempotencyKey: IdempotencyKey.optional(),
-});
+}).extend(StepBounds.shape);
 export type JobSubmission = z.infer<typeof JobSubmission>;
 
 export const JobState = z.enum(['queued', 'assigned', 'running', 'succeeded', 'failed', 'cancelled']);
@@ -122,7 +127,7 @@ export const Artifact = z.object({ path: z.string(), size: z.number().int().nonn
 export type Artifact = z.infer<typeof Artifact>;
 
 /** A run of a job that was lost and queued again: `attempt` is the run that was lost. */
-export const Requeue = z.object({ attempt: z.number().int().positive(), reason: z.string(), at: epochMs });
+export const Requeue = z.object({ attempt: z.number().int().positive(), reason: z.string(), at: epochMs, worker: z.string().optional() });
 export type Requeue = z.infer<typeof Requeue>;
 
 export const JobStatus = z.object({
@@ -179,6 +184,10 @@ export const Register = z.object({
   publicKey: z.string().max(200),
   hints: z.array(z.string().max(200)).max(10_000).default([]),
   running: z.array(Lease).default([]),
+  /** The worker-agent's version, for operators (the dashboard's worker page). */
+  version: z.string().max(64).optional(),
+  /** When the worker last pruned its store. */
+  lastPruneAt: epochMs.optional(),
 });
 export type Register = z.infer<typeof Register>;
 export const Registered = z.object({ heartbeatMs: z.number(), leaseTtlMs: z.number() });
@@ -194,6 +203,7 @@ export const Heartbeat = z.object({
   draining: z.boolean().optional(),
   /** Hints of caches built since the last heartbeat. */
   hints: z.array(z.string().max(200)).max(10_000).default([]),
+  lastPruneAt: epochMs.optional(),
 });
 export type Heartbeat = z.infer<typeof Heartbeat>;
 /** `known: false` tells a worker the scheduler has forgotten it: register again. */
@@ -230,10 +240,19 @@ export const Assignment = z.object({
   timeoutSeconds: z.number(),
   cacheHint: z.string(),
   attempt: z.number().int().positive(),
-});
+}).extend(StepBounds.shape);
 export type Assignment = z.infer<typeof Assignment>;
 export const Accepted = z.object({ accepted: z.boolean(), reason: z.string().optional() });
 export type Accepted = z.infer<typeof Accepted>;
+/**
+ * Several assignments to one worker in one message (`agent.<id>.assign-batch`): what the
+ * scheduler hands a worker with free slots at once. Answered one Accepted per
+ * assignment, in order; each is taken or refused as if it had come alone.
+ */
+export const AssignmentBatch = z.object({ assignments: z.array(Assignment).min(1) });
+export type AssignmentBatch = z.infer<typeof AssignmentBatch>;
+export const BatchAccepted = z.object({ answers: z.array(Accepted) });
+export type BatchAccepted = z.infer<typeof BatchAccepted>;
 export const CancelOrder = Lease.extend({ reason: z.string() });
 export type CancelOrder = z.infer<typeof CancelOrder>;
 
@@ -304,6 +323,13 @@ export const ClientRate = z.object({ client: ClientId, rate: z.number().positive
 export const Empty = z.object({}).default({});
 
 export const PoolInfo = z.object({ pool: PoolName, paused: z.boolean(), queued: z.number(), running: z.number(), workers: z.number() });
+/**
+ * A job not yet finished, as `admin.jobs` lists them: its latest event (at the time of
+ * the answer) and when it was submitted. A dashboard that starts fills its board from
+ * these, then follows the events.
+ */
+export const ActiveJob = JobEvent.extend({ submittedAt: epochMs });
+export type ActiveJob = z.infer<typeof ActiveJob>;
 export const WorkerInfo = z.object({
   worker: WorkerId,
   pool: PoolName,
@@ -317,7 +343,32 @@ export const WorkerInfo = z.object({
   freeBytes: z.number(),
   hints: z.number(),
   lastSeen: epochMs,
+  version: z.string().optional(),
+  lastPruneAt: epochMs.optional(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 export const QueueInfo = z.object({ pool: PoolName, client: ClientId, urgent: z.number(), normal: z.number() });
 export const ClientInfo = z.object({ client: ClientId, rate: z.number(), queued: z.number(), running: z.number(), finished: z.number() });
+
+// ---- base images (admin -> base-image-builder) -----------------------------------------
+
+/** `cairn images rebuild`: the named images (or all), checked now; `force` rebuilds even unchanged ones. */
+export const ImagesRebuild = z
+  .object({ names: z.array(z.string().min(1).max(200)).max(1000).default([]), all: z.boolean().default(false), force: z.boolean().default(false) })
+  .refine((r) => r.all !== r.names.length > 0, 'name the images to rebuild, or all, not both');
+export type ImagesRebuild = z.input<typeof ImagesRebuild>;
+
+/** One image as `cairn images status` and the dashboard show it. */
+export const BaseImageStatus = z.object({
+  name: z.string(),
+  tags: z.array(z.string()),
+  state: z.enum(['published', 'building', 'retrying', 'failed', 'waiting', 'absent']),
+  why: z.string(),
+  digest: Digest.optional(),
+  publishedAt: epochMs.optional(),
+  inputs: Digest.optional(),
+  job: z.string().optional(),
+  nextRunAt: epochMs.optional(),
+  history: z.array(z.object({ digest: Digest, at: epochMs })),
+});
+export type BaseImageStatus = z.infer<typeof BaseImageStatus>;

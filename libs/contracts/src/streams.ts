@@ -20,14 +20,22 @@ export const buckets = {
   settings: 'cairn-settings',
   /** Processes supervised by `cairn up`, by name: state, restarts, recent events. */
   services: 'cairn-services',
+  /** The base-image-builder's images by name: published digest, history, rebuild in flight, failures. */
+  baseImages: 'cairn-base-images',
 } as const;
 
-export const objectStores = {
-  /** Build contexts as tar files, named by `sha256:<hex>` of the tar. */
-  contexts: 'cairn-contexts',
-  /** Build outputs, named by `sha256:<hex>` of the file. */
-  artifacts: 'cairn-artifacts',
+/**
+ * Content-addressed blobs, each in a stream of its own (layout and rules in
+ * blob-store.ts): written once by their owner, never purged, deleted or rolled up, gone
+ * only by age.
+ */
+export const blobStores = {
+  /** Build contexts as tar files, owned by the client that uploaded them. */
+  contexts: { stream: 'CAIRN_CONTEXTS', maxAgeDays: 30 },
+  /** Build outputs, owned by the worker that exported them. */
+  artifacts: { stream: 'CAIRN_ARTIFACTS', maxAgeDays: 30 },
 } as const;
+export type BlobStoreName = keyof typeof blobStores;
 
 export const limits = {
   /** A build context larger than this is refused before any byte is stored. */

@@ -31,8 +31,14 @@ export const subjects = {
   /** scheduler -> worker. */
   toWorker: (worker: string, verb: AgentVerb) => `${P}.agent.${worker}.${verb}`,
 
-  /** Build log chunks of one job; the log stream captures them. */
-  log: (client: string, job: string) => `${P}.logs.${client}.${job}`,
+  /**
+   * Build log chunks of one job as one worker wrote them; the log stream captures them.
+   * The worker is the pinned token: a worker can write only under its own name, and a
+   * reader keeps only the chunks of the worker that ran that attempt (log-writers.ts).
+   */
+  log: (client: string, job: string, worker: string) => `${P}.logs.${client}.${job}.${worker}`,
+  /** Every worker's chunks of one job (the readers check who wrote each). */
+  jobLog: (client: string, job: string) => `${P}.logs.${client}.${job}.*`,
   logsOfClient: (client: string) => `${P}.logs.${client}.>`,
   logsAll: `${P}.logs.>`,
 
@@ -46,15 +52,20 @@ export const subjects = {
   /** Supervision events of `cairn up` (a process exited, restarts, gives up). */
   serviceEvent: (name: string) => `${P}.events.service.${name}`,
 
+  /** A client's contexts or a worker's artifacts (see blob-store.ts); the owner is the pinned token. */
+  blobsOf: (store: 'contexts' | 'artifacts', owner: string) => `${P}.${store}.${owner}`,
+  blobsAll: (store: 'contexts' | 'artifacts') => `${P}.${store}.>`,
+
   /** Operator requests (admin role only). */
   admin: (verb: AdminVerb) => `${P}.admin.${verb}`,
 } as const;
 
 export type ClientVerb = 'submit' | 'status' | 'cancel' | 'logs';
 export type WorkerVerb = 'register' | 'heartbeat' | 'started' | 'complete';
-export type AgentVerb = 'assign' | 'cancel';
+export type AgentVerb = 'assign' | 'assign-batch' | 'cancel';
 export type AdminVerb =
   | 'pools'
+  | 'jobs'
   | 'workers'
   | 'queues'
   | 'clients'
@@ -64,7 +75,12 @@ export type AdminVerb =
   | 'worker-forget'
   | 'pool-pause'
   | 'pool-unpause'
-  | 'client-rate';
+  | 'pool-drain'
+  | 'job-cancel'
+  | 'client-rate'
+  // The base-image-builder's: every image's state; a rebuild asked for.
+  | 'images'
+  | 'images-rebuild';
 
 /**
  * Who a client or worker request speaks for: the token after `client.` or `sched.` in

@@ -1,7 +1,7 @@
 /**
  * bcrypt against published answers (OpenBSD's and the Openwall crypt_blowfish test
- * vectors, $2a$), so that a wrong table or key schedule is found here rather than as
- * "Authorization Violation" from nats-server.
+ * vectors, $2a$), so that a wrong salt encoding or hash form is found here rather than
+ * as "Authorization Violation" from nats-server.
  */
 import { describe, expect, it } from 'vitest';
 import { bcryptHash } from '../src/index.js';

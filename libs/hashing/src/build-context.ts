@@ -1,5 +1,5 @@
 import { ROOT_UNIX, ROOT_WINDOWS, type Op, type RunOp, type User } from '@cairn/spec';
-import type { RunInput, SecretInput } from './step-id.js';
+import { copyHashInput, runHashInput, stepKey, type Manifest, type RunInput, type SecretInput, type StepKey } from './step-id.js';
 
 /**
  * What the ops before a step have set up for it: the workdir, user, env and shell.
@@ -50,7 +50,22 @@ export function copyDestination(ctx: BuildContext, dst: string): string {
   return ctx.workdir === '' || ctx.workdir.endsWith('/') ? ctx.workdir + dst : `${ctx.workdir}/${dst}`;
 }
 
-/** The hash input of a run step; `secrets` are keyed digests in the op's order. */
-export function runInputOf(ctx: BuildContext, base: string, op: RunOp, secrets: readonly SecretInput[]): RunInput {
-  return { base, workdir: ctx.workdir, user: ctx.user, env: ctx.env, cmd: op.shell, shell: ctx.shell, network: op.network, secrets };
+/**
+ * The hash input of a run step; `secrets` are keyed digests in the op's order. A step
+ * that mounts caches of trust domain `cacheDomain` (a cluster job's) is that domain's
+ * alone: its ID names the domain (step-id.ts RunInput).
+ */
+function runInputOf(ctx: BuildContext, base: string, op: RunOp, secrets: readonly SecretInput[], cacheDomain?: string): RunInput {
+  const input = { base, workdir: ctx.workdir, user: ctx.user, env: ctx.env, cmd: op.shell, shell: ctx.shell, network: op.network, secrets };
+  return cacheDomain === undefined || op.cache.length === 0 ? input : { ...input, cacheDomain };
+}
+
+/** The key of run step `op` on snapshot `base`; `secrets` as for runInputOf. */
+export function runStepKey(ctx: BuildContext, base: string, op: RunOp, secrets: readonly SecretInput[], cacheDomain?: string): StepKey {
+  return stepKey(runHashInput(runInputOf(ctx, base, op, secrets, cacheDomain)));
+}
+
+/** The key of a copy step on `base` of the sources' manifests `items` to `dst` as the op writes it. */
+export function copyStepKey(ctx: BuildContext, base: string, items: readonly Manifest[], dst: string): StepKey {
+  return stepKey(copyHashInput({ base, user: ctx.user, items, dst: copyDestination(ctx, dst) }));
 }

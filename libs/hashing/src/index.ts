@@ -7,13 +7,16 @@ export {
   sexpOfManifest,
   copyHashInput,
   copyId,
+  stepKey,
   CopyError,
   type SecretInput,
   type RunInput,
   type Manifest,
   type CopyInput,
+  type StepKey,
 } from './step-id.js';
-export { generateManifest, ManifestError } from './manifest.js';
+export { generateManifest, ManifestError, type FileDigestCache } from './manifest.js';
+export { ContextHashCache } from './context-hash-cache.js';
 export { planSpec, type Plan, type PlanStep, type PlanOptions, type StepKind } from './plan.js';
 export { comparePlans, type StepComparison, type StepStatus } from './plan-diff.js';
-export { applyContextOp, copyDestination, initialContext, isAbsolute, runInputOf, type BuildContext, type TargetOs } from './build-context.js';
+export { applyContextOp, copyDestination, copyStepKey, initialContext, isAbsolute, runStepKey, type BuildContext, type TargetOs } from './build-context.js';

@@ -1,7 +1,7 @@
-import { atom, list, locationOf, oneLine, printOp, toMachine, type Op, type Position, type Spec } from '@cairn/spec';
-import { applyContextOp, copyDestination, initialContext, runInputOf, type BuildContext, type TargetOs } from './build-context.js';
-import { generateManifest, ManifestError } from './manifest.js';
-import { baseId, copyHashInput, CopyError, runHashInput, sha256Hex, type Manifest, type SecretInput } from './step-id.js';
+import { atom, list, locationOf, oneLine, printOp, type Op, type Position, type Spec } from '@cairn/spec';
+import { applyContextOp, copyStepKey, initialContext, runStepKey, type BuildContext, type TargetOs } from './build-context.js';
+import { generateManifest, ManifestError, type FileDigestCache } from './manifest.js';
+import { baseId, CopyError, type Manifest, type SecretInput, type StepKey } from './step-id.js';
 
 /**
  * The dry run: every step of a spec with the ID it will be stored under, computed
@@ -13,12 +13,16 @@ import { baseId, copyHashInput, CopyError, runHashInput, sha256Hex, type Manifes
 export interface PlanOptions {
   /** Directory that `copy` reads from; without it, copies from the context are unknown. */
   readonly contextDir?: string;
+  /** Digests of the context's files from earlier runs (a ContextHashCache), and where this run's go. */
+  readonly contextDigests?: FileDigestCache;
   /** The base image's env as `K=V` pairs, in image order. */
   readonly imageEnv?: readonly (readonly [string, string])[];
   /** Keyed digests of the secret values supplied, by secret ID (see `secretDigest`). */
   readonly secrets?: ReadonlyMap<string, string>;
   /** Initial user, workdir and shell follow the platform: `windows` or `unix` (default). */
   readonly os?: TargetOs;
+  /** The trust domain whose caches the build mounts (the engine's BuildOptions.cacheDomain). */
+  readonly cacheDomain?: string;
 }
 
 export type StepKind = 'base' | 'run' | 'copy' | 'context';
@@ -90,22 +94,21 @@ async function planStage(
       steps.push({ ...common, kind, unknown: parent.unknown });
       continue;
     }
-    const input = await hashInputOf(op, ctx, parent.id, builds, options);
-    if (!('machine' in input)) {
+    const input = await keyOf(op, ctx, parent.id, builds, options);
+    if (!('id' in input)) {
       steps.push({ ...common, kind, parent: parent.id, ...input });
       parent = { unknown: 'error' in input ? 'an earlier step fails' : `an earlier step is unknown: ${input.unknown}` };
       continue;
     }
-    const id = sha256Hex(input.machine);
-    steps.push({ ...common, kind, parent: parent.id, id, hashInput: input.machine });
-    parent = { id };
+    steps.push({ ...common, kind, parent: parent.id, id: input.id, hashInput: input.hashInput });
+    parent = { id: input.id };
   }
   return parent;
 }
 
-type HashInput = { machine: string } | { unknown: string } | { error: string };
+type Key = StepKey | { unknown: string } | { error: string };
 
-async function hashInputOf(op: Op, ctx: BuildContext, base: string, builds: ReadonlyMap<string, Parent>, options: PlanOptions): Promise<HashInput> {
+async function keyOf(op: Op, ctx: BuildContext, base: string, builds: ReadonlyMap<string, Parent>, options: PlanOptions): Promise<Key> {
   if (op.op === 'run') {
     const secrets: SecretInput[] = [];
     for (const s of op.secrets) {
@@ -113,9 +116,7 @@ async function hashInputOf(op: Op, ctx: BuildContext, base: string, builds: Read
       if (digest === undefined) return { error: `no value supplied for secret "${s.id}" (use --secret ${s.id}:FILE)` };
       secrets.push({ target: s.target, digest });
     }
-    return {
-      machine: toMachine(runHashInput(runInputOf(ctx, base, op, secrets))),
-    };
+    return runStepKey(ctx, base, op, secrets, options.cacheDomain);
   }
   if (op.op !== 'copy') throw new Error(`not a snapshot op: ${op.op}`);
   if (op.from.kind === 'build') {
@@ -126,8 +127,8 @@ async function hashInputOf(op: Op, ctx: BuildContext, base: string, builds: Read
   if (options.contextDir === undefined) return { unknown: 'no build context was given' };
   try {
     const items: Manifest[] = [];
-    for (const src of op.src) items.push(await generateManifest(options.contextDir, src, op.exclude));
-    return { machine: toMachine(copyHashInput({ base, user: ctx.user, items, dst: copyDestination(ctx, op.dst) })) };
+    for (const src of op.src) items.push(await generateManifest(options.contextDir, src, op.exclude, options.contextDigests));
+    return copyStepKey(ctx, base, items, op.dst);
   } catch (e) {
     if (e instanceof ManifestError || e instanceof CopyError) return { error: e.message };
     throw e;

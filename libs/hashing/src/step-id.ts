@@ -46,6 +46,13 @@ export interface RunInput {
   readonly shell: readonly string[];
   readonly network: readonly string[];
   readonly secrets: readonly SecretInput[];
+  /**
+   * The trust domain whose caches the step mounts (runInputOf sets it only for a step
+   * that mounts one, and only when the build has a domain: a cluster job). What such a
+   * step leaves in its snapshot may come from the domain's caches, so another domain
+   * must not get it as a cache hit. Not in OBuilder's record: unset, the ID is OBuilder's.
+   */
+  readonly cacheDomain?: string;
 }
 
 const field = (name: string, value: Sexp): Sexp => list(atom(name), value);
@@ -61,8 +68,12 @@ function sexpOfSecret(secret: SecretInput): Sexp {
   return list(field('value', atom(secret.digest)), field('target', atom(secret.target)));
 }
 
-/** OBuilder's `run_input` record, with the secret values replaced by keyed digests. */
+/**
+ * OBuilder's `run_input` record, with the secret values replaced by keyed digests, and
+ * `(cache_domain D)` last when the step mounts caches of trust domain D.
+ */
 export function runHashInput(input: RunInput): Sexp {
+  const domain = input.cacheDomain === undefined ? [] : [field('cache_domain', atom(input.cacheDomain))];
   return list(
     field('base', atom(input.base)),
     field('workdir', atom(input.workdir)),
@@ -72,11 +83,25 @@ export function runHashInput(input: RunInput): Sexp {
     field('shell', atoms(input.shell)),
     field('network', atoms(input.network)),
     field('mount_secrets', list(...input.secrets.map(sexpOfSecret))),
+    ...domain,
   );
 }
 
+/** A snapshot step's ID and the hash input it is the SHA-256 of. */
+export interface StepKey {
+  readonly id: string;
+  /** The hash input in machine form: what the plan shows and what the ID hashes. */
+  readonly hashInput: string;
+}
+
+/** The one recipe for every step ID, so that the planner and the engine cannot drift apart. */
+export function stepKey(hashInput: Sexp): StepKey {
+  const machine = toMachine(hashInput);
+  return { id: sha256Hex(machine), hashInput: machine };
+}
+
 export function runId(input: RunInput): string {
-  return sha256Hex(toMachine(runHashInput(input)));
+  return stepKey(runHashInput(input)).id;
 }
 
 /** A copy source as OBuilder's Manifest.t: contents by hash, no modes or times. */
@@ -146,5 +171,5 @@ export function copyHashInput(input: CopyInput): Sexp {
 }
 
 export function copyId(input: CopyInput): string {
-  return sha256Hex(toMachine(copyHashInput(input)));
+  return stepKey(copyHashInput(input)).id;
 }

@@ -26,6 +26,19 @@ describe('planSpec', () => {
     expect(plan.result).toBe('a16a57b254ca5fe6ca5f34ab5ed0e56d9f38e13c62f7de9d876addd2061f678e');
   });
 
+  it('names the cache domain in the ID of a step that mounts a cache, and only there', async () => {
+    const spec = parseSpec('((from base) (run (shell "echo a")) (run (cache (npm (target /c))) (shell "echo b")) (run (shell "echo c")))');
+    const ids = async (cacheDomain?: string) => (await planSpec(spec, { imageEnv: PATH_ENV, ...(cacheDomain === undefined ? {} : { cacheDomain }) })).steps;
+    const [plain, alice, bob] = await Promise.all([ids(), ids('client-alice'), ids('client-bob')]);
+    expect(plain[2]!.hashInput).not.toContain('cache_domain');
+    expect(alice[2]!.hashInput).toMatch(/\(mount_secrets\(\)\)\(cache_domain client-alice\)\)$/);
+    // Before the cache step all agree; from it on each domain has its own snapshots.
+    expect(new Set([plain, alice, bob].map((p) => p[1]!.id)).size).toBe(1);
+    expect(new Set([plain, alice, bob].map((p) => p[2]!.id)).size).toBe(3);
+    expect(new Set([plain, alice, bob].map((p) => p[3]!.id)).size).toBe(3);
+    expect(alice[3]!.hashInput).not.toContain('cache_domain');
+  });
+
   it('threads workdir, user, shell and env (newest first) into later runs', async () => {
     const plan = await planSpec(parseSpec(`((from base)
       (workdir /src) (workdir sub) (user (uid 1) (gid 2)) (shell /bin/sh -c)

@@ -67,7 +67,7 @@ describe('a service started with startService', () => {
   it('serves /healthz and Prometheus /metrics', async () => {
     const health = await fetch(`${service.httpUrl}/healthz`);
     expect(health.status).toBe(200);
-    expect(await health.json()).toEqual({ ok: true, checks: { nats: 'ok' } });
+    expect(await health.json()).toEqual({ ok: true, checks: { 'nats-open': 'ok', nats: 'ok', jetstream: 'ok' } });
     service.app.get(Ops).addCheck('disk', () => 'store is full');
     const sick = await fetch(`${service.httpUrl}/healthz`);
     expect(sick.status).toBe(503);

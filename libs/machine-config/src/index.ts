@@ -1,0 +1,1 @@
+export { ConfigError, configFile, fetcherSpecOf, readMachineConfig, type EngineChoices, type MachineConfig } from './machine-config.js';
