@@ -43,7 +43,8 @@ export class DockerFetcher implements Fetcher {
     } finally {
       await container.remove({ force: true, v: true });
     }
-    return { env: splitEnv(info.Config?.Env ?? []), digest: info.Id };
+    const { WorkingDir: workingDir, User: user } = info.Config ?? {};
+    return { env: splitEnv(info.Config?.Env ?? []), ...(workingDir ? { workingDir } : {}), ...(user ? { user } : {}), digest: info.Id };
   }
 
   /** The image ID, as `fetch` would report it. */

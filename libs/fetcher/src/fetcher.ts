@@ -27,6 +27,9 @@ export interface Fetcher {
 export interface FetchedImage {
   /** The image config's Env, as [name, value] in image order. */
   readonly env: readonly (readonly [string, string])[];
+  /** The image config's WorkingDir and User, where it sets them: what `cairn import --resolve` starts a stage with. */
+  readonly workingDir?: string;
+  readonly user?: string;
   /** `sha256:...` of the image manifest the reference resolved to. */
   readonly digest: string;
 }

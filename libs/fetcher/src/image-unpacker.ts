@@ -1,7 +1,7 @@
 import { readVerified, verifyBytes } from './digest.js';
 import { FetchError, type FetchedImage } from './fetcher.js';
 import { applyLayer } from './layers.js';
-import { parseImageEnv, parseManifestDocument, type Descriptor, type Platform } from './oci-documents.js';
+import { parseImageConfig, parseManifestDocument, type Descriptor, type ImageDefaults, type Platform } from './oci-documents.js';
 import { formatPlatform, selectPlatform } from './platform.js';
 
 /**
@@ -36,7 +36,7 @@ export async function unpackImage(
     if (doc.kind === 'manifest') {
       const via = indexes.length ? ` (${formatPlatform(options.platform)} in index ${indexes[0]})` : '';
       options.log(`resolved ${options.ref} to ${digest}${via}`);
-      return { env: await applyImage(source, doc.config, doc.layers, options), digest };
+      return { ...(await applyImage(source, doc.config, doc.layers, options)), digest };
     }
     if (indexes.push(digest) > MAX_INDEX_DEPTH) throw new FetchError(`${options.ref}: image indexes nest too deeply`);
     digest = selectPlatform(doc, options.platform, `image index ${digest} of ${options.ref}`).digest;
@@ -49,11 +49,11 @@ async function applyImage(
   config: Descriptor,
   layers: readonly Descriptor[],
   options: { readonly rootfs: string; readonly log: (line: string) => void },
-): Promise<[string, string][]> {
-  const env = parseImageEnv(await readVerified(source.blob(config), config.digest, 'config'), `config ${config.digest}`);
+): Promise<ImageDefaults> {
+  const defaults = parseImageConfig(await readVerified(source.blob(config), config.digest, 'config'), `config ${config.digest}`);
   for (const [i, layer] of layers.entries()) {
     options.log(`applying layer ${i + 1}/${layers.length} ${layer.digest} (${layer.size} bytes)`);
     await applyLayer(options.rootfs, source.blob(layer), { digest: layer.digest });
   }
-  return env;
+  return defaults;
 }

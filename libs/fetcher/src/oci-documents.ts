@@ -102,14 +102,27 @@ export function parseManifestDocument(bytes: Uint8Array, what: string): ImageInd
   throw new FetchError(`${what} is neither an image manifest nor an image index`);
 }
 
-/** An image config's Env as [name, value] pairs, in image order. */
-export function parseImageEnv(bytes: Uint8Array, what: string): [string, string][] {
+/** What of an image config's run settings a build reads: Env, and the WorkingDir and User steps start with. */
+export function parseImageConfig(bytes: Uint8Array, what: string): ImageDefaults {
   const config = parseJson(bytes, what).config as Json | undefined;
   const env = config?.Env ?? [];
   if (!Array.isArray(env) || !env.every((e) => typeof e === 'string')) {
     throw new FetchError(`${what}: config.Env is not a list of strings`);
   }
-  return splitEnv(env as string[]);
+  const text = (key: 'WorkingDir' | 'User'): { workingDir?: string } | { user?: string } => {
+    const value = config?.[key];
+    if (value === undefined || value === null || value === '') return {};
+    if (typeof value !== 'string') throw new FetchError(`${what}: config.${key} is not a string`);
+    return key === 'WorkingDir' ? { workingDir: value } : { user: value };
+  };
+  return { env: splitEnv(env as string[]), ...text('WorkingDir'), ...text('User') };
+}
+
+/** The image config's defaults, as a fetch reports them (FetchedImage). */
+export interface ImageDefaults {
+  readonly env: [string, string][];
+  readonly workingDir?: string;
+  readonly user?: string;
 }
 
 /** `NAME=value` strings as [name, value] pairs. */

@@ -14,6 +14,8 @@ export interface OciImageOptions {
   readonly env: readonly (readonly [string, string])[];
   readonly entrypoint?: readonly string[];
   readonly cmd?: readonly string[];
+  readonly workingDir?: string;
+  readonly user?: string;
   /** Default `amd64`, or the parent's. */
   readonly architecture?: string;
   /** Default `linux`, or the parent's. */
@@ -60,6 +62,8 @@ export async function writeOciImage(
       Env: options.env.map(([k, v]) => `${k}=${v}`),
       ...(options.entrypoint ? { Entrypoint: options.entrypoint } : {}),
       ...(options.cmd ? { Cmd: options.cmd } : {}),
+      ...(options.workingDir ? { WorkingDir: options.workingDir } : {}),
+      ...(options.user ? { User: options.user } : {}),
     },
     rootfs: { type: 'layers', diff_ids: [...(parentRootfs.diff_ids ?? []), layer.diffId] },
   };

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, chown, copyFile, link, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -13,7 +13,7 @@ import {
   type Descriptor,
 } from '@cairn/fetcher';
 import { BUSYBOX_PATH } from '../../../test/support/images.js';
-import { makeBusyboxRootfs } from '../../../test/support/rootfs.js';
+import { makeAwkwardRootfs, makeBusyboxRootfs } from '../../../test/support/rootfs.js';
 import { describeTree } from './tree.js';
 
 const run = promisify(execFile);
@@ -42,29 +42,12 @@ async function fetchError(path: string, ref: string, options: { platform?: strin
   return error as FetchError;
 }
 
-/** A busybox rootfs with the awkward cases a fetcher must carry over. */
-async function makeSource(dir: string): Promise<void> {
-  await makeBusyboxRootfs(dir);
-  await mkdir(join(dir, 'home/user'), { recursive: true });
-  await writeFile(join(dir, 'home/user/notes'), 'mine\n');
-  await chmod(join(dir, 'home/user/notes'), 0o640);
-  await chown(join(dir, 'home/user/notes'), 1000, 1000);
-  await chown(join(dir, 'home/user'), 1000, 1000);
-  await mkdir(join(dir, 'usr/bin'), { recursive: true });
-  await copyFile('/usr/bin/busybox', join(dir, 'usr/bin/su'));
-  await chmod(join(dir, 'usr/bin/su'), 0o4755);
-  await symlink('/bin/busybox', join(dir, 'usr/bin/absolute-link'));
-  await mkdir(join(dir, 'data'));
-  await writeFile(join(dir, 'data/a'), 'shared inode\n');
-  await link(join(dir, 'data/a'), join(dir, 'data/b'));
-}
-
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'cairn-oci-layout-'));
   layout = join(work, 'layout');
   source = join(work, 'source');
   await mkdir(source);
-  await makeSource(source);
+  await makeAwkwardRootfs(source);
   image = await writeOciImage(layout, 'cairn/test', source, { env: ENV, cmd: ['/bin/sh'] });
 }, 60_000);
 

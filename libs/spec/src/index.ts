@@ -7,4 +7,6 @@ export { parseSpec, specOfSexp, locationOf } from './spec-reader.js';
 export { printSpec, printOp, sexpOfSpec, sexpOfOp, sexpOfUser, oneLine } from './spec-printer.js';
 export { dockerfileOfSpec, type DockerfileOptions } from './dockerfile-export.js';
 export { closest, didYouMean } from './did-you-mean.js';
-export { specOfDockerfile, type DockerfileImportOptions } from './dockerfile-import.js';
+export {
+  baseImagesOfDockerfile, importDockerfile, specOfDockerfile, type BaseImage, type ContextReader, type DockerfileImport, type DockerfileImportOptions, type DockerfileWarning,
+} from './dockerfile-import/index.js';

@@ -45,7 +45,8 @@ const STRING_STOP = /["\\\n]/g;
 const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
 const hexValue = (c: number) => (isDigit(c) ? c - 0x30 : c >= 0x41 && c <= 0x46 ? c - 0x37 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1);
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a string's bytes are its own; U+FEFF at their start is text, not a marker to drop.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const encoder = new TextEncoder();
 
 /** A list being read: the reader's own stack holds these, so nesting never deepens the call stack. */

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { CopyOp, Op, RunOp, Spec } from '../src/ast.js';
 import { dockerfileOfSpec } from '../src/dockerfile-export.js';
-import { specOfDockerfile, type DockerfileImportOptions } from '../src/dockerfile-import.js';
+import { importDockerfile, specOfDockerfile, type DockerfileImportOptions } from '../src/dockerfile-import/index.js';
 import { SpecError } from '../src/spec-error.js';
 import { parseSpec } from '../src/spec-reader.js';
 import { printSpec } from '../src/spec-printer.js';
@@ -139,15 +139,13 @@ describe('Dockerfile import of real-world Dockerfiles', () => {
     ]);
     expect(ops(spec, 'workdir')).toEqual([{ op: 'workdir', path: '/srv/app' }, { op: 'workdir', path: 'data' }]);
     expect(ops(spec, 'shell')).toEqual([{ op: 'shell', args: ['/bin/bash', '-o', 'pipefail', '-c'] }]);
-    const app = { kind: 'unix', uid: 1000, gid: 1000 };
     const tail = spec.ops.slice(spec.ops.findIndex((o) => o.op === 'copy'));
     expect(tail).toEqual([
       { op: 'copy', from: { kind: 'context' }, src: ['app.conf'], dst: '/srv/app/', exclude: [] },
       // COPY without --chown writes root-owned files even after USER 1000:1000.
       { op: 'user', user: ROOT },
       { op: 'copy', from: { kind: 'context' }, src: ['defaults.conf'], dst: '/etc/app/', exclude: [] },
-      { op: 'user', user: app },
-      { op: 'user', user: ROOT },
+      // USER root right after: the restore of 1000:1000 would be undone at once, so it is not written.
       { op: 'run', cache: [], network: ['host'], secrets: [], shell: 'exec /usr/bin/id -u' },
     ]);
     expectFixedPoint(spec);
@@ -273,13 +271,96 @@ describe('RUN', () => {
     expect(rejection('FROM a\nRUN --network=host --network=none x').reason).toContain('twice');
   });
 
-  it('rejects heredocs, which it cannot import', () => {
-    expect(rejection('FROM a\nRUN <<EOF\necho hi\nEOF').pos.line).toBe(2);
-    expect(rejection('FROM a\nRUN cat <<-"EOT" > /f\nx\nEOT').reason).toContain('heredoc');
+  it('runs a heredoc that is the whole command as the shell\'s script, as BuildKit does', () => {
+    const spec = specOfDockerfile('FROM a\nRUN --mount=type=cache,target=/var/cache/apt <<EOF\nset -e\n  apt-get update\n\nEOF\nRUN true');
+    expect(runs(spec).map((r) => r.shell)).toEqual(['set -e\n  apt-get update\n', 'true']);
+    expect(dockerfileOfSpec(spec, { buildkit: true })).toContain('RUN --mount=type=cache,id=/var/cache/apt,target=/var/cache/apt,uid=0 <<EOF\nset -e\n  apt-get update\n\nEOF\n');
+    expectFixedPoint(spec);
+  });
+
+  it('hands other heredocs to the shell with their terminators, tabs cut for <<-', () => {
+    const spec = specOfDockerfile('FROM a\nRUN python3 <<PY && cat <<-"T" > /etc/motd\nprint("$HOME")\nPY\n\thello\n\tT\nRUN x');
+    expect(runs(spec).map((r) => r.shell)).toEqual(['python3 <<PY && cat <<-"T" > /etc/motd\nprint("$HOME")\nPY\nhello\nT', 'x']);
+    expectFixedPoint(spec);
+    // A terminator inside the script gets another name when exported.
+    const tricky = specOfDockerfile('FROM a\nRUN cat <<EOF\nx\nEOF');
+    expect(dockerfileOfSpec(tricky)).toContain('RUN <<EOF1\ncat <<EOF\nx\nEOF\nEOF1\n');
+    expectFixedPoint(tricky);
+  });
+
+  it('refuses a heredoc script with #! and an unended heredoc', () => {
+    expect(rejection('FROM a\nRUN <<EOF\n#!/usr/bin/env python3\nprint(1)\nEOF').reason).toContain('#!');
+    const open = rejection('FROM a\n\nRUN <<EOF\necho hi');
+    expect([open.pos.line, open.reason]).toEqual([3, 'the heredoc <<EOF opened here has no line "EOF" to end it']);
     expect(run('RUN echo "<<EOF"').shell).toBe('echo "<<EOF"');
     expect(run('RUN cat <<< hello').shell).toBe('cat <<< hello');
     // One word to BuildKit; a newline after & would make <<x a heredoc of its own.
     expect(run('RUN true &\\\n<<x').shell).toBe('true &<<x');
+  });
+
+  it('writes the heredocs of COPY with a run step, as root, with their mode and owner, and says so', () => {
+    const text = "FROM a\nUSER 1000:1000\nCOPY --chmod=0755 --chown=1000:1000 <<'EOF' /usr/local/bin/hello\n#!/bin/sh\necho \"it's $1\"\nEOF\nCOPY <<A <<-B conf/\na\nA\n\tb\n\tB\nRUN true";
+    const { spec, warnings } = importDockerfile(text);
+    expect(spec.ops).toEqual([
+      { op: 'user', user: { kind: 'unix', uid: 1000, gid: 1000 } },
+      { op: 'user', user: ROOT },
+      SH,
+      { op: 'run', cache: [], network: ['host'], secrets: [], shell: `mkdir -p "$(dirname /usr/local/bin/hello)" && printf '%s' '#!/bin/sh\necho "it'\\''s $1"\n' > /usr/local/bin/hello && chmod 0755 /usr/local/bin/hello && chown 1000:1000 /usr/local/bin/hello` },
+      { op: 'run', cache: [], network: ['host'], secrets: [], shell: `mkdir -p "$(dirname conf/A)" && printf '%s' 'a\n' > conf/A && chmod 0644 conf/A && mkdir -p "$(dirname conf/B)" && printf '%s' 'b\n' > conf/B && chmod 0644 conf/B` },
+      { op: 'user', user: { kind: 'unix', uid: 1000, gid: 1000 } },
+      { op: 'run', cache: [], network: ['host'], secrets: [], shell: 'true' },
+    ]);
+    expect(warnings.map((w) => `${w.pos.line} ${w.reason}`)).toEqual([
+      '3 COPY <<EOF: a spec copies files only, so a run step writes /usr/local/bin/hello with the image\'s shell and printf',
+      '7 COPY <<A <<B: a spec copies files only, so a run step writes conf/A conf/B with the image\'s shell and printf',
+    ]);
+    expectFixedPoint(spec);
+  });
+
+  it('downloads ADD of a URL with --checksum in a run step that verifies it, and refuses one without', () => {
+    const hex = 'a'.repeat(64);
+    const { spec, warnings } = importDockerfile(`FROM a\nUSER 1000:1000\nADD --checksum=sha256:${hex} --chown=1000:1000 https://example.com/dl/tool%201.tar.gz /opt/\nRUN true`);
+    expect(spec.ops.slice(1, 4)).toEqual([
+      { op: 'user', user: ROOT },
+      SH,
+      { op: 'run', cache: [], network: ['host'], secrets: [], shell: `mkdir -p "$(dirname '/opt/tool 1.tar.gz')" && { wget -q -O '/opt/tool 1.tar.gz.download' https://example.com/dl/tool%201.tar.gz || curl -fsSL -o '/opt/tool 1.tar.gz.download' https://example.com/dl/tool%201.tar.gz; } && echo '${hex}  /opt/tool 1.tar.gz.download' | sha256sum -c >/dev/null && mv '/opt/tool 1.tar.gz.download' '/opt/tool 1.tar.gz' && chmod 0600 '/opt/tool 1.tar.gz' && chown 1000:1000 '/opt/tool 1.tar.gz'` },
+    ]);
+    expect(warnings.map((w) => w.reason)).toEqual(["ADD https://example.com/dl/tool%201.tar.gz: a spec has no download, so a run step fetches it with the image's wget or curl and checks its sha256"]);
+    expectFixedPoint(spec);
+    expect(rejection('FROM a\nADD https://example.com/x /x').reason).toBe('ADD: the URL https://example.com/x without --checksum would be downloaded once and cached as if it never changed; add --checksum=sha256:<digest> (the import then writes a step that downloads and verifies it), or download it in a RUN');
+    expect(rejection('FROM a\nADD --checksum=md5:00 https://example.com/x /x').reason).toBe('ADD --checksum=md5:00: a sha256:<64 hex digits> digest is imported');
+    expect(rejection(`FROM a\nADD --checksum=sha256:${hex} https://example.com/ /d/`).reason).toContain('names no file');
+  });
+
+  it('unpacks ADD of a local archive with a run step after copying it to a scratch path, as root', () => {
+    const { spec, warnings } = importDockerfile('FROM a\nUSER 1000:1000\nWORKDIR /srv\nADD dist/app.tar.gz web/\nRUN true', { dockerignore: 'node_modules\n' });
+    expect(spec.ops.slice(2, 7)).toEqual([
+      { op: 'user', user: ROOT },
+      { op: 'copy', from: { kind: 'context' }, src: ['dist/app.tar.gz'], dst: '/.cairn-add/app.tar.gz', exclude: ['node_modules'] },
+      SH,
+      { op: 'run', cache: [], network: ['host'], secrets: [], shell: 'mkdir -p web/ && tar -xzf /.cairn-add/app.tar.gz -C web/ && rm -rf /.cairn-add' },
+      { op: 'user', user: { kind: 'unix', uid: 1000, gid: 1000 } },
+    ]);
+    expect(warnings.map((w) => w.reason)).toEqual(["ADD dist/app.tar.gz: a spec copy does not unpack, so a run step unpacks it into web/ with the image's tar"]);
+    expectFixedPoint(spec, { dockerignore: 'node_modules\n' });
+    expect(rejection('FROM a\nADD ../app.tgz /srv/').reason).toContain('inside the build context');
+    expect(rejection('FROM a\nADD --chown=1:1 app.tgz /srv/').reason).toContain('--chown cannot be imported');
+    expect(rejection('FROM a\nADD a.tgz b.tgz /srv/').reason).toContain('imported alone');
+  });
+
+  it('refuses a COPY heredoc it cannot write as BuildKit would, saying why', () => {
+    expect(rejection('FROM a\nCOPY <<EOF /f\nhome is $HOME\nEOF').reason).toBe(`COPY: the heredoc <<EOF is unquoted, so BuildKit would expand the variables and escapes of its body, which the import does not do; quote it (<<'EOF') to copy the text as it is`);
+    expect(rejection('FROM a\nCOPY <<A <<B /etc\na\nA\nb\nB').reason).toBe('COPY: several heredocs go into a directory, written with a trailing "/" (/etc/)');
+    expect(rejection('FROM a\nCOPY <<A file /etc/\na\nA').reason).toContain('every source is a heredoc');
+    expect(rejection('FROM a\nCOPY --chmod=u+x <<A /f\na\nA').reason).toBe('COPY --chmod=u+x: an octal mode is imported (e.g. 0755)');
+    expect(rejection('FROM a\nSHELL ["cmd", "/S", "/C"]\nCOPY <<A /f\na\nA').reason).toContain('POSIX shell');
+  });
+
+  it('exports a command that continued lines would change as a heredoc', () => {
+    const spec = parseSpec('((from a) (shell /bin/sh -c) (run (network host) (shell "if true; then\n  echo \\"two\n  lines\\"\nfi")))');
+    const text = dockerfileOfSpec(spec);
+    expect(text).toContain('RUN <<EOF\nif true; then\n  echo "two\n  lines"\nfi\nEOF\n');
+    expect(specOfDockerfile(text)).toEqual(spec);
   });
 });
 
@@ -287,6 +368,8 @@ describe('COPY and ADD', () => {
   it('reads the JSON form, expands variables in it and keeps the destination as written', () => {
     const spec = specOfDockerfile('FROM a\nARG D=/dst\nCOPY ["a b", "c", "${D}/"]\nADD x y\nCOPY . .');
     expect(copies(spec).map((c) => [c.src, c.dst])).toEqual([[['a b', 'c'], '/dst/'], [['x'], 'y'], [['.'], './']]);
+    expect(dockerfileOfSpec(spec)).toContain('COPY ["a b", "c", "/dst/"]\n');
+    expectFixedPoint(spec);
   });
 
   it('switches to the --chown owner (a lone uid is also the gid) and back', () => {
@@ -318,16 +401,15 @@ describe('COPY and ADD', () => {
     const cases: [string, string][] = [
       ['ADD https://example.com/a.tgz /a', 'URL'],
       ['ADD git@github.com:moby/buildkit.git /src', 'URL'],
-      ['ADD rootfs.tar.gz /', 'unpack'],
+      ['ADD rootfs.tar.gz extra.tgz /', 'imported alone'],
       ['ADD --chmod=755 run.sh /run.sh', '--chmod'],
-      ['COPY --link a /a', '--link'],
       ['COPY --parents a/b /x/', '--parents'],
-      ['COPY *.go /src/', 'wildcards'],
+      ['COPY *.go /src/', 'a wildcard needs the build context to list what it matches (cairn import --context DIR)'],
       ['COPY ../secret /s', '".."'],
       ['COPY a b /dst', 'ending in "/"'],
-      ['COPY src/ /app/', 'contents'],
+      ['COPY src/ /', 'no name to copy it onto'],
+      ['COPY src/ .', 'in the base image\'s workdir, which the import cannot see; copy the files of src/ by name, or set WORKDIR'],
       ['COPY onlyone', 'destination'],
-      ['COPY <<EOF /f', 'heredoc'],
       ['COPY --chown=1000 a', 'destination'],
     ];
     for (const [line, expected] of cases) {
@@ -335,6 +417,72 @@ describe('COPY and ADD', () => {
       expect(e.pos.line, line).toBe(3);
       expect(e.reason, line).toContain(expected);
     }
+  });
+
+  it('copies a directory named with a trailing "/" onto the destination, as Docker copies its contents', () => {
+    const spec = specOfDockerfile('FROM b\nFROM a\nCOPY app/ ./app/\nCOPY a b/ c d/. /srv/\nCOPY --from=0 /out/ /usr/share/html/');
+    expect(copies(spec).map((c) => [c.src, c.dst])).toEqual([
+      [['app/'], './app'],
+      [['a'], '/srv/'],
+      [['b/'], '/srv'],
+      [['c'], '/srv/'],
+      [['d/.'], '/srv'],
+      [['/out/'], '/usr/share/html'],
+    ]);
+    expectFixedPoint(spec);
+  });
+
+  it('copies a directory onto the workdir by its path, when a WORKDIR set it', () => {
+    const spec = specOfDockerfile('FROM a\nWORKDIR /srv\nWORKDIR app/.\nCOPY dist/ ./\nCOPY x/ ..\nWORKDIR /opt\nCOPY y/ ./z/../');
+    expect(copies(spec).map((c) => [c.src, c.dst])).toEqual([[['dist/'], '/srv/app'], [['x/'], '/srv'], [['y/'], '/opt']]);
+    expectFixedPoint(spec);
+    expect(rejection('FROM a\nWORKDIR /\nCOPY y/ ./').reason).toContain('./ has no name to copy it onto');
+    expect(rejection('FROM a\nWORKDIR rel\nCOPY y/ ./').reason).toContain('base image\'s workdir');
+  });
+
+  it('switches once for consecutive copies with one owner, and not back before a USER', () => {
+    const spec = specOfDockerfile('FROM a\nCOPY --chown=1:1 a /a\nCOPY --chown=1:1 b /b\nCOPY --chown=2:2 c /c\nUSER 2:2\nCOPY d /d\n# note\nCOPY e /e');
+    const copy = (src: string) => ({ op: 'copy', from: { kind: 'context' }, src: [src], dst: `/${src}`, exclude: [] });
+    const user = (id: number) => ({ op: 'user', user: { kind: 'unix', uid: id, gid: id } });
+    expect(spec.ops).toEqual([
+      user(1), copy('a'), copy('b'), user(2), copy('c'), user(0), copy('d'), user(2), { op: 'comment', text: 'note' }, user(0), copy('e'), user(2),
+    ]);
+    expectFixedPoint(spec);
+  });
+
+  it('lists what a context wildcard matches, with a warning, when the caller can look', () => {
+    const tree: Record<string, { name: string; directory: boolean }[]> = {
+      '': [
+        { name: '.env', directory: false }, { name: 'node_modules', directory: true }, { name: 'package-lock.json', directory: false },
+        { name: 'package.json', directory: false }, { name: 'src', directory: true },
+      ],
+      node_modules: [{ name: 'x', directory: true }],
+      'node_modules/x': [{ name: 'package.json', directory: false }],
+      src: [{ name: 'a.c', directory: false }, { name: 'b.h', directory: false }],
+    };
+    const readContext = (dir: string) => tree[dir];
+    const text = 'FROM a AS b\nFROM a\nWORKDIR /app\nCOPY package*.json ./\nCOPY sr* ./src/';
+    const { spec, warnings } = importDockerfile(text, { readContext, dockerignore: 'node_modules\n' });
+    expect(copies(spec).map((c) => [c.src, c.dst])).toEqual([[['package-lock.json', 'package.json'], './'], [['src/'], './src']]);
+    expect(warnings.map((w) => [w.pos.line, w.reason])).toEqual([
+      [4, 'COPY package*.json: the wildcard matches package-lock.json package.json in the build context now, which the spec names; a file added later is copied only once the Dockerfile is imported again'],
+      [5, 'COPY sr*: the wildcard matches src/ in the build context now, which the spec names; a file added later is copied only once the Dockerfile is imported again'],
+    ]);
+    expect(() => importDockerfile(`${text}\nCOPY *.md /doc/`, { readContext })).toThrow('6:1: COPY: *.md matches nothing in the build context');
+    // Go's Match: * takes dotfiles too, classes and ? one character, never a "/".
+    const listed = (pattern: string) => copies(importDockerfile(`FROM a\nCOPY ${pattern} /d/`, { readContext }).spec)[0]!.src;
+    expect(listed('*env')).toEqual(['.env']);
+    expect(listed('src/[a-b].?')).toEqual(['src/a.c', 'src/b.h']);
+    expect(listed('src/[^a].h')).toEqual(['src/b.h']);
+    expect(listed('*/*/package.json')).toEqual(['node_modules/x/package.json']);
+    // What .dockerignore leaves out is not there to match.
+    expect(() => importDockerfile('FROM a\nCOPY node_modules/*/package.json /n/', { readContext, dockerignore: 'node_modules' })).toThrow('matches nothing');
+    expect(() => importDockerfile('FROM a AS b\nFROM a\nCOPY --from=b /out/* /', { readContext })).toThrow('a wildcard in another stage cannot be listed');
+  });
+
+  it('takes --link as a plain copy, since the files it writes are the same', () => {
+    const spec = specOfDockerfile('FROM a\nCOPY --link --chown=1:1 a /a\nADD --link b /b');
+    expect(spec).toEqual(specOfDockerfile('FROM a\nCOPY --chown=1:1 a /a\nADD b /b'));
   });
 
   it('applies .dockerignore to context copies only, and --exclude to any', () => {
@@ -455,6 +603,71 @@ describe('stages and comments', () => {
   it('reads CRLF line ends and a byte-order mark', () => {
     const spec = specOfDockerfile('\uFEFFFROM a\r\nRUN a && \\\r\n    b\r\n');
     expect(runs(spec)[0]!.shell).toBe('a &&\nb');
+  });
+});
+
+describe('base images the caller read', () => {
+  const images = {
+    'alpine:3.20': {
+      env: [['PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']] as const,
+      passwd: 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/sbin/nologin\nnode:x:1000:1000::/home/node:/bin/sh\nbroken line\n',
+      group: 'root:x:0:root\nnode:x:1000:\nwww-data:x:82:\n',
+    },
+  };
+
+  it('expands the image\'s Env, and a name it does not set to nothing', () => {
+    const spec = specOfDockerfile('FROM alpine:3.20\nENV PATH=/opt/bin:$PATH X=${UNSET:-none}', { images });
+    expect(ops(spec, 'env')).toEqual([
+      { op: 'env', name: 'PATH', value: '/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' },
+      { op: 'env', name: 'X', value: 'none' },
+    ]);
+    expect(rejection('FROM alpine:3.21\nENV PATH=/opt/bin:$PATH', { images }).reason).toContain('$PATH is set by no ARG or ENV');
+  });
+
+  it('turns user and group names into the ids of the image\'s /etc/passwd and /etc/group', () => {
+    const spec = specOfDockerfile('FROM alpine:3.20\nCOPY --chown=node:www-data a /a\nCOPY --chown=nobody b /b\nUSER node\nUSER 65534\nUSER node:0', { images });
+    // No restore to root between the copies, nor before USER node: each would be undone at once.
+    expect(ops(spec, 'user').map((o) => o.op === 'user' && o.user)).toEqual([
+      { kind: 'unix', uid: 1000, gid: 82 }, { kind: 'unix', uid: 65534, gid: 65534 },
+      { kind: 'unix', uid: 1000, gid: 1000 }, { kind: 'unix', uid: 65534, gid: 65534 }, { kind: 'unix', uid: 1000, gid: 0 },
+    ]);
+    expectFixedPoint(spec, { images });
+    expect(rejection('FROM alpine:3.20\nUSER app', { images }).reason).toBe('USER app: "app" is not in the base image\'s /etc/passwd (a RUN may add it, which the import cannot see); write numeric ids as UID:GID');
+    expect(rejection('FROM alpine:3.20\nCOPY --chown=node:staff a /a', { images }).reason).toContain('"staff" is not in the base image\'s /etc/group');
+    expect(rejection('FROM alpine:3.20\nUSER 4242', { images }).reason).toContain('the base image has no such uid');
+    expect(rejection('FROM debian\nUSER node', { images }).reason).toContain('needs the image\'s /etc/passwd, which the import cannot read');
+  });
+});
+
+describe('image metadata', () => {
+  const dockerfile = [
+    'FROM node:20 AS build',
+    'LABEL stage=build',
+    'RUN npm ci',
+    'FROM gcr.io/distroless/nodejs20',
+    'COPY --from=build /app /app',
+    'EXPOSE 3000',
+    '  CMD ["server.js"]',
+  ].join('\n');
+
+  it('drops each metadata instruction with a warning naming file, line, column and why', () => {
+    const { spec, warnings } = importDockerfile(dockerfile, { file: 'Dockerfile' });
+    expect(spec).toEqual(specOfDockerfile(dockerfile.split('\n').filter((l) => !/LABEL|EXPOSE|CMD/.test(l)).join('\n')));
+    expect(warnings.map((w) => w.message)).toEqual([
+      'Dockerfile:2:1: LABEL dropped: it sets image labels, image metadata that changes no file, which a Cairn spec does not record',
+      'Dockerfile:6:1: EXPOSE dropped: it declares the ports of the image, image metadata that changes no file, which a Cairn spec does not record',
+      'Dockerfile:7:3: CMD dropped: it sets the default command of the image, image metadata that changes no file, which a Cairn spec does not record',
+    ]);
+    expect(warnings[2]).toMatchObject({ pos: { line: 7, column: 3 }, file: 'Dockerfile' });
+    expect(importDockerfile('FROM a\nRUN x').warnings).toEqual([]);
+  });
+
+  it('still refuses metadata before the first FROM, as Docker does', () => {
+    expect(() => importDockerfile('CMD x\nFROM a')).toThrow('CMD comes before the first FROM');
+  });
+
+  it('refuses it when strict, and specOfDockerfile is strict', () => {
+    expect(() => importDockerfile(dockerfile, { strict: true, file: 'Dockerfile' })).toThrow('Dockerfile:2:1: LABEL sets image labels: image metadata');
   });
 });
 

@@ -28,6 +28,8 @@ describe('S-expression reader', () => {
     expect(value('"C:\\obuilder"')).toBe('C:\\obuilder');
     expect(value('"\\999"')).toBe('\\999');
     expect(value('"caf\\195\\169"')).toBe('café');
+    // A string that starts with U+FEFF keeps it (a decoder drops it as a byte-order mark by default).
+    expect(value('"\\239\\187\\191x"')).toBe('\uFEFFx');
   });
 
   it('swallows a backslash-newline and the blanks after it', () => {

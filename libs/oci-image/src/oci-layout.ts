@@ -1,0 +1,188 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { checkImageConfig, imageConfigDocument, platformName, platformOf, type ImageConfig, type Platform } from './image-config.js';
+import { writeLayer } from './layer.js';
+import { OciImageError } from './oci-image-error.js';
+
+export const MediaType = {
+  index: 'application/vnd.oci.image.index.v1+json',
+  manifest: 'application/vnd.oci.image.manifest.v1+json',
+  config: 'application/vnd.oci.image.config.v1+json',
+  layerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+} as const;
+
+/** The index.json annotation that names an image in an OCI layout. */
+export const REF_NAME = 'org.opencontainers.image.ref.name';
+
+export interface Descriptor {
+  readonly mediaType: string;
+  readonly digest: string;
+  readonly size: number;
+  readonly platform?: Platform;
+  readonly annotations?: Readonly<Record<string, string>>;
+}
+
+/** One platform's image: its manifest and the blobs it names. */
+export interface PlatformImage {
+  readonly platform: Platform;
+  readonly manifest: Descriptor;
+  readonly config: Descriptor;
+  readonly layers: readonly Descriptor[];
+}
+
+/**
+ * An image written into an OCI layout: `index` is the image index (what a tag names in a
+ * registry, and the image's digest), `images` one manifest per platform.
+ */
+export interface OciImage {
+  readonly layoutDir: string;
+  readonly ref: string;
+  readonly index: Descriptor;
+  readonly images: readonly PlatformImage[];
+}
+
+/** One platform of an image: a root filesystem (a store snapshot) and how it runs. */
+export interface ImageInput {
+  readonly rootfs: string;
+  readonly config: ImageConfig;
+}
+
+export interface WriteImageOptions {
+  /**
+   * Seconds since the epoch given to every file and to the config's `created`; default 0.
+   * Anything but a fixed value would make each export a different image.
+   */
+  readonly mtime?: number;
+}
+
+const REF = /^[A-Za-z0-9][A-Za-z0-9._:/@-]*$/;
+
+export const blobPath = (layoutDir: string, digest: string) => join(layoutDir, 'blobs', 'sha256', digest.replace(/^sha256:/, ''));
+
+/**
+ * Writes an image of one layer per platform (the whole rootfs: a snapshot is complete,
+ * there is no parent to diff against) into the OCI layout at `layoutDir`, created if
+ * needed, and names it `ref` in index.json, replacing any image of that name. The same
+ * inputs give the same bytes, hence the same digests, on every run.
+ *
+ *     const image = await writeOciImage('out/layout', 'cairn/worker:1', [
+ *       { rootfs: snapshot, config: { env: [['PATH', '/usr/bin:/bin']], entrypoint: ['/usr/bin/node'] } },
+ *     ]);
+ *     await pushImage(image, '127.0.0.1:5000/cairn/worker:1');
+ *
+ * A layout takes one writer at a time: index.json is read, changed and replaced whole.
+ */
+export async function writeOciImage(
+  layoutDir: string,
+  ref: string,
+  inputs: readonly ImageInput[],
+  options: WriteImageOptions = {},
+): Promise<OciImage> {
+  if (!REF.test(ref)) throw new OciImageError(`invalid image name ${JSON.stringify(ref)} for an OCI layout`);
+  if (inputs.length === 0) throw new OciImageError(`image ${ref} has no platform to build`);
+  const mtime = options.mtime ?? 0;
+  if (!Number.isInteger(mtime) || mtime < 0) throw new OciImageError(`mtime must be whole seconds since the epoch, not ${mtime}`);
+  const created = new Date(mtime * 1000).toISOString().replace('.000Z', 'Z');
+  const platforms = new Set<string>();
+  for (const { config, rootfs } of inputs) {
+    const name = platformName(platformOf(config));
+    checkImageConfig(config, `image ${ref} (${name}, from ${rootfs})`);
+    if (platforms.has(name)) throw new OciImageError(`image ${ref} has two roots for platform ${name}`);
+    platforms.add(name);
+  }
+
+  await mkdir(join(layoutDir, 'blobs', 'sha256'), { recursive: true });
+  await writeFile(join(layoutDir, 'oci-layout'), `${JSON.stringify({ imageLayoutVersion: '1.0.0' })}\n`);
+  const images: PlatformImage[] = [];
+  for (const { rootfs, config } of inputs) {
+    const platform = platformOf(config);
+    const layerBlob = await putLayer(layoutDir, rootfs, mtime);
+    const layer = { mediaType: MediaType.layerGzip, digest: layerBlob.digest, size: layerBlob.size };
+    const configBlob = await putJson(layoutDir, MediaType.config, imageConfigDocument(config, [layerBlob.diffId], created));
+    const manifest = await putJson(layoutDir, MediaType.manifest, {
+      schemaVersion: 2,
+      mediaType: MediaType.manifest,
+      config: configBlob,
+      layers: [layer],
+    });
+    images.push({ platform, manifest: { ...manifest, platform }, config: configBlob, layers: [layer] });
+  }
+  const index = await putJson(layoutDir, MediaType.index, {
+    schemaVersion: 2,
+    mediaType: MediaType.index,
+    manifests: images.map((i) => i.manifest),
+  });
+  await setRef(layoutDir, ref, index);
+  return { layoutDir, ref, index, images };
+}
+
+/** The image named `ref` in the layout at `layoutDir`, as `writeOciImage` wrote it. */
+export async function readOciImage(layoutDir: string, ref: string): Promise<OciImage> {
+  const entry = (await readIndexJson(layoutDir)).find((d) => d.annotations?.[REF_NAME] === ref);
+  if (!entry) throw new OciImageError(`no image named ${ref} in the OCI layout ${layoutDir}`);
+  const { annotations: _named, ...index } = entry;
+  if (index.mediaType !== MediaType.index) throw new OciImageError(`${ref} in ${layoutDir} is not an image index`);
+  const manifests = (await readJson(layoutDir, index.digest)).manifests as Descriptor[];
+  const images: PlatformImage[] = [];
+  for (const manifest of manifests) {
+    const doc = await readJson(layoutDir, manifest.digest);
+    const platform = manifest.platform ?? { architecture: 'unknown', os: 'unknown' };
+    images.push({ platform, manifest, config: doc.config as Descriptor, layers: doc.layers as Descriptor[] });
+  }
+  return { layoutDir, ref, index, images };
+}
+
+/** Every blob of the image, each once: layers and configs first, then manifests, the index last. */
+export function imageBlobs(image: OciImage): Descriptor[] {
+  const all = [...image.images.flatMap((i) => [...i.layers, i.config]), ...image.images.map((i) => i.manifest), image.index];
+  return all.filter((d, n) => all.findIndex((o) => o.digest === d.digest) === n);
+}
+
+async function readJson(layoutDir: string, digest: string): Promise<Record<string, unknown>> {
+  const bytes = await readFile(blobPath(layoutDir, digest)).catch((e: NodeJS.ErrnoException) => {
+    throw new OciImageError(`the OCI layout ${layoutDir} lacks blob ${digest} (${e.code ?? e.message})`);
+  });
+  if (`sha256:${createHash('sha256').update(bytes).digest('hex')}` !== digest) {
+    throw new OciImageError(`blob ${digest} in ${layoutDir} does not match its digest`);
+  }
+  return JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
+}
+
+async function readIndexJson(layoutDir: string): Promise<Descriptor[]> {
+  try {
+    return (JSON.parse(await readFile(join(layoutDir, 'index.json'), 'utf8')) as { manifests: Descriptor[] }).manifests;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new OciImageError(`cannot read ${join(layoutDir, 'index.json')}: ${(e as Error).message}`);
+  }
+}
+
+async function putLayer(layoutDir: string, rootfs: string, mtime: number) {
+  const tmp = join(layoutDir, 'blobs', 'sha256', `.tmp-${randomUUID()}`);
+  try {
+    const layer = await writeLayer(rootfs, tmp, mtime);
+    await rename(tmp, blobPath(layoutDir, layer.digest));
+    return layer;
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
+async function putJson(layoutDir: string, mediaType: string, value: unknown): Promise<Descriptor> {
+  const bytes = Buffer.from(JSON.stringify(value));
+  const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+  const tmp = join(layoutDir, 'blobs', 'sha256', `.tmp-${randomUUID()}`);
+  await writeFile(tmp, bytes);
+  await rename(tmp, blobPath(layoutDir, digest));
+  return { mediaType, digest, size: bytes.length };
+}
+
+async function setRef(layoutDir: string, ref: string, index: Descriptor): Promise<void> {
+  const others = (await readIndexJson(layoutDir)).filter((d) => d.annotations?.[REF_NAME] !== ref);
+  const entry = { ...index, annotations: { [REF_NAME]: ref } };
+  const indexFile = join(layoutDir, 'index.json');
+  const tmp = `${indexFile}.tmp-${randomUUID()}`;
+  await writeFile(tmp, `${JSON.stringify({ schemaVersion: 2, mediaType: MediaType.index, manifests: [...others, entry] }, null, 2)}\n`);
+  await rename(tmp, indexFile);
+}
