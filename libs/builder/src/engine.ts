@@ -1,25 +1,26 @@
-import { readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
-  applyContextOp, baseId, copyDestination, copyHashInput, CopyError, generateManifest, initialContext, ManifestError,
-  runHashInput, runInputOf, secretDigest, sha256Hex, type BuildContext, type Manifest, type SecretInput, type TargetOs,
+  applyContextOp, baseId, copyDestination, copyStepKey, CopyError, generateManifest, initialContext, ManifestError,
+  runStepKey, secretDigest, type BuildContext, type FileDigestCache, type Manifest, type SecretInput, type TargetOs,
 } from '@cairn/hashing';
 import type { Fetcher } from '@cairn/fetcher';
-import { CancelledError, type Sandbox, type Secret } from '@cairn/sandbox';
-import { atom, list, oneLine, printOp, ROOT_UNIX, toMachine, type CopyOp, type RunOp, type Spec } from '@cairn/spec';
-import type { CacheView, Store } from '@cairn/store';
+import { CancelledError, formatDuration, LimitReachedError, type Sandbox, type Secret, type StepLimits } from '@cairn/sandbox';
+import { atom, list, oneLine, printOp, ROOT_UNIX, type CopyOp, type RunOp, type Spec } from '@cairn/spec';
+import { RESULT_METADATA, type CacheView, type Store } from '@cairn/store';
+import { DbStore, type BuildLease } from './db-store.js';
+import { BuildError, SnapshotInUseError } from './errors.js';
 import { heading, note, type Logger, type StepEvent } from './log.js';
-import { MetadataDb, type LockHolder } from './metadata-db.js';
 import { SecretMasker } from './secret-mask.js';
-import { SharedSteps } from './shared-steps.js';
-import { Leases, lockStep, pidOf } from './store-claims.js';
-import { replayLog, StepLog } from './step-log.js';
+import type { StepLog } from './step-log.js';
+import { pidOf } from './store-claims.js';
 
 /**
  * The engine: runs a spec op by op. For each step it computes the step ID; when the
  * store has it, it replays the stored log and moves on; otherwise it clones the parent
  * snapshot, runs the step in the sandbox on the clone and publishes the clone under the
- * ID. Identical steps requested at the same time run once (SharedSteps). Failed steps
+ * ID. Whether a step is built, shared with another requester or taken from the store is
+ * the DbStore's call (db-store.ts); the engine only says how to build it. Failed steps
  * leave nothing behind.
  */
 export interface BuilderOptions {
@@ -36,51 +37,51 @@ export interface BuilderOptions {
 export interface BuildOptions {
   /** Directory that `(copy (from context) ...)` reads. */
   readonly contextDir?: string;
+  /** Digests of the context's files from earlier runs (a ContextHashCache), and where this build's go. */
+  readonly contextDigests?: FileDigestCache;
   /** Secret values by ID. */
   readonly secrets?: ReadonlyMap<string, Uint8Array>;
   readonly log: Logger;
   /** Called once per snapshot step when it is done (published or replayed). */
   readonly onStep?: (step: StepEvent) => void;
   readonly signal?: AbortSignal;
+  /**
+   * The trust domain this build's caches belong to (a worker gives its job's client, or
+   * the operator's pool of clients that share): `(cache (npm ...))` then mounts the
+   * domain's `npm`, which no other domain sees, and a step that mounts a cache has an ID
+   * naming the domain, so no other domain replays what it left. None (`cairn build`):
+   * the store's unscoped caches, and OBuilder's step IDs.
+   */
+  readonly cacheDomain?: string;
+  /** What each `run` step may use (the sandbox caps it by its own limits). */
+  readonly limits?: StepLimits;
+  /** A `run` step still running after this long is killed with its processes, and fails saying so. */
+  readonly stepTimeoutMs?: number;
 }
 
-/** A step failed: the message names the op and why. */
-export class BuildError extends Error {
-  override readonly name = 'BuildError';
-}
-
-/** A snapshot that a running build (in this process or another) stands on cannot be deleted. */
-export class SnapshotInUseError extends BuildError {
-  constructor(id: string, owner: string) {
-    super(`snapshot ${id} is in use by a running build (process ${pidOf(owner)})`);
-  }
+/** What one build's stages share: its options, with the leases of the snapshots it stands on. */
+interface BuildScope extends BuildOptions {
+  readonly lease: BuildLease;
 }
 
 const HOSTNAME = 'builder';
 
 export class Builder {
-  private readonly steps = new SharedSteps<'built' | 'published elsewhere'>();
-  /** Snapshots that running builds stand on, leased: no process prunes or deletes them. */
-  private readonly leases: Leases;
-
   private constructor(
     private readonly options: BuilderOptions,
-    private readonly db: MetadataDb,
-  ) {
-    this.leases = new Leases(db, join(dirname(options.dbPath), 'leases'));
-  }
+    private readonly db: DbStore,
+  ) {}
 
   /** Opens the store, sandbox and database, cleaning up after any crash. */
   static async open(options: BuilderOptions): Promise<Builder> {
     // Containers first: a dead process's container may still hold a temp snapshot open.
     await options.sandbox.init();
     await options.store.init();
-    return new Builder(options, new MetadataDb(options.dbPath));
+    return new Builder(options, new DbStore(options.store, options.dbPath));
   }
 
   close(): void {
     this.db.close();
-    this.leases.close();
   }
 
   get store(): Store {
@@ -89,20 +90,15 @@ export class Builder {
 
   /** Builds `spec`; resolves to the ID of its final snapshot. */
   async build(spec: Spec, options: BuildOptions): Promise<string> {
-    const held: string[] = [];
-    const hold = (id: string) => {
-      held.push(id);
-      this.leases.take(id);
-    };
+    const lease = this.db.lease();
     try {
-      return await this.buildStage(spec, '', new Map(), options, hold);
+      return await this.buildStage(spec, '', new Map(), { ...options, lease });
     } finally {
-      this.db.flush();
-      this.leases.release(held);
+      lease.release();
     }
   }
 
-  private async buildStage(spec: Spec, stage: string, outer: ReadonlyMap<string, Promise<string>>, options: BuildOptions, hold: (id: string) => void): Promise<string> {
+  private async buildStage(spec: Spec, stage: string, outer: ReadonlyMap<string, Promise<string>>, options: BuildScope): Promise<string> {
     // Child builds run in parallel and their events interleave: each says whose it is.
     const log = options.log;
     options = { ...options, log: (event) => log(event.stage === undefined ? { ...event, stage } : event) };
@@ -112,7 +108,7 @@ export class Builder {
       const scope = new Map(builds);
       const result = (async () => {
         options.log(heading(`(build ${oneLine(atom(child.name))} ...)`));
-        const id = await this.buildStage(child.spec, child.name, scope, options, hold);
+        const id = await this.buildStage(child.spec, child.name, scope, options);
         options.log(note(`--> finished ${JSON.stringify(child.name)}`));
         return id;
       })();
@@ -120,7 +116,7 @@ export class Builder {
       builds.set(child.name, result);
     }
     await Promise.all(builds.values());
-    const { id: base, env: imageEnv } = await this.baseImage(spec.from, stage, options, hold);
+    const { id: base, env: imageEnv } = await this.baseImage(spec.from, stage, options);
     let ctx = initialContext(this.options.os ?? 'unix', imageEnv);
     let parent = base;
     for (const op of spec.ops) {
@@ -131,24 +127,41 @@ export class Builder {
         continue;
       }
       parent = op.op === 'run'
-        ? await this.runStep(op as RunOp, stage, ctx, parent, options, hold)
-        : await this.copyStep(op as CopyOp, stage, ctx, parent, builds, options, hold);
+        ? await this.runStep(op as RunOp, stage, ctx, parent, options)
+        : await this.copyStep(op as CopyOp, stage, ctx, parent, builds, options);
     }
     return parent;
   }
 
-  private async baseImage(image: string, stage: string, options: BuildOptions, hold: (id: string) => void): Promise<{ id: string; env: [string, string][] }> {
+  private async baseImage(image: string, stage: string, options: BuildScope): Promise<{ id: string; env: [string, string][] }> {
     options.log(heading(oneLine(list(atom('from'), atom(image)))));
     const id = baseId(image);
-    await this.step(oneLine(list(atom('from'), atom(image))), stage, id, undefined, options, hold, async (dir, log) => {
+    await this.step(oneLine(list(atom('from'), atom(image))), stage, id, undefined, options, async (dir, log) => {
       const fetched = await this.options.fetcher.fetch(image, join(dir, 'rootfs'), (line) => log.write(Buffer.from(`${line}\n`)));
-      await writeFile(join(dir, 'env.json'), JSON.stringify({ env: fetched.env, digest: fetched.digest }));
+      await writeFile(join(dir, RESULT_METADATA), JSON.stringify({ env: fetched.env, digest: fetched.digest }));
     });
-    const saved = JSON.parse(await readFile(join(this.store.resultDir(id), 'env.json'), 'utf8')) as { env: [string, string][] };
-    return { id, env: saved.env };
+    return { id, env: await this.baseEnv(image) };
   }
 
-  private async runStep(op: RunOp, stage: string, ctx: BuildContext, parent: string, options: BuildOptions, hold: (id: string) => void): Promise<string> {
+  /** The env the base image `image` was fetched with, from its stored result. */
+  private async baseEnv(image: string): Promise<[string, string][]> {
+    const id = baseId(image);
+    const metadata = await this.store.metadata(id);
+    if (metadata === undefined) throw new BuildError(`base image ${image}: the stored result ${id} has no ${RESULT_METADATA}`);
+    return (JSON.parse(metadata) as { env: [string, string][] }).env;
+  }
+
+  /**
+   * The workdir, user, env and shell `spec`'s final snapshot was left with: what an image
+   * of the result runs with. The spec must have been built (its base image is read back).
+   */
+  async resultContext(spec: Spec): Promise<BuildContext> {
+    let ctx = initialContext(this.options.os ?? 'unix', await this.baseEnv(spec.from));
+    for (const op of spec.ops) ctx = applyContextOp(ctx, op) ?? ctx;
+    return ctx;
+  }
+
+  private async runStep(op: RunOp, stage: string, ctx: BuildContext, parent: string, options: BuildScope): Promise<string> {
     const secrets: Secret[] = [];
     const digests: SecretInput[] = [];
     for (const s of op.secrets) {
@@ -157,16 +170,16 @@ export class Builder {
       secrets.push({ target: s.target, value });
       digests.push({ target: s.target, digest: secretDigest(this.options.secretKey, value) });
     }
-    const input = runInputOf(ctx, parent, op, digests);
-    const id = sha256Hex(toMachine(runHashInput(input)));
+    const { id } = runStepKey(ctx, parent, op, digests, options.cacheDomain);
     // Steps without secrets write their output untouched.
     const masker = secrets.length === 0 ? undefined : SecretMasker.for(secrets.map((s) => s.value));
-    await this.step(printOp(op), stage, id, parent, options, hold, async (dir, log, signal) => {
+    await this.step(printOp(op), stage, id, parent, options, async (dir, log, signal) => {
       const views: CacheView[] = [];
       let ok = false;
       const output = masker?.stream((chunk) => log.write(chunk));
       try {
-        for (const c of op.cache) views.push(await this.store.cache(c.id, ctx.user));
+        for (const c of op.cache) views.push(await this.store.cache(c.id, ctx.user, options.cacheDomain));
+        const timeout = options.stepTimeoutMs === undefined ? undefined : AbortSignal.timeout(options.stepTimeoutMs);
         await this.options.sandbox.run({
           argv: [...ctx.shell, op.shell],
           cwd: ctx.workdir,
@@ -176,7 +189,15 @@ export class Builder {
           network: op.network,
           mounts: op.cache.map((c, i) => ({ src: views[i]!.path, dst: c.target })),
           secrets,
-        }, join(dir, 'rootfs'), { onOutput: output ? (chunk) => output.write(chunk) : (chunk) => log.write(chunk), signal });
+        }, join(dir, 'rootfs'), {
+          onOutput: output ? (chunk) => output.write(chunk) : (chunk) => log.write(chunk),
+          signal: timeout ? AbortSignal.any([signal, timeout]) : signal,
+          ...(options.limits ? { limits: options.limits } : {}),
+        }).catch((e: unknown) => {
+          // Killed by the sandbox as on a cancel, but a failure of this step, not the build's cancel.
+          if (e instanceof CancelledError && timeout?.aborted && !signal.aborted) throw new LimitReachedError(`step timeout ${formatDuration(options.stepTimeoutMs!)} reached`, null, 'SIGKILL');
+          throw e;
+        });
         ok = true;
       } finally {
         output?.end();
@@ -186,7 +207,7 @@ export class Builder {
     return id;
   }
 
-  private async copyStep(op: CopyOp, stage: string, ctx: BuildContext, parent: string, builds: ReadonlyMap<string, Promise<string>>, options: BuildOptions, hold: (id: string) => void): Promise<string> {
+  private async copyStep(op: CopyOp, stage: string, ctx: BuildContext, parent: string, builds: ReadonlyMap<string, Promise<string>>, options: BuildScope): Promise<string> {
     const fromDir = async <T>(fn: (dir: string) => Promise<T>): Promise<T> => {
       if (op.from.kind === 'context') {
         if (options.contextDir === undefined) throw new BuildError(`${printOp(op)}: no build context was given`);
@@ -199,15 +220,17 @@ export class Builder {
       let items: Manifest[];
       let id: string;
       const dst = copyDestination(ctx, op.dst);
+      // A child build's output is a fresh snapshot every time: only the context is worth a cache.
+      const digests = op.from.kind === 'context' ? options.contextDigests : undefined;
       try {
         items = [];
-        for (const src of op.src) items.push(await generateManifest(srcDir, src, op.exclude));
-        id = sha256Hex(toMachine(copyHashInput({ base: parent, user: ctx.user, items, dst })));
+        for (const src of op.src) items.push(await generateManifest(srcDir, src, op.exclude, digests));
+        id = copyStepKey(ctx, parent, items, op.dst).id;
       } catch (e) {
         if (e instanceof ManifestError || e instanceof CopyError) throw new BuildError(`${printOp(op)}: ${e.message}`);
         throw e;
       }
-      await this.step(printOp(op), stage, id, parent, options, hold, async (dir, log, signal) => {
+      await this.step(printOp(op), stage, id, parent, options, async (dir, log, signal) => {
         // Loaded when a copy really runs, not at start: a cached build never needs tar-stream.
         const { copyTarStream } = await import('./tar-transfer.js');
         await this.options.sandbox.run({
@@ -226,63 +249,38 @@ export class Builder {
   }
 
   /**
-   * One snapshot step: replay it from the store, or build it once for every concurrent
-   * requester. `work` fills `dir` (rootfs already cloned from `parent`) and writes the log.
+   * One snapshot step: replay it from the store, or have it built once for every
+   * concurrent requester. `work` fills `dir` (rootfs already cloned from `parent`) and
+   * writes the log.
    */
   private async step(
     what: string,
     stage: string,
     id: string,
     parent: string | undefined,
-    options: BuildOptions,
-    hold: (id: string) => void,
+    options: BuildScope,
     work: (dir: string, log: StepLog, signal: AbortSignal) => Promise<void>,
     /** Masks the replay too: a log stored before masking existed may hold the values. */
     masker?: SecretMasker,
   ): Promise<void> {
-    hold(id);
-    options.signal?.throwIfAborted();
-    await this.leases.ready(id, options.signal);
+    await options.lease.hold(id, options.signal);
     const started = Date.now();
     const done = (cached: boolean) => options.onStep?.({ id, op: what, stage, cached, ms: Date.now() - started });
-    if (await this.store.exists(id)) {
+    if (await this.db.cached(id)) {
       await this.replay(id, options, masker);
       done(true);
       return;
     }
-    const outcome = await this.steps.run(id, options.signal, async (signal, publishLog) => {
+    const outcome = await this.db.build(id, parent, options.signal, {
       // One process runs a step; the others sharing the store wait and take its result.
-      const waiting = (holder: LockHolder) => options.log(note(`---> waiting for process ${pidOf(holder.owner)}, which is running this step`));
-      if (!(await lockStep(this.db, this.store, id, signal, waiting))) return 'published elsewhere';
-      try {
-        // Published between the look and the lock.
-        if (await this.store.exists(id)) return 'published elsewhere';
-        try {
-          await this.store.build(parent, id, async (dir) => {
-            const log = await StepLog.create(join(dir, 'log'));
-            publishLog(log);
-            try {
-              await work(dir, log, signal);
-            } finally {
-              await log.finish();
-            }
-          });
-        } catch (e) {
-          // A process that does not take step locks (an older Cairn) may have published it first.
-          if (await this.store.exists(id)) return 'published elsewhere';
-          if (signal.aborted) throw new CancelledError();
-          throw e;
+      waiting: (holder) => options.log(note(`---> waiting for process ${pidOf(holder.owner)}, which is running this step`)),
+      work,
+      follow: async (log) => {
+        for await (const chunk of log.tail()) {
+          if (options.signal?.aborted) break;
+          options.log({ tag: 'output', data: chunk });
         }
-        this.db.add(id, parent);
-        return 'built';
-      } finally {
-        this.db.unlock(id, this.leases.owner);
-      }
-    }, async (log) => {
-      for await (const chunk of log.tail()) {
-        if (options.signal?.aborted) break;
-        options.log({ tag: 'output', data: chunk });
-      }
+      },
     }).catch((e: unknown) => {
       if (e instanceof CancelledError || e instanceof BuildError) throw e;
       throw new BuildError(`${what} failed: ${e instanceof Error ? e.message : String(e)}`);
@@ -299,12 +297,11 @@ export class Builder {
 
   private async replay(id: string, options: BuildOptions, masker?: SecretMasker): Promise<void> {
     const output = masker?.stream((data) => options.log({ tag: 'output', data }));
-    for await (const chunk of replayLog(join(this.store.resultDir(id), 'log'))) {
+    for await (const chunk of this.store.log(id)) {
       if (output) output.write(chunk);
       else options.log({ tag: 'output', data: chunk });
     }
     output?.end();
-    this.db.touch(id);
     options.log(note(`---> using ${JSON.stringify(id)} from cache`));
   }
 
@@ -312,42 +309,13 @@ export class Builder {
    * Deletes a snapshot and everything built on it (children first), unless a running
    * build of any process stands on one of them (SnapshotInUseError).
    */
-  async delete(id: string, log: (line: string) => void = () => undefined): Promise<void> {
-    const user = this.leases.holderOf(id);
-    if (user !== undefined) throw new SnapshotInUseError(id, user);
-    for (const child of this.db.children(id)) await this.delete(child, log);
-    const blocker = this.leases.lockForDelete(id);
-    if (blocker !== undefined) throw new SnapshotInUseError(id, blocker.owner);
-    try {
-      await this.store.delete(id);
-      this.db.remove(id);
-    } finally {
-      this.db.unlock(id, this.leases.owner);
-    }
-    log(`removed ${id}`);
+  delete(id: string, log?: (line: string) => void): Promise<void> {
+    return this.db.delete(id, log);
   }
 
-  /**
-   * Deletes up to `limit` snapshots last used before `before` (ms since the epoch),
-   * least recently used leaves first. Deleting a leaf can make its parent a leaf, so the
-   * choice is made afresh after each deletion. Snapshots that running builds of any
-   * process stand on (leases) or are building or deleting (locks) are kept.
-   */
-  async prune(before: number, limit: number, log: (line: string) => void = () => undefined): Promise<string[]> {
-    const removed: string[] = [];
-    while (removed.length < limit) {
-      const leaf = this.leases.lockOldestLeaf(before);
-      if (!leaf) break;
-      try {
-        await this.store.delete(leaf.id);
-        this.db.remove(leaf.id);
-      } finally {
-        this.db.unlock(leaf.id, this.leases.owner);
-      }
-      removed.push(leaf.id);
-      log(`removed ${leaf.id} (last used ${new Date(leaf.used).toISOString()})`);
-    }
-    return removed;
+  /** Deletes up to `limit` snapshots last used before `before`, least recently used leaves first (DbStore.prune). */
+  prune(before: number, limit: number, log?: (line: string) => void): Promise<string[]> {
+    return this.db.prune(before, limit, log);
   }
 
   /** How many snapshots the metadata database records. */

@@ -1,5 +1,6 @@
-import { readFileSync, statSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const UNWRITTEN_LIMIT = 1024 * 1024;
 
@@ -7,7 +8,8 @@ const UNWRITTEN_LIMIT = 1024 * 1024;
  * The output log of one step while it is being built: appended by the sandbox, and
  * tailed from its first byte by every requester of the step, however late it joins.
  * It lives in a file (never clipped, never held in memory), which is published with
- * the step's result and replayed on later cache hits.
+ * the step's result and replayed on later cache hits. Once finished, the readers still
+ * following it go on from a private copy outside the step's directory (see `finish`).
  */
 export class StepLog {
   private size = 0;
@@ -20,16 +22,21 @@ export class StepLog {
    * closes when it drops to zero.
    */
   private users = 1;
+  /** Reads one at a time, so that `finish` can swap the reader between two of them. */
+  private reads: Promise<unknown> = Promise.resolve();
+  /** The directory of the readers' copy, once they moved to it. */
+  private copyDir: string | undefined;
 
   private constructor(
+    private readonly path: string,
     private readonly writer: FileHandle,
-    private readonly reader: FileHandle,
+    private reader: FileHandle,
   ) {}
 
   static async create(path: string): Promise<StepLog> {
     const writer = await open(path, 'wx', 0o644);
     const reader = await open(path, 'r');
-    return new StepLog(writer, reader);
+    return new StepLog(path, writer, reader);
   }
 
   /** Appends a chunk; writes keep their order without the caller awaiting each one. */
@@ -70,8 +77,36 @@ export class StepLog {
     this.finished = true;
     this.wake();
     await this.writer.close();
+    if (this.users > 1) await this.moveReaders();
     await this.release();
     if (this.failure) throw this.failure;
+  }
+
+  /**
+   * Readers still following the finished log (or holding it for late joiners) go on from
+   * a copy outside the step's directory, so that no file stays open there while the store
+   * publishes it: ZFS renames a dataset into place only once nothing is open in it (and
+   * zfs-fuse only once it is unmounted). A copy that cannot be made leaves them on the
+   * file itself, which the other stores publish all the same.
+   */
+  private async moveReaders(): Promise<void> {
+    let dir: string | undefined;
+    try {
+      dir = await mkdtemp(join(tmpdir(), 'cairn-step-log-'));
+      await copyFile(this.path, join(dir, 'log'));
+      const copy = await open(join(dir, 'log'), 'r');
+      const moved = dir;
+      const swap = this.reads.then(async () => {
+        const original = this.reader;
+        this.reader = copy;
+        this.copyDir = moved;
+        await original.close();
+      });
+      this.reads = swap.catch(() => undefined);
+      await swap;
+    } catch {
+      if (dir !== undefined && this.copyDir !== dir) await rm(dir, { recursive: true, force: true });
+    }
   }
 
   /**
@@ -83,7 +118,15 @@ export class StepLog {
   }
 
   async release(): Promise<void> {
-    if (--this.users === 0) await this.reader.close();
+    if (--this.users > 0) return;
+    await this.reader.close();
+    if (this.copyDir !== undefined) await rm(this.copyDir, { recursive: true, force: true });
+  }
+
+  private read(buffer: Uint8Array, length: number, offset: number): Promise<{ bytesRead: number }> {
+    const read = this.reads.then(() => this.reader.read(buffer, 0, length, offset));
+    this.reads = read.catch(() => undefined);
+    return read;
   }
 
   /**
@@ -103,7 +146,7 @@ export class StepLog {
       const buffer = new Uint8Array(64 * 1024);
       for (;;) {
         if (offset < this.size) {
-          const { bytesRead } = await this.reader.read(buffer, 0, Math.min(buffer.length, this.size - offset), offset);
+          const { bytesRead } = await this.read(buffer, Math.min(buffer.length, this.size - offset), offset);
           offset += bytesRead;
           yield buffer.slice(0, bytesRead);
         } else if (unwritten < this.unwritten.length) {
@@ -123,42 +166,5 @@ export class StepLog {
     const waiting = [...this.wakeups];
     this.wakeups.clear();
     for (const resolve of waiting) resolve();
-  }
-
-}
-
-/** Logs up to this size are replayed with one synchronous read: most are, and hits must be cheap. */
-const SMALL_LOG = 1024 * 1024;
-
-/** A published log, chunk by chunk. */
-export async function* replayLog(path: string): AsyncGenerator<Uint8Array> {
-  let size: number;
-  try {
-    size = statSync(path).size;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw e;
-  }
-  if (size === 0) return;
-  if (size <= SMALL_LOG) {
-    yield readFileSync(path);
-    return;
-  }
-  let handle: FileHandle;
-  try {
-    handle = await open(path, 'r');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw e;
-  }
-  try {
-    const buffer = new Uint8Array(64 * 1024);
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
-      if (bytesRead === 0) return;
-      yield buffer.slice(0, bytesRead);
-    }
-  } finally {
-    await handle.close();
   }
 }

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, openConfiguredBuilder, resolveInRoot, SnapshotPathError, type StepEvent } from '../src/index.js';
+import { busyboxImage } from '../../../test/support/images.js';
 import { BASE, makeHarness, spec, type Harness } from './engine-harness.js';
 
 describe('openConfiguredBuilder', () => {
@@ -25,6 +26,84 @@ describe('openConfiguredBuilder', () => {
     await expect(openConfiguredBuilder({}, env)).rejects.toThrow(/floppy/);
     await writeFile(join(dir, 'bad.json'), '{ not json');
     await expect(openConfiguredBuilder({ store: `rsync:${dir}` }, { CAIRN_CONFIG: join(dir, 'bad.json') })).rejects.toThrow(new RegExp(`^cannot read the machine config ${join(dir, 'bad.json')}: `));
+  });
+
+  it('takes the host network mode from the choice, CAIRN_HOST_NETWORK or the machine config, and names where a bad one came from', async () => {
+    const store = `rsync:${join(dir, 'store')}`;
+    const config = join(dir, 'open.json');
+    await writeFile(config, JSON.stringify({ hostNetwork: 'open' }));
+    const bad = (from: string) => new RegExp(`^unknown host network mode "open": choose isolated .* or shared .*${from}$`);
+    const rejected = async (choices: object, env: NodeJS.ProcessEnv) => (await openConfiguredBuilder(choices, env).catch((e: unknown) => e)) as ConfigError;
+    const fromEnv = await rejected({ store }, { CAIRN_CONFIG: join(dir, 'absent.json'), CAIRN_HOST_NETWORK: 'open' });
+    expect(fromEnv.message).toMatch(bad(' \\(from CAIRN_HOST_NETWORK\\)'));
+    expect(fromEnv.badValue).toEqual({ setting: 'hostNetwork', from: 'environment' });
+    expect((await rejected({ store }, { CAIRN_CONFIG: config })).message).toMatch(bad(` \\(from ${config.replace(/[.]/g, '\\.')}\\)`));
+    expect((await rejected({ store, hostNetwork: 'open' }, { CAIRN_CONFIG: join(dir, 'absent.json') })).badValue).toEqual({ setting: 'hostNetwork', from: 'choice' });
+    // A good choice or variable overrides the config file's bad one.
+    (await openConfiguredBuilder({ store, hostNetwork: 'shared' }, { CAIRN_CONFIG: config })).close();
+    (await openConfiguredBuilder({ store }, { CAIRN_CONFIG: config, CAIRN_HOST_NETWORK: 'isolated' })).close();
+  });
+});
+
+describe("the machine's isolation settings (real runc)", () => {
+  let dir: string;
+  let images: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cairn-isolation-config-'));
+    images = join(dir, 'images');
+    await busyboxImage(images, BASE);
+  }, 120_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  const env = (more: NodeJS.ProcessEnv): NodeJS.ProcessEnv => ({ CAIRN_CONFIG: join(dir, 'absent.json'), CAIRN_FETCHER: `oci:${images}`, CAIRN_STORE: `rsync:${join(dir, 'store')}`, ...more });
+  const output = async (builder: Awaited<ReturnType<typeof openConfiguredBuilder>>, ops: string) => {
+    const chunks: Uint8Array[] = [];
+    try {
+      await builder.build(spec(ops), { log: (e) => void (e.tag === 'output' && chunks.push(e.data)) });
+      return Buffer.concat(chunks).toString();
+    } finally {
+      builder.close();
+    }
+  };
+
+  it("takes every step's limits from CAIRN_STEP_* or the config file's stepLimits, and a job asks for less only", async () => {
+    const bomb = '(run (shell "bomb() { bomb | bomb & }; bomb; exec sleep 1000"))';
+    await expect(output(await openConfiguredBuilder({}, env({ CAIRN_STEP_PIDS: '64' })), bomb)).rejects.toThrow(/ failed: pids limit 64 reached$/);
+    const config = join(dir, 'limits.json');
+    await writeFile(config, JSON.stringify({ stepLimits: { memory: '4g', pids: 48 } }));
+    await expect(output(await openConfiguredBuilder({}, env({ CAIRN_CONFIG: config })), bomb)).rejects.toThrow(/ failed: pids limit 48 reached$/);
+    // A job asking for more than the worker allows gets the worker's.
+    const builder = await openConfiguredBuilder({}, env({ CAIRN_STEP_PIDS: '40' }));
+    try {
+      await expect(builder.build(spec(bomb), { log: () => undefined, limits: { pids: 100_000 } })).rejects.toThrow(/ failed: pids limit 40 reached$/);
+    } finally {
+      builder.close();
+    }
+  });
+
+  it('runs steps under the default seccomp filter unless CAIRN_SECCOMP or the config says unconfined, and names a bad value', async () => {
+    // A different step each time: a cached one would replay the other's output.
+    const probe = (tag: string) => `(run (shell "grep ^Seccomp: /proc/self/status; echo ${tag}"))`;
+    expect(await output(await openConfiguredBuilder({}, env({})), probe('default'))).toContain('Seccomp:\t2\ndefault\n');
+    expect(await output(await openConfiguredBuilder({}, env({ CAIRN_SECCOMP: 'unconfined' })), probe('unconfined'))).toContain('Seccomp:\t0\nunconfined\n');
+    const bad = (await openConfiguredBuilder({}, env({ CAIRN_SECCOMP: 'off' })).catch((e: unknown) => e)) as ConfigError;
+    expect(bad.message).toMatch(/^unknown seccomp mode "off": choose default .* or unconfined .* \(from CAIRN_SECCOMP\)$/);
+    await expect(openConfiguredBuilder({}, env({ CAIRN_STEP_MEMORY: 'lots' }))).rejects.toThrow(new ConfigError('CAIRN_STEP_MEMORY: "lots" is not a size (e.g. 512m, 4g)'));
+    await expect(openConfiguredBuilder({}, env({ CAIRN_STEP_CPUS: '-1' }))).rejects.toThrow(new ConfigError('CAIRN_STEP_CPUS: "-1" is not a positive number'));
+  });
+
+  it('runs each step in a user namespace when CAIRN_USERNS, the config or the choice says remap, and names a bad value', async () => {
+    const probe = (tag: string) => `(run (shell "tr -s ' ' < /proc/self/uid_map; echo ${tag}"))`;
+    expect(await output(await openConfiguredBuilder({}, env({})), probe('host'))).toContain(' 0 0 4294967295\nhost\n');
+    expect(await output(await openConfiguredBuilder({}, env({ CAIRN_USERNS: 'remap' })), probe('remap'))).toContain(' 0 100000 65536\nremap\n');
+    const config = join(dir, 'userns.json');
+    await writeFile(config, JSON.stringify({ userns: 'remap' }));
+    expect(await output(await openConfiguredBuilder({}, env({ CAIRN_CONFIG: config })), probe('config'))).toContain(' 0 100000 65536\nconfig\n');
+    expect(await output(await openConfiguredBuilder({ userns: 'host' }, env({ CAIRN_CONFIG: config })), probe('choice'))).toContain(' 0 0 4294967295\nchoice\n');
+    const bad = (await openConfiguredBuilder({}, env({ CAIRN_USERNS: 'on' })).catch((e: unknown) => e)) as ConfigError;
+    expect(bad.message).toMatch(/^unknown user namespace mode "on": choose host .* or remap .* \(from CAIRN_USERNS\)$/);
+    await expect(openConfiguredBuilder({}, env({ CAIRN_USERNS: 'remap', CAIRN_SANDBOX: 'docker' }))).rejects.toThrow(/^userns remap is for the runc and crun sandboxes; the docker sandbox's user IDs are its host's \(dockerd --userns-remap for docker\) \(from CAIRN_SANDBOX\)$/);
   });
 });
 

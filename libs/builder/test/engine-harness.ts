@@ -5,17 +5,19 @@ import { OciLayoutFetcher } from '@cairn/fetcher';
 import { baseId } from '@cairn/hashing';
 import { createSandbox, DockerSandbox, type Sandbox } from '@cairn/sandbox';
 import { parseSpec } from '@cairn/spec';
-import { DockerStore, parseStoreSpec, type Store } from '@cairn/store';
+import { DockerStore, parseStoreSpec, ZfsStore, type Store } from '@cairn/store';
 import { startDockerd } from '../../../test/support/dockerd.js';
 import { busyboxImage } from '../../../test/support/images.js';
 import { withBtrfs, withXfs } from '../../../test/support/filesystems.js';
+import { withZfsPool } from '../../../test/support/zfs.js';
 import { Builder, type LogEvent } from '../src/index.js';
 
 /**
  * Every backend the engine must work on, each on a real filesystem: the store drivers with
- * runc (or crun), and `docker`, the Docker store with the docker sandbox on a private dockerd.
+ * runc (or crun), `zfs` on a file-backed zfs-fuse pool (`--store zfs:POOL/cairn`), and
+ * `docker`, the Docker store with the docker sandbox on a private dockerd.
  */
-export const STORE_KINDS = ['btrfs', 'overlayfs', 'rsync', 'rsync-hardlink', 'xfs', 'docker'] as const;
+export const STORE_KINDS = ['btrfs', 'overlayfs', 'rsync', 'rsync-hardlink', 'xfs', 'zfs', 'docker'] as const;
 export type StoreKind = (typeof STORE_KINDS)[number];
 
 export const BASE = 'cairn/busybox:latest';
@@ -50,8 +52,10 @@ export interface Harness {
 export async function makeHarness(kind: StoreKind, runtime: 'runc' | 'crun' = 'runc', sizeMb?: number): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), `cairn-engine-${kind}-`));
   const size = sizeMb === undefined ? {} : { sizeMb };
-  const fs = kind === 'btrfs' ? await withBtrfs(size) : kind === 'xfs' ? await withXfs(size) : undefined;
-  const root = fs ? fs.path : join(dir, 'store');
+  const pool = kind === 'zfs' ? await withZfsPool(size) : undefined;
+  const fs = kind === 'btrfs' ? await withBtrfs(size) : kind === 'xfs' ? await withXfs(size) : pool;
+  // A ZFS store is a dataset of the pool, mounted at /POOL/cairn.
+  const root = pool ? `${pool.name}/cairn` : fs ? fs.path : join(dir, 'store');
   const images = join(dir, 'images');
   await busyboxImage(images, BASE);
   // The docker backend: one private dockerd per harness (images only from `docker import`).
@@ -75,6 +79,8 @@ export async function makeHarness(kind: StoreKind, runtime: 'runc' | 'crun' = 'r
     cleanup: async () => {
       harness.builder.close();
       await dockerd?.stop();
+      // Results kept mounted for their grace would otherwise be unmounted at exit, from a destroyed pool.
+      if (store instanceof ZfsStore) store.unmountIdle();
       await fs?.cleanup();
       await rm(dir, { recursive: true, force: true });
     },

@@ -61,6 +61,27 @@ describe.each(STORE_KINDS)('engine on the %s store', (kind) => {
     expect(h.sandbox.runs).toBe(runs + 1);
   });
 
+  it('fails a step past its step timeout, killed with its processes, and caches nothing of it', async () => {
+    const sleepy = spec(`(run (shell "echo started-sleepy; sleep 1000"))`);
+    const log = new CollectedLog();
+    const t0 = Date.now();
+    const error = await h.builder.build(sleepy, { log: log.log, stepTimeoutMs: 1500 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BuildError);
+    expect((error as Error).message).toBe('(run (shell "echo started-sleepy; sleep 1000")) failed: step timeout 1500 ms reached');
+    expect(log.output).toContain('started-sleepy');
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    const runs = h.sandbox.runs;
+    await expect(h.builder.build(sleepy, { log: () => undefined, stepTimeoutMs: 500 })).rejects.toThrow('step timeout 500 ms reached');
+    expect(h.sandbox.runs).toBe(runs + 1);
+  });
+
+  it("passes the build's limits to the sandbox, whose failure names the limit", async () => {
+    const hog = spec(`(run (shell "x=$(head -c 300000000 /dev/zero | tr '\\\\0' a); echo done"))`);
+    const error = await h.builder.build(hog, { log: () => undefined, limits: { memoryBytes: 128 * 1024 * 1024 } }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BuildError);
+    expect((error as Error).message).toMatch(/ failed: killed: out of memory \(limit 128 MiB\)$/);
+  });
+
   describe('cancellation', () => {
     const slow = (tag: string) => spec(`(run (shell "echo started-${tag}; sleep 1000"))`);
 
@@ -193,6 +214,36 @@ describe.each(STORE_KINDS)('engine on the %s store', (kind) => {
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  it("keeps a cache domain's caches, and the steps that mount them, from every other domain", async () => {
+    const plant = spec('(run (cache (npm (target /root/.npm))) (shell "echo planted > /root/.npm/file; echo planting"))');
+    const look = spec('(run (cache (npm (target /root/.npm))) (shell "cat /root/.npm/file 2>/dev/null || echo nothing-there"))');
+    const build = async (s: typeof plant, cacheDomain?: string) => {
+      const log = new CollectedLog();
+      const runs = h.sandbox.runs;
+      const id = await h.builder.build(s, { log: log.log, ...(cacheDomain === undefined ? {} : { cacheDomain }) });
+      return { id, output: log.output, ran: h.sandbox.runs > runs };
+    };
+    const planted = await build(plant, 'client-alice');
+    expect(planted.ran).toBe(true);
+    // Alice's next step sees what she left; bob's and an unscoped build's do not.
+    expect((await build(look, 'client-alice')).output).toContain('planted\n');
+    for (const other of ['client-bob', undefined]) {
+      const seen = await build(look, other);
+      expect(seen.ran, String(other)).toBe(true);
+      expect(seen.output, String(other)).toContain('nothing-there');
+      expect(seen.output, String(other)).not.toContain('planted');
+    }
+    // The same step in another domain is that domain's own (no replay of alice's), and
+    // in hers again a hit; a step that mounts no cache is one snapshot for everybody.
+    const bobs = await build(plant, 'client-bob');
+    expect([bobs.ran, bobs.id === planted.id]).toEqual([true, false]);
+    expect(await build(plant, 'client-alice')).toMatchObject({ id: planted.id, ran: false });
+    const plain = spec('(run (shell "echo no-cache-here"))');
+    const mine = await build(plain);
+    expect(await build(plain, 'client-alice')).toMatchObject({ id: mine.id, ran: false });
+    expect(await build(plain, 'client-bob')).toMatchObject({ id: mine.id, ran: false });
   });
 
   it('a hit within a minute of the last use does not move it (a cached rebuild writes nothing)', async () => {

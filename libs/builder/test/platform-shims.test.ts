@@ -169,14 +169,15 @@ for (const platform of ['jail', 'macos'] as const) {
       const started = Date.now();
       const error: unknown = await s.build('(run (shell "sleep 30"))', { signal: controller.signal, onOutput: () => controller.abort() }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(CancelledError);
-      expect(Date.now() - started).toBeLessThan(20_000);
+      // Bounds for a hang, not for speed: every shim call is a Node process, slow on a loaded machine.
+      expect(Date.now() - started).toBeLessThan(25_000);
       // The build rejects at once; the step's own clean-up (kill, destroy, a last look) follows.
       let log: string[] = [];
       await expect.poll(async () => {
         log = [...log, ...(await s.zfsLog())];
         const destroyed = log.findIndex((l) => l.startsWith(`zfs destroy -r ${RT}/`));
         return destroyed >= 0 && log.length > destroyed + 1;
-      }, { timeout: 20_000, interval: 100 }).toBe(true);
+      }, { timeout: 60_000, interval: 100 }).toBe(true);
       const step = /T-([0-9a-f]{64})/.exec(log.find((l) => l.startsWith('zfs clone'))!)![1]!;
       s.name(step, 'STEP');
       expect(log.map((l) => l.replaceAll(step, 'STEP'))).toEqual([...BASE_BUILT, ...STEP_BUILT('STEP', 'BASE'), `zfs destroy -r ${RT}/T-STEP`, `zfs list -H -o name ${R}/STEP`]);
@@ -193,6 +194,8 @@ for (const platform of ['jail', 'macos'] as const) {
       expect(await s.zfsLog()).toEqual([
         ...BASE_BUILT,
         ...STEP_BUILT('STEP', 'BASE'),
+        // Looked for, then again under the cache's lock before creating it.
+        `zfs get -Hp -o value guid ${C}/opam@snap`,
         `zfs get -Hp -o value guid ${C}/opam@snap`,
         `zfs create ${C}/opam`,
         `zfs snapshot ${C}/opam@snap`,

@@ -1,6 +1,7 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { logText } from '../../store/test/store-behaviour.js';
 import { CollectedLog, makeHarness, spec, type Harness } from './engine-harness.js';
 
 const VALUE = 'hunter2-very-secret-value\n';
@@ -34,7 +35,7 @@ describe.each(['btrfs', 'overlayfs'] as const)('secret masking in the engine on 
     const id = await h.builder.build(s, { log: live.log, secrets });
     expectMasked(live.output, 'live log');
     expect(live.output.endsWith('hunter2-very')).toBe(true);
-    expectMasked(await readFile(join(h.store.resultDir(id), 'log'), 'utf8'), 'stored log');
+    expectMasked(await logText(h.store, id), 'stored log');
     const runs = h.sandbox.runs;
     const replayed = new CollectedLog();
     expect(await (await h.reopen()).build(s, { log: replayed.log, secrets })).toBe(id);
@@ -57,7 +58,7 @@ describe('secret masking of a log stored before masking existed', () => {
     const secrets = new Map([['x', Buffer.from(VALUE)]]);
     const withSecret = spec(`(run (secrets (x (target /run/secrets/x))) (shell "echo old"))`);
     const id = await h.builder.build(withSecret, { log: () => undefined, secrets });
-    await writeFile(join(h.store.resultDir(id), 'log'), `old ${SECRET} ${BASE64}\n`);
+    await writeFile(join(h.store.root, 'result', id, 'log'), `old ${SECRET} ${BASE64}\n`);
     const replayed = new CollectedLog();
     await h.builder.build(withSecret, { log: replayed.log, secrets });
     expect(replayed.output).toContain('old *** ***\n');
@@ -66,6 +67,6 @@ describe('secret masking of a log stored before masking existed', () => {
     const again = new CollectedLog();
     await h.builder.build(spec(`(run (shell "echo ${SECRET}"))`), { log: again.log, secrets });
     expect(again.output).toContain(SECRET);
-    expect(await readFile(join(h.store.resultDir(plain), 'log'), 'utf8')).toContain(SECRET);
+    expect(await logText(h.store, plain)).toContain(SECRET);
   });
 });

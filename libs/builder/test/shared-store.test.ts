@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { planSpec } from '@cairn/hashing';
@@ -77,7 +77,7 @@ describe('leases and step locks of other processes', () => {
 
   /** The ID of a spec's last step, as the engine computes it (the base image is in the store by now). */
   async function planned(s: ReturnType<typeof spec>): Promise<string | undefined> {
-    const { env } = JSON.parse(await readFile(join(h.store.resultDir(h.baseId), 'env.json'), 'utf8')) as { env: [string, string][] };
+    const { env } = JSON.parse((await h.store.metadata(h.baseId))!) as { env: [string, string][] };
     return (await planSpec(s, { imageEnv: env })).steps.at(-1)?.id;
   }
 });

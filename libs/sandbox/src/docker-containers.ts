@@ -1,5 +1,7 @@
 import type Docker from 'dockerode';
+import type { SeccompMode } from './oci-config.js';
 import type { RunConfig } from './sandbox.js';
+import type { StepLimits } from './step-limits.js';
 
 /** What the container runs on: Linux containers, or Windows containers in one isolation mode. */
 export interface DockerPlatform {
@@ -14,6 +16,12 @@ export interface ContainerPlan {
   /** Host path of each secret's file, in `config.secrets` order. */
   readonly secretFiles: readonly string[];
   readonly stdin: boolean;
+  /** The step's limits, already capped by the sandbox's (step-cgroup.ts). */
+  readonly limits?: StepLimits;
+  /** Docker applies its own default profile; `unconfined` turns it off (Linux only). */
+  readonly seccomp?: SeccompMode;
+  /** The network a `(network host)` step joins instead of the host's: Cairn's bridge, when isolated. */
+  readonly hostNetworkName?: string;
 }
 
 /**
@@ -22,16 +30,24 @@ export interface ContainerPlan {
  *
  * - The command is `argv` exactly (the spec's shell already starts it: `/bin/sh -c` on
  *   Linux, `cmd /S /C` on Windows), with the image's Entrypoint cleared.
- * - Network: `[]` is `none`, `['host']` the host's, any other single name a Docker network
- *   passed through (`nat` on Windows). Docker refuses a hostname with the host's network.
+ * - Network: `[]` is `none`, `['host']` the host's or, isolated, `plan.hostNetworkName`
+ *   (docker-sandbox.ts), any other single name a Docker network passed through (`nat` on
+ *   Windows). Docker refuses a hostname with the host's network. On Linux, `none` is
+ *   also NetworkDisabled: the daemon then builds no network sandbox (netns file, hosts
+ *   and resolv.conf, libnetwork's endpoint bookkeeping), which cost more than half of
+ *   each `start`, and runc gives the container a new namespace with only loopback, as
+ *   the `none` sandbox has.
  * - Windows: a unix-looking cwd (`/app`) becomes `C:\app`, `/` in a drive path becomes `\`;
  *   the user is the name (root is ContainerAdministrator); isolation is set when given.
  * - Cache views are bind mounts; secrets are read-only bind mounts of host files, so their
  *   values are never in the container's writable layer, hence never in a commit.
+ * - Limits are the daemon's: Memory with MemorySwap equal (no swap beyond it), PidsLimit,
+ *   NanoCpus; Docker's own default seccomp profile applies unless `unconfined`.
  */
 export function containerConfig(config: RunConfig, plan: ContainerPlan, platform: DockerPlatform): Docker.ContainerCreateOptions {
   const windows = platform.os === 'windows';
-  const network = networkMode(config.network);
+  const asked = networkMode(config.network);
+  const network = asked === 'host' && plan.hostNetworkName !== undefined ? plan.hostNetworkName : asked;
   const path = (p: string) => (windows ? windowsPath(p) : p);
   const mounts: Docker.MountSettings[] = [
     ...config.mounts.map((m) => ({ Type: 'bind' as const, Source: m.src, Target: path(m.dst), ReadOnly: m.readonly ?? false })),
@@ -39,6 +55,11 @@ export function containerConfig(config: RunConfig, plan: ContainerPlan, platform
   ];
   const hostConfig: Docker.HostConfig = { NetworkMode: network, Mounts: mounts, AutoRemove: false };
   if (windows && platform.isolation) hostConfig.Isolation = platform.isolation;
+  const { memoryBytes, pids, cpus } = plan.limits ?? {};
+  if (memoryBytes !== undefined) Object.assign(hostConfig, { Memory: memoryBytes, MemorySwap: memoryBytes });
+  if (pids !== undefined) hostConfig.PidsLimit = pids;
+  if (cpus !== undefined) hostConfig.NanoCpus = Math.round(cpus * 1e9);
+  if (plan.seccomp === 'unconfined' && !windows) hostConfig.SecurityOpt = ['seccomp=unconfined'];
   return {
     name: plan.name,
     Image: plan.image,
@@ -48,6 +69,7 @@ export function containerConfig(config: RunConfig, plan: ContainerPlan, platform
     Env: config.env.map(([k, v]) => `${k}=${v}`),
     User: userOf(config, windows),
     ...(network === 'host' ? {} : { Hostname: config.hostname }),
+    ...(network === 'none' && !windows ? { NetworkDisabled: true } : {}),
     Labels: { 'cairn.sandbox': '1' },
     Tty: false,
     AttachStdin: plan.stdin,

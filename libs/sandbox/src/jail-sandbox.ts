@@ -5,6 +5,7 @@ import { FREEBSD_COMMANDS, Jail, type JailCommands } from './jail.js';
 import { missingMountpoints, removeMountpoints, resolveInRoot as resolveMountTarget } from './mountpoints.js';
 import { UnsupportedConfigError } from './oci-config.js';
 import { CancelledError, type RunConfig, type RunOptions, type Sandbox } from './sandbox.js';
+import { capLimits, hasLimits, type StepLimits } from './step-limits.js';
 
 export interface JailSandboxOptions {
   /**
@@ -13,8 +14,10 @@ export interface JailSandboxOptions {
    * left there. Outside every root filesystem.
    */
   readonly stateDir: string;
-  /** Paths of jail, jexec, jls, mount and umount; the FreeBSD base system's by default. */
+  /** Paths of jail, jexec, jls, mount, umount and rctl; the FreeBSD base system's by default. */
   readonly commands?: Partial<JailCommands>;
+  /** Every step's limits, and the most a job may ask for (rctl rules on the step's jail). */
+  readonly limits?: StepLimits;
 }
 
 /** Only jails with this prefix are ours to remove in init(). */
@@ -55,10 +58,12 @@ export class JailSandbox implements Sandbox {
   readonly kind = 'jail';
   private readonly stateDir: string;
   private readonly jail: Jail;
+  private readonly limits: StepLimits | undefined;
 
   constructor(options: JailSandboxOptions) {
     this.stateDir = resolve(options.stateDir);
     this.jail = new Jail({ ...FREEBSD_COMMANDS, ...options.commands });
+    this.limits = options.limits;
   }
 
   async init(): Promise<void> {
@@ -103,6 +108,7 @@ export class JailSandbox implements Sandbox {
 
     const mounted: string[] = [];
     let jailCreated = false;
+    let limited = false;
     let jailRemoved: Promise<{ exitCode: number; stderr: string }> | undefined;
     const removeJail = () => (jailRemoved ??= this.jail.remove(id));
     try {
@@ -124,12 +130,19 @@ export class JailSandbox implements Sandbox {
       const made = await this.jail.create({ name: id, rootfs: root, hostname: config.hostname, hostNetwork });
       if (made.exitCode !== 0) throw new Error(`jail -c ${id} failed (exit ${made.exitCode}): ${made.stderr.trim()}`);
       jailCreated = true;
+      const limits = capLimits(options.limits, this.limits);
+      if (hasLimits(limits)) {
+        limited = true;
+        const applied = await this.jail.limit(id, limits);
+        if (applied.exitCode !== 0) throw new Error(`rctl failed (exit ${applied.exitCode}): ${applied.stderr.trim()} (is kern.racct.enable=1 set at boot?)`);
+      }
       await this.jail.jexec(
         { name: id, argv: config.argv, cwd: config.cwd, env: config.env, uid: user.uid, gid: user.gid },
         options,
         async () => void (await removeJail()),
       );
     } finally {
+      if (limited) await this.jail.unlimit(id);
       await this.cleanUp(jailCreated ? removeJail : undefined, mounted, created, secretsDir, recordFile);
     }
   }

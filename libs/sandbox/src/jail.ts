@@ -1,5 +1,6 @@
 import { runStreaming } from './step-process.js';
 import type { RunOptions } from './sandbox.js';
+import type { StepLimits } from './step-limits.js';
 
 /** Where the FreeBSD tools are; tests point them at recording shims. */
 export interface JailCommands {
@@ -8,6 +9,7 @@ export interface JailCommands {
   readonly jls: string;
   readonly mount: string;
   readonly umount: string;
+  readonly rctl: string;
 }
 
 export const FREEBSD_COMMANDS: JailCommands = {
@@ -16,6 +18,7 @@ export const FREEBSD_COMMANDS: JailCommands = {
   jls: '/usr/sbin/jls',
   mount: '/sbin/mount',
   umount: '/sbin/umount',
+  rctl: '/usr/bin/rctl',
 };
 
 /** Paths inside the jail's root filesystem; a FreeBSD base system has all of them. */
@@ -70,6 +73,28 @@ export class Jail {
   /** `jail -r`: kills every process in the jail, unmounts its devfs and removes it. */
   async remove(name: string): Promise<{ exitCode: number; stderr: string }> {
     return this.exec(this.commands.jail, ['-r', name]);
+  }
+
+  /**
+   * A step's limits as rctl(8) rules on its jail, `deny`: memory use (memoryuse), processes
+   * (maxproc) and CPU (pcpu, percent of one CPU). Needs `kern.racct.enable=1` at boot.
+   */
+  async limit(name: string, limits: StepLimits): Promise<{ exitCode: number; stderr: string }> {
+    const rules = [
+      ...(limits.memoryBytes === undefined ? [] : [`memoryuse:deny=${limits.memoryBytes}`]),
+      ...(limits.pids === undefined ? [] : [`maxproc:deny=${limits.pids}`]),
+      ...(limits.cpus === undefined ? [] : [`pcpu:deny=${Math.max(1, Math.round(limits.cpus * 100))}`]),
+    ];
+    for (const rule of rules) {
+      const added = await this.exec(this.commands.rctl, ['-a', `jail:${name}:${rule}`]);
+      if (added.exitCode !== 0) return added;
+    }
+    return { exitCode: 0, stderr: '' };
+  }
+
+  /** `rctl -r jail:NAME`: the rules outlive the jail otherwise. */
+  async unlimit(name: string): Promise<{ exitCode: number; stderr: string }> {
+    return this.exec(this.commands.rctl, ['-r', `jail:${name}`]);
   }
 
   /** The names of the running jails (`jls -N name`, one per line). */

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, rm, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -6,10 +5,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ownerAlive, ownerToken } from '@cairn/store';
 import { bundlePaths, writeBundle } from './bundle.js';
 import { missingMountpoints, removeMountpoints } from './mountpoints.js';
-import { ociConfig } from './oci-config.js';
-import { feed } from './step-process.js';
+import { networkIsHost, ociConfig, type SeccompMode } from './oci-config.js';
+import { runStepProcess } from './step-process.js';
 import { commandExists } from './command-lookup.js';
-import { CancelledError, CommandNotFoundError, StepFailedError, type RunConfig, type RunOptions, type Sandbox } from './sandbox.js';
+import { CancelledError, CommandNotFoundError, LimitReachedError, StepFailedError, type HostNetworkMode, type RunConfig, type RunOptions, type Sandbox } from './sandbox.js';
+import { StepCgroup } from './step-cgroup.js';
+import { capLimits, hasLimits, type StepLimits } from './step-limits.js';
+import { hostStepResolvConf, startUserNetwork } from './user-network.js';
+import { letStepRootReach, shiftIn, shiftOut, type UsernsMode } from './user-namespace.js';
+
 
 export interface RuncSandboxOptions {
   /** crun takes the same flags and config and starts faster; see RuncSandbox for its host setup. */
@@ -22,7 +26,18 @@ export interface RuncSandboxOptions {
   readonly stateDir: string;
   /** Turn sync system calls into no-ops (see syncSkippingSeccomp). Default false. */
   readonly fastSync?: boolean;
+  /** What a `(network host)` step gets (HostNetworkMode). Default `isolated`. */
+  readonly hostNetwork?: HostNetworkMode;
+  /** `default`: Docker's default profile's effect (oci-config.ts); `unconfined` for trusted pools. */
+  readonly seccomp?: SeccompMode;
+  /** Every step's limits, and the most a job may ask for (step-cgroup.ts). */
+  readonly limits?: StepLimits;
+  /** `remap`: each step in a user namespace of its own (user-namespace.ts). Default `host`. */
+  readonly userns?: UsernsMode;
 }
+
+/** How often a running step's cgroup is read for a limit reached (a fork bomb stops there). */
+const LIMIT_POLL_MS = 200;
 
 /**
  * Containers and their bundles are named `cairn-PID.START-<random>` after the process
@@ -31,6 +46,34 @@ export interface RuncSandboxOptions {
  */
 const PREFIX = 'cairn-';
 const OWNED = /^cairn-(\d+\.\d+)-[0-9a-f]+$/;
+
+/**
+ * Runs `RUNTIME --root STATE run --bundle BUNDLE ID` so that the step dies with the
+ * process that started it. fd 3 is a pipe whose other end only that process holds: when
+ * it is gone (a worker killed with -9), the read sees end-of-file, and the watcher kills
+ * the container and removes its bundle, which holds the step's secrets, rather than let
+ * the step run on with nobody to read it. The stale temp snapshot is left to the next
+ * process's start-up (store-claims.ts). Costs one forked shell per step.
+ *
+ * A background command's stdin is /dev/null unless redirected, hence fd 4.
+ */
+const WITH_OWNER = `
+exec 4<&0
+"$1" --root "$2" run --bundle "$3" "$4" <&4 4<&- 3<&- 2>&1 &
+run=$!
+exec 4<&-
+{
+  read -r _ <&3
+  trap '' TERM
+  while kill -0 "$run" 2>/dev/null; do "$1" --root "$2" kill "$4" KILL; sleep 0.1; done
+  rm -rf "$3"
+} >/dev/null 2>&1 &
+watch=$!
+wait "$run"
+code=$?
+kill "$watch" 2>/dev/null
+exit "$code"
+`;
 
 /** A container or bundle of ours that no live process runs: a crash's leftover. */
 function leftover(name: string): boolean {
@@ -74,6 +117,7 @@ export class RuncSandbox implements Sandbox {
     for (const name of await readdirIfAny(this.bundles)) {
       if (leftover(name)) await removeTree(join(this.bundles, name));
     }
+    await StepCgroup.removeLeftovers(leftover);
     // Only once empty: a live process's bundle keeps it (writeBundle retries a folder removed under it).
     await rmdir(this.bundles).catch((e: unknown) => {
       if (!['ENOENT', 'ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
@@ -84,69 +128,96 @@ export class RuncSandbox implements Sandbox {
     if (options.signal?.aborted) throw new CancelledError();
     const id = `${PREFIX}${ownerToken()}-${randomBytes(8).toString('hex')}`;
     const paths = bundlePaths(join(this.bundles, id), config.secrets.length);
-    const oci = ociConfig(config, { rootfs: resolve(rootfs), ...paths, fastSync: this.options.fastSync ?? false, arch: process.arch });
-    const created = await missingMountpoints(oci.root.path, oci.mounts.map((m) => m.destination));
+    // Only (network host) steps pay for it: the others' path is unchanged.
+    const network = networkIsHost(config.network) && (this.options.hostNetwork ?? 'isolated') === 'isolated' ? await startUserNetwork() : undefined;
+    // Only steps with limits pay for a cgroup of their own: the others' path is unchanged.
+    const limits = capLimits(options.limits, this.options.limits);
+    let cgroup: StepCgroup | undefined;
     try {
-      await writeBundle(paths, oci, config);
-      await this.runContainer(id, paths.dir, options);
-    } catch (e) {
-      const command = config.argv[0];
-      if (e instanceof StepFailedError && e.exitCode !== null && command !== undefined && !(await commandExists(oci.root.path, command, config.cwd, config.env))) {
-        throw new CommandNotFoundError(command, e.exitCode);
+      cgroup = hasLimits(limits) ? await StepCgroup.create(id, limits) : undefined;
+      const userNetwork = network ? { userNetwork: { netns: network.netns, resolvConf: paths.resolvConf } } : {};
+      const oci = ociConfig(config, {
+        rootfs: resolve(rootfs),
+        ...paths,
+        fastSync: this.options.fastSync ?? false,
+        ...(this.options.seccomp ? { seccomp: this.options.seccomp } : {}),
+        ...(this.options.userns ? { userns: this.options.userns } : {}),
+        ...(cgroup ? { cgroupsPath: cgroup.runtimePath } : {}),
+        arch: process.arch,
+        ...userNetwork,
+      });
+      const created = await missingMountpoints(oci.root.path, oci.mounts.map((m) => m.destination));
+      // What the step may write, shifted to its user namespace's IDs and back afterwards.
+      const writable = this.options.userns === 'remap' ? [oci.root.path, ...config.mounts.filter((m) => !m.readonly).map((m) => m.src)] : [];
+      let shifted: string[] = [];
+      try {
+        await shiftIn(writable);
+        shifted = writable;
+        await writeBundle(paths, oci, config, network ? await hostStepResolvConf() : undefined);
+        if (this.options.userns === 'remap') await letStepRootReach([oci.root.path, paths.dir, ...config.mounts.map((m) => m.src)]);
+        await network?.ready;
+        await (cgroup ? this.runLimited(id, paths.dir, options, cgroup) : this.runContainer(id, paths.dir, options));
+      } catch (e) {
+        const command = config.argv[0];
+        if (e instanceof StepFailedError && e.exitCode !== null && command !== undefined && !(await commandExists(oci.root.path, command, config.cwd, config.env))) {
+          throw new CommandNotFoundError(command, e.exitCode);
+        }
+        throw e;
+      } finally {
+        await shiftOut(shifted);
+        await removeMountpoints(created);
+        await rm(paths.dir, { recursive: true, force: true });
       }
-      throw e;
     } finally {
-      await removeMountpoints(created);
-      await rm(paths.dir, { recursive: true, force: true });
+      await cgroup?.remove();
+      await network?.close();
     }
   }
 
-  private async runContainer(id: string, bundle: string, options: RunOptions): Promise<void> {
-    if (options.signal?.aborted) throw new CancelledError();
+  /**
+   * Runs the container under its cgroup, stopping it at the first sign of its pids limit
+   * (a fork bomb would otherwise sit at the limit for ever), and names the limit in the
+   * failure of a step that ran into one.
+   */
+  private async runLimited(id: string, bundle: string, options: RunOptions, cgroup: StepCgroup): Promise<void> {
+    const stop = new AbortController();
+    let reached: string | undefined;
+    const watch = setInterval(() => {
+      void cgroup.limitReached().then((limit) => {
+        reached ??= limit;
+        if (limit?.startsWith('pids') && !stop.signal.aborted) stop.abort();
+      });
+    }, LIMIT_POLL_MS);
+    const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+    try {
+      await this.runContainer(id, bundle, { ...options, signal });
+    } catch (e) {
+      if (e instanceof CancelledError && stop.signal.aborted && !options.signal?.aborted) throw new LimitReachedError(reached!, null, 'SIGKILL');
+      if (!(e instanceof StepFailedError)) throw e;
+      const killed = e.signalName === 'SIGKILL' || e.exitCode === 137;
+      const limit = reached ?? (await cgroup.limitReached(killed));
+      throw limit === undefined ? e : new LimitReachedError(limit, e.exitCode, e.signalName);
+    } finally {
+      clearInterval(watch);
+    }
+  }
+
+  private runContainer(id: string, bundle: string, options: RunOptions): Promise<void> {
     // One pipe for both streams, so that a single reader sees them interleaved. crun
     // hands that very pipe to the command, which keeps the order exact; runc (without a
     // terminal) gives the command a pipe per stream and relays each from its own thread,
-    // so across streams the order is only as close as the relaying. `exec`: no shell
-    // stays behind. Plain spawn rather than execa: execa's set-up adds about 3 ms to
-    // every step, against some 12 ms for a whole crun run.
-    const child = spawn('sh', ['-c', 'exec "$@" 2>&1', 'sh', this.options.runtime, '--root', this.stateDir, 'run', '--bundle', bundle, id], {
-      stdio: [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'ignore'],
-    });
-    // 'close' comes after the output has been read to its end.
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (code, signal) => resolve({ code, signal }));
-    });
-    child.stdout!.on('data', (chunk: Buffer) => options.onOutput(chunk));
-    let killing: Promise<void> | undefined;
-    const stop = () => {
-      killing ??= this.kill(id, () => child.exitCode === null && child.signalCode === null);
-    };
-    const stopFeeding = new AbortController();
-    const feeding = options.stdin === undefined ? Promise.resolve(undefined) : feed(child.stdin!, options.stdin, stopFeeding.signal);
-    // A stdin source that fails would leave the command with truncated input: stop it.
-    const inputFailure = feeding.then((failure) => {
-      if (failure !== undefined) stop();
-      return failure;
-    });
-    options.signal?.addEventListener('abort', stop, { once: true });
-    if (options.signal?.aborted) stop();
-    let result;
-    try {
-      result = await exited;
-    } finally {
-      options.signal?.removeEventListener('abort', stop);
-      stopFeeding.abort();
-    }
-    const failure = await inputFailure;
-    if (killing !== undefined || result.code === null) {
-      await killing;
+    // so across streams the order is only as close as the relaying. Plain spawn rather
+    // than execa: execa's set-up adds about 3 ms to every step, against some 12 ms for a
+    // whole crun run. fd 3 is the tie to this process (see WITH_OWNER).
+    return runStepProcess({
+      argv: ['sh', '-c', WITH_OWNER, 'sh', this.options.runtime, this.stateDir, bundle, id],
+      extraPipes: 1,
+      kill: (_child, running) => this.kill(id, running),
       // `run` removes the container when its process ends, unless the runtime itself died.
-      await this.remove(id);
-    }
-    if (options.signal?.aborted) throw new CancelledError();
-    if (failure !== undefined) throw failure;
-    if (result.code !== 0) throw new StepFailedError(result.code, result.signal ?? undefined);
+      afterExit: async () => {
+        if (await exists(join(this.stateDir, id))) await this.remove(id);
+      },
+    }, options);
   }
 
   /** Retries until the runtime has the container to kill, or `run` has returned. */

@@ -1,4 +1,5 @@
 import type { User } from '@cairn/spec';
+import type { StepLimits } from './step-limits.js';
 
 /**
  * A sandbox runs one command in a root filesystem that the store prepared, isolated
@@ -19,6 +20,15 @@ export interface Sandbox {
   init(): Promise<void>;
   run(config: RunConfig, rootfs: string, options: RunOptions): Promise<void>;
 }
+
+/**
+ * What a `(network host)` step gets: `isolated` (the default), a network of its own that
+ * reaches what the host reaches but not the host's loopback (runc and crun: user-mode
+ * networking with slirp4netns; docker: a bridge network of Cairn's); `shared`, the host's
+ * own network namespace, loopback included, as OBuilder gives it.
+ */
+export const HOST_NETWORK_MODES = ['isolated', 'shared'] as const;
+export type HostNetworkMode = (typeof HOST_NETWORK_MODES)[number];
 
 export interface RunConfig {
   /** Full command line: the spec's shell followed by the command. */
@@ -51,6 +61,8 @@ export interface RunOptions {
   readonly stdin?: AsyncIterable<Uint8Array> | Uint8Array;
   readonly onOutput: (chunk: Uint8Array) => void;
   readonly signal?: AbortSignal;
+  /** What the job asks of this step; the sandbox caps it by its own (the worker's) limits. */
+  readonly limits?: StepLimits;
 }
 
 export class StepFailedError extends Error {
@@ -65,6 +77,14 @@ export class CommandNotFoundError extends StepFailedError {
   constructor(readonly command: string, exitCode: number | null) {
     super(exitCode);
     this.message = `not found: ${command} (in the step's root filesystem; is (shell ...) right for this image?)`;
+  }
+}
+
+/** The step ran into one of its limits; the message names it ("pids limit 512 reached"). */
+export class LimitReachedError extends StepFailedError {
+  constructor(readonly limit: string, exitCode: number | null, signalName?: string) {
+    super(exitCode, signalName);
+    this.message = limit;
   }
 }
 

@@ -1,15 +1,15 @@
 import { execFile } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDockerd, type RunningDockerd } from '../../../test/support/dockerd.js';
 import { makeBusyboxRootfs } from '../../../test/support/rootfs.js';
 import { containerConfig, Demuxer, windowsPath } from '../src/docker-containers.js';
 import { DockerSandbox } from '../src/docker-sandbox.js';
-import { CancelledError, StepFailedError, type RunConfig } from '../src/sandbox.js';
+import { CancelledError, LimitReachedError, StepFailedError, type RunConfig } from '../src/sandbox.js';
 
 const BASE = 'cairn-test/busybox:latest';
 const ROOT = { kind: 'unix', uid: 0, gid: 0 } as const;
@@ -75,6 +75,41 @@ describe('the docker sandbox, on a private dockerd', () => {
     expect(await containers()).toBe('');
   });
 
+  it('commits nothing for a step that changed no file, and records in docker.json what it committed', async () => {
+    const s = await step();
+    expect(await run(s.rootfs, config('cat /etc/passwd >/dev/null; echo read'))).toBe('read\n');
+    await expect(d.docker(['image', 'inspect', s.target])).rejects.toThrow();
+    await run(s.rootfs, config('rm /etc/passwd'));
+    const file = JSON.parse(await readFile(join(dirname(s.rootfs), 'docker.json'), 'utf8')) as { committed: { id: string } };
+    expect(file.committed.id).toBe((await d.docker(['image', 'inspect', '--format', '{{.Id}}', s.target])).trim());
+    expect(await run(s.rootfs, config('test -e /etc/passwd || echo deleted'))).toBe('deleted\n');
+    expect(await containers()).toBe('');
+  });
+
+  it('stops a fork bomb at its pids limit and names the limit, as the runc sandbox does', async () => {
+    const limited = new DockerSandbox({ socketPath: d.socketPath, limits: { pids: 128 } });
+    const s = await step();
+    const started = Date.now();
+    const error = await limited.run(config('bomb() { bomb | bomb & }; bomb; exec sleep 60'), s.rootfs, { onOutput: () => undefined }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LimitReachedError);
+    expect((error as Error).message).toBe('pids limit 128 reached');
+    // A hang bound: the step sleeps for 60 s unless stopped.
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(await containers()).toBe('');
+  });
+
+  it("kills a step past its memory limit, says so, and runs under Docker's default seccomp profile", async () => {
+    const limited = new DockerSandbox({ socketPath: d.socketPath, limits: { memoryBytes: 128 * 1024 * 1024, pids: 256 } });
+    const s = await step();
+    const out: Uint8Array[] = [];
+    const hog = config('grep ^Seccomp: /proc/self/status; x=$(head -c 300000000 /dev/zero | tr "\\0" a); echo ${#x}');
+    const error = await limited.run(hog, s.rootfs, { onOutput: (c) => out.push(c) }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LimitReachedError);
+    expect((error as Error).message).toBe('killed: out of memory (limit 128 MiB)');
+    expect(Buffer.concat(out).toString()).toBe('Seccomp:\t2\n');
+    expect(await containers()).toBe('');
+  });
+
   it('rejects with the exit code, commits nothing and removes the container', async () => {
     const s = await step();
     const error = await run(s.rootfs, config('echo failing; exit 3')).catch((e: unknown) => e);
@@ -105,11 +140,29 @@ describe('the docker sandbox, on a private dockerd', () => {
     });
     afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
-    it('has none by default, and the host network with (network host)', async () => {
-      const probe = `nc -w 3 127.0.0.1 ${port} </dev/null && echo reached || echo unreachable`;
-      expect(await run((await step()).rootfs, config(probe))).toContain('unreachable');
-      expect(await run((await step()).rootfs, config(probe, { network: ['host'] }))).toContain('hello-from-host\nreached');
+    it("has none by default; (network host) reaches out but not the host's loopback, unless shared", async () => {
+      const probe = (address: string) => `nc -w 3 ${address} </dev/null && echo reached || echo unreachable`;
+      expect(await run((await step()).rootfs, config(probe(`127.0.0.1 ${port}`)))).toContain('unreachable');
       expect(await run((await step()).rootfs, config('ip link | grep -c "^[0-9]"'))).toBe('1\n');
+      // Isolated (the default): Cairn's bridge. The host's loopback-only server is out of
+      // reach; one listening on the host's other addresses (here its bridge gateway) is not.
+      const outside = createServer((socket) => socket.end('hello-from-outside\n'));
+      await new Promise<void>((resolve) => outside.listen(0, '0.0.0.0', resolve));
+      try {
+        const outsidePort = (outside.address() as AddressInfo).port;
+        const gateway = `$(ip route | awk '/^default/ {print $3}')`;
+        const isolated = await run((await step()).rootfs, config(`${probe(`127.0.0.1 ${port}`)}; ${probe(`${gateway} ${port}`)}; ${probe(`${gateway} ${outsidePort}`)}`, { network: ['host'] }));
+        expect(isolated).not.toContain('hello-from-host');
+        expect(isolated.match(/^unreachable$/gm)).toHaveLength(2);
+        expect(isolated).toContain('hello-from-outside\nreached\n');
+      } finally {
+        outside.close();
+      }
+      expect(await d.docker(['network', 'ls', '--format', '{{.Name}}'])).toContain('cairn-steps');
+      const shared = new DockerSandbox({ socketPath: d.socketPath, hostNetwork: 'shared' });
+      const out: Uint8Array[] = [];
+      await shared.run(config(probe(`127.0.0.1 ${port}`), { network: ['host'] }), (await step()).rootfs, { onOutput: (c) => out.push(c) });
+      expect(Buffer.concat(out).toString()).toContain('hello-from-host\nreached');
     });
   });
 
@@ -180,6 +233,7 @@ describe('docker container config (pure)', () => {
       Env: ['A=b c'],
       User: '0:0',
       Hostname: 'builder',
+      NetworkDisabled: true,
       Labels: { 'cairn.sandbox': '1' },
       Tty: false,
       AttachStdin: true,
@@ -198,10 +252,25 @@ describe('docker container config (pure)', () => {
     });
   });
 
-  it('uses the host network without a hostname, and passes a named network through', () => {
+  it('passes limits to the daemon (no swap beyond memory) and turns its seccomp profile off only when unconfined', () => {
+    const limited = containerConfig(c, { ...plan, limits: { memoryBytes: 256 * 1024 * 1024, pids: 512, cpus: 0.5 } }, { os: 'linux' }).HostConfig;
+    expect(limited).toMatchObject({ Memory: 268435456, MemorySwap: 268435456, PidsLimit: 512, NanoCpus: 500000000 });
+    expect(limited?.SecurityOpt).toBeUndefined();
+    expect(containerConfig(c, { ...plan, seccomp: 'unconfined' }, { os: 'linux' }).HostConfig?.SecurityOpt).toEqual(['seccomp=unconfined']);
+    expect(containerConfig(c, plan, { os: 'linux' }).HostConfig).not.toHaveProperty('Memory');
+  });
+
+  it('uses the host network without a hostname, or the step network with one, and passes a named network through', () => {
     const host = containerConfig(config('x', { network: ['host'] }), plan, { os: 'linux' });
     expect(host.HostConfig?.NetworkMode).toBe('host');
     expect(host.Hostname).toBeUndefined();
+    const isolated = containerConfig(config('x', { network: ['host'] }), { ...plan, hostNetworkName: 'cairn-steps' }, { os: 'linux' });
+    expect(isolated.HostConfig?.NetworkMode).toBe('cairn-steps');
+    expect(isolated.Hostname).toBe('builder');
+    expect(containerConfig(config('x'), { ...plan, hostNetworkName: 'cairn-steps' }, { os: 'linux' }).HostConfig?.NetworkMode).toBe('none');
+    // No network sandbox at all for `none` on Linux; the other modes and Windows keep the daemon's.
+    expect([host.NetworkDisabled, isolated.NetworkDisabled]).toEqual([undefined, undefined]);
+    expect(containerConfig(config('x', { user: { kind: 'windows', name: 'u' } }), plan, { os: 'windows' }).NetworkDisabled).toBeUndefined();
     expect(containerConfig(config('x', { network: ['nat'], user: { kind: 'windows', name: 'u' } }), plan, { os: 'windows' }).HostConfig?.NetworkMode).toBe('nat');
     expect(() => containerConfig(config('x', { network: ['a', 'b'] }), plan, { os: 'linux' })).toThrow('one network');
   });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { onTestFinished } from 'vitest';
 import { makeBusyboxRootfs } from '../../../test/support/rootfs.js';
-import { RuncSandbox, type RunConfig, type RunOptions } from '../src/index.js';
+import { RuncSandbox, type RunConfig, type RunOptions, type RuncSandboxOptions } from '../src/index.js';
 
 /** Every test of a real sandbox runs once per runtime. */
 export const RUNTIMES = ['runc', 'crun'] as const;
@@ -41,7 +41,7 @@ export function stepConfig(script: string, config: Partial<RunConfig> = {}): Run
   };
 }
 
-export async function scratch(runtime: Runtime, options: { fastSync?: boolean } = {}): Promise<Scratch> {
+export async function scratch(runtime: Runtime, options: Pick<RuncSandboxOptions, 'fastSync' | 'hostNetwork' | 'seccomp' | 'limits' | 'userns'> = {}): Promise<Scratch> {
   const dir = await mkdtemp(join(tmpdir(), `cairn-sandbox-${runtime}-`));
   const rootfs = join(dir, 'rootfs');
   const stateDir = join(dir, 'state');

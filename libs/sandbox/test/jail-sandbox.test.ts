@@ -6,6 +6,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { JailSandbox } from '../src/jail-sandbox.js';
 import { UnsupportedConfigError } from '../src/oci-config.js';
 import { CancelledError, StepFailedError, type RunConfig, type RunOptions } from '../src/sandbox.js';
+import type { StepLimits } from '../src/step-limits.js';
 import { line, makeShims, type ShimRule } from './jail-shims.js';
 
 const CD = 'cd -- "$1" || exit 1; shift; exec "$@"';
@@ -25,16 +26,16 @@ function config(over: Partial<RunConfig> = {}): RunConfig {
   };
 }
 
-async function setup(rules: readonly ShimRule[] = []) {
-  const shims = await makeShims(['jail', 'jexec', 'jls', 'mount', 'umount']);
+async function setup(rules: readonly ShimRule[] = [], limits?: StepLimits) {
+  const shims = await makeShims(['jail', 'jexec', 'jls', 'mount', 'umount', 'rctl']);
   await shims.setRules(rules);
   const dir = await mkdtemp(join(tmpdir(), 'cairn-jail-'));
   onTestFinished(() => rm(dir, { recursive: true, force: true }));
   const rootfs = join(dir, 'rootfs');
   const stateDir = join(dir, 'state');
   await mkdir(join(rootfs, 'srv'), { recursive: true });
-  const { jail, jexec, jls, mount, umount } = shims.paths as Record<'jail' | 'jexec' | 'jls' | 'mount' | 'umount', string>;
-  const sandbox = new JailSandbox({ stateDir, commands: { jail, jexec, jls, mount, umount } });
+  const { jail, jexec, jls, mount, umount, rctl } = shims.paths as Record<'jail' | 'jexec' | 'jls' | 'mount' | 'umount' | 'rctl', string>;
+  const sandbox = new JailSandbox({ stateDir, commands: { jail, jexec, jls, mount, umount, rctl }, ...(limits ? { limits } : {}) });
   const attempt = async (c: RunConfig, options: Partial<RunOptions> = {}) => {
     const chunks: Buffer[] = [];
     try {
@@ -67,6 +68,30 @@ describe('JailSandbox (recording shim; FreeBSD is not available on this machine)
       'jail -r ID',
     ]);
     // Nothing left in the state dir: the step's record is gone.
+    expect(await readdir(s.stateDir)).toEqual([]);
+  });
+
+  it("limits a step's jail with rctl rules (the job's, capped by the sandbox's) and removes them with the jail", async () => {
+    const s = await setup([], { memoryBytes: 4 * 1024 ** 3, pids: 4096 });
+    const { error } = await s.attempt(config(), { limits: { memoryBytes: 256 * 1024 ** 2, cpus: 1.5 } });
+    expect(error).toBeUndefined();
+    expect(await s.calls()).toEqual([
+      `jail -c name=ID path=DIR/rootfs host.hostname=builder mount.devfs persist vnet ${LOOPBACK}`,
+      'rctl -a jail:ID:memoryuse:deny=268435456',
+      'rctl -a jail:ID:maxproc:deny=4096',
+      'rctl -a jail:ID:pcpu:deny=150',
+      `jexec ID /usr/bin/env -i PATH=/bin:/usr/bin HOME=/root /bin/sh -c ${CD} sh / /bin/sh -c make`,
+      'rctl -r jail:ID',
+      'jail -r ID',
+    ]);
+  });
+
+  it('fails a limited step whose rules rctl refuses, naming the boot setting, and leaves nothing behind', async () => {
+    const s = await setup([{ cmd: 'rctl', exitCode: 1, stderr: 'rctl: failed to add rule: Operation not permitted' }], { pids: 512 });
+    const { error } = await s.attempt(config());
+    expect((error as Error).message).toBe('rctl failed (exit 1): rctl: failed to add rule: Operation not permitted (is kern.racct.enable=1 set at boot?)');
+    expect((await s.calls()).filter((c) => c.startsWith('jexec'))).toEqual([]);
+    expect((await s.calls()).slice(-2)).toEqual(['rctl -r jail:ID', 'jail -r ID']);
     expect(await readdir(s.stateDir)).toEqual([]);
   });
 

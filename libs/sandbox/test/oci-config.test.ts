@@ -47,6 +47,18 @@ describe('the OCI config of a step', () => {
     expect(host.mounts).toContainEqual(expect.objectContaining({ destination: '/etc/resolv.conf', source: '/etc/resolv.conf', type: 'bind' }));
   });
 
+  it('puts a (network host) step with user-mode networking in that namespace, with its resolv.conf and without CAP_NET_RAW', () => {
+    const userNetwork = { netns: '/proc/4242/ns/net', resolvConf: '/bundle/resolv.conf' };
+    const host = ociConfig(stepConfig('true', { network: ['host'] }), { ...input, userNetwork });
+    expect(host.linux.namespaces).toContainEqual({ type: 'network', path: '/proc/4242/ns/net' });
+    expect(host.mounts).toContainEqual(expect.objectContaining({ destination: '/etc/resolv.conf', source: '/bundle/resolv.conf', type: 'bind' }));
+    for (const set of Object.values(host.process.capabilities)) expect(set).toEqual(CAPABILITIES.filter((c) => c !== 'CAP_NET_RAW'));
+    // A step without network ignores it: a fresh namespace of its own, every capability.
+    const none = ociConfig(stepConfig('true'), { ...input, userNetwork });
+    expect(none.linux.namespaces).toContainEqual({ type: 'network' });
+    expect(none.process.capabilities.bounding).toContain('CAP_NET_RAW');
+  });
+
   it('rejects named networks with a clear message', () => {
     expect(() => ociConfig(stepConfig('true', { network: ['buildnet'] }), input)).toThrow(
       new UnsupportedConfigError('the runc sandbox only supports (network host); buildnet needs a backend with named networks'),
@@ -100,16 +112,38 @@ describe('the OCI config of a step', () => {
     }
   });
 
-  it('has no seccomp filter without fastSync', () => {
-    expect(ociConfig(stepConfig('true'), input).linux).not.toHaveProperty('seccomp');
+  it("refuses by default what Docker's default profile refuses, on every x86 ABI", () => {
+    const seccomp = ociConfig(stepConfig('true'), input).linux.seccomp!;
+    expect(seccomp.defaultAction).toBe('SCMP_ACT_ALLOW');
+    expect(seccomp.architectures).toEqual(['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32']);
+    const refused = seccomp.syscalls.filter((r) => !r.args && r.errnoRet === 1).flatMap((r) => r.names);
+    for (const call of ['keyctl', 'add_key', 'request_key', 'init_module', 'finit_module', 'delete_module', 'kexec_load', 'mount', 'umount2', 'pivot_root', 'unshare', 'setns', 'bpf', 'perf_event_open', 'userfaultfd', 'open_by_handle_at', 'clock_settime', 'swapon', 'reboot']) {
+      expect(refused, call).toContain(call);
+    }
+    // clone with any namespace flag, one rule per flag; clone3 answers "not implemented".
+    const clones = seccomp.syscalls.filter((r) => r.names.includes('clone'));
+    expect(clones.map((r) => r.args![0]!.value).reduce((a, b) => a | b, 0)).toBe(0x7e020000);
+    expect(clones.every((r) => r.args![0]!.op === 'SCMP_CMP_MASKED_EQ' && r.args![0]!.value === r.args![0]!.valueTwo && r.errnoRet === 1)).toBe(true);
+    expect(seccomp.syscalls.find((r) => r.names.includes('clone3'))).toMatchObject({ errnoRet: 38 });
+    // Nothing a build needs: sync calls do their work, ptrace works as in Docker.
+    expect(seccomp.syscalls.flatMap((r) => r.names)).not.toContain('fsync');
+    expect(seccomp.syscalls.flatMap((r) => r.names)).not.toContain('ptrace');
   });
 
-  it('with fastSync, turns the sync calls into successful no-ops on every x86 ABI', () => {
-    expect(ociConfig(stepConfig('true'), { ...input, fastSync: true }).linux.seccomp).toEqual({
+  it('has no seccomp filter when unconfined without fastSync', () => {
+    expect(ociConfig(stepConfig('true'), { ...input, seccomp: 'unconfined' }).linux).not.toHaveProperty('seccomp');
+  });
+
+  it('with fastSync, turns the sync calls into successful no-ops, with or without the default rules', () => {
+    const syncRule = { names: ['fsync', 'fdatasync', 'msync', 'sync', 'syncfs', 'sync_file_range'], action: 'SCMP_ACT_ERRNO', errnoRet: 0 };
+    expect(ociConfig(stepConfig('true'), { ...input, fastSync: true, seccomp: 'unconfined' }).linux.seccomp).toEqual({
       defaultAction: 'SCMP_ACT_ALLOW',
       architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
-      syscalls: [{ names: ['fsync', 'fdatasync', 'msync', 'sync', 'syncfs', 'sync_file_range'], action: 'SCMP_ACT_ERRNO', errnoRet: 0 }],
+      syscalls: [syncRule],
     });
+    const both = ociConfig(stepConfig('true'), { ...input, fastSync: true }).linux.seccomp!;
+    expect(both.syscalls.at(-1)).toEqual(syncRule);
+    expect(both.syscalls.length).toBe(ociConfig(stepConfig('true'), input).linux.seccomp!.syscalls.length + 1);
     expect(ociConfig(stepConfig('true'), { ...input, fastSync: true, arch: 'arm64' }).linux.seccomp?.architectures).toEqual(['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM']);
     // Elsewhere the runtime's native architecture is the default.
     expect(ociConfig(stepConfig('true'), { ...input, fastSync: true, arch: 'riscv64' }).linux.seccomp).not.toHaveProperty('architectures');

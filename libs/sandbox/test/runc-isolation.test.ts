@@ -31,8 +31,8 @@ describe.each(RUNTIMES)('%s: isolation', (runtime) => {
     expect(requests).toBe(before);
   });
 
-  it('with (network host), reaches the host and uses its resolv.conf', async () => {
-    const s = await scratch(runtime);
+  it('with (network host) and hostNetwork "shared", reaches the host\'s loopback and uses its resolv.conf', async () => {
+    const s = await scratch(runtime, { hostNetwork: 'shared' });
     expect(await s.run(`wget -q -O - http://127.0.0.1:${port}/`, { network: ['host'] })).toBe('hello from the host\n');
     if (existsSync('/etc/resolv.conf')) {
       expect(await s.run('cat /etc/resolv.conf', { network: ['host'] })).toBe(readFileSync('/etc/resolv.conf', 'utf8'));
@@ -77,9 +77,24 @@ describe.each(RUNTIMES)('%s: isolation', (runtime) => {
     expect(await s.run('ulimit -n; ulimit -Hn')).toBe('1024\n1024\n');
   });
 
-  it('without fastSync, runs with no seccomp filter', async () => {
+  it("runs under a seccomp filter that refuses what Docker's default profile refuses", async () => {
     const s = await scratch(runtime);
-    expect(await s.run('grep "^Seccomp:" /proc/self/status')).toBe('Seccomp:\t0\n');
+    expect(await s.run('grep "^Seccomp:" /proc/self/status')).toBe('Seccomp:\t2\n');
+    // A user namespace (root again, with every capability, inside it) in both ways to ask:
+    // unshare(2), and clone(2) with CLONE_NEWUSER (busybox's unshare --fork still calls
+    // unshare; the C library's fork falls back from clone3 to clone).
+    const { output, error } = await s.attempt('unshare -U true');
+    expect(error).toBeInstanceOf(StepFailedError);
+    expect(output).toMatch(/Operation not permitted/);
+    // Mounting a new filesystem, loading a module: refused for root as for anyone.
+    const mount = await s.attempt('mkdir -p /mnt/t && mount -t tmpfs none /mnt/t');
+    expect(mount.error).toBeInstanceOf(StepFailedError);
+    expect(mount.output).toMatch(/Operation not permitted|permission denied/i);
+    const insmod = await s.attempt('head -c 4096 /dev/zero > /tmp/m.ko && insmod /tmp/m.ko');
+    expect(insmod.error).toBeInstanceOf(StepFailedError);
+    expect(insmod.output).toMatch(/Operation not permitted/);
+    // What builds need still works: processes, threads of busybox, files, sync.
+    expect(await s.run('sh -c "echo child" & wait; sync; echo done')).toBe('child\ndone\n');
   });
 
   it('with fastSync, sync calls succeed under a seccomp filter', async () => {

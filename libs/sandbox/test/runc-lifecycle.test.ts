@@ -48,13 +48,29 @@ describe.each(RUNTIMES)('%s: cancellation and crashes', (runtime) => {
     expect(existsSync(`${s.stateDir}.bundles`)).toBe(false);
   });
 
-  it('init() removes the container of a worker that was SIGKILLed mid-step', async () => {
+  it('a worker SIGKILLed mid-step takes its step with it: container, runtime and bundle (secrets) gone, without init()', async () => {
     const s = await scratch(runtime);
     const worker = execa('node', ['--import', 'tsx', FIXTURE, runtime, s.stateDir, s.rootfs], { reject: false });
     let output = '';
     worker.stdout.on('data', (c: Buffer) => (output += c.toString()));
     await waitFor(() => output.includes('started'), 'the worker to start its step');
+    const [container] = await s.containers();
+    expect(container).toMatch(/^cairn-/);
     worker.kill('SIGKILL');
+    await worker;
+    await waitFor(async () => (await s.containers()).length === 0, 'the step to die with its worker', 10_000);
+    await waitFor(async () => !(await execa('ps', ['-eo', 'args'])).stdout.includes(container!), 'the runtime to exit', 5_000);
+    await waitFor(() => !existsSync(join(`${s.stateDir}.bundles`, container!)), 'the bundle to go', 5_000);
+  });
+
+  it('init() removes the container of a worker whose whole process group was SIGKILLed mid-step', async () => {
+    const s = await scratch(runtime);
+    // Its own group, killed whole: the worker, its shell and the runtime die at once, and nothing is left to kill the step.
+    const worker = execa('node', ['--import', 'tsx', FIXTURE, runtime, s.stateDir, s.rootfs], { reject: false, detached: true });
+    let output = '';
+    worker.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    await waitFor(() => output.includes('started'), 'the worker to start its step');
+    process.kill(-worker.pid!, 'SIGKILL');
     await worker;
     const [leftover, ...others] = await s.containers();
     expect(others).toEqual([]);
@@ -64,8 +80,6 @@ describe.each(RUNTIMES)('%s: cancellation and crashes', (runtime) => {
     await s.sandbox.init();
     expect(await s.containers()).toEqual([]);
     expect(existsSync(`${s.stateDir}.bundles`)).toBe(false);
-    // The runtime process the worker started goes too, once its container is gone.
-    await waitFor(async () => !(await execa('ps', ['-eo', 'args'])).stdout.includes(leftover!), 'the orphaned runtime to exit', 5_000);
   });
 
   it('init() in another process leaves a live worker\'s container and bundle alone', async () => {

@@ -2,14 +2,16 @@ import { createHash } from 'node:crypto';
 import { chown, mkdir, readdir, readFile, rename, rm, rmdir, statfs, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { User } from '@cairn/spec';
+import type Docker from 'dockerode';
 import { currentGeneration, generationName, OnceReleasedCacheView, type Generation } from './cache-generations.js';
 import { copyTree } from './cp.js';
 import { DockerImages } from './docker-images.js';
 import { errorCode, pathExists } from './errno.js';
 import { freeSpace } from './free-space.js';
-import { escapeCacheName, StoreLayout } from './layout.js';
+import { cacheKey, StoreLayout } from './layout.js';
+import { readLogFile, readMetadataFile } from './result-files.js';
 import { robocopyMirror } from './robocopy.js';
-import type { CacheView, FreeSpace, Store } from './store.js';
+import { RESULT_LOG, RESULT_METADATA, type CacheView, type FreeSpace, type Store } from './store.js';
 
 export interface DockerStoreOptions {
   /** The daemon's socket; default `/var/run/docker.sock`. */
@@ -36,16 +38,27 @@ export async function mirrorHostTree(os: HostOs, src: string, dst: string, roboc
   await copyTree(src, dst, 'auto');
 }
 
+/** An image as the docker sandbox needs it: what to create a container from, and what its commit keeps. */
+export interface DockerImage {
+  readonly id: string;
+  readonly entrypoint: string[] | null;
+  readonly cmd: string[] | null;
+}
+
 /**
  * What DockerStore writes into a build's temp directory, next to `rootfs`, for the
- * docker sandbox: run steps in a container created from `base` (or from `target`, once
- * an earlier run of the same step committed to it) and commit the container to `target`.
+ * docker sandbox: run steps in a container created from `base` (or from `committed`, once
+ * an earlier run of the same step committed) and commit the container to `target`.
  */
 export interface DockerBuildFile {
   /** The parent snapshot's image, or null for a base image (which the fetcher writes into `rootfs`). */
   readonly base: string | null;
-  /** The temporary tag the sandbox commits to. */
+  /** The parent's image as `build` found it, so that the sandbox need not inspect it. */
+  readonly baseImage?: DockerImage;
+  /** The tag the sandbox commits to: the result's own image. */
   readonly target: string;
+  /** What the sandbox committed to `target` (it writes this file back); absent when nothing was. */
+  readonly committed?: DockerImage;
 }
 
 /** The file name of DockerBuildFile in a build's temp directory. */
@@ -58,22 +71,27 @@ export const DOCKER_BUILD_FILE = 'docker.json';
  * env.json) lives on the host in `<root>/result/<id>/`, as in the other stores (layout.ts).
  *
  * Building: the temp directory `dir` gets `docker.json` (DockerBuildFile) and an empty
- * `rootfs/`. The docker sandbox reads docker.json next to the rootfs it is given and
- * commits its container to the temp tag. When nothing committed and there is no parent,
- * the step filled `dir/rootfs` itself (the engine's fetcher: the base image case), and it
- * is published by `docker import` with the ENV of `dir/env.json`. When nothing committed
- * and there is a parent, the result is the parent's image under a new tag. Publishing tags
- * the temp image as the result (one API call: atomic) and then moves the directory, without
- * rootfs/ and docker.json, to `result/<id>`; a result exists when it has both. On failure
- * the temp tag and directory go; `init` removes what a dead process left (temp tags,
- * export containers and cache views are named after the pid that made them).
+ * `rootfs/`. The docker sandbox reads docker.json next to the rootfs it is given, commits
+ * its container straight to the result's tag and records that in docker.json. When nothing
+ * committed and there is no parent, the step filled `dir/rootfs` itself (the engine's
+ * fetcher: the base image case), and it is published by `docker import` with the ENV of
+ * `dir/env.json`. When nothing committed and there is a parent, the result is the parent's
+ * image under the result's tag. Publishing moves the directory, without rootfs/ and
+ * docker.json, to `result/<id>` (one rename: atomic); a result exists when it has both its
+ * directory and its image, so a tag without a directory is no result. On failure the tag
+ * and the directory go. A process that dies between the two leaves the tag, which the next
+ * build of that step moves (the old image is then dangling, for `docker image prune`); `init`
+ * removes what else a dead process left (export containers, cache views and the temp tags
+ * of earlier versions are named after the pid that made them). Per step this is one image
+ * inspect (the parent's) and, for a step that changed nothing, one tag.
  *
- * Caches are volumes `cairn-<hash>-cache-<escaped name>`. A view is a separate volume
+ * Caches are volumes `cairn-<hash>-cache-<key>` (layout.ts cacheKey: the escaped name,
+ * after the escaped trust domain if any), labelled with both. A view is a separate volume
  * `cairn-<hash>-view-<pid>-<n>`, filled by copying (mirrorHostTree) the cache volume's host directory
  * (the volume's Mountpoint: this needs the daemon on this host and root, as the other Linux
  * stores do; on Windows the volume directories are also host paths). The view's path is
  * that host directory, which the docker sandbox bind-mounts. The generation check is the
- * rename trick of shared-caches.ts on marker directories `cache/<escaped>/<gen>-<token>`
+ * rename trick of shared-caches.ts on marker directories `cache/<key>/<gen>-<token>`
  * on the host: renaming the view's base marker away succeeds for exactly one committer,
  * which then copies its view over the cache volume and adds the next marker. A view taken
  * while a commit copies finds no marker, and retries.
@@ -113,47 +131,59 @@ export class DockerStore implements Store {
       if (claimed !== undefined) await rm(claimed, { recursive: true, force: true });
     }
     for (const c of await this.images.containersNamed(`${this.repo}-export-`)) if (deadOwner(c.name)) await this.images.removeContainer(c.id);
+    // Temp tags: what versions before the commit to the result's own tag left.
     for (const ref of await this.images.tagsOf(`${this.repo}-tmp`)) if (deadOwner(ref.slice(ref.indexOf(':') + 1))) await this.images.untag(ref);
     for (const name of await this.images.volumesNamed(`${this.repo}-view-`)) if (deadOwner(name)) await this.images.removeVolume(name);
   }
 
   async exists(id: string): Promise<boolean> {
-    return (await pathExists(this.layout.result(id))) && (await this.images.inspect(this.imageOf(id))) !== undefined;
+    return (await this.resultImage(id)) !== undefined;
   }
 
-  resultDir(id: string): string {
-    return this.layout.result(id);
+  /** The image of result `id`, or undefined when there is no such result. */
+  private async resultImage(id: string): Promise<Docker.ImageInspectInfo | undefined> {
+    return (await pathExists(this.layout.result(id))) ? await this.images.inspect(this.imageOf(id)) : undefined;
+  }
+
+  metadata(id: string): Promise<string | undefined> {
+    return readMetadataFile(join(this.layout.result(id), RESULT_METADATA));
+  }
+
+  log(id: string): AsyncIterable<Uint8Array> {
+    return readLogFile(join(this.layout.result(id), RESULT_LOG));
   }
 
   async build(parent: string | undefined, id: string, fn: (dir: string) => Promise<void>): Promise<void> {
     if (await this.exists(id)) throw new Error(`snapshot ${id} already exists in the store at ${this.root}`);
-    if (parent !== undefined && !(await this.exists(parent))) throw new Error(`snapshot ${parent} (the parent) is not in the store at ${this.root}`);
+    const parentInfo = parent === undefined ? undefined : await this.resultImage(parent);
+    if (parent !== undefined && parentInfo === undefined) throw new Error(`snapshot ${parent} (the parent) is not in the store at ${this.root}`);
     const tmp = this.layout.newResultTemp(id);
-    const target = `${this.repo}-tmp:${this.nextName()}`;
-    let tagged = false;
+    const target = this.imageOf(id);
     try {
       await mkdir(join(tmp, 'rootfs'), { recursive: true });
-      const file: DockerBuildFile = { base: parent === undefined ? null : this.imageOf(parent), target };
+      const file: DockerBuildFile = {
+        base: parent === undefined ? null : this.imageOf(parent),
+        ...(parentInfo === undefined ? {} : { baseImage: { id: parentInfo.Id, entrypoint: (parentInfo.Config?.Entrypoint as string[] | null | undefined) ?? null, cmd: parentInfo.Config?.Cmd ?? null } }),
+        target,
+      };
       await writeFile(join(tmp, DOCKER_BUILD_FILE), JSON.stringify(file));
       await fn(tmp);
-      if ((await this.images.inspect(target)) === undefined) {
+      const built = JSON.parse(await readFile(join(tmp, DOCKER_BUILD_FILE), 'utf8')) as DockerBuildFile;
+      if (built.committed === undefined) {
         if (parent === undefined) await this.images.importRootfs(join(tmp, 'rootfs'), target, await envOf(tmp));
         else if ((await readdir(join(tmp, 'rootfs'))).length > 0) throw new Error('the docker store changes a snapshot only through the docker sandbox, but files were written into its rootfs directory');
-        else await this.images.tag(this.imageOf(parent), target);
+        else await this.images.tag(parentInfo!.Id, target);
       }
-      await this.images.tag(target, this.imageOf(id));
-      tagged = true;
       await rm(join(tmp, 'rootfs'), { recursive: true, force: true });
       await rm(join(tmp, DOCKER_BUILD_FILE), { force: true });
       // A result directory without its image (a crash between the two steps) is stale.
       await rm(this.layout.result(id), { recursive: true, force: true });
       await rename(tmp, this.layout.result(id));
     } catch (e) {
-      if (tagged) await this.images.untag(this.imageOf(id)).catch(() => undefined);
+      // Whatever the step committed or tagged is under the result's tag: no directory, no result.
+      await this.images.untag(target).catch(() => undefined);
       await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
       throw e;
-    } finally {
-      await this.images.untag(target).catch(() => undefined);
     }
   }
 
@@ -172,7 +202,11 @@ export class DockerStore implements Store {
   async delete(id: string): Promise<void> {
     const ref = this.imageOf(id);
     const info = await this.images.inspect(ref);
-    if (info !== undefined) {
+    // A step that changed nothing shares its parent's image: while another snapshot's tag
+    // keeps the image, untagging this one removes nothing, so whatever the image holds
+    // (containers, children) may be the other snapshot's and is no reason to refuse.
+    const lastTag = info !== undefined && (info.RepoTags ?? []).filter((t) => t.startsWith(`${this.repo}:`)).length <= 1;
+    if (info !== undefined && lastTag) {
       const containers = await this.images.containersOf(ref);
       if (containers.length > 0) throw new Error(`cannot delete snapshot ${id}: containers use its image ${ref}: ${containers.join(', ')}`);
       const children = (await this.images.childTags(info.Id, `${this.repo}:`)).filter((t) => t !== ref);
@@ -182,22 +216,24 @@ export class DockerStore implements Store {
     if (info !== undefined) await this.images.untag(ref);
   }
 
-  async cache(name: string, user: User): Promise<CacheView> {
-    const markers = this.layout.cache(name);
-    const volume = this.cacheVolume(name);
+  async cache(name: string, user: User, domain?: string): Promise<CacheView> {
+    const key = cacheKey(name, domain);
+    const markers = join(this.layout.caches, key);
+    const volume = this.cacheVolume(name, domain);
+    const labels = { 'cairn.cache': name, ...(domain === undefined ? {} : { 'cairn.cache-domain': domain }) };
     for (;;) {
       const base = await currentGeneration(markers);
       if (base === undefined) {
-        await this.createCache(name, user);
+        await this.createCache(key, labels, user);
         continue;
       }
       const source = await this.images.volumePath(volume);
       if (source === undefined) {
-        await this.createCache(name, user);
+        await this.createCache(key, labels, user);
         continue;
       }
       const viewName = `${this.repo}-view-${this.nextName()}`;
-      const path = await this.images.volume(viewName, { 'cairn.cache': name });
+      const path = await this.images.volume(viewName, labels);
       try {
         await mirrorHostTree(this.hostOs, source, path, this.robocopy);
       } catch (e) {
@@ -206,21 +242,21 @@ export class DockerStore implements Store {
         continue;
       }
       // A commit moves the base marker away before it copies over the cache volume.
-      if (await pathExists(join(markers, base.name))) return new OnceReleasedCacheView(path, (commit) => this.release(name, base, viewName, path, commit));
+      if (await pathExists(join(markers, base.name))) return new OnceReleasedCacheView(path, (commit) => this.release(key, base, viewName, path, commit));
       await this.images.removeVolume(viewName);
       await new Promise((r) => setTimeout(r, 10));
     }
   }
 
-  async deleteCache(name: string): Promise<void> {
+  async deleteCache(name: string, domain?: string): Promise<void> {
     const garbage = this.layout.newCacheTemp('deleted');
     try {
-      await rename(this.layout.cache(name), garbage);
+      await rename(this.layout.cache(name, domain), garbage);
     } catch (e) {
       if (errorCode(e) !== 'ENOENT') throw e;
     }
     await rm(garbage, { recursive: true, force: true });
-    await this.images.removeVolume(this.cacheVolume(name));
+    await this.images.removeVolume(this.cacheVolume(name, domain));
   }
 
   async df(): Promise<FreeSpace> {
@@ -234,9 +270,13 @@ export class DockerStore implements Store {
     }
   }
 
-  /** The volume holding shared cache `name`. */
-  cacheVolume(name: string): string {
-    return `${this.repo}-cache-${escapeCacheName(name)}`;
+  /** The volume holding shared cache `name` of trust domain `domain`. */
+  cacheVolume(name: string, domain?: string): string {
+    return this.volumeOf(cacheKey(name, domain));
+  }
+
+  private volumeOf(key: string): string {
+    return `${this.repo}-cache-${key}`;
   }
 
   private nextName(): string {
@@ -244,10 +284,10 @@ export class DockerStore implements Store {
     return `${process.pid}-${this.count}`;
   }
 
-  private async createCache(name: string, user: User): Promise<void> {
-    const markers = this.layout.cache(name);
+  private async createCache(key: string, labels: Record<string, string>, user: User): Promise<void> {
+    const markers = join(this.layout.caches, key);
     await mkdir(markers, { recursive: true });
-    const path = await this.images.volume(this.cacheVolume(name), { 'cairn.cache': name });
+    const path = await this.images.volume(this.volumeOf(key), labels);
     if ((await currentGeneration(markers)) !== undefined) return;
     if (user.kind === 'unix') await chown(path, user.uid, user.gid);
     const marker = this.layout.newCacheTemp('new');
@@ -260,10 +300,10 @@ export class DockerStore implements Store {
     }
   }
 
-  private async release(name: string, base: Generation, viewName: string, viewPath: string, commit: boolean): Promise<void> {
+  private async release(key: string, base: Generation, viewName: string, viewPath: string, commit: boolean): Promise<void> {
     try {
       if (!commit) return;
-      const markers = this.layout.cache(name);
+      const markers = join(this.layout.caches, key);
       const old = this.layout.newCacheTemp('old');
       try {
         await rename(join(markers, base.name), old);
@@ -273,7 +313,7 @@ export class DockerStore implements Store {
         throw e;
       }
       await rmdir(old);
-      const target = await this.images.volumePath(this.cacheVolume(name));
+      const target = await this.images.volumePath(this.volumeOf(key));
       // The cache was deleted meanwhile: a deleted cache takes no commits.
       if (target === undefined) return;
       await mirrorHostTree(this.hostOs, viewPath, target, this.robocopy);
@@ -293,12 +333,8 @@ export class DockerStore implements Store {
 
 /** The env a base image step wrote to `dir/env.json` (the engine's format), or none. */
 async function envOf(dir: string): Promise<[string, string][]> {
-  try {
-    return (JSON.parse(await readFile(join(dir, 'env.json'), 'utf8')) as { env?: [string, string][] }).env ?? [];
-  } catch (e) {
-    if (errorCode(e) === 'ENOENT') return [];
-    throw e;
-  }
+  const metadata = await readMetadataFile(join(dir, RESULT_METADATA));
+  return metadata === undefined ? [] : ((JSON.parse(metadata) as { env?: [string, string][] }).env ?? []);
 }
 
 /** Whether a name ending in `-<pid>-<n>` (or being `<pid>-<n>`) belongs to a process that is gone. */

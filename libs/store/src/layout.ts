@@ -8,7 +8,8 @@ import { ownerAlive, ownerToken } from './process-owner.js';
  *
  *     result/<id>          published results
  *     result-tmp/<temp>    results being built (overlayfs also mounts views here)
- *     cache/<name>/        shared caches, one directory of generations each (shared-caches.ts)
+ *     cache/<key>/         shared caches, one directory of generations each (shared-caches.ts);
+ *                          the key is the escaped name, or `<domain>..<name>` (cacheKey)
  *     cache-tmp/<temp>     cache views in use, and generations on their way out
  *
  * A temp's name starts with the process that made it (`PID.START`, process-owner.ts), so
@@ -32,8 +33,9 @@ export class StoreLayout {
     return join(this.results, checkId(id));
   }
 
-  cache(name: string): string {
-    return join(this.caches, escapeCacheName(name));
+  /** Cache `name` of trust domain `domain` (none: the store's unscoped caches). */
+  cache(name: string, domain?: string): string {
+    return join(this.caches, cacheKey(name, domain));
   }
 
   /** A fresh path (not yet created) to build or mount `id` in. */
@@ -132,3 +134,19 @@ export function escapeCacheName(name: string): string {
   if (escaped.length > 255) throw new Error(`cache name ${JSON.stringify(name)} is too long (${escaped.length} bytes escaped, at most 255)`);
   return escaped;
 }
+
+/**
+ * The directory (Docker volume suffix, ZFS dataset) name of cache `name` in trust domain
+ * `domain`: the escaped name when there is no domain (`cairn build`'s caches), else
+ * `<escaped domain>..<escaped name>`. An escaped string never holds "..", because its
+ * "." always begins a two-hex-digit escape, so a domain's caches never share a directory
+ * with another domain's or with an unscoped cache, whatever the names.
+ */
+export function cacheKey(name: string, domain?: string): string {
+  const escaped = escapeCacheName(name);
+  if (domain === undefined) return escaped;
+  const key = `${escapeCacheName(domain)}..${escaped}`;
+  if (key.length > 255) throw new Error(`cache name ${JSON.stringify(name)} is too long for domain ${JSON.stringify(domain)} (${key.length} bytes escaped, at most 255)`);
+  return key;
+}
+

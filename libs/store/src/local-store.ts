@@ -5,9 +5,10 @@ import { errorCode, pathExists } from './errno.js';
 import { freeSpace } from './free-space.js';
 import { StoreLayout } from './layout.js';
 import { unmountAllUnder } from './mount.js';
+import { readLogFile, readMetadataFile } from './result-files.js';
 import { SharedCaches } from './shared-caches.js';
 import { storeFullOr } from './store-full.js';
-import { StoreFullError, type CacheView, type FreeSpace, type Store } from './store.js';
+import { RESULT_LOG, RESULT_METADATA, StoreFullError, type CacheView, type FreeSpace, type Store } from './store.js';
 import type { TreeOps } from './tree-ops.js';
 
 /**
@@ -56,8 +57,12 @@ export abstract class LocalStore implements Store {
     return pathExists(this.layout.result(id));
   }
 
-  resultDir(id: string): string {
-    return this.layout.result(id);
+  metadata(id: string): Promise<string | undefined> {
+    return readMetadataFile(join(this.layout.result(id), RESULT_METADATA));
+  }
+
+  log(id: string): AsyncIterable<Uint8Array> {
+    return readLogFile(join(this.layout.result(id), RESULT_LOG));
   }
 
   async build(parent: string | undefined, id: string, fn: (dir: string) => Promise<void>): Promise<void> {
@@ -84,12 +89,12 @@ export abstract class LocalStore implements Store {
     return fn(join(this.layout.result(id), 'rootfs'));
   }
 
-  cache(name: string, user: User): Promise<CacheView> {
-    return this.caches.view(name, user);
+  cache(name: string, user: User, domain?: string): Promise<CacheView> {
+    return this.caches.view(name, user, domain);
   }
 
-  deleteCache(name: string): Promise<void> {
-    return this.caches.delete(name);
+  deleteCache(name: string, domain?: string): Promise<void> {
+    return this.caches.delete(name, domain);
   }
 
   df(): Promise<FreeSpace> {

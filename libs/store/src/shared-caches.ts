@@ -11,7 +11,8 @@ import type { TreeOps } from './tree-ops.js';
  * Shared caches, the same on every driver; only how a tree is made, copied and removed
  * differs (TreeOps: subvolume snapshots on btrfs, copies elsewhere).
  *
- * A cache is a directory `cache/<escaped name>/` holding its current generation as a
+ * A cache is a directory `cache/<key>/` (layout.ts cacheKey: its escaped name, after
+ * its escaped trust domain if it has one) holding its current generation as a
  * subdirectory `<generation>-<random token>`; a view is a copy of it in cache-tmp/.
  * Committing a view takes two renames: first the view's base generation is moved out
  * (to cache-tmp/, to be removed), then the view is moved in as generation + 1. The first
@@ -33,8 +34,8 @@ export class SharedCaches {
     private readonly trees: TreeOps,
   ) {}
 
-  async view(name: string, user: User): Promise<CacheView> {
-    const dir = this.layout.cache(name);
+  async view(name: string, user: User, domain?: string): Promise<CacheView> {
+    const dir = this.layout.cache(name, domain);
     if (user.kind !== 'unix') throw new Error(`cache ${JSON.stringify(name)}: this store holds Linux filesystems, so a cache belongs to a unix user, not to ${user.name}`);
     for (;;) {
       const base = await currentGeneration(dir);
@@ -59,10 +60,10 @@ export class SharedCaches {
   }
 
   /** Moves the cache out of sight at once, then removes it; views already taken are separate trees. */
-  async delete(name: string): Promise<void> {
+  async delete(name: string, domain?: string): Promise<void> {
     const garbage = this.layout.newCacheTemp('deleted');
     try {
-      await rename(this.layout.cache(name), garbage);
+      await rename(this.layout.cache(name, domain), garbage);
     } catch (e) {
       if (errorCode(e) === 'ENOENT') return;
       throw e;

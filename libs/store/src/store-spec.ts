@@ -18,8 +18,8 @@ const DRIVERS = {
 } satisfies Record<string, (root: string) => Store>;
 
 /**
- * Stores named by a dataset rather than a path. ZFS results are mounted on demand (the
- * engine reads a result's log and env straight from its directory) and unmounted once idle.
+ * Stores named by a dataset rather than a path. ZFS results are mounted on demand (for a
+ * view of the rootfs, the log, the metadata) and unmounted once idle.
  */
 const DATASET_DRIVERS = {
   zfs: (dataset: string) => new ZfsStore({ ...zfsStoreOptions(dataset), idleUnmountMs: ZFS_IDLE_UNMOUNT_MS }),

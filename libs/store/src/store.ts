@@ -4,27 +4,39 @@ import type { User } from '@cairn/spec';
  * A snapshot store keeps one filesystem snapshot per step ID.
  *
  * A snapshot moves through three states: building (a temporary directory only the
- * builder sees), published (a read-only result under its ID) and gone. The engine uses
- * a store like this:
+ * builder sees, as containerd's active snapshot from Prepare), published (a read-only
+ * result under its ID, as a committed snapshot) and gone (Remove). The engine uses a
+ * store like this:
  *
  *     await store.init();                                   // after a crash: clean up
  *     if (!(await store.exists(id))) {
  *       await store.build(parentId, id, async (dir) => {    // dir/rootfs = clone of parent
- *         await runStepIn(join(dir, 'rootfs'));             // write dir/log etc. as needed
+ *         await runStepIn(join(dir, 'rootfs'));             // and dir/log, dir/env.json
  *       });                                                 // resolves once published
  *     }
- *     await store.withRootfs(id, async (rootfs) => readFilesFrom(rootfs));
+ *     for await (const chunk of store.log(id)) replay(chunk);
+ *     await store.withRootfs(id, async (rootfs) => readFilesFrom(rootfs));  // a view
  *
  * `build` publishes atomically: either the whole result appears under `id`, or (when
  * `fn` throws, the process dies, or the disk fills) nothing does, and `init` removes
- * what a dead process left behind. Only `rootfs/` is cloned from the parent; any other
- * file in the parent's result (its log) is not carried over.
+ * what a dead process left behind. Only `rootfs/` is cloned from the parent; the files
+ * the builder writes beside it (RESULT_LOG, RESULT_METADATA) are the result's own, and
+ * are read back with `log` and `metadata`, never by path: a driver may have to mount
+ * the result first, and does so without blocking.
  *
  * Caches are named, shared, writable directories (opam downloads, apt archives). A step
  * gets its own copy-on-write view; when it releases the view with `commit`, the view
  * replaces the shared cache only if nobody else committed since the view was taken
- * (a generation check), otherwise it is discarded.
+ * (a generation check), otherwise it is discarded. A cache belongs to a trust domain
+ * (a cluster client, or a pool of clients the operator lets share): cache `npm` of one
+ * domain is a different cache from `npm` of another, and from the unscoped `npm` that a
+ * build without a domain (`cairn build`) uses.
  */
+/** The step's output log, which a build writes beside `rootfs` in its `dir`. */
+export const RESULT_LOG = 'log';
+/** The result's metadata (a base image's env, as JSON), which a build writes beside `rootfs`. */
+export const RESULT_METADATA = 'env.json';
+
 export interface Store {
   /** Driver name, as in `--store NAME:PATH`. */
   readonly kind: string;
@@ -42,12 +54,11 @@ export interface Store {
   /** Whether a published result exists for `id`. */
   exists(id: string): Promise<boolean>;
 
-  /**
-   * The published result's directory: it holds the files the builder wrote next to
-   * `rootfs` (the log, the base image env). For the root filesystem use `withRootfs`,
-   * which layered stores must mount.
-   */
-  resultDir(id: string): string;
+  /** What the build of published result `id` wrote to `dir/env.json`; undefined when it wrote none. */
+  metadata(id: string): Promise<string | undefined>;
+
+  /** What the build of published result `id` wrote to `dir/log`, from its start; empty when it wrote none. */
+  log(id: string): AsyncIterable<Uint8Array>;
 
   /**
    * Clone `parent`'s rootfs (or start from an empty one when `parent` is undefined) into
@@ -63,11 +74,14 @@ export interface Store {
   /** Delete a published result. Deleting a missing ID is not an error. */
   delete(id: string): Promise<void>;
 
-  /** A copy-on-write view of shared cache `name`, created empty and owned by `user` the first time. */
-  cache(name: string, user: User): Promise<CacheView>;
+  /**
+   * A copy-on-write view of shared cache `name` of trust domain `domain` (none: unscoped),
+   * created empty and owned by `user` the first time.
+   */
+  cache(name: string, user: User, domain?: string): Promise<CacheView>;
 
   /** Delete a shared cache (views in use keep working). */
-  deleteCache(name: string): Promise<void>;
+  deleteCache(name: string, domain?: string): Promise<void>;
 
   /** Free space where the store writes. */
   df(): Promise<FreeSpace>;

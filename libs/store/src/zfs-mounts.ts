@@ -2,25 +2,24 @@
  * Which published ZFS results this process has mounted, and when to unmount them, so
  * that a store of thousands of results keeps only the few in use mounted.
  *
- * A result is mounted while `withRootfs` uses it (`use`), or after `resultDir` was asked
- * for it (`touchSync`: the engine then reads its log or env by path, with no call to say
- * it is done). Once nothing uses it, it is unmounted: at once when the grace is 0, else
- * after `graceMs` without use (a timer), and at the latest when the process exits. An
- * unmount refused because a file is still open there (busy) is tried again after
- * another grace.
+ * A result is mounted while something uses it: `withRootfs` (`use`), reading its log
+ * or metadata (`enter` until the reader is done), or publishing it (`publish`: the rename
+ * into place mounts it, and uses wait for that). Once nothing uses it, it is unmounted:
+ * at once when the grace is 0, else after `graceMs` without use (a timer), and at the
+ * latest when the process exits. An unmount refused because a file is still open there
+ * (busy) is tried again after another grace.
  *
  * The table is per process, keyed by mount root and dataset: every store on one root
  * shares it. Two processes sharing a store do not see each other's uses: one may unmount
  * a result while the other walks it without a file open (see docs/decisions.md).
  *
- * With a grace, every unmount is synchronous (from a timer or the exit handler), so that
- * it never interleaves with `touchSync`, which must mount synchronously. Without one,
- * resultDir does not mount, and uses and unmounts are serialised by a lock per dataset.
+ * With a grace, every unmount is synchronous (from a timer or the exit handler, which
+ * cannot wait), and only of a result nobody uses: a user counts from before it mounts.
+ * Without one, uses and unmounts are serialised by a lock per dataset.
  */
 export interface MountOps {
-  mount(dataset: string): Promise<void>;
   /** False when there is no such dataset. */
-  mountSync(dataset: string): boolean;
+  mount(dataset: string): Promise<boolean>;
   /** Unmounts the dataset and whatever is mounted beneath it. */
   unmount(dataset: string): Promise<void>;
   unmountSync(dataset: string): void;
@@ -52,39 +51,58 @@ export class ResultMounts {
 
   /** Runs `fn` with `dataset` mounted; the last user to leave starts its grace. */
   async use<T>(dataset: string, fn: () => Promise<T>): Promise<T> {
+    const leave = await this.enter(dataset);
+    if (leave === undefined) throw new Error(`cannot mount ${dataset}: there is no such dataset`);
+    try {
+      return await fn();
+    } finally {
+      await leave();
+    }
+  }
+
+  /**
+   * Mounts `dataset` for a user until it calls the `leave` returned; the last user to
+   * leave starts its grace. Undefined, with nothing held, when there is no such dataset.
+   */
+  async enter(dataset: string): Promise<(() => Promise<void>) | undefined> {
+    const entry = this.entry(dataset);
+    entry.users += 1;
+    let found: boolean;
+    try {
+      found = await withLock(this.key(dataset), async () => {
+        if (!entry.mounted) entry.mounted = await this.ops.mount(dataset);
+        return entry.mounted;
+      });
+    } catch (e) {
+      await this.leave(entry);
+      throw e;
+    }
+    if (found) return () => this.leave(entry);
+    await this.leave(entry);
+    return undefined;
+  }
+
+  /**
+   * Runs `put`, which puts `dataset` in place mounted (a rename into place), holding back
+   * every use of it until `put` is done; then it is unmounted once idle, like any result.
+   * A use that mounted it meanwhile would race with the mount the rename makes (zfs-fuse
+   * refuses one of the two: "mountpoint or dataset is busy"), and one that found it
+   * mounted could have it unmounted under its feet.
+   */
+  async publish(dataset: string, put: () => Promise<void>): Promise<void> {
     const entry = this.entry(dataset);
     entry.users += 1;
     try {
       await withLock(this.key(dataset), async () => {
-        if (entry.mounted) return;
-        await this.ops.mount(dataset);
+        await put();
         entry.mounted = true;
       });
-      return await fn();
     } finally {
-      entry.users -= 1;
-      entry.lastUse = Date.now();
-      // Staying mounted is harmless: a failed unmount never hides fn's outcome.
-      if (entry.users === 0) await this.idle(entry).catch(() => undefined);
+      await this.leave(entry);
     }
   }
 
-  /** Mounts `dataset` now if this process has not, and restarts its grace. False when it does not exist. */
-  touchSync(dataset: string): boolean {
-    const entry = this.entry(dataset);
-    entry.lastUse = Date.now();
-    if (!entry.mounted) {
-      if (!this.ops.mountSync(dataset)) {
-        table.delete(this.key(dataset));
-        return false;
-      }
-      entry.mounted = true;
-    }
-    if (entry.users === 0) schedule(entry, this.graceMs);
-    return true;
-  }
-
-  /** `dataset` is mounted (just published, or found mounted at start-up): unmount it once idle. */
+  /** `dataset` was found mounted at start-up: unmount it once idle. */
   adopt(dataset: string): void {
     const entry = this.entry(dataset);
     entry.mounted = true;
@@ -102,6 +120,19 @@ export class ResultMounts {
   /** Unmounts every idle result of this mount root now (busy ones stay mounted). */
   unmountIdle(): void {
     for (const [key, entry] of [...table]) if (key.startsWith(`${this.mountRoot}\0`)) expire(entry, true);
+  }
+
+  /** A user is done: the last one starts the grace, or forgets a dataset that is not mounted. */
+  private async leave(entry: Entry): Promise<void> {
+    entry.users -= 1;
+    entry.lastUse = Date.now();
+    if (entry.users > 0) return;
+    if (!entry.mounted) {
+      if (table.get(this.key(entry.dataset)) === entry) table.delete(this.key(entry.dataset));
+      return;
+    }
+    // Staying mounted is harmless: a failed unmount never hides the user's outcome.
+    await this.idle(entry).catch(() => undefined);
   }
 
   private async idle(entry: Entry): Promise<void> {

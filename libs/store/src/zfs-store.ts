@@ -2,9 +2,10 @@ import { chown, mkdir, readdir, rm } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { User } from '@cairn/spec';
 import { OnceReleasedCacheView } from './cache-generations.js';
-import { checkId, escapeCacheName, ownedByLiveProcess, tempName } from './layout.js';
+import { cacheKey, checkId, ownedByLiveProcess, tempName } from './layout.js';
 import { storeFullOr } from './store-full.js';
-import { StoreFullError, type CacheView, type FreeSpace, type Store } from './store.js';
+import { readLogFile, readMetadataFile } from './result-files.js';
+import { RESULT_LOG, RESULT_METADATA, StoreFullError, type CacheView, type FreeSpace, type Store } from './store.js';
 import { hasDependentClones, isBusyError, isExistsError, isMissingError, Zfs, ZfsCommandError, type ZfsCommands } from './zfs.js';
 import { ResultMounts, withLock } from './zfs-mounts.js';
 
@@ -21,16 +22,16 @@ export interface ZfsStoreOptions {
    */
   readonly children?: readonly string[];
   /**
-   * Unmount each result (and its children) once published and mount it only inside
-   * `withRootfs` (default), so that thousands of results do not mean thousands of
-   * mounts. The price: `resultDir` is an empty mountpoint outside `withRootfs`, and
-   * `withRootfs` mounts only the result itself, not its child datasets.
+   * Unmount each result (and its children) once published and mount it only while it is
+   * used (default), so that thousands of results do not mean thousands of
+   * mounts. The price: a result's mountpoint is empty except while `withRootfs`, `log`
+   * or `metadata` use it, and they mount only the result itself, not its child datasets.
    */
   readonly unmountResults?: boolean;
   /**
    * Mount results on demand and unmount them once idle this many milliseconds (see
-   * zfs-mounts.ts): `resultDir` mounts the result too, so the engine can read its log and
-   * env by path, and results are published with `canmount=noauto`, so that `zfs mount -a`
+   * zfs-mounts.ts), so that a build's next steps and cache hits find them mounted, and
+   * results are published with `canmount=noauto`, so that `zfs mount -a`
    * (at boot) leaves them alone. `init` takes up results a crashed process left mounted.
    * Takes precedence over `unmountResults`. `--store zfs:...` uses this
    * (ZFS_IDLE_UNMOUNT_MS).
@@ -69,7 +70,7 @@ const CHILD = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
  * Clones pin their origin: a result that others were built from cannot be deleted
  * before them (`delete` says so), which is what leaf-first pruning does anyway.
  *
- * Caches are datasets `ROOT/cache/<escaped name>` with `@snap`; a view is a clone of it
+ * Caches are datasets `ROOT/cache/<key>` (layout.ts cacheKey) with `@snap`; a view is a clone of it
  * in `ROOT/cache-tmp/`. Committing a view checks that `@snap` is still the snapshot the
  * view was cloned from (its GUID: every snapshot gets a new one), then promotes the view
  * (it takes over the cache's snapshots, and the other views still in use with them),
@@ -91,7 +92,7 @@ export class ZfsStore implements Store {
   }
   private readonly children: readonly string[];
   private readonly unmountResults: boolean;
-  /** Results are mounted by resultDir too, and unmounted after a grace (idleUnmountMs). */
+  /** Results are unmounted after a grace (idleUnmountMs), not as soon as their last user leaves. */
   private readonly onDemand: boolean;
   private readonly mounts: ResultMounts;
   private readonly zfs: Zfs;
@@ -99,6 +100,8 @@ export class ZfsStore implements Store {
   private readonly resultTemps: string;
   private readonly caches: string;
   private readonly cacheTemps: string;
+  /** Deleted caches that views in use still pinned when deleteCache tried to destroy them. */
+  private readonly pinnedGarbage = new Set<string>();
 
   constructor(options: ZfsStoreOptions) {
     this.pool = options.pool;
@@ -123,7 +126,6 @@ export class ZfsStore implements Store {
     const children = this.children;
     this.mounts = new ResultMounts(this.mountRoot, options.idleUnmountMs ?? 0, {
       mount: (dataset) => zfs.mount(dataset),
-      mountSync: (dataset) => zfs.mountSync(dataset),
       // The kernel refuses to unmount a filesystem with others mounted beneath it.
       unmount: async (dataset) => {
         for (const child of children) await zfs.unmount(`${dataset}/${child}`);
@@ -184,11 +186,24 @@ export class ZfsStore implements Store {
     return this.zfs.exists(this.result(id));
   }
 
-  resultDir(id: string): string {
-    const dataset = this.result(id);
-    // On demand, the caller reads files here right away: mount now (a missing result stays an empty path).
-    if (this.onDemand) this.mounts.touchSync(dataset);
-    return this.mountpointOf(dataset);
+  async metadata(id: string): Promise<string | undefined> {
+    const result = await this.open(id);
+    if (result === undefined) return undefined;
+    try {
+      return await readMetadataFile(join(result.dir, RESULT_METADATA));
+    } finally {
+      await result.leave();
+    }
+  }
+
+  async *log(id: string): AsyncGenerator<Uint8Array> {
+    const result = await this.open(id);
+    if (result === undefined) return;
+    try {
+      yield* readLogFile(join(result.dir, RESULT_LOG));
+    } finally {
+      await result.leave();
+    }
   }
 
   /** Unmounts every result this process mounted and nobody uses now, without waiting for their grace. */
@@ -197,7 +212,6 @@ export class ZfsStore implements Store {
   }
 
   async build(parent: string | undefined, id: string, fn: (dir: string) => Promise<void>): Promise<void> {
-    const target = this.result(id);
     if (await this.exists(id)) throw this.alreadyExists(id);
     if (parent !== undefined && !(await this.exists(parent))) throw this.missing(parent);
     const tmp = `${this.resultTemps}/${tempName(id)}`;
@@ -218,29 +232,62 @@ export class ZfsStore implements Store {
       }
       await fn(dir);
       await this.zfs.snapshot(tmp, SNAP, { recursive: true });
-      // Not mounted at boot; clones of it still are (canmount is not inherited).
-      if (this.onDemand) await this.zfs.set('canmount', 'noauto', [tmp, ...this.children.map((child) => `${tmp}/${child}`)]);
+      await this.publish(tmp, id);
+    } catch (e) {
+      throw await this.discard(tmp, e);
+    }
+  }
+
+  /**
+   * Publishes result `id` from a `zfs send` stream in `file`: the full stream of one
+   * snapshot of a dataset laid out as a result (`rootfs/`, and `log` if any), such as a
+   * base image's `base-image/NAME@DIGEST` (docs/zfs.md). It is received into a temp, its
+   * snapshot becomes `@snap` and it is renamed into place as a build is, while the store
+   * is in use.
+   */
+  async receive(id: string, file: string): Promise<void> {
+    if (await this.exists(id)) throw this.alreadyExists(id);
+    const tmp = `${this.resultTemps}/${tempName(id)}`;
+    try {
+      await this.zfs.receive(tmp, file);
+      const snapshots = await this.zfs.snapshots(tmp);
+      if (snapshots.length !== 1) throw new Error(`the ZFS stream in ${file} holds ${snapshots.length} snapshots, not one: send a single snapshot (zfs send DATASET@NAME)`);
+      await this.zfs.rename(snapshots[0]!, `${tmp}@${SNAP}`);
+      await this.publish(tmp, id);
+    } catch (e) {
+      throw await this.discard(tmp, e);
+    }
+  }
+
+  /** Destroys the temp of a failed build or receive; the error to throw. */
+  private async discard(tmp: string, e: unknown): Promise<unknown> {
+    const error = await this.storeFullOr(e);
+    // The step's error is the one to report; a temp that cannot go now goes at the next init.
+    await this.zfs.destroy(tmp, { recursive: true }).catch(() => undefined);
+    return error;
+  }
+
+  /** Renames the snapshotted temp `tmp` into place as result `id`, which fails if it exists. */
+  private async publish(tmp: string, id: string): Promise<void> {
+    const target = this.result(id);
+    // Not mounted at boot; clones of it still are (canmount is not inherited).
+    if (this.onDemand) await this.zfs.set('canmount', 'noauto', [tmp, ...this.children.map((child) => `${tmp}/${child}`)]);
+    const rename = async () => {
       try {
         await this.zfs.rename(tmp, target);
       } catch (e) {
         if (isExistsError(e)) throw this.alreadyExists(id);
         throw e;
       }
-    } catch (e) {
-      const error = await this.storeFullOr(e);
-      // The step's error is the one to report; a temp that cannot go now goes at the next init.
-      await this.zfs.destroy(tmp, { recursive: true }).catch(() => undefined);
-      throw error;
-    }
-    if (this.onDemand) {
-      // The engine reads the log (and a base image's env) next: unmount after the grace.
-      for (const child of this.children) await this.zfs.unmount(`${target}/${child}`);
-      this.mounts.adopt(target);
-    } else if (this.unmountResults) {
-      // The kernel refuses to unmount a filesystem with others mounted beneath it.
-      for (const child of this.children) await this.zfs.unmount(`${target}/${child}`);
-      await this.zfs.unmount(target);
-    }
+    };
+    if (!this.unmountResults) return rename();
+    // The rename mounts the result: readers wait for it, then it is unmounted once idle
+    // (at once without a grace; the engine reads the log next, which the grace spares a mount).
+    await this.mounts.publish(target, async () => {
+      await rename();
+      // Uses mount only the result itself: its children go at once.
+      if (this.onDemand) for (const child of this.children) await this.zfs.unmount(`${target}/${child}`);
+    });
   }
 
   async withRootfs<T>(id: string, fn: (rootfs: string) => Promise<T>): Promise<T> {
@@ -267,16 +314,21 @@ export class ZfsStore implements Store {
     }
   }
 
-  async cache(name: string, user: User): Promise<CacheView> {
+  async cache(name: string, user: User, domain?: string): Promise<CacheView> {
     if (user.kind !== 'unix') throw new Error(`cache ${JSON.stringify(name)}: this store holds Unix filesystems, so a cache belongs to a unix user, not to ${user.name}`);
-    const dataset = this.cacheDataset(name);
+    const key = cacheKey(name, domain);
+    const dataset = `${this.caches}/${key}`;
     for (;;) {
       const guid = await this.zfs.guid(`${dataset}@${SNAP}`);
       if (guid === undefined) {
-        await this.createCache(dataset, user.uid, user.gid);
+        // A commit swaps the cache in steps, without `@snap` for a moment: creating it
+        // then would take the place the swap renames the view into. Look again under its lock.
+        await withLock(dataset, async () => {
+          if ((await this.zfs.guid(`${dataset}@${SNAP}`)) === undefined) await this.createCache(dataset, user.uid, user.gid);
+        });
         continue;
       }
-      const view = `${this.cacheTemps}/${tempName(escapeCacheName(name))}`;
+      const view = `${this.cacheTemps}/${tempName(key)}`;
       try {
         await this.zfs.clone(`${dataset}@${SNAP}`, view);
       } catch (e) {
@@ -289,8 +341,8 @@ export class ZfsStore implements Store {
   }
 
   /** Moves the cache out of sight at once, then destroys it unless views in use still pin it (init gets it then). */
-  async deleteCache(name: string): Promise<void> {
-    const dataset = this.cacheDataset(name);
+  async deleteCache(name: string, domain?: string): Promise<void> {
+    const dataset = `${this.caches}/${cacheKey(name, domain)}`;
     const garbage = `${this.cacheTemps}/${tempName('deleted')}`;
     await withLock(dataset, async () => {
       try {
@@ -299,12 +351,19 @@ export class ZfsStore implements Store {
         if (isMissingError(e)) return;
         throw e;
       }
-      try {
-        await this.zfs.destroy(garbage, { recursive: true });
-      } catch (e) {
-        if (!hasDependentClones(e)) throw e;
-      }
+      await this.destroyGarbage(garbage);
     });
+  }
+
+  /** Destroys a deleted cache, or keeps it for the release of the last view that pins it. */
+  private async destroyGarbage(garbage: string): Promise<void> {
+    try {
+      await this.zfs.destroy(garbage, { recursive: true });
+      this.pinnedGarbage.delete(garbage);
+    } catch (e) {
+      if (!hasDependentClones(e)) throw e;
+      this.pinnedGarbage.add(garbage);
+    }
   }
 
   /** ZFS reports no inode counts: it allocates them on demand. */
@@ -329,11 +388,11 @@ export class ZfsStore implements Store {
   }
 
   private async release(dataset: string, guid: string, view: string, commit: boolean): Promise<void> {
-    if (!commit) return this.zfs.destroy(view, { recursive: true });
+    if (!commit) return this.destroyView(view);
     await withLock(dataset, async () => {
       if ((await this.zfs.guid(`${dataset}@${SNAP}`)) !== guid) {
         // Another view was committed (or the cache deleted) since this one was taken: it loses.
-        await this.zfs.destroy(view, { recursive: true });
+        await this.destroyView(view);
         return;
       }
       // The view takes over the cache's snapshots; the old cache becomes a clone of it.
@@ -348,6 +407,12 @@ export class ZfsStore implements Store {
     });
   }
 
+  /** A view that goes may have been the last to pin a deleted cache of this store: that goes too. */
+  private async destroyView(view: string): Promise<void> {
+    await this.zfs.destroy(view, { recursive: true });
+    for (const garbage of [...this.pinnedGarbage]) await this.destroyGarbage(garbage);
+  }
+
   private async storeFullOr(error: unknown): Promise<unknown> {
     if (error instanceof ZfsCommandError && /out of space|quota exceeded/.test(error.stderr)) {
       return new StoreFullError(`the zfs store ${this.root} is full; nothing was published (delete snapshots to make room): ${error.message}`, { cause: error });
@@ -356,12 +421,17 @@ export class ZfsStore implements Store {
     return storeFullOr(error, { kind: this.kind, root: this.mountRoot }).catch(() => error);
   }
 
-  private result(id: string): string {
-    return `${this.results}/${checkId(id)}`;
+  /** Result `id`'s directory, mounted until `leave`; undefined when there is no such result. */
+  private async open(id: string): Promise<{ dir: string; leave: () => Promise<void> } | undefined> {
+    const dataset = this.result(id);
+    const dir = this.mountpointOf(dataset);
+    if (!this.unmountResults) return { dir, leave: () => Promise.resolve() };
+    const leave = await this.mounts.enter(dataset);
+    return leave && { dir, leave };
   }
 
-  private cacheDataset(name: string): string {
-    return `${this.caches}/${escapeCacheName(name)}`;
+  private result(id: string): string {
+    return `${this.results}/${checkId(id)}`;
   }
 
   private mountpointOf(dataset: string): string {

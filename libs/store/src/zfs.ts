@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { errorCode } from './errno.js';
 
 // Every `zfs` and `zpool` command the ZFS store runs.
@@ -8,6 +9,9 @@ export interface ZfsCommands {
   readonly zfs?: string;
   readonly zpool?: string;
 }
+
+/** How long a destroy or rename refused as busy is tried again (see zfsRunWhileBusy). */
+const BUSY_WAIT_MS = 5_000;
 
 /** ZFS refuses dataset names of 256 bytes or more (ZFS_MAX_DATASET_NAME_LEN). */
 const MAX_NAME = 255;
@@ -25,6 +29,17 @@ export class ZfsCommandError extends Error {
   }
 }
 
+/**
+ * zfs-fuse (ZFS in a FUSE daemon: Linux without the kernel's /dev/zfs) hangs for good when
+ * one command destroys a dataset while another mounts one, and every later command on the
+ * machine with it (seen under the engine's stress test). There a process runs its
+ * commands one at a time; kernel ZFS takes them concurrently.
+ */
+const ONE_AT_A_TIME = process.platform === 'linux' && !existsSync('/dev/zfs');
+/** The tail of this process's queue of commands, when they run one at a time. */
+let queue: Promise<unknown> = Promise.resolve();
+let running = 0;
+
 /** ZFS's own words for the failures the store handles. */
 const missing = (e: unknown) => e instanceof ZfsCommandError && /does not exist/.test(e.stderr);
 const existing = (e: unknown) => e instanceof ZfsCommandError && /already exists/.test(e.stderr);
@@ -33,7 +48,14 @@ const notMounted = (e: unknown) => e instanceof ZfsCommandError && /not currentl
 export const hasDependentClones = (e: unknown) => e instanceof ZfsCommandError && /dependent clones/.test(e.stderr);
 /** Linux says "pool or dataset is busy", FreeBSD "Device busy": something has a file open there. */
 export const isBusyError = (e: unknown) => e instanceof ZfsCommandError && /busy/i.test(e.stderr);
+/** Pools of an old version (zfs-fuse's) have no `clones` property. */
+const noClonesProperty = (e: unknown) => e instanceof ZfsCommandError && /invalid property 'clones'/.test(e.stderr);
 export { existing as isExistsError, missing as isMissingError };
+
+interface Files {
+  readonly stdin?: string;
+  readonly stdout?: string;
+}
 
 export interface DatasetSpace {
   readonly used: number;
@@ -103,7 +125,23 @@ export class Zfs {
 
   /** Renames a dataset (with its descendants and snapshots) or a snapshot; fails if `to` exists. */
   async rename(from: string, to: string): Promise<void> {
-    await this.zfsRun(['rename', from, checkName(to)]);
+    await this.zfsRunWhileBusy(['rename', from, checkName(to)], from, to);
+  }
+
+  /** Writes the full stream of `snapshot` (`zfs send`) to `file`. */
+  async send(snapshot: string, file: string): Promise<void> {
+    await this.run(this.zfs, ['send', snapshot], { stdout: file });
+  }
+
+  /** Creates `dataset` with the snapshot of the stream in `file` (`zfs receive`). */
+  async receive(dataset: string, file: string): Promise<void> {
+    await this.run(this.zfs, ['receive', checkName(dataset)], { stdin: file });
+  }
+
+  /** The snapshots of `dataset` itself, oldest first. */
+  async snapshots(dataset: string): Promise<string[]> {
+    const out = await this.zfsRun(['list', '-H', '-o', 'name', '-t', 'snapshot', '-s', 'createtxg', '-r', dataset]);
+    return lines(out).filter((name) => name.startsWith(`${dataset}@`));
   }
 
   /** Makes a clone independent of its origin: the origin's snapshots up to the clone's move to it. */
@@ -120,19 +158,32 @@ export class Zfs {
   async destroy(target: string, options: { readonly recursive?: boolean; readonly defer?: boolean } = {}): Promise<void> {
     const flags = [...(options.recursive ? ['-r'] : []), ...(options.defer ? ['-d'] : [])];
     try {
-      await this.zfsRun(['destroy', ...flags, target]);
+      await this.zfsRunWhileBusy(['destroy', ...flags, target], target);
     } catch (e) {
       if (!missing(e)) throw e;
     }
   }
 
-  /** Mounts a dataset at its mountpoint; one already mounted is fine. */
-  async mount(dataset: string): Promise<void> {
-    try {
-      await this.zfsRun(['mount', dataset]);
-    } catch (e) {
-      if (!alreadyMounted(e)) throw e;
+  /** Mounts a dataset at its mountpoint; one already mounted is fine. False when there is no such dataset. */
+  async mount(dataset: string): Promise<boolean> {
+    const deadline = Date.now() + BUSY_WAIT_MS;
+    for (let delay = 10; ; delay = Math.min(delay * 2, 250)) {
+      try {
+        await this.zfsRun(['mount', dataset]);
+        return true;
+      } catch (e) {
+        if (alreadyMounted(e)) return true;
+        if (missing(e)) return false;
+        // Another process is mounting it (its `zfs rename` into place does): mounted is what we want.
+        if (!isBusyError(e) || Date.now() + delay > deadline) throw e;
+        if ((await this.property(dataset, 'mounted').catch(() => undefined)) === 'yes') return true;
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
     }
+  }
+
+  private async property(dataset: string, name: string): Promise<string> {
+    return (await this.zfsRun(['get', '-H', '-o', 'value', name, dataset])).trim();
   }
 
   /** Unmounts a dataset (unmount what is mounted beneath it first); one not mounted is fine. */
@@ -141,21 +192,6 @@ export class Zfs {
       await this.zfsRun(['unmount', dataset]);
     } catch (e) {
       if (!notMounted(e)) throw e;
-    }
-  }
-
-  /**
-   * `mount` for callers that cannot wait (ZfsStore.resultDir, whose contract is
-   * synchronous): blocks until `zfs mount` is done. False when there is no such dataset.
-   */
-  mountSync(dataset: string): boolean {
-    try {
-      this.runSync(this.zfs, ['mount', dataset]);
-      return true;
-    } catch (e) {
-      if (alreadyMounted(e)) return true;
-      if (missing(e)) return false;
-      throw e;
     }
   }
 
@@ -185,8 +221,20 @@ export class Zfs {
       return out === '' || out === '-' ? [] : out.split(',');
     } catch (e) {
       if (missing(e)) return undefined;
+      if (noClonesProperty(e)) return this.clonesByOrigin(snapshot);
       throw e;
     }
+  }
+
+  /** `clones` for pools older than the property (zfs-fuse's): every filesystem of the pool whose origin is `snapshot`. */
+  private async clonesByOrigin(snapshot: string): Promise<string[] | undefined> {
+    if (!(await this.exists(snapshot))) return undefined;
+    const pool = snapshot.slice(0, snapshot.search(/[/@]/));
+    const out = await this.zfsRun(['list', '-H', '-o', 'name,origin', '-t', 'filesystem', '-r', pool]);
+    return lines(out).flatMap((line) => {
+      const [name, origin] = line.split('\t');
+      return origin === snapshot ? [name!] : [];
+    });
   }
 
   /** The snapshot's GUID: a new one for every snapshot ever taken. Undefined if there is none. */
@@ -213,15 +261,85 @@ export class Zfs {
     return this.run(this.zfs, args);
   }
 
-  private async run(file: string, args: readonly string[]): Promise<string> {
+  /**
+   * For commands that unmount `dataset` first. zfs-fuse lets go of a filesystem only once
+   * the kernel has forgotten every file looked up there, which may be never while it
+   * stays mounted; its `zfs rename` remounts at once, so a retry alone meets the same
+   * refusal; and it renames a dataset only while the clones of its snapshots are
+   * unmounted. So a refusal as busy unmounts the dataset, what is beneath it and its
+   * clones (any of them not in use), tries again (the daemon takes a moment to see an
+   * unmount) and remounts them. A file really held open there still fails, after
+   * BUSY_WAIT_MS. OpenZFS on Linux and FreeBSD refuse only for open files.
+   */
+  private async zfsRunWhileBusy(args: readonly string[], dataset: string, renamedTo?: string): Promise<void> {
+    const deadline = Date.now() + BUSY_WAIT_MS;
+    const unmounted = new Set<string>();
+    for (let delay = 10; ; delay = Math.min(delay * 2, 250)) {
+      try {
+        await this.zfsRun(args);
+        break;
+      } catch (e) {
+        const raced = e instanceof ZfsCommandError && /: not mounted/.test(e.stderr);
+        if (!(isBusyError(e) || raced) || Date.now() + delay > deadline) throw e;
+        if (isBusyError(e)) for (const name of await this.unmountForRename(dataset)) unmounted.add(name);
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+    if (renamedTo === undefined) return;
+    for (const name of [...unmounted].reverse()) {
+      const now = name === dataset || name.startsWith(`${dataset}/`) ? renamedTo + name.slice(dataset.length) : name;
+      await this.mount(now).catch(() => undefined);
+    }
+  }
+
+  /** Unmounts the clones of `dataset`'s snapshots, then it and what is beneath it, deepest first, skipping busy ones; returns those it unmounted. */
+  private async unmountForRename(dataset: string): Promise<string[]> {
+    if (dataset.includes('@')) return [];
+    const pool = dataset.split('/')[0]!;
+    const out = await this.zfsRun(['list', '-H', '-o', 'name,origin,mounted', '-t', 'filesystem', '-r', pool]).catch(() => '');
+    const rows = lines(out).map((line) => line.split('\t') as [string, string, string]);
+    const mounted = (keep: (name: string, origin: string) => boolean) => rows.filter(([name, origin, m]) => m === 'yes' && keep(name, origin)).map(([name]) => name);
+    const clones = mounted((_, origin) => origin.startsWith(`${dataset}@`) || origin.startsWith(`${dataset}/`));
+    const tree = mounted((name) => name === dataset || name.startsWith(`${dataset}/`)).reverse();
+    const unmounted: string[] = [];
+    for (const name of [...clones, ...tree]) {
+      try {
+        await this.unmount(name);
+        unmounted.push(name);
+      } catch (e) {
+        if (!isBusyError(e)) throw e;
+      }
+    }
+    return unmounted;
+  }
+
+  /** `files`: the command's stdin from a file, or its stdout to one (a stream, not text). */
+  private run(file: string, args: readonly string[], files: Files = {}): Promise<string> {
+    if (!ONE_AT_A_TIME) return this.runNow(file, args, files);
+    const result = queue.then(async () => {
+      running += 1;
+      try {
+        return await this.runNow(file, args, files);
+      } finally {
+        running -= 1;
+      }
+    });
+    queue = result.catch(() => undefined);
+    return result;
+  }
+
+  private async runNow(file: string, args: readonly string[], files: Files): Promise<string> {
     const { execa } = await import('execa');
-    const result = await execa(file, args, { reject: false, stdin: 'ignore' });
+    const stdin = files.stdin === undefined ? 'ignore' : { file: files.stdin };
+    const result = await execa(file, args, { reject: false, stdin, ...(files.stdout === undefined ? {} : { stdout: { file: files.stdout } }) });
     if (errorCode(result.cause) === 'ENOENT') throw noSuchCommand(file, result.cause);
     if (result.failed) throw new ZfsCommandError([file, ...args], String(result.stderr || result.message), { cause: result.cause });
-    return String(result.stdout);
+    return String(result.stdout ?? '');
   }
 
   private runSync(file: string, args: readonly string[]): string {
+    // It cannot wait for the queue: "busy" has the caller try again later (zfs-mounts.ts).
+    if (running > 0) throw new ZfsCommandError([file, ...args], 'busy: another zfs command of this process is running (zfs-fuse takes one at a time)');
     const result = spawnSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     if (errorCode(result.error) === 'ENOENT') throw noSuchCommand(file, result.error);
     if (result.error || result.status !== 0) {

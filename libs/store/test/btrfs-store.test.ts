@@ -20,8 +20,9 @@ describe('the btrfs store, specifically', () => {
   it('publishes read-only subvolumes', async () => {
     const store = await openStore('btrfs', join(fs.path, 'store'));
     await store.build(undefined, 'sealed', async (dir) => writeFile(rootfs(dir, 'file'), 'x'));
-    await expect(writeFile(join(store.resultDir('sealed'), 'rootfs', 'file'), 'changed')).rejects.toMatchObject({ code: 'EROFS' });
-    await expect(writeFile(join(store.resultDir('sealed'), 'log'), 'changed')).rejects.toMatchObject({ code: 'EROFS' });
+    const result = join(fs.path, 'store', 'result', 'sealed');
+    await expect(writeFile(join(result, 'rootfs', 'file'), 'changed')).rejects.toMatchObject({ code: 'EROFS' });
+    await expect(writeFile(join(result, 'log'), 'changed')).rejects.toMatchObject({ code: 'EROFS' });
   });
 
   it('refuses a directory that is not on btrfs', async () => {

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDockerd, type RunningDockerd } from '../../../test/support/dockerd.js';
 import { makeBusyboxRootfs } from '../../../test/support/rootfs.js';
 import { DockerStore, type DockerBuildFile } from '../src/docker-store.js';
+import { logText } from './store-behaviour.js';
 
 const PATH = ['PATH', '/bin'] as const;
 const ROOT = { kind: 'unix', uid: 0, gid: 0 } as const;
@@ -14,13 +15,14 @@ describe('the docker store, on a private dockerd', () => {
   let root: string;
   let store: DockerStore;
 
-  /** What the docker sandbox does in a step: run `script` in base, commit to target. */
+  /** What the docker sandbox does in a step: run `script` in base, commit to target, and say so in docker.json. */
   const runStep = async (dir: string, script: string) => {
     const file = JSON.parse(await readFile(join(dir, 'docker.json'), 'utf8')) as DockerBuildFile;
     const name = `step-${Math.random().toString(16).slice(2)}`;
-    await d.docker(['run', '--name', name, '--network', 'none', file.base!, '/bin/sh', '-c', script]);
-    await d.docker(['commit', name, file.target]);
+    await d.docker(['run', '--name', name, '--network', 'none', file.baseImage!.id, '/bin/sh', '-c', script]);
+    const id = (await d.docker(['commit', name, file.target])).trim();
     await d.docker(['rm', name]);
+    await writeFile(join(dir, 'docker.json'), JSON.stringify({ ...file, committed: { ...file.baseImage!, id } }));
   };
   const baseImage = (id: string) =>
     store.build(undefined, id, async (dir) => {
@@ -51,7 +53,7 @@ describe('the docker store, on a private dockerd', () => {
 
   it('publishes a fetched rootfs by docker import, with its env, keeping the log and env.json on the host', async () => {
     expect(await store.exists('base')).toBe(true);
-    expect((await readdir(store.resultDir('base'))).sort()).toEqual(['env.json', 'log']);
+    expect((await readdir(join(root, 'result', 'base'))).sort()).toEqual(['env.json', 'log']);
     const env = JSON.parse(await d.docker(['image', 'inspect', '--format', '{{json .Config.Env}}', store.imageOf('base')])) as string[];
     expect(env).toEqual(['PATH=/bin', 'GREETING=hi "there" $x']);
     expect(await store.withRootfs('base', (r) => readFile(join(r, 'etc/passwd'), 'utf8'))).toContain('user:x:1000');
@@ -63,7 +65,7 @@ describe('the docker store, on a private dockerd', () => {
       await writeFile(join(dir, 'log'), 'ran\n');
       await runStep(dir, 'echo child-data > /data; chown 1000:1000 /data');
     });
-    expect(await readFile(join(store.resultDir('child'), 'log'), 'utf8')).toBe('ran\n');
+    expect(await logText(store, 'child')).toBe('ran\n');
     const st = await store.withRootfs('child', async (r) => ({ text: await readFile(join(r, 'data'), 'utf8'), uid: (await stat(join(r, 'data'))).uid }));
     expect(st).toEqual({ text: 'child-data\n', uid: 1000 });
     await store.build('child', 'same', async () => undefined);
@@ -95,6 +97,18 @@ describe('the docker store, on a private dockerd', () => {
     expect(await store.exists('kid')).toBe(false);
     expect(await store.exists('parent')).toBe(false);
     await store.delete('never-was');
+  });
+
+  it("deletes a snapshot sharing its parent's image (its step changed nothing) while the parent keeps the image", async () => {
+    await store.build('base', 'kept', async (dir) => runStep(dir, 'echo k > /k'));
+    await store.build('kept', 'unchanged', async () => undefined);
+    await store.build('kept', 'sibling', async (dir) => runStep(dir, 'echo s > /s'));
+    await store.delete('unchanged');
+    expect(await store.exists('unchanged')).toBe(false);
+    expect(await store.withRootfs('kept', (r) => readFile(join(r, 'k'), 'utf8'))).toBe('k\n');
+    await expect(store.delete('kept')).rejects.toThrow(/snapshots are built on it.*sibling/);
+    await store.delete('sibling');
+    await store.delete('kept');
   });
 
   it('gives copy-on-write cache views of a volume, with a generation check', async () => {

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { checkId, escapeCacheName } from '../src/layout.js';
+import { cacheKey, checkId, escapeCacheName } from '../src/layout.js';
 
 /** The inverse of the escaping: that it exists proves distinct names never collide. */
 function unescape(escaped: string): string {
@@ -16,6 +16,37 @@ function unescape(escaped: string): string {
   }
   return Buffer.from(bytes).toString('utf8');
 }
+
+describe("a trust domain's caches as directory names", () => {
+  it('put the escaped domain before the escaped name, after ".."', () => {
+    expect(cacheKey('npm')).toBe('npm');
+    expect(cacheKey('npm', 'client-alice')).toBe('client-alice..npm');
+    expect(cacheKey('a/b', 'x.y')).toBe('x.2ey..a.2fb');
+  });
+
+  it('never collide with another domain\'s or an unscoped name, and are a plain directory name', () => {
+    const name = fc.string({ unit: 'grapheme', minLength: 1, maxLength: 20 });
+    fc.assert(
+      fc.property(fc.option(name, { nil: undefined }), name, fc.option(name, { nil: undefined }), name, (d1, n1, d2, n2) => {
+        // Long graphemes can make a pair too long for a directory name (tested below).
+        const fits = (n: string, d?: string) => (d === undefined ? 0 : escapeCacheName(d).length + 2) + escapeCacheName(n).length <= 255;
+        fc.pre(!(d1 === d2 && n1 === n2) && fits(n1, d1) && fits(n2, d2));
+        const k1 = cacheKey(n1, d1);
+        expect(k1).not.toBe(cacheKey(n2, d2));
+        expect(k1).toMatch(/^[A-Za-z0-9_.-]+$/);
+        expect(['.', '..']).not.toContain(k1);
+        // The first ".." splits it back into the two escaped parts.
+        const at = k1.indexOf('..');
+        expect(at < 0 ? [undefined, unescape(k1)] : [unescape(k1.slice(0, at)), unescape(k1.slice(at + 2))]).toEqual([d1, n1]);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('refuse a domain and name too long together', () => {
+    expect(() => cacheKey('n'.repeat(200), 'd'.repeat(60))).toThrow(/too long for domain/);
+  });
+});
 
 describe('cache names as directory names', () => {
   it('escape every byte but letters, digits, "_" and "-"', () => {

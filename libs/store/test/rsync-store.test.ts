@@ -2,6 +2,7 @@ import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withTempDir, type TestFilesystem } from '../../../test/support/filesystems.js';
+import type { Store } from '../src/index.js';
 import { describeStoreBehaviour, openStore, rootfs } from './store-behaviour.js';
 import { rsyncFixture, rsyncHardlinkFixture } from './store-fixtures.js';
 
@@ -17,7 +18,7 @@ describe('the rsync store, specifically', () => {
     await fs?.cleanup();
   });
 
-  const inode = (store: { resultDir(id: string): string }, id: string) => stat(join(store.resultDir(id), 'rootfs', 'file')).then((s) => s.ino);
+  const inode = (store: Store, id: string) => store.withRootfs(id, async (r) => (await stat(join(r, 'file'))).ino);
 
   it("hard-links a child's unchanged files to its parent's in hard-link mode, and copies them in copy mode", async () => {
     for (const [kind, shared] of [['rsync-hardlink', true], ['rsync', false]] as const) {

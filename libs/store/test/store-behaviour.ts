@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { mountsUnder, type TestFilesystem } from '../../../test/support/filesystems.js';
 import { parseStoreSpec, StoreFullError, type Store } from '../src/index.js';
+import { Zfs } from '../src/zfs.js';
 import type { StoreFixture } from './store-fixtures.js';
 
 const run = promisify(execFile);
@@ -14,14 +15,27 @@ const USER = { kind: 'unix', uid: 1000, gid: 1001 } as const;
 const CRASHING_BUILD = fileURLToPath(new URL('./crashing-build.mjs', import.meta.url));
 const OPEN_STORE = fileURLToPath(new URL('./open-store.mjs', import.meta.url));
 
+/**
+ * The `--store` value of a store at `root`. A ZFS store is named by its dataset, which a
+ * test pool (test/support/zfs.ts) mounts at `/DATASET`.
+ */
+export const storeSpec = (kind: string, root: string) => (kind === 'zfs' ? `zfs:${root.replace(/^\/+/, '')}` : `${kind}:${root}`);
+
 /** A store as a process opens it: parsed from `--store`, then init. */
 export async function openStore(kind: string, root: string): Promise<Store> {
-  const store = parseStoreSpec(`${kind}:${root}`);
+  const store = parseStoreSpec(storeSpec(kind, root));
   await store.init();
   return store;
 }
 
 export const rootfs = (dir: string, ...path: string[]) => join(dir, 'rootfs', ...path);
+
+/** A published result's log (Store.log) as text. */
+export async function logText(store: Store, id: string): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of store.log(id)) chunks.push(chunk);
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 export async function exists(path: string): Promise<boolean> {
   return lstat(path).then(
@@ -30,11 +44,18 @@ export async function exists(path: string): Promise<boolean> {
   );
 }
 
-/** Nothing of a build or a cache view outlives it: no temps, no mounts. */
-export async function expectNothingLeft(root: string): Promise<void> {
+/**
+ * Nothing of a build or a cache view outlives it: no temps, no mounts. A ZFS store's
+ * datasets are its own mounts: there, only its four folders, caches and results (mounted
+ * on demand, unmounted once idle) may be.
+ */
+export async function expectNothingLeft(root: string, kind?: string): Promise<void> {
   expect(await readdir(join(root, 'result-tmp'))).toEqual([]);
   expect(await readdir(join(root, 'cache-tmp'))).toEqual([]);
-  expect(await mountsUnder(root)).toEqual([]);
+  const own = ['', '/result', '/result-tmp', '/cache', '/cache-tmp'].map((sub) => `${root}${sub}`);
+  const mounts = await mountsUnder(root);
+  const inside = (folder: string, m: string) => m.startsWith(`${root}/${folder}/`) && !m.slice(`${root}/${folder}/`.length).includes('/');
+  expect(kind === 'zfs' ? mounts.filter((m) => !own.includes(m) && !inside('result', m) && !inside('cache', m)) : mounts).toEqual([]);
 }
 
 async function writeBytes(path: string, bytes: number): Promise<void> {
@@ -85,9 +106,9 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
         await writeFile(join(dir, 'log'), 'base log\n');
       });
       expect(await store.exists('base')).toBe(true);
-      expect(await readFile(join(store.resultDir('base'), 'log'), 'utf8')).toBe('base log\n');
+      expect(await logText(store, 'base')).toBe('base log\n');
       expect(await read('base', 'etc/motd')).toBe('hello\n');
-      await expectNothingLeft(root);
+      await expectNothingLeft(root, fixture.kind);
     });
 
     it("builds a child on its parent's files, and what the child changes stays its own", async () => {
@@ -189,7 +210,7 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
       ).rejects.toBe(failure);
       expect(await store.exists('failed')).toBe(false);
       expect(await store.exists('failed-child')).toBe(false);
-      await expectNothingLeft(root);
+      await expectNothingLeft(root, fixture.kind);
     });
 
     it('publishes atomically: a reader never sees a half-built result', async () => {
@@ -205,7 +226,7 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
       });
       await started;
       expect(await store.exists('atomic')).toBe(false);
-      expect(await exists(store.resultDir('atomic'))).toBe(false);
+      expect(await exists(join(root, 'result', 'atomic'))).toBe(false);
       const seen: number[] = [];
       let built = false;
       const reader = (async () => {
@@ -236,7 +257,7 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
       expect(winners).toHaveLength(1);
       expect(failures).toEqual([expect.stringMatching(/already has a result raced/)]);
       expect(await read('raced', 'who')).toBe(winners[0]);
-      await expectNothingLeft(root);
+      await expectNothingLeft(root, fixture.kind);
     });
 
     it('refuses to build an ID that exists, or on a parent that does not, without running fn', async () => {
@@ -250,12 +271,12 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
       expect(ran).toBe(false);
       expect(await read('dup', 'v')).toBe('first');
       expect(await store.exists('orphan')).toBe(false);
-      await expectNothingLeft(root);
+      await expectNothingLeft(root, fixture.kind);
     });
 
     it('init removes what a killed build left behind, unmounting first', async () => {
       await store.build(undefined, 'base', async (dir) => writeFile(rootfs(dir, 'base-file'), 'base'));
-      const child = spawn(process.execPath, ['--import', 'tsx', CRASHING_BUILD, `${fixture.kind}:${root}`, 'base', 'crashed'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', CRASHING_BUILD, storeSpec(fixture.kind, root), 'base', 'crashed'], { stdio: ['ignore', 'pipe', 'inherit'] });
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       cleanups.push(async () => {
         child.kill('SIGKILL');
@@ -276,7 +297,7 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
       await exited;
 
       const restarted = await openStore(fixture.kind, root);
-      await expectNothingLeft(root);
+      await expectNothingLeft(root, fixture.kind);
       expect(await restarted.exists('crashed')).toBe(false);
       await restarted.build('base', 'crashed', async (dir) => {
         expect(await readdir(rootfs(dir))).toEqual(['base-file']);
@@ -292,15 +313,17 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
       for (const name of [...dead, live]) {
         const path = join(root, 'result-tmp', name);
         if (fixture.kind === 'btrfs') await run('btrfs', ['subvolume', 'create', path]);
+        else if (fixture.kind === 'zfs') await run('zfs', ['create', storeSpec('zfs', path).slice('zfs:'.length)]);
         else await mkdir(join(path, 'rootfs'), { recursive: true });
       }
       const opens = [0, 1].map(() => new Promise<{ code: number | null; out: string }>((resolve) => {
-        execFile(process.execPath, ['--import', 'tsx', OPEN_STORE, `${fixture.kind}:${root}`], (error, stdout, stderr) =>
+        execFile(process.execPath, ['--import', 'tsx', OPEN_STORE, storeSpec(fixture.kind, root)], (error, stdout, stderr) =>
           resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, out: stdout + stderr }));
       }));
       for (const r of await Promise.all(opens)) expect(r, r.out).toMatchObject({ code: 0 });
       expect(await readdir(join(root, 'result-tmp'))).toEqual([live]);
       if (fixture.kind === 'btrfs') await run('btrfs', ['subvolume', 'delete', join(root, 'result-tmp', live)]);
+      else if (fixture.kind === 'zfs') await new Zfs().destroy(storeSpec('zfs', join(root, 'result-tmp', live)).slice('zfs:'.length));
       else await rm(join(root, 'result-tmp', live), { recursive: true });
     });
 
@@ -313,7 +336,7 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
       await store.delete('never-built');
       await store.build(undefined, 'doomed', async (dir) => writeFile(rootfs(dir, 'v'), 'new'));
       expect(await read('doomed', 'v')).toBe('new');
-      await expectNothingLeft(root);
+      await expectNothingLeft(root, fixture.kind);
     });
 
     it("shows a result's whole stack in withRootfs, and cleans up when the callback throws", async () => {
@@ -335,7 +358,7 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
       expect(await read('l3', 'c')).toBe('l2');
       expect(await list('l1')).toEqual(['a', 'b']);
       await expect(store.withRootfs('l3', async () => Promise.reject(new Error('the reader failed')))).rejects.toThrow('the reader failed');
-      await expectNothingLeft(root);
+      await expectNothingLeft(root, fixture.kind);
     });
 
     describe('caches', () => {
@@ -345,7 +368,7 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
         const s = await stat(view.path);
         expect([s.uid, s.gid]).toEqual([USER.uid, USER.gid]);
         await view.release(false);
-        await expectNothingLeft(root);
+        await expectNothingLeft(root, fixture.kind);
       });
 
       it('makes a committed view the cache the next view sees, and discards an uncommitted one', async () => {
@@ -363,7 +386,7 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
         expect(await readFile(join(third.path, 'pkg'), 'utf8')).toBe('v1');
         expect((await stat(third.path)).uid).toBe(USER.uid);
         await third.release(false);
-        await expectNothingLeft(root);
+        await expectNothingLeft(root, fixture.kind);
       });
 
       it('lets the first of two views of one generation commit and discards the other, across processes too', async () => {
@@ -380,7 +403,7 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
           expect(await readFile(join(next.path, 'winner'), 'utf8')).toBe(`${order[0]}${round}`);
           await next.release(false);
         }
-        await expectNothingLeft(root);
+        await expectNothingLeft(root, fixture.kind);
       });
 
       it('keeps caches apart whatever their names', async () => {
@@ -399,7 +422,34 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
         const dirs = await readdir(join(root, 'cache'));
         expect(dirs).toHaveLength(names.length);
         for (const dir of dirs) expect(dir).toMatch(/^[A-Za-z0-9_-]*(\.[0-9a-f]{2}[A-Za-z0-9_-]*)*$/);
-        await expectNothingLeft(root);
+        await expectNothingLeft(root, fixture.kind);
+      });
+
+      it("keeps each trust domain's cache of a name apart, from the others and from the unscoped one", async () => {
+        const domains = ['client-alice', 'client-bob', undefined, 'a', 'a..b'];
+        for (const domain of domains) {
+          const view = await store.cache('npm', USER, domain);
+          expect(await readdir(view.path), String(domain)).toEqual([]);
+          await writeFile(join(view.path, 'owner'), String(domain));
+          await view.release(true);
+        }
+        // A name that looks like another domain's key is still its own cache.
+        const lookalike = await store.cache('a..npm', USER);
+        expect(await readdir(lookalike.path)).toEqual([]);
+        await lookalike.release(false);
+        for (const domain of domains) {
+          const view = await store.cache('npm', USER, domain);
+          expect(await readFile(join(view.path, 'owner'), 'utf8')).toBe(String(domain));
+          await view.release(false);
+        }
+        await store.deleteCache('npm', 'client-bob');
+        const bob = await store.cache('npm', USER, 'client-bob');
+        expect(await readdir(bob.path)).toEqual([]);
+        await bob.release(false);
+        const alice = await store.cache('npm', USER, 'client-alice');
+        expect(await readFile(join(alice.path, 'owner'), 'utf8')).toBe('client-alice');
+        await alice.release(false);
+        await expectNothingLeft(root, fixture.kind);
       });
 
       it('deletes a cache: the next view starts empty, and views in use keep working but cannot commit', async () => {
@@ -419,13 +469,20 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
         expect(await readdir(after.path)).toEqual([]);
         await after.release(false);
         await store.deleteCache('never-made');
-        await expectNothingLeft(root);
+        await expectNothingLeft(root, fixture.kind);
       });
     });
 
     it('reports free space as df does', async () => {
       const free = await store.df();
       const [size, avail, itotal, iavail] = (await run('df', ['-B1', '--output=size,avail,itotal,iavail', root])).stdout.split('\n')[1]!.trim().split(/\s+/).map(Number);
+      if (fixture.kind === 'zfs') {
+        // statfs counts the root dataset's own blocks; the store counts its datasets too.
+        // ZFS makes inodes on demand: the store reports none.
+        expect(Math.abs(free.bytesTotal - size!)).toBeLessThan(size! / 20);
+        expect(free.inodesTotal).toBe(0);
+        return;
+      }
       expect(free.bytesTotal).toBe(size);
       expect(free.inodesTotal).toBe(itotal);
       expect(free.bytesFree).toBeGreaterThan(0);
@@ -456,12 +513,12 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
         .catch((e: unknown) => e);
       expect(byCommand).toBeInstanceOf(StoreFullError);
       expect(await full.exists('overflow')).toBe(false);
-      await expectNothingLeft(fullRoot);
+      await expectNothingLeft(fullRoot, fixture.kind);
 
       await full.delete('filler');
       await full.build(undefined, 'after', async (dir) => writeBytes(rootfs(dir, 'big'), bytesFree * 0.7));
       expect(await full.exists('after')).toBe(true);
-      await expectNothingLeft(fullRoot);
+      await expectNothingLeft(fullRoot, fixture.kind);
     });
   });
 }

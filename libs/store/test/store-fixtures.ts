@@ -1,4 +1,5 @@
 import { withBtrfs, withTempDir, withTmpfs, withXfs, type TestFilesystem } from '../../../test/support/filesystems.js';
+import { withZfsPool } from '../../../test/support/zfs.js';
 import type { STORE_KINDS } from '../src/index.js';
 
 /** How to test one driver: on which real filesystems, and what it shares with a parent. */
@@ -55,4 +56,13 @@ export const xfsFixture: StoreFixture = {
   smallFilesystem: () => withXfs({ sizeMb: 300 }),
   sharesInodesWithParent: false,
   mountsBuilds: false,
+};
+
+/** Datasets of a file-backed pool on zfs-fuse; a build's temp is a mounted dataset. */
+export const zfsFixture: StoreFixture = {
+  kind: 'zfs',
+  filesystem: () => withZfsPool(),
+  smallFilesystem: () => withZfsPool({ sizeMb: 128 }),
+  sharesInodesWithParent: false,
+  mountsBuilds: true,
 };

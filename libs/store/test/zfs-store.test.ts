@@ -4,13 +4,14 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StoreFullError } from '../src/store.js';
 import { ZfsStore, zfsStoreOptions } from '../src/zfs-store.js';
+import { logText } from './store-behaviour.js';
 import { C, CT, normalize, R, RT, ShimmedPool } from './zfs-pool.js';
 
 const uid = process.getuid?.() ?? 0;
 const gid = process.getgid?.() ?? 0;
 const me = { kind: 'unix', uid, gid } as const;
 
-describe('ZFS store (recording shim; ZFS is not available on this machine)', () => {
+describe('ZFS store (recording shim: the command sequences, and what zfs-fuse cannot show)', () => {
   let pool: ShimmedPool;
   beforeEach(async () => {
     pool = await ShimmedPool.create();
@@ -86,9 +87,8 @@ describe('ZFS store (recording shim; ZFS is not available on this machine)', () 
         `zfs unmount ${R}/a`,
       ]);
       expect(await store.exists('a')).toBe(true);
-      expect(store.resultDir('a')).toBe(join(pool.mountRoot, 'result', 'a'));
-      // Unmounted: an empty mountpoint until withRootfs mounts it.
-      expect(await readdir(store.resultDir('a'))).toEqual([]);
+      // Unmounted: an empty mountpoint, MOUNT_ROOT/result/ID, until withRootfs mounts it.
+      expect(await readdir(join(pool.mountRoot, 'result', 'a'))).toEqual([]);
       expect(await tempOf(RT)).toEqual([]);
     });
 
@@ -150,7 +150,7 @@ describe('ZFS store (recording shim; ZFS is not available on this machine)', () 
       const store = await pool.initStore({ unmountResults: false });
       await store.build(undefined, 'a', async (dir) => writeFile(join(dir, 'log'), 'built a'));
       expect((await pool.takeLog()).at(-1)).toBe(`zfs rename ${RT}/T-a ${R}/a`);
-      expect(await readFile(join(store.resultDir('a'), 'log'), 'utf8')).toBe('built a');
+      expect(await logText(store, 'a')).toBe('built a');
       await store.withRootfs('a', async (rootfs) => expect(await readdir(rootfs)).toEqual([]));
       expect(await pool.takeLog()).toEqual([`zfs list -H -o name ${R}/a`]);
     });
@@ -271,32 +271,31 @@ describe('ZFS store (recording shim; ZFS is not available on this machine)', () 
       const state = await pool.readState();
       expect([state.datasets[`${R}/a`]?.canmount, state.datasets[`${R}/a/home`]?.canmount]).toEqual(['noauto', 'noauto']);
       // Still mounted: the engine reads the log right after publishing, with no zfs command.
-      expect(await readFile(join(store.resultDir('a'), 'log'), 'utf8')).toBe('built a');
+      expect(await logText(store, 'a')).toBe('built a');
       expect(await pool.takeLog()).toEqual([]);
       await eventually(async () => !(await mounted(`${R}/a`)), `${R}/a is unmounted`);
       expect(await pool.takeLog()).toEqual([`zfs unmount ${R}/a/home`, `zfs unmount ${R}/a`]);
       expect(await readdir(join(pool.mountRoot, 'result', 'a'))).toEqual([]);
     });
 
-    it('resultDir mounts an unmounted result before it returns, and its grace starts again', async () => {
+    it('reading the log of an unmounted result mounts it first, and its grace starts again', async () => {
       const store = await pool.initStore({ idleUnmountMs: GRACE });
       await store.build(undefined, 'a', async (dir) => writeFile(join(dir, 'log'), 'built a'));
       store.unmountIdle();
       expect(await mounted(`${R}/a`)).toBe(false);
       await pool.takeLog();
-      const dir = store.resultDir('a');
-      expect(await readFile(join(dir, 'log'), 'utf8')).toBe('built a');
+      expect(await logText(store, 'a')).toBe('built a');
       expect(await pool.takeLog()).toEqual([`zfs mount ${R}/a`]);
       // Asked again within the grace: nothing to run.
-      store.resultDir('a');
+      await logText(store, 'a');
       expect(await pool.takeLog()).toEqual([]);
       await eventually(async () => !(await mounted(`${R}/a`)), `${R}/a is unmounted again`);
       expect(await pool.takeLog()).toEqual([`zfs unmount ${R}/a`]);
     });
 
-    it('resultDir of a missing result returns its path without mounting anything', async () => {
+    it('the log of a missing result is empty, and nothing is mounted for it', async () => {
       const store = await pool.initStore({ idleUnmountMs: GRACE });
-      expect(store.resultDir('nope')).toBe(join(pool.mountRoot, 'result', 'nope'));
+      expect(await logText(store, 'nope')).toBe('');
       expect(await pool.takeLog()).toEqual([`zfs mount ${R}/nope`]);
     });
 
@@ -400,11 +399,12 @@ describe('ZFS store (recording shim; ZFS is not available on this machine)', () 
       }
     }
 
-    it('first use: creates the cache, chowns it through its mountpoint, snapshots it, clones a view', async () => {
+    it('first use: looks again under the cache\'s lock, creates the cache, chowns it through its mountpoint, snapshots it, clones a view', async () => {
       const store = await pool.initStore();
       const view = await store.cache('opam', me);
       expect(normalize.call(pool, view.path)).toBe('$MNT/cache-tmp/T-opam');
       expect(await pool.takeLog()).toEqual([
+        `zfs get -Hp -o value guid ${C}/opam@snap`,
         `zfs get -Hp -o value guid ${C}/opam@snap`,
         `zfs create ${C}/opam`,
         `zfs snapshot ${C}/opam@snap`,
@@ -495,7 +495,8 @@ describe('ZFS store (recording shim; ZFS is not available on this machine)', () 
       expect(await pool.takeLog()).toEqual([`zfs rename ${C}/opam ${CT}/T-deleted`, `zfs destroy -r ${CT}/T-deleted`]);
       await writeFile(join(view.path, 'file'), 'late');
       await view.release(true);
-      expect(await pool.takeLog()).toEqual([`zfs get -Hp -o value guid ${C}/opam@snap`, `zfs destroy -r ${CT}/T-opam`]);
+      // The view pinned the deleted cache: its release destroys it too.
+      expect(await pool.takeLog()).toEqual([`zfs get -Hp -o value guid ${C}/opam@snap`, `zfs destroy -r ${CT}/T-opam`, `zfs destroy -r ${CT}/T-deleted`]);
       expect(await viewedFile(store)).toBeUndefined();
       await store.deleteCache('never-made');
     });
@@ -518,7 +519,7 @@ describe('ZFS store (recording shim; ZFS is not available on this machine)', () 
     expect(zfsStoreOptions('tank/builds/cairn')).toEqual({ pool: 'tank', root: 'tank/builds/cairn' });
     expect(zfsStoreOptions('tank/builds/')).toEqual({ pool: 'tank', root: 'tank/builds' });
     expect(() => zfsStoreOptions('')).toThrow(/names no ZFS pool/);
-    expect(new ZfsStore(zfsStoreOptions('tank')).resultDir('x')).toBe('/tank/cairn/result/x');
+    expect(new ZfsStore(zfsStoreOptions('tank')).mountRoot).toBe('/tank/cairn');
     expect(() => new ZfsStore(zfsStoreOptions('tank/a b'))).toThrow(/is not a ZFS dataset name/);
   });
 

@@ -1,0 +1,96 @@
+/**
+ * Issue 18: a step in a user namespace (userns remap) leaves the store what a step on the
+ * host's IDs leaves, so that both give the same step IDs, the same files, owners and
+ * modes, and share caches. On every store runc builds on (btrfs subvolumes, overlayfs
+ * layers, rsync copies, xfs reflinks, zfs-fuse clones), with a copy step, a cache and a
+ * second user.
+ */
+import { createHash } from 'node:crypto';
+import { lstat, mkdir, mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OciLayoutFetcher } from '@cairn/fetcher';
+import { createSandbox, type UsernsMode } from '@cairn/sandbox';
+import { parseStoreSpec } from '@cairn/store';
+import { Builder } from '../src/index.js';
+import { busyboxImage } from '../../../test/support/images.js';
+import { withBtrfs, withXfs, type TestFilesystem } from '../../../test/support/filesystems.js';
+import { withZfsPool, type TestPool } from '../../../test/support/zfs.js';
+import { BASE, spec } from './engine-harness.js';
+
+const SPEC = spec(`
+  (copy (src app) (dst /app))
+  (run (cache (data (target /var/cache/data))) (shell "echo run >> /var/cache/data/runs; cp /var/cache/data/runs /app/runs; chmod 4755 /app/tool; tr -s ' ' < /proc/self/uid_map"))
+  (run (shell "mkdir -p /home/user && chown 1000:1000 /home/user && su user -c 'echo mine > /home/user/file'; ln -s /app/tool /bin/tool"))`);
+
+/** Every entry of the tree: path, type, owner, mode, and a digest of a file's bytes or a link's target. */
+async function listing(root: string, dir = ''): Promise<string[]> {
+  const { readdir } = await import('node:fs/promises');
+  const out: string[] = [];
+  for (const name of (await readdir(join(root, dir))).sort()) {
+    const rel = join(dir, name);
+    const st = await lstat(join(root, rel));
+    const content = st.isFile() ? createHash('sha256').update(await readFile(join(root, rel))).digest('hex').slice(0, 12) : st.isSymbolicLink() ? await readlink(join(root, rel)) : '';
+    out.push(`${rel} ${st.uid}:${st.gid} ${st.mode.toString(8)} ${content}`);
+    if (st.isDirectory()) out.push(...(await listing(root, rel)));
+  }
+  return out;
+}
+
+describe.each(['btrfs', 'overlayfs', 'rsync', 'xfs', 'zfs'] as const)('%s: userns remap against host', (kind) => {
+  let dir: string;
+  let fs: TestFilesystem | undefined;
+  let pool: TestPool | undefined;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), `cairn-userns-${kind}-`));
+    await busyboxImage(join(dir, 'images'), BASE);
+    await mkdir(join(dir, 'context/app'), { recursive: true });
+    await writeFile(join(dir, 'context/app/tool'), '#!/bin/sh\necho tool\n', { mode: 0o755 });
+    pool = kind === 'zfs' ? await withZfsPool() : undefined;
+    fs = kind === 'btrfs' ? await withBtrfs({ sizeMb: 512 }) : kind === 'xfs' ? await withXfs({ sizeMb: 512 }) : pool;
+  }, 120_000);
+  afterAll(async () => {
+    await fs?.cleanup();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const build = async (userns: UsernsMode) => {
+    const root = join(fs?.path ?? dir, `store-${userns}`);
+    // A ZFS store is a dataset of the pool, mounted at /POOL/store-MODE.
+    const store = parseStoreSpec(pool ? `zfs:${pool.name}/store-${userns}` : `${kind}:${root}`);
+    const sandbox = createSandbox('runc', { stateDir: join(dir, `state-${userns}`), userns });
+    const builder = await Builder.open({ store, sandbox, fetcher: new OciLayoutFetcher(join(dir, 'images')), dbPath: join(dir, `db-${userns}.sqlite`), secretKey: 'test-key' });
+    try {
+      const ids: string[] = [];
+      const output: Uint8Array[] = [];
+      const id = await builder.build(SPEC, { contextDir: join(dir, 'context'), log: (e) => void (e.tag === 'output' && output.push(e.data)), onStep: (s) => void ids.push(s.id) });
+      return { id, ids: [...new Set(ids)], output: Buffer.concat(output).toString(), files: await store.withRootfs(id, (rootfs) => listing(rootfs)) };
+    } finally {
+      builder.close();
+    }
+  };
+
+  if (kind === 'zfs') {
+    // zfs-fuse is a FUSE filesystem: the step's root would be host uid 100000 there (user-namespace.ts).
+    it('refuses remap on zfs-fuse, naming the store and why, and builds on the host IDs', async () => {
+      await expect(build('remap')).rejects.toThrow(/userns remap: .*store-remap.* is on a FUSE filesystem .* use userns host/);
+      const host = await build('host');
+      expect(host.files.find((f) => f.startsWith('home/user/file '))).toMatch(/^home\/user\/file 1000:1000 /);
+    }, 120_000);
+    return;
+  }
+
+  it('gives the same step IDs and the same files, owners and modes', async () => {
+    const host = await build('host');
+    const remap = await build('remap');
+    // The step's output is not in its ID: each ran in its own way.
+    expect(host.output).toContain(' 0 0 4294967295\n');
+    expect(remap.output).toContain(' 0 100000 65536\n');
+    expect(remap.ids).toEqual(host.ids);
+    expect(remap.id).toBe(host.id);
+    expect(remap.files).toEqual(host.files);
+    expect(remap.files).toContain(`app/tool 0:0 104755 ${createHash('sha256').update('#!/bin/sh\necho tool\n').digest('hex').slice(0, 12)}`);
+    expect(remap.files.find((f) => f.startsWith('home/user/file '))).toMatch(/^home\/user\/file 1000:1000 /);
+  }, 120_000);
+});
