@@ -4,6 +4,7 @@
  */
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
+import { settingFromEnv } from '@cairn/contracts';
 
 export type ReadAccess = 'public' | 'token';
 
@@ -73,7 +74,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ResultsConf
   const readAccess = env.CAIRN_RESULTS_READ || 'public';
   if (readAccess !== 'public' && readAccess !== 'token') throw new ConfigError(`CAIRN_RESULTS_READ=${JSON.stringify(readAccess)}: expected "public" or "token"`);
   return {
-    database: env.CAIRN_RESULTS_DB || join(dataDir, 'results.sqlite'),
+    // From a file too: a PostgreSQL URL holds its password (a mounted Secret).
+    database: settingFromEnv(env, 'CAIRN_RESULTS_DB') || join(dataDir, 'results.sqlite'),
     dataDir,
     readAccess,
     ...(env.CAIRN_RESULTS_TOKENS_FILE ? { tokensFile: env.CAIRN_RESULTS_TOKENS_FILE } : {}),

@@ -17,9 +17,9 @@ import { applyRetention } from './maintenance/retention.js';
 import { RequestActivity } from './ops/request-activity.js';
 import { ResultsMetrics } from './ops/results-metrics.js';
 import { CONFIG, DATA_SOURCE, LOGGER } from './tokens.js';
-import { BuildPages } from './web/build-pages.js';
-import { Comparer } from './web/comparer.js';
-import { SseHub } from './web/sse-hub.js';
+import { BuildPages } from './pages/build-pages.js';
+import { Comparer } from './pages/comparer.js';
+import { SseHub } from './live/sse-hub.js';
 
 const STORAGE_REFRESH_MS = 5 * 60_000;
 const DB_CHECK_TIMEOUT_MS = 2000;

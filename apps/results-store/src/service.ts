@@ -4,14 +4,13 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { ConsoleLogger } from '@nestjs/common';
-import { startService, type RunningService } from '@cairn/service-kit';
+import { serviceLogger, startService, type RunningService } from '@cairn/service-kit';
 import type { DataSource } from 'typeorm';
 import { TokenService } from './auth/token-service.js';
 import { BlobStore } from './blobs/blob-store.js';
 import { configFromEnv, type ResultsConfig } from './config.js';
 import { databaseKind, openDatabase, redact } from './db/data-source.js';
-import { resultsStoreModule } from './results-store.module.js';
+import { ResultsStoreModule } from './results-store.module.js';
 
 export interface RunningResultsStore extends RunningService {
   readonly config: ResultsConfig;
@@ -40,13 +39,13 @@ export async function openStorage(config: ResultsConfig): Promise<{ ds: DataSour
 export async function startResultsStore(options: StartOptions = {}): Promise<RunningResultsStore> {
   const env = options.env ?? process.env;
   const config: ResultsConfig = { ...configFromEnv(env), ...options.config };
-  const logger = new ConsoleLogger({ json: env.CAIRN_LOG_FORMAT !== 'text', prefix: 'results-store' });
+  const logger = serviceLogger('results-store', env);
   const { ds, blobs } = await openStorage(config);
   try {
     if (config.tokensFile) logger.log(`loaded ${await new TokenService(ds).loadFile(config.tokensFile)} token hash(es) from ${config.tokensFile}`);
     const service = await startService({
       name: 'results-store',
-      module: (bus) => resultsStoreModule(bus, { config, ds, blobs, logger }),
+      module: (bus) => ResultsStoreModule.forRoot(bus, { config, ds, blobs, logger }),
       env,
       ...(options.httpPort === undefined ? {} : { httpPort: options.httpPort }),
     });

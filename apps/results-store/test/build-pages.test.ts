@@ -13,10 +13,10 @@ import { BuildTagEntity, TagEntity } from '../src/db/tag.entity.js';
 import { recordBuild } from '../src/ingest/build-recorder.js';
 import { asBuildId, asSha256, type BuildId } from '../src/ids.js';
 import { BuildQueries } from '../src/queries/build-queries.js';
-import { buildPage } from '../src/web/build-page.js';
-import { BuildPages, rendererFingerprint } from '../src/web/build-pages.js';
-import { renderLog } from '../src/web/log-view.js';
-import { PrerenderedPages } from '../src/web/prerendered-pages.js';
+import { buildPage } from '../src/pages/build-page.js';
+import { BuildPages, rendererFingerprint } from '../src/pages/build-pages.js';
+import { renderLog } from '../src/view/log-view.js';
+import { PrerenderedPages } from '../src/pages/prerendered-pages.js';
 
 const BASE = 'http://cairn.test';
 const LOG = 'compiling\n\u001b[31merror\u001b[0m: it broke\n';
@@ -29,7 +29,7 @@ describe.each(FLAVOURS)('pre-rendered build pages on %s', (flavour) => {
   let queries: BuildQueries;
   const dataDir = () => join(dir, 'data');
   // A new instance per read: nothing survives in memory, as after a restart.
-  const restarted = () => new BuildPages(queries, blobs, dataDir(), BASE);
+  const restarted = () => new BuildPages(queries, blobs, { dataDir: dataDir(), publicUrl: BASE });
   const files = () => new PrerenderedPages(dataDir(), rendererFingerprint());
 
   /** The page as rendered from the database right now, without any kept copy. */

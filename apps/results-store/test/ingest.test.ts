@@ -1,13 +1,17 @@
+import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { connectBus, streams } from '@cairn/contracts';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { connectBus, streams, subjects } from '@cairn/contracts';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNats, type RunningNats } from '../../../test/support/nats.js';
 import { ClusterStandIn, FLAVOURS, sampleResult, sha256Hex, startResultsStore, type ResultsStoreUnderTest } from '../../../test/support/results-store.js';
+import { In } from 'typeorm';
+import { BuildEntity } from '../src/db/build.entity.js';
+import { Ingest } from '../src/ingest/ingest.js';
 import { BuildQueries } from '../src/queries/build-queries.js';
-import { asBuildId } from '../src/ids.js';
+import { asBuildId, asSha256 } from '../src/ids.js';
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -111,6 +115,82 @@ describe.each(FLAVOURS)('results from the stream, on %s', (flavour) => {
     const stored = await until('the requeued build', () => queries.getBuild(asBuildId(result.job)));
     expect(stored.logSha256).toBe(sha256Hex('second worker\ndone\n'));
     expect(stored.note).toContain('attempt(s) 1 were not kept');
+  });
+
+  it("keeps the log of the worker that ran the last run, not chunks in another worker's subject", async () => {
+    const result = sampleResult({ name: 'forged-log', worker: 'w1' });
+    await cluster.log(result.client, result.job, 'compiling\n', undefined, 1, 'w1');
+    await cluster.log(result.client, result.job, 'error: 3 tests failed\n', 'failed', 1, 'w1');
+    // As w9 would publish it (were NATS not stopping it), numbered to follow w1's.
+    const forged = { job: result.job, attempt: 1, seq: 3, text: 'all tests passed\n' };
+    await jetstream(nc).publish(subjects.log(result.client, result.job, 'w9'), JSON.stringify(forged));
+    await cluster.result({ ...result, state: 'failed' });
+    const stored = await until('the build with a forged log', () => queries.getBuild(asBuildId(result.job)));
+    expect(stored.logSha256).toBe(sha256Hex('compiling\nerror: 3 tests failed\n'));
+  });
+
+  it('stores a burst of results with many artifacts each exactly once, every artifact byte for byte', async () => {
+    const shared = [randomBytes(3000), randomBytes(5000)];
+    const expected = new Map<string, Map<string, Buffer>>();
+    const results = await Promise.all(
+      Array.from({ length: 30 }, async (_, r) => {
+        const files = new Map<string, Buffer>();
+        for (let a = 0; a < 20; a++) files.set(`out/${a}.bin`, randomBytes(1000 + ((r * 20 + a) % 7) * 700));
+        files.set('out/shared-0', shared[0]!);
+        files.set('out/shared-1', shared[1]!);
+        const artifacts = await Promise.all([...files].map(([path, bytes]) => cluster.artifact(`/${path}`, bytes)));
+        const result = sampleResult({ name: `burst-${r}`, artifacts });
+        expected.set(result.job, files);
+        return result;
+      }),
+    );
+    // Each twice, as after a crash, all at once.
+    await Promise.all(results.flatMap((r) => [cluster.result(r), cluster.result(r, `${r.job}-again`)]));
+    await until(
+      'the burst handled',
+      async () => {
+        const info = await (await jetstreamManager(nc)).consumers.info(streams.results.name, rs.store.config.durable);
+        const stored = await rs.store.ds.getRepository(BuildEntity).countBy({ id: In(results.map((r) => asBuildId(r.job))) });
+        return info.num_pending === 0 && info.num_ack_pending === 0 && stored === results.length ? true : undefined;
+      },
+      60_000,
+    );
+    for (const result of results) {
+      expect((await queries.listBuilds({ job: result.name })).items.map((b) => b.id)).toEqual([result.job]);
+      const stored = await queries.getBuild(asBuildId(result.job));
+      const files = expected.get(result.job)!;
+      expect(stored!.artifacts).toEqual([...files].map(([path, bytes]) => ({ path, size: bytes.length, sha256: sha256Hex(bytes) })).sort((a, b) => (a.path < b.path ? -1 : 1)));
+      for (const artifact of stored!.artifacts) {
+        const blob = await rs.store.blobs.openVerified(artifact.sha256);
+        const chunks: Buffer[] = [];
+        for await (const chunk of blob!.stream() as AsyncIterable<Buffer>) chunks.push(chunk);
+        expect(Buffer.concat(chunks).equals(files.get(artifact.path)!)).toBe(true);
+      }
+    }
+  });
+
+  it('fails only the result of a batch whose artifact does not match its digest', async () => {
+    const good = await Promise.all(
+      [0, 1, 2].map(async (i) => sampleResult({ name: `batch-good-${i}`, artifacts: [await cluster.artifact('/ok', Buffer.from(`good ${i}`))] })),
+    );
+    // A worker's blob whose bytes are not what its name says, as a faulty worker could publish it.
+    const claimed = Buffer.from('the bytes the name is the digest of');
+    const sent = Buffer.from('other bytes, just as long, sent here');
+    const upload = `forged${Date.now()}`;
+    const js = jetstream(nc);
+    await js.publish(`${subjects.blobsOf('artifacts', 'w1')}.c.${upload}`, sent);
+    await js.publish(`${subjects.blobsOf('artifacts', 'w1')}.m.${sha256Hex(claimed)}`, JSON.stringify({ size: sent.length, chunks: 1, upload }));
+    const bad = sampleResult({
+      name: 'batch-bad',
+      artifacts: [await cluster.artifact('/fine', Buffer.from('a fine artifact of the bad result')), { path: '/forged', size: sent.length, sha256: sha256Hex(claimed) }],
+    });
+    const batch = [good[0]!, bad, good[1]!, good[2]!].map((result) => ({ result, lastAttempt: false }));
+    const settled = await rs.store.app.get(Ingest).fromClusterBatch(batch);
+    expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+    expect(String((settled[1] as PromiseRejectedResult).reason)).toMatch(/artifact forged: .* not its name/);
+    for (const result of good) expect((await queries.getBuild(asBuildId(result.job)))?.artifacts).toEqual([{ path: 'ok', size: result.artifacts[0]!.size, sha256: result.artifacts[0]!.sha256 }]);
+    expect(await queries.getBuild(asBuildId(bad.job))).toBeUndefined();
+    expect(await rs.store.blobs.size(asSha256(sha256Hex(claimed)))).toBeUndefined();
   });
 
   it('drops a message that is not a BuildResult without blocking the ones behind it', async () => {

@@ -8,9 +8,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { streams } from '@cairn/contracts';
+import { streams, subjects } from '@cairn/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNats, type RunningNats } from '../../../test/support/nats.js';
 import { ClusterStandIn, newJobId, spawnResultsStore, type ResultsStoreProcess } from '../../../test/support/results-store.js';
@@ -100,5 +100,41 @@ describe('live logs and JetStream consumers', () => {
     // Readers coming and going many times leave nothing either.
     for (let i = 0; i < 20; i++) expect(await openAndHangUp(`/builds/${job.job}/log/events`, 'still going')).toBe(200);
     await expect.poll(consumers, { timeout: 5_000, interval: 100 }).toBe(before);
+  });
+
+  it("shows only the chunks of the worker that ran the run, not chunks in another worker's subject", async () => {
+    const cluster = new ClusterStandIn(nc);
+    const job = { job: newJobId(), name: 'forged-live', client: 'alice', pool: 'linux-x86_64' };
+    cluster.event(job, 'running', { worker: 'w1' });
+    await cluster.log(job.client, job.job, 'real: compiling\n', undefined, 1, 'w1');
+    // As another worker would publish them (were NATS not stopping it): same run, a made-up run.
+    const js = jetstream(nc);
+    const forge = (attempt: number, seq: number, text: string, end?: string) =>
+      js.publish(subjects.log(job.client, job.job, 'w9'), JSON.stringify({ job: job.job, attempt, seq, text, ...(end ? { end } : {}) }));
+    await forge(1, 2, 'forged: all tests passed\n', 'succeeded');
+    await forge(2, 1, 'forged: a run that never was\n', 'succeeded');
+    await cluster.log(job.client, job.job, 'real: 3 tests failed\n', 'failed', 1, 'w1');
+
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), 20_000);
+    try {
+      const res = await fetch(`${rs.url}/builds/${job.job}/log/events`, { signal: abort.signal });
+      expect(res.status).toBe(200);
+      const reader = res.body!.getReader();
+      let seen = '';
+      while (!seen.includes('event: end')) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        seen += new TextDecoder().decode(value);
+      }
+      expect(seen).toContain('real: compiling');
+      expect(seen).toContain('real: 3 tests failed');
+      expect(seen).toMatch(/event: end\ndata: \{"state":"failed"\}/);
+      expect(seen).not.toContain('forged');
+      expect(seen).not.toContain('event: reset');
+    } finally {
+      clearTimeout(timer);
+      abort.abort();
+    }
   });
 });

@@ -6,9 +6,10 @@ import pg from 'pg';
 import type { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createDatabase, FLAVOURS, sampleResult, type TestDatabase } from '../../../test/support/results-store.js';
-import { openDatabase } from '../src/db/data-source.js';
+import { MIGRATIONS, openDatabase } from '../src/db/data-source.js';
 import { recordBuild } from '../src/ingest/build-recorder.js';
 import { BuildQueries, LIKE_NAME } from '../src/queries/build-queries.js';
+import { WorkerHistory } from '../src/queries/worker-history.js';
 
 async function indexes(ds: DataSource, table: string): Promise<string[]> {
   const rows = (await ds.query(
@@ -75,8 +76,20 @@ describe.each(FLAVOURS)('the filtered-list indexes (migration 0002) on %s', (fla
     expect(await plan(ds, `SELECT j.id FROM jobs j WHERE ${LIKE_NAME.replace(':q', '$1')}`, ['%ob-1%'])).toContain('jobs_name_trgm');
   });
 
-  it('is undone by its down migration and applied again', async () => {
-    await ds.undoLastMigration({ transaction: 'each' });
+  it('finds a worker\'s recent failures by its index (migration 0003), and keeps the audit log and retries', async () => {
+    const query = vi.spyOn(ds, 'query');
+    const failures = await new WorkerHistory(ds).recentFailures('w1', 5);
+    const [text, params] = query.mock.calls.at(-1)!;
+    query.mockRestore();
+    expect(failures.length).toBeGreaterThan(0);
+    expect(await plan(ds, text, (params as unknown[] | undefined) ?? [])).toContain('builds_worker_state_finished');
+    expect(await indexes(ds, 'audit_log')).toContain('audit_log_at');
+    expect(await indexes(ds, 'retries')).toContain('retries_of');
+  });
+
+  it('is undone by its down migration (and the later ones) and applied again', async () => {
+    // Down to and including 0002, the second.
+    for (let i = 1; i < MIGRATIONS.length; i++) await ds.undoLastMigration({ transaction: 'each' });
     expect(await indexes(ds, 'builds')).not.toContain('builds_pool_state_finished');
     expect(await indexes(ds, 'jobs')).not.toContain('jobs_name_trgm');
     await ds.runMigrations({ transaction: 'each' });

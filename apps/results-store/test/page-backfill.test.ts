@@ -16,10 +16,10 @@ import { BackfillProgress, backfillProgressPath, type BackfillPosition } from '.
 import { PageBackfill } from '../src/maintenance/page-backfill.js';
 import { ResultsMetrics } from '../src/ops/results-metrics.js';
 import { BuildQueries } from '../src/queries/build-queries.js';
-import { buildPage } from '../src/web/build-page.js';
-import { BuildPages, rendererFingerprint } from '../src/web/build-pages.js';
-import { renderLog } from '../src/web/log-view.js';
-import { PrerenderedPages } from '../src/web/prerendered-pages.js';
+import { buildPage } from '../src/pages/build-page.js';
+import { BuildPages, rendererFingerprint } from '../src/pages/build-pages.js';
+import { renderLog } from '../src/view/log-view.js';
+import { PrerenderedPages } from '../src/pages/prerendered-pages.js';
 
 const BASE = 'http://cairn.test';
 const LOG = '(from busybox)\n---> using "aaa" from cache\n\u001b[32mok\u001b[0m\n';
@@ -51,18 +51,11 @@ describe.each(FLAVOURS)('the page backfill on %s', (flavour) => {
   const progress = () => new BackfillProgress(backfillProgressPath(dataDir()));
 
   function backfill(options: { pages?: BuildPages; batch?: number; pauseMs?: number; busy?: boolean; metrics?: ResultsMetrics } = {}) {
-    const pages = options.pages ?? new BuildPages(queries, blobs, dataDir(), BASE);
+    const pages = options.pages ?? new BuildPages(queries, blobs, { dataDir: dataDir(), publicUrl: BASE });
     const metrics = options.metrics ?? new ResultsMetrics(new Registry());
-    const task = new PageBackfill({
-      queries,
-      pages,
-      progress: progress(),
-      metrics,
-      activity: { busy: () => options.busy ?? false },
-      logger: quietLogger,
-      batch: options.batch ?? 2,
-      pauseMs: options.pauseMs ?? 0,
-      retryMs: 10,
+    const task = new PageBackfill(queries, pages, metrics, { busy: () => options.busy ?? false }, quietLogger, {
+      dataDir: dataDir(),
+      backfill: { batch: options.batch ?? 2, pauseMs: options.pauseMs ?? 0, retryMs: 10 },
     });
     return { task, pages, metrics };
   }
@@ -126,7 +119,7 @@ describe.each(FLAVOURS)('the page backfill on %s', (flavour) => {
     expect((await progress().load())?.done).toBe(true);
 
     // A reader after a restart: the kept copy, byte for byte what a render gives, and no render.
-    const reader = new BuildPages(queries, blobs, dataDir(), BASE);
+    const reader = new BuildPages(queries, blobs, { dataDir: dataDir(), publicUrl: BASE });
     const render = vi.spyOn(queries, 'pageSource');
     const served = [];
     for (const id of ids) served.push(await reader.get(id, BASE));
@@ -190,7 +183,7 @@ describe.each(FLAVOURS)('the page backfill on %s', (flavour) => {
 
     // Say the public URL changed: every kept copy names the old one, so the pass starts over.
     const other = 'http://elsewhere.test';
-    const moved = backfill({ pages: new BuildPages(queries, blobs, dataDir(), other) });
+    const moved = backfill({ pages: new BuildPages(queries, blobs, { dataDir: dataDir(), publicUrl: other }) });
     moved.task.start();
     await moved.task.finished();
     expect(await metric(moved.metrics, 'backfillBuilds', 'saved')).toBe(3);
@@ -199,7 +192,7 @@ describe.each(FLAVOURS)('the page backfill on %s', (flavour) => {
 
   it('leaves a current copy alone', async () => {
     const [id] = await storeOld(1);
-    const pages = new BuildPages(queries, blobs, dataDir(), BASE);
+    const pages = new BuildPages(queries, blobs, { dataDir: dataDir(), publicUrl: BASE });
     await pages.prerender(id!);
     const before = await readFile(files().path(id!));
     const { task, metrics } = backfill({ pages });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PageCache } from '../src/web/page-cache.js';
+import { PageCache } from '../src/http/page-cache.js';
 
 /** A render that finishes when told to, counting how often it ran. */
 function slowRender(body: string, ttlMs = 1000) {

@@ -8,9 +8,7 @@ import { ClusterStandIn, sampleResult, startResultsStore, type ResultsStoreUnder
 import { ApiController } from '../src/api/api.controller.js';
 import { UploadController } from '../src/api/upload.controller.js';
 import { TokenService } from '../src/auth/token-service.js';
-import { AnsiRenderer } from '../src/web/ansi-html.js';
-import { diff } from '../src/web/line-diff.js';
-import { renderLog } from '../src/web/log-view.js';
+import { diff } from '../src/queries/line-diff.js';
 
 async function waitFor(url: string): Promise<void> {
   const deadline = Date.now() + 15_000;
@@ -121,7 +119,7 @@ describe('pages, feeds and the JSON API', () => {
 
   it('serves /healthz and metrics for ingest, lag, database and storage', async () => {
     const health = await (await fetch(`${rs.url}/healthz`)).json();
-    expect(health).toEqual({ ok: true, checks: { nats: 'ok', database: 'ok', 'results-consumer': 'ok' } });
+    expect(health).toEqual({ ok: true, checks: { 'nats-open': 'ok', nats: 'ok', jetstream: 'ok', database: 'ok', 'results-consumer': 'ok' } });
     const metrics = await (await fetch(`${rs.url}/metrics`)).text();
     expect(metrics).toMatch(/cairn_results_ingested_total\{source="cluster",outcome="stored"\} 2/);
     expect(metrics).toContain('cairn_results_ingest_lag_seconds_count{source="cluster"} 2');
@@ -170,21 +168,7 @@ describe('reading with a token', () => {
   });
 });
 
-describe('rendering logs', () => {
-  it('keeps ANSI colours as classes across chunks, escapes the text, drops other controls', () => {
-    const r = new AnsiRenderer();
-    expect(r.render('\x1b[1;31mred <b>')).toBe('<span class="fg1 b">red &lt;b&gt;</span>');
-    expect(r.render(' still red\x1b[')).toBe('<span class="fg1 b"> still red</span>');
-    expect(r.render('0m plain\x1b[2K')).toBe(' plain');
-  });
-
-  it('folds steps and marks cache hits', () => {
-    const html = renderLog('preamble\n[1/2] (from busybox)\n---> using "abc" from cache\n[2/2] /: (run (shell "make"))\nout\n').value;
-    expect(html.match(/<details/g)).toHaveLength(2);
-    expect(html).toContain('<details class="step cached"><summary>[1/2] (from busybox) <span class="hit">cache hit</span>');
-    expect(html).toContain('<details class="step" open><summary>[2/2] /: (run (shell &quot;make&quot;))</summary><pre>out\n</pre>');
-  });
-
+describe('comparing logs', () => {
   it('diffs lines minimally', () => {
     const ops = diff(['a', 'b', 'c', 'd'], ['a', 'x', 'c', 'd', 'e']).map((o) => `${o.kind[0]}${o.kind === 'added' ? o.b : o.a}`);
     expect(ops).toEqual(['sa', 'rb', 'ax', 'sc', 'sd', 'ae']);

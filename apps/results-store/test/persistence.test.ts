@@ -12,7 +12,7 @@ import { openDatabase } from '../src/db/data-source.js';
 import { recordBuild } from '../src/ingest/build-recorder.js';
 import { asBuildId, asSha256, type BuildId, type JobKey, type Sha256 } from '../src/ids.js';
 import { applyRetention } from '../src/maintenance/retention.js';
-import { savedPagePath } from '../src/web/prerendered-pages.js';
+import { savedPagePath } from '../src/pages/prerendered-pages.js';
 import { verifyStore } from '../src/maintenance/verify-store.js';
 import { BuildQueries } from '../src/queries/build-queries.js';
 import { BuildTagEntity, TagEntity } from '../src/db/tag.entity.js';

@@ -79,7 +79,7 @@ describe('uploading results made outside the cluster', () => {
 
   it('runs every executable hook with a timeout; failing or hanging hooks lose nothing', async () => {
     const logged: string[] = [];
-    const hooks = new UploadHooks(join(hooksOut, '..'), 500, { log: (m: string) => logged.push(m), warn: (m: string) => logged.push(m), error: (m: string) => logged.push(m) });
+    const hooks = new UploadHooks({ hooksDir: join(hooksOut, '..'), hookTimeoutMs: 500 }, { log: (m: string) => logged.push(m), warn: (m: string) => logged.push(m), error: (m: string) => logged.push(m) });
     const started = Date.now();
     const runs = await hooks.afterStored({ build: 'j-hooktest1', job: 'x', state: 'failed', pool: 'p', platform: 'q', client: 'c', worker: 'w', finishedAt: 1, durationMs: 2, artifacts: 0 });
     expect(runs.map((r) => [r.hook.split('/').pop(), r.outcome])).toEqual([

@@ -1,13 +1,14 @@
 /**
- * The JSON API: everything the pages show, as data (documented in openapi.ts and
- * served at /openapi.json). Reads follow CAIRN_RESULTS_READ; writes need a token.
+ * The JSON API: everything the pages show, as data (documented in openapi.ts from the
+ * schemas in schemas.ts, and served at /openapi.json). Reads follow CAIRN_RESULTS_READ;
+ * writes need a token.
  */
 import { BadRequestException, Body, ConflictException, Controller, Delete, Get, HttpCode, Inject, NotFoundException, Param, Post, Put, Query, Req, Res, UnsupportedMediaTypeException, UseGuards } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { AccessGuard } from '../auth/access-guard.js';
 import type { DataSource } from 'typeorm';
 import { Needs } from '../auth/access-guard.js';
-import { isRole, RoleConflictError, TokenService } from '../auth/token-service.js';
+import { RoleConflictError, TokenService } from '../auth/token-service.js';
 import { BlobStore, TamperedBlobError } from '../blobs/blob-store.js';
 import type { ResultsConfig } from '../config.js';
 import { exclusiveWrite } from '../ingest/build-recorder.js';
@@ -18,13 +19,15 @@ import { SchedulerViews, type View } from '../live/scheduler-views.js';
 import { ResultsMetrics } from '../ops/results-metrics.js';
 import { BuildQueries } from '../queries/build-queries.js';
 import { CONFIG, DATA_SOURCE } from '../tokens.js';
-import { buildFilter, stateParam, textParam } from '../web/filters.js';
-import { reproduction } from '../web/build-page.js';
-import { baseUrl } from '../web/base-url.js';
-import { PageCache } from '../web/page-cache.js';
-import { compareOrBusy, Comparer } from '../web/comparer.js';
-import { DOCUMENT_CSP, JSON_TYPE, sendCached, sendJson } from '../web/respond.js';
+import { buildFilter, jobFilter } from '../http/filters.js';
+import { reproduction } from '../pages/build-page.js';
+import { baseUrl } from '../http/base-url.js';
+import { PageCache } from '../http/page-cache.js';
+import { Comparer } from '../pages/comparer.js';
+import { compareOrBusy } from '../http/compare-or-busy.js';
+import { DOCUMENT_CSP, JSON_TYPE, sendCached, sendJson } from '../http/respond.js';
 import { openApiDocument } from './openapi.js';
+import { TokenRequest } from './schemas.js';
 
 const TAG = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -118,10 +121,8 @@ export class ApiController {
 
   @Get('api/v1/jobs')
   async jobs(@Query() query: Record<string, unknown>, @Req() req: Request, @Res() res: Response): Promise<void> {
-    const q = textParam(query, 'q');
-    const state = stateParam(query);
-    const after = textParam(query, 'after');
-    sendJson(req, res, await this.queries.listJobs({ ...(q ? { q } : {}), ...(state ? { state } : {}), ...(after ? { after } : {}) }));
+    const filter = jobFilter(query);
+    sendJson(req, res, await this.queries.listJobs(filter));
   }
 
   @Get('api/v1/jobs/:name')
@@ -205,13 +206,12 @@ export class ApiController {
   async issueToken(@Body() body: unknown, @Req() req: Request, @Res() res: Response): Promise<void> {
     // JSON only: an HTML form (the one kind of cross-site post that needs no preflight) cannot send it.
     if (!req.is('application/json')) throw new UnsupportedMediaTypeException('POST /api/v1/tokens: the body must be JSON (Content-Type: application/json)');
-    const { user, role, label, changeRole } = (body ?? {}) as Record<string, unknown>;
-    if (typeof user !== 'string' || !/^\S{1,100}$/.test(user)) throw new BadRequestException('body.user: 1-100 characters, no spaces');
-    if (typeof role !== 'string' || !isRole(role)) throw new BadRequestException('body.role: reader, writer or admin');
-    if (changeRole !== undefined && typeof changeRole !== 'boolean') throw new BadRequestException('body.changeRole: true to change an existing user\'s role');
+    const parsed = TokenRequest.safeParse(body ?? {});
+    if (!parsed.success) throw new BadRequestException(parsed.error.issues[0]?.message);
+    const { user, role, label, changeRole } = parsed.data;
     let issued;
     try {
-      issued = await this.tokens.issue(user, role, typeof label === 'string' ? label.slice(0, 100) : 'api', { changeRole: changeRole === true });
+      issued = await this.tokens.issue(user, role, label?.slice(0, 100) ?? 'api', { changeRole: changeRole === true });
     } catch (e) {
       if (e instanceof RoleConflictError) throw new ConflictException(e.message);
       throw e;

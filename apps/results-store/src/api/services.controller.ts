@@ -7,7 +7,7 @@ import { Controller, Get, Inject, Req, Res, UseGuards } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { AccessGuard } from '../auth/access-guard.js';
 import { SchedulerViews } from '../live/scheduler-views.js';
-import { sendJson } from '../web/respond.js';
+import { sendJson } from '../http/respond.js';
 
 @Controller()
 @UseGuards(AccessGuard)

@@ -12,8 +12,8 @@ import { Ingest, UploadRejectedError } from '../ingest/ingest.js';
 import { UPLOAD_CONTENT_TYPE } from '../ingest/upload-format.js';
 import { ResultsMetrics } from '../ops/results-metrics.js';
 import { CONFIG, LOGGER } from '../tokens.js';
-import { baseUrl } from '../web/base-url.js';
-import { sendJson } from '../web/respond.js';
+import { baseUrl } from '../http/base-url.js';
+import { sendJson } from '../http/respond.js';
 
 /**
  * The request body as bytes; a connection closed before the end is a truncated body,
@@ -36,6 +36,36 @@ async function* bodyOf(req: Request, maxBytes: number): AsyncIterable<Uint8Array
     yield chunk;
   }
   if (req.readableAborted || !req.complete) throw new TruncatedError('upload: the connection closed before the body ended');
+}
+
+/** How much of a refused body is read and thrown away before the connection is cut. */
+const LINGER_BYTES = 64 * 1024 * 1024;
+const LINGER_MS = 10_000;
+
+/**
+ * Reads what is left of a refused body and throws it away, so that a client still sending
+ * reads the refusal instead of a reset: closing a socket with unread bytes makes the kernel
+ * send RST, which discards the answer on the client's side before it is read (nginx's
+ * "lingering close"). Past LINGER_BYTES or LINGER_MS the connection is cut all the same.
+ */
+function discardRest(req: Request): void {
+  if (req.complete) return;
+  let left = LINGER_BYTES;
+  const cut = () => req.socket.destroy();
+  const timer = setTimeout(cut, LINGER_MS).unref();
+  const stop = () => clearTimeout(timer);
+  // bodyOf read through the async iterator, whose 'readable' listener keeps the stream paused.
+  req.removeAllListeners('readable');
+  req.on('data', (chunk: Buffer) => {
+    left -= chunk.length;
+    if (left < 0) {
+      stop();
+      cut();
+    }
+  });
+  req.once('end', stop);
+  req.once('close', stop);
+  req.resume();
 }
 
 @Controller()
@@ -66,8 +96,7 @@ export class UploadController {
       this.metrics.ingestFailures.inc({ source: 'upload' });
       if (e instanceof UploadRejectedError) {
         this.logger.warn(`upload by ${req.principal?.user ?? '?'} refused (${e.status}): ${e.message}`);
-        // The rest of a refused body is not read; close the connection rather than drain it.
-        res.setHeader('Connection', 'close');
+        discardRest(req);
         sendJson(req, res, { statusCode: e.status, message: e.message }, e.status);
         return;
       }

@@ -15,11 +15,11 @@ import { FailureThrottle } from './throttle.js';
 import { roleAllows, TokenService, type Principal } from './token-service.js';
 
 /** `public` routes (the login form, static assets) are open even when reading needs a token. */
-export type Access = 'public' | 'read' | 'write' | 'admin';
+export type Access = 'public' | 'read' | 'write' | 'operate' | 'admin';
 const ACCESS = 'cairn:access';
 export const Needs = (access: Access) => SetMetadata(ACCESS, access);
 
-const NEEDED_ROLE: Record<Exclude<Access, 'public'>, Role> = { read: 'reader', write: 'writer', admin: 'admin' };
+const NEEDED_ROLE: Record<Exclude<Access, 'public'>, Role> = { read: 'reader', write: 'writer', operate: 'operator', admin: 'admin' };
 
 export const SESSION_COOKIE = 'cairn_token';
 

@@ -5,11 +5,13 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { Inject, Injectable } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
 import { exclusiveWrite } from '../ingest/build-recorder.js';
 import { TokenEntity } from '../db/token.entity.js';
 import { ROLES, UserEntity, type Role } from '../db/user.entity.js';
 import type { TokenId, UserId } from '../ids.js';
+import { DATA_SOURCE } from '../tokens.js';
 
 export interface Principal {
   readonly user: string;
@@ -44,10 +46,11 @@ export class RoleConflictError extends Error {
   }
 }
 
+@Injectable()
 export class TokenService {
   private readonly cache = new Map<string, { at: number; principal: Principal | undefined }>();
 
-  constructor(private readonly ds: DataSource) {}
+  constructor(@Inject(DATA_SOURCE) private readonly ds: DataSource) {}
 
   /**
    * Makes a user (or finds it) and gives it a new token; the token is returned once and

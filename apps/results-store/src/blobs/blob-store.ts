@@ -4,9 +4,11 @@
  *
  * Lifecycle of a blob: `stage` streams bytes into a temporary file, hashing and counting
  * them; a staged blob whose hash or size is not the expected one is deleted and the
- * write fails. `commit` fsyncs and renames it into place (a blob is either wholly there
- * or absent, never half-written), and the caller commits the database row only after
- * that. A blob no row references is an orphan, removed by garbage collection once older
+ * write fails (the file is fsynced, at once or by `commitAll`). `commit` renames it into
+ * place and fsyncs its directory (a blob is either wholly there or absent, never
+ * half-written), and the caller commits the database row only after that. `commitAll`
+ * does the same for many staged blobs at once, with one flush of the filesystem for
+ * all instead of an fsync per file and per directory. A blob no row references is an orphan, removed by garbage collection once older
  * than a grace period; re-using an existing blob refreshes its mtime so that a collection
  * running meanwhile leaves it alone.
  *
@@ -19,6 +21,7 @@ import { mkdir, open, readdir, rename, rm, stat, utimes, type FileHandle } from 
 import { join } from 'node:path';
 import type { Sha256 } from '../ids.js';
 import { parseSha256 } from '../ids.js';
+import { syncFilesystem } from './sync-filesystem.js';
 
 export class BlobMismatchError extends Error {
   override readonly name = 'BlobMismatchError';
@@ -53,6 +56,8 @@ export interface BlobEntry {
 export class BlobStore {
   private readonly blobDir: string;
   private readonly tmpDir: string;
+  /** Where each staged, not yet committed blob's bytes wait, and whether they are fsynced. */
+  private readonly stagedFiles = new WeakMap<StagedBlob, { tmp: string; synced: boolean }>();
 
   constructor(readonly root: string) {
     this.blobDir = join(root, 'sha256');
@@ -93,9 +98,11 @@ export class BlobStore {
   /**
    * Streams `source` into a temporary file. Fails (and keeps nothing) when the bytes do
    * not hash to `expected.sha256`, when there are more or fewer than `expected.size`,
-   * or when the source fails (a truncated upload, a lost connection).
+   * or when the source fails (a truncated upload, a lost connection). The file is
+   * fsynced before this resolves, unless `deferSync`: then `commitAll` makes it durable
+   * together with the other blobs it commits.
    */
-  async stage(source: AsyncIterable<Uint8Array>, expected: Expected): Promise<StagedBlob> {
+  async stage(source: AsyncIterable<Uint8Array>, expected: Expected, options: { deferSync?: boolean } = {}): Promise<StagedBlob> {
     const tmp = join(this.tmpDir, `${expected.sha256}.${randomBytes(6).toString('hex')}`);
     const hash = createHash('sha256');
     let size = 0;
@@ -111,7 +118,7 @@ export class BlobStore {
       if (size !== expected.size) throw new BlobMismatchError(`${expected.what}: ${size} bytes, but ${expected.size} declared`);
       const actual = hash.digest('hex');
       if (actual !== expected.sha256) throw new BlobMismatchError(`${expected.what}: SHA-256 is ${actual}, but ${expected.sha256} declared`);
-      await file.sync();
+      if (!options.deferSync) await file.sync();
       await file.close();
       file = undefined;
     } catch (e) {
@@ -119,23 +126,62 @@ export class BlobStore {
       await rm(tmp, { force: true });
       throw e;
     }
-    return {
+    const blob: StagedBlob = {
       sha256: expected.sha256,
       size,
-      commit: async () => {
-        const target = this.pathOf(expected.sha256);
-        await mkdir(join(this.blobDir, expected.sha256.slice(0, 2)), { recursive: true });
-        await rename(tmp, target);
-        await fsyncDir(join(this.blobDir, expected.sha256.slice(0, 2)));
-      },
+      commit: () => this.commitAll([blob]),
       discard: () => rm(tmp, { force: true }),
     };
+    this.stagedFiles.set(blob, { tmp, synced: !options.deferSync });
+    return blob;
+  }
+
+  /**
+   * Makes every staged blob's bytes durable, renames them into place, then makes the
+   * names durable: with one syncfs for all when there are many (sync-filesystem.ts),
+   * else an fsync per file not yet synced and one per directory they landed in.
+   * Resolves only when all of them are durable; a blob renamed before a failure is an
+   * orphan until a row names it, as after a crash.
+   */
+  async commitAll(blobs: readonly StagedBlob[]): Promise<void> {
+    const staged = blobs.map((blob) => {
+      const file = this.stagedFiles.get(blob);
+      if (file === undefined) throw new Error(`blob ${blob.sha256} was not staged by this store, or is committed already`);
+      return { blob, ...file };
+    });
+    const unsynced = staged.filter((s) => !s.synced).map((s) => s.tmp);
+    if (unsynced.length > 0 && !(unsynced.length >= SYNCFS_FROM && (await syncFilesystem(this.tmpDir)))) await Promise.all(unsynced.map(fsyncPath));
+    const fans = new Set<string>();
+    await Promise.all(
+      staged.map(async ({ blob, tmp }) => {
+        const fan = join(this.blobDir, blob.sha256.slice(0, 2));
+        const target = join(fan, blob.sha256);
+        try {
+          await rename(tmp, target);
+        } catch (e) {
+          // The first blob of its fan-out directory; trying first spares a mkdir for every other.
+          if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+          await mkdir(fan, { recursive: true });
+          await rename(tmp, target);
+        }
+        this.stagedFiles.delete(blob);
+        fans.add(fan);
+      }),
+    );
+    if (fans.size >= SYNCFS_FROM && (await syncFilesystem(this.blobDir))) return;
+    await Promise.all([...fans].map(fsyncPath));
+  }
+
+  /** Stages the blob unless the store already holds it (then undefined, its mtime refreshed). */
+  async stageNew(source: () => AsyncIterable<Uint8Array> | Promise<AsyncIterable<Uint8Array>>, expected: Expected, options: { deferSync?: boolean } = {}): Promise<StagedBlob | undefined> {
+    if (await this.claim(expected.sha256)) return undefined;
+    return this.stage(await source(), expected, options);
   }
 
   /** Stages and commits, unless the store already holds the blob. */
   async put(source: () => AsyncIterable<Uint8Array> | Promise<AsyncIterable<Uint8Array>>, expected: Expected): Promise<'stored' | 'present'> {
-    if (await this.claim(expected.sha256)) return 'present';
-    const staged = await this.stage(await source(), expected);
+    const staged = await this.stageNew(source, expected);
+    if (!staged) return 'present';
     await staged.commit();
     return 'stored';
   }
@@ -194,8 +240,11 @@ async function hashFile(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
+/** From this many files or directories on, one syncfs costs less than an fsync each. */
+const SYNCFS_FROM = 4;
+
+async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
   try {
     await handle.sync();
   } finally {

@@ -16,6 +16,7 @@ export type BuildSource = 'cluster' | 'upload';
 @Index('builds_client_finished', ['client', 'finishedAt', 'id'])
 @Index('builds_platform_finished', ['platform', 'finishedAt', 'id'])
 @Index('builds_pool_state_finished', ['pool', 'state', 'finishedAt', 'id'])
+@Index('builds_worker_state_finished', ['worker', 'state', 'finishedAt', 'id'])
 export class BuildEntity {
   @PrimaryColumn({ type: 'varchar', length: 48 })
   id!: BuildId;

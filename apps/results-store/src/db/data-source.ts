@@ -10,13 +10,18 @@ import { BuildEntity } from './build.entity.js';
 import { JobEntity } from './job.entity.js';
 import { InitialSchema1732400000000 } from './migrations/0001-initial-schema.js';
 import { FilteredListIndexes1796342400000 } from './migrations/0002-filtered-list-indexes.js';
+import { OperatorActions1796860800000 } from './migrations/0003-operator-actions.js';
+import { Rollups1796864400000 } from './migrations/0004-rollups.js';
+import { RollupEntity } from './rollup.entity.js';
+import { AuditEntity } from './audit.entity.js';
+import { RetryEntity } from './retry.entity.js';
 import { StepEntity } from './step.entity.js';
 import { BuildTagEntity, TagEntity } from './tag.entity.js';
 import { TokenEntity } from './token.entity.js';
 import { UserEntity } from './user.entity.js';
 
-export const ENTITIES = [JobEntity, BuildEntity, StepEntity, ArtifactEntity, UserEntity, TokenEntity, TagEntity, BuildTagEntity];
-export const MIGRATIONS = [InitialSchema1732400000000, FilteredListIndexes1796342400000];
+export const ENTITIES = [JobEntity, BuildEntity, StepEntity, ArtifactEntity, UserEntity, TokenEntity, TagEntity, BuildTagEntity, AuditEntity, RetryEntity, RollupEntity];
+export const MIGRATIONS = [InitialSchema1732400000000, FilteredListIndexes1796342400000, OperatorActions1796860800000, Rollups1796864400000];
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 

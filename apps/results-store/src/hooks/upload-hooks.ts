@@ -10,8 +10,10 @@
 import { spawn } from 'node:child_process';
 import { access, constants, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { LoggerService } from '@nestjs/common';
-import type { ResultsMetrics } from '../ops/results-metrics.js';
+import { Inject, Injectable, Optional, type LoggerService } from '@nestjs/common';
+import type { ResultsConfig } from '../config.js';
+import { ResultsMetrics } from '../ops/results-metrics.js';
+import { LOGGER, CONFIG } from '../tokens.js';
 
 export interface StoredBuildFacts {
   readonly build: string;
@@ -36,15 +38,21 @@ export interface HookRun {
 
 const MAX_OUTPUT = 64 * 1024;
 
+@Injectable()
 export class UploadHooks {
   private queue: Promise<unknown> = Promise.resolve();
 
+  private readonly dir: string | undefined;
+  private readonly timeoutMs: number;
+
   constructor(
-    private readonly dir: string | undefined,
-    private readonly timeoutMs: number,
-    private readonly logger: Pick<LoggerService, 'log' | 'warn' | 'error'>,
-    private readonly metrics?: ResultsMetrics,
-  ) {}
+    @Inject(CONFIG) settings: Pick<ResultsConfig, 'hooksDir' | 'hookTimeoutMs'>,
+    @Inject(LOGGER) private readonly logger: Pick<LoggerService, 'log' | 'warn' | 'error'>,
+    @Optional() @Inject(ResultsMetrics) private readonly metrics?: ResultsMetrics,
+  ) {
+    this.dir = settings.hooksDir;
+    this.timeoutMs = settings.hookTimeoutMs;
+  }
 
   /** Queues the hooks for a stored build; resolves when they have all run. */
   afterStored(facts: StoredBuildFacts): Promise<HookRun[]> {

@@ -1,14 +1,10 @@
 /**
- * Reading artifacts from the JetStream object store `cairn-artifacts`, where workers put
- * them under `sha256:<hex>`. The client's `get` sets up a consumer per object (about
- * 10 ms); most artifacts fit in one chunk, and a one-chunk object is read with a single
- * direct message get instead (about 1 ms), using the object store's documented layout
- * (NATS ADR-20: chunks on `$O.<bucket>.C.<nuid>`). Larger or linked objects go through
- * `get`. The bytes are checked against the SHA-256 by the blob store either way.
+ * Reading artifacts: blobs of the worker that ran the job, named by their SHA-256
+ * (blob-store.ts in @cairn/contracts). Reading them from that worker's name only means a
+ * worker cannot put bytes under another job's artifacts. The bytes are checked against
+ * the SHA-256 as they come, and by the blob store again.
  */
-import { objectStores, openObjectStore } from '@cairn/contracts';
-import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import type { ObjectStore } from '@nats-io/obj';
+import { BlobError, readBlob } from '@cairn/contracts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Sha256 } from '../ids.js';
 
@@ -16,42 +12,27 @@ export class ArtifactUnavailableError extends Error {
   override readonly name = 'ArtifactUnavailableError';
 }
 
-const BUCKET = objectStores.artifacts;
-
 export class ArtifactSource {
-  private store: Promise<ObjectStore> | undefined;
-  private jsm: Promise<JetStreamManager> | undefined;
-
   constructor(private readonly bus: NatsConnection) {}
 
-  /** The bytes of `sha256:<hex>`; fails with ArtifactUnavailableError when the object store does not hold it. */
-  async open(sha256: Sha256, what: string): Promise<AsyncIterable<Uint8Array>> {
-    const name = `sha256:${sha256}`;
-    let store: ObjectStore;
+  /** The bytes of `worker`'s artifact `sha256`; fails with ArtifactUnavailableError when it was never stored or cannot be read. */
+  async open(worker: string, sha256: Sha256, what: string): Promise<AsyncIterable<Uint8Array>> {
+    const ref = { store: 'artifacts' as const, owner: worker, sha256 };
+    let blob: Awaited<ReturnType<typeof readBlob>>;
     try {
-      this.store ??= openObjectStore(this.bus, BUCKET);
-      store = await this.store;
+      blob = await readBlob(this.bus, ref);
     } catch (e) {
-      this.store = undefined;
-      throw new ArtifactUnavailableError(`${what}: opening object store ${BUCKET}: ${e instanceof Error ? e.message : String(e)}`);
+      throw new ArtifactUnavailableError(`${what}: ${e instanceof Error ? e.message : String(e)}`);
     }
-    const info = await store.info(name);
-    if (!info || info.deleted) throw new ArtifactUnavailableError(`${what}: ${name} is not in object store ${BUCKET}`);
-    if (info.chunks === 1 && !info.options?.link) {
-      this.jsm ??= jetstreamManager(this.bus);
-      const chunk = await (await this.jsm).streams.getMessage(`OBJ_${BUCKET}`, { last_by_subj: `$O.${BUCKET}.C.${info.nuid}` });
-      if (chunk) {
-        return (async function* () {
-          yield chunk.data;
-        })();
-      }
-    }
-    const object = await store.get(name);
-    if (!object) throw new ArtifactUnavailableError(`${what}: ${name} is not in object store ${BUCKET}`);
+    if (blob === undefined) throw new ArtifactUnavailableError(`${what}: sha256:${sha256} of worker ${worker} was never stored`);
+    const bytes = blob.bytes;
     return (async function* () {
-      yield* object.data as unknown as AsyncIterable<Uint8Array>;
-      const error = await object.error;
-      if (error) throw new ArtifactUnavailableError(`${what}: reading ${name} from ${BUCKET}: ${error.message}`);
+      try {
+        yield* bytes;
+      } catch (e) {
+        if (e instanceof BlobError) throw new ArtifactUnavailableError(`${what}: ${e.message}`);
+        throw e;
+      }
     })();
   }
 }

@@ -1,16 +1,17 @@
 /**
- * Writes one finished build to the database in one transaction: its job (created on
- * first sight), the build row, its steps and its artifacts, and the job's latest-build
- * summary. Called only once every blob the row references is committed to the blob
+ * Writes finished builds to the database, one or a batch per transaction: each one's
+ * job (created on first sight), build row, steps and artifacts, and the job's
+ * latest-build summary. Called only once every blob the row references is committed to the blob
  * store, so the database never names a blob that is not on disk.
  */
 import type { BuildResult } from '@cairn/contracts';
-import type { DataSource, EntityManager } from 'typeorm';
+import { In, type DataSource, type EntityManager, type EntityTarget, type ObjectLiteral, type QueryDeepPartialEntity } from 'typeorm';
 import { ArtifactEntity } from '../db/artifact.entity.js';
 import { BuildEntity, type BuildSource } from '../db/build.entity.js';
 import { JobEntity } from '../db/job.entity.js';
 import { StepEntity } from '../db/step.entity.js';
 import { asBuildId, type BuildId, type JobKey, type Sha256 } from '../ids.js';
+import { RollupBatch } from '../rollups/rollup-metrics.js';
 
 export interface BuildToRecord {
   readonly result: BuildResult;
@@ -24,10 +25,19 @@ export interface BuildToRecord {
 
 export type RecordOutcome = 'stored' | 'duplicate';
 
+/** Rows per INSERT, under SQLite's and PostgreSQL's limits on bound parameters. */
 const CHUNK = 400;
+/** A build row has ~25 columns. */
+const BUILD_ROWS = 100;
 
 export async function buildExists(ds: DataSource, id: BuildId): Promise<boolean> {
   return (await ds.getRepository(BuildEntity).existsBy({ id })) as boolean;
+}
+
+/** Which of `ids` are stored already, in one query. */
+export async function storedAmong(ds: DataSource, ids: readonly BuildId[]): Promise<Set<BuildId>> {
+  if (ids.length === 0) return new Set();
+  return new Set((await ds.getRepository(BuildEntity).find({ select: { id: true }, where: { id: In([...ids]) } })).map((b) => b.id));
 }
 
 const writeQueues = new WeakMap<DataSource, Promise<unknown>>();
@@ -46,28 +56,78 @@ export function exclusiveWrite<T>(ds: DataSource, work: () => Promise<T>): Promi
 export async function recordBuild(ds: DataSource, build: BuildToRecord): Promise<RecordOutcome> {
   const id = asBuildId(build.result.job);
   try {
-    return await exclusiveWrite(ds, () => ds.transaction(async (em) => {
-      if (await em.getRepository(BuildEntity).existsBy({ id })) return 'duplicate';
-      const jobId = await jobKey(em, build.result.name, build.storedAt);
-      await em.insert(BuildEntity, buildRow(id, jobId, build));
-      const steps = build.result.steps.map((s, position) => ({ buildId: id, position, stage: s.stage, op: s.op, stepId: s.id, cached: s.cached, ms: Math.round(s.ms) }));
-      for (let i = 0; i < steps.length; i += CHUNK) await em.insert(StepEntity, steps.slice(i, i + CHUNK));
-      const artifacts = build.artifacts.map((a) => ({ buildId: id, path: a.path, size: a.size, sha256: a.sha256 }));
-      for (let i = 0; i < artifacts.length; i += CHUNK) await em.insert(ArtifactEntity, artifacts.slice(i, i + CHUNK));
-      // Results can arrive out of order; the job shows its most recently finished build.
-      await em
-        .createQueryBuilder()
-        .update(JobEntity)
-        .set({ lastBuildId: id, lastState: build.result.state, lastFinishedAt: build.result.finishedAt, lastPool: build.result.pool })
-        .where('id = :jobId AND (last_finished_at IS NULL OR last_finished_at <= :finished)', { jobId, finished: build.result.finishedAt })
-        .execute();
-      return 'stored' as const;
-    }));
+    const [outcome] = await exclusiveWrite(ds, () => ds.transaction((em) => writeBuilds(em, [build])));
+    return outcome!;
   } catch (e) {
     // Another replica stored the same build between our check and our insert.
     if (await buildExists(ds, id).catch(() => false)) return 'duplicate';
     throw e;
   }
+}
+
+/**
+ * Several builds in one transaction (one commit, one fsync of the database, for all).
+ * When that transaction fails, each build is recorded alone, so one build the database
+ * refuses (or one another replica stored meanwhile) fails only itself. The outcomes are
+ * in the order of `builds`; a build listed twice is stored once, the second a duplicate.
+ */
+export async function recordBuilds(ds: DataSource, builds: readonly BuildToRecord[]): Promise<PromiseSettledResult<RecordOutcome>[]> {
+  if (builds.length > 1) {
+    try {
+      const outcomes = await exclusiveWrite(ds, () => ds.transaction((em) => writeBuilds(em, builds)));
+      return outcomes.map((value) => ({ status: 'fulfilled', value }));
+    } catch {
+      // Told apart below, build by build.
+    }
+  }
+  return Promise.allSettled(builds.map((b) => recordBuild(ds, b)));
+}
+
+async function writeBuilds(em: EntityManager, builds: readonly BuildToRecord[]): Promise<RecordOutcome[]> {
+  const ids = builds.map((b) => asBuildId(b.result.job));
+  const present = new Set((await em.getRepository(BuildEntity).find({ select: { id: true }, where: { id: In(ids) } })).map((b) => b.id));
+  const outcomes = ids.map((id): RecordOutcome => {
+    if (present.has(id)) return 'duplicate';
+    present.add(id);
+    return 'stored';
+  });
+  const fresh = builds.filter((_, i) => outcomes[i] === 'stored');
+  const jobs = new Map<string, JobKey>();
+  for (const b of fresh) if (!jobs.has(b.result.name)) jobs.set(b.result.name, await jobKey(em, b.result.name, b.storedAt));
+  await insertChunked(em, BuildEntity, fresh.map((b) => buildRow(asBuildId(b.result.job), jobs.get(b.result.name)!, b)), BUILD_ROWS);
+  await insertChunked(
+    em,
+    StepEntity,
+    fresh.flatMap((b) => b.result.steps.map((s, position) => ({ buildId: asBuildId(b.result.job), position, stage: s.stage, op: s.op, stepId: s.id, cached: s.cached, ms: Math.round(s.ms) }))),
+    CHUNK,
+  );
+  await insertChunked(
+    em,
+    ArtifactEntity,
+    fresh.flatMap((b) => b.artifacts.map((a) => ({ buildId: asBuildId(b.result.job), path: a.path, size: a.size, sha256: a.sha256 }))),
+    CHUNK,
+  );
+  // Results can arrive out of order; the job shows its most recently finished build (of
+  // those finished at the same time, the last recorded, as if recorded one by one).
+  const latest = new Map<string, BuildToRecord>();
+  for (const b of fresh) if ((latest.get(b.result.name)?.result.finishedAt ?? -Infinity) <= b.result.finishedAt) latest.set(b.result.name, b);
+  for (const [name, b] of latest) {
+    await em
+      .createQueryBuilder()
+      .update(JobEntity)
+      .set({ lastBuildId: asBuildId(b.result.job), lastState: b.result.state, lastFinishedAt: b.result.finishedAt, lastPool: b.result.pool })
+      .where('id = :jobId AND (last_finished_at IS NULL OR last_finished_at <= :finished)', { jobId: jobs.get(name)!, finished: b.result.finishedAt })
+      .execute();
+  }
+  // The charts' figures, in the same transaction: a build is counted once, when it is stored.
+  const rollups = new RollupBatch();
+  for (const b of fresh) rollups.addBuild(b.result);
+  await rollups.write(em);
+  return outcomes;
+}
+
+async function insertChunked<T extends ObjectLiteral>(em: EntityManager, entity: EntityTarget<T>, rows: QueryDeepPartialEntity<T>[], chunk: number): Promise<void> {
+  for (let i = 0; i < rows.length; i += chunk) await em.insert(entity, rows.slice(i, i + chunk));
 }
 
 async function jobKey(em: EntityManager, name: string, now: number): Promise<JobKey> {

@@ -12,18 +12,21 @@
  */
 import { createHash } from 'node:crypto';
 import { parseMessage, type Artifact, type BuildResult } from '@cairn/contracts';
-import type { LoggerService } from '@nestjs/common';
+import { Inject, Injectable, type LoggerService } from '@nestjs/common';
+import { BUS } from '@cairn/service-kit';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { DataSource } from 'typeorm';
-import { BlobMismatchError, type BlobStore, type StagedBlob } from '../blobs/blob-store.js';
+import { BlobMismatchError, BlobStore, type StagedBlob } from '../blobs/blob-store.js';
+import type { ResultsConfig } from '../config.js';
 import type { BuildSource } from '../db/build.entity.js';
-import type { UploadHooks } from '../hooks/upload-hooks.js';
+import { UploadHooks } from '../hooks/upload-hooks.js';
 import { asBuildId, asSha256, type BuildId, type Sha256 } from '../ids.js';
 import { readStoredLog } from '../live/log-stream.js';
-import type { ResultsMetrics } from '../ops/results-metrics.js';
+import { ResultsMetrics } from '../ops/results-metrics.js';
+import { CONFIG, DATA_SOURCE, LOGGER } from '../tokens.js';
 import { normaliseArtifactPath } from './artifact-path.js';
 import { ArtifactSource } from './artifact-source.js';
-import { buildExists, recordBuild, type RecordOutcome } from './build-recorder.js';
+import { buildExists, recordBuild, recordBuilds, storedAmong, type BuildToRecord, type RecordOutcome } from './build-recorder.js';
 import { ByteReader, FramingError, TruncatedError } from './byte-reader.js';
 import { MAX_MANIFEST_BYTES, UploadManifest } from './upload-format.js';
 
@@ -43,60 +46,115 @@ export class UploadRejectedError extends Error {
   }
 }
 
-export interface IngestDeps {
-  readonly ds: DataSource;
-  readonly blobs: BlobStore;
-  readonly bus?: NatsConnection;
-  readonly metrics?: ResultsMetrics;
-  readonly hooks?: UploadHooks;
-  readonly logger: Pick<LoggerService, 'log' | 'warn' | 'error'>;
-  /** Told of every newly stored build (live pages reload). */
-  readonly onStored?: (build: BuildId) => void;
-  readonly publicUrl?: string;
+/** Told of every newly stored build (what shows builds follows: pages, the live board). */
+export interface StoredListener {
+  stored(build: BuildId): void;
 }
 
-interface ClusterOptions {
+/** The injection token of the StoredListener. */
+export const STORED_LISTENER = Symbol('STORED_LISTENER');
+
+/** One result as the stream delivered it. */
+export interface ClusterDelivery {
+  readonly result: BuildResult;
   /** The stream will not deliver this result again: store what can be stored, noting what could not. */
   readonly lastAttempt: boolean;
-  /** Called during long copies so the stream does not redeliver meanwhile. */
-  readonly working?: () => void;
 }
 
 type NormalisedArtifact = { path: string; size: number; sha256: Sha256 };
 
+@Injectable()
 export class Ingest {
   private artifacts: ArtifactSource | undefined;
+  private readonly publicUrl: string | undefined;
 
-  constructor(private readonly deps: IngestDeps) {}
+  constructor(
+    @Inject(DATA_SOURCE) private readonly ds: DataSource,
+    @Inject(BlobStore) private readonly blobs: BlobStore,
+    @Inject(BUS) private readonly bus: NatsConnection,
+    @Inject(ResultsMetrics) private readonly metrics: ResultsMetrics,
+    @Inject(UploadHooks) private readonly hooks: UploadHooks,
+    @Inject(LOGGER) private readonly logger: Pick<LoggerService, 'log' | 'warn' | 'error'>,
+    @Inject(STORED_LISTENER) private readonly listener: StoredListener,
+    @Inject(CONFIG) settings: Pick<ResultsConfig, 'publicUrl'>,
+  ) {
+    this.publicUrl = settings.publicUrl;
+  }
 
-  /** A result from the CAIRN_RESULTS stream; its artifacts are copied from the object store. */
-  async fromCluster(result: BuildResult, options: ClusterOptions): Promise<RecordOutcome> {
-    const id = asBuildId(result.job);
-    if (await buildExists(this.deps.ds, id)) return this.finish(result, 'cluster', 'duplicate', 0);
-    const notes: string[] = [];
-    const artifacts = this.normalise(result.artifacts, 'cluster', notes);
-    const kept: NormalisedArtifact[] = [];
-    const copy = async (artifact: NormalisedArtifact) => {
-      options.working?.();
-      try {
-        await this.deps.blobs.put(() => this.objectBytes(artifact.sha256, `${result.job} artifact ${artifact.path}`), {
-          sha256: artifact.sha256,
-          size: artifact.size,
-          what: `${result.job} artifact ${artifact.path}`,
-        });
-        kept.push(artifact);
-      } catch (e) {
-        const missing = e instanceof RetryLaterError || e instanceof BlobMismatchError;
-        if (!missing || !options.lastAttempt) throw e instanceof RetryLaterError ? e : new RetryLaterError(message(e), { cause: e });
-        notes.push(`artifact ${artifact.path} not kept: ${message(e)}`);
+  /**
+   * Results from the CAIRN_RESULTS stream, stored together: their artifacts are copied
+   * from the object store side by side (at most COPIES_AT_ONCE at a time), the small ones
+   * and the logs committed to the blob store as one group (made durable together), the
+   * large ones each as soon as copied, then the rows of all in one transaction. Each
+   * result succeeds or fails on its own: an artifact that cannot be copied fails only its
+   * result, whose blobs already committed stay as orphans the next delivery reuses.
+   * `working` is called as the work goes on, so the stream does not redeliver meanwhile.
+   */
+  async fromClusterBatch(deliveries: readonly ClusterDelivery[], working: () => void = () => undefined): Promise<PromiseSettledResult<RecordOutcome>[]> {
+    const stored = await storedAmong(this.ds, deliveries.map((d) => asBuildId(d.result.job)));
+    const plans = deliveries.map((d): ClusterPlan => {
+      const notes: string[] = [];
+      const artifacts = stored.has(asBuildId(d.result.job)) ? [] : this.normalise(d.result.artifacts, 'cluster', notes);
+      return { ...d, artifacts, notes, skipped: new Map(), logNotes: [], kept: [] };
+    });
+    const copying = plans.filter((p) => !stored.has(asBuildId(p.result.job)));
+
+    const grouped: StagedBlob[] = [];
+    const small: (() => Promise<void>)[] = [];
+    const large: (() => Promise<void>)[] = [];
+    for (const plan of copying) {
+      for (const artifact of plan.artifacts) {
+        if (artifact.size <= GROUPED_MAX_BYTES) small.push(() => this.copyArtifact(plan, artifact, grouped));
+        else large.push(() => this.copyArtifact(plan, artifact, undefined));
       }
-    };
-    // Copies overlap (each is a round trip to NATS and an fsync), in the listed order.
-    await inOrder(artifacts, COPIES_AT_ONCE, copy);
-    kept.sort((a, b) => (a.path < b.path ? -1 : 1));
-    const log = await this.archiveClusterLog(result, notes);
-    const outcome = await this.commit(result, 'cluster', kept, log, notes);
-    return this.finish(result, 'cluster', outcome, kept.length);
+      small.push(() => this.archiveClusterLog(plan, grouped));
+    }
+    working();
+    await inOrder(small, COPIES_AT_ONCE, (task) => task());
+    try {
+      await this.blobs.commitAll(grouped);
+    } catch (e) {
+      for (const plan of copying) plan.failure ??= new RetryLaterError(`committing blobs to the blob store: ${message(e)}`, { cause: e });
+    }
+    working();
+    await inOrder(large, COPIES_AT_ONCE, (task) => task());
+
+    const ready = copying.filter((p) => p.failure === undefined);
+    const recorded = await this.commitMany(ready.map((plan) => this.toRecord(plan)));
+    const outcomes = new Map(ready.map((plan, i) => [plan, recorded[i]!]));
+    return Promise.all(
+      plans.map(async (plan): Promise<PromiseSettledResult<RecordOutcome>> => {
+        if (stored.has(asBuildId(plan.result.job))) return { status: 'fulfilled', value: await this.finish(plan.result, 'cluster', 'duplicate', 0) };
+        if (plan.failure !== undefined) return { status: 'rejected', reason: plan.failure };
+        const outcome = outcomes.get(plan)!;
+        if (outcome.status === 'rejected') return outcome;
+        return { status: 'fulfilled', value: await this.finish(plan.result, 'cluster', outcome.value, plan.kept.length) };
+      }),
+    );
+  }
+
+  /** Copies one artifact of `plan` into `group` (committed later, with the others) or, without one, commits it at once. */
+  private async copyArtifact(plan: ClusterPlan, artifact: NormalisedArtifact, group: StagedBlob[] | undefined): Promise<void> {
+    if (plan.failure !== undefined) return;
+    const what = `${plan.result.job} artifact ${artifact.path}`;
+    try {
+      const expected = { sha256: artifact.sha256, size: artifact.size, what };
+      const staged = await this.blobs.stageNew(() => this.objectBytes(plan.result.worker, artifact.sha256, what), expected, { deferSync: group !== undefined });
+      if (staged && group) group.push(staged);
+      else if (staged) await staged.commit();
+      plan.kept.push(artifact);
+    } catch (e) {
+      const missing = e instanceof RetryLaterError || e instanceof BlobMismatchError;
+      if (!missing || !plan.lastAttempt) plan.failure ??= e instanceof RetryLaterError ? e : new RetryLaterError(message(e), { cause: e });
+      else plan.skipped.set(artifact, `artifact ${artifact.path} not kept: ${message(e)}`);
+    }
+  }
+
+  private toRecord(plan: ClusterPlan): BuildToRecord {
+    plan.kept.sort((a, b) => (a.path < b.path ? -1 : 1));
+    // In the order the result lists them, however the copies finished.
+    const notes = [...plan.notes, ...plan.artifacts.flatMap((a) => plan.skipped.get(a) ?? []), ...plan.logNotes];
+    return { result: plan.result, source: 'cluster', artifacts: plan.kept, ...(plan.log ? { log: plan.log } : {}), ...(notes.length ? { note: notes.join('\n') } : {}), storedAt: Date.now() };
   }
 
   /**
@@ -127,7 +185,7 @@ export class Ingest {
     const problems: string[] = [];
     const artifacts = this.normalise(result.artifacts, 'upload', problems);
     if (problems.length) throw new UploadRejectedError(422, `upload of ${result.job}: ${problems.join('; ')}`);
-    if (await buildExists(this.deps.ds, asBuildId(result.job))) throw new UploadRejectedError(409, `build ${result.job} is already stored`);
+    if (await buildExists(this.ds, asBuildId(result.job))) throw new UploadRejectedError(409, `build ${result.job} is already stored`);
 
     const staged: StagedBlob[] = [];
     try {
@@ -135,7 +193,7 @@ export class Ingest {
       for (const artifact of result.artifacts) {
         const path = normaliseArtifactPath(artifact.path, 'upload');
         const what = `upload of ${result.job}: artifact ${path.ok ? path.path : artifact.path}`;
-        staged.push(await this.deps.blobs.stage(reader.take(artifact.size, what), { sha256: asSha256(artifact.sha256), size: artifact.size, what }));
+        staged.push(await this.blobs.stage(reader.take(artifact.size, what), { sha256: asSha256(artifact.sha256), size: artifact.size, what }));
       }
       await reader.end(`upload of ${result.job}`);
     } catch (e) {
@@ -143,7 +201,7 @@ export class Ingest {
       throw rejection(e);
     }
     for (const blob of staged) {
-      if (await this.deps.blobs.claim(blob.sha256)) await blob.discard();
+      if (await this.blobs.claim(blob.sha256)) await blob.discard();
       else await blob.commit();
     }
     const log = manifest.log === undefined ? undefined : await this.putText(manifest.log, `log of ${result.job}`);
@@ -173,23 +231,31 @@ export class Ingest {
 
   private async commit(result: BuildResult, source: BuildSource, artifacts: NormalisedArtifact[], log: { sha256: Sha256; size: number } | undefined, notes: string[]): Promise<RecordOutcome> {
     const record = () =>
-      recordBuild(this.deps.ds, { result, source, artifacts, ...(log ? { log } : {}), ...(notes.length ? { note: notes.join('\n') } : {}), storedAt: Date.now() });
+      recordBuild(this.ds, { result, source, artifacts, ...(log ? { log } : {}), ...(notes.length ? { note: notes.join('\n') } : {}), storedAt: Date.now() });
     try {
-      return await (this.deps.metrics ? this.deps.metrics.timeDb('record', record) : record());
+      return await this.metrics.timeDb('record', record);
     } catch (e) {
       throw new RetryLaterError(`storing ${result.job} in the database: ${message(e)}`, { cause: e });
     }
   }
 
+  private async commitMany(builds: BuildToRecord[]): Promise<PromiseSettledResult<RecordOutcome>[]> {
+    if (builds.length === 0) return [];
+    const settled = await this.metrics.timeDb('record', () => recordBuilds(this.ds, builds));
+    return settled.map((s, i) =>
+      s.status === 'fulfilled' ? s : { status: 'rejected', reason: new RetryLaterError(`storing ${builds[i]!.result.job} in the database: ${message(s.reason)}`, { cause: s.reason }) },
+    );
+  }
+
   private async finish(result: BuildResult, source: BuildSource, outcome: RecordOutcome, artifacts: number): Promise<RecordOutcome> {
-    this.deps.metrics?.ingested.inc({ source, outcome });
+    this.metrics.ingested.inc({ source, outcome });
     if (outcome !== 'stored') return outcome;
-    this.deps.metrics?.ingestLag.observe({ source }, Math.max(0, Date.now() - result.finishedAt) / 1000);
+    this.metrics.ingestLag.observe({ source }, Math.max(0, Date.now() - result.finishedAt) / 1000);
     const id = asBuildId(result.job);
-    this.deps.onStored?.(id);
-    this.deps.logger.log(`stored ${source} build ${result.job} of ${JSON.stringify(result.name)} (${result.state}, ${artifacts} artifact(s))`);
-    void this.deps.hooks
-      ?.afterStored({
+    this.listener.stored(id);
+    this.logger.log(`stored ${source} build ${result.job} of ${JSON.stringify(result.name)} (${result.state}, ${artifacts} artifact(s))`);
+    void this.hooks
+      .afterStored({
         build: result.job,
         job: result.name,
         state: result.state,
@@ -200,49 +266,81 @@ export class Ingest {
         finishedAt: result.finishedAt,
         durationMs: Math.max(0, result.finishedAt - result.startedAt),
         artifacts,
-        ...(this.deps.publicUrl ? { url: `${this.deps.publicUrl}/builds/${result.job}` } : {}),
+        ...(this.publicUrl ? { url: `${this.publicUrl}/builds/${result.job}` } : {}),
       })
-      .catch((e: unknown) => this.deps.logger.error(`upload hooks for ${result.job}: ${message(e)}`));
+      .catch((e: unknown) => this.logger.error(`upload hooks for ${result.job}: ${message(e)}`));
     return outcome;
   }
 
-  private async archiveClusterLog(result: BuildResult, notes: string[]): Promise<{ sha256: Sha256; size: number } | undefined> {
-    if (!this.deps.bus) return undefined;
+  /** Stages the log of `plan`'s last run into `group`, noting what of it is missing. */
+  private async archiveClusterLog(plan: ClusterPlan, group: StagedBlob[]): Promise<void> {
+    if (plan.failure !== undefined) return;
+    const { result } = plan;
     let stored;
     try {
-      stored = await readStoredLog(this.deps.bus, result.client, result.job);
+      stored = await readStoredLog(this.bus, { client: result.client, job: result.job, worker: result.worker, attempt: result.attempts });
     } catch (e) {
-      throw new RetryLaterError(`reading the log of ${result.job} from the log stream: ${message(e)}`, { cause: e });
+      plan.failure ??= new RetryLaterError(`reading the log of ${result.job} from the log stream: ${message(e)}`, { cause: e });
+      return;
     }
-    if (!stored) return undefined;
-    if (!stored.complete) notes.push(`the log stream held ${stored.chunks} chunk(s) of attempt ${stored.attempt} but not the last one`);
-    if (stored.earlierAttempts.length) notes.push(`the log is attempt ${stored.attempt}'s; the partial log(s) of attempt(s) ${stored.earlierAttempts.join(', ')} were not kept`);
-    return this.putText(stored.text, `log of ${result.job}`);
+    if (!stored) return;
+    if (!stored.complete) plan.logNotes.push(`the log stream held ${stored.chunks} chunk(s) of attempt ${result.attempts} but not the last one`);
+    if (result.attempts > 1) {
+      const earlier = Array.from({ length: result.attempts - 1 }, (_, i) => i + 1);
+      plan.logNotes.push(`the log is attempt ${result.attempts}'s; the partial log(s) of attempt(s) ${earlier.join(', ')} were not kept`);
+    }
+    try {
+      const bytes = Buffer.from(stored.text, 'utf8');
+      const log = { sha256: asSha256(createHash('sha256').update(bytes).digest('hex')), size: bytes.length };
+      const staged = await this.blobs.stageNew(() => once(bytes), { ...log, what: `log of ${result.job}` }, { deferSync: true });
+      if (staged) group.push(staged);
+      plan.log = log;
+    } catch (e) {
+      plan.failure ??= new RetryLaterError(`keeping the log of ${result.job}: ${message(e)}`, { cause: e });
+    }
   }
 
   private async putText(text: string, what: string): Promise<{ sha256: Sha256; size: number }> {
     const bytes = Buffer.from(text, 'utf8');
     const sha256 = asSha256(createHash('sha256').update(bytes).digest('hex'));
-    await this.deps.blobs.put(
-      () => (async function* () {
-        yield bytes;
-      })(),
-      { sha256, size: bytes.length, what },
-    );
+    await this.blobs.put(() => once(bytes), { sha256, size: bytes.length, what });
     return { sha256, size: bytes.length };
   }
 
-  private objectBytes(sha256: Sha256, what: string): Promise<AsyncIterable<Uint8Array>> {
-    if (!this.deps.bus) throw new RetryLaterError(`${what}: no bus to fetch it from`);
-    this.artifacts ??= new ArtifactSource(this.deps.bus);
-    return this.artifacts.open(sha256, what).catch((e: unknown) => {
+  private objectBytes(worker: string, sha256: Sha256, what: string): Promise<AsyncIterable<Uint8Array>> {
+    this.artifacts ??= new ArtifactSource(this.bus);
+    return this.artifacts.open(worker, sha256, what).catch((e: unknown) => {
       throw new RetryLaterError(message(e), { cause: e });
     });
   }
 
 }
 
-const COPIES_AT_ONCE = 6;
+/** Copies from the object store in flight at once, over a whole batch of results. */
+const COPIES_AT_ONCE = 32;
+/**
+ * Artifacts up to this size are committed as one group once every one is copied; a larger
+ * one is committed as soon as it is copied, so a big copy does not hold back the small.
+ */
+const GROUPED_MAX_BYTES = 1024 * 1024;
+
+interface ClusterPlan extends ClusterDelivery {
+  readonly artifacts: NormalisedArtifact[];
+  /** Problems with the listed artifacts (bad paths), noted on the build. */
+  readonly notes: string[];
+  /** Artifacts given up on the last attempt, with why. */
+  readonly skipped: Map<NormalisedArtifact, string>;
+  readonly logNotes: string[];
+  /** Artifacts in the blob store (or staged into it). */
+  readonly kept: NormalisedArtifact[];
+  log?: { sha256: Sha256; size: number };
+  /** Why this result cannot be stored now; it is delivered again. */
+  failure?: unknown;
+}
+
+async function* once(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  yield bytes;
+}
 
 /** Runs `work` over `items`, at most `limit` at once, starting them in order; fails with the first failure once all started ones settle. */
 async function inOrder<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {

@@ -5,33 +5,47 @@
  * job ID. A message that is not a BuildResult is terminated (it would never parse) and
  * logged with its stream sequence.
  */
-import { BuildResult, streams, subjects } from '@cairn/contracts';
+import { backoffDelay, BuildResult, streams, subjects } from '@cairn/contracts';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
-import type { LoggerService } from '@nestjs/common';
+import { Inject, Injectable, type LoggerService } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { ResultsMetrics } from '../ops/results-metrics.js';
-import type { Ingest } from './ingest.js';
+import { BUS } from '@cairn/service-kit';
+import type { ResultsConfig } from '../config.js';
+import { ResultsMetrics } from '../ops/results-metrics.js';
+import { LOGGER, CONFIG } from '../tokens.js';
+import { Ingest } from './ingest.js';
 
 const NS = 1_000_000;
 /** After this many deliveries an artifact still missing from the object store is given up (noted on the build). */
 const MAX_ATTEMPTS = 8;
-const PARALLEL = 8;
+/** Results stored per batch (one transaction, blobs made durable together). */
+const BATCH = 32;
+/** Batches worked on at once: one copying while another commits. */
+const LANES = 2;
+/** A result not stored yet comes again after 1 s, then 2, 4, ... up to a minute (less up to half, the jitter). */
+const RETRY = { firstMs: 500, maxMs: 60_000 };
 
+@Injectable()
 export class ResultConsumer {
   private messages: ConsumerMessages | undefined;
   private loop: Promise<void> | undefined;
   private backlogTimer: NodeJS.Timeout | undefined;
   private stopped = false;
 
+  private readonly durable: string;
+  /** A result whose store died mid-way is delivered again after this long. */
+  private readonly ackWaitMs: number;
+
   constructor(
-    private readonly bus: NatsConnection,
-    private readonly ingest: Ingest,
-    private readonly durable: string,
-    private readonly logger: Pick<LoggerService, 'log' | 'warn' | 'error'>,
-    private readonly metrics?: ResultsMetrics,
-    /** A result whose store died mid-way is delivered again after this long. */
-    private readonly ackWaitMs = 30_000,
-  ) {}
+    @Inject(BUS) private readonly bus: NatsConnection,
+    @Inject(Ingest) private readonly ingest: Ingest,
+    @Inject(CONFIG) settings: Pick<ResultsConfig, 'durable' | 'ackWaitMs'>,
+    @Inject(LOGGER) private readonly logger: Pick<LoggerService, 'log' | 'warn' | 'error'>,
+    @Inject(ResultsMetrics) private readonly metrics: ResultsMetrics,
+  ) {
+    this.durable = settings.durable;
+    this.ackWaitMs = settings.ackWaitMs;
+  }
 
   async start(): Promise<void> {
     const jsm = await jetstreamManager(this.bus);
@@ -55,11 +69,11 @@ export class ResultConsumer {
       }
     }
     const consumer = await jetstream(this.bus).consumers.get(streams.results.name, this.durable);
-    this.messages = await consumer.consume({ max_messages: PARALLEL * 4 });
+    this.messages = await consumer.consume({ max_messages: BATCH * LANES * 2 });
     this.loop = this.run(this.messages);
     const refreshBacklog = async () => {
       const info = await consumer.info().catch(() => undefined);
-      if (info) this.metrics?.backlog.set(info.num_pending + info.num_ack_pending);
+      if (info) this.metrics.backlog.set(info.num_pending + info.num_ack_pending);
     };
     void refreshBacklog();
     this.backlogTimer = setInterval(() => void refreshBacklog(), 5000);
@@ -73,18 +87,71 @@ export class ResultConsumer {
     await this.loop;
   }
 
+  /**
+   * Results are taken in batches of what has arrived, up to BATCH, so that a burst is
+   * stored a batch per transaction and fsync group while a single result still goes
+   * through at once; LANES batches are worked on at a time.
+   */
   private async run(messages: ConsumerMessages): Promise<void> {
-    const inFlight = new Set<Promise<void>>();
+    const waiting: JsMsg[] = [];
+    const lanes = new Set<Promise<void>>();
+    const lane = async () => {
+      while (waiting.length > 0) await this.handleBatch(waiting.splice(0, BATCH));
+    };
     for await (const m of messages) {
       if (this.stopped) break;
-      const work = this.handle(m).finally(() => inFlight.delete(work));
-      inFlight.add(work);
-      if (inFlight.size >= PARALLEL) await Promise.race(inFlight);
+      waiting.push(m);
+      if (lanes.size < LANES) {
+        const work = lane().finally(() => lanes.delete(work));
+        lanes.add(work);
+      }
+      // Enough waiting for every lane's next batch: let the client hold the rest.
+      while (waiting.length >= BATCH * LANES && lanes.size > 0) await Promise.race(lanes);
     }
-    await Promise.all(inFlight);
+    await Promise.all(lanes);
   }
 
-  private async handle(m: JsMsg): Promise<void> {
+  private async handleBatch(batch: readonly JsMsg[]): Promise<void> {
+    const deliveries: { m: JsMsg; result: BuildResult }[] = [];
+    for (const m of batch) {
+      const result = this.parse(m);
+      if (result) deliveries.push({ m, result });
+    }
+    if (deliveries.length === 0) return;
+    const working = () => {
+      for (const { m } of deliveries) m.working();
+    };
+    const claim = setInterval(working, Math.max(250, this.ackWaitMs / 3));
+    let settled: PromiseSettledResult<unknown>[];
+    try {
+      settled = await this.ingest.fromClusterBatch(
+        deliveries.map(({ m, result }) => ({ result, lastAttempt: m.info.deliveryCount >= MAX_ATTEMPTS })),
+        working,
+      );
+    } catch (e) {
+      settled = deliveries.map(() => ({ status: 'rejected', reason: e }));
+    } finally {
+      clearInterval(claim);
+    }
+    await Promise.all(
+      deliveries.map(async ({ m, result }, i) => {
+        const outcome = settled[i]!;
+        if (outcome.status === 'fulfilled') {
+          await m.ackAck().catch(() => m.ack());
+          return;
+        }
+        this.metrics.ingestFailures.inc({ source: 'cluster' });
+        // Redelivered by the stream after a jittered backoff, so results failed by one outage do not all come back at once.
+        const delay = Math.round(backoffDelay(m.info.deliveryCount, RETRY));
+        const reason: unknown = outcome.reason;
+        this.logger.warn(`result ${result.job} (delivery ${m.info.deliveryCount}) not stored yet, retrying in ${delay} ms: ${reason instanceof Error ? reason.message : String(reason)}`);
+        m.nak(delay);
+      }),
+    );
+  }
+
+  /** The message's BuildResult; a message that is not one is terminated (it would never parse). */
+  private parse(m: JsMsg): BuildResult | undefined {
     let data: unknown;
     try {
       data = m.json();
@@ -92,24 +159,10 @@ export class ResultConsumer {
       data = undefined;
     }
     const parsed = BuildResult.safeParse(data);
-    if (!parsed.success) {
-      const problems = parsed.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ');
-      this.logger.error(`result at ${streams.results.name} sequence ${m.seq} (${m.subject}) is not a BuildResult, dropped: ${problems}`);
-      m.term(`not a BuildResult: ${problems}`);
-      return;
-    }
-    const result = parsed.data;
-    const claim = setInterval(() => m.working(), Math.max(250, this.ackWaitMs / 3));
-    try {
-      await this.ingest.fromCluster(result, { lastAttempt: m.info.deliveryCount >= MAX_ATTEMPTS, working: () => m.working() });
-      clearInterval(claim);
-      await m.ackAck().catch(() => m.ack());
-    } catch (e) {
-      clearInterval(claim);
-      this.metrics?.ingestFailures.inc({ source: 'cluster' });
-      const delay = Math.min(60_000, 500 * 2 ** Math.min(m.info.deliveryCount, 7));
-      this.logger.warn(`result ${result.job} (delivery ${m.info.deliveryCount}) not stored yet, retrying in ${delay} ms: ${e instanceof Error ? e.message : String(e)}`);
-      m.nak(delay);
-    }
+    if (parsed.success) return parsed.data;
+    const problems = parsed.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ');
+    this.logger.error(`result at ${streams.results.name} sequence ${m.seq} (${m.subject}) is not a BuildResult, dropped: ${problems}`);
+    m.term(`not a BuildResult: ${problems}`);
+    return undefined;
   }
 }

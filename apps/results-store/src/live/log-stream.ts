@@ -1,13 +1,14 @@
 /**
- * Build logs on the CAIRN_LOGS stream, one subject per job
- * (`cairn.v1.logs.<client>.<job>`), chunks numbered 1, 2, 3... with `end` on the last.
- * A job requeued after a lost worker logs again from 1 under the next `attempt`; the
- * later attempt's log replaces the earlier one.
+ * Build logs on the CAIRN_LOGS stream, one subject per job and worker
+ * (`cairn.v1.logs.<client>.<job>.<worker>`), chunks numbered 1, 2, 3... with `end` on
+ * the last. A job requeued after a lost worker logs again from 1 under the next
+ * `attempt`; the later attempt's log replaces the earlier one. A chunk counts only when
+ * the worker in its subject ran its attempt (log-writers.ts): any other is dropped.
  * Two readers: `tailLog` follows a running build as chunks arrive (for the live page),
  * and `readStoredLog` collects what the stream holds for a finished build so that the
  * store can keep the log after the stream has aged it out.
  */
-import { LogChunk, streams, subjects } from '@cairn/contracts';
+import { LogChunk, LogWriters, streams, subjects, type RunHistory } from '@cairn/contracts';
 import { DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 
@@ -15,19 +16,17 @@ export interface TailOptions {
   readonly signal?: AbortSignal;
   /** The client that submitted the job; `*` when not known (a build seen only by its ID). */
   readonly client?: string;
+  /** Which workers ran the job's runs: the scheduler's status of the job, as `client` sees it. */
+  readonly history: (client: string) => Promise<RunHistory | undefined>;
 }
 
-/**
- * Every chunk of `job` from the first, then the live ones, each once, until the chunk
- * marked `end` or until `signal` aborts. Chunks of an attempt older than one already
- * seen are skipped; the first chunk of a newer attempt tells the reader to start over
- * (its `attempt` is higher than the previous chunk's). An ordered consumer, deleted when
- * the reader stops; should that delete be lost (the process killed, NATS unreachable),
- * the server drops it after INACTIVE_MS without a pull.
- */
-export async function* tailLog(nc: NatsConnection, job: string, options: TailOptions = {}): AsyncIterable<LogChunk> {
+/** A chunk and when the stream took it (epoch ms): the time shown on its lines. */
+export type TimedChunk = LogChunk & { readonly at: number };
+
+export async function* tailLog(nc: NatsConnection, job: string, options: TailOptions): AsyncIterable<TimedChunk> {
+  const writers = new LogWriters(options.history);
   const consumer = await jetstream(nc).consumers.get(streams.logs.name, {
-    filter_subjects: subjects.log(options.client ?? '*', job),
+    filter_subjects: subjects.jobLog(options.client ?? '*', job),
     deliver_policy: DeliverPolicy.All,
     inactive_threshold: INACTIVE_MS,
   });
@@ -43,14 +42,14 @@ export async function* tailLog(nc: NatsConnection, job: string, options: TailOpt
     if (options.signal?.aborted) return;
     for await (const m of messages) {
       const chunk = parseChunk(m, job);
-      if (!chunk || chunk.attempt < attempt) continue;
+      if (!chunk || chunk.attempt < attempt || !(await writers.wrote(m.subject, chunk.attempt))) continue;
       if (chunk.attempt > attempt) {
         attempt = chunk.attempt;
         seen.clear();
       }
       if (seen.has(chunk.seq)) continue;
       seen.add(chunk.seq);
-      yield chunk;
+      yield { ...chunk, at: Math.floor(Number(m.info.timestampNanos) / 1e6) };
       if (chunk.end) return;
     }
   } finally {
@@ -73,24 +72,23 @@ async function dropConsumer(consumer: Consumer): Promise<void> {
 }
 
 export interface StoredLog {
-  /** The log of the latest attempt. */
   readonly text: string;
-  readonly attempt: number;
-  /** Earlier attempts the stream also held (not in `text`). */
-  readonly earlierAttempts: number[];
   /** The chunk marked `end` was among them. */
   readonly complete: boolean;
   readonly chunks: number;
 }
 
 /**
- * The log the stream holds for a finished job, in `seq` order. When the last stored
+ * The log of a finished job's last run as the stream holds it, in `seq` order: the chunks
+ * of `attempt` on the subject of `worker`, the worker that ran it. When the last stored
  * chunk is not the `end` one (the result overtook the log's tail), waits up to
- * `waitForEndMs` for it. Undefined when the stream holds nothing for the job.
+ * `waitForEndMs` for it. Undefined when the stream holds nothing of that worker's.
  */
-export async function readStoredLog(nc: NatsConnection, client: string, job: string, waitForEndMs = 2000): Promise<StoredLog | undefined> {
-  const jsm = await jetstreamManager(nc);
-  const subject = subjects.log(client, job);
+export async function readStoredLog(nc: NatsConnection, run: { client: string; job: string; worker: string; attempt: number }, waitForEndMs = 2000): Promise<StoredLog | undefined> {
+  // Called for every result stored: the API check would be one more round trip each time.
+  const jsm = await jetstreamManager(nc, { checkAPI: false });
+  const { job, attempt } = run;
+  const subject = subjects.log(run.client, job, run.worker);
   const deadline = Date.now() + waitForEndMs;
   let last = await jsm.streams.getMessage(streams.logs.name, { last_by_subj: subject });
   if (!last) return undefined;
@@ -104,28 +102,20 @@ export async function readStoredLog(nc: NatsConnection, client: string, job: str
     await dropConsumer(consumer);
     throw e;
   });
-  const attempts = new Map<number, Map<number, LogChunk>>();
+  const chunks = new Map<number, LogChunk>();
   try {
     for await (const m of messages) {
       const chunk = parseChunk(m, job);
-      if (chunk) {
-        const chunks = attempts.get(chunk.attempt) ?? new Map<number, LogChunk>();
-        attempts.set(chunk.attempt, chunks);
-        if (!chunks.has(chunk.seq)) chunks.set(chunk.seq, chunk);
-      }
+      if (chunk?.attempt === attempt && !chunks.has(chunk.seq)) chunks.set(chunk.seq, chunk);
       if (m.seq >= lastSeq) break;
     }
   } finally {
     await messages.close().catch(() => undefined);
     await dropConsumer(consumer);
   }
-  const numbers = [...attempts.keys()].sort((a, b) => a - b);
-  const attempt = numbers[numbers.length - 1] ?? 1;
-  const ordered = [...(attempts.get(attempt)?.values() ?? [])].sort((a, b) => a.seq - b.seq);
+  const ordered = [...chunks.values()].sort((a, b) => a.seq - b.seq);
   return {
     text: ordered.map((c) => c.text).join(''),
-    attempt,
-    earlierAttempts: numbers.slice(0, -1),
     complete: ordered.some((c) => c.end !== undefined),
     chunks: ordered.length,
   };
@@ -134,7 +124,7 @@ export async function readStoredLog(nc: NatsConnection, client: string, job: str
 /** Whether the stream holds any chunk of `job` (whoever submitted it). */
 export async function logExists(nc: NatsConnection, job: string): Promise<boolean> {
   const jsm = await jetstreamManager(nc);
-  const info = await jsm.streams.info(streams.logs.name, { subjects_filter: subjects.log('*', job) });
+  const info = await jsm.streams.info(streams.logs.name, { subjects_filter: subjects.jobLog('*', job) });
   return Object.keys(info.state.subjects ?? {}).length > 0;
 }
 

@@ -1,11 +1,15 @@
 /**
  * The scheduler's own view of pools, workers and queues, asked for over the bus
- * (`cairn.v1.admin.pools|workers|queues`). Answers are cached for a moment so that a
+ * (`cairn.v1.admin.pools|workers|queues|jobs`), and of the runs of one job. Answers are cached for a moment so that a
  * busy dashboard asks the scheduler once per interval, not once per page view, and a
  * scheduler that does not answer costs a page at most one short timeout.
  */
-import { buckets, call, openBucket, PoolInfo, QueueInfo, ServiceStatus, subjects, WorkerInfo, type Reply } from '@cairn/contracts';
+import { ActiveJob, buckets, call, JobStatus, openBucket, PoolInfo, QueueInfo, ServiceStatus, subjects, WorkerInfo, type Reply, type RunHistory } from '@cairn/contracts';
+import { Inject, Injectable } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { BUS } from '@cairn/service-kit';
+import type { ResultsConfig } from '../config.js';
+import { CONFIG } from '../tokens.js';
 import { z } from 'zod';
 
 export type PoolView = z.infer<typeof PoolInfo>;
@@ -16,13 +20,15 @@ export type View<T> = { readonly ok: true; readonly value: T } | { readonly ok: 
 
 const TTL_MS = 2000;
 
+@Injectable()
 export class SchedulerViews {
   private readonly cache = new Map<string, { at: number; value: Promise<View<unknown>> }>();
 
-  constructor(
-    private readonly bus: NatsConnection,
-    private readonly timeoutMs: number,
-  ) {}
+  private readonly timeoutMs: number;
+
+  constructor(@Inject(BUS) private readonly bus: NatsConnection, @Inject(CONFIG) config: Pick<ResultsConfig, 'adminTimeoutMs'>) {
+    this.timeoutMs = config.adminTimeoutMs;
+  }
 
   pools(): Promise<View<PoolView[]>> {
     return this.ask('pools', z.array(PoolInfo));
@@ -34,6 +40,21 @@ export class SchedulerViews {
 
   queues(): Promise<View<QueueView[]>> {
     return this.ask('queues', z.array(QueueInfo));
+  }
+
+  /** The jobs not yet finished, as the scheduler knows them now. Not cached: asked when the board starts. */
+  activeJobs(): Promise<View<ActiveJob[]>> {
+    return this.request('jobs', z.array(ActiveJob));
+  }
+
+  /**
+   * Which workers ran a job's runs, asked as the job's client asks (`client.<client>.status`):
+   * the check on its log chunks (log-writers.ts). Not cached: asked when a run is new.
+   */
+  async runsOf(client: string, job: string): Promise<RunHistory | undefined> {
+    const reply = await call<unknown>(this.bus, subjects.client(client, 'status'), { job }, { timeoutMs: this.timeoutMs });
+    const parsed = reply.ok ? JobStatus.safeParse(reply.value) : undefined;
+    return parsed?.success && parsed.data.job === job ? parsed.data : undefined;
   }
 
   /** The processes `cairn up` supervises (its `cairn-services` bucket): none when the cluster was not started by `cairn up`. */
@@ -61,12 +82,22 @@ export class SchedulerViews {
   private ask<T>(verb: 'pools' | 'workers' | 'queues', schema: z.ZodType<T>): Promise<View<T>> {
     const cached = this.cache.get(verb);
     if (cached && Date.now() - cached.at < TTL_MS) return cached.value as Promise<View<T>>;
-    const value = call<unknown>(this.bus, subjects.admin(verb), {}, { timeoutMs: this.timeoutMs }).then((reply: Reply<unknown>): View<T> => {
+    const at = Date.now();
+    const value = this.request(verb, schema);
+    this.cache.set(verb, { at, value });
+    // A timeout is remembered, so that a silent scheduler costs pages one wait per interval;
+    // a quick refusal (no scheduler subscribed yet, as at start) costs nothing to ask again.
+    void value.then((view) => {
+      if (!view.ok && Date.now() - at < this.timeoutMs && this.cache.get(verb)?.value === value) this.cache.delete(verb);
+    });
+    return value;
+  }
+
+  private request<T>(verb: 'pools' | 'workers' | 'queues' | 'jobs', schema: z.ZodType<T>): Promise<View<T>> {
+    return call<unknown>(this.bus, subjects.admin(verb), {}, { timeoutMs: this.timeoutMs }).then((reply: Reply<unknown>): View<T> => {
       if (!reply.ok) return { ok: false, error: `${reply.error.code}: ${reply.error.message}` };
       const parsed = schema.safeParse(reply.value);
       return parsed.success ? { ok: true, value: parsed.data } : { ok: false, error: `${subjects.admin(verb)}: unexpected answer (${parsed.error.issues[0]?.message ?? 'invalid'})` };
     });
-    this.cache.set(verb, { at: Date.now(), value });
-    return value;
   }
 }

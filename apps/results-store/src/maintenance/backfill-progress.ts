@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import type { Cursor } from '../queries/build-queries.js';
 
 export interface BackfillPosition {
-  /** The renderer and address the pass saves pages for (see web/prerendered-pages.ts). */
+  /** The renderer and address the pass saves pages for (see pages/prerendered-pages.ts). */
   readonly renderer: string;
   readonly baseUrl: string;
   /** The last build the pass went through: it goes on with the builds that finished before it. */

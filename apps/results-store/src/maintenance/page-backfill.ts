@@ -16,13 +16,14 @@
  *
  * Builds stored while it runs need none of this: their pages are rendered when stored.
  */
-import type { LoggerService } from '@nestjs/common';
+import { Inject, Injectable, type LoggerService } from '@nestjs/common';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
-import type { RequestActivity } from '../ops/request-activity.js';
-import type { ResultsMetrics } from '../ops/results-metrics.js';
-import type { BuildQueries, PageSource } from '../queries/build-queries.js';
-import type { BackfillOutcome, BuildPages } from '../web/build-pages.js';
-import type { BackfillPosition, BackfillProgress } from './backfill-progress.js';
+import { RequestActivity } from '../ops/request-activity.js';
+import { ResultsMetrics } from '../ops/results-metrics.js';
+import { BuildQueries, type PageSource } from '../queries/build-queries.js';
+import { CONFIG, LOGGER } from '../tokens.js';
+import { BuildPages, type BackfillOutcome } from '../pages/build-pages.js';
+import { BackfillProgress, backfillProgressPath, type BackfillPosition } from './backfill-progress.js';
 
 /**
  * Readers count as being served when a request began or ended this recently. A second,
@@ -34,13 +35,7 @@ const QUIET_MS = 1000;
 /** Without a public URL, the address pages are rendered for is learnt from the first reader. */
 const BASE_URL_POLL_MS = 2000;
 
-export interface PageBackfillParts {
-  readonly queries: BuildQueries;
-  readonly pages: BuildPages;
-  readonly progress: BackfillProgress;
-  readonly metrics: ResultsMetrics;
-  readonly activity: Pick<RequestActivity, 'busy'>;
-  readonly logger: LoggerService;
+export interface BackfillSettings {
   /** Builds read per batch; 0 switches the backfill off. */
   readonly batch: number;
   readonly pauseMs: number;
@@ -52,24 +47,37 @@ const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 /** Sleeps, cut short (without an error) when the backfill is stopped. */
 const pause = (ms: number, signal: AbortSignal) => sleep(ms, undefined, { signal }).catch(() => undefined);
 
+@Injectable()
 export class PageBackfill {
   private pass: Promise<void> | undefined;
   private abort = new AbortController();
   private remaining = 0;
+  private readonly progress: BackfillProgress;
+  private readonly settings: BackfillSettings;
 
-  constructor(private readonly parts: PageBackfillParts) {}
+  constructor(
+    @Inject(BuildQueries) private readonly queries: BuildQueries,
+    @Inject(BuildPages) private readonly pages: BuildPages,
+    @Inject(ResultsMetrics) private readonly metrics: ResultsMetrics,
+    @Inject(RequestActivity) private readonly activity: Pick<RequestActivity, 'busy'>,
+    @Inject(LOGGER) private readonly logger: LoggerService,
+    @Inject(CONFIG) config: { readonly dataDir: string; readonly backfill: BackfillSettings },
+  ) {
+    this.progress = new BackfillProgress(backfillProgressPath(config.dataDir));
+    this.settings = config.backfill;
+  }
 
   /** Starts a pass in the background, unless one runs or the backfill is off. */
   start(): void {
-    if (this.parts.batch <= 0 || this.pass) return;
+    if (this.settings.batch <= 0 || this.pass) return;
     const abort = (this.abort = new AbortController());
     // Running from the moment it is started: a scrape before the first count must not read
     // "running 0, remaining 0" as "done".
-    this.parts.metrics.backfillRunning.set(1);
+    this.metrics.backfillRunning.set(1);
     this.pass = this.run(abort.signal)
-      .catch((e: unknown) => this.parts.logger.error(`page backfill stopped: ${message(e)}`))
+      .catch((e: unknown) => this.logger.error(`page backfill stopped: ${message(e)}`))
       .finally(() => {
-        this.parts.metrics.backfillRunning.set(0);
+        this.metrics.backfillRunning.set(0);
         this.pass = undefined;
       });
   }
@@ -86,7 +94,7 @@ export class PageBackfill {
   }
 
   private async run(signal: AbortSignal): Promise<void> {
-    const { queries, pages, progress, metrics, logger } = this.parts;
+    const { queries, pages, progress, metrics, logger } = this;
     const baseUrl = await this.baseUrl(signal);
     if (baseUrl === undefined) return;
     const saved = await progress.load();
@@ -103,7 +111,7 @@ export class PageBackfill {
     while (!signal.aborted && !position.done) {
       let batch: PageSource[];
       try {
-        batch = await queries.pageSources(position.older, this.parts.batch);
+        batch = await queries.pageSources(position.older, this.settings.batch);
       } catch (e) {
         logger.error(`page backfill: reading builds: ${message(e)}; trying again in ${this.retryMs / 1000} s`);
         await pause(this.retryMs, signal);
@@ -129,10 +137,10 @@ export class PageBackfill {
 
   private async backfill(source: PageSource, baseUrl: string, signal: AbortSignal): Promise<BackfillOutcome | 'failed'> {
     try {
-      return await this.parts.pages.backfill(source, baseUrl);
+      return await this.pages.backfill(source, baseUrl);
     } catch (e) {
       // The build's first reader renders it; waiting keeps a full disk from filling the log too.
-      this.parts.logger.error(`page backfill: build ${source.build.id}: ${message(e)}; going on in ${this.retryMs / 1000} s`);
+      this.logger.error(`page backfill: build ${source.build.id}: ${message(e)}; going on in ${this.retryMs / 1000} s`);
       await pause(this.retryMs, signal);
       return 'failed';
     }
@@ -142,12 +150,12 @@ export class PageBackfill {
     // Requests that arrived during the last build are answered before the next one.
     await nextTurn();
     // While readers are being served, one build per pause: slow, but never stopped by steady traffic.
-    if (this.parts.activity.busy(QUIET_MS)) await pause(this.parts.pauseMs, signal);
+    if (this.activity.busy(QUIET_MS)) await pause(this.settings.pauseMs, signal);
   }
 
   private async baseUrl(signal: AbortSignal): Promise<string | undefined> {
     for (;;) {
-      const url = this.parts.pages.defaultBaseUrl();
+      const url = this.pages.defaultBaseUrl();
       if (url !== undefined || signal.aborted) return url;
       await pause(BASE_URL_POLL_MS, signal);
     }
@@ -156,10 +164,10 @@ export class PageBackfill {
   private setRemaining(n: number): void {
     // Builds can be deleted under the pass; the count never goes below zero.
     this.remaining = Math.max(0, n);
-    this.parts.metrics.backfillRemaining.set(this.remaining);
+    this.metrics.backfillRemaining.set(this.remaining);
   }
 
   private get retryMs(): number {
-    return this.parts.retryMs ?? 30_000;
+    return this.settings.retryMs ?? 30_000;
   }
 }

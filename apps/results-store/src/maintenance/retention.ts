@@ -13,7 +13,7 @@ import type { BlobStore } from '../blobs/blob-store.js';
 import type { RetentionPolicy } from '../config.js';
 import { exclusiveWrite } from '../ingest/build-recorder.js';
 import { referencedBlobs } from './references.js';
-import { savedPagePath } from '../web/prerendered-pages.js';
+import { savedPagePath } from '../pages/prerendered-pages.js';
 
 export interface RetentionReport {
   readonly buildsRemoved: number;
@@ -45,7 +45,7 @@ export async function expiredBuilds(ds: DataSource, policy: RetentionPolicy, now
 }
 
 /**
- * `dataDir`, when given, is where saved build pages live (web/prerendered-pages.ts):
+ * `dataDir`, when given, is where saved build pages live (pages/prerendered-pages.ts):
  * a removed build's page goes with it.
  */
 export async function applyRetention(ds: DataSource, blobs: BlobStore, policy: RetentionPolicy, now = Date.now(), dataDir?: string): Promise<RetentionReport> {

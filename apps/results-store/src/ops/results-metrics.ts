@@ -3,8 +3,10 @@
  * serves: how fast results come in, how far behind the stream the store is, how long
  * the database takes, how much the blob store holds, and how far the page backfill is.
  */
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Inject, Injectable } from '@nestjs/common';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
+@Injectable()
 export class ResultsMetrics {
   readonly ingested: Counter<'source' | 'outcome'>;
   readonly ingestFailures: Counter<'source'>;
@@ -24,7 +26,7 @@ export class ResultsMetrics {
   /** 1 while a backfill pass runs, 0 otherwise. */
   readonly backfillRunning: Gauge;
 
-  constructor(registry: Registry) {
+  constructor(@Inject(Registry) registry: Registry) {
     this.ingested = new Counter({ name: 'cairn_results_ingested_total', help: 'Results handled, by source and outcome (stored, duplicate)', labelNames: ['source', 'outcome'], registers: [registry] });
     this.ingestFailures = new Counter({ name: 'cairn_results_ingest_failures_total', help: 'Results that could not be stored (retried later when from the stream)', labelNames: ['source'], registers: [registry] });
     this.ingestLag = new Histogram({

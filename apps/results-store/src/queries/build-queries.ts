@@ -3,11 +3,13 @@
  * ID) rather than by offset and never count the whole table, so a page costs the same
  * with a hundred builds or a hundred thousand.
  */
+import { Inject, Injectable } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
 import { ArtifactEntity } from '../db/artifact.entity.js';
 import type { BuildState } from '../db/build.entity.js';
 import { JobEntity } from '../db/job.entity.js';
 import type { BuildId, JobKey, Sha256 } from '../ids.js';
+import { DATA_SOURCE } from '../tokens.js';
 
 export const STATES: readonly BuildState[] = ['succeeded', 'failed', 'cancelled'];
 
@@ -20,9 +22,40 @@ export interface BuildFilter {
   readonly q?: string;
   readonly job?: string;
   readonly tag?: string;
-  /** Cursor from a previous page (`next`). */
+  /** Cursor from a previous page (`next`): the page after it in the order. */
   readonly before?: string;
+  /** Cursor from a previous page (`prev`): the page before it in the order (newer builds). */
+  readonly after?: string;
+  /** The order; by finish time, newest first, when absent. */
+  readonly sort?: BuildSort;
+  /** Finished at or after this time (epoch ms). */
+  readonly from?: number;
+  /** Finished before this time (epoch ms). */
+  readonly to?: number;
   readonly limit?: number;
+}
+
+export const SORTS = ['finished', 'started', 'duration', 'name'] as const;
+export type BuildSort = (typeof SORTS)[number];
+
+/** Each order of the build list: its column, and whether it runs down (newest, longest first) or up (names A to Z). */
+const ORDERS: Record<BuildSort, { column: string; down: boolean; key: (b: BuildSummary) => string | number }> = {
+  finished: { column: 'b.finished_at', down: true, key: (b) => b.finishedAt },
+  started: { column: 'b.started_at', down: true, key: (b) => b.startedAt },
+  duration: { column: 'b.duration_ms', down: true, key: (b) => b.durationMs },
+  name: { column: 'j.name', down: false, key: (b) => encodeURIComponent(b.job) },
+};
+
+/** A cursor of the build list in `sort` order: `<key>.<build ID>` (the key URI-encoded for names). */
+export function parseListCursor(sort: BuildSort, cursor: string): { key: string | number; id: string } | undefined {
+  const m = /^(.{1,400})\.(j-[0-9a-z]{8,40})$/.exec(cursor);
+  if (!m) return undefined;
+  if (sort !== 'name') return /^\d{1,16}$/.test(m[1]!) ? { key: Number(m[1]), id: m[2]! } : undefined;
+  try {
+    return { key: decodeURIComponent(m[1]!), id: m[2]! };
+  } catch {
+    return undefined;
+  }
 }
 
 export interface BuildSummary {
@@ -45,6 +78,8 @@ export interface Page<T> {
   readonly items: T[];
   /** Pass as `before` for the next page; absent on the last page. */
   readonly next?: string;
+  /** Pass as `after` for the page before (build lists); absent on the first page. */
+  readonly prev?: string;
 }
 
 export interface BuildDetail extends BuildSummary {
@@ -79,6 +114,9 @@ export interface JobSummary {
 }
 
 const MAX_LIMIT = 200;
+/** Totals of the build list are counted again after this long (a count of 100,000 builds is not free). */
+const COUNT_TTL_MS = 5000;
+const MAX_COUNTS = 500;
 // SQLite has no default escape character for LIKE; PostgreSQL's is this same one.
 // On PostgreSQL the trigram index jobs_name_trgm (migration 0002) is on exactly `LOWER(name)`.
 export const LIKE_NAME = `LOWER(j.name) LIKE :q ESCAPE '\\'`;
@@ -202,15 +240,51 @@ export interface Facets {
   readonly clients: string[];
 }
 
+@Injectable()
 export class BuildQueries {
   private facetsCache: { at: number; value: Promise<Facets> } | undefined;
+  private readonly counts = new Map<string, { at: number; value: Promise<number> }>();
 
-  constructor(private readonly ds: DataSource) {}
+  constructor(@Inject(DATA_SOURCE) private readonly ds: DataSource) {}
 
   async listBuilds(filter: BuildFilter): Promise<Page<BuildSummary>> {
     const limit = Math.min(MAX_LIMIT, Math.max(1, filter.limit ?? 50));
     const sql = new Sql(this.ds);
+    const where = await this.buildConditions(filter, sql);
+    if (where === undefined) return { items: [] };
+    const order = ORDERS[filter.sort ?? 'finished'];
+    // Going back (newer builds) reads the order the other way from the cursor, then turns the page round.
+    const back = filter.after !== undefined;
+    const given = filter.after ?? filter.before;
+    const cursor = given === undefined ? undefined : parseListCursor(filter.sort ?? 'finished', given);
+    const down = order.down !== back;
+    if (cursor) {
+      // A row value, not `a < x OR (a = x AND b < y)`: SQLite turns that OR into a scan of half the table.
+      where.push(`(${order.column}, b.id) ${down ? '<' : '>'} (${sql.p(cursor.key)}, ${sql.p(cursor.id)})`);
+    }
+    // A left join (every build has its job) keeps builds the outer table: SQLite would
+    // otherwise be free to start from the smaller jobs table and sort every build.
+    const direction = down ? 'DESC' : 'ASC';
+    const text =
+      `SELECT ${SUMMARY_COLUMNS.join(', ')} FROM builds b LEFT JOIN jobs j ON j.id = b.job_id` +
+      (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
+      ` ORDER BY ${order.column} ${direction}, b.id ${direction} LIMIT ${limit + 1}`;
+    const rows = ((await this.ds.query(text, sql.params)) as Raw[]).map(summary);
+    const more = rows.length > limit;
+    const items = rows.slice(0, limit);
+    if (back) items.reverse();
+    const at = (b: BuildSummary | undefined) => (b ? `${order.key(b)}.${b.id}` : undefined);
+    const [first, last] = [items[0], items[items.length - 1]];
+    const next = back ? at(last) : more ? at(last) : undefined;
+    const prev = back ? (more ? at(first) : undefined) : cursor ? at(first) : undefined;
+    return { items, ...(next ? { next } : {}), ...(prev ? { prev } : {}) };
+  }
+
+  /** The SQL conditions of `filter` (its cursor aside); undefined when nothing can match. */
+  private async buildConditions(filter: BuildFilter, sql: Sql): Promise<string[] | undefined> {
     const where: string[] = [];
+    if (filter.from !== undefined) where.push(`b.finished_at >= ${sql.p(filter.from)}`);
+    if (filter.to !== undefined) where.push(`b.finished_at < ${sql.p(filter.to)}`);
     if (filter.pool) where.push(`b.pool = ${sql.p(filter.pool)}`);
     if (filter.platform) where.push(`b.platform = ${sql.p(filter.platform)}`);
     if (filter.state) where.push(`b.state = ${sql.p(filter.state)}`);
@@ -224,21 +298,25 @@ export class BuildQueries {
       const inKeys = keys.length ? `b.job_id IN (${keys.map((k) => sql.p(k)).join(', ')})` : undefined;
       if (/^j-[0-9a-z]{8,40}$/.test(q)) where.push(inKeys ? `(b.id = ${sql.p(q)} OR ${inKeys})` : `b.id = ${sql.p(q)}`);
       else if (inKeys) where.push(inKeys);
-      else return { items: [] };
+      else return undefined;
     }
-    const cursor = parseCursor(filter.before);
-    if (cursor) {
-      // A row value, not `a < x OR (a = x AND b < y)`: SQLite turns that OR into a scan of half the table.
-      where.push(`(b.finished_at, b.id) < (${sql.p(cursor.at)}, ${sql.p(cursor.id)})`);
-    }
-    // A left join (every build has its job) keeps builds the outer table: SQLite would
-    // otherwise be free to start from the smaller jobs table and sort every build.
-    const text =
-      `SELECT ${SUMMARY_COLUMNS.join(', ')} FROM builds b LEFT JOIN jobs j ON j.id = b.job_id` +
-      (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
-      ` ORDER BY b.finished_at DESC, b.id DESC LIMIT ${limit + 1}`;
-    const rows = ((await this.ds.query(text, sql.params)) as Raw[]).map(summary);
-    return paged(rows, limit, (b) => `${b.finishedAt}.${b.id}`);
+    return where;
+  }
+
+  /** How many builds match `filter` (its cursor aside); counted again at most every few seconds. */
+  async countMatching(filter: BuildFilter): Promise<number> {
+    const sql = new Sql(this.ds);
+    const where = await this.buildConditions(filter, sql);
+    if (where === undefined) return 0;
+    const text = `SELECT COUNT(*) AS n FROM builds b${where.length ? ` WHERE ${where.join(' AND ')}` : ''}`;
+    const key = `${text}\0${JSON.stringify(sql.params)}`;
+    const cached = this.counts.get(key);
+    if (cached && Date.now() - cached.at < COUNT_TTL_MS) return cached.value;
+    const value = this.ds.query(text, sql.params).then((rows: Raw[]) => num(rows[0]?.n));
+    if (this.counts.size >= MAX_COUNTS) this.counts.clear();
+    this.counts.set(key, { at: Date.now(), value });
+    value.catch(() => this.counts.delete(key));
+    return value;
   }
 
   async failures(limit = 50, before?: string): Promise<Page<BuildSummary>> {

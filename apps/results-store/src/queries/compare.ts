@@ -4,7 +4,7 @@
  * A step whose ID changed is the interesting one: step IDs chain, so the first changed
  * step is where the builds part ways and every later ID differs because of it.
  */
-import { diff, type DiffOp } from '../web/line-diff.js';
+import { diff, type DiffOp } from './line-diff.js';
 import type { BuildDetail } from './build-queries.js';
 
 type Step = BuildDetail['steps'][number];
