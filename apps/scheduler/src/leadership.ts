@@ -48,9 +48,13 @@ export class Leadership {
     this.timer = setInterval(() => void this.renew(), RENEW_MS);
   }
 
-  /** Waits until this process holds the leadership (a standby waits here). */
-  static async acquire(nc: NatsConnection, holder: string, logger: LeadershipLog, signal?: AbortSignal): Promise<Leadership> {
-    const kv = await new Kvm(nc).create(LEADER_BUCKET, { history: 1, ttl: TTL_MS, storage: StorageType.File });
+  /**
+   * Waits until this process holds the leadership (a standby waits here). `replicas`:
+   * the bucket's copies when this makes it (CAIRN_JETSTREAM_REPLICAS), so that the
+   * leadership survives a NATS node as the other buckets do.
+   */
+  static async acquire(nc: NatsConnection, holder: string, logger: LeadershipLog, signal?: AbortSignal, replicas?: number): Promise<Leadership> {
+    const kv = await new Kvm(nc).create(LEADER_BUCKET, { history: 1, ttl: TTL_MS, storage: StorageType.File, ...(replicas === undefined ? {} : { replicas }) });
     let waitingFor: string | undefined;
     for (;;) {
       if (signal?.aborted) throw new Error('stopped while waiting for the leadership');

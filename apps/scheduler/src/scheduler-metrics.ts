@@ -25,7 +25,7 @@ export class SchedulerMetrics {
       registers: [registry],
       collect() {
         this.reset();
-        for (const [pool, queue] of core.queueSizes()) this.set({ pool }, queue.length);
+        for (const [pool, length] of core.queueLengths()) this.set({ pool }, length);
       },
     });
     new Gauge({

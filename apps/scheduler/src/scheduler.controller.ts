@@ -1,199 +1,159 @@
 /**
- * The scheduler's NATS API for clients and operators, through Nest. Each handler
- * validates its message (contracts), takes the client identity from the subject — the
- * token NATS permissions pin — and hands the decision to the core. The per-job and
- * per-worker subjects are served in direct-handlers.ts.
+ * The scheduler's NATS API. Each handler is declared with its subject and schema
+ * (@Handles, service-kit), checks who speaks — the client or worker its subject names,
+ * the token NATS permissions pin — and calls the service's operation of the same name.
+ * The busiest subjects (every job passes through `enqueue`, `started` and `complete`,
+ * every worker sends `heartbeat`s, and `register` belongs with them) are served on the
+ * bus connection directly; operators' and clients' subjects go through Nest.
  */
 import { Controller, Inject } from '@nestjs/common';
-import { Ctx, MessagePattern, NatsContext, Payload } from '@nestjs/microservices';
 import {
-  ClientRate,
-  Empty,
-  identityOf,
-  JobRef,
-  LogsRequest,
-  PoolRef,
-  RejectedError,
-  serve,
-  subjects,
-  WorkerRef,
-  type JobStatus,
-  type WorkerInfo,
+  ClientRate, Complete, Empty, Heartbeat, JobRef, JobSubmission, LogsRequest, PoolRef, Register, RejectedError, Started, subjects, WorkerRef,
 } from '@cairn/contracts';
-import { decide } from './direct-handlers.js';
-import type { JobRecord } from './core/records.js';
-import { LogReader } from './log-reader.js';
+import { Handles, type MessageOf } from '@cairn/service-kit';
 import { SchedulerService } from './scheduler.service.js';
 
-/** The client or worker the request speaks for (see identityOf in contracts). */
-const speakerOf = (ctx: NatsContext) => identityOf(ctx.getSubject()) ?? '';
-
-function statusOf(job: JobRecord): JobStatus {
-  return {
-    job: job.id,
-    name: job.name,
-    client: job.client,
-    pool: job.pool,
-    state: job.state,
-    urgent: job.urgent,
-    cacheHint: job.cacheHint,
-    attempts: job.attempts,
-    submittedAt: job.submittedAt,
-    ...(job.worker === undefined ? {} : { worker: job.worker }),
-    ...(job.assignedAt === undefined ? {} : { assignedAt: job.assignedAt }),
-    ...(job.startedAt === undefined ? {} : { startedAt: job.startedAt }),
-    ...(job.finishedAt === undefined ? {} : { finishedAt: job.finishedAt }),
-    ...(job.failure === undefined ? {} : { failure: job.failure }),
-    ...(job.outcome?.snapshotId === undefined ? {} : { snapshotId: job.outcome.snapshotId }),
-    ...(job.requeues === undefined ? {} : { requeues: job.requeues }),
-  };
-}
+const direct = { direct: true };
 
 @Controller()
 export class SchedulerController {
-  constructor(
-    @Inject(SchedulerService) private readonly scheduler: SchedulerService,
-    @Inject(LogReader) private readonly logs: LogReader,
-  ) {}
+  constructor(@Inject(SchedulerService) private readonly scheduler: SchedulerService) {}
 
-  /**
-   * Nest starts these handlers before the service has loaded its stored state; until then
-   * every request is told "unavailable" (callers retry) instead of being answered from an
-   * empty scheduler.
-   */
-  private get core() {
-    if (!this.scheduler.ready) throw new RejectedError('unavailable', 'the scheduler is still loading its state');
-    return this.scheduler.core;
+  @Handles(subjects.schedulerKey, Empty, 'scheduler key')
+  key() {
+    return { publicKey: this.scheduler.publicKey() };
   }
 
-  @MessagePattern(subjects.schedulerKey)
-  key() {
-    return serve(Empty, {}, 'scheduler key', () => ({ publicKey: this.scheduler.publicKey }));
+  // ---- the spec-compiler and workers ---------------------------------------------------
+
+  @Handles(subjects.enqueue, JobSubmission, 'enqueue', direct)
+  enqueue(submission: JobSubmission) {
+    return this.scheduler.submit(submission);
+  }
+
+  @Handles(subjects.toSchedulerPattern('register'), Register, 'register', direct)
+  register(r: Register, speaker: string) {
+    sameWorker(speaker, r.worker);
+    return this.scheduler.register(r);
+  }
+
+  @Handles(subjects.toSchedulerPattern('heartbeat'), Heartbeat, 'heartbeat', direct)
+  heartbeat(b: Heartbeat, speaker: string) {
+    sameWorker(speaker, b.worker);
+    return this.scheduler.heartbeat(b);
+  }
+
+  @Handles(subjects.toSchedulerPattern('started'), Started, 'started', direct)
+  started(s: MessageOf<typeof Started>, speaker: string) {
+    sameWorker(speaker, s.worker);
+    this.scheduler.started(s.worker, s.job, s.lease);
+    return { ok: true };
+  }
+
+  @Handles(subjects.toSchedulerPattern('complete'), Complete, 'complete', direct)
+  complete(c: Complete, speaker: string) {
+    sameWorker(speaker, c.worker);
+    return this.scheduler.complete(c);
   }
 
   // ---- clients -------------------------------------------------------------------------
 
-  @MessagePattern(subjects.clientPattern('status'))
-  status(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
-    return serve(JobRef, data, 'status', ({ job }) => decide(() => statusOf(this.core.jobOf(speakerOf(ctx), job))));
+  @Handles(subjects.clientPattern('status'), JobRef, 'status')
+  status({ job }: MessageOf<typeof JobRef>, client: string) {
+    return this.scheduler.status(client, job);
   }
 
-  @MessagePattern(subjects.clientPattern('cancel'))
-  cancel(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
-    return serve(JobRef, data, 'cancel', ({ job }) =>
-      decide(() => {
-        this.scheduler.run(this.core.cancel(speakerOf(ctx), job, Date.now()));
-        return statusOf(this.core.jobs.get(job)!);
-      }),
-    );
+  @Handles(subjects.clientPattern('cancel'), JobRef, 'cancel')
+  cancel({ job }: MessageOf<typeof JobRef>, client: string) {
+    return this.scheduler.cancel(client, job);
   }
 
-  @MessagePattern(subjects.clientPattern('logs'))
-  readLogs(@Payload() data: unknown, @Ctx() ctx: NatsContext) {
-    return serve(LogsRequest, data, 'logs', ({ job, cursor }) =>
-      decide(async () => {
-        const record = this.core.jobOf(speakerOf(ctx), job);
-        return { ...(await this.logs.page(record.client, record.id, cursor)), state: record.state, requeues: record.requeues ?? [] };
-      }),
-    );
+  @Handles(subjects.clientPattern('logs'), LogsRequest, 'logs')
+  readLogs({ job, cursor }: MessageOf<typeof LogsRequest>, client: string) {
+    return this.scheduler.logs(client, job, cursor);
   }
 
   // ---- operators -----------------------------------------------------------------------
 
-  @MessagePattern(subjects.admin('pools'))
-  pools(@Payload() data: unknown) {
-    return serve(Empty, data, 'admin pools', () =>
-      this.core.settings.pools.map((pool) => {
-        const workers = [...this.core.workers.values()].filter((w) => w.pool === pool);
-        return {
-          pool,
-          paused: this.core.settings.pausedPools.includes(pool),
-          queued: this.core.queueSizes().get(pool)?.length ?? 0,
-          running: workers.reduce((n, w) => n + w.running.length, 0),
-          workers: workers.filter((w) => w.connected).length,
-        };
-      }),
-    );
+  @Handles(subjects.admin('pools'), Empty, 'admin pools')
+  pools() {
+    return this.scheduler.pools();
   }
 
-  @MessagePattern(subjects.admin('workers'))
-  workers(@Payload() data: unknown) {
-    return serve(Empty, data, 'admin workers', (): WorkerInfo[] => {
-      const now = Date.now();
-      return [...this.core.workers.values()].map((w) => ({
-        worker: w.id,
-        pool: w.pool,
-        platform: w.platform,
-        capacity: w.capacity,
-        running: [...w.running],
-        paused: w.paused,
-        draining: w.draining,
-        connected: w.connected,
-        refusing: w.refusing,
-        freeBytes: w.freeBytes,
-        hints: this.core.affinity.hintsOf(w.id, now).length,
-        lastSeen: w.lastSeen,
-      }));
-    });
+  @Handles(subjects.admin('jobs'), Empty, 'admin jobs')
+  jobs() {
+    return this.scheduler.activeJobs();
   }
 
-  @MessagePattern(subjects.admin('queues'))
-  queues(@Payload() data: unknown) {
-    return serve(Empty, data, 'admin queues', () =>
-      [...this.core.queueSizes()].flatMap(([pool, queue]) => [...queue.byClient()].map(([client, n]) => ({ pool, client, urgent: n.urgent, normal: n.normal }))),
-    );
+  @Handles(subjects.admin('workers'), Empty, 'admin workers')
+  workers() {
+    return this.scheduler.workers();
   }
 
-  @MessagePattern(subjects.admin('clients'))
-  clients(@Payload() data: unknown) {
-    return serve(Empty, data, 'admin clients', () => this.core.clients());
+  @Handles(subjects.admin('queues'), Empty, 'admin queues')
+  queues() {
+    return this.scheduler.queues();
   }
 
-  private workerOp(verb: string, data: unknown, op: (worker: string) => void) {
-    return serve(WorkerRef, data, `admin ${verb}`, ({ worker }) =>
-      decide(() => {
-        op(worker);
-        return { worker, done: verb };
-      }),
-    );
+  @Handles(subjects.admin('clients'), Empty, 'admin clients')
+  clients() {
+    return this.scheduler.clients();
   }
 
-  @MessagePattern(subjects.admin('worker-pause'))
-  pauseWorker(@Payload() data: unknown) {
-    return this.workerOp('worker-pause', data, (w) => this.scheduler.run(this.core.setWorkerFlag(w, 'paused', true)));
+  @Handles(subjects.admin('worker-pause'), WorkerRef, 'admin worker-pause')
+  pauseWorker({ worker }: MessageOf<typeof WorkerRef>) {
+    this.scheduler.pauseWorker(worker);
+    return { worker, done: 'worker-pause' };
   }
 
-  @MessagePattern(subjects.admin('worker-unpause'))
-  unpauseWorker(@Payload() data: unknown) {
-    return this.workerOp('worker-unpause', data, (w) => {
-      this.scheduler.run(this.core.setWorkerFlag(w, 'paused', false));
-      this.scheduler.run(this.core.setWorkerFlag(w, 'draining', false));
-    });
+  @Handles(subjects.admin('worker-unpause'), WorkerRef, 'admin worker-unpause')
+  unpauseWorker({ worker }: MessageOf<typeof WorkerRef>) {
+    this.scheduler.unpauseWorker(worker);
+    return { worker, done: 'worker-unpause' };
   }
 
-  @MessagePattern(subjects.admin('worker-drain'))
-  drainWorker(@Payload() data: unknown) {
-    return this.workerOp('worker-drain', data, (w) => this.scheduler.run(this.core.setWorkerFlag(w, 'draining', true)));
+  @Handles(subjects.admin('worker-drain'), WorkerRef, 'admin worker-drain')
+  drainWorker({ worker }: MessageOf<typeof WorkerRef>) {
+    this.scheduler.drainWorker(worker);
+    return { worker, done: 'worker-drain' };
   }
 
-  @MessagePattern(subjects.admin('worker-forget'))
-  forgetWorker(@Payload() data: unknown) {
-    return this.workerOp('worker-forget', data, (w) => this.scheduler.run(this.core.forgetWorker(w, Date.now())));
+  @Handles(subjects.admin('worker-forget'), WorkerRef, 'admin worker-forget')
+  forgetWorker({ worker }: MessageOf<typeof WorkerRef>) {
+    this.scheduler.forgetWorker(worker);
+    return { worker, done: 'worker-forget' };
   }
 
-  @MessagePattern(subjects.admin('pool-pause'))
-  pausePool(@Payload() data: unknown) {
-    return serve(PoolRef, data, 'admin pool-pause', ({ pool }) => decide(() => (this.scheduler.run(this.core.setPoolPaused(pool, true)), { pool, paused: true })));
+  @Handles(subjects.admin('pool-pause'), PoolRef, 'admin pool-pause')
+  pausePool({ pool }: MessageOf<typeof PoolRef>) {
+    this.scheduler.setPoolPaused(pool, true);
+    return { pool, paused: true };
   }
 
-  @MessagePattern(subjects.admin('pool-unpause'))
-  unpausePool(@Payload() data: unknown) {
-    return serve(PoolRef, data, 'admin pool-unpause', ({ pool }) => decide(() => (this.scheduler.run(this.core.setPoolPaused(pool, false)), { pool, paused: false })));
+  @Handles(subjects.admin('pool-unpause'), PoolRef, 'admin pool-unpause')
+  unpausePool({ pool }: MessageOf<typeof PoolRef>) {
+    this.scheduler.setPoolPaused(pool, false);
+    return { pool, paused: false };
   }
 
-  @MessagePattern(subjects.admin('client-rate'))
-  clientRate(@Payload() data: unknown) {
-    return serve(ClientRate, data, 'admin client-rate', ({ client, rate }) => (this.scheduler.run(this.core.setRate(client, rate)), { client, rate }));
+  @Handles(subjects.admin('pool-drain'), PoolRef, 'admin pool-drain')
+  drainPool({ pool }: MessageOf<typeof PoolRef>) {
+    this.scheduler.drainPool(pool);
+    return { pool, done: 'pool-drain' };
+  }
+
+  @Handles(subjects.admin('job-cancel'), JobRef, 'admin job-cancel')
+  cancelJob({ job }: MessageOf<typeof JobRef>) {
+    return this.scheduler.cancelAny(job);
+  }
+
+  @Handles(subjects.admin('client-rate'), ClientRate, 'admin client-rate')
+  clientRate({ client, rate }: MessageOf<typeof ClientRate>) {
+    this.scheduler.setRate(client, rate);
+    return { client, rate };
   }
 }
 
+function sameWorker(speaker: string, worker: string): void {
+  if (speaker !== worker) throw new RejectedError('forbidden', `worker ${speaker} cannot speak for worker ${worker}`);
+}

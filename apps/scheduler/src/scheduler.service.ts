@@ -3,6 +3,10 @@
  * and carries out the effects its decisions return — durable writes first, then the
  * messages that depend on them (an assignment is sent only once the job's new state is
  * stored, so a scheduler restart can never hand the same run out twice).
+ *
+ * Its public methods are the scheduler's protocol, one per operation: the handlers
+ * (scheduler.controller.ts) validate a message, check who speaks,
+ * call one of them and send back what it returns. Only this class talks to the core.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -11,6 +15,7 @@ import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleIn
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
+  attempts,
   buckets,
   call,
   durablePublish,
@@ -19,18 +24,33 @@ import {
   importKeyPair,
   open,
   openBucket,
+  RejectedError,
   seal,
   subjects,
+  TERMINAL,
+  type ActiveJob,
   type Accepted,
   type Assignment,
-  type BuildResult,
-  type JobEvent,
+  type BatchAccepted,
+  type Complete,
+  type Heartbeat,
+  type HeartbeatReply,
+  type JobStatus,
+  type JobSubmission,
   type KeyPair,
+  type LogsPage,
+  type Register,
+  type Registered,
+  type RunHistory,
   type SealedSecret,
+  type Submitted,
+  type WorkerInfo,
 } from '@cairn/contracts';
 import { BUS, Ops } from '@cairn/service-kit';
-import { DEFAULT_CONFIG, SchedulerCore, type Effect, type SchedulerConfig } from './core/scheduler-core.js';
+import { DEFAULT_CONFIG, SchedulerCore, SchedulerError, type Effect, type SchedulerConfig } from './core/scheduler-core.js';
 import type { JobRecord, SchedulerSettings, WorkerRecord } from './core/records.js';
+import { LogReader } from './log-reader.js';
+import { assignment, buildResult, jobEvent, jobStatus, runHistory, submitted, workerInfo } from './projections.js';
 import { SchedulerMetrics } from './scheduler-metrics.js';
 import { bucketWriter, WriteBehind } from './write-behind.js';
 import { readBucket } from './bucket-reader.js';
@@ -63,10 +83,13 @@ const SETTINGS_KEY = 'scheduler';
 /** How late a write that may be late is made. */
 const LATE_WRITE_MS = 1000;
 const EXPIRY_SWEEP_MS = 10_000;
+const ASSIGN_TIMEOUT_MS = 5000;
+
+type AssignEffect = Extract<Effect, { kind: 'assign' }>;
 
 @Injectable()
 export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
-  readonly core: SchedulerCore;
+  private readonly core: SchedulerCore;
   private readonly log = new Logger('Scheduler');
   private keys!: KeyPair;
   private jobsKv!: WriteBehind;
@@ -75,11 +98,8 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
   private metrics!: SchedulerMetrics;
   private timer?: NodeJS.Timeout;
   private dispatchQueued = false;
-  /** Set once the stored state is loaded; requests wait for it (see the controller). */
-  ready = false;
-  private markLoaded!: () => void;
-  /** Resolves once the stored state is loaded (direct-handlers.ts subscribes then). */
-  readonly loaded = new Promise<void>((resolve) => (this.markLoaded = resolve));
+  /** Set once the stored state is loaded (see `loaded`). */
+  private ready = false;
   private lastExpirySweep = 0;
   /** Ended jobs whose result is being published, then stored (see `stored`). */
   private readonly settling = new Map<string, Promise<void>>();
@@ -90,11 +110,14 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     @Inject(SCHEDULER_CONFIG) private readonly config: SchedulerServiceConfig,
     @Inject(Ops) private readonly ops: Ops,
     @Inject(LEADERSHIP) private readonly leadership: Leadership | null,
+    @Inject(LogReader) private readonly logReader: LogReader,
   ) {
     this.core = new SchedulerCore(config);
   }
 
-  get publicKey(): string {
+  /** The key clients seal job secrets to. */
+  publicKey(): string {
+    this.loaded();
     return this.keys.publicKey;
   }
 
@@ -113,7 +136,6 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     this.ops.addCheck('state-writes', () => (this.jobsKv.pending > 10_000 ? `${this.jobsKv.pending} job records not yet stored` : undefined));
     this.run(restored);
     this.ready = true;
-    this.markLoaded();
     this.timer = setInterval(() => this.onTick(), Math.min(250, this.config.affinityWaitMs / 2 || 250));
     this.scheduleDispatch();
   }
@@ -134,7 +156,7 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
       }
       await statuses.return?.();
     })();
-    for (let attempt = 1; ; attempt++) {
+    for await (const attempt of attempts({ firstMs: 200 })) {
       const before = disconnects;
       try {
         const state = {
@@ -148,10 +170,10 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
         }
         throw new Error('the connection to NATS dropped during the read');
       } catch (e) {
-        this.log.warn(`reading the scheduler's state failed (attempt ${attempt}), trying again: ${String(e)}`);
-        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+        this.log.warn(`reading the scheduler's state failed (attempt ${attempt + 1}), trying again: ${String(e)}`);
       }
     }
+    throw new Error('unreachable: attempts() without a limit does not end');
   }
 
   async onApplicationShutdown(): Promise<void> {
@@ -162,23 +184,166 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     await this.leadership?.release();
   }
 
-  /** Applies effects, then looks for work to hand out. */
-  run(effects: readonly Effect[]): void {
-    for (const effect of effects) this.apply(effect);
-    if (effects.length) this.scheduleDispatch();
+  // ---- the protocol: clients ------------------------------------------------------------
+
+  /** Queues a job (or answers with the job its idempotency key made); replies once it is stored. */
+  async submit(submission: JobSubmission): Promise<Submitted> {
+    const { job, effects, repeated } = this.decide((core) => {
+      const bad = this.openSecretsCheck(submission.secrets);
+      if (bad) throw new RejectedError('forbidden', bad);
+      return core.submit(submission, Date.now());
+    });
+    this.run(effects);
+    await this.stored(job);
+    return submitted(job, repeated);
+  }
+
+  status(client: string, job: string): JobStatus {
+    return jobStatus(this.decide((core) => core.jobOf(client, job)));
+  }
+
+  cancel(client: string, job: string): JobStatus {
+    this.act((core) => core.cancel(client, job, Date.now()));
+    return jobStatus(this.core.jobs.get(job)!);
+  }
+
+  /** A page of the job's log, with its state and which worker ran each attempt. */
+  async logs(client: string, job: string, cursor: number): Promise<LogsPage & RunHistory & Pick<JobStatus, 'state'>> {
+    const record = this.decide((core) => core.jobOf(client, job));
+    const history = runHistory(record);
+    return { ...(await this.logReader.page(record.client, record.id, history, cursor)), state: record.state, ...history };
+  }
+
+  // ---- the protocol: workers ------------------------------------------------------------
+
+  /** `cancel`: jobs the worker says it runs that it must stop. */
+  register(r: Register): Registered & { cancel: string[] } {
+    const { cancel, effects } = this.decide((core) =>
+      core.register(
+        {
+          id: r.worker, pool: r.pool, platform: r.platform, capacity: r.capacity, publicKey: r.publicKey, freeBytes: r.store.freeBytes, hints: r.hints, running: r.running,
+          ...(r.version !== undefined ? { version: r.version } : {}),
+          ...(r.lastPruneAt !== undefined ? { lastPruneAt: r.lastPruneAt } : {}),
+        },
+        Date.now(),
+      ),
+    );
+    this.run(effects);
+    return { heartbeatMs: this.config.heartbeatMs, leaseTtlMs: this.config.leaseTtlMs, cancel };
+  }
+
+  heartbeat(beat: Heartbeat): HeartbeatReply {
+    const { known, cancel, effects } = this.decide((core) => core.heartbeat(beat.worker, beat, Date.now()));
+    this.run(effects);
+    return { known, cancel };
+  }
+
+  started(worker: string, job: string, lease: string): void {
+    this.act((core) => core.started(worker, job, lease, Date.now()));
+  }
+
+  /** Replies once a recorded outcome is stored: the worker may forget the job then. */
+  async complete(c: Complete): Promise<{ recorded: boolean; reason?: string }> {
+    const { recorded, reason, effects } = this.decide((core) => core.complete(c.worker, c.job, c.lease, c.outcome, Date.now()));
+    this.run(effects);
+    const job = this.core.jobs.get(c.job);
+    if (recorded && job) await this.stored(job);
+    return { recorded, ...(reason === undefined ? {} : { reason }) };
+  }
+
+  // ---- the protocol: operators ----------------------------------------------------------
+
+  pools() {
+    return this.decide((core) => core.pools());
+  }
+
+  /** Jobs queued or running, oldest first (a dashboard fills its board from them when it starts). */
+  activeJobs(): ActiveJob[] {
+    const now = Date.now();
+    return this.decide((core) => [...core.jobs.values()].filter((j) => !TERMINAL.includes(j.state)).map((j) => ({ ...jobEvent(j, now), submittedAt: j.submittedAt })));
+  }
+
+  workers(): WorkerInfo[] {
+    const now = Date.now();
+    return this.decide((core) => [...core.workers.values()].map((w) => workerInfo(w, core.affinity.hintsOf(w.id, now).length)));
+  }
+
+  queues() {
+    return this.decide((core) => core.queuedByClient());
+  }
+
+  clients() {
+    return this.decide((core) => core.clients());
+  }
+
+  pauseWorker(worker: string): void {
+    this.act((core) => core.setWorkerFlag(worker, 'paused', true));
+  }
+
+  /** Undoes a pause and a drain alike. */
+  unpauseWorker(worker: string): void {
+    this.act((core) => [...core.setWorkerFlag(worker, 'paused', false), ...core.setWorkerFlag(worker, 'draining', false)]);
+  }
+
+  drainWorker(worker: string): void {
+    this.act((core) => core.setWorkerFlag(worker, 'draining', true));
+  }
+
+  /** Its runs go back to the queue. */
+  forgetWorker(worker: string): void {
+    this.act((core) => core.forgetWorker(worker, Date.now()));
+  }
+
+  /** Unpausing a pool also ends the drain of its workers, as unpausing a worker does. */
+  setPoolPaused(pool: string, paused: boolean): void {
+    this.act((core) => [
+      ...core.setPoolPaused(pool, paused),
+      ...(paused ? [] : [...core.workers.values()].filter((w) => w.pool === pool && w.draining).flatMap((w) => core.setWorkerFlag(w.id, 'draining', false))),
+    ]);
+  }
+
+  drainPool(pool: string): void {
+    this.act((core) => core.drainPool(pool));
+  }
+
+  /** An operator's cancel: any client's job. */
+  cancelAny(job: string): JobStatus {
+    this.act((core) => core.cancel(undefined, job, Date.now()));
+    return jobStatus(this.core.jobs.get(job)!);
+  }
+
+  setRate(client: string, rate: number): void {
+    this.act((core) => core.setRate(client, rate));
   }
 
   /**
-   * Waits until the job's current state is stored (callers reply to clients after this);
-   * for a job that has ended, until its result is published and its final state stored.
+   * The one readiness gate. The controller's subjects, through Nest and directly, are
+   * served before onModuleInit has loaded the stored state: until then every operation
+   * is answered "unavailable" (callers retry it, as they do a request no one answers),
+   * never from an empty scheduler.
    */
-  async stored(job: JobRecord): Promise<void> {
-    const settling = this.settling.get(job.id);
-    if (settling) return settling;
-    await this.jobsKv.put(job.id, job);
+  private loaded(): SchedulerCore {
+    if (!this.ready) throw new RejectedError('unavailable', 'the scheduler is still loading its state');
+    return this.core;
   }
 
-  openSecretsCheck(secrets: readonly SealedSecret[]): string | undefined {
+  /** Asks the core, once loaded; a decision that refuses becomes a rejection with the same code. */
+  private decide<T>(ask: (core: SchedulerCore) => T): T {
+    const core = this.loaded();
+    try {
+      return ask(core);
+    } catch (e) {
+      if (e instanceof SchedulerError) throw new RejectedError(e.code, e.message);
+      throw e;
+    }
+  }
+
+  /** Asks the core for a change and carries it out. */
+  private act(change: (core: SchedulerCore) => readonly Effect[]): void {
+    this.run(this.decide(change));
+  }
+
+  private openSecretsCheck(secrets: readonly SealedSecret[]): string | undefined {
     for (const s of secrets) {
       try {
         open(this.keys, s.sealed);
@@ -187,6 +352,46 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
       }
     }
     return undefined;
+  }
+
+  // ---- carrying out effects -------------------------------------------------------------
+
+  /** Applies effects, then looks for work to hand out. */
+  private run(effects: readonly Effect[]): void {
+    this.carryOut(effects);
+    if (effects.length) this.scheduleDispatch();
+  }
+
+  /**
+   * Carries out effects in order, except assignments: those to one worker (a dispatch
+   * fills all its free slots at once) go out together, in one message.
+   */
+  private carryOut(effects: readonly Effect[]): void {
+    let batches: Map<WorkerRecord, AssignEffect[]> | undefined;
+    for (const effect of effects) {
+      if (effect.kind !== 'assign') {
+        this.apply(effect);
+        continue;
+      }
+      this.metrics.affinity.inc({ result: effect.affinity });
+      this.metrics.assignmentLatency.observe((Date.now() - effect.job.queuedAt) / 1000);
+      batches ??= new Map();
+      const batch = batches.get(effect.worker);
+      if (batch) batch.push(effect);
+      else batches.set(effect.worker, [effect]);
+    }
+    if (batches) for (const [worker, batch] of batches) void this.sendAssignments(worker, batch);
+  }
+
+  /**
+   * Waits until the job's current state is stored (callers reply to clients after this);
+   * for a job that has ended, until its result is published and its final state stored.
+   */
+  private async stored(job: JobRecord): Promise<void> {
+    const settling = this.settling.get(job.id);
+    if (settling) return settling;
+    // Every change of a job's state was handed to jobsKv by its persist-job effect.
+    await this.jobsKv.written(job.id);
   }
 
   private onTick(): void {
@@ -207,12 +412,11 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     this.dispatchQueued = true;
     setImmediate(() => {
       this.dispatchQueued = false;
-      const effects = this.core.dispatch(Date.now());
-      for (const effect of effects) this.apply(effect);
+      this.carryOut(this.core.dispatch(Date.now()));
     });
   }
 
-  private apply(effect: Effect): void {
+  private apply(effect: Exclude<Effect, AssignEffect>): void {
     switch (effect.kind) {
       case 'persist-job':
         if (effect.soon) this.jobsKv.putLater(effect.job.id, effect.job, LATE_WRITE_MS);
@@ -234,11 +438,6 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
         this.log.warn(`job ${effect.job.id} (${effect.job.name}, client ${effect.job.client}) requeued: run ${effect.attempt} lost: ${effect.reason}`);
         this.publishEvent(effect.job, effect.reason);
         return;
-      case 'assign':
-        this.metrics.affinity.inc({ result: effect.affinity });
-        this.metrics.assignmentLatency.observe((Date.now() - effect.job.queuedAt) / 1000);
-        void this.sendAssignment(effect.job, effect.worker, effect.lease);
-        return;
       case 'cancel':
         void call(this.bus, subjects.toWorker(effect.worker, 'cancel'), { job: effect.job.id, lease: effect.lease, reason: effect.reason }, { timeoutMs: 2000 });
         return;
@@ -248,48 +447,50 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
-  private async sendAssignment(job: JobRecord, worker: WorkerRecord, lease: string): Promise<void> {
-    await this.jobsKv.put(job.id, job);
-    if (job.lease !== lease) return; // lost or cancelled while being stored
-    let secrets: SealedSecret[];
-    try {
-      secrets = job.secrets.map((s) => ({ id: s.id, sealed: seal(worker.publicKey, open(this.keys, s.sealed)) }));
-    } catch (e) {
-      this.run(this.core.assignmentAnswered(job.id, lease, false, `cannot re-seal its secrets for ${worker.id}: ${String(e)}`));
-      return;
+  /**
+   * Hands a worker its new jobs once every one's new state is stored (so a restart can
+   * never hand a run out twice), leaving out a run lost or cancelled meanwhile.
+   */
+  private async sendAssignments(worker: WorkerRecord, batch: readonly AssignEffect[]): Promise<void> {
+    await Promise.all(batch.map(({ job }) => this.jobsKv.written(job.id)));
+    const offers: { job: JobRecord; lease: string; message: Assignment }[] = [];
+    for (const { job, lease } of batch) {
+      if (job.lease !== lease) continue; // lost or cancelled while being stored
+      try {
+        const secrets = job.secrets.map((s) => ({ id: s.id, sealed: seal(worker.publicKey, open(this.keys, s.sealed)) }));
+        offers.push({ job, lease, message: assignment(job, lease, secrets) });
+      } catch (e) {
+        this.run(this.core.assignmentAnswered(job.id, lease, false, `cannot re-seal its secrets for ${worker.id}: ${String(e)}`));
+      }
     }
-    const assignment: Assignment = {
-      job: job.id,
-      lease,
-      client: job.client,
-      name: job.name,
-      spec: job.spec,
-      ...(job.contextDigest === undefined ? {} : { contextDigest: job.contextDigest }),
-      secrets,
-      outputs: job.outputs,
-      timeoutSeconds: job.timeoutSeconds,
-      cacheHint: job.cacheHint,
-      attempt: job.attempts,
+    if (offers.length === 0) return;
+    const answers = await this.offer(worker.id, offers.map((o) => o.message));
+    offers.forEach(({ job, lease }, i) => {
+      const { accepted, reason } = answers[i]!;
+      this.run(this.core.assignmentAnswered(job.id, lease, accepted, accepted ? undefined : reason));
+    });
+  }
+
+  /**
+   * Sends assignments to a worker, several in one `assign-batch` message. A batch no one
+   * answers (a worker-agent from before batches, or the message lost) is sent again one
+   * assignment at a time: a worker takes a repeated assignment as the same one.
+   */
+  private async offer(worker: string, assignments: readonly Assignment[]): Promise<Accepted[]> {
+    const one = async (a: Assignment): Promise<Accepted> => {
+      const reply = await call<Accepted>(this.bus, subjects.toWorker(worker, 'assign'), a, { timeoutMs: ASSIGN_TIMEOUT_MS });
+      return reply.ok ? reply.value : { accepted: false, reason: reply.error.message };
     };
-    const reply = await call<Accepted>(this.bus, subjects.toWorker(worker.id, 'assign'), assignment, { timeoutMs: 5000 });
-    const accepted = reply.ok && reply.value.accepted;
-    const reason = reply.ok ? reply.value.reason : reply.error.message;
-    this.run(this.core.assignmentAnswered(job.id, lease, accepted, accepted ? undefined : reason));
+    if (assignments.length === 1) return [await one(assignments[0]!)];
+    const reply = await call<BatchAccepted>(this.bus, subjects.toWorker(worker, 'assign-batch'), { assignments }, { timeoutMs: ASSIGN_TIMEOUT_MS });
+    if (reply.ok && reply.value.answers.length === assignments.length) return reply.value.answers;
+    if (!reply.ok && reply.error.code === 'unavailable') return Promise.all(assignments.map(one));
+    const reason = reply.ok ? `worker answered ${reply.value.answers.length} of ${assignments.length} assignments` : reply.error.message;
+    return assignments.map(() => ({ accepted: false, reason }));
   }
 
   private publishEvent(job: JobRecord, requeued?: string): void {
-    const event: JobEvent = {
-      job: job.id,
-      name: job.name,
-      client: job.client,
-      pool: job.pool,
-      state: job.state,
-      at: Date.now(),
-      ...(job.worker === undefined ? {} : { worker: job.worker }),
-      ...(job.failure === undefined ? {} : { failure: job.failure }),
-      ...(requeued === undefined ? {} : { requeued }),
-    };
-    this.bus.publish(subjects.jobEvent(job.pool, job.state), JSON.stringify(event));
+    this.bus.publish(subjects.jobEvent(job.pool, job.state), JSON.stringify(jobEvent(job, Date.now(), requeued)));
   }
 
   private settle(job: JobRecord): void {
@@ -301,39 +502,18 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
   private async publishResult(job: JobRecord): Promise<void> {
     if (job.state === 'succeeded' || job.state === 'failed' || job.state === 'cancelled') this.metrics.results.inc({ state: job.state });
     if (job.failure?.includes('lost')) this.metrics.lostRuns.inc();
-    const outcome = job.outcome;
-    const result: BuildResult = {
-      job: job.id,
-      name: job.name,
-      client: job.client,
-      pool: job.pool,
-      platform: outcome?.platform ?? this.core.workers.get(job.worker ?? '')?.platform ?? 'unknown',
-      worker: job.worker ?? 'none',
-      spec: job.spec,
-      ...(job.contextDigest === undefined ? {} : { contextDigest: job.contextDigest }),
-      cacheHint: job.cacheHint,
-      state: job.state as BuildResult['state'],
-      ...(job.failure === undefined ? {} : { failure: job.failure }),
-      steps: outcome?.steps ?? [],
-      ...(outcome?.snapshotId === undefined ? {} : { snapshotId: outcome.snapshotId }),
-      artifacts: outcome?.artifacts ?? [],
-      attempts: Math.max(1, job.attempts),
-      submittedAt: job.submittedAt,
-      startedAt: job.startedAt ?? job.assignedAt ?? job.submittedAt,
-      finishedAt: job.finishedAt ?? Date.now(),
-    };
-    for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
+    const result = buildResult(job, this.core.workers.get(job.worker ?? '')?.platform, Date.now());
+    for await (const _attempt of attempts()) {
       try {
         // The message ID makes a repeat (after a crash or a retried completion) a no-op.
         await durablePublish(this.bus, subjects.result(job.pool), JSON.stringify(result), { msgId: job.id });
+        job.resultPublished = true;
         break;
       } catch (e) {
         if (this.stopping) return;
         this.log.warn(`publishing the result of ${job.id} failed, retrying: ${String(e)}`);
-        await new Promise((r) => setTimeout(r, delay));
       }
     }
-    job.resultPublished = true;
     await this.jobsKv.put(job.id, job);
   }
 }

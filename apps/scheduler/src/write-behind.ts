@@ -75,6 +75,20 @@ export class WriteBehind {
     }
   }
 
+  /**
+   * Resolves once the newest value given for `key` is stored (a late write for it is
+   * made now): for a caller that must not act before a state handed over earlier is durable.
+   */
+  written(key: string): Promise<void> {
+    const pending = this.later.get(key);
+    if (pending !== undefined) {
+      this.cancelLater(key);
+      return this.enqueue(key, pending.text);
+    }
+    const slot = this.slots.get(key);
+    return slot === undefined || slot.version === slot.written ? Promise.resolve() : this.waitFor(key, slot.version);
+  }
+
   delete(key: string): Promise<void> {
     this.cancelLater(key);
     return this.enqueue(key, null);

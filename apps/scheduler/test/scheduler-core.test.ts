@@ -143,7 +143,7 @@ describe('leases', () => {
     c.advance(DEFAULT_CONFIG.leaseTtlMs + 1);
     const effects = c.core.tick(c.at());
     expect(effects.find((e) => e.kind === 'requeued')).toMatchObject({ job: { id: job.id }, attempt: 1, reason: expect.stringMatching(/worker w1 stopped answering/) });
-    expect(job.requeues).toEqual([{ attempt: 1, reason: expect.stringMatching(/worker w1 stopped answering/), at: c.at() }]);
+    expect(job.requeues).toEqual([{ attempt: 1, reason: expect.stringMatching(/worker w1 stopped answering/), at: c.at(), worker: 'w1' }]);
   });
 
   it('a worker that restarted (a new key) loses its runs at once, with that reason', () => {
@@ -265,6 +265,30 @@ describe('cancel, pools and admin', () => {
     expect(c.dispatch()).toEqual([]);
     c.core.setWorkerFlag('w2', 'draining', false);
     expect(c.dispatch()[0]!.worker.id).toBe('w2');
+  });
+
+  it('draining a pool drains each of its workers: they keep their runs and take nothing new', () => {
+    const c = cluster({ w1: 1, w2: 1 });
+    const running = c.submit('a');
+    c.dispatch();
+    c.core.drainPool(POOL);
+    expect([...c.core.workers.values()].map((w) => w.draining)).toEqual([true, true]);
+    c.submit('a');
+    expect(c.dispatch()).toEqual([]);
+    expect(running.state).toBe('assigned');
+    expect(() => c.core.drainPool('macos-arm64')).toThrow(/unknown pool "macos-arm64"/);
+  });
+
+  it('keeps what a worker reports for operators: its version, and its last prune from each heartbeat', () => {
+    const c = cluster({});
+    c.core.register({ id: 'w9', pool: POOL, platform: 'linux', capacity: 1, publicKey: 'k', freeBytes: 1e9, hints: [], running: [], version: '1.2.3' }, c.at());
+    expect(c.core.workers.get('w9')).toMatchObject({ version: '1.2.3' });
+    expect(c.core.workers.get('w9')!.lastPruneAt).toBeUndefined();
+    c.core.heartbeat('w9', { running: [], freeBytes: 1e9, refusing: false, hints: [], lastPruneAt: 12_345 }, c.at());
+    expect(c.core.workers.get('w9')).toMatchObject({ version: '1.2.3', lastPruneAt: 12_345 });
+    // Registering again (a reconnect) keeps the last prune it had heard of.
+    c.core.register({ id: 'w9', pool: POOL, platform: 'linux', capacity: 1, publicKey: 'k', freeBytes: 1e9, hints: [], running: [], version: '1.2.3' }, c.at());
+    expect(c.core.workers.get('w9')!.lastPruneAt).toBe(12_345);
   });
 
   it('forgetting a worker requeues its jobs', () => {

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -11,45 +11,59 @@ import {
   callOrThrow,
   connectBus,
   generateKeyPair,
+  ok,
   open,
   seal,
   streams,
   subjects,
   type Assignment,
+  type AssignmentBatch,
+  type JobStatus,
   type JobSubmission,
   type KeyPair,
+  type LogsPage,
   type Reply,
+  type RunHistory,
+  type WorkerInfo,
 } from '@cairn/contracts';
 import { startService, type RunningService } from '@cairn/service-kit';
-import { schedulerModule, schedulerConfigFromEnv } from '../src/index.js';
+import { SchedulerModule, schedulerConfigFromEnv } from '../src/index.js';
 import { startNats, type RunningNats } from '../../../test/support/nats.js';
 
 const POOL = 'linux-x86_64';
 
 /**
  * The test's stand-in for a worker-agent: it registers, heartbeats on demand, and
- * accepts every assignment it is sent, keeping them for the test to complete.
+ * accepts every assignment it is sent, alone or in a batch (unless told to take no
+ * batches, as a worker-agent from before them), keeping them for the test to complete.
  */
 class StandInWorker {
   readonly keys: KeyPair = generateKeyPair();
   readonly assignments: Assignment[] = [];
-  private sub?: Subscription;
+  /** How many assignments each message brought. */
+  readonly messages: number[] = [];
+  private subs?: Subscription[];
   constructor(
     private readonly nc: NatsConnection,
     readonly id: string,
+    private readonly options: { batches: boolean } = { batches: true },
   ) {}
 
-  async register(capacity = 2): Promise<void> {
-    this.sub ??= this.nc.subscribe(subjects.toWorker(this.id, 'assign'), {
-      callback: (_e, msg) =>
-        void answer(msg, (data) => {
-          this.assignments.push(data as Assignment);
-          return { ok: true, value: { accepted: true } };
-        }),
-    });
+  async register(capacity = 2, pool = POOL): Promise<void> {
+    const take = (assignments: Assignment[]) => {
+      this.assignments.push(...assignments);
+      this.messages.push(assignments.length);
+      return assignments.map(() => ({ accepted: true }));
+    };
+    this.subs ??= [
+      this.nc.subscribe(subjects.toWorker(this.id, 'assign'), { callback: (_e, msg) => void answer(msg, (data) => ok(take([data as Assignment])[0])) }),
+      ...(this.options.batches
+        ? [this.nc.subscribe(subjects.toWorker(this.id, 'assign-batch'), { callback: (_e, msg) => void answer(msg, (data) => ok({ answers: take((data as AssignmentBatch).assignments) })) })]
+        : []),
+    ];
     await callOrThrow(this.nc, subjects.toScheduler(this.id, 'register'), {
       worker: this.id,
-      pool: POOL,
+      pool,
       platform: 'linux-x86_64',
       capacity,
       store: { kind: 'btrfs', freeBytes: 1e10, totalBytes: 2e10 },
@@ -97,7 +111,7 @@ describe('the scheduler service over a real NATS server', () => {
   let scheduler: RunningService;
   let nc: NatsConnection;
   const env = () => ({ CAIRN_NATS: nats.url, CAIRN_SCHEDULER_KEY: join(dir, 'key.pem'), CAIRN_LOG_FORMAT: 'text', CAIRN_LEASE_TTL_MS: '1500', CAIRN_HEARTBEAT_MS: '300' });
-  const start = () => startService({ name: 'scheduler', module: schedulerModule(schedulerConfigFromEnv(env())), env: env() });
+  const start = () => startService({ name: 'scheduler', module: (bus) => SchedulerModule.forRoot(bus, schedulerConfigFromEnv(env())), env: env() });
 
   beforeAll(async () => {
     nats = await startNats();
@@ -178,9 +192,28 @@ describe('the scheduler service over a real NATS server', () => {
     expect(mine).toHaveLength(1);
     expect(mine[0]!.worker).toBe('w4');
     expect(mine[0]!.attempts).toBe(2);
+
+    // The log is the chunks of the worker that ran each run: w3's of run 1, w4's of run 2.
+    // Chunks in another worker's subject (NATS stops a worker publishing those; a worker
+    // of the other run is not stopped) are not the job's log.
+    const js = jetstream(nc);
+    const chunk = (worker: string, attempt: number, seq: number, text: string, end?: string) =>
+      js.publish(subjects.log('alice', job, worker), JSON.stringify({ job, attempt, seq, text, ...(end ? { end } : {}) }));
+    await chunk('w3', 1, 1, 'run 1 on w3\n');
+    await chunk('w4', 1, 1, 'forged by w4 into run 1\n');
+    await chunk('w4', 2, 1, 'run 2 on w4\n');
+    await chunk('w1', 2, 2, 'forged by w1: all tests passed\n', 'succeeded');
+    await chunk('w4', 2, 2, 'done\n', 'succeeded');
+    const page = await callOrThrow<LogsPage & RunHistory>(nc, subjects.client('alice', 'logs'), { job });
+    expect(page.chunks.map((c) => c.text)).toEqual(['run 1 on w3\n', 'run 2 on w4\n', 'done\n']);
+    expect(page).toMatchObject({ attempts: 2, worker: 'w4', requeues: [{ attempt: 1, worker: 'w3' }] });
+    expect(await callOrThrow<JobStatus>(nc, subjects.client('alice', 'status'), { job })).toMatchObject({ attempts: 2, worker: 'w4', requeues: [{ attempt: 1, worker: 'w3' }] });
   });
 
   it('keeps queued jobs, rates and pause state across a scheduler restart and a NATS restart', async () => {
+    // w3 and w4 (silent since the test before) would be restored as connected for one
+    // lease TTL and could take the job before w5: the job must be w5's to take.
+    for (const worker of ['w3', 'w4']) await callOrThrow(nc, subjects.admin('worker-forget'), { worker });
     await callOrThrow(nc, subjects.admin('client-rate'), { client: 'carol', rate: 5 });
     await callOrThrow(nc, subjects.admin('pool-pause'), { pool: POOL });
     const { job } = await callOrThrow<{ job: string }>(nc, subjects.enqueue, submission({ client: 'carol' }));
@@ -195,6 +228,54 @@ describe('the scheduler service over a real NATS server', () => {
     await w5.register();
     await callOrThrow(nc, subjects.admin('pool-unpause'), { pool: POOL });
     expect((await w5.next()).job).toBe(job);
+  });
+
+  it('lets an operator drain a pool, cancel any client\'s job, and undo the drain by unpausing the pool', async () => {
+    await callOrThrow(nc, subjects.admin('pool-drain'), { pool: POOL });
+    const drained = await callOrThrow<WorkerInfo[]>(nc, subjects.admin('workers'), {});
+    expect(drained.filter((w) => w.pool === POOL).every((w) => w.draining)).toBe(true);
+    const { job } = await callOrThrow<{ job: string }>(nc, subjects.enqueue, submission({ client: 'dave' }));
+    expect(await callOrThrow<JobStatus>(nc, subjects.admin('job-cancel'), { job })).toMatchObject({ job, client: 'dave', state: 'cancelled' });
+    expect(await call(nc, subjects.admin('job-cancel'), { job })).toMatchObject({ ok: false, error: { code: 'conflict' } });
+    expect(await call(nc, subjects.admin('pool-drain'), { pool: 'nowhere' })).toMatchObject({ ok: false, error: { code: 'not-found' } });
+    await callOrThrow(nc, subjects.admin('pool-unpause'), { pool: POOL });
+    const undrained = await callOrThrow<WorkerInfo[]>(nc, subjects.admin('workers'), {});
+    expect(undrained.filter((w) => w.pool === POOL).some((w) => w.draining)).toBe(false);
+  });
+
+  it('hands a worker its jobs for free slots in one message, and one at a time to a worker that takes no batches', async () => {
+    const pool = 'batch-x86_64';
+    const enqueue = async (n: number) => {
+      const jobs: string[] = [];
+      for (let i = 0; i < n; i++) jobs.push((await callOrThrow<{ job: string }>(nc, subjects.enqueue, submission({ pool, name: `batch-${i}` }))).job);
+      return jobs.sort();
+    };
+    const taken = async (w: StandInWorker, n: number) => {
+      const out: Assignment[] = [];
+      for (let i = 0; i < n; i++) out.push(await w.next());
+      return out;
+    };
+    const w6 = new StandInWorker(nc, 'w6');
+    await w6.register(3, pool);
+    await callOrThrow(nc, subjects.admin('pool-pause'), { pool });
+    const three = await enqueue(3);
+    await callOrThrow(nc, subjects.admin('pool-unpause'), { pool });
+    const batch = await taken(w6, 3);
+    expect(batch.map((a) => a.job).sort()).toEqual(three);
+    expect(w6.messages).toEqual([3]);
+    for (const a of batch) expect(await w6.complete(a)).toMatchObject({ ok: true, value: { recorded: true } });
+
+    await callOrThrow(nc, subjects.admin('worker-pause'), { worker: 'w6' });
+    await callOrThrow(nc, subjects.admin('pool-pause'), { pool });
+    const w7 = new StandInWorker(nc, 'w7', { batches: false });
+    await w7.register(2, pool);
+    const two = await enqueue(2);
+    await callOrThrow(nc, subjects.admin('pool-unpause'), { pool });
+    const singles = await taken(w7, 2);
+    expect(singles.map((a) => a.job).sort()).toEqual(two);
+    expect(w7.messages).toEqual([1, 1]);
+    // Taken, not refused: both stay with w7.
+    for (const job of two) expect(await callOrThrow<JobStatus>(nc, subjects.client('alice', 'status'), { job })).toMatchObject({ state: 'assigned', worker: 'w7', attempts: 1 });
   });
 
   it('serves /metrics with queue, job, worker and affinity figures', async () => {

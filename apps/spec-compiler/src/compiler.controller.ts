@@ -1,16 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { Controller, Inject } from '@nestjs/common';
-import { Ctx, MessagePattern, NatsContext, Payload } from '@nestjs/microservices';
 import {
   call,
   CompileRequest,
   limits,
   reject,
   RejectedError,
-  serve,
   SubmitRequest,
   subjects,
-  identityOf,
   type CallOptions,
   type Compiled,
   type JobSubmission,
@@ -18,7 +15,7 @@ import {
   type Submitted,
 } from '@cairn/contracts';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { BUS } from '@cairn/service-kit';
+import { BUS, Handles, type MessageOf } from '@cairn/service-kit';
 import { compileSpec, type SpecFormat } from './compile.js';
 import { CompilerMetrics } from './compiler-metrics.js';
 import { ContextStore } from './context-store.js';
@@ -55,43 +52,44 @@ export class CompilerController {
     this.contexts = new ContextStore(bus, options.maxContextBytes);
   }
 
-  @MessagePattern(subjects.compile)
-  async compile(@Payload() data: unknown): Promise<Reply<Compiled>> {
-    const reply = oversized(data, 'compile') ?? await serve(CompileRequest, data, 'compile', async (request) => {
-      const compiled = await this.compileTimed('compile', request.spec, request.format);
-      if (request.contextDigest !== undefined) await this.contexts.check(request.contextDigest);
-      return compiled;
-    });
-    return this.metrics.counted('compile', reply);
+  @Handles(subjects.compile, CompileRequest, 'compile', { around: (c: CompilerController, data, next) => c.guarded('compile', data, next) })
+  compile(request: CompileRequest): Promise<Compiled> {
+    return this.compileTimed('compile', request.spec, request.format);
   }
 
-  @MessagePattern(subjects.clientPattern('submit'))
-  async submit(@Payload() data: unknown, @Ctx() ctx: NatsContext): Promise<Reply<Submitted>> {
-    const prepared = oversized(data, 'submit') ?? await serve(SubmitRequest, data, 'submit', async (request): Promise<JobSubmission> => {
-      const client = clientOf(ctx.getSubject());
-      const compiled = await this.compileTimed('submit', request.spec, request.format);
-      if (request.contextDigest !== undefined) await this.contexts.check(request.contextDigest);
-      return {
-        client,
-        pool: request.pool,
-        name: request.name,
-        spec: compiled.canonical,
-        ...(request.contextDigest === undefined ? {} : { contextDigest: request.contextDigest }),
-        urgent: request.urgent,
-        // Sealed for the scheduler by the client; passed on untouched, never opened here.
-        secrets: request.secrets,
-        outputs: request.outputs,
-        timeoutSeconds: request.timeoutSeconds,
-        cacheHint: request.cacheHint ?? compiled.cacheHint,
-        steps: compiled.steps.length,
-        // Without a key of the client's, one per request: the enqueue retries below
-        // (a scheduler restarting) then cannot make a second job.
-        idempotencyKey: request.idempotencyKey ?? randomUUID(),
-      };
-    });
-    if (!prepared.ok) return this.metrics.counted('submit', prepared);
-    const enqueued = await call<Submitted>(this.bus, subjects.enqueue, prepared.value, this.options.enqueue);
-    return this.metrics.counted('submit', enqueued);
+  @Handles(subjects.clientPattern('submit'), SubmitRequest, 'submit', { around: (c: CompilerController, data, next) => c.guarded('submit', data, next) })
+  async submit(request: MessageOf<typeof SubmitRequest>, speaker: string, subject: string): Promise<Submitted> {
+    const client = clientOf(speaker, subject);
+    const compiled = await this.compileTimed('submit', request.spec, request.format);
+    if (request.contextDigest !== undefined) await this.contexts.check(client, request.contextDigest);
+    const submission: JobSubmission = {
+      client,
+      pool: request.pool,
+      name: request.name,
+      spec: compiled.canonical,
+      ...(request.contextDigest === undefined ? {} : { contextDigest: request.contextDigest }),
+      urgent: request.urgent,
+      // Sealed for the scheduler by the client; passed on untouched, never opened here.
+      secrets: request.secrets,
+      outputs: request.outputs,
+      timeoutSeconds: request.timeoutSeconds,
+      ...(request.limits === undefined ? {} : { limits: request.limits }),
+      ...(request.stepTimeoutMs === undefined ? {} : { stepTimeoutMs: request.stepTimeoutMs }),
+      cacheHint: request.cacheHint ?? compiled.cacheHint,
+      steps: compiled.steps.length,
+      // Without a key of the client's, one per request: the enqueue retries below
+      // (a scheduler restarting) then cannot make a second job.
+      idempotencyKey: request.idempotencyKey ?? randomUUID(),
+    };
+    // The scheduler's rejection is the client's, code and message unchanged.
+    const enqueued = await call<Submitted>(this.bus, subjects.enqueue, submission, this.options.enqueue);
+    if (!enqueued.ok) throw new RejectedError(enqueued.error.code, enqueued.error.message);
+    return enqueued.value;
+  }
+
+  /** Every request: a spec over the size limit refused before the schema sees it, every rejection counted. */
+  private async guarded(request: 'compile' | 'submit', data: unknown, next: () => Promise<Reply<unknown>>): Promise<Reply<unknown>> {
+    return this.metrics.counted(request, oversized(data, request) ?? (await next()));
   }
 
   private compileTimed(request: 'compile' | 'submit', spec: string, format: SpecFormat): Promise<Compiled> {
@@ -114,8 +112,7 @@ function oversized(data: unknown, what: string): Reply<never> | undefined {
  * The client a submit speaks for: the token after `client.` in its subject, which the
  * NATS permissions of tools/nats-config.mjs pin to the sender's own ID.
  */
-function clientOf(subject: string): string {
-  const client = identityOf(subject);
-  if (client === undefined) throw new RejectedError('malformed', `submit: no client ID in subject ${subject}`);
-  return client;
+function clientOf(speaker: string, subject: string): string {
+  if (speaker === '') throw new RejectedError('malformed', `submit: no client ID in subject ${subject}`);
+  return speaker;
 }

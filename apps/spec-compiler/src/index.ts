@@ -1,4 +1,4 @@
 export { compileSpec, cacheHintOf, type SpecFormat } from './compile.js';
 export { pinImages, type ImageResolver, type PinnedImage } from './pin-images.js';
 export { startSpecCompiler, DEFAULT_ENQUEUE, type SpecCompilerOptions } from './spec-compiler.js';
-export { specCompilerModule } from './spec-compiler.module.js';
+export { SpecCompilerModule } from './spec-compiler.module.js';

@@ -5,14 +5,14 @@ import { COMPILER_OPTIONS, CompilerController, type CompilerOptions } from './co
 import { CompilerMetrics } from './compiler-metrics.js';
 
 @Module({})
-class SpecCompilerModule {}
-
-/** The service's root module over an open bus connection (see startService). */
-export function specCompilerModule(bus: NatsConnection, options: CompilerOptions): DynamicModule {
-  return {
-    module: SpecCompilerModule,
-    imports: [OpsModule],
-    controllers: [CompilerController],
-    providers: [{ provide: BUS, useValue: bus }, { provide: COMPILER_OPTIONS, useValue: options }, CompilerMetrics],
-  };
+export class SpecCompilerModule {
+  /** The service's root module over an open bus connection (see startService). */
+  static forRoot(bus: NatsConnection, options: CompilerOptions): DynamicModule {
+    return {
+      module: SpecCompilerModule,
+      imports: [OpsModule],
+      controllers: [CompilerController],
+      providers: [{ provide: BUS, useValue: bus }, { provide: COMPILER_OPTIONS, useValue: options }, CompilerMetrics],
+    };
+  }
 }

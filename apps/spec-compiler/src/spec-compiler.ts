@@ -1,7 +1,7 @@
 import { queues, type CallOptions } from '@cairn/contracts';
 import type { Fetcher } from '@cairn/fetcher';
 import { startService, type RunningService } from '@cairn/service-kit';
-import { specCompilerModule } from './spec-compiler.module.js';
+import { SpecCompilerModule } from './spec-compiler.module.js';
 
 export interface SpecCompilerOptions {
   /** Resolves `(from IMAGE)` tags to digests; the workers' fetcher should see the same images. */
@@ -21,7 +21,7 @@ export function startSpecCompiler(options: SpecCompilerOptions): Promise<Running
     name: 'spec-compiler',
     queue: queues.specCompiler,
     module: (bus) =>
-      specCompilerModule(bus, {
+      SpecCompilerModule.forRoot(bus, {
         resolve: (image) => fetcher.resolve(image),
         enqueue: options.enqueue ?? DEFAULT_ENQUEUE,
         ...(options.maxContextBytes === undefined ? {} : { maxContextBytes: options.maxContextBytes }),

@@ -8,7 +8,8 @@ import { AGENT_CONFIG, BUILDER } from './tokens.js';
 
 @Module({})
 export class AgentModule {
-  static with(bus: NatsConnection, config: AgentConfig, builder: Builder): DynamicModule {
+  /** The service's root module over an open bus connection (see startService). */
+  static forRoot(bus: NatsConnection, config: AgentConfig, builder: Builder): DynamicModule {
     return {
       module: AgentModule,
       imports: [OpsModule],

@@ -1,12 +1,12 @@
+import { createRequire } from 'node:module';
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
-import type { ObjectStore } from '@nats-io/obj';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Builder } from '@cairn/builder';
 import {
-  answer, Assignment, call, CancelOrder, generateKeyPair, objectStores, open, openObjectStore, RejectedError, serve, subjects,
-  type Accepted, type Heartbeat, type HeartbeatReply, type KeyPair, type Register, type Registered,
+  Assignment, AssignmentBatch, backoffDelay, call, CancelOrder, generateKeyPair, open, RejectedError, subjects,
+  type Accepted, type BatchAccepted, type Heartbeat, type HeartbeatReply, type KeyPair, type Register, type Registered,
 } from '@cairn/contracts';
-import { BUS, Ops } from '@cairn/service-kit';
+import { BUS, Handles, Ops } from '@cairn/service-kit';
 import type { AgentConfig } from './config.js';
 import { DiskGuard } from './disk-guard.js';
 import { HintSet } from './hint-set.js';
@@ -14,11 +14,15 @@ import { JobRunner, type JobEnvironment } from './job-runner.js';
 import { AgentMetrics } from './metrics.js';
 import { AGENT_CONFIG, BUILDER } from './tokens.js';
 
+/** This worker-agent's version (its package's; src/ and dist/ are both one level down), for the dashboard's worker page. */
+const AGENT_VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+
 /**
  * The worker's side of the bus: it registers with its pool (again whenever the
  * scheduler has forgotten it), heartbeats its leases, free space and new cache hints,
  * takes assignments up to its capacity on `agent.<id>.assign` and cancels on
- * `agent.<id>.cancel`, and on shutdown stops taking jobs and finishes the running ones.
+ * `agent.<id>.cancel` (served on the bus directly, until the service closes after its
+ * drain), and on shutdown stops taking jobs and finishes the running ones.
  * The scheduler may start after the worker or restart at any time: every call is
  * retried until it is answered.
  */
@@ -32,8 +36,6 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
   private readonly hints = new HintSet();
   private readonly disk: DiskGuard;
   private readonly teardown = new AbortController();
-  private readonly subscriptions: Subscription[] = [];
-  private objects: { contexts: ObjectStore; artifacts: ObjectStore } | undefined;
   private registered = false;
   private heartbeatMs: number;
   private draining: Promise<void> | undefined;
@@ -71,18 +73,7 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
   }
 
   async onApplicationBootstrap(): Promise<void> {
-    this.objects = {
-      contexts: await openObjectStore(this.bus, objectStores.contexts, (m) => this.logger.warn(m)),
-      artifacts: await openObjectStore(this.bus, objectStores.artifacts, (m) => this.logger.warn(m)),
-    };
     await this.disk.check();
-    const assign = this.bus.subscribe(subjects.toWorker(this.config.worker, 'assign'), {
-      callback: (_err, msg) => void answer(msg, (data) => serve(Assignment, data, 'assign', (a) => this.accept(a))),
-    });
-    const cancel = this.bus.subscribe(subjects.toWorker(this.config.worker, 'cancel'), {
-      callback: (_err, msg) => void answer(msg, (data) => serve(CancelOrder, data, 'cancel', (o) => this.cancel(o))),
-    });
-    this.subscriptions.push(assign, cancel);
     this.loop = this.lifecycle();
     this.logger.log(`worker ${this.config.worker} in pool ${this.config.pool} (${this.config.platform}), capacity ${this.config.capacity}, store ${this.builder.store.kind}:${this.builder.store.root}`);
   }
@@ -130,7 +121,6 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
   private async stop(): Promise<void> {
     this.teardown.abort();
     this.wake?.();
-    for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
     await this.loop;
   }
 
@@ -141,7 +131,7 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
       if (!this.registered) {
         const ok = await this.register();
         failures = ok ? 0 : failures + 1;
-        if (!ok) await this.sleep(Math.min(5000, 250 * 2 ** Math.min(failures, 5)));
+        if (!ok) await this.sleep(backoffDelay(failures, { firstMs: 250, maxMs: 5000 }));
         continue;
       }
       await this.sleep(this.heartbeatMs);
@@ -176,6 +166,8 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
       publicKey: this.keys.publicKey,
       hints: this.hints.all(),
       running: this.leases(),
+      version: AGENT_VERSION,
+      ...(this.disk.lastPruneAt !== undefined ? { lastPruneAt: this.disk.lastPruneAt } : {}),
     };
     // Every hint goes in a registration, the fresh ones included.
     const fresh = this.hints.fresh().length;
@@ -201,6 +193,7 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
       refusing: this.refusal() !== undefined,
       hints: fresh,
       ...(this.draining ? { draining: true } : {}),
+      ...(this.disk.lastPruneAt !== undefined ? { lastPruneAt: this.disk.lastPruneAt } : {}),
     };
     this.metrics.refusing.set(message.refusing ? 1 : 0);
     const reply = await call<HeartbeatReply>(this.bus, subjects.toScheduler(this.config.worker, 'heartbeat'), message, { timeoutMs: this.config.callTimeoutMs });
@@ -224,6 +217,7 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
     return this.disk.refusal;
   }
 
+  @Handles((agent: AgentService) => subjects.toWorker(agent.workerId, 'assign'), Assignment, 'assign', { direct: true })
   private accept(a: Assignment): Accepted {
     const running = this.jobs.get(a.job);
     // A repeated assignment (the scheduler retrying after a lost reply) is the same job.
@@ -257,6 +251,13 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
     return { accepted: true };
   }
 
+  /** Several assignments at once (the scheduler filling free slots): each answered as if it came alone. */
+  @Handles((agent: AgentService) => subjects.toWorker(agent.workerId, 'assign-batch'), AssignmentBatch, 'assign-batch', { direct: true })
+  private acceptAll(batch: AssignmentBatch): BatchAccepted {
+    return { answers: batch.assignments.map((a) => this.accept(a)) };
+  }
+
+  @Handles((agent: AgentService) => subjects.toWorker(agent.workerId, 'cancel'), CancelOrder, 'cancel', { direct: true })
   private cancel(order: CancelOrder): { cancelled: boolean } {
     const job = this.jobs.get(order.job);
     if (!job || job.lease !== order.lease) throw new RejectedError('not-found', `job ${order.job} with lease ${order.lease} is not running on worker ${this.config.worker}`);
@@ -265,17 +266,15 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
   }
 
   private jobEnvironment(): JobEnvironment {
-    if (!this.objects) throw new Error('assignment before the agent started');
     return {
       nc: this.bus,
       builder: this.builder,
-      contexts: this.objects.contexts,
-      artifacts: this.objects.artifacts,
       worker: this.config.worker,
       platform: this.config.platform,
       metrics: this.metrics,
       callTimeoutMs: this.config.callTimeoutMs,
       scratchDir: this.config.scratchDir,
+      cacheDomains: this.config.cacheDomains,
       logLimits: { memoryBytes: this.config.logMemoryBytes, spoolBytes: this.config.logSpoolBytes },
       log: (m) => this.logger.warn(m),
       teardown: this.teardown.signal,

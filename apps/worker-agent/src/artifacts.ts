@@ -1,15 +1,14 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat } from 'node:fs/promises';
-import { Readable } from 'node:stream';
-import type { ObjectStore } from '@nats-io/obj';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { resolveInRoot, SnapshotPathError } from '@cairn/builder';
-import { limits, objectStores, type Artifact } from '@cairn/contracts';
+import { blobStores, limits, putBlob, type Artifact } from '@cairn/contracts';
 import type { Store } from '@cairn/store';
 
 /**
- * A job's outputs: files in its final snapshot, exported by SHA-256 into the
- * `cairn-artifacts` object store (named `sha256:<hex>`, stored once however many jobs
+ * A job's outputs: files in its final snapshot, exported as this worker's blobs named by
+ * their SHA-256 (blob-store.ts in @cairn/contracts; stored once however many of its jobs
  * produce the same bytes) and listed in the outcome with their size and digest. Paths
  * are resolved inside the snapshot (see resolveInRoot), so a step cannot make the worker
  * export one of the host's files through a symlink.
@@ -18,16 +17,16 @@ export class ArtifactError extends Error {
   override readonly name = 'ArtifactError';
 }
 
-export async function exportArtifacts(store: Store, snapshotId: string, outputs: readonly string[], objects: ObjectStore): Promise<Artifact[]> {
+export async function exportArtifacts(store: Store, snapshotId: string, outputs: readonly string[], nc: NatsConnection, worker: string): Promise<Artifact[]> {
   if (outputs.length === 0) return [];
   return store.withRootfs(snapshotId, async (root) => {
     const artifacts: Artifact[] = [];
-    for (const path of outputs) artifacts.push(await exportOne(root, snapshotId, path, objects));
+    for (const path of outputs) artifacts.push(await exportOne(root, snapshotId, path, nc, worker));
     return artifacts;
   });
 }
 
-async function exportOne(root: string, snapshotId: string, path: string, objects: ObjectStore): Promise<Artifact> {
+async function exportOne(root: string, snapshotId: string, path: string, nc: NatsConnection, worker: string): Promise<Artifact> {
   const where = `output ${path} of snapshot ${snapshotId}`;
   let host: string;
   try {
@@ -47,14 +46,11 @@ async function exportOne(root: string, snapshotId: string, path: string, objects
     size += (piece as Buffer).length;
   }
   const sha256 = hash.digest('hex');
-  const name = `sha256:${sha256}`;
-  const existing = await objects.info(name);
-  if (existing === null || existing.deleted || existing.size !== size) {
-    try {
-      await objects.put({ name, description: `first exported from ${path}` }, Readable.toWeb(createReadStream(host)) as ReadableStream<Uint8Array>);
-    } catch (e) {
-      throw new ArtifactError(`${where}: cannot store it in object store ${objectStores.artifacts} as ${name}: ${e instanceof Error ? e.message : String(e)}`);
-    }
+  try {
+    // The name is checked against the bytes as they are sent: a file changed meanwhile fails.
+    await putBlob(nc, 'artifacts', worker, createReadStream(host), sha256);
+  } catch (e) {
+    throw new ArtifactError(`${where}: cannot store it in stream ${blobStores.artifacts.stream} as sha256:${sha256}: ${e instanceof Error ? e.message : String(e)}`);
   }
   return { path, size, sha256 };
 }

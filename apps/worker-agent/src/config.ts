@@ -1,5 +1,6 @@
 import { arch, hostname, platform, tmpdir } from 'node:os';
-import { TOKEN } from '@cairn/contracts';
+import { parseBytes } from '@cairn/builder';
+import { CacheDomains, TOKEN } from '@cairn/contracts';
 
 /**
  * The worker-agent's own settings, from the environment. The engine's settings (store,
@@ -34,6 +35,14 @@ export interface AgentConfig {
    */
   readonly logMemoryBytes: number;
   readonly logSpoolBytes: number;
+  /** Whose caches a job uses: its client's own, or a domain the operator set (CAIRN_CACHE_DOMAINS). */
+  readonly cacheDomains: CacheDomains;
+  /**
+   * How long a drain (SIGTERM) may wait for the running builds before handing them back
+   * to the scheduler and exiting; 0 waits for as long as they run. Kubernetes kills a pod
+   * after its terminationGracePeriodSeconds, which must be longer (infra/k8s checks it).
+   */
+  readonly drainTimeoutMs: number;
 }
 
 export class AgentConfigError extends Error {
@@ -66,7 +75,17 @@ export function agentConfigFromEnv(env: NodeJS.ProcessEnv = process.env): AgentC
     scratchDir: env.CAIRN_SCRATCH_DIR || tmpdir(),
     logMemoryBytes: positiveBytes(env, 'CAIRN_LOG_MEMORY_LIMIT', 8 * 1024 ** 2),
     logSpoolBytes: positiveBytes(env, 'CAIRN_LOG_SPOOL_LIMIT', 256 * 1024 ** 2),
+    cacheDomains: cacheDomains(env.CAIRN_CACHE_DOMAINS),
+    drainTimeoutMs: env.CAIRN_DRAIN_TIMEOUT_MS === '0' ? 0 : positiveInt(env, 'CAIRN_DRAIN_TIMEOUT_MS', 0),
   };
+}
+
+function cacheDomains(text: string | undefined): CacheDomains {
+  try {
+    return CacheDomains.parse(text);
+  } catch (e) {
+    throw new AgentConfigError(`CAIRN_CACHE_DOMAINS: ${(e as Error).message}`);
+  }
 }
 
 function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -77,15 +96,15 @@ function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): nu
   return n;
 }
 
-const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
-
-/** A byte count, optionally with a binary unit: `500M`, `20G`, `1073741824`. */
+/** A byte count as the engine's settings take one (`500m`, `20g`, `1073741824`); the error names the variable. */
 function bytes(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const text = env[name];
   if (text === undefined || text === '') return fallback;
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text.trim());
-  if (!m) throw new AgentConfigError(`${name} must be a byte count such as 500M or 20G, not "${text}"`);
-  return Math.floor(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!);
+  try {
+    return parseBytes(text, name);
+  } catch (e) {
+    throw new AgentConfigError((e as Error).message);
+  }
 }
 
 function positiveBytes(env: NodeJS.ProcessEnv, name: string, fallback: number): number {

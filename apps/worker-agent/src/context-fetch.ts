@@ -1,16 +1,15 @@
-import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { copyFile, mkdir, open, rm, symlink } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { ObjectStore } from '@nats-io/obj';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { extract, type Headers } from 'tar-stream';
-import { limits, objectStores } from '@cairn/contracts';
+import { BlobError, limits, readBlob, type BlobRef } from '@cairn/contracts';
 
 /**
- * A build context arrives as a tar in the `cairn-contexts` object store, named by the
- * SHA-256 of the tar. The worker downloads it to a file, checks the digest (a context
- * whose bytes do not match its name is refused: someone altered it), and only then
+ * A build context arrives as a tar, a blob of the job's client named by the SHA-256 of
+ * the tar (blob-store.ts in @cairn/contracts). The worker downloads it to a file, checks
+ * the digest (a context whose bytes do not match its name is refused), and only then
  * extracts it, refusing any entry that would land outside the directory (absolute
  * names, `..`, writes through a symlink) and anything but files, directories and links.
  */
@@ -18,10 +17,11 @@ export class ContextError extends Error {
   override readonly name = 'ContextError';
 }
 
-/** Downloads, verifies and extracts context `digest` into `dir` (created); `scratch` holds the tar meanwhile. */
-export async function fetchContext(store: ObjectStore, digest: string, dir: string, scratch: string): Promise<void> {
+/** Downloads, verifies and extracts `context` into `dir` (created); `scratch` holds the tar meanwhile. */
+export async function fetchContext(nc: NatsConnection, context: BlobRef, dir: string, scratch: string): Promise<void> {
   const tarFile = join(scratch, 'context.tar');
-  await download(store, digest, tarFile);
+  const digest = `sha256:${context.sha256}`;
+  await download(nc, context, tarFile);
   try {
     await mkdir(dir, { recursive: true });
     await extractSafely(tarFile, dir, digest);
@@ -30,30 +30,18 @@ export async function fetchContext(store: ObjectStore, digest: string, dir: stri
   }
 }
 
-async function download(store: ObjectStore, digest: string, file: string): Promise<void> {
-  const where = `context ${digest} in object store ${objectStores.contexts}`;
-  const result = await store.get(digest);
-  if (result === null) throw new ContextError(`${where}: not found (was it uploaded?)`);
-  const hash = createHash('sha256');
-  let size = 0;
+async function download(nc: NatsConnection, context: BlobRef, file: string): Promise<void> {
   const out = await open(file, 'w', 0o600);
   try {
-    // A reader, not `for await`: the DOM typings some tests load give web streams no async iterator.
-    const reader = result.data.getReader();
-    for (let next = await reader.read(); !next.done; next = await reader.read()) {
-      const piece = next.value;
-      size += piece.length;
-      if (size > limits.maxContextBytes) throw new ContextError(`${where}: larger than the limit of ${limits.maxContextBytes} bytes`);
-      hash.update(piece);
-      await out.write(piece);
-    }
+    const blob = await readBlob(nc, context, limits.maxContextBytes);
+    if (blob === undefined) throw new ContextError(`context sha256:${context.sha256} of client ${context.owner}: not found (was it uploaded?)`);
+    for await (const piece of blob.bytes) await out.write(piece);
+  } catch (e) {
+    if (e instanceof BlobError) throw new ContextError(e.message);
+    throw e;
   } finally {
     await out.close();
   }
-  const error = await result.error;
-  if (error) throw new ContextError(`${where}: download failed: ${error.message}`);
-  const actual = `sha256:${hash.digest('hex')}`;
-  if (actual !== digest) throw new ContextError(`${where}: its content has digest ${actual}, not its name: refused`);
 }
 
 /** An entry name as a safe relative path, or undefined for the archive's root itself. */

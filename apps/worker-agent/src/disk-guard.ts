@@ -10,6 +10,8 @@ import type { AgentMetrics } from './metrics.js';
 export class DiskGuard {
   freeBytes = 0;
   totalBytes = 0;
+  /** When the store was last pruned (by this process). */
+  lastPruneAt: number | undefined;
   private checking: Promise<void> | undefined;
 
   constructor(
@@ -35,6 +37,7 @@ export class DiskGuard {
     await this.measure();
     if (this.pruneBelowBytes === 0 || this.freeBytes >= this.pruneBelowBytes) return;
     this.metrics.pruneEvents.inc();
+    this.lastPruneAt = Date.now();
     const before = this.freeBytes;
     let removed = 0;
     while (this.freeBytes < this.pruneBelowBytes) {

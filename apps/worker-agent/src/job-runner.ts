@@ -1,9 +1,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { BuildError, type Builder, type StepEvent } from '@cairn/builder';
-import { call, subjects, type Assignment, type Complete, type Outcome, type StepResult } from '@cairn/contracts';
+import { attempts, call, subjects, type Assignment, type CacheDomains, type Complete, type Outcome, type StepResult } from '@cairn/contracts';
 import { parseSpec, SpecError } from '@cairn/spec';
 import { ArtifactError, exportArtifacts } from './artifacts.js';
 import { ContextError, fetchContext } from './context-fetch.js';
@@ -15,14 +14,14 @@ import { Redactor } from './redactor.js';
 export interface JobEnvironment {
   readonly nc: NatsConnection;
   readonly builder: Builder;
-  readonly contexts: ObjectStore;
-  readonly artifacts: ObjectStore;
   readonly worker: string;
   readonly platform: string;
   readonly metrics: AgentMetrics;
   readonly callTimeoutMs: number;
   /** Job scratch and log spools go here. */
   readonly scratchDir: string;
+  /** The trust domain of each client's caches. */
+  readonly cacheDomains: CacheDomains;
   readonly logLimits: { readonly memoryBytes: number; readonly spoolBytes: number };
   readonly log: (message: string) => void;
   /** Aborted when the agent is torn down without draining: stop retrying, give up. */
@@ -91,7 +90,8 @@ export class JobRunner {
   private async run(): Promise<void> {
     const a = this.assignment;
     const redactor = new Redactor(this.secrets.values());
-    const logs = new LogPublisher(this.env.nc, a.client, a.job, a.lease, a.attempt, redactor, {
+    const run = { client: a.client, job: a.job, worker: this.env.worker, lease: a.lease, attempt: a.attempt };
+    const logs = new LogPublisher(this.env.nc, run, redactor, {
       warn: this.env.log,
       memoryLimit: this.env.logLimits.memoryBytes,
       spoolLimit: this.env.logLimits.spoolBytes,
@@ -147,7 +147,7 @@ export class JobRunner {
       let contextDir: string | undefined;
       if (a.contextDigest !== undefined) {
         contextDir = join(scratch, 'context');
-        await fetchContext(this.env.contexts, a.contextDigest, contextDir, scratch);
+        await fetchContext(this.env.nc, { store: 'contexts', owner: a.client, sha256: a.contextDigest.replace(/^sha256:/, '') }, contextDir, scratch);
       }
       signal.throwIfAborted();
       snapshotId = await this.env.builder.build(spec, {
@@ -156,8 +156,12 @@ export class JobRunner {
         log: logs.log,
         onStep,
         signal,
+        cacheDomain: this.env.cacheDomains.of(a.client),
+        // The job's; the worker's sandbox caps them by its own.
+        ...(a.limits === undefined ? {} : { limits: a.limits }),
+        ...(a.stepTimeoutMs === undefined ? {} : { stepTimeoutMs: a.stepTimeoutMs }),
       });
-      const artifacts = await exportArtifacts(this.env.builder.store, snapshotId, a.outputs, this.env.artifacts);
+      const artifacts = await exportArtifacts(this.env.builder.store, snapshotId, a.outputs, this.env.nc, this.env.worker);
       return { state: 'succeeded', artifacts, steps: [], snapshotId };
     } catch (e) {
       if (signal.aborted && this.stopReason) return ended(this.stopReason.state, this.stopReason.why, snapshotId);
@@ -190,7 +194,7 @@ export class JobRunner {
     const a = this.assignment;
     const message: Complete = { job: a.job, lease: a.lease, worker: this.env.worker, outcome };
     const subject = subjects.toScheduler(this.env.worker, 'complete');
-    for (let attempt = 0; !this.env.teardown.aborted; attempt++) {
+    for await (const attempt of attempts({ signal: this.env.teardown })) {
       const reply = await call<unknown>(this.env.nc, subject, message, { timeoutMs: this.env.callTimeoutMs });
       if (reply.ok) return;
       if (reply.error.code !== 'unavailable') {
@@ -198,7 +202,6 @@ export class JobRunner {
         return;
       }
       if (attempt % 5 === 4) this.env.log(`job ${a.job}: outcome not answered after ${attempt + 1} attempts, still trying: ${reply.error.message}`);
-      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
     }
   }
 }

@@ -2,7 +2,7 @@ import { tmpdir } from 'node:os';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { LogEvent, Logger } from '@cairn/builder';
-import { subjects, type JobState, type LogChunk } from '@cairn/contracts';
+import { attempts, subjects, type JobState, type LogChunk } from '@cairn/contracts';
 import { LogBacklog } from './log-backlog.js';
 import type { Redactor } from './redactor.js';
 
@@ -23,8 +23,20 @@ export interface LogPublisherOptions {
   readonly spoolDir?: string;
 }
 
+/** Which run of which job the log is, and who writes it. */
+export interface LogRun {
+  readonly client: string;
+  readonly job: string;
+  /** This worker: the only name it may publish log chunks under. */
+  readonly worker: string;
+  /** Part of each message ID: a later attempt of the same job is not taken for a duplicate. */
+  readonly lease: string;
+  /** Which run of the job this is: followers order chunks by (attempt, seq). */
+  readonly attempt: number;
+}
+
 /**
- * Streams one job's build log into JetStream (`subjects.log(client, job)`, captured by
+ * Streams one job's build log into JetStream (`subjects.log(client, job, worker)`, captured by
  * the CAIRN_LOGS stream) as LogChunks numbered 1, 2, 3..., so that a follower who joins
  * late replays the log from the start. Output is batched (about 50 ms or 16 KiB) and
  * every secret value is taken out before a chunk leaves. Chunks go out one at a time, in
@@ -51,24 +63,28 @@ export class LogPublisher {
   private abandoned = false;
   private readonly warn: (message: string) => void;
 
+  private readonly client: string;
+  private readonly job: string;
+  private readonly lease: string;
+  private readonly attempt: number;
+
   constructor(
     nc: NatsConnection,
-    private readonly client: string,
-    private readonly job: string,
-    /** Part of each message ID: a later attempt of the same job is not taken for a duplicate. */
-    private readonly lease: string,
-    /** Which run of the job this is: followers order chunks by (attempt, seq). */
-    private readonly attempt: number,
+    run: LogRun,
     private readonly redactor: Redactor,
     options: LogPublisherOptions = {},
   ) {
+    this.client = run.client;
+    this.job = run.job;
+    this.lease = run.lease;
+    this.attempt = run.attempt;
     this.js = jetstream(nc);
-    this.subject = subjects.log(client, job);
+    this.subject = subjects.log(run.client, run.job, run.worker);
     this.flushMs = options.flushMs ?? 50;
     this.maxChunk = options.maxChunk ?? 16 * 1024;
     this.warn = options.warn ?? (() => undefined);
     const limits = { memoryBytes: options.memoryLimit ?? 8 * MiB, spoolBytes: options.spoolLimit ?? 256 * MiB };
-    this.backlog = new LogBacklog(limits, options.spoolDir ?? tmpdir(), job);
+    this.backlog = new LogBacklog(limits, options.spoolDir ?? tmpdir(), run.job);
   }
 
   /** Bytes waiting to be published, in memory and in the spool (and where the spool is). */
@@ -159,14 +175,13 @@ export class LogPublisher {
   private async publish(chunk: LogChunk): Promise<void> {
     const payload = JSON.stringify(chunk);
     const msgID = `${this.job}.${this.lease}.${chunk.seq}`;
-    for (let attempt = 0; ; attempt++) {
+    for await (const attempt of attempts()) {
       try {
         await this.js.publish(this.subject, payload, { msgID, timeout: 5000 });
         return;
       } catch (e) {
         if (this.abandoned) return;
         if (attempt % 10 === 9) this.warn(`log chunk ${chunk.seq} of job ${this.job} (client ${this.client}) on ${this.subject}: still not stored: ${e instanceof Error ? e.message : String(e)}`);
-        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
       }
     }
   }

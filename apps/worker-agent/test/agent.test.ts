@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, connectBus, generateKeyPair, objectStores, ok, openObjectStore, reject, seal, subjects } from '@cairn/contracts';
+import { call, connectBus, generateKeyPair, ok, putBlob, readBlob, reject, seal, subjects, type BatchAccepted } from '@cairn/contracts';
+import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { startNats, type RunningNats } from '../../../test/support/nats.js';
 import { startWorkerAgent, type RunningAgent } from '../src/index.js';
@@ -86,11 +87,9 @@ describe('a worker-agent on a real NATS server and a real btrfs store', () => {
     return stdout;
   }
 
-  it('builds with a context from the object store in a (copy ...) step, and refuses a context altered after upload', async () => {
-    const contexts = await openObjectStore(nc, objectStores.contexts);
+  it("builds with its client's context in a (copy ...) step, and refuses one whose bytes are not its name", async () => {
     const tar = await contextTar({ 'greeting.txt': 'hello from the context\n' });
-    const digest = `sha256:${sha256(tar)}`;
-    await contexts.putBlob({ name: digest }, tar);
+    const digest = `sha256:${(await putBlob(nc, 'contexts', 'alice', [tar])).sha256}`;
     const a = assignment({ spec: spec('(copy (src greeting.txt) (dst /greeting.txt)) (run (shell "cat /greeting.txt"))'), contextDigest: digest });
     expect((await scheduler.assign(a)).ok).toBe(true);
     const { outcome } = await scheduler.outcome(a.job);
@@ -98,15 +97,18 @@ describe('a worker-agent on a real NATS server and a real btrfs store', () => {
     expect(outcome.steps.map((s) => s.op)).toEqual(['(from cairn/busybox:latest)', '(copy (src greeting.txt) (dst /greeting.txt))', '(run (shell "cat /greeting.txt"))']);
     expect(logText(await readLog(nc, 'alice', a.job))).toContain('hello from the context\n');
 
-    // Other bytes stored under the first tar's name: the digest no longer matches.
+    // Other bytes under a name, written by hand in the blob layout (putBlob names by content).
     const forged = await contextTar({ 'greeting.txt': 'forged\n' });
-    const forgedDigest = `sha256:${sha256(await contextTar({ 'greeting.txt': 'the original\n' }))}`;
-    await contexts.putBlob({ name: forgedDigest }, forged);
+    const forgedSha = sha256(await contextTar({ 'greeting.txt': 'the original\n' }));
+    const forgedDigest = `sha256:${forgedSha}`;
+    const js = jetstream(nc);
+    await js.publish(`${subjects.blobsOf('contexts', 'alice')}.c.forged1`, forged);
+    await js.publish(`${subjects.blobsOf('contexts', 'alice')}.m.${forgedSha}`, JSON.stringify({ size: forged.length, chunks: 1, upload: 'forged1' }));
     const b = assignment({ spec: spec('(copy (src greeting.txt) (dst /greeting.txt)) (run (shell "cat /greeting.txt"))'), contextDigest: forgedDigest });
     expect((await scheduler.assign(b)).ok).toBe(true);
     const refused = (await scheduler.outcome(b.job)).outcome;
     expect(refused.state).toBe('failed');
-    expect(refused.failure).toBe(`context ${forgedDigest} in object store cairn-contexts: its content has digest sha256:${sha256(forged)}, not its name: refused`);
+    expect(refused.failure).toBe(`context ${forgedDigest} of alice in stream CAIRN_CONTEXTS: its content has digest sha256:${sha256(forged)} (${forged.length} bytes), not its name: refused`);
     expect(refused.steps).toEqual([]);
     const log = logText(await readLog(nc, 'alice', b.job));
     expect(log).not.toContain('forged');
@@ -196,6 +198,20 @@ describe('a worker-agent on a real NATS server and a real btrfs store', () => {
     expect((await scheduler.outcome(third.job)).outcome.failure).toMatch(/^invalid spec: spec:1:\d+: unexpected second S-expression/);
   });
 
+  it('answers a batch of assignments one by one, as if each had come alone', async () => {
+    const a = assignment({ spec: spec('(run (shell "echo batched; sleep 60"))') });
+    const other = generateKeyPair();
+    const b = assignment({ spec: spec('(run (shell "true"))'), secrets: [{ id: 'x', sealed: seal(other.publicKey, Buffer.from('v')) }] });
+    // a, a again (a retried batch: the same job), b refused: each answered in its place.
+    const reply = await call<BatchAccepted>(nc, subjects.toWorker('w1', 'assign-batch'), { assignments: [a, a, b] }, { timeoutMs: 5000 });
+    expect(reply).toEqual({
+      ok: true,
+      value: { answers: [{ accepted: true }, { accepted: true }, { accepted: false, reason: `secret "x" of job ${b.job} cannot be opened with worker w1's key (sealed for another key or altered)` }] },
+    });
+    await scheduler.cancel(a.job, a.lease, 'test done');
+    expect((await scheduler.outcome(a.job, 20_000)).outcome.state).toBe('cancelled');
+  });
+
   it('answers a malformed assignment or cancel with the reason, and one with secrets it cannot open with a refusal', async () => {
     const bad = await call(nc, subjects.toWorker('w1', 'assign'), { job: 'not-a-job-id', spec: 42 });
     expect(bad).toMatchObject({ ok: false, error: { code: 'malformed' } });
@@ -216,12 +232,18 @@ describe('a worker-agent on a real NATS server and a real btrfs store', () => {
     expect((await scheduler.assign(a)).ok).toBe(true);
     const { outcome } = await scheduler.outcome(a.job);
     expect(outcome.state, outcome.failure).toBe('succeeded');
-    const artifacts = await openObjectStore(nc, objectStores.artifacts);
     const content = Buffer.from('artifact-bytes\n');
     expect(outcome.artifacts[0]).toEqual({ path: '/out/a.txt', size: content.length, sha256: sha256(content) });
-    expect(Buffer.from((await artifacts.getBlob(`sha256:${sha256(content)}`))!)).toEqual(content);
+    // Stored under this worker's name, where the results-store reads a job's artifacts.
+    const artifact = async (hex: string) => {
+      const blob = await readBlob(nc, { store: 'artifacts', owner: 'w1', sha256: hex });
+      const parts: Uint8Array[] = [];
+      for await (const part of blob!.bytes) parts.push(part);
+      return Buffer.concat(parts);
+    };
+    expect(await artifact(sha256(content))).toEqual(content);
     // The link points at the snapshot's /etc/passwd (busybox's two users), not the host's.
-    const passwd = Buffer.from((await artifacts.getBlob(`sha256:${outcome.artifacts[1]!.sha256}`))!).toString();
+    const passwd = (await artifact(outcome.artifacts[1]!.sha256)).toString();
     expect(passwd).toBe('root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n');
     expect(passwd).not.toBe(await readFile('/etc/passwd', 'utf8'));
 
@@ -270,7 +292,7 @@ describe('a worker-agent on a real NATS server and a real btrfs store', () => {
   it('serves /healthz and /metrics with its jobs, outcomes, cache hits and free space', async () => {
     await until('a heartbeat after the restart', () => worker.agent.isRegistered);
     const health = await fetch(`${worker.service.httpUrl}/healthz`);
-    expect(await health.json()).toEqual({ ok: true, checks: { nats: 'ok', store: 'ok', scheduler: 'ok' } });
+    expect(await health.json()).toEqual({ ok: true, checks: { 'nats-open': 'ok', nats: 'ok', jetstream: 'ok', store: 'ok', scheduler: 'ok' } });
     const metrics = await (await fetch(`${worker.service.httpUrl}/metrics`)).text();
     expect(metrics).toMatch(/^cairn_worker_running_jobs 0$/m);
     expect(metrics).toMatch(/^cairn_worker_builds_total\{outcome="succeeded"\} [1-9]\d*$/m);

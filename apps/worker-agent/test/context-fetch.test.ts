@@ -1,11 +1,9 @@
-import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pack } from 'tar-stream';
-import { connectBus, objectStores, openObjectStore } from '@cairn/contracts';
-import type { ObjectStore } from '@nats-io/obj';
+import { connectBus, ensureJetStream, putBlob } from '@cairn/contracts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { startNats, type RunningNats } from '../../../test/support/nats.js';
 import { fetchContext } from '../src/context-fetch.js';
@@ -24,17 +22,16 @@ async function tarOf(entries: Entry[]): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-/** Contexts from a real JetStream object store, hostile ones included. */
+/** Contexts from a real JetStream blob store, hostile ones included. */
 describe('fetching a build context', () => {
   let nats: RunningNats;
   let nc: NatsConnection;
-  let store: ObjectStore;
   let dir: string;
 
   beforeAll(async () => {
     nats = await startNats();
     nc = await connectBus({ servers: nats.url, name: 'test' });
-    store = await openObjectStore(nc, objectStores.contexts);
+    await ensureJetStream(nc);
     dir = await mkdtemp(join(tmpdir(), 'cairn-context-test-'));
   });
   afterAll(async () => {
@@ -46,10 +43,9 @@ describe('fetching a build context', () => {
   let n = 0;
   async function fetchTar(entries: Entry[]): Promise<string> {
     const tar = await tarOf(entries);
-    const digest = `sha256:${createHash('sha256').update(tar).digest('hex')}`;
-    await store.putBlob({ name: digest }, tar);
+    const { sha256 } = await putBlob(nc, 'contexts', 'alice', [tar]);
     const target = join(dir, `ctx-${++n}`);
-    await fetchContext(store, digest, target, dir);
+    await fetchContext(nc, { store: 'contexts', owner: 'alice', sha256 }, target, dir);
     return target;
   }
 
@@ -98,7 +94,7 @@ describe('fetching a build context', () => {
   });
 
   it('names a context that was never uploaded', async () => {
-    const digest = `sha256:${'0'.repeat(64)}`;
-    await expect(fetchContext(store, digest, join(dir, 'none'), dir)).rejects.toThrow(`context ${digest} in object store cairn-contexts: not found (was it uploaded?)`);
+    const sha256 = '0'.repeat(64);
+    await expect(fetchContext(nc, { store: 'contexts', owner: 'alice', sha256 }, join(dir, 'none'), dir)).rejects.toThrow(`context sha256:${sha256} of client alice: not found (was it uploaded?)`);
   });
 });

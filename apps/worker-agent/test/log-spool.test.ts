@@ -89,7 +89,7 @@ describe('a job log while NATS is down: bounded in memory, spooled to disk, publ
   it('keeps at most the memory limit in memory, spills the rest to a spool file, and publishes every line in order once NATS is back', async () => {
     const { job } = assignment({ spec: '' });
     const memoryLimit = 64 * KiB;
-    const logs = new LogPublisher(nc, 'alice', job, 'lease-1', 1, new Redactor([Buffer.from(SECRET)]), { memoryLimit, spoolLimit: 64 * MiB, spoolDir: scratch });
+    const logs = new LogPublisher(nc, { client: 'alice', job, worker: 'w1', lease: 'lease-1', attempt: 1 }, new Redactor([Buffer.from(SECRET)]), { memoryLimit, spoolLimit: 64 * MiB, spoolDir: scratch });
     logs.write('before the outage\n');
     await logs.close();
 
@@ -123,7 +123,7 @@ describe('a job log while NATS is down: bounded in memory, spooled to disk, publ
     const { job } = assignment({ spec: '' });
     const spoolLimit = 256 * KiB;
     const memoryLimit = 64 * KiB;
-    const logs = new LogPublisher(nc, 'alice', job, 'lease-1', 1, new Redactor([]), { memoryLimit, spoolLimit, spoolDir: scratch });
+    const logs = new LogPublisher(nc, { client: 'alice', job, worker: 'w1', lease: 'lease-1', attempt: 1 }, new Redactor([]), { memoryLimit, spoolLimit, spoolDir: scratch });
     const first = 'before the outage\n';
     logs.write(first);
     await logs.close();
@@ -165,7 +165,7 @@ describe('a job log while NATS is down: bounded in memory, spooled to disk, publ
 
   it('removes the spool of an abandoned job', async () => {
     const { job } = assignment({ spec: '' });
-    const logs = new LogPublisher(nc, 'alice', job, 'lease-1', 1, new Redactor([]), { memoryLimit: 16 * KiB, spoolDir: scratch });
+    const logs = new LogPublisher(nc, { client: 'alice', job, worker: 'w1', lease: 'lease-1', attempt: 1 }, new Redactor([]), { memoryLimit: 16 * KiB, spoolDir: scratch });
     const { over } = await outage(1000);
     await writeWhileDown(logs, numberedLines(0, 256 * KiB));
     const spool = logs.waiting.spoolDir;

@@ -60,9 +60,9 @@ describe('worker-agent process (node dist/main.js)', () => {
   });
 
   /** Starts the agent as `worker`, with a build running that would take a minute. */
-  async function withLongBuild(worker: string): Promise<{ scheduler: SchedulerStandIn; proc: ChildProcess; job: string; exited: Promise<{ code: number | null; signal: string | null }> }> {
+  async function withLongBuild(worker: string, env: NodeJS.ProcessEnv = {}): Promise<{ scheduler: SchedulerStandIn; proc: ChildProcess; job: string; exited: Promise<{ code: number | null; signal: string | null }> }> {
     const scheduler = new SchedulerStandIn(nc, worker).start();
-    const proc = spawn('node', [MAIN], { env: host.env(nats.url, worker), stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn('node', [MAIN], { env: { ...host.env(nats.url, worker), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     child = proc;
     proc.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
@@ -96,6 +96,19 @@ describe('worker-agent process (node dist/main.js)', () => {
     const log = await readLog(nc, 'alice', job, 5000, (chunks) => logText(chunks).includes('goes back to the queue'));
     expect(logText(log)).toMatch(/cairn: run 1 of job \S+ stopped on worker proc-3: .*; it goes back to the queue/);
     expect(log.some((c) => c.end !== undefined)).toBe(false);
+    scheduler.stop();
+  });
+
+  // What a Kubernetes pod does before its terminationGracePeriodSeconds runs out (infra/k8s).
+  it('a drain that outlasts CAIRN_DRAIN_TIMEOUT_MS hands the build back by itself and exits 0', async () => {
+    const { scheduler, proc, job, exited } = await withLongBuild('proc-4', { CAIRN_DRAIN_TIMEOUT_MS: '1500' });
+    proc.kill('SIGTERM');
+    await scheduler.waitFor('heartbeat', (m) => m.refusing === true, 10_000);
+    expect(await exited, output).toEqual({ code: 0, signal: null });
+    expect(output).toContain('worker-agent: the drain took over 1500 ms: handing the running builds back to the scheduler');
+    expect(scheduler.received.complete).toEqual([]);
+    const log = await readLog(nc, 'alice', job, 5000, (chunks) => logText(chunks).includes('goes back to the queue'));
+    expect(logText(log)).toMatch(/cairn: run 1 of job \S+ stopped on worker proc-4: .*; it goes back to the queue/);
     scheduler.stop();
   });
 });

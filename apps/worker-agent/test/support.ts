@@ -162,7 +162,7 @@ export function assignment(overrides: Partial<Assignment> & Pick<Assignment, 'sp
  */
 export async function readLog(nc: NatsConnection, client: string, job: string, timeoutMs = 60_000, enough?: (chunks: LogChunk[]) => boolean): Promise<LogChunk[]> {
   const js = jetstream(nc);
-  const consumer = await js.consumers.get(streams.logs.name, { filter_subjects: subjects.log(client, job) });
+  const consumer = await js.consumers.get(streams.logs.name, { filter_subjects: subjects.jobLog(client, job) });
   const chunks: LogChunk[] = [];
   const messages = await consumer.consume();
   const timer = setTimeout(() => void messages.close(), timeoutMs);

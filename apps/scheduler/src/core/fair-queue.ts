@@ -10,9 +10,50 @@
  * order applies.
  */
 
+/**
+ * A client's jobs of one urgency, in order. Jobs are taken from the front (among the
+ * first few), so the front is an index into the array: taking one moves no other, where
+ * `splice(0, 1)` would move every job behind it, once per assignment.
+ */
+class JobList {
+  private items: string[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  at(i: number): string | undefined {
+    return this.items[this.head + i];
+  }
+
+  push(job: string): void {
+    this.items.push(job);
+  }
+
+  unshift(job: string): void {
+    if (this.head > 0) this.items[--this.head] = job;
+    else this.items.unshift(job);
+  }
+
+  remove(job: string): boolean {
+    const i = this.items.indexOf(job, this.head);
+    if (i < 0) return false;
+    if (i === this.head) {
+      this.head++;
+      // Drop the taken front once it is most of the array.
+      if (this.head > 1024 && this.head * 2 > this.items.length) {
+        this.items = this.items.slice(this.head);
+        this.head = 0;
+      }
+    } else this.items.splice(i, 1);
+    return true;
+  }
+}
+
 interface ClientQueue {
-  readonly urgent: string[];
-  readonly normal: string[];
+  readonly urgent: JobList;
+  readonly normal: JobList;
   /** Virtual time of the client's next job. */
   pass: number;
 }
@@ -38,7 +79,7 @@ export class FairQueue {
   push(ref: QueuedRef, front = false): void {
     let q = this.clients.get(ref.client);
     if (!q) {
-      q = { urgent: [], normal: [], pass: this.now };
+      q = { urgent: new JobList(), normal: new JobList(), pass: this.now };
       this.clients.set(ref.client, q);
     } else if (q.urgent.length === 0 && q.normal.length === 0) {
       q.pass = Math.max(q.pass, this.now);
@@ -52,9 +93,7 @@ export class FairQueue {
   remove(ref: QueuedRef): boolean {
     const q = this.clients.get(ref.client);
     const list = q && (ref.urgent ? q.urgent : q.normal);
-    const i = list ? list.indexOf(ref.job) : -1;
-    if (!list || i < 0) return false;
-    list.splice(i, 1);
+    if (!list?.remove(ref.job)) return false;
     this.size--;
     return true;
   }
@@ -71,7 +110,7 @@ export class FairQueue {
         .sort((a, b) => a[1].pass - b[1].pass || (a[0] < b[0] ? -1 : 1));
       for (const [client, q] of ordered) {
         const list = urgent ? q.urgent : q.normal;
-        for (let i = 0; i < Math.min(perClient, list.length); i++) yield { job: list[i]!, client, urgent };
+        for (let i = 0; i < Math.min(perClient, list.length); i++) yield { job: list.at(i)!, client, urgent };
       }
     }
   }

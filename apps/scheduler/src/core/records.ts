@@ -49,6 +49,9 @@ export interface WorkerRecord {
   running: string[];
   /** Cache hints it holds, with when each was last built or assigned there (kept across restarts). */
   hints?: Record<string, number>;
+  /** What the worker reports for operators. */
+  version?: string;
+  lastPruneAt?: number;
 }
 
 export interface SchedulerSettings {

@@ -177,7 +177,7 @@ export class SchedulerCore {
   // ---- workers ------------------------------------------------------------------------
 
   register(
-    info: Pick<WorkerRecord, 'id' | 'pool' | 'platform' | 'capacity' | 'publicKey' | 'freeBytes'> & { hints: readonly string[]; running: readonly { job: string; lease: string }[] },
+    info: Pick<WorkerRecord, 'id' | 'pool' | 'platform' | 'capacity' | 'publicKey' | 'freeBytes' | 'version' | 'lastPruneAt'> & { hints: readonly string[]; running: readonly { job: string; lease: string }[] },
     now: number,
   ): { cancel: string[]; effects: Effect[] } {
     const effects: Effect[] = [];
@@ -200,6 +200,8 @@ export class SchedulerCore {
       freeBytes: info.freeBytes,
       running: previous && previous.pool === info.pool ? previous.running : [],
       hints: previous?.hints ?? {},
+      ...(info.version !== undefined ? { version: info.version } : {}),
+      ...((info.lastPruneAt ?? previous?.lastPruneAt) !== undefined ? { lastPruneAt: info.lastPruneAt ?? previous?.lastPruneAt } : {}),
     };
     this.workers.set(worker.id, worker);
     for (const hint of info.hints) this.noteHint(hint, worker.id, now);
@@ -215,7 +217,7 @@ export class SchedulerCore {
 
   heartbeat(
     id: string,
-    beat: { running: readonly { job: string; lease: string }[]; freeBytes: number; refusing: boolean; hints: readonly string[]; draining?: boolean },
+    beat: { running: readonly { job: string; lease: string }[]; freeBytes: number; refusing: boolean; hints: readonly string[]; draining?: boolean; lastPruneAt?: number },
     now: number,
   ): { known: boolean; cancel: string[]; effects: Effect[] } {
     const worker = this.workers.get(id);
@@ -223,6 +225,7 @@ export class SchedulerCore {
     worker.lastSeen = now;
     worker.freeBytes = beat.freeBytes;
     worker.refusing = beat.refusing;
+    if (beat.lastPruneAt !== undefined) worker.lastPruneAt = beat.lastPruneAt;
     for (const hint of beat.hints) this.noteHint(hint, id, now);
     const effects: Effect[] = [];
     return { known: true, cancel: this.reconcile(worker, beat.running, now, effects, beat.draining ? 'draining' : undefined), effects };
@@ -417,7 +420,7 @@ export class SchedulerCore {
     const lost = { worker: job.worker, lease: job.lease };
     job.worker = undefined;
     job.lease = undefined;
-    if (job.cancelRequested) return this.finish(job, 'cancelled', `${job.cancelRequested} (and ${why})`, now);
+    if (job.cancelRequested) return this.finish(job, 'cancelled', `${job.cancelRequested} (and ${why})`, now, lost.worker);
     if (job.attempts >= this.config.maxAttempts) {
       return this.finish(job, 'failed', `gave up after ${job.attempts} lost runs; last: ${why}`, now, lost.worker);
     }
@@ -425,7 +428,8 @@ export class SchedulerCore {
     job.queuedAt = now;
     job.failure = `run ${job.attempts} lost: ${why}`;
     // Bounded: a job fails after maxAttempts lost runs, but refusals do not count.
-    job.requeues = [...(job.requeues ?? []), { attempt: job.attempts, reason: why, at: now }].slice(-20);
+    // The worker too: its chunks of this run are the run's log (log-writers.ts).
+    job.requeues = [...(job.requeues ?? []), { attempt: job.attempts, reason: why, at: now, ...(lost.worker === undefined ? {} : { worker: lost.worker }) }].slice(-20);
     this.queue(job.pool).push(this.ref(job), true);
     return [{ kind: 'persist-job', job }, { kind: 'requeued', job, attempt: job.attempts, reason: why }];
   }
@@ -485,6 +489,15 @@ export class SchedulerCore {
     return [{ kind: 'persist-settings' }];
   }
 
+  /**
+   * Drains every worker of the pool registered now: each finishes what it runs and takes
+   * nothing new (a worker that registers later is not drained). Unpausing the pool undoes it.
+   */
+  drainPool(pool: string): Effect[] {
+    if (!this.knownPool(pool)) throw new SchedulerError('not-found', `unknown pool "${pool}"; known pools: ${this.settings.pools.join(', ') || 'none'}`);
+    return [...this.workers.values()].filter((w) => w.pool === pool).flatMap((w) => this.setWorkerFlag(w.id, 'draining', true));
+  }
+
   setRate(client: string, rate: number): Effect[] {
     this.settings.rates[client] = rate;
     return [{ kind: 'persist-settings' }];
@@ -494,8 +507,29 @@ export class SchedulerCore {
     return this.settings.rates[client] ?? 1;
   }
 
-  queueSizes(): Map<string, FairQueue> {
-    return this.queues;
+  /** Each known pool: whether it is paused, its queued and running jobs, its connected workers. */
+  pools(): { pool: string; paused: boolean; queued: number; running: number; workers: number }[] {
+    const queued = this.queueLengths();
+    return this.settings.pools.map((pool) => {
+      const workers = [...this.workers.values()].filter((w) => w.pool === pool);
+      return {
+        pool,
+        paused: this.settings.pausedPools.includes(pool),
+        queued: queued.get(pool) ?? 0,
+        running: workers.reduce((n, w) => n + w.running.length, 0),
+        workers: workers.filter((w) => w.connected).length,
+      };
+    });
+  }
+
+  /** Queued jobs per pool. */
+  queueLengths(): Map<string, number> {
+    return new Map([...this.queues].map(([pool, queue]) => [pool, queue.length]));
+  }
+
+  /** Queued jobs per pool and client, for the admin view. */
+  queuedByClient(): { pool: string; client: string; urgent: number; normal: number }[] {
+    return [...this.queues].flatMap(([pool, queue]) => [...queue.byClient()].map(([client, n]) => ({ pool, client, urgent: n.urgent, normal: n.normal })));
   }
 
   clients(): { client: string; rate: number; queued: number; running: number; finished: number }[] {

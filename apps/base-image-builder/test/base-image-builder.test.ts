@@ -1,0 +1,206 @@
+/**
+ * The base-image-builder on real processes: NATS, the scheduler, the spec-compiler and a
+ * runc worker (test/support/cluster.ts), the Debian docker-registry, and the service
+ * itself as built. The matrix is two busybox images (a bootstrap and a child), so each
+ * rebuild takes seconds; the Debian and OCaml images of infra/images are for the real
+ * matrix (README's main job).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call, callOrThrow, subjects, type BaseImageStatus, type Compiled } from '@cairn/contracts';
+import { ROOT, startCluster, type Cluster } from '../../../test/support/cluster.js';
+import { startRegistry, type RunningRegistry } from '../../../test/support/registry.js';
+
+const MATRIX = `defaults: { pools: [linux-x86_64], schedule: "0 3 * * 1" }
+images:
+  - { name: "box:1", bootstrap: { kind: busybox-static }, spec: box.spec }
+  - { name: "tools:1", parent: "box:1", spec: tools.spec }
+`;
+const BOX = (marker: string) => `((from bootstrap) (shell /bin/sh -c) (run (shell "echo ${marker} > /etc/box-marker")))`;
+const TOOLS = (command: string) => `((from box:1) (shell /bin/sh -c) (run (shell "${command}")))`;
+
+let cluster: Cluster;
+let registry: RunningRegistry;
+let matrixDir: string;
+let service: { child: ChildProcess; output: string } | undefined;
+
+/** Starts the service (as deployed: dist/main.js) on the matrix in `matrixDir`. */
+function startService(env: NodeJS.ProcessEnv = {}): { child: ChildProcess; output: string } {
+  const child = spawn(process.execPath, [join(ROOT, 'apps/base-image-builder/dist/main.js')], {
+    env: {
+      PATH: process.env.PATH,
+      CAIRN_NATS: cluster.nats.url,
+      CAIRN_LOG_FORMAT: 'text',
+      CAIRN_HTTP_PORT: '0',
+      CAIRN_IMAGES_DIR: matrixDir,
+      CAIRN_REGISTRY: registry.url,
+      CAIRN_SCHEDULES: '0',
+      CAIRN_REPLICA_ID: 'test-replica',
+      CAIRN_RETRY_FIRST_MS: '300',
+      CAIRN_RETRY_MAX_MS: '600',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const p = { child, output: '' };
+  child.stdout.on('data', (d: Buffer) => (p.output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (p.output += d.toString()));
+  return p;
+}
+
+async function stopService(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  const p = service;
+  service = undefined;
+  if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return;
+  const exited = new Promise((r) => p.child.once('exit', r));
+  p.child.kill(signal);
+  await exited;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch((e: unknown) => {
+      if (e instanceof Error && / failed: /.test(e.message)) throw e;
+      return undefined;
+    });
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what} within ${timeoutMs / 1000} s; the service said:\n${service?.output.slice(-4000)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const images = async () => callOrThrow<BaseImageStatus[]>(cluster.nc, subjects.admin('images'), {}, { timeoutMs: 5000 });
+const imageOf = async (name: string) => (await images()).find((i) => i.name === name)!;
+const rebuild = (body: { names?: string[]; all?: boolean; force?: boolean }) => call<BaseImageStatus[]>(cluster.nc, subjects.admin('images-rebuild'), body, { timeoutMs: 60_000 });
+
+/** Every image published, none building: the digests by name. */
+const settled = () =>
+  until('every image published', async () => {
+    const all = await images();
+    const failed = all.find((i) => i.state === 'failed');
+    if (failed) throw new Error(`${failed.name} failed: ${failed.why}`);
+    return all.every((i) => i.state === 'published' && i.digest) && !/building|queued|waiting/.test(all.map((i) => i.why).join()) ? new Map(all.map((i) => [i.name, i.digest!])) : undefined;
+  });
+
+/** The digest `repository:tag` names in the registry now. */
+async function tagged(repository: string, tag: string): Promise<string | undefined> {
+  const res = await fetch(`${registry.url}/v2/${repository}/manifests/${tag}`, { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
+  return res.ok ? (res.headers.get('docker-content-digest') ?? undefined) : undefined;
+}
+
+/** Build jobs this service process submitted for the image (it logs each). */
+const jobsSubmitted = (p: { output: string }, name: string) => p.output.split('\n').filter((l) => l.includes(`${name}: job j-`)).length;
+
+async function setSpecs(box: string, tools: string): Promise<void> {
+  await writeFile(join(matrixDir, 'box.spec'), box);
+  await writeFile(join(matrixDir, 'tools.spec'), tools);
+}
+
+/** The base step's ID of a job that starts from `image` (the spec-compiler pins the tag). */
+async function baseStepId(image: string): Promise<string> {
+  const compiled = await callOrThrow<Compiled>(cluster.nc, subjects.compile, { spec: `((from ${new URL(registry.url).host}/${image}) (run (shell true)))` }, { timeoutMs: 30_000 });
+  return compiled.steps[0]!.id!;
+}
+
+beforeAll(async () => {
+  registry = await startRegistry();
+  const fetcher = { CAIRN_FETCHER: `registry:${registry.url}` };
+  cluster = await startCluster({ workers: 1, workerEnv: fetcher });
+  // The compiler must pin the images of the registry, as the workers fetch them.
+  await cluster.stopProcess(cluster.compiler);
+  cluster.spawnLike(cluster.compiler, 'spec-compiler-registry', fetcher);
+  matrixDir = await mkdtemp(join(tmpdir(), 'cairn-matrix-'));
+  await writeFile(join(matrixDir, 'matrix.yaml'), MATRIX);
+  await setSpecs(BOX('one'), TOOLS('echo tools > /etc/tools-marker'));
+  service = startService();
+  await until('the service answering', async () => ((await rebuild({ all: true })).ok ? true : undefined));
+  await settled();
+}, 240_000);
+
+afterAll(async () => {
+  await stopService();
+  await cluster?.stop();
+  await registry?.stop();
+  if (matrixDir) await rm(matrixDir, { recursive: true, force: true });
+});
+
+describe('base-image-builder', () => {
+  it('builds the matrix in dependency order and publishes every image under its tags', async () => {
+    const digests = await settled();
+    expect(await tagged('box', '1')).toBe(digests.get('box:1'));
+    expect(await tagged('tools', '1')).toBe(digests.get('tools:1'));
+    const out = service!.output;
+    expect(out.indexOf('box:1: published')).toBeGreaterThan(-1);
+    expect(out.indexOf('tools:1: job')).toBeGreaterThan(out.indexOf('box:1: published'));
+  });
+
+  it('a pass with unchanged inputs submits no job and publishes nothing', async () => {
+    const before = await settled();
+    const jobs = jobsSubmitted(service!, 'box:1') + jobsSubmitted(service!, 'tools:1');
+    // What a schedule does: look at every image now.
+    expect((await rebuild({ all: true })).ok).toBe(true);
+    expect(await settled()).toEqual(before);
+    expect(jobsSubmitted(service!, 'box:1') + jobsSubmitted(service!, 'tools:1')).toBe(jobs);
+    expect((await imageOf('tools:1')).why).toBe('inputs unchanged');
+  });
+
+  it('a changed layer spec rebuilds the image and its children with new digests; a job on it gets a new base step', async () => {
+    const before = await settled();
+    const stepBefore = await baseStepId('tools:1');
+    await stopService();
+    await setSpecs(BOX('two'), TOOLS('echo tools > /etc/tools-marker'));
+    service = startService();
+    await until('box:1 rebuilt', async () => ((await imageOf('box:1')).digest !== before.get('box:1') ? true : undefined));
+    const after = await settled();
+    expect(after.get('box:1')).not.toBe(before.get('box:1'));
+    // tools:1's spec did not change; its parent's digest did.
+    expect(after.get('tools:1')).not.toBe(before.get('tools:1'));
+    expect(await tagged('tools', '1')).toBe(after.get('tools:1'));
+    expect((await imageOf('tools:1')).history.map((h) => h.digest).slice(0, 2)).toEqual([after.get('tools:1'), before.get('tools:1')]);
+    expect(await baseStepId('tools:1')).not.toBe(stepBefore);
+  });
+
+  it('a failing build keeps the old image published, is retried with backoff, then shows failed in /metrics', async () => {
+    const before = await settled();
+    await stopService();
+    await setSpecs(BOX('two'), TOOLS('exit 3'));
+    service = startService({ CAIRN_MAX_ATTEMPTS: '2' });
+    const failed = await until('tools:1 failed', async () => {
+      const image = await imageOf('tools:1');
+      return image.state === 'failed' ? image : undefined;
+    });
+    expect(failed.why).toMatch(/^failed 2 times: job j-\S+ failed/);
+    expect(service!.output).toMatch(/tools:1: rebuild failed .*retrying at/);
+    expect(jobsSubmitted(service!, 'tools:1')).toBe(2);
+    expect(failed.digest).toBe(before.get('tools:1'));
+    expect(await tagged('tools', '1')).toBe(before.get('tools:1'));
+    const http = /http (http:\/\/[^\s"]+)/.exec(service!.output)![1]!;
+    const metrics = await (await fetch(`${http}/metrics`)).text();
+    expect(metrics).toContain('cairn_base_image_state{image="tools:1",state="failed"} 1');
+    expect(metrics).toContain('cairn_base_image_state{image="box:1",state="published"} 1');
+  });
+
+  it('kill -9 in the middle of a rebuild: the restarted service finishes it once', async () => {
+    const before = new Map((await images()).map((i) => [i.name, i.digest!]));
+    await stopService();
+    await setSpecs(BOX('two'), TOOLS('sleep 4; echo slow > /etc/tools-marker'));
+    service = startService();
+    const job = await until('tools:1 building as a job', async () => (await imageOf('tools:1')).job);
+    await stopService('SIGKILL');
+    service = startService();
+    const after = await until('tools:1 published again', async () => {
+      const image = await imageOf('tools:1');
+      return image.state === 'published' && image.digest !== before.get('tools:1') ? image : undefined;
+    });
+    // Resumed, not submitted again: the restarted process submitted no job for it.
+    expect(service!.output).toContain(`tools:1: resuming the rebuild claimed at`);
+    expect(jobsSubmitted(service!, 'tools:1')).toBe(0);
+    expect(after.history.filter((h) => h.digest === after.digest)).toHaveLength(1);
+    expect(await tagged('tools', '1')).toBe(after.digest);
+    expect(job).toMatch(/^j-/);
+  });
+});
