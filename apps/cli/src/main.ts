@@ -1,14 +1,18 @@
 import { Command, CommanderError, Help } from 'commander';
-import { describeError, EXIT, isUserError, UsageError } from './cli-error.js';
+import { describeError, EXIT, exitOfError } from './cli-error.js';
 import { registerAdmin } from './commands/admin.js';
 import { registerBuild } from './commands/build.js';
+import { registerCancel } from './commands/cancel.js';
 import { registerCompletion } from './commands/completion.js';
-import { registerCluster } from './commands/cluster.js';
 import { registerDockerfile } from './commands/dockerfile.js';
 import { registerFmt } from './commands/fmt.js';
+import { registerImages } from './commands/images.js';
 import { registerImport } from './commands/import.js';
+import { registerLogs } from './commands/logs.js';
 import { registerPlan } from './commands/plan.js';
+import { registerStatus } from './commands/status.js';
 import { registerStoreAdmin } from './commands/store-admin.js';
+import { registerSubmit } from './commands/submit.js';
 import { registerUp } from './commands/up.js';
 import { processIo, type Io } from './io.js';
 import { colorsWanted, paint } from './terminal.js';
@@ -55,10 +59,14 @@ Run "cairn help COMMAND" for a command's options and examples.`);
   registerDockerfile(program, io);
   registerImport(program, io);
   registerPlan(program, io, setExit);
-  registerBuild(program, io, setExit);
+  registerBuild(program, io);
   registerStoreAdmin(program, io);
-  registerCluster(program, io, setExit);
-  registerAdmin(program, io, setExit);
+  registerSubmit(program, io, setExit);
+  registerLogs(program, io, setExit);
+  registerStatus(program, io);
+  registerCancel(program, io);
+  registerAdmin(program, io);
+  registerImages(program, io);
   registerUp(program, io, setExit);
   registerCompletion(program, io);
   const configure = (command: Command): void => {
@@ -77,9 +85,9 @@ Run "cairn help COMMAND" for a command's options and examples.`);
     }
     const json = argv.includes('--json');
     io.err(`${json ? describeError(e, true) : red(describeError(e, false))}\n`);
-    if (e instanceof UsageError) return EXIT.usage;
-    if (isUserError(e)) return EXIT.userError;
-    throw e;
+    const code = exitOfError(e);
+    if (code === undefined) throw e;
+    return code;
   }
 }
 

@@ -2,16 +2,11 @@ import { readFile } from 'node:fs/promises';
 import { secretDigest } from '@cairn/hashing';
 import { UserError } from './cli-error.js';
 
-/** The secret digest key (libs/builder loadSecretKey); a problem reading it is the user's to fix. */
+/** The secret digest key (libs/builder loadSecretKey); a problem reading it is a ConfigError, the user's to fix. */
 export async function loadSecretKey(env: NodeJS.ProcessEnv = process.env): Promise<string> {
   // Loaded here, not at the top: commands that never need the key must not load the engine.
-  const { ConfigError, loadSecretKey: loadBuilderSecretKey } = await import('@cairn/builder');
-  try {
-    return await loadBuilderSecretKey(env);
-  } catch (e) {
-    if (e instanceof ConfigError) throw new UserError(e.message);
-    throw e;
-  }
+  const { loadSecretKey: loadBuilderSecretKey } = await import('@cairn/builder');
+  return loadBuilderSecretKey(env);
 }
 
 /** `--secret ID:FILE` options: each file's bytes by secret ID. */

@@ -105,15 +105,44 @@ describe('cairn build (a real process on a real btrfs store)', () => {
     });
     afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
-    it('a step cannot reach the host loopback without (network host), and can with it', async () => {
+    it('a step reaches the host loopback only with (network host) and --host-network shared', async () => {
       // busybox-static's wget crashes resolving even a numeric host; nc does not.
-      const probe = `printf 'GET / HTTP/1.0\\\\r\\\\n\\\\r\\\\n' | nc -w 3 127.0.0.1 ${port} || echo unreachable`;
-      const isolated = await cairn(['build', '-f', await specFile('net1.spec', `(run (shell "${probe}; echo isolated"))`), dir]);
+      const probe = (address: string) => `printf 'GET / HTTP/1.0\\\\r\\\\n\\\\r\\\\n' | nc -w 3 ${address} ${port} || echo unreachable`;
+      const isolated = await cairn(['build', '-f', await specFile('net1.spec', `(run (shell "${probe('127.0.0.1')}; echo isolated"))`), dir]);
       expect(isolated.stdout).toContain('unreachable');
       expect(isolated.stdout).not.toContain('host-service');
-      const host = await cairn(['build', '-f', await specFile('net2.spec', `(run (network host) (shell "${probe}; echo shared"))`), dir]);
-      expect(host.stdout).toContain('host-service');
+      // By default a (network host) step has a network of its own: not the host's loopback,
+      // by its own 127.0.0.1 or by slirp's alias for the host (10.0.2.2).
+      const host = await cairn(['build', '-f', await specFile('net2.spec', `(run (network host) (shell "${probe('127.0.0.1')}; ${probe('10.0.2.2')}; echo host"))`), dir]);
+      expect(host.status, host.stderr).toBe(0);
+      expect(host.stdout).toContain('unreachable\nunreachable\nhost');
+      expect(host.stdout).not.toContain('host-service');
+      const shared = await cairn(['build', '--host-network', 'shared', '-f', await specFile('net3.spec', `(run (network host) (shell "${probe('127.0.0.1')}; echo shared"))`), dir]);
+      expect(shared.stdout).toContain('host-service');
+      const bad = await cairn(['build', '--host-network', 'open', '-f', await specFile('net4.spec', '(run (network host) (shell "true"))'), dir]);
+      expect(bad.status).toBe(2);
+      expect(bad.stderr).toContain("'--host-network <mode>' argument 'open' is invalid");
     });
+  });
+
+  it('--step-timeout and the limits: a step past them fails naming them (exit 1); a malformed value is a usage error (exit 2)', async () => {
+    const slow = await cairn(['build', '--step-timeout', '1s', '-f', await specFile('slow.spec', '(run (shell "echo slow-started; sleep 1000"))'), dir]);
+    expect(slow.status).toBe(1);
+    expect(slow.stdout).toContain('slow-started');
+    expect(slow.stderr).toContain('(run (shell "echo slow-started; sleep 1000")) failed: step timeout 1 s reached');
+    const bomb = await cairn(['build', '--pids', '128', '-f', await specFile('bomb.spec', '(run (shell "bomb() { bomb | bomb & }; bomb; sleep 1000"))'), dir]);
+    expect(bomb.status).toBe(1);
+    expect(bomb.stderr).toContain('failed: pids limit 128 reached');
+    const unconfined = await cairn(['build', '--seccomp', 'unconfined', '-f', await specFile('seccomp.spec', '(run (shell "grep ^Seccomp: /proc/self/status; echo unconfined"))'), dir]);
+    expect(unconfined.stdout).toContain('Seccomp:\t0\nunconfined');
+    const fine = await cairn(['build', '--memory', '512m', '--pids', '128', '--cpus', '0.5', '--step-timeout', '1m', '-f', await specFile('fine.spec', '(run (shell "echo within-limits"))'), dir]);
+    expect(fine.status, fine.stderr).toBe(0);
+    expect(fine.stdout).toContain('within-limits');
+    for (const [flag, value, message] of [['--memory', 'lots', '--memory: "lots" is not a size (e.g. 512m, 4g)'], ['--pids', '1.5', '--pids: "1.5" is not a positive whole number'], ['--step-timeout', 'soon', '--step-timeout: "soon" is not a duration (e.g. 90s, 30m, 2h)']] as const) {
+      const bad = await cairn(['build', flag, value, '-f', await specFile('fine.spec', '(run (shell "echo within-limits"))'), dir]);
+      expect(bad.status, flag).toBe(2);
+      expect(bad.stderr).toContain(message);
+    }
   });
 
   it('df, prune and delete manage the store', async () => {

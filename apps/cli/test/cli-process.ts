@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { busyboxImage } from '../../../test/support/images.js';
 import { withBtrfs, withTempDir, withXfs, type TestFilesystem } from '../../../test/support/filesystems.js';
+import { withZfsPool } from '../../../test/support/zfs.js';
 
 const REPO = join(import.meta.dirname, '../../..');
 export const CLI = join(REPO, 'apps/cli/bin/cairn.js');
@@ -33,13 +34,16 @@ export interface CliStore {
   cleanup(): Promise<void>;
 }
 
-export async function cliStore(kind: 'btrfs' | 'overlayfs' | 'rsync' | 'xfs'): Promise<CliStore> {
+/** `path` is where the store's files are; a ZFS store (`zfs:POOL/cairn`, on a zfs-fuse pool) is mounted at /POOL/cairn. */
+export async function cliStore(kind: 'btrfs' | 'overlayfs' | 'rsync' | 'xfs' | 'zfs'): Promise<CliStore> {
   const dir = await mkdtemp(join(tmpdir(), `cairn-cli-${kind}-`));
-  const fs: TestFilesystem = kind === 'btrfs' ? await withBtrfs() : kind === 'xfs' ? await withXfs() : await withTempDir();
+  const pool = kind === 'zfs' ? await withZfsPool() : undefined;
+  const fs: TestFilesystem = pool ?? (kind === 'btrfs' ? await withBtrfs() : kind === 'xfs' ? await withXfs() : await withTempDir());
+  const store = pool ? `${pool.name}/cairn` : fs.path;
   await busyboxImage(join(dir, 'images'), IMAGE);
   const env: NodeJS.ProcessEnv = {
     ...process.env,
-    CAIRN_STORE: `${kind}:${fs.path}`,
+    CAIRN_STORE: `${kind}:${store}`,
     CAIRN_FETCHER: `oci:${join(dir, 'images')}`,
     CAIRN_CONFIG: join(dir, 'cairn.json'),
     CAIRN_SECRET_KEY: 'k',
@@ -47,7 +51,7 @@ export async function cliStore(kind: 'btrfs' | 'overlayfs' | 'rsync' | 'xfs'): P
   await writeFile(env.CAIRN_CONFIG!, JSON.stringify({ stateDir: join(dir, 'state'), healthcheckImage: IMAGE }));
   return {
     kind,
-    path: fs.path,
+    path: pool ? `/${store}` : fs.path,
     dir,
     env,
     cairn: (args) =>

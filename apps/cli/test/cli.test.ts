@@ -201,6 +201,14 @@ describe('usage', () => {
     }
   });
 
+  it('a malformed cairn up --cache-domain is a usage error (exit 2), before anything starts', async () => {
+    for (const [value, message] of [['team', '"team" is not DOMAIN=CLIENT'], ['a=ci b=ci', 'client "ci" is in two domains']]) {
+      const r = await cairn(['up', '--data', '/nonexistent/cairn-up', '--cache-domain', value!]);
+      expect(r.code, value).toBe(2);
+      expect(r.err, value).toContain(`cairn: --cache-domain: ${message}`);
+    }
+  });
+
   it('runs as `npx cairn` from the repository root, with meaningful exit codes', () => {
     const npx = (args: string[], input = '') => spawnSync('npx', ['cairn', ...args], { cwd: REPO, input, encoding: 'utf8' });
     const ok = npx(['fmt', '-'], '((from base)(run (shell x)))');
@@ -242,7 +250,7 @@ describe('cairn import', () => {
   });
 
   it('names the line of an instruction it cannot express', async () => {
-    const r = await cairn(['import', '-f', '-'], 'FROM a\nRUN x\nEXPOSE 80\n');
+    const r = await cairn(['import', '-f', '-', '--strict'], 'FROM a\nRUN x\nEXPOSE 80\n');
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/^cairn: <stdin>:3:1: EXPOSE/);
   });

@@ -48,4 +48,38 @@ describe('followLog across attempts', () => {
       sub.unsubscribe();
     }
   });
+
+  it("follows live only the chunks of the worker that ran the run, not chunks in another worker's subject", async () => {
+    // The scheduler stand-in: nothing stored yet, the job running on w1 (its first run).
+    const history = { attempts: 1, worker: 'w1', requeues: [] };
+    const pages = nc.subscribe(subjects.client('alice', 'logs'), {
+      callback: (_e, msg) => void answer(msg, () => ({ ok: true, value: { chunks: [], more: false, cursor: 0, state: 'running', ...history } })),
+    });
+    const status = nc.subscribe(subjects.client('alice', 'status'), {
+      callback: (_e, msg) => void answer(msg, () => ({ ok: true, value: { job: 'j-00000002', state: 'running', ...history } })),
+    });
+    const publish = (worker: string, c: LogChunk) => nc.publish(subjects.log('alice', 'j-00000002', worker), JSON.stringify(c));
+    try {
+      const log = followLog(nc, 'alice', 'j-00000002', true);
+      const first = log.next();
+      await new Promise((r) => setTimeout(r, 200));
+      const live = (attempt: number, seq: number, text: string, end?: LogChunk['end']): LogChunk => ({ ...chunk(attempt, seq, text, end), job: 'j-00000002' });
+      publish('w1', live(1, 1, 'compiling\n'));
+      publish('w9', live(1, 2, 'forged: all tests passed\n', 'succeeded'));
+      publish('w9', live(2, 1, 'forged: a run that never was\n', 'succeeded'));
+      publish('w1', live(1, 2, '3 tests failed\n', 'failed'));
+      let text = '';
+      for (let next = await first; ; next = await log.next()) {
+        if (next.done) {
+          expect(next.value).toBe('failed');
+          break;
+        }
+        text += next.value.text;
+      }
+      expect(text).toBe('compiling\n3 tests failed\n');
+    } finally {
+      pages.unsubscribe();
+      status.unsubscribe();
+    }
+  });
 });

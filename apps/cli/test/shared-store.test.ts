@@ -9,7 +9,7 @@ import { cliStore, follow, IMAGE, type CliStore } from './cli-process.js';
  * Many `cairn` processes on one store at once (docs/engine.md, "Many processes on one
  * store"): every process here is a separate OS process, as users and CI runners are.
  */
-describe.each(['overlayfs', 'btrfs'] as const)('many cairn processes on one %s store', (kind) => {
+describe.each(['overlayfs', 'btrfs', 'zfs'] as const)('many cairn processes on one %s store', (kind) => {
   let store: CliStore;
   beforeAll(async () => {
     store = await cliStore(kind);
@@ -19,7 +19,9 @@ describe.each(['overlayfs', 'btrfs'] as const)('many cairn processes on one %s s
   });
 
   it('a running build survives df, prune and healthcheck on the same store', async () => {
-    const file = await store.specFile('slow.spec', '(run (shell "echo started-slow; sleep 5; echo finished-slow"))');
+    // Long enough for the others to run beside it (zfs-fuse makes them slow: a FUSE daemon).
+    const seconds = kind === 'zfs' ? 30 : 5;
+    const file = await store.specFile('slow.spec', `(run (shell "echo started-slow; sleep ${seconds}; echo finished-slow"))`);
     const child = store.start(['build', '-f', file, store.dir]);
     const build = { ...follow(child), pid: child.pid };
     await build.waitFor('started-slow');
@@ -56,6 +58,7 @@ describe.each(['overlayfs', 'btrfs'] as const)('many cairn processes on one %s s
     for (const t of [1, 2, 3]) {
       const path = join(temps, `3999990-${t}-x`);
       if (kind === 'btrfs') execFileSync('btrfs', ['subvolume', 'create', path], { stdio: 'ignore' });
+      else if (kind === 'zfs') execFileSync('zfs', ['create', path.slice(1)], { stdio: 'ignore' });
       else execFileSync('mkdir', ['-p', join(path, 'rootfs', 'etc')]);
     }
     const [a, b] = await Promise.all([store.cairn(['df']), store.cairn(['df'])]);

@@ -6,7 +6,7 @@ import { cliStore, type CliStore } from './cli-process.js';
  * OBuilder's stress test, through the CLI: jobs run as separate `cairn build` processes,
  * CONCURRENCY at a time, on one store, while `cairn df` and `cairn prune` run in a loop
  * beside them. The normal test run takes 20 jobs on overlayfs and btrfs; `npm run
- * bench:stress` takes 100 on btrfs, overlayfs, rsync and xfs and prints jobs/s.
+ * bench:stress-cli` takes 100 on btrfs, overlayfs, rsync and xfs and prints jobs/s.
  */
 const JOBS = Number(process.env.CAIRN_STRESS_JOBS ?? 20);
 const STORES = (process.env.CAIRN_STRESS_STORES ?? 'overlayfs,btrfs').split(',') as ('btrfs' | 'overlayfs' | 'rsync' | 'xfs')[];

@@ -1,7 +1,7 @@
 /**
- * A build context travels as one tar in the JetStream object store, named by the
- * SHA-256 of its bytes: the same directory twice is uploaded once, and a name once
- * written is never replaced (see putWriteOnce). The tar is made reproducible (sorted
+ * A build context travels as one tar, a blob of the uploading client named by the
+ * SHA-256 of its bytes (blob-store.ts in @cairn/contracts): the same directory twice is
+ * uploaded once, and nobody else can replace or pre-empt it. The tar is made reproducible (sorted
  * names, zero times and owners) so that an unchanged directory has the same digest.
  */
 import { createHash } from 'node:crypto';
@@ -10,7 +10,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { limits, objectStores, putWriteOnce } from '@cairn/contracts';
+import { limits, putBlob } from '@cairn/contracts';
 import { UserError } from '../cli-error.js';
 
 export interface UploadedContext {
@@ -20,7 +20,7 @@ export interface UploadedContext {
   readonly uploaded: boolean;
 }
 
-export async function uploadContext(nc: NatsConnection, dir: string): Promise<UploadedContext> {
+export async function uploadContext(nc: NatsConnection, client: string, dir: string): Promise<UploadedContext> {
   const info = await stat(dir).catch(() => undefined);
   if (!info?.isDirectory()) throw new UserError(`the build context "${dir}" is not a directory`);
   const tmp = await mkdtemp(join(tmpdir(), 'cairn-context-'));
@@ -35,9 +35,9 @@ export async function uploadContext(nc: NatsConnection, dir: string): Promise<Up
     // Hash first: a context the store already has is not sent again.
     const hash = createHash('sha256');
     for await (const chunk of createReadStream(tarFile)) hash.update(chunk as Buffer);
-    const digest = `sha256:${hash.digest('hex')}`;
-    const stored = await putWriteOnce(nc, objectStores.contexts, createReadStream(tarFile, { highWaterMark: 128 * 1024 }), digest);
-    return { digest, bytes, uploaded: stored.uploaded };
+    const sha256 = hash.digest('hex');
+    const stored = await putBlob(nc, 'contexts', client, createReadStream(tarFile, { highWaterMark: 128 * 1024 }), sha256);
+    return { digest: `sha256:${sha256}`, bytes, uploaded: stored.uploaded };
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }

@@ -5,9 +5,11 @@
  * requeued after losing its worker shows the first run's log, then a separator line
  * that says why the run was lost (`--- attempt 2 (requeued: ...) ---`, the reason the
  * scheduler recorded), then the second run's log. Ends with the job's final state.
+ * The scheduler's pages hold only chunks of the worker that ran each attempt; live
+ * chunks are checked the same way (log-writers.ts), so another worker cannot write here.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { LogChunk, subjects, TERMINAL, type JobState, type JobStatus, type LogsPage, type Requeue } from '@cairn/contracts';
+import { LogChunk, LogWriters, subjects, TERMINAL, type JobState, type JobStatus, type LogsPage, type Requeue, type RunHistory } from '@cairn/contracts';
 import { request } from './connection.js';
 
 type Position = readonly [attempt: number, seq: number];
@@ -17,18 +19,19 @@ const after = (a: Position, b: Position) => a[0] > b[0] || (a[0] === b[0] && a[1
 const follows = (c: LogChunk, last: Position) => (c.attempt === last[0] && c.seq === last[1] + 1) || (c.attempt > last[0] && c.seq === 1);
 
 export async function* followLog(nc: NatsConnection, client: string, job: string, follow: boolean): AsyncGenerator<LogChunk, JobState | undefined> {
-  const live: LogChunk[] = [];
+  const live: { chunk: LogChunk; subject: string }[] = [];
   let wake: (() => void) | undefined;
   // Subscribe before reading what is stored, so that nothing falls between the two.
   const sub = follow
-    ? nc.subscribe(subjects.log(client, job), {
+    ? nc.subscribe(subjects.jobLog(client, job), {
         callback: (_e, msg) => {
           const parsed = LogChunk.safeParse(msg.json());
-          if (parsed.success) live.push(parsed.data);
+          if (parsed.success && parsed.data.job === job) live.push({ chunk: parsed.data, subject: msg.subject });
           wake?.();
         },
       })
     : undefined;
+  const writers = new LogWriters(() => request<JobStatus>(nc, subjects.client(client, 'status'), { job }).catch(() => undefined));
   let last: Position = [0, 0];
   let cursor = 0;
   let state: JobState | undefined;
@@ -39,10 +42,11 @@ export async function* followLog(nc: NatsConnection, client: string, job: string
   const stored = async (): Promise<LogChunk[]> => {
     const out: LogChunk[] = [];
     for (;;) {
-      const page = await request<LogsPage & { state: JobState; requeues?: Requeue[] }>(nc, subjects.client(client, 'logs'), { job, cursor });
+      const page = await request<LogsPage & RunHistory & { state: JobState }>(nc, subjects.client(client, 'logs'), { job, cursor });
       cursor = page.cursor;
       state = page.state;
       learn(page.requeues);
+      writers.learn(client, page);
       out.push(...page.chunks);
       if (!page.more) return out;
     }
@@ -84,10 +88,10 @@ export async function* followLog(nc: NatsConnection, client: string, job: string
           wake = undefined;
           if (live.length === 0) break; // quiet: look at the store (and the job's state)
         }
-        const next = live.shift()!;
-        if (!after(positionOf(next), last)) continue;
+        const { chunk: next, subject } = live.shift()!;
+        if (!after(positionOf(next), last) || !(await writers.wrote(subject, next.attempt))) continue;
         if (!follows(next, last)) {
-          live.unshift(next);
+          live.unshift({ chunk: next, subject });
           break;
         }
         last = positionOf(next);

@@ -31,6 +31,8 @@ export interface LocalClusterOptions {
   readonly workers: number;
   /** The client IDs that may use the NATS server cairn up starts (each gets a user and a password file). */
   readonly clients: readonly string[];
+  /** The workers' CAIRN_CACHE_DOMAINS: which clients share caches (by default, none). */
+  readonly cacheDomains?: string;
   readonly capacity: number;
   readonly pool: string;
   /** 0: a free port. */
@@ -206,6 +208,11 @@ export class LocalCluster {
       this.dashboardUrl = `http://127.0.0.1:${port}/`;
       this.serviceNames.push('results-store');
     }
+    // The base images are published to a registry: rebuilt by themselves when one is named.
+    if (process.env.CAIRN_REGISTRY && existsSync(join(apps, 'base-image-builder/dist/main.js'))) {
+      await service('base-image-builder', 'base-image-builder/dist/main.js', {});
+      this.serviceNames.push('base-image-builder');
+    }
     for (let i = 1; i <= this.options.workers; i++) {
       const name = `worker-${i}`;
       const id = workerId(i, this.options.workers);
@@ -214,6 +221,7 @@ export class LocalCluster {
         CAIRN_WORKER_ID: id,
         CAIRN_POOL: this.options.pool,
         CAIRN_CAPACITY: String(this.options.capacity),
+        ...(this.options.cacheDomains === undefined ? {} : { CAIRN_CACHE_DOMAINS: this.options.cacheDomains }),
       });
       this.workerNames.push(name);
     }
@@ -251,7 +259,7 @@ export class LocalCluster {
     try {
       this.kv = await openBucket(this.bus, buckets.services);
       // Entries of processes that are not ours (an earlier `cairn up` with more workers).
-      for await (const key of await this.kv.keys()) if (!['nats', 'scheduler', 'spec-compiler', 'results-store'].includes(key) && !/^worker-\d+$/.test(key)) await this.kv.delete(key);
+      for await (const key of await this.kv.keys()) if (!['nats', 'scheduler', 'spec-compiler', 'results-store', 'base-image-builder'].includes(key) && !/^worker-\d+$/.test(key)) await this.kv.delete(key);
       for (const status of this.supervisor.statuses()) this.publish(status);
     } catch (e) {
       this.options.note(`cannot keep the supervision records in NATS: ${e instanceof Error ? e.message : String(e)}`);

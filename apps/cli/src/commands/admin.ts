@@ -1,13 +1,13 @@
 import type { Command } from 'commander';
 import type { ServiceStatus } from '@cairn/contracts';
 import type { ClusterFlags } from '../cluster/connection.js';
+import { clusterOptions, withCluster } from '../cluster/with-cluster.js';
 import type { Io } from '../io.js';
-import { clusterOptions, withCluster } from './cluster.js';
 
 type Row = Record<string, unknown>;
 
 /** `cairn admin ...`: what the operator sees and changes in the scheduler. */
-export function registerAdmin(program: Command, io: Io, setExit: (code: number) => void): void {
+export function registerAdmin(program: Command, io: Io): void {
   const admin = program
     .command('admin')
     .summary('pools, workers, queues and clients of the scheduler; the services of cairn up')
@@ -23,7 +23,7 @@ Examples:
   cairn admin client-rate ci-nightly 0.2  that client gets a fifth of a default share`);
 
   const ask = async (opts: ClusterFlags & { json?: boolean }, verb: string, data: unknown, render: (value: unknown) => string) =>
-    withCluster(opts, setExit, io, async (nc) => {
+    withCluster(opts, async (nc) => {
       const { request } = await import('../cluster/connection.js');
       const { subjects } = await import('@cairn/contracts');
       const value = await request<unknown>(nc, subjects.admin(verb as Parameters<typeof subjects.admin>[0]), data);
@@ -40,7 +40,7 @@ Examples:
   listing('clients', 'clients with their rate and jobs', ['client', 'rate', 'queued', 'running', 'finished']);
 
   clusterOptions(admin.command('services').summary('the processes cairn up supervises: state, restarts, last event').option('--json', 'print JSON')).action((opts: ClusterFlags & { json?: boolean }) =>
-    withCluster(opts, setExit, io, async (nc) => {
+    withCluster(opts, async (nc) => {
       const { buckets, openBucket, ServiceStatus: schema } = await import('@cairn/contracts');
       const kv = await openBucket(nc, buckets.services);
       const rows: ServiceStatus[] = [];

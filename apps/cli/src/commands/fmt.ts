@@ -32,6 +32,6 @@ Examples:
         } else if (!opts.json) io.out(canonical);
       }
       if (opts.json) io.out(`${JSON.stringify(files.length === 1 ? report[0] : report)}\n`);
-      if (opts.check && report.some((r) => !r.canonical)) setExit(EXIT.userError);
+      if (opts.check && report.some((r) => !r.canonical)) setExit(EXIT.failed);
     });
 }

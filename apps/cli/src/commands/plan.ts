@@ -3,6 +3,7 @@ import { Option, type Command } from 'commander';
 import { comparePlans, planSpec, type Plan, type PlanStep, type StepComparison } from '@cairn/hashing';
 import { EXIT, UserError } from '../cli-error.js';
 import { collect, displayName, parsePair, type Io } from '../io.js';
+import { openContextCache } from '../context-cache.js';
 import { readSpec } from '../read-spec.js';
 import { secretDigests } from '../secret-key.js';
 
@@ -39,19 +40,21 @@ Examples:
   cairn plan -f build.spec . --json > before.json; edit...; cairn plan -f build.spec . --compare before.json`)
     .action(async (context: string | undefined, opts: PlanOpts) => {
       const { spec } = await readSpec(io, opts.file);
+      const digests = context === undefined ? undefined : await openContextCache(context);
       const plan = await planSpec(spec, {
-        ...(context === undefined ? {} : { contextDir: context }),
+        ...(context === undefined ? {} : { contextDir: context, contextDigests: digests }),
         imageEnv: opts.imageEnv.map((e) => parsePair(e, '--image-env')),
         secrets: await secretDigests(opts.secret),
         os: opts.os,
       });
+      await digests?.save();
       const comparison = opts.compare === undefined ? undefined : comparePlans(await readPlan(opts.compare), plan);
       if (opts.json) io.out(`${JSON.stringify(comparison ? { ...plan, comparison: comparison.map(({ status, reasons }) => ({ status, reasons })) } : plan, null, 2)}\n`);
       else io.out(renderPlan(plan, comparison));
       const failure = planFailure(plan, opts.file);
       if (failure !== undefined) {
         io.err(`cairn: ${failure}\n`);
-        setExit(EXIT.userError);
+        setExit(EXIT.failed);
       }
     });
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { EXIT, UserError } from '../cli-error.js';
+import { EXIT, UsageError, UserError } from '../cli-error.js';
 import type { Io } from '../io.js';
 
 interface UpOpts {
@@ -13,6 +13,7 @@ interface UpOpts {
   readyTimeout: string;
   quiet?: boolean;
   client?: string[];
+  cacheDomain?: string[];
 }
 
 export function registerUp(program: Command, io: Io, setExit: (code: number) => void): void {
@@ -41,6 +42,7 @@ cancels the running builds and stops at once.`)
     .option('--drain-timeout <seconds>', 'how long running builds may take to finish when stopping, before they go back to the queue', '15')
     .option('--ready-timeout <seconds>', 'how long the services may take to report ready', '120')
     .option('--client <id>', 'another client ID that may submit to the NATS server cairn up starts (repeatable; yours, CAIRN_CLIENT or your user name, always may): its password goes to <data>/nats-passwords/<id>.password', (id: string, all: string[] = []) => [...all, id])
+    .option('--cache-domain <domain=clients>', 'let these clients share named caches (and the steps that mount them): DOMAIN=CLIENT,CLIENT... (repeatable; * for every client named in no other domain); by default each client\'s caches are its own (CAIRN_CACHE_DOMAINS)', (spec: string, all: string[] = []) => [...all, spec])
     .option('--quiet', "don't print the services' logs")
     .addHelpText('after', `
 Exit status: 0 stopped by Ctrl-C or SIGTERM; 1 a service kept failing; 3 NATS could not be
@@ -50,6 +52,7 @@ Examples:
   cairn up                                   everything on this machine, dashboard on :8080
   cairn up --workers 2 --capacity 4
   cairn up --client ci --client bob          CAIRN_CLIENT=ci may submit too (with read access to its password file)
+  cairn up --client ci --cache-domain me=$USER,ci   ci and you share caches, as one trust domain
   cairn up --nats nats://10.0.0.5:4222       use an existing NATS server (with JetStream)`)
     .action(async (opts: UpOpts) => {
       const count = (flag: string, text: string, min: number) => {
@@ -63,10 +66,18 @@ Examples:
       const drainMs = count('--drain-timeout', opts.drainTimeout, 0) * 1000;
       const readyMs = count('--ready-timeout', opts.readyTimeout, 1) * 1000;
       const { LocalCluster } = await import('../cluster/local-cluster.js');
-      const { UnavailableError } = await import('../cluster/connection.js');
       const { writeClusterFile, removeClusterFile } = await import('../cluster/cluster-file.js');
       const { clientId } = await import('../cluster/connection.js');
       const clients = [clientId({}), ...(opts.client ?? []).map((id) => clientId({ client: id }))];
+      const cacheDomains = opts.cacheDomain?.join(';');
+      if (cacheDomains !== undefined) {
+        const { CacheDomains } = await import('@cairn/contracts');
+        try {
+          CacheDomains.parse(cacheDomains);
+        } catch (e) {
+          throw new UsageError(`--cache-domain: ${(e as Error).message}`);
+        }
+      }
       const stamp = () => new Date().toISOString().slice(11, 19);
       const note = (line: string) => io.err(`cairn up ${stamp()}: ${line}\n`);
 
@@ -88,51 +99,43 @@ Examples:
       process.on('SIGTERM', onSignal);
       try {
         let why: string;
-        try {
-          const starting = LocalCluster.start({
-            ...(opts.nats === undefined ? {} : { nats: opts.nats }),
-            dataDir: opts.data,
-            workers,
-            clients,
-            capacity,
-            pool: opts.pool,
-            resultsPort,
-            drainMs,
-            log: (line) => {
-              if (!opts.quiet) io.err(`${line}\n`);
-            },
-            note,
-          });
-          cluster = await starting;
-          await writeClusterFile({ natsUrl: cluster.natsUrl, pid: process.pid, dataDir: opts.data, pool: opts.pool, startedAt: Date.now(), ...(cluster.dashboardUrl ? { dashboard: cluster.dashboardUrl } : {}), ...(cluster.natsAuth ? { natsPasswords: cluster.natsAuth.passwordsDir, natsAdmin: cluster.natsAuth.admin } : {}) });
-          const ready = cluster.ready(readyMs).then(
-            () => undefined,
-            (e: unknown) => (e instanceof Error ? e.message : String(e)),
-          );
-          const first = await Promise.race([ready.then((problem) => ({ problem })), stopAsked.then((w) => ({ stop: w })), cluster.supervisor.failed.then((w) => ({ failed: w }))]);
-          if ('problem' in first && first.problem === undefined) {
-            io.out(`cluster ready: NATS ${cluster.natsUrl}, pool ${opts.pool}, ${workers} worker(s)${cluster.dashboardUrl ? `, dashboard ${cluster.dashboardUrl}` : ''} (Ctrl-C to stop)\n`);
-            why = await Promise.race([stopAsked, cluster.supervisor.failed.then((w) => `gave up: ${w}`)]);
-          } else if ('problem' in first) {
-            why = `gave up: ${first.problem}`;
-          } else if ('failed' in first) {
-            why = `gave up: ${first.failed}`;
-          } else {
-            why = first.stop;
-          }
-        } catch (e) {
-          if (e instanceof UnavailableError) {
-            io.err(`cairn up: ${e.message}\n`);
-            setExit(EXIT.unavailable); // NATS cannot be used (nothing answers, no JetStream)
-            return;
-          }
-          throw e;
+        const starting = LocalCluster.start({
+          ...(opts.nats === undefined ? {} : { nats: opts.nats }),
+          dataDir: opts.data,
+          workers,
+          clients,
+          ...(cacheDomains === undefined ? {} : { cacheDomains }),
+          capacity,
+          pool: opts.pool,
+          resultsPort,
+          drainMs,
+          log: (line) => {
+            if (!opts.quiet) io.err(`${line}\n`);
+          },
+          note,
+        });
+        cluster = await starting;
+        await writeClusterFile({ natsUrl: cluster.natsUrl, pid: process.pid, dataDir: opts.data, pool: opts.pool, startedAt: Date.now(), ...(cluster.dashboardUrl ? { dashboard: cluster.dashboardUrl } : {}), ...(cluster.natsAuth ? { natsPasswords: cluster.natsAuth.passwordsDir, natsAdmin: cluster.natsAuth.admin } : {}) });
+        const ready = cluster.ready(readyMs).then(
+          () => undefined,
+          (e: unknown) => (e instanceof Error ? e.message : String(e)),
+        );
+        const first = await Promise.race([ready.then((problem) => ({ problem })), stopAsked.then((w) => ({ stop: w })), cluster.supervisor.failed.then((w) => ({ failed: w }))]);
+        if ('problem' in first && first.problem === undefined) {
+          io.out(`cluster ready: NATS ${cluster.natsUrl}, pool ${opts.pool}, ${workers} worker(s)${cluster.dashboardUrl ? `, dashboard ${cluster.dashboardUrl}` : ''} (Ctrl-C to stop)\n`);
+          why = await Promise.race([stopAsked, cluster.supervisor.failed.then((w) => `gave up: ${w}`)]);
+        } else if ('problem' in first) {
+          why = `gave up: ${first.problem}`;
+        } else if ('failed' in first) {
+          why = `gave up: ${first.failed}`;
+        } else {
+          why = first.stop;
         }
         note(`${why}; stopping: workers finish their builds (up to ${drainMs / 1000} s), then the services, NATS last`);
         const started = Date.now();
         await cluster.stop();
         note(`stopped in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-        if (why.startsWith('gave up')) setExit(1);
+        if (why.startsWith('gave up')) setExit(EXIT.failed);
       } finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
