@@ -2,8 +2,10 @@
  * The Docker backend against `docker build` of the same Dockerfile, on one private
  * dockerd, in the same run: per-step cost of a cold build of N trivial steps (docker
  * build --no-cache), and a fully cached rebuild (in-process engine vs warm docker build).
+ * The cold builds alternate, Cairn then docker build, `--cold-runs` times, and the medians
+ * are compared: on a shared machine one cold build of each is mostly a sample of the load.
  *
- *   npm run bench:docker   (= npx tsx bench/docker-backend.ts [--steps 20] [--runs 5])
+ *   npm run bench:docker   (= npx tsx bench/docker-backend.ts [--steps 20] [--runs 5] [--cold-runs 3])
  */
 import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -20,9 +22,10 @@ import { busyboxImage } from '../test/support/images.js';
 import { makeBusyboxRootfs } from '../test/support/rootfs.js';
 import { BASE, median, ms } from './setup.js';
 
-const { values } = parseArgs({ options: { steps: { type: 'string', default: '20' }, runs: { type: 'string', default: '5' } } });
+const { values } = parseArgs({ options: { steps: { type: 'string', default: '20' }, runs: { type: 'string', default: '5' }, 'cold-runs': { type: 'string', default: '3' } } });
 const N = Number(values.steps);
 const RUNS = Number(values.runs);
+const COLD_RUNS = Number(values['cold-runs']);
 
 const dir = await mkdtemp(join(tmpdir(), 'cairn-bench-docker-'));
 const dockerd = await startDockerd();
@@ -52,12 +55,18 @@ try {
 
   // Cold: fresh commands each time (a new tag), so nothing comes from cache.
   await builder.build(parseSpec(`((from ${BASE}))`), { log: () => undefined });
-  let t = performance.now();
-  await builder.build(parseSpec(text('cairn-cold')), { log: () => undefined });
-  const cairnCold = (performance.now() - t) / N;
-  await writeFile(join(ctx, 'Dockerfile'), dockerfileOfSpec(parseSpec(text('docker-cold'))));
-  const dockerCold = docker(['build', '--no-cache', '--network', 'none', '-q', '-t', 'bench-cold', ctx]) / N;
-  console.log(`cold, per step: cairn docker backend ${ms(cairnCold)}, docker build --no-cache ${ms(dockerCold)}, ratio ${(cairnCold / dockerCold).toFixed(2)}`);
+  const cairnCold: number[] = [];
+  const dockerCold: number[] = [];
+  for (let i = 0; i < COLD_RUNS; i++) {
+    const t = performance.now();
+    await builder.build(parseSpec(text(`cairn-cold-${i}`)), { log: () => undefined });
+    cairnCold.push((performance.now() - t) / N);
+    await writeFile(join(ctx, 'Dockerfile'), dockerfileOfSpec(parseSpec(text(`docker-cold-${i}`))));
+    dockerCold.push(docker(['build', '--no-cache', '--network', 'none', '-q', '-t', 'bench-cold', ctx]) / N);
+  }
+  const [cc, dc] = [median(cairnCold), median(dockerCold)];
+  console.log(`cold, per step (median of ${COLD_RUNS}): cairn docker backend ${ms(cc)}, docker build --no-cache ${ms(dc)}, ratio ${(cc / dc).toFixed(2)}`);
+  console.log(`  each run: cairn ${cairnCold.map(ms).join(', ')}; docker build ${dockerCold.map(ms).join(', ')}`);
 
   // Cached: the same spec again, warm.
   const warm = parseSpec(text('warm'));
@@ -67,7 +76,7 @@ try {
   const cairnTimes: number[] = [];
   const dockerTimes: number[] = [];
   for (let i = 0; i < RUNS; i++) {
-    t = performance.now();
+    const t = performance.now();
     await builder.build(warm, { log: () => undefined });
     cairnTimes.push(performance.now() - t);
     dockerTimes.push(docker(['build', '--network', 'none', '-q', '-t', 'bench-warm', ctx]));

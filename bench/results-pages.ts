@@ -1,6 +1,8 @@
 /**
  * Results-store page latency under load: p50/p99 of the build list (unfiltered and
- * filtered), the job list and build pages, with 100,000 builds in the database, at a
+ * filtered), the job list, build pages, a worker's and a pool's page (the scheduler's
+ * view from a stand-in on the bus) and the charts (from the rollups of the seeded
+ * history; each range's first, uncached render is timed too), with 100,000 builds in the database, at a
  * fixed 200 requests/s from this process (autocannon) against the store running as its
  * own process on loopback. Target: p99 under 50 ms.
  *
@@ -12,7 +14,7 @@
  *  3. after the backfill has finished (restarted again, its memory cache gone): every
  *     page is read from its saved copy.
  *
- *   npx tsx bench/results-pages.ts [--builds 100000] [--rate 200] [--seconds 15] [--db sqlite,postgres]
+ *   npx tsx bench/results-pages.ts [--builds 100000] [--rate 200] [--seconds 15] [--db sqlite,postgres] [--no-backfill]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,8 +22,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { startNats } from '../test/support/nats.js';
-import { createDatabase, spawnResultsStore, type DatabaseFlavour } from '../test/support/results-store.js';
-import { migrate, seed, STEPS, JOBS } from './results-seed.js';
+import { connectBus } from '@cairn/contracts';
+import { createDatabase, schedulerStandIn, spawnResultsStore, type DatabaseFlavour } from '../test/support/results-store.js';
+import { migrate, seed, seedRollups, STEPS, JOBS } from './results-seed.js';
 
 const { values } = parseArgs({
   options: {
@@ -29,7 +32,10 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '200' },
     seconds: { type: 'string', default: '15' },
     db: { type: 'string', default: 'sqlite,postgres' },
+    // --no-backfill: the first phase only (every page rendered), without the backfill's two.
+    backfill: { type: 'boolean', default: true },
   },
+  allowNegative: true,
 });
 const BUILDS = Number(values.builds);
 const RATE = Number(values.rate);
@@ -86,11 +92,19 @@ for (const flavour of values.db!.split(',') as DatabaseFlavour[]) {
   const dataDir = join(dir, 'data');
   // A fixed public address: the saved pages' commands name it, and each restarted store listens on another port.
   const env = { CAIRN_NATS: nats.url, CAIRN_RESULTS_DIR: dataDir, CAIRN_RESULTS_PUBLIC_URL: 'http://cairn.example', CAIRN_RESULTS_DB: db.location, CAIRN_RESULTS_ADMIN_TIMEOUT_MS: '200' };
+  // The scheduler's view of the seeded workers (w0-w29, as the seed names them) and pools.
+  const bus = await connectBus({ servers: nats.url, name: 'bench-scheduler' });
+  const now = Date.now();
+  const stopScheduler = schedulerStandIn(bus, {
+    pools: ['linux-x86_64', 'linux-arm64', 'macos-arm64', 'windows-x86_64'].map((pool) => ({ pool, paused: false, queued: 3, running: 5, workers: 30 })),
+    workers: Array.from({ length: 30 }, (_, i) => ({ worker: `w${i}`, pool: 'linux-x86_64', platform: 'linux/amd64', capacity: 4, running: [], paused: false, draining: false, connected: true, refusing: false, freeBytes: 5e10, hints: 10, lastSeen: now })),
+  });
   try {
     await migrate(env);
     const seeding = performance.now();
     const ids = await seed(flavour, db.location, BUILDS);
-    console.log(`\n${flavour}: seeded ${ids.length} builds (${ids.length * STEPS} steps, ${ids.length * 2} artifacts, ${JOBS} jobs) in ${((performance.now() - seeding) / 1000).toFixed(1)} s`);
+    const rollups = await seedRollups(flavour, db.location, BUILDS);
+    console.log(`\n${flavour}: seeded ${ids.length} builds (${ids.length * STEPS} steps, ${ids.length * 2} artifacts, ${JOBS} jobs, ${rollups} rollup rows) in ${((performance.now() - seeding) / 1000).toFixed(1)} s`);
     // CAIRN_BENCH_PROFILE=<dir> writes a CPU profile of the store for the whole run.
     const profile = process.env.CAIRN_BENCH_PROFILE;
     const spawnStore = (extra: Record<string, string> = {}) =>
@@ -103,11 +117,23 @@ for (const flavour of values.db!.split(',') as DatabaseFlavour[]) {
       // Warm the store's caches and the database's pages, as a running dashboard would be.
       for (let i = 0; i < 50; i++) await fetch(`${store.url}${pick()}`);
       await fetch(`${store.url}/builds`);
+      console.log('charts, first (uncached) render:');
+      for (const range of ['1h', '24h', '7d', '30d']) {
+        const started = performance.now();
+        const res = await fetch(`${store.url}/charts?range=${range}`);
+        await res.arrayBuffer();
+        if (res.status !== 200) throw new Error(`/charts?range=${range}: ${res.status}`);
+        console.log(`| \`/charts?range=${range}\` | ${(performance.now() - started).toFixed(1)} ms |`);
+      }
       const pages: [string, string | (() => string)][] = [
         ['build list `/builds`', '/builds'],
         ['filtered `/builds?pool=linux-arm64&state=failed&q=job-01`', '/builds?pool=linux-arm64&state=failed&q=job-01'],
         ['job list `/jobs`', '/jobs'],
         ['build page `/builds/<random>`, first view, no backfill', pick],
+        ['worker page `/workers/w<random>`', () => `/workers/w${Math.floor(Math.random() * 30)}`],
+        ['pool page `/pools/linux-x86_64`', '/pools/linux-x86_64'],
+        ['charts `/charts?range=24h` (rendered every 5 s at most)', '/charts?range=24h'],
+        ['charts `/charts?range=30d` (rendered every 5 s at most)', '/charts?range=30d'],
       ];
       console.log('one request at a time (service time):');
       console.log('| page | p50 | p99 |');
@@ -120,6 +146,7 @@ for (const flavour of values.db!.split(',') as DatabaseFlavour[]) {
       await store.stop();
     }
 
+    if (!values.backfill) continue;
     // 2. The same first views while the backfill saves every page, newest first.
     await rm(join(dataDir, 'pages'), { recursive: true, force: true });
     const backfilling = performance.now();
@@ -157,6 +184,8 @@ for (const flavour of values.db!.split(',') as DatabaseFlavour[]) {
       await store.stop();
     }
   } finally {
+    stopScheduler();
+    await bus.close();
     await db.drop();
     await nats.stop();
     await rm(dir, { recursive: true, force: true });

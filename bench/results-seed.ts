@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import type { DatabaseFlavour } from '../test/support/results-store.js';
+import { RollupBatch } from '../apps/results-store/src/rollups/rollup-metrics.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const POOLS = ['linux-x86_64', 'linux-arm64', 'macos-arm64', 'windows-x86_64'];
@@ -101,5 +102,43 @@ export async function seed(flavour: DatabaseFlavour, location: string, builds: n
   await client.query('ANALYZE');
   await client.end();
   return ids;
+}
+
+/**
+ * The charts' rollups of the seeded history, as the store would have added them: every
+ * build of the last 30 days (older hour rollups are pruned), and a sample of each pool's
+ * queue and workers every minute of the last 2 days and every 10 minutes before.
+ */
+export async function seedRollups(flavour: DatabaseFlavour, location: string, builds: number): Promise<number> {
+  const now = Date.now();
+  const t0 = now - builds * 60_000;
+  const batch = new RollupBatch();
+  for (let i = 0; i < builds; i++) {
+    const finished = t0 + i * 60_000;
+    if (now - finished > 30 * 24 * 3600_000) continue;
+    const steps = Array.from({ length: STEPS }, (_, s) => ({ stage: '', op: '', id: '', cached: s < 2, ms: 1000 * s }));
+    batch.addBuild({ pool: POOLS[i % POOLS.length]!, name: `job-${String((i % JOBS) + 1).padStart(4, '0')}`, state: i % 7 === 0 ? 'failed' : 'succeeded', steps, submittedAt: finished - 90_000, startedAt: finished - 80_000, finishedAt: finished });
+  }
+  for (let at = now - 30 * 24 * 3600_000; at < now; at += at < now - 2 * 24 * 3600_000 ? 600_000 : 60_000) {
+    for (const [p, pool] of POOLS.entries()) {
+      const queued = (at / 60_000 + p) % 13;
+      batch.add(at, 'queue', pool, { total: queued, peak: queued });
+      batch.add(at, 'oldest', pool, { total: queued * 30_000, peak: queued * 30_000 });
+      batch.add(at, 'busy', pool, { total: queued % 9, part: 8 });
+    }
+  }
+  if (flavour === 'sqlite') {
+    const db = new Database(location);
+    db.transaction(() => {
+      for (const [sql, params] of batch.statements(false)) db.prepare(sql).run(...params);
+    })();
+    db.close();
+  } else {
+    const client = new pg.Client({ connectionString: location });
+    await client.connect();
+    for (const [sql, params] of batch.statements(true)) await client.query(sql, params);
+    await client.end();
+  }
+  return batch.size;
 }
 

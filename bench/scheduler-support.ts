@@ -7,8 +7,8 @@
  *
  * Not a benchmark by itself.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +26,7 @@ import {
   ok,
   subjects,
   type Assignment,
+  type AssignmentBatch,
   type JobSubmission,
 } from '@cairn/contracts';
 import { startNats, type RunningNats } from '../test/support/nats.js';
@@ -87,19 +88,50 @@ export interface SchedulerProcess {
   metrics(): Promise<string>;
 }
 
+/** Write system calls a process has made so far (each a socket write for the scheduler), from /proc. */
+export function writeCalls(pid: number): number {
+  try {
+    return Number(/^syscw: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? NaN);
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * Another revision's scheduler, to measure against in the same run: its apps/scheduler
+ * extracted under tmp/ (which git ignores) and compiled there against this tree's
+ * libraries (node_modules/@cairn/*). Returns the path of its main.js.
+ */
+export function baselineScheduler(rev: string): string {
+  const commit = execFileSync('git', ['rev-parse', '--short', `${rev}^{commit}`], { cwd: ROOT, encoding: 'utf8' }).trim();
+  const dir = join(ROOT, 'tmp', 'bench-scheduler', commit);
+  const main = join(dir, 'apps/scheduler/dist/main.js');
+  if (existsSync(main)) return main;
+  mkdirSync(dir, { recursive: true });
+  const archive = execFileSync('git', ['archive', commit, 'apps/scheduler/src', 'apps/scheduler/package.json', 'tsconfig.base.json'], { cwd: ROOT, maxBuffer: 1 << 28 });
+  execFileSync('tar', ['-x', '-C', dir], { input: archive });
+  // Its own tsconfig without the project references (the libraries are this tree's, built).
+  const tsconfig = { extends: join(dir, 'tsconfig.base.json'), compilerOptions: { rootDir: 'src', outDir: 'dist', composite: false, declaration: false, declarationMap: false, experimentalDecorators: true, emitDecoratorMetadata: true }, include: ['src/**/*.ts'] };
+  writeFileSync(join(dir, 'apps/scheduler/tsconfig.json'), JSON.stringify(tsconfig));
+  const r = spawnSync('npx', ['tsc', '-p', join(dir, 'apps/scheduler/tsconfig.json')], { cwd: ROOT, stdio: 'inherit' });
+  if (r.status !== 0) throw new Error(`building the scheduler of ${rev} failed`);
+  return main;
+}
+
 /** `tsc -b` of the scheduler (quick when up to date), so the benchmark runs the current source. */
 export function buildScheduler(): void {
   const r = spawnSync('npx', ['tsc', '-b', 'apps/scheduler'], { cwd: ROOT, stdio: 'inherit' });
   if (r.status !== 0) throw new Error('building the scheduler failed');
 }
 
-export async function startScheduler(natsUrl: string, dir: string, options: { env?: Record<string, string>; cpuProf?: string } = {}): Promise<SchedulerProcess> {
+/** `main`: the scheduler's main.js (default: this tree's, apps/scheduler/dist). */
+export async function startScheduler(natsUrl: string, dir: string, options: { env?: Record<string, string>; cpuProf?: string; main?: string } = {}): Promise<SchedulerProcess> {
   const nodeArgs: string[] = [];
   if (options.cpuProf !== undefined) {
     // --cpu-prof writes its file on a normal exit; Nest re-raises SIGTERM, so exit on SIGUSR2 instead.
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProf}`, '--import', 'data:text/javascript,process.on("SIGUSR2",()=>process.exit(0))');
   }
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, join(ROOT, 'apps/scheduler/dist/main.js')], {
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, options.main ?? join(ROOT, 'apps/scheduler/dist/main.js')], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -153,11 +185,11 @@ export async function startScheduler(natsUrl: string, dir: string, options: { en
   };
 }
 
-export async function startEnv(options: { schedulerEnv?: Record<string, string>; cpuProf?: string } = {}): Promise<Env> {
+export async function startEnv(options: { schedulerEnv?: Record<string, string>; cpuProf?: string; schedulerMain?: string } = {}): Promise<Env> {
   const nats = await startNats();
   const natsPid = Number(spawnSync('pgrep', ['-f', `nats-server -a 127.0.0.1 -p ${nats.port} `]).stdout.toString().trim().split('\n')[0]);
   const dir = await mkdtemp(join(tmpdir(), 'cairn-bench-sched-'));
-  const scheduler = await startScheduler(nats.url, dir, { ...(options.schedulerEnv ? { env: options.schedulerEnv } : {}), ...(options.cpuProf ? { cpuProf: options.cpuProf } : {}) });
+  const scheduler = await startScheduler(nats.url, dir, { ...(options.schedulerEnv ? { env: options.schedulerEnv } : {}), ...(options.cpuProf ? { cpuProf: options.cpuProf } : {}), ...(options.schedulerMain ? { main: options.schedulerMain } : {}) });
   const client = await connectBus({ servers: nats.url, name: 'bench-client' });
   const workerBus = await connectBus({ servers: nats.url, name: 'bench-workers' });
   return {
@@ -215,7 +247,10 @@ const sharedKey = generateKeyPair().publicKey;
 export class SimWorker {
   readonly running = new Map<string, string>(); // job -> lease
   readonly built = new Set<string>();
+  /** Assignment messages received (one may carry several assignments). */
+  messages = 0;
   private sub?: Subscription;
+  private batchSub?: Subscription;
   private beat?: NodeJS.Timeout;
 
   constructor(
@@ -226,18 +261,27 @@ export class SimWorker {
   ) {}
 
   async register(): Promise<number> {
+    const take = (a: Assignment, at: number) => {
+      this.running.set(a.job, a.lease);
+      const hint = this.options.realHint ? this.options.realHint(a) : a.cacheHint;
+      const run: RunInfo = { worker: this, assignment: a, at, hit: this.built.has(hint) };
+      this.options.onAssign?.(run);
+      setImmediate(() => void this.run(run, hint));
+      return { accepted: true };
+    };
     this.sub ??= this.nc.subscribe(subjects.toWorker(this.id, 'assign'), {
       callback: (_e, msg) => {
         const at = performance.now();
-        void answer(msg, (data) => {
-          const a = data as Assignment;
-          this.running.set(a.job, a.lease);
-          const hint = this.options.realHint ? this.options.realHint(a) : a.cacheHint;
-          const run: RunInfo = { worker: this, assignment: a, at, hit: this.built.has(hint) };
-          this.options.onAssign?.(run);
-          setImmediate(() => void this.run(run, hint));
-          return ok({ accepted: true });
-        });
+        this.messages++;
+        void answer(msg, (data) => ok(take(data as Assignment, at)));
+      },
+    });
+    // A baseline scheduler from before batches never sends on this subject.
+    this.batchSub ??= this.nc.subscribe(subjects.toWorker(this.id, 'assign-batch'), {
+      callback: (_e, msg) => {
+        const at = performance.now();
+        this.messages++;
+        void answer(msg, (data) => ok({ answers: (data as AssignmentBatch).assignments.map((a) => take(a, at)) }));
       },
     });
     this.nc.subscribe(subjects.toWorker(this.id, 'cancel'), { callback: (_e, msg) => void answer(msg, () => ok({ cancelled: true })) });
@@ -270,6 +314,7 @@ export class SimWorker {
   stop(): void {
     clearInterval(this.beat);
     this.sub?.unsubscribe();
+    this.batchSub?.unsubscribe();
   }
 
   private async run(run: RunInfo, hint: string): Promise<void> {

@@ -21,13 +21,27 @@ bash tools/install-node.sh
 # debootstrap make base images; docker-registry, skopeo and docker.io are the image
 # sources the fetchers are tested against; nats-server is the cluster's bus; PostgreSQL is
 # the results-store's database for several replicas (its tests run on it and on SQLite);
-# chromium drives the dashboard's page tests; zsh and fish check the completion scripts.
-PACKAGES="runc crun btrfs-progs xfsprogs rsync busybox-static debootstrap docker-registry skopeo umoci docker.io tar gzip zstd nats-server postgresql chromium zsh fish"
+# chromium drives the dashboard's page tests; zsh and fish check the completion scripts;
+# slirp4netns gives (network host) steps the network without the host's loopback;
+# zfs-fuse gives the ZFS store's tests real zpool/zfs on a file-backed pool.
+PACKAGES="runc crun slirp4netns btrfs-progs xfsprogs zfs-fuse rsync busybox-static debootstrap docker-registry skopeo umoci docker.io docker-compose tar gzip zstd nats-server postgresql chromium zsh fish"
 missing=$(for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
   say "installing $(echo $missing)"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+
+# kubectl renders infra/k8s (kubectl kustomize) for the k8s manifest tests. Debian bookworm's
+# own kubernetes-client is 1.20, whose kustomize is too old for the overlays; the machine's
+# apt sources may carry a current `kubectl` package, which is used when it is missing.
+if ! command -v kubectl >/dev/null 2>&1; then
+  apt-get install -y -qq kubectl >/dev/null 2>&1 || true
+fi
+kustomize_version=$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\)\..*/\1/p')
+if [ -z "$kustomize_version" ] || [ "$kustomize_version" -lt 5 ]; then
+  echo "setup: kubectl with kustomize v5 or later is needed (test/e2e/k8s-manifests.test.ts renders infra/k8s with it); found: $(kubectl version --client 2>&1 | tr '\n' ' ')" >&2
+  exit 1
 fi
 
 bash tools/prepare-host.sh

@@ -206,6 +206,25 @@ describe('the cluster, end to end', () => {
     expect((await everyStoredMessage()).filter((m) => m.stream === 'KV_cairn-jobs').length).toBe(before);
   });
 
+  it("a job's step limits and step timeout reach its worker: a fork bomb stops at its pids limit, a sleeper at its timeout, each failure naming it", async () => {
+    const bomb = join(work, 'bomb.spec');
+    await writeFile(bomb, quick('bomb-started', '(run (shell "bomb() { bomb | bomb & }; bomb; sleep 1000"))'));
+    const bombed = await c.cli(['submit', '--pool', POOL, '-f', bomb, '--pids', '128', '--follow', '--json'], { client: 'grace' });
+    expect(bombed.code).toBe(1);
+    expect(JSON.parse(bombed.stdout)).toMatchObject({ state: 'failed' });
+    expect(bombed.stderr).toContain('failed: pids limit 128 reached');
+    const sleeper = join(work, 'sleeper.spec');
+    await writeFile(sleeper, quick('sleeper', '(run (shell "echo sleeping; sleep 1000"))'));
+    const slept = await c.cli(['submit', '--pool', POOL, '-f', sleeper, '--step-timeout', '2s', '--json'], { client: 'grace' });
+    const job = (JSON.parse(slept.stdout) as { job: string }).job;
+    const status = await finished('grace', job, 60_000);
+    expect(status.state).toBe('failed');
+    expect(status.failure).toContain('failed: step timeout 2 s reached');
+    const bad = await c.cli(['submit', '--pool', POOL, '-f', sleeper, '--memory', 'plenty'], { client: 'grace' });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--memory: "plenty" is not a size');
+  });
+
   it('cairn submit with the same idempotency key again returns the first job and queues nothing', async () => {
     const spec = join(work, 'keyed.spec');
     await writeFile(spec, quick('keyed'));

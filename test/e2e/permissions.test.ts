@@ -17,18 +17,20 @@ import {
   buckets,
   call,
   connectBus,
+  blobInfo,
+  blobStores,
   ensureJetStream,
-  objectStores,
   ok,
   openBucket,
-  openObjectStore,
+  putBlob,
+  readBlob,
   streams,
   subjects,
+  type BlobRef,
 } from '@cairn/contracts';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { Objm } from '@nats-io/obj';
-import { Empty, nuid, PermissionViolationError, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { Empty, headers, PermissionViolationError, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { startNats, type RunningNats } from '../support/nats.js';
 
 const run = promisify(execFile);
@@ -112,39 +114,12 @@ async function settle(...who: Identity[]): Promise<void> {
 }
 
 const CHUNK = 128 * 1024;
-const paddedBase64Url = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
-
-/**
- * A client's context upload in the object store's own format (NATS ADR-20: chunks on
- * `$O.<bucket>.C.<nuid>`, then a meta message on `$O.<bucket>.M.<base64url name>`), with
- * only what a client is allowed: a direct get of the meta subject to skip a context that
- * is already there, and acknowledged publishes. @nats-io/obj's own put cannot be used by a
- * client: it reads through STREAM.MSG.GET, which would let it read any object. The meta
- * publish expects no earlier meta on its subject, so a name, once written, stays.
- */
-async function uploadContext(nc: NatsConnection, bytes: Uint8Array): Promise<{ digest: string; uploaded: boolean }> {
-  const bucket = objectStores.contexts;
-  const sha = createHash('sha256').update(bytes).digest();
-  const digest = `sha256:${sha.toString('hex')}`;
-  const meta = `$O.${bucket}.M.${paddedBase64Url(Buffer.from(digest))}`;
-  const existing = await nc.request(`$JS.API.DIRECT.GET.OBJ_${bucket}.${meta}`, Empty, { timeout: 5000 });
-  if (existing.headers?.code !== 404) return { digest, uploaded: false };
-  const js = jetstream(nc);
-  const id = nuid.next();
-  let chunks = 0;
-  for (let at = 0; at < bytes.length; at += CHUNK, chunks++) await js.publish(`$O.${bucket}.C.${id}`, bytes.subarray(at, at + CHUNK));
-  const info = {
-    name: digest,
-    bucket,
-    nuid: id,
-    size: bytes.length,
-    chunks,
-    mtime: new Date().toISOString(),
-    digest: `SHA-256=${paddedBase64Url(sha)}`,
-    options: { max_chunk_size: CHUNK },
-  };
-  await js.publish(meta, JSON.stringify(info), { expect: { lastSubjectSequence: 0 } });
-  return { digest, uploaded: true };
+async function chunksOf(nc: NatsConnection, ref: BlobRef): Promise<Buffer[]> {
+  const blob = await readBlob(nc, ref);
+  if (blob === undefined) throw new Error(`no blob ${ref.sha256}`);
+  const parts: Buffer[] = [];
+  for await (const part of blob.bytes) parts.push(Buffer.from(part));
+  return parts;
 }
 
 beforeAll(async () => {
@@ -227,10 +202,10 @@ describe('a client', () => {
     await settle(alice);
     await violated(alice, 'subscription', subjects.logsOfClient('bob'));
     await violated(alice, 'subscription', subjects.logsAll);
-    svc.nc.publish(subjects.log('bob', 'j-00000002'), 'secret build output');
-    svc.nc.publish(subjects.log('alice', 'j-00000001'), 'hers');
+    svc.nc.publish(subjects.log('bob', 'j-00000002', 'w1'), 'secret build output');
+    svc.nc.publish(subjects.log('alice', 'j-00000001', 'w1'), 'hers');
     await settle(alice);
-    await expect.poll(() => mine.map((m) => m.subject)).toEqual([subjects.log('alice', 'j-00000001')]);
+    await expect.poll(() => mine.map((m) => m.subject)).toEqual([subjects.log('alice', 'j-00000001', 'w1')]);
     expect(theirs).toEqual([]);
   });
 
@@ -266,13 +241,17 @@ describe('a client', () => {
       alice.nc.request(direct, Empty, { timeout: 1000 }),
       alice.nc.request(`$JS.API.STREAM.INFO.KV_${buckets.jobs}`, Empty, { timeout: 1000 }),
       alice.nc.request(`$JS.API.CONSUMER.CREATE.${streams.results.name}`, Empty, { timeout: 1000 }),
-      alice.nc.request(`$JS.API.STREAM.MSG.GET.OBJ_${objectStores.contexts}`, JSON.stringify({ seq: 1 }), { timeout: 1000 }),
+      alice.nc.request(`$JS.API.STREAM.MSG.GET.${blobStores.contexts.stream}`, JSON.stringify({ seq: 1 }), { timeout: 1000 }),
+      alice.nc.request(`$JS.API.DIRECT.GET.${blobStores.contexts.stream}`, JSON.stringify({ seq: 1 }), { timeout: 1000 }),
+      alice.nc.request(`$JS.API.DIRECT.GET.${blobStores.contexts.stream}.${subjects.blobsOf('contexts', 'bob')}.m.${'a'.repeat(64)}`, Empty, { timeout: 1000 }),
     ];
     for (const attempt of attempts) await expect(attempt).rejects.toThrow();
     await violated(alice, 'publish', direct);
     await violated(alice, 'publish', `$JS.API.STREAM.INFO.KV_${buckets.jobs}`);
     await violated(alice, 'publish', `$JS.API.CONSUMER.CREATE.${streams.results.name}`);
-    await violated(alice, 'publish', `$JS.API.STREAM.MSG.GET.OBJ_${objectStores.contexts}`);
+    await violated(alice, 'publish', `$JS.API.STREAM.MSG.GET.${blobStores.contexts.stream}`);
+    await violated(alice, 'publish', `$JS.API.DIRECT.GET.${blobStores.contexts.stream}`);
+    await violated(alice, 'publish', `$JS.API.DIRECT.GET.${blobStores.contexts.stream}.${subjects.blobsOf('contexts', 'bob')}.m.${'a'.repeat(64)}`);
     // The KV library itself fails the same way: opening the bucket needs its stream info.
     await expect(new Kvm(alice.nc).open(buckets.jobs).then((kv) => kv.get('j-00000001'))).rejects.toThrow();
   });
@@ -307,14 +286,19 @@ describe('a worker', () => {
     await violated(w1, 'publish', '_INBOX.forged');
   });
 
-  it('cannot touch the scheduler\'s buckets or write contexts', async () => {
-    w1.nc.publish(`$KV.${buckets.workers}.w2`, '{"paused":true}');
-    w1.nc.publish(`$O.${objectStores.contexts}.C.forged`, 'x');
-    w1.nc.publish(`$JS.API.STREAM.PURGE.OBJ_${objectStores.artifacts}`, '{}');
+  it('cannot touch the scheduler\'s buckets, write contexts, or write or purge artifacts but its own', async () => {
+    const forged = [
+      `$KV.${buckets.workers}.w2`,
+      `${subjects.blobsOf('contexts', 'alice')}.c.forged`,
+      `${subjects.blobsOf('artifacts', 'w2')}.m.${'b'.repeat(64)}`,
+      // Log chunks in another worker's name: readers would take them for that worker's run.
+      subjects.log('alice', 'j-00000001', 'w2'),
+      `$JS.API.STREAM.PURGE.${blobStores.artifacts.stream}`,
+      `$JS.API.STREAM.MSG.DELETE.${blobStores.artifacts.stream}`,
+    ];
+    for (const subject of forged) w1.nc.publish(subject, '{}');
     await settle(w1);
-    await violated(w1, 'publish', `$KV.${buckets.workers}.w2`);
-    await violated(w1, 'publish', `$O.${objectStores.contexts}.C.forged`);
-    await violated(w1, 'publish', `$JS.API.STREAM.PURGE.OBJ_${objectStores.artifacts}`);
+    for (const subject of forged) await violated(w1, 'publish', subject);
   });
 });
 
@@ -346,56 +330,70 @@ describe('an admin', () => {
 });
 
 describe('allowed flows end to end', () => {
-  it('the service role creates the streams, KV buckets and object stores', async () => {
+  it('the service role creates the streams, blob stores and KV buckets', async () => {
     await ensureJetStream(svc.nc);
     const kv = await openBucket(svc.nc, buckets.settings);
     await kv.put('rate.alice', '2');
     expect((await kv.get('rate.alice'))?.string()).toBe('2');
-    await openObjectStore(svc.nc, objectStores.contexts);
-    await openObjectStore(svc.nc, objectStores.artifacts);
     const names: string[] = [];
     for await (const s of (await jetstreamManager(svc.nc)).streams.list()) names.push(s.config.name);
-    expect(names).toEqual(
-      expect.arrayContaining([streams.logs.name, streams.results.name, `KV_${buckets.settings}`, `OBJ_${objectStores.contexts}`, `OBJ_${objectStores.artifacts}`]),
-    );
+    expect(names).toEqual(expect.arrayContaining([streams.logs.name, streams.results.name, `KV_${buckets.settings}`, blobStores.contexts.stream, blobStores.artifacts.stream]));
   });
 
-  it('alice uploads a context once; w1 reads it; bob cannot replace it', async () => {
-    await openObjectStore(svc.nc, objectStores.contexts);
+  it('alice uploads a context once and w1 reads it; nobody, alice included, can replace, pre-empt or purge it', async () => {
     const bytes = new Uint8Array(3 * CHUNK + 17).map((_, i) => (i * 31) % 251);
-    const first = await uploadContext(alice.nc, bytes);
+    const first = await putBlob(alice.nc, 'contexts', 'alice', [bytes]);
     expect(first.uploaded).toBe(true);
-    expect(await uploadContext(alice.nc, bytes)).toEqual({ digest: first.digest, uploaded: false });
-    const info = await (await new Objm(svc.nc).open(objectStores.contexts)).info(first.digest);
-    expect(info?.size).toBe(bytes.length);
+    expect(await putBlob(alice.nc, 'contexts', 'alice', [bytes], first.sha256)).toEqual({ sha256: first.sha256, bytes: 0, uploaded: false });
+    const ref: BlobRef = { store: 'contexts', owner: 'alice', sha256: first.sha256 };
+    expect(await blobInfo(svc.nc, ref)).toMatchObject({ size: bytes.length, chunks: 4 });
+    expect(Buffer.concat(await chunksOf(w1.nc, ref)).equals(Buffer.from(bytes))).toBe(true);
 
-    const read = await (await new Objm(w1.nc).open(objectStores.contexts)).getBlob(first.digest);
-    expect(read && Buffer.from(read).equals(Buffer.from(bytes))).toBe(true);
+    // Bob can write under his own name only: not alice's meta, not her chunks.
+    const bobs = [`${subjects.blobsOf('contexts', 'alice')}.m.${first.sha256}`, `${subjects.blobsOf('contexts', 'alice')}.c.x`];
+    for (const subject of bobs) bob.nc.publish(subject, '{}');
+    await settle(bob);
+    for (const subject of bobs) await violated(bob, 'publish', subject);
+    // Nor can he purge the stream with a rollup header on a subject of his own, or by the API.
+    const rollup = headers();
+    rollup.set('Nats-Rollup', 'all');
+    await expect(jetstream(bob.nc).publish(`${subjects.blobsOf('contexts', 'bob')}.m.${'c'.repeat(64)}`, '{}', { headers: rollup })).rejects.toThrow(/rollup/i);
+    bob.nc.publish(`$JS.API.STREAM.PURGE.${blobStores.contexts.stream}`, '{}');
+    await settle(bob);
+    await violated(bob, 'publish', `$JS.API.STREAM.PURGE.${blobStores.contexts.stream}`);
+    // The stream refuses purge and delete even to the services.
+    const jsm = await jetstreamManager(svc.nc);
+    await expect(jsm.streams.purge(blobStores.contexts.stream)).rejects.toThrow(/purge/i);
+    await expect(jsm.streams.deleteMessage(blobStores.contexts.stream, 1)).rejects.toThrow(/delete/i);
 
-    // Write-once: a second meta message under the same name is refused by JetStream.
-    const js = jetstream(bob.nc);
-    const meta = `$O.${objectStores.contexts}.M.${paddedBase64Url(Buffer.from(first.digest))}`;
-    await expect(js.publish(meta, '{}', { expect: { lastSubjectSequence: 0 } })).rejects.toThrow(/wrong last sequence/);
+    // Alice writing her own name again, chunks and meta by hand: readers keep the first.
+    const js = jetstream(alice.nc);
+    await js.publish(`${subjects.blobsOf('contexts', 'alice')}.c.second`, 'other bytes');
+    await js.publish(`${subjects.blobsOf('contexts', 'alice')}.m.${first.sha256}`, JSON.stringify({ size: 11, chunks: 1, upload: 'second' }));
+    expect(await blobInfo(svc.nc, ref)).toMatchObject({ size: bytes.length, chunks: 4 });
+    expect(Buffer.concat(await chunksOf(w1.nc, ref)).equals(Buffer.from(bytes))).toBe(true);
   });
 
   it('w1 publishes a log chunk into CAIRN_LOGS with an ack, and alice sees it live', async () => {
     await ensureJetStream(svc.nc);
     const live: string[] = [];
-    alice.nc.subscribe(subjects.log('alice', 'j-00000009'), { callback: (e, m) => void (e === null && live.push(m.string())) });
+    alice.nc.subscribe(subjects.jobLog('alice', 'j-00000009'), { callback: (e, m) => void (e === null && live.push(m.string())) });
     await alice.nc.flush();
-    const ack = await jetstream(w1.nc).publish(subjects.log('alice', 'j-00000009'), JSON.stringify({ job: 'j-00000009', seq: 1, text: 'step 1\n' }));
+    const ack = await jetstream(w1.nc).publish(subjects.log('alice', 'j-00000009', 'w1'), JSON.stringify({ job: 'j-00000009', seq: 1, text: 'step 1\n' }));
     expect(ack.stream).toBe(streams.logs.name);
     await expect.poll(() => live).toHaveLength(1);
     const stored = await (await jetstreamManager(svc.nc)).streams.getMessage(streams.logs.name, { seq: ack.seq });
-    expect(stored?.subject).toBe(subjects.log('alice', 'j-00000009'));
+    expect(stored?.subject).toBe(subjects.log('alice', 'j-00000009', 'w1'));
+    // In w2's name: refused, and nothing reaches the stream or alice.
+    await expect(jetstream(w1.nc).publish(subjects.log('alice', 'j-00000009', 'w2'), JSON.stringify({ job: 'j-00000009', seq: 2, text: 'all tests passed\n' }), { timeout: 2000 })).rejects.toThrow();
+    await violated(w1, 'publish', subjects.log('alice', 'j-00000009', 'w2'));
+    expect(live).toHaveLength(1);
   });
 
-  it('w1 writes an artifact object that the service reads back', async () => {
-    await openObjectStore(svc.nc, objectStores.artifacts);
+  it('w1 writes an artifact under its own name that the service reads back', async () => {
     const bytes = new TextEncoder().encode('#!/bin/sh\necho hello\n');
-    const name = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-    await (await new Objm(w1.nc).open(objectStores.artifacts)).putBlob({ name }, bytes);
-    const back = await (await new Objm(svc.nc).open(objectStores.artifacts)).getBlob(name);
-    expect(back && new TextDecoder().decode(back)).toBe('#!/bin/sh\necho hello\n');
+    const { sha256 } = await putBlob(w1.nc, 'artifacts', 'w1', [bytes]);
+    expect(sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    expect(Buffer.concat(await chunksOf(svc.nc, { store: 'artifacts', owner: 'w1', sha256 })).toString()).toBe('#!/bin/sh\necho hello\n');
   });
 });

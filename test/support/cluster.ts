@@ -46,7 +46,17 @@ export interface ServiceProcess {
   output: string;
   readonly env: NodeJS.ProcessEnv;
   readonly script: string;
+  /** The test stopped it: an exit is expected, and no restart follows. */
+  stopped?: boolean;
 }
+
+/**
+ * A scheduler that could not renew its leadership in time (a NATS restart on a loaded
+ * machine) steps down and exits with this status for its supervisor to start it again as
+ * a standby (apps/scheduler/src/leadership.ts); `cairn up`, compose and Kubernetes all
+ * do, and so does this cluster.
+ */
+const STEPPED_DOWN = 75;
 
 export interface Cluster {
   readonly nats: RunningNats;
@@ -91,12 +101,24 @@ function spawnService(name: string, script: string, env: NodeJS.ProcessEnv): Ser
 }
 
 function startChild(p: ServiceProcess): void {
-  p.child = spawn(process.execPath, [join(ROOT, p.script)], { env: p.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  p.stopped = false;
+  const child = spawn(process.execPath, [join(ROOT, p.script)], { env: p.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  p.child = child;
   const keep = (d: Buffer) => {
     p.output = (p.output + d.toString()).slice(-200_000);
   };
-  p.child.stdout?.on('data', keep);
-  p.child.stderr?.on('data', keep);
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  child.on('exit', (code, signal) => {
+    if (p.stopped || p.child !== child) return;
+    if (code === STEPPED_DOWN) {
+      keep(Buffer.from(`[test cluster] ${p.name} stepped down (exit ${code}); starting it again\n`));
+      setTimeout(() => !p.stopped && p.child === child && startChild(p), 250);
+      return;
+    }
+    // Nobody asked it to stop: say why here, where a failing test's log will show it.
+    process.stderr.write(`[test cluster] ${p.name} exited unexpectedly (${signal ?? `exit ${code}`}); its last output:\n${p.output.slice(-4000)}\n`);
+  });
 }
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000, describe: () => string = () => ''): Promise<T> {
@@ -210,8 +232,13 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
           resolve({ code, stdout, stderr });
         });
       }),
-    stopProcess: (p, signal = 'SIGTERM') => stopChild(p.child, signal, 30_000),
+    stopProcess: (p, signal = 'SIGTERM') => {
+      p.stopped = true;
+      return stopChild(p.child, signal, 30_000);
+    },
     async restartProcess(p) {
+      // Already started again (a stepped-down scheduler, by the rule above): one is enough.
+      if (p.child.exitCode === null && p.child.signalCode === null && !p.stopped) return;
       startChild(p);
     },
     spawnLike(p, name, env) {

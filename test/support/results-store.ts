@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { answer, ok, objectStores, openObjectStore, subjects, type Artifact, type BuildResult, type JobEvent, type JobState, type LogChunk } from '@cairn/contracts';
+import { answer, ensureJetStream, ok, putBlob, subjects, type Artifact, type BuildResult, type JobEvent, type JobState, type JobStatus, type LogChunk } from '@cairn/contracts';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
@@ -114,13 +114,17 @@ export interface ResultsStoreProcess {
 
 /**
  * The results-store as its own process (`main.ts serve`, run by tsx from the sources),
- * for tests that kill it. `env` must give CAIRN_RESULTS_DIR and CAIRN_RESULTS_DB.
+ * for tests that kill it. `env` must give CAIRN_RESULTS_DIR and CAIRN_RESULTS_DB, and may give CAIRN_HTTP_PORT.
+ * `sources` is a tree holding another version's apps/results-store (a benchmark's
+ * baseline), inside the repository so that it finds the same node_modules.
  */
-export async function spawnResultsStore(env: Record<string, string>, options: { nodeArgs?: string[] } = {}): Promise<ResultsStoreProcess> {
-  const port = await freePort();
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx/esm', join(ROOT, 'apps/results-store/src/main.ts'), 'serve'], {
+export async function spawnResultsStore(env: Record<string, string>, options: { nodeArgs?: string[]; sources?: string } = {}): Promise<ResultsStoreProcess> {
+  // A test that restarts the service keeps its port (CAIRN_HTTP_PORT), so that pages reconnect.
+  const port = env['CAIRN_HTTP_PORT'] ? Number(env['CAIRN_HTTP_PORT']) : await freePort();
+  const app = join(options.sources ?? ROOT, 'apps/results-store');
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx/esm', join(app, 'src/main.ts'), 'serve'], {
     cwd: ROOT,
-    env: { ...process.env, TSX_TSCONFIG_PATH: join(ROOT, 'apps/results-store/tsconfig.json'), CAIRN_LOG_FORMAT: 'text', CAIRN_HTTP_PORT: String(port), ...env },
+    env: { ...process.env, TSX_TSCONFIG_PATH: join(app, 'tsconfig.json'), CAIRN_LOG_FORMAT: 'text', CAIRN_HTTP_PORT: String(port), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -185,13 +189,35 @@ export function sampleResult(overrides: Partial<BuildResult> = {}): BuildResult 
   };
 }
 
-/** Publishes what the scheduler and the workers publish, as they publish it. */
+/**
+ * Publishes what the scheduler and the workers publish, as they publish it, and answers
+ * `status` for the jobs it logged as the scheduler does: which worker ran each run.
+ */
 export class ClusterStandIn {
   private readonly js;
   private seq = new Map<string, number>();
+  private streams: Promise<void> | undefined;
+  /** Job -> attempt -> the worker that ran it (the first to log it here). */
+  private readonly runs = new Map<string, { client: string; workers: Map<number, string> }>();
 
   constructor(private readonly nc: NatsConnection) {
     this.js = jetstream(nc);
+    // Only jobs logged here are answered: another stand-in on the bus may know the rest.
+    nc.subscribe(subjects.clientPattern('status'), {
+      callback: (_e, m) => {
+        const job = (m.json<{ data?: { job?: string } }>().data?.job) ?? '';
+        const status = this.statusOf(job);
+        if (status) void answer(m, () => ok(status));
+      },
+    });
+  }
+
+  private statusOf(job: string): JobStatus | undefined {
+    const runs = this.runs.get(job);
+    if (!runs) return undefined;
+    const attempts = Math.max(...runs.workers.keys());
+    const requeues = [...runs.workers].filter(([a]) => a < attempts).map(([attempt, worker]) => ({ attempt, worker, reason: 'lost', at: 0 }));
+    return { job, name: job, client: runs.client, pool: 'linux-x86_64', state: 'running', urgent: false, cacheHint: '', attempts, worker: runs.workers.get(attempts)!, submittedAt: 0, requeues };
   }
 
   event(job: { job: string; name: string; client: string; pool: string }, state: JobState, extra: Partial<JobEvent> = {}): void {
@@ -199,20 +225,27 @@ export class ClusterStandIn {
     this.nc.publish(subjects.jobEvent(job.pool, state), JSON.stringify(event));
   }
 
-  /** The next chunk of a job's log (seq counted here, from 1 again for a new attempt). */
-  async log(client: string, job: string, text: string, end?: LogChunk['end'], attempt = 1): Promise<void> {
-    const key = `${job}/${attempt}`;
+  /**
+   * The next chunk of a job's log (seq counted here, from 1 again for a new attempt), as
+   * `worker` publishes it; the first worker to log an attempt is the one that ran it.
+   */
+  async log(client: string, job: string, text: string, end?: LogChunk['end'], attempt = 1, worker = 'w1'): Promise<void> {
+    const runs = this.runs.get(job) ?? { client, workers: new Map<number, string>() };
+    this.runs.set(job, runs);
+    if (!runs.workers.has(attempt)) runs.workers.set(attempt, worker);
+    const key = `${job}/${attempt}/${worker}`;
     const seq = (this.seq.get(key) ?? 0) + 1;
     this.seq.set(key, seq);
     const chunk: LogChunk = { job, seq, attempt, text, ...(end ? { end } : {}) };
-    await this.js.publish(subjects.log(client, job), JSON.stringify(chunk));
+    await this.js.publish(subjects.log(client, job, worker), JSON.stringify(chunk));
   }
 
-  /** Uploads bytes to the artifacts object store as a worker does; returns the result's entry for them. */
-  async artifact(path: string, bytes: Uint8Array): Promise<Artifact> {
-    const sha256 = sha256Hex(bytes);
-    const store = await openObjectStore(this.nc, objectStores.artifacts);
-    await store.putBlob({ name: `sha256:${sha256}` }, bytes);
+  /** Uploads bytes as worker `worker`'s artifact (sampleResult's worker by default), as a worker does; returns the result's entry for them. */
+  async artifact(path: string, bytes: Uint8Array, worker = 'w1'): Promise<Artifact> {
+    // Uploads may come before any service has started and made the streams.
+    this.streams ??= ensureJetStream(this.nc);
+    await this.streams;
+    const { sha256 } = await putBlob(this.nc, 'artifacts', worker, [bytes]);
     return { path, size: bytes.length, sha256 };
   }
 
@@ -225,14 +258,16 @@ export interface SchedulerAnswers {
   pools?: unknown[];
   workers?: unknown[];
   queues?: unknown[];
+  /** Jobs queued or running (`admin.jobs`), as ActiveJob. */
+  jobs?: unknown[];
 }
 
 /**
- * The test's stand-in for the scheduler's admin requests (pools, workers, queues),
+ * The test's stand-in for the scheduler's admin requests (pools, workers, queues, jobs),
  * answering in the request/reply envelope `call` speaks. Returns a stop function.
  */
 export function schedulerStandIn(nc: NatsConnection, answers: SchedulerAnswers): () => void {
-  const subs = (['pools', 'workers', 'queues'] as const).map((verb) => {
+  const subs = (['pools', 'workers', 'queues', 'jobs'] as const).map((verb) => {
     const sub = nc.subscribe(subjects.admin(verb));
     void (async () => {
       for await (const m of sub) await answer(m, () => ok(answers[verb] ?? []));

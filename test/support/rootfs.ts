@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, copyFile, mkdir, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, link, mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -26,4 +26,24 @@ export async function makeBusyboxRootfs(dir: string): Promise<void> {
   await mkdir(join(dir, 'tmp'));
   // mkdir's mode goes through the umask; the sticky bit must be set explicitly anyway.
   await chmod(join(dir, 'tmp'), 0o1777);
+}
+
+/**
+ * makeBusyboxRootfs plus the cases an image must carry over faithfully: a home owned by
+ * user 1000 with a 0640 file, a setuid binary, an absolute symlink and a hard link.
+ */
+export async function makeAwkwardRootfs(dir: string): Promise<void> {
+  await makeBusyboxRootfs(dir);
+  await mkdir(join(dir, 'home/user'), { recursive: true });
+  await writeFile(join(dir, 'home/user/notes'), 'mine\n');
+  await chmod(join(dir, 'home/user/notes'), 0o640);
+  await chown(join(dir, 'home/user/notes'), 1000, 1000);
+  await chown(join(dir, 'home/user'), 1000, 1000);
+  await mkdir(join(dir, 'usr/bin'), { recursive: true });
+  await copyFile(BUSYBOX, join(dir, 'usr/bin/su'));
+  await chmod(join(dir, 'usr/bin/su'), 0o4755);
+  await symlink('/bin/busybox', join(dir, 'usr/bin/absolute-link'));
+  await mkdir(join(dir, 'data'));
+  await writeFile(join(dir, 'data/a'), 'shared inode\n');
+  await link(join(dir, 'data/a'), join(dir, 'data/b'));
 }
