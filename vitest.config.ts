@@ -3,8 +3,8 @@ import { defineConfig } from 'vitest/config';
 
 // Tests import libraries by package name; point those names at the sources so that
 // a test run never depends on a stale build.
-const LIBS = ['spec', 'hashing', 'store', 'sandbox', 'fetcher', 'builder', 'contracts', 'service-kit'];
-const APPS = ['cli', 'spec-compiler', 'scheduler', 'worker-agent', 'results-store'];
+const LIBS = ['spec', 'hashing', 'store', 'sandbox', 'fetcher', 'machine-config', 'builder', 'contracts', 'service-kit', 'oci-image'];
+const APPS = ['cli', 'spec-compiler', 'scheduler', 'worker-agent', 'results-store', 'base-image-builder'];
 const alias = Object.fromEntries(
   LIBS.map((lib) => [`@cairn/${lib}`, fileURLToPath(new URL(`./libs/${lib}/src/index.ts`, import.meta.url))]),
 );
