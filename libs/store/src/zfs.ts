@@ -13,6 +13,10 @@ export interface ZfsCommands {
 /** How long a destroy or rename refused as busy is tried again (see zfsRunWhileBusy). */
 const BUSY_WAIT_MS = 5_000;
 
+/** Subcommands sent again when the daemon's socket broke under them (see runNow). */
+const REPEATABLE = new Set(['list', 'get', 'mount', 'unmount', 'status']);
+const SIGPIPE_ATTEMPTS = 4;
+
 /** ZFS refuses dataset names of 256 bytes or more (ZFS_MAX_DATASET_NAME_LEN). */
 const MAX_NAME = 255;
 
@@ -274,11 +278,14 @@ export class Zfs {
   private async zfsRunWhileBusy(args: readonly string[], dataset: string, renamedTo?: string): Promise<void> {
     const deadline = Date.now() + BUSY_WAIT_MS;
     const unmounted = new Set<string>();
-    for (let delay = 10; ; delay = Math.min(delay * 2, 250)) {
+    for (let delay = 10, retried = false; ; delay = Math.min(delay * 2, 250), retried = true) {
       try {
         await this.zfsRun(args);
         break;
       } catch (e) {
+        // A rename zfs-fuse reported as failed (busy, or remounting) may have been done all the
+        // same: then its repeat finds no `from`, and `to` is there.
+        if (retried && renamedTo !== undefined && missing(e) && (await this.exists(renamedTo)) && !(await this.exists(dataset))) break;
         const raced = e instanceof ZfsCommandError && /: not mounted/.test(e.stderr);
         if (!(isBusyError(e) || raced) || Date.now() + delay > deadline) throw e;
         if (isBusyError(e)) for (const name of await this.unmountForRename(dataset)) unmounted.add(name);
@@ -331,10 +338,19 @@ export class Zfs {
   private async runNow(file: string, args: readonly string[], files: Files): Promise<string> {
     const { execa } = await import('execa');
     const stdin = files.stdin === undefined ? 'ignore' : { file: files.stdin };
-    const result = await execa(file, args, { reject: false, stdin, ...(files.stdout === undefined ? {} : { stdout: { file: files.stdout } }) });
-    if (errorCode(result.cause) === 'ENOENT') throw noSuchCommand(file, result.cause);
-    if (result.failed) throw new ZfsCommandError([file, ...args], String(result.stderr || result.message), { cause: result.cause });
-    return String(result.stdout ?? '');
+    for (let attempt = 1; ; attempt++) {
+      const result = await execa(file, args, { reject: false, stdin, ...(files.stdout === undefined ? {} : { stdout: { file: files.stdout } }) });
+      if (errorCode(result.cause) === 'ENOENT') throw noSuchCommand(file, result.cause);
+      // zfs-fuse's daemon now and then drops a client's socket while two processes use it
+      // (seen as `zfs mount` killed by SIGPIPE in the shared-store test); a command that
+      // changes nothing, or whose repeat is recognised (mount, unmount), is sent again.
+      if (result.signal === 'SIGPIPE' && attempt < SIGPIPE_ATTEMPTS && REPEATABLE.has(args[0] ?? '')) {
+        await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+        continue;
+      }
+      if (result.failed) throw new ZfsCommandError([file, ...args], String(result.stderr || result.message), { cause: result.cause });
+      return String(result.stdout ?? '');
+    }
   }
 
   private runSync(file: string, args: readonly string[]): string {

@@ -40,7 +40,9 @@ export class ShimmedPool {
     for (const sub of ['bin', 'state/snaps', 'state/hidden']) await mkdir(join(pool.dir, sub), { recursive: true });
     await mkdir(mountpoint, { recursive: true });
     for (const command of ['zfs', 'zpool'] as const) {
-      await writeFile(pool.commands[command], `#!/bin/sh\nexec '${process.execPath}' '${SHIM}' '${pool.state}' ${command} "$@"\n`);
+      // Status 141 is the shim asking to die by SIGPIPE, which node cannot do to itself.
+      const wrapper = `#!/bin/sh\n'${process.execPath}' '${SHIM}' '${pool.state}' ${command} "$@"\nstatus=$?\n[ $status = 141 ] && kill -PIPE $$\nexit $status\n`;
+      await writeFile(pool.commands[command], wrapper);
       await chmod(pool.commands[command], 0o755);
     }
     const state = {
@@ -102,6 +104,16 @@ export class ShimmedPool {
   /** Makes every later `zfs SUB` fail with `message`. */
   async failing(sub: string, message: string): Promise<void> {
     await this.editState((state) => (state.failures = { [sub]: message }));
+  }
+
+  /** zfs-fuse's daemon dropping the socket of the next `zfs SUB`: it dies by SIGPIPE, having done nothing. */
+  async sigpipeOnce(sub: string): Promise<void> {
+    await this.editState((state) => (state.sigpipe = sub));
+  }
+
+  /** After `skip` more of them, a `zfs SUB` does its work, then fails with `message` (as zfs-fuse has done). */
+  async doneButFailsOnce(sub: string, skip: number, message: string): Promise<void> {
+    await this.editState((state) => (state.doneButFails = { sub, skip, message }));
   }
 
   private async editState(edit: (state: ShimState & Record<string, unknown>) => void): Promise<void> {

@@ -353,6 +353,16 @@ describe('ZFS store (recording shim: the command sequences, and what zfs-fuse ca
     it('refuses a grace that is not a positive number of milliseconds', () => {
       expect(() => pool.store({ idleUnmountMs: 0 })).toThrow(/idleUnmountMs must be a positive number of milliseconds, not 0/);
     });
+
+    it('a result mounted while zfs-fuse dropped the command\'s socket (killed by SIGPIPE): the mount is sent again', async () => {
+      const store = await pool.initStore({ idleUnmountMs: GRACE });
+      await store.build(undefined, 'a', async (dir) => writeFile(join(dir, 'log'), 'built a'));
+      await eventually(async () => !(await mounted(`${R}/a`)), 'a is unmounted');
+      await pool.takeLog();
+      await pool.sigpipeOnce('mount');
+      expect(await logText(store, 'a')).toBe('built a');
+      expect((await pool.takeLog()).filter((l) => l === `zfs mount ${R}/a`)).toHaveLength(2);
+    });
   });
 
   describe('delete', () => {
@@ -470,6 +480,20 @@ describe('ZFS store (recording shim: the command sequences, and what zfs-fuse ca
       expect(await viewedFile(store)).toBe('first');
       // ...and goes with the last view.
       expect(Object.keys((await pool.readState()).snapshots)).toEqual([`${C}/opam@snap`]);
+    });
+
+    it('a commit whose snapshot rename zfs-fuse reported busy but did: its repeat finds @snap gone, @old there, and the commit completes', async () => {
+      const store = await pool.initStore();
+      const view = await store.cache('opam', me);
+      await writeFile(join(view.path, 'file'), 'v1');
+      await pool.takeLog();
+      // The first rename (the view into place) is clean; the second is the snapshot's.
+      await pool.doneButFailsOnce('rename', 1, `cannot rename '${C}/opam@snap': pool or dataset is busy`);
+      await view.release(true);
+      const log = await pool.takeLog();
+      expect(log.filter((l) => l.startsWith(`zfs rename ${C}/opam@snap`))).toHaveLength(2);
+      expect(log.slice(-2)).toEqual([`zfs snapshot ${C}/opam@snap`, `zfs destroy -d ${C}/opam@old-G`]);
+      expect(await viewedFile(store)).toBe('v1');
     });
 
     async function oldGuid(): Promise<string> {
