@@ -179,9 +179,12 @@ describe('the compose stack', () => {
       const ready = (await isReady(ports.dashboard)) && (await isReady(ports.worker));
       if (ready) break;
       if (Date.now() > deadline) {
-        const { stdout } = await compose(['logs', '--tail', '30']).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+        // The two that were waited for first, then the rest: CI shows only the message's head.
+        const output = (args: readonly string[]) => compose(args).then((r) => r.stdout, (e: { stdout?: string; message?: string }) => e.stdout ?? String(e.message));
         const states = `results-store ${String(await isReady(ports.dashboard))}, worker ${String(await isReady(ports.worker))}`;
-        throw new Error(`not ready (${states}):\n${stdout}`);
+        const waitedFor = await output(['logs', '--no-color', '--tail', '60', 'results-store-1', 'worker-linux-x86_64-1']);
+        const rest = await output(['logs', '--no-color', '--tail', '20']);
+        throw new Error(`not ready (${states}):\n${await output(['ps'])}\n${waitedFor}\n${rest}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
