@@ -1,5 +1,5 @@
 import { arch, hostname, platform, tmpdir } from 'node:os';
-import { parseBytes } from '@cairn/builder';
+import { parseBytes } from '@cairn/sandbox';
 import { CacheDomains, TOKEN } from '@cairn/contracts';
 
 /**

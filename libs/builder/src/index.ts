@@ -8,6 +8,5 @@ export { copyTarStream } from './tar-transfer.js';
 export { loadSecretKey, openConfiguredBuilder, openConfiguredFetcher } from './builder-config.js';
 export { readBaseImages } from './base-images.js';
 // Sizes in settings are read the way the step limits are (`512m`, `4g`): one parser.
-export { parseBytes } from '@cairn/sandbox';
 export { ConfigError, readMachineConfig, type EngineChoices, type MachineConfig } from '@cairn/machine-config';
 export { resolveInRoot, SnapshotPathError } from './snapshot-files.js';
