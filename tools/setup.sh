@@ -40,8 +40,8 @@ if ! command -v kubectl >/dev/null 2>&1; then
 fi
 kustomize_version=$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\)\..*/\1/p')
 if [ -z "$kustomize_version" ] || [ "$kustomize_version" -lt 5 ]; then
-  echo "setup: kubectl with kustomize v5 or later is needed (test/e2e/k8s-manifests.test.ts renders infra/k8s with it); found: $(kubectl version --client 2>&1 | tr '\n' ' ')" >&2
-  exit 1
+  # Cairn itself runs without it: only the manifest tests need it, and they fail saying so.
+  echo "setup: warning: kubectl with kustomize v5 or later was not found and could not be installed from apt; test/e2e/k8s-manifests.test.ts (which renders infra/k8s with it) will fail; found: $(kubectl version --client 2>&1 | tr '\n' ' ')" >&2
 fi
 
 bash tools/prepare-host.sh
