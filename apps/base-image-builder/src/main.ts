@@ -1,25 +1,25 @@
 #!/usr/bin/env node
 /**
- * The base-image-builder process: keeps the images of the matrix (infra/images/)
- * published in the registry, rebuilding each on its schedule when its inputs changed
- * (rebuilder.ts). Its state is in the `cairn-base-images` bucket, so replicas and
- * restarts share it.
- * Env: CAIRN_NATS, CAIRN_NATS_USER/PASSWORD, CAIRN_HTTP_PORT (default 8084),
- * CAIRN_IMAGES_DIR (default infra/images of this checkout), CAIRN_REGISTRY (http://host:port,
- * required), CAIRN_REPLICA_ID (default the host name), CAIRN_MAX_REBUILDS (2),
- * CAIRN_MAX_ATTEMPTS (3), CAIRN_RETRY_FIRST_MS (30000), CAIRN_RETRY_MAX_MS (900000),
- * CAIRN_CLAIM_TTL_MS (60000), CAIRN_RETENTION_DAYS (30), CAIRN_SCHEDULES (1; 0 turns the
- * cron schedules off).
+ * `node dist/main.js [--http-host H] [--http-port P]`: the base-image-builder. It keeps
+ * the images of the matrix (infra/images/) published in the registry, rebuilding each on
+ * its schedule when its inputs changed (rebuilder.ts). Its state is in the
+ * `cairn-base-images` bucket, so replicas and restarts share it.
+ * Env: CAIRN_NATS, CAIRN_NATS_USER/PASSWORD, CAIRN_HTTP_HOST/PORT (default 127.0.0.1:8084,
+ * service-kit's http-listen.ts), CAIRN_IMAGES_DIR (default infra/images of this checkout),
+ * CAIRN_REGISTRY (http://host:port, required), CAIRN_REPLICA_ID (default the host name),
+ * CAIRN_MAX_REBUILDS (2), CAIRN_MAX_ATTEMPTS (3), CAIRN_RETRY_FIRST_MS (30000),
+ * CAIRN_RETRY_MAX_MS (900000), CAIRN_CLAIM_TTL_MS (60000), CAIRN_RETENTION_DAYS (30),
+ * CAIRN_SCHEDULES (1; 0 turns the cron schedules off).
  */
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { busFromEnv, connectBus } from '@cairn/contracts';
-import { startService } from '@cairn/service-kit';
+import { settleHttpListen, startService } from '@cairn/service-kit';
 import { BaseImageBuilderModule } from './base-image-builder.module.js';
 import { ImageRecords } from './image-records.js';
 import { loadMatrix } from './matrix/matrix.js';
 
-const env = process.env;
+const { env } = settleHttpListen('base-image-builder', process.argv.slice(2));
 const say = (message: string) => console.log(JSON.stringify({ service: 'base-image-builder', message }));
 const number = (name: string, fallback: number) => {
   const value = Number(env[name] ?? fallback);
@@ -33,10 +33,10 @@ if (!registry || !/^https?:\/\//.test(registry)) {
   process.exit(2);
 }
 const matrix = await loadMatrix(env.CAIRN_IMAGES_DIR ?? fileURLToPath(new URL('../../../infra/images/', import.meta.url)));
-const records = await ImageRecords.open(await connectBus(busFromEnv('base-image-builder-records')));
+const records = await ImageRecords.open(await connectBus(busFromEnv('base-image-builder-records', env)));
 const service = await startService({
   name: 'base-image-builder',
-  httpPort: 8084,
+  env,
   module: (bus) =>
     BaseImageBuilderModule.forRoot(bus, {
       matrix,
