@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import type { Spec } from '@cairn/spec';
 import { InterruptedError } from '../cli-error.js';
+import type { EngineFlags } from '../engine-config.js';
 import { openContextCache } from '../context-cache.js';
 import { addImageFlags, checkImageFlags, describeExport, exportImage, type ImageFlags } from '../image-export.js';
 import { addLimitFlags, stepBounds, type LimitFlags } from '../limit-flags.js';
@@ -9,16 +10,8 @@ import { buildView, type ProgressMode } from '../progress/index.js';
 import { readSpec } from '../read-spec.js';
 import { readSecretFiles } from '../secret-key.js';
 
-interface BuildOpts extends LimitFlags, ImageFlags {
+interface BuildOpts extends EngineFlags, LimitFlags, ImageFlags {
   file: string;
-  store?: string;
-  fetcher?: string;
-  sandbox?: string;
-  runtime?: string;
-  fastSync?: boolean;
-  hostNetwork?: string;
-  seccomp?: string;
-  userns?: string;
   secret: string[];
   json?: boolean;
   progress: ProgressMode;
