@@ -1,11 +1,12 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { request } from 'node:http';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { pack } from 'tar-stream';
-import { hostPlatform, platformName, type Platform } from './image-config.js';
-import { blobPath, imageBlobs, MediaType, REF_NAME, type OciImage, type PlatformImage } from './oci-layout.js';
+import { reproducibleTar } from './archive.js';
+import { hostPlatform } from './image-config.js';
+import { blobPath, imageBlobs, platformImage, taggedRef, type OciImage } from './oci-layout.js';
 import { OciImageError } from './oci-image-error.js';
+import { MediaType, REF_NAME, type Platform } from './vocabulary.js';
 
 export interface DockerLoadOptions {
   /** The daemon's socket; default `/var/run/docker.sock`. */
@@ -18,20 +19,10 @@ const NAME = /^[a-z0-9]([a-z0-9._:/-]*[a-z0-9])?$/;
 
 /** `name:tag`, with `latest` when `ref` has no tag. */
 function repoTag(ref: string): string {
-  const withTag = ref.lastIndexOf(':') > ref.lastIndexOf('/') ? ref : `${ref}:latest`;
+  const withTag = taggedRef(ref);
   const name = withTag.slice(0, withTag.lastIndexOf(':'));
   if (ref.includes('@') || !NAME.test(name)) throw new OciImageError(`invalid image name ${JSON.stringify(ref)} to load into Docker`);
   return withTag;
-}
-
-function pick(image: OciImage, platform: Platform): PlatformImage {
-  const want = platformName(platform);
-  const found = image.images.find((i) => platformName(i.platform) === want);
-  if (!found) {
-    const has = image.images.map((i) => platformName(i.platform)).join(', ');
-    throw new OciImageError(`image ${image.ref} has no ${want} platform (it has ${has})`);
-  }
-  return found;
 }
 
 /**
@@ -41,28 +32,16 @@ function pick(image: OciImage, platform: Platform): PlatformImage {
  */
 export function imageArchive(image: OciImage, ref: string, platform: Platform = hostPlatform()): Readable {
   const tag = repoTag(ref);
-  const chosen = pick(image, platform);
-  const tar = pack();
-  const file = (name: string, content: string) => new Promise<void>((resolve, reject) =>
-    tar.entry({ name, mode: 0o644, mtime: new Date(0) }, content, (e) => (e ? reject(e) : resolve())),
-  );
+  const chosen = platformImage(image, platform);
   const hex = (digest: string) => `blobs/sha256/${digest.replace(/^sha256:/, '')}`;
-  const write = async () => {
-    await file('oci-layout', `${JSON.stringify({ imageLayoutVersion: '1.0.0' })}\n`);
-    const entry = { ...image.index, annotations: { 'io.containerd.image.name': tag, [REF_NAME]: tag.slice(tag.lastIndexOf(':') + 1) } };
-    await file('index.json', `${JSON.stringify({ schemaVersion: 2, mediaType: MediaType.index, manifests: [entry] })}\n`);
-    const docker = [{ Config: hex(chosen.config.digest), RepoTags: [tag], Layers: chosen.layers.map((l) => hex(l.digest)) }];
-    await file('manifest.json', `${JSON.stringify(docker)}\n`);
-    for (const blob of imageBlobs(image)) {
-      await new Promise<void>((resolve, reject) => {
-        const sink = tar.entry({ name: hex(blob.digest), size: blob.size, mode: 0o644, mtime: new Date(0) }, (e) => (e ? reject(e) : resolve()));
-        createReadStream(blobPath(image.layoutDir, blob.digest)).on('error', reject).pipe(sink);
-      });
-    }
-    tar.finalize();
-  };
-  write().catch((e: unknown) => tar.destroy(e as Error));
-  return tar;
+  const entry = { ...image.index, annotations: { 'io.containerd.image.name': tag, [REF_NAME]: tag.slice(tag.lastIndexOf(':') + 1) } };
+  const docker = [{ Config: hex(chosen.config.digest), RepoTags: [tag], Layers: chosen.layers.map((l) => hex(l.digest)) }];
+  return reproducibleTar(async () => [
+    { name: 'oci-layout', content: `${JSON.stringify({ imageLayoutVersion: '1.0.0' })}\n` },
+    { name: 'index.json', content: `${JSON.stringify({ schemaVersion: 2, mediaType: MediaType.index, manifests: [entry] })}\n` },
+    { name: 'manifest.json', content: `${JSON.stringify(docker)}\n` },
+    ...imageBlobs(image).map((blob) => ({ name: hex(blob.digest), file: blobPath(image.layoutDir, blob.digest), size: blob.size })),
+  ]);
 }
 
 /** `imageArchive` written to `file` (for `docker load -i`, `skopeo copy oci-archive:`/`docker-archive:`). */
@@ -78,7 +57,7 @@ export async function writeImageArchive(image: OciImage, ref: string, file: stri
 export async function loadIntoDocker(image: OciImage, ref: string, options: DockerLoadOptions = {}): Promise<{ imageId: string }> {
   const socketPath = options.socketPath ?? '/var/run/docker.sock';
   const platform = options.platform ?? hostPlatform();
-  const chosen = pick(image, platform);
+  const chosen = platformImage(image, platform);
   const archive = imageArchive(image, ref, platform);
   const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
     const req = request(

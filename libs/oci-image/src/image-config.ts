@@ -1,4 +1,5 @@
 import { OciImageError } from './oci-image-error.js';
+import type { Platform } from './vocabulary.js';
 
 /** How a container of the image runs, and for which platform it is: the image config's settings. */
 export interface ImageConfig {
@@ -18,12 +19,6 @@ export interface ImageConfig {
   readonly architecture?: string;
   /** Default `linux`. */
   readonly os?: string;
-  readonly variant?: string;
-}
-
-export interface Platform {
-  readonly architecture: string;
-  readonly os: string;
   readonly variant?: string;
 }
 
@@ -74,13 +69,30 @@ export function checkImageConfig(config: ImageConfig, where: string): void {
   }
 }
 
+/** What an image built on a parent image takes from the parent's config document. */
+export interface ParentConfig {
+  /** The parent's run settings (`config`): Env, Cmd, User, ... as the parent has them. */
+  readonly run: Readonly<Record<string, unknown>>;
+  readonly diffIds: readonly string[];
+  readonly history: readonly unknown[];
+}
+
+const NO_PARENT: ParentConfig = { run: {}, diffIds: [], history: [] };
+
 /**
  * The OCI image config document (image-spec config.md). Keys come in a fixed order and
  * `created` is the layer's fixed time, so the same settings always give the same bytes.
+ * On a `parent`, the parent's run settings stay where `config` does not set them, and
+ * its layers and history come before this image's.
  */
-export function imageConfigDocument(config: ImageConfig, diffIds: readonly string[], created: string): Record<string, unknown> {
+export function imageConfigDocument(
+  config: ImageConfig,
+  diffIds: readonly string[],
+  created: string,
+  parent: ParentConfig = NO_PARENT,
+): Record<string, unknown> {
   const platform = platformOf(config);
-  const run: Record<string, unknown> = {};
+  const run: Record<string, unknown> = { ...parent.run };
   if (config.user !== undefined) run.User = config.user;
   if (config.exposedPorts?.length) {
     run.ExposedPorts = Object.fromEntries([...config.exposedPorts].sort().map((p) => [p.includes('/') ? p : `${p}/tcp`, {}]));
@@ -99,7 +111,7 @@ export function imageConfigDocument(config: ImageConfig, diffIds: readonly strin
     os: platform.os,
     ...(platform.variant ? { variant: platform.variant } : {}),
     config: run,
-    rootfs: { type: 'layers', diff_ids: [...diffIds] },
-    history: [{ created, created_by: 'cairn' }],
+    rootfs: { type: 'layers', diff_ids: [...parent.diffIds, ...diffIds] },
+    history: [...parent.history, { created, created_by: 'cairn' }],
   };
 }

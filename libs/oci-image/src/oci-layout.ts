@@ -1,27 +1,17 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkImageConfig, imageConfigDocument, platformName, platformOf, type ImageConfig, type Platform } from './image-config.js';
+import {
+  checkImageConfig,
+  imageConfigDocument,
+  platformName,
+  platformOf,
+  type ImageConfig,
+  type ParentConfig,
+} from './image-config.js';
 import { writeLayer } from './layer.js';
 import { OciImageError } from './oci-image-error.js';
-
-export const MediaType = {
-  index: 'application/vnd.oci.image.index.v1+json',
-  manifest: 'application/vnd.oci.image.manifest.v1+json',
-  config: 'application/vnd.oci.image.config.v1+json',
-  layerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
-} as const;
-
-/** The index.json annotation that names an image in an OCI layout. */
-export const REF_NAME = 'org.opencontainers.image.ref.name';
-
-export interface Descriptor {
-  readonly mediaType: string;
-  readonly digest: string;
-  readonly size: number;
-  readonly platform?: Platform;
-  readonly annotations?: Readonly<Record<string, string>>;
-}
+import { MediaType, REF_NAME, type Descriptor, type Platform } from './vocabulary.js';
 
 /** One platform's image: its manifest and the blobs it names. */
 export interface PlatformImage {
@@ -54,17 +44,41 @@ export interface WriteImageOptions {
    * Anything but a fixed value would make each export a different image.
    */
   readonly mtime?: number;
+  /**
+   * An image in the same layout to build on. Each platform's image then has the parent's
+   * layers for that platform plus one layer of its `rootfs`, which holds only the changes
+   * (deletions as whiteout files, `.wh.NAME` and `.wh..wh..opq`), and the parent's run
+   * settings where its config sets none.
+   */
+  readonly parent?: string;
 }
 
 const REF = /^[A-Za-z0-9][A-Za-z0-9._:/@-]*$/;
 
 export const blobPath = (layoutDir: string, digest: string) => join(layoutDir, 'blobs', 'sha256', digest.replace(/^sha256:/, ''));
 
+/** `ref` with `:latest` when it names neither tag nor digest: `name` and `name:latest` are one image. */
+export function taggedRef(ref: string): string {
+  return ref.includes('@') || ref.lastIndexOf(':') > ref.lastIndexOf('/') ? ref : `${ref}:latest`;
+}
+
+/** The image of `image` for `platform`; an OciImageError names the platforms it has otherwise. */
+export function platformImage(image: OciImage, platform: Platform): PlatformImage {
+  const want = platformName(platform);
+  const found = image.images.find((i) => platformName(i.platform) === want);
+  if (!found) {
+    const has = image.images.map((i) => platformName(i.platform)).join(', ');
+    throw new OciImageError(`image ${image.ref} has no ${want} platform (it has ${has})`);
+  }
+  return found;
+}
+
 /**
  * Writes an image of one layer per platform (the whole rootfs: a snapshot is complete,
- * there is no parent to diff against) into the OCI layout at `layoutDir`, created if
- * needed, and names it `ref` in index.json, replacing any image of that name. The same
- * inputs give the same bytes, hence the same digests, on every run.
+ * there is no parent to diff against, unless `options.parent` names one) into the OCI
+ * layout at `layoutDir`, created if needed, and names it `ref` in index.json, replacing
+ * any image of that name. The same inputs give the same bytes, hence the same digests,
+ * on every run.
  *
  *     const image = await writeOciImage('out/layout', 'cairn/worker:1', [
  *       { rootfs: snapshot, config: { env: [['PATH', '/usr/bin:/bin']], entrypoint: ['/usr/bin/node'] } },
@@ -84,12 +98,20 @@ export async function writeOciImage(
   const mtime = options.mtime ?? 0;
   if (!Number.isInteger(mtime) || mtime < 0) throw new OciImageError(`mtime must be whole seconds since the epoch, not ${mtime}`);
   const created = new Date(mtime * 1000).toISOString().replace('.000Z', 'Z');
+  const parent = options.parent === undefined ? undefined : await readOciImage(layoutDir, options.parent);
   const platforms = new Set<string>();
   for (const { config, rootfs } of inputs) {
     const name = platformName(platformOf(config));
     checkImageConfig(config, `image ${ref} (${name}, from ${rootfs})`);
     if (platforms.has(name)) throw new OciImageError(`image ${ref} has two roots for platform ${name}`);
     platforms.add(name);
+    if (parent) {
+      try {
+        platformImage(parent, platformOf(config));
+      } catch (e) {
+        throw new OciImageError(`image ${ref} cannot be built on its parent: ${(e as Error).message}`);
+      }
+    }
   }
 
   await mkdir(join(layoutDir, 'blobs', 'sha256'), { recursive: true });
@@ -97,16 +119,17 @@ export async function writeOciImage(
   const images: PlatformImage[] = [];
   for (const { rootfs, config } of inputs) {
     const platform = platformOf(config);
+    const base = parent && (await parentOf(parent, platform));
     const layerBlob = await putLayer(layoutDir, rootfs, mtime);
-    const layer = { mediaType: MediaType.layerGzip, digest: layerBlob.digest, size: layerBlob.size };
-    const configBlob = await putJson(layoutDir, MediaType.config, imageConfigDocument(config, [layerBlob.diffId], created));
+    const layers = [...(base?.layers ?? []), { mediaType: MediaType.layerGzip, digest: layerBlob.digest, size: layerBlob.size }];
+    const configBlob = await putJson(layoutDir, MediaType.config, imageConfigDocument(config, [layerBlob.diffId], created, base?.config));
     const manifest = await putJson(layoutDir, MediaType.manifest, {
       schemaVersion: 2,
       mediaType: MediaType.manifest,
       config: configBlob,
-      layers: [layer],
+      layers,
     });
-    images.push({ platform, manifest: { ...manifest, platform }, config: configBlob, layers: [layer] });
+    images.push({ platform, manifest: { ...manifest, platform }, config: configBlob, layers });
   }
   const index = await putJson(layoutDir, MediaType.index, {
     schemaVersion: 2,
@@ -119,9 +142,9 @@ export async function writeOciImage(
 
 /** The image named `ref` in the layout at `layoutDir`, as `writeOciImage` wrote it. */
 export async function readOciImage(layoutDir: string, ref: string): Promise<OciImage> {
-  const entry = (await readIndexJson(layoutDir)).find((d) => d.annotations?.[REF_NAME] === ref);
+  const entry = (await readIndexJson(layoutDir)).find((d) => named(d, ref));
   if (!entry) throw new OciImageError(`no image named ${ref} in the OCI layout ${layoutDir}`);
-  const { annotations: _named, ...index } = entry;
+  const { annotations: _annotations, ...index } = entry;
   if (index.mediaType !== MediaType.index) throw new OciImageError(`${ref} in ${layoutDir} is not an image index`);
   const manifests = (await readJson(layoutDir, index.digest)).manifests as Descriptor[];
   const images: PlatformImage[] = [];
@@ -137,6 +160,28 @@ export async function readOciImage(layoutDir: string, ref: string): Promise<OciI
 export function imageBlobs(image: OciImage): Descriptor[] {
   const all = [...image.images.flatMap((i) => [...i.layers, i.config]), ...image.images.map((i) => i.manifest), image.index];
   return all.filter((d, n) => all.findIndex((o) => o.digest === d.digest) === n);
+}
+
+/** The layers and config an image built on `parent` takes from it for `platform`. */
+async function parentOf(parent: OciImage, platform: Platform): Promise<{ layers: readonly Descriptor[]; config: ParentConfig }> {
+  const image = platformImage(parent, platform);
+  const doc = await readJson(parent.layoutDir, image.config.digest);
+  const run = doc.config ?? {};
+  const diffIds = (doc.rootfs as { diff_ids?: unknown } | undefined)?.diff_ids;
+  const history = doc.history ?? [];
+  const what = `the config ${image.config.digest} of the parent image ${parent.ref}`;
+  if (typeof run !== 'object' || run === null || Array.isArray(run)) throw new OciImageError(`${what}: config is not an object`);
+  if (!Array.isArray(diffIds) || diffIds.length !== image.layers.length || !diffIds.every((d) => typeof d === 'string')) {
+    throw new OciImageError(`${what}: rootfs.diff_ids does not list one digest per layer`);
+  }
+  if (!Array.isArray(history)) throw new OciImageError(`${what}: history is not a list`);
+  return { layers: image.layers, config: { run: run as Record<string, unknown>, diffIds: diffIds as string[], history } };
+}
+
+/** Whether the index.json entry `d` names `ref`. */
+function named(d: Descriptor, ref: string): boolean {
+  const name = d.annotations?.[REF_NAME];
+  return name !== undefined && taggedRef(name) === taggedRef(ref);
 }
 
 async function readJson(layoutDir: string, digest: string): Promise<Record<string, unknown>> {
@@ -179,7 +224,7 @@ async function putJson(layoutDir: string, mediaType: string, value: unknown): Pr
 }
 
 async function setRef(layoutDir: string, ref: string, index: Descriptor): Promise<void> {
-  const others = (await readIndexJson(layoutDir)).filter((d) => d.annotations?.[REF_NAME] !== ref);
+  const others = (await readIndexJson(layoutDir)).filter((d) => !named(d, ref));
   const entry = { ...index, annotations: { [REF_NAME]: ref } };
   const indexFile = join(layoutDir, 'index.json');
   const tmp = `${indexFile}.tmp-${randomUUID()}`;

@@ -1,9 +1,10 @@
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { blobPath, imageBlobs, MediaType, type Descriptor, type OciImage } from './oci-layout.js';
+import { blobPath, imageBlobs, type OciImage } from './oci-layout.js';
 import { OciImageError } from './oci-image-error.js';
 import { parseRegistryRef, type RegistryRef } from './registry-ref.js';
+import { MediaType, type Descriptor } from './vocabulary.js';
 
 export interface RegistryCredentials {
   readonly username: string;

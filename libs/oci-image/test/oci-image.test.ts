@@ -135,6 +135,37 @@ describe('an image written into an OCI layout', () => {
     expect(sha256(Buffer.from(stdout))).toBe(multi.index.digest);
   });
 
+  it('builds on a parent image: its layers and run settings, then one layer of changes', async () => {
+    const dir = join(work, 'layout-parent');
+    const parent = await writeOciImage(dir, 'parent', [{ rootfs, config: CONFIG }]);
+    const changes = join(work, 'changes');
+    await mkdir(changes, { mode: 0o755 });
+    await writeFile(join(changes, 'added'), 'new\n');
+    await writeFile(join(changes, '.wh.data'), '');
+    const child = await writeOciImage(dir, 'child:1', [{ rootfs: changes, config: { env: [['PATH', '/bin']] } }], { parent: 'parent:latest' });
+    const [parentLayer, ...more] = child.images[0]?.layers ?? [];
+    expect(parentLayer).toEqual(parent.images[0]?.layers[0]);
+    expect(more).toHaveLength(1);
+    const { stdout } = await run('skopeo', ['inspect', '--config', `oci:${dir}:child:1`]);
+    const config = JSON.parse(stdout) as { config: Record<string, unknown>; rootfs: { diff_ids: string[] }; history: unknown[] };
+    expect(config.config).toMatchObject({ User: '1000:1000', WorkingDir: '/home/user', Env: ['PATH=/bin'], Cmd: ['default-arg'] });
+    expect(config.rootfs.diff_ids).toHaveLength(2);
+    expect(config.history).toHaveLength(2);
+    // umoci applies the layers in order: the parent's tree, the whiteout's deletion, the new file.
+    const bundle = join(work, 'child-bundle');
+    await run('umoci', ['unpack', '--image', `${dir}:child:1`, bundle]);
+    expect(await readFile(join(bundle, 'rootfs/added'), 'utf8')).toBe('new\n');
+    expect(await readlink(join(bundle, 'rootfs/bin/sh'))).toBe('busybox');
+    await expect(stat(join(bundle, 'rootfs/data'))).rejects.toThrow(/ENOENT/);
+
+    await expect(writeOciImage(dir, 'x:1', [{ rootfs: changes, config: { architecture: 's390x' } }], { parent: 'parent' })).rejects.toThrow(
+      'image x:1 cannot be built on its parent: image parent has no linux/s390x platform (it has linux/',
+    );
+    await expect(writeOciImage(dir, 'x:1', [{ rootfs: changes, config: {} }], { parent: 'nope:1' })).rejects.toThrow(
+      `no image named nope:1 in the OCI layout ${dir}`,
+    );
+  });
+
   it('refuses bad settings, naming them', async () => {
     const write = (config: ImageConfig, ref = 'bad:1') => writeOciImage(join(work, 'layout-bad'), ref, [{ rootfs, config }]);
     await expect(write({ workdir: 'relative' })).rejects.toThrow(/workdir must be an absolute path, not "relative"/);
