@@ -109,6 +109,7 @@ export class JobRunner {
     let outcome: Omit<Outcome, 'platform' | 'startedAt' | 'finishedAt'>;
     try {
       outcome = await this.build(logs, (s) => {
+        logs.stepDone(s);
         steps.push({ stage: s.stage, op: s.op, id: s.id, cached: s.cached, ms: s.ms });
         this.env.metrics.steps.inc({ cached: String(s.cached) });
       });

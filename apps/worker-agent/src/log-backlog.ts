@@ -1,5 +1,6 @@
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import type { LogStep } from '@cairn/contracts';
 
 export interface LogBacklogLimits {
   /** Bytes of waiting log held in memory; what comes after them goes to the spool. */
@@ -17,6 +18,12 @@ interface Segment {
   read: number;
 }
 
+/** A step boundary waiting in the spool: text after it goes to a segment of its own. */
+interface StepMark {
+  readonly kind: 'step';
+  readonly step: LogStep;
+}
+
 /** Log that is gone (spool full or unwritable): one line says so where it was. */
 interface Gap {
   readonly kind: 'gap';
@@ -25,7 +32,8 @@ interface Gap {
 }
 
 /**
- * The text of one job's log that waits to be published, oldest first: up to
+ * The text of one job's log that waits to be published, oldest first, with the step
+ * boundaries between it (taken out on their own, never merged into text): up to
  * `memoryBytes` in memory, and whatever comes after them in spool files in a directory
  * of its own under `dir` (made when first needed, removed once it is empty again). So
  * a long NATS outage costs disk, not the worker's memory, and the order holds: once
@@ -42,11 +50,11 @@ interface Gap {
  */
 export class LogBacklog {
   /** In memory, oldest first, from `memoryHead` on: always before anything spooled. */
-  private memory: string[] = [];
+  private memory: (string | LogStep)[] = [];
   private memoryHead = 0;
   private inMemory = 0;
   /** Everything after the memory, oldest first. */
-  private readonly spool: (Segment | Gap)[] = [];
+  private readonly spool: (Segment | StepMark | Gap)[] = [];
   private spoolDir: string | undefined;
   private spooled = 0;
   private segmentsMade = 0;
@@ -85,11 +93,20 @@ export class LogBacklog {
     this.append(Buffer.from(text));
   }
 
-  /** The oldest waiting text, at most `maxChars` of it, or undefined when nothing waits. */
-  take(maxChars: number): string | undefined {
-    const text = this.memoryHead < this.memory.length ? this.takeFromMemory(maxChars) : this.takeFromSpool(maxChars);
-    if (text) this.atLineStart = text.endsWith('\n');
-    return text;
+  /** A step boundary after everything pushed so far. */
+  pushStep(step: LogStep): void {
+    if (this.spool.length === 0) this.memory.push(step);
+    else this.spool.push({ kind: 'step', step });
+  }
+
+  /**
+   * The oldest waiting text, at most `maxChars` of it, or the step boundary that comes
+   * first; undefined when nothing waits.
+   */
+  take(maxChars: number): string | LogStep | undefined {
+    const taken = this.memoryHead < this.memory.length ? this.takeFromMemory(maxChars) : this.takeFromSpool(maxChars);
+    if (typeof taken === 'string' && taken) this.atLineStart = taken.endsWith('\n');
+    return taken;
   }
 
   /** Forgets everything waiting and removes the spool. */
@@ -102,10 +119,17 @@ export class LogBacklog {
     this.removeSpoolDir();
   }
 
-  private takeFromMemory(maxChars: number): string {
+  private takeFromMemory(maxChars: number): string | LogStep {
+    const head = this.memory[this.memoryHead]!;
+    if (typeof head !== 'string') {
+      this.memoryHead++;
+      this.compactMemory();
+      return head;
+    }
     let text = '';
     while (this.memoryHead < this.memory.length && text.length < maxChars) {
       const piece = this.memory[this.memoryHead]!;
+      if (typeof piece !== 'string') break;
       const room = maxChars - text.length;
       if (piece.length <= room) {
         text += piece;
@@ -119,16 +143,24 @@ export class LogBacklog {
       }
     }
     this.inMemory -= Buffer.byteLength(text);
+    this.compactMemory();
+    return text;
+  }
+
+  private compactMemory(): void {
     if (this.memoryHead === this.memory.length) {
       this.memory = [];
       this.memoryHead = 0;
     }
-    return text;
   }
 
-  private takeFromSpool(maxChars: number): string | undefined {
+  private takeFromSpool(maxChars: number): string | LogStep | undefined {
     const part = this.spool[0];
     if (part === undefined) return undefined;
+    if (part.kind === 'step') {
+      this.spool.shift();
+      return part.step;
+    }
     if (part.kind === 'gap') {
       this.spool.shift();
       const why = [...part.reasons].join('; ');

@@ -1,8 +1,8 @@
 import { tmpdir } from 'node:os';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { LogEvent, Logger } from '@cairn/builder';
-import { attempts, subjects, type JobState, type LogChunk } from '@cairn/contracts';
+import type { LogEvent, Logger, StepEvent } from '@cairn/builder';
+import { attempts, subjects, type JobState, type LogChunk, type LogStep } from '@cairn/contracts';
 import { LogBacklog } from './log-backlog.js';
 import type { Redactor } from './redactor.js';
 
@@ -38,8 +38,9 @@ export interface LogRun {
 /**
  * Streams one job's build log into JetStream (`subjects.log(client, job, worker)`, captured by
  * the CAIRN_LOGS stream) as LogChunks numbered 1, 2, 3..., so that a follower who joins
- * late replays the log from the start. Output is batched (about 50 ms or 16 KiB) and
- * every secret value is taken out before a chunk leaves. Chunks go out one at a time, in
+ * late replays the log from the start. Where a snapshot step starts and finishes goes
+ * between the text as a chunk of its own (`LogChunk.step`), in order with it. Output is
+ * batched (about 50 ms or 16 KiB) and every secret value is taken out before a chunk leaves. Chunks go out one at a time, in
  * order, each stored (acknowledged by JetStream) before the next; a publish that fails
  * (NATS restarting) is retried, with the same message ID so a chunk stored twice is
  * kept once. What waits meanwhile is a LogBacklog: bounded in memory, the rest spilled
@@ -102,7 +103,19 @@ export class LogPublisher {
     }
     const prefix = this.atLineStart ? '' : '\n';
     this.atLineStart = true;
+    if (event.step) {
+      // The step starts on a line of its own, and its heading is its first line.
+      this.write(prefix);
+      this.step({ t: 'started', heading: this.redactor.redact(event.text), stage: event.stage ?? '' });
+      this.write(`${event.text}\n`);
+      return;
+    }
     this.write(`${prefix}${event.text}\n`);
+  };
+
+  /** The builder's `onStep`: the step whose heading came last in its stage is done. */
+  readonly stepDone = (step: StepEvent): void => {
+    this.step({ t: 'finished', stage: step.stage, id: step.id, cached: step.cached, ms: step.ms });
   };
 
   /** A line of the worker's own (e.g. why a job failed). */
@@ -115,6 +128,14 @@ export class LogPublisher {
     this.pending += text;
     if (this.pending.length >= this.maxChunk) this.flush(false);
     else this.timer ??= setTimeout(() => this.flush(false), this.flushMs);
+  }
+
+  private step(step: LogStep): void {
+    if (this.stopped) return;
+    // The text before the boundary goes out whole: a secret does not span an engine heading.
+    this.flush(true);
+    this.backlog.pushStep(step);
+    this.pump();
   }
 
   /** Publishes everything written so far and waits until it is stored. */
@@ -156,8 +177,9 @@ export class LogPublisher {
   private pump(): void {
     if (this.pumping || this.abandoned || this.backlog.empty) return;
     this.pumping = (async () => {
-      for (let text = this.backlog.take(this.maxChunk); text !== undefined && !this.abandoned; text = this.backlog.take(this.maxChunk)) {
-        await this.publish({ job: this.job, seq: ++this.seq, attempt: this.attempt, text });
+      for (let next = this.backlog.take(this.maxChunk); next !== undefined && !this.abandoned; next = this.backlog.take(this.maxChunk)) {
+        const content = typeof next === 'string' ? { text: next } : { text: '', step: next };
+        await this.publish({ job: this.job, seq: ++this.seq, attempt: this.attempt, ...content });
       }
     })()
       .catch((e: unknown) => {

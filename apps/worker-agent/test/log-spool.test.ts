@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { connectBus, ensureAll } from '@cairn/contracts';
+import { connectBus, ensureAll, type LogStep } from '@cairn/contracts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { startNats, type RunningNats } from '../../../test/support/nats.js';
 import { LogBacklog } from '../src/log-backlog.js';
@@ -161,6 +161,39 @@ describe('a job log while NATS is down: bounded in memory, spooled to disk, publ
     expect(tail.length).toBeGreaterThan(spoolLimit / 2);
     expect(tail.endsWith(lines.at(-1)!)).toBe(true);
     expect((await readdir(scratch)).filter((f) => f.startsWith('cairn-log-'))).toEqual([]);
+  });
+
+  it('carries the engine\'s step boundaries as chunks of their own, in place among the text, through memory and the spool', async () => {
+    const { job } = assignment({ spec: '' });
+    // 64 bytes of memory: the step's output, and what follows it, go through the spool.
+    const logs = new LogPublisher(nc, { client: 'alice', job, worker: 'w1', lease: 'lease-1', attempt: 1 }, new Redactor([Buffer.from(SECRET)]), { memoryLimit: 64, spoolLimit: MiB, spoolDir: scratch });
+    const output = (text: string) => logs.log({ tag: 'output', data: Buffer.from(text) });
+    output('fetching');
+    logs.log({ tag: 'heading', text: `/: (run (shell "echo ${SECRET}"))`, stage: '', step: true });
+    output(`${'x'.repeat(200)}\n`);
+    logs.log({ tag: 'note', text: '---> saved as "abc"' });
+    logs.stepDone({ id: 'abc', op: `(run (shell "echo ${SECRET}"))`, stage: '', cached: false, ms: 12 });
+    // A context op's heading is no step.
+    logs.log({ tag: 'heading', text: '/: (workdir "/src")' });
+    await logs.end('succeeded');
+
+    const chunks = await readLog(nc, 'alice', job);
+    expect(chunks.filter((c) => c.step !== undefined).every((c) => c.text === '')).toBe(true);
+    const parts: (string | LogStep)[] = [];
+    for (const c of chunks) {
+      const last = parts.at(-1);
+      if (c.step) parts.push(c.step);
+      else if (typeof last === 'string') parts[parts.length - 1] = last + c.text;
+      else if (c.text) parts.push(c.text);
+    }
+    expect(parts).toEqual([
+      // The step starts on a line of its own; its heading is the first line after it.
+      'fetching\n',
+      { t: 'started', heading: '/: (run (shell "echo ***"))', stage: '' },
+      `/: (run (shell "echo ***"))\n${'x'.repeat(200)}\n---> saved as "abc"\n`,
+      { t: 'finished', stage: '', id: 'abc', cached: false, ms: 12 },
+      '/: (workdir "/src")\n',
+    ]);
   });
 
   it('removes the spool of an abandoned job', async () => {

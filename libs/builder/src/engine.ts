@@ -10,7 +10,7 @@ import { atom, list, oneLine, printOp, ROOT_UNIX, type CopyOp, type RunOp, type 
 import { RESULT_METADATA, type CacheView, type Store } from '@cairn/store';
 import { DbStore, type BuildLease } from './db-store.js';
 import { BuildError, SnapshotInUseError } from './errors.js';
-import { heading, note, type Logger, type StepEvent } from './log.js';
+import { heading, note, stepHeading, type Logger, type StepEvent } from './log.js';
 import { SecretMasker } from './secret-mask.js';
 import type { StepLog } from './step-log.js';
 import { pidOf } from './store-claims.js';
@@ -120,8 +120,9 @@ export class Builder {
     let ctx = initialContext(this.options.os ?? 'unix', imageEnv);
     let parent = base;
     for (const op of spec.ops) {
-      options.log(heading(`${ctx.workdir}: ${printOp(op)}`));
+      const title = `${ctx.workdir}: ${printOp(op)}`;
       const next = applyContextOp(ctx, op);
+      options.log(next ? heading(title) : stepHeading(title));
       if (next) {
         ctx = next;
         continue;
@@ -134,7 +135,7 @@ export class Builder {
   }
 
   private async baseImage(image: string, stage: string, options: BuildScope): Promise<{ id: string; env: [string, string][] }> {
-    options.log(heading(oneLine(list(atom('from'), atom(image)))));
+    options.log(stepHeading(oneLine(list(atom('from'), atom(image)))));
     const id = baseId(image);
     await this.step(oneLine(list(atom('from'), atom(image))), stage, id, undefined, options, async (dir, log) => {
       const fetched = await this.options.fetcher.fetch(image, join(dir, 'rootfs'), (line) => log.write(Buffer.from(`${line}\n`)));

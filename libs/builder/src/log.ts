@@ -1,14 +1,18 @@
 /**
  * What a build reports as it goes: headings for ops, notes from the engine, step output.
  * `stage` is the child build's name ('' for the main build) once the engine has tagged it.
+ * `step` marks the heading of a snapshot step (a base image, a run, a copy), which ends
+ * with `onStep`: readers fold the log by step from these, not from the headings' text.
  */
 export type LogEvent =
-  | { readonly tag: 'heading' | 'note'; readonly text: string; readonly stage?: string }
+  | { readonly tag: 'heading' | 'note'; readonly text: string; readonly stage?: string; readonly step?: true }
   | { readonly tag: 'output'; readonly data: Uint8Array; readonly stage?: string };
 
 export type Logger = (event: LogEvent) => void;
 
 export const heading = (text: string): LogEvent => ({ tag: 'heading', text });
+/** The heading of a snapshot step: the step starts here. */
+export const stepHeading = (text: string): LogEvent => ({ tag: 'heading', text, step: true });
 export const note = (text: string): LogEvent => ({ tag: 'note', text });
 
 /**

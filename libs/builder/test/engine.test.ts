@@ -22,6 +22,8 @@ describe.each(STORE_KINDS)('engine on the %s store', (kind) => {
     expect(first.output).toContain('built-a');
     expect(first.output).toContain('one\nbuilt-b');
     expect(first.notes.filter((n) => n.startsWith('---> saved as'))).toHaveLength(3);
+    // The snapshot steps' headings say so (readers fold the log by them); the shell's does not.
+    expect(first.events.flatMap((e) => (e.tag === 'heading' ? [e.step ?? false] : []))).toEqual([true, false, true, true]);
     const runs = h.sandbox.runs;
     const again = new CollectedLog();
     expect(await (await h.reopen()).build(s, { log: again.log })).toBe(id);

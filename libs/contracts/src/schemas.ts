@@ -153,6 +153,23 @@ export type JobStatus = z.infer<typeof JobStatus>;
 
 // ---- logs ------------------------------------------------------------------------------
 
+/**
+ * Where a snapshot step of the engine begins or ends in a job's log (issue 12), so that
+ * readers fold the log by step without reading its human text. A chunk that carries one
+ * has no text; the chunks before and after it place it. A `started` step's heading is
+ * the first line of text after it.
+ */
+export const LogStep = z.discriminatedUnion('t', [
+  /** `heading`: the engine's heading of the op, e.g. `/src: (run (shell "make"))`; `stage`: the child build's name, '' for the main build. */
+  z.object({ t: z.literal('started'), heading: z.string().max(8192), stage: z.string().max(200) }),
+  /**
+   * The step `stage` started last is done (child builds run at once, so their steps
+   * interleave): `id` is the snapshot it published or replayed, `cached` says replayed.
+   */
+  z.object({ t: z.literal('finished'), stage: z.string().max(200), id: z.string().max(128), cached: z.boolean(), ms: z.number().nonnegative() }),
+]);
+export type LogStep = z.infer<typeof LogStep>;
+
 export const LogChunk = z.object({
   job: JobId,
   /** 1, 2, 3... per job: a follower that joins late reads the stored chunks, then the live ones, and drops repeats. */
@@ -162,6 +179,8 @@ export const LogChunk = z.object({
   text: z.string(),
   /** Present on the last chunk of a job. */
   end: JobState.optional(),
+  /** A step boundary at this point of the log (then `text` is empty). */
+  step: LogStep.optional(),
 });
 export type LogChunk = z.infer<typeof LogChunk>;
 /** `cursor`: where the previous page stopped in the logs stream (0 = from the start). */
