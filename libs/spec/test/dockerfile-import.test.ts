@@ -344,8 +344,49 @@ describe('RUN', () => {
     expect(warnings.map((w) => w.reason)).toEqual(["ADD dist/app.tar.gz: a spec copy does not unpack, so a run step unpacks it into web/ with the image's tar"]);
     expectFixedPoint(spec, { dockerignore: 'node_modules\n' });
     expect(rejection('FROM a\nADD ../app.tgz /srv/').reason).toContain('inside the build context');
-    expect(rejection('FROM a\nADD --chown=1:1 app.tgz /srv/').reason).toContain('--chown cannot be imported');
     expect(rejection('FROM a\nADD a.tgz b.tgz /srv/').reason).toContain('imported alone');
+  });
+
+  it('gives what ADD --chown unpacks from an archive to the owner, as BuildKit 0.23 does, and refuses --chmod, which BuildKit ignores there', () => {
+    const { spec, warnings } = importDockerfile('FROM a\nADD --chown=1000:1001 app.tar /opt/app/\nRUN true');
+    const ids = '1000:1001';
+    expect(runs(spec)[0]!.shell).toBe(`set -- && d=/opt/app/ && while [ ! -e "$d" ]; do set -- "$d" "$@" && d="$(dirname "$d")"; done`
+      + ` && mkdir -p /opt/app/ && tar -xf /.cairn-add/app.tar -C /opt/app/ && for d in "$@"; do chown ${ids} "$d"; done`
+      + ` && tar -tf /.cairn-add/app.tar | while IFS= read -r p; do case "$p" in .|./) ;; *) chown -h ${ids} /opt/app/"$p" ;; esac; done && rm -rf /.cairn-add`);
+    expect(warnings.map((w) => w.reason)).toEqual(["ADD app.tar: a spec copy does not unpack, so a run step unpacks it into /opt/app/ with the image's tar, then gives 1000:1001 what it unpacked, as BuildKit 0.23 and later do (the classic builder and older BuildKit keep the archive's owners)"]);
+    expectFixedPoint(spec);
+    const chmod = rejection('FROM a\nADD --chmod=0644 app.tgz /srv/');
+    expect(chmod.reason).toBe('ADD --chmod=0644 app.tgz: BuildKit unpacks an archive with the modes it holds and ignores --chmod (the classic builder refuses --chmod); remove it, or chmod in a RUN');
+    expect(chmod.pos).toEqual({ line: 2, column: 5 });
+  });
+
+  it('gives the files COPY --chmod copied their mode with a run step as root after the copy, and says so', () => {
+    const text = 'FROM a AS build\nRUN make\nFROM b\nUSER 1000:1000\nWORKDIR /srv\nCOPY --chmod=0640 --chown=1000:1000 app.conf log.conf conf/\nCOPY --from=build --chmod=755 /out/tool /usr/local/bin/tool\nRUN true';
+    const { spec, warnings } = importDockerfile(text);
+    expect(spec.ops).toEqual([
+      { op: 'user', user: { kind: 'unix', uid: 1000, gid: 1000 } },
+      { op: 'workdir', path: '/srv' },
+      { op: 'copy', from: { kind: 'context' }, src: ['app.conf', 'log.conf'], dst: 'conf/', exclude: [] },
+      { op: 'user', user: ROOT },
+      SH,
+      { op: 'run', cache: [], network: ['host'], secrets: [], shell: 'chmod 0640 conf/app.conf conf/log.conf' },
+      { op: 'copy', from: { kind: 'build', name: 'build' }, src: ['/out/tool'], dst: '/usr/local/bin/tool', exclude: [] },
+      { op: 'run', cache: [], network: ['host'], secrets: [], shell: 'chmod 755 /usr/local/bin/tool' },
+      { op: 'user', user: { kind: 'unix', uid: 1000, gid: 1000 } },
+      { op: 'run', cache: [], network: ['host'], secrets: [], shell: 'true' },
+    ]);
+    expect(warnings.map((w) => `${w.pos.line} ${w.reason}`)).toEqual([
+      "6 COPY --chmod=0640: a spec copy keeps each file's own mode (0755 or 0644), so a run step as root gives conf/app.conf conf/log.conf the mode with the image's chmod",
+      "7 COPY --chmod=755: a spec copy keeps each file's own mode (0755 or 0644), so a run step as root gives /usr/local/bin/tool the mode with the image's chmod",
+    ]);
+    expectFixedPoint(spec);
+    const directory = rejection('FROM a\nCOPY --chmod=0755 bin/ /usr/local/bin/');
+    expect(directory.reason).toBe('COPY --chmod=0755 bin/: BuildKit gives the mode to every file and directory copied out of bin/, which a step after the copy cannot tell from what the destination already held; copy its files by name');
+    expect(directory.pos).toEqual({ line: 2, column: 6 });
+    const noShell = rejection('FROM a\nSHELL ["cmd", "/S", "/C"]\nCOPY --chmod=0755 run.sh /run.sh');
+    expect(noShell.reason).toBe('COPY --chmod=0755: the mode is given by a step that runs chmod with a POSIX shell after the copy, and this stage has none');
+    expect(noShell.pos).toEqual({ line: 3, column: 6 });
+    expect(rejection('FROM a\nCOPY --chmod=u+x run.sh /run.sh').reason).toBe('COPY --chmod=u+x: an octal mode is imported (e.g. 0755)');
   });
 
   it('refuses a COPY heredoc it cannot write as BuildKit would, saying why', () => {
@@ -383,7 +424,36 @@ describe('COPY and ADD', () => {
       { op: 'copy', from: { kind: 'context' }, src: ['c'], dst: '/c', exclude: [] },
     ]);
     expectFixedPoint(spec);
-    expect(rejection('FROM a\nCOPY --chown=app:app a /a').reason).toContain('numeric');
+    expect(rejection('FROM a\nCOPY --chown=app:app:x a /a').reason).toContain('numeric');
+  });
+
+  it('copies as root, then gives the copy to a --chown name it cannot resolve with a run step, as Docker looks the name up when it copies', () => {
+    const text = 'FROM a\nRUN adduser -D app\nWORKDIR /srv\nCOPY --chown=app:staff a.txt lib/ ./\nCOPY --chown=app . .\nCOPY --chown=app --chmod=0600 b /b/\nRUN true';
+    const { spec, warnings } = importDockerfile(text);
+    const run = (shell: string) => ({ op: 'run', cache: [], network: ['host'], secrets: [], shell });
+    const copy = (src: string[], dst: string) => ({ op: 'copy', from: { kind: 'context' }, src, dst, exclude: [] });
+    expect(spec.ops).toEqual([
+      SH,
+      run('adduser -D app'),
+      { op: 'workdir', path: '/srv' },
+      copy(['a.txt'], './'),
+      copy(['lib/'], '/srv'),
+      run('chown -hR app:staff ./a.txt && find /srv -mindepth 1 -exec chown -h app:staff {} +'),
+      copy(['.'], './'),
+      run('u="$(id -u app)" && g="$(id -g app)" && find ./. -mindepth 1 -exec chown -h "$u:$g" {} +'),
+      copy(['b'], '/b/'),
+      run('u="$(id -u app)" && g="$(id -g app)" && chown -hR "$u:$g" /b/b'),
+      run('chmod 0600 /b/b'),
+      run('true'),
+    ]);
+    expect(warnings.map((w) => `${w.pos.line} ${w.reason}`).slice(0, 2)).toEqual([
+      "4 COPY --chown=app:staff: the import turns a name into ids only from the base image's accounts (cairn import --resolve), and a RUN may add one, so the copy is root's and a run step as root gives ./a.txt /srv to app:staff with the image's chown",
+      "5 COPY --chown=app: the import turns a name into ids only from the base image's accounts (cairn import --resolve), and a RUN may add one, so the copy is root's and a run step as root gives ./. to app with the image's chown",
+    ]);
+    expectFixedPoint(spec);
+    expect(rejection('FROM a\nCOPY --chown=app . .').reason).toBe("COPY: --chown=app copies into the base image's workdir, which the import cannot see, where a step giving the copy to the name after it would take the image's files too; write numeric ids, or use cairn import --resolve if the base image has the name");
+    expect(rejection('FROM a\nCOPY --chown=app etc/ /').reason).toContain('no name to copy it onto');
+    expect(rejection('FROM a\nCOPY --chown=app . /').reason).toContain('copies into /, where');
   });
 
   it('copies from earlier stages by name or index, never from images or later stages', () => {
@@ -402,7 +472,6 @@ describe('COPY and ADD', () => {
       ['ADD https://example.com/a.tgz /a', 'URL'],
       ['ADD git@github.com:moby/buildkit.git /src', 'URL'],
       ['ADD rootfs.tar.gz extra.tgz /', 'imported alone'],
-      ['ADD --chmod=755 run.sh /run.sh', '--chmod'],
       ['COPY --parents a/b /x/', '--parents'],
       ['COPY *.go /src/', 'a wildcard needs the build context to list what it matches (cairn import --context DIR)'],
       ['COPY ../secret /s', '".."'],
@@ -633,7 +702,8 @@ describe('base images the caller read', () => {
     ]);
     expectFixedPoint(spec, { images });
     expect(rejection('FROM alpine:3.20\nUSER app', { images }).reason).toBe('USER app: "app" is not in the base image\'s /etc/passwd (a RUN may add it, which the import cannot see); write numeric ids as UID:GID');
-    expect(rejection('FROM alpine:3.20\nCOPY --chown=node:staff a /a', { images }).reason).toContain('"staff" is not in the base image\'s /etc/group');
+    // A name the image lacks may come from a RUN: the stage's accounts resolve it when the step runs.
+    expect(runs(specOfDockerfile('FROM alpine:3.20\nCOPY --chown=node:staff a /a', { images }))[0]!.shell).toBe('chown -hR node:staff /a');
     expect(rejection('FROM alpine:3.20\nUSER 4242', { images }).reason).toContain('the base image has no such uid');
     expect(rejection('FROM debian\nUSER node', { images }).reason).toContain('needs the image\'s /etc/passwd, which the import cannot read');
   });

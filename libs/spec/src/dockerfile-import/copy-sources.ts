@@ -35,6 +35,9 @@ export function checkSource(src: string, ins: Instruction, wildcards: Wildcards)
   if (src.split('/').includes('..')) fail('".." cannot be imported: a spec source stays inside the build context or stage');
 }
 
+/** `src/`, `src/.` or `.`: a source that can only be a directory, whatever the context holds. */
+export const writtenAsDirectory = (src: string) => src === '.' || src.endsWith('/') || src.endsWith('/.');
+
 /** `src/` names a directory by its syntax: Docker copies its contents, a spec copies it by name. */
 function namesDirectory(src: string): boolean {
   const parts = src.split('/');

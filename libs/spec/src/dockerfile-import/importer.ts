@@ -5,12 +5,12 @@ import type { Position } from '../sexp.js';
 import { SpecError } from '../spec-error.js';
 import { jsonStrings, parseWords, readJsonArray } from './arguments.js';
 import { isTokenSpace, splitTokens, trimStart } from './characters.js';
-import { absolutePath, checkSource, isArchive, isHttpUrl, contextGlob, copyExcludes, copySource, copyTargets, directoryDestination, isWildcard, type ContextReader } from './copy-sources.js';
+import { absolutePath, checkSource, isArchive, isHttpUrl, contextGlob, copyExcludes, copySource, copyTargets, directoryDestination, isWildcard, writtenAsDirectory, type ContextReader } from './copy-sources.js';
 import { INSTRUCTIONS, parseFlags, parseInstruction, type FlagValue, type Instruction } from './instructions.js';
 import type { Entry } from './lines.js';
 import { cacheMount, csvFields, MOUNT_KEYS, secretMount, type MountOptions } from './mounts.js';
-import { accountsOf, parseOwner, sameUser, type Accounts } from './owners.js';
-import { downloadCommand, unpackCommand, execCommand, heredocCommand, isPosixShell, shellCommand, writeFileCommand } from './run-command.js';
+import { accountsOf, namesAccount, parseOwner, sameUser, type Accounts } from './owners.js';
+import { chmodCommand, chownCommand, downloadCommand, unpackCommand, execCommand, heredocCommand, isPosixShell, shellCommand, writeFileCommand } from './run-command.js';
 import { isSpecialParameter, WordExpander, type Lookup } from './word-expansion.js';
 
 const METADATA: Readonly<Record<string, string>> = {
@@ -82,6 +82,11 @@ function resolved(image: BaseImage | undefined): ResolvedImage | undefined {
     env: image.env === undefined ? undefined : new Map(image.env),
     accounts: image.passwd === undefined ? undefined : accountsOf(image.passwd, image.group ?? ''),
   };
+}
+
+/** The paths a copy writes: DST, or DST/NAME for each source when DST ends in "/". */
+function copiedPaths(targets: readonly { src: string[]; dst: string }[]): string[] {
+  return targets.flatMap((t) => (t.dst.endsWith('/') ? t.src.map((s) => `${t.dst}${s.split('/').filter(Boolean).at(-1) ?? '.'}`) : [t.dst]));
 }
 
 export class Importer {
@@ -381,7 +386,7 @@ export class Importer {
     const alone = ins.keyword === 'ADD' && !heredoc && readJsonArray(ins.args) === undefined && splitTokens(ins.args).length === 2 ? splitTokens(ins.args)[0]! : undefined;
     const download = alone !== undefined && isHttpUrl(alone);
     const archive = alone !== undefined && isArchive(alone);
-    const flags = parseFlags(ins, heredoc ? ['chown', 'chmod', 'link'] : download ? ['chown', 'chmod', 'checksum', 'link'] : archive ? ['link', 'exclude'] : ['from', 'chown', 'exclude', 'link']);
+    const flags = parseFlags(ins, heredoc ? ['chown', 'chmod', 'link'] : download ? ['chown', 'chmod', 'checksum', 'link'] : archive ? ['chown', 'chmod', 'link', 'exclude'] : ['from', 'chown', 'chmod', 'exclude', 'link']);
     this.needArgs(ins, 'the sources and destination are missing');
     if (heredoc) return this.copyHeredocs(ins, stage, flags);
     if (download) return this.addUrl(ins, stage, flags);
@@ -395,16 +400,90 @@ export class Importer {
     src.forEach((s) => checkSource(s, ins, from.kind !== 'context' ? 'stage' : this.readContext === undefined ? 'no context' : 'listed'));
     const excludes = [...new Set([...(from.kind === 'context' ? this.ignored : []), ...copyExcludes(flags.get('exclude') ?? [], ins)])];
     const sources = src.flatMap((s) => (isWildcard(s) ? this.listed(s, excludes, ins) : [s]));
-    const copies: CopyOp[] = copyTargets(sources, dst, stage.workdir, ins).map((t) => ({ op: 'copy', from, src: t.src, dst: t.dst, exclude: excludes }));
-    const owner = this.copyOwner(flags.get('chown')?.[0], stage, ins);
-    if (sameUser(owner, stage.user)) {
-      stage.ops.push(...copies);
-      return;
+    const targets = copyTargets(sources, dst, stage.workdir, ins);
+    const copies: CopyOp[] = targets.map((t) => ({ op: 'copy', from, src: t.src, dst: t.dst, exclude: excludes }));
+    const chmod = flags.get('chmod')?.[0];
+    const mode = this.octalMode(chmod, ins);
+    if (chmod !== undefined) this.checkChmod(ins, stage, chmod, sources);
+    const chown = flags.get('chown')?.[0];
+    const byName = this.namedOwner(chown, stage, ins);
+    const owner = byName === undefined ? this.copyOwner(chown, stage, ins) : ROOT_UNIX;
+    if (sameUser(owner, stage.user)) stage.ops.push(...copies);
+    else {
+      this.switchUser(stage, owner);
+      const restore: Op = { op: 'user', user: stage.user };
+      stage.ops.push(...copies, restore);
+      this.restores.set(restore, owner);
     }
-    this.switchUser(stage, owner);
-    const restore: Op = { op: 'user', user: stage.user };
-    stage.ops.push(...copies, restore);
-    this.restores.set(restore, owner);
+    // chown clears set-id bits, so the mode comes last.
+    if (byName !== undefined) this.chownCopied(ins, stage, targets, byName);
+    if (mode !== undefined) this.chmodCopied(ins, stage, targets, mode);
+  }
+
+  /**
+   * --chown's owner when it holds a name the import cannot turn into ids: without the base
+   * image's accounts (`--resolve`), or one they lack, which a RUN may have added. Docker
+   * looks names up in the stage's own /etc/passwd and /etc/group when it copies.
+   */
+  private namedOwner(chown: FlagValue | undefined, stage: Stage, ins: Instruction): string | undefined {
+    if (chown === undefined) return undefined;
+    const text = this.expand(chown.value, stage, ins);
+    try {
+      this.copyOwner(chown, stage, ins);
+      return undefined;
+    } catch (e) {
+      if (e instanceof SpecError && namesAccount(text) && isPosixShell(stage.dockerShell) && this.escape === '\\') return text;
+      throw e;
+    }
+  }
+
+  /**
+   * `--chown=NAME` that only the stage's accounts can resolve: the copy is root's, then a
+   * step as root gives what it wrote (each file, each directory with what it holds) to the
+   * name, looked up by the image's id and chown as Docker looks it up, with a warning. A
+   * directory's contents copied into the workdir leave the workdir itself as it was, as in
+   * Docker; copied into another directory that already held files, they give those to the
+   * name too, which Docker would not.
+   */
+  private chownCopied(ins: Instruction, stage: Stage, targets: readonly { src: string[]; dst: string }[], owner: string): void {
+    const written = copiedPaths(targets);
+    // The contents of / or of an unknown workdir: a step after the copy cannot tell the copied files from the image's.
+    const unknown = written.find((p) => absolutePath(p, stage.workdir) === '/' || (absolutePath(p, stage.workdir) === undefined && absolutePath(p, '/w') === '/w'));
+    if (unknown !== undefined) {
+      this.fail(ins, `--chown=${owner} copies into ${absolutePath(unknown, stage.workdir) ?? "the base image's workdir, which the import cannot see"}, where a step giving the copy to the name after it would take the image's files too; write numeric ids, or use cairn import --resolve if the base image has the name`);
+    }
+    const isWorkdir = (p: string) => stage.workdir !== undefined && absolutePath(p, stage.workdir) === stage.workdir;
+    const into = written.filter(isWorkdir);
+    const paths = written.filter((p) => !isWorkdir(p));
+    this.warnings.push({ reason: `${ins.keyword} --chown=${owner}: the import turns a name into ids only from the base image's accounts (cairn import --resolve), and a RUN may add one, so the copy is root's and a run step as root gives ${written.join(' ')} to ${owner} with the image's chown`, pos: ins.pos });
+    this.asRoot(stage, () => this.pushRun(stage, { cache: [], network: [...DOCKER_DEFAULT_NETWORK], secrets: [], shell: chownCommand(paths, into, owner) }));
+  }
+
+  /**
+   * `--chmod` is imported for sources that name files: BuildKit gives a directory's mode to
+   * every file and directory it copies into the destination, among files that may have been
+   * there before, which a step after the copy cannot tell apart.
+   */
+  private checkChmod(ins: Instruction, stage: Stage, chmod: FlagValue, sources: readonly string[]): void {
+    const directory = sources.find(writtenAsDirectory);
+    if (directory !== undefined) {
+      throw new SpecError(`${ins.keyword} --chmod=${chmod.value} ${directory}: BuildKit gives the mode to every file and directory copied out of ${directory}, which a step after the copy cannot tell from what the destination already held; copy its files by name`, chmod.pos);
+    }
+    if (!isPosixShell(stage.dockerShell) || this.escape !== '\\') {
+      throw new SpecError(`${ins.keyword} --chmod=${chmod.value}: the mode is given by a step that runs chmod with a POSIX shell after the copy, and this stage has none`, chmod.pos);
+    }
+  }
+
+  /**
+   * `COPY --chmod=MODE` as BuildKit applies it to a copied file (its mode is MODE, whatever
+   * the source's): a spec copy keeps each file's own mode (0755 or 0644), so a step as root
+   * gives each copied file the mode, with a warning, as for a heredoc copy. The paths are
+   * the copy's, relative ones in the workdir the step runs in.
+   */
+  private chmodCopied(ins: Instruction, stage: Stage, targets: readonly { src: string[]; dst: string }[], mode: string): void {
+    const paths = copiedPaths(targets);
+    this.warnings.push({ reason: `${ins.keyword} --chmod=${mode}: a spec copy keeps each file's own mode (0755 or 0644), so a run step as root gives ${paths.join(' ')} the mode with the image's chmod`, pos: ins.pos });
+    this.asRoot(stage, () => this.pushRun(stage, { cache: [], network: [...DOCKER_DEFAULT_NETWORK], secrets: [], shell: chmodCommand(paths, mode) }));
   }
 
   /**
@@ -462,18 +541,30 @@ export class Importer {
    * BuildKit does for a file it recognises as an archive: the archive is copied to a
    * scratch path and a run step unpacks it with the image's tar (which detects the
    * compression) and removes it, with a warning. A file named like an archive that is
-   * none (BuildKit would copy it as it is) fails that step.
+   * none (BuildKit would copy it as it is) fails that step. `--chown` gives what is
+   * unpacked to its owner, as BuildKit does since 0.23 (moby/buildkit#5987); the classic
+   * builder and older BuildKit ignore it for an archive, which the warning says.
+   * `--chmod` is ignored by BuildKit's unpacking, so it is refused rather than dropped.
    */
   private addArchive(ins: Instruction, stage: Stage, flags: Map<string, FlagValue[]>): void {
     const [src, written] = splitTokens(ins.args).map((w) => this.expand(w, stage, ins)) as [string, string];
     if (isWildcard(src) || src.split('/').includes('..')) this.fail(ins, `${src}: an archive is imported from one named path inside the build context`);
+    const chmod = flags.get('chmod')?.[0];
+    if (chmod !== undefined) {
+      throw new SpecError(`ADD --chmod=${chmod.value} ${src}: BuildKit unpacks an archive with the modes it holds and ignores --chmod (the classic builder refuses --chmod); remove it, or chmod in a RUN`, chmod.pos);
+    }
+    const chown = flags.get('chown')?.[0];
+    const owner = chown === undefined ? undefined : this.copyOwner(chown, stage, ins);
     const scratch = `/.cairn-add/${src.split('/').filter(Boolean).at(-1)}`;
     const excludes = [...new Set([...this.ignored, ...copyExcludes(flags.get('exclude') ?? [], ins)])];
-    this.warnings.push({ reason: `ADD ${src}: a spec copy does not unpack, so a run step unpacks it into ${written} with the image's tar`, pos: ins.pos });
+    const owned = owner?.kind === 'unix'
+      ? `, then gives ${owner.uid}:${owner.gid} what it unpacked, as BuildKit 0.23 and later do (the classic builder and older BuildKit keep the archive's owners)`
+      : '';
+    this.warnings.push({ reason: `ADD ${src}: a spec copy does not unpack, so a run step unpacks it into ${written} with the image's tar${owned}`, pos: ins.pos });
     const target = written === '' ? '.' : written;
     this.asRoot(stage, () => {
       stage.ops.push({ op: 'copy', from: { kind: 'context' }, src: [src], dst: scratch, exclude: excludes });
-      this.pushRun(stage, { cache: [], network: [...DOCKER_DEFAULT_NETWORK], secrets: [], shell: unpackCommand(scratch, target) });
+      this.pushRun(stage, { cache: [], network: [...DOCKER_DEFAULT_NETWORK], secrets: [], shell: unpackCommand(scratch, target, owner) });
     });
   }
 

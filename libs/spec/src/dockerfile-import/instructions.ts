@@ -120,7 +120,6 @@ const FLAGS: Readonly<Record<string, Readonly<Record<string, FlagKind>>>> = {
 const UNSUPPORTED_FLAGS: Readonly<Record<string, string>> = {
   security: 'runs the step with extra privileges, which a spec cannot grant',
   device: 'gives the step a device, which a spec cannot grant',
-  chmod: 'sets file modes, while a spec copy keeps each file\'s own mode (0755 or 0644)',
   parents: 'keeps the parent directories of each source, which a spec copy cannot do',
   'keep-git-dir': 'fetches a Git repository, which a spec cannot do',
   checksum: 'verifies a download, which a spec cannot do',

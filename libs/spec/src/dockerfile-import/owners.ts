@@ -79,5 +79,13 @@ function groupId(text: string, accounts: Accounts | undefined, fail: (why: strin
   return fail(accounts === undefined ? 'a user or group name needs the image\'s /etc/passwd, which the import cannot read' : `"${text}" is not in the base image's /etc/group (a RUN may add it, which the import cannot see)`);
 }
 
+const ACCOUNT_NAME = /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/;
+
+/** `U[:G]` that names a user or group (not only ids), as chown would read it. */
+export function namesAccount(text: string): boolean {
+  const parts = text.split(':');
+  return parts.length <= 2 && parts.every((p) => numericId(p) !== undefined || ACCOUNT_NAME.test(p)) && parts.some((p) => numericId(p) === undefined);
+}
+
 export const sameUser = (a: User, b: User) =>
   a.kind === 'unix' ? b.kind === 'unix' && a.uid === b.uid && a.gid === b.gid : b.kind === 'windows' && a.name === b.name;

@@ -213,12 +213,43 @@ export function downloadCommand(url: string, path: string, sha256: string, mode:
 /**
  * Unpacks `archive` into `dir` (made if missing), owners and modes kept (tar does as root),
  * then removes its scratch directory. The compression is told by name: busybox's tar does
- * not detect it, GNU tar takes the flag as well.
+ * not detect it, GNU tar takes the flag as well. With `owner`, as BuildKit 0.23 and later
+ * unpack for `ADD --chown`: the directories of `dir` that the step makes, and every entry
+ * the archive lists (but its `.`), belong to it; directories only implied by an entry's
+ * path stay root's.
  */
-export function unpackCommand(archive: string, dir: string): string {
+export function unpackCommand(archive: string, dir: string, owner?: User): string {
   const target = shellQuote(dir);
+  const source = shellQuote(archive);
   const compression = /\.(tgz|taz|tar\.gz)$/i.test(archive) ? 'z' : /\.(tbz2?|tar\.bz2)$/i.test(archive) ? 'j' : /\.(txz|tar\.xz)$/i.test(archive) ? 'J' : '';
-  return `mkdir -p ${target} && tar -x${compression}f ${shellQuote(archive)} -C ${target} && rm -rf ${shellQuote(archive.slice(0, archive.lastIndexOf('/')))}`;
+  const cleanUp = `rm -rf ${shellQuote(archive.slice(0, archive.lastIndexOf('/')))}`;
+  const unpack = `mkdir -p ${target} && tar -x${compression}f ${source} -C ${target}`;
+  if (owner?.kind !== 'unix') return `${unpack} && ${cleanUp}`;
+  const ids = `${owner.uid}:${owner.gid}`;
+  const made = `set -- && d=${target} && while [ ! -e "$d" ]; do set -- "$d" "$@" && d="$(dirname "$d")"; done`;
+  const chownMade = `for d in "$@"; do chown ${ids} "$d"; done`;
+  const chownListed = `tar -t${compression}f ${source} | while IFS= read -r p; do case "$p" in .|./) ;; *) chown -h ${ids} ${shellQuote(dir.endsWith('/') ? dir : `${dir}/`)}"$p" ;; esac; done`;
+  return `${made} && ${unpack} && ${chownMade} && ${chownListed} && ${cleanUp}`;
+}
+
+/**
+ * Gives what a copy wrote to `owner`, `U[:G]` holding names, looked up in the image's
+ * accounts when the step runs (a lone user name brings its primary group, as --chown's
+ * does; an unknown name fails the step): each of `paths` with all it holds, and all that
+ * `into` holds but not `into` itself, a directory that was there before the copy.
+ */
+export function chownCommand(paths: readonly string[], into: readonly string[], owner: string): string {
+  const [user, group] = owner.split(':') as [string, string | undefined];
+  const ids = group === undefined ? '"$u:$g"' : shellQuote(owner);
+  const steps = group === undefined ? [`u="$(id -u ${shellQuote(user)})"`, `g="$(id -g ${shellQuote(user)})"`] : [];
+  if (paths.length > 0) steps.push(`chown -hR ${ids} ${paths.map(shellQuote).join(' ')}`);
+  if (into.length > 0) steps.push(`find ${into.map(shellQuote).join(' ')} -mindepth 1 -exec chown -h ${ids} {} +`);
+  return steps.join(' && ');
+}
+
+/** `--chmod`'s mode for the files a copy wrote. */
+export function chmodCommand(paths: readonly string[], mode: string): string {
+  return `chmod ${mode} ${paths.map(shellQuote).join(' ')}`;
 }
 
 function modeAndOwner(target: string, mode: string, owner: User | undefined): string {
