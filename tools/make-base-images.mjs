@@ -7,8 +7,14 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeOciImage } from '../libs/fetcher/dist/index.js';
+import { REF_NAME, writeOciImage } from '../libs/oci-image/dist/index.js';
 
+// An option is not a layout directory: `--help` would otherwise become one.
+if (process.argv[2]?.startsWith('-')) {
+  const help = ['--help', '-h'].includes(process.argv[2]);
+  (help ? console.log : console.error)('usage: node tools/make-base-images.mjs [LAYOUT_DIR]  (default /var/lib/cairn/images)');
+  process.exit(help ? 0 : 2);
+}
 const layout = process.argv[2] ?? '/var/lib/cairn/images';
 const MIRROR = process.env.CAIRN_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
 const PATH_ENV = ['PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
@@ -17,7 +23,7 @@ function has(ref) {
   const index = join(layout, 'index.json');
   if (!existsSync(index)) return false;
   const { manifests = [] } = JSON.parse(readFileSync(index, 'utf8'));
-  return manifests.some((m) => m.annotations?.['org.opencontainers.image.ref.name'] === ref);
+  return manifests.some((m) => m.annotations?.[REF_NAME] === ref);
 }
 
 function busyboxRootfs(dir) {
@@ -42,7 +48,7 @@ async function make(ref, fill) {
     mkdirSync(rootfs);
     console.log(`base images: making ${ref}`);
     fill(rootfs);
-    await writeOciImage(layout, ref, rootfs, { env: [PATH_ENV] });
+    await writeOciImage(layout, ref, [{ rootfs, config: { env: [PATH_ENV] } }]);
     console.log(`base images: wrote ${ref} to ${layout}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });

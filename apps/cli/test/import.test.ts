@@ -89,7 +89,7 @@ describe('cairn import --resolve', () => {
     dir = await mkdtemp(join(tmpdir(), 'cairn-import-resolve-'));
     images = join(dir, 'images');
     // The image runs as `user` (1000:1000 in its /etc/passwd) in /srv/app, with a TOOL_HOME.
-    await busyboxImage(images, 'cairn/app-base:1', { env: [['PATH', BUSYBOX_PATH], ['TOOL_HOME', '/opt/tool']], workingDir: '/srv/app', user: 'user' });
+    await busyboxImage(images, 'cairn/app-base:1', { env: [['PATH', BUSYBOX_PATH], ['TOOL_HOME', '/opt/tool']], workdir: '/srv/app', user: 'user' });
     await busyboxImage(images, 'cairn/plain:1');
   }, 120_000);
   afterAll(async () => {

@@ -17,7 +17,8 @@ import {
   type SealedSecret,
   type Submitted,
 } from '@cairn/contracts';
-import { OciLayoutFetcher, writeOciImage, type Descriptor } from '@cairn/fetcher';
+import { OciLayoutFetcher } from '@cairn/fetcher';
+import { writeOciImage, type OciImage } from '@cairn/oci-image';
 import { parseSpec, printSpec } from '@cairn/spec';
 import type { RunningService } from '@cairn/service-kit';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -32,8 +33,8 @@ let work: string;
 let nats: RunningNats;
 let service: RunningService;
 let client: NatsConnection;
-let busybox: Descriptor;
-let tools: Descriptor;
+let busybox: OciImage;
+let tools: OciImage;
 
 /** Raw bytes on a subject, as a hostile or broken client would send them. */
 async function rawRequest(subject: string, payload: Uint8Array | string): Promise<Reply<unknown>> {
@@ -57,7 +58,7 @@ beforeAll(async () => {
   busybox = await busyboxImage(layout, 'cairn/busybox:latest');
   const toolsRootfs = await mkdtemp(join(work, 'tools-rootfs-'));
   await writeFile(join(toolsRootfs, 'tool'), '#!/bin/sh\necho tool\n');
-  tools = await writeOciImage(layout, 'cairn/tools:1', toolsRootfs, { env: [['PATH', '/bin']] });
+  tools = await writeOciImage(layout, 'cairn/tools:1', [{ rootfs: toolsRootfs, config: { env: [['PATH', '/bin']] } }]);
   // Room for a message over the spec limit, so that the limit is the service's to enforce.
   nats = await startNats({ config: `max_payload: ${4 * 1024 * 1024}\n` });
   service = await startSpecCompiler({
@@ -94,14 +95,14 @@ describe('compile', () => {
     // Written in a non-canonical layout on purpose, with a comment and odd spacing.
     const messy = SEXP.replace('(env A 1)', '(env   A\n 1) ; set A').replace(/\n\)\n$/, ')');
     const compiled = value(await call<Compiled>(client, subjects.compile, { spec: messy }));
-    const pinned = SEXP.replace('(from cairn/tools:1)', `(from cairn/tools:1@${tools.digest})`).replace(
+    const pinned = SEXP.replace('(from cairn/tools:1)', `(from cairn/tools:1@${tools.index.digest})`).replace(
       '(from cairn/busybox)',
-      `(from cairn/busybox@${busybox.digest})`,
+      `(from cairn/busybox@${busybox.index.digest})`,
     );
     expect(compiled.canonical).toBe(printSpec(parseSpec(pinned)));
     expect(compiled.images).toEqual([
-      { stage: 'tools', image: 'cairn/tools:1', pinned: `cairn/tools:1@${tools.digest}` },
-      { stage: '', image: 'cairn/busybox', pinned: `cairn/busybox@${busybox.digest}` },
+      { stage: 'tools', image: 'cairn/tools:1', pinned: `cairn/tools:1@${tools.index.digest}` },
+      { stage: '', image: 'cairn/busybox', pinned: `cairn/busybox@${busybox.index.digest}` },
     ]);
     expect(compiled.steps.map((s) => [s.stage, s.kind, s.id === undefined ? 'unknown' : 'known'])).toEqual([
       ['tools', 'base', 'known'],
@@ -133,8 +134,8 @@ describe('compile', () => {
   it('compiles a Dockerfile into the canonical S-expression form with its image pinned', async () => {
     const dockerfile = 'FROM cairn/busybox:latest\nRUN echo hi\nCOPY . /src/\nRUN make\n';
     const compiled = value(await call<Compiled>(client, subjects.compile, { spec: dockerfile, format: 'dockerfile' }));
-    expect(compiled.canonical).toContain(`(from cairn/busybox:latest@${busybox.digest})`);
-    expect(parseSpec(compiled.canonical).from).toBe(`cairn/busybox:latest@${busybox.digest}`);
+    expect(compiled.canonical).toContain(`(from cairn/busybox:latest@${busybox.index.digest})`);
+    expect(parseSpec(compiled.canonical).from).toBe(`cairn/busybox:latest@${busybox.index.digest}`);
     expect(printSpec(parseSpec(compiled.canonical))).toBe(compiled.canonical);
     const run = compiled.steps.find((s) => s.op.includes('echo hi'));
     expect(run?.id).toMatch(/^[0-9a-f]{64}$/);
@@ -142,10 +143,10 @@ describe('compile', () => {
   });
 
   it('keeps a reference already pinned as it is', async () => {
-    const spec = `((from cairn/busybox:latest@${busybox.digest}) (run (shell true)))`;
+    const spec = `((from cairn/busybox:latest@${busybox.index.digest}) (run (shell true)))`;
     const compiled = value(await call<Compiled>(client, subjects.compile, { spec }));
-    expect(compiled.images).toEqual([{ stage: '', image: `cairn/busybox:latest@${busybox.digest}`, pinned: `cairn/busybox:latest@${busybox.digest}` }]);
-    expect(compiled.canonical).toBe(`((from cairn/busybox:latest@${busybox.digest})\n (run (shell true))\n)\n`);
+    expect(compiled.images).toEqual([{ stage: '', image: `cairn/busybox:latest@${busybox.index.digest}`, pinned: `cairn/busybox:latest@${busybox.index.digest}` }]);
+    expect(compiled.canonical).toBe(`((from cairn/busybox:latest@${busybox.index.digest})\n (run (shell true))\n)\n`);
   });
 
   it('rejects a bad spec as invalid-spec with the line and column of the problem', async () => {

@@ -4,12 +4,12 @@ const loadExeca = () => import('execa');
 import { FetchError } from './fetcher.js';
 
 /**
- * Every `tar` command Cairn's fetchers run. GNU tar, run as root, is what restores
- * ownership, modes, setuid bits, device nodes, hard links and file capabilities
+ * The `tar` command Cairn's fetchers unpack layers with. GNU tar, run as root, is what
+ * restores ownership, modes, setuid bits, device nodes, hard links and file capabilities
  * faithfully; Node's fs cannot make device nodes at all.
  *
- * Both directions use numeric IDs (never the host's /etc/passwd names) and carry
- * extended attributes, so `security.capability` (ping's cap_net_raw) survives.
+ * It uses numeric IDs (never the host's /etc/passwd names) and restores extended
+ * attributes, so `security.capability` (ping's cap_net_raw) survives.
  */
 const COMMON = ['--numeric-owner', '--xattrs', '--xattrs-include=*'];
 
@@ -37,28 +37,6 @@ export async function extractTar(
     await execa('tar', [...args, ...exclude.map((p) => `--exclude=${p}`)], { stdin: source, env: ENV });
   } catch (e) {
     throw failure(`cannot unpack a layer into ${dir}`, e);
-  }
-}
-
-/**
- * The tar of `dir`'s contents (members `./...`, sorted by name so that the same tree
- * gives the same bytes) as a stream.
- */
-export async function* tarDirectory(dir: string): AsyncGenerator<Buffer> {
-  const { execa } = await loadExeca();
-  const tar = execa('tar', [...COMMON, '--sort=name', '-C', dir, '-c', '.'], {
-    env: ENV,
-    buffer: { stdout: false, stderr: true },
-  });
-  try {
-    yield* tar.stdout;
-    await tar;
-  } catch (e) {
-    throw failure(`cannot archive ${dir}`, e);
-  } finally {
-    // A consumer that stopped early leaves it running; kill() of an exited process is a no-op.
-    tar.kill();
-    await tar.catch(() => undefined);
   }
 }
 

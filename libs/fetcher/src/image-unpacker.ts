@@ -1,7 +1,8 @@
+import type { Descriptor, Platform } from '@cairn/oci-image';
 import { readVerified, verifyBytes } from './digest.js';
 import { FetchError, type FetchedImage } from './fetcher.js';
 import { applyLayer } from './layers.js';
-import { parseImageConfig, parseManifestDocument, type Descriptor, type ImageDefaults, type Platform } from './oci-documents.js';
+import { parseImageConfig, parseManifestDocument, type ImageDefaults } from './oci-documents.js';
 import { formatPlatform, selectPlatform } from './platform.js';
 
 /**

@@ -4,6 +4,4 @@ export { DockerFetcher, type DockerFetcherOptions } from './docker-fetcher.js';
 export { OciLayoutFetcher, type OciLayoutFetcherOptions } from './oci-layout-fetcher.js';
 export { RegistryFetcher, type RegistryFetcherOptions } from './registry-fetcher.js';
 export type { RegistryCredentials } from './registry-client.js';
-export { ociLayoutToTar, writeOciImage, writeOciIndex, type OciImageOptions } from './oci-image-writer.js';
-export type { Descriptor, Platform } from './oci-documents.js';
 export { applyLayer } from './layers.js';

@@ -1,40 +1,14 @@
+import { MediaType, type Descriptor } from '@cairn/oci-image';
 import { checkedDigest } from './digest.js';
 import { FetchError } from './fetcher.js';
 
-/** The media types Cairn reads and writes; Docker's v2 forms are read as their OCI twins. */
-export const MediaType = {
-  ociIndex: 'application/vnd.oci.image.index.v1+json',
-  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
-  ociConfig: 'application/vnd.oci.image.config.v1+json',
-  ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
-  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
-  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
-} as const;
-
-/** What a client accepts when it asks a registry for a manifest. */
+/** What a client accepts when it asks a registry for a manifest; Docker's v2 forms are read as their OCI twins. */
 export const MANIFEST_MEDIA_TYPES = [
-  MediaType.ociIndex,
-  MediaType.ociManifest,
+  MediaType.index,
+  MediaType.manifest,
   MediaType.dockerManifestList,
   MediaType.dockerManifest,
 ] as const;
-
-/** The index.json annotation that names an image in an OCI layout. */
-export const REF_NAME = 'org.opencontainers.image.ref.name';
-
-export interface Platform {
-  readonly os: string;
-  readonly architecture: string;
-  readonly variant?: string;
-}
-
-export interface Descriptor {
-  readonly mediaType: string;
-  readonly digest: string;
-  readonly size: number;
-  readonly platform?: Platform;
-  readonly annotations?: Readonly<Record<string, string>>;
-}
 
 export interface ImageIndex {
   readonly kind: 'index';

@@ -1,7 +1,7 @@
+import type { Platform } from '@cairn/oci-image';
 import { readVerified } from './digest.js';
 import type { FetchedImage, Fetcher } from './fetcher.js';
 import { unpackImage } from './image-unpacker.js';
-import type { Platform } from './oci-documents.js';
 import { openOciLayout } from './oci-layout.js';
 import { DEFAULT_PLATFORM, parsePlatform } from './platform.js';
 
@@ -13,7 +13,8 @@ export interface OciLayoutFetcherOptions {
 /**
  * Images from an OCI image layout: a directory, or a tarball of one. `(from NAME)` is
  * looked up by index.json's `org.opencontainers.image.ref.name` annotations: `name`
- * (meaning `name:latest`), `name:tag`, or `name@sha256:...` by manifest digest.
+ * (meaning `name:latest`), `name:tag`, or `name@sha256:...` by the digest of the index
+ * or manifest the name has, or of a manifest in that index.
  */
 export class OciLayoutFetcher implements Fetcher {
   readonly kind = 'oci';

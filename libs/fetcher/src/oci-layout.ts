@@ -1,11 +1,12 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { REF_NAME, type Descriptor } from '@cairn/oci-image';
 import { digestHex, readDocument, readVerified } from './digest.js';
 import { FetchError } from './fetcher.js';
 import { imageName, parseImageRef, taggedName, type ImageRef } from './image-ref.js';
 import type { ImageSource } from './image-unpacker.js';
-import { parseManifestDocument, REF_NAME, type Descriptor, type ImageIndex } from './oci-documents.js';
+import { parseManifestDocument, type ImageIndex } from './oci-documents.js';
 import { listTarFile } from './tar-entries.js';
 
 /**

@@ -1,5 +1,6 @@
+import type { Descriptor, Platform } from '@cairn/oci-image';
 import { FetchError } from './fetcher.js';
-import type { Descriptor, ImageIndex, Platform } from './oci-documents.js';
+import type { ImageIndex } from './oci-documents.js';
 
 export const DEFAULT_PLATFORM: Platform = { os: 'linux', architecture: 'amd64' };
 

@@ -1,8 +1,9 @@
+import type { Platform } from '@cairn/oci-image';
 import { readDocument, sha256Digest } from './digest.js';
 import { FetchError, type FetchedImage, type Fetcher } from './fetcher.js';
 import { parseImageRef } from './image-ref.js';
 import { unpackImage, type ImageSource } from './image-unpacker.js';
-import { MANIFEST_MEDIA_TYPES, type Platform } from './oci-documents.js';
+import { MANIFEST_MEDIA_TYPES } from './oci-documents.js';
 import { DEFAULT_PLATFORM, parsePlatform } from './platform.js';
 import { bodyOf, RegistryClient, type RegistryCredentials } from './registry-client.js';
 

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FetchError, RegistryFetcher, writeOciImage, writeOciIndex, type Descriptor, type FetchedImage } from '@cairn/fetcher';
+import { FetchError, RegistryFetcher, type FetchedImage } from '@cairn/fetcher';
+import { writeOciImage, type ImageInput } from '@cairn/oci-image';
 import { BUSYBOX_PATH, busyboxImage } from '../../../test/support/images.js';
 import { startRegistry, startTokenAuthProxy, type RunningRegistry, type TokenAuthProxy } from '../../../test/support/registry.js';
 
@@ -15,12 +16,16 @@ let work: string;
 let layout: string;
 let registry: RunningRegistry | undefined;
 let proxy: TokenAuthProxy | undefined;
-let busybox: Descriptor;
-let amd64: Descriptor;
-let arm64: Descriptor;
+/** Manifest digests: of busybox (pushed alone, without its index), and of each platform of cairn/multi. */
+let busybox: string;
+let amd64: string;
+let arm64: string;
 let fragileLayer: string;
 
-/** Copies `ref` from the test layout to the registry as skopeo would publish any image. */
+/**
+ * Copies `ref` from the test layout to the registry as skopeo would publish any image:
+ * `all` copies the whole index, without it only the manifest for the host's platform.
+ */
 async function push(ref: string, all = false): Promise<void> {
   const target = `docker://127.0.0.1:${registry?.port}/${ref}`;
   await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', ...(all ? ['--all'] : []), `oci:${layout}:${ref}`, target]);
@@ -39,31 +44,28 @@ async function failure(promise: Promise<{ image: FetchedImage }>): Promise<Fetch
   return error as FetchError;
 }
 
-const marked = async (arch: string) => {
+const marked = async (arch: string): Promise<ImageInput> => {
   const rootfs = await mkdtemp(join(work, `${arch}-`));
   await writeFile(join(rootfs, 'arch'), arch);
-  return writeOciImage(layout, `cairn/multi:${arch}`, rootfs, { env: [['ARCH', arch]], architecture: arch });
+  return { rootfs, config: { env: [['ARCH', arch]], architecture: arch } };
 };
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'cairn-registry-test-'));
   layout = join(work, 'layout');
   registry = await startRegistry();
-  busybox = await busyboxImage(layout, 'cairn/busybox:latest', { env: [['PATH', BUSYBOX_PATH], ['LANG', 'C.UTF-8']] });
+  const busyboxWritten = await busyboxImage(layout, 'cairn/busybox:latest', { env: [['PATH', BUSYBOX_PATH], ['LANG', 'C.UTF-8']] });
+  busybox = busyboxWritten.images[0]?.manifest.digest ?? '';
   await push('cairn/busybox:latest');
-  arm64 = await marked('arm64');
-  amd64 = await marked('amd64');
-  await writeOciIndex(layout, 'cairn/multi:latest', [arm64, amd64]);
+  const multi = await writeOciImage(layout, 'cairn/multi:latest', [await marked('arm64'), await marked('amd64')]);
+  [arm64 = '', amd64 = ''] = multi.images.map((i) => i.manifest.digest);
   await push('cairn/multi:latest', true);
 
   const fragile = await mkdtemp(join(work, 'fragile-'));
   await writeFile(join(fragile, 'only-here'), 'a layer no other image shares');
-  const written = await writeOciImage(layout, 'cairn/fragile:latest', fragile, { env: [] });
+  const written = await writeOciImage(layout, 'cairn/fragile:latest', [{ rootfs: fragile, config: { env: [] } }]);
   await push('cairn/fragile:latest');
-  const manifest = JSON.parse(await readFile(join(layout, 'blobs/sha256', written.digest.slice(7)), 'utf8')) as {
-    layers: Descriptor[];
-  };
-  fragileLayer = manifest.layers[0]?.digest ?? '';
+  fragileLayer = written.images[0]?.layers[0]?.digest ?? '';
   proxy = await startTokenAuthProxy(registry.url, { credentials: CREDENTIALS });
 }, 120_000);
 
@@ -80,28 +82,28 @@ describe('RegistryFetcher', () => {
     expect(await readFile(join(rootfs, 'bin/busybox'))).toEqual(await readFile('/usr/bin/busybox'));
     expect(await readlink(join(rootfs, 'bin/sh'))).toBe('busybox');
     expect(await readFile(join(rootfs, 'etc/passwd'), 'utf8')).toContain('user:x:1000:1000');
-    expect(image).toEqual({ env: [['PATH', BUSYBOX_PATH], ['LANG', 'C.UTF-8']], digest: busybox.digest });
-    expect(log).toContain(`resolved cairn/busybox to ${busybox.digest}`);
+    expect(image).toEqual({ env: [['PATH', BUSYBOX_PATH], ['LANG', 'C.UTF-8']], digest: busybox });
+    expect(log).toContain(`resolved cairn/busybox to ${busybox}`);
   });
 
   it('fetches by digest, and from a registry named in the reference', async () => {
     const elsewhere = new RegistryFetcher({ registry: 'https://registry.invalid' });
     const byHost = await fetchWith(elsewhere, `127.0.0.1:${registry?.port}/cairn/busybox:latest`);
-    expect(byHost.image.digest).toBe(busybox.digest);
+    expect(byHost.image.digest).toBe(busybox);
     const fetcher = new RegistryFetcher({ registry: registry?.url ?? '' });
-    expect((await fetchWith(fetcher, `cairn/busybox@${busybox.digest}`)).image.digest).toBe(busybox.digest);
+    expect((await fetchWith(fetcher, `cairn/busybox@${busybox}`)).image.digest).toBe(busybox);
   });
 
   it('resolves a tag to the manifest digest, and fetches name@digest and name:tag@digest', async () => {
     const fetcher = new RegistryFetcher({ registry: registry?.url ?? '' });
-    expect(await fetcher.resolve('cairn/busybox')).toBe(busybox.digest);
-    expect(await fetcher.resolve(`cairn/busybox:latest@${busybox.digest}`)).toBe(busybox.digest);
-    expect((await fetchWith(fetcher, `cairn/busybox:latest@${busybox.digest}`)).image.digest).toBe(busybox.digest);
+    expect(await fetcher.resolve('cairn/busybox')).toBe(busybox);
+    expect(await fetcher.resolve(`cairn/busybox:latest@${busybox}`)).toBe(busybox);
+    expect((await fetchWith(fetcher, `cairn/busybox:latest@${busybox}`)).image.digest).toBe(busybox);
     // An index resolves to the index, so that a pinned reference still serves every platform.
     const index = await fetcher.resolve('cairn/multi');
-    expect(index).not.toBe(amd64.digest);
+    expect(index).not.toBe(amd64);
     const arm = new RegistryFetcher({ registry: registry?.url ?? '', platform: 'linux/arm64' });
-    expect((await fetchWith(arm, `cairn/multi@${index}`)).image.digest).toBe(arm64.digest);
+    expect((await fetchWith(arm, `cairn/multi@${index}`)).image.digest).toBe(arm64);
   });
 
   it('says which tag or digest a registry does not have when resolving', async () => {
@@ -114,12 +116,12 @@ describe('RegistryFetcher', () => {
   it('picks linux/amd64 from a multi-platform index unless told otherwise', async () => {
     const picked = await fetchWith(new RegistryFetcher({ registry: registry?.url ?? '' }), 'cairn/multi');
     expect(await readFile(join(picked.rootfs, 'arch'), 'utf8')).toBe('amd64');
-    expect(picked.image).toEqual({ env: [['ARCH', 'amd64']], digest: amd64.digest });
-    expect(picked.log[0]).toMatch(new RegExp(`^resolved cairn/multi to ${amd64.digest} \\(linux/amd64 in index`));
+    expect(picked.image).toEqual({ env: [['ARCH', 'amd64']], digest: amd64 });
+    expect(picked.log[0]).toMatch(new RegExp(`^resolved cairn/multi to ${amd64} \\(linux/amd64 in index`));
 
     const arm = await fetchWith(new RegistryFetcher({ registry: registry?.url ?? '', platform: 'linux/arm64' }), 'cairn/multi');
     expect(await readdir(arm.rootfs)).toEqual(['arch']);
-    expect(arm.image.digest).toBe(arm64.digest);
+    expect(arm.image.digest).toBe(arm64);
   });
 
   it('says which image a registry does not have', async () => {
@@ -155,7 +157,7 @@ describe('RegistryFetcher', () => {
       const before = proxy?.tokensIssued() ?? 0;
       const fetcher = new RegistryFetcher({ registry: proxy?.url ?? '', credentials: CREDENTIALS });
       const { rootfs, image } = await fetchWith(fetcher, 'cairn/busybox');
-      expect(image.digest).toBe(busybox.digest);
+      expect(image.digest).toBe(busybox);
       expect(await readlink(join(rootfs, 'bin/sh'))).toBe('busybox');
       expect(proxy?.tokensIssued()).toBe(before + 1);
     });
