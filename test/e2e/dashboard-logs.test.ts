@@ -5,7 +5,8 @@
  * results-store is stopped and started again mid-build, which cuts the page's stream.
  * The restarted service knows the running build from the scheduler (the board is not
  * empty), the page resumes the log where it was and shows every line once, and a
- * progress bar drawn with `\r` is one line, live and once stored.
+ * progress bar drawn with `\r` is one line, live and once stored. The log folds by the
+ * steps the worker reported (issue 12), and the stored one keeps per-line times.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -66,10 +67,19 @@ describe('a live log across a restart of the results-store, on the real cluster'
     const expected = ['line-1', 'line-2', 'progress-10', ...Array.from({ length: LINES - 2 }, (_, i) => `line-${i + 3}`)];
     const live = await page.locator('#log .l').evaluateAll((els) => els.map((e) => e.textContent ?? ''));
     expect(live.filter((l) => /^(line|progress)-/.test(l))).toEqual(expected);
+    expect(await page.locator('#log details.step').count()).toBe(2);
 
     // Once stored, the same lines from the stored log.
     await expect.poll(() => page.locator('h1').innerText(), { timeout: 90_000 }).toContain('succeeded');
     const stored = await page.locator('#log .l').evaluateAll((els) => els.map((e) => e.textContent ?? ''));
     expect(stored.filter((l) => /^(line|progress)-/.test(l))).toEqual(expected);
+    // Folded by the step boundaries the worker sent (issue 12), each step with how long it
+    // took; every line keeps the time it was written.
+    const steps = await page.locator('#log details.step summary').allInnerTexts();
+    expect(steps).toHaveLength(2);
+    expect(steps[0]).toContain(`(from ${BASE_IMAGE}`);
+    expect(steps[1]).toContain('(run (shell');
+    expect(await page.locator('#log details.step .took').count()).toBe(2);
+    expect(await page.locator('#log a.n[data-ts]').count()).toBe(await page.locator('#log a.n').count());
   }, 240_000);
 });

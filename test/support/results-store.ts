@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { answer, ensureJetStream, ok, putBlob, subjects, type Artifact, type BuildResult, type JobEvent, type JobState, type JobStatus, type LogChunk } from '@cairn/contracts';
+import { answer, ensureJetStream, ok, putBlob, subjects, type Artifact, type BuildResult, type JobEvent, type JobState, type JobStatus, type LogChunk, type LogStep } from '@cairn/contracts';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
@@ -193,6 +193,11 @@ export function sampleResult(overrides: Partial<BuildResult> = {}): BuildResult 
  * Publishes what the scheduler and the workers publish, as they publish it, and answers
  * `status` for the jobs it logged as the scheduler does: which worker ran each run.
  */
+/** A step's start as a worker puts it in the log; `heading` is the line that follows it. */
+export const stepStarted = (heading: string, stage = ''): LogStep => ({ t: 'started', heading, stage });
+/** The end of the step `stage` started last. */
+export const stepFinished = (cached: boolean, id = 'a'.repeat(64), stage = '', ms = 1500): LogStep => ({ t: 'finished', stage, id, cached, ms });
+
 export class ClusterStandIn {
   private readonly js;
   private seq = new Map<string, number>();
@@ -228,15 +233,17 @@ export class ClusterStandIn {
   /**
    * The next chunk of a job's log (seq counted here, from 1 again for a new attempt), as
    * `worker` publishes it; the first worker to log an attempt is the one that ran it.
+   * A LogStep is a step boundary's chunk (`stepStarted`, `stepFinished`).
    */
-  async log(client: string, job: string, text: string, end?: LogChunk['end'], attempt = 1, worker = 'w1'): Promise<void> {
+  async log(client: string, job: string, text: string | LogStep, end?: LogChunk['end'], attempt = 1, worker = 'w1'): Promise<void> {
     const runs = this.runs.get(job) ?? { client, workers: new Map<number, string>() };
     this.runs.set(job, runs);
     if (!runs.workers.has(attempt)) runs.workers.set(attempt, worker);
     const key = `${job}/${attempt}/${worker}`;
     const seq = (this.seq.get(key) ?? 0) + 1;
     this.seq.set(key, seq);
-    const chunk: LogChunk = { job, seq, attempt, text, ...(end ? { end } : {}) };
+    const content = typeof text === 'string' ? { text } : { text: '', step: text };
+    const chunk: LogChunk = { job, seq, attempt, ...content, ...(end ? { end } : {}) };
     await this.js.publish(subjects.log(client, job, worker), JSON.stringify(chunk));
   }
 

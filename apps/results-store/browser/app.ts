@@ -5,15 +5,17 @@
  *   replaces that job's row in the queued or running table;
  * - the live log ([data-live-log]), following /builds/<id>/log/events: the log comes
  *   already cut into steps and turned into HTML (view/log-sections.ts), so this only
- *   places it, the way view/log-view.ts lays out a stored log. Every event carries its
- *   place in the log as its ID, so a stream that is cut resumes where the page is
- *   (`Last-Event-ID`, or `?from=` on a new connection) and no line shows twice; once the
- *   build is stored the page reloads into the stored build's page;
+ *   places it, the way view/log-view.ts lays out a stored log, and marks each step's
+ *   cache hit and duration when it finishes. Every event carries its place in the log
+ *   as its ID, so a stream that is cut resumes where the page is (`Last-Event-ID`, or
+ *   `?from=` on a new connection) and no line shows twice; once the build is stored the
+ *   page reloads into the stored build's page;
  * - the log tools: line permalinks (#L12, #L12-L20) highlighted and scrolled to, search
  *   with next/previous, per-line times, follow on/off, the failed step scrolled to;
  * - times shown relative ("3 min ago") with the exact UTC time on hover;
  * - a light/dark switch remembered in localStorage.
  */
+import { formatDuration } from '../src/view/html.js';
 import type { LogEvent } from '../src/view/log-sections.js';
 
 /** A job on the board, as /live/events sends it (live/live-board.ts). */
@@ -250,7 +252,7 @@ function followLog(log: Element): void {
     const e = JSON.parse(m.data) as LogEvent;
     if (e.t === 'step') {
       if (step) step.open = false;
-      step = el('details', { class: 'step', open: '' }) as HTMLDetailsElement;
+      step = el('details', { class: 'step', open: '', 'data-step': String(e.n) }) as HTMLDetailsElement;
       const summary = el('summary');
       // The server escaped the title (view/log-sections.ts): it is HTML.
       summary.innerHTML = e.title;
@@ -258,12 +260,19 @@ function followLog(log: Element): void {
       current = el('pre');
       step.appendChild(current);
       box.appendChild(step);
+    } else if (e.t === 'done') {
+      // Child builds run at once: the step that finished need not be the newest.
+      const done = box.querySelector(`details[data-step="${e.n}"]`);
+      const summary = done?.querySelector('summary');
+      if (done && summary) {
+        if (e.cached) {
+          done.classList.add('cached');
+          summary.append(' ', el('span', { class: 'hit' }, ['cache hit']));
+        }
+        summary.append(' ', el('span', { class: 'took' }, [formatDuration(e.ms)]));
+      }
     } else {
       current.insertAdjacentHTML('beforeend', e.html);
-      if (e.cached && step && !step.classList.contains('cached')) {
-        step.classList.add('cached');
-        step.querySelector('summary')!.appendChild(el('span', { class: 'hit' }, ['cache hit']));
-      }
     }
     if (following()) window.scrollTo(0, document.body.scrollHeight);
     else if (location.hash && !box.querySelector('.l.hl')) showPermalink();

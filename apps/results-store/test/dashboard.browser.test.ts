@@ -13,6 +13,8 @@ import {
   schedulerStandIn,
   sha256Hex,
   startResultsStore,
+  stepFinished,
+  stepStarted,
   type ResultsStoreUnderTest,
 } from '../../../test/support/results-store.js';
 
@@ -39,7 +41,8 @@ describe('the dashboard in a browser, fed over the bus as the cluster feeds it',
     });
     browser = await launchChromium();
     page = await browser.newPage({ acceptDownloads: true });
-  });
+    // A bound for a hang only: NATS, the service and Chromium start slowly on a busy machine.
+  }, 60_000);
   afterAll(async () => {
     await browser?.close();
     stopScheduler?.();
@@ -67,19 +70,23 @@ describe('the dashboard in a browser, fed over the bus as the cluster feeds it',
     await page.waitForURL(`**/builds/${job.job}`);
     await expect.poll(() => page.locator('#live-state').innerText()).toBe('running');
 
+    await cluster.log(job.client, job.job, stepStarted('[1/2] (from busybox)'));
     await cluster.log(job.client, job.job, '[1/2] (from busybox)\n---> using "' + 'a'.repeat(64) + '" from cache\n');
+    await cluster.log(job.client, job.job, stepFinished(true));
+    await cluster.log(job.client, job.job, stepStarted('[2/2] /: (run (shell "make"))'));
     await cluster.log(job.client, job.job, '[2/2] /: (run (shell "make"))\n\x1b[32mcompiling\x1b[0m hello.c\n');
     await expect.poll(() => page.locator('#log').innerText(), { timeout: 10_000 }).toContain('compiling hello.c');
-    // The colour survives as a class; the cached step is marked.
+    // The colour survives as a class; the cached step is marked, with how long it took.
     expect(await page.locator('#log span.fg2').first().innerText()).toBe('compiling');
-    expect(await page.locator('#log details.step.cached summary').first().innerText()).toContain('(from busybox)');
+    expect(await page.locator('#log details.step.cached summary').first().innerText()).toMatch(/\(from busybox\) cache hit 1\.50 s$/);
 
     await cluster.log(job.client, job.job, 'linking\n');
     await expect.poll(() => page.locator('#log').innerText(), { timeout: 10_000 }).toContain('linking');
 
     const bin = Buffer.from(Array.from({ length: 5000 }, (_, i) => i % 256));
     const artifact = await cluster.artifact('/usr/local/bin/hello', bin);
-    await cluster.log(job.client, job.job, `---> saved as "${'b'.repeat(64)}"\n`, 'succeeded');
+    await cluster.log(job.client, job.job, `---> saved as "${'b'.repeat(64)}"\n`);
+    await cluster.log(job.client, job.job, stepFinished(false, 'b'.repeat(64)), 'succeeded');
     cluster.event(job, 'succeeded', { worker: 'w1' });
     await cluster.result(sampleResult({ ...job, artifacts: [artifact] }));
 
@@ -96,6 +103,7 @@ describe('the dashboard in a browser, fed over the bus as the cluster feeds it',
     expect(await page.locator('#log details.step').count()).toBe(2);
     expect(await page.locator('#log details.step.cached .hit').count()).toBe(1);
     expect(await page.locator('#log details.step[open]').count()).toBe(1);
+    expect(await page.locator('#log details.step .took').allInnerTexts()).toEqual(['1.50 s', '1.50 s']);
   });
 
   it('compares two builds and points at the step that changed', async () => {

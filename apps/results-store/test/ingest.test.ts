@@ -6,12 +6,13 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNats, type RunningNats } from '../../../test/support/nats.js';
-import { ClusterStandIn, FLAVOURS, sampleResult, sha256Hex, startResultsStore, type ResultsStoreUnderTest } from '../../../test/support/results-store.js';
+import { ClusterStandIn, FLAVOURS, sampleResult, sha256Hex, startResultsStore, stepFinished, stepStarted, type ResultsStoreUnderTest } from '../../../test/support/results-store.js';
 import { In } from 'typeorm';
 import { BuildEntity } from '../src/db/build.entity.js';
 import { Ingest } from '../src/ingest/ingest.js';
 import { BuildQueries } from '../src/queries/build-queries.js';
 import { asBuildId, asSha256 } from '../src/ids.js';
+import { decodeLogIndex } from '../src/log-index.js';
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -53,7 +54,10 @@ describe.each(FLAVOURS)('results from the stream, on %s', (flavour) => {
     const bin = new Uint8Array(300_000).map((_, i) => (i * 31) % 251);
     const artifacts = [await cluster.artifact('/usr/local/bin/hello', bin), await cluster.artifact('/etc/motd', Buffer.from('hi\n'))];
     const result = sampleResult({ artifacts });
+    const before = Date.now();
+    await cluster.log(result.client, result.job, stepStarted('(from busybox)'));
     await cluster.log(result.client, result.job, '(from busybox)\n---> using "aaa" from cache\n');
+    await cluster.log(result.client, result.job, stepFinished(true));
     await cluster.log(result.client, result.job, 'done\n', 'succeeded');
     await cluster.result(result);
 
@@ -67,6 +71,11 @@ describe.each(FLAVOURS)('results from the stream, on %s', (flavour) => {
       ['(run (shell "echo hello > /hello"))', false],
     ]);
     expect(stored.logSha256).toBe(sha256Hex('(from busybox)\n---> using "aaa" from cache\ndone\n'));
+    // Beside the text: where its steps are, and when each chunk was written.
+    const index = decodeLogIndex(stored.logIndex!, stored.logBytes!, 'the stored build');
+    expect(index.steps).toEqual([[0, stepStarted('(from busybox)')], [43, stepFinished(true)]]);
+    expect(index.times.map(([byte]) => byte)).toEqual([0, 43]);
+    for (const [, at] of index.times) expect(at).toBeGreaterThanOrEqual(before - 1000);
     const blob = await rs.store.blobs.openVerified(stored.artifacts[1]!.sha256);
     expect(blob?.size).toBe(bin.length);
   });

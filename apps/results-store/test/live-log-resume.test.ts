@@ -8,7 +8,7 @@ import { connectBus } from '@cairn/contracts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNats, type RunningNats } from '../../../test/support/nats.js';
-import { ClusterStandIn, newJobId, startResultsStore, type ResultsStoreUnderTest } from '../../../test/support/results-store.js';
+import { ClusterStandIn, newJobId, startResultsStore, stepFinished, stepStarted, type ResultsStoreUnderTest } from '../../../test/support/results-store.js';
 
 interface SseEvent {
   event: string;
@@ -77,20 +77,25 @@ describe('resuming a live log', () => {
   it('continues after the last event the client has, from Last-Event-ID or ?from=', async () => {
     const job = { job: newJobId(), name: 'resumed', client: 'alice', pool: 'linux-x86_64' };
     cluster.event(job, 'running', { worker: 'w1' });
-    await cluster.log(job.client, job.job, 'line-1\nline-2\n[1/1] (from busybox)\n');
+    await cluster.log(job.client, job.job, 'line-1\nline-2\n');
+    await cluster.log(job.client, job.job, stepStarted('[1/1] (from busybox)'));
+    await cluster.log(job.client, job.job, '[1/1] (from busybox)\n');
     await cluster.log(job.client, job.job, 'línea-3\nline-4\n');
     const url = `${rs.url}/builds/${job.job}/log/events`;
     const first = await readEvents(url, (events) => linesOf(events).includes('line-4'));
     expect(linesOf(first)).toEqual(['line-1', 'line-2', '[1/1] (from busybox)', 'línea-3', 'line-4']);
     const last = first.filter((e) => e.event === 'log').at(-1)!.id!;
-    // The ID is the byte of the log the event ends at, with the run it belongs to.
-    expect(last).toBe(`1:${Buffer.byteLength('line-1\nline-2\n[1/1] (from busybox)\nlínea-3\nline-4\n')}`);
+    // The ID is where in the log the event ends (its bytes, plus one for the step
+    // boundary), with the run it belongs to.
+    expect(last).toBe(`1:${Buffer.byteLength('line-1\nline-2\n[1/1] (from busybox)\nlínea-3\nline-4\n') + 1}`);
 
-    // Cut; more is written while the page is away.
+    // Cut; more is written while the page is away, the step's end among it.
+    await cluster.log(job.client, job.job, stepFinished(true));
     await cluster.log(job.client, job.job, 'line-5\nline-6\n');
     await cluster.log(job.client, job.job, 'line-7\n', 'succeeded');
     const resumed = await readEvents(url, (events) => events.some((e) => e.event === 'end'), { 'last-event-id': last });
     expect(linesOf(resumed)).toEqual(['line-5', 'line-6', 'line-7']);
+    expect(resumed.filter((e) => e.event === 'log').map((e) => (e.data as { t: string }).t)[0]).toBe('done');
     // Line numbers go on from where they were.
     expect(JSON.stringify(resumed)).toContain('id=\\"L6\\"');
 

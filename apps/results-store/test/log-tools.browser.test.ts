@@ -17,7 +17,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startNats, type RunningNats } from '../../../test/support/nats.js';
-import { ClusterStandIn, launchChromium, newJobId, sampleResult, schedulerStandIn, spawnResultsStore, type ResultsStoreProcess } from '../../../test/support/results-store.js';
+import { ClusterStandIn, launchChromium, newJobId, sampleResult, schedulerStandIn, spawnResultsStore, stepFinished, stepStarted, type ResultsStoreProcess } from '../../../test/support/results-store.js';
 
 const SCREENSHOTS = fileURLToPath(new URL('../../../docs/screenshots/', import.meta.url));
 const POOL = 'linux-x86_64';
@@ -115,7 +115,11 @@ describe('the dashboard across a restart of the results-store', () => {
   it('scrolls to and highlights a permalinked line, and a range; search walks the matches', async () => {
     const text = Array.from({ length: 300 }, (_, i) => `output line ${i + 1}${i % 100 === 41 ? ' warning: something' : ''}\n`).join('');
     const result = sampleResult({ name: 'long-log', state: 'failed', failure: 'step 2: exit 1' });
-    await cluster.log(result.client, result.job, `(from busybox)\n/: (run (shell "make"))\n${text}`, 'failed');
+    await cluster.log(result.client, result.job, stepStarted('(from busybox)'));
+    await cluster.log(result.client, result.job, '(from busybox)\n');
+    await cluster.log(result.client, result.job, stepFinished(true));
+    await cluster.log(result.client, result.job, stepStarted('/: (run (shell "make"))'));
+    await cluster.log(result.client, result.job, `/: (run (shell "make"))\n${text}`, 'failed');
     await cluster.result(result);
     await expect.poll(async () => (await fetch(`${rs.url}/api/v1/builds/${result.job}`)).status, { timeout: 15_000 }).toBe(200);
 
@@ -149,9 +153,7 @@ describe('the dashboard across a restart of the results-store', () => {
 
     // The screenshot of a build page (docs/screenshots): a short failed build, a line picked.
     const shown = sampleResult({ name: 'hello-world', state: 'failed', failure: 'step 2: exit 2', artifacts: [] });
-    const log = [
-      '[1/2] (from busybox)',
-      `---> using "${'a'.repeat(64)}" from cache`,
+    const make = [
       '[2/2] /: (run (shell "make"))',
       '\x1b[1mcc -O2 -c hello.c\x1b[0m',
       '\x1b[33mhello.c:3:5: warning:\x1b[0m unused variable \x1b[1m‘x’\x1b[0m',
@@ -159,7 +161,14 @@ describe('the dashboard across a restart of the results-store', () => {
       '\x1b[31mhello.c:9: undefined reference to `greet`\x1b[0m',
       'make: *** [Makefile:4: hello] Error 2',
     ].join('\n');
-    await cluster.log(shown.client, shown.job, `${log}\n`, 'failed');
+    const pieces = [
+      stepStarted('[1/2] (from busybox)'),
+      `[1/2] (from busybox)\n---> using "${'a'.repeat(64)}" from cache\n`,
+      stepFinished(true, 'a'.repeat(64), '', 412),
+      stepStarted('[2/2] /: (run (shell "make"))'),
+      `${make}\n`,
+    ];
+    for (const [i, piece] of pieces.entries()) await cluster.log(shown.client, shown.job, piece, i === pieces.length - 1 ? 'failed' : undefined);
     await cluster.result(shown);
     await expect.poll(async () => (await fetch(`${rs.url}/api/v1/builds/${shown.job}`)).status, { timeout: 15_000 }).toBe(200);
     await mkdir(SCREENSHOTS, { recursive: true });

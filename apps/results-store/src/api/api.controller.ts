@@ -71,8 +71,10 @@ export class ApiController {
     const build = await this.queries.getBuild(buildIdOf(raw));
     if (!build) throw new NotFoundException(`build ${raw}: not stored`);
     const base = baseUrl(this.config, req);
+    // The log's index is how the page renders it, not part of the API's build.
+    const { logIndex: _logIndex, ...shown } = build;
     sendJson(req, res, {
-      ...build,
+      ...shown,
       reproduce: reproduction(build, base),
       links: {
         page: `${base}/builds/${build.id}`,

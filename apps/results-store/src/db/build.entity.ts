@@ -86,6 +86,10 @@ export class BuildEntity {
   @Column({ name: 'log_bytes', type: 'bigint', nullable: true, transformer: epochMs })
   logBytes!: number | null;
 
+  /** When the log's chunks were written and where its steps are (log-index.ts); null before migration 0005 and for uploads. */
+  @Column({ name: 'log_index', type: 'text', nullable: true })
+  logIndex!: string | null;
+
   @Column({ type: 'varchar', length: 16 })
   source!: BuildSource;
 

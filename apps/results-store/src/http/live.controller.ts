@@ -71,7 +71,7 @@ export class LiveController {
           attempt = shown = chunk.attempt;
           sectioner = new LogSectioner();
         }
-        const events = [...sectioner.feed(chunk.text, chunk.at), ...(chunk.end ? sectioner.flush() : [])];
+        const events = [...sectioner.feed(chunk, chunk.at), ...(chunk.end ? sectioner.flush() : [])];
         for (const event of events) {
           if (from?.attempt === attempt && event.end <= from.offset) continue;
           channel.send('log', event, logEventId(attempt, event.end));
@@ -85,7 +85,10 @@ export class LiveController {
   }
 }
 
-/** A log event's ID: the run (attempt) and the byte of its log the event ends at, `2:1024`. */
+/**
+ * A log event's ID: the run (attempt) and where in its log the event ends (its bytes,
+ * plus one per step boundary: LogSectioner), `2:1024`.
+ */
 export function logEventId(attempt: number, end: number): string {
   return `${attempt}:${end}`;
 }

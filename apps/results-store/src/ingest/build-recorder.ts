@@ -18,7 +18,8 @@ export interface BuildToRecord {
   readonly source: BuildSource;
   /** Normalised paths, blobs already in the store. */
   readonly artifacts: readonly { path: string; size: number; sha256: Sha256 }[];
-  readonly log?: { sha256: Sha256; size: number };
+  /** `index`: the log's chunk times and step boundaries (log-index.ts); none for an uploaded log. */
+  readonly log?: { sha256: Sha256; size: number; index?: string };
   readonly note?: string;
   readonly storedAt: number;
 }
@@ -162,6 +163,7 @@ function buildRow(id: BuildId, jobId: JobKey, build: BuildToRecord): Partial<Bui
     stepsCached: r.steps.filter((s) => s.cached).length,
     logSha256: build.log?.sha256 ?? null,
     logBytes: build.log?.size ?? null,
+    logIndex: build.log?.index ?? null,
     source: build.source,
     storedAt: build.storedAt,
     note: build.note ?? null,

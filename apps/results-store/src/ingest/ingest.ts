@@ -294,7 +294,7 @@ export class Ingest {
       const log = { sha256: asSha256(createHash('sha256').update(bytes).digest('hex')), size: bytes.length };
       const staged = await this.blobs.stageNew(() => once(bytes), { ...log, what: `log of ${result.job}` }, { deferSync: true });
       if (staged) group.push(staged);
-      plan.log = log;
+      plan.log = { ...log, index: stored.index };
     } catch (e) {
       plan.failure ??= new RetryLaterError(`keeping the log of ${result.job}: ${message(e)}`, { cause: e });
     }
@@ -333,7 +333,7 @@ interface ClusterPlan extends ClusterDelivery {
   readonly logNotes: string[];
   /** Artifacts in the blob store (or staged into it). */
   readonly kept: NormalisedArtifact[];
-  log?: { sha256: Sha256; size: number };
+  log?: { sha256: Sha256; size: number; index: string };
   /** Why this result cannot be stored now; it is delivered again. */
   failure?: unknown;
 }

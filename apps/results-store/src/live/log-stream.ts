@@ -11,6 +11,7 @@
 import { LogChunk, LogWriters, streams, subjects, type RunHistory } from '@cairn/contracts';
 import { DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { LogIndexer } from '../log-index.js';
 
 export interface TailOptions {
   readonly signal?: AbortSignal;
@@ -49,7 +50,7 @@ export async function* tailLog(nc: NatsConnection, job: string, options: TailOpt
       }
       if (seen.has(chunk.seq)) continue;
       seen.add(chunk.seq);
-      yield { ...chunk, at: Math.floor(Number(m.info.timestampNanos) / 1e6) };
+      yield { ...chunk, at: timeOf(m) };
       if (chunk.end) return;
     }
   } finally {
@@ -73,6 +74,8 @@ async function dropConsumer(consumer: Consumer): Promise<void> {
 
 export interface StoredLog {
   readonly text: string;
+  /** Its chunks' times and step boundaries (log-index.ts), encoded. */
+  readonly index: string;
   /** The chunk marked `end` was among them. */
   readonly complete: boolean;
   readonly chunks: number;
@@ -102,11 +105,11 @@ export async function readStoredLog(nc: NatsConnection, run: { client: string; j
     await dropConsumer(consumer);
     throw e;
   });
-  const chunks = new Map<number, LogChunk>();
+  const chunks = new Map<number, TimedChunk>();
   try {
     for await (const m of messages) {
       const chunk = parseChunk(m, job);
-      if (chunk?.attempt === attempt && !chunks.has(chunk.seq)) chunks.set(chunk.seq, chunk);
+      if (chunk?.attempt === attempt && !chunks.has(chunk.seq)) chunks.set(chunk.seq, { ...chunk, at: timeOf(m) });
       if (m.seq >= lastSeq) break;
     }
   } finally {
@@ -114,8 +117,11 @@ export async function readStoredLog(nc: NatsConnection, run: { client: string; j
     await dropConsumer(consumer);
   }
   const ordered = [...chunks.values()].sort((a, b) => a.seq - b.seq);
+  const index = new LogIndexer();
+  for (const chunk of ordered) index.add(chunk, chunk.at);
   return {
     text: ordered.map((c) => c.text).join(''),
+    index: index.encode(),
     complete: ordered.some((c) => c.end !== undefined),
     chunks: ordered.length,
   };
@@ -127,6 +133,9 @@ export async function logExists(nc: NatsConnection, job: string): Promise<boolea
   const info = await jsm.streams.info(streams.logs.name, { subjects_filter: subjects.jobLog('*', job) });
   return Object.keys(info.state.subjects ?? {}).length > 0;
 }
+
+/** When the stream took the message (epoch ms). */
+const timeOf = (m: JsMsg) => Math.floor(Number(m.info.timestampNanos) / 1e6);
 
 function parseChunk(m: JsMsg, job: string): LogChunk | undefined {
   try {

@@ -14,6 +14,7 @@ import { BuildQueries, type BuildDetail, type PageSource } from '../queries/buil
 import { CONFIG, LOGGER } from '../tokens.js';
 import { buildPage } from './build-page.js';
 import { html, type Html } from '../view/html.js';
+import { decodeLogIndex, LogIndexer, type LogIndex } from '../log-index.js';
 import { renderLog } from '../view/log-view.js';
 import { PrerenderedPages, type PageBytes, type PageFacts } from './prerendered-pages.js';
 
@@ -150,7 +151,16 @@ export class BuildPages {
     if (!blob) return { html: html`<p class="note">The log blob is missing or damaged; run <code>verify</code>.</p>`, intact: false };
     const chunks: Buffer[] = [];
     for await (const chunk of blob.stream()) chunks.push(chunk as Buffer);
-    return { html: renderLog(Buffer.concat(chunks).toString('utf8'), { failed: build.state === 'failed' }), intact: true };
+    const text = Buffer.concat(chunks).toString('utf8');
+    let index: LogIndex | undefined;
+    let unreadable: Html | string = '';
+    try {
+      index = build.logIndex === null ? undefined : decodeLogIndex(build.logIndex, Buffer.byteLength(text), `build ${build.id}`);
+    } catch (e) {
+      // The log still shows, as logs stored before the index do.
+      unreadable = html`<p class="note">${e instanceof Error ? e.message : String(e)}: the log shows without times or steps.</p>`;
+    }
+    return { html: html`${unreadable}${renderLog(text, { failed: build.state === 'failed', index })}`, intact: true };
   }
 }
 
@@ -190,6 +200,7 @@ export function rendererFingerprint(): string {
     note: 'note',
     logSha256: 'a'.repeat(64) as Sha256,
     logBytes: 10,
+    logIndex: null,
     steps: [
       { position: 0, stage: '', op: '(from busybox)', stepId: 'b'.repeat(64), cached: true, ms: 10 },
       { position: 1, stage: 'build', op: '(run (shell "false"))', stepId: 'c'.repeat(64), cached: false, ms: 20 },
@@ -197,7 +208,11 @@ export function rendererFingerprint(): string {
     artifacts: [{ path: 'out/a b', size: 2048, sha256: 'd'.repeat(64) as Sha256 }],
     tags: ['release'],
   };
-  const log = renderLog('before\n(from busybox)\n\u001b[1;31mred\u001b[0m\r\u001b[1;31mRED\u001b[0m\n', { failed: true });
+  const index = new LogIndexer();
+  const pieces = [{ text: 'before\n' }, { text: '', step: { t: 'started', heading: '(from busybox)', stage: '' } }, { text: '(from busybox)\n' }, { text: '', step: { t: 'finished', stage: '', id: 'b'.repeat(64), cached: true, ms: 10 } }, { text: '\u001b[1;31mred\u001b[0m\r\u001b[1;31mRED\u001b[0m\n' }] as const;
+  pieces.forEach((piece, i) => index.add(piece, 1_000 + i));
+  const text = pieces.map((p) => p.text).join('');
+  const log = renderLog(text, { failed: true, index: decodeLogIndex(index.encode(), Buffer.byteLength(text), 'the sample') });
   const pages = [buildPage(sample, log, 'j-00000000previous', 'http://sample'), buildPage({ ...sample, failure: null, note: null, tags: [], steps: [], artifacts: [], contextDigest: null, logSha256: null }, undefined, undefined, 'http://sample')];
   return createHash('sha256').update(pages.map((p) => p.value).join('\0')).digest('hex').slice(0, 32);
 }

@@ -54,7 +54,7 @@ pre{background:var(--code);padding:.5rem;overflow-x:auto;margin:0;white-space:pr
 input,select,button{font:inherit;padding:.25rem .4rem;color:var(--fg);background:var(--bg);border:1px solid var(--muted);border-radius:3px}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:0}dl.facts dt{font-weight:600}dl.facts dd{margin:0;word-break:break-word}
 details.step{border:1px solid var(--line);margin:.2rem 0}details.step summary{cursor:pointer;padding:.2rem .4rem;font-family:ui-monospace,monospace;font-size:13px}
-details.step.cached summary{background:var(--hit)}.hit{font-size:.8rem;border:1px solid var(--link);border-radius:3px;padding:0 .3rem;color:var(--link)}
+details.step.cached summary{background:var(--hit)}.hit{font-size:.8rem;border:1px solid var(--link);border-radius:3px;padding:0 .3rem;color:var(--link)}.took{font-size:.8rem;color:var(--muted)}
 .changed{background:var(--hit)}tr.first-change td{border-left:4px solid var(--warn)}
 .diff .add{color:var(--ok)}.diff .del{color:var(--bad)}
 .chart{width:100%;height:160px}.chart rect.succeeded{fill:var(--ok)}.chart rect.failed{fill:var(--bad)}.chart rect.cancelled{fill:var(--muted)}.chart .axis{stroke:var(--line)}.chart .axis-label{fill:var(--muted);font-size:11px}

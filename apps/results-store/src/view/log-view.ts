@@ -1,37 +1,38 @@
 /**
  * The stored log of a finished build as HTML: output before the first step, then one
  * `<details>` per step, folded except the last one (where a failure shows, marked so
- * that the page opens and scrolls to it), with cache hits marked and every line
- * numbered. The live page builds the same structure from the same events
+ * that the page opens and scrolls to it), with cache hits and durations marked and
+ * every line numbered. The live page builds the same structure from the same events
  * (browser/app.ts).
  */
-import { html, trusted, type Html } from './html.js';
+import { replayLog, type LogIndex } from '../log-index.js';
+import { formatDuration, html, trusted, type Html } from './html.js';
 import { LogSectioner, type LogEvent } from './log-sections.js';
 
 interface Section {
   title?: string;
   body: string;
   cached: boolean;
+  ms?: number;
 }
 
 export function sectionsOf(events: readonly LogEvent[]): Section[] {
   const sections: Section[] = [{ body: '', cached: false }];
   for (const e of events) {
-    const current = sections[sections.length - 1]!;
-    if (e.t === 'step') sections.push({ title: e.title, body: '', cached: false });
-    else {
-      current.body += e.html;
-      if (e.cached) current.cached = true;
-    }
+    if (e.t === 'step') sections[e.n] = { title: e.title, body: '', cached: false };
+    else if (e.t === 'done') Object.assign(sections[e.n] ?? {}, { cached: e.cached, ms: e.ms });
+    else sections[sections.length - 1]!.body += e.html;
   }
   return sections;
 }
 
-/** `failed`: the build failed, in its last step. */
-export function renderLog(text: string, options: { failed?: boolean } = {}): Html {
+/** `failed`: the build failed, in its last step; `index`: the log's times and steps, when stored. */
+export function renderLog(text: string, options: { failed?: boolean; index?: LogIndex | undefined } = {}): Html {
   const sectioner = new LogSectioner();
-  const sections = sectionsOf([...sectioner.feed(text), ...sectioner.flush()]);
-  return renderSections(sections, options.failed ?? false);
+  const events: LogEvent[] = [];
+  for (const { piece, at } of replayLog(text, options.index)) events.push(...sectioner.feed(piece, at));
+  events.push(...sectioner.flush());
+  return renderSections(sectionsOf(events), options.failed ?? false);
 }
 
 function renderSections(sections: Section[], failed: boolean): Html {
@@ -41,7 +42,7 @@ function renderSections(sections: Section[], failed: boolean): Html {
       ? s.body
         ? html`<pre class="pre">${trusted(s.body)}</pre>`
         : ''
-      : html`<details class="step${s.cached ? ' cached' : ''}${failed && i === last ? ' failing' : ''}"${failed && i === last ? trusted(' id="failed-step"') : ''}${i === last ? trusted(' open') : ''}><summary>${trusted(s.title)}${s.cached ? html` <span class="hit">cache hit</span>` : ''}${failed && i === last ? html` <span class="failed-mark">failed</span>` : ''}</summary><pre>${trusted(s.body)}</pre></details>`,
+      : html`<details class="step${s.cached ? ' cached' : ''}${failed && i === last ? ' failing' : ''}"${failed && i === last ? trusted(' id="failed-step"') : ''}${i === last ? trusted(' open') : ''}><summary>${trusted(s.title)}${s.cached ? html` <span class="hit">cache hit</span>` : ''}${s.ms === undefined ? '' : html` <span class="took">${formatDuration(s.ms)}</span>`}${failed && i === last ? html` <span class="failed-mark">failed</span>` : ''}</summary><pre>${trusted(s.body)}</pre></details>`,
   )}</div>`;
 }
 
