@@ -74,12 +74,14 @@ describe('a live log across a restart of the results-store, on the real cluster'
     const stored = await page.locator('#log .l').evaluateAll((els) => els.map((e) => e.textContent ?? ''));
     expect(stored.filter((l) => /^(line|progress)-/.test(l))).toEqual(expected);
     // Folded by the step boundaries the worker sent (issue 12), each step with how long it
-    // took; every line keeps the time it was written.
+    // took; every line keeps the time it was written, shown by the Times switch.
     const steps = await page.locator('#log details.step summary').allInnerTexts();
     expect(steps).toHaveLength(2);
     expect(steps[0]).toContain(`(from ${BASE_IMAGE}`);
     expect(steps[1]).toContain('(run (shell');
     expect(await page.locator('#log details.step .took').count()).toBe(2);
     expect(await page.locator('#log a.n[data-ts]').count()).toBe(await page.locator('#log a.n').count());
+    await page.check('#log-times');
+    expect(await page.locator('#log').getAttribute('class')).toContain('times');
   }, 240_000);
 });

@@ -104,6 +104,11 @@ describe('the dashboard in a browser, fed over the bus as the cluster feeds it',
     expect(await page.locator('#log details.step.cached .hit').count()).toBe(1);
     expect(await page.locator('#log details.step[open]').count()).toBe(1);
     expect(await page.locator('#log details.step .took').allInnerTexts()).toEqual(['1.50 s', '1.50 s']);
+    // With the times of its lines, behind the Times switch.
+    expect(await page.locator('#L1 a.n').getAttribute('data-ts')).toMatch(/^\d\d:\d\d:\d\d\.\d{3}$/);
+    expect(await page.locator('#log').getAttribute('class')).not.toContain('times');
+    await page.check('#log-times');
+    expect(await page.locator('#log').getAttribute('class')).toContain('times');
   });
 
   it('compares two builds and points at the step that changed', async () => {

@@ -66,7 +66,7 @@ ${build.tags.length ? html`<dt>Tags</dt><dd>${build.tags.map((t) => html`<a href
           )}</tbody></table></div>`
         : html`<p class="muted">No artifacts.</p>`
     }</section>
-<section aria-labelledby="log-title"><h2 id="log-title">Log</h2>${log ? html`${logTools({})}${log}` : html`<p class="muted">No log was kept for this build.</p>`}
+<section aria-labelledby="log-title"><h2 id="log-title">Log</h2>${log ? html`${logTools({ times: build.logIndex !== null })}${log}` : html`<p class="muted">No log was kept for this build.</p>`}
 ${build.logSha256 ? html`<p><a href="/builds/${build.id}/log.txt" download="${build.id}.log">Download the raw log</a></p>` : ''}</section>
 <section aria-labelledby="spec-title"><h2 id="spec-title">Spec</h2><pre>${build.spec}</pre><p><a href="/builds/${build.id}/spec" download="${specFileName(build.job)}">Download the spec</a></p></section>`,
   });

@@ -48,12 +48,13 @@ function renderSections(sections: Section[], failed: boolean): Html {
 
 /**
  * The tools above a log, shown by the page's script (they need it): search with
- * next/previous; for a live log, per-line times and following the newest line.
+ * next/previous; per-line times for a live log and a stored one that kept them;
+ * following the newest line of a live log.
  */
-export function logTools(options: { live?: boolean }): Html {
+export function logTools(options: { live?: boolean; times?: boolean }): Html {
   return html`<div class="log-tools filters" id="log-tools" hidden>
 <label>Search the log<input type="search" id="log-search" autocomplete="off"></label>
 <button type="button" id="log-prev" aria-label="Previous match">↑</button><button type="button" id="log-next" aria-label="Next match">↓</button>
 <output id="log-search-count" aria-live="polite"></output>
-${options.live ? html`<label class="check"><input type="checkbox" id="log-times"> Times</label><label class="check"><input type="checkbox" id="log-follow" checked> Follow</label>` : ''}</div>`;
+${options.live || options.times ? html`<label class="check"><input type="checkbox" id="log-times"> Times</label>` : ''}${options.live ? html`<label class="check"><input type="checkbox" id="log-follow" checked> Follow</label>` : ''}</div>`;
 }
