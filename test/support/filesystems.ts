@@ -18,9 +18,17 @@ export interface TestFilesystem {
  * mixed block groups, as mkfs.btrfs advises (and needs below ~114 MB): data and metadata
  * then share space, so a small filesystem fills up the way a big one does.
  */
-export function withBtrfs(options: { readonly sizeMb?: number } = {}): Promise<TestFilesystem> {
+export async function withBtrfs(options: { readonly sizeMb?: number; readonly quotas?: boolean } = {}): Promise<TestFilesystem> {
   const sizeMb = options.sizeMb ?? 2048;
-  return withLoopFilesystem('btrfs', sizeMb, ['mkfs.btrfs', '-q', ...(sizeMb < 1024 ? ['--mixed'] : [])]);
+  const fs = await withLoopFilesystem('btrfs', sizeMb, ['mkfs.btrfs', '-q', ...(sizeMb < 1024 ? ['--mixed'] : [])]);
+  try {
+    // Qgroups, which a store's disk limit needs; as an operator turns them on.
+    if (options.quotas) await run('btrfs', ['quota', 'enable', fs.path]);
+  } catch (e) {
+    await fs.cleanup();
+    throw e;
+  }
+  return fs;
 }
 
 /** A fresh XFS with reflinks, as withBtrfs. mkfs.xfs refuses less than 300 MB. */

@@ -1,6 +1,7 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { commitTransaction, createSubvolume, deleteSubvolume, isOnBtrfs, removeSubvolumeOrTree, snapshotSubvolume } from './btrfs.js';
+import { commitTransaction, createSubvolume, deleteSubvolume, exclusiveBytes, isOnBtrfs, limitExclusive, quotasEnabled, removeSubvolumeOrTree, snapshotSubvolume } from './btrfs.js';
+import { nearLimit, type DiskQuota } from './disk-limit.js';
 import { LocalStore } from './local-store.js';
 
 /**
@@ -11,6 +12,10 @@ import { LocalStore } from './local-store.js';
  * Publishing takes a read-only snapshot of the temp at `result/<id>` rather than making
  * the temp read-only and renaming it: btrfs refuses to move a read-only subvolume to
  * another directory (EROFS), and creating a snapshot is just as atomic.
+ *
+ * A disk limit is a qgroup limit on the temp subvolume's exclusive bytes: what the step
+ * writes that its parent does not share (rewriting a parent's file counts, deleting one
+ * frees nothing). It needs quotas on the filesystem (`btrfs quota enable`).
  */
 export class BtrfsStore extends LocalStore {
   readonly kind = 'btrfs';
@@ -29,17 +34,29 @@ export class BtrfsStore extends LocalStore {
     await super.init();
   }
 
-  protected async prepare(parent: string | undefined, tmp: string): Promise<void> {
+  protected async prepare(parent: string | undefined, tmp: string, diskBytes: number | undefined): Promise<DiskQuota | undefined> {
     if (parent === undefined) {
       await createSubvolume(tmp);
       await mkdir(join(tmp, 'rootfs'));
-      return;
+    } else {
+      await snapshotSubvolume(this.layout.result(parent), tmp, { readOnly: false });
+      // Only the rootfs is inherited: the parent's log and other files are its own.
+      for (const entry of await readdir(tmp)) {
+        if (entry !== 'rootfs') await rm(join(tmp, entry), { recursive: true, force: true });
+      }
     }
-    await snapshotSubvolume(this.layout.result(parent), tmp, { readOnly: false });
-    // Only the rootfs is inherited: the parent's log and other files are its own.
-    for (const entry of await readdir(tmp)) {
-      if (entry !== 'rootfs') await rm(join(tmp, entry), { recursive: true, force: true });
-    }
+    if (diskBytes === undefined) return undefined;
+    await limitExclusive(tmp, diskBytes);
+    return {
+      reached: async () => nearLimit(diskBytes - (await exclusiveBytes(tmp)), diskBytes),
+      // The qgroup goes with the temp subvolume; the published snapshot has one of its own, unlimited.
+      release: () => Promise.resolve(),
+    };
+  }
+
+  protected override async diskLimitProblem(): Promise<string | undefined> {
+    if (await quotasEnabled(this.root)) return undefined;
+    return `quotas are off on its filesystem: turn them on with \`btrfs quota enable ${this.root}\` (they slow snapshots and writes somewhat)`;
   }
 
   protected async publish(tmp: string, id: string): Promise<void> {

@@ -67,3 +67,34 @@ async function gone(path: string): Promise<boolean> {
     throw e;
   }
 }
+
+/** Whether `path`'s filesystem keeps qgroups (`btrfs quota enable`), which a subvolume's disk limit needs. */
+export async function quotasEnabled(path: string): Promise<boolean> {
+  try {
+    await runCommand('btrfs', ['qgroup', 'show', '-f', path]);
+    return true;
+  } catch (e) {
+    if (/quotas not enabled/i.test((e as { stderr?: string }).stderr ?? '')) return false;
+    throw e;
+  }
+}
+
+/** Limits what subvolume `path` holds that no other subvolume shares (its qgroup's exclusive bytes). */
+export async function limitExclusive(path: string, bytes: number): Promise<void> {
+  await runCommand('btrfs', ['qgroup', 'limit', '-e', String(bytes), path]);
+}
+
+/**
+ * The exclusive bytes of subvolume `path`, once the transaction is committed: qgroups are
+ * counted at commits, so the last writes would be missing otherwise.
+ */
+export async function exclusiveBytes(path: string): Promise<number> {
+  await commitTransaction(path);
+  const { execa } = await import('execa');
+  const out = (await execa('btrfs', ['qgroup', 'show', '--raw', '-f', path])).stdout;
+  const rows = out.split('\n').map((line) => line.trim().split(/\s+/));
+  const column = rows[0]?.findIndex((title) => /^excl/i.test(title)) ?? -1;
+  const value = Number(rows.find((row) => /^\d+\/\d+$/.test(row[0] ?? ''))?.[column]);
+  if (column < 0 || !Number.isFinite(value)) throw new Error(`cannot read the exclusive bytes of btrfs subvolume ${path}: btrfs qgroup show printed ${JSON.stringify(out)}`);
+  return value;
+}

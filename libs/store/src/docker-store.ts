@@ -5,6 +5,7 @@ import type { User } from '@cairn/spec';
 import type Docker from 'dockerode';
 import { currentGeneration, generationName, OnceReleasedCacheView, type Generation } from './cache-generations.js';
 import { copyTree } from './cp.js';
+import { DiskLimitUnsupportedError, type BuildLimits } from './disk-limit.js';
 import { DockerImages } from './docker-images.js';
 import { errorCode, pathExists } from './errno.js';
 import { freeSpace } from './free-space.js';
@@ -153,8 +154,9 @@ export class DockerStore implements Store {
     return readLogFile(join(this.layout.result(id), RESULT_LOG));
   }
 
-  async build(parent: string | undefined, id: string, fn: (dir: string) => Promise<void>): Promise<void> {
+  async build(parent: string | undefined, id: string, fn: (dir: string) => Promise<void>, limits: BuildLimits = {}): Promise<void> {
     if (await this.exists(id)) throw new Error(`snapshot ${id} already exists in the store at ${this.root}`);
+    if (limits.diskBytes !== undefined) await this.checkDiskLimit();
     const parentInfo = parent === undefined ? undefined : await this.resultImage(parent);
     if (parent !== undefined && parentInfo === undefined) throw new Error(`snapshot ${parent} (the parent) is not in the store at ${this.root}`);
     const tmp = this.layout.newResultTemp(id);
@@ -185,6 +187,13 @@ export class DockerStore implements Store {
       await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
       throw e;
     }
+  }
+
+  /** The daemon's storage driver holds a step's writes in a container layer, which Cairn cannot put a quota on. */
+  checkDiskLimit(): Promise<void> {
+    return Promise.reject(new DiskLimitUnsupportedError(
+      `the docker store at ${this.root} cannot hold a step to a disk limit: its steps write container layers of the Docker daemon, which takes no per-step quota from Cairn; a disk limit needs the btrfs, xfs, zfs or overlayfs (on XFS) store`,
+    ));
   }
 
   async withRootfs<T>(id: string, fn: (rootfs: string) => Promise<T>): Promise<T> {

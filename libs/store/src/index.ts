@@ -1,4 +1,5 @@
 export * from './store.js';
+export { DiskLimitError, DiskLimitUnsupportedError, formatBytes, type BuildLimits } from './disk-limit.js';
 export { BtrfsStore } from './btrfs-store.js';
 export { OverlayfsStore } from './overlayfs-store.js';
 export { RsyncStore } from './rsync-store.js';

@@ -1,6 +1,7 @@
 import { rename } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { User } from '@cairn/spec';
+import { DiskLimitError, DiskLimitUnsupportedError, type BuildLimits, type DiskQuota } from './disk-limit.js';
 import { errorCode, pathExists } from './errno.js';
 import { freeSpace } from './free-space.js';
 import { StoreLayout } from './layout.js';
@@ -35,8 +36,12 @@ export abstract class LocalStore implements Store {
     this.caches = new SharedCaches(this.layout, trees);
   }
 
-  /** Fills `tmp` (which does not exist yet): `tmp/rootfs` a writable clone of `parent`'s. */
-  protected abstract prepare(parent: string | undefined, tmp: string): Promise<void>;
+  /**
+   * Fills `tmp` (which does not exist yet): `tmp/rootfs` a writable clone of `parent`'s;
+   * with `diskBytes`, under a quota letting the step add that much (only drivers whose
+   * diskLimitProblem is undefined get one).
+   */
+  protected abstract prepare(parent: string | undefined, tmp: string, diskBytes: number | undefined): Promise<DiskQuota | undefined>;
   /** Makes `tmp` visible as `id` in one step, failing if `id` exists. */
   protected abstract publish(tmp: string, id: string): Promise<void>;
   abstract delete(id: string): Promise<void>;
@@ -65,22 +70,37 @@ export abstract class LocalStore implements Store {
     return readLogFile(join(this.layout.result(id), RESULT_LOG));
   }
 
-  async build(parent: string | undefined, id: string, fn: (dir: string) => Promise<void>): Promise<void> {
+  async build(parent: string | undefined, id: string, fn: (dir: string) => Promise<void>, limits: BuildLimits = {}): Promise<void> {
     if (await this.exists(id)) throw this.alreadyExists(id);
     if (parent !== undefined && !(await this.exists(parent))) throw this.missing(parent);
+    if (limits.diskBytes !== undefined) await this.checkDiskLimit();
     const tmp = this.layout.newResultTemp(id);
+    let quota: DiskQuota | undefined;
     try {
-      await this.prepare(parent, tmp);
+      quota = await this.prepare(parent, tmp, limits.diskBytes);
       await fn(tmp);
       await this.publish(tmp, id);
     } catch (e) {
-      const error = await storeFullOr(e, this);
+      // The step's own quota first: a quota hit is no sign of a full store.
+      const error = quota && (await quota.reached().catch(() => false)) ? new DiskLimitError(limits.diskBytes!, { cause: e }) : await storeFullOr(e, this);
       // The step's error is the one to report; a temp that cannot go now goes at the next init.
       const remove = error instanceof StoreFullError ? this.removeTempAfterFull(tmp) : this.removeTemp(tmp);
       await remove.catch(() => undefined);
+      await quota?.release().catch(() => undefined);
       throw error;
     }
     await this.removeTemp(tmp);
+    await quota?.release();
+  }
+
+  async checkDiskLimit(): Promise<void> {
+    const problem = await this.diskLimitProblem();
+    if (problem !== undefined) throw new DiskLimitUnsupportedError(`the ${this.kind} store at ${this.root} cannot hold a step to a disk limit: ${problem}`);
+  }
+
+  /** Why this store cannot hold builds to a disk limit; undefined when it can. */
+  protected diskLimitProblem(): Promise<string | undefined> {
+    return Promise.resolve('it keeps plain directories without quotas; a disk limit needs the btrfs, xfs, zfs or overlayfs (on XFS) store');
   }
 
   /** Results hold their whole root filesystem; layered drivers mount it instead. */

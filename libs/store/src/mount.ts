@@ -55,6 +55,32 @@ export async function mountsUnder(dir: string): Promise<string[]> {
   return points.sort((a, b) => b.length - a.length);
 }
 
+/** The filesystem a path is on, as /proc/self/mountinfo says. */
+export interface MountInfo {
+  readonly point: string;
+  readonly fstype: string;
+  /** The filesystem's own options (mountinfo's super options), such as `prjquota`. */
+  readonly options: readonly string[];
+}
+
+/** The mount that holds `path` (which must exist): the deepest mount point above it. */
+export async function mountContaining(path: string): Promise<MountInfo> {
+  const real = await realpath(path);
+  let best: MountInfo | undefined;
+  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
+    const fields = line.split(' ');
+    const point = decodeMountPath(fields[4] ?? '');
+    const rest = fields.slice(fields.indexOf('-') + 1);
+    const inside = point === '/' || real === point || real.startsWith(`${point}/`);
+    // Later lines are mounts over earlier ones at the same point: the last one is visible.
+    if (inside && rest.length >= 3 && (best === undefined || point.length >= best.point.length)) {
+      best = { point, fstype: rest[0]!, options: rest[2]!.split(',') };
+    }
+  }
+  if (best === undefined) throw new Error(`no mount holds ${real} (per /proc/self/mountinfo)`);
+  return best;
+}
+
 /** mountinfo writes space, tab, newline and backslash as octal escapes. */
 function decodeMountPath(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));

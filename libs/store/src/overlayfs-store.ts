@@ -2,10 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { chmod, chown, link, mkdir, readdir, readFile, readlink, rm, rmdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { copyTree } from './cp.js';
+import type { DiskQuota } from './disk-limit.js';
 import { errorCode, pathExists } from './errno.js';
 import { LocalStore } from './local-store.js';
 import { mountOverlay, unmount } from './mount.js';
 import { plainDirectories } from './tree-ops.js';
+import { ProjectQuota, projectQuotaProblem } from './xfs-quota.js';
 
 /** The bottom of every stack: overlayfs needs one lower layer to build on, and two to mount read-only. */
 const EMPTY = 'empty';
@@ -35,6 +37,11 @@ const LINKS = 'l';
  * Cache views are copies (`cp -a --reflink=auto`): overlayfs cannot clone a directory
  * cheaply, so views share extents where the filesystem has reflinks (xfs, btrfs) and
  * are byte copies elsewhere.
+ *
+ * A disk limit holds the build's upper/ (with work/, where copy-ups start) to an XFS
+ * project quota, as Docker's overlay2 `size` option does: what the step writes, whole
+ * files it changes included (a copy-up copies the file). Only on XFS mounted with
+ * `-o prjquota`; on other filesystems the store refuses a disk limit.
  */
 export class OverlayfsStore extends LocalStore {
   readonly kind = 'overlayfs';
@@ -50,11 +57,14 @@ export class OverlayfsStore extends LocalStore {
     await this.removeDanglingLinks();
   }
 
-  protected async prepare(parent: string | undefined, tmp: string): Promise<void> {
+  protected async prepare(parent: string | undefined, tmp: string, diskBytes: number | undefined): Promise<DiskQuota | undefined> {
     const layer = join(tmp, 'overlay');
     const upper = join(layer, 'upper');
     await mkdir(upper, { recursive: true });
     await mkdir(join(layer, 'work'));
+    // Not the layer directory: parent-ref, a hard link to another project's file, could not go in.
+    const quota = diskBytes === undefined ? undefined : await ProjectQuota.start(upper, join(layer, 'work'));
+    await quota?.limit(diskBytes!);
     await mkdir(join(tmp, 'rootfs'));
     await writeFile(join(layer, 'ref'), '');
     let lower: string[] = [];
@@ -73,6 +83,12 @@ export class OverlayfsStore extends LocalStore {
       upper: { dir: relative(this.root, upper), work: relative(this.root, join(layer, 'work')) },
       target: join(tmp, 'rootfs'),
     });
+    return quota;
+  }
+
+  protected override async diskLimitProblem(): Promise<string | undefined> {
+    const problem = await projectQuotaProblem(this.root);
+    return problem && `it limits a step's upper layer with XFS project quotas (as Docker's overlay2 size option), and ${problem}`;
   }
 
   protected async publish(tmp: string, id: string): Promise<void> {

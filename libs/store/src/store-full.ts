@@ -1,3 +1,4 @@
+import { errorCode } from './errno.js';
 import { freeSpace } from './free-space.js';
 import { StoreFullError, type FreeSpace } from './store.js';
 
@@ -26,7 +27,7 @@ export async function storeFullOr(error: unknown, store: { readonly kind: string
 
 function saysNoSpace(error: unknown): boolean {
   for (let e = error; e instanceof Error; e = e.cause) {
-    const code = (e as NodeJS.ErrnoException).code;
+    const code = errorCode(e);
     if (code === 'ENOSPC' || code === 'EDQUOT') return true;
     if (/No space left on device|Disk quota exceeded/.test(e.message)) return true;
   }

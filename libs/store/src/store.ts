@@ -1,4 +1,5 @@
 import type { User } from '@cairn/spec';
+import type { BuildLimits } from './disk-limit.js';
 
 /**
  * A snapshot store keeps one filesystem snapshot per step ID.
@@ -65,8 +66,18 @@ export interface Store {
    * a fresh temporary directory `dir` (`dir/rootfs` is the filesystem), run `fn(dir)`,
    * then publish `dir` atomically as `id`. If `fn` throws, the temp is deleted and the
    * error rethrown. Building an `id` that already exists is an error.
+   *
+   * With `limits.diskBytes`, the temp is held to a quota while `fn` writes: a build that
+   * fails having used it up fails with DiskLimitError instead. A store that cannot hold
+   * one refuses with DiskLimitUnsupportedError (checkDiskLimit) before anything runs.
    */
-  build(parent: string | undefined, id: string, fn: (dir: string) => Promise<void>): Promise<void>;
+  build(parent: string | undefined, id: string, fn: (dir: string) => Promise<void>, limits?: BuildLimits): Promise<void>;
+
+  /**
+   * Throws DiskLimitUnsupportedError, naming the store and why, when its builds cannot be
+   * held to a disk limit: its kind has no quotas, or its filesystem has them off.
+   */
+  checkDiskLimit(): Promise<void>;
 
   /** Run `fn` with a path to `id`'s complete root filesystem (mounted read-only when layered). */
   withRootfs<T>(id: string, fn: (rootfs: string) => Promise<T>): Promise<T>;

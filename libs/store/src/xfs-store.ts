@@ -1,7 +1,8 @@
 import { rm, writeFile } from 'node:fs/promises';
 import { copyTree } from './cp.js';
-import { CopyingStore } from './copying-store.js';
+import { CopyingStore, type StartedQuota } from './copying-store.js';
 import { plainDirectories } from './tree-ops.js';
+import { ProjectQuota, projectQuotaProblem } from './xfs-quota.js';
 
 const reflinkCopy = (src: string, dst: string) => copyTree(src, dst, 'always');
 
@@ -10,6 +11,12 @@ const reflinkCopy = (src: string, dst: string) => copyTree(src, dst, 'always');
  * its data extents with the original until either is written, so a copy costs metadata
  * only and a write never reaches the original. Needs a filesystem with reflinks: XFS made
  * with `mkfs.xfs -m reflink=1` (the default since xfsprogs 5.1), or btrfs.
+ *
+ * A disk limit is an XFS project quota (the filesystem mounted with `-o prjquota`): each
+ * build's temp is a project of its own before the parent's rootfs is copied in. XFS
+ * charges a reflinked file in full to every copy, so the copy counts as used when the
+ * limit is set, at what it uses plus the step's limit: the snapshot may grow by the limit
+ * over its parent's (deleting a parent's file makes room, unlike btrfs and zfs).
  */
 export class XfsStore extends CopyingStore {
   readonly kind = 'xfs';
@@ -36,5 +43,13 @@ export class XfsStore extends CopyingStore {
 
   protected copyRootfs(src: string, dst: string): Promise<void> {
     return reflinkCopy(src, dst);
+  }
+
+  protected override diskLimitProblem(): Promise<string | undefined> {
+    return projectQuotaProblem(this.root);
+  }
+
+  protected override startQuota(tmp: string): Promise<StartedQuota> {
+    return ProjectQuota.start(tmp);
   }
 }

@@ -1,7 +1,9 @@
-import { chown, mkdir, readdir, rm } from 'node:fs/promises';
+import { chown, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { User } from '@cairn/spec';
 import { OnceReleasedCacheView } from './cache-generations.js';
+import { DiskLimitError, type BuildLimits } from './disk-limit.js';
+import { errorCode } from './errno.js';
 import { cacheKey, checkId, ownedByLiveProcess, tempName } from './layout.js';
 import { storeFullOr } from './store-full.js';
 import { readLogFile, readMetadataFile } from './result-files.js';
@@ -56,6 +58,9 @@ export function zfsStoreOptions(text: string): ZfsStoreOptions {
 /** How long `--store zfs:...` keeps an unused result mounted: a build's next steps find it mounted. */
 export const ZFS_IDLE_UNMOUNT_MS = 30_000;
 
+/** More than the room a write that failed on the quota leaves, less than a step's limit. */
+const QUOTA_PROBE_BYTES = 1024 * 1024;
+
 /** The snapshot that is a result's or a cache's published state. */
 const SNAP = 'snap';
 const CHILD = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
@@ -80,6 +85,10 @@ const CHILD = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
  *
  * Temp names start with the pid of their maker, so `init` destroys only the leftovers
  * of dead processes (as layout.ts does for the other drivers).
+ *
+ * A disk limit is the temp's `quota`: what the temp and its child datasets hold that
+ * they do not share with the snapshot they were cloned from (a clone's `used`). The
+ * published result keeps the quota; nothing writes there any more.
  */
 export class ZfsStore implements Store {
   readonly kind = 'zfs';
@@ -211,11 +220,13 @@ export class ZfsStore implements Store {
     this.mounts.unmountIdle();
   }
 
-  async build(parent: string | undefined, id: string, fn: (dir: string) => Promise<void>): Promise<void> {
+  async build(parent: string | undefined, id: string, fn: (dir: string) => Promise<void>, limits: BuildLimits = {}): Promise<void> {
     if (await this.exists(id)) throw this.alreadyExists(id);
     if (parent !== undefined && !(await this.exists(parent))) throw this.missing(parent);
     const tmp = `${this.resultTemps}/${tempName(id)}`;
     const dir = this.mountpointOf(tmp);
+    const { diskBytes } = limits;
+    let limited = false;
     try {
       if (parent === undefined) {
         await this.zfs.create(tmp);
@@ -230,11 +241,42 @@ export class ZfsStore implements Store {
           if (entry !== 'rootfs' && !this.children.includes(entry)) await rm(join(dir, entry), { recursive: true, force: true });
         }
       }
+      if (diskBytes !== undefined) {
+        await this.zfs.set('quota', String(diskBytes), [tmp]);
+        limited = true;
+      }
       await fn(dir);
       await this.zfs.snapshot(tmp, SNAP, { recursive: true });
       await this.publish(tmp, id);
     } catch (e) {
+      // The step's own quota first: a quota hit is no sign of a full store.
+      if (limited && (await this.quotaReached(dir))) {
+        await this.zfs.destroy(tmp, { recursive: true }).catch(() => undefined);
+        throw new DiskLimitError(diskBytes!, { cause: e });
+      }
       throw await this.discard(tmp, e);
+    }
+  }
+
+  /** Every store of this kind can hold a build to a disk limit: ZFS has quotas on every dataset. */
+  checkDiskLimit(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /**
+   * Whether the temp mounted at `dir` has used up its quota: a write there fails with
+   * EDQUOT now (a full pool says ENOSPC). Not `used`: it lags by a transaction group, and
+   * zfs-fuse cannot end one on demand (no `zpool sync`).
+   */
+  private async quotaReached(dir: string): Promise<boolean> {
+    const probe = join(dir, '.cairn-disk-limit-probe');
+    try {
+      await writeFile(probe, Buffer.alloc(QUOTA_PROBE_BYTES));
+      return false;
+    } catch (e) {
+      return errorCode(e) === 'EDQUOT';
+    } finally {
+      await rm(probe, { force: true });
     }
   }
 

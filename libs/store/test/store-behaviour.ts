@@ -1,11 +1,12 @@
 import { execFile, spawn } from 'node:child_process';
 import { appendFile, chmod, chown, lchown, lstat, mkdir, open, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { mountsUnder, type TestFilesystem } from '../../../test/support/filesystems.js';
-import { parseStoreSpec, StoreFullError, type Store } from '../src/index.js';
+import { DiskLimitError, DiskLimitUnsupportedError, parseStoreSpec, StoreFullError, type Store } from '../src/index.js';
 import { Zfs } from '../src/zfs.js';
 import type { StoreFixture } from './store-fixtures.js';
 
@@ -520,5 +521,61 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
       expect(await full.exists('after')).toBe(true);
       await expectNothingLeft(fullRoot, fixture.kind);
     });
+
+    const diskLimitFilesystem = fixture.diskLimitFilesystem;
+    if (diskLimitFilesystem) {
+      it('holds a build to its disk limit: past it, DiskLimitError naming the limit, nothing published, and the store builds on', async () => {
+        const limited = await diskLimitFilesystem();
+        cleanups.push(() => limited.cleanup());
+        const limitedRoot = join(limited.path, 'store');
+        const quotaStore = await openStore(fixture.kind, limitedRoot);
+        const disk = { diskBytes: 64 * MiB };
+        // A parent bigger than the limit: only what the step adds counts.
+        await quotaStore.build(undefined, 'base', async (dir) => writeBytes(rootfs(dir, 'base'), 80 * MiB));
+        await quotaStore.build('base', 'within', async (dir) => writeBytes(rootfs(dir, 'small'), 32 * MiB), disk);
+        expect(await quotaStore.exists('within')).toBe(true);
+
+        // Node's writes fail with EDQUOT (errno 122, which Node has no name for)...
+        const byWrite = await quotaStore.build('base', 'over', async (dir) => writeBytes(rootfs(dir, 'big'), Infinity), disk).catch((e: unknown) => e);
+        expect(byWrite).toBeInstanceOf(DiskLimitError);
+        expect((byWrite as Error).message).toMatch(/^disk limit 64 MiB reached; nothing was published: /);
+        expect(((byWrite as Error).cause as NodeJS.ErrnoException).errno).toBe(-constants.errno.EDQUOT);
+        // ...while a sandboxed command's error has only an exit status: the store sees its quota used up.
+        const byCommand = await quotaStore
+          .build('base', 'over', async (dir) => {
+            await run('sh', ['-c', 'cat /dev/zero > "$1" 2>/dev/null', 'sh', rootfs(dir, 'big')]);
+          }, disk)
+          .catch((e: unknown) => e);
+        expect(byCommand).toBeInstanceOf(DiskLimitError);
+        expect(byCommand).not.toBeInstanceOf(StoreFullError);
+        expect(await quotaStore.exists('over')).toBe(false);
+        // A step failing for its own reasons, well within the limit, fails with its own error.
+        const broken = await quotaStore.build('base', 'broken', async () => Promise.reject(new Error('the step failed')), disk).catch((e: unknown) => e);
+        expect(broken).not.toBeInstanceOf(DiskLimitError);
+        expect((broken as Error).message).toBe('the step failed');
+        await expectNothingLeft(limitedRoot, fixture.kind);
+
+        // The store itself has room: a build without the limit writes past it.
+        await quotaStore.build('base', 'after', async (dir) => writeBytes(rootfs(dir, 'big'), 96 * MiB));
+        expect(await quotaStore.exists('after')).toBe(true);
+        await expectNothingLeft(limitedRoot, fixture.kind);
+      });
+    }
+
+    const refusal = fixture.diskLimitRefusal;
+    if (refusal) {
+      it('refuses a disk limit where it has no quotas, naming the store and why, before the build starts', async () => {
+        await expect(store.checkDiskLimit()).rejects.toThrow(refusal);
+        let ran = false;
+        const error = await store.build(undefined, 'limited', async () => {
+          ran = true;
+        }, { diskBytes: 64 * MiB }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(DiskLimitUnsupportedError);
+        expect((error as Error).message).toMatch(refusal);
+        expect(ran).toBe(false);
+        expect(await store.exists('limited')).toBe(false);
+        await expectNothingLeft(root, fixture.kind);
+      });
+    }
   });
 }

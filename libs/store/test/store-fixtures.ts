@@ -14,6 +14,10 @@ export interface StoreFixture {
   readonly sharesInodesWithParent: boolean;
   /** A build's rootfs is a mount (so a crashed build leaves one behind). */
   readonly mountsBuilds: boolean;
+  /** A filesystem where the driver holds builds to a disk limit; none: it refuses every one. */
+  diskLimitFilesystem?(): Promise<TestFilesystem>;
+  /** How it refuses a disk limit on `filesystem()`, which has no quotas; none: it does not. */
+  readonly diskLimitRefusal?: RegExp;
 }
 
 const smallTmpfs = () => withTmpfs({ sizeMb: 64 });
@@ -24,6 +28,8 @@ export const btrfsFixture: StoreFixture = {
   smallFilesystem: () => withBtrfs({ sizeMb: 64 }),
   sharesInodesWithParent: false,
   mountsBuilds: false,
+  diskLimitFilesystem: () => withBtrfs({ quotas: true }),
+  diskLimitRefusal: /the btrfs store at .* cannot hold a step to a disk limit: quotas are off on its filesystem: turn them on with `btrfs quota enable /,
 };
 
 export const overlayfsFixture: StoreFixture = {
@@ -32,6 +38,9 @@ export const overlayfsFixture: StoreFixture = {
   smallFilesystem: smallTmpfs,
   sharesInodesWithParent: false,
   mountsBuilds: true,
+  // Its disk limit needs XFS project quotas, which this machine's kernel lacks (no
+  // CONFIG_XFS_QUOTA: XFS refuses -o prjquota): only the refusal is tested here.
+  diskLimitRefusal: /the overlayfs store at .* cannot hold a step to a disk limit: it limits a step's upper layer with XFS project quotas .*, and its filesystem \(.*\) is \w+, not XFS/,
 };
 
 export const rsyncFixture: StoreFixture = {
@@ -40,6 +49,7 @@ export const rsyncFixture: StoreFixture = {
   smallFilesystem: smallTmpfs,
   sharesInodesWithParent: false,
   mountsBuilds: false,
+  diskLimitRefusal: /the rsync store at .* cannot hold a step to a disk limit: it keeps plain directories without quotas; a disk limit needs the btrfs, xfs, zfs or overlayfs \(on XFS\) store/,
 };
 
 export const rsyncHardlinkFixture: StoreFixture = {
@@ -48,6 +58,7 @@ export const rsyncHardlinkFixture: StoreFixture = {
   smallFilesystem: smallTmpfs,
   sharesInodesWithParent: true,
   mountsBuilds: false,
+  diskLimitRefusal: /the rsync-hardlink store at .* cannot hold a step to a disk limit: it keeps plain directories without quotas/,
 };
 
 export const xfsFixture: StoreFixture = {
@@ -56,6 +67,8 @@ export const xfsFixture: StoreFixture = {
   smallFilesystem: () => withXfs({ sizeMb: 300 }),
   sharesInodesWithParent: false,
   mountsBuilds: false,
+  // As overlayfs: no project quotas in this machine's kernel, so only the refusal is tested here.
+  diskLimitRefusal: /the xfs store at .* cannot hold a step to a disk limit: the XFS at .* is mounted without project quotas: mount it with -o prjquota/,
 };
 
 /** Datasets of a file-backed pool on zfs-fuse; a build's temp is a mounted dataset. */
@@ -65,4 +78,5 @@ export const zfsFixture: StoreFixture = {
   smallFilesystem: () => withZfsPool({ sizeMb: 128 }),
   sharesInodesWithParent: false,
   mountsBuilds: true,
+  diskLimitFilesystem: () => withZfsPool(),
 };

@@ -117,6 +117,25 @@ describe('ZFS store (recording shim: the command sequences, and what zfs-fuse ca
       await store.withRootfs('b', async (rootfs) => expect(await readFile(join(rootfs, 'file'), 'utf8')).toBe('B'));
     });
 
+    it('with a disk limit: the quota is set on the temp after the clone, before the step writes', async () => {
+      const store = await pool.initStore();
+      await store.build(undefined, 'a', async (dir) => writeFile(join(dir, 'rootfs', 'file'), 'A'));
+      await pool.takeLog();
+      await store.build('a', 'b', async (dir) => writeFile(join(dir, 'rootfs', 'file'), 'B'), { diskBytes: 64 * 1024 * 1024 });
+      expect(await pool.takeLog()).toEqual([
+        `zfs list -H -o name ${R}/b`,
+        `zfs list -H -o name ${R}/a`,
+        `zfs clone ${R}/a@snap ${RT}/T-b`,
+        `zfs set quota=67108864 ${RT}/T-b`,
+        `zfs snapshot -r ${RT}/T-b@snap`,
+        `zfs rename ${RT}/T-b ${R}/b`,
+        `zfs unmount ${R}/b`,
+      ]);
+      // A step failing with room under its quota (the shim's directories are plain ones) fails with its own error.
+      await expect(store.build('a', 'c', () => Promise.reject(new Error('step failed')), { diskBytes: 64 * 1024 * 1024 })).rejects.toThrow(/^step failed$/);
+      expect(await tempOf(RT)).toEqual([]);
+    });
+
     it('when fn throws: destroys the temp, publishes nothing, rethrows', async () => {
       const store = await pool.initStore();
       await expect(
