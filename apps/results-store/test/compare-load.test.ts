@@ -58,8 +58,9 @@ describe('comparing large builds under load', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  /** Runs `load`, asking for /healthz one request after another meanwhile; the slowest answer in ms. */
-  async function healthzDuring(load: Promise<unknown>): Promise<{ slowest: number; probes: number }> {
+  /** Runs `load`, asking for /healthz one request after another meanwhile; the slowest answer and the load's time in ms. */
+  async function healthzDuring(load: Promise<unknown>): Promise<{ slowest: number; probes: number; loadMs: number }> {
+    const started = performance.now();
     let done = false;
     void load.finally(() => (done = true));
     let slowest = 0;
@@ -74,10 +75,13 @@ describe('comparing large builds under load', () => {
       await new Promise((r) => setTimeout(r, 10));
     }
     await load;
-    return { slowest, probes };
+    return { slowest, probes, loadMs: performance.now() - started };
   }
 
-  it('keeps /healthz under 100 ms while 16 compares run, and keeps what it compared', async () => {
+  // On the request thread, the 16 compares queue up and a probe waits for all of them: its
+  // answer takes about as long as the whole load. Off that thread it takes a small part of
+  // it, however slow a loaded machine makes both (so no fixed number of ms is asserted).
+  it('answers /healthz in a small part of the time 16 compares take, and keeps what it compared', async () => {
     // One request first, so that the service's code paths are warm: what is timed is the compare.
     expect((await fetch(`${rs.url}/compare?a=${ids[0]}&b=${ids[0]}`)).status).toBe(200);
 
@@ -96,15 +100,16 @@ describe('comparing large builds under load', () => {
         return;
       }
     });
-    const { slowest, probes } = await healthzDuring(Promise.all(compares));
-    console.log(`/healthz during 16 parallel compares: slowest ${slowest.toFixed(1)} ms over ${probes} probes`);
+    const { slowest, probes, loadMs } = await healthzDuring(Promise.all(compares));
+    console.log(`/healthz during 16 parallel compares (${loadMs.toFixed(0)} ms): slowest ${slowest.toFixed(1)} ms over ${probes} probes`);
     expect(probes).toBeGreaterThan(3);
-    expect(slowest).toBeLessThan(100);
+    expect(slowest).toBeLessThan(Math.max(100, loadMs / 4));
 
-    // Finished builds never change: the same compares again are answered from what was kept.
+    // Finished builds never change: the same compares again are answered from what was kept,
+    // in a small part of the time computing them took.
     const t = performance.now();
     await Promise.all(ids.slice(1).map(async (id) => expect((await fetch(`${rs.url}/compare?a=${ids[0]}&b=${id}`)).status).toBe(200)));
-    expect(performance.now() - t).toBeLessThan(1000);
+    expect(performance.now() - t).toBeLessThan(Math.max(250, loadMs / 2));
 
     // The API's compare goes the same way.
     const api = await fetch(`${rs.url}/api/v1/compare?a=${ids[1]}&b=${ids[2]}`);
