@@ -10,7 +10,7 @@ import { runStepProcess } from './step-process.js';
 import { commandExists } from './command-lookup.js';
 import { CancelledError, CommandNotFoundError, LimitReachedError, StepFailedError, type HostNetworkMode, type RunConfig, type RunOptions, type Sandbox } from './sandbox.js';
 import { StepCgroup } from './step-cgroup.js';
-import { capLimits, hasLimits, type StepLimits } from './step-limits.js';
+import { capLimits, hasLimits, LIMIT_POLL_MS, type StepLimits } from './step-limits.js';
 import { hostStepResolvConf, startUserNetwork } from './user-network.js';
 import { letStepRootReach, shiftIn, shiftOut, type UsernsMode } from './user-namespace.js';
 
@@ -35,9 +35,6 @@ export interface RuncSandboxOptions {
   /** `remap`: each step in a user namespace of its own (user-namespace.ts). Default `host`. */
   readonly userns?: UsernsMode;
 }
-
-/** How often a running step's cgroup is read for a limit reached (a fork bomb stops there). */
-const LIMIT_POLL_MS = 200;
 
 /**
  * Containers and their bundles are named `cairn-PID.START-<random>` after the process

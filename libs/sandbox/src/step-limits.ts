@@ -3,6 +3,9 @@
  * options), and the forms people write limits in (`512m`, `4g`, `30m`).
  */
 
+// Sizes are said one way everywhere, the store's disk limit included.
+export { formatBytes } from '@cairn/store';
+
 export interface StepLimits {
   /** Bytes of memory; swap is not allowed beyond it. */
   readonly memoryBytes?: number;
@@ -10,8 +13,17 @@ export interface StepLimits {
   readonly pids?: number;
   /** CPUs' worth of time (0.5: half of one CPU, however many the step's processes use). */
   readonly cpus?: number;
+  /**
+   * Bytes the step may add to its snapshot: enforced by the store, not the sandbox (a
+   * quota on the step's subvolume, dataset or directory), so sandboxes leave it alone.
+   */
+  readonly diskBytes?: number;
 }
 
+/** How often a running step's counters are read: a fork bomb at its pids limit is stopped within this. */
+export const LIMIT_POLL_MS = 200;
+
+/** Whether `limits` holds one a sandbox enforces (memory, pids, CPUs; the disk limit is the store's). */
 export function hasLimits(limits: StepLimits | undefined): limits is StepLimits {
   return limits !== undefined && (limits.memoryBytes !== undefined || limits.pids !== undefined || limits.cpus !== undefined);
 }
@@ -23,7 +35,8 @@ export function capLimits(asked: StepLimits | undefined, allowed: StepLimits | u
   const memoryBytes = pick(asked?.memoryBytes, allowed?.memoryBytes);
   const pids = pick(asked?.pids, allowed?.pids);
   const cpus = pick(asked?.cpus, allowed?.cpus);
-  return setOnly({ memoryBytes, pids, cpus });
+  const diskBytes = pick(asked?.diskBytes, allowed?.diskBytes);
+  return setOnly({ memoryBytes, pids, cpus, diskBytes });
 }
 
 /** Limits as people write them, from flags, variables or a config file. */
@@ -31,10 +44,11 @@ export interface LimitTexts {
   readonly memory?: string;
   readonly pids?: string;
   readonly cpus?: string;
+  readonly disk?: string;
 }
 
 /**
- * Memory as a size (`4g`), pids as a whole number, CPUs as a number, each above 0;
+ * Memory and disk as sizes (`4g`), pids as a whole number, CPUs as a number, each above 0;
  * undefined when none is given. A bad value's error starts with `where(key)`: the flag,
  * variable or file it came from.
  */
@@ -42,8 +56,16 @@ export function parseStepLimits(texts: LimitTexts, where: (key: keyof LimitTexts
   const memoryBytes = texts.memory === undefined ? undefined : parseBytes(texts.memory, where('memory'));
   const pids = texts.pids === undefined ? undefined : parseCount(texts.pids, where('pids'), true);
   const cpus = texts.cpus === undefined ? undefined : parseCount(texts.cpus, where('cpus'), false);
-  const limits = setOnly({ memoryBytes, pids, cpus });
-  return hasLimits(limits) ? limits : undefined;
+  const diskBytes = texts.disk === undefined ? undefined : parseSize(texts.disk, where('disk'));
+  const limits = setOnly({ memoryBytes, pids, cpus, diskBytes });
+  return Object.keys(limits).length > 0 ? limits : undefined;
+}
+
+/** A disk limit of 0 would fail every step at its first write: refused like a pids limit of 0. */
+function parseSize(text: string, what: string): number {
+  const bytes = parseBytes(text, what);
+  if (bytes <= 0) throw new Error(`${what}: "${text}" is not a positive size`);
+  return bytes;
 }
 
 function parseCount(text: string, what: string, integer: boolean): number {
@@ -53,16 +75,14 @@ function parseCount(text: string, what: string, integer: boolean): number {
 }
 
 /** Without the keys left undefined: options objects here never hold `key: undefined`. */
-function setOnly(limits: { memoryBytes: number | undefined; pids: number | undefined; cpus: number | undefined }): StepLimits {
-  const { memoryBytes, pids, cpus } = limits;
-  return { ...(memoryBytes === undefined ? {} : { memoryBytes }), ...(pids === undefined ? {} : { pids }), ...(cpus === undefined ? {} : { cpus }) };
-}
-
-export function formatBytes(bytes: number): string {
-  for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
-    if (bytes >= size && bytes % size === 0) return `${bytes / size} ${unit}`;
-  }
-  return `${bytes} bytes`;
+function setOnly(limits: Record<keyof StepLimits, number | undefined>): StepLimits {
+  const { memoryBytes, pids, cpus, diskBytes } = limits;
+  return {
+    ...(memoryBytes === undefined ? {} : { memoryBytes }),
+    ...(pids === undefined ? {} : { pids }),
+    ...(cpus === undefined ? {} : { cpus }),
+    ...(diskBytes === undefined ? {} : { diskBytes }),
+  };
 }
 
 /** `512m`, `4g`, `1048576`: a size as people write it on a command line. */

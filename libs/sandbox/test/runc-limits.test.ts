@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { capLimits, LimitReachedError, parseBytes, StepCgroup } from '../src/index.js';
+import { capLimits, hasLimits, LimitReachedError, parseBytes, parseStepLimits, StepCgroup } from '../src/index.js';
 import { join } from 'node:path';
 import { makeBusyboxRootfs } from '../../../test/support/rootfs.js';
 import { RUNTIMES, scratch, stepConfig, type Scratch } from './harness.js';
@@ -84,6 +84,17 @@ describe('step limits', () => {
     expect(capLimits({ memoryBytes: 8 * 2 ** 30, pids: 100 }, { memoryBytes: 4 * 2 ** 30, cpus: 2 })).toEqual({ memoryBytes: 4 * 2 ** 30, pids: 100, cpus: 2 });
     expect(capLimits(undefined, { pids: 4096 })).toEqual({ pids: 4096 });
     expect(capLimits(undefined, undefined)).toBeUndefined();
+    expect(capLimits({ diskBytes: 2 ** 30 }, { diskBytes: 64 * 2 ** 20, pids: 10 })).toEqual({ diskBytes: 64 * 2 ** 20, pids: 10 });
+  });
+
+  it('reads a disk limit with the others, which alone is no limit a sandbox enforces (the store does)', () => {
+    const where = (key: string) => `--${key}`;
+    expect(parseStepLimits({ disk: '10g' }, where)).toEqual({ diskBytes: 10 * 2 ** 30 });
+    expect(hasLimits(parseStepLimits({ disk: '10g' }, where))).toBe(false);
+    expect(parseStepLimits({ disk: '64m', pids: '512' }, where)).toEqual({ diskBytes: 64 * 2 ** 20, pids: 512 });
+    expect(parseStepLimits({}, where)).toBeUndefined();
+    expect(() => parseStepLimits({ disk: '0' }, where)).toThrow('--disk: "0" is not a positive size');
+    expect(() => parseStepLimits({ disk: 'lots' }, where)).toThrow('--disk: "lots" is not a size (e.g. 512m, 4g)');
   });
 
   it('reads sizes as people write them, and says where one is wrong', () => {
