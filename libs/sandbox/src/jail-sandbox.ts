@@ -4,6 +4,7 @@ import { join, posix, resolve } from 'node:path';
 import { FREEBSD_COMMANDS, Jail, type JailCommands } from './jail.js';
 import { missingMountpoints, removeMountpoints, resolveInRoot as resolveMountTarget } from './mountpoints.js';
 import { UnsupportedConfigError } from './oci-config.js';
+import { runWatchingLimit } from './limit-watch.js';
 import { CancelledError, type RunConfig, type RunOptions, type Sandbox } from './sandbox.js';
 import { capLimits, hasLimits, type StepLimits } from './step-limits.js';
 
@@ -44,7 +45,10 @@ interface StepRecord {
  *   2. `jail -c name=cairn-ID path=ROOTFS host.hostname=HOST mount.devfs persist` plus
  *      `ip4=inherit ip6=inherit` for `(network host)`, else `vnet` (loopback only);
  *   3. `jexec cairn-ID [chroot -u UID -g GID -G GID /] env -i K=V... sh -c 'cd CWD; exec ARGV'`
- *      (see Jail.jexec for why not `jexec -U`), output streamed;
+ *      (see Jail.jexec for why not `jexec -U`), output streamed; limits are rctl rules on
+ *      the jail, and with a pids limit `rctl -u jail:cairn-ID` is read meanwhile: a jail
+ *      at its maxproc limit is stopped as on a cancel, and the step fails with the pids
+ *      reason (so does one that failed with the jail at the limit);
  *   4. `jail -r cairn-ID` (also what cancelling does: it kills every process of the jail),
  *      `umount` of every mount in reverse order, then the mountpoints that step 1 had to
  *      create are removed, and the secret files.
@@ -136,11 +140,15 @@ export class JailSandbox implements Sandbox {
         const applied = await this.jail.limit(id, limits);
         if (applied.exitCode !== 0) throw new Error(`rctl failed (exit ${applied.exitCode}): ${applied.stderr.trim()} (is kern.racct.enable=1 set at boot?)`);
       }
-      await this.jail.jexec(
+      const jexec = (runOptions: RunOptions) => this.jail.jexec(
         { name: id, argv: config.argv, cwd: config.cwd, env: config.env, uid: user.uid, gid: user.gid },
-        options,
+        runOptions,
         async () => void (await removeJail()),
       );
+      const pids = limits?.pids;
+      // rctl's maxproc use of the jail: its deny rule keeps it from passing the limit, so at the limit is a hit.
+      const atLimit = async () => ((await this.jail.usage(id)).get('maxproc') ?? 0) >= pids!;
+      await (pids === undefined ? jexec(options) : runWatchingLimit(`pids limit ${pids} reached`, atLimit, options, jexec));
     } finally {
       if (limited) await this.jail.unlimit(id);
       await this.cleanUp(jailCreated ? removeJail : undefined, mounted, created, secretsDir, recordFile);

@@ -92,6 +92,19 @@ export class Jail {
     return { exitCode: 0, stderr: '' };
   }
 
+  /**
+   * `rctl -u jail:NAME`: what the jail uses now, by resource (`maxproc`: its processes);
+   * empty when rctl cannot say (the jail is gone).
+   */
+  async usage(name: string): Promise<ReadonlyMap<string, number>> {
+    const { exitCode, stdout } = await this.exec(this.commands.rctl, ['-u', `jail:${name}`]);
+    if (exitCode !== 0) return new Map();
+    return new Map(stdout.split('\n').flatMap((l) => {
+      const m = /^(\w+)=(\d+)$/.exec(l.trim());
+      return m ? [[m[1]!, Number(m[2])] as const] : [];
+    }));
+  }
+
   /** `rctl -r jail:NAME`: the rules outlive the jail otherwise. */
   async unlimit(name: string): Promise<{ exitCode: number; stderr: string }> {
     return this.exec(this.commands.rctl, ['-r', `jail:${name}`]);

@@ -3,7 +3,9 @@ import { join, posix, resolve } from 'node:path';
 import { MACOS_COMMANDS, Macos, type MacosCommands, type Result } from './macos.js';
 import { missingMountpoints, removeMountpoints } from './mountpoints.js';
 import { UnsupportedConfigError } from './oci-config.js';
+import { runWatchingLimit } from './limit-watch.js';
 import { CancelledError, type RunConfig, type RunOptions, type Sandbox } from './sandbox.js';
+import { capLimits, type StepLimits } from './step-limits.js';
 
 export interface MacosSandboxOptions {
   /** The build slot's user ID, e.g. 1000 + slot: one sandbox, one slot, one user. */
@@ -21,6 +23,11 @@ export interface MacosSandboxOptions {
   /** A sandbox-exec(1) profile that wraps every step, when set. */
   readonly sandboxProfile?: string;
   readonly commands?: Partial<MacosCommands>;
+  /**
+   * Every step's limits, and the most a job may ask for: pids only (see MacosSandbox).
+   * The disk limit is the store's (the zfs store's quota).
+   */
+  readonly limits?: StepLimits;
 }
 
 /** Where the home directory and the Homebrew prefix live in a step's root filesystem. */
@@ -59,6 +66,15 @@ interface CacheLink {
  * names are rejected. Every Unix user of a spec runs as the slot user (macOS has no user
  * namespaces, and Homebrew refuses root). Secrets are rejected: there is no mount to keep
  * their values out of the snapshot. Windows users are rejected.
+ *
+ * Limits are what launchd can set for a job, resource limits (setrlimit), and of those
+ * only what macOS enforces: a pids limit is `ulimit -u N` (RLIMIT_NPROC, launchd's
+ * NumberOfProcesses) in the step's shell, counted over the slot user's processes, which
+ * are the step's; while the step runs its processes are counted (`pgrep -u USER`), and
+ * one at the limit is stopped (pkill) and fails with the pids reason. Processes only,
+ * not threads. Memory and CPU limits are refused: macOS enforces no launchd or rlimit
+ * memory limit (ResidentSetSize, RLIMIT_AS are accepted and ignored), and rlimits have
+ * no CPU share, only CPU seconds.
  */
 export class MacosSandbox implements Sandbox {
   readonly kind = 'macos';
@@ -77,6 +93,8 @@ export class MacosSandbox implements Sandbox {
     this.gid = options.gid ?? 20;
     this.home = posix.join(options.usersDir ?? '/Users', this.user);
     this.prefix = options.brewPrefix ?? ((options.arch ?? process.arch) === 'arm64' ? '/opt/homebrew' : '/usr/local');
+    const unenforced = unenforcedLimits(options.limits);
+    if (unenforced) throw new Error(`the macOS sandbox cannot hold steps to ${unenforced}; set only pids (RLIMIT_NPROC) for a macOS worker`);
   }
 
   async init(): Promise<void> {
@@ -109,6 +127,9 @@ export class MacosSandbox implements Sandbox {
     if (config.secrets.length > 0) {
       throw new UnsupportedConfigError(`the macOS sandbox does not support secrets (${config.secrets.map((s) => s.target).join(', ')}): it has no mount to keep their values out of the snapshot`);
     }
+    const limits = capLimits(options.limits, this.options.limits);
+    const unenforced = unenforcedLimits(limits);
+    if (unenforced) throw new UnsupportedConfigError(`the macOS sandbox cannot hold a step to ${unenforced}; it enforces a pids limit only`);
     const caches = config.mounts.map((m) => ({ src: m.src, at: this.inRootfs(rootfs, m.dst) }));
     for (const path of [this.home, this.prefix]) {
       if (await exists(path) && !(await this.isLink(path))) {
@@ -145,14 +166,18 @@ export class MacosSandbox implements Sandbox {
       }
       if (options.signal?.aborted) throw new CancelledError();
       started = true;
-      await this.macos.runAs(
+      const pids = limits?.pids;
+      const runAs = (runOptions: RunOptions) => this.macos.runAs(
         {
           user: this.user, argv: config.argv, cwd: config.cwd, profile: this.options.sandboxProfile,
           env: [...config.env, ['HOME', this.home], ['USER', this.user], ['LOGNAME', this.user]],
+          ...(pids === undefined ? {} : { maxProcesses: pids }),
         },
-        options,
+        runOptions,
         async () => void (await kill()),
       );
+      const atLimit = async () => (await this.macos.processCount(this.user)) >= pids!;
+      await (pids === undefined ? runAs(options) : runWatchingLimit(`pids limit ${pids} reached`, atLimit, options, runAs));
     } finally {
       await this.cleanUp(started ? kill : undefined, links, emptied, created, linked);
     }
@@ -204,6 +229,15 @@ export class MacosSandbox implements Sandbox {
   private async isLink(path: string): Promise<boolean> {
     return (await lstat(path).catch(() => undefined))?.isSymbolicLink() ?? false;
   }
+}
+
+/** The limits of `limits` macOS would not enforce, said as an error says them; undefined when none. */
+function unenforcedLimits(limits: StepLimits | undefined): string | undefined {
+  const names = [
+    ...(limits?.memoryBytes === undefined ? [] : ['a memory limit (macOS enforces no launchd or rlimit memory limit)']),
+    ...(limits?.cpus === undefined ? [] : ['a CPU limit (rlimits count CPU seconds, not a share)']),
+  ];
+  return names.length === 0 ? undefined : names.join(' or ');
 }
 
 function check(result: Result, what: string): void {

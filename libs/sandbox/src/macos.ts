@@ -5,6 +5,8 @@ import type { RunOptions } from './sandbox.js';
 export interface MacosCommands {
   readonly sudo: string;
   readonly dscl: string;
+  /** Lists the slot user's processes (no sudo needed): the count a pids limit is checked against. */
+  readonly pgrep: string;
   /** The rest run through sudo (or inside the step): only their paths matter here. */
   readonly ln: string;
   readonly rm: string;
@@ -17,6 +19,7 @@ export interface MacosCommands {
 export const MACOS_COMMANDS: MacosCommands = {
   sudo: '/usr/bin/sudo',
   dscl: '/usr/bin/dscl',
+  pgrep: '/usr/bin/pgrep',
   ln: '/bin/ln',
   rm: '/bin/rm',
   pkill: '/usr/bin/pkill',
@@ -27,6 +30,12 @@ export const MACOS_COMMANDS: MacosCommands = {
 
 /** As in the jail driver: `cd` to the step's directory, then become the command. */
 const CD_THEN_EXEC = 'cd -- "$1" || exit 1; shift; exec "$@"';
+/**
+ * The same with the step's process limit set first: `ulimit -u` is setrlimit(RLIMIT_NPROC),
+ * what launchd's NumberOfProcesses sets for a job. macOS counts it per user, and the slot
+ * user is the step's alone, so it counts the step's processes.
+ */
+const LIMIT_THEN_CD_THEN_EXEC = `ulimit -u "$1" || exit 1; shift; ${CD_THEN_EXEC}`;
 
 export interface RunAsParams {
   readonly user: string;
@@ -35,6 +44,8 @@ export interface RunAsParams {
   readonly env: readonly (readonly [string, string])[];
   /** A sandbox-exec(1) profile file that wraps the command, if any. */
   readonly profile?: string;
+  /** The most processes the user may have at once (RLIMIT_NPROC), if limited. */
+  readonly maxProcesses?: number;
 }
 
 export interface Result {
@@ -87,18 +98,28 @@ export class Macos {
 
   /**
    * Runs the step as USER and streams its output (see runStreaming):
-   * `sudo -n -u USER -i -- env -i K=V... [sandbox-exec -f PROFILE] sh -c 'cd CWD; exec ARGV'`.
+   * `sudo -n -u USER -i -- env -i K=V... [sandbox-exec -f PROFILE] sh -c '[ulimit -u N;] cd CWD; exec ARGV'`.
    * `-i` gives the user's login context (home directory, login class); `env -i` then
    * leaves exactly the step's environment.
    */
   async runAs(params: RunAsParams, options: RunOptions, stop: () => Promise<void>): Promise<void> {
+    const script = params.maxProcesses === undefined
+      ? [CD_THEN_EXEC, 'sh']
+      : [LIMIT_THEN_CD_THEN_EXEC, 'sh', String(params.maxProcesses)];
     const argv = [
       this.commands.sudo, '-n', '-u', params.user, '-i', '--',
       this.commands.env, '-i', ...params.env.map(([k, v]) => `${k}=${v}`),
       ...(params.profile === undefined ? [] : [this.commands.sandboxExec, '-f', params.profile]),
-      this.commands.sh, '-c', CD_THEN_EXEC, 'sh', params.cwd, ...params.argv,
+      this.commands.sh, '-c', ...script, params.cwd, ...params.argv,
     ];
     return runStreaming(argv, options, stop);
+  }
+
+  /** How many processes `user` has now (`pgrep -u USER`, one pid a line; exit 1: none). */
+  async processCount(user: string): Promise<number> {
+    const { exitCode, stdout } = await this.exec(this.commands.pgrep, ['-u', user]);
+    if (exitCode !== 0) return 0;
+    return stdout.split('\n').filter((l) => l.trim() !== '').length;
   }
 
   private async sudo(args: readonly string[]): Promise<Result> {

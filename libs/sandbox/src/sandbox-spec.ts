@@ -34,7 +34,7 @@ export function createSandbox(kind: SandboxKind, options: SandboxOptions): Sandb
       return new JailSandbox({ ...options.jail, stateDir: options.stateDir, ...pick(options, 'limits') });
     case 'macos':
       if (!options.macos) throw new Error('the macos sandbox needs its build-slot user: macos.uid (e.g. 1000 + slot) in the machine config');
-      return new MacosSandbox(options.macos);
+      return new MacosSandbox({ ...options.macos, ...pick(options, 'limits') });
     default:
       return new RuncSandbox({ ...options, runtime: kind });
   }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { JailSandbox } from '../src/jail-sandbox.js';
 import { UnsupportedConfigError } from '../src/oci-config.js';
-import { CancelledError, StepFailedError, type RunConfig, type RunOptions } from '../src/sandbox.js';
+import { CancelledError, LimitReachedError, StepFailedError, type RunConfig, type RunOptions } from '../src/sandbox.js';
 import type { StepLimits } from '../src/step-limits.js';
 import { line, makeShims, type ShimRule } from './jail-shims.js';
 
@@ -75,7 +75,8 @@ describe('JailSandbox (recording shim; FreeBSD is not available on this machine)
     const s = await setup([], { memoryBytes: 4 * 1024 ** 3, pids: 4096 });
     const { error } = await s.attempt(config(), { limits: { memoryBytes: 256 * 1024 ** 2, cpus: 1.5 } });
     expect(error).toBeUndefined();
-    expect(await s.calls()).toEqual([
+    // Reads of the jail's use while the step runs (rctl -u) come as often as the poll: not counted here.
+    expect((await s.calls()).filter((l) => !l.startsWith('rctl -u'))).toEqual([
       `jail -c name=ID path=DIR/rootfs host.hostname=builder mount.devfs persist vnet ${LOOPBACK}`,
       'rctl -a jail:ID:memoryuse:deny=268435456',
       'rctl -a jail:ID:maxproc:deny=4096',
@@ -92,6 +93,37 @@ describe('JailSandbox (recording shim; FreeBSD is not available on this machine)
     expect((error as Error).message).toBe('rctl failed (exit 1): rctl: failed to add rule: Operation not permitted (is kern.racct.enable=1 set at boot?)');
     expect((await s.calls()).filter((c) => c.startsWith('jexec'))).toEqual([]);
     expect((await s.calls()).slice(-2)).toEqual(['rctl -r jail:ID', 'jail -r ID']);
+    expect(await readdir(s.stateDir)).toEqual([]);
+  });
+
+  it('fails a step whose jail reached its pids limit with the pids reason, and a step below it with its exit code', async () => {
+    // A fork bomb that gave up: its shell exited 2 on a refused fork, its children still fill the jail.
+    const bomb = await setup([{ cmd: 'jexec', exitCode: 2 }, { cmd: 'rctl', match: '-u', stdout: 'cputime=1\nmaxproc=512\nmemoryuse=1048576\n' }], { pids: 512 });
+    const { error } = await bomb.attempt(config());
+    expect(error).toBeInstanceOf(LimitReachedError);
+    expect((error as Error).message).toBe('pids limit 512 reached');
+    expect((error as LimitReachedError).exitCode).toBe(2);
+    expect((await bomb.calls()).filter((l) => l.startsWith('rctl -u')).at(-1)).toBe('rctl -u jail:ID');
+    expect((await bomb.calls()).slice(-2)).toEqual(['rctl -r jail:ID', 'jail -r ID']);
+
+    const plain = await setup([{ cmd: 'jexec', exitCode: 2 }, { cmd: 'rctl', match: '-u', stdout: 'maxproc=3\n' }], { pids: 512 });
+    const failed = (await plain.attempt(config())).error;
+    expect(failed).toBeInstanceOf(StepFailedError);
+    expect(failed).not.toBeInstanceOf(LimitReachedError);
+    expect((failed as Error).message).toBe('the command exited with code 2');
+  });
+
+  it('stops a step whose jail sits at its pids limit (jail -r kills it) and fails it with the pids reason', async () => {
+    const s = await setup([{ cmd: 'jexec', sleepMs: 60_000 }, { cmd: 'rctl', match: '-u', stdout: 'maxproc=64\n' }], { pids: 64 });
+    const started = Date.now();
+    const { error } = await s.attempt(config());
+    expect(error).toBeInstanceOf(LimitReachedError);
+    expect((error as Error).message).toBe('pids limit 64 reached');
+    // A bound for a hang, not a timing: the shim would sleep a minute.
+    expect(Date.now() - started).toBeLessThan(30_000);
+    // Stopped as on a cancel: the jail goes first (once), then its rules.
+    expect((await s.calls()).filter((l) => !l.startsWith('rctl -u')).slice(-2)).toEqual(['jail -r ID', 'rctl -r jail:ID']);
+    expect((await s.calls()).filter((l) => l === 'jail -r ID')).toHaveLength(1);
     expect(await readdir(s.stateDir)).toEqual([]);
   });
 

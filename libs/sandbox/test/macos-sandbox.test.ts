@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { MacosSandbox, type MacosSandboxOptions } from '../src/macos-sandbox.js';
 import { UnsupportedConfigError } from '../src/oci-config.js';
-import { CancelledError, StepFailedError, type RunConfig, type RunOptions } from '../src/sandbox.js';
+import { CancelledError, LimitReachedError, StepFailedError, type RunConfig, type RunOptions } from '../src/sandbox.js';
 import { line, makeShims, type ShimRule } from './jail-shims.js';
 
 const CD = 'cd -- "$1" || exit 1; shift; exec "$@"';
@@ -25,7 +25,7 @@ function config(over: Partial<RunConfig> = {}): RunConfig {
 }
 
 async function setup(rules: readonly ShimRule[] = [], options: Partial<MacosSandboxOptions> = {}) {
-  const shims = await makeShims(['sudo', 'dscl']);
+  const shims = await makeShims(['sudo', 'dscl', 'pgrep']);
   await shims.setRules(rules);
   const dir = await mkdtemp(join(tmpdir(), 'cairn-macos-'));
   onTestFinished(() => rm(dir, { recursive: true, force: true }));
@@ -36,7 +36,7 @@ async function setup(rules: readonly ShimRule[] = [], options: Partial<MacosSand
   await mkdir(usersDir);
   const sandbox = new MacosSandbox({
     uid: 1001, usersDir, arch: 'arm64', brewPrefix: join(dir, 'opt/homebrew'),
-    commands: { sudo: shims.paths.sudo!, dscl: shims.paths.dscl! },
+    commands: { sudo: shims.paths.sudo!, dscl: shims.paths.dscl!, pgrep: shims.paths.pgrep! },
     ...options,
   });
   const attempt = async (c: RunConfig, runOptions: Partial<RunOptions> = {}) => {
@@ -123,6 +123,47 @@ describe('MacosSandbox (recording shim; macOS is not available on this machine)'
     expect(error).toBeInstanceOf(CancelledError);
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(await s.calls()).toEqual([...LINKS, STEP, PKILL, ...UNLINKS]);
+  });
+
+  it("holds a step to its pids limit with ulimit -u (RLIMIT_NPROC, launchd's NumberOfProcesses), the job's capped by the sandbox's", async () => {
+    const s = await setup([{ cmd: 'sudo', match: '-i', stdout: 'built\n' }, { cmd: 'pgrep', stdout: '501\n502\n' }], { limits: { pids: 4096 } });
+    const { error } = await s.attempt(config(), { limits: { pids: 256 } });
+    expect(error).toBeUndefined();
+    const limited = STEP.replace(`/bin/sh -c ${CD} sh `, `/bin/sh -c ulimit -u "$1" || exit 1; shift; ${CD} sh 256 `);
+    // The user's processes are counted (pgrep) as often as the poll while the step runs: not counted here.
+    expect((await s.calls()).filter((l) => !l.startsWith('pgrep'))).toEqual([...LINKS, limited, PKILL, ...UNLINKS]);
+  });
+
+  it('fails a step whose user reached its pids limit with the pids reason, stopping one that sits there, and a step below it with its exit code', async () => {
+    const full = Array.from({ length: 64 }, (_, i) => String(600 + i)).join('\n') + '\n';
+    const gaveUp = await setup([{ cmd: 'sudo', match: '-i', exitCode: 2 }, { cmd: 'pgrep', stdout: full }], { limits: { pids: 64 } });
+    const failed = (await gaveUp.attempt(config())).error;
+    expect(failed).toBeInstanceOf(LimitReachedError);
+    expect((failed as Error).message).toBe('pids limit 64 reached');
+    expect((await gaveUp.calls()).filter((l) => l.startsWith('pgrep')).at(-1)).toBe('pgrep -u mac1001');
+
+    const sitting = await setup([{ cmd: 'sudo', match: '-i', sleepMs: 60_000 }, { cmd: 'pgrep', stdout: full }], { limits: { pids: 64 } });
+    const started = Date.now();
+    const stopped = (await sitting.attempt(config())).error;
+    expect(stopped).toBeInstanceOf(LimitReachedError);
+    expect((stopped as Error).message).toBe('pids limit 64 reached');
+    // A bound for a hang, not a timing: the shim would sleep a minute.
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect((await sitting.calls()).filter((l) => !l.startsWith('pgrep')).slice(-3)).toEqual([PKILL, ...UNLINKS]);
+
+    const below = await setup([{ cmd: 'sudo', match: '-i', exitCode: 2 }, { cmd: 'pgrep', stdout: '601\n' }], { limits: { pids: 64 } });
+    const plain = (await below.attempt(config())).error;
+    expect(plain).toBeInstanceOf(StepFailedError);
+    expect(plain).not.toBeInstanceOf(LimitReachedError);
+  });
+
+  it('refuses memory and CPU limits, which macOS does not enforce, in its options and from a job, before doing anything', async () => {
+    expect(() => new MacosSandbox({ uid: 1001, limits: { memoryBytes: 2 ** 30 } })).toThrow(/cannot hold steps to a memory limit .*set only pids/);
+    const s = await setup();
+    const { error } = await s.attempt(config(), { limits: { cpus: 1, pids: 100 } });
+    expect(error).toBeInstanceOf(UnsupportedConfigError);
+    expect((error as Error).message).toMatch(/cannot hold a step to a CPU limit/);
+    expect(await s.calls()).toEqual([]);
   });
 
   it('links caches inside home and prefix for the step only, putting back an empty directory, in reverse order', async () => {
