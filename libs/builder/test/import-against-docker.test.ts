@@ -234,6 +234,12 @@ describe('an imported Dockerfile builds to the files docker build makes', () => 
     expect(cairn).toEqual(docker.map((line) => (line.startsWith('opt') ? relisted(line, { owner: '1000:1000' }) : line)));
   }, 180_000);
 
+  it('leaves the missing parents of a --chown copy root\'s, where Docker makes them the owner\'s', async () => {
+    const { cairn, docker } = await buildBoth('chown-parents', `FROM ${BUSYBOX}\nCOPY --chown=1000:1000 conf.txt /opt/app/etc/conf.txt\n`, context());
+    expect(docker).toContainEqual('opt/app/etc 1000:1000 40755 ');
+    expect(cairn).toEqual(docker.map((line) => (/^opt(\/app(\/etc)?)? /.test(line) ? relisted(line, { owner: '0:0' }) : line)));
+  }, 180_000);
+
   // The classic builder has no heredocs: the file BuildKit would write is checked as such.
   it('builds a COPY heredoc to the file BuildKit writes: its bytes, mode and owner', async () => {
     const body = "#!/bin/sh\necho \"it's $1\" \\\n";
