@@ -4,9 +4,11 @@
  * operator signed in with an operator token cancels a running job from its page, retries
  * a finished build (it runs again and links to its original), and drains the worker from
  * its page (no new job is assigned to it until it is unpaused); a viewer sees no buttons
- * and a forged POST is refused (403); every action is in the audit log; the charts show
- * the figures of a seeded history. One cluster, one
- * results-store and one browser serve every case.
+ * and a forged POST is refused (403); every action is in the audit log, which the
+ * navigation offers to an operator and not to a viewer; an admin changes a client's rate
+ * from the clients page (an operator gets no form, and 403 for a forged one); the charts
+ * show the figures of a seeded history. One cluster, one results-store and one browser
+ * serve every case.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -30,6 +32,7 @@ describe('the dashboard\'s actions over the real cluster', () => {
   let browser: Browser;
   let operator: BrowserContext;
   let viewer: BrowserContext;
+  let admin: BrowserContext;
   let op: Page;
 
   async function signIn(context: BrowserContext, token: string): Promise<Page> {
@@ -59,11 +62,14 @@ describe('the dashboard\'s actions over the real cluster', () => {
     const tokens = new TokenService(rs.store.ds);
     const operatorToken = (await tokens.issue('olga', 'operator')).token;
     const readerToken = (await tokens.issue('vic', 'reader')).token;
+    const adminToken = (await tokens.issue('ada', 'admin')).token;
     browser = await launchChromium();
     operator = await browser.newContext();
     viewer = await browser.newContext();
+    admin = await browser.newContext();
     op = await signIn(operator, operatorToken);
     await signIn(viewer, readerToken);
+    await signIn(admin, adminToken);
   }, 240_000);
   afterAll(async () => {
     await browser?.close();
@@ -170,6 +176,47 @@ describe('the dashboard\'s actions over the real cluster', () => {
     expect(Math.abs(p95 - 4000) / 4000).toBeLessThan(0.19);
     expect(await page.locator('svg[data-chart]').count()).toBe(7);
     await page.close();
+  });
+
+  it("offers the audit log in the navigation to an operator, not to a viewer; an admin sets a client's rate from the clients page", async () => {
+    const auditLink = (page: Page) => page.locator('header nav a[href="/audit"]');
+    await op.goto(`${rs.url}/builds`);
+    await expect.poll(() => auditLink(op).isVisible()).toBe(true);
+    await Promise.all([op.waitForURL('**/audit'), auditLink(op).click()]);
+    expect(await op.locator('h1').innerText()).toBe('Audit log');
+    const viewing = await viewer.newPage();
+    await viewing.goto(`${rs.url}/builds`);
+    expect(await viewing.locator('h1').count()).toBe(1);
+    expect(await auditLink(viewing).isVisible()).toBe(false);
+
+    // The clients page: everyone sees the rates; only an admin gets the form.
+    await viewing.goto(`${rs.url}/clients`);
+    const client = await viewing.locator('#clients tbody tr').first().getAttribute('data-client');
+    expect(client).toBeTruthy();
+    expect(await viewing.locator('#clients form').count()).toBe(0);
+    await viewing.close();
+    await op.goto(`${rs.url}/clients`);
+    expect(await op.locator('#clients form').count()).toBe(0);
+    // An operator posting the admin's form, with a valid form token of its session: the role is checked.
+    await op.goto(`${rs.url}/workers/w1`);
+    const csrf = await op.locator('#worker-actions input[name="_csrf"]').first().inputValue();
+    const asOperator = await op.evaluate(async ([c, token]) => (await fetch(`/actions/clients/${c}/rate`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `_csrf=${encodeURIComponent(token!)}&rate=9&back=/clients` })).status, [client, csrf]);
+    expect(asOperator).toBe(403);
+
+    const ad = await admin.newPage();
+    await ad.goto(`${rs.url}/clients`);
+    expect(await auditLink(ad).isVisible()).toBe(true);
+    const row = ad.locator(`#clients tr[data-client="${client}"]`);
+    await row.locator('input[name="rate"]').fill('3');
+    await Promise.all([ad.waitForURL('**/clients'), row.locator('button:text("Set rate")').click()]);
+    // The page asks the scheduler again: the rate it keeps now.
+    expect(await ad.locator(`#clients tr[data-client="${client}"] td[data-rate]`).getAttribute('data-rate')).toBe('3');
+    await ad.goto(`${rs.url}/audit`);
+    const entry = ad.locator('#audit tbody tr[data-action="client-rate"][data-result="ok"]').first();
+    expect(await entry.innerText()).toContain('ada');
+    expect(await entry.innerText()).toContain(client!);
+    expect(await ad.locator('#audit tbody tr[data-action="client-rate"]').count()).toBe(1);
+    await ad.close();
   });
 
   it('asks the base-image-builder to rebuild an image from the images page', async () => {

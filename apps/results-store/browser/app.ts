@@ -13,8 +13,10 @@
  * - the log tools: line permalinks (#L12, #L12-L20) highlighted and scrolled to, search
  *   with next/previous, per-line times, follow on/off, the failed step scrolled to;
  * - times shown relative ("3 min ago") with the exact UTC time on hover;
- * - a light/dark switch remembered in localStorage.
+ * - a light/dark switch remembered in localStorage;
+ * - the navigation's links for a role shown to a browser signed in with one.
  */
+import { isRole, ROLE_COOKIE, roleAllows } from '../src/roles.js';
 import { formatDuration } from '../src/view/html.js';
 import type { LogEvent } from '../src/view/log-sections.js';
 
@@ -97,6 +99,19 @@ function themeSwitch(): void {
     document.documentElement.dataset['theme'] = next;
     localStorage.setItem(THEME_KEY, next);
     label();
+  });
+}
+
+// ---- navigation -------------------------------------------------------------------------
+
+/** Shows the links for a role (view/layout.ts `data-needs`) to a browser signed in with one that allows them. */
+function roleLinks(): void {
+  const cookie = document.cookie.split('; ').find((c) => c.startsWith(`${ROLE_COOKIE}=`));
+  const role = cookie?.slice(ROLE_COOKIE.length + 1) ?? '';
+  if (!isRole(role)) return;
+  document.querySelectorAll<HTMLElement>('[data-needs]').forEach((e) => {
+    const needs = e.dataset['needs'] ?? '';
+    if (isRole(needs) && roleAllows(role, needs)) e.hidden = false;
   });
 }
 
@@ -319,6 +334,7 @@ function followLog(log: Element): void {
 // ---- start ------------------------------------------------------------------------------
 
 themeSwitch();
+roleLinks();
 relativeTimes();
 const logBox = document.getElementById('log');
 if (logBox) {

@@ -8,7 +8,7 @@ import { Argument, Command, CommanderError, InvalidArgumentError } from 'command
 import { settleHttpListen } from '@cairn/service-kit';
 import { TokenService, hashToken } from './auth/token-service.js';
 import type { TokenId } from './ids.js';
-import { ROLES, type Role } from './db/user.entity.js';
+import { ROLES, type Role } from './roles.js';
 import { configFromEnv } from './config.js';
 import { applyRetention } from './maintenance/retention.js';
 import { formatVerifyReport, verifyStore } from './maintenance/verify-store.js';

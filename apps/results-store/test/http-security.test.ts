@@ -156,6 +156,7 @@ describe('the HTTP side against a hostile web', () => {
     const out = await raw('POST', '/logout', { cookie, origin: rs.url });
     expect(out.status).toBe(303);
     expect(String(out.headers['set-cookie'])).toMatch(/^cairn_token=;.*Max-Age=0/);
+    expect(out.headers['set-cookie']).toContainEqual(expect.stringMatching(/^cairn_role=; .*Max-Age=0/));
 
     const issued = JSON.parse((await raw('POST', '/api/v1/tokens', { ...json, ...bearer(admin) }, JSON.stringify({ user: 'temp', role: 'reader' }))).body) as { id: number; token: string };
     expect((await raw('GET', '/api/v1/builds', bearer(issued.token))).status).toBe(200);
@@ -182,6 +183,11 @@ describe('the HTTP side against a hostile web', () => {
     expect(String(plain.headers['set-cookie'])).toMatch(/HttpOnly/);
     expect(String(plain.headers['set-cookie'])).toMatch(/SameSite=(Lax|Strict)/);
     expect(String(plain.headers['set-cookie'])).not.toMatch(/Secure/);
+    // The role (an earlier case made this user a writer), for the page's script to show
+    // the links it allows: readable, so no HttpOnly; only a hint.
+    expect(plain.headers['set-cookie']).toContainEqual(expect.stringMatching(/^cairn_role=(reader|writer); Path=\/; SameSite=Strict; Max-Age=\d+$/));
+    const shared = await raw('GET', '/builds', bearer(reader));
+    expect(shared.body).toContain('<li data-needs="operator" hidden><a href="/audit">Audit log</a></li>');
     // Behind the trusted proxy, which says the client came over TLS.
     const tls = await raw('POST', '/login', { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-proto': 'https' }, new URLSearchParams({ token: reader }).toString());
     expect(String(tls.headers['set-cookie'])).toMatch(/; Secure/);

@@ -6,7 +6,7 @@
  */
 import { JobEvent, PoolInfo, QueueInfo, ServiceStatus, WorkerInfo } from '@cairn/contracts';
 import { z } from 'zod';
-import { ROLES } from '../db/user.entity.js';
+import { ROLES } from '../roles.js';
 
 /** The named schemas, each a component of the document. */
 export const components = z.registry<{ id: string; description?: string }>();

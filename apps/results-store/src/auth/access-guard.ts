@@ -8,11 +8,11 @@
 import { BadRequestException, ForbiddenException, HttpException, Inject, Injectable, SetMetadata, UnauthorizedException, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { Request, Response } from 'express';
-import type { Role } from '../db/user.entity.js';
 import { CONFIG } from '../tokens.js';
 import type { ResultsConfig } from '../config.js';
 import { FailureThrottle } from './throttle.js';
-import { roleAllows, TokenService, type Principal } from './token-service.js';
+import { roleAllows, type Role } from '../roles.js';
+import { TokenService, type Principal } from './token-service.js';
 
 /** `public` routes (the login form, static assets) are open even when reading needs a token. */
 export type Access = 'public' | 'read' | 'write' | 'operate' | 'admin';

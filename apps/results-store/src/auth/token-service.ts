@@ -9,9 +9,10 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
 import { exclusiveWrite } from '../ingest/build-recorder.js';
 import { TokenEntity } from '../db/token.entity.js';
-import { ROLES, UserEntity, type Role } from '../db/user.entity.js';
+import { UserEntity } from '../db/user.entity.js';
 import type { TokenId, UserId } from '../ids.js';
 import { DATA_SOURCE } from '../tokens.js';
+import { isRole, ROLES, type Role } from '../roles.js';
 
 export interface Principal {
   readonly user: string;
@@ -24,14 +25,6 @@ const CACHE_MS = 30_000;
 
 export function hashToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
-}
-
-export function roleAllows(role: Role, needed: Role): boolean {
-  return ROLES.indexOf(role) >= ROLES.indexOf(needed);
-}
-
-export function isRole(value: string): value is Role {
-  return (ROLES as readonly string[]).includes(value);
 }
 
 /** A token asked for an existing user with another role, without asking to change the role. */

@@ -1,5 +1,5 @@
 /**
- * The operator's pages (workers, pools, charts, the audit log) and the dashboard's actions.
+ * The operator's pages (workers, pools, clients, charts, the audit log) and the dashboard's actions.
  * An action is a POST from a form on those pages (or from a script with a Bearer token):
  * the access guard checks the role, checkCsrf the form's session-bound token, and the
  * answer sends a browser back to the page it came from (303), or says why not.
@@ -14,7 +14,7 @@ import type { Principal } from '../auth/token-service.js';
 import { parseBuildId } from '../ids.js';
 import { LiveBoard } from '../live/live-board.js';
 import { SchedulerViews } from '../live/scheduler-views.js';
-import { actionRefusedPage, auditPage, imagesPage, poolPage, workerPage, workersPage, type Viewer } from '../pages/operator-pages.js';
+import { actionRefusedPage, auditPage, clientsPage, imagesPage, poolPage, workerPage, workersPage, type Viewer } from '../pages/operator-pages.js';
 import { BuildQueries } from '../queries/build-queries.js';
 import { WorkerHistory } from '../queries/worker-history.js';
 import { ChartData, isRange, RANGES, type Range } from '../rollups/chart-data.js';
@@ -114,6 +114,11 @@ export class OperatorController {
     return page;
   }
 
+  @Get('clients')
+  async clients(@Req() req: Request, @Res() res: Response): Promise<void> {
+    send(req, res, clientsPage(viewerOf(req), await this.scheduler.clients()).value, { type: HTML });
+  }
+
   @Get('images')
   async images(@Req() req: Request, @Res() res: Response): Promise<void> {
     send(req, res, imagesPage(viewerOf(req), await this.actions.images()).value, { type: HTML });
@@ -187,7 +192,7 @@ export class OperatorController {
     const client = checked(ClientId, raw, 'client');
     const rate = Number((body as { rate?: unknown } | undefined)?.rate);
     if (!Number.isFinite(rate) || rate <= 0 || rate > 1e6) throw new BadRequestException(`client ${client}: rate must be a number above 0, at most 1000000`);
-    this.answer(req, res, body, '/audit', await this.actions.clientRate(principalOf(req), client, rate));
+    this.answer(req, res, body, '/clients', await this.actions.clientRate(principalOf(req), client, rate));
   }
 
   /**

@@ -1,10 +1,11 @@
 /**
- * The scheduler's own view of pools, workers and queues, asked for over the bus
- * (`cairn.v1.admin.pools|workers|queues|jobs`), and of the runs of one job. Answers are cached for a moment so that a
- * busy dashboard asks the scheduler once per interval, not once per page view, and a
- * scheduler that does not answer costs a page at most one short timeout.
+ * The scheduler's own view of pools, workers, queues and clients, asked for over the bus
+ * (`cairn.v1.admin.pools|workers|queues|jobs|clients`), and of the runs of one job.
+ * Answers are cached for a moment so that a busy dashboard asks the scheduler once per
+ * interval, not once per page view, and a scheduler that does not answer costs a page at
+ * most one short timeout.
  */
-import { ActiveJob, buckets, call, JobStatus, openBucket, PoolInfo, QueueInfo, ServiceStatus, subjects, WorkerInfo, type Reply, type RunHistory } from '@cairn/contracts';
+import { ActiveJob, buckets, call, ClientInfo, JobStatus, openBucket, PoolInfo, QueueInfo, ServiceStatus, subjects, WorkerInfo, type Reply, type RunHistory } from '@cairn/contracts';
 import { Inject, Injectable } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { BUS } from '@cairn/service-kit';
@@ -15,6 +16,7 @@ import { z } from 'zod';
 export type PoolView = z.infer<typeof PoolInfo>;
 export type WorkerView = z.infer<typeof WorkerInfo>;
 export type QueueView = z.infer<typeof QueueInfo>;
+export type ClientView = z.infer<typeof ClientInfo>;
 
 export type View<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
 
@@ -40,6 +42,11 @@ export class SchedulerViews {
 
   queues(): Promise<View<QueueView[]>> {
     return this.ask('queues', z.array(QueueInfo));
+  }
+
+  /** Clients with their rates and jobs. Not cached: the page shows a rate just changed. */
+  clients(): Promise<View<ClientView[]>> {
+    return this.request('clients', z.array(ClientInfo));
   }
 
   /** The jobs not yet finished, as the scheduler knows them now. Not cached: asked when the board starts. */
@@ -93,7 +100,7 @@ export class SchedulerViews {
     return value;
   }
 
-  private request<T>(verb: 'pools' | 'workers' | 'queues' | 'jobs', schema: z.ZodType<T>): Promise<View<T>> {
+  private request<T>(verb: 'pools' | 'workers' | 'queues' | 'jobs' | 'clients', schema: z.ZodType<T>): Promise<View<T>> {
     return call<unknown>(this.bus, subjects.admin(verb), {}, { timeoutMs: this.timeoutMs }).then((reply: Reply<unknown>): View<T> => {
       if (!reply.ok) return { ok: false, error: `${reply.error.code}: ${reply.error.message}` };
       const parsed = schema.safeParse(reply.value);

@@ -1,15 +1,14 @@
 /**
- * What operators see and do: the worker and pool pages, the audit log, and the action
+ * What operators see and do: the worker, pool and client pages, the audit log, and the action
  * buttons (forms) the build pages get for someone whose role allows them. A button is
  * rendered only for a role that may use it; the server checks the role again (and the
  * form token) when the form is posted, so a hidden button is never the protection.
  */
 import type { BaseImageStatus } from '@cairn/contracts';
 import type { AuditEntry } from '../actions/operator-actions.js';
-import { roleAllows } from '../auth/token-service.js';
+import { roleAllows, type Role } from '../roles.js';
 import { CSRF_FIELD } from '../auth/csrf.js';
-import type { Role } from '../db/user.entity.js';
-import type { PoolView, View, WorkerView } from '../live/scheduler-views.js';
+import type { ClientView, PoolView, View, WorkerView } from '../live/scheduler-views.js';
 import type { LiveJob } from '../live/live-board.js';
 import type { WorkerFailure } from '../queries/worker-history.js';
 import { formatBytes, html, Html, time, trusted } from '../view/html.js';
@@ -65,6 +64,22 @@ export function workersTable(workers: readonly WorkerView[]): Html {
 
 export function workersPage(workers: View<WorkerView[]>): Html {
   return page({ title: 'Workers', section: 'workers', body: html`<h1>Workers</h1><p><a href="/images">Base images</a></p>${workers.ok ? workersTable(workers.value) : unavailable('Workers', workers)}` });
+}
+
+/** Clients with their rate (their share of each pool: stride scheduling) and jobs; an admin sets a rate here. */
+export function clientsPage(viewer: Viewer, clients: View<ClientView[]>): Html {
+  const admin = mayAdminister(viewer);
+  const rateForm = (c: ClientView) =>
+    actionButton(viewer, `/actions/clients/${encodeURIComponent(c.client)}/rate`, 'Set rate', '/clients', html`<input type="number" name="rate" value="${c.rate}" min="0.001" max="1000000" step="any" required aria-label="New rate of ${c.client}">`);
+  const table = (list: readonly ClientView[]) =>
+    list.length
+      ? html`<div class="scroll"><table id="clients"><thead><tr><th scope="col">Client</th><th scope="col">Rate</th><th scope="col">Queued</th><th scope="col">Running</th><th scope="col">Finished</th>${admin ? html`<th scope="col">Change the rate</th>` : ''}</tr></thead><tbody>${list.map(
+          (c) =>
+            html`<tr data-client="${c.client}"><td><a href="/builds?client=${encodeURIComponent(c.client)}">${c.client}</a></td><td data-rate="${c.rate}">${c.rate}</td><td>${c.queued}</td><td>${c.running}</td><td>${c.finished}</td>${admin ? html`<td>${rateForm(c)}</td>` : ''}</tr>`,
+        )}</tbody></table></div>`
+      : html`<p class="muted" id="clients">No client has a rate, a job, or a finished job since the scheduler started.</p>`;
+  const body = html`<h1>Clients</h1><p class="muted">A client's rate is its share of each pool: with rates 2 and 1, the first gets two jobs started for each of the second's while both wait.${admin ? '' : ' An admin can change it here.'}</p>${clients.ok ? table(clients.value) : unavailable('Clients', clients)}`;
+  return page({ title: 'Clients', section: 'clients', body });
 }
 
 export function workerPage(viewer: Viewer, w: WorkerView, failures: readonly WorkerFailure[]): Html {
@@ -127,7 +142,7 @@ export function auditPage(entries: readonly AuditEntry[], next: number | undefin
     (e) =>
       html`<tr data-action="${e.action}" data-result="${e.result}"><td>${time(e.at)}</td><td>${e.user} (${e.role})</td><td>${e.action}</td><td>${e.target}</td><td>${e.result}</td><td>${e.detail ?? ''}</td></tr>`,
   )}</tbody></table></div>${next !== undefined ? html`<p><a href="/audit?before=${next}">Older</a></p>` : ''}`;
-  return page({ title: 'Audit log', body });
+  return page({ title: 'Audit log', section: 'audit', body });
 }
 
 /** The answer to an action posted by a browser that did not end well: what was tried and why it failed. */
