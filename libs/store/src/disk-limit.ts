@@ -21,8 +21,17 @@ export class DiskLimitError extends Error {
     readonly limitBytes: number,
     options?: ErrorOptions,
   ) {
-    super(`disk limit ${formatBytes(limitBytes)} reached; nothing was published${options?.cause instanceof Error ? `: ${options.cause.message}` : ''}`, options);
+    super(`disk limit ${formatBytes(limitBytes)} reached; nothing was published${saysMore(options?.cause) ? `: ${(options?.cause as Error).message}` : ''}`, options);
   }
+}
+
+/**
+ * Whether a failure's message adds to the limit's: a step's exit status does; a failed
+ * write's errno says only the quota again (and EDQUOT, which Node has no name for, as
+ * "Unknown system error -122").
+ */
+function saysMore(cause: unknown): boolean {
+  return cause instanceof Error && (cause as NodeJS.ErrnoException).errno === undefined;
 }
 
 /** The store cannot hold a step to a disk limit (its kind has no quotas, or its filesystem has them off). */
