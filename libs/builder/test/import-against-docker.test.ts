@@ -240,6 +240,12 @@ describe('an imported Dockerfile builds to the files docker build makes', () => 
     expect(cairn).toEqual(docker.map((line) => (/^opt(\/app(\/etc)?)? /.test(line) ? relisted(line, { owner: '0:0' }) : line)));
   }, 180_000);
 
+  it('makes no directory for a WORKDIR that nothing then writes in, where Docker makes it', async () => {
+    const { cairn, docker } = await buildBoth('workdir-only', `FROM ${BUSYBOX}\nWORKDIR /data\nWORKDIR /srv\nCOPY conf.txt ./\n`, context());
+    expect(docker).toContainEqual('data 0:0 40755 ');
+    expect(cairn).toEqual(docker.filter((line) => line !== 'data 0:0 40755 '));
+  }, 180_000);
+
   // The classic builder has no heredocs: the file BuildKit would write is checked as such.
   it('builds a COPY heredoc to the file BuildKit writes: its bytes, mode and owner', async () => {
     const body = "#!/bin/sh\necho \"it's $1\" \\\n";
