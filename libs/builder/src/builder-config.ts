@@ -67,7 +67,7 @@ export async function openConfiguredBuilder(choices: EngineChoices, env: NodeJS.
     userns,
     ...(limits ? { limits } : {}),
   }), env);
-  return Builder.open({ store, fetcher, sandbox, dbPath: join(store.hostDir, 'db.sqlite'), secretKey: await loadSecretKey(env) });
+  return Builder.open({ store, fetcher, sandbox, dbPath: join(store.hostDir, 'db.sqlite'), secretKey: await loadSecretKey(env), ...(limits ? { limits } : {}) });
 }
 
 /** The fetcher `cairn build` would use (choice, CAIRN_FETCHER, the machine config), alone. */
@@ -95,13 +95,13 @@ function oneOf<T extends string>(modes: readonly T[], value: string, what: strin
 /** The machine's step limits: each CAIRN_STEP_* variable, else the config file's `stepLimits`; a bad value names where it came from. */
 function stepLimitsOf(config: MachineConfig, env: NodeJS.ProcessEnv): StepLimits | undefined {
   const file = config.stepLimits ?? {};
-  const variables = { memory: 'CAIRN_STEP_MEMORY', pids: 'CAIRN_STEP_PIDS', cpus: 'CAIRN_STEP_CPUS' } as const;
+  const variables = { memory: 'CAIRN_STEP_MEMORY', pids: 'CAIRN_STEP_PIDS', cpus: 'CAIRN_STEP_CPUS', disk: 'CAIRN_STEP_DISK' } as const;
   const text = (key: keyof typeof variables) => {
     const value = env[variables[key]] ?? file[key];
     return value === undefined ? {} : { [key]: String(value) };
   };
   try {
-    return parseStepLimits({ ...text('memory'), ...text('pids'), ...text('cpus') }, (key) => (env[variables[key]] !== undefined ? variables[key] : `stepLimits.${key} in ${configFile(env)}`));
+    return parseStepLimits({ ...text('memory'), ...text('pids'), ...text('cpus'), ...text('disk') }, (key) => (env[variables[key]] !== undefined ? variables[key] : `stepLimits.${key} in ${configFile(env)}`));
   } catch (e) {
     throw new ConfigError(e instanceof Error ? e.message : String(e));
   }

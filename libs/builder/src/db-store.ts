@@ -1,6 +1,6 @@
 import { dirname, join } from 'node:path';
 import { CancelledError } from '@cairn/sandbox';
-import { RESULT_LOG, type Store } from '@cairn/store';
+import { RESULT_LOG, type BuildLimits, type Store } from '@cairn/store';
 import { SnapshotInUseError } from './errors.js';
 import { MetadataDb, type LockHolder } from './metadata-db.js';
 import { SharedSteps } from './shared-steps.js';
@@ -91,7 +91,7 @@ export class DbStore {
             } finally {
               await log.finish();
             }
-          });
+          }, steps.limits);
         } catch (e) {
           // A process that does not take step locks (an older Cairn) may have published it first.
           if (await this.store.exists(id)) return 'published elsewhere';
@@ -172,4 +172,6 @@ export interface StepWork {
   work(dir: string, log: StepLog, signal: AbortSignal): Promise<void>;
   /** Follows the log of the step's one run, from its first byte. */
   follow(log: StepLog): Promise<void>;
+  /** What the store holds the step's snapshot to while `work` fills it. */
+  readonly limits?: BuildLimits;
 }

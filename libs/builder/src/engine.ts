@@ -5,9 +5,9 @@ import {
   runStepKey, secretDigest, type BuildContext, type FileDigestCache, type Manifest, type SecretInput, type TargetOs,
 } from '@cairn/hashing';
 import type { Fetcher } from '@cairn/fetcher';
-import { CancelledError, formatDuration, LimitReachedError, type Sandbox, type Secret, type StepLimits } from '@cairn/sandbox';
+import { CancelledError, capLimits, formatDuration, LimitReachedError, type Sandbox, type Secret, type StepLimits } from '@cairn/sandbox';
 import { atom, list, oneLine, printOp, ROOT_UNIX, type CopyOp, type RunOp, type Spec } from '@cairn/spec';
-import { RESULT_METADATA, type CacheView, type Store } from '@cairn/store';
+import { RESULT_METADATA, type BuildLimits, type CacheView, type Store } from '@cairn/store';
 import { DbStore, type BuildLease } from './db-store.js';
 import { BuildError, SnapshotInUseError } from './errors.js';
 import { heading, note, stepHeading, type Logger, type StepEvent } from './log.js';
@@ -32,6 +32,11 @@ export interface BuilderOptions {
   /** Key for secret digests in step IDs (see @cairn/hashing secretDigest). */
   readonly secretKey: string;
   readonly os?: TargetOs;
+  /**
+   * The machine's step limits, the most a build may ask for. The sandbox holds steps to
+   * the others; the engine reads the disk limit here, which the store enforces.
+   */
+  readonly limits?: StepLimits;
 }
 
 export interface BuildOptions {
@@ -53,7 +58,7 @@ export interface BuildOptions {
    * the store's unscoped caches, and OBuilder's step IDs.
    */
   readonly cacheDomain?: string;
-  /** What each `run` step may use (the sandbox caps it by its own limits). */
+  /** What each `run` step may use, capped by the machine's (the sandbox's; the disk limit by BuilderOptions.limits). */
   readonly limits?: StepLimits;
   /** A `run` step still running after this long is killed with its processes, and fails saying so. */
   readonly stepTimeoutMs?: number;
@@ -77,6 +82,8 @@ export class Builder {
     // Containers first: a dead process's container may still hold a temp snapshot open.
     await options.sandbox.init();
     await options.store.init();
+    // A machine whose every step asks for what its store cannot do: say so now, not at a step.
+    if (options.limits?.diskBytes !== undefined) await options.store.checkDiskLimit();
     return new Builder(options, new DbStore(options.store, options.dbPath));
   }
 
@@ -174,6 +181,7 @@ export class Builder {
     const { id } = runStepKey(ctx, parent, op, digests, options.cacheDomain);
     // Steps without secrets write their output untouched.
     const masker = secrets.length === 0 ? undefined : SecretMasker.for(secrets.map((s) => s.value));
+    const diskBytes = capLimits(options.limits, this.options.limits)?.diskBytes;
     await this.step(printOp(op), stage, id, parent, options, async (dir, log, signal) => {
       const views: CacheView[] = [];
       let ok = false;
@@ -204,7 +212,7 @@ export class Builder {
         output?.end();
         for (const view of views) await view.release(ok);
       }
-    }, masker);
+    }, masker, diskBytes === undefined ? {} : { diskBytes });
     return id;
   }
 
@@ -263,6 +271,8 @@ export class Builder {
     work: (dir: string, log: StepLog, signal: AbortSignal) => Promise<void>,
     /** Masks the replay too: a log stored before masking existed may hold the values. */
     masker?: SecretMasker,
+    /** What the store holds the snapshot to while `work` runs. */
+    limits: BuildLimits = {},
   ): Promise<void> {
     await options.lease.hold(id, options.signal);
     const started = Date.now();
@@ -273,6 +283,7 @@ export class Builder {
       return;
     }
     const outcome = await this.db.build(id, parent, options.signal, {
+      limits,
       // One process runs a step; the others sharing the store wait and take its result.
       waiting: (holder) => options.log(note(`---> waiting for process ${pidOf(holder.owner)}, which is running this step`)),
       work,

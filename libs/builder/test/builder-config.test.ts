@@ -93,6 +93,17 @@ describe("the machine's isolation settings (real runc)", () => {
     await expect(openConfiguredBuilder({}, env({ CAIRN_STEP_CPUS: '-1' }))).rejects.toThrow(new ConfigError('CAIRN_STEP_CPUS: "-1" is not a positive number'));
   });
 
+  it('takes the disk limit from CAIRN_STEP_DISK, which a store without quotas refuses at start, naming itself, as it refuses a job asking for one', async () => {
+    await expect(openConfiguredBuilder({}, env({ CAIRN_STEP_DISK: '10g' }))).rejects.toThrow(/^the rsync store at .* cannot hold a step to a disk limit: it keeps plain directories without quotas/);
+    await expect(openConfiguredBuilder({}, env({ CAIRN_STEP_DISK: 'lots' }))).rejects.toThrow(new ConfigError('CAIRN_STEP_DISK: "lots" is not a size (e.g. 512m, 4g)'));
+    const builder = await openConfiguredBuilder({}, env({}));
+    try {
+      await expect(builder.build(spec('(run (shell "echo never"))'), { log: () => undefined, limits: { diskBytes: 2 ** 30 } })).rejects.toThrow(/^\(run \(shell "echo never"\)\) failed: the rsync store at .* cannot hold a step to a disk limit/);
+    } finally {
+      builder.close();
+    }
+  });
+
   it('runs each step in a user namespace when CAIRN_USERNS, the config or the choice says remap, and names a bad value', async () => {
     const probe = (tag: string) => `(run (shell "tr -s ' ' < /proc/self/uid_map; echo ${tag}"))`;
     expect(await output(await openConfiguredBuilder({}, env({})), probe('host'))).toContain(' 0 0 4294967295\nhost\n');

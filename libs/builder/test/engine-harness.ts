@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OciLayoutFetcher } from '@cairn/fetcher';
 import { baseId } from '@cairn/hashing';
-import { createSandbox, DockerSandbox, type Sandbox } from '@cairn/sandbox';
+import { createSandbox, DockerSandbox, type Sandbox, type StepLimits } from '@cairn/sandbox';
 import { parseSpec } from '@cairn/spec';
 import { DockerStore, parseStoreSpec, ZfsStore, type Store } from '@cairn/store';
 import { startDockerd } from '../../../test/support/dockerd.js';
@@ -49,11 +49,13 @@ export interface Harness {
   cleanup(): Promise<void>;
 }
 
-export async function makeHarness(kind: StoreKind, runtime: 'runc' | 'crun' = 'runc', sizeMb?: number): Promise<Harness> {
+/** With `quotas`, a btrfs has qgroups on, which a disk limit needs; `limits` are the machine's. */
+export async function makeHarness(kind: StoreKind, runtime: 'runc' | 'crun' = 'runc', sizeMb?: number, options: { quotas?: boolean; limits?: StepLimits } = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), `cairn-engine-${kind}-`));
   const size = sizeMb === undefined ? {} : { sizeMb };
   const pool = kind === 'zfs' ? await withZfsPool(size) : undefined;
-  const fs = kind === 'btrfs' ? await withBtrfs(size) : kind === 'xfs' ? await withXfs(size) : pool;
+  const quotas = options.quotas ?? false;
+  const fs = kind === 'btrfs' ? await withBtrfs({ ...size, quotas }) : kind === 'xfs' ? await withXfs(size) : pool;
   // A ZFS store is a dataset of the pool, mounted at /POOL/cairn.
   const root = pool ? `${pool.name}/cairn` : fs ? fs.path : join(dir, 'store');
   const images = join(dir, 'images');
@@ -64,7 +66,7 @@ export async function makeHarness(kind: StoreKind, runtime: 'runc' | 'crun' = 'r
   const sandbox = new CountingSandbox(
     dockerd ? new DockerSandbox({ socketPath: dockerd.socketPath }) : createSandbox(runtime, { stateDir: join(dir, 'runc-state') }),
   );
-  const open = () => Builder.open({ store, sandbox, fetcher: new OciLayoutFetcher(images), dbPath: join(dir, 'db.sqlite'), secretKey: 'test-key' });
+  const open = () => Builder.open({ store, sandbox, fetcher: new OciLayoutFetcher(images), dbPath: join(dir, 'db.sqlite'), secretKey: 'test-key', ...(options.limits ? { limits: options.limits } : {}) });
   const harness: Harness = {
     builder: await open(),
     store,

@@ -25,3 +25,27 @@ describe.each(['btrfs', 'xfs'] as const)('a full %s store', (kind) => {
     expect(await h.store.exists(after)).toBe(true);
   });
 });
+
+// btrfs only: this machine's kernel has no XFS project quotas (CONFIG_XFS_QUOTA), the xfs store's way.
+describe.each(['btrfs'] as const)('a step past its disk limit on a %s store with quotas', (kind) => {
+  let h: Harness;
+  beforeAll(async () => {
+    // The machine allows 64 MiB a step; a job asking for more gets that.
+    h = await makeHarness(kind, 'runc', undefined, { quotas: true, limits: { diskBytes: 64 * 1024 * 1024 } });
+  });
+  afterAll(async () => {
+    await h?.cleanup();
+  });
+
+  it('fails with the limit named, capped by the machine, publishes nothing, and the store builds on', async () => {
+    const writer = spec('(run (shell "dd if=/dev/zero of=/big bs=1M count=200"))');
+    const log = new CollectedLog();
+    const failure = await h.builder.build(writer, { log: log.log, limits: { diskBytes: 1024 ** 3 } }).then(() => undefined, (e: Error) => e);
+    // The step's log is in its snapshot too: the limit may come first to the log's write, or to dd's.
+    expect(failure?.message).toMatch(/^\(run \(shell "dd .*"\)\) failed: disk limit 64 MiB reached; nothing was published(: the command exited with code 1)?$/);
+    expect(log.output).toMatch(/Disk quota exceeded/);
+    // Within the limit, on the same store: built.
+    const small = await h.builder.build(spec('(run (shell "dd if=/dev/zero of=/small bs=1M count=16"))'), { log: () => undefined });
+    expect(await h.store.exists(small)).toBe(true);
+  });
+});

@@ -66,7 +66,13 @@ export const IdempotencyKey = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'an i
 
 /** What each run step of a job may use; a worker caps it by its own limits. */
 export const StepBounds = z.object({
-  limits: z.object({ memoryBytes: z.number().int().positive().optional(), pids: z.number().int().positive().optional(), cpus: z.number().positive().optional() }).strict().optional(),
+  limits: z.object({
+    memoryBytes: z.number().int().positive().optional(),
+    pids: z.number().int().positive().optional(),
+    cpus: z.number().positive().optional(),
+    /** Bytes a step may add to its snapshot: the worker's store enforces it, or refuses the step. */
+    diskBytes: z.number().int().positive().optional(),
+  }).strict().optional(),
   /** A run step still running after this long is killed and fails. */
   stepTimeoutMs: z.number().int().positive().max(7 * 24 * 3600 * 1000).optional(),
 });

@@ -57,10 +57,11 @@ export interface MachineConfig {
   /** `host` or `remap`: whether each step gets a user namespace of its own (UsernsMode); CAIRN_USERNS overrides it. */
   userns?: string;
   /**
-   * Every run step's limits, and the most a job may ask for: memory as a size (`4g`), pids
-   * and CPUs as numbers. CAIRN_STEP_MEMORY, CAIRN_STEP_PIDS and CAIRN_STEP_CPUS override them.
+   * Every run step's limits, and the most a job may ask for: memory and disk (what a step
+   * may add to its snapshot, enforced by the store) as sizes (`4g`), pids and CPUs as
+   * numbers. CAIRN_STEP_MEMORY, CAIRN_STEP_PIDS, CAIRN_STEP_CPUS and CAIRN_STEP_DISK override them.
    */
-  stepLimits?: { memory?: string | number; pids?: number; cpus?: number };
+  stepLimits?: { memory?: string | number; pids?: number; cpus?: number; disk?: string | number };
 }
 
 export function configFile(env: NodeJS.ProcessEnv = process.env): string {
