@@ -19,7 +19,8 @@ describe('cairn build (a real process on a real btrfs store)', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'cairn-build-cli-'));
-    fs = await withBtrfs();
+    // Qgroups on, for --disk.
+    fs = await withBtrfs({ quotas: true });
     await busyboxImage(join(dir, 'images'), 'cairn/busybox:latest');
     stateDir = join(dir, 'state');
     env = {
@@ -133,12 +134,15 @@ describe('cairn build (a real process on a real btrfs store)', () => {
     const bomb = await cairn(['build', '--pids', '128', '-f', await specFile('bomb.spec', '(run (shell "bomb() { bomb | bomb & }; bomb; sleep 1000"))'), dir]);
     expect(bomb.status).toBe(1);
     expect(bomb.stderr).toContain('failed: pids limit 128 reached');
+    const writer = await cairn(['build', '--disk', '64m', '-f', await specFile('writer.spec', '(run (shell "dd if=/dev/zero of=/big bs=1M count=200"))'), dir]);
+    expect(writer.status).toBe(1);
+    expect(writer.stderr).toContain('failed: disk limit 64 MiB reached; nothing was published');
     const unconfined = await cairn(['build', '--seccomp', 'unconfined', '-f', await specFile('seccomp.spec', '(run (shell "grep ^Seccomp: /proc/self/status; echo unconfined"))'), dir]);
     expect(unconfined.stdout).toContain('Seccomp:\t0\nunconfined');
-    const fine = await cairn(['build', '--memory', '512m', '--pids', '128', '--cpus', '0.5', '--step-timeout', '1m', '-f', await specFile('fine.spec', '(run (shell "echo within-limits"))'), dir]);
+    const fine = await cairn(['build', '--memory', '512m', '--pids', '128', '--cpus', '0.5', '--disk', '64m', '--step-timeout', '1m', '-f', await specFile('fine.spec', '(run (shell "echo within-limits"))'), dir]);
     expect(fine.status, fine.stderr).toBe(0);
     expect(fine.stdout).toContain('within-limits');
-    for (const [flag, value, message] of [['--memory', 'lots', '--memory: "lots" is not a size (e.g. 512m, 4g)'], ['--pids', '1.5', '--pids: "1.5" is not a positive whole number'], ['--step-timeout', 'soon', '--step-timeout: "soon" is not a duration (e.g. 90s, 30m, 2h)']] as const) {
+    for (const [flag, value, message] of [['--memory', 'lots', '--memory: "lots" is not a size (e.g. 512m, 4g)'], ['--pids', '1.5', '--pids: "1.5" is not a positive whole number'], ['--disk', '0', '--disk: "0" is not a positive size'], ['--step-timeout', 'soon', '--step-timeout: "soon" is not a duration (e.g. 90s, 30m, 2h)']] as const) {
       const bad = await cairn(['build', flag, value, '-f', await specFile('fine.spec', '(run (shell "echo within-limits"))'), dir]);
       expect(bad.status, flag).toBe(2);
       expect(bad.stderr).toContain(message);

@@ -39,7 +39,7 @@ the scheduler queues it fairly among clients and sends it to a worker of the poo
 already holds its cache when one is free. The build context is uploaded once per content
 (by SHA-256); secrets are sealed for the scheduler and reach only the worker that runs
 the job. Prints the job ID; with --follow, streams the log until the job ends. The limits
-of each run step (--memory, --pids, --cpus, --step-timeout) are capped by the worker's.`)
+of each run step (--memory, --pids, --cpus, --disk, --step-timeout) are capped by the worker's.`)
     .requiredOption('--pool <pool>', 'the pool to run on, e.g. linux-x86_64')
     .requiredOption('-f, --file <spec>', 'the spec file (an S-expression spec or a Dockerfile; - for stdin)')
     .argument('[context]', 'build context directory for (copy ...) steps')
