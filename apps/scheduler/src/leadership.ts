@@ -18,7 +18,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 export const LEADER_BUCKET = 'cairn-leader';
 /** Nest token of the process's Leadership (null where a test runs the module alone). */
 export const LEADERSHIP = Symbol('LEADERSHIP');
-const KEY = 'scheduler';
+/** The key whose value names the leader: `<CAIRN_SCHEDULER_ID or host>/<pid>/<random>`. */
+export const LEADER_KEY = 'scheduler';
 export const TTL_MS = 10_000;
 const RENEW_MS = 1_000;
 const STEP_DOWN_MS = 4_000;
@@ -59,11 +60,11 @@ export class Leadership {
     for (;;) {
       if (signal?.aborted) throw new Error('stopped while waiting for the leadership');
       try {
-        const revision = await kv.create(KEY, holder);
+        const revision = await kv.create(LEADER_KEY, holder);
         logger.log(`leading this cluster's scheduling as ${holder}`);
         return new Leadership(kv, holder, revision, logger);
       } catch (e) {
-        const current = await kv.get(KEY).catch(() => null);
+        const current = await kv.get(LEADER_KEY).catch(() => null);
         const other = current?.operation === 'PUT' ? current.string() : undefined;
         if (other === undefined && !/wrong last sequence|key exists/i.test(String(e))) logger.warn(`taking the leadership failed, trying again: ${String(e)}`);
         if (other !== undefined && other !== waitingFor) {
@@ -83,7 +84,7 @@ export class Leadership {
     this.renewing = true;
     try {
       // A short deadline: a write lost in a NATS restart is retried within the step-down time.
-      const revision = await this.kv.update(KEY, this.holder, this.revision, RENEW_MS);
+      const revision = await this.kv.update(LEADER_KEY, this.holder, this.revision, RENEW_MS);
       if (!this.released) {
         this.revision = revision;
         this.lastRenewed = Date.now();
@@ -91,7 +92,7 @@ export class Leadership {
     } catch (e) {
       if (/wrong last sequence/i.test(String(e))) {
         // Our own earlier write whose reply was lost, or a rival's: the value says which.
-        const current = await this.kv.get(KEY).catch(() => null);
+        const current = await this.kv.get(LEADER_KEY).catch(() => null);
         if (current?.operation === 'PUT' && current.string() === this.holder) {
           this.revision = current.revision;
           return;
@@ -115,6 +116,6 @@ export class Leadership {
     if (this.released) return;
     clearInterval(this.timer);
     this.released = true;
-    await this.kv.delete(KEY, { previousSeq: this.revision }).catch(() => undefined);
+    await this.kv.delete(LEADER_KEY, { previousSeq: this.revision }).catch(() => undefined);
   }
 }
