@@ -5,6 +5,7 @@
  */
 import { Inject, Injectable, type BeforeApplicationShutdown, type LoggerService, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
+import { attempts } from '@cairn/contracts';
 import { Ops } from '@cairn/service-kit';
 import type { DataSource } from 'typeorm';
 import { BlobStore } from './blobs/blob-store.js';
@@ -28,6 +29,8 @@ const DB_CHECK_TIMEOUT_MS = 2000;
 export class ResultsLifecycle implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly timers: NodeJS.Timeout[] = [];
   private consumerError: string | undefined = 'not started';
+  private consuming: Promise<void> | undefined;
+  private readonly stopping = new AbortController();
 
   constructor(
     @Inject(ResultConsumer) private readonly consumer: ResultConsumer,
@@ -51,13 +54,7 @@ export class ResultsLifecycle implements OnApplicationBootstrap, BeforeApplicati
     this.ops.addCheck('database', () => this.checkDatabase());
     this.ops.addCheck('results-consumer', () => this.consumerError);
     this.live.start();
-    try {
-      await this.consumer.start();
-      this.consumerError = undefined;
-    } catch (e) {
-      this.consumerError = e instanceof Error ? e.message : String(e);
-      this.logger.error(`result consumer: ${this.consumerError}`);
-    }
+    this.consuming = this.startConsumer();
     // The backfill gives way to readers; it learns of them from the HTTP server itself.
     this.activity.watch(this.http.httpAdapter.getHttpServer());
     this.backfill.start();
@@ -70,6 +67,8 @@ export class ResultsLifecycle implements OnApplicationBootstrap, BeforeApplicati
     for (const t of this.timers) clearInterval(t);
     this.sse.closeAll();
     this.live.stop();
+    this.stopping.abort();
+    await this.consuming;
     await this.consumer.stop();
     await this.backfill.stop();
     await this.hooks.idle();
@@ -79,6 +78,25 @@ export class ResultsLifecycle implements OnApplicationBootstrap, BeforeApplicati
 
   async onApplicationShutdown(): Promise<void> {
     if (this.ds.isInitialized) await this.ds.destroy();
+  }
+
+  /**
+   * Starts the result consumer, again and again until it starts: a JetStream request that
+   * timed out (a NATS cluster still electing its leaders, a loaded machine) must not leave
+   * a live process that never stores a result. Until then /readyz says why.
+   */
+  private async startConsumer(): Promise<void> {
+    for await (const attempt of attempts({ firstMs: 500, maxMs: 10_000, signal: this.stopping.signal })) {
+      try {
+        await this.consumer.start();
+        this.consumerError = undefined;
+        if (attempt > 0) this.logger.log(`result consumer started (attempt ${attempt + 1})`);
+        return;
+      } catch (e) {
+        this.consumerError = e instanceof Error ? e.message : String(e);
+        this.logger.error(`result consumer (attempt ${attempt + 1}, trying again): ${this.consumerError}`);
+      }
+    }
   }
 
   private every(ms: number, work: () => Promise<void>): void {
