@@ -6,8 +6,9 @@ import { pipeline } from 'node:stream/promises';
 import { OciImageError } from './oci-image-error.js';
 
 // tar-stream is loaded on first use: @cairn/fetcher imports this library for its
-// vocabulary on every `cairn` start, and writes no archive.
-const loadTarStream = () => import('tar-stream');
+// vocabulary on every `cairn` start, and writes no archive. Its CommonJS exports are
+// taken from `default`: the CLI's bundle gives that one alone (`pack` is undefined there).
+const loadTarStream = async () => (await import('tar-stream')).default;
 
 /** A member of an archive: a small document given whole, or a file copied in. */
 export type ArchiveMember =
