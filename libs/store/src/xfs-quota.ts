@@ -28,6 +28,7 @@ export async function projectQuotaProblem(root: string): Promise<string | undefi
  * directory.
  */
 export class ProjectQuota implements DiskQuota {
+  /** The project's hard limit once `limit` set it; 0 before. */
   private hardBytes = 0;
 
   private constructor(
@@ -46,12 +47,16 @@ export class ProjectQuota implements DiskQuota {
 
   /** Holds the project to `bytes` more than it uses now (a copy into it counts as used). */
   async limit(bytes: number): Promise<void> {
-    this.hardBytes = (await this.usedBytes()) + bytes;
-    await this.run(`limit -p bhard=${Math.ceil(this.hardBytes / 1024)}k ${this.id}`);
+    const hardKiB = Math.ceil(((await this.usage()).usedBytes + bytes) / 1024);
+    await this.run(`limit -p bhard=${hardKiB}k ${this.id}`);
+    // xfs_quota reports some failures on stderr only, exiting 0: read the limit back.
+    const { hardBytes } = await this.usage();
+    if (hardBytes !== hardKiB * 1024) throw new Error(`xfs_quota did not set the limit of XFS project ${this.id} on ${this.mountPoint} (${hardKiB} KiB; it reads ${hardBytes / 1024} KiB)`);
+    this.hardBytes = hardBytes;
   }
 
   async reached(): Promise<boolean> {
-    return this.hardBytes > 0 && nearLimit(this.hardBytes - (await this.usedBytes()), this.hardBytes);
+    return this.hardBytes > 0 && nearLimit(this.hardBytes - (await this.usage()).usedBytes, this.hardBytes);
   }
 
   /** No limit left on the project; its files (a published result's) stay in it, uncounted against anything. */
@@ -59,12 +64,18 @@ export class ProjectQuota implements DiskQuota {
     await this.run(`limit -p bhard=0 ${this.id}`);
   }
 
-  /** `quota -v` prints the project's line even when it is empty: `DEVICE BLOCKS QUOTA LIMIT ...`, in KiB. */
-  private async usedBytes(): Promise<number> {
+  /**
+   * `quota -v -N`: `DEVICE BLOCKS SOFT HARD WARNS TIMER MOUNTPOINT`, sizes in KiB (a long
+   * device name puts the rest on the next line); nothing when the project has no quota
+   * record yet.
+   */
+  private async usage(): Promise<{ usedBytes: number; hardBytes: number }> {
     const out = await this.run(`quota -p -v -N -n -b ${this.id}`);
-    const kib = Number(out.trim().split(/\s+/)[1]);
-    if (!Number.isFinite(kib)) throw new Error(`cannot read the usage of XFS project ${this.id} on ${this.mountPoint}: xfs_quota printed ${JSON.stringify(out)}`);
-    return kib * 1024;
+    if (out.trim() === '') return { usedBytes: 0, hardBytes: 0 };
+    const fields = out.trim().split(/\s+/);
+    const [used, hard] = [Number(fields[1]), Number(fields[3])];
+    if (!Number.isFinite(used) || !Number.isFinite(hard)) throw new Error(`cannot read the usage of XFS project ${this.id} on ${this.mountPoint}: xfs_quota printed ${JSON.stringify(out)}`);
+    return { usedBytes: used * 1024, hardBytes: hard * 1024 };
   }
 
   private async run(command: string): Promise<string> {
