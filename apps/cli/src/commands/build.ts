@@ -49,7 +49,7 @@ Exit status: 0 built; 1 the spec is invalid or a step failed (the message names 
 Examples:
   cairn build -f examples/hello.spec examples/hello
   cairn build -f build.spec . --store btrfs:/var/lib/cairn/btrfs --secret npmrc:$HOME/.npmrc
-  cairn build -f build.spec . --memory 4g --pids 4096 --cpus 2 --step-timeout 30m
+  cairn build -f build.spec . --memory 4g --pids 4096 --cpus 2 --disk 10g --step-timeout 30m
   cairn build -f build.spec . --json | jq -r .id
   cairn build -f build.spec . --progress json | jq -c 'select(.event == "step-finished")'
   id=$(cairn build -q -f build.spec .)
