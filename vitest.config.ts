@@ -13,7 +13,9 @@ const project = (name: string, root: string, include = ['test/**/*.test.ts']) =>
   resolve: { alias },
   // Nest's decorators (the services and their tests) are TypeScript's legacy ones.
   oxc: { decorator: { legacy: true, emitDecoratorMetadata: true } },
-  test: { name, root, include, testTimeout: 120_000 },
+  // Both are bounds for hangs: vitest's 10 s default for hooks was missed by hooks that
+  // start a NATS server and a service on a loaded 2-core machine (load 13-17).
+  test: { name, root, include, testTimeout: 120_000, hookTimeout: 60_000 },
 });
 
 export default defineConfig({
