@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { exportedMetrics, type ExportedMetrics } from '../../tools/exported-metrics.js';
+import { exportedMetrics, promqlProblems, type ExportedMetrics } from '../../tools/exported-metrics.js';
 import { dashboardProblems } from '../../tools/grafana-check.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -27,6 +27,15 @@ describe('the Grafana dashboard', () => {
   it('has panels for every service', () => {
     const exprs = dashboard.panels.flatMap((p: { targets?: { expr: string }[] }) => (p.targets ?? []).map((t) => t.expr)).join('\n');
     for (const prefix of ['cairn_scheduler_', 'cairn_worker_', 'cairn_spec_compiler_', 'cairn_results_', 'cairn_base_image_']) expect(exprs).toContain(prefix);
+  });
+
+  it('shows the queue age the compose alert rules watch', async () => {
+    const exprs = dashboard.panels.flatMap((p: { targets?: { expr: string }[] }) => (p.targets ?? []).map((t) => t.expr)).join('\n');
+    const alerts = await readFile(`${ROOT}infra/compose/prometheus/alerts.yml`, 'utf8');
+    const queueAge = /^\s*expr: (.*cairn_scheduler_oldest_queued_seconds.*)$/m.exec(alerts)?.[1];
+    expect(queueAge, 'the compose queue-age alert').toBeDefined();
+    expect(promqlProblems(queueAge!, metrics)).toEqual([]);
+    expect(exprs).toContain('cairn_scheduler_oldest_queued_seconds');
   });
 
   it('a broken copy fails, naming the panel', () => {

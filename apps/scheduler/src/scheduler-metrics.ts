@@ -29,6 +29,17 @@ export class SchedulerMetrics {
       },
     });
     new Gauge({
+      name: 'cairn_scheduler_oldest_queued_seconds',
+      help: 'Age of the oldest queued job per pool, since it last entered the queue (0 when none waits)',
+      labelNames: ['pool'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const [pool, age] of core.oldestQueuedAges(now)) this.set({ pool }, age / 1000);
+      },
+    });
+    new Gauge({
       name: 'cairn_scheduler_jobs',
       help: 'Jobs known to the scheduler, by state',
       labelNames: ['state'],

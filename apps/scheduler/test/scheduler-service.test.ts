@@ -278,6 +278,26 @@ describe('the scheduler service over a real NATS server', () => {
     for (const job of two) expect(await callOrThrow<JobStatus>(nc, subjects.client('alice', 'status'), { job })).toMatchObject({ state: 'assigned', worker: 'w7', attempts: 1 });
   });
 
+  it('exports the age of the oldest queued job per pool, 0 for a pool whose queue is empty', async () => {
+    const pool = 'age-x86_64';
+    const metric = async (p: string) => {
+      const text = await (await fetch(`${scheduler.httpUrl}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`cairn_scheduler_oldest_queued_seconds{pool="${p}"} `));
+      return line === undefined ? undefined : Number(line.split(' ')[1]);
+    };
+    // The pool is known by its worker; paused, it leaves the job queued.
+    await new StandInWorker(nc, 'w8').register(1, pool);
+    await callOrThrow(nc, subjects.admin('pool-pause'), { pool });
+    const started = Date.now();
+    const { job } = await callOrThrow<{ job: string }>(nc, subjects.enqueue, submission({ pool, name: 'waits' }));
+    await new Promise((r) => setTimeout(r, 1_200));
+    const age = await metric(pool);
+    expect(age).toBeGreaterThanOrEqual(1);
+    expect(age).toBeLessThanOrEqual((Date.now() - started) / 1000);
+    await callOrThrow(nc, subjects.client('alice', 'cancel'), { job });
+    expect(await metric(pool)).toBe(0);
+  });
+
   it('serves /metrics with queue, job, worker and affinity figures', async () => {
     const text = await (await fetch(`${scheduler.httpUrl}/metrics`)).text();
     for (const name of ['cairn_scheduler_queue_length', 'cairn_scheduler_jobs', 'cairn_scheduler_workers', 'cairn_scheduler_worker_load', 'cairn_scheduler_assignment_latency_seconds_bucket', 'cairn_scheduler_affinity_total']) {

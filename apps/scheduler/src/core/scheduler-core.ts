@@ -527,6 +527,15 @@ export class SchedulerCore {
     return new Map([...this.queues].map(([pool, queue]) => [pool, queue.length]));
   }
 
+  /** Per pool with a queue: ms since its oldest queued job (re)entered it, 0 when it is empty. */
+  oldestQueuedAges(now: number): Map<string, number> {
+    const ages = new Map([...this.queues.keys()].map((pool) => [pool, 0]));
+    for (const job of this.jobs.values()) {
+      if (job.state === 'queued') ages.set(job.pool, Math.max(ages.get(job.pool) ?? 0, now - job.queuedAt));
+    }
+    return ages;
+  }
+
   /** Queued jobs per pool and client, for the admin view. */
   queuedByClient(): { pool: string; client: string; urgent: number; normal: number }[] {
     return [...this.queues].flatMap(([pool, queue]) => [...queue.byClient()].map(([client, n]) => ({ pool, client, urgent: n.urgent, normal: n.normal })));
