@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { connectBus, streams, subjects } from '@cairn/contracts';
+import { connectBus, durablePublish, newTraceId, streams, subjects } from '@cairn/contracts';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -78,6 +78,21 @@ describe.each(FLAVOURS)('results from the stream, on %s', (flavour) => {
     for (const [, at] of index.times) expect(at).toBeGreaterThanOrEqual(before - 1000);
     const blob = await rs.store.blobs.openVerified(stored.artifacts[1]!.sha256);
     expect(blob?.size).toBe(bin.length);
+  });
+
+  it("keeps the trace ID of the result's Cairn-Trace header and shows it on the build's page and in the API; ignores one that is not a trace ID", async () => {
+    const trace = newTraceId();
+    const traced = sampleResult({ name: 'traced' });
+    // As the scheduler publishes a result.
+    await durablePublish(nc, subjects.result(traced.pool), JSON.stringify(traced), { msgId: traced.job, trace });
+    expect((await until('the traced build', () => queries.getBuild(asBuildId(traced.job)))).trace).toBe(trace);
+    expect((await (await fetch(`${rs.url}/api/v1/builds/${traced.job}`)).json()) as unknown).toMatchObject({ id: traced.job, trace });
+    expect(await (await fetch(`${rs.url}/builds/${traced.job}`)).text()).toMatch(new RegExp(`<dt>Trace</dt><dd[^>]*>${trace}</dd>`));
+
+    const forged = sampleResult({ name: 'forged-trace' });
+    await durablePublish(nc, subjects.result(forged.pool), JSON.stringify(forged), { msgId: forged.job, trace: '<script>' });
+    expect((await until('the build with a forged trace', () => queries.getBuild(asBuildId(forged.job)))).trace).toBeNull();
+    expect(await (await fetch(`${rs.url}/builds/${forged.job}`)).text()).not.toContain('<dt>Trace</dt>');
   });
 
   it('stores a result delivered twice once, and acks both', async () => {

@@ -7,17 +7,23 @@ import type { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createDatabase, FLAVOURS, sampleResult, type TestDatabase } from '../../../test/support/results-store.js';
 import { MIGRATIONS, openDatabase } from '../src/db/data-source.js';
+import { asBuildId } from '../src/ids.js';
 import { recordBuild } from '../src/ingest/build-recorder.js';
 import { BuildQueries, LIKE_NAME } from '../src/queries/build-queries.js';
 import { WorkerHistory } from '../src/queries/worker-history.js';
 
-async function indexes(ds: DataSource, table: string): Promise<string[]> {
-  const rows = (await ds.query(
-    ds.options.type === 'postgres' ? 'SELECT indexname AS name FROM pg_indexes WHERE tablename = $1' : "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?",
-    [table],
-  )) as { name: string }[];
+const CATALOG = {
+  indexes: { postgres: 'SELECT indexname AS name FROM pg_indexes WHERE tablename = $1', sqlite: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?" },
+  columns: { postgres: 'SELECT column_name AS name FROM information_schema.columns WHERE table_name = $1', sqlite: 'SELECT name FROM pragma_table_info(?)' },
+};
+
+async function catalog(ds: DataSource, of: keyof typeof CATALOG, table: string): Promise<string[]> {
+  const rows = (await ds.query(CATALOG[of][ds.options.type === 'postgres' ? 'postgres' : 'sqlite'], [table])) as { name: string }[];
   return rows.map((r) => r.name);
 }
+
+const indexes = (ds: DataSource, table: string) => catalog(ds, 'indexes', table);
+const columns = (ds: DataSource, table: string) => catalog(ds, 'columns', table);
 
 /** The plan of `text` as one string. On PostgreSQL with sequential scans off, as for tables too large to scan (the test's are tiny). */
 async function plan(ds: DataSource, text: string, params: unknown[]): Promise<string> {
@@ -85,6 +91,19 @@ describe.each(FLAVOURS)('the filtered-list indexes (migration 0002) on %s', (fla
     expect(await plan(ds, text, (params as unknown[] | undefined) ?? [])).toContain('builds_worker_state_finished');
     expect(await indexes(ds, 'audit_log')).toContain('audit_log_at');
     expect(await indexes(ds, 'retries')).toContain('retries_of');
+  });
+
+  it('keeps the trace ID of a build (migration 0006); a build stored before has none', async () => {
+    const trace = randomBytes(16).toString('hex');
+    const result = sampleResult({ name: 'traced', finishedAt: 2_000_000, startedAt: 1_999_000 });
+    await recordBuild(ds, { result, source: 'cluster', artifacts: [], trace, storedAt: Date.now() });
+    const queries = new BuildQueries(ds);
+    expect((await queries.getBuild(asBuildId(result.job)))?.trace).toBe(trace);
+    await ds.undoLastMigration({ transaction: 'each' });
+    expect(await columns(ds, 'builds')).not.toContain('trace');
+    await ds.runMigrations({ transaction: 'each' });
+    expect(await columns(ds, 'builds')).toContain('trace');
+    expect((await queries.getBuild(asBuildId(result.job)))?.trace).toBeNull();
   });
 
   it('is undone by its down migration (and the later ones) and applied again', async () => {

@@ -18,6 +18,7 @@ import {
   attempts,
   buckets,
   call,
+  currentTrace,
   durablePublish,
   exportPrivateKey,
   generateKeyPair,
@@ -191,7 +192,7 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     const { job, effects, repeated } = this.decide((core) => {
       const bad = this.openSecretsCheck(submission.secrets);
       if (bad) throw new RejectedError('forbidden', bad);
-      return core.submit(submission, Date.now());
+      return core.submit(submission, Date.now(), undefined, currentTrace());
     });
     this.run(effects);
     await this.stored(job);
@@ -506,7 +507,7 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     for await (const _attempt of attempts()) {
       try {
         // The message ID makes a repeat (after a crash or a retried completion) a no-op.
-        await durablePublish(this.bus, subjects.result(job.pool), JSON.stringify(result), { msgId: job.id });
+        await durablePublish(this.bus, subjects.result(job.pool), JSON.stringify(result), { msgId: job.id, ...(job.trace === undefined ? {} : { trace: job.trace }) });
         job.resultPublished = true;
         break;
       } catch (e) {

@@ -11,11 +11,14 @@ import {
   callOrThrow,
   connectBus,
   generateKeyPair,
+  newTraceId,
   ok,
   open,
   seal,
   streams,
   subjects,
+  traceOf,
+  withTrace,
   type Assignment,
   type AssignmentBatch,
   type JobStatus,
@@ -94,13 +97,14 @@ function submission(over: Partial<JobSubmission> = {}): JobSubmission {
   return { client: 'alice', pool: POOL, name: 'hello', spec: '((from busybox))', urgent: false, secrets: [], outputs: [], timeoutSeconds: 600, cacheHint: 'h', steps: 1, ...over };
 }
 
-async function results(nc: NatsConnection): Promise<BuildResult[]> {
+/** The results in the stream, each with the trace ID its message's header carries. */
+async function results(nc: NatsConnection): Promise<(BuildResult & { trace: string | undefined })[]> {
   const jsm = await jetstreamManager(nc);
   const info = await jsm.streams.info(streams.results.name);
-  const out: BuildResult[] = [];
+  const out: (BuildResult & { trace: string | undefined })[] = [];
   for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
     const m = await jsm.streams.getMessage(streams.results.name, { seq }).catch(() => null);
-    if (m) out.push(BuildResult.parse(m.json()));
+    if (m) out.push({ ...BuildResult.parse(m.json()), trace: traceOf(m.header) });
   }
   return out;
 }
@@ -139,7 +143,8 @@ describe('the scheduler service over a real NATS server', () => {
     await w1.register();
     const { publicKey } = await callOrThrow<{ publicKey: string }>(nc, subjects.schedulerKey, {});
     const secret = { id: 'token', sealed: seal(publicKey, Buffer.from('s3cret-value')) };
-    const { job } = await callOrThrow<{ job: string }>(nc, subjects.enqueue, submission({ secrets: [secret] }));
+    const trace = newTraceId();
+    const { job } = await withTrace(trace, () => callOrThrow<{ job: string }>(nc, subjects.enqueue, submission({ secrets: [secret] })));
     const a = await w1.next();
     expect(a.job).toBe(job);
     expect(open(w1.keys, a.secrets[0]!.sealed).toString()).toBe('s3cret-value');
@@ -152,7 +157,8 @@ describe('the scheduler service over a real NATS server', () => {
     // Bob may not see Alice's job.
     expect(await call(nc, subjects.client('bob', 'status'), { job })).toMatchObject({ ok: false, error: { code: 'not-found' } });
     await new Promise((r) => setTimeout(r, 300));
-    expect((await results(nc)).filter((r) => r.job === job)).toHaveLength(1);
+    // With the submission's trace ID, for the results-store to keep.
+    expect((await results(nc)).filter((r) => r.job === job).map((r) => r.trace)).toEqual([trace]);
   });
 
   it('a worker cannot speak for another worker', async () => {

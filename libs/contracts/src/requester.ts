@@ -7,6 +7,7 @@
  * scheduler's durable writes go through here; replies are matched by a counter token.
  */
 import { createInbox, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { TRACE_HEADER } from './trace.js';
 
 export class RequestTimeout extends Error {
   override readonly name = 'RequestTimeout';
@@ -107,11 +108,12 @@ export function requesterOf(nc: NatsConnection): Requester {
  * A JetStream publish answered by its acknowledgement (a KV put is one on `$KV.<bucket>.<key>`);
  * throws with the server's reason when the stream refused it.
  */
-export async function durablePublish(nc: NatsConnection, subject: string, data: string | Uint8Array, options: { timeoutMs?: number; msgId?: string } = {}): Promise<{ stream: string; seq: number; duplicate?: boolean }> {
-  const msg = await requesterOf(nc).request(subject, data, {
-    timeoutMs: options.timeoutMs ?? 5000,
-    ...(options.msgId === undefined ? {} : { headers: { 'Nats-Msg-Id': options.msgId } }),
-  });
+export async function durablePublish(nc: NatsConnection, subject: string, data: string | Uint8Array, options: { timeoutMs?: number; msgId?: string; trace?: string } = {}): Promise<{ stream: string; seq: number; duplicate?: boolean }> {
+  const headers = {
+    ...(options.msgId === undefined ? {} : { 'Nats-Msg-Id': options.msgId }),
+    ...(options.trace === undefined ? {} : { [TRACE_HEADER]: options.trace }),
+  };
+  const msg = await requesterOf(nc).request(subject, data, { timeoutMs: options.timeoutMs ?? 5000, ...(Object.keys(headers).length ? { headers } : {}) });
   const ack = msg.json<{ stream?: string; seq?: number; duplicate?: boolean; error?: { code: number; description: string } }>();
   if (ack.error) throw new Error(`${subject}: JetStream refused the write: ${ack.error.description} (${ack.error.code})`);
   if (ack.stream === undefined || ack.seq === undefined) throw new Error(`${subject}: not a JetStream acknowledgement`);

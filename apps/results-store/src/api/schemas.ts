@@ -56,6 +56,7 @@ export const Build = BuildSummary.extend({
   note: z.string().nullable(),
   logSha256: z.string().nullable(),
   logBytes: int.nullable(),
+  trace: z.string().nullable().describe("The trace ID of the submission: the services' log lines about it carry it as `trace`"),
   steps: z.array(Step),
   artifacts: z.array(Artifact),
   tags: z.array(z.string()),

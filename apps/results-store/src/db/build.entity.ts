@@ -90,6 +90,10 @@ export class BuildEntity {
   @Column({ name: 'log_index', type: 'text', nullable: true })
   logIndex!: string | null;
 
+  /** The trace ID its result's message carried (contracts' trace.ts); null before migration 0006, for uploads and results without one. */
+  @Column({ type: 'varchar', length: 32, nullable: true })
+  trace!: string | null;
+
   @Column({ type: 'varchar', length: 16 })
   source!: BuildSource;
 

@@ -13,6 +13,7 @@ import { FilteredListIndexes1796342400000 } from './migrations/0002-filtered-lis
 import { OperatorActions1796860800000 } from './migrations/0003-operator-actions.js';
 import { Rollups1796864400000 } from './migrations/0004-rollups.js';
 import { LogIndex1796868000000 } from './migrations/0005-log-index.js';
+import { BuildTrace1796871600000 } from './migrations/0006-build-trace.js';
 import { RollupEntity } from './rollup.entity.js';
 import { AuditEntity } from './audit.entity.js';
 import { RetryEntity } from './retry.entity.js';
@@ -22,7 +23,7 @@ import { TokenEntity } from './token.entity.js';
 import { UserEntity } from './user.entity.js';
 
 export const ENTITIES = [JobEntity, BuildEntity, StepEntity, ArtifactEntity, UserEntity, TokenEntity, TagEntity, BuildTagEntity, AuditEntity, RetryEntity, RollupEntity];
-export const MIGRATIONS = [InitialSchema1732400000000, FilteredListIndexes1796342400000, OperatorActions1796860800000, Rollups1796864400000, LogIndex1796868000000];
+export const MIGRATIONS = [InitialSchema1732400000000, FilteredListIndexes1796342400000, OperatorActions1796860800000, Rollups1796864400000, LogIndex1796868000000, BuildTrace1796871600000];
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 

@@ -21,6 +21,8 @@ export interface BuildToRecord {
   /** `index`: the log's chunk times and step boundaries (log-index.ts); none for an uploaded log. */
   readonly log?: { sha256: Sha256; size: number; index?: string };
   readonly note?: string;
+  /** The trace ID the result's message carried. */
+  readonly trace?: string;
   readonly storedAt: number;
 }
 
@@ -167,5 +169,6 @@ function buildRow(id: BuildId, jobId: JobKey, build: BuildToRecord): Partial<Bui
     source: build.source,
     storedAt: build.storedAt,
     note: build.note ?? null,
+    trace: build.trace ?? null,
   };
 }

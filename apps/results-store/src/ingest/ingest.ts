@@ -59,6 +59,8 @@ export interface ClusterDelivery {
   readonly result: BuildResult;
   /** The stream will not deliver this result again: store what can be stored, noting what could not. */
   readonly lastAttempt: boolean;
+  /** The trace ID in the message's `Cairn-Trace` header, if it had one. */
+  readonly trace?: string;
 }
 
 type NormalisedArtifact = { path: string; size: number; sha256: Sha256 };
@@ -154,7 +156,15 @@ export class Ingest {
     plan.kept.sort((a, b) => (a.path < b.path ? -1 : 1));
     // In the order the result lists them, however the copies finished.
     const notes = [...plan.notes, ...plan.artifacts.flatMap((a) => plan.skipped.get(a) ?? []), ...plan.logNotes];
-    return { result: plan.result, source: 'cluster', artifacts: plan.kept, ...(plan.log ? { log: plan.log } : {}), ...(notes.length ? { note: notes.join('\n') } : {}), storedAt: Date.now() };
+    return {
+      result: plan.result,
+      source: 'cluster',
+      artifacts: plan.kept,
+      ...(plan.log ? { log: plan.log } : {}),
+      ...(notes.length ? { note: notes.join('\n') } : {}),
+      ...(plan.trace === undefined ? {} : { trace: plan.trace }),
+      storedAt: Date.now(),
+    };
   }
 
   /**

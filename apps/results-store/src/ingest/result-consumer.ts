@@ -5,7 +5,7 @@
  * job ID. A message that is not a BuildResult is terminated (it would never parse) and
  * logged with its stream sequence.
  */
-import { backoffDelay, BuildResult, streams, subjects } from '@cairn/contracts';
+import { backoffDelay, BuildResult, streams, subjects, traceOf } from '@cairn/contracts';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { Inject, Injectable, type LoggerService } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -125,7 +125,10 @@ export class ResultConsumer {
     let settled: PromiseSettledResult<unknown>[];
     try {
       settled = await this.ingest.fromClusterBatch(
-        deliveries.map(({ m, result }) => ({ result, lastAttempt: m.info.deliveryCount >= MAX_ATTEMPTS })),
+        deliveries.map(({ m, result }) => {
+          const trace = traceOf(m.headers);
+          return { result, lastAttempt: m.info.deliveryCount >= MAX_ATTEMPTS, ...(trace === undefined ? {} : { trace }) };
+        }),
         working,
       );
     } catch (e) {

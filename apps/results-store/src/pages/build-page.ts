@@ -44,6 +44,7 @@ ${build.note ? html`<p class="note"><strong>Note:</strong> ${build.note}</p>` : 
 <dt>Final snapshot</dt><dd class="mono hash">${build.snapshotId ?? 'none'}</dd>
 ${build.contextDigest ? html`<dt>Context</dt><dd class="mono hash">${build.contextDigest}</dd>` : ''}
 <dt>Cache hint</dt><dd class="mono hash">${build.cacheHint}</dd>
+${build.trace ? html`<dt>Trace</dt><dd class="mono hash" title="grep the services' logs for it">${build.trace}</dd>` : ''}
 ${build.tags.length ? html`<dt>Tags</dt><dd>${build.tags.map((t) => html`<a href="/builds?tag=${encodeURIComponent(t)}">${t}</a> `)}</dd>` : ''}
 <dt>Compare</dt><dd>${previous ? html`<a href="/compare?a=${previous}&amp;b=${build.id}">with the previous build of this job</a>` : html`<span class="muted">first build of this job</span>`}</dd>
 </dl></section>

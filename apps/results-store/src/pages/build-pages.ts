@@ -201,6 +201,7 @@ export function rendererFingerprint(): string {
     logSha256: 'a'.repeat(64) as Sha256,
     logBytes: 10,
     logIndex: null,
+    trace: null,
     steps: [
       { position: 0, stage: '', op: '(from busybox)', stepId: 'b'.repeat(64), cached: true, ms: 10 },
       { position: 1, stage: 'build', op: '(run (shell "false"))', stepId: 'c'.repeat(64), cached: false, ms: 20 },

@@ -96,6 +96,8 @@ export interface BuildDetail extends BuildSummary {
   readonly logBytes: number | null;
   /** The stored log's times and steps, encoded (log-index.ts). */
   readonly logIndex: string | null;
+  /** The trace ID of the request that submitted it (contracts' trace.ts), when known. */
+  readonly trace: string | null;
   readonly steps: { position: number; stage: string; op: string; stepId: string; cached: boolean; ms: number }[];
   readonly artifacts: { path: string; size: number; sha256: Sha256 }[];
   readonly tags: string[];
@@ -225,6 +227,7 @@ function pageSource(row: Raw): PageSource {
     logSha256: (row.log_sha256 as Sha256 | null) ?? null,
     logBytes: nullable(row.log_bytes),
     logIndex: (row.log_index as string | null) ?? null,
+    trace: (row.trace as string | null) ?? null,
     steps: jsonArray<Raw>(row.steps_json).map((s) => ({ position: num(s.position), stage: s.stage as string, op: s.op as string, stepId: s.step_id as string, cached: Boolean(s.cached), ms: num(s.ms) })),
     artifacts: jsonArray<Raw>(row.artifacts_json).map((a) => ({ path: a.path as string, size: num(a.size), sha256: a.sha256 as Sha256 })),
     tags: jsonArray<string>(row.tags_json),

@@ -29,6 +29,8 @@ export interface JobRecord extends JobSubmission {
   cancelRequested?: string;
   /** Each lost run that went back to the queue, and why (kept for the log's separators). */
   requeues?: Requeue[];
+  /** The submission's trace ID (contracts' trace.ts), sent on with its result. */
+  trace?: string;
 }
 
 export interface WorkerRecord {

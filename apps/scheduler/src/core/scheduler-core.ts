@@ -133,9 +133,9 @@ export class SchedulerCore {
 
   /**
    * Queues a new job; or, for a key this client has used already, answers with the job it
-   * made then (`repeated`), provided it is the same build.
+   * made then (`repeated`), provided it is the same build. `trace`: the submission's trace ID.
    */
-  submit(submission: JobSubmission, now: number, id = newJobId()): { job: JobRecord; effects: Effect[]; repeated?: true } {
+  submit(submission: JobSubmission, now: number, id = newJobId(), trace?: string): { job: JobRecord; effects: Effect[]; repeated?: true } {
     const key = submission.idempotencyKey === undefined ? undefined : keyOf(submission.client, submission.idempotencyKey);
     const first = key === undefined ? undefined : this.jobs.get(this.byKey.get(key) ?? '');
     if (first) {
@@ -148,7 +148,7 @@ export class SchedulerCore {
       const known = this.settings.pools.length ? this.settings.pools.join(', ') : 'none yet (no worker has registered)';
       throw new SchedulerError('unknown-pool', `unknown pool "${submission.pool}"; known pools: ${known}`);
     }
-    const job: JobRecord = { ...submission, id, state: 'queued', attempts: 0, submittedAt: now, queuedAt: now };
+    const job: JobRecord = { ...submission, id, state: 'queued', attempts: 0, submittedAt: now, queuedAt: now, ...(trace === undefined ? {} : { trace }) };
     this.jobs.set(id, job);
     if (key !== undefined) this.byKey.set(key, id);
     this.queue(job.pool).push(this.ref(job));
