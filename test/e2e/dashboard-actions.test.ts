@@ -51,6 +51,21 @@ describe('the dashboard\'s actions over the real cluster', () => {
     return (JSON.parse(out.stdout) as { job: string }).job;
   }
 
+  /**
+   * A stand-in for the base-image-builder (the real one builds images from a matrix:
+   * minutes of work these tests do not need), answering on its subjects with `image`;
+   * the rebuilds asked go to `asked`.
+   */
+  function imagesStandIn(image: object, asked: unknown[]) {
+    return (['images', 'images-rebuild'] as const).map((verb) => {
+      const sub = c.nc.subscribe(subjects.admin(verb));
+      void (async () => {
+        for await (const m of sub) await answer(m, (body: unknown) => (verb === 'images-rebuild' && asked.push(body), ok([image])));
+      })();
+      return sub;
+    });
+  }
+
   const stored = async (job: string) => {
     const res = await fetch(`${rs.url}/api/v1/builds/${job}`);
     return res.status === 200 ? ((await res.json()) as { state: string }).state : undefined;
@@ -220,17 +235,9 @@ describe('the dashboard\'s actions over the real cluster', () => {
   });
 
   it('asks the base-image-builder to rebuild an image from the images page', async () => {
-    // A stand-in for the base-image-builder (the real one builds images from a matrix:
-    // minutes of work this test does not need), answering on its subjects.
     const asked: unknown[] = [];
     const image = { name: 'cairn/busybox', tags: ['latest'], state: 'published', why: 'up to date', history: [] };
-    const subs = (['images', 'images-rebuild'] as const).map((verb) => {
-      const sub = c.nc.subscribe(subjects.admin(verb));
-      void (async () => {
-        for await (const m of sub) await answer(m, (body: unknown) => (verb === 'images-rebuild' && asked.push(body), ok([image])));
-      })();
-      return sub;
-    });
+    const subs = imagesStandIn(image, asked);
     try {
       const viewing = await viewer.newPage();
       await viewing.goto(`${rs.url}/images`);
@@ -242,6 +249,54 @@ describe('the dashboard\'s actions over the real cluster', () => {
       expect(asked).toEqual([{ names: ['cairn/busybox'] }]);
       await op.goto(`${rs.url}/audit`);
       expect(await op.locator('#audit tbody tr[data-action="image-rebuild"][data-result="ok"]').first().innerText()).toContain('cairn/busybox');
+    } finally {
+      subs.forEach((sub) => sub.unsubscribe());
+    }
+  });
+  it('shows an image\'s page, reached from the navigation, with its digests, the builds that made them and its last failure', async () => {
+    const D = (c: string) => `sha256:${c.repeat(64)}`;
+    const image = {
+      name: 'cairn/debian:bookworm',
+      tags: ['bookworm', 'latest'],
+      state: 'retrying',
+      why: 'its last build failed',
+      digest: D('b'),
+      publishedAt: Date.parse('2026-12-01T03:00:00Z'),
+      inputs: D('c'),
+      schedule: '0 3 * * 1',
+      nextRunAt: Date.parse('2026-12-14T03:00:00Z'),
+      failure: { reason: 'job j-failed1 failed: apt-get exited 100', at: Date.parse('2026-12-07T03:00:00Z'), count: 2, retryAt: Date.parse('2026-12-07T03:10:00Z'), job: 'j-failed1' },
+      history: [
+        { digest: D('b'), at: Date.parse('2026-12-01T03:00:00Z'), job: 'j-newer1' },
+        { digest: D('a'), at: Date.parse('2026-11-24T03:00:00Z'), job: 'j-older1' },
+      ],
+    };
+    const asked: unknown[] = [];
+    const subs = imagesStandIn(image, asked);
+    try {
+      const viewing = await viewer.newPage();
+      await viewing.goto(`${rs.url}/builds`);
+      // Everyone's entry: shown without the script's help.
+      await Promise.all([viewing.waitForURL('**/images'), viewing.click('header nav a[href="/images"]')]);
+      expect(await viewing.locator('header nav a[aria-current="page"]').innerText()).toBe('Images');
+      await Promise.all([viewing.waitForURL(`**/images/${encodeURIComponent(image.name)}`), viewing.click(`#images tr[data-image="${image.name}"] a`)]);
+      expect(await viewing.locator('h1').innerText()).toContain(image.name);
+      expect(await viewing.locator('#image-tags tbody tr').allInnerTexts()).toEqual([`bookworm\t${D('b')}`, `latest\t${D('b')}`]);
+      expect(await viewing.locator('#image-schedule').innerText()).toBe('0 3 * * 1');
+      expect(await viewing.locator('#image-inputs').innerText()).toBe(D('c'));
+      const failure = await viewing.locator('#image-failure').innerText();
+      expect(failure).toContain('apt-get exited 100');
+      // The retry time, as the page's script turns it relative: read from the element.
+      expect(await viewing.locator('#image-failure time').evaluateAll((ts) => ts.map((t) => t.getAttribute('datetime')))).toContain('2026-12-07T03:10:00Z');
+      expect(await viewing.locator('#image-history tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-digest')))).toEqual([D('b'), D('a')]);
+      expect(await viewing.locator('#image-history tr[data-digest$="aaaa"] a').getAttribute('href')).toBe('/builds/j-older1');
+      expect(await viewing.locator('#image-actions form.action').count()).toBe(0);
+      expect((await viewing.goto(`${rs.url}/images/no-such-image`))?.status()).toBe(404);
+      await viewing.close();
+
+      await op.goto(`${rs.url}/images/${encodeURIComponent(image.name)}`);
+      await Promise.all([op.waitForURL(`**/images/${encodeURIComponent(image.name)}`), op.click('#image-actions button:text("Rebuild")')]);
+      expect(asked).toEqual([{ names: [image.name] }]);
     } finally {
       subs.forEach((sub) => sub.unsubscribe());
     }

@@ -135,7 +135,11 @@ export class Rebuilder {
         ...(decision?.inputs ? { inputs: decision.inputs } : {}),
         ...(record.building?.job ? { job: record.building.job } : {}),
         ...(next ? { nextRunAt: next.getTime() } : {}),
-        history: record.history.map((h) => ({ digest: h.digest, at: h.at })),
+        schedule: image.schedule,
+        ...(record.failures
+          ? { failure: { reason: record.failures.last, at: record.failures.at, count: record.failures.count, ...(record.failures.retryAt === undefined ? {} : { retryAt: record.failures.retryAt }), ...(record.failures.job ? { job: record.failures.job } : {}) } }
+          : {}),
+        history: record.history.map((h) => ({ digest: h.digest, at: h.at, ...(h.job ? { job: h.job } : {}) })),
       };
     });
   }

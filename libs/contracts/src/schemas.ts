@@ -394,6 +394,11 @@ export const BaseImageStatus = z.object({
   inputs: Digest.optional(),
   job: z.string().optional(),
   nextRunAt: epochMs.optional(),
-  history: z.array(z.object({ digest: Digest, at: epochMs })),
+  /** Its cron schedule (UTC). */
+  schedule: z.string().optional(),
+  /** The last failure of its newest inputs; `retryAt` absent once the retries are used up. */
+  failure: z.object({ reason: z.string(), at: epochMs, count: z.number().int(), retryAt: epochMs.optional(), job: z.string().optional() }).optional(),
+  /** Newest first; `job` is the build that made the digest. */
+  history: z.array(z.object({ digest: Digest, at: epochMs, job: z.string().optional() })),
 });
 export type BaseImageStatus = z.infer<typeof BaseImageStatus>;

@@ -14,7 +14,7 @@ import type { Principal } from '../auth/token-service.js';
 import { parseBuildId } from '../ids.js';
 import { LiveBoard } from '../live/live-board.js';
 import { SchedulerViews } from '../live/scheduler-views.js';
-import { actionRefusedPage, auditPage, clientsPage, imagesPage, poolPage, workerPage, workersPage, type Viewer } from '../pages/operator-pages.js';
+import { actionRefusedPage, auditPage, clientsPage, imagePage, imagesPage, poolPage, workerPage, workersPage, type Viewer } from '../pages/operator-pages.js';
 import { BuildQueries } from '../queries/build-queries.js';
 import { WorkerHistory } from '../queries/worker-history.js';
 import { ChartData, isRange, RANGES, type Range } from '../rollups/chart-data.js';
@@ -122,6 +122,16 @@ export class OperatorController {
   @Get('images')
   async images(@Req() req: Request, @Res() res: Response): Promise<void> {
     send(req, res, imagesPage(viewerOf(req), await this.actions.images()).value, { type: HTML });
+  }
+
+  /** `/images/debian%3Abookworm`: names have colons and slashes, so the link encodes them. */
+  @Get('images/:name')
+  async image(@Param('name') name: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const images = await this.actions.images();
+    if (!images.ok) throw new NotFoundException(`base image ${name}: the base-image-builder's list is unavailable (${images.error})`);
+    const image = images.value.find((i) => i.name === name);
+    if (!image) throw new NotFoundException(`base image ${name}: not an image of the matrix (${images.value.map((i) => i.name).join(', ')})`);
+    send(req, res, imagePage(viewerOf(req), image).value, { type: HTML });
   }
 
   @Get('audit')

@@ -125,15 +125,58 @@ export function poolPage(viewer: Viewer, pool: PoolView, workers: readonly Worke
   return page({ title: `Pool ${pool.pool}`, section: 'workers', body });
 }
 
-export function imagesPage(viewer: Viewer, images: { ok: true; value: readonly BaseImageStatus[] } | { ok: false; error: string }): Html {
-  const rebuild = (name: string, label: string) => (mayOperate(viewer) ? actionButton(viewer, '/actions/images/rebuild', label, '/images', html`<input type="hidden" name="image" value="${name}">`) : '');
+type ImagesView = { ok: true; value: readonly BaseImageStatus[] } | { ok: false; error: string };
+
+const imageHref = (name: string) => `/images/${encodeURIComponent(name)}`;
+
+/** A rebuild button for an operator (the server checks the role again when it is posted). */
+function imageRebuild(viewer: Viewer, name: string, label: string, back: string): Html | string {
+  return mayOperate(viewer) ? actionButton(viewer, '/actions/images/rebuild', label, back, html`<input type="hidden" name="image" value="${name}">`) : '';
+}
+
+export function imagesPage(viewer: Viewer, images: ImagesView): Html {
   const body = images.ok
-    ? html`<div class="actions" id="images-actions">${rebuild('all', 'Rebuild all')}</div><div class="scroll"><table id="images"><thead><tr><th scope="col">Image</th><th scope="col">State</th><th scope="col">Why</th><th scope="col" class="wide">Digest</th><th scope="col" class="wide">Published</th><th scope="col"></th></tr></thead><tbody>${images.value.map(
+    ? html`<div class="actions" id="images-actions">${imageRebuild(viewer, 'all', 'Rebuild all', '/images')}</div><div class="scroll"><table id="images"><thead><tr><th scope="col">Image</th><th scope="col">State</th><th scope="col">Why</th><th scope="col" class="wide">Digest</th><th scope="col" class="wide">Published</th><th scope="col"></th></tr></thead><tbody>${images.value.map(
         (i) =>
-          html`<tr data-image="${i.name}"><td>${i.name}</td><td>${i.state}</td><td>${i.why}</td><td class="wide mono">${i.digest ?? ''}</td><td class="wide">${i.publishedAt ? time(i.publishedAt) : ''}</td><td>${rebuild(i.name, 'Rebuild')}</td></tr>`,
+          html`<tr data-image="${i.name}"><td><a href="${imageHref(i.name)}">${i.name}</a></td><td>${i.state}</td><td>${i.why}</td><td class="wide mono">${i.digest ?? ''}</td><td class="wide">${i.publishedAt ? time(i.publishedAt) : ''}</td><td>${imageRebuild(viewer, i.name, 'Rebuild', '/images')}</td></tr>`,
       )}</tbody></table></div>`
     : unavailable('Base images (from the base-image-builder)', images);
-  return page({ title: 'Base images', body: html`<h1>Base images</h1>${body}` });
+  return page({ title: 'Base images', section: 'images', body: html`<h1>Base images</h1>${body}` });
+}
+
+const buildLink = (job: string | undefined): Html => (job ? html`<a class="mono" href="/builds/${encodeURIComponent(job)}">${job}</a>` : html`<span class="muted">not recorded</span>`);
+
+/** One image: its tags and their digest, what it is built from and when, its last failure, and every digest it had. */
+export function imagePage(viewer: Viewer, image: BaseImageStatus): Html {
+  const back = imageHref(image.name);
+  const f = image.failure;
+  const body = html`<h1>Base image ${image.name} <span id="image-state" class="state ${image.state}">${image.state}</span></h1>
+<div class="actions" id="image-actions">${imageRebuild(viewer, image.name, 'Rebuild', back)}</div>
+<p id="image-why">${image.why}</p>
+<h2>Tags</h2><div class="scroll"><table id="image-tags"><thead><tr><th scope="col">Tag</th><th scope="col">Digest</th></tr></thead><tbody>${image.tags.map(
+    (tag) => html`<tr data-tag="${tag}"><td>${tag}</td><td class="mono">${image.digest ?? html`<span class="muted">not published</span>`}</td></tr>`,
+  )}</tbody></table></div>
+<dl class="facts" id="image-facts">
+<dt>Published</dt><dd>${image.publishedAt ? time(image.publishedAt) : html`<span class="muted">never</span>`}</dd>
+<dt>Schedule</dt><dd class="mono" id="image-schedule">${image.schedule ?? html`<span class="muted">not reported</span>`}</dd>
+<dt>Next scheduled run</dt><dd>${image.nextRunAt ? time(image.nextRunAt) : html`<span class="muted">none</span>`}</dd>
+<dt>Inputs digest</dt><dd class="mono" id="image-inputs">${image.inputs ?? html`<span class="muted">not computed yet</span>`}</dd>
+${image.job ? html`<dt>Building</dt><dd id="image-building">${buildLink(image.job)}</dd>` : ''}
+</dl>
+<h2>Last failure</h2>${
+    f
+      ? html`<dl class="facts" id="image-failure"><dt>When</dt><dd>${time(f.at)}</dd><dt>Why</dt><dd>${f.reason}</dd><dt>Attempts</dt><dd>${f.count}</dd><dt>Build</dt><dd>${buildLink(f.job)}</dd><dt>Retry</dt><dd>${f.retryAt ? time(f.retryAt) : html`no retries left: waits for new inputs or a rebuild`}</dd></dl>`
+      : html`<p class="muted" id="image-failure">No failure of its current inputs.</p>`
+  }
+<h2>Published digests</h2>${
+    image.history.length
+      ? html`<div class="scroll"><table id="image-history"><thead><tr><th scope="col">Digest</th><th scope="col">Published</th><th scope="col">Build</th></tr></thead><tbody>${image.history.map(
+          (h) => html`<tr data-digest="${h.digest}"><td class="mono">${h.digest}</td><td>${time(h.at)}</td><td>${buildLink(h.job)}</td></tr>`,
+        )}</tbody></table></div>`
+      : html`<p class="muted" id="image-history">Never published.</p>`
+  }
+<p><a href="/images">All base images</a></p>`;
+  return page({ title: `Base image ${image.name}`, section: 'images', body });
 }
 
 export function auditPage(entries: readonly AuditEntry[], next: number | undefined): Html {

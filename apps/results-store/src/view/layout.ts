@@ -3,7 +3,7 @@ import type { Role } from '../roles.js';
 import { assets } from './assets.js';
 import { html, type Html } from './html.js';
 
-export type Section = 'dashboard' | 'builds' | 'jobs' | 'failures' | 'workers' | 'clients' | 'charts' | 'audit';
+export type Section = 'dashboard' | 'builds' | 'jobs' | 'failures' | 'workers' | 'images' | 'clients' | 'charts' | 'audit';
 
 /**
  * The main navigation. An entry with a role is for those whose role allows it: every
@@ -16,6 +16,7 @@ const NAV: [Section, string, string, Role?][] = [
   ['jobs', '/jobs', 'Jobs'],
   ['failures', '/failures', 'Failures'],
   ['workers', '/workers', 'Workers'],
+  ['images', '/images', 'Images'],
   ['clients', '/clients', 'Clients'],
   ['charts', '/charts', 'Charts'],
   ['audit', '/audit', 'Audit log', 'operator'],
