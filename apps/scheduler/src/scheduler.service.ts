@@ -248,7 +248,10 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     const { recorded, reason, effects } = this.decide((core) => core.complete(c.worker, c.job, c.lease, c.outcome, Date.now()));
     this.run(effects);
     const job = this.core.jobs.get(c.job);
-    if (recorded && job) await this.stored(job);
+    if (recorded && job) {
+      this.log.log(`job ${job.id} (${job.name}) ${c.outcome.state} on ${c.worker}`, jobFields(job, c.worker));
+      await this.stored(job);
+    }
     return { recorded, ...(reason === undefined ? {} : { reason }) };
   }
 
@@ -436,7 +439,7 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
         this.publishEvent(effect.job);
         return;
       case 'requeued':
-        this.log.warn(`job ${effect.job.id} (${effect.job.name}, client ${effect.job.client}) requeued: run ${effect.attempt} lost: ${effect.reason}`);
+        this.log.warn(`job ${effect.job.id} (${effect.job.name}, client ${effect.job.client}) requeued: run ${effect.attempt} lost: ${effect.reason}`, jobFields(effect.job, effect.job.requeues?.at(-1)?.worker));
         this.publishEvent(effect.job, effect.reason);
         return;
       case 'cancel':
@@ -468,6 +471,8 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     const answers = await this.offer(worker.id, offers.map((o) => o.message));
     offers.forEach(({ job, lease }, i) => {
       const { accepted, reason } = answers[i]!;
+      if (accepted) this.log.log(`job ${job.id} (${job.name}) assigned to ${worker.id}, run ${job.attempts}`, jobFields(job, worker.id));
+      else this.log.warn(`job ${job.id} (${job.name}) refused by ${worker.id}: ${reason ?? 'no reason given'}`, jobFields(job, worker.id));
       this.run(this.core.assignmentAnswered(job.id, lease, accepted, accepted ? undefined : reason));
     });
   }
@@ -512,11 +517,19 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
         break;
       } catch (e) {
         if (this.stopping) return;
-        this.log.warn(`publishing the result of ${job.id} failed, retrying: ${String(e)}`);
+        this.log.warn(`publishing the result of ${job.id} failed, retrying: ${String(e)}`, jobFields(job, job.worker));
       }
     }
     await this.jobsKv.put(job.id, job);
   }
+}
+
+/**
+ * A job's fields on a log line about it (service-kit's ServiceLogger spreads them into the
+ * line); its trace too, as its lines are written outside the request that submitted it.
+ */
+function jobFields(job: JobRecord, worker: string | undefined): Record<string, string> {
+  return { job: job.id, pool: job.pool, client: job.client, ...(worker === undefined ? {} : { worker }), ...(job.trace === undefined ? {} : { trace: job.trace }) };
 }
 
 async function readOne<T>(kv: KV, key: string): Promise<T | null> {

@@ -241,7 +241,13 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
     const job = new JobRunner(a, secrets, this.jobEnvironment());
     this.jobs.set(a.job, job);
     this.metrics.runningJobs.set(this.jobs.size);
-    void job.done.catch((e: unknown) => this.logger.error(`job ${a.job}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`)).finally(() => {
+    // The service's fields add the worker and pool.
+    const fields = { job: a.job, client: a.client };
+    this.logger.log(`job ${a.job} (${a.name}) started, run ${a.attempt}`, fields);
+    void job.done.then(
+      () => this.logger.log(`job ${a.job} (${a.name}) ended: ${job.endedAs ?? 'no outcome'}`, fields),
+      (e: unknown) => this.logger.error(`job ${a.job}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`, fields),
+    ).finally(() => {
       this.jobs.delete(a.job);
       this.metrics.runningJobs.set(this.jobs.size);
       if (job.hint) this.hints.add(job.hint);

@@ -44,6 +44,8 @@ export class JobRunner {
   private succeededHint: string | undefined;
   private buildEnded = false;
   private released: string | undefined;
+  /** How the run ended, once it has: its final state, or handed back to the queue. */
+  endedAs: FinalState | 'handed back' | undefined;
 
   constructor(
     readonly assignment: Assignment,
@@ -119,6 +121,7 @@ export class JobRunner {
     }
     if (this.released !== undefined && outcome.state !== 'succeeded') {
       logs.line(`cairn: run ${a.attempt} of job ${a.job} stopped on worker ${this.env.worker}: ${this.released}; it goes back to the queue`);
+      this.endedAs = 'handed back';
       await logs.close();
       this.env.teardown.removeEventListener('abort', onTeardown);
       return;
@@ -129,6 +132,7 @@ export class JobRunner {
     const full: Outcome = { ...outcome, ...(failure === undefined ? {} : { failure }), steps, platform: this.env.platform, startedAt, finishedAt: Date.now() };
     this.env.metrics.builds.inc({ outcome: full.state });
     if (full.state === 'succeeded') this.succeededHint = a.cacheHint;
+    this.endedAs = full.state;
     await this.reportComplete(full);
     await logs.end(full.state);
     this.env.teardown.removeEventListener('abort', onTeardown);

@@ -130,7 +130,7 @@ export class Ingest {
         if (plan.failure !== undefined) return { status: 'rejected', reason: plan.failure };
         const outcome = outcomes.get(plan)!;
         if (outcome.status === 'rejected') return outcome;
-        return { status: 'fulfilled', value: await this.finish(plan.result, 'cluster', outcome.value, plan.kept.length) };
+        return { status: 'fulfilled', value: await this.finish(plan.result, 'cluster', outcome.value, plan.kept.length, plan.trace) };
       }),
     );
   }
@@ -257,13 +257,14 @@ export class Ingest {
     );
   }
 
-  private async finish(result: BuildResult, source: BuildSource, outcome: RecordOutcome, artifacts: number): Promise<RecordOutcome> {
+  private async finish(result: BuildResult, source: BuildSource, outcome: RecordOutcome, artifacts: number, trace?: string): Promise<RecordOutcome> {
     this.metrics.ingested.inc({ source, outcome });
     if (outcome !== 'stored') return outcome;
     this.metrics.ingestLag.observe({ source }, Math.max(0, Date.now() - result.finishedAt) / 1000);
     const id = asBuildId(result.job);
     this.listener.stored(id);
-    this.logger.log(`stored ${source} build ${result.job} of ${JSON.stringify(result.name)} (${result.state}, ${artifacts} artifact(s))`);
+    const fields = jobFields(result, trace);
+    this.logger.log(`stored ${source} build ${result.job} of ${JSON.stringify(result.name)} (${result.state}, ${artifacts} artifact(s))`, fields);
     void this.hooks
       .afterStored({
         build: result.job,
@@ -278,7 +279,7 @@ export class Ingest {
         artifacts,
         ...(this.publicUrl ? { url: `${this.publicUrl}/builds/${result.job}` } : {}),
       })
-      .catch((e: unknown) => this.logger.error(`upload hooks for ${result.job}: ${message(e)}`));
+      .catch((e: unknown) => this.logger.error(`upload hooks for ${result.job}: ${message(e)}`, fields));
     return outcome;
   }
 
@@ -346,6 +347,11 @@ interface ClusterPlan extends ClusterDelivery {
   log?: { sha256: Sha256; size: number; index: string };
   /** Why this result cannot be stored now; it is delivered again. */
   failure?: unknown;
+}
+
+/** A result's fields on a log line about it (service-kit's ServiceLogger spreads them into the line). */
+export function jobFields(result: BuildResult, trace?: string): Record<string, string> {
+  return { job: result.job, worker: result.worker, pool: result.pool, client: result.client, ...(trace === undefined ? {} : { trace }) };
 }
 
 async function* once(bytes: Uint8Array): AsyncIterable<Uint8Array> {

@@ -13,7 +13,7 @@ import { BUS } from '@cairn/service-kit';
 import type { ResultsConfig } from '../config.js';
 import { ResultsMetrics } from '../ops/results-metrics.js';
 import { LOGGER, CONFIG } from '../tokens.js';
-import { Ingest } from './ingest.js';
+import { Ingest, jobFields } from './ingest.js';
 
 const NS = 1_000_000;
 /** After this many deliveries an artifact still missing from the object store is given up (noted on the build). */
@@ -147,7 +147,7 @@ export class ResultConsumer {
         // Redelivered by the stream after a jittered backoff, so results failed by one outage do not all come back at once.
         const delay = Math.round(backoffDelay(m.info.deliveryCount, RETRY));
         const reason: unknown = outcome.reason;
-        this.logger.warn(`result ${result.job} (delivery ${m.info.deliveryCount}) not stored yet, retrying in ${delay} ms: ${reason instanceof Error ? reason.message : String(reason)}`);
+        this.logger.warn(`result ${result.job} (delivery ${m.info.deliveryCount}) not stored yet, retrying in ${delay} ms: ${reason instanceof Error ? reason.message : String(reason)}`, jobFields(result, traceOf(m.headers)));
         m.nak(delay);
       }),
     );
