@@ -271,10 +271,12 @@ export class Rebuilder {
 
   private async published(image: MatrixImage, building: InFlight, digest: string): Promise<void> {
     const now = Date.now();
-    const published = { digest, inputs: building.inputs, at: now, ...(building.job ? { job: building.job } : {}), buildMs: now - building.startedAt };
     let expired: string[] = [];
     const written = await this.records.update(image.name, (r) => {
       if (!this.ours(r, building)) return undefined;
+      // The job is in the stored claim (written once submitted), not in the claim this rebuild began with.
+      const job = r.building!.job ?? building.job;
+      const published = { digest, inputs: building.inputs, at: now, ...(job ? { job } : {}), buildMs: now - building.startedAt };
       const history = [published, ...r.history.filter((h) => h.digest !== digest)];
       const keep = history.filter((h, i) => i === 0 || now - h.at < this.options.retentionMs);
       expired = history.filter((h) => !keep.includes(h)).map((h) => h.digest);
@@ -296,8 +298,9 @@ export class Rebuilder {
       if (!this.ours(r, building)) return undefined;
       const count = (r.failures?.inputs === building.inputs ? r.failures.count : 0) + 1;
       const next = retryAt(count, now, this.options.policy);
+      const job = r.building!.job ?? building.job;
       const { building: _done, ...rest } = r;
-      return { ...rest, failures: { inputs: building.inputs, count, last: reason, at: now, ...(next === undefined ? {} : { retryAt: next }), ...(building.job ? { job: building.job } : {}) } };
+      return { ...rest, failures: { inputs: building.inputs, count, last: reason, at: now, ...(next === undefined ? {} : { retryAt: next }), ...(job ? { job } : {}) } };
     });
     if (!written) return;
     this.metrics.built(image.name, 'failed', now - building.startedAt);
