@@ -9,13 +9,17 @@
  * CAIRN_REGISTRY (http://host:port, required), CAIRN_REPLICA_ID (default the host name),
  * CAIRN_MAX_REBUILDS (2), CAIRN_MAX_ATTEMPTS (3), CAIRN_RETRY_FIRST_MS (30000),
  * CAIRN_RETRY_MAX_MS (900000), CAIRN_CLAIM_TTL_MS (60000), CAIRN_RETENTION_DAYS (30),
- * CAIRN_SCHEDULES (1; 0 turns the cron schedules off).
+ * CAIRN_SCHEDULES (1; 0 turns the cron schedules off), CAIRN_IMAGE_WEBHOOKS (comma-separated
+ * http(s) URLs, none by default: each gets a signed JSON POST per tag when an image gets a
+ * new digest, digest-webhooks.ts), CAIRN_IMAGE_WEBHOOK_SECRET_FILE (a file holding the
+ * HMAC-SHA256 key of the `x-cairn-signature` header; required with CAIRN_IMAGE_WEBHOOKS).
  */
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { busFromEnv, connectBus } from '@cairn/contracts';
 import { settleHttpListen, startService } from '@cairn/service-kit';
 import { BaseImageBuilderModule } from './base-image-builder.module.js';
+import { DigestWebhooks } from './digest-webhooks.js';
 import { ImageRecords } from './image-records.js';
 import { loadMatrix } from './matrix/matrix.js';
 
@@ -32,6 +36,10 @@ if (!registry || !/^https?:\/\//.test(registry)) {
   console.error('base-image-builder: CAIRN_REGISTRY must name the registry to publish to, as http://host:port');
   process.exit(2);
 }
+const webhooks = await DigestWebhooks.fromEnv(env, say).catch((e: unknown) => {
+  console.error(`base-image-builder: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(2);
+});
 const matrix = await loadMatrix(env.CAIRN_IMAGES_DIR ?? fileURLToPath(new URL('../../../infra/images/', import.meta.url)));
 const records = await ImageRecords.open(await connectBus(busFromEnv('base-image-builder-records', env)));
 const service = await startService({
@@ -52,6 +60,7 @@ const service = await startService({
         claimTtlMs: number('CAIRN_CLAIM_TTL_MS', 60_000),
         retentionMs: number('CAIRN_RETENTION_DAYS', 30) * 86_400_000,
         schedules: env.CAIRN_SCHEDULES !== '0',
+        ...(webhooks ? { webhooks } : {}),
         log: say,
       },
     }),

@@ -28,6 +28,7 @@ import { planRebuilds, retryAt, type ImageDecision, type RebuildPolicy } from '.
 import type { ImageRecords } from './image-records.js';
 import { probeCommand, probePackages, sha256, specDigests } from './matrix/inputs-digest.js';
 import type { Matrix, MatrixImage } from './matrix/matrix.js';
+import type { DigestWebhooks } from './digest-webhooks.js';
 import type { RegistryPublisher } from './registry-publisher.js';
 
 /** Where a build job leaves the image's root filesystem for the service to publish. */
@@ -46,6 +47,8 @@ export interface RebuilderOptions {
   readonly retentionMs: number;
   /** Run the cron schedules (off in tests that drive the passes themselves). */
   readonly schedules: boolean;
+  /** Told of every new digest (CAIRN_IMAGE_WEBHOOKS); in the background, after the publish. */
+  readonly webhooks?: DigestWebhooks;
   readonly log: (message: string) => void;
 }
 
@@ -82,6 +85,7 @@ export class Rebuilder {
     this.stopped = true;
     for (const cron of this.crons) cron.stop();
     clearTimeout(this.retryTimer);
+    void this.options.webhooks?.stop();
   }
 
   /** One look at every image, after any pass already running (passes never overlap in a process). */
@@ -272,8 +276,10 @@ export class Rebuilder {
   private async published(image: MatrixImage, building: InFlight, digest: string): Promise<void> {
     const now = Date.now();
     let expired: string[] = [];
+    let previous: string | undefined;
     const written = await this.records.update(image.name, (r) => {
       if (!this.ours(r, building)) return undefined;
+      previous = r.current?.digest;
       // The job is in the stored claim (written once submitted), not in the claim this rebuild began with.
       const job = r.building!.job ?? building.job;
       const published = { digest, inputs: building.inputs, at: now, ...(job ? { job } : {}), buildMs: now - building.startedAt };
@@ -287,6 +293,11 @@ export class Rebuilder {
     this.metrics.published(image.name, now);
     this.metrics.built(image.name, 'published', now - building.startedAt);
     this.options.log(`${image.name}: published ${digest} as ${image.tags.map((t) => `${image.repository}:${t}`).join(', ')}`);
+    if (digest !== previous) {
+      this.options.webhooks?.send(
+        image.tags.map((tag) => ({ event: 'image.published', image: image.name, repository: image.repository, tag, digest, ...(previous ? { previous } : {}), ...(written.current!.job ? { job: written.current!.job } : {}), at: now })),
+      );
+    }
     for (const old of expired) {
       if (!(await this.publisher.prune(image.repository, old).catch(() => false))) this.options.log(`${image.name}: the registry kept ${old} (deletes not enabled there)`);
     }

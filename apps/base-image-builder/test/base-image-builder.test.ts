@@ -6,6 +6,9 @@
  * matrix (README's main job).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +30,34 @@ let registry: RunningRegistry;
 let matrixDir: string;
 let service: { child: ChildProcess; output: string } | undefined;
 
+/** A receiver of the new-digest webhook: it fails each event's first delivery (500), so every event it keeps was retried. */
+const WEBHOOK_SECRET = 'webhook-secret-of-the-test-0123456789';
+interface Delivered {
+  readonly body: string;
+  readonly headers: Record<string, string | string[] | undefined>;
+}
+const delivered: Delivered[] = [];
+const refusedOnce = new Set<string>();
+let receiver: Server;
+function startReceiver(): Promise<string> {
+  receiver = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      const id = String(req.headers['x-cairn-delivery']);
+      if (!refusedOnce.has(id)) {
+        refusedOnce.add(id);
+        res.writeHead(500).end();
+        return;
+      }
+      delivered.push({ body, headers: req.headers });
+      res.writeHead(204).end();
+    });
+  });
+  return new Promise((resolve) => receiver.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks/images`)));
+}
+let webhookEnv: NodeJS.ProcessEnv = {};
+
 /** Starts the service (as deployed: dist/main.js) on the matrix in `matrixDir`. */
 function startService(env: NodeJS.ProcessEnv = {}): { child: ChildProcess; output: string } {
   const child = spawn(process.execPath, [join(ROOT, 'apps/base-image-builder/dist/main.js')], {
@@ -41,6 +72,7 @@ function startService(env: NodeJS.ProcessEnv = {}): { child: ChildProcess; outpu
       CAIRN_REPLICA_ID: 'test-replica',
       CAIRN_RETRY_FIRST_MS: '300',
       CAIRN_RETRY_MAX_MS: '600',
+      ...webhookEnv,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -116,6 +148,9 @@ beforeAll(async () => {
   matrixDir = await mkdtemp(join(tmpdir(), 'cairn-matrix-'));
   await writeFile(join(matrixDir, 'matrix.yaml'), MATRIX);
   await setSpecs(BOX('one'), TOOLS('echo tools > /etc/tools-marker'));
+  await writeFile(join(matrixDir, 'webhook-secret'), `${WEBHOOK_SECRET}\n`);
+  // The second URL has no one listening: its failures must not hold up the publish or the first.
+  webhookEnv = { CAIRN_IMAGE_WEBHOOKS: `${await startReceiver()}, http://127.0.0.1:1/nobody`, CAIRN_IMAGE_WEBHOOK_SECRET_FILE: join(matrixDir, 'webhook-secret') };
   service = startService();
   await until('the service answering', async () => ((await rebuild({ all: true })).ok ? true : undefined));
   await settled();
@@ -123,6 +158,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopService();
+  receiver?.close();
   await cluster?.stop();
   await registry?.stop();
   if (matrixDir) await rm(matrixDir, { recursive: true, force: true });
@@ -164,6 +200,23 @@ describe('base-image-builder', () => {
     expect(await baseStepId('tools:1')).not.toBe(stepBefore);
   });
 
+  it('posts each new digest to the webhooks, signed, retried after a failure, naming the previous digest and the job', async () => {
+    const now = new Map((await images()).map((i) => [i.name, i]));
+    const tools = now.get('tools:1')!;
+    const events = () => delivered.map((d) => ({ ...d, event: JSON.parse(d.body) as Record<string, unknown> }));
+    const last = await until('the webhook told of tools:1\'s new digest', async () => events().find((e) => e.event.image === 'tools:1' && e.event.digest === tools.digest));
+    expect(last.event).toEqual({ event: 'image.published', image: 'tools:1', repository: 'tools', tag: '1', digest: tools.digest, previous: tools.history[1]!.digest, job: tools.history[0]!.job, at: expect.any(Number) });
+    expect(last.event.job).toMatch(/^j-/);
+    expect(last.headers['x-cairn-signature']).toBe(`sha256=${createHmac('sha256', WEBHOOK_SECRET).update(last.body).digest('hex')}`);
+    // Each new digest of this process, once (the receiver refused every first delivery: each was retried).
+    const box = now.get('box:1')!;
+    await until('the webhook told of box:1\'s new digest', async () => events().find((e) => e.event.image === 'box:1' && e.event.digest === box.digest));
+    for (const image of [box, tools]) expect(events().filter((e) => e.event.digest === image.digest)).toHaveLength(1);
+    expect(events().find((e) => e.event.digest === box.digest)!.event.previous).toBe(box.history[1]!.digest);
+    expect(service!.output).toMatch(/webhook http:\/\/127\.0\.0\.1:1\/nobody: box:1 1 -> sha256:\S+: attempt 1 failed/);
+    expect(service!.output).not.toContain(WEBHOOK_SECRET);
+  });
+
   it('a failing build keeps the old image published, is retried with backoff, then shows failed in /metrics', async () => {
     const before = await settled();
     await stopService();
@@ -174,6 +227,8 @@ describe('base-image-builder', () => {
       return image.state === 'failed' ? image : undefined;
     });
     expect(failed.why).toMatch(/^failed 2 times: job j-\S+ failed/);
+    expect(failed.failure).toMatchObject({ count: 2, job: expect.stringMatching(/^j-/), reason: expect.stringMatching(/^job j-\S+ failed/) });
+    expect(failed.failure!.retryAt).toBeUndefined();
     expect(service!.output).toMatch(/tools:1: rebuild failed .*retrying at/);
     expect(jobsSubmitted(service!, 'tools:1')).toBe(2);
     expect(failed.digest).toBe(before.get('tools:1'));
