@@ -739,6 +739,69 @@ describe('image metadata', () => {
   it('refuses it when strict, and specOfDockerfile is strict', () => {
     expect(() => importDockerfile(dockerfile, { strict: true, file: 'Dockerfile' })).toThrow('Dockerfile:2:1: LABEL sets image labels: image metadata');
   });
+
+  it("returns the final stage's image settings, and with imageConfigFile says they went there", () => {
+    const { imageConfig, warnings } = importDockerfile(dockerfile, { file: 'Dockerfile', imageConfigFile: 'image.json' });
+    expect(imageConfig).toEqual({ cmd: ['server.js'], exposedPorts: ['3000/tcp'] });
+    expect(warnings.map((w) => w.message)).toEqual([
+      'Dockerfile:2:1: LABEL dropped: it sets image labels in stage "build", which the final image does not start from, so Docker leaves it out too',
+      'Dockerfile:6:1: EXPOSE carried to image.json: it declares the ports of the image, which `cairn build --image REF --image-config image.json` writes into the image config',
+      'Dockerfile:7:3: CMD carried to image.json: it sets the default command of the image, which `cairn build --image REF --image-config image.json` writes into the image config',
+    ]);
+    // Without a file the settings are still data, and the warnings say dropped.
+    expect(importDockerfile(dockerfile).imageConfig).toEqual(imageConfig);
+  });
+
+  it('sets them as BuildKit does: shell form in the stage SHELL, labels and ports expanded, last one wins', () => {
+    const text = [
+      'FROM a',
+      'ARG PORT=8080',
+      'ENV NAME=app',
+      'CMD serve --port $PORT',
+      'LABEL org.opencontainers.image.title=$NAME "b c"="d e"',
+      'LABEL legacy value with spaces',
+      'EXPOSE $PORT 53/UDP 9000-9002',
+      'EXPOSE 8080/tcp',
+      'STOPSIGNAL SIGQUIT',
+      'SHELL ["/bin/bash", "-eu", "-c"]',
+      'ENTRYPOINT exec app \\',
+      '  --verbose',
+      'LABEL org.opencontainers.image.title=last',
+    ].join('\n');
+    const { imageConfig, warnings } = importDockerfile(text, { imageConfigFile: 'i.json' });
+    expect(imageConfig).toEqual({
+      entrypoint: ['/bin/bash', '-eu', '-c', 'exec app   --verbose'],
+      // CMD was set in this stage, so ENTRYPOINT keeps it (only a base image's CMD is reset).
+      cmd: ['/bin/sh', '-c', 'serve --port $PORT'],
+      labels: { 'b c': 'd e', legacy: 'value with spaces', 'org.opencontainers.image.title': 'last' },
+      exposedPorts: ['8080/tcp', '53/udp', '9000/tcp', '9001/tcp', '9002/tcp'],
+      stopSignal: 'SIGQUIT',
+    });
+    expect(Object.keys(imageConfig)).toEqual(['entrypoint', 'cmd', 'labels', 'exposedPorts', 'stopSignal']);
+    expect(warnings.every((w) => w.reason.includes(' carried to i.json: '))).toBe(true);
+    expect(importDockerfile('FROM a\nENTRYPOINT ["/app"]\nCMD ["--help"]').imageConfig).toEqual({ entrypoint: ['/app'], cmd: ['--help'] });
+  });
+
+  it("keeps only the final stage's settings, and drops what an image config cannot hold", () => {
+    const text = 'FROM a AS build\nCMD ["build"]\nEXPOSE 1\nFROM b\nVOLUME /data\nHEALTHCHECK CMD true\nONBUILD RUN make\nMAINTAINER me';
+    const { imageConfig, warnings } = importDockerfile(text, { imageConfigFile: 'i.json' });
+    expect(imageConfig).toEqual({});
+    expect(warnings.map((w) => w.reason.slice(0, w.reason.indexOf(':')))).toEqual(['CMD dropped', 'EXPOSE dropped', 'VOLUME dropped', 'HEALTHCHECK dropped', 'ONBUILD dropped', 'MAINTAINER dropped']);
+  });
+
+  it('with imageConfigFile, strict accepts what is carried and refuses the rest', () => {
+    expect(importDockerfile('FROM a\nCMD ["x"]\nEXPOSE 80', { strict: true, imageConfigFile: 'i.json' }).imageConfig).toEqual({ cmd: ['x'], exposedPorts: ['80/tcp'] });
+    expect(() => importDockerfile('FROM a\nVOLUME /data', { strict: true, imageConfigFile: 'i.json' })).toThrow('VOLUME declares a volume of the image: image metadata');
+    expect(() => importDockerfile('FROM a AS b\nCMD ["x"]\nFROM c', { strict: true, imageConfigFile: 'i.json', file: 'D' }))
+      .toThrow('D:2:1: CMD sets the default command of the image in stage "b", which the final image does not start from, so Docker leaves it out too; remove it');
+  });
+
+  it('names a malformed port or signal and where it is', () => {
+    expect(() => importDockerfile('FROM a\nEXPOSE 80/http', { file: 'D' })).toThrow('D:2:1: EXPOSE: "80/http" is not PORT, PORT/PROTOCOL or FIRST-LAST/PROTOCOL');
+    expect(() => importDockerfile('FROM a\nEXPOSE 70000')).toThrow('"70000" is not PORT');
+    expect(() => importDockerfile('FROM a\nSTOPSIGNAL "kill me"')).toThrow('is not a signal name or number');
+    expect(() => importDockerfile('FROM a\nLABEL =x')).toThrow('LABEL: a label name is empty');
+  });
 });
 
 describe('errors', () => {

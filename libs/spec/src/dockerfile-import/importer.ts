@@ -13,6 +13,7 @@ import { accountsOf, namesAccount, parseOwner, sameUser, type Accounts } from '.
 import { chmodCommand, chownCommand, downloadCommand, unpackCommand, execCommand, heredocCommand, isPosixShell, shellCommand, writeFileCommand } from './run-command.js';
 import { isSpecialParameter, WordExpander, type Lookup } from './word-expansion.js';
 
+/** Image metadata: it changes no file, so a spec has no word for it. */
 const METADATA: Readonly<Record<string, string>> = {
   CMD: 'sets the default command of the image',
   ENTRYPOINT: 'sets the entrypoint of the image',
@@ -24,6 +25,32 @@ const METADATA: Readonly<Record<string, string>> = {
   HEALTHCHECK: 'sets the health check of the image',
   ONBUILD: 'registers instructions for images built from this one',
 };
+
+/** The metadata an image config (libs/oci-image's ImageConfig) holds, so `cairn build --image` can carry it. */
+const CARRIED = new Set(['CMD', 'ENTRYPOINT', 'LABEL', 'EXPOSE', 'STOPSIGNAL']);
+const EXPOSED_PORT = /^(\d{1,5})(?:-(\d{1,5}))?(?:\/(tcp|udp|sctp))?$/i;
+
+/**
+ * The image settings of the final stage, in the terms of libs/oci-image's ImageConfig:
+ * what `cairn import --image-config FILE` writes for `cairn build --image`.
+ */
+export interface ImportedImageConfig {
+  entrypoint?: string[];
+  cmd?: string[];
+  labels?: Record<string, string>;
+  exposedPorts?: string[];
+  stopSignal?: string;
+}
+
+interface StageMetadata {
+  entrypoint?: string[];
+  cmd?: string[];
+  /** CMD was set in this stage, so a later ENTRYPOINT keeps it (Docker's cmdSet). */
+  cmdSet: boolean;
+  readonly labels: Map<string, string>;
+  readonly ports: Set<string>;
+  stopSignal?: string;
+}
 
 /** Set by BuildKit from the platforms it builds on and for, which a spec cannot know. */
 const PLATFORM_ARGS = new Set([
@@ -57,6 +84,7 @@ export interface Stage {
   workdir: string | undefined;
   /** The base image's env and accounts, when the caller read them. */
   readonly base: ResolvedImage | undefined;
+  readonly metadata: StageMetadata;
 }
 
 /** What the caller read of a base image (`cairn import --resolve`). */
@@ -97,6 +125,8 @@ export class Importer {
   private readonly restores = new WeakMap<Op, User>();
   /** What the spec leaves out, in the order of the Dockerfile. */
   readonly warnings: { reason: string; pos: Position }[] = [];
+  /** The warnings of metadata an image config holds: whether it is carried is known once the final stage is. */
+  private readonly carried: { warning: { reason: string; pos: Position }; keyword: string; stage: Stage }[] = [];
 
   constructor(
     private readonly escape: string,
@@ -105,6 +135,8 @@ export class Importer {
     private readonly strict: boolean,
     private readonly images: Readonly<Record<string, BaseImage>>,
     private readonly readContext: ContextReader | undefined,
+    /** Where the caller writes `imageConfig()`, for the warnings; undefined: metadata is dropped. */
+    private readonly imageConfigFile: string | undefined,
   ) {}
 
   add(entry: Entry): void {
@@ -120,8 +152,23 @@ export class Importer {
     const main = this.stages.at(-1);
     if (main === undefined) throw new SpecError('the Dockerfile has no FROM instruction, so there is no base image', { line: 1, column: 1 });
     this.flushComments(main);
+    this.settleCarried(main);
     const childBuilds = this.stages.slice(0, -1).map((s) => ({ name: s.name, spec: { childBuilds: [], from: s.image, ops: s.ops } }));
     return { childBuilds, from: main.image, ops: main.ops };
+  }
+
+  /** The image settings the final stage's metadata gives (none before `finish`'s stage is known: call after it). */
+  imageConfig(): ImportedImageConfig {
+    const m = this.stages.at(-1)?.metadata;
+    if (m === undefined) return {};
+    const labels = [...m.labels].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return {
+      ...(m.entrypoint === undefined ? {} : { entrypoint: m.entrypoint }),
+      ...(m.cmd === undefined ? {} : { cmd: m.cmd }),
+      ...(labels.length === 0 ? {} : { labels: Object.fromEntries(labels) }),
+      ...(m.ports.size === 0 ? {} : { exposedPorts: [...m.ports] }),
+      ...(m.stopSignal === undefined ? {} : { stopSignal: m.stopSignal }),
+    };
   }
 
   private instruction(ins: Instruction): void {
@@ -131,19 +178,99 @@ export class Importer {
       throw new SpecError(`unknown instruction "${kw}"${hint ? `; did you mean "${hint}"?` : ''}`, ins.pos);
     }
     const metadata = METADATA[kw];
-    if (metadata !== undefined && this.strict) {
+    const carriable = CARRIED.has(kw) && this.imageConfigFile !== undefined;
+    if (metadata !== undefined && this.strict && !(carriable && this.stages.length > 0)) {
       throw new SpecError(`${kw} ${metadata}: image metadata, which a Cairn spec does not record; remove it, or keep it only in a Dockerfile that is not imported`, ins.pos);
     }
     if (kw === 'FROM') return this.from(ins);
     const stage = this.stages.at(-1);
     if (metadata !== undefined && stage !== undefined) {
-      this.warnings.push({ reason: `${kw} dropped: it ${metadata}, image metadata that changes no file, which a Cairn spec does not record`, pos: ins.pos });
+      const warning = { reason: `${kw} dropped: it ${metadata}, image metadata that changes no file, which a Cairn spec does not record`, pos: ins.pos };
+      this.warnings.push(warning);
+      if (CARRIED.has(kw)) {
+        this.metadata(ins, stage);
+        this.carried.push({ warning, keyword: kw, stage });
+      }
       return;
     }
     if (kw === 'ARG' && stage === undefined) return this.globalArg(ins);
     if (stage === undefined) throw new SpecError(`${kw} comes before the first FROM; only ARG may`, ins.pos);
     this.flushComments(stage);
     this.dispatch(ins, stage);
+  }
+
+  /**
+   * Metadata of the final stage goes to the image config file; an earlier stage's never
+   * reaches the image (Docker's final image starts from the final stage's FROM), so it
+   * stays dropped, and `strict` refuses it.
+   */
+  private settleCarried(main: Stage): void {
+    if (this.imageConfigFile === undefined) return;
+    for (const { warning, keyword, stage } of this.carried) {
+      if (stage === main) {
+        warning.reason = `${keyword} carried to ${this.imageConfigFile}: it ${METADATA[keyword]}, which \`cairn build --image REF --image-config ${this.imageConfigFile}\` writes into the image config`;
+        continue;
+      }
+      const where = `in stage "${stage.name}", which the final image does not start from, so Docker leaves it out too`;
+      if (this.strict) throw new SpecError(`${keyword} ${METADATA[keyword]} ${where}; remove it`, warning.pos);
+      warning.reason = `${keyword} dropped: it ${METADATA[keyword]} ${where}`;
+    }
+  }
+
+  // ----- image metadata, as BuildKit's dispatchers set the image config
+
+  private metadata(ins: Instruction, stage: Stage): void {
+    const m = stage.metadata;
+    switch (ins.keyword) {
+      case 'CMD':
+        m.cmd = this.commandLine(ins, stage);
+        m.cmdSet = true;
+        return;
+      case 'ENTRYPOINT':
+        m.entrypoint = this.commandLine(ins, stage);
+        // The base image's CMD was written for its own entrypoint; one set in this stage stays.
+        if (!m.cmdSet) delete m.cmd;
+        return;
+      case 'LABEL':
+        parseFlags(ins, []);
+        for (const [k, v] of this.envPairs(ins)) {
+          const name = this.expand(k, stage, ins);
+          if (name === '') this.fail(ins, 'a label name is empty');
+          m.labels.set(name, this.expand(v, stage, ins));
+        }
+        return;
+      case 'EXPOSE':
+        parseFlags(ins, []);
+        this.needArgs(ins, 'the port is missing');
+        for (const word of splitTokens(ins.args)) for (const port of this.exposedPorts(this.expand(word, stage, ins), ins)) m.ports.add(port);
+        return;
+      case 'STOPSIGNAL': {
+        parseFlags(ins, []);
+        this.needArgs(ins, 'the signal is missing');
+        const signal = this.expand(ins.args, stage, ins);
+        if (!/^(?:SIG)?[A-Z0-9+-]+$/i.test(signal)) this.fail(ins, `"${signal}" is not a signal name or number, like SIGTERM or 15`);
+        m.stopSignal = signal;
+      }
+    }
+  }
+
+  /** JSON form as written; shell form runs in the stage's SHELL, as Docker writes it. */
+  private commandLine(ins: Instruction, stage: Stage): string[] {
+    parseFlags(ins, []);
+    const json = readJsonArray(ins.args);
+    if (json !== undefined) return [...jsonStrings(json, ins)];
+    this.needArgs(ins, 'the command is missing');
+    return [...stage.dockerShell, ins.args];
+  }
+
+  /** `80`, `80/udp`, `8000-8010/tcp` (each port of the range), as `PORT/PROTOCOL`. */
+  private exposedPorts(word: string, ins: Instruction): string[] {
+    const match = EXPOSED_PORT.exec(word);
+    const first = Number(match?.[1]);
+    const last = match?.[2] === undefined ? first : Number(match[2]);
+    if (match === null || first < 1 || last > 65535 || last < first) this.fail(ins, `"${word}" is not PORT, PORT/PROTOCOL or FIRST-LAST/PROTOCOL with ports 1 to 65535 and protocol tcp, udp or sctp`);
+    const protocol = (match[3] ?? 'tcp').toLowerCase();
+    return Array.from({ length: last - first + 1 }, (_, i) => `${first + i}/${protocol}`);
   }
 
   private dispatch(ins: Instruction, stage: Stage): void {
@@ -261,7 +388,7 @@ export class Importer {
 
   private newStage(name: string, image: string): Stage {
     const base = resolved(Object.hasOwn(this.images, image) ? this.images[image] : undefined);
-    return { name, image, base, ops: [], vars: new Map(), valueless: new Set(), dockerShell: DOCKER_SHELL, specShell: SPEC_SHELL, user: ROOT_UNIX, workdir: undefined };
+    return { name, image, base, ops: [], vars: new Map(), valueless: new Set(), dockerShell: DOCKER_SHELL, specShell: SPEC_SHELL, user: ROOT_UNIX, workdir: undefined, metadata: { cmdSet: false, labels: new Map(), ports: new Set() } };
   }
 
   private argPairs(ins: Instruction): [string, string | undefined][] {
@@ -326,7 +453,7 @@ export class Importer {
     if (!words[0]!.includes('=')) {
       let k = 0;
       while (k < ins.args.length && !isTokenSpace(ins.args[k])) k++;
-      if (k === ins.args.length) this.fail(ins, `"${ins.args}" has no value; write ENV NAME=VALUE`);
+      if (k === ins.args.length) this.fail(ins, `"${ins.args}" has no value; write ${ins.keyword} NAME=VALUE`);
       return [[ins.args.slice(0, k), trimStart(ins.args.slice(k), isTokenSpace)]];
     }
     return words.map((w) => {

@@ -3,7 +3,7 @@ import type { Position } from '../sexp.js';
 import { SpecError } from '../spec-error.js';
 import { excludesOfDockerignore } from './dockerignore.js';
 import type { ContextReader } from './copy-sources.js';
-import { Importer, type BaseImage } from './importer.js';
+import { Importer, type BaseImage, type ImportedImageConfig } from './importer.js';
 import { readEntries } from './lines.js';
 import { parseInstruction } from './instructions.js';
 
@@ -31,7 +31,10 @@ import { parseInstruction } from './instructions.js';
  *   it the image's Env expands, and its WorkingDir and User become the stage's first ops.
  * - Image metadata (CMD, EXPOSE, LABEL, ...) changes no file, so a spec has nothing to say
  *   for it: `importDockerfile` drops it with a warning, `strict` (and `specOfDockerfile`,
- *   which callers that show no warnings use) refuses it.
+ *   which callers that show no warnings use) refuses it. What an image config holds
+ *   (CMD, ENTRYPOINT, LABEL, EXPOSE, STOPSIGNAL) of the final stage is also returned as
+ *   `imageConfig`, as BuildKit sets it; with `imageConfigFile` its warnings say it went
+ *   there (and `strict` accepts it).
  */
 export interface DockerfileImportOptions {
   /** Contents of a .dockerignore, if any: its patterns become `exclude` of every context copy. */
@@ -54,9 +57,15 @@ export interface DockerfileImportOptions {
    * in the spec, with a warning. Without it a wildcard is an error.
    */
   readonly readContext?: ContextReader;
+  /**
+   * Where the caller writes `imageConfig` (`cairn import --image-config FILE`): the final
+   * stage's CMD, ENTRYPOINT, LABEL, EXPOSE and STOPSIGNAL are then carried there, each
+   * with a warning saying so, instead of dropped.
+   */
+  readonly imageConfigFile?: string;
 }
 
-export type { BaseImage, ContextReader };
+export type { BaseImage, ContextReader, ImportedImageConfig };
 
 /** Something of the Dockerfile the spec leaves out, and why: data, for the caller to show. */
 export interface DockerfileWarning {
@@ -70,6 +79,8 @@ export interface DockerfileWarning {
 export interface DockerfileImport {
   readonly spec: Spec;
   readonly warnings: readonly DockerfileWarning[];
+  /** The final stage's image settings, as BuildKit would set them on the image (base image's aside). */
+  readonly imageConfig: ImportedImageConfig;
 }
 
 /**
@@ -80,7 +91,7 @@ export interface DockerfileImport {
 export function baseImagesOfDockerfile(text: string, options: Pick<DockerfileImportOptions, 'buildArgs' | 'file'> = {}): string[] {
   try {
     const { entries, directives } = readEntries(text);
-    const importer = new Importer(directives.escape, [], options.buildArgs ?? {}, false, {}, undefined);
+    const importer = new Importer(directives.escape, [], options.buildArgs ?? {}, false, {}, undefined, undefined);
     let seenFrom = false;
     for (const entry of entries) {
       if (entry.kind === 'comment') continue;
@@ -99,11 +110,11 @@ export function importDockerfile(text: string, options: DockerfileImportOptions 
   try {
     const excludes = options.dockerignore === undefined ? [] : excludesOfDockerignore(options.dockerignore);
     const { entries, directives } = readEntries(text);
-    const importer = new Importer(directives.escape, excludes, options.buildArgs ?? {}, options.strict ?? false, options.images ?? {}, options.readContext);
+    const importer = new Importer(directives.escape, excludes, options.buildArgs ?? {}, options.strict ?? false, options.images ?? {}, options.readContext, options.imageConfigFile);
     for (const entry of entries) importer.add(entry);
     const spec = importer.finish();
     const warnings = importer.warnings.map(({ reason, pos }) => warning(reason, pos, options.file));
-    return { spec, warnings };
+    return { spec, warnings, imageConfig: importer.imageConfig() };
   } catch (e) {
     if (e instanceof SpecError && options.file !== undefined && e.file === undefined) throw e.inFile(options.file);
     throw e;
