@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -53,6 +53,27 @@ describe('cairn import of image metadata', () => {
       { file: '<stdin>', line: 6, column: 1, message: expect.stringMatching(/^EXPOSE dropped/) as unknown },
       { file: '<stdin>', line: 7, column: 1, message: expect.stringMatching(/^CMD dropped/) as unknown },
     ]);
+  });
+
+  it('with --image-config FILE writes CMD and EXPOSE there as JSON and says so', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cairn-import-config-'));
+    try {
+      const file = join(dir, 'image.json');
+      const r = await cairn(['import', '-f', '-', '--image-config', file], `${NODE_APP}LABEL a=b\nVOLUME /data\n`);
+      expect(r.code, r.err).toBe(0);
+      expect(r.err).toBe([
+        `cairn: warning: <stdin>:6:1: EXPOSE carried to ${file}: it declares the ports of the image, which \`cairn build --image REF --image-config ${file}\` writes into the image config`,
+        `cairn: warning: <stdin>:7:1: CMD carried to ${file}: it sets the default command of the image, which \`cairn build --image REF --image-config ${file}\` writes into the image config`,
+        `cairn: warning: <stdin>:8:1: LABEL carried to ${file}: it sets image labels, which \`cairn build --image REF --image-config ${file}\` writes into the image config`,
+        'cairn: warning: <stdin>:9:1: VOLUME dropped: it declares a volume of the image, image metadata that changes no file, which a Cairn spec does not record',
+        '',
+      ].join('\n'));
+      expect(await readFile(file, 'utf8')).toBe('{\n  "cmd": [\n    "node",\n    "server.js"\n  ],\n  "labels": {\n    "a": "b"\n  },\n  "exposedPorts": [\n    "3000/tcp"\n  ]\n}\n');
+      const strict = await cairn(['import', '-f', '-', '--image-config', file, '--strict'], NODE_APP);
+      expect(strict.code, strict.err).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('takes --build-arg for an ARG before FROM', async () => {
