@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDockerd, type RunningDockerd } from '../../../test/support/dockerd.js';
 import { startRegistry, type RunningRegistry } from '../../../test/support/registry.js';
-import { cliStore, type CliStore } from './cli-process.js';
+import { cliStore, IMAGE, type CliStore } from './cli-process.js';
 
 const run = promisify(execFile);
 
@@ -81,4 +82,64 @@ describe('cairn build --image (the final snapshot as an OCI image)', () => {
     expect(unreachable.status).toBe(1);
     expect(unreachable.stderr).toContain(`cannot reach registry http://127.0.0.1:${closed.port}: ECONNREFUSED`);
   }, 120_000);
+});
+
+describe("cairn build --image --image-config (a Dockerfile's metadata carried into the image)", () => {
+  let store: CliStore;
+  beforeAll(async () => {
+    store = await cliStore('rsync');
+  }, 120_000);
+  afterAll(async () => {
+    await store?.cleanup();
+  }, 60_000);
+
+  it('imports CMD, ENTRYPOINT, EXPOSE, LABEL and STOPSIGNAL, and the image built has them, --label overriding the file', async () => {
+    const dockerfile = join(store.dir, 'Dockerfile');
+    await writeFile(dockerfile, [
+      `FROM ${IMAGE}`,
+      'WORKDIR /srv',
+      'LABEL org.opencontainers.image.title=app role=web',
+      'EXPOSE 8080 53/udp',
+      'ENTRYPOINT ["/bin/echo"]',
+      'CMD exec serve',
+      'STOPSIGNAL SIGQUIT',
+      '',
+    ].join('\n'));
+    const config = join(store.dir, 'image.json');
+    const imported = await store.cairn(['import', '-f', dockerfile, '--image-config', config]);
+    expect(imported.status, imported.stderr).toBe(0);
+    expect(imported.stderr.match(/carried to/g)).toHaveLength(5);
+    const spec = join(store.dir, 'app.spec');
+    await writeFile(spec, imported.stdout);
+    const layout = join(store.dir, 'layout');
+    const built = await store.cairn(['build', '-f', spec, store.dir, '--image', 'cairn/app:1', '--oci-layout', layout, '--image-config', config, '--label', 'role=api']);
+    expect(built.status, built.stderr).toBe(0);
+    const { stdout } = await run('skopeo', ['inspect', '--config', `oci:${layout}:cairn/app:1`]);
+    expect((JSON.parse(stdout) as { config: unknown }).config).toEqual({
+      Entrypoint: ['/bin/echo'],
+      Cmd: ['/bin/sh', '-c', 'exec serve'],
+      ExposedPorts: { '53/udp': {}, '8080/tcp': {} },
+      Labels: { 'org.opencontainers.image.title': 'app', role: 'api' },
+      StopSignal: 'SIGQUIT',
+      WorkingDir: '/srv',
+      User: '0:0',
+      Env: expect.any(Array) as unknown,
+    });
+  }, 180_000);
+
+  it('names the file and the field of a bad --image-config, before building', async () => {
+    const spec = await store.specFile('app.spec', '(run (shell "exit 7"))');
+    const config = join(store.dir, 'bad.json');
+    const cases: [string, string][] = [
+      ['{"cmd": "serve"}', `"cmd" must be a list of strings, not "serve"`],
+      ['{"Cmd": ["serve"]}', 'unknown field "Cmd"; the fields are entrypoint, cmd, labels, exposedPorts, stopSignal'],
+      ['{"exposedPorts": ["http"]}', 'exposed port must be PORT or PORT/tcp|udp|sctp, not "http"'],
+      ['[', 'not JSON'],
+    ];
+    for (const [text, reason] of cases) {
+      await writeFile(config, text);
+      const r = await store.cairn(['build', '-f', spec, store.dir, '--image', 'cairn/app:1', '--oci-layout', join(store.dir, 'layout'), '--image-config', config]);
+      expect([r.status, r.stderr], text).toEqual([1, expect.stringContaining(`cairn: --image-config ${config}: ${reason}`) as unknown]);
+    }
+  }, 60_000);
 });

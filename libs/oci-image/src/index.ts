@@ -3,7 +3,7 @@
 // (media types, descriptors, platforms) that @cairn/fetcher reads images with.
 export { OciImageError } from './oci-image-error.js';
 export { MediaType, REF_NAME, type Descriptor, type Platform } from './vocabulary.js';
-export { hostPlatform, platformName, type ImageConfig } from './image-config.js';
+export { checkImageConfig, hostPlatform, platformName, type ImageConfig } from './image-config.js';
 export {
   readOciImage,
   writeOciImage,
