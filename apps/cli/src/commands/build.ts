@@ -53,7 +53,8 @@ Examples:
   cairn build -f build.spec . --json | jq -r .id
   cairn build -f build.spec . --progress json | jq -c 'select(.event == "step-finished")'
   id=$(cairn build -q -f build.spec .)
-  cairn build -f app.spec . --image 127.0.0.1:5000/app:1 --push --load --entrypoint '["/usr/bin/node", "main.js"]'`)
+  cairn build -f app.spec . --image 127.0.0.1:5000/app:1 --push --load --entrypoint '["/usr/bin/node", "main.js"]'
+  cairn import -f Dockerfile --image-config image.json > app.spec && cairn build -f app.spec . --image app:1 --oci-layout out --image-config image.json`)
     .action(async (context: string, opts: BuildOpts, command: Command) => {
       const { spec } = await readSpec(io, opts.file);
       checkImageFlags(opts);

@@ -25,13 +25,13 @@ Examples:
   cairn import -f Dockerfile --strict
   cairn import -f Dockerfile --image-config image.json > app.spec
   cairn build -f app.spec . --image app:1 --oci-layout out --image-config image.json
+  cairn import -f Dockerfile --resolve --fetcher oci:/srv/images
 
 The --image-config file holds the keys that are set, in this order (shell-form CMD and
 ENTRYPOINT are written as the stage's SHELL, /bin/sh -c by default, plus the line):
   {"entrypoint": ["/bin/sh", "-c", "exec app"], "cmd": ["--serve"],
    "labels": {"org.opencontainers.image.title": "app"},
-   "exposedPorts": ["8080/tcp"], "stopSignal": "SIGTERM"}
-  cairn import -f Dockerfile --resolve --fetcher oci:/srv/images`)
+   "exposedPorts": ["8080/tcp"], "stopSignal": "SIGTERM"}`)
     .action(async (opts: { file: string; context?: string; buildArg: string[]; imageConfig?: string; strict?: boolean; resolve?: boolean; fetcher?: string; json?: boolean }) => {
       const text = await readInput(io, opts.file, 'Dockerfile');
       const buildArgs = Object.fromEntries(opts.buildArg.map((a) => parsePair(a, '--build-arg')));
