@@ -157,7 +157,7 @@ export class Importer {
     return { childBuilds, from: main.image, ops: main.ops };
   }
 
-  /** The image settings the final stage's metadata gives (none before `finish`'s stage is known: call after it). */
+  /** The image settings the final stage's metadata gives: the final stage is the last one, so call this after `finish`. */
   imageConfig(): ImportedImageConfig {
     const m = this.stages.at(-1)?.metadata;
     if (m === undefined) return {};
