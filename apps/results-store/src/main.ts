@@ -173,6 +173,9 @@ main(process.argv.slice(2)).then(
   },
   (e: unknown) => {
     console.error(`cairn-results-store: ${e instanceof Error ? e.message : String(e)}`);
-    process.exitCode = EXIT.failed;
+    // What started before the failure (the NATS connection, the database) would keep a
+    // process alive that serves nothing: a container's restart policy or `cairn up` must
+    // see it end to start it again.
+    process.exit(EXIT.failed);
   },
 );

@@ -1,0 +1,58 @@
+/**
+ * A results-store that cannot start must end, so that whatever supervises it (a compose
+ * restart policy, `cairn up`) starts it again. Found after a compose `down`/`up`: a
+ * JetStream request timed out at start, the error was printed, and the process stayed up
+ * on its open NATS connection, never listening, until the test gave up.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../../test/support/nats.js';
+
+const APP = fileURLToPath(new URL('..', import.meta.url));
+
+describe('a results-store that fails to start', () => {
+  const children: ChildProcess[] = [];
+  let dir: string | undefined;
+  afterAll(async () => {
+    for (const child of children) child.kill('SIGKILL');
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('exits 1 naming the reason when the NATS it reached has no JetStream, though the connection is open', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cairn-rs-startup-'));
+    const port = await freePort();
+    // A NATS server without -js: the connection succeeds, the streams cannot be made.
+    const nats = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+    children.push(nats);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const child = spawn(process.execPath, ['--import', 'tsx/esm', join(APP, 'src/main.ts'), 'serve'], {
+      cwd: APP,
+      env: {
+        ...process.env,
+        TSX_TSCONFIG_PATH: join(APP, 'tsconfig.json'),
+        CAIRN_NATS: `nats://127.0.0.1:${port}`,
+        CAIRN_RESULTS_DIR: dir,
+        CAIRN_RESULTS_DB: join(dir, 'results.sqlite'),
+        CAIRN_HTTP_PORT: String(await freePort()),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(child);
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    // A bound for a hang: before the fix it never exited.
+    const code = await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => resolve(null), 45_000);
+      child.once('exit', (c) => {
+        clearTimeout(timer);
+        resolve(c);
+      });
+    });
+    expect(stderr).toContain('cairn-results-store: jetstream is not enabled');
+    expect(code, stderr).toBe(1);
+  }, 60_000);
+});
