@@ -54,7 +54,12 @@ export class ResultsLifecycle implements OnApplicationBootstrap, BeforeApplicati
     this.ops.addCheck('database', () => this.checkDatabase());
     this.ops.addCheck('results-consumer', () => this.consumerError);
     this.live.start();
-    this.consuming = this.startConsumer();
+    // The first attempt is waited for, so that a store that starts normally is ready when
+    // its start returns (tests and `cairn up` count on it); later attempts go on behind.
+    let tried!: () => void;
+    const firstTried = new Promise<void>((resolve) => (tried = resolve));
+    this.consuming = this.startConsumer(tried);
+    await firstTried;
     // The backfill gives way to readers; it learns of them from the HTTP server itself.
     this.activity.watch(this.http.httpAdapter.getHttpServer());
     this.backfill.start();
@@ -85,17 +90,23 @@ export class ResultsLifecycle implements OnApplicationBootstrap, BeforeApplicati
    * timed out (a NATS cluster still electing its leaders, a loaded machine) must not leave
    * a live process that never stores a result. Until then /readyz says why.
    */
-  private async startConsumer(): Promise<void> {
-    for await (const attempt of attempts({ firstMs: 500, maxMs: 10_000, signal: this.stopping.signal })) {
-      try {
-        await this.consumer.start();
-        this.consumerError = undefined;
-        if (attempt > 0) this.logger.log(`result consumer started (attempt ${attempt + 1})`);
-        return;
-      } catch (e) {
-        this.consumerError = e instanceof Error ? e.message : String(e);
-        this.logger.error(`result consumer (attempt ${attempt + 1}, trying again): ${this.consumerError}`);
+  private async startConsumer(tried: () => void): Promise<void> {
+    try {
+      for await (const attempt of attempts({ firstMs: 500, maxMs: 10_000, signal: this.stopping.signal })) {
+        try {
+          await this.consumer.start();
+          this.consumerError = undefined;
+          if (attempt > 0) this.logger.log(`result consumer started (attempt ${attempt + 1})`);
+          return;
+        } catch (e) {
+          this.consumerError = e instanceof Error ? e.message : String(e);
+          this.logger.error(`result consumer (attempt ${attempt + 1}, trying again): ${this.consumerError}`);
+        } finally {
+          tried();
+        }
       }
+    } finally {
+      tried();
     }
   }
 
