@@ -45,13 +45,14 @@ async function waitForPort(port: number, child: ChildProcess, log: () => string)
 
 /**
  * A private nats-server with JetStream on a free port, its store in a temp directory,
- * optionally with a config file (accounts and permissions from tools/nats-config.mjs).
+ * optionally with a config file (accounts and permissions from tools/nats-config.mjs);
+ * `jetstream: false` for a server without it, as a misconfigured deployment has.
  */
-export async function startNats(options: { config?: string } = {}): Promise<RunningNats> {
+export async function startNats(options: { config?: string; jetstream?: boolean } = {}): Promise<RunningNats> {
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), 'cairn-nats-'));
   const storeDir = join(dir, 'js');
-  const args = ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir];
+  const args = ['-a', '127.0.0.1', '-p', String(port), ...(options.jetstream === false ? [] : ['-js', '-sd', storeDir])];
   if (options.config !== undefined) {
     const file = join(dir, 'nats.conf');
     await writeFile(file, options.config);

@@ -10,44 +10,42 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../../test/support/nats.js';
+import { freePort, startNats, type RunningNats } from '../../../test/support/nats.js';
 
 const APP = fileURLToPath(new URL('..', import.meta.url));
 
 describe('a results-store that fails to start', () => {
-  const children: ChildProcess[] = [];
+  let nats: RunningNats | undefined;
+  let child: ChildProcess | undefined;
   let dir: string | undefined;
   afterAll(async () => {
-    for (const child of children) child.kill('SIGKILL');
+    child?.kill('SIGKILL');
+    await nats?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   it('exits 1 naming the reason when the NATS it reached has no JetStream, though the connection is open', async () => {
     dir = await mkdtemp(join(tmpdir(), 'cairn-rs-startup-'));
-    const port = await freePort();
-    // A NATS server without -js: the connection succeeds, the streams cannot be made.
-    const nats = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
-    children.push(nats);
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    const child = spawn(process.execPath, ['--import', 'tsx/esm', join(APP, 'src/main.ts'), 'serve'], {
+    // Without JetStream: the connection succeeds, the streams cannot be made.
+    nats = await startNats({ jetstream: false });
+    child = spawn(process.execPath, ['--import', 'tsx/esm', join(APP, 'src/main.ts'), 'serve'], {
       cwd: APP,
       env: {
         ...process.env,
         TSX_TSCONFIG_PATH: join(APP, 'tsconfig.json'),
-        CAIRN_NATS: `nats://127.0.0.1:${port}`,
+        CAIRN_NATS: nats.url,
         CAIRN_RESULTS_DIR: dir,
         CAIRN_RESULTS_DB: join(dir, 'results.sqlite'),
         CAIRN_HTTP_PORT: String(await freePort()),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    children.push(child);
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     // A bound for a hang: before the fix it never exited.
     const code = await new Promise<number | null>((resolve) => {
       const timer = setTimeout(() => resolve(null), 45_000);
-      child.once('exit', (c) => {
+      child!.once('exit', (c) => {
         clearTimeout(timer);
         resolve(c);
       });
