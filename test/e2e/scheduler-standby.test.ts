@@ -1,7 +1,8 @@
 /**
  * A standby scheduler: a second scheduler process against the same NATS waits while the
  * first leads, takes over when the leader is killed (within the leadership TTL) or stops
- * cleanly (at once), and the jobs in flight finish with exactly one result each.
+ * cleanly (at once), and the jobs in flight finish with exactly one result each. And a
+ * scheduler whose NATS restarts while it starts waits that out instead of ending.
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -98,5 +99,24 @@ describe('a standby scheduler', () => {
     await outputSays(c.scheduler, /leading this cluster's scheduling as sched-a\//, TTL_MS + 10_000);
     const job = await submit('after-partition');
     expect((await finished(job)).state).toBe('succeeded');
+  });
+
+  it('a scheduler whose NATS restarts while it starts (opening its buckets) waits it out and serves, without a supervisor', async () => {
+    // Found in CI: a JetStream request timed out in that window and the scheduler exited 1.
+    // NATS goes down once as the leadership is taken (the streams are being made), once as
+    // Nest starts (the scheduler's buckets are opened next).
+    for (const moment of ["leading this cluster's scheduling as", 'Starting Nest application']) {
+      await c.stopProcess(c.scheduler, 'SIGTERM');
+      await c.restartProcess(c.scheduler);
+      const pid = c.scheduler.child.pid;
+      await outputSays(c.scheduler, new RegExp(`leading this cluster's scheduling as sched-a/${pid}/`), TTL_MS + 10_000);
+      await outputSays(c.scheduler, new RegExp(`${pid}[^\n]*${moment}|${moment} sched-a/${pid}/`), 20_000);
+      await c.nats.restart(500);
+      await outputSays(c.scheduler, new RegExp(`"ready":true.*"leader":"sched-a/${pid}/`), 60_000);
+      expect(c.scheduler.child.exitCode, c.scheduler.output.slice(-3000)).toBeNull();
+      const job = await submit(`after-restart-at-start-${pid}`);
+      expect((await finished(job)).state).toBe('succeeded');
+      expect(c.scheduler.child.pid).toBe(pid);
+    }
   });
 });

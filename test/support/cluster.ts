@@ -109,7 +109,8 @@ function startChild(p: ServiceProcess): void {
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
-  child.on('exit', (code, signal) => {
+  // 'close', not 'exit': its output is read to the end by then, the error that ended it too.
+  child.on('close', (code, signal) => {
     if (p.stopped || p.child !== child) return;
     if (code === STEPPED_DOWN) {
       keep(Buffer.from(`[test cluster] ${p.name} stepped down (exit ${code}); starting it again\n`));

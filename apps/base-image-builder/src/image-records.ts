@@ -5,10 +5,9 @@
  * former self) cannot both claim a rebuild or both publish it; the loser re-reads and
  * finds the work taken.
  */
-import { Kvm, type KV } from '@nats-io/kv';
-import { StorageType } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { buckets } from '@cairn/contracts';
+import { buckets, openBucket, throughBusRestarts } from '@cairn/contracts';
 import { emptyRecord, type ImageRecord } from './core/image-record.js';
 
 /** `debian:bookworm` -> `debian=bookworm`: KV keys take no colon. */
@@ -17,8 +16,8 @@ const keyOf = (name: string) => name.replace(':', '=');
 export class ImageRecords {
   private constructor(private readonly kv: KV) {}
 
-  static async open(nc: NatsConnection): Promise<ImageRecords> {
-    return new ImageRecords(await new Kvm(nc).create(buckets.baseImages, { history: 1, storage: StorageType.File }));
+  static async open(nc: NatsConnection, warn: (message: string) => void): Promise<ImageRecords> {
+    return new ImageRecords(await throughBusRestarts(`opening the ${buckets.baseImages} bucket`, () => openBucket(nc, buckets.baseImages), warn));
   }
 
   async get(name: string): Promise<{ record: ImageRecord; revision: number }> {

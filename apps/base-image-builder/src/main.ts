@@ -41,7 +41,7 @@ const webhooks = await DigestWebhooks.fromEnv(env, say).catch((e: unknown) => {
   process.exit(2);
 });
 const matrix = await loadMatrix(env.CAIRN_IMAGES_DIR ?? fileURLToPath(new URL('../../../infra/images/', import.meta.url)));
-const records = await ImageRecords.open(await connectBus(busFromEnv('base-image-builder-records', env)));
+const records = await ImageRecords.open(await connectBus(busFromEnv('base-image-builder-records', env)), say);
 const service = await startService({
   name: 'base-image-builder',
   env,

@@ -14,6 +14,7 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import { StorageType } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { throughBusRestarts } from '@cairn/contracts';
 
 export const LEADER_BUCKET = 'cairn-leader';
 /** Nest token of the process's Leadership (null where a test runs the module alone). */
@@ -55,7 +56,12 @@ export class Leadership {
    * leadership survives a NATS node as the other buckets do.
    */
   static async acquire(nc: NatsConnection, holder: string, logger: LeadershipLog, signal?: AbortSignal, replicas?: number): Promise<Leadership> {
-    const kv = await new Kvm(nc).create(LEADER_BUCKET, { history: 1, ttl: TTL_MS, storage: StorageType.File, ...(replicas === undefined ? {} : { replicas }) });
+    const kv = await throughBusRestarts(
+      `opening the ${LEADER_BUCKET} bucket`,
+      () => new Kvm(nc).create(LEADER_BUCKET, { history: 1, ttl: TTL_MS, storage: StorageType.File, ...(replicas === undefined ? {} : { replicas }) }),
+      (m) => logger.warn(m),
+      signal,
+    );
     let waitingFor: string | undefined;
     for (;;) {
       if (signal?.aborted) throw new Error('stopped while waiting for the leadership');
@@ -66,6 +72,11 @@ export class Leadership {
       } catch (e) {
         const current = await kv.get(LEADER_KEY).catch(() => null);
         const other = current?.operation === 'PUT' ? current.string() : undefined;
+        // Our own create, whose reply a NATS restart lost: the key is ours already.
+        if (other === holder && current) {
+          logger.log(`leading this cluster's scheduling as ${holder}`);
+          return new Leadership(kv, holder, current.revision, logger);
+        }
         if (other === undefined && !/wrong last sequence|key exists/i.test(String(e))) logger.warn(`taking the leadership failed, trying again: ${String(e)}`);
         if (other !== undefined && other !== waitingFor) {
           logger.log(`standing by: ${other} leads; taking over when it stops or is silent for ${TTL_MS / 1000} s`);

@@ -29,6 +29,7 @@ import {
   seal,
   subjects,
   TERMINAL,
+  throughBusRestarts,
   type ActiveJob,
   type Accepted,
   type Assignment,
@@ -124,7 +125,11 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
 
   async onModuleInit(): Promise<void> {
     this.keys = await loadOrMakeKey(this.config.keyFile);
-    const [jobs, workers, settings] = await Promise.all([openBucket(this.bus, buckets.jobs), openBucket(this.bus, buckets.workers), openBucket(this.bus, buckets.settings)]);
+    const [jobs, workers, settings] = await throughBusRestarts(
+      'opening the scheduler buckets',
+      () => Promise.all([openBucket(this.bus, buckets.jobs), openBucket(this.bus, buckets.workers), openBucket(this.bus, buckets.settings)]),
+      (m) => this.log.warn(m),
+    );
     const onError = (key: string, e: unknown) => this.log.warn(`storing ${key} failed, retrying: ${String(e)}`);
     this.jobsKv = new WriteBehind(bucketWriter(this.bus, jobs, buckets.jobs), onError);
     this.workersKv = new WriteBehind(bucketWriter(this.bus, workers, buckets.workers), onError);

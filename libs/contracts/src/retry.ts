@@ -62,3 +62,35 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
     }
   });
 }
+
+/**
+ * A failure that a NATS server restarting (or a JetStream still electing its leaders)
+ * causes, which a later attempt will not meet: a request that timed out or found no
+ * responder. A server without JetStream, a refused permission or a bad request is not
+ * one: trying again would only hide it.
+ */
+export function isPassingBusFailure(e: unknown): boolean {
+  const text = `${e instanceof Error ? e.name : ''} ${String(e)}`;
+  if (/not enabled|permission|authori[sz]ation/i.test(text)) return false;
+  return /timeout|timed out|no responders|503|temporarily unavailable|disconnect/i.test(text);
+}
+
+/**
+ * `work` again and again while it fails only as a NATS restart makes things fail
+ * (isPassingBusFailure), each failure said through `warn`; any other failure is thrown.
+ * For what a service does once at start (making buckets, taking the leadership), where a
+ * restart of NATS at the wrong moment must not end the process.
+ */
+export async function throughBusRestarts<T>(what: string, work: () => Promise<T>, warn: (message: string) => void, signal?: AbortSignal): Promise<T> {
+  let last: unknown;
+  for await (const attempt of attempts({ firstMs: 250, maxMs: 5000, ...(signal === undefined ? {} : { signal }) })) {
+    try {
+      return await work();
+    } catch (e) {
+      if (!isPassingBusFailure(e)) throw e;
+      last = e;
+      warn(`${what} failed (attempt ${attempt + 1}), trying again: ${String(e)}`);
+    }
+  }
+  throw new Error(`${what}: stopped while trying (${String(last)})`);
+}

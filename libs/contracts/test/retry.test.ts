@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { attempts, backoffDelay } from '../src/index.js';
+import { TimeoutError } from '@nats-io/transport-node';
+import { attempts, backoffDelay, isPassingBusFailure, throughBusRestarts } from '../src/index.js';
 
 describe('backoffDelay', () => {
   it('doubles from the first wait up to the cap, jittered between half and all of it', () => {
@@ -51,5 +52,57 @@ describe('attempts', () => {
     const none: number[] = [];
     for await (const attempt of attempts({ signal: teardown.signal })) none.push(attempt);
     expect(none).toEqual([]);
+  });
+});
+
+describe('throughBusRestarts', () => {
+  it('tries again while the failures are those of a NATS restart, and says each', async () => {
+    const failures = [new TimeoutError(), new Error('503 no responders available for request'), new Error('JetStream system temporarily unavailable')];
+    const said: string[] = [];
+    let calls = 0;
+    const value = await throughBusRestarts(
+      'opening a bucket',
+      async () => {
+        const failure = failures[calls++];
+        if (failure) throw failure;
+        return 'opened';
+      },
+      (m) => said.push(m),
+    );
+    expect(value).toBe('opened');
+    expect(calls).toBe(4);
+    expect(said).toHaveLength(3);
+    expect(said[0]).toMatch(/^opening a bucket failed \(attempt 1\), trying again: .*timeout/i);
+  });
+
+  it('throws at once a failure that trying again would only hide', async () => {
+    for (const reason of ['jetstream is not enabled', 'Permissions Violation for Publish to "$JS.API.STREAM.CREATE.x"', 'stream name is required']) {
+      let calls = 0;
+      const tried = throughBusRestarts(
+        'making the streams',
+        async () => {
+          calls++;
+          throw new Error(reason);
+        },
+        () => undefined,
+      );
+      await expect(tried).rejects.toThrow(reason);
+      expect(calls).toBe(1);
+      expect(isPassingBusFailure(new Error(reason))).toBe(false);
+    }
+  });
+
+  it('stops trying when its signal is aborted', async () => {
+    const stop = new AbortController();
+    const tried = throughBusRestarts(
+      'taking the leadership',
+      async () => {
+        stop.abort();
+        throw new TimeoutError();
+      },
+      () => undefined,
+      stop.signal,
+    );
+    await expect(tried).rejects.toThrow(/taking the leadership: stopped while trying/);
   });
 });

@@ -12,7 +12,7 @@ import 'reflect-metadata';
 import { Logger, Module, type DynamicModule, type INestApplication } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService, NestFactory } from '@nestjs/core';
 import { ServerNats, type NatsContext } from '@nestjs/microservices';
-import { busFromEnv, connectBus, ensureAll, jetStreamFromEnv, natsConnectionOptions, newTraceId, SafeJsonDeserializer, traceOf, withTrace } from '@cairn/contracts';
+import { busFromEnv, connectBus, ensureAll, jetStreamFromEnv, natsConnectionOptions, newTraceId, SafeJsonDeserializer, throughBusRestarts, traceOf, withTrace } from '@cairn/contracts';
 import type { MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 import { handlersOf, type BusHandler } from './bus-handlers.js';
 import { DirectTransport } from './direct-transport.js';
@@ -66,7 +66,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   const logger = serviceLogger(options.name, env, options.logFields);
   let madeStreams = true;
   try {
-    await ensureAll(bus, jetStream);
+    await throughBusRestarts('making the JetStream streams and buckets', () => ensureAll(bus, jetStream), (m) => logger.warn(m));
   } catch (e) {
     // A worker's NATS user may not create streams; the services make them.
     if (!/permission/i.test(String(e))) throw e;
