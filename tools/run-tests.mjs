@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The README's test command: builds every project, typechecks and lints them, runs
 // every test, and ends with the one line CI reads: "N passed, N failed".
-// The build, typecheck and lint each count as one check in that line.
+// The build, typecheck, lint and format check each count as one check in that line.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +12,9 @@ import { delimiter, dirname, join } from 'node:path';
 if (Number(process.versions.node.split('.')[0]) < 24) {
   const installed = (() => {
     try {
-      return readdirSync('/opt/cairn').filter((d) => d.startsWith('node-v24.')).map((d) => `/opt/cairn/${d}/bin/node`);
+      return readdirSync('/opt/cairn')
+        .filter((d) => d.startsWith('node-v24.'))
+        .map((d) => `/opt/cairn/${d}/bin/node`);
     } catch {
       return [];
     }
@@ -28,8 +30,7 @@ if (Number(process.versions.node.split('.')[0]) < 24) {
 console.log(`tests on Node.js ${process.version}`);
 
 const env = { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true', NX_TUI: 'false', FORCE_COLOR: process.env.FORCE_COLOR ?? '0' };
-const run = (cmd, args, extraEnv = {}) =>
-  spawnSync(cmd, args, { stdio: 'inherit', env: { ...env, ...extraEnv } }).status === 0;
+const run = (cmd, args, extraEnv = {}) => spawnSync(cmd, args, { stdio: 'inherit', env: { ...env, ...extraEnv } }).status === 0;
 
 let passed = 0;
 let failed = 0;
@@ -45,6 +46,8 @@ const check = (name, ok) => {
 const built = check('build', run('npx', ['nx', 'run-many', '-t', 'build', '--outputStyle=stream']));
 check('typecheck', run('npx', ['tsc', '-p', 'tsconfig.test.json']));
 check('lint', run('npx', ['eslint', '.']));
+// Layout is the formatter's (.prettierrc.json); `npm run format` applies it.
+check('format', run('npx', ['prettier', '--check', '--log-level', 'warn', '**/*.{ts,mts,js,mjs}']));
 
 if (built) {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-tests-'));
