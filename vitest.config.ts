@@ -5,9 +5,7 @@ import { defineConfig } from 'vitest/config';
 // a test run never depends on a stale build.
 const LIBS = ['spec', 'hashing', 'store', 'sandbox', 'fetcher', 'machine-config', 'builder', 'contracts', 'service-kit', 'oci-image'];
 const APPS = ['cli', 'spec-compiler', 'scheduler', 'worker-agent', 'results-store', 'base-image-builder'];
-const alias = Object.fromEntries(
-  LIBS.map((lib) => [`@cairn/${lib}`, fileURLToPath(new URL(`./libs/${lib}/src/index.ts`, import.meta.url))]),
-);
+const alias = Object.fromEntries(LIBS.map((lib) => [`@cairn/${lib}`, fileURLToPath(new URL(`./libs/${lib}/src/index.ts`, import.meta.url))]));
 
 const project = (name: string, root: string, include = ['test/**/*.test.ts']) => ({
   resolve: { alias },

@@ -82,7 +82,9 @@ try {
   rebuilder.stop();
   const sorted = [...times].sort((a, b) => a - b);
   console.log(`base images: a scheduled pass over ${count} images with unchanged inputs, ${passes} passes`);
-  console.log(`  wall time per pass: first ${times[0]!.toFixed(1)} ms, median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(1)} ms, max ${sorted.at(-1)!.toFixed(1)} ms (target: under 5000 ms)`);
+  console.log(
+    `  wall time per pass: first ${times[0]!.toFixed(1)} ms, median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(1)} ms, max ${sorted.at(-1)!.toFixed(1)} ms (target: under 5000 ms)`,
+  );
   console.log(`  jobs submitted: ${jobs} (target: 0); images found unchanged: ${unchanged} of ${count}`);
   if (jobs !== 0 || unchanged !== count) process.exitCode = 1;
 } finally {

@@ -19,7 +19,8 @@ const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }
 const RUNS = Number(values.runs);
 const CLI = join(import.meta.dirname, '../apps/cli/bin/cairn.js');
 
-const specText = (n: number) => `((from ${BASE}) (shell /bin/sh -c) ${Array.from({ length: n }, (_, i) => `(run (shell "echo step ${i} > /step${i}"))`).join(' ')})`;
+const specText = (n: number) =>
+  `((from ${BASE}) (shell /bin/sh -c) ${Array.from({ length: n }, (_, i) => `(run (shell "echo step ${i} > /step${i}"))`).join(' ')})`;
 
 const env = await benchEnv('btrfs');
 const dockerd = await startDockerd();
@@ -43,13 +44,20 @@ try {
   const spec20 = join(dir, 'bench.spec');
   await writeFile(spec20, specText(20));
   await writeFile(join(dir, 'Dockerfile'), dockerfileOfSpec(parseSpec(specText(20))));
-  const cliEnv = { ...process.env, CAIRN_STORE: `btrfs:${env.store.root}`, CAIRN_FETCHER: `oci:${env.images}`, CAIRN_CONFIG: join(env.dir, 'none.json'), CAIRN_SECRET_KEY: 'bench' };
+  const cliEnv = {
+    ...process.env,
+    CAIRN_STORE: `btrfs:${env.store.root}`,
+    CAIRN_FETCHER: `oci:${env.images}`,
+    CAIRN_CONFIG: join(env.dir, 'none.json'),
+    CAIRN_SECRET_KEY: 'bench',
+  };
   // The same busybox filesystem as the Cairn image, imported into dockerd.
   const rootfs = join(env.dir, 'busybox-rootfs');
   await mkdir(rootfs);
   await makeBusyboxRootfs(rootfs);
   await dockerd.importRootfs(rootfs, BASE, ['ENV PATH=/bin']);
-  const docker = (args: string[]) => spawnSync('/usr/bin/docker', ['-H', `unix://${dockerd.socketPath}`, ...args], { env: { ...process.env, DOCKER_BUILDKIT: '1' } });
+  const docker = (args: string[]) =>
+    spawnSync('/usr/bin/docker', ['-H', `unix://${dockerd.socketPath}`, ...args], { env: { ...process.env, DOCKER_BUILDKIT: '1' } });
 
   const time = (fn: () => { status: number | null; stderr: Buffer | string }) => {
     const t = performance.now();

@@ -40,7 +40,7 @@ function timed(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv): Ti
 }
 
 const env = values['no-build'] ? undefined : await benchEnv('btrfs');
-const dir = env?.dir ?? await mkdtemp('/tmp/cairn-bench-context-');
+const dir = env?.dir ?? (await mkdtemp('/tmp/cairn-bench-context-'));
 let dockerd: RunningDockerd | undefined;
 try {
   const ctx = join(dir, 'ctx');
@@ -60,7 +60,9 @@ try {
   const cliEnv = {
     ...process.env,
     CAIRN_CONTEXT_CACHE: cacheDir,
-    ...(env ? { CAIRN_STORE: `btrfs:${env.store.root}`, CAIRN_FETCHER: `oci:${env.images}`, CAIRN_CONFIG: join(env.dir, 'none.json'), CAIRN_SECRET_KEY: 'bench' } : {}),
+    ...(env
+      ? { CAIRN_STORE: `btrfs:${env.store.root}`, CAIRN_FETCHER: `oci:${env.images}`, CAIRN_CONFIG: join(env.dir, 'none.json'), CAIRN_SECRET_KEY: 'bench' }
+      : {}),
   };
   const plan = () => timed('node', [CLI, 'plan', '-f', spec, ctx], cliEnv);
   const build = () => timed('node', [CLI, 'build', '-q', '-f', spec, ctx], cliEnv);
@@ -82,24 +84,26 @@ try {
 
   type Row = { phase: string; plan: Timed[]; build: Timed[]; docker: Timed[] };
   const rows: Row[] = [];
-  const measure = (phase: string, runs: number, before: (i: number) => Promise<void>, cold = false) => async () => {
-    const row: Row = { phase, plan: [], build: [], docker: [] };
-    for (let i = 0; i < runs; i++) {
-      await before(i);
-      if (cold) await rm(cacheDir, { recursive: true, force: true });
-      row.plan.push(plan());
-      if (env) {
-        // The cold build must not find the plan's digests; every other build may.
+  const measure =
+    (phase: string, runs: number, before: (i: number) => Promise<void>, cold = false) =>
+    async () => {
+      const row: Row = { phase, plan: [], build: [], docker: [] };
+      for (let i = 0; i < runs; i++) {
+        await before(i);
         if (cold) await rm(cacheDir, { recursive: true, force: true });
-        row.build.push(build());
+        row.plan.push(plan());
+        if (env) {
+          // The cold build must not find the plan's digests; every other build may.
+          if (cold) await rm(cacheDir, { recursive: true, force: true });
+          row.build.push(build());
+        }
+        if (docker) {
+          if (cold) dockerPrune!();
+          row.docker.push(docker());
+        }
       }
-      if (docker) {
-        if (cold) dockerPrune!();
-        row.docker.push(docker());
-      }
-    }
-    rows.push(row);
-  };
+      rows.push(row);
+    };
   const noop = async () => undefined;
   // Cold once: the build's snapshot store cannot be emptied between runs.
   await measure('cold', 1, noop, true)();
@@ -121,7 +125,8 @@ try {
   console.log(`context: ${FOLDERS * PER_FOLDER} files; runs per phase: cold 1, others ${RUNS} (medians); Node.js ${process.version}`);
   console.log('| phase | cairn plan | cairn build | docker build | plan / docker | build / docker |');
   console.log('| --- | --- | --- | --- | --- | --- |');
-  for (const r of rows) console.log(`| ${r.phase} | ${fmt(r.plan)} | ${fmt(r.build)} | ${fmt(r.docker)} | ${ratio(r.plan, r.docker)} | ${ratio(r.build, r.docker)} |`);
+  for (const r of rows)
+    console.log(`| ${r.phase} | ${fmt(r.plan)} | ${fmt(r.build)} | ${fmt(r.docker)} | ${ratio(r.plan, r.docker)} | ${ratio(r.build, r.docker)} |`);
   const unchanged = median(rows[1]!.plan.map((t) => t.ms));
   const changed = median(rows[2]!.plan.map((t) => t.ms));
   console.log(`targets: plan unchanged ${ms(unchanged)} (<= 300 ms), one file changed ${ms(changed)} (<= 500 ms)`);

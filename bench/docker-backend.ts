@@ -22,7 +22,9 @@ import { busyboxImage } from '../test/support/images.js';
 import { makeBusyboxRootfs } from '../test/support/rootfs.js';
 import { BASE, median, ms } from './setup.js';
 
-const { values } = parseArgs({ options: { steps: { type: 'string', default: '20' }, runs: { type: 'string', default: '5' }, 'cold-runs': { type: 'string', default: '3' } } });
+const { values } = parseArgs({
+  options: { steps: { type: 'string', default: '20' }, runs: { type: 'string', default: '5' }, 'cold-runs': { type: 'string', default: '3' } },
+});
 const N = Number(values.steps);
 const RUNS = Number(values.runs);
 const COLD_RUNS = Number(values['cold-runs']);
@@ -43,7 +45,8 @@ try {
     dbPath: join(dir, 'db.sqlite'),
     secretKey: 'bench',
   });
-  const text = (tag: string) => `((from ${BASE}) (shell /bin/sh -c) ${Array.from({ length: N }, (_, i) => `(run (shell "echo ${tag} ${i} > /f${i}"))`).join(' ')})`;
+  const text = (tag: string) =>
+    `((from ${BASE}) (shell /bin/sh -c) ${Array.from({ length: N }, (_, i) => `(run (shell "echo ${tag} ${i} > /f${i}"))`).join(' ')})`;
   const ctx = join(dir, 'ctx');
   await mkdir(ctx);
   const docker = (args: string[]) => {

@@ -47,7 +47,11 @@ async function baselineSources(rev: string): Promise<string> {
   const dir = join(ROOT, 'tmp', 'bench-results-ingest', commit);
   if (!existsSync(join(dir, 'apps/results-store/src/main.ts'))) {
     await mkdir(dir, { recursive: true });
-    const archive = execFileSync('git', ['archive', commit, 'apps/results-store/src', 'apps/results-store/tsconfig.json', 'apps/results-store/package.json', 'tsconfig.base.json'], { cwd: ROOT, maxBuffer: 1 << 28 });
+    const archive = execFileSync(
+      'git',
+      ['archive', commit, 'apps/results-store/src', 'apps/results-store/tsconfig.json', 'apps/results-store/package.json', 'tsconfig.base.json'],
+      { cwd: ROOT, maxBuffer: 1 << 28 },
+    );
     execFileSync('tar', ['-x', '-C', dir], { input: archive });
     // The dashboard's built script, which the store loads at start (ingest does not use it).
     await cp(join(ROOT, 'apps/results-store/dist/browser'), join(dir, 'apps/results-store/dist/browser'), { recursive: true });

@@ -66,7 +66,9 @@ async function load(url: string, title: string, path: string | (() => string)): 
   });
   const bad = result.non2xx + result.errors + result.timeouts;
   const target = result.latency.p99 < 50 ? 'ok' : 'OVER';
-  console.log(`| ${title} | ${result.latency.p50} ms | ${result.latency.p99} ms | ${result.latency.max} ms | ${(result.requests.total / SECONDS).toFixed(0)} | ${bad} | ${target} |`);
+  console.log(
+    `| ${title} | ${result.latency.p50} ms | ${result.latency.p99} ms | ${result.latency.max} ms | ${(result.requests.total / SECONDS).toFixed(0)} | ${bad} | ${target} |`,
+  );
 }
 
 /** The page backfill's figures from the store's /metrics. */
@@ -91,20 +93,41 @@ for (const flavour of values.db!.split(',') as DatabaseFlavour[]) {
   const db = await createDatabase(flavour, dir);
   const dataDir = join(dir, 'data');
   // A fixed public address: the saved pages' commands name it, and each restarted store listens on another port.
-  const env = { CAIRN_NATS: nats.url, CAIRN_RESULTS_DIR: dataDir, CAIRN_RESULTS_PUBLIC_URL: 'http://cairn.example', CAIRN_RESULTS_DB: db.location, CAIRN_RESULTS_ADMIN_TIMEOUT_MS: '200' };
+  const env = {
+    CAIRN_NATS: nats.url,
+    CAIRN_RESULTS_DIR: dataDir,
+    CAIRN_RESULTS_PUBLIC_URL: 'http://cairn.example',
+    CAIRN_RESULTS_DB: db.location,
+    CAIRN_RESULTS_ADMIN_TIMEOUT_MS: '200',
+  };
   // The scheduler's view of the seeded workers (w0-w29, as the seed names them) and pools.
   const bus = await connectBus({ servers: nats.url, name: 'bench-scheduler' });
   const now = Date.now();
   const stopScheduler = schedulerStandIn(bus, {
     pools: ['linux-x86_64', 'linux-arm64', 'macos-arm64', 'windows-x86_64'].map((pool) => ({ pool, paused: false, queued: 3, running: 5, workers: 30 })),
-    workers: Array.from({ length: 30 }, (_, i) => ({ worker: `w${i}`, pool: 'linux-x86_64', platform: 'linux/amd64', capacity: 4, running: [], paused: false, draining: false, connected: true, refusing: false, freeBytes: 5e10, hints: 10, lastSeen: now })),
+    workers: Array.from({ length: 30 }, (_, i) => ({
+      worker: `w${i}`,
+      pool: 'linux-x86_64',
+      platform: 'linux/amd64',
+      capacity: 4,
+      running: [],
+      paused: false,
+      draining: false,
+      connected: true,
+      refusing: false,
+      freeBytes: 5e10,
+      hints: 10,
+      lastSeen: now,
+    })),
   });
   try {
     await migrate(env);
     const seeding = performance.now();
     const ids = await seed(flavour, db.location, BUILDS);
     const rollups = await seedRollups(flavour, db.location, BUILDS);
-    console.log(`\n${flavour}: seeded ${ids.length} builds (${ids.length * STEPS} steps, ${ids.length * 2} artifacts, ${JOBS} jobs, ${rollups} rollup rows) in ${((performance.now() - seeding) / 1000).toFixed(1)} s`);
+    console.log(
+      `\n${flavour}: seeded ${ids.length} builds (${ids.length * STEPS} steps, ${ids.length * 2} artifacts, ${JOBS} jobs, ${rollups} rollup rows) in ${((performance.now() - seeding) / 1000).toFixed(1)} s`,
+    );
     // CAIRN_BENCH_PROFILE=<dir> writes a CPU profile of the store for the whole run.
     const profile = process.env.CAIRN_BENCH_PROFILE;
     const spawnStore = (extra: Record<string, string> = {}) =>
@@ -168,7 +191,9 @@ for (const flavour of values.db!.split(',') as DatabaseFlavour[]) {
         last = await backfillMetrics(store.url);
       }
       const idle = (performance.now() - loading) / 1000 - loaded;
-      console.log(`backfill done: ${last.saved} pages saved in ${((performance.now() - backfilling) / 1000).toFixed(0)} s; ${((last.saved - during.saved) / idle).toFixed(0)} pages/s without readers`);
+      console.log(
+        `backfill done: ${last.saved} pages saved in ${((performance.now() - backfilling) / 1000).toFixed(0)} s; ${((last.saved - during.saved) / idle).toFixed(0)} pages/s without readers`,
+      );
     } finally {
       await store.stop();
     }

@@ -42,16 +42,67 @@ function* seedRows(BUILDS: number): Generator<{ table: string; row: Row }> {
     const pool = POOLS[i % POOLS.length]!;
     yield {
       table: 'builds',
-      row: [id, job, pool, PLATFORMS[i % PLATFORMS.length]!, `w${i % 30}`, `client-${i % 20}`, `((from busybox)\n (run (shell "make -j${i % 8}")))`, null, `hint-${job}`, state, state === 'failed' ? 'step 5: exit 2' : null, 'f'.repeat(64), 1, finished - 90_000, finished - 80_000, finished, 80_000, STEPS, 2, null, null, 'cluster', finished, null],
+      row: [
+        id,
+        job,
+        pool,
+        PLATFORMS[i % PLATFORMS.length]!,
+        `w${i % 30}`,
+        `client-${i % 20}`,
+        `((from busybox)\n (run (shell "make -j${i % 8}")))`,
+        null,
+        `hint-${job}`,
+        state,
+        state === 'failed' ? 'step 5: exit 2' : null,
+        'f'.repeat(64),
+        1,
+        finished - 90_000,
+        finished - 80_000,
+        finished,
+        80_000,
+        STEPS,
+        2,
+        null,
+        null,
+        'cluster',
+        finished,
+        null,
+      ],
     };
-    for (let s = 0; s < STEPS; s++) yield { table: 'steps', row: [id, s, '', s === 0 ? '(from busybox)' : `(run (shell "step ${s}"))`, randomBytes(32).toString('hex'), s < 2, 1000 * s] };
+    for (let s = 0; s < STEPS; s++)
+      yield { table: 'steps', row: [id, s, '', s === 0 ? '(from busybox)' : `(run (shell "step ${s}"))`, randomBytes(32).toString('hex'), s < 2, 1000 * s] };
     for (let a = 0; a < 2; a++) yield { table: 'artifacts', row: [id, `out/file-${a}`, 1024, randomBytes(32).toString('hex')] };
   }
 }
 
 const COLUMNS: Record<string, string[]> = {
   jobs: ['id', 'name', 'created_at', 'last_build_id', 'last_state', 'last_finished_at', 'last_pool'],
-  builds: ['id', 'job_id', 'pool', 'platform', 'worker', 'client', 'spec', 'context_digest', 'cache_hint', 'state', 'failure', 'snapshot_id', 'attempts', 'submitted_at', 'started_at', 'finished_at', 'duration_ms', 'steps_total', 'steps_cached', 'log_sha256', 'log_bytes', 'source', 'stored_at', 'note'],
+  builds: [
+    'id',
+    'job_id',
+    'pool',
+    'platform',
+    'worker',
+    'client',
+    'spec',
+    'context_digest',
+    'cache_hint',
+    'state',
+    'failure',
+    'snapshot_id',
+    'attempts',
+    'submitted_at',
+    'started_at',
+    'finished_at',
+    'duration_ms',
+    'steps_total',
+    'steps_cached',
+    'log_sha256',
+    'log_bytes',
+    'source',
+    'stored_at',
+    'note',
+  ],
   steps: ['build_id', 'position', 'stage', 'op', 'step_id', 'cached', 'ms'],
   artifacts: ['build_id', 'path', 'size', 'sha256'],
 };
@@ -62,7 +113,9 @@ export async function seed(flavour: DatabaseFlavour, location: string, builds: n
   const ids: string[] = [];
   if (flavour === 'sqlite') {
     const db = new Database(location);
-    const insert = Object.fromEntries(Object.entries(COLUMNS).map(([t, cols]) => [t, db.prepare(`INSERT INTO ${t} (${cols.join(',')}) VALUES (${cols.map(() => '?').join(',')})`)]));
+    const insert = Object.fromEntries(
+      Object.entries(COLUMNS).map(([t, cols]) => [t, db.prepare(`INSERT INTO ${t} (${cols.join(',')}) VALUES (${cols.map(() => '?').join(',')})`)]),
+    );
     db.transaction(() => {
       for (const { table, row } of seedRows(builds)) {
         insert[table]!.run(...row.map((v) => (typeof v === 'boolean' ? Number(v) : v)));
@@ -117,7 +170,15 @@ export async function seedRollups(flavour: DatabaseFlavour, location: string, bu
     const finished = t0 + i * 60_000;
     if (now - finished > 30 * 24 * 3600_000) continue;
     const steps = Array.from({ length: STEPS }, (_, s) => ({ stage: '', op: '', id: '', cached: s < 2, ms: 1000 * s }));
-    batch.addBuild({ pool: POOLS[i % POOLS.length]!, name: `job-${String((i % JOBS) + 1).padStart(4, '0')}`, state: i % 7 === 0 ? 'failed' : 'succeeded', steps, submittedAt: finished - 90_000, startedAt: finished - 80_000, finishedAt: finished });
+    batch.addBuild({
+      pool: POOLS[i % POOLS.length]!,
+      name: `job-${String((i % JOBS) + 1).padStart(4, '0')}`,
+      state: i % 7 === 0 ? 'failed' : 'succeeded',
+      steps,
+      submittedAt: finished - 90_000,
+      startedAt: finished - 80_000,
+      finishedAt: finished,
+    });
   }
   for (let at = now - 30 * 24 * 3600_000; at < now; at += at < now - 2 * 24 * 3600_000 ? 600_000 : 60_000) {
     for (const [p, pool] of POOLS.entries()) {
@@ -141,4 +202,3 @@ export async function seedRollups(flavour: DatabaseFlavour, location: string, bu
   }
   return batch.size;
 }
-

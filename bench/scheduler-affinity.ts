@@ -23,18 +23,7 @@
  * subjects.enqueue as the spec-compiler forwards them.
  */
 import { parseArgs } from 'node:util';
-import {
-  buildScheduler,
-  enqueue,
-  fmtMs,
-  sleep,
-  startEnv,
-  startWorkers,
-  submission,
-  summary,
-  table,
-  until,
-} from './scheduler-support.js';
+import { buildScheduler, enqueue, fmtMs, sleep, startEnv, startWorkers, submission, summary, table, until } from './scheduler-support.js';
 
 const { values } = parseArgs({
   options: {
@@ -177,7 +166,9 @@ function simulateRandom(seed: number): number {
 
 // ---- go ----
 if (!values['no-build']) buildScheduler();
-console.log(`${command}\n${JOBS} jobs at ${RATE}/s, ${HINTS} hints Zipf(${ZIPF}), lengths median ${MEDIAN} ms / mean ${meanMs.toFixed(0)} ms; ${WORKERS} workers x ${CAPACITY}: offered load ${(load * 100).toFixed(0)}% of capacity`);
+console.log(
+  `${command}\n${JOBS} jobs at ${RATE}/s, ${HINTS} hints Zipf(${ZIPF}), lengths median ${MEDIAN} ms / mean ${meanMs.toFixed(0)} ms; ${WORKERS} workers x ${CAPACITY}: offered load ${(load * 100).toFixed(0)}% of capacity`,
+);
 const distinct = new Set(trace.map((j) => j.hint)).size;
 const top = [...trace.reduce((m, j) => m.set(j.hint, (m.get(j.hint) ?? 0) + 1), new Map<string, number>()).values()].sort((a, b) => b - a);
 console.log(`hints used: ${distinct}; the most popular 5 carry ${((100 * top.slice(0, 5).reduce((a, b) => a + b, 0)) / JOBS).toFixed(0)}% of jobs\n`);
@@ -196,10 +187,28 @@ console.log(`Command: \`${command}\`. Processes per run: nats-server, the schedu
 table(
   ['placement (same trace)', 'hit rate', 'submit-to-assignment p50 / p99', 'trace took', "scheduler's affinity counter"],
   [
-    ['scheduler, real hints (cache affinity)', pct(affinity.hits), `${fmtMs(affinity.wait.p50)} / ${fmtMs(affinity.wait.p99)}`, `${affinity.seconds.toFixed(1)} s`, Object.entries(affinity.metric).map(([k, v]) => `${k} ${v}`).join(', ')],
-    ['scheduler, a unique hint per job (least loaded)', pct(blind.hits), `${fmtMs(blind.wait.p50)} / ${fmtMs(blind.wait.p99)}`, `${blind.seconds.toFixed(1)} s`, Object.entries(blind.metric).map(([k, v]) => `${k} ${v}`).join(', ')],
+    [
+      'scheduler, real hints (cache affinity)',
+      pct(affinity.hits),
+      `${fmtMs(affinity.wait.p50)} / ${fmtMs(affinity.wait.p99)}`,
+      `${affinity.seconds.toFixed(1)} s`,
+      Object.entries(affinity.metric)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', '),
+    ],
+    [
+      'scheduler, a unique hint per job (least loaded)',
+      pct(blind.hits),
+      `${fmtMs(blind.wait.p50)} / ${fmtMs(blind.wait.p99)}`,
+      `${blind.seconds.toFixed(1)} s`,
+      Object.entries(blind.metric)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', '),
+    ],
     ['random free worker (simulated, mean of 20 seeds)', pct(randomHits), '(not run)', '', ''],
     ['upper bound (every repeat of a hint hits)', pct(bound), '', '', ''],
   ],
 );
-console.log(`\nRatio: affinity / random = ${(affinity.hits / randomHits).toFixed(2)}; affinity / least loaded = ${(affinity.hits / Math.max(1, blind.hits)).toFixed(2)}.`);
+console.log(
+  `\nRatio: affinity / random = ${(affinity.hits / randomHits).toFixed(2)}; affinity / least loaded = ${(affinity.hits / Math.max(1, blind.hits)).toFixed(2)}.`,
+);

@@ -54,7 +54,12 @@ try {
   for (const [i, client] of clients.entries()) await admin(env.client, 'client-rate', { client, rate: RATES[i]! });
   await admin(env.client, 'pool-pause', { pool: POOL });
   // Interleave nothing: each client queues its whole backlog in turn, the first client first.
-  for (const client of clients) await enqueueAll(env.client, Array.from({ length: BACKLOG }, (_, j) => submission(`${client}-${j}`, { client })), 100);
+  for (const client of clients)
+    await enqueueAll(
+      env.client,
+      Array.from({ length: BACKLOG }, (_, j) => submission(`${client}-${j}`, { client })),
+      100,
+    );
   const t0 = performance.now();
   await admin(env.client, 'pool-unpause', { pool: POOL });
   await until(() => order.length >= WINDOW / 2, 120_000, 'the first half of the window');
@@ -78,13 +83,16 @@ try {
   let worstSpan = 0;
   for (let s = 0; s + span <= window.length; s += span) {
     const part = window.slice(s, s + span);
-    for (const [i, client] of clients.entries()) worstSpan = Math.max(worstSpan, Math.abs(part.filter((c) => c === client).length / span - RATES[i]! / rateSum));
+    for (const [i, client] of clients.entries())
+      worstSpan = Math.max(worstSpan, Math.abs(part.filter((c) => c === client).length / span - RATES[i]! / rateSum));
   }
   const maxDev = Math.max(...rows.map((r) => Math.abs(r.dev)));
   const pp = (x: number) => `${(x * 100).toFixed(1)}%`;
 
   console.log(`${command}\n`);
-  console.log(`## Fair share under contention (${clients.length} clients, rates ${RATES.join(':')}, ${BACKLOG} queued each, ${values.workers} workers x ${values.capacity}, ${JOB_MS} ms jobs)\n`);
+  console.log(
+    `## Fair share under contention (${clients.length} clients, rates ${RATES.join(':')}, ${BACKLOG} queued each, ${values.workers} workers x ${values.capacity}, ${JOB_MS} ms jobs)\n`,
+  );
   console.log(`Command: \`${command}\`. Processes: nats-server, the scheduler, this load generator with the simulated workers.\n`);
   table(
     ['client', 'rate', `assignments (first ${window.length})`, 'share', 'rate share', 'deviation'],

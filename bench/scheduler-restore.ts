@@ -26,7 +26,13 @@ const command = `npx tsx bench/scheduler-restore.ts ${process.argv.slice(2).join
 
 function record(i: number) {
   const id = `j-bench${String(i).padStart(8, '0')}`;
-  const steps = Array.from({ length: 6 }, (_, s) => ({ stage: 'main', op: s === 0 ? 'from' : 'run', id: `${'ab'.repeat(32)}`, cached: s % 2 === 0, ms: 120 + s }));
+  const steps = Array.from({ length: 6 }, (_, s) => ({
+    stage: 'main',
+    op: s === 0 ? 'from' : 'run',
+    id: `${'ab'.repeat(32)}`,
+    cached: s % 2 === 0,
+    ms: 120 + s,
+  }));
   return {
     id,
     client: `client-${i % 20}`,
@@ -49,7 +55,14 @@ function record(i: number) {
     assignedAt: 1_790_000_000_100 + i,
     startedAt: 1_790_000_000_200 + i,
     finishedAt: 1_790_000_060_000 + i,
-    outcome: { state: 'succeeded', steps, artifacts: [{ path: '/out/app', size: 12345, sha256: 'd'.repeat(64) }], platform: 'linux-x86_64', startedAt: 1, finishedAt: 2 },
+    outcome: {
+      state: 'succeeded',
+      steps,
+      artifacts: [{ path: '/out/app', size: 12345, sha256: 'd'.repeat(64) }],
+      platform: 'linux-x86_64',
+      startedAt: 1,
+      finishedAt: 2,
+    },
     resultPublished: true,
     idempotencyKey: `key-${i}`,
   };

@@ -108,10 +108,25 @@ export function baselineScheduler(rev: string): string {
   const main = join(dir, 'apps/scheduler/dist/main.js');
   if (existsSync(main)) return main;
   mkdirSync(dir, { recursive: true });
-  const archive = execFileSync('git', ['archive', commit, 'apps/scheduler/src', 'apps/scheduler/package.json', 'tsconfig.base.json'], { cwd: ROOT, maxBuffer: 1 << 28 });
+  const archive = execFileSync('git', ['archive', commit, 'apps/scheduler/src', 'apps/scheduler/package.json', 'tsconfig.base.json'], {
+    cwd: ROOT,
+    maxBuffer: 1 << 28,
+  });
   execFileSync('tar', ['-x', '-C', dir], { input: archive });
   // Its own tsconfig without the project references (the libraries are this tree's, built).
-  const tsconfig = { extends: join(dir, 'tsconfig.base.json'), compilerOptions: { rootDir: 'src', outDir: 'dist', composite: false, declaration: false, declarationMap: false, experimentalDecorators: true, emitDecoratorMetadata: true }, include: ['src/**/*.ts'] };
+  const tsconfig = {
+    extends: join(dir, 'tsconfig.base.json'),
+    compilerOptions: {
+      rootDir: 'src',
+      outDir: 'dist',
+      composite: false,
+      declaration: false,
+      declarationMap: false,
+      experimentalDecorators: true,
+      emitDecoratorMetadata: true,
+    },
+    include: ['src/**/*.ts'],
+  };
   writeFileSync(join(dir, 'apps/scheduler/tsconfig.json'), JSON.stringify(tsconfig));
   const r = spawnSync('npx', ['tsc', '-p', join(dir, 'apps/scheduler/tsconfig.json')], { cwd: ROOT, stdio: 'inherit' });
   if (r.status !== 0) throw new Error(`building the scheduler of ${rev} failed`);
@@ -125,7 +140,11 @@ export function buildScheduler(): void {
 }
 
 /** `main`: the scheduler's main.js (default: this tree's, apps/scheduler/dist). */
-export async function startScheduler(natsUrl: string, dir: string, options: { env?: Record<string, string>; cpuProf?: string; main?: string } = {}): Promise<SchedulerProcess> {
+export async function startScheduler(
+  natsUrl: string,
+  dir: string,
+  options: { env?: Record<string, string>; cpuProf?: string; main?: string } = {},
+): Promise<SchedulerProcess> {
   const nodeArgs: string[] = [];
   if (options.cpuProf !== undefined) {
     // --cpu-prof writes its file on a normal exit; Nest re-raises SIGTERM, so exit on SIGUSR2 instead.
@@ -187,9 +206,18 @@ export async function startScheduler(natsUrl: string, dir: string, options: { en
 
 export async function startEnv(options: { schedulerEnv?: Record<string, string>; cpuProf?: string; schedulerMain?: string } = {}): Promise<Env> {
   const nats = await startNats();
-  const natsPid = Number(spawnSync('pgrep', ['-f', `nats-server -a 127.0.0.1 -p ${nats.port} `]).stdout.toString().trim().split('\n')[0]);
+  const natsPid = Number(
+    spawnSync('pgrep', ['-f', `nats-server -a 127.0.0.1 -p ${nats.port} `])
+      .stdout.toString()
+      .trim()
+      .split('\n')[0],
+  );
   const dir = await mkdtemp(join(tmpdir(), 'cairn-bench-sched-'));
-  const scheduler = await startScheduler(nats.url, dir, { ...(options.schedulerEnv ? { env: options.schedulerEnv } : {}), ...(options.cpuProf ? { cpuProf: options.cpuProf } : {}), ...(options.schedulerMain ? { main: options.schedulerMain } : {}) });
+  const scheduler = await startScheduler(nats.url, dir, {
+    ...(options.schedulerEnv ? { env: options.schedulerEnv } : {}),
+    ...(options.cpuProf ? { cpuProf: options.cpuProf } : {}),
+    ...(options.schedulerMain ? { main: options.schedulerMain } : {}),
+  });
   const client = await connectBus({ servers: nats.url, name: 'bench-client' });
   const workerBus = await connectBus({ servers: nats.url, name: 'bench-workers' });
   return {
@@ -288,7 +316,14 @@ export class SimWorker {
     const registered = await callOrThrow<{ heartbeatMs: number }>(
       this.nc,
       subjects.toScheduler(this.id, 'register'),
-      { worker: this.id, pool: POOL, platform: 'linux-x86_64', capacity: this.capacity, store: { kind: 'sim', freeBytes: 1e12, totalBytes: 2e12 }, publicKey: sharedKey },
+      {
+        worker: this.id,
+        pool: POOL,
+        platform: 'linux-x86_64',
+        capacity: this.capacity,
+        store: { kind: 'sim', freeBytes: 1e12, totalBytes: 2e12 },
+        publicKey: sharedKey,
+      },
       { timeoutMs: 10_000, retries: 3 },
     );
     return registered.heartbeatMs;
@@ -334,7 +369,10 @@ export class SimWorker {
 
 /** Registers `count` simulated workers (a few at a time) and starts their heartbeats. */
 export async function startWorkers(nc: NatsConnection, options: SimOptions): Promise<SimWorker[]> {
-  const workers = Array.from({ length: options.count }, (_, i) => new SimWorker(nc, `${options.prefix ?? 'w'}${String(i).padStart(3, '0')}`, options.capacity, options));
+  const workers = Array.from(
+    { length: options.count },
+    (_, i) => new SimWorker(nc, `${options.prefix ?? 'w'}${String(i).padStart(3, '0')}`, options.capacity, options),
+  );
   let heartbeatMs = 2000;
   for (let i = 0; i < workers.length; i += 20) heartbeatMs = (await Promise.all(workers.slice(i, i + 20).map((w) => w.register())))[0]!;
   for (const w of workers) w.startHeartbeats(heartbeatMs);
@@ -344,7 +382,19 @@ export async function startWorkers(nc: NatsConnection, options: SimOptions): Pro
 // ---- jobs ------------------------------------------------------------------------------
 
 export function submission(name: string, over: Partial<JobSubmission> = {}): JobSubmission {
-  return { client: 'bench', pool: POOL, name, spec: '((from busybox) (run (shell "true")))', urgent: false, secrets: [], outputs: [], timeoutSeconds: 3600, cacheHint: '', steps: 2, ...over };
+  return {
+    client: 'bench',
+    pool: POOL,
+    name,
+    spec: '((from busybox) (run (shell "true")))',
+    urgent: false,
+    secrets: [],
+    outputs: [],
+    timeoutSeconds: 3600,
+    cacheHint: '',
+    steps: 2,
+    ...over,
+  };
 }
 
 /** Submits one job on `subjects.enqueue`; resolves to the job ID (throws on a rejection). */
@@ -386,7 +436,10 @@ export async function until(done: () => boolean, timeoutMs: number, what: string
  * `bench.echo` in the Nest envelope with `answer()`, as a worker answers an assignment.
  */
 export async function startResponder(natsUrl: string): Promise<{ stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--responder', natsUrl], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--responder', natsUrl], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
     child.once('exit', (code) => reject(new Error(`responder exited ${code}`)));
@@ -508,7 +561,11 @@ export function profileTop(file: string, n = 25): { fn: string; pct: number }[] 
 
 /** Self time grouped by package (or "scheduler", "contracts", "(program)", "(garbage collector)"). */
 export function profileByPackage(file: string): { pkg: string; pct: number }[] {
-  const profile = JSON.parse(readFileSync(file, 'utf8')) as { nodes: { id: number; callFrame: { functionName: string; url: string } }[]; samples: number[]; timeDeltas: number[] };
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as {
+    nodes: { id: number; callFrame: { functionName: string; url: string } }[];
+    samples: number[];
+    timeDeltas: number[];
+  };
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const groups = new Map<string, number>();
   let total = 0;

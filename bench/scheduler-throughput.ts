@@ -109,13 +109,22 @@ async function startCluster(env: Env): Promise<Cluster> {
     })),
   );
   // Warm the scheduler's code paths (JIT) with a few hundred jobs end to end.
-  await enqueueAll(env.client, Array.from({ length: 500 }, (_, i) => submission(`warm-${i}`)), 50);
+  await enqueueAll(
+    env.client,
+    Array.from({ length: 500 }, (_, i) => submission(`warm-${i}`)),
+    50,
+  );
   await until(() => cluster.completed >= 500, 60_000, 'warm-up jobs');
   return cluster;
 }
 
 function cpuOf(env: Env) {
-  return { scheduler: cpuSeconds(env.scheduler.pid), nats: cpuSeconds(env.natsPid), bench: (process.cpuUsage().user + process.cpuUsage().system) / 1e6, writes: writeCalls(env.scheduler.pid) };
+  return {
+    scheduler: cpuSeconds(env.scheduler.pid),
+    nats: cpuSeconds(env.natsPid),
+    bench: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
+    writes: writeCalls(env.scheduler.pid),
+  };
 }
 type Cpu = ReturnType<typeof cpuOf>;
 const cpuShare = (a: Cpu, b: Cpu, seconds: number) =>
@@ -213,10 +222,20 @@ async function steadyLatency(env: Env, cluster: Cluster, rate: number): Promise<
   await until(() => cluster.latencies.length >= sent - rejected, 120_000, 'assignments of the steady-rate jobs');
   await until(() => cluster.completed >= cluster.assigned, 120_000, 'completions of the steady-rate jobs');
   // Drop the first second (the generator and the scheduler settling at the new rate).
-  return { rate, offered: sent / offeredSeconds, rejected, lat: summary(cluster.latencies.slice(rate)), reply: summary(replyLatencies), cpu: cpuShare(c0, c1, offeredSeconds) };
+  return {
+    rate,
+    offered: sent / offeredSeconds,
+    rejected,
+    lat: summary(cluster.latencies.slice(rate)),
+    reply: summary(replyLatencies),
+    cpu: cpuShare(c0, c1, offeredSeconds),
+  };
 }
 
-const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
 if (!values['no-build']) buildScheduler();
 
 if (values.baseline !== undefined) await compare(values.baseline, Number(values.rounds));
@@ -228,7 +247,9 @@ async function compare(rev: string, rounds: number): Promise<void> {
     { name: `baseline ${rev}`, main: baselineScheduler(rev) },
     values.candidate === undefined ? { name: 'this tree', main: undefined } : { name: values.candidate, main: baselineScheduler(values.candidate) },
   ];
-  console.log(`${command}\n${cpus().length} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}; ${WORKERS} simulated workers x capacity ${CAPACITY}; load average at start ${load()}\n`);
+  console.log(
+    `${command}\n${cpus().length} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}; ${WORKERS} simulated workers x capacity ${CAPACITY}; load average at start ${load()}\n`,
+  );
   const rows: { variant: string; round: number; max: MaxRate; steady: Steady; load: string }[] = [];
   for (let round = 1; round <= rounds; round++) {
     const order = round % 2 === 1 ? variants : [...variants].reverse();
@@ -240,17 +261,41 @@ async function compare(rev: string, rounds: number): Promise<void> {
         const steady = await steadyLatency(env, cluster, TARGET_RATE);
         for (const w of cluster.workers) w.stop();
         rows.push({ variant: v.name, round, max, steady, load: load() });
-        console.log(`round ${round}, ${v.name}: ${fmtRate(JOBS / (max.assignMs / 1000))}, ${max.cpuMsPerJob.toFixed(3)} ms CPU/job, ${max.writeCallsPerJob.toFixed(2)} write calls/job, ${max.perMessage.toFixed(2)} assignments/message, p99 at ${TARGET_RATE}/s ${fmtMs(steady.lat.p99)} (load ${load()})`);
+        console.log(
+          `round ${round}, ${v.name}: ${fmtRate(JOBS / (max.assignMs / 1000))}, ${max.cpuMsPerJob.toFixed(3)} ms CPU/job, ${max.writeCallsPerJob.toFixed(2)} write calls/job, ${max.perMessage.toFixed(2)} assignments/message, p99 at ${TARGET_RATE}/s ${fmtMs(steady.lat.p99)} (load ${load()})`,
+        );
       } finally {
         await env.cleanup();
       }
     }
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
-  console.log(`\n## Scheduler: ${variants[1]!.name} against ${rev}, ${rounds} rounds each, alternating (${WORKERS} simulated workers x ${CAPACITY}, ${JOBS} queued jobs)\n`);
+  console.log(
+    `\n## Scheduler: ${variants[1]!.name} against ${rev}, ${rounds} rounds each, alternating (${WORKERS} simulated workers x ${CAPACITY}, ${JOBS} queued jobs)\n`,
+  );
   table(
-    ['round', 'scheduler', 'assignments/s', 'scheduler CPU per job', 'write calls per job', 'assignments per message', 'KV writes per job', `p50 / p99 at ${TARGET_RATE}/s`, 'load average (1, 5, 15 min) after'],
-    rows.map((r) => [String(r.round), r.variant, fmtRate(JOBS / (r.max.assignMs / 1000)), `${r.max.cpuMsPerJob.toFixed(3)} ms`, r.max.writeCallsPerJob.toFixed(2), r.max.perMessage.toFixed(2), r.max.kvWritesPerJob.toFixed(2), `${fmtMs(r.steady.lat.p50)} / ${fmtMs(r.steady.lat.p99)}`, r.load]),
+    [
+      'round',
+      'scheduler',
+      'assignments/s',
+      'scheduler CPU per job',
+      'write calls per job',
+      'assignments per message',
+      'KV writes per job',
+      `p50 / p99 at ${TARGET_RATE}/s`,
+      'load average (1, 5, 15 min) after',
+    ],
+    rows.map((r) => [
+      String(r.round),
+      r.variant,
+      fmtRate(JOBS / (r.max.assignMs / 1000)),
+      `${r.max.cpuMsPerJob.toFixed(3)} ms`,
+      r.max.writeCallsPerJob.toFixed(2),
+      r.max.perMessage.toFixed(2),
+      r.max.kvWritesPerJob.toFixed(2),
+      `${fmtMs(r.steady.lat.p50)} / ${fmtMs(r.steady.lat.p99)}`,
+      r.load,
+    ]),
   );
   console.log('');
   const of = (name: string) => rows.filter((r) => r.variant === name);
@@ -282,7 +327,9 @@ async function measureOne(): Promise<void> {
   const profDir = values.profile ? await mkdtemp(join(tmpdir(), 'cairn-sched-prof-')) : undefined;
   const env = await startEnv(profDir ? { cpuProf: profDir } : {});
   try {
-    console.log(`${command}\n${cpus().length} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}; ${WORKERS} simulated workers x capacity ${CAPACITY}; load average at start ${load()}\n`);
+    console.log(
+      `${command}\n${cpus().length} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}; ${WORKERS} simulated workers x capacity ${CAPACITY}; load average at start ${load()}\n`,
+    );
 
     // ---- baseline: the bus alone ----
     const base = await busBaseline(env, { rate: TARGET_RATE, seconds: 2 });
@@ -301,26 +348,56 @@ async function measureOne(): Promise<void> {
     const achieved = JOBS / (max.assignMs / 1000);
     const top = steadyRuns.find((r) => r.rate === TARGET_RATE) ?? steadyRuns[steadyRuns.length - 1]!;
     console.log(`\n## Scheduler throughput and latency (${WORKERS} simulated workers x ${CAPACITY})\n`);
-    console.log(`Command: \`${command}\`. Processes: nats-server, the scheduler, this load generator with all simulated workers (and, for the baseline only, a trivial responder). Jobs are sent on subjects.enqueue, as the spec-compiler forwards them. Load average at the end: ${load()}.\n`);
+    console.log(
+      `Command: \`${command}\`. Processes: nats-server, the scheduler, this load generator with all simulated workers (and, for the baseline only, a trivial responder). Jobs are sent on subjects.enqueue, as the spec-compiler forwards them. Load average at the end: ${load()}.\n`,
+    );
     table(
       ['measurement', 'bus baseline', 'scheduler', 'ratio', 'target'],
       [
-        ['max rate: request/reply round trips vs assignments', fmtRate(base.rrRate), fmtRate(achieved), `${(achieved / base.rrRate).toFixed(2)}`, `5,000/s: ${achieved >= 5000 ? 'met' : '**not met**'}`],
-        ['max rate: durable-assignment floor (KV put + round trip) vs assignments', fmtRate(base.floorRate), fmtRate(achieved), `${(achieved / base.floorRate).toFixed(2)}`, ''],
+        [
+          'max rate: request/reply round trips vs assignments',
+          fmtRate(base.rrRate),
+          fmtRate(achieved),
+          `${(achieved / base.rrRate).toFixed(2)}`,
+          `5,000/s: ${achieved >= 5000 ? 'met' : '**not met**'}`,
+        ],
+        [
+          'max rate: durable-assignment floor (KV put + round trip) vs assignments',
+          fmtRate(base.floorRate),
+          fmtRate(achieved),
+          `${(achieved / base.floorRate).toFixed(2)}`,
+          '',
+        ],
         [`p50 at ${top.rate}/s: round trip vs submit-to-assignment`, fmtMs(base.rr.p50), fmtMs(top.lat.p50), `${(top.lat.p50 / base.rr.p50).toFixed(1)}`, ''],
-        [`p99 at ${top.rate}/s: round trip vs submit-to-assignment`, fmtMs(base.rr.p99), fmtMs(top.lat.p99), `${(top.lat.p99 / base.rr.p99).toFixed(1)}`, `< 20 ms: ${top.lat.p99 < 20 ? 'met' : '**not met**'}`],
+        [
+          `p99 at ${top.rate}/s: round trip vs submit-to-assignment`,
+          fmtMs(base.rr.p99),
+          fmtMs(top.lat.p99),
+          `${(top.lat.p99 / base.rr.p99).toFixed(1)}`,
+          `< 20 ms: ${top.lat.p99 < 20 ? 'met' : '**not met**'}`,
+        ],
       ],
     );
     console.log('');
     table(
       ['offered', 'submit-to-assignment p50', 'p99', 'max', 'submit-to-reply p50 / p99', 'CPU while offering'],
-      steadyRuns.map((r) => [`${r.rate}/s (${r.offered.toFixed(0)}/s${r.rejected ? `, ${r.rejected} rejected` : ''})`, fmtMs(r.lat.p50), fmtMs(r.lat.p99), fmtMs(r.lat.max), `${fmtMs(r.reply.p50)} / ${fmtMs(r.reply.p99)}`, r.cpu]),
+      steadyRuns.map((r) => [
+        `${r.rate}/s (${r.offered.toFixed(0)}/s${r.rejected ? `, ${r.rejected} rejected` : ''})`,
+        fmtMs(r.lat.p50),
+        fmtMs(r.lat.p99),
+        fmtMs(r.lat.max),
+        `${fmtMs(r.reply.p50)} / ${fmtMs(r.reply.p99)}`,
+        r.cpu,
+      ]),
     );
     console.log('');
     table(
       ['detail', 'value'],
       [
-        [`enqueue of ${JOBS} jobs (200 in flight, pool paused)`, `${(max.enqueueMs / 1000).toFixed(1)} s = ${fmtRate(JOBS / (max.enqueueMs / 1000))}; CPU ${max.enqueueCpu}`],
+        [
+          `enqueue of ${JOBS} jobs (200 in flight, pool paused)`,
+          `${(max.enqueueMs / 1000).toFixed(1)} s = ${fmtRate(JOBS / (max.enqueueMs / 1000))}; CPU ${max.enqueueCpu}`,
+        ],
         [`${JOBS} queued jobs: unpause to last assignment`, `${(max.assignMs / 1000).toFixed(2)} s = ${fmtRate(achieved)}`],
         ['... to last completion recorded', `${(max.doneMs / 1000).toFixed(2)} s = ${fmtRate(JOBS / (max.doneMs / 1000))}; CPU ${max.doneCpu}`],
         ['scheduler CPU per job (submit excluded)', `${max.cpuMsPerJob.toFixed(2)} ms`],
@@ -329,7 +406,10 @@ async function measureOne(): Promise<void> {
         ['job-record KV writes per job (submit to result)', max.kvWritesPerJob.toFixed(2)],
         [`bus baseline at ${TARGET_RATE}/s offered: round trip`, `p50 ${fmtMs(base.rr.p50)}, p99 ${fmtMs(base.rr.p99)}; max ${fmtRate(base.rrRate)}`],
         [`bus baseline at ${TARGET_RATE}/s offered: KV put`, `p50 ${fmtMs(base.kv.p50)}, p99 ${fmtMs(base.kv.p99)}; max ${fmtRate(base.kvRate)}`],
-        [`bus baseline at ${TARGET_RATE}/s offered: KV put + round trip`, `p50 ${fmtMs(base.floor.p50)}, p99 ${fmtMs(base.floor.p99)}; max ${fmtRate(base.floorRate)}`],
+        [
+          `bus baseline at ${TARGET_RATE}/s offered: KV put + round trip`,
+          `p50 ${fmtMs(base.floor.p50)}, p99 ${fmtMs(base.floor.p99)}; max ${fmtRate(base.floorRate)}`,
+        ],
       ],
     );
   } finally {
@@ -337,9 +417,17 @@ async function measureOne(): Promise<void> {
     await env.cleanup();
     if (prof) {
       console.log(`\nScheduler CPU profile: ${prof}\n`);
-      table(['package', 'self time'], profileByPackage(prof).slice(0, 15).map((r) => [r.pkg, `${r.pct.toFixed(1)}%`]));
+      table(
+        ['package', 'self time'],
+        profileByPackage(prof)
+          .slice(0, 15)
+          .map((r) => [r.pkg, `${r.pct.toFixed(1)}%`]),
+      );
       console.log('');
-      table(['function', 'self time'], profileTop(prof, 30).map((r) => [r.fn, `${r.pct.toFixed(1)}%`]));
+      table(
+        ['function', 'self time'],
+        profileTop(prof, 30).map((r) => [r.fn, `${r.pct.toFixed(1)}%`]),
+      );
     }
   }
 }

@@ -30,13 +30,14 @@ function buildOutput(secret: string): Buffer {
   const lines: string[] = [];
   let size = 0;
   for (let i = 0; size < BYTES; i++) {
-    const line = i % 5000 === 4999
-      ? `export TOKEN=${secret.trim()} # ${Buffer.from(secret).toString('base64')}\n`
-      : i % 3 === 0
-        ? `gcc -O2 -Wall -c src/module_${i % 97}/file_${i}.c -o _build/default/src/file_${i}.o\n`
-        : i % 3 === 1
-          ? `[${String(i % 100).padStart(3)}%] Building C object CMakeFiles/app.dir/src/file_${i}.c.o sha256:${(i * 2654435761).toString(16).padStart(8, '0').repeat(8)}\n`
-          : `  -> installed /home/opam/.opam/default/lib/pkg_${i % 211}/META (${i} bytes)\n`;
+    const line =
+      i % 5000 === 4999
+        ? `export TOKEN=${secret.trim()} # ${Buffer.from(secret).toString('base64')}\n`
+        : i % 3 === 0
+          ? `gcc -O2 -Wall -c src/module_${i % 97}/file_${i}.c -o _build/default/src/file_${i}.o\n`
+          : i % 3 === 1
+            ? `[${String(i % 100).padStart(3)}%] Building C object CMakeFiles/app.dir/src/file_${i}.c.o sha256:${(i * 2654435761).toString(16).padStart(8, '0').repeat(8)}\n`
+            : `  -> installed /home/opam/.opam/default/lib/pkg_${i % 211}/META (${i} bytes)\n`;
     lines.push(line);
     size += line.length;
   }
@@ -63,7 +64,11 @@ function best(fn: () => number): { mbs: number; out: number } {
 }
 
 const rows: string[][] = [];
-for (const [name, secret] of [['a 43-byte token', TOKEN], ['an 8-byte password', 'hunter2!\n'], ['a 1.8 KB multi-line key', PEM]] as const) {
+for (const [name, secret] of [
+  ['a 43-byte token', TOKEN],
+  ['an 8-byte password', 'hunter2!\n'],
+  ['a 1.8 KB multi-line key', PEM],
+] as const) {
   const masker = SecretMasker.for([Buffer.from(secret)])!;
   const data = buildOutput(secret);
   for (const size of [64 * 1024, 512]) {
@@ -81,7 +86,14 @@ for (const [name, secret] of [['a 43-byte token', TOKEN], ['an 8-byte password',
       return n;
     });
     if (masked.out >= copy.out) throw new Error('nothing was masked: the benchmark is not measuring masking');
-    rows.push([name, `${masker.patterns.length}`, size >= 1024 ? `${size / 1024} KiB` : `${size} B`, copy.mbs.toFixed(0), masked.mbs.toFixed(0), `${(copy.mbs / masked.mbs).toFixed(2)}x`]);
+    rows.push([
+      name,
+      `${masker.patterns.length}`,
+      size >= 1024 ? `${size / 1024} KiB` : `${size} B`,
+      copy.mbs.toFixed(0),
+      masked.mbs.toFixed(0),
+      `${(copy.mbs / masked.mbs).toFixed(2)}x`,
+    ]);
   }
 }
 

@@ -35,7 +35,11 @@ export async function benchEnv(kind: string, runtime: 'runc' | 'crun' = 'runc', 
     secretKey: 'bench',
   });
   return {
-    dir, store, images, stateDir, builder,
+    dir,
+    store,
+    images,
+    stateDir,
+    builder,
     cleanup: async () => {
       builder.close();
       await fs?.cleanup();

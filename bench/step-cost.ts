@@ -32,10 +32,19 @@ for (const kind of values.stores!.split(',')) {
     for (let i = 0; i < N; i++) {
       const id = sha256Hex(`floor ${i}`);
       await env.store.build(parent, id, async (dir) => {
-        const config = ociConfig({
-          argv: ['/bin/sh', '-c', `echo floor ${i}`], cwd: '/', env: [['PATH', '/bin']], user: { kind: 'unix', uid: 0, gid: 0 },
-          hostname: 'builder', network: [], mounts: [], secrets: [],
-        }, { rootfs: join(dir, 'rootfs'), hostsFile: '/etc/hosts', secretFiles: [], fastSync: false, arch: process.arch });
+        const config = ociConfig(
+          {
+            argv: ['/bin/sh', '-c', `echo floor ${i}`],
+            cwd: '/',
+            env: [['PATH', '/bin']],
+            user: { kind: 'unix', uid: 0, gid: 0 },
+            hostname: 'builder',
+            network: [],
+            mounts: [],
+            secrets: [],
+          },
+          { rootfs: join(dir, 'rootfs'), hostsFile: '/etc/hosts', secretFiles: [], fastSync: false, arch: process.arch },
+        );
         await writeFile(join(bundle, 'config.json'), JSON.stringify(config));
         await execa('runc', ['run', '--bundle', bundle, `bench-${randomUUID().slice(0, 8)}`]);
       });

@@ -24,15 +24,22 @@ try {
   const rootfs = join(dir, 'rootfs');
   await makeBusyboxRootfs(rootfs);
   const step = (script: string): RunConfig => ({
-    argv: ['/bin/sh', '-c', script], cwd: '/', env: [['PATH', '/bin']], user: { kind: 'unix', uid: 0, gid: 0 },
-    hostname: 'builder', network: [], mounts: [], secrets: [],
+    argv: ['/bin/sh', '-c', script],
+    cwd: '/',
+    env: [['PATH', '/bin']],
+    user: { kind: 'unix', uid: 0, gid: 0 },
+    hostname: 'builder',
+    network: [],
+    mounts: [],
+    secrets: [],
   });
   const steps = [
     { name: 'true', config: step('true') },
     { name: '2000 forks', config: step('i=0; while [ $i -lt 2000 ]; do /bin/true; i=$((i+1)); done') },
   ];
   for (const runtime of values.runtimes!.split(',') as ('runc' | 'crun')[]) {
-    const sandbox = (n: number, options: Partial<ConstructorParameters<typeof RuncSandbox>[0]>) => new RuncSandbox({ runtime, stateDir: join(dir, `${runtime}-${n}`), ...options });
+    const sandbox = (n: number, options: Partial<ConstructorParameters<typeof RuncSandbox>[0]>) =>
+      new RuncSandbox({ runtime, stateDir: join(dir, `${runtime}-${n}`), ...options });
     const cases = [
       { name: 'unconfined (baseline)', sandbox: sandbox(1, { seccomp: 'unconfined' }) },
       { name: 'default seccomp', sandbox: sandbox(2, {}) },

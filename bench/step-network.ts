@@ -23,13 +23,23 @@ try {
   const rootfs = join(dir, 'rootfs');
   await makeBusyboxRootfs(rootfs);
   const step = (network: string[]): RunConfig => ({
-    argv: ['/bin/sh', '-c', 'true'], cwd: '/', env: [['PATH', '/bin']], user: { kind: 'unix', uid: 0, gid: 0 },
-    hostname: 'builder', network, mounts: [], secrets: [],
+    argv: ['/bin/sh', '-c', 'true'],
+    cwd: '/',
+    env: [['PATH', '/bin']],
+    user: { kind: 'unix', uid: 0, gid: 0 },
+    hostname: 'builder',
+    network,
+    mounts: [],
+    secrets: [],
   });
   for (const runtime of values.runtimes!.split(',') as ('runc' | 'crun')[]) {
     const cases = [
       { name: 'no network', sandbox: new RuncSandbox({ runtime, stateDir: join(dir, `${runtime}-1`) }), config: step([]) },
-      { name: '(network host), shared', sandbox: new RuncSandbox({ runtime, stateDir: join(dir, `${runtime}-2`), hostNetwork: 'shared' }), config: step(['host']) },
+      {
+        name: '(network host), shared',
+        sandbox: new RuncSandbox({ runtime, stateDir: join(dir, `${runtime}-2`), hostNetwork: 'shared' }),
+        config: step(['host']),
+      },
       { name: '(network host), isolated', sandbox: new RuncSandbox({ runtime, stateDir: join(dir, `${runtime}-3`) }), config: step(['host']) },
     ];
     const times = cases.map(() => [] as number[]);

@@ -31,7 +31,8 @@ async function sourceFiles(root: string): Promise<string[]> {
  */
 export async function exportedMetrics(root: string): Promise<ExportedMetrics> {
   const metrics = new Map<string, Set<string>>();
-  const declaration = /new (Counter|Gauge|Histogram|Summary)(?:<[^>]*>)?\(\s*\{\s*name:\s*'(cairn_[a-z0-9_]+)'([\s\S]*?)(?=new (?:Counter|Gauge|Histogram|Summary)\b|$)/g;
+  const declaration =
+    /new (Counter|Gauge|Histogram|Summary)(?:<[^>]*>)?\(\s*\{\s*name:\s*'(cairn_[a-z0-9_]+)'([\s\S]*?)(?=new (?:Counter|Gauge|Histogram|Summary)\b|$)/g;
   for (const file of await sourceFiles(root)) {
     for (const [, type, name, rest] of (await readFile(file, 'utf8')).matchAll(declaration)) {
       // The labelNames of this declaration: before its object closes (`})`).
@@ -66,7 +67,10 @@ export function promqlProblems(expr: string, metrics: ExportedMetrics): string[]
     }
   }
   for (const [, list] of expr.matchAll(/\b(?:by|without)\s*\(([^)]*)\)/g)) {
-    for (const label of list!.split(',').map((l) => l.trim()).filter(Boolean)) {
+    for (const label of list!
+      .split(',')
+      .map((l) => l.trim())
+      .filter(Boolean)) {
       if (!labelsOfUsed.has(label)) problems.push(`no metric of the expression has the label ${label} it groups by`);
     }
   }

@@ -37,7 +37,8 @@ export function dashboardProblems(dashboard: any, metrics: ExportedMetrics): str
     }
     if (panel.type === 'row') continue;
     const source = panel.datasource?.uid;
-    if (typeof source !== 'string' || !variables.has(source.replace(/^\$\{?|\}$/g, ''))) problems.push(`${at}: datasource ${JSON.stringify(source)} is not a variable of the dashboard`);
+    if (typeof source !== 'string' || !variables.has(source.replace(/^\$\{?|\}$/g, '')))
+      problems.push(`${at}: datasource ${JSON.stringify(source)} is not a variable of the dashboard`);
     if (!Array.isArray(panel.targets) || panel.targets.length === 0) problems.push(`${at}: no queries`);
     for (const target of panel.targets ?? []) {
       if (typeof target.expr !== 'string' || target.expr.trim() === '') problems.push(`${at} query ${target.refId}: no expr`);

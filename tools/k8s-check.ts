@@ -21,7 +21,12 @@ import * as coreV1 from 'kubernetes-models/v1';
 import { exportedMetrics, promqlProblems, type ExportedMetrics } from './exported-metrics.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- manifests are whatever YAML says; the schemas check them first */
-export type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [field: string]: any };
+export type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  [field: string]: any;
+};
 
 const KUBECTL = process.env.KUBECTL ?? 'kubectl';
 
@@ -141,7 +146,11 @@ export function checkManifests(objects: readonly K8sObject[], options: CheckOpti
 
   for (const w of workloads) {
     const labels = w.spec?.template?.metadata?.labels;
-    if (!matches(w.spec?.selector?.matchLabels, labels)) problem(w, `/spec/selector/matchLabels ${JSON.stringify(w.spec?.selector?.matchLabels)} does not match the pod template's labels ${JSON.stringify(labels)}`);
+    if (!matches(w.spec?.selector?.matchLabels, labels))
+      problem(
+        w,
+        `/spec/selector/matchLabels ${JSON.stringify(w.spec?.selector?.matchLabels)} does not match the pod template's labels ${JSON.stringify(labels)}`,
+      );
     if (w.kind === 'StatefulSet') {
       const service = find('Service', w.spec.serviceName);
       if (!service) problem(w, `/spec/serviceName: no Service ${w.spec.serviceName}`);
@@ -153,8 +162,22 @@ export function checkManifests(objects: readonly K8sObject[], options: CheckOpti
   function checkPod(w: K8sObject, pod: any): void {
     const volumes = new Map<string, any>((pod.volumes ?? []).map((v: any) => [v.name, v]));
     for (const v of pod.volumes ?? []) {
-      if (v.secret) checkKeys(w, `/spec/template/spec/volumes/${v.name}`, 'Secret', v.secret.secretName, (v.secret.items ?? []).map((i: any) => i.key));
-      if (v.configMap) checkKeys(w, `/spec/template/spec/volumes/${v.name}`, 'ConfigMap', v.configMap.name, (v.configMap.items ?? []).map((i: any) => i.key));
+      if (v.secret)
+        checkKeys(
+          w,
+          `/spec/template/spec/volumes/${v.name}`,
+          'Secret',
+          v.secret.secretName,
+          (v.secret.items ?? []).map((i: any) => i.key),
+        );
+      if (v.configMap)
+        checkKeys(
+          w,
+          `/spec/template/spec/volumes/${v.name}`,
+          'ConfigMap',
+          v.configMap.name,
+          (v.configMap.items ?? []).map((i: any) => i.key),
+        );
       if (v.persistentVolumeClaim && !find('PersistentVolumeClaim', v.persistentVolumeClaim.claimName)) {
         problem(w, `/spec/template/spec/volumes/${v.name}: no PersistentVolumeClaim ${v.persistentVolumeClaim.claimName}`);
       }
@@ -173,7 +196,8 @@ export function checkManifests(objects: readonly K8sObject[], options: CheckOpti
       }
       for (const probe of ['livenessProbe', 'readinessProbe', 'startupProbe']) {
         const port = c[probe]?.httpGet?.port ?? c[probe]?.tcpSocket?.port;
-        if (port !== undefined && !(c.ports ?? []).some((p: any) => p.name === port || p.containerPort === port)) problem(w, `${at}: ${probe} port ${JSON.stringify(port)} is not one of the container's ports`);
+        if (port !== undefined && !(c.ports ?? []).some((p: any) => p.name === port || p.containerPort === port))
+          problem(w, `${at}: ${probe} port ${JSON.stringify(port)} is not one of the container's ports`);
       }
       for (const from of c.envFrom ?? []) {
         if (from.configMapRef) checkKeys(w, `${at}: envFrom`, 'ConfigMap', from.configMapRef.name, []);
@@ -188,7 +212,11 @@ export function checkManifests(objects: readonly K8sObject[], options: CheckOpti
       const drain = env.get('CAIRN_DRAIN_TIMEOUT_MS')?.value;
       if (drain !== undefined) {
         const grace = pod.terminationGracePeriodSeconds ?? 30;
-        if (grace < Number(drain) / 1000 + 30) problem(w, `/spec/template/spec/terminationGracePeriodSeconds ${grace} leaves under 30 s beyond CAIRN_DRAIN_TIMEOUT_MS ${drain} of ${at}: the pod would be killed before its builds are handed back`);
+        if (grace < Number(drain) / 1000 + 30)
+          problem(
+            w,
+            `/spec/template/spec/terminationGracePeriodSeconds ${grace} leaves under 30 s beyond CAIRN_DRAIN_TIMEOUT_MS ${drain} of ${at}: the pod would be killed before its builds are handed back`,
+          );
       }
     }
   }
@@ -214,7 +242,8 @@ export function checkManifests(objects: readonly K8sObject[], options: CheckOpti
     const relative = file.slice(mount.mountPath.length + 1);
     const podNames = w.kind === 'StatefulSet' ? Array.from({ length: w.spec.replicas ?? 1 }, (_, i) => `${w.metadata.name}-${i}`) : ['POD'];
     for (const pod of podNames) {
-      if (w.kind !== 'StatefulSet' && relative.includes('$(POD_NAME)')) return void problem(w, `container ${c.name}: CAIRN_NATS_NKEY_SEED_FILE names $(POD_NAME), which only a StatefulSet's pods have stable`);
+      if (w.kind !== 'StatefulSet' && relative.includes('$(POD_NAME)'))
+        return void problem(w, `container ${c.name}: CAIRN_NATS_NKEY_SEED_FILE names $(POD_NAME), which only a StatefulSet's pods have stable`);
       const path = relative.replaceAll('$(POD_NAME)', pod);
       const item = (secret.items ?? []).find((i: any) => i.path === path);
       const key = secret.items ? item?.key : path;
@@ -240,7 +269,8 @@ export function checkManifests(objects: readonly K8sObject[], options: CheckOpti
     for (const port of s.spec?.ports ?? []) {
       if (typeof port.targetPort !== 'string') continue;
       for (const w of pods) {
-        if (!podSpecOf(w).containers.some((c: any) => (c.ports ?? []).some((p: any) => p.name === port.targetPort))) problem(s, `/spec/ports/${port.name}: targetPort ${port.targetPort} is no port of ${idOf(w)}`);
+        if (!podSpecOf(w).containers.some((c: any) => (c.ports ?? []).some((p: any) => p.name === port.targetPort)))
+          problem(s, `/spec/ports/${port.name}: targetPort ${port.targetPort} is no port of ${idOf(w)}`);
       }
     }
   }
@@ -256,14 +286,16 @@ export function checkManifests(objects: readonly K8sObject[], options: CheckOpti
         const backend = path.backend?.service;
         const service = backend && find('Service', backend.name);
         if (!service) problem(ing, `/spec/rules: backend Service ${backend?.name} does not exist`);
-        else if (backend.port?.name && !(service.spec?.ports ?? []).some((p: any) => p.name === backend.port.name)) problem(ing, `/spec/rules: Service ${backend.name} has no port ${backend.port.name}`);
+        else if (backend.port?.name && !(service.spec?.ports ?? []).some((p: any) => p.name === backend.port.name))
+          problem(ing, `/spec/rules: Service ${backend.name} has no port ${backend.port.name}`);
       }
     }
   }
   for (const sm of byKind('ServiceMonitor')) {
     const services = byKind('Service').filter((s) => matches(sm.spec?.selector?.matchLabels, s.metadata.labels));
     for (const e of sm.spec?.endpoints ?? []) {
-      if (!services.some((s) => (s.spec?.ports ?? []).some((p: any) => p.name === e.port))) problem(sm, `/spec/endpoints: no selected Service has a port named ${e.port}`);
+      if (!services.some((s) => (s.spec?.ports ?? []).some((p: any) => p.name === e.port)))
+        problem(sm, `/spec/endpoints: no selected Service has a port named ${e.port}`);
     }
   }
   for (const rule of byKind('PrometheusRule')) {

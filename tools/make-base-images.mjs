@@ -57,4 +57,5 @@ async function make(ref, fill) {
 
 await make('cairn/busybox:latest', busyboxRootfs);
 await make('cairn/debian:bookworm', (rootfs) =>
-  execFileSync('debootstrap', ['--variant=minbase', 'bookworm', rootfs, MIRROR], { stdio: ['ignore', 'ignore', 'inherit'] }));
+  execFileSync('debootstrap', ['--variant=minbase', 'bookworm', rootfs, MIRROR], { stdio: ['ignore', 'ignore', 'inherit'] }),
+);

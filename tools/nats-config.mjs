@@ -61,7 +61,8 @@ function readOptions(argv) {
   const out = values.out === undefined ? undefined : resolve(values.out);
   const passwordsDir = resolve(values['passwords-dir'] ?? join(out ? dirname(out) : '.', 'nats-passwords'));
   const monitorPort = values['monitor-port'] === undefined ? undefined : Number(values['monitor-port']);
-  if (monitorPort !== undefined && !(Number.isInteger(monitorPort) && monitorPort > 0 && monitorPort < 65536)) usage(`--monitor-port must be a port number, not ${values['monitor-port']}`);
+  if (monitorPort !== undefined && !(Number.isInteger(monitorPort) && monitorPort > 0 && monitorPort < 65536))
+    usage(`--monitor-port must be a port number, not ${values['monitor-port']}`);
   if ((values.cluster === undefined) !== (values['server-name'] === undefined) || (values.cluster === undefined) !== (values.route.length === 0)) {
     usage('--cluster, --server-name and --route go together');
   }
@@ -82,7 +83,8 @@ function readOptions(argv) {
 const options = readOptions(process.argv.slice(2));
 const { config } = await makeNatsAuth({
   ...options,
-  onPassword: (user, file, reused) => console.error(`nats-config: ${user.role} ${user.name}: ${options.login === 'nkey' ? 'NKey seed' : 'password'} ${reused ? 'kept' : 'written'} in ${file}`),
+  onPassword: (user, file, reused) =>
+    console.error(`nats-config: ${user.role} ${user.name}: ${options.login === 'nkey' ? 'NKey seed' : 'password'} ${reused ? 'kept' : 'written'} in ${file}`),
 });
 if (options.out) {
   await writeFile(options.out, config, { mode: 0o640 });

@@ -29,16 +29,34 @@ const { values } = parseArgs({
 const dir = resolve(values.dir);
 mkdirSync(dir, { recursive: true, mode: 0o700 });
 
-execFileSync(process.execPath, [
-  join(REPO, 'tools/nats-config.mjs'),
-  '--service', 'svc', '--admin', 'ops',
-  ...values.client.flatMap((c) => ['--client', c]),
-  ...[...WORKERS, ...values.worker].flatMap((w) => ['--worker', w]),
-  '--out', join(dir, 'nats.conf'), '--passwords-dir', join(dir, 'passwords'),
-  '--store-dir', '/data', '--listen', '0.0.0.0:4222', '--monitor-port', '8222',
-  '--cluster', 'cairn', '--server-name', '$SERVER_NAME',
-  ...[1, 2, 3].flatMap((n) => ['--route', `nats-route://nats-${n}:6222`]),
-], { stdio: ['ignore', 'inherit', 'inherit'] });
+execFileSync(
+  process.execPath,
+  [
+    join(REPO, 'tools/nats-config.mjs'),
+    '--service',
+    'svc',
+    '--admin',
+    'ops',
+    ...values.client.flatMap((c) => ['--client', c]),
+    ...[...WORKERS, ...values.worker].flatMap((w) => ['--worker', w]),
+    '--out',
+    join(dir, 'nats.conf'),
+    '--passwords-dir',
+    join(dir, 'passwords'),
+    '--store-dir',
+    '/data',
+    '--listen',
+    '0.0.0.0:4222',
+    '--monitor-port',
+    '8222',
+    '--cluster',
+    'cairn',
+    '--server-name',
+    '$SERVER_NAME',
+    ...[1, 2, 3].flatMap((n) => ['--route', `nats-route://nats-${n}:6222`]),
+  ],
+  { stdio: ['ignore', 'inherit', 'inherit'] },
+);
 
 const secret = (name, make) => {
   const file = join(dir, name);

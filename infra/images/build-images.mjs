@@ -50,16 +50,28 @@ try {
   run([join(REPO, 'infra/images/stage-context.mjs'), context]);
   for (const image of IMAGES.filter((i) => !values.only || values.only.includes(i.name))) {
     const ref = `${values.registry ? `${values.registry}/` : ''}cairn/${image.name}:${values.tag}`;
-    const out = run([
-      join(REPO, 'apps/cli/bin/cairn.js'), 'build', '-f', join(REPO, 'infra/images', image.spec), context, '--json',
-      '--image', ref, ...image.flags,
-      '--label', `org.opencontainers.image.title=cairn-${image.name}`,
-      '--label', `org.opencontainers.image.version=${values.tag}`,
-      ...(values.push ? ['--push'] : []),
-      ...(values.load ? ['--load'] : []),
-      ...(values['oci-layout'] ? ['--oci-layout', values['oci-layout']] : []),
-      ...positionals,
-    ], true);
+    const out = run(
+      [
+        join(REPO, 'apps/cli/bin/cairn.js'),
+        'build',
+        '-f',
+        join(REPO, 'infra/images', image.spec),
+        context,
+        '--json',
+        '--image',
+        ref,
+        ...image.flags,
+        '--label',
+        `org.opencontainers.image.title=cairn-${image.name}`,
+        '--label',
+        `org.opencontainers.image.version=${values.tag}`,
+        ...(values.push ? ['--push'] : []),
+        ...(values.load ? ['--load'] : []),
+        ...(values['oci-layout'] ? ['--oci-layout', values['oci-layout']] : []),
+        ...positionals,
+      ],
+      true,
+    );
     const { image: exported } = JSON.parse(out);
     console.log(JSON.stringify({ name: image.name, ref: exported.ref, digest: exported.digest, imageId: exported.imageId }));
   }

@@ -64,7 +64,15 @@ function readOptions(argv) {
   if (workers.length === 0) usage('name the worker StatefulSets and their replicas with --workers');
   const natsReplicas = Number(values['nats-replicas']);
   if (!Number.isInteger(natsReplicas) || natsReplicas < 1) usage(`--nats-replicas must be a positive integer, not ${values['nats-replicas']}`);
-  return { overlay: resolve(positionals[0]), workers, clients: values.client, admins: values.admin, inCluster: values['postgres-in-cluster'], databaseUrlFile: values['database-url-file'], natsReplicas };
+  return {
+    overlay: resolve(positionals[0]),
+    workers,
+    clients: values.client,
+    admins: values.admin,
+    inCluster: values['postgres-in-cluster'],
+    databaseUrlFile: values['database-url-file'],
+    natsReplicas,
+  };
 }
 
 /** The file's contents if it exists, else `make()`'s, written there (0600). */
@@ -111,8 +119,14 @@ if (options.inCluster) {
 const secret = (name, files) => `  - name: ${name}\n    files:\n${files.map((f) => `      - ${f}`).join('\n')}`;
 const generators = [
   secret('cairn-nats-config', ['nats.conf']),
-  secret('cairn-service-seeds', SERVICES.map((s) => `nats-seeds/${s}.nk`)),
-  secret('cairn-worker-seeds', options.workers.map((w) => `nats-seeds/${w}.nk`)),
+  secret(
+    'cairn-service-seeds',
+    SERVICES.map((s) => `nats-seeds/${s}.nk`),
+  ),
+  secret(
+    'cairn-worker-seeds',
+    options.workers.map((w) => `nats-seeds/${w}.nk`),
+  ),
   secret('cairn-scheduler-key', ['scheduler.key']),
   secret('cairn-results-db', ['url=results-db-url']),
   ...(options.inCluster ? [secret('cairn-postgres', ['password=postgres-password'])] : []),

@@ -39,7 +39,23 @@ describe('the cluster under per-role NATS permissions', () => {
   let job = '';
 
   it("runs alice's build end to end: context upload, secret, worker, live log, artifact", async () => {
-    const run = await c.cli(['submit', '--pool', POOL, '-f', join(work, 'build.spec'), join(work, 'ctx'), '--secret', `s:${join(work, 'secret')}`, '--output', '/out/input.txt', '--follow', '--json'], { client: 'alice' });
+    const run = await c.cli(
+      [
+        'submit',
+        '--pool',
+        POOL,
+        '-f',
+        join(work, 'build.spec'),
+        join(work, 'ctx'),
+        '--secret',
+        `s:${join(work, 'secret')}`,
+        '--output',
+        '/out/input.txt',
+        '--follow',
+        '--json',
+      ],
+      { client: 'alice' },
+    );
     expect(run.stderr).toContain('has-secret');
     expect(run.stderr).toContain('from the context');
     expect(run.stderr).not.toContain(SECRET);
@@ -49,7 +65,11 @@ describe('the cluster under per-role NATS permissions', () => {
   });
 
   it("bob cannot see alice's job, its logs, or cancel it", async () => {
-    for (const verb of [['status', job], ['logs', job], ['cancel', job]]) {
+    for (const verb of [
+      ['status', job],
+      ['logs', job],
+      ['cancel', job],
+    ]) {
       const r = await c.cli(verb, { client: 'bob' });
       expect(r.code, verb.join(' ')).toBe(1);
       expect(r.stderr).toMatch(/no job .* for client bob/);

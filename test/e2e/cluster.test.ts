@@ -98,7 +98,20 @@ describe('the cluster, end to end', () => {
         (run (secrets (token (target /run/secrets/token))) (shell "echo secret-bytes: $(wc -c < /run/secrets/token); cat /run/secrets/token"))
         (run (shell "cp /out/greeting.txt /out/result.txt && echo built-it")))`,
     );
-    const run = await c.cli(['submit', '--pool', POOL, '-f', spec, join(work, 'ctx'), '--secret', `token:${join(work, 'token')}`, '--output', '/out/result.txt', '--follow', '--json']);
+    const run = await c.cli([
+      'submit',
+      '--pool',
+      POOL,
+      '-f',
+      spec,
+      join(work, 'ctx'),
+      '--secret',
+      `token:${join(work, 'token')}`,
+      '--output',
+      '/out/result.txt',
+      '--follow',
+      '--json',
+    ]);
     expect(run.stderr).toContain('built-it');
     expect(run.stderr).toContain(`secret-bytes: ${SECRET.length}`);
     expect(run.stderr + run.stdout).not.toContain(SECRET);
@@ -120,7 +133,10 @@ describe('the cluster, end to end', () => {
   it('jobs with the same cache hint land on the same worker while it has capacity', async () => {
     const first = await submit('alice', quick('affinity-1'), { cacheHint: 'shared-toolchain' });
     const home = (await finished('alice', first)).worker;
-    const jobs = [await submit('alice', quick('affinity-2'), { cacheHint: 'shared-toolchain' }), await submit('bob', quick('affinity-3'), { cacheHint: 'shared-toolchain' })];
+    const jobs = [
+      await submit('alice', quick('affinity-2'), { cacheHint: 'shared-toolchain' }),
+      await submit('bob', quick('affinity-3'), { cacheHint: 'shared-toolchain' }),
+    ];
     for (const job of jobs) expect((await finished(job === jobs[0] ? 'alice' : 'bob', job)).worker).toBe(home);
   });
 
@@ -261,7 +277,10 @@ describe('the cluster, end to end', () => {
 
   it('Ctrl-C during cairn submit --follow --cancel-on-interrupt cancels the job; cairn logs --follow stops on Ctrl-C too', async () => {
     await writeFile(join(work, 'long2.spec'), quick('cancel-on-interrupt', '(run (shell "echo long2-started; sleep 30"))'));
-    const submitted = await c.cli(['submit', '--pool', POOL, '-f', join(work, 'long2.spec'), '--follow', '--json'], { client: 'erin', interruptWhen: /long2-started/ });
+    const submitted = await c.cli(['submit', '--pool', POOL, '-f', join(work, 'long2.spec'), '--follow', '--json'], {
+      client: 'erin',
+      interruptWhen: /long2-started/,
+    });
     expect(submitted.code).toBe(130);
     const { job, state } = JSON.parse(submitted.stdout) as { job: string; state: string };
     expect(state).toBe('interrupted');
@@ -276,7 +295,10 @@ describe('the cluster, end to end', () => {
     expect((await finished('erin', job, 30_000)).state).toBe('cancelled');
 
     await writeFile(join(work, 'long3.spec'), quick('cancel-on-interrupt-3', '(run (shell "echo long3-started; sleep 30"))'));
-    const cancelled = await c.cli(['submit', '--pool', POOL, '-f', join(work, 'long3.spec'), '--follow', '--cancel-on-interrupt'], { client: 'erin', interruptWhen: /long3-started/ });
+    const cancelled = await c.cli(['submit', '--pool', POOL, '-f', join(work, 'long3.spec'), '--follow', '--cancel-on-interrupt'], {
+      client: 'erin',
+      interruptWhen: /long3-started/,
+    });
     expect(cancelled.code).toBe(130);
     const job3 = /interrupted: (j-\S+)/.exec(cancelled.stderr)?.[1] ?? /cancel of (j-\S+)/.exec(cancelled.stderr)?.[1];
     expect(job3).toMatch(/^j-/);

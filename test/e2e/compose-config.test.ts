@@ -34,16 +34,28 @@ describe('infra/compose', () => {
     if (config) await rm(config, { recursive: true, force: true });
   });
 
-  it('is a valid stack for docker-compose 1.29 with the issue\'s services, each Cairn one logged in to NATS', async () => {
+  it("is a valid stack for docker-compose 1.29 with the issue's services, each Cairn one logged in to NATS", async () => {
     const { stdout } = await run('docker-compose', ['-f', join(COMPOSE_DIR, 'docker-compose.yml'), 'config'], {
       env: { ...process.env, CAIRN_COMPOSE_CONFIG: config },
       cwd: COMPOSE_DIR,
     });
     const stack = parse(stdout) as { services: Record<string, { environment?: Record<string, string>; volumes?: (string | { source: string })[] }> };
     expect(Object.keys(stack.services).sort()).toEqual([
-      'base-image-builder', 'nats-1', 'nats-2', 'nats-3', 'postgres', 'prometheus', 'registry',
-      'results-store-1', 'results-store-2', 'scheduler-1', 'scheduler-2', 'spec-compiler-1', 'spec-compiler-2',
-      'worker-linux-x86_64-1', 'worker-linux-x86_64-large-1',
+      'base-image-builder',
+      'nats-1',
+      'nats-2',
+      'nats-3',
+      'postgres',
+      'prometheus',
+      'registry',
+      'results-store-1',
+      'results-store-2',
+      'scheduler-1',
+      'scheduler-2',
+      'spec-compiler-1',
+      'spec-compiler-2',
+      'worker-linux-x86_64-1',
+      'worker-linux-x86_64-large-1',
     ]);
     const conf = await readFile(join(config, 'nats.conf'), 'utf8');
     for (const [name, service] of Object.entries(stack.services)) {
@@ -66,7 +78,9 @@ describe('infra/compose', () => {
       }
     }
     const { DEFAULT_HTTP_PORTS } = await import('@cairn/service-kit');
-    const scrape = parse(await readFile(join(COMPOSE_DIR, 'prometheus/prometheus.yml'), 'utf8')) as { scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[] };
+    const scrape = parse(await readFile(join(COMPOSE_DIR, 'prometheus/prometheus.yml'), 'utf8')) as {
+      scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[];
+    };
     for (const job of scrape.scrape_configs.filter((j) => j.job_name !== 'nats')) {
       const service = job.job_name === 'worker' ? 'worker-agent' : job.job_name;
       const port = (DEFAULT_HTTP_PORTS as Record<string, number>)[service];

@@ -26,7 +26,7 @@ const slow = (tag: string) => `((from ${BASE_IMAGE})
  (shell /bin/sh -c)
  (run (shell "echo ${tag}; for i in $(seq 1 120); do echo tick-$i; sleep 0.5; done")))`;
 
-describe('the dashboard\'s actions over the real cluster', () => {
+describe("the dashboard's actions over the real cluster", () => {
   let c: Cluster;
   let rs: ResultsStoreUnderTest;
   let browser: Browser;
@@ -96,7 +96,10 @@ describe('the dashboard\'s actions over the real cluster', () => {
     const original = await submit('retry-me', quick, ['--follow']);
     await expect.poll(() => stored(original), { timeout: 30_000 }).toBe('succeeded');
     await op.goto(`${rs.url}/builds/${original}`);
-    await Promise.all([op.waitForURL((u) => /\/builds\/j-/.test(u.pathname) && !u.pathname.endsWith(original)), op.click('#build-actions button:text("Retry")')]);
+    await Promise.all([
+      op.waitForURL((u) => /\/builds\/j-/.test(u.pathname) && !u.pathname.endsWith(original)),
+      op.click('#build-actions button:text("Retry")'),
+    ]);
     const retried = new URL(op.url()).pathname.split('/').pop()!;
     expect(retried).not.toBe(original);
     expect(await op.locator('#retry-of a').getAttribute('href')).toBe(`/builds/${original}`);
@@ -110,10 +113,15 @@ describe('the dashboard\'s actions over the real cluster', () => {
   it('cancels a running job from its page; the job ends cancelled', async () => {
     const job = await submit('cancel-me', slow('cancel-me'));
     await op.goto(`${rs.url}/builds/${job}`);
-    await expect.poll(async () => {
-      await op.reload();
-      return op.locator('#live-state').innerText();
-    }, { timeout: 60_000, interval: 500 }).toBe('running');
+    await expect
+      .poll(
+        async () => {
+          await op.reload();
+          return op.locator('#live-state').innerText();
+        },
+        { timeout: 60_000, interval: 500 },
+      )
+      .toBe('running');
     await expect.poll(() => op.locator('#log').innerText(), { timeout: 30_000 }).toContain('tick-');
     await Promise.all([op.waitForURL(`**/builds/${job}`), op.click('#build-actions button:text("Cancel")')]);
     await expect.poll(() => stored(job), { timeout: 60_000 }).toBe('cancelled');
@@ -121,23 +129,34 @@ describe('the dashboard\'s actions over the real cluster', () => {
 
   it('shows a viewer no buttons and refuses forged POSTs with 403', async () => {
     const page = await viewer.newPage();
-    const [done] = (await (await fetch(`${rs.url}/api/v1/builds?limit=1`)).json() as { items: { id: string }[] }).items;
+    const [done] = ((await (await fetch(`${rs.url}/api/v1/builds?limit=1`)).json()) as { items: { id: string }[] }).items;
     for (const path of [`/builds/${done!.id}`, '/workers/w1', `/pools/${POOL}`]) {
       await page.goto(`${rs.url}${path}`);
       expect(await page.locator('h1').count()).toBe(1);
       expect(await page.locator('form.action, button[data-action]').count(), path).toBe(0);
     }
     // A reader's session posting the operator's form: the role is checked on the server.
-    const asReader = await page.evaluate(async () => (await fetch('/actions/workers/w1/drain', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: '_csrf=x&back=/' })).status);
+    const asReader = await page.evaluate(
+      async () =>
+        (await fetch('/actions/workers/w1/drain', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: '_csrf=x&back=/' }))
+          .status,
+    );
     expect(asReader).toBe(403);
     // An operator's session without the session's form token (a forged form): refused too.
-    const forged = await op.evaluate(async () => (await fetch('/actions/workers/w1/drain', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'back=/' })).status);
+    const forged = await op.evaluate(
+      async () =>
+        (await fetch('/actions/workers/w1/drain', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'back=/' })).status,
+    );
     expect(forged).toBe(403);
     // Another site's page posting with the operator's cookie: refused before the form token is looked at.
     const cookie = (await operator.cookies()).map((k) => `${k.name}=${k.value}`).join('; ');
-    const crossSite = await fetch(`${rs.url}/actions/workers/w1/drain`, { method: 'POST', headers: { cookie, origin: 'https://evil.example', 'content-type': 'application/x-www-form-urlencoded' }, body: 'back=/' });
+    const crossSite = await fetch(`${rs.url}/actions/workers/w1/drain`, {
+      method: 'POST',
+      headers: { cookie, origin: 'https://evil.example', 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'back=/',
+    });
     expect(crossSite.status).toBe(403);
-    const workers = await (await fetch(`${rs.url}/api/v1/workers`)).json() as { worker: string; draining: boolean }[];
+    const workers = (await (await fetch(`${rs.url}/api/v1/workers`)).json()) as { worker: string; draining: boolean }[];
     expect(workers.find((w) => w.worker === 'w1')?.draining).toBe(false);
     await page.close();
   });
@@ -148,10 +167,15 @@ describe('the dashboard\'s actions over the real cluster', () => {
     const { version } = JSON.parse(await readFile(join(ROOT, 'apps/worker-agent/package.json'), 'utf8')) as { version: string };
     expect(await op.locator('#worker-version').innerText()).toBe(version);
     await Promise.all([op.waitForURL('**/workers/w1'), op.click('#worker-actions button:text("Drain")')]);
-    await expect.poll(async () => {
-      await op.reload();
-      return op.locator('#worker-state').innerText();
-    }, { timeout: 10_000 }).toContain('draining');
+    await expect
+      .poll(
+        async () => {
+          await op.reload();
+          return op.locator('#worker-state').innerText();
+        },
+        { timeout: 10_000 },
+      )
+      .toContain('draining');
     const job = await submit('after-drain', quick);
     // The only worker is draining: the job stays queued.
     await new Promise((r) => setTimeout(r, 3000));
@@ -161,8 +185,14 @@ describe('the dashboard\'s actions over the real cluster', () => {
     await expect.poll(() => stored(job), { timeout: 60_000 }).toBe('succeeded');
 
     await op.goto(`${rs.url}/audit`);
-    const rows = await op.locator('#audit tbody tr').evaluateAll((trs) => trs.map((tr) => `${tr.getAttribute('data-action')} ${tr.getAttribute('data-result')} ${(tr as HTMLElement).innerText}`));
-    for (const action of ['build-retry', 'job-cancel', 'worker-drain', 'worker-unpause']) expect(rows.some((r) => r.startsWith(`${action} ok`) && r.includes('olga')), action).toBe(true);
+    const rows = await op
+      .locator('#audit tbody tr')
+      .evaluateAll((trs) => trs.map((tr) => `${tr.getAttribute('data-action')} ${tr.getAttribute('data-result')} ${(tr as HTMLElement).innerText}`));
+    for (const action of ['build-retry', 'job-cancel', 'worker-drain', 'worker-unpause'])
+      expect(
+        rows.some((r) => r.startsWith(`${action} ok`) && r.includes('olga')),
+        action,
+      ).toBe(true);
   });
 
   it('charts a seeded history: the SVGs carry its counts, rates and times', async () => {
@@ -170,7 +200,14 @@ describe('the dashboard\'s actions over the real cluster', () => {
     const pool = 'charted-pool';
     const now = Date.now();
     const seeded = Array.from({ length: 12 }, (_, i) =>
-      sampleResult({ name: 'charted', pool, state: i < 9 ? 'succeeded' : 'failed', submittedAt: now - 9000, startedAt: now - 1000 - (i < 6 ? 1000 : 4000), finishedAt: now - 1000 }),
+      sampleResult({
+        name: 'charted',
+        pool,
+        state: i < 9 ? 'succeeded' : 'failed',
+        submittedAt: now - 9000,
+        startedAt: now - 1000 - (i < 6 ? 1000 : 4000),
+        finishedAt: now - 1000,
+      }),
     );
     // All finished at one moment (one bucket), so each percentile is one point.
     const standIn = new ClusterStandIn(c.nc);
@@ -180,7 +217,9 @@ describe('the dashboard\'s actions over the real cluster', () => {
     const page = await viewer.newPage();
     await page.goto(`${rs.url}/charts?range=1h&pool=${pool}`);
     const series = (chart: string, name: string) =>
-      page.locator(`svg[data-chart="${chart}"] g[data-series="${name}"]`).evaluate((g) => ({ count: g.getAttribute('data-count'), part: g.getAttribute('data-part'), points: g.getAttribute('data-points') }));
+      page
+        .locator(`svg[data-chart="${chart}"] g[data-series="${name}"]`)
+        .evaluate((g) => ({ count: g.getAttribute('data-count'), part: g.getAttribute('data-part'), points: g.getAttribute('data-points') }));
     const success = await series('success-rate', pool);
     expect([success.count, success.part]).toEqual(['12', '9']);
     // 2 steps each, the first a cache hit.
@@ -215,7 +254,17 @@ describe('the dashboard\'s actions over the real cluster', () => {
     // An operator posting the admin's form, with a valid form token of its session: the role is checked.
     await op.goto(`${rs.url}/workers/w1`);
     const csrf = await op.locator('#worker-actions input[name="_csrf"]').first().inputValue();
-    const asOperator = await op.evaluate(async ([c, token]) => (await fetch(`/actions/clients/${c}/rate`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `_csrf=${encodeURIComponent(token!)}&rate=9&back=/clients` })).status, [client, csrf]);
+    const asOperator = await op.evaluate(
+      async ([c, token]) =>
+        (
+          await fetch(`/actions/clients/${c}/rate`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/x-www-form-urlencoded' },
+            body: `_csrf=${encodeURIComponent(token!)}&rate=9&back=/clients`,
+          })
+        ).status,
+      [client, csrf],
+    );
     expect(asOperator).toBe(403);
 
     const ad = await admin.newPage();
@@ -253,7 +302,7 @@ describe('the dashboard\'s actions over the real cluster', () => {
       subs.forEach((sub) => sub.unsubscribe());
     }
   });
-  it('shows an image\'s page, reached from the navigation, with its digests, the builds that made them and its last failure', async () => {
+  it("shows an image's page, reached from the navigation, with its digests, the builds that made them and its last failure", async () => {
     const D = (c: string) => `sha256:${c.repeat(64)}`;
     const image = {
       name: 'cairn/debian:bookworm',
@@ -265,7 +314,13 @@ describe('the dashboard\'s actions over the real cluster', () => {
       inputs: D('c'),
       schedule: '0 3 * * 1',
       nextRunAt: Date.parse('2026-12-14T03:00:00Z'),
-      failure: { reason: 'job j-failed1 failed: apt-get exited 100', at: Date.parse('2026-12-07T03:00:00Z'), count: 2, retryAt: Date.parse('2026-12-07T03:10:00Z'), job: 'j-failed1' },
+      failure: {
+        reason: 'job j-failed1 failed: apt-get exited 100',
+        at: Date.parse('2026-12-07T03:00:00Z'),
+        count: 2,
+        retryAt: Date.parse('2026-12-07T03:10:00Z'),
+        job: 'j-failed1',
+      },
       history: [
         { digest: D('b'), at: Date.parse('2026-12-01T03:00:00Z'), job: 'j-newer1' },
         { digest: D('a'), at: Date.parse('2026-11-24T03:00:00Z'), job: 'j-older1' },

@@ -49,12 +49,14 @@ describe('the Grafana dashboard', () => {
     copy.panels[3].id = copy.panels[2].id;
     copy.panels[4].datasource = { type: 'prometheus', uid: 'prod-prometheus' };
     const problems = dashboardProblems(copy, metrics);
-    expect(problems).toEqual(expect.arrayContaining([
-      `panel ${queue.id} "Queued jobs per pool" query A: cairn_scheduler_queue_size is not a metric any service exports`,
-      `panel ${workers.id} "Connected workers per pool" query A: cairn_scheduler_workers has no label online`,
-      `panel ${stored.id} "Results stored per second" query A: no metric of the expression has the label client it groups by`,
-      `panel ${copy.panels[3].id} "${copy.panels[3].title}": its id is missing or not unique`,
-      `panel ${copy.panels[4].id} "${copy.panels[4].title}": datasource "prod-prometheus" is not a variable of the dashboard`,
-    ]));
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        `panel ${queue.id} "Queued jobs per pool" query A: cairn_scheduler_queue_size is not a metric any service exports`,
+        `panel ${workers.id} "Connected workers per pool" query A: cairn_scheduler_workers has no label online`,
+        `panel ${stored.id} "Results stored per second" query A: no metric of the expression has the label client it groups by`,
+        `panel ${copy.panels[3].id} "${copy.panels[3].title}": its id is missing or not unique`,
+        `panel ${copy.panels[4].id} "${copy.panels[4].title}": datasource "prod-prometheus" is not a variable of the dashboard`,
+      ]),
+    );
   });
 });

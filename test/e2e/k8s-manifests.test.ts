@@ -33,7 +33,10 @@ async function makeSecrets(overlay: string, ...args: string[]): Promise<void> {
 async function brokenProd(name: string, patches: string): Promise<string[]> {
   const dir = join(work, 'k8s/overlays', name);
   await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'kustomization.yaml'), `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../prod\npatches:\n${patches}`);
+  await writeFile(
+    join(dir, 'kustomization.yaml'),
+    `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../prod\npatches:\n${patches}`,
+  );
   return checkManifests(await renderOverlay(dir), { requireDigests: true, metrics });
 }
 
@@ -43,7 +46,15 @@ beforeAll(async () => {
   await cp(join(ROOT, 'infra/k8s'), join(work, 'k8s'), { recursive: true, filter: (src) => !/\/overlays\/[^/]+\/secrets(\/|$)/.test(src) });
   await writeFile(join(work, 'db-url'), 'postgres://cairn:pw@db.example:5432/cairn\n');
   await makeSecrets(join(work, 'k8s/overlays/dev'), '--workers', 'cairn-worker-linux-x86-64=1', '--postgres-in-cluster', '--client', 'alice');
-  await makeSecrets(join(work, 'k8s/overlays/prod'), '--workers', 'cairn-worker-linux-x86-64=4', '--workers', 'cairn-worker-linux-arm64=2', '--database-url-file', join(work, 'db-url'));
+  await makeSecrets(
+    join(work, 'k8s/overlays/prod'),
+    '--workers',
+    'cairn-worker-linux-x86-64=4',
+    '--workers',
+    'cairn-worker-linux-arm64=2',
+    '--database-url-file',
+    join(work, 'db-url'),
+  );
   metrics = await exportedMetrics(ROOT);
   [dev, prod] = await Promise.all([renderOverlay(join(work, 'k8s/overlays/dev')), renderOverlay(join(work, 'k8s/overlays/prod'))]);
 }, 120_000);
@@ -72,10 +83,17 @@ describe('the dev and prod overlays', () => {
       expect(named(objects, 'Deployment', 'cairn-scheduler')?.spec.replicas).toBe(2);
       expect(named(objects, 'HorizontalPodAutoscaler', 'cairn-spec-compiler')?.spec.scaleTargetRef.name).toBe('cairn-spec-compiler');
       for (const [kind, name] of [
-        ['Deployment', 'cairn-results-store'], ['Service', 'cairn-results-store'], ['Ingress', 'cairn-results-store'],
-        ['Deployment', 'cairn-base-image-builder'], ['ServiceMonitor', 'cairn'], ['PrometheusRule', 'cairn'],
-        ['PodDisruptionBudget', 'cairn-nats'], ['NetworkPolicy', 'cairn-default-deny-ingress'], ['ConfigMap', 'cairn-config'],
-      ]) expect(named(objects, kind!, name!), `${kind}/${name}`).toBeDefined();
+        ['Deployment', 'cairn-results-store'],
+        ['Service', 'cairn-results-store'],
+        ['Ingress', 'cairn-results-store'],
+        ['Deployment', 'cairn-base-image-builder'],
+        ['ServiceMonitor', 'cairn'],
+        ['PrometheusRule', 'cairn'],
+        ['PodDisruptionBudget', 'cairn-nats'],
+        ['NetworkPolicy', 'cairn-default-deny-ingress'],
+        ['ConfigMap', 'cairn-config'],
+      ])
+        expect(named(objects, kind!, name!), `${kind}/${name}`).toBeDefined();
       for (const pool of objects.filter((o) => o.kind === 'StatefulSet' && o.metadata.name.startsWith('cairn-worker-'))) {
         const pod = pool.spec.template.spec;
         expect(pod.containers[0].securityContext.privileged).toBe(true);
@@ -83,23 +101,38 @@ describe('the dev and prod overlays', () => {
         expect(pool.spec.volumeClaimTemplates[0].metadata.name).toBe('store');
       }
     }
-    expect(prod.filter((o) => o.kind === 'StatefulSet' && o.metadata.name.startsWith('cairn-worker-')).map((o) => o.spec.template.spec.nodeSelector['kubernetes.io/arch']).sort()).toEqual(['amd64', 'arm64']);
+    expect(
+      prod
+        .filter((o) => o.kind === 'StatefulSet' && o.metadata.name.startsWith('cairn-worker-'))
+        .map((o) => o.spec.template.spec.nodeSelector['kubernetes.io/arch'])
+        .sort(),
+    ).toEqual(['amd64', 'arm64']);
   });
 });
 
 describe('a broken copy of the prod overlay fails, naming the object and the field', () => {
   it('a value of the wrong type (the schema)', async () => {
-    const problems = await brokenProd('bad-schema', `  - target: { kind: StatefulSet, name: cairn-nats }\n    patch: |\n      - { op: replace, path: /spec/replicas, value: "three" }\n`);
+    const problems = await brokenProd(
+      'bad-schema',
+      `  - target: { kind: StatefulSet, name: cairn-nats }\n    patch: |\n      - { op: replace, path: /spec/replicas, value: "three" }\n`,
+    );
     expect(problems).toContain('StatefulSet/cairn-nats: /spec/replicas must be integer');
   });
 
   it('a selector that no longer matches its pods', async () => {
-    const problems = await brokenProd('bad-selector', `  - target: { kind: Deployment, name: cairn-scheduler }\n    patch: |\n      - { op: replace, path: /spec/template/metadata/labels/app.kubernetes.io~1name, value: sched }\n`);
-    expect(problems).toEqual(expect.arrayContaining([
-      expect.stringMatching(/^Deployment\/cairn-scheduler: \/spec\/selector\/matchLabels \{"app.kubernetes.io\/name":"scheduler"\} does not match the pod template's labels/),
-      'Service/cairn-scheduler: /spec/selector {"app.kubernetes.io/name":"scheduler"} selects no pod of any Deployment or StatefulSet',
-      'PodDisruptionBudget/cairn-scheduler: /spec/selector/matchLabels {"app.kubernetes.io/name":"scheduler"} selects no pod of any Deployment or StatefulSet',
-    ]));
+    const problems = await brokenProd(
+      'bad-selector',
+      `  - target: { kind: Deployment, name: cairn-scheduler }\n    patch: |\n      - { op: replace, path: /spec/template/metadata/labels/app.kubernetes.io~1name, value: sched }\n`,
+    );
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(
+          /^Deployment\/cairn-scheduler: \/spec\/selector\/matchLabels \{"app.kubernetes.io\/name":"scheduler"\} does not match the pod template's labels/,
+        ),
+        'Service/cairn-scheduler: /spec/selector {"app.kubernetes.io/name":"scheduler"} selects no pod of any Deployment or StatefulSet',
+        'PodDisruptionBudget/cairn-scheduler: /spec/selector/matchLabels {"app.kubernetes.io/name":"scheduler"} selects no pod of any Deployment or StatefulSet',
+      ]),
+    );
   });
 
   it('more workers than seeds, a probe on a port that is not there, a grace period shorter than the drain', async () => {
@@ -108,12 +141,18 @@ describe('a broken copy of the prod overlay fails, naming the object and the fie
       `  - target: { kind: StatefulSet, name: cairn-worker-linux-x86-64 }\n    patch: |\n      - { op: replace, path: /spec/replicas, value: 5 }\n      - { op: replace, path: /spec/template/spec/terminationGracePeriodSeconds, value: 600 }\n` +
         `  - target: { kind: Deployment, name: cairn-spec-compiler }\n    patch: |\n      - { op: replace, path: /spec/template/spec/containers/0/livenessProbe/httpGet/port, value: metrics }\n      - { op: remove, path: /spec/template/spec/containers/0/readinessProbe }\n`,
     );
-    expect(problems).toEqual(expect.arrayContaining([
-      expect.stringMatching(/^StatefulSet\/cairn-worker-linux-x86-64: container worker: CAIRN_NATS_NKEY_SEED_FILE: Secret cairn-worker-seeds-\w+ has no key cairn-worker-linux-x86-64-4\.nk$/),
-      expect.stringMatching(/^StatefulSet\/cairn-worker-linux-x86-64: \/spec\/template\/spec\/terminationGracePeriodSeconds 600 leaves under 30 s beyond CAIRN_DRAIN_TIMEOUT_MS 1800000/),
-      'Deployment/cairn-spec-compiler: container spec-compiler: livenessProbe port "metrics" is not one of the container\'s ports',
-      'Deployment/cairn-spec-compiler: container spec-compiler: no readinessProbe',
-    ]));
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(
+          /^StatefulSet\/cairn-worker-linux-x86-64: container worker: CAIRN_NATS_NKEY_SEED_FILE: Secret cairn-worker-seeds-\w+ has no key cairn-worker-linux-x86-64-4\.nk$/,
+        ),
+        expect.stringMatching(
+          /^StatefulSet\/cairn-worker-linux-x86-64: \/spec\/template\/spec\/terminationGracePeriodSeconds 600 leaves under 30 s beyond CAIRN_DRAIN_TIMEOUT_MS 1800000/,
+        ),
+        'Deployment/cairn-spec-compiler: container spec-compiler: livenessProbe port "metrics" is not one of the container\'s ports',
+        'Deployment/cairn-spec-compiler: container spec-compiler: no readinessProbe',
+      ]),
+    );
     expect(problems.filter((p) => p.includes('cairn-worker-linux-x86-64-3.nk'))).toEqual([]);
   });
 
@@ -123,16 +162,19 @@ describe('a broken copy of the prod overlay fails, naming the object and the fie
       `  - target: { kind: Deployment, name: cairn-results-store }\n    patch: |\n      - { op: replace, path: /spec/template/spec/containers/0/image, value: "cairn/results-store:latest" }\n      - { op: replace, path: /spec/template/spec/containers/0/envFrom/0/configMapRef/name, value: cairn-settings }\n` +
         `  - target: { kind: PrometheusRule, name: cairn }\n    patch: |\n      - { op: replace, path: /spec/groups/0/rules/0/expr, value: "cairn_scheduler_queue_age_seconds > 600" }\n      - { op: replace, path: /spec/groups/0/rules/1/expr, value: 'cairn_scheduler_workers{online="true"} == 0' }\n`,
     );
-    expect(problems).toEqual(expect.arrayContaining([
-      'Deployment/cairn-results-store: container results-store: image cairn/results-store:latest is not pinned by digest (@sha256:...)',
-      'Deployment/cairn-results-store: container results-store: envFrom: no ConfigMap cairn-settings',
-      'PrometheusRule/cairn: /spec/groups/cairn/CairnQueueGrowing/expr: cairn_scheduler_queue_age_seconds is not a metric any service exports',
-      'PrometheusRule/cairn: /spec/groups/cairn/CairnNoWorkersInPool/expr: cairn_scheduler_workers has no label online',
-    ]));
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        'Deployment/cairn-results-store: container results-store: image cairn/results-store:latest is not pinned by digest (@sha256:...)',
+        'Deployment/cairn-results-store: container results-store: envFrom: no ConfigMap cairn-settings',
+        'PrometheusRule/cairn: /spec/groups/cairn/CairnQueueGrowing/expr: cairn_scheduler_queue_age_seconds is not a metric any service exports',
+        'PrometheusRule/cairn: /spec/groups/cairn/CairnNoWorkersInPool/expr: cairn_scheduler_workers has no label online',
+      ]),
+    );
   });
 
   it('knows the metrics the services really export, with their labels', () => {
-    for (const name of ['cairn_scheduler_queue_length', 'cairn_worker_refusing', 'cairn_results_backlog', 'cairn_spec_compiler_compile_seconds_bucket']) expect(metrics.has(name), name).toBe(true);
+    for (const name of ['cairn_scheduler_queue_length', 'cairn_worker_refusing', 'cairn_results_backlog', 'cairn_spec_compiler_compile_seconds_bucket'])
+      expect(metrics.has(name), name).toBe(true);
     expect([...metrics.get('cairn_scheduler_workers')!].sort()).toEqual(['connected', 'pool']);
     expect([...metrics.get('cairn_spec_compiler_compile_seconds_bucket')!].sort()).toEqual(['le', 'request']);
     expect(metrics.has('cairn_scheduler_queue_age_seconds')).toBe(false);

@@ -84,7 +84,9 @@ describe('nats-config --nkeys', () => {
   });
 
   it('refuses a seed the config does not list', async () => {
-    await run(process.execPath, ['tools/nats-config.mjs', '--client', 'mallory', '--nkeys', '--out', join(work, 'other.conf'), '--passwords-dir', seeds], { cwd: ROOT });
+    await run(process.execPath, ['tools/nats-config.mjs', '--client', 'mallory', '--nkeys', '--out', join(work, 'other.conf'), '--passwords-dir', seeds], {
+      cwd: ROOT,
+    });
     await expect(connectWithSeed('mallory', true)).rejects.toThrow(/authoriz/i);
   });
 });
@@ -93,7 +95,25 @@ describe('nats-config --cluster', () => {
   it('writes a config nats-server accepts for each node, its name from the environment', async () => {
     const file = join(work, 'cluster.conf');
     const routes = [0, 1, 2].flatMap((i) => ['--route', `nats-route://cairn-nats-${i}.cairn-nats:6222`]);
-    await run(process.execPath, ['tools/nats-config.mjs', ...USERS, '--monitor-port', '8222', '--cluster', 'cairn', '--server-name', '$POD_NAME', ...routes, '--out', file, '--passwords-dir', seeds], { cwd: ROOT });
+    await run(
+      process.execPath,
+      [
+        'tools/nats-config.mjs',
+        ...USERS,
+        '--monitor-port',
+        '8222',
+        '--cluster',
+        'cairn',
+        '--server-name',
+        '$POD_NAME',
+        ...routes,
+        '--out',
+        file,
+        '--passwords-dir',
+        seeds,
+      ],
+      { cwd: ROOT },
+    );
     const config = await readFile(file, 'utf8');
     expect(config).toContain('server_name: $POD_NAME');
     expect(config).toContain('"nats-route://cairn-nats-2.cairn-nats:6222"');
@@ -102,7 +122,9 @@ describe('nats-config --cluster', () => {
   });
 
   it('refuses --cluster without its routes and name', async () => {
-    const failed = await run(process.execPath, ['tools/nats-config.mjs', ...USERS, '--cluster', 'cairn', '--passwords-dir', seeds], { cwd: ROOT }).catch((e: { code: number; stderr: string }) => e);
+    const failed = await run(process.execPath, ['tools/nats-config.mjs', ...USERS, '--cluster', 'cairn', '--passwords-dir', seeds], { cwd: ROOT }).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
     expect(failed).toMatchObject({ code: 2 });
     expect((failed as { stderr: string }).stderr).toContain('--cluster, --server-name and --route go together');
   });

@@ -38,7 +38,10 @@ async function probe(pool: string, address: string, tag: string): Promise<string
 
 describe('(network host) on a worker', () => {
   it("cannot connect to the cluster's NATS on the worker's 127.0.0.1, by that address or 10.0.2.2", async () => {
-    for (const [address, tag] of [['127.0.0.1', 'loopback'], ['10.0.2.2', 'alias']] as const) {
+    for (const [address, tag] of [
+      ['127.0.0.1', 'loopback'],
+      ['10.0.2.2', 'alias'],
+    ] as const) {
       const log = await probe(POOL, address, tag);
       expect(log).toContain(`probed-${tag}`);
       expect(log).not.toContain('INFO');

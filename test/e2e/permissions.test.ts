@@ -157,14 +157,21 @@ describe('the generated config', () => {
     const attempt = connectBus({ servers: nats.url, name: 'intruder', user: 'alice', pass: 'guess', connectTimeoutMs: 2000 });
     await expect(attempt).rejects.toThrow(/Authorization/i);
     const before = await password('alice');
-    await run(process.execPath, ['tools/nats-config.mjs', ...USERS, '--client', 'carol', '--out', join(work, 'again.conf'), '--passwords-dir', passwordsDir], { cwd: ROOT });
+    await run(process.execPath, ['tools/nats-config.mjs', ...USERS, '--client', 'carol', '--out', join(work, 'again.conf'), '--passwords-dir', passwordsDir], {
+      cwd: ROOT,
+    });
     expect(await password('alice')).toBe(before);
     expect(await password('carol')).toMatch(/^[\w-]{32}$/);
   });
 
   it('rejects an ID that is not one subject token, and a name used twice', async () => {
-    for (const args of [['--client', 'a.b'], ['--client', 'x', '--worker', 'x']]) {
-      const failed = await run(process.execPath, ['tools/nats-config.mjs', ...args, '--passwords-dir', passwordsDir], { cwd: ROOT }).catch((e: { code: number; stderr: string }) => e);
+    for (const args of [
+      ['--client', 'a.b'],
+      ['--client', 'x', '--worker', 'x'],
+    ]) {
+      const failed = await run(process.execPath, ['tools/nats-config.mjs', ...args, '--passwords-dir', passwordsDir], { cwd: ROOT }).catch(
+        (e: { code: number; stderr: string }) => e,
+      );
       expect(failed).toMatchObject({ code: 2 });
       expect((failed as { stderr: string }).stderr).toMatch(/an ID is 1-64|named twice/);
     }
@@ -172,7 +179,7 @@ describe('the generated config', () => {
 });
 
 describe('a client', () => {
-  it('publishes on its own client subjects but not on another client\'s', async () => {
+  it("publishes on its own client subjects but not on another client's", async () => {
     const seen = await watch('cairn.v1.client.>');
     alice.nc.publish(subjects.client('alice', 'submit'), 'mine');
     alice.nc.publish(subjects.client('bob', 'submit'), 'forged');
@@ -184,7 +191,7 @@ describe('a client', () => {
     seen.stop();
   });
 
-  it('gets a service\'s reply on its own inbox', async () => {
+  it("gets a service's reply on its own inbox", async () => {
     const responder = svc.nc.subscribe(subjects.client('alice', 'status'), {
       callback: (_e, m) => void answer(m, () => ok({ state: 'queued' })),
     });
@@ -193,7 +200,7 @@ describe('a client', () => {
     responder.unsubscribe();
   });
 
-  it('follows its own logs but cannot subscribe to another client\'s', async () => {
+  it("follows its own logs but cannot subscribe to another client's", async () => {
     const mine: Msg[] = [];
     const theirs: Msg[] = [];
     alice.nc.subscribe(subjects.logsOfClient('alice'), { callback: into(mine) });
@@ -233,7 +240,7 @@ describe('a client', () => {
     seen.stop();
   });
 
-  it('cannot read the jobs bucket, the results stream or other clients\' contexts', async () => {
+  it("cannot read the jobs bucket, the results stream or other clients' contexts", async () => {
     const jobs = await openBucket(svc.nc, buckets.jobs);
     await jobs.put('j-00000001', JSON.stringify({ client: 'bob', secret: 'sealed' }));
     const direct = `$JS.API.DIRECT.GET.KV_${buckets.jobs}.$KV.${buckets.jobs}.j-00000001`;
@@ -270,7 +277,7 @@ describe('a worker', () => {
     seen.stop();
   });
 
-  it('answers its own assignments but cannot subscribe to another worker\'s', async () => {
+  it("answers its own assignments but cannot subscribe to another worker's", async () => {
     const stolen: Msg[] = [];
     w1.nc.subscribe(subjects.toWorker('w2', 'assign'), { callback: into(stolen) });
     w1.nc.subscribe(subjects.toWorker('w1', 'assign'), { callback: (_e, m) => void answer(m, () => ok({ accepted: true })) });
@@ -286,7 +293,7 @@ describe('a worker', () => {
     await violated(w1, 'publish', '_INBOX.forged');
   });
 
-  it('cannot touch the scheduler\'s buckets, write contexts, or write or purge artifacts but its own', async () => {
+  it("cannot touch the scheduler's buckets, write contexts, or write or purge artifacts but its own", async () => {
     const forged = [
       `$KV.${buckets.workers}.w2`,
       `${subjects.blobsOf('contexts', 'alice')}.c.forged`,
@@ -316,7 +323,7 @@ describe('an admin', () => {
     seen.stop();
   });
 
-  it("reads what cairn up supervises (the cairn-services bucket), but cannot write it or read the jobs bucket", async () => {
+  it('reads what cairn up supervises (the cairn-services bucket), but cannot write it or read the jobs bucket', async () => {
     await (await openBucket(svc.nc, buckets.services)).put('scheduler', '{"state":"ready"}');
     await openBucket(svc.nc, buckets.jobs);
     const services = await openBucket(ops.nc, buckets.services);
@@ -337,7 +344,9 @@ describe('allowed flows end to end', () => {
     expect((await kv.get('rate.alice'))?.string()).toBe('2');
     const names: string[] = [];
     for await (const s of (await jetstreamManager(svc.nc)).streams.list()) names.push(s.config.name);
-    expect(names).toEqual(expect.arrayContaining([streams.logs.name, streams.results.name, `KV_${buckets.settings}`, blobStores.contexts.stream, blobStores.artifacts.stream]));
+    expect(names).toEqual(
+      expect.arrayContaining([streams.logs.name, streams.results.name, `KV_${buckets.settings}`, blobStores.contexts.stream, blobStores.artifacts.stream]),
+    );
   });
 
   it('alice uploads a context once and w1 reads it; nobody, alice included, can replace, pre-empt or purge it', async () => {
@@ -385,7 +394,11 @@ describe('allowed flows end to end', () => {
     const stored = await (await jetstreamManager(svc.nc)).streams.getMessage(streams.logs.name, { seq: ack.seq });
     expect(stored?.subject).toBe(subjects.log('alice', 'j-00000009', 'w1'));
     // In w2's name: refused, and nothing reaches the stream or alice.
-    await expect(jetstream(w1.nc).publish(subjects.log('alice', 'j-00000009', 'w2'), JSON.stringify({ job: 'j-00000009', seq: 2, text: 'all tests passed\n' }), { timeout: 2000 })).rejects.toThrow();
+    await expect(
+      jetstream(w1.nc).publish(subjects.log('alice', 'j-00000009', 'w2'), JSON.stringify({ job: 'j-00000009', seq: 2, text: 'all tests passed\n' }), {
+        timeout: 2000,
+      }),
+    ).rejects.toThrow();
     await violated(w1, 'publish', subjects.log('alice', 'j-00000009', 'w2'));
     expect(live).toHaveLength(1);
   });

@@ -15,7 +15,12 @@ let c: Cluster;
 const spec = (tag: string) => `((from ${BASE_IMAGE}) (shell /bin/sh -c) (run (shell "echo ${tag}; sleep 1")))`;
 
 async function submit(tag: string): Promise<string> {
-  const reply = await call<Submitted>(c.nc, subjects.client('alice', 'submit'), { pool: POOL, spec: spec(tag), name: 'standby' }, { timeoutMs: 5000, retries: 30 });
+  const reply = await call<Submitted>(
+    c.nc,
+    subjects.client('alice', 'submit'),
+    { pool: POOL, spec: spec(tag), name: 'standby' },
+    { timeoutMs: 5000, retries: 30 },
+  );
   if (!reply.ok) throw new Error(reply.error.message);
   return reply.value.job;
 }

@@ -8,7 +8,19 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blobStores, buckets, BuildResult, call, natsConnectionOptions, natsInbox, streams, subjects, type AdminVerb, type JobStatus, type Submitted } from '@cairn/contracts';
+import {
+  blobStores,
+  buckets,
+  BuildResult,
+  call,
+  natsConnectionOptions,
+  natsInbox,
+  streams,
+  subjects,
+  type AdminVerb,
+  type JobStatus,
+  type Submitted,
+} from '@cairn/contracts';
 import { LEADER_BUCKET, LEADER_KEY } from '../../apps/scheduler/src/leadership.js';
 import { BASE_IMAGES, debianBaseImages } from '../support/base-images.js';
 import { startDockerd, type RunningDockerd } from '../support/dockerd.js';
@@ -55,10 +67,27 @@ beforeAll(async () => {
   await writeFile(env.CAIRN_CONFIG, JSON.stringify({ stateDir: join(dir, 'state') }));
   const { stdout } = await run(
     process.execPath,
-    [join(REPO, 'infra/images/build-images.mjs'), '--registry', `127.0.0.1:${registry.port}`, '--push', '--load', '--', '--docker-socket', dockerd.socketPath, '--progress', 'plain'],
+    [
+      join(REPO, 'infra/images/build-images.mjs'),
+      '--registry',
+      `127.0.0.1:${registry.port}`,
+      '--push',
+      '--load',
+      '--',
+      '--docker-socket',
+      dockerd.socketPath,
+      '--progress',
+      'plain',
+    ],
     { env, cwd: REPO, maxBuffer: 256 << 20 },
   );
-  images = new Map(stdout.trim().split('\n').map((line) => JSON.parse(line) as BuiltImage).map((i) => [i.name, i]));
+  images = new Map(
+    stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as BuiltImage)
+      .map((i) => [i.name, i]),
+  );
 }, 900_000);
 
 afterAll(async () => {
@@ -86,13 +115,19 @@ describe('the service images, built by Cairn', () => {
   it('gives the worker image runc, crun, its store tools and busybox, run as root', async () => {
     const worker = images.get('worker')!;
     const out = await dockerRun([
-      '--entrypoint', '/bin/sh', worker.ref, '-c',
+      '--entrypoint',
+      '/bin/sh',
+      worker.ref,
+      '-c',
       'id -u; runc --version | head -1; crun --version | head -1; rsync --version | head -1; mkfs.btrfs --version; mkfs.xfs -V; busybox | head -1; slirp4netns --version | head -1; node --version',
     ]);
     const lines = out.trim().split('\n');
     expect(lines[0]).toBe('0');
     for (const tool of ['runc version', 'crun version', 'rsync  version', 'mkfs.btrfs', 'mkfs.xfs', 'BusyBox', 'slirp4netns version']) {
-      expect(lines.some((l) => l.includes(tool)), `${tool} in:\n${out}`).toBe(true);
+      expect(
+        lines.some((l) => l.includes(tool)),
+        `${tool} in:\n${out}`,
+      ).toBe(true);
     }
     expect(lines.at(-1)).toMatch(/^v24\./);
   }, 120_000);
@@ -153,7 +188,21 @@ interface StreamState {
  */
 describe('the compose stack', () => {
   const project = `cairn${process.pid}`;
-  const services = ['nats-1', 'nats-2', 'nats-3', 'postgres', 'registry', 'prometheus', 'scheduler-1', 'scheduler-2', 'spec-compiler-1', 'spec-compiler-2', 'results-store-1', 'results-store-2', 'worker-linux-x86_64-1'];
+  const services = [
+    'nats-1',
+    'nats-2',
+    'nats-3',
+    'postgres',
+    'registry',
+    'prometheus',
+    'scheduler-1',
+    'scheduler-2',
+    'spec-compiler-1',
+    'spec-compiler-2',
+    'results-store-1',
+    'results-store-2',
+    'worker-linux-x86_64-1',
+  ];
   const workerService = 'worker-linux-x86_64-1';
   let config: string;
   let ports: { nats: number; dashboard: number; registry: number; prometheus: number; worker: number; monitor: Record<(typeof NATS_NODES)[number], number> };
@@ -166,9 +215,17 @@ describe('the compose stack', () => {
       cwd: COMPOSE_DIR,
       maxBuffer: 64 << 20,
     });
-  const output = (args: readonly string[]) => compose(args).then((r) => r.stdout, (e: { stdout?: string; message?: string }) => e.stdout ?? String(e.message));
+  const output = (args: readonly string[]) =>
+    compose(args).then(
+      (r) => r.stdout,
+      (e: { stdout?: string; message?: string }) => e.stdout ?? String(e.message),
+    );
   const dashboard = (path: string) => fetch(`http://127.0.0.1:${ports.dashboard}${path}`);
-  const isReady = (port: number) => fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false);
+  const isReady = (port: number) =>
+    fetch(`http://127.0.0.1:${port}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
 
   /**
    * `up` of the test's services, then waits until the results-store (database, NATS,
@@ -185,7 +242,11 @@ describe('the compose stack', () => {
       if ((await isReady(ports.dashboard)) && (await isReady(ports.worker))) return;
       if (Date.now() > deadline) {
         // The two that were waited for first, then the rest: CI shows only the message's head.
-        const readyz = (port: number) => fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.text(), (e: unknown) => String(e));
+        const readyz = (port: number) =>
+          fetch(`http://127.0.0.1:${port}/readyz`).then(
+            (r) => r.text(),
+            (e: unknown) => String(e),
+          );
         const states = `results-store ${await readyz(ports.dashboard)}, worker ${await readyz(ports.worker)}`;
         const waitedFor = await output(['logs', '--no-color', '--tail', '60', 'results-store-1', workerService]);
         const rest = await output(['logs', '--no-color', '--tail', '20']);
@@ -228,7 +289,12 @@ describe('the compose stack', () => {
 
   /** Queues a job of client ci straight on the bus (as `cairn submit` does); the key makes a retried submit the same job. */
   async function submit(name: string, spec: string): Promise<string> {
-    const reply = await call<Submitted>(await as('ci'), subjects.client('ci', 'submit'), { pool: POOL, spec, name, idempotencyKey: `${name}-${project}` }, { timeoutMs: 10_000, retries: 30 });
+    const reply = await call<Submitted>(
+      await as('ci'),
+      subjects.client('ci', 'submit'),
+      { pool: POOL, spec, name, idempotencyKey: `${name}-${project}` },
+      { timeoutMs: 10_000, retries: 30 },
+    );
     if (!reply.ok) throw new Error(`submit ${name}: ${reply.error.code}: ${reply.error.message}`);
     return reply.value.job;
   }
@@ -251,7 +317,9 @@ describe('the compose stack', () => {
       if (!response.ok) throw new Error(`${node} /jsz: HTTP ${response.status}`);
       const jsz = (await response.json()) as { account_details?: { stream_detail?: { name: string; state: StreamState }[] }[] };
       const held = (jsz.account_details ?? []).flatMap((account) => account.stream_detail ?? []);
-      byNode[node] = Object.fromEntries(held.map(({ name, state: { messages, first_seq, last_seq, num_deleted } }) => [name, { messages, first_seq, last_seq, num_deleted }]));
+      byNode[node] = Object.fromEntries(
+        held.map(({ name, state: { messages, first_seq, last_seq, num_deleted } }) => [name, { messages, first_seq, last_seq, num_deleted }]),
+      );
     }
     return byNode;
   }
@@ -260,7 +328,9 @@ describe('the compose stack', () => {
   async function container(service: string): Promise<{ id: string; pid: number; restarts: number; running: boolean }> {
     const id = (await compose(['ps', '-q', service])).stdout.trim();
     if (!id) throw new Error(`no container for ${service}`);
-    const [pid, restarts, running] = (await dockerd.docker(['inspect', '--format', '{{.State.Pid}} {{.RestartCount}} {{.State.Running}}', id])).trim().split(' ');
+    const [pid, restarts, running] = (await dockerd.docker(['inspect', '--format', '{{.State.Pid}} {{.RestartCount}} {{.State.Running}}', id]))
+      .trim()
+      .split(' ');
     return { id, pid: Number(pid), restarts: Number(restarts), running: running === 'true' };
   }
 
@@ -274,7 +344,12 @@ describe('the compose stack', () => {
     const before = seen ?? (await container(service));
     if (!before.running) throw new Error(`${service} is not running`);
     process.kill(before.pid, 'SIGKILL');
-    await until(`${service} restarted by its restart policy`, () => container(service), (c) => c.running && c.restarts > before.restarts && c.pid !== before.pid, 60_000);
+    await until(
+      `${service} restarted by its restart policy`,
+      () => container(service),
+      (c) => c.running && c.restarts > before.restarts && c.pid !== before.pid,
+      60_000,
+    );
   }
 
   beforeAll(async () => {
@@ -339,7 +414,18 @@ describe('the compose stack', () => {
     };
     const submitted = await run(
       process.execPath,
-      [join(REPO, 'apps/cli/bin/cairn.js'), 'submit', '--pool', POOL, '-f', 'examples/hello.spec', 'examples/hello', '--output', '/usr/local/bin/hello', '--follow'],
+      [
+        join(REPO, 'apps/cli/bin/cairn.js'),
+        'submit',
+        '--pool',
+        POOL,
+        '-f',
+        'examples/hello.spec',
+        'examples/hello',
+        '--output',
+        '/usr/local/bin/hello',
+        '--follow',
+      ],
       { env: client, cwd: REPO, maxBuffer: 64 << 20, timeout: 600_000 },
     ).catch(async (e: { stdout?: string; stderr?: string }) => {
       throw new Error(`cairn submit failed:\n${e.stdout}\n${e.stderr}\n--- compose logs ---\n${await output(['logs', '--tail', '40'])}`);
@@ -369,7 +455,13 @@ describe('the compose stack', () => {
     const justStarted = (seen: JobStatus[], after = 0) => seen.find((s) => s.state === 'running' && s.startedAt! > after && Date.now() - s.startedAt! < 2000);
 
     const worker = await container(workerService);
-    const seen = await until('two of the 20 jobs succeeded and another just started', look, (s) => count(s, 'succeeded') >= 2 && justStarted(s) !== undefined, 180_000, 200);
+    const seen = await until(
+      'two of the 20 jobs succeeded and another just started',
+      look,
+      (s) => count(s, 'succeeded') >= 2 && justStarted(s) !== undefined,
+      180_000,
+      200,
+    );
     const workerVictim = justStarted(seen)!;
     const workerKilledAt = Date.now();
     await crash(workerService, worker);
@@ -408,13 +500,23 @@ describe('the compose stack', () => {
     }
     expect(jobs.map((job) => results.get(job) ?? 0)).toEqual(jobs.map(() => 1));
     // ...each stored by the results-store, which has taken and acknowledged every result.
-    await until('every build in the results-store', () => Promise.all(jobs.map(async (job) => (await dashboard(`/api/v1/builds/${job}`)).status)), (codes) => codes.every((c) => c === 200), 120_000);
+    await until(
+      'every build in the results-store',
+      () => Promise.all(jobs.map(async (job) => (await dashboard(`/api/v1/builds/${job}`)).status)),
+      (codes) => codes.every((c) => c === 200),
+      120_000,
+    );
     for (const [i, job] of jobs.entries()) {
       expect(((await (await dashboard(`/api/v1/builds/${job}`)).json()) as { state: string }).state).toBe('succeeded');
       // The job's output, not its command (which the log shows too): no log chunk was lost.
       expect(await (await dashboard(`/builds/${job}/log.txt`)).text()).toContain(`chaos-${i}-${project}-42`);
     }
-    await until('the results-store consumer with nothing pending', () => jsm.consumers.info(streams.results.name, 'results-store'), (c) => c.num_pending === 0 && c.num_ack_pending === 0, 120_000);
+    await until(
+      'the results-store consumer with nothing pending',
+      () => jsm.consumers.info(streams.results.name, 'results-store'),
+      (c) => c.num_pending === 0 && c.num_ack_pending === 0,
+      120_000,
+    );
 
     // Every stream on all three nodes (replicated 3x), each node holding as many messages
     // up to the same last one once nats-2 has caught up (but the leadership's bucket,
@@ -451,7 +553,10 @@ describe('the compose stack', () => {
     const helloPath = `/api/v1/builds/${hello!.id}/artifacts/usr/local/bin/hello`;
     const downloaded = await dashboard(helloPath);
     expect(downloaded.status).toBe(200);
-    const sha256 = async (response: Response) => createHash('sha256').update(Buffer.from(await response.arrayBuffer())).digest('hex');
+    const sha256 = async (response: Response) =>
+      createHash('sha256')
+        .update(Buffer.from(await response.arrayBuffer()))
+        .digest('hex');
     const binary = await sha256(downloaded);
 
     await logOut();
@@ -460,7 +565,16 @@ describe('the compose stack', () => {
     expect((await output(['ps', '-q'])).trim()).toBe('');
     await upAndReady();
 
-    expect((await until('the parked job, after up', () => status(parked), () => true, 120_000)).state).toBe('queued');
+    expect(
+      (
+        await until(
+          'the parked job, after up',
+          () => status(parked),
+          () => true,
+          120_000,
+        )
+      ).state,
+    ).toBe('queued');
     expect(await admin<{ pool: string; paused: boolean }[]>('pools', {})).toContainEqual(expect.objectContaining({ pool: POOL, paused: true }));
     const after = (await (await dashboard('/api/v1/builds?limit=200')).json()) as { items: { id: string }[] };
     expect(after.items.map((b) => b.id).sort()).toEqual(before.items.map((b) => b.id).sort());
@@ -470,7 +584,21 @@ describe('the compose stack', () => {
 
     // And the queue works: unpaused, the job that waited through down and up runs.
     await admin('pool-unpause', { pool: POOL });
-    expect((await until('the parked job ended', () => status(parked), (s) => ['succeeded', 'failed', 'cancelled'].includes(s.state), 180_000)).state).toBe('succeeded');
-    await until('the parked build in the results-store', () => dashboard(`/api/v1/builds/${parked}`).then((r) => r.status), (code) => code === 200, 120_000);
+    expect(
+      (
+        await until(
+          'the parked job ended',
+          () => status(parked),
+          (s) => ['succeeded', 'failed', 'cancelled'].includes(s.state),
+          180_000,
+        )
+      ).state,
+    ).toBe('succeeded');
+    await until(
+      'the parked build in the results-store',
+      () => dashboard(`/api/v1/builds/${parked}`).then((r) => r.status),
+      (code) => code === 200,
+      120_000,
+    );
   }, 900_000);
 });

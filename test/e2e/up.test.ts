@@ -22,7 +22,8 @@ import { busyboxImage } from '../support/images.js';
 import { freePort } from '../support/nats.js';
 
 const CAIRN = join(ROOT, 'apps/cli/bin/cairn.js');
-const sleepSpec = (tag: string, seconds: number) => `((from ${BASE_IMAGE}) (shell /bin/sh -c) (run (shell "echo ${tag}-begins; sleep ${seconds}; echo ${tag}-ends")))`;
+const sleepSpec = (tag: string, seconds: number) =>
+  `((from ${BASE_IMAGE}) (shell /bin/sh -c) (run (shell "echo ${tag}-begins; sleep ${seconds}; echo ${tag}-ends")))`;
 
 interface Up {
   readonly child: ChildProcess;
@@ -64,7 +65,11 @@ describe('cairn up --workers 2', () => {
   const finishedJobs: string[] = [];
 
   const startUp = (extra: string[] = []): Up => {
-    const child = spawn(process.execPath, [CAIRN, 'up', '--workers', '2', '--client', 'alice', '--data', join(dir, 'data'), '--results-port', '0', '--drain-timeout', '3', ...extra], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [CAIRN, 'up', '--workers', '2', '--client', 'alice', '--data', join(dir, 'data'), '--results-port', '0', '--drain-timeout', '3', ...extra],
+      { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     const u: Up = { child, output: '', exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))) };
     child.stdout!.on('data', (d: Buffer) => (u.output += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (u.output += d.toString()));
@@ -72,7 +77,11 @@ describe('cairn up --workers 2', () => {
   };
   const cli = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) =>
     new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [CAIRN, ...args], { cwd: ROOT, env: { ...env, CAIRN_CLIENT: 'alice', ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [CAIRN, ...args], {
+        cwd: ROOT,
+        env: { ...env, CAIRN_CLIENT: 'alice', ...extraEnv },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -84,7 +93,13 @@ describe('cairn up --workers 2', () => {
   const password = (name: string) => readFileSync(join(passwordsDir(), `${name}.password`), 'utf8').trim();
   /** A connection as one of cairn up's users; `violations` collects what the server refused it. */
   const connectAs = async (name: string, inbox = true) => {
-    const c = await connectBus({ servers: clusterFile().natsUrl, name: `up-e2e-${name}`, user: name, pass: password(name), ...(inbox ? { inboxPrefix: `_INBOX_${name}` } : {}) });
+    const c = await connectBus({
+      servers: clusterFile().natsUrl,
+      name: `up-e2e-${name}`,
+      user: name,
+      pass: password(name),
+      ...(inbox ? { inboxPrefix: `_INBOX_${name}` } : {}),
+    });
     const violations: PermissionViolationError[] = [];
     void (async () => {
       for await (const s of c.status()) if (s.type === 'error' && s.error instanceof PermissionViolationError) violations.push(s.error);
@@ -110,12 +125,22 @@ describe('cairn up --workers 2', () => {
     return reply.value;
   };
   const ended = (job: string, timeoutMs = 90_000) =>
-    until(`job ${job} ended`, async () => {
-      const s = await status(job);
-      return ['succeeded', 'failed', 'cancelled'].includes(s.state) ? s : undefined;
-    }, timeoutMs, () => up?.output ?? '');
+    until(
+      `job ${job} ended`,
+      async () => {
+        const s = await status(job);
+        return ['succeeded', 'failed', 'cancelled'].includes(s.state) ? s : undefined;
+      },
+      timeoutMs,
+      () => up?.output ?? '',
+    );
   const ready = async (u: Up) => {
-    await until('cluster ready', () => u.output.includes('cluster ready:'), 120_000, () => u.output);
+    await until(
+      'cluster ready',
+      () => u.output.includes('cluster ready:'),
+      120_000,
+      () => u.output,
+    );
     await nc?.close();
     // As cairn up's services connect: the service user sees every client's jobs and the results stream.
     nc = (await connectAs('cairn-service', false)).nc;
@@ -160,20 +185,41 @@ describe('cairn up --workers 2', () => {
     // Ready means ready: the moment it is printed, both workers are registered.
     const workers = await cli(['admin', 'workers', '--json']);
     expect(workers.code, workers.stderr).toBe(0);
-    expect((JSON.parse(workers.stdout) as { worker: string; connected: boolean }[]).filter((w) => w.connected).map((w) => w.worker).sort()).toEqual(['local-1', 'local-2']);
+    expect(
+      (JSON.parse(workers.stdout) as { worker: string; connected: boolean }[])
+        .filter((w) => w.connected)
+        .map((w) => w.worker)
+        .sort(),
+    ).toEqual(['local-1', 'local-2']);
     const list = await services();
-    expect(list.map((s) => `${s.name}:${s.state}`)).toEqual(['nats:ready', 'scheduler:ready', 'spec-compiler:ready', 'results-store:ready', 'worker-1:ready', 'worker-2:ready']);
+    expect(list.map((s) => `${s.name}:${s.state}`)).toEqual([
+      'nats:ready',
+      'scheduler:ready',
+      'spec-compiler:ready',
+      'results-store:ready',
+      'worker-1:ready',
+      'worker-2:ready',
+    ]);
     // The dashboard's JSON says the same.
     const { dashboard } = JSON.parse(readFileSync(join(dir, 'home', 'cluster.json'), 'utf8')) as { dashboard: string };
     const res = await fetch(new URL('api/v1/services', dashboard));
     expect(res.status).toBe(200);
-    expect(((await res.json()) as ServiceStatus[]).map((s) => s.name).sort()).toEqual(['nats', 'results-store', 'scheduler', 'spec-compiler', 'worker-1', 'worker-2']);
+    expect(((await res.json()) as ServiceStatus[]).map((s) => s.name).sort()).toEqual([
+      'nats',
+      'results-store',
+      'scheduler',
+      'spec-compiler',
+      'worker-1',
+      'worker-2',
+    ]);
   });
 
   it('refuses a connection without credentials, and one with a wrong password', async () => {
     const url = clusterFile().natsUrl;
     await expect(connectBus({ servers: url, name: 'intruder', waitForServer: false, connectTimeoutMs: 3000 })).rejects.toThrow(/Authorization Violation/i);
-    await expect(connectBus({ servers: url, name: 'intruder', user: 'alice', pass: 'guess', waitForServer: false, connectTimeoutMs: 3000 })).rejects.toThrow(/Authorization Violation/i);
+    await expect(connectBus({ servers: url, name: 'intruder', user: 'alice', pass: 'guess', waitForServer: false, connectTimeoutMs: 3000 })).rejects.toThrow(
+      /Authorization Violation/i,
+    );
   });
 
   it('keeps the passwords in 0600 files in a 0700 dir, and names the dir (not a password) in cluster.json', () => {
@@ -192,8 +238,17 @@ describe('cairn up --workers 2', () => {
       alice.nc.subscribe(subjects.logsOfClient('bob'));
       alice.nc.publish(subjects.admin('workers'), '{}');
       alice.nc.publish(subjects.client('bob', 'cancel'), '{}');
-      await until('the server refused all three', () => (alice.violations.length >= 3 ? true : undefined), 5000, () => alice.violations.map((v) => `${v.operation} ${v.subject}`).join('\n'));
-      expect(alice.violations.map((v) => `${v.operation} ${v.subject}`).sort()).toEqual([`publish ${subjects.admin('workers')}`, `publish ${subjects.client('bob', 'cancel')}`, `subscription ${subjects.logsOfClient('bob')}`]);
+      await until(
+        'the server refused all three',
+        () => (alice.violations.length >= 3 ? true : undefined),
+        5000,
+        () => alice.violations.map((v) => `${v.operation} ${v.subject}`).join('\n'),
+      );
+      expect(alice.violations.map((v) => `${v.operation} ${v.subject}`).sort()).toEqual([
+        `publish ${subjects.admin('workers')}`,
+        `publish ${subjects.client('bob', 'cancel')}`,
+        `subscription ${subjects.logsOfClient('bob')}`,
+      ]);
       // Her own requests get the scheduler's answer.
       const own = await call<JobStatus>(alice.nc, subjects.client('alice', 'status'), { job: 'no-such-job' }, { timeoutMs: 5000, retries: 2 });
       expect(own.ok ? 'ok' : own.error.code).toBe('malformed');
@@ -226,19 +281,29 @@ describe('cairn up --workers 2', () => {
 
   it('kill -9 of the worker running a job: the worker is restarted, the job requeued with the reason and finished once', async () => {
     const job = await submit(sleepSpec('victim', 6));
-    const onWorker = await until('the job runs', async () => {
-      const s = await status(job);
-      return s.state === 'running' ? s.worker : undefined;
-    }, 60_000, () => up!.output);
+    const onWorker = await until(
+      'the job runs',
+      async () => {
+        const s = await status(job);
+        return s.state === 'running' ? s.worker : undefined;
+      },
+      60_000,
+      () => up!.output,
+    );
     const name = onWorker === 'local-1' ? 'worker-1' : 'worker-2';
     // Killed once its first run has logged something: the log then has two runs to tell apart.
     await until('the first run logged', async () => ((await cli(['logs', job])).stdout.includes('victim-begins') ? true : undefined), 30_000);
     const victim = await service(name);
     process.kill(victim.pid!, 'SIGKILL');
-    await until(`${name} restarted`, async () => {
-      const s = await service(name);
-      return s.restarts === 1 && s.state === 'ready' ? s : undefined;
-    }, 30_000, () => up!.output);
+    await until(
+      `${name} restarted`,
+      async () => {
+        const s = await service(name);
+        return s.restarts === 1 && s.state === 'ready' ? s : undefined;
+      },
+      30_000,
+      () => up!.output,
+    );
     expect(up!.output).toContain(`${name} exited (signal SIGKILL); restarting in 1 s`);
     const done = await ended(job);
     finishedJobs.push(job);
@@ -254,10 +319,15 @@ describe('cairn up --workers 2', () => {
     const job = await submit(sleepSpec('through-restart', 3));
     await until('the job runs', async () => ((await status(job)).state === 'running' ? true : undefined), 60_000);
     process.kill((await service('scheduler')).pid!, 'SIGKILL');
-    await until('the scheduler restarted and ready', async () => {
-      const s = await service('scheduler');
-      return s.restarts === 1 && s.state === 'ready' ? s : undefined;
-    }, 60_000, () => up!.output);
+    await until(
+      'the scheduler restarted and ready',
+      async () => {
+        const s = await service('scheduler');
+        return s.restarts === 1 && s.state === 'ready' ? s : undefined;
+      },
+      60_000,
+      () => up!.output,
+    );
     expect((await ended(job)).state).toBe('succeeded');
     finishedJobs.push(job);
   });
@@ -302,10 +372,15 @@ describe('cairn up --workers 2', () => {
     // The same users with the same passwords: what holds a password keeps working.
     expect(['cairn-service', 'cairn-admin', 'local-1', 'local-2', 'alice'].map((name) => `${name}=${password(name)}`)).toEqual(passwords);
     expect((await cli(['status', finishedJobs[0]!])).code).toBe(0);
-    const again = await until('the handed-back job runs again', async () => {
-      const s = await status(job);
-      return s.attempts === 2 && ['running', 'succeeded'].includes(s.state) ? s : undefined;
-    }, 60_000, () => up!.output);
+    const again = await until(
+      'the handed-back job runs again',
+      async () => {
+        const s = await status(job);
+        return s.attempts === 2 && ['running', 'succeeded'].includes(s.state) ? s : undefined;
+      },
+      60_000,
+      () => up!.output,
+    );
     expect(again.requeues?.[0]?.reason).toMatch(/worker local-\d shut down and handed it back/);
     for (const earlier of finishedJobs) expect((await status(earlier)).state).toBe('succeeded');
 
@@ -325,11 +400,15 @@ describe('cairn up --workers 2', () => {
     const plain = spawn(server, ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
     try {
       const url = `nats://127.0.0.1:${port}`;
-      await until('the plain server listens', async () => {
-        const c = await connectBus({ servers: url, name: 'probe', waitForServer: false, connectTimeoutMs: 500 });
-        await c.close();
-        return true;
-      }, 15_000);
+      await until(
+        'the plain server listens',
+        async () => {
+          const c = await connectBus({ servers: url, name: 'probe', waitForServer: false, connectTimeoutMs: 500 });
+          await c.close();
+          return true;
+        },
+        15_000,
+      );
       const refused = startUp(['--nats', url]);
       const exit = await refused.exited;
       expect(exit.code, refused.output).toBe(3);

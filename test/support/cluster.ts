@@ -70,7 +70,10 @@ export interface Cluster {
   readonly workers: ServiceProcess[];
   /** Runs the built `cairn` command against the cluster. */
   /** Runs `cairn`; `interruptWhen` sends it SIGINT (Ctrl-C) once its output matches. */
-  cli(args: readonly string[], options?: { client?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; interruptWhen?: RegExp }): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  cli(
+    args: readonly string[],
+    options?: { client?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; interruptWhen?: RegExp },
+  ): Promise<{ code: number | null; stdout: string; stderr: string }>;
   /** Ends a process (SIGKILL for kill -9) and waits for it. */
   stopProcess(p: ServiceProcess, signal?: NodeJS.Signals): Promise<void>;
   /** Starts a stopped service process again with the same settings. */
@@ -138,12 +141,25 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const passwords = join(dir, 'nats-passwords');
   let config: string | undefined;
   if (options.clients) {
-    const users = [...options.clients.flatMap((c) => ['--client', c]), ...Array.from({ length: workerCount }, (_, i) => ['--worker', `w${i + 1}`]).flat(), '--admin', 'ops', '--service', 'svc'];
+    const users = [
+      ...options.clients.flatMap((c) => ['--client', c]),
+      ...Array.from({ length: workerCount }, (_, i) => ['--worker', `w${i + 1}`]).flat(),
+      '--admin',
+      'ops',
+      '--service',
+      'svc',
+    ];
     await run(process.execPath, ['tools/nats-config.mjs', ...users, '--out', join(dir, 'nats.conf'), '--passwords-dir', passwords], { cwd: ROOT });
     config = await readFile(join(dir, 'nats.conf'), 'utf8');
   }
   const credentials = async (name: string): Promise<NodeJS.ProcessEnv> =>
-    config === undefined ? {} : { CAIRN_NATS_USER: name, CAIRN_NATS_PASSWORD: (await readFile(join(passwords, `${name}.password`), 'utf8')).trim(), ...(name === 'svc' ? {} : { CAIRN_NATS_INBOX: `_INBOX_${name}` }) };
+    config === undefined
+      ? {}
+      : {
+          CAIRN_NATS_USER: name,
+          CAIRN_NATS_PASSWORD: (await readFile(join(passwords, `${name}.password`), 'utf8')).trim(),
+          ...(name === 'svc' ? {} : { CAIRN_NATS_INBOX: `_INBOX_${name}` }),
+        };
   const nats = await startNats(config === undefined ? {} : { config });
   const images = join(dir, 'images');
   await busyboxImage(images, BASE_IMAGE);
@@ -194,7 +210,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const clientCredentials = new Map<string, NodeJS.ProcessEnv>();
   for (const name of [...(options.clients ?? []), 'ops']) clientCredentials.set(name, await credentials(name));
   const extras: ServiceProcess[] = [];
-  const everything = () => [scheduler, compiler, ...workers, ...extras].map((p) => `--- ${p.name} (exit ${p.child.exitCode})\n${p.output.slice(-3000)}`).join('\n');
+  const everything = () =>
+    [scheduler, compiler, ...workers, ...extras].map((p) => `--- ${p.name} (exit ${p.child.exitCode})\n${p.output.slice(-3000)}`).join('\n');
   const cluster: Cluster = {
     nats,
     nc,
@@ -268,7 +285,12 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     },
   };
   try {
-    await until('the spec-compiler answering', async () => ((await call(nc, subjects.compile, { spec: `((from ${BASE_IMAGE}))` }, { timeoutMs: 1000 })).ok ? true : undefined), 60_000, everything);
+    await until(
+      'the spec-compiler answering',
+      async () => ((await call(nc, subjects.compile, { spec: `((from ${BASE_IMAGE}))` }, { timeoutMs: 1000 })).ok ? true : undefined),
+      60_000,
+      everything,
+    );
     await cluster.waitForWorkers(workers.map((w) => w.name));
   } catch (e) {
     await cluster.stop();

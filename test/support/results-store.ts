@@ -10,7 +10,20 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { answer, ensureJetStream, ok, putBlob, subjects, type Artifact, type BuildResult, type JobEvent, type JobState, type JobStatus, type LogChunk, type LogStep } from '@cairn/contracts';
+import {
+  answer,
+  ensureJetStream,
+  ok,
+  putBlob,
+  subjects,
+  type Artifact,
+  type BuildResult,
+  type JobEvent,
+  type JobState,
+  type JobStatus,
+  type LogChunk,
+  type LogStep,
+} from '@cairn/contracts';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
@@ -156,7 +169,9 @@ export async function spawnResultsStore(env: Record<string, string>, options: { 
 // ---- the cluster side of the contract ---------------------------------------------------
 
 export function newJobId(): string {
-  return `j-${randomBytes(8).toString('hex').replace(/[^0-9a-z]/g, '')}`;
+  return `j-${randomBytes(8)
+    .toString('hex')
+    .replace(/[^0-9a-z]/g, '')}`;
 }
 
 export function sha256Hex(bytes: Uint8Array | string): string {
@@ -210,7 +225,7 @@ export class ClusterStandIn {
     // Only jobs logged here are answered: another stand-in on the bus may know the rest.
     nc.subscribe(subjects.clientPattern('status'), {
       callback: (_e, m) => {
-        const job = (m.json<{ data?: { job?: string } }>().data?.job) ?? '';
+        const job = m.json<{ data?: { job?: string } }>().data?.job ?? '';
         const status = this.statusOf(job);
         if (status) void answer(m, () => ok(status));
       },
@@ -222,7 +237,19 @@ export class ClusterStandIn {
     if (!runs) return undefined;
     const attempts = Math.max(...runs.workers.keys());
     const requeues = [...runs.workers].filter(([a]) => a < attempts).map(([attempt, worker]) => ({ attempt, worker, reason: 'lost', at: 0 }));
-    return { job, name: job, client: runs.client, pool: 'linux-x86_64', state: 'running', urgent: false, cacheHint: '', attempts, worker: runs.workers.get(attempts)!, submittedAt: 0, requeues };
+    return {
+      job,
+      name: job,
+      client: runs.client,
+      pool: 'linux-x86_64',
+      state: 'running',
+      urgent: false,
+      cacheHint: '',
+      attempts,
+      worker: runs.workers.get(attempts)!,
+      submittedAt: 0,
+      requeues,
+    };
   }
 
   event(job: { job: string; name: string; client: string; pool: string }, state: JobState, extra: Partial<JobEvent> = {}): void {
@@ -291,7 +318,16 @@ export const CHROMIUM = process.env.CAIRN_CHROMIUM ?? '/usr/bin/chromium';
 export function launchChromium(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
 }
 

@@ -41,7 +41,14 @@ export class BaseImageBuilderModule {
           provide: Rebuilder,
           inject: [Ops],
           useFactory: (ops: Ops) =>
-            new Rebuilder(config.matrix, config.records, new ClusterJobs(bus), new RegistryPublisher(config.registry), new BaseImageMetrics(ops.metrics), config.rebuilder),
+            new Rebuilder(
+              config.matrix,
+              config.records,
+              new ClusterJobs(bus),
+              new RegistryPublisher(config.registry),
+              new BaseImageMetrics(ops.metrics),
+              config.rebuilder,
+            ),
         },
         RebuilderLifecycle,
       ],

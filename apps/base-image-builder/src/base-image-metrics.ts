@@ -9,8 +9,18 @@ export class BaseImageMetrics {
   readonly jobs: Counter<'kind'>;
 
   constructor(registry: Registry) {
-    this.state = new Gauge({ name: 'cairn_base_image_state', help: 'Each base image\'s state: 1 for the state it is in, 0 for the others', labelNames: ['image', 'state'], registers: [registry] });
-    this.lastSuccess = new Gauge({ name: 'cairn_base_image_last_success_timestamp_seconds', help: 'When each base image was last published', labelNames: ['image'], registers: [registry] });
+    this.state = new Gauge({
+      name: 'cairn_base_image_state',
+      help: "Each base image's state: 1 for the state it is in, 0 for the others",
+      labelNames: ['image', 'state'],
+      registers: [registry],
+    });
+    this.lastSuccess = new Gauge({
+      name: 'cairn_base_image_last_success_timestamp_seconds',
+      help: 'When each base image was last published',
+      labelNames: ['image'],
+      registers: [registry],
+    });
     this.duration = new Histogram({
       name: 'cairn_base_image_build_duration_seconds',
       help: 'Base image rebuilds, from claim to publication or failure',
@@ -18,7 +28,12 @@ export class BaseImageMetrics {
       buckets: [10, 30, 60, 120, 300, 600, 1200, 2400, 3600],
       registers: [registry],
     });
-    this.jobs = new Counter({ name: 'cairn_base_image_jobs_submitted_total', help: 'Cluster jobs the service submitted: build or probe', labelNames: ['kind'], registers: [registry] });
+    this.jobs = new Counter({
+      name: 'cairn_base_image_jobs_submitted_total',
+      help: 'Cluster jobs the service submitted: build or probe',
+      labelNames: ['kind'],
+      registers: [registry],
+    });
   }
 
   setState(image: string, state: ImageState): void {

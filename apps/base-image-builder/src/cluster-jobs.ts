@@ -9,7 +9,18 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { BuildResult, callOrThrow, readBlob, streams, subjects, TERMINAL, type JobStatus, type LogsPage, type Submitted, type SubmitRequest } from '@cairn/contracts';
+import {
+  BuildResult,
+  callOrThrow,
+  readBlob,
+  streams,
+  subjects,
+  TERMINAL,
+  type JobStatus,
+  type LogsPage,
+  type Submitted,
+  type SubmitRequest,
+} from '@cairn/contracts';
 
 /** The client ID the service's jobs are submitted and listed under. */
 export const BUILDER_CLIENT = 'base-image-builder';

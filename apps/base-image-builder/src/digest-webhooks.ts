@@ -67,14 +67,19 @@ export class DigestWebhooks {
       } catch {
         throw new Error(`CAIRN_IMAGE_WEBHOOKS: entry ${i + 1} is not a URL (expected http://... or https://..., comma-separated)`);
       }
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`CAIRN_IMAGE_WEBHOOKS: entry ${i + 1} (${shown(url)}) is not an http or https URL`);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:')
+        throw new Error(`CAIRN_IMAGE_WEBHOOKS: entry ${i + 1} (${shown(url)}) is not an http or https URL`);
       // fetch refuses them; a receiver checks the signature instead (or a token in the query).
       if (url.username || url.password) throw new Error(`CAIRN_IMAGE_WEBHOOKS: entry ${i + 1} (${shown(url)}) has a user or password, which cannot be sent`);
       return url;
     });
     const file = env.CAIRN_IMAGE_WEBHOOK_SECRET_FILE;
     if (!file) throw new Error('CAIRN_IMAGE_WEBHOOKS is set but CAIRN_IMAGE_WEBHOOK_SECRET_FILE is not: receivers could not verify the events');
-    const secret = (await readFile(file, 'utf8').catch((e: unknown) => Promise.reject(new Error(`CAIRN_IMAGE_WEBHOOK_SECRET_FILE ${file}: ${e instanceof Error ? e.message : String(e)}`)))).trim();
+    const secret = (
+      await readFile(file, 'utf8').catch((e: unknown) =>
+        Promise.reject(new Error(`CAIRN_IMAGE_WEBHOOK_SECRET_FILE ${file}: ${e instanceof Error ? e.message : String(e)}`)),
+      )
+    ).trim();
     if (secret.length < 16) throw new Error(`CAIRN_IMAGE_WEBHOOK_SECRET_FILE ${file}: the secret is shorter than 16 characters`);
     return new DigestWebhooks(urls, secret, { ...DEFAULTS, log });
   }
@@ -104,7 +109,12 @@ export class DigestWebhooks {
       try {
         const res = await fetch(url, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-cairn-event': 'image.published', 'x-cairn-delivery': id, 'x-cairn-signature': signatureOf(this.secret, body) },
+          headers: {
+            'content-type': 'application/json',
+            'x-cairn-event': 'image.published',
+            'x-cairn-delivery': id,
+            'x-cairn-signature': signatureOf(this.secret, body),
+          },
           body,
           signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), this.stopping.signal]),
         });

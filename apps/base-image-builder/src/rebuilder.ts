@@ -90,13 +90,17 @@ export class Rebuilder {
 
   /** One look at every image, after any pass already running (passes never overlap in a process). */
   pass(): Promise<void> {
-    this.passChain = this.passChain.then(() => this.passNow()).catch((e: unknown) => this.options.log(`pass failed: ${e instanceof Error ? e.message : String(e)}`));
+    this.passChain = this.passChain
+      .then(() => this.passNow())
+      .catch((e: unknown) => this.options.log(`pass failed: ${e instanceof Error ? e.message : String(e)}`));
     return this.passChain;
   }
 
   /** A schedule fired: probe what the image would install, then look. */
   async scheduled(image: MatrixImage): Promise<void> {
-    await this.probe(image).catch((e: unknown) => this.options.log(`${image.name}: probe failed, its inputs are taken as they were: ${e instanceof Error ? e.message : String(e)}`));
+    await this.probe(image).catch((e: unknown) =>
+      this.options.log(`${image.name}: probe failed, its inputs are taken as they were: ${e instanceof Error ? e.message : String(e)}`),
+    );
     await this.pass();
   }
 
@@ -141,7 +145,15 @@ export class Rebuilder {
         ...(next ? { nextRunAt: next.getTime() } : {}),
         schedule: image.schedule,
         ...(record.failures
-          ? { failure: { reason: record.failures.last, at: record.failures.at, count: record.failures.count, ...(record.failures.retryAt === undefined ? {} : { retryAt: record.failures.retryAt }), ...(record.failures.job ? { job: record.failures.job } : {}) } }
+          ? {
+              failure: {
+                reason: record.failures.last,
+                at: record.failures.at,
+                count: record.failures.count,
+                ...(record.failures.retryAt === undefined ? {} : { retryAt: record.failures.retryAt }),
+                ...(record.failures.job ? { job: record.failures.job } : {}),
+              },
+            }
           : {}),
         history: record.history.map((h) => ({ digest: h.digest, at: h.at, ...(h.job ? { job: h.job } : {}) })),
       };
@@ -191,14 +203,19 @@ export class Rebuilder {
     if (this.running.has(image.name)) return;
     const stale = Date.now() - (building.renewedAt ?? building.startedAt) > this.options.claimTtlMs;
     if (building.holder !== this.options.replica && !stale) return;
-    this.options.log(`${image.name}: resuming the rebuild claimed at ${new Date(building.startedAt).toISOString()}${building.job ? ` (job ${building.job})` : ''}`);
+    this.options.log(
+      `${image.name}: resuming the rebuild claimed at ${new Date(building.startedAt).toISOString()}${building.job ? ` (job ${building.job})` : ''}`,
+    );
     this.run(image, { ...building, holder: this.options.replica });
   }
 
   private run(image: MatrixImage, building: InFlight): void {
     this.running.add(image.name);
     // Renewed all along (a debootstrap takes minutes): a claim goes stale only when its replica is gone.
-    const renewal = setInterval(() => void this.renew(image, building).catch((e: unknown) => this.options.log(`${image.name}: cannot renew the claim: ${String(e)}`)), this.options.claimTtlMs / 3);
+    const renewal = setInterval(
+      () => void this.renew(image, building).catch((e: unknown) => this.options.log(`${image.name}: cannot renew the claim: ${String(e)}`)),
+      this.options.claimTtlMs / 3,
+    );
     void this.build(image, building)
       .then(
         (digest) => this.published(image, building, digest),
@@ -218,7 +235,9 @@ export class Rebuilder {
   }
 
   private async renew(image: MatrixImage, building: InFlight, fields: Partial<InFlight> = {}): Promise<void> {
-    const written = await this.records.update(image.name, (r) => (this.ours(r, building) ? { ...r, building: { ...r.building!, ...fields, holder: this.options.replica, renewedAt: Date.now() } } : undefined));
+    const written = await this.records.update(image.name, (r) =>
+      this.ours(r, building) ? { ...r, building: { ...r.building!, ...fields, holder: this.options.replica, renewedAt: Date.now() } } : undefined,
+    );
     if (!written) throw new Error('the rebuild was taken over by another replica');
   }
 
@@ -226,7 +245,16 @@ export class Rebuilder {
     const base = image.parent === undefined ? await this.bootstrap(image) : await this.parentRef(image.parent);
     let job = building.job;
     if (job === undefined) {
-      const spec: Spec = { childBuilds: [], from: base, ops: [...image.spec.ops, { op: 'user', user: ROOT_UNIX }, { op: 'shell', args: ['/bin/sh', '-c'] }, { op: 'run', shell: EXPORT_COMMAND, cache: [], network: [], secrets: [] }] };
+      const spec: Spec = {
+        childBuilds: [],
+        from: base,
+        ops: [
+          ...image.spec.ops,
+          { op: 'user', user: ROOT_UNIX },
+          { op: 'shell', args: ['/bin/sh', '-c'] },
+          { op: 'run', shell: EXPORT_COMMAND, cache: [], network: [], secrets: [] },
+        ],
+      };
       job = await this.jobs.submit({
         pool: image.pools[0]!,
         name: `base-image ${image.name}`,
@@ -295,11 +323,21 @@ export class Rebuilder {
     this.options.log(`${image.name}: published ${digest} as ${image.tags.map((t) => `${image.repository}:${t}`).join(', ')}`);
     if (digest !== previous) {
       this.options.webhooks?.send(
-        image.tags.map((tag) => ({ event: 'image.published', image: image.name, repository: image.repository, tag, digest, ...(previous ? { previous } : {}), ...(written.current!.job ? { job: written.current!.job } : {}), at: now })),
+        image.tags.map((tag) => ({
+          event: 'image.published',
+          image: image.name,
+          repository: image.repository,
+          tag,
+          digest,
+          ...(previous ? { previous } : {}),
+          ...(written.current!.job ? { job: written.current!.job } : {}),
+          at: now,
+        })),
       );
     }
     for (const old of expired) {
-      if (!(await this.publisher.prune(image.repository, old).catch(() => false))) this.options.log(`${image.name}: the registry kept ${old} (deletes not enabled there)`);
+      if (!(await this.publisher.prune(image.repository, old).catch(() => false)))
+        this.options.log(`${image.name}: the registry kept ${old} (deletes not enabled there)`);
     }
   }
 
@@ -311,11 +349,16 @@ export class Rebuilder {
       const next = retryAt(count, now, this.options.policy);
       const job = r.building!.job ?? building.job;
       const { building: _done, ...rest } = r;
-      return { ...rest, failures: { inputs: building.inputs, count, last: reason, at: now, ...(next === undefined ? {} : { retryAt: next }), ...(job ? { job } : {}) } };
+      return {
+        ...rest,
+        failures: { inputs: building.inputs, count, last: reason, at: now, ...(next === undefined ? {} : { retryAt: next }), ...(job ? { job } : {}) },
+      };
     });
     if (!written) return;
     this.metrics.built(image.name, 'failed', now - building.startedAt);
-    this.options.log(`${image.name}: rebuild failed (${reason}); ${written.failures!.retryAt === undefined ? 'no retries left: reported failed' : `retrying at ${new Date(written.failures!.retryAt).toISOString()}`}; the last good image stays published`);
+    this.options.log(
+      `${image.name}: rebuild failed (${reason}); ${written.failures!.retryAt === undefined ? 'no retries left: reported failed' : `retrying at ${new Date(written.failures!.retryAt).toISOString()}`}; the last good image stays published`,
+    );
   }
 
   /** Runs the image's probe job in its current image and stores the packages it resolved. */
@@ -328,9 +371,18 @@ export class Rebuilder {
     const spec: Spec = {
       childBuilds: [],
       from: this.publisher.pinned(image.repository, record.current.digest),
-      ops: [{ op: 'env', name: 'CAIRN_PROBE_AT', value: new Date(at).toISOString() }, { op: 'run', shell: probeCommand(image.probe), cache: [], network: ['host'], secrets: [] }],
+      ops: [
+        { op: 'env', name: 'CAIRN_PROBE_AT', value: new Date(at).toISOString() },
+        { op: 'run', shell: probeCommand(image.probe), cache: [], network: ['host'], secrets: [] },
+      ],
     };
-    const job = await this.jobs.submit({ pool: image.pools[0]!, name: `base-image probe ${image.name}`, spec: printSpec(spec), idempotencyKey: `probe.${image.name.replace(/[^A-Za-z0-9._-]/g, '_')}.${at}`, timeoutSeconds: 600 });
+    const job = await this.jobs.submit({
+      pool: image.pools[0]!,
+      name: `base-image probe ${image.name}`,
+      spec: printSpec(spec),
+      idempotencyKey: `probe.${image.name.replace(/[^A-Za-z0-9._-]/g, '_')}.${at}`,
+      timeoutSeconds: 600,
+    });
     this.metrics.jobs.inc({ kind: 'probe' });
     const status = await this.jobs.finished(job);
     if (status.state !== 'succeeded') throw new Error(`probe job ${job} ${status.state}${status.failure ? `: ${status.failure}` : ''}`);
@@ -338,4 +390,3 @@ export class Rebuilder {
     await this.records.update(image.name, (r) => ({ ...r, probe: { packages, at } }));
   }
 }
-

@@ -107,7 +107,8 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
 
 const images = async () => callOrThrow<BaseImageStatus[]>(cluster.nc, subjects.admin('images'), {}, { timeoutMs: 5000 });
 const imageOf = async (name: string) => (await images()).find((i) => i.name === name)!;
-const rebuild = (body: { names?: string[]; all?: boolean; force?: boolean }) => call<BaseImageStatus[]>(cluster.nc, subjects.admin('images-rebuild'), body, { timeoutMs: 60_000 });
+const rebuild = (body: { names?: string[]; all?: boolean; force?: boolean }) =>
+  call<BaseImageStatus[]>(cluster.nc, subjects.admin('images-rebuild'), body, { timeoutMs: 60_000 });
 
 /** Every image published, none building: the digests by name. */
 const settled = () =>
@@ -115,12 +116,17 @@ const settled = () =>
     const all = await images();
     const failed = all.find((i) => i.state === 'failed');
     if (failed) throw new Error(`${failed.name} failed: ${failed.why}`);
-    return all.every((i) => i.state === 'published' && i.digest) && !/building|queued|waiting/.test(all.map((i) => i.why).join()) ? new Map(all.map((i) => [i.name, i.digest!])) : undefined;
+    return all.every((i) => i.state === 'published' && i.digest) && !/building|queued|waiting/.test(all.map((i) => i.why).join())
+      ? new Map(all.map((i) => [i.name, i.digest!]))
+      : undefined;
   });
 
 /** The digest `repository:tag` names in the registry now. */
 async function tagged(repository: string, tag: string): Promise<string | undefined> {
-  const res = await fetch(`${registry.url}/v2/${repository}/manifests/${tag}`, { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
+  const res = await fetch(`${registry.url}/v2/${repository}/manifests/${tag}`, {
+    method: 'HEAD',
+    headers: { accept: 'application/vnd.oci.image.index.v1+json' },
+  });
   return res.ok ? (res.headers.get('docker-content-digest') ?? undefined) : undefined;
 }
 
@@ -134,7 +140,12 @@ async function setSpecs(box: string, tools: string): Promise<void> {
 
 /** The base step's ID of a job that starts from `image` (the spec-compiler pins the tag). */
 async function baseStepId(image: string): Promise<string> {
-  const compiled = await callOrThrow<Compiled>(cluster.nc, subjects.compile, { spec: `((from ${new URL(registry.url).host}/${image}) (run (shell true)))` }, { timeoutMs: 30_000 });
+  const compiled = await callOrThrow<Compiled>(
+    cluster.nc,
+    subjects.compile,
+    { spec: `((from ${new URL(registry.url).host}/${image}) (run (shell true)))` },
+    { timeoutMs: 30_000 },
+  );
   return compiled.steps[0]!.id!;
 }
 
@@ -150,7 +161,10 @@ beforeAll(async () => {
   await setSpecs(BOX('one'), TOOLS('echo tools > /etc/tools-marker'));
   await writeFile(join(matrixDir, 'webhook-secret'), `${WEBHOOK_SECRET}\n`);
   // The second URL has no one listening: its failures must not hold up the publish or the first.
-  webhookEnv = { CAIRN_IMAGE_WEBHOOKS: `${await startReceiver()}, http://127.0.0.1:1/nobody`, CAIRN_IMAGE_WEBHOOK_SECRET_FILE: join(matrixDir, 'webhook-secret') };
+  webhookEnv = {
+    CAIRN_IMAGE_WEBHOOKS: `${await startReceiver()}, http://127.0.0.1:1/nobody`,
+    CAIRN_IMAGE_WEBHOOK_SECRET_FILE: join(matrixDir, 'webhook-secret'),
+  };
   service = startService();
   await until('the service answering', async () => ((await rebuild({ all: true })).ok ? true : undefined));
   await settled();
@@ -204,13 +218,24 @@ describe('base-image-builder', () => {
     const now = new Map((await images()).map((i) => [i.name, i]));
     const tools = now.get('tools:1')!;
     const events = () => delivered.map((d) => ({ ...d, event: JSON.parse(d.body) as Record<string, unknown> }));
-    const last = await until('the webhook told of tools:1\'s new digest', async () => events().find((e) => e.event.image === 'tools:1' && e.event.digest === tools.digest));
-    expect(last.event).toEqual({ event: 'image.published', image: 'tools:1', repository: 'tools', tag: '1', digest: tools.digest, previous: tools.history[1]!.digest, job: tools.history[0]!.job, at: expect.any(Number) });
+    const last = await until("the webhook told of tools:1's new digest", async () =>
+      events().find((e) => e.event.image === 'tools:1' && e.event.digest === tools.digest),
+    );
+    expect(last.event).toEqual({
+      event: 'image.published',
+      image: 'tools:1',
+      repository: 'tools',
+      tag: '1',
+      digest: tools.digest,
+      previous: tools.history[1]!.digest,
+      job: tools.history[0]!.job,
+      at: expect.any(Number),
+    });
     expect(last.event.job).toMatch(/^j-/);
     expect(last.headers['x-cairn-signature']).toBe(`sha256=${createHmac('sha256', WEBHOOK_SECRET).update(last.body).digest('hex')}`);
     // Each new digest of this process, once (the receiver refused every first delivery: each was retried).
     const box = now.get('box:1')!;
-    await until('the webhook told of box:1\'s new digest', async () => events().find((e) => e.event.image === 'box:1' && e.event.digest === box.digest));
+    await until("the webhook told of box:1's new digest", async () => events().find((e) => e.event.image === 'box:1' && e.event.digest === box.digest));
     for (const image of [box, tools]) expect(events().filter((e) => e.event.digest === image.digest)).toHaveLength(1);
     expect(events().find((e) => e.event.digest === box.digest)!.event.previous).toBe(box.history[1]!.digest);
     expect(service!.output).toMatch(/webhook http:\/\/127\.0\.0\.1:1\/nobody: box:1 1 -> sha256:\S+: attempt 1 failed/);

@@ -31,8 +31,12 @@ describe('webhooks on a new digest: settings', () => {
   });
 
   it('refuses what is not an http(s) URL, naming the entry', async () => {
-    await expect(fromEnv({ CAIRN_IMAGE_WEBHOOKS: 'http://a.example/x, not a url', CAIRN_IMAGE_WEBHOOK_SECRET_FILE: secretFile })).rejects.toThrow(/CAIRN_IMAGE_WEBHOOKS: entry 2 is not a URL/);
-    await expect(fromEnv({ CAIRN_IMAGE_WEBHOOKS: 'ftp://a.example/x', CAIRN_IMAGE_WEBHOOK_SECRET_FILE: secretFile })).rejects.toThrow(/entry 1 \(ftp:\/\/a\.example\/x\) is not an http or https URL/);
+    await expect(fromEnv({ CAIRN_IMAGE_WEBHOOKS: 'http://a.example/x, not a url', CAIRN_IMAGE_WEBHOOK_SECRET_FILE: secretFile })).rejects.toThrow(
+      /CAIRN_IMAGE_WEBHOOKS: entry 2 is not a URL/,
+    );
+    await expect(fromEnv({ CAIRN_IMAGE_WEBHOOKS: 'ftp://a.example/x', CAIRN_IMAGE_WEBHOOK_SECRET_FILE: secretFile })).rejects.toThrow(
+      /entry 1 \(ftp:\/\/a\.example\/x\) is not an http or https URL/,
+    );
     const withUser = await fromEnv({ CAIRN_IMAGE_WEBHOOKS: 'http://user:pw@a.example/x', CAIRN_IMAGE_WEBHOOK_SECRET_FILE: secretFile }).catch((e: Error) => e);
     expect(String(withUser)).toMatch(/entry 1 \(http:\/\/a\.example\/x\) has a user or password/);
     expect(String(withUser)).not.toContain('pw');
@@ -40,7 +44,9 @@ describe('webhooks on a new digest: settings', () => {
 
   it('needs a readable secret of 16 characters or more, and never shows it', async () => {
     await expect(fromEnv({ CAIRN_IMAGE_WEBHOOKS: 'http://a.example/x' })).rejects.toThrow(/CAIRN_IMAGE_WEBHOOK_SECRET_FILE is not/);
-    await expect(fromEnv({ CAIRN_IMAGE_WEBHOOKS: 'http://a.example/x', CAIRN_IMAGE_WEBHOOK_SECRET_FILE: join(dir, 'absent') })).rejects.toThrow(/CAIRN_IMAGE_WEBHOOK_SECRET_FILE .*absent: .*ENOENT/);
+    await expect(fromEnv({ CAIRN_IMAGE_WEBHOOKS: 'http://a.example/x', CAIRN_IMAGE_WEBHOOK_SECRET_FILE: join(dir, 'absent') })).rejects.toThrow(
+      /CAIRN_IMAGE_WEBHOOK_SECRET_FILE .*absent: .*ENOENT/,
+    );
     await writeFile(join(dir, 'short'), 'short-one');
     const short = await fromEnv({ CAIRN_IMAGE_WEBHOOKS: 'http://a.example/x', CAIRN_IMAGE_WEBHOOK_SECRET_FILE: join(dir, 'short') }).catch((e: Error) => e);
     expect(String(short)).toMatch(/shorter than 16 characters/);
@@ -52,7 +58,10 @@ describe('webhooks on a new digest: settings', () => {
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     const log: string[] = [];
     try {
-      const hooks = await fromEnv({ CAIRN_IMAGE_WEBHOOKS: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/in?token=t0k`, CAIRN_IMAGE_WEBHOOK_SECRET_FILE: secretFile }, (m) => log.push(m));
+      const hooks = await fromEnv(
+        { CAIRN_IMAGE_WEBHOOKS: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/in?token=t0k`, CAIRN_IMAGE_WEBHOOK_SECRET_FILE: secretFile },
+        (m) => log.push(m),
+      );
       hooks!.send([{ event: 'image.published', image: 'box:1', repository: 'box', tag: '1', digest: `sha256:${'a'.repeat(64)}`, at: Date.now() }]);
       await new Promise((r) => setTimeout(r, 200));
       await hooks!.stop();

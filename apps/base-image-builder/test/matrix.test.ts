@@ -13,7 +13,9 @@ const golden = (name: string) => fileURLToPath(new URL(`./golden/${name}`, impor
  */
 async function matchesGolden(name: string, actual: string): Promise<void> {
   if (process.env.CAIRN_UPDATE_GOLDEN === '1') await writeFile(golden(name), actual);
-  expect(actual, `${name} differs from the plan of infra/images/: review the change, then update the golden file (CAIRN_UPDATE_GOLDEN=1)`).toBe(await readFile(golden(name), 'utf8'));
+  expect(actual, `${name} differs from the plan of infra/images/: review the change, then update the golden file (CAIRN_UPDATE_GOLDEN=1)`).toBe(
+    await readFile(golden(name), 'utf8'),
+  );
 }
 
 describe('the image matrix of infra/images', () => {
@@ -44,21 +46,61 @@ const image = (fields: string) => `defaults: { pools: [p], schedule: "0 3 * * 1"
 
 describe('matrix loading', () => {
   it('orders parents before children whatever the file order', async () => {
-    const m = await parse(image(`  - { name: "grand:1", parent: "child:1", spec: grandchild.spec }\n  - { name: "child:1", parent: "root:1", spec: child.spec }\n  - { name: "root:1", bootstrap: { kind: busybox-static }, spec: root.spec }\n`));
+    const m = await parse(
+      image(
+        `  - { name: "grand:1", parent: "child:1", spec: grandchild.spec }\n  - { name: "child:1", parent: "root:1", spec: child.spec }\n  - { name: "root:1", bootstrap: { kind: busybox-static }, spec: root.spec }\n`,
+      ),
+    );
     expect(m.images.map((i) => i.name)).toEqual(['root:1', 'child:1', 'grand:1']);
   });
 
   it.each([
-    ['an unknown parent, with a suggestion', `  - { name: "root:1", bootstrap: { kind: busybox-static }, spec: root.spec }\n  - { name: "child:1", parent: "rot:1", spec: child.spec }\n`, 'm/matrix.yaml: images[1] (child:1).parent: rot:1 is not an image of the matrix; did you mean "root:1"?'],
-    ['a spec whose (from) is not the parent', `  - { name: "x:1", bootstrap: { kind: busybox-static }, spec: child.spec }\n`, 'm/matrix.yaml: images[0] (x:1).spec: m/child.spec starts (from root:1); it must be (from bootstrap), the image\'s bootstrap'],
-    ['a missing spec file', `  - { name: "x:1", bootstrap: { kind: busybox-static }, spec: nope.spec }\n`, 'm/matrix.yaml: images[0] (x:1).spec: cannot read m/nope.spec (ENOENT)'],
-    ['both bootstrap and parent', `  - { name: "x:1", bootstrap: { kind: busybox-static }, parent: "y:1", spec: root.spec }\n`, 'images[0] (x:1): give exactly one of bootstrap'],
-    ['a bad cron schedule', `  - { name: "x:1", bootstrap: { kind: busybox-static }, spec: root.spec, schedule: "every day" }\n`, 'images[0] (x:1).schedule: "every day" is not a cron schedule'],
-    ['a misspelt field', `  - { name: "x:1", bootstrap: { kind: busybox-static }, spec: root.spec, pool: [a] }\n`, 'images[0] (x:1).pool: not a field (known: name, tags, bootstrap, parent, spec, pools, platforms, schedule, probe); did you mean "pools"?'],
-    ['a bad debootstrap variant', `  - { name: "x:1", bootstrap: { kind: debootstrap, suite: bookworm, variant: mini }, spec: root.spec }\n`, 'images[0] (x:1).bootstrap.variant: "mini" is not a debootstrap variant'],
+    [
+      'an unknown parent, with a suggestion',
+      `  - { name: "root:1", bootstrap: { kind: busybox-static }, spec: root.spec }\n  - { name: "child:1", parent: "rot:1", spec: child.spec }\n`,
+      'm/matrix.yaml: images[1] (child:1).parent: rot:1 is not an image of the matrix; did you mean "root:1"?',
+    ],
+    [
+      'a spec whose (from) is not the parent',
+      `  - { name: "x:1", bootstrap: { kind: busybox-static }, spec: child.spec }\n`,
+      "m/matrix.yaml: images[0] (x:1).spec: m/child.spec starts (from root:1); it must be (from bootstrap), the image's bootstrap",
+    ],
+    [
+      'a missing spec file',
+      `  - { name: "x:1", bootstrap: { kind: busybox-static }, spec: nope.spec }\n`,
+      'm/matrix.yaml: images[0] (x:1).spec: cannot read m/nope.spec (ENOENT)',
+    ],
+    [
+      'both bootstrap and parent',
+      `  - { name: "x:1", bootstrap: { kind: busybox-static }, parent: "y:1", spec: root.spec }\n`,
+      'images[0] (x:1): give exactly one of bootstrap',
+    ],
+    [
+      'a bad cron schedule',
+      `  - { name: "x:1", bootstrap: { kind: busybox-static }, spec: root.spec, schedule: "every day" }\n`,
+      'images[0] (x:1).schedule: "every day" is not a cron schedule',
+    ],
+    [
+      'a misspelt field',
+      `  - { name: "x:1", bootstrap: { kind: busybox-static }, spec: root.spec, pool: [a] }\n`,
+      'images[0] (x:1).pool: not a field (known: name, tags, bootstrap, parent, spec, pools, platforms, schedule, probe); did you mean "pools"?',
+    ],
+    [
+      'a bad debootstrap variant',
+      `  - { name: "x:1", bootstrap: { kind: debootstrap, suite: bookworm, variant: mini }, spec: root.spec }\n`,
+      'images[0] (x:1).bootstrap.variant: "mini" is not a debootstrap variant',
+    ],
     ['a name without a tag', `  - { name: "x", bootstrap: { kind: busybox-static }, spec: root.spec }\n`, 'images[0] (x).name: "x" is not repository:tag'],
-    ['two platforms', `  - { name: "x:1", bootstrap: { kind: busybox-static }, spec: root.spec, platforms: [linux/amd64, linux/arm64] }\n`, 'images[0] (x:1).platforms: one platform per image for now'],
-    ['tags without the name\'s own', `  - { name: "x:1", tags: ["2"], bootstrap: { kind: busybox-static }, spec: root.spec }\n`, 'images[0] (x:1).tags: must include 1, the tag of the name'],
+    [
+      'two platforms',
+      `  - { name: "x:1", bootstrap: { kind: busybox-static }, spec: root.spec, platforms: [linux/amd64, linux/arm64] }\n`,
+      'images[0] (x:1).platforms: one platform per image for now',
+    ],
+    [
+      "tags without the name's own",
+      `  - { name: "x:1", tags: ["2"], bootstrap: { kind: busybox-static }, spec: root.spec }\n`,
+      'images[0] (x:1).tags: must include 1, the tag of the name',
+    ],
   ])('names the file and field of %s', async (_what, entries, message) => {
     const e = await parse(image(entries)).catch((err: unknown) => err);
     expect(e).toBeInstanceOf(MatrixError);
@@ -74,6 +116,8 @@ describe('matrix loading', () => {
   it('refuses parents that go round in a circle', async () => {
     specs['a.spec'] = '((from b:1) (run (shell true)))';
     specs['b.spec'] = '((from a:1) (run (shell true)))';
-    await expect(parse(image(`  - { name: "a:1", parent: "b:1", spec: a.spec }\n  - { name: "b:1", parent: "a:1", spec: b.spec }\n`))).rejects.toThrow('the parents go round in a circle: a:1 -> b:1 -> a:1');
+    await expect(parse(image(`  - { name: "a:1", parent: "b:1", spec: a.spec }\n  - { name: "b:1", parent: "a:1", spec: b.spec }\n`))).rejects.toThrow(
+      'the parents go round in a circle: a:1 -> b:1 -> a:1',
+    );
   });
 });

@@ -32,7 +32,11 @@ function steady(matrix: Matrix): Map<string, ImageRecord> {
   matrix.images.forEach((image, i) => {
     const parentDigest = image.parent ? records.get(image.parent)!.current!.digest : undefined;
     const probe = image.probe.length > 0 ? { packages: 'gcc=12', at: 0 } : undefined;
-    const inputs = inputsDigest({ specDigest: digests.get(image.name)!, ...(parentDigest ? { parentDigest } : {}), ...(probe ? { packages: probe.packages } : {}) });
+    const inputs = inputsDigest({
+      specDigest: digests.get(image.name)!,
+      ...(parentDigest ? { parentDigest } : {}),
+      ...(probe ? { packages: probe.packages } : {}),
+    });
     const current = { digest: digest(String(i)), inputs, at: 0 };
     records.set(image.name, { name: image.name, current, history: [current], ...(probe ? { probe } : {}) });
   });
@@ -75,7 +79,11 @@ describe('which images a pass rebuilds', () => {
     const records = steady(before);
     const after = await matrixOf({ 'root.spec': '((from bootstrap) (run (shell false)))' });
     const inputs = planRebuilds(after, specDigests(after), records, NOW).find((d) => d.name === 'root:1')!.inputs!;
-    const fail = (count: number, when: number) => records.set('root:1', { ...records.get('root:1')!, failures: { inputs, count, last: 'exit 1', at: when, ...(retryAt(count, when) === undefined ? {} : { retryAt: retryAt(count, when)! }) } });
+    const fail = (count: number, when: number) =>
+      records.set('root:1', {
+        ...records.get('root:1')!,
+        failures: { inputs, count, last: 'exit 1', at: when, ...(retryAt(count, when) === undefined ? {} : { retryAt: retryAt(count, when)! }) },
+      });
     fail(1, NOW);
     const waiting = planRebuilds(after, specDigests(after), records, NOW + 1).find((d) => d.name === 'root:1')!;
     expect(waiting.state).toBe('retrying');
@@ -102,7 +110,10 @@ describe('which images a pass rebuilds', () => {
     const matrix = await matrixOf();
     const records = steady(matrix);
     records.set('other:1', { ...records.get('other:1')!, forceRequested: true });
-    expect(planRebuilds(matrix, specDigests(matrix), records, NOW).find((d) => d.rebuild)).toMatchObject({ name: 'other:1', rebuild: { attempt: 1, forced: true } });
+    expect(planRebuilds(matrix, specDigests(matrix), records, NOW).find((d) => d.rebuild)).toMatchObject({
+      name: 'other:1',
+      rebuild: { attempt: 1, forced: true },
+    });
   });
 });
 

@@ -23,7 +23,8 @@ async function flagsNamed<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
-    if (e instanceof ConfigError && e.badValue?.from === 'choice') throw new UsageError(`--${e.badValue.setting.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${e.message}`);
+    if (e instanceof ConfigError && e.badValue?.from === 'choice')
+      throw new UsageError(`--${e.badValue.setting.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${e.message}`);
     throw e;
   }
 }

@@ -43,16 +43,22 @@ export interface ExportedImage {
 
 export function addImageFlags(command: Command): Command {
   return command
-    .option('--image <ref>', 'make the final snapshot an OCI image named REF, run with the workdir, user and env the spec ends with; where it goes: --oci-layout, --push, --load')
+    .option(
+      '--image <ref>',
+      'make the final snapshot an OCI image named REF, run with the workdir, user and env the spec ends with; where it goes: --oci-layout, --push, --load',
+    )
     .option('--oci-layout <dir>', 'write the image into the OCI layout DIR (created if needed) under the name REF')
     .option('--push', 'push the image to the registry REF names (HOST[:PORT]/NAME:TAG)')
     .option('--load', 'load the image into the Docker daemon as REF')
     .option('--docker-socket <path>', 'the Docker daemon for --load (default: DOCKER_HOST when unix://, else /var/run/docker.sock)')
     .option('--entrypoint <json>', 'the image\'s entrypoint, a JSON list: \'["/usr/bin/node", "main.js"]\'')
-    .option('--cmd <json>', 'the image\'s default arguments, a JSON list')
+    .option('--cmd <json>', "the image's default arguments, a JSON list")
     .option('--label <key=value>', 'an image label (repeatable)', collect, [])
     .option('--expose <port>', 'a port the image serves, 8080 or 8080/tcp (repeatable)', collect, [])
-    .option('--image-config <file>', "entrypoint, cmd, labels, exposed ports and stop signal from FILE, the JSON `cairn import --image-config` writes of a Dockerfile's CMD, ENTRYPOINT, LABEL, EXPOSE and STOPSIGNAL; --entrypoint, --cmd and --expose replace the file's, --label overrides its label of that key, and --entrypoint without --cmd drops its cmd (as `docker run --entrypoint` does)");
+    .option(
+      '--image-config <file>',
+      "entrypoint, cmd, labels, exposed ports and stop signal from FILE, the JSON `cairn import --image-config` writes of a Dockerfile's CMD, ENTRYPOINT, LABEL, EXPOSE and STOPSIGNAL; --entrypoint, --cmd and --expose replace the file's, --label overrides its label of that key, and --entrypoint without --cmd drops its cmd (as `docker run --entrypoint` does)",
+    );
 }
 
 /** What an --image-config file may set: the image settings a Dockerfile's metadata gives. */
@@ -66,7 +72,11 @@ const FILE_FIELDS: Readonly<Record<keyof FileConfig, (v: unknown) => boolean>> =
   stopSignal: (v) => typeof v === 'string' && v !== '',
 };
 const FILE_TYPES: Readonly<Record<keyof FileConfig, string>> = {
-  entrypoint: 'a list of strings', cmd: 'a list of strings', labels: 'an object of string values', exposedPorts: 'a list of strings', stopSignal: 'a signal name or number as a string',
+  entrypoint: 'a list of strings',
+  cmd: 'a list of strings',
+  labels: 'an object of string values',
+  exposedPorts: 'a list of strings',
+  stopSignal: 'a signal name or number as a string',
 };
 
 /** The --image-config file, checked field by field: a UserError names the file and the field. */
@@ -111,7 +121,15 @@ function jsonList(text: string | undefined, flag: string): string[] | undefined 
 export function checkImageFlags(flags: ImageFlags): void {
   const { image, ociLayout, push, load } = flags;
   if (image === undefined) {
-    const stray = ociLayout !== undefined || push || load || flags.entrypoint !== undefined || flags.cmd !== undefined || flags.label.length > 0 || flags.expose.length > 0 || flags.imageConfig !== undefined;
+    const stray =
+      ociLayout !== undefined ||
+      push ||
+      load ||
+      flags.entrypoint !== undefined ||
+      flags.cmd !== undefined ||
+      flags.label.length > 0 ||
+      flags.expose.length > 0 ||
+      flags.imageConfig !== undefined;
     if (stray) throw new UsageError('--oci-layout, --push, --load, --entrypoint, --cmd, --label, --expose and --image-config need --image REF');
     return;
   }

@@ -34,15 +34,19 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     getErrHelpWidth: () => (io.stderr?.isTTY ? io.stderr.columns : undefined) ?? 80,
   };
   const program = new Command('cairn')
-    .description(`Cairn runs build specs step by step in a sandbox and snapshots every step, so that a
-repeated step comes from cache. Specs are OBuilder's S-expressions; Dockerfiles convert.`)
+    .description(
+      `Cairn runs build specs step by step in a sandbox and snapshots every step, so that a
+repeated step comes from cache. Specs are OBuilder's S-expressions; Dockerfiles convert.`,
+    )
     .version(VERSION)
     .option('--no-color', 'no colours in the output (as does NO_COLOR=1); colours are used only on a terminal')
     .showSuggestionAfterError()
     .exitOverride()
     .configureHelp({ boxWrap: reflow })
     .configureOutput(output)
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   cairn build -f examples/hello.spec examples/hello   build, from cache where possible
   cairn fmt build.spec                      canonical form of a spec
@@ -54,7 +58,8 @@ Examples:
 
 Exit status: 0 success, 1 a problem with the input or a failed step (message on stderr),
 2 usage error, 3 the cluster could not be reached, 130 interrupted or cancelled.
-Run "cairn help COMMAND" for a command's options and examples.`);
+Run "cairn help COMMAND" for a command's options and examples.`,
+    );
   registerFmt(program, io, setExit);
   registerDockerfile(program, io);
   registerImport(program, io);

@@ -46,7 +46,8 @@ describe('cairn build (a real process on a real btrfs store)', () => {
   const cairn = (args: string[]) =>
     new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
       execFile('node', [CLI, ...args], { env, cwd: dir, maxBuffer: 64 << 20 }, (error, stdout, stderr) =>
-        resolve({ status: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }));
+        resolve({ status: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+      );
     });
 
   it('streams step output under [n/N] headings and prints the result; --json for scripts', async () => {
@@ -114,11 +115,23 @@ describe('cairn build (a real process on a real btrfs store)', () => {
       expect(isolated.stdout).not.toContain('host-service');
       // By default a (network host) step has a network of its own: not the host's loopback,
       // by its own 127.0.0.1 or by slirp's alias for the host (10.0.2.2).
-      const host = await cairn(['build', '-f', await specFile('net2.spec', `(run (network host) (shell "${probe('127.0.0.1')}; ${probe('10.0.2.2')}; echo host"))`), dir]);
+      const host = await cairn([
+        'build',
+        '-f',
+        await specFile('net2.spec', `(run (network host) (shell "${probe('127.0.0.1')}; ${probe('10.0.2.2')}; echo host"))`),
+        dir,
+      ]);
       expect(host.status, host.stderr).toBe(0);
       expect(host.stdout).toContain('unreachable\nunreachable\nhost');
       expect(host.stdout).not.toContain('host-service');
-      const shared = await cairn(['build', '--host-network', 'shared', '-f', await specFile('net3.spec', `(run (network host) (shell "${probe('127.0.0.1')}; echo shared"))`), dir]);
+      const shared = await cairn([
+        'build',
+        '--host-network',
+        'shared',
+        '-f',
+        await specFile('net3.spec', `(run (network host) (shell "${probe('127.0.0.1')}; echo shared"))`),
+        dir,
+      ]);
       expect(shared.stdout).toContain('host-service');
       const bad = await cairn(['build', '--host-network', 'open', '-f', await specFile('net4.spec', '(run (network host) (shell "true"))'), dir]);
       expect(bad.status).toBe(2);
@@ -137,12 +150,39 @@ describe('cairn build (a real process on a real btrfs store)', () => {
     const writer = await cairn(['build', '--disk', '64m', '-f', await specFile('writer.spec', '(run (shell "dd if=/dev/zero of=/big bs=1M count=200"))'), dir]);
     expect(writer.status).toBe(1);
     expect(writer.stderr).toContain('failed: disk limit 64 MiB reached; nothing was published');
-    const unconfined = await cairn(['build', '--seccomp', 'unconfined', '-f', await specFile('seccomp.spec', '(run (shell "grep ^Seccomp: /proc/self/status; echo unconfined"))'), dir]);
+    const unconfined = await cairn([
+      'build',
+      '--seccomp',
+      'unconfined',
+      '-f',
+      await specFile('seccomp.spec', '(run (shell "grep ^Seccomp: /proc/self/status; echo unconfined"))'),
+      dir,
+    ]);
     expect(unconfined.stdout).toContain('Seccomp:\t0\nunconfined');
-    const fine = await cairn(['build', '--memory', '512m', '--pids', '128', '--cpus', '0.5', '--disk', '64m', '--step-timeout', '1m', '-f', await specFile('fine.spec', '(run (shell "echo within-limits"))'), dir]);
+    const fine = await cairn([
+      'build',
+      '--memory',
+      '512m',
+      '--pids',
+      '128',
+      '--cpus',
+      '0.5',
+      '--disk',
+      '64m',
+      '--step-timeout',
+      '1m',
+      '-f',
+      await specFile('fine.spec', '(run (shell "echo within-limits"))'),
+      dir,
+    ]);
     expect(fine.status, fine.stderr).toBe(0);
     expect(fine.stdout).toContain('within-limits');
-    for (const [flag, value, message] of [['--memory', 'lots', '--memory: "lots" is not a size (e.g. 512m, 4g)'], ['--pids', '1.5', '--pids: "1.5" is not a positive whole number'], ['--disk', '0', '--disk: "0" is not a positive size'], ['--step-timeout', 'soon', '--step-timeout: "soon" is not a duration (e.g. 90s, 30m, 2h)']] as const) {
+    for (const [flag, value, message] of [
+      ['--memory', 'lots', '--memory: "lots" is not a size (e.g. 512m, 4g)'],
+      ['--pids', '1.5', '--pids: "1.5" is not a positive whole number'],
+      ['--disk', '0', '--disk: "0" is not a positive size'],
+      ['--step-timeout', 'soon', '--step-timeout: "soon" is not a duration (e.g. 90s, 30m, 2h)'],
+    ] as const) {
       const bad = await cairn(['build', flag, value, '-f', await specFile('fine.spec', '(run (shell "echo within-limits"))'), dir]);
       expect(bad.status, flag).toBe(2);
       expect(bad.stderr).toContain(message);

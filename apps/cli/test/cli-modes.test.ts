@@ -51,15 +51,29 @@ describe('cairn output modes (real processes on an overlayfs store)', () => {
   const run = (cmd: string, args: string[], extra: NodeJS.ProcessEnv = {}) =>
     new Promise<Run>((resolve) => {
       execFile(cmd, args, { env: { ...env, ...extra }, cwd: dir, maxBuffer: 64 << 20 }, (error, stdout, stderr) =>
-        resolve({ status: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }));
+        resolve({ status: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+      );
     });
   const cairn = (args: string[], extra: NodeJS.ProcessEnv = {}) => run('node', [CLI, ...args], extra);
   /** Through a pseudo-terminal (util-linux `script`), as a person at a terminal runs it. */
   const onTerminal = (args: string[], extra: NodeJS.ProcessEnv = {}) =>
-    run('script', ['-qefc', ['stty cols 100;', 'node', CLI, ...args].map((a) => `'${a}'`).join(' ').replace(`'stty cols 100;'`, 'stty cols 100;'), '/dev/null'], extra);
+    run(
+      'script',
+      [
+        '-qefc',
+        ['stty cols 100;', 'node', CLI, ...args]
+          .map((a) => `'${a}'`)
+          .join(' ')
+          .replace(`'stty cols 100;'`, 'stty cols 100;'),
+        '/dev/null',
+      ],
+      extra,
+    );
 
   it('tty: a live view of the running step with its last lines, then a summary', async () => {
-    const file = await spec('(run (shell "for i in 1 2 3 4 5 6 7; do echo live-line-$i; sleep 0.15; done; printf \'10%%\\r50%%\\r100%%\\n\'")) (run (shell "echo second"))');
+    const file = await spec(
+      '(run (shell "for i in 1 2 3 4 5 6 7; do echo live-line-$i; sleep 0.15; done; printf \'10%%\\r50%%\\r100%%\\n\'")) (run (shell "echo second"))',
+    );
     const r = await onTerminal(['build', '-f', file, dir]);
     expect(r.status, r.stdout).toBe(0);
     const out = r.stdout;
@@ -101,7 +115,10 @@ describe('cairn output modes (real processes on an overlayfs store)', () => {
     const file = await spec('(run (shell "echo colours"))');
     const coloured = await onTerminal(['build', '--progress', 'plain', '-f', file, dir]);
     expect(coloured.stdout).toContain(`${ESC}[1m[1/2]`);
-    for (const [args, extra] of [[['--no-color'], {}], [[], { NO_COLOR: '1' }]] as const) {
+    for (const [args, extra] of [
+      [['--no-color'], {}],
+      [[], { NO_COLOR: '1' }],
+    ] as const) {
       const r = await onTerminal([...args, 'build', '--progress', 'plain', '-f', file, dir], extra);
       expect(r.status).toBe(0);
       expect(r.stdout).toContain('[2/2]');
@@ -113,7 +130,10 @@ describe('cairn output modes (real processes on an overlayfs store)', () => {
     const file = await spec('(env A b) (run (shell "echo json-out")) (run (shell "echo two"))');
     const r = await cairn(['build', '--progress', 'json', '-f', file, dir]);
     expect(r.status, r.stderr).toBe(0);
-    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const events = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     const kinds = events.map((e) => e.event);
     expect(kinds[0]).toBe('step-started');
     expect(events[0]).toMatchObject({ index: 1, total: 3, op: '(from cairn/busybox:latest)', stage: '' });
@@ -183,8 +203,11 @@ describe('cairn completion', () => {
   const complete = (bashScript: string, words: string[]) =>
     new Promise<string[]>((resolve, reject) => {
       const line = words.map((w) => `'${w}'`).join(' ');
-      execFile('bash', ['-c', `${bashScript}\nCOMP_WORDS=(${line}); COMP_CWORD=${words.length - 1}; _cairn; printf '%s\\n' "\${COMPREPLY[@]}"`], (error, stdout) =>
-        error ? reject(error) : resolve(stdout.split('\n').filter(Boolean)));
+      execFile(
+        'bash',
+        ['-c', `${bashScript}\nCOMP_WORDS=(${line}); COMP_CWORD=${words.length - 1}; _cairn; printf '%s\\n' "\${COMPREPLY[@]}"`],
+        (error, stdout) => (error ? reject(error) : resolve(stdout.split('\n').filter(Boolean))),
+      );
     });
 
   it('bash completes commands, nested subcommands, options and their choices', async () => {
@@ -203,13 +226,22 @@ describe('cairn completion', () => {
       const path = join(tmpdir(), `cairn-completion-${process.pid}.${shell}`);
       await writeFile(path, s);
       const r = await new Promise<Run>((resolve) =>
-        execFile(shell, ['-n', path], (error, stdout, stderr) => resolve({ status: error ? 1 : 0, stdout, stderr })));
+        execFile(shell, ['-n', path], (error, stdout, stderr) => resolve({ status: error ? 1 : 0, stdout, stderr })),
+      );
       expect(r.status, r.stderr).toBe(0);
       if (shell === 'fish') {
         // fish answers a completion request from a script: the script really completes.
         const asked = await new Promise<string>((resolve, reject) =>
-          execFile('fish', ['-c', `source ${path}; complete -C 'cairn admin worker d'; complete -C 'cairn build --progress '`], (error, stdout) => (error ? reject(error) : resolve(stdout))));
-        expect(asked.split('\n').map((l) => l.split('\t')[0]).filter(Boolean)).toEqual(['drain', 'auto', 'json', 'plain', 'tty']);
+          execFile('fish', ['-c', `source ${path}; complete -C 'cairn admin worker d'; complete -C 'cairn build --progress '`], (error, stdout) =>
+            error ? reject(error) : resolve(stdout),
+          ),
+        );
+        expect(
+          asked
+            .split('\n')
+            .map((l) => l.split('\t')[0])
+            .filter(Boolean),
+        ).toEqual(['drain', 'auto', 'json', 'plain', 'tty']);
       }
       await rm(path);
     }

@@ -57,7 +57,8 @@ export async function cliStore(kind: 'btrfs' | 'overlayfs' | 'rsync' | 'xfs' | '
     cairn: (args) =>
       new Promise((resolve) => {
         execFile(process.execPath, [CLI, ...args], { env, cwd: dir, maxBuffer: 64 << 20 }, (error, stdout, stderr) =>
-          resolve({ status: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }));
+          resolve({ status: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+        );
       }),
     start: (args) => spawn(process.execPath, [CLI, ...args], { env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] }),
     specFile: async (name, ops) => {

@@ -64,10 +64,16 @@ describe('cairn dockerfile', () => {
     const r = await cairn(['dockerfile', '-f', join(EXAMPLES, 'cairn.spec'), '--buildkit']);
     expect(r.code).toBe(0);
     expect(r.out).toContain('FROM node:24-bookworm as compile\n');
-    expect(r.out).toContain('RUN --mount=type=secret,id=npmrc,target=/home/node/.npmrc,uid=1000 --mount=type=cache,id=npm-cache,target=/home/node/.npm,uid=1000 npm ci --no-audit --no-fund\n');
-    expect(r.out).toContain('RUN --mount=type=cache,id=nx-cache,target=/home/node/cairn/.nx/cache,uid=1000 npx nx run-many -t build && node apps/cli/bin/cairn.js --version && npm prune --omit=dev\n');
+    expect(r.out).toContain(
+      'RUN --mount=type=secret,id=npmrc,target=/home/node/.npmrc,uid=1000 --mount=type=cache,id=npm-cache,target=/home/node/.npm,uid=1000 npm ci --no-audit --no-fund\n',
+    );
+    expect(r.out).toContain(
+      'RUN --mount=type=cache,id=nx-cache,target=/home/node/cairn/.nx/cache,uid=1000 npx nx run-many -t build && node apps/cli/bin/cairn.js --version && npm prune --omit=dev\n',
+    );
     expect(r.out).toContain('\nFROM node:24-bookworm-slim\n');
-    expect(r.out).toContain('COPY --from=compile /home/node/cairn/package.json /home/node/cairn/node_modules /home/node/cairn/apps /home/node/cairn/libs /opt/cairn/\n');
+    expect(r.out).toContain(
+      'COPY --from=compile /home/node/cairn/package.json /home/node/cairn/node_modules /home/node/cairn/apps /home/node/cairn/libs /opt/cairn/\n',
+    );
   });
 
   it('uses the Windows escape when asked', async () => {
@@ -88,22 +94,26 @@ describe('cairn plan', () => {
   it('prints every step with its ID, base image first', async () => {
     const r = await cairn(['plan', '-f', '-', '--image-env', 'PATH=/usr/bin:/usr/local/bin'], '((from base) (comment hi) (run (shell Append)))');
     expect(r.code).toBe(0);
-    expect(r.out).toBe([
-      '(from base)',
-      '    ---> cae662172fd450bb0cd710a769079c05bfc5d8e35efa6576edc7d0377afdd4a2',
-      '/: (comment hi)',
-      '/: (run (shell Append))',
-      `    ---> ${VECTOR}`,
-      `result: ${VECTOR}`,
-      '',
-    ].join('\n'));
+    expect(r.out).toBe(
+      [
+        '(from base)',
+        '    ---> cae662172fd450bb0cd710a769079c05bfc5d8e35efa6576edc7d0377afdd4a2',
+        '/: (comment hi)',
+        '/: (run (shell Append))',
+        `    ---> ${VECTOR}`,
+        `result: ${VECTOR}`,
+        '',
+      ].join('\n'),
+    );
   });
 
   it('--json gives the steps and hash inputs', async () => {
     const r = await cairn(['plan', '-f', '-', '--json', '--image-env', 'PATH=/usr/bin:/usr/local/bin'], '((from base) (run (shell Append)))');
     const plan = JSON.parse(r.out);
     expect(plan.result).toBe(VECTOR);
-    expect(plan.steps[1].hashInput).toBe('((base cae662172fd450bb0cd710a769079c05bfc5d8e35efa6576edc7d0377afdd4a2)(workdir /)(user((uid 0)(gid 0)))(env((PATH /usr/bin:/usr/local/bin)))(cmd Append)(shell(/usr/bin/env bash -c))(network())(mount_secrets()))');
+    expect(plan.steps[1].hashInput).toBe(
+      '((base cae662172fd450bb0cd710a769079c05bfc5d8e35efa6576edc7d0377afdd4a2)(workdir /)(user((uid 0)(gid 0)))(env((PATH /usr/bin:/usr/local/bin)))(cmd Append)(shell(/usr/bin/env bash -c))(network())(mount_secrets()))',
+    );
   });
 
   it('reads secrets from files, keyed, and never prints them', async () => {
@@ -111,7 +121,10 @@ describe('cairn plan', () => {
     await writeFile(join(dir, 'token'), 's3cr3t-value');
     process.env.CAIRN_SECRET_KEY = 'test-key';
     try {
-      const r = await cairn(['plan', '-f', '-', '--json', '--secret', `tok:${join(dir, 'token')}`], '((from b) (run (secrets (tok (target /run/t))) (shell x)))');
+      const r = await cairn(
+        ['plan', '-f', '-', '--json', '--secret', `tok:${join(dir, 'token')}`],
+        '((from b) (run (secrets (tok (target /run/t))) (shell x)))',
+      );
       expect(r.code).toBe(0);
       expect(r.out).not.toContain('s3cr3t-value');
       expect(JSON.parse(r.out).steps[1].hashInput).toMatch(/\(mount_secrets\(\(\(value hmac-sha256:[0-9a-f]{64}\)\(target \/run\/t\)\)\)\)/);
@@ -149,7 +162,11 @@ describe('cairn plan', () => {
       'hello.macos.spec': [join(REPO, 'examples/hello')],
     };
     const files = ['cairn.spec', 'ci-go.linux.spec', 'hello.macos.spec', 'launcher.windows.spec', 'package.windows.hcs.spec'];
-    expect(files.sort()).toEqual(readdirSync(EXAMPLES).filter((f) => f.endsWith('.spec')).sort());
+    expect(files.sort()).toEqual(
+      readdirSync(EXAMPLES)
+        .filter((f) => f.endsWith('.spec'))
+        .sort(),
+    );
     process.env.CAIRN_SECRET_KEY = 'test-key';
     try {
       for (const f of files) {
@@ -183,7 +200,12 @@ describe('usage', () => {
   });
 
   it('a malformed --store, --fetcher or --sandbox is a usage error (exit 2) naming the flag; the same value from CAIRN_STORE is exit 1 naming the variable', async () => {
-    for (const args of [['df', '--store', 'nonsense'], ['df', '--store', 'btrfs:relative/path'], ['build', '-f', '-', '--store', 'btrfs:/tmp/x', '--sandbox', 'vm'], ['build', '-f', '-', '--store', 'btrfs:/tmp/x', '--fetcher', 'ftp']]) {
+    for (const args of [
+      ['df', '--store', 'nonsense'],
+      ['df', '--store', 'btrfs:relative/path'],
+      ['build', '-f', '-', '--store', 'btrfs:/tmp/x', '--sandbox', 'vm'],
+      ['build', '-f', '-', '--store', 'btrfs:/tmp/x', '--fetcher', 'ftp'],
+    ]) {
       const r = await cairn(args, '((from busybox))');
       const flag = args[args.length - 2]!;
       expect(r.code, args.join(' ')).toBe(2);
@@ -202,7 +224,10 @@ describe('usage', () => {
   });
 
   it('a malformed cairn up --cache-domain is a usage error (exit 2), before anything starts', async () => {
-    for (const [value, message] of [['team', '"team" is not DOMAIN=CLIENT'], ['a=ci b=ci', 'client "ci" is in two domains']]) {
+    for (const [value, message] of [
+      ['team', '"team" is not DOMAIN=CLIENT'],
+      ['a=ci b=ci', 'client "ci" is in two domains'],
+    ]) {
       const r = await cairn(['up', '--data', '/nonexistent/cairn-up', '--cache-domain', value!]);
       expect(r.code, value).toBe(2);
       expect(r.err, value).toContain(`cairn: --cache-domain: ${message}`);

@@ -15,7 +15,8 @@ let spec: string;
 function cairn(args: readonly string[], cacheDir: string, env: NodeJS.ProcessEnv = process.env): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(process.execPath, [CLI, ...args], { env: { ...env, CAIRN_CONTEXT_CACHE: cacheDir }, maxBuffer: 64 << 20 }, (error, stdout, stderr) =>
-      resolve({ status: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }));
+      resolve({ status: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+    );
   });
 }
 

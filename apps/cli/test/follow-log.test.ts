@@ -43,7 +43,9 @@ describe('followLog across attempts', () => {
         }
         text += next.value.text;
       }
-      expect(text).toBe('step 1 of run 1\npartial line\n--- attempt 2 (requeued: worker w1 stopped answering (no heartbeat for 3 s)) ---\nstep 1 of run 2\ndone\n');
+      expect(text).toBe(
+        'step 1 of run 1\npartial line\n--- attempt 2 (requeued: worker w1 stopped answering (no heartbeat for 3 s)) ---\nstep 1 of run 2\ndone\n',
+      );
     } finally {
       sub.unsubscribe();
     }

@@ -56,10 +56,13 @@ async function setup(platform: Platform, rules: readonly ShimRule[]) {
   const shims = await makeShims(['sudo', 'dscl']);
   await shims.setRules(rules);
   const config = join(dir, 'cairn.json');
-  await writeFile(config, JSON.stringify({
-    stateDir: join(dir, 'state'),
-    macos: { uid: 1001, arch: 'arm64', commands: { sudo: shims.paths.sudo, dscl: shims.paths.dscl } },
-  }));
+  await writeFile(
+    config,
+    JSON.stringify({
+      stateDir: join(dir, 'state'),
+      macos: { uid: 1001, arch: 'arm64', commands: { sudo: shims.paths.sudo, dscl: shims.paths.dscl } },
+    }),
+  );
   const env = { PATH: process.env.PATH, CAIRN_CONFIG: process.env.CAIRN_CONFIG, CAIRN_SECRET_KEY: process.env.CAIRN_SECRET_KEY };
   process.env.PATH = `${join(pool.dir, 'bin')}:${join(shims.dir, 'bin')}:${saved.path}`;
   process.env.CAIRN_CONFIG = config;
@@ -106,9 +109,15 @@ const BUILT = (step: string, from: string | undefined) => [
   `zfs list -H -o name DS/result/${step}`,
   `zfs list -H -o name DS/result/${step}`,
   `zfs list -H -o name DS/result/${step}`,
-  ...(from === undefined ? [`zfs create DS/result-tmp/T-${step}`] : [`zfs list -H -o name DS/result/${from}`, `zfs clone DS/result/${from}@snap DS/result-tmp/T-${step}`]),
+  ...(from === undefined
+    ? [`zfs create DS/result-tmp/T-${step}`]
+    : [`zfs list -H -o name DS/result/${from}`, `zfs clone DS/result/${from}@snap DS/result-tmp/T-${step}`]),
 ];
-const PUBLISHED = (step: string) => [`zfs snapshot -r DS/result-tmp/T-${step}@snap`, `zfs set canmount=noauto DS/result-tmp/T-${step}`, `zfs rename DS/result-tmp/T-${step} DS/result/${step}`];
+const PUBLISHED = (step: string) => [
+  `zfs snapshot -r DS/result-tmp/T-${step}@snap`,
+  `zfs set canmount=noauto DS/result-tmp/T-${step}`,
+  `zfs rename DS/result-tmp/T-${step} DS/result/${step}`,
+];
 const ECHO = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 const STEP: Record<Platform, ShimRule['cmd']> = { macos: 'sudo' };
@@ -122,12 +131,12 @@ function sandboxSequence(_platform: Platform, envPath: string): string[] {
 
 function stepOnly(rootfs: string, envPath: string): string[] {
   return [
-        `sudo -n /bin/ln -sfh ${rootfs}/home /Users/mac1001`,
-        `sudo -n /bin/ln -sfh ${rootfs}/brew /opt/homebrew`,
-        `sudo -n -u mac1001 -i -- /usr/bin/env -i ${envPath} HOME=/Users/mac1001 USER=mac1001 LOGNAME=mac1001 /bin/sh -c cd -- "$1" || exit 1; shift; exec "$@" sh / /bin/sh -c echo healthcheck`,
-        'sudo -n /usr/bin/pkill -9 -u mac1001',
-        'sudo -n /bin/rm -f /opt/homebrew',
-        'sudo -n /bin/rm -f /Users/mac1001',
+    `sudo -n /bin/ln -sfh ${rootfs}/home /Users/mac1001`,
+    `sudo -n /bin/ln -sfh ${rootfs}/brew /opt/homebrew`,
+    `sudo -n -u mac1001 -i -- /usr/bin/env -i ${envPath} HOME=/Users/mac1001 USER=mac1001 LOGNAME=mac1001 /bin/sh -c cd -- "$1" || exit 1; shift; exec "$@" sh / /bin/sh -c echo healthcheck`,
+    'sudo -n /usr/bin/pkill -9 -u mac1001',
+    'sudo -n /bin/rm -f /opt/homebrew',
+    'sudo -n /bin/rm -f /Users/mac1001',
   ];
 }
 
@@ -180,7 +189,9 @@ for (const platform of ['macos'] as const) {
       await expect.poll(async () => (await s.sandboxLog()).length, { timeout: 20_000 }).toBe(expected.length);
       expect(await s.sandboxLog()).toEqual(expected);
       let log: string[] = [];
-      await expect.poll(async () => (log = [...log, ...(await s.zfsLog())]).slice(-2), { timeout: 20_000 }).toEqual(['zfs destroy -r DS/result-tmp/T-STEP', 'zfs list -H -o name DS/result/STEP']);
+      await expect
+        .poll(async () => (log = [...log, ...(await s.zfsLog())]).slice(-2), { timeout: 20_000 })
+        .toEqual(['zfs destroy -r DS/result-tmp/T-STEP', 'zfs list -H -o name DS/result/STEP']);
     });
   });
 }

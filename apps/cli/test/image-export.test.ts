@@ -33,13 +33,23 @@ describe('cairn build --image (the final snapshot as an OCI image)', () => {
     await Promise.all([first?.cleanup(), second?.cleanup(), registry?.stop(), dockerd?.stop()]);
   }, 60_000);
 
-  it('writes, pushes and loads the image with the spec\'s env, user and workdir; another machine building the same spec gets the same digest', async () => {
+  it("writes, pushes and loads the image with the spec's env, user and workdir; another machine building the same spec gets the same digest", async () => {
     const host = `127.0.0.1:${registry.port}`;
     const spec = await first.specFile('app.spec', OPS);
     const imageFlags = ['--image', `${host}/cairn/app:1`, '--entrypoint', ENTRYPOINT, '--cmd', '["default"]', '--label', 'org.example.role=test'];
     const built = await first.cairn([
-      'build', '-f', spec, first.dir, '--json', ...imageFlags,
-      '--oci-layout', join(first.dir, 'layout'), '--push', '--load', '--docker-socket', dockerd.socketPath,
+      'build',
+      '-f',
+      spec,
+      first.dir,
+      '--json',
+      ...imageFlags,
+      '--oci-layout',
+      join(first.dir, 'layout'),
+      '--push',
+      '--load',
+      '--docker-socket',
+      dockerd.socketPath,
     ]);
     expect(built.status, built.stderr).toBe(0);
     const result = JSON.parse(built.stdout) as Exported;
@@ -57,12 +67,32 @@ describe('cairn build --image (the final snapshot as an OCI image)', () => {
       Env: expect.arrayContaining(['GREETING=hello']),
     });
 
-    const again = await second.cairn(['build', '-f', await second.specFile('app.spec', OPS), second.dir, '--json', ...imageFlags, '--oci-layout', join(second.dir, 'layout')]);
+    const again = await second.cairn([
+      'build',
+      '-f',
+      await second.specFile('app.spec', OPS),
+      second.dir,
+      '--json',
+      ...imageFlags,
+      '--oci-layout',
+      join(second.dir, 'layout'),
+    ]);
     expect(again.status, again.stderr).toBe(0);
     const rebuilt = JSON.parse(again.stdout) as Exported;
     expect(rebuilt.id).toBe(result.id);
     expect(rebuilt.image.digest).toBe(result.image.digest);
-    const other = await second.cairn(['build', '-f', await second.specFile('app.spec', OPS), second.dir, '--json', ...imageFlags, '--oci-layout', join(second.dir, 'layout'), '--cmd', '["other"]']);
+    const other = await second.cairn([
+      'build',
+      '-f',
+      await second.specFile('app.spec', OPS),
+      second.dir,
+      '--json',
+      ...imageFlags,
+      '--oci-layout',
+      join(second.dir, 'layout'),
+      '--cmd',
+      '["other"]',
+    ]);
     expect((JSON.parse(other.stdout) as Exported).image.digest).not.toBe(result.image.digest);
   }, 180_000);
 
@@ -95,16 +125,19 @@ describe("cairn build --image --image-config (a Dockerfile's metadata carried in
 
   it('imports CMD, ENTRYPOINT, EXPOSE, LABEL and STOPSIGNAL, and the image built has them, --label overriding the file', async () => {
     const dockerfile = join(store.dir, 'Dockerfile');
-    await writeFile(dockerfile, [
-      `FROM ${IMAGE}`,
-      'WORKDIR /srv',
-      'LABEL org.opencontainers.image.title=app role=web',
-      'EXPOSE 8080 53/udp',
-      'ENTRYPOINT ["/bin/echo"]',
-      'CMD exec serve',
-      'STOPSIGNAL SIGQUIT',
-      '',
-    ].join('\n'));
+    await writeFile(
+      dockerfile,
+      [
+        `FROM ${IMAGE}`,
+        'WORKDIR /srv',
+        'LABEL org.opencontainers.image.title=app role=web',
+        'EXPOSE 8080 53/udp',
+        'ENTRYPOINT ["/bin/echo"]',
+        'CMD exec serve',
+        'STOPSIGNAL SIGQUIT',
+        '',
+      ].join('\n'),
+    );
     const config = join(store.dir, 'image.json');
     const imported = await store.cairn(['import', '-f', dockerfile, '--image-config', config]);
     expect(imported.status, imported.stderr).toBe(0);
@@ -112,7 +145,20 @@ describe("cairn build --image --image-config (a Dockerfile's metadata carried in
     const spec = join(store.dir, 'app.spec');
     await writeFile(spec, imported.stdout);
     const layout = join(store.dir, 'layout');
-    const built = await store.cairn(['build', '-f', spec, store.dir, '--image', 'cairn/app:1', '--oci-layout', layout, '--image-config', config, '--label', 'role=api']);
+    const built = await store.cairn([
+      'build',
+      '-f',
+      spec,
+      store.dir,
+      '--image',
+      'cairn/app:1',
+      '--oci-layout',
+      layout,
+      '--image-config',
+      config,
+      '--label',
+      'role=api',
+    ]);
     expect(built.status, built.stderr).toBe(0);
     const { stdout } = await run('skopeo', ['inspect', '--config', `oci:${layout}:cairn/app:1`]);
     expect((JSON.parse(stdout) as { config: unknown }).config).toEqual({
@@ -138,7 +184,18 @@ describe("cairn build --image --image-config (a Dockerfile's metadata carried in
     ];
     for (const [text, reason] of cases) {
       await writeFile(config, text);
-      const r = await store.cairn(['build', '-f', spec, store.dir, '--image', 'cairn/app:1', '--oci-layout', join(store.dir, 'layout'), '--image-config', config]);
+      const r = await store.cairn([
+        'build',
+        '-f',
+        spec,
+        store.dir,
+        '--image',
+        'cairn/app:1',
+        '--oci-layout',
+        join(store.dir, 'layout'),
+        '--image-config',
+        config,
+      ]);
       expect([r.status, r.stderr], text).toEqual([1, expect.stringContaining(`cairn: --image-config ${config}: ${reason}`) as unknown]);
     }
   }, 60_000);

@@ -27,11 +27,13 @@ describe('cairn import of image metadata', () => {
   it('drops CMD and EXPOSE with one warning each on stderr, and exits 0', async () => {
     const r = await cairn(['import', '-f', '-'], NODE_APP);
     expect(r.code).toBe(0);
-    expect(r.err).toBe([
-      'cairn: warning: <stdin>:6:1: EXPOSE dropped: it declares the ports of the image, image metadata that changes no file, which a Cairn spec does not record',
-      'cairn: warning: <stdin>:7:1: CMD dropped: it sets the default command of the image, image metadata that changes no file, which a Cairn spec does not record',
-      '',
-    ].join('\n'));
+    expect(r.err).toBe(
+      [
+        'cairn: warning: <stdin>:6:1: EXPOSE dropped: it declares the ports of the image, image metadata that changes no file, which a Cairn spec does not record',
+        'cairn: warning: <stdin>:7:1: CMD dropped: it sets the default command of the image, image metadata that changes no file, which a Cairn spec does not record',
+        '',
+      ].join('\n'),
+    );
     expect(r.out).toContain('(from node:20-alpine)');
     expect(r.out).not.toContain('3000');
   });
@@ -61,14 +63,18 @@ describe('cairn import of image metadata', () => {
       const file = join(dir, 'image.json');
       const r = await cairn(['import', '-f', '-', '--image-config', file], `${NODE_APP}LABEL a=b\nVOLUME /data\n`);
       expect(r.code, r.err).toBe(0);
-      expect(r.err).toBe([
-        `cairn: warning: <stdin>:6:1: EXPOSE carried to ${file}: it declares the ports of the image, which \`cairn build --image REF --image-config ${file}\` writes into the image config`,
-        `cairn: warning: <stdin>:7:1: CMD carried to ${file}: it sets the default command of the image, which \`cairn build --image REF --image-config ${file}\` writes into the image config`,
-        `cairn: warning: <stdin>:8:1: LABEL carried to ${file}: it sets image labels, which \`cairn build --image REF --image-config ${file}\` writes into the image config`,
-        'cairn: warning: <stdin>:9:1: VOLUME dropped: it declares a volume of the image, image metadata that changes no file, which a Cairn spec does not record',
-        '',
-      ].join('\n'));
-      expect(await readFile(file, 'utf8')).toBe('{\n  "cmd": [\n    "node",\n    "server.js"\n  ],\n  "labels": {\n    "a": "b"\n  },\n  "exposedPorts": [\n    "3000/tcp"\n  ]\n}\n');
+      expect(r.err).toBe(
+        [
+          `cairn: warning: <stdin>:6:1: EXPOSE carried to ${file}: it declares the ports of the image, which \`cairn build --image REF --image-config ${file}\` writes into the image config`,
+          `cairn: warning: <stdin>:7:1: CMD carried to ${file}: it sets the default command of the image, which \`cairn build --image REF --image-config ${file}\` writes into the image config`,
+          `cairn: warning: <stdin>:8:1: LABEL carried to ${file}: it sets image labels, which \`cairn build --image REF --image-config ${file}\` writes into the image config`,
+          'cairn: warning: <stdin>:9:1: VOLUME dropped: it declares a volume of the image, image metadata that changes no file, which a Cairn spec does not record',
+          '',
+        ].join('\n'),
+      );
+      expect(await readFile(file, 'utf8')).toBe(
+        '{\n  "cmd": [\n    "node",\n    "server.js"\n  ],\n  "labels": {\n    "a": "b"\n  },\n  "exposedPorts": [\n    "3000/tcp"\n  ]\n}\n',
+      );
       const strict = await cairn(['import', '-f', '-', '--image-config', file, '--strict'], NODE_APP);
       expect(strict.code, strict.err).toBe(0);
     } finally {
@@ -86,12 +92,15 @@ describe('cairn import of COPY wildcards', () => {
   it('lists what they match in --context, names each in the spec, and warns', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'cairn-import-'));
     await mkdir(join(dir, 'node_modules', 'x'), { recursive: true });
-    for (const f of ['package.json', 'package-lock.json', '.dockerignore', 'node_modules/x/package.json']) await writeFile(join(dir, f), f === '.dockerignore' ? 'node_modules\n' : '{}');
+    for (const f of ['package.json', 'package-lock.json', '.dockerignore', 'node_modules/x/package.json'])
+      await writeFile(join(dir, f), f === '.dockerignore' ? 'node_modules\n' : '{}');
     await writeFile(join(dir, 'Dockerfile'), 'FROM node:20\nWORKDIR /app\nCOPY package*.json ./\n');
     const r = await cairn(['import', '-f', join(dir, 'Dockerfile'), '--context', dir]);
     expect(r.code, r.err).toBe(0);
     expect(r.out).toContain('(copy (src package-lock.json package.json) (dst ./) (exclude node_modules))');
-    expect(r.err).toBe(`cairn: warning: ${join(dir, 'Dockerfile')}:3:1: COPY package*.json: the wildcard matches package-lock.json package.json in the build context now, which the spec names; a file added later is copied only once the Dockerfile is imported again\n`);
+    expect(r.err).toBe(
+      `cairn: warning: ${join(dir, 'Dockerfile')}:3:1: COPY package*.json: the wildcard matches package-lock.json package.json in the build context now, which the spec names; a file added later is copied only once the Dockerfile is imported again\n`,
+    );
     const without = await cairn(['import', '-f', join(dir, 'Dockerfile')]);
     expect(without.code).toBe(1);
     expect(without.err).toContain('3:1: COPY package*.json: a wildcard needs the build context to list what it matches (cairn import --context DIR)');
@@ -110,7 +119,14 @@ describe('cairn import --resolve', () => {
     dir = await mkdtemp(join(tmpdir(), 'cairn-import-resolve-'));
     images = join(dir, 'images');
     // The image runs as `user` (1000:1000 in its /etc/passwd) in /srv/app, with a TOOL_HOME.
-    await busyboxImage(images, 'cairn/app-base:1', { env: [['PATH', BUSYBOX_PATH], ['TOOL_HOME', '/opt/tool']], workdir: '/srv/app', user: 'user' });
+    await busyboxImage(images, 'cairn/app-base:1', {
+      env: [
+        ['PATH', BUSYBOX_PATH],
+        ['TOOL_HOME', '/opt/tool'],
+      ],
+      workdir: '/srv/app',
+      user: 'user',
+    });
     await busyboxImage(images, 'cairn/plain:1');
   }, 120_000);
   afterAll(async () => {
@@ -157,7 +173,9 @@ describe('cairn import --resolve', () => {
   it('without --resolve, says what the image would have told', async () => {
     const r = await cairn(['import', '-f', '-'], DOCKERFILE);
     expect(r.code).toBe(1);
-    expect(r.err).toMatch(/^cairn: <stdin>:5:1: ENV: \$TOOL_HOME is set by no ARG or ENV before it in this stage; Docker would take it from the base image's environment/);
+    expect(r.err).toMatch(
+      /^cairn: <stdin>:5:1: ENV: \$TOOL_HOME is set by no ARG or ENV before it in this stage; Docker would take it from the base image's environment/,
+    );
   });
 
   it('names an image the fetcher does not have', async () => {

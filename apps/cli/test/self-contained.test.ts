@@ -71,7 +71,10 @@ function escapesIn(text: string, file: string, repo: string): Escape[] {
   }
   // Parent segments given as separate arguments in a row.
   for (const m of text.matchAll(/(['"`])\.\.\1(?:\s*,\s*(['"`])\.\.\2)+/g)) {
-    const path = m[0].split(',').map(() => '..').join('/');
+    const path = m[0]
+      .split(',')
+      .map(() => '..')
+      .join('/');
     if (outside(path)) found.push({ line: lineOf(m.index), text: m[0], why: 'climbs out of the repository from this file' });
   }
   // Anything above the repository root is outside it.
@@ -104,7 +107,14 @@ describe('the repository is self-contained', () => {
   it('no test or source file refers to a path outside the repository', () => {
     const files = [...sourceFiles(REPO)];
     // The walk sees the sources, the tests, the tools and the CI script.
-    for (const f of ['apps/cli/src/main.ts', 'apps/cli/test/cli.test.ts', 'libs/spec/test/spec-language.test.ts', 'tools/bundle-cli.mjs', 'tools/setup.sh', '.ci/run']) {
+    for (const f of [
+      'apps/cli/src/main.ts',
+      'apps/cli/test/cli.test.ts',
+      'libs/spec/test/spec-language.test.ts',
+      'tools/bundle-cli.mjs',
+      'tools/setup.sh',
+      '.ci/run',
+    ]) {
       expect(files.map((p) => relative(REPO, p))).toContain(f);
     }
     const offenders: string[] = [];

@@ -53,7 +53,7 @@ describe.each(['overlayfs', 'btrfs', 'zfs'] as const)('many cairn processes on o
     expect([ra!.steps[1]!.cached, rb!.steps[1]!.cached].sort()).toEqual([false, true]);
   });
 
-  it('a dead process\'s leftover temps are removed once, by whichever of two starting processes gets each', async () => {
+  it("a dead process's leftover temps are removed once, by whichever of two starting processes gets each", async () => {
     const temps = join(store.path, 'result-tmp');
     for (const t of [1, 2, 3]) {
       const path = join(temps, `3999990-${t}-x`);

@@ -33,7 +33,9 @@ beforeAll(async () => {
   everything = nc.subscribe('>', { callback: (_err, msg) => void seen.push(msg.subject) });
   const keys = generateKeyPair();
   // Stand-ins for the scheduler: a submit that passes the checks has somewhere to go.
-  nc.subscribe(subjects.schedulerKey, { callback: (_err, msg) => void msg.respond(JSON.stringify({ response: { ok: true, value: { publicKey: keys.publicKey } } })) });
+  nc.subscribe(subjects.schedulerKey, {
+    callback: (_err, msg) => void msg.respond(JSON.stringify({ response: { ok: true, value: { publicKey: keys.publicKey } } })),
+  });
   nc.subscribe(subjects.client(CLIENT, 'submit'), {
     callback: (_err, msg) => void msg.respond(JSON.stringify({ response: { ok: true, value: { job: 'j-checked0001', cacheHint: 'h', steps: 2 } } })),
   });
@@ -96,7 +98,9 @@ describe('cairn submit checks what cairn plan checks, before sending anything', 
     const file = await specFile('child.spec', '((build tools\n  ((from busybox)\n   (run (secrets (tok (target /t))) (shell make))))\n (from busybox))');
     const r = await submit(file);
     expect(r.code).toBe(1);
-    expect(r.err).toBe(`cairn: ${file}:3:4: the build would fail at [tools] (run (secrets (tok (target /t))) (shell make)): no value supplied for secret "tok" (use --secret tok:FILE)\n`);
+    expect(r.err).toBe(
+      `cairn: ${file}:3:4: the build would fail at [tools] (run (secrets (tok (target /t))) (shell make)): no value supplied for secret "tok" (use --secret tok:FILE)\n`,
+    );
     expect(await published()).toEqual([]);
   });
 

@@ -63,7 +63,12 @@ describe('Supervisor', () => {
 
   it('a child stopped on purpose is not restarted; one that ignores SIGTERM is killed with its group', async () => {
     const { supervisor, events, output } = supervised();
-    supervisor.start({ name: 'stubborn', command: node, args: ['-e', "process.on('SIGTERM', () => {}); console.log('armed'); setInterval(() => {}, 1000)"], env: process.env });
+    supervisor.start({
+      name: 'stubborn',
+      command: node,
+      args: ['-e', "process.on('SIGTERM', () => {}); console.log('armed'); setInterval(() => {}, 1000)"],
+      env: process.env,
+    });
     await until(() => output.includes('stubborn: armed'));
     expect(await supervisor.stop('stubborn', 'SIGTERM', 300)).toBe(false);
     await supervisor.kill('stubborn');

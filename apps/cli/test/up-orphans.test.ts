@@ -88,7 +88,11 @@ describe('cairn up killed with SIGKILL', () => {
     // `cairn up` from its sources, in this one process (no wrapper whose pid would be killed instead).
     const launcher = "import { main } from './apps/cli/src/main.ts'; process.exitCode = await main(process.argv.slice(1));";
     const env = upEnv(dir, `btrfs:${fs.path}`, 'up-test-key');
-    up = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', launcher, 'up', '--nats', natsUrl, '--data', join(dir, 'cluster'), '--results-port', '0'], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    up = spawn(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', launcher, 'up', '--nats', natsUrl, '--data', join(dir, 'cluster'), '--results-port', '0'],
+      { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
     const upPid = up.pid!;
@@ -100,7 +104,11 @@ describe('cairn up killed with SIGKILL', () => {
     await until(
       'the worker registered with the scheduler',
       async () => {
-        const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', launcher, 'admin', 'workers', '--json'], { cwd: REPO, env: { ...env, CAIRN_NATS: natsUrl } }).catch(() => ({ stdout: '[]' }));
+        const { stdout } = await promisify(execFile)(
+          process.execPath,
+          ['--import', 'tsx', '--input-type=module', '-e', launcher, 'admin', 'workers', '--json'],
+          { cwd: REPO, env: { ...env, CAIRN_NATS: natsUrl } },
+        ).catch(() => ({ stdout: '[]' }));
         return (JSON.parse(stdout) as WorkerInfo[]).some((w) => w.worker === 'local' && w.connected);
       },
       90_000,
@@ -109,7 +117,10 @@ describe('cairn up killed with SIGKILL', () => {
     // tsx, which runs `cairn up` from its sources here, keeps an esbuild helper of its own.
     children = (await childrenOf(upPid)).filter((c) => !/\/esbuild\b.* --service=/.test(c.command));
     // nats-server's own pid (setpriv exec'd it), and each service by its script.
-    const kind = (command: string) => (command.startsWith('/usr/sbin/nats-server') || command.startsWith('/usr/bin/nats-server') ? 'nats-server' : (/apps\/([\w-]+)\/dist\/main\.js/.exec(command)?.[1] ?? command));
+    const kind = (command: string) =>
+      command.startsWith('/usr/sbin/nats-server') || command.startsWith('/usr/bin/nats-server')
+        ? 'nats-server'
+        : (/apps\/([\w-]+)\/dist\/main\.js/.exec(command)?.[1] ?? command);
     expect(children.map((c) => kind(c.command)).sort(), output).toEqual(['nats-server', 'results-store', 'scheduler', 'spec-compiler', 'worker-agent']);
 
     up.kill('SIGKILL');
@@ -118,7 +129,11 @@ describe('cairn up killed with SIGKILL', () => {
       'every child of the killed cairn up exited',
       () => children.every((c) => !running(c.pid)),
       30_000,
-      () => `still running: ${children.filter((c) => running(c.pid)).map((c) => `${c.pid} ${c.command}`).join('; ')}\n${output}`,
+      () =>
+        `still running: ${children
+          .filter((c) => running(c.pid))
+          .map((c) => `${c.pid} ${c.command}`)
+          .join('; ')}\n${output}`,
     );
     // Well inside the first grace period (10 s): each took its clean SIGTERM path, nothing had to be forced.
     expect(Date.now() - killedAt).toBeLessThan(10_000);

@@ -42,7 +42,10 @@ function el(tag: string, attributes: Record<string, string> = {}, children: (str
 
 /** `2026-01-02 03:04:05 UTC`, as the server renders times. */
 function exactTime(ms: number): string {
-  return `${new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '')} UTC`;
+  return `${new Date(ms)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, '')} UTC`;
 }
 
 function relativeTime(ms: number, now: number): string {
@@ -124,7 +127,9 @@ function followBoard(board: Element): void {
     for (const kind of ['queued', 'running'] as const) {
       const body = document.getElementById(`${kind}-rows`);
       if (!body) continue;
-      const list = [...jobs.values()].filter((j) => (kind === 'queued' ? j.state === 'queued' : j.state === 'assigned' || j.state === 'running')).sort((a, b) => a.since - b.since);
+      const list = [...jobs.values()]
+        .filter((j) => (kind === 'queued' ? j.state === 'queued' : j.state === 'assigned' || j.state === 'running'))
+        .sort((a, b) => a.since - b.since);
       body.textContent = '';
       for (const j of list) {
         const tr = el('tr', { 'data-job': j.job });

@@ -72,7 +72,8 @@ function defaultCompareWorkers(): number {
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ResultsConfig {
   const dataDir = env.CAIRN_RESULTS_DIR || '/var/lib/cairn/results';
   const readAccess = env.CAIRN_RESULTS_READ || 'public';
-  if (readAccess !== 'public' && readAccess !== 'token') throw new ConfigError(`CAIRN_RESULTS_READ=${JSON.stringify(readAccess)}: expected "public" or "token"`);
+  if (readAccess !== 'public' && readAccess !== 'token')
+    throw new ConfigError(`CAIRN_RESULTS_READ=${JSON.stringify(readAccess)}: expected "public" or "token"`);
   return {
     // From a file too: a PostgreSQL URL holds its password (a mounted Secret).
     database: settingFromEnv(env, 'CAIRN_RESULTS_DB') || join(dataDir, 'results.sqlite'),
@@ -92,8 +93,13 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ResultsConf
     ...(env.CAIRN_RESULTS_PUBLIC_URL ? { publicUrl: env.CAIRN_RESULTS_PUBLIC_URL.replace(/\/+$/, '') } : {}),
     adminTimeoutMs: number(env, 'CAIRN_RESULTS_ADMIN_TIMEOUT_MS', 1000),
     backfill: { batch: Math.floor(number(env, 'CAIRN_RESULTS_BACKFILL_BATCH', 100)), pauseMs: number(env, 'CAIRN_RESULTS_BACKFILL_PAUSE_MS', 25) },
-    ...(env.CAIRN_RESULTS_TRUSTED_PROXY ? { trustedProxy: /^\d+$/.test(env.CAIRN_RESULTS_TRUSTED_PROXY) ? Number(env.CAIRN_RESULTS_TRUSTED_PROXY) : env.CAIRN_RESULTS_TRUSTED_PROXY } : {}),
+    ...(env.CAIRN_RESULTS_TRUSTED_PROXY
+      ? { trustedProxy: /^\d+$/.test(env.CAIRN_RESULTS_TRUSTED_PROXY) ? Number(env.CAIRN_RESULTS_TRUSTED_PROXY) : env.CAIRN_RESULTS_TRUSTED_PROXY }
+      : {}),
     maxUploadBytes: number(env, 'CAIRN_RESULTS_MAX_UPLOAD_BYTES', 1024 ** 3),
-    compare: { workers: Math.max(1, Math.floor(number(env, 'CAIRN_RESULTS_COMPARE_WORKERS', defaultCompareWorkers()))), queue: Math.floor(number(env, 'CAIRN_RESULTS_COMPARE_QUEUE', 32)) },
+    compare: {
+      workers: Math.max(1, Math.floor(number(env, 'CAIRN_RESULTS_COMPARE_WORKERS', defaultCompareWorkers()))),
+      queue: Math.floor(number(env, 'CAIRN_RESULTS_COMPARE_QUEUE', 32)),
+    },
   };
 }

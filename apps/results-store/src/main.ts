@@ -102,7 +102,9 @@ async function main(argv: string[]): Promise<number | undefined> {
 
   program
     .command('retention')
-    .description('apply CAIRN_RESULTS_KEEP_LAST and CAIRN_RESULTS_KEEP_FAILED_DAYS now (the service does every CAIRN_RESULTS_RETENTION_INTERVAL_MS, an hour by default)')
+    .description(
+      'apply CAIRN_RESULTS_KEEP_LAST and CAIRN_RESULTS_KEEP_FAILED_DAYS now (the service does every CAIRN_RESULTS_RETENTION_INTERVAL_MS, an hour by default)',
+    )
     .action(async () => {
       await withStorage(async ({ ds, blobs }) => {
         const config = configFromEnv();
@@ -118,7 +120,9 @@ async function main(argv: string[]): Promise<number | undefined> {
       await withStorage(async () => console.log('database schema is up to date'));
     });
 
-  const token = program.command('token').description('API tokens: readers, writers (tags, uploads), operators (the dashboard\'s actions) and admins (tokens, rates)');
+  const token = program
+    .command('token')
+    .description("API tokens: readers, writers (tags, uploads), operators (the dashboard's actions) and admins (tokens, rates)");
   token
     .command('create')
     .description('make a token and print it (once: only its hash is kept)')

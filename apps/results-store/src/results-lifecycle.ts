@@ -3,7 +3,14 @@
  * before it closes: the result consumer, the live board, periodic retention, the page
  * backfill, the storage gauge, and the health checks /healthz reports.
  */
-import { Inject, Injectable, type BeforeApplicationShutdown, type LoggerService, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  type BeforeApplicationShutdown,
+  type LoggerService,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import { attempts } from '@cairn/contracts';
 import { Ops } from '@cairn/service-kit';
@@ -141,7 +148,8 @@ export class ResultsLifecycle implements OnApplicationBootstrap, BeforeApplicati
   private async retain(): Promise<void> {
     try {
       const report = await applyRetention(this.ds, this.blobs, this.config.retention, Date.now(), this.config.dataDir);
-      if (report.buildsRemoved || report.blobsRemoved) this.logger.log(`retention removed ${report.buildsRemoved} build(s), ${report.blobsRemoved} blob(s), ${report.bytesFreed} bytes`);
+      if (report.buildsRemoved || report.blobsRemoved)
+        this.logger.log(`retention removed ${report.buildsRemoved} build(s), ${report.blobsRemoved} blob(s), ${report.bytesFreed} bytes`);
     } catch (e) {
       this.logger.error(`retention: ${e instanceof Error ? e.message : String(e)}`);
     }

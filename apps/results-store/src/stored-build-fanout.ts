@@ -24,6 +24,8 @@ export class StoredBuildFanout implements StoredListener {
     this.pages.clear();
     this.live.noteStored(build);
     // In the background: storing is done, and a failure here only means the first reader renders the page.
-    void this.buildPages.prerender(build).catch((e: unknown) => this.logger.error(`rendering the page of build ${build}: ${e instanceof Error ? e.message : String(e)}`));
+    void this.buildPages
+      .prerender(build)
+      .catch((e: unknown) => this.logger.error(`rendering the page of build ${build}: ${e instanceof Error ? e.message : String(e)}`));
   }
 }

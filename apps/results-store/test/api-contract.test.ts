@@ -2,7 +2,16 @@ import { buckets, connectBus, openBucket, type ServiceStatus } from '@cairn/cont
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNats, type RunningNats } from '../../../test/support/nats.js';
-import { ClusterStandIn, newJobId, sampleResult, schedulerStandIn, sha256Hex, startResultsStore, uploadBody, type ResultsStoreUnderTest } from '../../../test/support/results-store.js';
+import {
+  ClusterStandIn,
+  newJobId,
+  sampleResult,
+  schedulerStandIn,
+  sha256Hex,
+  startResultsStore,
+  uploadBody,
+  type ResultsStoreUnderTest,
+} from '../../../test/support/results-store.js';
 import { API, openApiDocument } from '../src/api/openapi.js';
 import { TokenService } from '../src/auth/token-service.js';
 import { UPLOAD_CONTENT_TYPE } from '../src/ingest/upload-format.js';
@@ -31,7 +40,12 @@ describe('the JSON API keeps to its OpenAPI document', () => {
    * Calls route `template` (as `API` lists it) at `url`, and checks the answer: its status
    * is one the document lists for the route, and its body fits the schema listed for it.
    */
-  async function call(method: 'get' | 'put' | 'post' | 'delete', template: string, url: string, init: { token?: keyof typeof tokens; headers?: Record<string, string>; body?: Uint8Array<ArrayBuffer> | string } = {}): Promise<Response> {
+  async function call(
+    method: 'get' | 'put' | 'post' | 'delete',
+    template: string,
+    url: string,
+    init: { token?: keyof typeof tokens; headers?: Record<string, string>; body?: Uint8Array<ArrayBuffer> | string } = {},
+  ): Promise<Response> {
     const headers = { ...init.headers, ...(init.token ? { authorization: `Bearer ${tokens[init.token]}` } : {}) };
     const res = await fetch(`${rs.url}${url}`, { method: method.toUpperCase(), headers, ...(init.body === undefined ? {} : { body: init.body }) });
     const operation = API[template]?.[method];
@@ -56,11 +70,34 @@ describe('the JSON API keeps to its OpenAPI document', () => {
     stopScheduler = schedulerStandIn(nc, {
       pools: [{ pool: 'linux-x86_64', paused: false, queued: 1, running: 0, workers: 1 }],
       workers: [
-        { worker: 'w1', pool: 'linux-x86_64', platform: 'linux/amd64', capacity: 4, running: [], paused: false, draining: false, connected: true, refusing: false, freeBytes: 5e10, hints: 17, lastSeen: Date.now() },
+        {
+          worker: 'w1',
+          pool: 'linux-x86_64',
+          platform: 'linux/amd64',
+          capacity: 4,
+          running: [],
+          paused: false,
+          draining: false,
+          connected: true,
+          refusing: false,
+          freeBytes: 5e10,
+          hints: 17,
+          lastSeen: Date.now(),
+        },
       ],
       queues: [{ pool: 'linux-x86_64', client: 'alice', urgent: 0, normal: 1 }],
     });
-    const service: ServiceStatus = { name: 'scheduler', state: 'ready', pid: 42, restarts: 1, quickFailures: 0, startedAt: Date.now(), lastExit: 'signal SIGKILL', events: [{ at: Date.now(), message: 'scheduler exited (signal SIGKILL); restarting in 1 s' }], supervisor: 7 };
+    const service: ServiceStatus = {
+      name: 'scheduler',
+      state: 'ready',
+      pid: 42,
+      restarts: 1,
+      quickFailures: 0,
+      startedAt: Date.now(),
+      lastExit: 'signal SIGKILL',
+      events: [{ at: Date.now(), message: 'scheduler exited (signal SIGKILL); restarting in 1 s' }],
+      supervisor: 7,
+    };
     await (await openBucket(nc, buckets.services)).put('scheduler', JSON.stringify(service));
     for (const role of ['reader', 'writer', 'admin'] as const) tokens[role] = (await new TokenService(rs.store.ds).issue(`api-${role}`, role)).token;
 
@@ -70,7 +107,10 @@ describe('the JSON API keeps to its OpenAPI document', () => {
     await cluster.result(ok);
     await cluster.result(bad);
     cluster.event({ job: newJobId(), name: 'queued-now', client: 'alice', pool: 'linux-x86_64' }, 'queued');
-    await until(async () => (await fetch(`${rs.url}/api/v1/builds/${bad.job}`)).status === 200 && (await fetch(`${rs.url}/api/v1/builds/${ok.job}`)).status === 200, 'both builds stored');
+    await until(
+      async () => (await fetch(`${rs.url}/api/v1/builds/${bad.job}`)).status === 200 && (await fetch(`${rs.url}/api/v1/builds/${ok.job}`)).status === 200,
+      'both builds stored',
+    );
     await until(async () => ((await (await fetch(`${rs.url}/api/v1/live`)).json()) as { jobs: unknown[] }).jobs.length > 0, 'the queued job on the live board');
   });
   afterAll(async () => {
@@ -96,7 +136,9 @@ describe('the JSON API keeps to its OpenAPI document', () => {
     await call('get', '/api/v1/builds/{id}', '/api/v1/builds/not-an-id');
     const artifact = await call('get', '/api/v1/builds/{id}/artifacts/{path}', `/api/v1/builds/${ok.job}/artifacts/out/hello.txt`);
     expect(Buffer.from(await artifact.arrayBuffer())).toEqual(artifactBytes);
-    await call('get', '/api/v1/builds/{id}/artifacts/{path}', `/api/v1/builds/${ok.job}/artifacts/out/hello.txt`, { headers: { 'if-none-match': `"sha256-${sha256Hex(artifactBytes)}"` } });
+    await call('get', '/api/v1/builds/{id}/artifacts/{path}', `/api/v1/builds/${ok.job}/artifacts/out/hello.txt`, {
+      headers: { 'if-none-match': `"sha256-${sha256Hex(artifactBytes)}"` },
+    });
     await call('get', '/api/v1/builds/{id}/artifacts/{path}', `/api/v1/builds/${ok.job}/artifacts/out/missing`);
     await call('get', '/api/v1/builds/{id}/artifacts/{path}', '/api/v1/builds/not-an-id/artifacts/x');
     await call('get', '/api/v1/jobs', '/api/v1/jobs?q=api');
@@ -134,7 +176,10 @@ describe('the JSON API keeps to its OpenAPI document', () => {
     await upload(uploadBody({ result: { ...result, job: newJobId() } }, [bytes]), 'reader');
     await upload(uploadBody({ result: { ...result, job: newJobId() } }, [bytes]), 'writer', 'text/plain');
     await upload(Buffer.from('not json\n'), 'writer');
-    await upload(uploadBody({ result: { ...result, job: newJobId(), artifacts: [{ path: 'out/u.txt', size: bytes.length, sha256: sha256Hex('other') }] } }, [bytes]), 'writer');
+    await upload(
+      uploadBody({ result: { ...result, job: newJobId(), artifacts: [{ path: 'out/u.txt', size: bytes.length, sha256: sha256Hex('other') }] } }, [bytes]),
+      'writer',
+    );
 
     const issue = (body: unknown, token: keyof typeof tokens = 'admin', type = 'application/json') =>
       call('post', '/api/v1/tokens', '/api/v1/tokens', { token, headers: { 'content-type': type }, body: JSON.stringify(body) });

@@ -24,7 +24,7 @@ describe.each(FLAVOURS)('the build list on %s', (database) => {
   let nc: NatsConnection;
   // Seven builds, one a day from 10 November; durations and names in another order than time.
   const builds = ['delta', 'alpha', 'golf', 'charlie', 'echo', 'bravo', 'foxtrot'].map((name, i) =>
-    sampleResult({ name, startedAt: base + i * DAY - (i * 37 % 7 + 1) * 1000, finishedAt: base + i * DAY, submittedAt: base + i * DAY - 10_000 }),
+    sampleResult({ name, startedAt: base + i * DAY - (((i * 37) % 7) + 1) * 1000, finishedAt: base + i * DAY, submittedAt: base + i * DAY - 10_000 }),
   );
   const api = async (query: string): Promise<ApiPage> => {
     const res = await fetch(`${rs.url}/api/v1/builds?${query}`);

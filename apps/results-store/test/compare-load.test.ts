@@ -35,7 +35,12 @@ describe('comparing large builds under load', () => {
   beforeAll(async () => {
     nats = await startNats();
     dir = await mkdtemp(join(tmpdir(), 'cairn-compare-load-'));
-    rs = await spawnResultsStore({ CAIRN_NATS: nats.url, CAIRN_RESULTS_DIR: dir, CAIRN_RESULTS_DB: join(dir, 'results.sqlite'), CAIRN_RESULTS_BACKFILL_BATCH: '0' });
+    rs = await spawnResultsStore({
+      CAIRN_NATS: nats.url,
+      CAIRN_RESULTS_DIR: dir,
+      CAIRN_RESULTS_DB: join(dir, 'results.sqlite'),
+      CAIRN_RESULTS_BACKFILL_BATCH: '0',
+    });
     nc = await connect({ servers: nats.url });
     const cluster = new ClusterStandIn(nc);
     for (let n = 0; n < 17; n++) {

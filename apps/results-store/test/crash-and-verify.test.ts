@@ -43,7 +43,12 @@ describe('a results-store killed between writing a blob and committing its row',
     nats = await startNats();
     nc = await connectBus({ servers: nats.url, name: 'test-cluster' });
     dir = await mkdtemp(join(tmpdir(), 'cairn-rs-crash-'));
-    env = { CAIRN_NATS: nats.url, CAIRN_RESULTS_DIR: join(dir, 'data'), CAIRN_RESULTS_DB: join(dir, 'data', 'results.sqlite'), CAIRN_RESULTS_ACK_WAIT_MS: '3000' };
+    env = {
+      CAIRN_NATS: nats.url,
+      CAIRN_RESULTS_DIR: join(dir, 'data'),
+      CAIRN_RESULTS_DB: join(dir, 'data', 'results.sqlite'),
+      CAIRN_RESULTS_ACK_WAIT_MS: '3000',
+    };
   });
   afterAll(async () => {
     await store?.stop();
@@ -90,9 +95,7 @@ describe('a results-store killed between writing a blob and committing its row',
 
     // The result was never acked: it comes again, and this time is stored with both blobs.
     store = await spawnResultsStore(env);
-    await expect
-      .poll(async () => (await fetch(`${store!.url}/api/v1/builds/${result.job}`)).status, { timeout: 60_000, interval: 200 })
-      .toBe(200);
+    await expect.poll(async () => (await fetch(`${store!.url}/api/v1/builds/${result.job}`)).status, { timeout: 60_000, interval: 200 }).toBe(200);
     const after = await verifyCommand(env);
     expect(after.code).toBe(0);
     expect(after.out).not.toContain('orphan ');

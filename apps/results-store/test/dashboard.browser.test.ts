@@ -35,7 +35,20 @@ describe('the dashboard in a browser, fed over the bus as the cluster feeds it',
     stopScheduler = schedulerStandIn(nc, {
       pools: [{ pool: 'linux-x86_64', paused: false, queued: 1, running: 0, workers: 1 }],
       workers: [
-        { worker: 'w1', pool: 'linux-x86_64', platform: 'linux/amd64', capacity: 4, running: [], paused: false, draining: false, connected: true, refusing: false, freeBytes: 5e10, hints: 17, lastSeen: Date.now() },
+        {
+          worker: 'w1',
+          pool: 'linux-x86_64',
+          platform: 'linux/amd64',
+          capacity: 4,
+          running: [],
+          paused: false,
+          draining: false,
+          connected: true,
+          refusing: false,
+          freeBytes: 5e10,
+          hints: 17,
+          lastSeen: Date.now(),
+        },
       ],
       queues: [{ pool: 'linux-x86_64', client: 'alice', urgent: 0, normal: 1 }],
     });

@@ -43,12 +43,21 @@ describe('the HTTP side against a hostile web', () => {
   function raw(method: string, path: string, headers: Record<string, string> = {}, body?: Buffer | string, chunked = false): Promise<Answer> {
     const url = new URL(rs.url);
     return new Promise((resolve, reject) => {
-      const req = request({ host: url.hostname, port: url.port, method, path, headers: { ...(body !== undefined && !chunked ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
-      });
+      const req = request(
+        {
+          host: url.hostname,
+          port: url.port,
+          method,
+          path,
+          headers: { ...(body !== undefined && !chunked ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
+        },
+      );
       req.on('error', reject);
       if (body !== undefined) {
         if (chunked) {
@@ -84,9 +93,19 @@ describe('the HTTP side against a hostile web', () => {
     });
     // A failed build with a log, an artifact and a job name full of control characters.
     const artifact = Buffer.from('<html><script>alert(1)</script></html>');
-    const result = sampleResult({ name: oddName, state: 'failed', failure: 'step 2 failed \x02 badly', artifacts: [{ path: 'page.html', size: artifact.length, sha256: sha256Hex(artifact) }] });
+    const result = sampleResult({
+      name: oddName,
+      state: 'failed',
+      failure: 'step 2 failed \x02 badly',
+      artifacts: [{ path: 'page.html', size: artifact.length, sha256: sha256Hex(artifact) }],
+    });
     oddBuild = result.job;
-    const up = await raw('POST', '/api/v1/uploads', { 'content-type': UPLOAD_CONTENT_TYPE, ...bearer(writer) }, uploadBody({ result, log: '<html><script>alert(1)</script>\n' }, [artifact]));
+    const up = await raw(
+      'POST',
+      '/api/v1/uploads',
+      { 'content-type': UPLOAD_CONTENT_TYPE, ...bearer(writer) },
+      uploadBody({ result, log: '<html><script>alert(1)</script>\n' }, [artifact]),
+    );
     expect(up.status).toBe(201);
   }, 120_000);
   afterAll(async () => {
@@ -108,17 +127,28 @@ describe('the HTTP side against a hostile web', () => {
     expect((await raw('PUT', `/api/v1/builds/${oddBuild}/tags/evil`, { cookie, origin: 'http://evil.example' })).status).toBe(403);
     expect((await raw('POST', '/logout', { cookie, origin: 'http://evil.example' })).status).toBe(403);
     // Signing a victim in with the attacker's token is refused too.
-    expect((await raw('POST', '/login', { 'content-type': 'application/x-www-form-urlencoded', origin: 'http://evil.example' }, new URLSearchParams({ token: reader }).toString())).status).toBe(403);
+    expect(
+      (
+        await raw(
+          'POST',
+          '/login',
+          { 'content-type': 'application/x-www-form-urlencoded', origin: 'http://evil.example' },
+          new URLSearchParams({ token: reader }).toString(),
+        )
+      ).status,
+    ).toBe(403);
 
     // The dashboard's own pages, and API clients with a bearer token and no cookie.
     const sameOrigin = await raw('POST', '/api/v1/tokens', { ...json, cookie, origin: rs.url }, JSON.stringify({ user: 'pat', role: 'reader' }));
     expect(sameOrigin.status).toBe(201);
-    expect((await raw('POST', '/api/v1/tokens', { ...json, cookie, 'sec-fetch-site': 'same-origin' }, JSON.stringify({ user: 'pat', role: 'reader' }))).status).toBe(201);
+    expect(
+      (await raw('POST', '/api/v1/tokens', { ...json, cookie, 'sec-fetch-site': 'same-origin' }, JSON.stringify({ user: 'pat', role: 'reader' }))).status,
+    ).toBe(201);
     expect((await raw('POST', '/api/v1/tokens', { ...json, ...bearer(admin) }, JSON.stringify({ user: 'pat', role: 'reader' }))).status).toBe(201);
     expect((await raw('PUT', `/api/v1/builds/${oddBuild}/tags/fine`, bearer(writer))).status).toBe(204);
   });
 
-  it('does not change an existing user\'s role unless an admin asks for that explicitly', async () => {
+  it("does not change an existing user's role unless an admin asks for that explicitly", async () => {
     const promote = await raw('POST', '/api/v1/tokens', { ...json, ...bearer(admin) }, JSON.stringify({ user: 'ci', role: 'admin' }));
     expect(promote.status).toBe(409);
     expect(promote.body).toMatch(/role/);
@@ -158,7 +188,10 @@ describe('the HTTP side against a hostile web', () => {
     expect(String(out.headers['set-cookie'])).toMatch(/^cairn_token=;.*Max-Age=0/);
     expect(out.headers['set-cookie']).toContainEqual(expect.stringMatching(/^cairn_role=; .*Max-Age=0/));
 
-    const issued = JSON.parse((await raw('POST', '/api/v1/tokens', { ...json, ...bearer(admin) }, JSON.stringify({ user: 'temp', role: 'reader' }))).body) as { id: number; token: string };
+    const issued = JSON.parse((await raw('POST', '/api/v1/tokens', { ...json, ...bearer(admin) }, JSON.stringify({ user: 'temp', role: 'reader' }))).body) as {
+      id: number;
+      token: string;
+    };
     expect((await raw('GET', '/api/v1/builds', bearer(issued.token))).status).toBe(200);
     expect((await raw('DELETE', `/api/v1/tokens/${issued.id}`, bearer(reader))).status).toBe(403);
     expect((await raw('DELETE', `/api/v1/tokens/${issued.id}`, bearer(admin))).status).toBe(204);
@@ -189,7 +222,12 @@ describe('the HTTP side against a hostile web', () => {
     const shared = await raw('GET', '/builds', bearer(reader));
     expect(shared.body).toContain('<li data-needs="operator" hidden><a href="/audit">Audit log</a></li>');
     // Behind the trusted proxy, which says the client came over TLS.
-    const tls = await raw('POST', '/login', { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-proto': 'https' }, new URLSearchParams({ token: reader }).toString());
+    const tls = await raw(
+      'POST',
+      '/login',
+      { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-proto': 'https' },
+      new URLSearchParams({ token: reader }).toString(),
+    );
     expect(String(tls.headers['set-cookie'])).toMatch(/; Secure/);
   });
 
@@ -227,7 +265,13 @@ describe('the HTTP side against a hostile web', () => {
     const declared = await raw('POST', '/api/v1/uploads', { 'content-type': UPLOAD_CONTENT_TYPE, ...bearer(writer) }, body);
     expect(declared.status).toBe(413);
     // Without a Content-Length the count is kept as the bytes arrive.
-    const streamed = await raw('POST', '/api/v1/uploads', { 'content-type': UPLOAD_CONTENT_TYPE, 'transfer-encoding': 'chunked', ...bearer(writer) }, body, true);
+    const streamed = await raw(
+      'POST',
+      '/api/v1/uploads',
+      { 'content-type': UPLOAD_CONTENT_TYPE, 'transfer-encoding': 'chunked', ...bearer(writer) },
+      body,
+      true,
+    );
     expect(streamed.status).toBe(413);
     expect((await raw('GET', `/api/v1/builds/${result.job}`, bearer(reader))).status).toBe(404);
     expect(await readdir(join(dir, 'tmp'))).toEqual([]);
@@ -243,7 +287,9 @@ describe('the HTTP side against a hostile web', () => {
     socket.on('error', (e: NodeJS.ErrnoException) => (failed ??= e.code ?? e.message));
     await once(socket, 'connect');
     socket.pause();
-    socket.write(`POST /api/v1/uploads HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: ${UPLOAD_CONTENT_TYPE}\r\nAuthorization: Bearer ${writer}\r\nContent-Length: ${body.length}\r\n\r\n`);
+    socket.write(
+      `POST /api/v1/uploads HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: ${UPLOAD_CONTENT_TYPE}\r\nAuthorization: Bearer ${writer}\r\nContent-Length: ${body.length}\r\n\r\n`,
+    );
     socket.write(body);
     await new Promise((r) => setTimeout(r, 1000));
     const received: Buffer[] = [];
@@ -267,10 +313,19 @@ describe('the HTTP side against a hostile web', () => {
     const outcome = await new Promise<{ status?: number; sent: number }>((resolve) => {
       let status: number | undefined;
       let sent = 0;
-      const req = request({ host: url.hostname, port: url.port, method: 'POST', path: '/api/v1/uploads', headers: { 'content-type': UPLOAD_CONTENT_TYPE, 'transfer-encoding': 'chunked', ...bearer(writer) } }, (res) => {
-        status = res.statusCode;
-        res.resume();
-      });
+      const req = request(
+        {
+          host: url.hostname,
+          port: url.port,
+          method: 'POST',
+          path: '/api/v1/uploads',
+          headers: { 'content-type': UPLOAD_CONTENT_TYPE, 'transfer-encoding': 'chunked', ...bearer(writer) },
+        },
+        (res) => {
+          status = res.statusCode;
+          res.resume();
+        },
+      );
       const chunk = Buffer.alloc(1024 * 1024, 1);
       const pump = () => {
         // Far past the cap and the linger bound: only the server's cut stops this.

@@ -6,7 +6,16 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNats, type RunningNats } from '../../../test/support/nats.js';
-import { ClusterStandIn, FLAVOURS, sampleResult, sha256Hex, startResultsStore, stepFinished, stepStarted, type ResultsStoreUnderTest } from '../../../test/support/results-store.js';
+import {
+  ClusterStandIn,
+  FLAVOURS,
+  sampleResult,
+  sha256Hex,
+  startResultsStore,
+  stepFinished,
+  stepStarted,
+  type ResultsStoreUnderTest,
+} from '../../../test/support/results-store.js';
 import { In } from 'typeorm';
 import { BuildEntity } from '../src/db/build.entity.js';
 import { Ingest } from '../src/ingest/ingest.js';
@@ -73,7 +82,10 @@ describe.each(FLAVOURS)('results from the stream, on %s', (flavour) => {
     expect(stored.logSha256).toBe(sha256Hex('(from busybox)\n---> using "aaa" from cache\ndone\n'));
     // Beside the text: where its steps are, and when each chunk was written.
     const index = decodeLogIndex(stored.logIndex!, stored.logBytes!, 'the stored build');
-    expect(index.steps).toEqual([[0, stepStarted('(from busybox)')], [43, stepFinished(true)]]);
+    expect(index.steps).toEqual([
+      [0, stepStarted('(from busybox)')],
+      [43, stepFinished(true)],
+    ]);
     expect(index.times.map(([byte]) => byte)).toEqual([0, 43]);
     for (const [, at] of index.times) expect(at).toBeGreaterThanOrEqual(before - 1000);
     const blob = await rs.store.blobs.openVerified(stored.artifacts[1]!.sha256);
@@ -183,7 +195,9 @@ describe.each(FLAVOURS)('results from the stream, on %s', (flavour) => {
       expect((await queries.listBuilds({ job: result.name })).items.map((b) => b.id)).toEqual([result.job]);
       const stored = await queries.getBuild(asBuildId(result.job));
       const files = expected.get(result.job)!;
-      expect(stored!.artifacts).toEqual([...files].map(([path, bytes]) => ({ path, size: bytes.length, sha256: sha256Hex(bytes) })).sort((a, b) => (a.path < b.path ? -1 : 1)));
+      expect(stored!.artifacts).toEqual(
+        [...files].map(([path, bytes]) => ({ path, size: bytes.length, sha256: sha256Hex(bytes) })).sort((a, b) => (a.path < b.path ? -1 : 1)),
+      );
       for (const artifact of stored!.artifacts) {
         const blob = await rs.store.blobs.openVerified(artifact.sha256);
         const chunks: Buffer[] = [];
@@ -206,13 +220,19 @@ describe.each(FLAVOURS)('results from the stream, on %s', (flavour) => {
     await js.publish(`${subjects.blobsOf('artifacts', 'w1')}.m.${sha256Hex(claimed)}`, JSON.stringify({ size: sent.length, chunks: 1, upload }));
     const bad = sampleResult({
       name: 'batch-bad',
-      artifacts: [await cluster.artifact('/fine', Buffer.from('a fine artifact of the bad result')), { path: '/forged', size: sent.length, sha256: sha256Hex(claimed) }],
+      artifacts: [
+        await cluster.artifact('/fine', Buffer.from('a fine artifact of the bad result')),
+        { path: '/forged', size: sent.length, sha256: sha256Hex(claimed) },
+      ],
     });
     const batch = [good[0]!, bad, good[1]!, good[2]!].map((result) => ({ result, lastAttempt: false }));
     const settled = await rs.store.app.get(Ingest).fromClusterBatch(batch);
     expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
     expect(String((settled[1] as PromiseRejectedResult).reason)).toMatch(/artifact forged: .* not its name/);
-    for (const result of good) expect((await queries.getBuild(asBuildId(result.job)))?.artifacts).toEqual([{ path: 'ok', size: result.artifacts[0]!.size, sha256: result.artifacts[0]!.sha256 }]);
+    for (const result of good)
+      expect((await queries.getBuild(asBuildId(result.job)))?.artifacts).toEqual([
+        { path: 'ok', size: result.artifacts[0]!.size, sha256: result.artifacts[0]!.sha256 },
+      ]);
     expect(await queries.getBuild(asBuildId(bad.job))).toBeUndefined();
     expect(await rs.store.blobs.size(asSha256(sha256Hex(claimed)))).toBeUndefined();
   });

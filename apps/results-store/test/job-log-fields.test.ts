@@ -22,7 +22,12 @@ describe('a results-store process logs JSON lines with the job fields', () => {
     nats = await startNats();
     nc = await connectBus({ servers: nats.url, name: 'test-cluster' });
     dir = await mkdtemp(join(tmpdir(), 'cairn-rs-log-fields-'));
-    store = await spawnResultsStore({ CAIRN_NATS: nats.url, CAIRN_RESULTS_DIR: join(dir, 'data'), CAIRN_RESULTS_DB: join(dir, 'data', 'results.sqlite'), CAIRN_LOG_FORMAT: 'json' });
+    store = await spawnResultsStore({
+      CAIRN_NATS: nats.url,
+      CAIRN_RESULTS_DIR: join(dir, 'data'),
+      CAIRN_RESULTS_DB: join(dir, 'data', 'results.sqlite'),
+      CAIRN_LOG_FORMAT: 'json',
+    });
   });
   afterAll(async () => {
     await store?.stop();

@@ -51,7 +51,7 @@ describe('live logs and JetStream consumers', () => {
   beforeAll(async () => {
     nats = await startNats();
     dir = await mkdtemp(join(tmpdir(), 'cairn-live-consumers-'));
-    rs = await spawnResultsStore({ CAIRN_NATS: nats.url, CAIRN_RESULTS_DIR: dir, CAIRN_RESULTS_DB: join(dir, 'results.sqlite')});
+    rs = await spawnResultsStore({ CAIRN_NATS: nats.url, CAIRN_RESULTS_DIR: dir, CAIRN_RESULTS_DB: join(dir, 'results.sqlite') });
     nc = await connect({ servers: nats.url });
   });
   afterAll(async () => {

@@ -37,7 +37,12 @@ async function readEvents(url: string, until: (events: SseEvent[]) => boolean, h
       while ((cut = buffer.indexOf('\n\n')) >= 0) {
         const block = buffer.slice(0, cut);
         buffer = buffer.slice(cut + 2);
-        const fields = Object.fromEntries(block.split('\n').filter((l) => !l.startsWith(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 2)]));
+        const fields = Object.fromEntries(
+          block
+            .split('\n')
+            .filter((l) => !l.startsWith(':'))
+            .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 2)]),
+        );
         if (fields['event']) events.push({ event: fields['event'], ...(fields['id'] ? { id: fields['id'] } : {}), data: JSON.parse(fields['data'] ?? 'null') });
       }
     }
@@ -53,7 +58,11 @@ function linesOf(events: SseEvent[]): string[] {
   return events
     .filter((e) => e.event === 'log')
     .map((e) => e.data as { t: string; html?: string; title?: string })
-    .flatMap((e) => [...(e.html ?? e.title ?? '').matchAll(/<span class="l" id="L\d+"><a[^>]*><\/a>(.*?)<\/span>(?=<span class="l"|$)/g)].map((m) => m[1]!.replace(/<[^>]*>/g, '')));
+    .flatMap((e) =>
+      [...(e.html ?? e.title ?? '').matchAll(/<span class="l" id="L\d+"><a[^>]*><\/a>(.*?)<\/span>(?=<span class="l"|$)/g)].map((m) =>
+        m[1]!.replace(/<[^>]*>/g, ''),
+      ),
+    );
 }
 
 describe('resuming a live log', () => {
@@ -99,7 +108,9 @@ describe('resuming a live log', () => {
     // Line numbers go on from where they were.
     expect(JSON.stringify(resumed)).toContain('id=\\"L6\\"');
 
-    const fromQuery = await readEvents(`${url}?from=${encodeURIComponent(first.filter((e) => e.event === 'log')[0]!.id!)}`, (events) => events.some((e) => e.event === 'end'));
+    const fromQuery = await readEvents(`${url}?from=${encodeURIComponent(first.filter((e) => e.event === 'log')[0]!.id!)}`, (events) =>
+      events.some((e) => e.event === 'end'),
+    );
     expect(linesOf(fromQuery)).toEqual(['[1/1] (from busybox)', 'línea-3', 'line-4', 'line-5', 'line-6', 'line-7']);
     // Without either, from the start.
     expect(linesOf(await readEvents(url, (events) => events.some((e) => e.event === 'end')))).toHaveLength(8);

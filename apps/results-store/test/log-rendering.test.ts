@@ -18,7 +18,12 @@ import { stepFinished, stepStarted } from '../../../test/support/results-store.j
 /** The text of each numbered line of some log HTML, markup removed. */
 function lines(html: string): string[] {
   return [...html.matchAll(/<span class="l" id="L\d+">(.*?)<\/span>(?=<span class="l"|<\/pre>|<\/summary>| <span class="hit">|$)/g)].map((m) =>
-    m[1]!.replace(/<[^>]*>/g, '').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&amp;/g, '&'),
+    m[1]!
+      .replace(/<[^>]*>/g, '')
+      .replace(/&lt;/g, '<')
+      .replace(/&gt;/g, '>')
+      .replace(/&quot;/g, '"')
+      .replace(/&amp;/g, '&'),
   );
 }
 
@@ -95,7 +100,9 @@ describe('the log sectioner', () => {
     ]);
     const html = renderLog(text, { index }).value;
     expect(html.match(/<details/g)).toHaveLength(2);
-    expect(html).toContain('<details class="step cached"><summary><span class="l" id="L2"><a class="n" href="#L2" data-n="2" data-ts="00:00:01.002" aria-hidden="true" tabindex="-1"></a>[1/2] (from busybox)</span> <span class="hit">cache hit</span> <span class="took">1.50 s</span></summary>');
+    expect(html).toContain(
+      '<details class="step cached"><summary><span class="l" id="L2"><a class="n" href="#L2" data-n="2" data-ts="00:00:01.002" aria-hidden="true" tabindex="-1"></a>[1/2] (from busybox)</span> <span class="hit">cache hit</span> <span class="took">1.50 s</span></summary>',
+    );
     expect(html).toContain('<details class="step" open><summary><span class="l" id="L4">');
     expect(lines(html)).toEqual(['preamble', '[1/2] (from busybox)', '---> using "abc" from cache', '[2/2] /: (run (shell "make"))', 'out']);
   });
@@ -125,17 +132,37 @@ describe('the log sectioner', () => {
   });
 
   it('marks the failed step of a failed build', () => {
-    const { text, index } = stored([stepStarted('(from busybox)'), '(from busybox)\n', stepFinished(true), stepStarted('/: (run (shell "false"))'), '/: (run (shell "false"))\nboom\n']);
+    const { text, index } = stored([
+      stepStarted('(from busybox)'),
+      '(from busybox)\n',
+      stepFinished(true),
+      stepStarted('/: (run (shell "false"))'),
+      '/: (run (shell "false"))\nboom\n',
+    ]);
     const html = renderLog(text, { failed: true, index }).value;
     expect(html).toContain('<details class="step failing" id="failed-step" open>');
     expect(html.match(/failed-step/g)).toHaveLength(1);
   });
 
   it('ends every event at its place in the log, bytes plus one per boundary, the same whichever way the text is cut', () => {
-    const parts = ['héllo\n', stepStarted('(from busybox)'), '(from busybox)\n✓ one\r\ntwo\n', stepFinished(false), stepStarted('/: (run (shell "x"))'), '/: (run (shell "x"))\nlast'];
+    const parts = [
+      'héllo\n',
+      stepStarted('(from busybox)'),
+      '(from busybox)\n✓ one\r\ntwo\n',
+      stepFinished(false),
+      stepStarted('/: (run (shell "x"))'),
+      '/: (run (shell "x"))\nlast',
+    ];
     const whole = new LogSectioner();
     const all: LogEvent[] = [...piecesOf(parts).flatMap((p) => whole.feed(p)), ...whole.flush()];
-    expect(all.map((e) => [e.t, e.end])).toEqual([['text', 7], ['step', 23], ['text', 36], ['done', 37], ['step', 59], ['text', 63]]);
+    expect(all.map((e) => [e.t, e.end])).toEqual([
+      ['text', 7],
+      ['step', 23],
+      ['text', 36],
+      ['done', 37],
+      ['step', 59],
+      ['text', 63],
+    ]);
     expect(all.at(-1)!.end).toBe(Buffer.byteLength(parts.filter((p) => typeof p === 'string').join('')) + 3);
     // Fed in smaller pieces, events group lines by piece; the same pieces give the same
     // events (what a replay after a reconnect relies on), ending at growing places.
@@ -159,8 +186,8 @@ describe('the log sectioner', () => {
   });
 });
 
-describe('a stored log\'s index', () => {
-  it('keeps each chunk\'s time compactly, so the stored page shows per-line times', () => {
+describe("a stored log's index", () => {
+  it("keeps each chunk's time compactly, so the stored page shows per-line times", () => {
     const t0 = Date.UTC(2026, 0, 2, 3, 4, 5, 6);
     const indexer = new LogIndexer();
     indexer.add({ text: 'one\ntwo\n' }, t0);
@@ -187,7 +214,9 @@ describe('a stored log\'s index', () => {
   });
 
   it('refuses an index that does not fit its log, saying which and why', () => {
-    expect(() => decodeLogIndex('{"v":1,"t":[0,5,100,1],"s":[]}', 50, 'build j-1')).toThrow('build j-1: the log index places something at byte 100, out of order or past the log\'s 50 bytes');
+    expect(() => decodeLogIndex('{"v":1,"t":[0,5,100,1],"s":[]}', 50, 'build j-1')).toThrow(
+      "build j-1: the log index places something at byte 100, out of order or past the log's 50 bytes",
+    );
     expect(() => decodeLogIndex('{"v":2}', 50, 'build j-1')).toThrow(/^build j-1: the log index is malformed/);
     expect(() => decodeLogIndex('nope', 50, 'build j-1')).toThrow(/^build j-1: the log index is not JSON/);
   });

@@ -17,7 +17,17 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startNats, type RunningNats } from '../../../test/support/nats.js';
-import { ClusterStandIn, launchChromium, newJobId, sampleResult, schedulerStandIn, spawnResultsStore, stepFinished, stepStarted, type ResultsStoreProcess } from '../../../test/support/results-store.js';
+import {
+  ClusterStandIn,
+  launchChromium,
+  newJobId,
+  sampleResult,
+  schedulerStandIn,
+  spawnResultsStore,
+  stepFinished,
+  stepStarted,
+  type ResultsStoreProcess,
+} from '../../../test/support/results-store.js';
 
 const SCREENSHOTS = fileURLToPath(new URL('../../../docs/screenshots/', import.meta.url));
 const POOL = 'linux-x86_64';
@@ -43,7 +53,22 @@ describe('the dashboard across a restart of the results-store', () => {
     // The scheduler knows these jobs; no event about them comes while the test runs.
     stopScheduler = schedulerStandIn(nc, {
       pools: [{ pool: POOL, paused: false, queued: 1, running: 1, workers: 1 }],
-      workers: [{ worker: 'w1', pool: POOL, platform: 'linux/amd64', capacity: 4, running: [running.job], paused: false, draining: false, connected: true, refusing: false, freeBytes: 5e10, hints: 17, lastSeen: now }],
+      workers: [
+        {
+          worker: 'w1',
+          pool: POOL,
+          platform: 'linux/amd64',
+          capacity: 4,
+          running: [running.job],
+          paused: false,
+          draining: false,
+          connected: true,
+          refusing: false,
+          freeBytes: 5e10,
+          hints: 17,
+          lastSeen: now,
+        },
+      ],
       queues: [{ pool: POOL, client: 'alice', urgent: 0, normal: 1 }],
       jobs: [
         { ...running, state: 'running', worker: 'w1', at: now, submittedAt: now - 95_000 },
@@ -105,7 +130,9 @@ describe('the dashboard across a restart of the results-store', () => {
       'line-6',
     ]);
     // Numbered 1 to 10, each once.
-    expect(await page.locator('#log a.n').evaluateAll((els) => els.map((e) => e.getAttribute('data-n')))).toEqual(Array.from({ length: 10 }, (_, i) => String(i + 1)));
+    expect(await page.locator('#log a.n').evaluateAll((els) => els.map((e) => e.getAttribute('data-n')))).toEqual(
+      Array.from({ length: 10 }, (_, i) => String(i + 1)),
+    );
     // Per-line times, shown on demand.
     expect(await page.locator('#L4 a.n').getAttribute('data-ts')).toMatch(/^\d\d:\d\d:\d\d\.\d{3}$/);
     await page.check('#log-times');

@@ -13,7 +13,10 @@ import { BuildQueries, LIKE_NAME } from '../src/queries/build-queries.js';
 import { WorkerHistory } from '../src/queries/worker-history.js';
 
 const CATALOG = {
-  indexes: { postgres: 'SELECT indexname AS name FROM pg_indexes WHERE tablename = $1', sqlite: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?" },
+  indexes: {
+    postgres: 'SELECT indexname AS name FROM pg_indexes WHERE tablename = $1',
+    sqlite: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?",
+  },
   columns: { postgres: 'SELECT column_name AS name FROM information_schema.columns WHERE table_name = $1', sqlite: 'SELECT name FROM pragma_table_info(?)' },
 };
 
@@ -49,7 +52,13 @@ describe.each(FLAVOURS)('the filtered-list indexes (migration 0002) on %s', (fla
     ds = await openDatabase(db.location);
     // Enough builds that a planner's choice of index means something: 4 pools x 2 states.
     for (let i = 0; i < 160; i++) {
-      const result = sampleResult({ name: `job-${i % 40}`, pool: `pool-${i % 4}`, state: i % 3 ? 'succeeded' : 'failed', finishedAt: 1_000_000 + i * 1000, startedAt: 999_000 + i * 1000 });
+      const result = sampleResult({
+        name: `job-${i % 40}`,
+        pool: `pool-${i % 4}`,
+        state: i % 3 ? 'succeeded' : 'failed',
+        finishedAt: 1_000_000 + i * 1000,
+        startedAt: 999_000 + i * 1000,
+      });
       await recordBuild(ds, { result, source: 'cluster', artifacts: [], storedAt: Date.now() });
     }
     await ds.query('ANALYZE');
@@ -82,7 +91,7 @@ describe.each(FLAVOURS)('the filtered-list indexes (migration 0002) on %s', (fla
     expect(await plan(ds, `SELECT j.id FROM jobs j WHERE ${LIKE_NAME.replace(':q', '$1')}`, ['%ob-1%'])).toContain('jobs_name_trgm');
   });
 
-  it('finds a worker\'s recent failures by its index (migration 0003), and keeps the audit log and retries', async () => {
+  it("finds a worker's recent failures by its index (migration 0003), and keeps the audit log and retries", async () => {
     const query = vi.spyOn(ds, 'query');
     const failures = await new WorkerHistory(ds).recentFailures('w1', 5);
     const [text, params] = query.mock.calls.at(-1)!;
@@ -118,7 +127,12 @@ describe.each(FLAVOURS)('the filtered-list indexes (migration 0002) on %s', (fla
 });
 
 describe('the filtered-list indexes for a PostgreSQL role that may not create extensions', () => {
-  const PG = { host: process.env.PGHOST ?? '127.0.0.1', port: Number(process.env.PGPORT ?? 5432), user: process.env.PGUSER ?? 'postgres', database: 'postgres' };
+  const PG = {
+    host: process.env.PGHOST ?? '127.0.0.1',
+    port: Number(process.env.PGPORT ?? 5432),
+    user: process.env.PGUSER ?? 'postgres',
+    database: 'postgres',
+  };
   const name = `cairn_rs_plain_${randomBytes(6).toString('hex')}`;
   const admin = async (work: (c: pg.Client) => Promise<unknown>, database = 'postgres') => {
     const c = new pg.Client({ ...PG, database });

@@ -7,7 +7,15 @@ import { Registry } from 'prom-client';
 import type { DataSource } from 'typeorm';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { startNats, type RunningNats } from '../../../test/support/nats.js';
-import { createDatabase, FLAVOURS, sampleResult, sha256Hex, startResultsStore, type ResultsStoreUnderTest, type TestDatabase } from '../../../test/support/results-store.js';
+import {
+  createDatabase,
+  FLAVOURS,
+  sampleResult,
+  sha256Hex,
+  startResultsStore,
+  type ResultsStoreUnderTest,
+  type TestDatabase,
+} from '../../../test/support/results-store.js';
 import { BlobStore } from '../src/blobs/blob-store.js';
 import { openDatabase } from '../src/db/data-source.js';
 import { recordBuild } from '../src/ingest/build-recorder.js';
@@ -134,7 +142,10 @@ describe.each(FLAVOURS)('the page backfill on %s', (flavour) => {
   it('does not keep a page whose log blob is missing, and goes on with the next build', async () => {
     const [lost] = await storeOld(1, { name: 'lost-log' });
     const intact = await storeOld(2);
-    await ds.query(flavour === 'postgres' ? 'UPDATE builds SET log_sha256 = $1 WHERE id = $2' : 'UPDATE builds SET log_sha256 = ? WHERE id = ?', ['e'.repeat(64), lost]);
+    await ds.query(flavour === 'postgres' ? 'UPDATE builds SET log_sha256 = $1 WHERE id = $2' : 'UPDATE builds SET log_sha256 = ? WHERE id = ?', [
+      'e'.repeat(64),
+      lost,
+    ]);
     const { task, metrics } = backfill();
     task.start();
     await task.finished();

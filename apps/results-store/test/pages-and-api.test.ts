@@ -23,7 +23,14 @@ describe('pages, feeds and the JSON API', () => {
   let rs: ResultsStoreUnderTest;
   let nc: NatsConnection;
   const ok = sampleResult({ name: 'web <app>', client: 'dora', finishedAt: Date.now() - 60_000 });
-  const bad = sampleResult({ name: 'web <app>', client: 'dora', state: 'failed', failure: 'step 2 <exit 1> & more', pool: 'macos-arm64', platform: 'darwin/arm64' });
+  const bad = sampleResult({
+    name: 'web <app>',
+    client: 'dora',
+    state: 'failed',
+    failure: 'step 2 <exit 1> & more',
+    pool: 'macos-arm64',
+    platform: 'darwin/arm64',
+  });
 
   beforeAll(async () => {
     nats = await startNats();

@@ -70,7 +70,15 @@ describe.each(FLAVOURS)('the results database on %s', (flavour) => {
     const result = sampleResult({ name: 'kept', failure: undefined });
     expect(await record(result, [{ path: 'bin/one', ...art }])).toBe('stored');
     const build = await queries.getBuild(asBuildId(result.job));
-    expect(build).toMatchObject({ id: result.job, job: 'kept', pool: result.pool, state: 'succeeded', stepsTotal: 2, stepsCached: 1, durationMs: result.finishedAt - result.startedAt });
+    expect(build).toMatchObject({
+      id: result.job,
+      job: 'kept',
+      pool: result.pool,
+      state: 'succeeded',
+      stepsTotal: 2,
+      stepsCached: 1,
+      durationMs: result.finishedAt - result.startedAt,
+    });
     expect(build!.steps.map((s) => s.stepId)).toEqual(result.steps.map((s) => s.id));
     expect(build!.artifacts).toEqual([{ path: 'bin/one', ...art }]);
     expect(await queries.job('kept')).toMatchObject({ lastBuild: result.job, lastState: 'succeeded' });
@@ -108,7 +116,12 @@ describe.each(FLAVOURS)('the results database on %s', (flavour) => {
       await record(r);
     }
     const ids = (page: { items: { id: BuildId }[] }) => page.items.map((b) => b.id);
-    expect(ids(await queries.listBuilds({ pool: 'fpool-a' }))).toEqual(made.slice(0, 4).map((r) => r.job).reverse());
+    expect(ids(await queries.listBuilds({ pool: 'fpool-a' }))).toEqual(
+      made
+        .slice(0, 4)
+        .map((r) => r.job)
+        .reverse(),
+    );
     expect(ids(await queries.listBuilds({ q: 'filter', platform: 'linux/arm64' }))).toEqual([made[6]!.job, made[3]!.job, made[0]!.job]);
     expect(ids(await queries.listBuilds({ q: 'FILTER-odd', state: 'failed' }))).toEqual([made[5]!.job]);
     expect(ids(await queries.listBuilds({ client: 'bob' }))).toEqual([made[6]!.job]);
@@ -122,7 +135,8 @@ describe.each(FLAVOURS)('the results database on %s', (flavour) => {
     expect(third.next).toBeUndefined();
     // The filter menus: what a plain SELECT DISTINCT gives, read one index probe per value.
     const facets = await new BuildQueries(ds).facets();
-    const distinct = async (column: string) => ((await ds.query(`SELECT DISTINCT ${column} AS v FROM builds ORDER BY ${column}`)) as { v: string }[]).map((r) => r.v);
+    const distinct = async (column: string) =>
+      ((await ds.query(`SELECT DISTINCT ${column} AS v FROM builds ORDER BY ${column}`)) as { v: string }[]).map((r) => r.v);
     expect(facets.pools).toEqual(await distinct('pool'));
     expect(facets.pools).toEqual(expect.arrayContaining(['fpool-a', 'fpool-b']));
     expect(facets.platforms).toEqual(await distinct('platform'));
@@ -139,7 +153,13 @@ describe.each(FLAVOURS)('the results database on %s', (flavour) => {
     for (let i = 0; i < states.length; i++) {
       const r = sampleResult({ name: 'retained', state: states[i], startedAt: now - ages[i]! * DAY - 1, finishedAt: now - ages[i]! * DAY });
       builds.push(r);
-      const artifacts = i === 0 ? [{ path: 'old', ...oldOnly }, { path: 'shared', ...shared }] : [{ path: 'shared', ...shared }];
+      const artifacts =
+        i === 0
+          ? [
+              { path: 'old', ...oldOnly },
+              { path: 'shared', ...shared },
+            ]
+          : [{ path: 'shared', ...shared }];
       await record(r, artifacts);
     }
     // A tagged build is kept whatever its age.

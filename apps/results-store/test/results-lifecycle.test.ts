@@ -10,7 +10,14 @@ import { ResultsLifecycle } from '../src/results-lifecycle.js';
  */
 function lifecycleWith(consumer: { start(): Promise<void>; stop(): Promise<void> }) {
   const ops = new Ops();
-  const idle = { start: () => undefined, stop: async () => undefined, idle: async () => undefined, close: async () => undefined, closeAll: () => undefined, watch: () => undefined };
+  const idle = {
+    start: () => undefined,
+    stop: async () => undefined,
+    idle: async () => undefined,
+    close: async () => undefined,
+    closeAll: () => undefined,
+    watch: () => undefined,
+  };
   const lifecycle = new ResultsLifecycle(
     consumer as never,
     idle as never,

@@ -21,7 +21,10 @@ const HOUR = 3600_000;
 describe('histogram bins', () => {
   it('put a time within 19% of the middle of its bin, and read percentiles from the bins', () => {
     for (const ms of [1, 7, 120, 1000, 4000, 65_432, 3 * HOUR]) expect(Math.abs(binValue(binOf(ms)) - ms) / ms).toBeLessThan(0.19);
-    const bins = new Map<number, number>([[binOf(1000), 6], [binOf(4000), 4]]);
+    const bins = new Map<number, number>([
+      [binOf(1000), 6],
+      [binOf(4000), 4],
+    ]);
     expect(quantile(bins, 0.5)).toBe(binValue(binOf(1000)));
     expect(quantile(bins, 0.95)).toBe(binValue(binOf(4000)));
     expect(quantile(new Map(), 0.5)).toBeUndefined();
@@ -41,14 +44,30 @@ describe.each(FLAVOURS)('the rollups on %s', (flavour) => {
     ds = await openDatabase(db.location);
     // Pool A: 10 builds of "charted", 7 succeeded; 5 took 1 s and 5 took 4 s; each waited 2 s.
     const builds = Array.from({ length: 10 }, (_, i) =>
-      sampleResult({ name: 'charted', pool: 'pool-a', state: i < 7 ? 'succeeded' : 'failed', submittedAt: now - 20_000, startedAt: now - 18_000, finishedAt: now - 18_000 + (i % 2 ? 1000 : 4000) }),
+      sampleResult({
+        name: 'charted',
+        pool: 'pool-a',
+        state: i < 7 ? 'succeeded' : 'failed',
+        submittedAt: now - 20_000,
+        startedAt: now - 18_000,
+        finishedAt: now - 18_000 + (i % 2 ? 1000 : 4000),
+      }),
     );
-    await recordBuilds(ds, builds.slice(0, 6).map((result) => ({ result, source: 'cluster' as const, artifacts: [], storedAt: now })));
+    await recordBuilds(
+      ds,
+      builds.slice(0, 6).map((result) => ({ result, source: 'cluster' as const, artifacts: [], storedAt: now })),
+    );
     for (const result of builds.slice(6)) await recordBuild(ds, { result, source: 'cluster', artifacts: [], storedAt: now });
     // Stored again (a redelivery): not counted again.
     await recordBuild(ds, { result: builds[0]!, source: 'cluster', artifacts: [], storedAt: now });
     // Pool B: 2 builds of another job, two hours ago (outside the 1 h chart, inside 24 h).
-    for (let i = 0; i < 2; i++) await recordBuild(ds, { result: sampleResult({ name: 'other', pool: 'pool-b', finishedAt: now - 2 * HOUR, startedAt: now - 2 * HOUR - 500, submittedAt: now - 2 * HOUR - 600 }), source: 'cluster', artifacts: [], storedAt: now });
+    for (let i = 0; i < 2; i++)
+      await recordBuild(ds, {
+        result: sampleResult({ name: 'other', pool: 'pool-b', finishedAt: now - 2 * HOUR, startedAt: now - 2 * HOUR - 500, submittedAt: now - 2 * HOUR - 600 }),
+        source: 'cluster',
+        artifacts: [],
+        storedAt: now,
+      });
     // Two samples of pool A's queue in this minute: 3 and 5 queued.
     for (const queued of [3, 5]) {
       const batch = new RollupBatch();
@@ -87,7 +106,10 @@ describe.each(FLAVOURS)('the rollups on %s', (flavour) => {
 
   it('charts 24 hours by hour, one pool when asked, and renders every figure into the SVG', async () => {
     const day = await new ChartData(ds).charts('24h', now);
-    expect(day.charts.find((c) => c.id === 'success-rate')!.series.map((s) => [s.name, s.count, s.part])).toEqual([['pool-a', 10, 7], ['pool-b', 2, 2]]);
+    expect(day.charts.find((c) => c.id === 'success-rate')!.series.map((s) => [s.name, s.count, s.part])).toEqual([
+      ['pool-a', 10, 7],
+      ['pool-b', 2, 2],
+    ]);
     const one = await new ChartData(ds).charts('24h', now, 'pool-b');
     expect(one.charts.find((c) => c.id === 'success-rate')!.series.map((s) => s.name)).toEqual(['pool-b']);
     const svg = chartsPage(day).value;

@@ -20,7 +20,11 @@ describe('uploading results made outside the cluster', () => {
   let queries: BuildQueries;
 
   const post = (body: Buffer, token: string | null = writer, type = UPLOAD_CONTENT_TYPE) =>
-    fetch(`${rs.url}/api/v1/uploads`, { method: 'POST', body: new Uint8Array(body), headers: { 'content-type': type, ...(token ? { authorization: `Bearer ${token}` } : {}) } });
+    fetch(`${rs.url}/api/v1/uploads`, {
+      method: 'POST',
+      body: new Uint8Array(body),
+      headers: { 'content-type': type, ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    });
 
   async function nothingStored(job: string, blobs: Buffer[]): Promise<void> {
     expect(await queries.getBuild(asBuildId(job))).toBeUndefined();
@@ -79,9 +83,23 @@ describe('uploading results made outside the cluster', () => {
 
   it('runs every executable hook with a timeout; failing or hanging hooks lose nothing', async () => {
     const logged: string[] = [];
-    const hooks = new UploadHooks({ hooksDir: join(hooksOut, '..'), hookTimeoutMs: 500 }, { log: (m: string) => logged.push(m), warn: (m: string) => logged.push(m), error: (m: string) => logged.push(m) });
+    const hooks = new UploadHooks(
+      { hooksDir: join(hooksOut, '..'), hookTimeoutMs: 500 },
+      { log: (m: string) => logged.push(m), warn: (m: string) => logged.push(m), error: (m: string) => logged.push(m) },
+    );
     const started = Date.now();
-    const runs = await hooks.afterStored({ build: 'j-hooktest1', job: 'x', state: 'failed', pool: 'p', platform: 'q', client: 'c', worker: 'w', finishedAt: 1, durationMs: 2, artifacts: 0 });
+    const runs = await hooks.afterStored({
+      build: 'j-hooktest1',
+      job: 'x',
+      state: 'failed',
+      pool: 'p',
+      platform: 'q',
+      client: 'c',
+      worker: 'w',
+      finishedAt: 1,
+      durationMs: 2,
+      artifacts: 0,
+    });
     expect(runs.map((r) => [r.hook.split('/').pop(), r.outcome])).toEqual([
       ['10-record', 'ok'],
       ['20-fail', 'failed'],
@@ -110,25 +128,33 @@ describe('uploading results made outside the cluster', () => {
     await nothingStored(result.job, [a]);
   });
 
-  it.each([['../etc/passwd'], ['dist/../../x'], ['/etc/passwd'], ['a\u0000b'], ['a\\..\\b'], ['']])('refuses the artifact path %j with nothing stored', async (path) => {
-    const ok = Buffer.from(`fine ${path}`);
-    const evil = Buffer.from('evil');
-    const result = sampleResult({
-      artifacts: [
-        { path: 'fine', size: ok.length, sha256: sha256Hex(ok) },
-        { path, size: evil.length, sha256: sha256Hex(evil) },
-      ],
-    });
-    const res = await post(uploadBody({ result }, [ok, evil]));
-    expect(res.status).toBe(422);
-    expect(((await res.json()) as { message: string }).message).toMatch(/artifact path/);
-    await nothingStored(result.job, [ok, evil]);
-  });
+  it.each([['../etc/passwd'], ['dist/../../x'], ['/etc/passwd'], ['a\u0000b'], ['a\\..\\b'], ['']])(
+    'refuses the artifact path %j with nothing stored',
+    async (path) => {
+      const ok = Buffer.from(`fine ${path}`);
+      const evil = Buffer.from('evil');
+      const result = sampleResult({
+        artifacts: [
+          { path: 'fine', size: ok.length, sha256: sha256Hex(ok) },
+          { path, size: evil.length, sha256: sha256Hex(evil) },
+        ],
+      });
+      const res = await post(uploadBody({ result }, [ok, evil]));
+      expect(res.status).toBe(422);
+      expect(((await res.json()) as { message: string }).message).toMatch(/artifact path/);
+      await nothingStored(result.job, [ok, evil]);
+    },
+  );
 
   it('refuses a body that ends before the declared bytes, with nothing stored', async () => {
     const a = Buffer.from('the whole of the first artifact');
     const b = Buffer.alloc(50_000, 1);
-    const result = sampleResult({ artifacts: [{ path: 'a', size: a.length, sha256: sha256Hex(a) }, { path: 'b', size: b.length, sha256: sha256Hex(b) }] });
+    const result = sampleResult({
+      artifacts: [
+        { path: 'a', size: a.length, sha256: sha256Hex(a) },
+        { path: 'b', size: b.length, sha256: sha256Hex(b) },
+      ],
+    });
     const full = uploadBody({ result }, [a, b]);
     const res = await post(full.subarray(0, full.length - 1000));
     expect(res.status).toBe(400);
@@ -142,7 +168,13 @@ describe('uploading results made outside the cluster', () => {
     const full = uploadBody({ result }, [a]);
     const url = new URL(`${rs.url}/api/v1/uploads`);
     await new Promise<void>((resolve) => {
-      const req = request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'content-type': UPLOAD_CONTENT_TYPE, 'content-length': full.length, authorization: `Bearer ${writer}` } });
+      const req = request({
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method: 'POST',
+        headers: { 'content-type': UPLOAD_CONTENT_TYPE, 'content-length': full.length, authorization: `Bearer ${writer}` },
+      });
       req.on('error', () => resolve());
       req.write(full.subarray(0, 1_000_000), () => setTimeout(() => (req.destroy(), resolve()), 200));
     });

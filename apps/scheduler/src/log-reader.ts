@@ -26,7 +26,8 @@ export class LogReader {
       if (!msg) return { chunks, more: false, cursor: seq - 1 };
       seq = msg.seq + 1;
       const parsed = LogChunk.safeParse(msg.json());
-      if (parsed.success && parsed.data.job === job && writerOf(history, parsed.data.attempt) === parseLogSubject(msg.subject)?.worker) chunks.push(parsed.data);
+      if (parsed.success && parsed.data.job === job && writerOf(history, parsed.data.attempt) === parseLogSubject(msg.subject)?.worker)
+        chunks.push(parsed.data);
     }
     return { chunks, more: true, cursor: seq - 1 };
   }

@@ -15,7 +15,12 @@ export class SchedulerMetrics {
       buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5, 30, 300],
       registers: [registry],
     });
-    this.affinity = new Counter({ name: 'cairn_scheduler_affinity_total', help: 'Assignments by cache affinity: hit (a worker holding the hint), miss (holders busy too long), none (no holder known)', labelNames: ['result'], registers: [registry] });
+    this.affinity = new Counter({
+      name: 'cairn_scheduler_affinity_total',
+      help: 'Assignments by cache affinity: hit (a worker holding the hint), miss (holders busy too long), none (no holder known)',
+      labelNames: ['result'],
+      registers: [registry],
+    });
     this.lostRuns = new Counter({ name: 'cairn_scheduler_lost_runs_total', help: 'Runs lost to workers that died or dropped them', registers: [registry] });
     this.results = new Counter({ name: 'cairn_scheduler_results_total', help: 'Jobs finished, by final state', labelNames: ['state'], registers: [registry] });
     new Gauge({

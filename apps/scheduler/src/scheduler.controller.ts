@@ -8,7 +8,19 @@
  */
 import { Controller, Inject } from '@nestjs/common';
 import {
-  ClientRate, Complete, Empty, Heartbeat, JobRef, JobSubmission, LogsRequest, PoolRef, Register, RejectedError, Started, subjects, WorkerRef,
+  ClientRate,
+  Complete,
+  Empty,
+  Heartbeat,
+  JobRef,
+  JobSubmission,
+  LogsRequest,
+  PoolRef,
+  Register,
+  RejectedError,
+  Started,
+  subjects,
+  WorkerRef,
 } from '@cairn/contracts';
 import { Handles, type MessageOf } from '@cairn/service-kit';
 import { SchedulerService } from './scheduler.service.js';

@@ -227,7 +227,14 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     const { cancel, effects } = this.decide((core) =>
       core.register(
         {
-          id: r.worker, pool: r.pool, platform: r.platform, capacity: r.capacity, publicKey: r.publicKey, freeBytes: r.store.freeBytes, hints: r.hints, running: r.running,
+          id: r.worker,
+          pool: r.pool,
+          platform: r.platform,
+          capacity: r.capacity,
+          publicKey: r.publicKey,
+          freeBytes: r.store.freeBytes,
+          hints: r.hints,
+          running: r.running,
           ...(r.version !== undefined ? { version: r.version } : {}),
           ...(r.lastPruneAt !== undefined ? { lastPruneAt: r.lastPruneAt } : {}),
         },
@@ -269,7 +276,9 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
   /** Jobs queued or running, oldest first (a dashboard fills its board from them when it starts). */
   activeJobs(): ActiveJob[] {
     const now = Date.now();
-    return this.decide((core) => [...core.jobs.values()].filter((j) => !TERMINAL.includes(j.state)).map((j) => ({ ...jobEvent(j, now), submittedAt: j.submittedAt })));
+    return this.decide((core) =>
+      [...core.jobs.values()].filter((j) => !TERMINAL.includes(j.state)).map((j) => ({ ...jobEvent(j, now), submittedAt: j.submittedAt })),
+    );
   }
 
   workers(): WorkerInfo[] {
@@ -444,11 +453,19 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
         this.publishEvent(effect.job);
         return;
       case 'requeued':
-        this.log.warn(`job ${effect.job.id} (${effect.job.name}, client ${effect.job.client}) requeued: run ${effect.attempt} lost: ${effect.reason}`, jobFields(effect.job, effect.job.requeues?.at(-1)?.worker));
+        this.log.warn(
+          `job ${effect.job.id} (${effect.job.name}, client ${effect.job.client}) requeued: run ${effect.attempt} lost: ${effect.reason}`,
+          jobFields(effect.job, effect.job.requeues?.at(-1)?.worker),
+        );
         this.publishEvent(effect.job, effect.reason);
         return;
       case 'cancel':
-        void call(this.bus, subjects.toWorker(effect.worker, 'cancel'), { job: effect.job.id, lease: effect.lease, reason: effect.reason }, { timeoutMs: 2000 });
+        void call(
+          this.bus,
+          subjects.toWorker(effect.worker, 'cancel'),
+          { job: effect.job.id, lease: effect.lease, reason: effect.reason },
+          { timeoutMs: 2000 },
+        );
         return;
       case 'publish-result':
         this.settle(effect.job);
@@ -473,7 +490,10 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
       }
     }
     if (offers.length === 0) return;
-    const answers = await this.offer(worker.id, offers.map((o) => o.message));
+    const answers = await this.offer(
+      worker.id,
+      offers.map((o) => o.message),
+    );
     offers.forEach(({ job, lease }, i) => {
       const { accepted, reason } = answers[i]!;
       if (accepted) this.log.log(`job ${job.id} (${job.name}) assigned to ${worker.id}, run ${job.attempts}`, jobFields(job, worker.id));
@@ -517,7 +537,10 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
     for await (const _attempt of attempts()) {
       try {
         // The message ID makes a repeat (after a crash or a retried completion) a no-op.
-        await durablePublish(this.bus, subjects.result(job.pool), JSON.stringify(result), { msgId: job.id, ...(job.trace === undefined ? {} : { trace: job.trace }) });
+        await durablePublish(this.bus, subjects.result(job.pool), JSON.stringify(result), {
+          msgId: job.id,
+          ...(job.trace === undefined ? {} : { trace: job.trace }),
+        });
         job.resultPublished = true;
         break;
       } catch (e) {
@@ -534,7 +557,13 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
  * line); its trace too, as its lines are written outside the request that submitted it.
  */
 function jobFields(job: JobRecord, worker: string | undefined): Record<string, string> {
-  return { job: job.id, pool: job.pool, client: job.client, ...(worker === undefined ? {} : { worker }), ...(job.trace === undefined ? {} : { trace: job.trace }) };
+  return {
+    job: job.id,
+    pool: job.pool,
+    client: job.client,
+    ...(worker === undefined ? {} : { worker }),
+    ...(job.trace === undefined ? {} : { trace: job.trace }),
+  };
 }
 
 async function readOne<T>(kv: KV, key: string): Promise<T | null> {

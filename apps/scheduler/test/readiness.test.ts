@@ -7,7 +7,13 @@ import { SchedulerService } from '../src/scheduler.service.js';
 describe('the scheduler before its stored state is loaded', () => {
   // Nest serves the subjects before onModuleInit has loaded the state: nothing of the
   // bus, the ops or the log reader is needed to refuse, so none is given.
-  const scheduler = new SchedulerService(null as never, { ...DEFAULT_CONFIG, keyFile: '/nonexistent', keepFinishedMs: 1000 }, null as never, null, null as never);
+  const scheduler = new SchedulerService(
+    null as never,
+    { ...DEFAULT_CONFIG, keyFile: '/nonexistent', keepFinishedMs: 1000 },
+    null as never,
+    null,
+    null as never,
+  );
   const codeOf = (operation: () => unknown) => {
     try {
       operation();
@@ -27,8 +33,23 @@ describe('the scheduler before its stored state is loaded', () => {
     expect(codeOf(() => scheduler.pools())).toBe('unavailable');
     expect(codeOf(() => scheduler.workers())).toBe('unavailable');
     expect(codeOf(() => scheduler.setRate('alice', 2))).toBe('unavailable');
-    await expect(scheduler.submit({ client: 'alice', pool: 'p', name: 'n', spec: '((from busybox))', urgent: false, secrets: [], outputs: [], timeoutSeconds: 60, cacheHint: 'h', steps: 1 })).rejects.toMatchObject({ code: 'unavailable' });
-    await expect(scheduler.complete({ ...lease, outcome: { state: 'succeeded', steps: [], artifacts: [], platform: 'x', startedAt: 1, finishedAt: 2 } })).rejects.toMatchObject({ code: 'unavailable' });
+    await expect(
+      scheduler.submit({
+        client: 'alice',
+        pool: 'p',
+        name: 'n',
+        spec: '((from busybox))',
+        urgent: false,
+        secrets: [],
+        outputs: [],
+        timeoutSeconds: 60,
+        cacheHint: 'h',
+        steps: 1,
+      }),
+    ).rejects.toMatchObject({ code: 'unavailable' });
+    await expect(
+      scheduler.complete({ ...lease, outcome: { state: 'succeeded', steps: [], artifacts: [], platform: 'x', startedAt: 1, finishedAt: 2 } }),
+    ).rejects.toMatchObject({ code: 'unavailable' });
     await expect(scheduler.logs('alice', 'j-1', 0)).rejects.toMatchObject({ code: 'unavailable' });
   });
 });

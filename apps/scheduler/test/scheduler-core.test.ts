@@ -6,7 +6,19 @@ import type { JobRecord, WorkerRecord } from '../src/core/records.js';
 const POOL = 'linux-x86_64';
 
 function submission(client: string, over: Partial<JobSubmission> = {}): JobSubmission {
-  return { client, pool: POOL, name: 'job', spec: '((from busybox))', urgent: false, secrets: [], outputs: [], timeoutSeconds: 600, cacheHint: '', steps: 1, ...over };
+  return {
+    client,
+    pool: POOL,
+    name: 'job',
+    spec: '((from busybox))',
+    urgent: false,
+    secrets: [],
+    outputs: [],
+    timeoutSeconds: 600,
+    cacheHint: '',
+    steps: 1,
+    ...over,
+  };
 }
 
 const outcome = (state: Outcome['state'] = 'succeeded'): Outcome => ({ state, steps: [], artifacts: [], platform: 'linux', startedAt: 1, finishedAt: 2 });
@@ -26,7 +38,12 @@ function cluster(workers: Record<string, number>, config = DEFAULT_CONFIG) {
     submit: (client: string, over: Partial<JobSubmission> = {}) => core.submit(submission(client, over), now).job,
     dispatch: () => assigns(core.dispatch(now)),
     finish: (job: JobRecord, state: Outcome['state'] = 'succeeded') => core.complete(job.worker!, job.id, job.lease!, outcome(state), now),
-    beat: (worker: string) => core.heartbeat(worker, { running: core.workers.get(worker)!.running.map((j) => ({ job: j, lease: core.jobs.get(j)!.lease! })), freeBytes: 1e9, refusing: false, hints: [] }, now),
+    beat: (worker: string) =>
+      core.heartbeat(
+        worker,
+        { running: core.workers.get(worker)!.running.map((j) => ({ job: j, lease: core.jobs.get(j)!.lease! })), freeBytes: 1e9, refusing: false, hints: [] },
+        now,
+      ),
   };
 }
 
@@ -142,7 +159,11 @@ describe('leases', () => {
     c.core.started('w1', job.id, job.lease!, c.at());
     c.advance(DEFAULT_CONFIG.leaseTtlMs + 1);
     const effects = c.core.tick(c.at());
-    expect(effects.find((e) => e.kind === 'requeued')).toMatchObject({ job: { id: job.id }, attempt: 1, reason: expect.stringMatching(/worker w1 stopped answering/) });
+    expect(effects.find((e) => e.kind === 'requeued')).toMatchObject({
+      job: { id: job.id },
+      attempt: 1,
+      reason: expect.stringMatching(/worker w1 stopped answering/),
+    });
     expect(job.requeues).toEqual([{ attempt: 1, reason: expect.stringMatching(/worker w1 stopped answering/), at: c.at(), worker: 'w1' }]);
   });
 
@@ -151,7 +172,10 @@ describe('leases', () => {
     const job = c.submit('a');
     c.dispatch();
     c.core.assignmentAnswered(job.id, job.lease!, true, undefined);
-    const { effects } = c.core.register({ id: 'w1', pool: POOL, platform: 'linux', capacity: 1, publicKey: 'k2', freeBytes: 1e9, hints: [], running: [] }, c.at());
+    const { effects } = c.core.register(
+      { id: 'w1', pool: POOL, platform: 'linux', capacity: 1, publicKey: 'k2', freeBytes: 1e9, hints: [], running: [] },
+      c.at(),
+    );
     expect(job.state).toBe('queued');
     expect(effects.find((e) => e.kind === 'requeued')).toMatchObject({ reason: 'worker w1 lost it (the worker restarted)' });
   });
@@ -362,7 +386,9 @@ describe('idempotency keys', () => {
     // Keys are per client: bob's ci-42 is his own job.
     expect(c.core.submit(submission('bob', { idempotencyKey: 'ci-42' }), c.at()).job.id).not.toBe(first.job.id);
     // The same key for a different build is refused, naming the job it made.
-    expect(() => c.core.submit(submission('alice', { idempotencyKey: 'ci-42', spec: '((from alpine))' }), c.at())).toThrow(new RegExp(`already made job ${first.job.id}`));
+    expect(() => c.core.submit(submission('alice', { idempotencyKey: 'ci-42', spec: '((from alpine))' }), c.at())).toThrow(
+      new RegExp(`already made job ${first.job.id}`),
+    );
 
     const restarted = new SchedulerCore(DEFAULT_CONFIG);
     restarted.restore([...c.core.jobs.values()], [], c.core.settings, c.at());

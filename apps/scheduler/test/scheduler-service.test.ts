@@ -61,7 +61,11 @@ class StandInWorker {
     this.subs ??= [
       this.nc.subscribe(subjects.toWorker(this.id, 'assign'), { callback: (_e, msg) => void answer(msg, (data) => ok(take([data as Assignment])[0])) }),
       ...(this.options.batches
-        ? [this.nc.subscribe(subjects.toWorker(this.id, 'assign-batch'), { callback: (_e, msg) => void answer(msg, (data) => ok({ answers: take((data as AssignmentBatch).assignments) })) })]
+        ? [
+            this.nc.subscribe(subjects.toWorker(this.id, 'assign-batch'), {
+              callback: (_e, msg) => void answer(msg, (data) => ok({ answers: take((data as AssignmentBatch).assignments) })),
+            }),
+          ]
         : []),
     ];
     await callOrThrow(this.nc, subjects.toScheduler(this.id, 'register'), {
@@ -84,17 +88,41 @@ class StandInWorker {
   }
 
   complete(a: Assignment, state: 'succeeded' | 'failed' = 'succeeded') {
-    return call<{ recorded: boolean; reason?: string }>(this.nc, subjects.toScheduler(this.id, 'complete'), {
-      worker: this.id,
-      job: a.job,
-      lease: a.lease,
-      outcome: { state, steps: [{ stage: '', op: '(from busybox)', id: 'a'.repeat(64), cached: true, ms: 1 }], artifacts: [], platform: 'linux-x86_64', startedAt: Date.now() - 5, finishedAt: Date.now() },
-    }, { timeoutMs: 3000, retries: 10 });
+    return call<{ recorded: boolean; reason?: string }>(
+      this.nc,
+      subjects.toScheduler(this.id, 'complete'),
+      {
+        worker: this.id,
+        job: a.job,
+        lease: a.lease,
+        outcome: {
+          state,
+          steps: [{ stage: '', op: '(from busybox)', id: 'a'.repeat(64), cached: true, ms: 1 }],
+          artifacts: [],
+          platform: 'linux-x86_64',
+          startedAt: Date.now() - 5,
+          finishedAt: Date.now(),
+        },
+      },
+      { timeoutMs: 3000, retries: 10 },
+    );
   }
 }
 
 function submission(over: Partial<JobSubmission> = {}): JobSubmission {
-  return { client: 'alice', pool: POOL, name: 'hello', spec: '((from busybox))', urgent: false, secrets: [], outputs: [], timeoutSeconds: 600, cacheHint: 'h', steps: 1, ...over };
+  return {
+    client: 'alice',
+    pool: POOL,
+    name: 'hello',
+    spec: '((from busybox))',
+    urgent: false,
+    secrets: [],
+    outputs: [],
+    timeoutSeconds: 600,
+    cacheHint: 'h',
+    steps: 1,
+    ...over,
+  };
 }
 
 /** The results in the stream, each with the trace ID its message's header carries. */
@@ -114,7 +142,13 @@ describe('the scheduler service over a real NATS server', () => {
   let dir: string;
   let scheduler: RunningService;
   let nc: NatsConnection;
-  const env = () => ({ CAIRN_NATS: nats.url, CAIRN_SCHEDULER_KEY: join(dir, 'key.pem'), CAIRN_LOG_FORMAT: 'text', CAIRN_LEASE_TTL_MS: '1500', CAIRN_HEARTBEAT_MS: '300' });
+  const env = () => ({
+    CAIRN_NATS: nats.url,
+    CAIRN_SCHEDULER_KEY: join(dir, 'key.pem'),
+    CAIRN_LOG_FORMAT: 'text',
+    CAIRN_LEASE_TTL_MS: '1500',
+    CAIRN_HEARTBEAT_MS: '300',
+  });
   const start = () => startService({ name: 'scheduler', module: (bus) => SchedulerModule.forRoot(bus, schedulerConfigFromEnv(env())), env: env() });
 
   beforeAll(async () => {
@@ -183,7 +217,15 @@ describe('the scheduler service over a real NATS server', () => {
     expect(first.job).toBe(job);
     await w4.register(1);
     // w4 heartbeats; w3 is silent past the lease TTL.
-    const beat = setInterval(() => void call(nc, subjects.toScheduler('w4', 'heartbeat'), { worker: 'w4', running: w4.assignments.map((x) => ({ job: x.job, lease: x.lease })), freeBytes: 1e9 }), 300);
+    const beat = setInterval(
+      () =>
+        void call(nc, subjects.toScheduler('w4', 'heartbeat'), {
+          worker: 'w4',
+          running: w4.assignments.map((x) => ({ job: x.job, lease: x.lease })),
+          freeBytes: 1e9,
+        }),
+      300,
+    );
     try {
       const second = await w4.next();
       expect(second.job).toBe(job);
@@ -213,7 +255,11 @@ describe('the scheduler service over a real NATS server', () => {
     const page = await callOrThrow<LogsPage & RunHistory>(nc, subjects.client('alice', 'logs'), { job });
     expect(page.chunks.map((c) => c.text)).toEqual(['run 1 on w3\n', 'run 2 on w4\n', 'done\n']);
     expect(page).toMatchObject({ attempts: 2, worker: 'w4', requeues: [{ attempt: 1, worker: 'w3' }] });
-    expect(await callOrThrow<JobStatus>(nc, subjects.client('alice', 'status'), { job })).toMatchObject({ attempts: 2, worker: 'w4', requeues: [{ attempt: 1, worker: 'w3' }] });
+    expect(await callOrThrow<JobStatus>(nc, subjects.client('alice', 'status'), { job })).toMatchObject({
+      attempts: 2,
+      worker: 'w4',
+      requeues: [{ attempt: 1, worker: 'w3' }],
+    });
   });
 
   it('keeps queued jobs, rates and pause state across a scheduler restart and a NATS restart', async () => {
@@ -236,7 +282,7 @@ describe('the scheduler service over a real NATS server', () => {
     expect((await w5.next()).job).toBe(job);
   });
 
-  it('lets an operator drain a pool, cancel any client\'s job, and undo the drain by unpausing the pool', async () => {
+  it("lets an operator drain a pool, cancel any client's job, and undo the drain by unpausing the pool", async () => {
     await callOrThrow(nc, subjects.admin('pool-drain'), { pool: POOL });
     const drained = await callOrThrow<WorkerInfo[]>(nc, subjects.admin('workers'), {});
     expect(drained.filter((w) => w.pool === POOL).every((w) => w.draining)).toBe(true);
@@ -281,7 +327,8 @@ describe('the scheduler service over a real NATS server', () => {
     expect(singles.map((a) => a.job).sort()).toEqual(two);
     expect(w7.messages).toEqual([1, 1]);
     // Taken, not refused: both stay with w7.
-    for (const job of two) expect(await callOrThrow<JobStatus>(nc, subjects.client('alice', 'status'), { job })).toMatchObject({ state: 'assigned', worker: 'w7', attempts: 1 });
+    for (const job of two)
+      expect(await callOrThrow<JobStatus>(nc, subjects.client('alice', 'status'), { job })).toMatchObject({ state: 'assigned', worker: 'w7', attempts: 1 });
   });
 
   it('exports the age of the oldest queued job per pool, 0 for a pool whose queue is empty', async () => {
@@ -306,7 +353,14 @@ describe('the scheduler service over a real NATS server', () => {
 
   it('serves /metrics with queue, job, worker and affinity figures', async () => {
     const text = await (await fetch(`${scheduler.httpUrl}/metrics`)).text();
-    for (const name of ['cairn_scheduler_queue_length', 'cairn_scheduler_jobs', 'cairn_scheduler_workers', 'cairn_scheduler_worker_load', 'cairn_scheduler_assignment_latency_seconds_bucket', 'cairn_scheduler_affinity_total']) {
+    for (const name of [
+      'cairn_scheduler_queue_length',
+      'cairn_scheduler_jobs',
+      'cairn_scheduler_workers',
+      'cairn_scheduler_worker_load',
+      'cairn_scheduler_assignment_latency_seconds_bucket',
+      'cairn_scheduler_affinity_total',
+    ]) {
       expect(text).toContain(name);
     }
   });

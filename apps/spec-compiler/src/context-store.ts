@@ -15,7 +15,10 @@ export class ContextStore {
   async check(client: string, digest: string): Promise<void> {
     const meta = await blobInfo(this.bus, { store: 'contexts', owner: client, sha256: digest.replace(/^sha256:/, '') });
     if (meta === undefined) {
-      throw new RejectedError('not-found', `no build context ${digest} of client ${client} in stream ${blobStores.contexts.stream}: upload it before submitting`);
+      throw new RejectedError(
+        'not-found',
+        `no build context ${digest} of client ${client} in stream ${blobStores.contexts.stream}: upload it before submitting`,
+      );
     }
     if (meta.size > this.maxBytes) {
       throw new RejectedError('too-large', `build context ${digest} is ${meta.size} bytes, more than the limit of ${this.maxBytes}`);

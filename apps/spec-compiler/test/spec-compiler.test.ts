@@ -145,7 +145,9 @@ describe('compile', () => {
   it('keeps a reference already pinned as it is', async () => {
     const spec = `((from cairn/busybox:latest@${busybox.index.digest}) (run (shell true)))`;
     const compiled = value(await call<Compiled>(client, subjects.compile, { spec }));
-    expect(compiled.images).toEqual([{ stage: '', image: `cairn/busybox:latest@${busybox.index.digest}`, pinned: `cairn/busybox:latest@${busybox.index.digest}` }]);
+    expect(compiled.images).toEqual([
+      { stage: '', image: `cairn/busybox:latest@${busybox.index.digest}`, pinned: `cairn/busybox:latest@${busybox.index.digest}` },
+    ]);
     expect(compiled.canonical).toBe(`((from cairn/busybox:latest@${busybox.index.digest})\n (run (shell true))\n)\n`);
   });
 
@@ -194,10 +196,11 @@ describe('submit', () => {
 
   beforeAll(() => {
     standIn = client.subscribe(subjects.enqueue, {
-      callback: (_err, msg) => void answer(msg, (data) => {
-        forwarded.push(data as JobSubmission);
-        return schedulerReply(data as JobSubmission);
-      }),
+      callback: (_err, msg) =>
+        void answer(msg, (data) => {
+          forwarded.push(data as JobSubmission);
+          return schedulerReply(data as JobSubmission);
+        }),
     });
   });
   afterAll(() => standIn.unsubscribe());
@@ -248,7 +251,9 @@ describe('submit', () => {
 
   it("passes the client's idempotency key on, and refuses a malformed one", async () => {
     forwarded.length = 0;
-    expect((await call<Submitted>(client, subjects.client('alice', 'submit'), { pool: 'linux-x86_64', spec: SEXP, idempotencyKey: 'ci-99.build' })).ok).toBe(true);
+    expect((await call<Submitted>(client, subjects.client('alice', 'submit'), { pool: 'linux-x86_64', spec: SEXP, idempotencyKey: 'ci-99.build' })).ok).toBe(
+      true,
+    );
     expect(forwarded.at(-1)).toMatchObject({ idempotencyKey: 'ci-99.build' });
     const bad = await call<Submitted>(client, subjects.client('alice', 'submit'), { pool: 'linux-x86_64', spec: SEXP, idempotencyKey: 'no spaces allowed' });
     expect(bad).toMatchObject({ ok: false, error: { code: 'malformed', message: expect.stringMatching(/idempotencyKey.*idempotency key is 1-128/) } });

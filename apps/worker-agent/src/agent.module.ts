@@ -13,12 +13,7 @@ export class AgentModule {
     return {
       module: AgentModule,
       imports: [OpsModule],
-      providers: [
-        { provide: BUS, useValue: bus },
-        { provide: AGENT_CONFIG, useValue: config },
-        { provide: BUILDER, useValue: builder },
-        AgentService,
-      ],
+      providers: [{ provide: BUS, useValue: bus }, { provide: AGENT_CONFIG, useValue: config }, { provide: BUILDER, useValue: builder }, AgentService],
       exports: [AgentService],
     };
   }

@@ -3,8 +3,22 @@ import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnAppl
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Builder } from '@cairn/builder';
 import {
-  Assignment, AssignmentBatch, backoffDelay, call, CancelOrder, generateKeyPair, open, RejectedError, subjects,
-  type Accepted, type BatchAccepted, type Heartbeat, type HeartbeatReply, type KeyPair, type Register, type Registered,
+  Assignment,
+  AssignmentBatch,
+  backoffDelay,
+  call,
+  CancelOrder,
+  generateKeyPair,
+  open,
+  RejectedError,
+  subjects,
+  type Accepted,
+  type BatchAccepted,
+  type Heartbeat,
+  type HeartbeatReply,
+  type KeyPair,
+  type Register,
+  type Registered,
 } from '@cairn/contracts';
 import { BUS, Handles, Ops } from '@cairn/service-kit';
 import type { AgentConfig } from './config.js';
@@ -75,7 +89,9 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
   async onApplicationBootstrap(): Promise<void> {
     await this.disk.check();
     this.loop = this.lifecycle();
-    this.logger.log(`worker ${this.config.worker} in pool ${this.config.pool} (${this.config.platform}), capacity ${this.config.capacity}, store ${this.builder.store.kind}:${this.builder.store.root}`);
+    this.logger.log(
+      `worker ${this.config.worker} in pool ${this.config.pool} (${this.config.platform}), capacity ${this.config.capacity}, store ${this.builder.store.kind}:${this.builder.store.root}`,
+    );
   }
 
   /** SIGTERM (via Nest's shutdown hooks or main.ts): finish what runs, then go. */
@@ -196,7 +212,9 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
       ...(this.disk.lastPruneAt !== undefined ? { lastPruneAt: this.disk.lastPruneAt } : {}),
     };
     this.metrics.refusing.set(message.refusing ? 1 : 0);
-    const reply = await call<HeartbeatReply>(this.bus, subjects.toScheduler(this.config.worker, 'heartbeat'), message, { timeoutMs: this.config.callTimeoutMs });
+    const reply = await call<HeartbeatReply>(this.bus, subjects.toScheduler(this.config.worker, 'heartbeat'), message, {
+      timeoutMs: this.config.callTimeoutMs,
+    });
     if (!reply.ok) {
       // Unanswered: the hints go again next time.
       if (reply.error.code !== 'unavailable') this.logger.warn(`heartbeat refused: ${reply.error.code}: ${reply.error.message}`);
@@ -229,13 +247,17 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
     const refusal = this.refusal();
     if (refusal) return refused(refusal, this.draining ? 'draining' : 'disk');
     const building = [...this.jobs.values()].filter((j) => j.building).length;
-    if (building >= this.config.capacity) return refused(`worker ${this.config.worker} is at capacity (${building} of ${this.config.capacity} builds running)`, 'capacity');
+    if (building >= this.config.capacity)
+      return refused(`worker ${this.config.worker} is at capacity (${building} of ${this.config.capacity} builds running)`, 'capacity');
     const secrets = new Map<string, Uint8Array>();
     for (const s of a.secrets) {
       try {
         secrets.set(s.id, open(this.keys, s.sealed));
       } catch {
-        return refused(`secret "${s.id}" of job ${a.job} cannot be opened with worker ${this.config.worker}'s key (sealed for another key or altered)`, 'secret');
+        return refused(
+          `secret "${s.id}" of job ${a.job} cannot be opened with worker ${this.config.worker}'s key (sealed for another key or altered)`,
+          'secret',
+        );
       }
     }
     const job = new JobRunner(a, secrets, this.jobEnvironment());
@@ -244,16 +266,18 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
     // The service's fields add the worker and pool.
     const fields = { job: a.job, client: a.client };
     this.logger.log(`job ${a.job} (${a.name}) started, run ${a.attempt}`, fields);
-    void job.done.then(
-      () => this.logger.log(`job ${a.job} (${a.name}) ended: ${job.endedAs ?? 'no outcome'}`, fields),
-      (e: unknown) => this.logger.error(`job ${a.job}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`, fields),
-    ).finally(() => {
-      this.jobs.delete(a.job);
-      this.metrics.runningJobs.set(this.jobs.size);
-      if (job.hint) this.hints.add(job.hint);
-      // A build used space: look again before the next job is offered.
-      void this.disk.check().catch(() => undefined);
-    });
+    void job.done
+      .then(
+        () => this.logger.log(`job ${a.job} (${a.name}) ended: ${job.endedAs ?? 'no outcome'}`, fields),
+        (e: unknown) => this.logger.error(`job ${a.job}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`, fields),
+      )
+      .finally(() => {
+        this.jobs.delete(a.job);
+        this.metrics.runningJobs.set(this.jobs.size);
+        if (job.hint) this.hints.add(job.hint);
+        // A build used space: look again before the next job is offered.
+        void this.disk.check().catch(() => undefined);
+      });
     return { accepted: true };
   }
 
@@ -266,7 +290,8 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
   @Handles((agent: AgentService) => subjects.toWorker(agent.workerId, 'cancel'), CancelOrder, 'cancel', { direct: true })
   private cancel(order: CancelOrder): { cancelled: boolean } {
     const job = this.jobs.get(order.job);
-    if (!job || job.lease !== order.lease) throw new RejectedError('not-found', `job ${order.job} with lease ${order.lease} is not running on worker ${this.config.worker}`);
+    if (!job || job.lease !== order.lease)
+      throw new RejectedError('not-found', `job ${order.job} with lease ${order.lease} is not running on worker ${this.config.worker}`);
     job.cancel(order.reason);
     return { cancelled: true };
   }

@@ -50,7 +50,9 @@ async function exportOne(root: string, snapshotId: string, path: string, nc: Nat
     // The name is checked against the bytes as they are sent: a file changed meanwhile fails.
     await putBlob(nc, 'artifacts', worker, createReadStream(host), sha256);
   } catch (e) {
-    throw new ArtifactError(`${where}: cannot store it in stream ${blobStores.artifacts.stream} as sha256:${sha256}: ${e instanceof Error ? e.message : String(e)}`);
+    throw new ArtifactError(
+      `${where}: cannot store it in stream ${blobStores.artifacts.stream} as sha256:${sha256}: ${e instanceof Error ? e.message : String(e)}`,
+    );
   }
   return { path, size, sha256 };
 }

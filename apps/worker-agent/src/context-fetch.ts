@@ -61,10 +61,13 @@ async function extractSafely(tarFile: string, dir: string, digest: string): Prom
   const symlinks: { path: string; target: string }[] = [];
   const ex = extract();
   ex.on('entry', (header: Headers, entry: NodeJS.ReadableStream, next: (e?: unknown) => void) => {
-    extractEntry(header, entry).then(() => next(), (e: unknown) => {
-      entry.resume();
-      ex.destroy(e as Error);
-    });
+    extractEntry(header, entry).then(
+      () => next(),
+      (e: unknown) => {
+        entry.resume();
+        ex.destroy(e as Error);
+      },
+    );
   });
   const extractEntry = async (header: Headers, entry: NodeJS.ReadableStream): Promise<void> => {
     const name = safeName(header.name, digest);
@@ -95,7 +98,9 @@ async function extractSafely(tarFile: string, dir: string, digest: string): Prom
         break;
       }
       default:
-        throw new ContextError(`context ${digest}: entry "${header.name}" is a ${header.type ?? 'special file'}; only files, directories and links are allowed`);
+        throw new ContextError(
+          `context ${digest}: entry "${header.name}" is a ${header.type ?? 'special file'}; only files, directories and links are allowed`,
+        );
     }
   };
   // The entry API (not async iteration) works with tar-stream 2 and 3 alike.
@@ -109,7 +114,8 @@ async function extractSafely(tarFile: string, dir: string, digest: string): Prom
   for (const link of symlinks) {
     // A symlink under another would be created wherever that one points.
     for (let parent = dirname(link.path); parent.length > dir.length; parent = dirname(parent)) {
-      if (linkNames.has(parent)) throw new ContextError(`context ${digest}: "${link.path.slice(dir.length + 1)}" lies under the symlink "${parent.slice(dir.length + 1)}": refused`);
+      if (linkNames.has(parent))
+        throw new ContextError(`context ${digest}: "${link.path.slice(dir.length + 1)}" lies under the symlink "${parent.slice(dir.length + 1)}": refused`);
     }
   }
   for (const link of symlinks) {

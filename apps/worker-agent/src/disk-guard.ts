@@ -48,7 +48,9 @@ export class DiskGuard {
       await this.measure();
       if (batch.length === 0) break;
     }
-    this.log(`store ${this.builder.store.kind}:${this.builder.store.root} had ${before} bytes free (threshold ${this.pruneBelowBytes}): pruned ${removed} snapshot(s), now ${this.freeBytes} bytes free`);
+    this.log(
+      `store ${this.builder.store.kind}:${this.builder.store.root} had ${before} bytes free (threshold ${this.pruneBelowBytes}): pruned ${removed} snapshot(s), now ${this.freeBytes} bytes free`,
+    );
   }
 
   private async measure(): Promise<void> {

@@ -141,8 +141,13 @@ export class JobRunner {
   private async build(logs: LogPublisher, onStep: (s: StepEvent) => void): Promise<Omit<Outcome, 'platform' | 'startedAt' | 'finishedAt'>> {
     const a = this.assignment;
     const signal = this.controller.signal;
-    const ended = (state: FinalState, failure: string, snapshotId?: string) =>
-      ({ state, failure, artifacts: [], steps: [], ...(snapshotId === undefined ? {} : { snapshotId }) });
+    const ended = (state: FinalState, failure: string, snapshotId?: string) => ({
+      state,
+      failure,
+      artifacts: [],
+      steps: [],
+      ...(snapshotId === undefined ? {} : { snapshotId }),
+    });
     let snapshotId: string | undefined;
     // The context and the downloaded tar live here, and go with the job.
     let scratch: string | undefined;
@@ -182,7 +187,12 @@ export class JobRunner {
 
   private async reportStarted(): Promise<void> {
     const a = this.assignment;
-    const reply = await call(this.env.nc, subjects.toScheduler(this.env.worker, 'started'), { job: a.job, lease: a.lease, worker: this.env.worker }, { timeoutMs: this.env.callTimeoutMs, retries: 3 });
+    const reply = await call(
+      this.env.nc,
+      subjects.toScheduler(this.env.worker, 'started'),
+      { job: a.job, lease: a.lease, worker: this.env.worker },
+      { timeoutMs: this.env.callTimeoutMs, retries: 3 },
+    );
     if (reply.ok) return;
     this.env.log(`job ${a.job}: started not recorded: ${reply.error.code}: ${reply.error.message}`);
     // The scheduler gave the job to someone else (a stale lease) or forgot it: building it

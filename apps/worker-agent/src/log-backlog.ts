@@ -184,7 +184,7 @@ export class LogBacklog {
   private append(data: Buffer): void {
     try {
       const segment = this.writableSegment();
-      for (let at = 0; at < data.length; ) at += writeSync(segment.fd, data, at, data.length - at, segment.size + at);
+      for (let at = 0; at < data.length;) at += writeSync(segment.fd, data, at, data.length - at, segment.size + at);
       segment.size += data.length;
       this.spooled += data.length;
     } catch (e) {

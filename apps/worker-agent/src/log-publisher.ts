@@ -203,7 +203,10 @@ export class LogPublisher {
         return;
       } catch (e) {
         if (this.abandoned) return;
-        if (attempt % 10 === 9) this.warn(`log chunk ${chunk.seq} of job ${this.job} (client ${this.client}) on ${this.subject}: still not stored: ${e instanceof Error ? e.message : String(e)}`);
+        if (attempt % 10 === 9)
+          this.warn(
+            `log chunk ${chunk.seq} of job ${this.job} (client ${this.client}) on ${this.subject}: still not stored: ${e instanceof Error ? e.message : String(e)}`,
+          );
       }
     }
   }

@@ -15,11 +15,21 @@ export class AgentMetrics {
     const registers = [registry];
     this.runningJobs = new Gauge({ name: 'cairn_worker_running_jobs', help: 'Builds running now', registers });
     this.builds = new Counter({ name: 'cairn_worker_builds_total', help: 'Finished builds by outcome', labelNames: ['outcome'], registers });
-    this.steps = new Counter({ name: 'cairn_worker_steps_total', help: 'Snapshot steps by whether they came from the cache', labelNames: ['cached'], registers });
+    this.steps = new Counter({
+      name: 'cairn_worker_steps_total',
+      help: 'Snapshot steps by whether they came from the cache',
+      labelNames: ['cached'],
+      registers,
+    });
     this.pruneEvents = new Counter({ name: 'cairn_worker_prune_events_total', help: 'Times the store was pruned for low disk space', registers });
     this.prunedSnapshots = new Counter({ name: 'cairn_worker_pruned_snapshots_total', help: 'Snapshots deleted by pruning', registers });
     this.freeBytes = new Gauge({ name: 'cairn_worker_store_free_bytes', help: 'Free bytes where the store writes', registers });
     this.refusing = new Gauge({ name: 'cairn_worker_refusing', help: '1 while the worker refuses new jobs (low disk, draining)', registers });
-    this.rejectedAssignments = new Counter({ name: 'cairn_worker_rejected_assignments_total', help: 'Assignments refused, by reason', labelNames: ['reason'], registers });
+    this.rejectedAssignments = new Counter({
+      name: 'cairn_worker_rejected_assignments_total',
+      help: 'Assignments refused, by reason',
+      labelNames: ['reason'],
+      registers,
+    });
   }
 }

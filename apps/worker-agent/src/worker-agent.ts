@@ -26,7 +26,12 @@ export async function startWorkerAgent(env: NodeJS.ProcessEnv = process.env): Pr
   const builder = await openConfiguredBuilder({}, env);
   let service: RunningService;
   try {
-    service = await startService({ name: `worker-agent-${config.worker}`, module: (bus) => AgentModule.forRoot(bus, config, builder), env, logFields: { worker: config.worker, pool: config.pool } });
+    service = await startService({
+      name: `worker-agent-${config.worker}`,
+      module: (bus) => AgentModule.forRoot(bus, config, builder),
+      env,
+      logFields: { worker: config.worker, pool: config.pool },
+    });
   } catch (e) {
     builder.close();
     throw e;

@@ -94,7 +94,11 @@ describe('a worker-agent on a real NATS server and a real btrfs store', () => {
     expect((await scheduler.assign(a)).ok).toBe(true);
     const { outcome } = await scheduler.outcome(a.job);
     expect(outcome.state, outcome.failure).toBe('succeeded');
-    expect(outcome.steps.map((s) => s.op)).toEqual(['(from cairn/busybox:latest)', '(copy (src greeting.txt) (dst /greeting.txt))', '(run (shell "cat /greeting.txt"))']);
+    expect(outcome.steps.map((s) => s.op)).toEqual([
+      '(from cairn/busybox:latest)',
+      '(copy (src greeting.txt) (dst /greeting.txt))',
+      '(run (shell "cat /greeting.txt"))',
+    ]);
     expect(logText(await readLog(nc, 'alice', a.job))).toContain('hello from the context\n');
 
     // Other bytes under a name, written by hand in the blob layout (putBlob names by content).
@@ -108,7 +112,9 @@ describe('a worker-agent on a real NATS server and a real btrfs store', () => {
     expect((await scheduler.assign(b)).ok).toBe(true);
     const refused = (await scheduler.outcome(b.job)).outcome;
     expect(refused.state).toBe('failed');
-    expect(refused.failure).toBe(`context ${forgedDigest} of alice in stream CAIRN_CONTEXTS: its content has digest sha256:${sha256(forged)} (${forged.length} bytes), not its name: refused`);
+    expect(refused.failure).toBe(
+      `context ${forgedDigest} of alice in stream CAIRN_CONTEXTS: its content has digest sha256:${sha256(forged)} (${forged.length} bytes), not its name: refused`,
+    );
     expect(refused.steps).toEqual([]);
     const log = logText(await readLog(nc, 'alice', b.job));
     expect(log).not.toContain('forged');
@@ -118,7 +124,9 @@ describe('a worker-agent on a real NATS server and a real btrfs store', () => {
   it('gives a step its secret, but the value is in no log chunk, stream message, outcome or file left behind', async () => {
     const value = 'hunter2-very-secret-value\n';
     const a = assignment({
-      spec: spec('(run (secrets (x (target /run/secrets/x))) (shell "wc -c < /run/secrets/x; cat /run/secrets/x; cat /run/secrets/x | base64; echo \\"inline $(cat /run/secrets/x) end\\"; printf %s hunter2-very; sleep 0.3; echo -secret-value"))'),
+      spec: spec(
+        '(run (secrets (x (target /run/secrets/x))) (shell "wc -c < /run/secrets/x; cat /run/secrets/x; cat /run/secrets/x | base64; echo \\"inline $(cat /run/secrets/x) end\\"; printf %s hunter2-very; sleep 0.3; echo -secret-value"))',
+      ),
       secrets: [{ id: 'x', sealed: seal(scheduler.publicKey, Buffer.from(value)) }],
     });
     expect((await scheduler.assign(a)).ok).toBe(true);
@@ -206,7 +214,13 @@ describe('a worker-agent on a real NATS server and a real btrfs store', () => {
     const reply = await call<BatchAccepted>(nc, subjects.toWorker('w1', 'assign-batch'), { assignments: [a, a, b] }, { timeoutMs: 5000 });
     expect(reply).toEqual({
       ok: true,
-      value: { answers: [{ accepted: true }, { accepted: true }, { accepted: false, reason: `secret "x" of job ${b.job} cannot be opened with worker w1's key (sealed for another key or altered)` }] },
+      value: {
+        answers: [
+          { accepted: true },
+          { accepted: true },
+          { accepted: false, reason: `secret "x" of job ${b.job} cannot be opened with worker w1's key (sealed for another key or altered)` },
+        ],
+      },
     });
     await scheduler.cancel(a.job, a.lease, 'test done');
     expect((await scheduler.outcome(a.job, 20_000)).outcome.state).toBe('cancelled');
@@ -216,11 +230,16 @@ describe('a worker-agent on a real NATS server and a real btrfs store', () => {
     const bad = await call(nc, subjects.toWorker('w1', 'assign'), { job: 'not-a-job-id', spec: 42 });
     expect(bad).toMatchObject({ ok: false, error: { code: 'malformed' } });
     expect(!bad.ok && bad.error.message).toMatch(/^assign: job: a job ID looks like j-/);
-    const raw = (await nc.request(subjects.toWorker('w1', 'cancel'), new Uint8Array([0xff, 0x7b]), { timeout: 5000 })).json<{ response: { ok: boolean; error: { code: string } } }>();
+    const raw = (await nc.request(subjects.toWorker('w1', 'cancel'), new Uint8Array([0xff, 0x7b]), { timeout: 5000 })).json<{
+      response: { ok: boolean; error: { code: string } };
+    }>();
     expect(raw.response).toMatchObject({ ok: false, error: { code: 'malformed' } });
     const other = generateKeyPair();
     const a = assignment({ spec: spec('(run (shell "true"))'), secrets: [{ id: 'x', sealed: seal(other.publicKey, Buffer.from('v')) }] });
-    expect(await scheduler.assign(a)).toEqual({ ok: true, value: { accepted: false, reason: `secret "x" of job ${a.job} cannot be opened with worker w1's key (sealed for another key or altered)` } });
+    expect(await scheduler.assign(a)).toEqual({
+      ok: true,
+      value: { accepted: false, reason: `secret "x" of job ${a.job} cannot be opened with worker w1's key (sealed for another key or altered)` },
+    });
     expect(worker.agent.runningJobs).toEqual([]);
   });
 

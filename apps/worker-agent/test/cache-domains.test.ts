@@ -11,10 +11,16 @@ describe('CAIRN_CACHE_DOMAINS', () => {
 
   it('lets the clients named in a domain share it, and no one else', () => {
     const d = domains('team-a=alice,bob; team-b=carol\nsolo=dave');
-    expect(['alice', 'bob', 'carol', 'dave', 'erin'].map((c) => d.of(c))).toEqual(['domain-team-a', 'domain-team-a', 'domain-team-b', 'domain-solo', 'client-erin']);
+    expect(['alice', 'bob', 'carol', 'dave', 'erin'].map((c) => d.of(c))).toEqual([
+      'domain-team-a',
+      'domain-team-a',
+      'domain-team-b',
+      'domain-solo',
+      'client-erin',
+    ]);
   });
 
-  it('never gives a domain named like a client that client\'s caches', () => {
+  it("never gives a domain named like a client that client's caches", () => {
     const d = domains('bob=alice');
     expect(d.of('alice')).not.toBe(d.of('bob'));
   });

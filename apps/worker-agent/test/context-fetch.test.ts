@@ -66,7 +66,9 @@ describe('fetching a build context', () => {
   });
 
   it('refuses an entry that climbs out with ..', async () => {
-    await expect(fetchTar([{ name: '../escaped.txt', text: 'x' }])).rejects.toThrow(/entry "\.\.\/escaped\.txt" would land outside the context directory: refused/);
+    await expect(fetchTar([{ name: '../escaped.txt', text: 'x' }])).rejects.toThrow(
+      /entry "\.\.\/escaped\.txt" would land outside the context directory: refused/,
+    );
     await expect(readFile(join(dir, 'escaped.txt'))).rejects.toThrow(/ENOENT/);
     await expect(fetchTar([{ name: 'a/../../escaped2.txt', text: 'x' }])).rejects.toThrow(/would land outside/);
   });
@@ -79,10 +81,12 @@ describe('fetching a build context', () => {
   it('refuses a symlink planted under another symlink, which would be created outside', async () => {
     const outside = await mkdtemp(join(tmpdir(), 'cairn-outside-'));
     try {
-      await expect(fetchTar([
-        { name: 'door', type: 'symlink', linkname: outside },
-        { name: 'door/planted', type: 'symlink', linkname: '/etc/passwd' },
-      ])).rejects.toThrow(/"door\/planted" lies under the symlink "door": refused/);
+      await expect(
+        fetchTar([
+          { name: 'door', type: 'symlink', linkname: outside },
+          { name: 'door/planted', type: 'symlink', linkname: '/etc/passwd' },
+        ]),
+      ).rejects.toThrow(/"door\/planted" lies under the symlink "door": refused/);
       expect(await readdir(outside)).toEqual([]);
     } finally {
       await rm(outside, { recursive: true, force: true });
@@ -90,11 +94,15 @@ describe('fetching a build context', () => {
   });
 
   it('refuses device files', async () => {
-    await expect(fetchTar([{ name: 'dev-null', type: 'character-device' }])).rejects.toThrow(/entry "dev-null" is a character-device; only files, directories and links are allowed/);
+    await expect(fetchTar([{ name: 'dev-null', type: 'character-device' }])).rejects.toThrow(
+      /entry "dev-null" is a character-device; only files, directories and links are allowed/,
+    );
   });
 
   it('names a context that was never uploaded', async () => {
     const sha256 = '0'.repeat(64);
-    await expect(fetchContext(nc, { store: 'contexts', owner: 'alice', sha256 }, join(dir, 'none'), dir)).rejects.toThrow(`context sha256:${sha256} of client alice: not found (was it uploaded?)`);
+    await expect(fetchContext(nc, { store: 'contexts', owner: 'alice', sha256 }, join(dir, 'none'), dir)).rejects.toThrow(
+      `context sha256:${sha256} of client alice: not found (was it uploaded?)`,
+    );
   });
 });

@@ -76,7 +76,9 @@ describe('a worker-agent whose store runs low on space', () => {
     expect((await scheduler.waitFor('heartbeat')).refusing).toBe(true);
     const reply = await scheduler.assign(assignment({ spec: spec('(run (shell "true"))') }));
     expect(reply.ok && reply.value.accepted).toBe(false);
-    expect(reply.ok && reply.value.reason).toMatch(new RegExp(`^low disk: the btrfs store at ${host.fs.path} has \\d+ bytes free, below half of the prune threshold ${bytesTotal * 4}$`));
+    expect(reply.ok && reply.value.reason).toMatch(
+      new RegExp(`^low disk: the btrfs store at ${host.fs.path} has \\d+ bytes free, below half of the prune threshold ${bytesTotal * 4}$`),
+    );
     const health = await fetch(`${worker!.service.httpUrl}/healthz`);
     expect(health.status).toBe(503);
     expect(((await health.json()) as { checks: Record<string, string> }).checks.store).toMatch(/^low disk: /);

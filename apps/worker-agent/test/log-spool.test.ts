@@ -63,7 +63,12 @@ describe('a job log while NATS is down: bounded in memory, spooled to disk, publ
   /** Takes NATS down for `downMs`; resolves once this connection has noticed, with the restart. */
   async function outage(downMs: number): Promise<{ over: Promise<void> }> {
     // Connected first (a round trip answered), or there is no disconnect to notice.
-    await until('connected to NATS', () => nc.flush().then(() => true, () => false));
+    await until('connected to NATS', () =>
+      nc.flush().then(
+        () => true,
+        () => false,
+      ),
+    );
     const noticed = (async () => {
       for await (const s of nc.status()) if (s.type === 'disconnect') return;
     })();
@@ -89,7 +94,11 @@ describe('a job log while NATS is down: bounded in memory, spooled to disk, publ
   it('keeps at most the memory limit in memory, spills the rest to a spool file, and publishes every line in order once NATS is back', async () => {
     const { job } = assignment({ spec: '' });
     const memoryLimit = 64 * KiB;
-    const logs = new LogPublisher(nc, { client: 'alice', job, worker: 'w1', lease: 'lease-1', attempt: 1 }, new Redactor([Buffer.from(SECRET)]), { memoryLimit, spoolLimit: 64 * MiB, spoolDir: scratch });
+    const logs = new LogPublisher(nc, { client: 'alice', job, worker: 'w1', lease: 'lease-1', attempt: 1 }, new Redactor([Buffer.from(SECRET)]), {
+      memoryLimit,
+      spoolLimit: 64 * MiB,
+      spoolDir: scratch,
+    });
     logs.write('before the outage\n');
     await logs.close();
 
@@ -123,7 +132,11 @@ describe('a job log while NATS is down: bounded in memory, spooled to disk, publ
     const { job } = assignment({ spec: '' });
     const spoolLimit = 256 * KiB;
     const memoryLimit = 64 * KiB;
-    const logs = new LogPublisher(nc, { client: 'alice', job, worker: 'w1', lease: 'lease-1', attempt: 1 }, new Redactor([]), { memoryLimit, spoolLimit, spoolDir: scratch });
+    const logs = new LogPublisher(nc, { client: 'alice', job, worker: 'w1', lease: 'lease-1', attempt: 1 }, new Redactor([]), {
+      memoryLimit,
+      spoolLimit,
+      spoolDir: scratch,
+    });
     const first = 'before the outage\n';
     logs.write(first);
     await logs.close();
@@ -163,10 +176,14 @@ describe('a job log while NATS is down: bounded in memory, spooled to disk, publ
     expect((await readdir(scratch)).filter((f) => f.startsWith('cairn-log-'))).toEqual([]);
   });
 
-  it('carries the engine\'s step boundaries as chunks of their own, in place among the text, through memory and the spool', async () => {
+  it("carries the engine's step boundaries as chunks of their own, in place among the text, through memory and the spool", async () => {
     const { job } = assignment({ spec: '' });
     // 64 bytes of memory: the step's output, and what follows it, go through the spool.
-    const logs = new LogPublisher(nc, { client: 'alice', job, worker: 'w1', lease: 'lease-1', attempt: 1 }, new Redactor([Buffer.from(SECRET)]), { memoryLimit: 64, spoolLimit: MiB, spoolDir: scratch });
+    const logs = new LogPublisher(nc, { client: 'alice', job, worker: 'w1', lease: 'lease-1', attempt: 1 }, new Redactor([Buffer.from(SECRET)]), {
+      memoryLimit: 64,
+      spoolLimit: MiB,
+      spoolDir: scratch,
+    });
     const output = (text: string) => logs.log({ tag: 'output', data: Buffer.from(text) });
     output('fetching');
     logs.log({ tag: 'heading', text: `/: (run (shell "echo ${SECRET}"))`, stage: '', step: true });
@@ -198,7 +215,10 @@ describe('a job log while NATS is down: bounded in memory, spooled to disk, publ
 
   it('removes the spool of an abandoned job', async () => {
     const { job } = assignment({ spec: '' });
-    const logs = new LogPublisher(nc, { client: 'alice', job, worker: 'w1', lease: 'lease-1', attempt: 1 }, new Redactor([]), { memoryLimit: 16 * KiB, spoolDir: scratch });
+    const logs = new LogPublisher(nc, { client: 'alice', job, worker: 'w1', lease: 'lease-1', attempt: 1 }, new Redactor([]), {
+      memoryLimit: 16 * KiB,
+      spoolDir: scratch,
+    });
     const { over } = await outage(1000);
     await writeWhileDown(logs, numberedLines(0, 256 * KiB));
     const spool = logs.waiting.spoolDir;
@@ -247,7 +267,9 @@ describe('LogBacklog', () => {
     backlog.push('spooled after the hole\n');
     expect(backlog.usage.spoolDir?.startsWith(join(dir, 'cairn-log-unwritable-'))).toBe(true);
     const text = drain(backlog, 1000);
-    expect(text).toMatch(/^kept\n\[cairn: 22 bytes of log dropped here: the log spool in \S+not-yet could not be written \(ENOENT[^\]]*\)\]\nspooled after the hole\n$/);
+    expect(text).toMatch(
+      /^kept\n\[cairn: 22 bytes of log dropped here: the log spool in \S+not-yet could not be written \(ENOENT[^\]]*\)\]\nspooled after the hole\n$/,
+    );
     expect(await readdir(dir)).toEqual([]);
   });
 });

@@ -60,7 +60,10 @@ describe('worker-agent process (node dist/main.js)', () => {
   });
 
   /** Starts the agent as `worker`, with a build running that would take a minute. */
-  async function withLongBuild(worker: string, env: NodeJS.ProcessEnv = {}): Promise<{ scheduler: SchedulerStandIn; proc: ChildProcess; job: string; exited: Promise<{ code: number | null; signal: string | null }> }> {
+  async function withLongBuild(
+    worker: string,
+    env: NodeJS.ProcessEnv = {},
+  ): Promise<{ scheduler: SchedulerStandIn; proc: ChildProcess; job: string; exited: Promise<{ code: number | null; signal: string | null }> }> {
     const scheduler = new SchedulerStandIn(nc, worker).start();
     const proc = spawn('node', [MAIN], { env: { ...host.env(nats.url, worker), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     child = proc;

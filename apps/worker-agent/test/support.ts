@@ -115,7 +115,8 @@ export class SchedulerStandIn {
     for (;;) {
       const found = this.received[verb].find(predicate);
       if (found) return found;
-      if (Date.now() > deadline) throw new Error(`no ${verb} from ${this.worker} within ${timeoutMs} ms; got ${JSON.stringify(this.received[verb]).slice(0, 2000)}`);
+      if (Date.now() > deadline)
+        throw new Error(`no ${verb} from ${this.worker} within ${timeoutMs} ms; got ${JSON.stringify(this.received[verb]).slice(0, 2000)}`);
       await new Promise((r) => setTimeout(r, 25));
     }
   }
@@ -160,7 +161,13 @@ export function assignment(overrides: Partial<Assignment> & Pick<Assignment, 'sp
  * A job's log chunks from the CAIRN_LOGS stream, read from the start until the end
  * chunk (or until `enough` says so, for a job still running).
  */
-export async function readLog(nc: NatsConnection, client: string, job: string, timeoutMs = 60_000, enough?: (chunks: LogChunk[]) => boolean): Promise<LogChunk[]> {
+export async function readLog(
+  nc: NatsConnection,
+  client: string,
+  job: string,
+  timeoutMs = 60_000,
+  enough?: (chunks: LogChunk[]) => boolean,
+): Promise<LogChunk[]> {
   const js = jetstream(nc);
   const consumer = await js.consumers.get(streams.logs.name, { filter_subjects: subjects.jobLog(client, job) });
   const chunks: LogChunk[] = [];

@@ -14,7 +14,11 @@ import { resolveInRoot } from './snapshot-files.js';
  * Unpacks each image into a scratch directory (a fetcher hands out whole root
  * filesystems; the files are read from inside it, symlinks kept within), then removes it.
  */
-export async function readBaseImages(fetcher: Fetcher, images: readonly string[], log: (line: string) => void = () => undefined): Promise<Record<string, BaseImage>> {
+export async function readBaseImages(
+  fetcher: Fetcher,
+  images: readonly string[],
+  log: (line: string) => void = () => undefined,
+): Promise<Record<string, BaseImage>> {
   const read: Record<string, BaseImage> = {};
   for (const image of images) {
     const dir = await mkdtemp(join(tmpdir(), 'cairn-import-'));

@@ -9,7 +9,17 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseFetcherSpec, type Fetcher } from '@cairn/fetcher';
 import { ConfigError, configFile, fetcherSpecOf, readMachineConfig, type EngineChoices, type MachineConfig } from '@cairn/machine-config';
-import { createSandbox, HOST_NETWORK_MODES, parseStepLimits, SECCOMP_MODES, USERNS_MODES, type JailSandboxOptions, type MacosSandboxOptions, type SandboxKind, type StepLimits } from '@cairn/sandbox';
+import {
+  createSandbox,
+  HOST_NETWORK_MODES,
+  parseStepLimits,
+  SECCOMP_MODES,
+  USERNS_MODES,
+  type JailSandboxOptions,
+  type MacosSandboxOptions,
+  type SandboxKind,
+  type StepLimits,
+} from '@cairn/sandbox';
 import { parseStoreSpec } from '@cairn/store';
 import { Builder } from './engine.js';
 
@@ -39,35 +49,73 @@ export async function openConfiguredBuilder(choices: EngineChoices, env: NodeJS.
   const config = (await readMachineConfig(env)) as SandboxSections;
   const storeSpec = choices.store ?? env.CAIRN_STORE ?? config.store;
   if (!storeSpec) {
-    throw new ConfigError(`no store given: pass --store btrfs:/path (or overlayfs:, rsync:, xfs:), set CAIRN_STORE, or run tools/setup.sh to make a default in ${configFile(env)}`);
+    throw new ConfigError(
+      `no store given: pass --store btrfs:/path (or overlayfs:, rsync:, xfs:), set CAIRN_STORE, or run tools/setup.sh to make a default in ${configFile(env)}`,
+    );
   }
   const fetcherSpec = fetcherSpecOf(choices, config, env);
   const sandboxKind = choices.sandbox ?? choices.runtime ?? env.CAIRN_SANDBOX ?? env.CAIRN_RUNTIME ?? config.sandbox ?? config.runtime ?? 'runc';
   const store = asConfigError({ setting: 'store', from: from(choices.store, env.CAIRN_STORE) }, () => parseStoreSpec(storeSpec), env);
   const fetcher = asConfigError({ setting: 'fetcher', from: from(choices.fetcher, env.CAIRN_FETCHER) }, () => parseFetcherSpec(fetcherSpec), env);
   const sandboxSetting = choices.sandbox === undefined && choices.runtime !== undefined ? 'runtime' : 'sandbox';
-  const hostNetwork = asConfigError({ setting: 'hostNetwork', from: from(choices.hostNetwork, env.CAIRN_HOST_NETWORK) }, () =>
-    oneOf(HOST_NETWORK_MODES, choices.hostNetwork ?? env.CAIRN_HOST_NETWORK ?? config.hostNetwork ?? 'isolated', 'host network mode',
-      "isolated (the default: a network namespace of its own, without the host's loopback) or shared (the host's network namespace)"), env);
-  const seccomp = asConfigError({ setting: 'seccomp', from: from(choices.seccomp, env.CAIRN_SECCOMP) }, () =>
-    oneOf(SECCOMP_MODES, choices.seccomp ?? env.CAIRN_SECCOMP ?? config.seccomp ?? 'default', 'seccomp mode',
-      "default (refuse what Docker's default profile refuses) or unconfined (no filter, for trusted builds)"), env);
-  const userns = asConfigError({ setting: 'userns', from: from(choices.userns, env.CAIRN_USERNS) }, () =>
-    oneOf(USERNS_MODES, choices.userns ?? env.CAIRN_USERNS ?? config.userns ?? 'host', 'user namespace mode',
-      "host (the default: a step's root is this machine's root, less capabilities) or remap (each step in a user namespace of its own, its root being uid 100000 here)"), env);
+  const hostNetwork = asConfigError(
+    { setting: 'hostNetwork', from: from(choices.hostNetwork, env.CAIRN_HOST_NETWORK) },
+    () =>
+      oneOf(
+        HOST_NETWORK_MODES,
+        choices.hostNetwork ?? env.CAIRN_HOST_NETWORK ?? config.hostNetwork ?? 'isolated',
+        'host network mode',
+        "isolated (the default: a network namespace of its own, without the host's loopback) or shared (the host's network namespace)",
+      ),
+    env,
+  );
+  const seccomp = asConfigError(
+    { setting: 'seccomp', from: from(choices.seccomp, env.CAIRN_SECCOMP) },
+    () =>
+      oneOf(
+        SECCOMP_MODES,
+        choices.seccomp ?? env.CAIRN_SECCOMP ?? config.seccomp ?? 'default',
+        'seccomp mode',
+        "default (refuse what Docker's default profile refuses) or unconfined (no filter, for trusted builds)",
+      ),
+    env,
+  );
+  const userns = asConfigError(
+    { setting: 'userns', from: from(choices.userns, env.CAIRN_USERNS) },
+    () =>
+      oneOf(
+        USERNS_MODES,
+        choices.userns ?? env.CAIRN_USERNS ?? config.userns ?? 'host',
+        'user namespace mode',
+        "host (the default: a step's root is this machine's root, less capabilities) or remap (each step in a user namespace of its own, its root being uid 100000 here)",
+      ),
+    env,
+  );
   const limits = stepLimitsOf(config, env);
-  const sandbox = asConfigError({ setting: sandboxSetting, from: from(choices.sandbox ?? choices.runtime, env.CAIRN_SANDBOX ?? env.CAIRN_RUNTIME) }, () => createSandbox(sandboxKind as SandboxKind, {
-    ...(config.macos ? { macos: config.macos } : {}),
-    ...(config.jail ? { jail: config.jail } : {}),
-    // Per store: the containers of one store's builds, whichever process runs them.
-    stateDir: join(config.stateDir ?? '/run/cairn', createHash('sha256').update(store.root).digest('hex').slice(0, 16)),
-    fastSync: choices.fastSync ?? false,
-    hostNetwork,
-    seccomp,
-    userns,
+  const sandbox = asConfigError(
+    { setting: sandboxSetting, from: from(choices.sandbox ?? choices.runtime, env.CAIRN_SANDBOX ?? env.CAIRN_RUNTIME) },
+    () =>
+      createSandbox(sandboxKind as SandboxKind, {
+        ...(config.macos ? { macos: config.macos } : {}),
+        ...(config.jail ? { jail: config.jail } : {}),
+        // Per store: the containers of one store's builds, whichever process runs them.
+        stateDir: join(config.stateDir ?? '/run/cairn', createHash('sha256').update(store.root).digest('hex').slice(0, 16)),
+        fastSync: choices.fastSync ?? false,
+        hostNetwork,
+        seccomp,
+        userns,
+        ...(limits ? { limits } : {}),
+      }),
+    env,
+  );
+  return Builder.open({
+    store,
+    fetcher,
+    sandbox,
+    dbPath: join(store.hostDir, 'db.sqlite'),
+    secretKey: await loadSecretKey(env),
     ...(limits ? { limits } : {}),
-  }), env);
-  return Builder.open({ store, fetcher, sandbox, dbPath: join(store.hostDir, 'db.sqlite'), secretKey: await loadSecretKey(env), ...(limits ? { limits } : {}) });
+  });
 }
 
 /** The fetcher `cairn build` would use (choice, CAIRN_FETCHER, the machine config), alone. */
@@ -101,7 +149,9 @@ function stepLimitsOf(config: MachineConfig, env: NodeJS.ProcessEnv): StepLimits
     return value === undefined ? {} : { [key]: String(value) };
   };
   try {
-    return parseStepLimits({ ...text('memory'), ...text('pids'), ...text('cpus'), ...text('disk') }, (key) => (env[variables[key]] !== undefined ? variables[key] : `stepLimits.${key} in ${configFile(env)}`));
+    return parseStepLimits({ ...text('memory'), ...text('pids'), ...text('cpus'), ...text('disk') }, (key) =>
+      env[variables[key]] !== undefined ? variables[key] : `stepLimits.${key} in ${configFile(env)}`,
+    );
   } catch (e) {
     throw new ConfigError(e instanceof Error ? e.message : String(e));
   }
@@ -112,7 +162,12 @@ function asConfigError<T>(badValue: NonNullable<ConfigError['badValue']>, fn: ()
   try {
     return fn();
   } catch (e) {
-    const where = badValue.from === 'config file' ? ` (from ${configFile(env)})` : badValue.from === 'environment' ? ` (from CAIRN_${badValue.setting.replace(/[A-Z]/g, '_$&').toUpperCase()})` : '';
+    const where =
+      badValue.from === 'config file'
+        ? ` (from ${configFile(env)})`
+        : badValue.from === 'environment'
+          ? ` (from CAIRN_${badValue.setting.replace(/[A-Z]/g, '_$&').toUpperCase()})`
+          : '';
     throw new ConfigError(`${e instanceof Error ? e.message : String(e)}${where}`, badValue);
   }
 }

@@ -77,33 +77,43 @@ export class DbStore {
    * takes no locks) published it first, and it counts as a use.
    */
   async build(id: string, parent: string | undefined, signal: AbortSignal | undefined, steps: StepWork): Promise<'built' | 'published elsewhere'> {
-    const outcome = await this.steps.run(id, signal, async (signal, publishLog) => {
-      if (!(await lockStep(this.db, this.store, id, signal, steps.waiting))) return 'published elsewhere';
-      try {
-        // Published between the look and the lock.
-        if (await this.store.exists(id)) return 'published elsewhere';
+    const outcome = await this.steps.run(
+      id,
+      signal,
+      async (signal, publishLog) => {
+        if (!(await lockStep(this.db, this.store, id, signal, steps.waiting))) return 'published elsewhere';
         try {
-          await this.store.build(parent, id, async (dir) => {
-            const log = await StepLog.create(join(dir, RESULT_LOG));
-            publishLog(log);
-            try {
-              await steps.work(dir, log, signal);
-            } finally {
-              await log.finish();
-            }
-          }, steps.limits);
-        } catch (e) {
-          // A process that does not take step locks (an older Cairn) may have published it first.
+          // Published between the look and the lock.
           if (await this.store.exists(id)) return 'published elsewhere';
-          if (signal.aborted) throw new CancelledError();
-          throw e;
+          try {
+            await this.store.build(
+              parent,
+              id,
+              async (dir) => {
+                const log = await StepLog.create(join(dir, RESULT_LOG));
+                publishLog(log);
+                try {
+                  await steps.work(dir, log, signal);
+                } finally {
+                  await log.finish();
+                }
+              },
+              steps.limits,
+            );
+          } catch (e) {
+            // A process that does not take step locks (an older Cairn) may have published it first.
+            if (await this.store.exists(id)) return 'published elsewhere';
+            if (signal.aborted) throw new CancelledError();
+            throw e;
+          }
+          this.db.add(id, parent);
+          return 'built';
+        } finally {
+          this.db.unlock(id, this.leases.owner);
         }
-        this.db.add(id, parent);
-        return 'built';
-      } finally {
-        this.db.unlock(id, this.leases.owner);
-      }
-    }, steps.follow);
+      },
+      steps.follow,
+    );
     if (outcome === 'published elsewhere') this.db.touch(id);
     return outcome;
   }

@@ -1,8 +1,21 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  applyContextOp, baseId, copyDestination, copyStepKey, CopyError, generateManifest, initialContext, ManifestError,
-  runStepKey, secretDigest, type BuildContext, type FileDigestCache, type Manifest, type SecretInput, type TargetOs,
+  applyContextOp,
+  baseId,
+  copyDestination,
+  copyStepKey,
+  CopyError,
+  generateManifest,
+  initialContext,
+  ManifestError,
+  runStepKey,
+  secretDigest,
+  type BuildContext,
+  type FileDigestCache,
+  type Manifest,
+  type SecretInput,
+  type TargetOs,
 } from '@cairn/hashing';
 import type { Fetcher } from '@cairn/fetcher';
 import { CancelledError, capLimits, formatDuration, LimitReachedError, type Sandbox, type Secret, type StepLimits } from '@cairn/sandbox';
@@ -134,9 +147,8 @@ export class Builder {
         ctx = next;
         continue;
       }
-      parent = op.op === 'run'
-        ? await this.runStep(op as RunOp, stage, ctx, parent, options)
-        : await this.copyStep(op as CopyOp, stage, ctx, parent, builds, options);
+      parent =
+        op.op === 'run' ? await this.runStep(op as RunOp, stage, ctx, parent, options) : await this.copyStep(op as CopyOp, stage, ctx, parent, builds, options);
     }
     return parent;
   }
@@ -182,41 +194,64 @@ export class Builder {
     // Steps without secrets write their output untouched.
     const masker = secrets.length === 0 ? undefined : SecretMasker.for(secrets.map((s) => s.value));
     const diskBytes = capLimits(options.limits, this.options.limits)?.diskBytes;
-    await this.step(printOp(op), stage, id, parent, options, async (dir, log, signal) => {
-      const views: CacheView[] = [];
-      let ok = false;
-      const output = masker?.stream((chunk) => log.write(chunk));
-      try {
-        for (const c of op.cache) views.push(await this.store.cache(c.id, ctx.user, options.cacheDomain));
-        const timeout = options.stepTimeoutMs === undefined ? undefined : AbortSignal.timeout(options.stepTimeoutMs);
-        await this.options.sandbox.run({
-          argv: [...ctx.shell, op.shell],
-          cwd: ctx.workdir,
-          env: ctx.env,
-          user: ctx.user,
-          hostname: HOSTNAME,
-          network: op.network,
-          mounts: op.cache.map((c, i) => ({ src: views[i]!.path, dst: c.target })),
-          secrets,
-        }, join(dir, 'rootfs'), {
-          onOutput: output ? (chunk) => output.write(chunk) : (chunk) => log.write(chunk),
-          signal: timeout ? AbortSignal.any([signal, timeout]) : signal,
-          ...(options.limits ? { limits: options.limits } : {}),
-        }).catch((e: unknown) => {
-          // Killed by the sandbox as on a cancel, but a failure of this step, not the build's cancel.
-          if (e instanceof CancelledError && timeout?.aborted && !signal.aborted) throw new LimitReachedError(`step timeout ${formatDuration(options.stepTimeoutMs!)} reached`, null, 'SIGKILL');
-          throw e;
-        });
-        ok = true;
-      } finally {
-        output?.end();
-        for (const view of views) await view.release(ok);
-      }
-    }, masker, diskBytes === undefined ? {} : { diskBytes });
+    await this.step(
+      printOp(op),
+      stage,
+      id,
+      parent,
+      options,
+      async (dir, log, signal) => {
+        const views: CacheView[] = [];
+        let ok = false;
+        const output = masker?.stream((chunk) => log.write(chunk));
+        try {
+          for (const c of op.cache) views.push(await this.store.cache(c.id, ctx.user, options.cacheDomain));
+          const timeout = options.stepTimeoutMs === undefined ? undefined : AbortSignal.timeout(options.stepTimeoutMs);
+          await this.options.sandbox
+            .run(
+              {
+                argv: [...ctx.shell, op.shell],
+                cwd: ctx.workdir,
+                env: ctx.env,
+                user: ctx.user,
+                hostname: HOSTNAME,
+                network: op.network,
+                mounts: op.cache.map((c, i) => ({ src: views[i]!.path, dst: c.target })),
+                secrets,
+              },
+              join(dir, 'rootfs'),
+              {
+                onOutput: output ? (chunk) => output.write(chunk) : (chunk) => log.write(chunk),
+                signal: timeout ? AbortSignal.any([signal, timeout]) : signal,
+                ...(options.limits ? { limits: options.limits } : {}),
+              },
+            )
+            .catch((e: unknown) => {
+              // Killed by the sandbox as on a cancel, but a failure of this step, not the build's cancel.
+              if (e instanceof CancelledError && timeout?.aborted && !signal.aborted)
+                throw new LimitReachedError(`step timeout ${formatDuration(options.stepTimeoutMs!)} reached`, null, 'SIGKILL');
+              throw e;
+            });
+          ok = true;
+        } finally {
+          output?.end();
+          for (const view of views) await view.release(ok);
+        }
+      },
+      masker,
+      diskBytes === undefined ? {} : { diskBytes },
+    );
     return id;
   }
 
-  private async copyStep(op: CopyOp, stage: string, ctx: BuildContext, parent: string, builds: ReadonlyMap<string, Promise<string>>, options: BuildScope): Promise<string> {
+  private async copyStep(
+    op: CopyOp,
+    stage: string,
+    ctx: BuildContext,
+    parent: string,
+    builds: ReadonlyMap<string, Promise<string>>,
+    options: BuildScope,
+  ): Promise<string> {
     const fromDir = async <T>(fn: (dir: string) => Promise<T>): Promise<T> => {
       if (op.from.kind === 'context') {
         if (options.contextDir === undefined) throw new BuildError(`${printOp(op)}: no build context was given`);
@@ -242,16 +277,20 @@ export class Builder {
       await this.step(printOp(op), stage, id, parent, options, async (dir, log, signal) => {
         // Loaded when a copy really runs, not at start: a cached build never needs tar-stream.
         const { copyTarStream } = await import('./tar-transfer.js');
-        await this.options.sandbox.run({
-          argv: ['tar', '-xf', '-'],
-          cwd: '/',
-          env: [['PATH', '/bin:/usr/bin']],
-          user: ROOT_UNIX,
-          hostname: HOSTNAME,
-          network: [],
-          mounts: [],
-          secrets: [],
-        }, join(dir, 'rootfs'), { stdin: copyTarStream(srcDir, items, dst, ctx.user), onOutput: (chunk) => log.write(chunk), signal });
+        await this.options.sandbox.run(
+          {
+            argv: ['tar', '-xf', '-'],
+            cwd: '/',
+            env: [['PATH', '/bin:/usr/bin']],
+            user: ROOT_UNIX,
+            hostname: HOSTNAME,
+            network: [],
+            mounts: [],
+            secrets: [],
+          },
+          join(dir, 'rootfs'),
+          { stdin: copyTarStream(srcDir, items, dst, ctx.user), onOutput: (chunk) => log.write(chunk), signal },
+        );
       });
       return id;
     });
@@ -282,21 +321,23 @@ export class Builder {
       done(true);
       return;
     }
-    const outcome = await this.db.build(id, parent, options.signal, {
-      limits,
-      // One process runs a step; the others sharing the store wait and take its result.
-      waiting: (holder) => options.log(note(`---> waiting for process ${pidOf(holder.owner)}, which is running this step`)),
-      work,
-      follow: async (log) => {
-        for await (const chunk of log.tail()) {
-          if (options.signal?.aborted) break;
-          options.log({ tag: 'output', data: chunk });
-        }
-      },
-    }).catch((e: unknown) => {
-      if (e instanceof CancelledError || e instanceof BuildError) throw e;
-      throw new BuildError(`${what} failed: ${e instanceof Error ? e.message : String(e)}`);
-    });
+    const outcome = await this.db
+      .build(id, parent, options.signal, {
+        limits,
+        // One process runs a step; the others sharing the store wait and take its result.
+        waiting: (holder) => options.log(note(`---> waiting for process ${pidOf(holder.owner)}, which is running this step`)),
+        work,
+        follow: async (log) => {
+          for await (const chunk of log.tail()) {
+            if (options.signal?.aborted) break;
+            options.log({ tag: 'output', data: chunk });
+          }
+        },
+      })
+      .catch((e: unknown) => {
+        if (e instanceof CancelledError || e instanceof BuildError) throw e;
+        throw new BuildError(`${what} failed: ${e instanceof Error ? e.message : String(e)}`);
+      });
     if (outcome === 'published elsewhere') {
       // Its output is this build's output too, as on any cache hit.
       await this.replay(id, options, masker);
@@ -341,7 +382,14 @@ export class Builder {
    */
   async healthcheck(image: string, timeoutMs: number): Promise<void> {
     const output: Uint8Array[] = [];
-    const spec: Spec = { childBuilds: [], from: image, ops: [{ op: 'shell', args: ['/bin/sh', '-c'] }, { op: 'run', cache: [], network: [], secrets: [], shell: 'echo healthcheck' }] };
+    const spec: Spec = {
+      childBuilds: [],
+      from: image,
+      ops: [
+        { op: 'shell', args: ['/bin/sh', '-c'] },
+        { op: 'run', cache: [], network: [], secrets: [], shell: 'echo healthcheck' },
+      ],
+    };
     const signal = AbortSignal.timeout(timeoutMs);
     let id: string;
     try {

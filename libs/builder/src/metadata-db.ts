@@ -101,9 +101,7 @@ export class MetadataDb {
   /** Records a newly published snapshot (a repeat is ignored). */
   add(id: string, parent: string | undefined, now = Date.now()): void {
     this.transaction(() => {
-      const inserted = this.db
-        .prepare('INSERT OR IGNORE INTO snapshots (id, parent, created, used) VALUES (?, ?, ?, ?)')
-        .run(id, parent ?? null, now, now);
+      const inserted = this.db.prepare('INSERT OR IGNORE INTO snapshots (id, parent, created, used) VALUES (?, ?, ?, ?)').run(id, parent ?? null, now, now);
       if (inserted.changes && parent) {
         this.db.prepare('UPDATE snapshots SET child_count = child_count + 1 WHERE id = ?').run(parent);
       }
@@ -155,11 +153,13 @@ export class MetadataDb {
     this.transaction(() => {
       this.purgeDeadOwners();
       const row = this.db
-        .prepare(`SELECT id, parent, created, used, child_count AS childCount FROM snapshots s
+        .prepare(
+          `SELECT id, parent, created, used, child_count AS childCount FROM snapshots s
           WHERE child_count = 0 AND used < ?
             AND s.id NOT IN (SELECT value FROM json_each(?))
             AND NOT EXISTS (SELECT 1 FROM step_locks k WHERE k.id = s.id)
-          ORDER BY used, id LIMIT 1`)
+          ORDER BY used, id LIMIT 1`,
+        )
         .get(before, JSON.stringify([...skip])) as SnapshotRecord | undefined;
       if (row === undefined) return;
       this.db.prepare('INSERT INTO step_locks (id, owner, purpose, taken) VALUES (?, ?, ?, ?)').run(row.id, owner, 'delete', now);

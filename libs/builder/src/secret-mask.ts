@@ -54,7 +54,7 @@ function base64Forms(value: Buffer): string[] {
   for (const shift of [0, 1, 2]) {
     const shifted = Buffer.concat([Buffer.alloc(shift), value]);
     const skip = [0, 2, 3][shift]!;
-    const whole = (shifted.length % 3) === 0;
+    const whole = shifted.length % 3 === 0;
     for (const encoded of [shifted.toString('base64').replace(/=+$/, ''), shifted.toString('base64url')]) {
       forms.push(encoded.slice(skip, whole ? encoded.length : encoded.length - 1));
     }

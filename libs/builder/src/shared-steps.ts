@@ -84,8 +84,13 @@ export class SharedSteps<T = void> {
     });
     cancelled.catch(() => undefined);
     // The log is followed to its end even after the work settles, so no output is lost.
-    const logged = Promise.race([job.logReady, job.done.then(() => undefined, () => undefined)])
-      .then((log) => (log ? onLog(log) : undefined));
+    const logged = Promise.race([
+      job.logReady,
+      job.done.then(
+        () => undefined,
+        () => undefined,
+      ),
+    ]).then((log) => (log ? onLog(log) : undefined));
     // The whole log first, then the outcome: a failing step's last words are in its log.
     return Promise.race([logged.then(() => job.done), cancelled]);
   }

@@ -66,9 +66,7 @@ export class StepLog {
   private keepInMemory(chunk: Uint8Array): void {
     if (this.unwrittenBytes > UNWRITTEN_LIMIT) return;
     this.unwrittenBytes += chunk.length;
-    this.unwritten.push(this.unwrittenBytes > UNWRITTEN_LIMIT
-      ? Buffer.from(`\n[cairn: output past this point was lost: ${this.failure?.message}]\n`)
-      : chunk);
+    this.unwritten.push(this.unwrittenBytes > UNWRITTEN_LIMIT ? Buffer.from(`\n[cairn: output past this point was lost: ${this.failure?.message}]\n`) : chunk);
   }
 
   /** Waits for every write; rejects if one failed (a full disk must fail the step). */

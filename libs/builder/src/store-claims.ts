@@ -124,13 +124,7 @@ export class Leases {
  * caller builds, then calls `db.unlock`), or false once the step is published, by
  * whichever process. A holder that dies lets the next waiter in.
  */
-export async function lockStep(
-  db: MetadataDb,
-  store: Store,
-  id: string,
-  signal: AbortSignal,
-  onWait: (holder: LockHolder) => void,
-): Promise<boolean> {
+export async function lockStep(db: MetadataDb, store: Store, id: string, signal: AbortSignal, onWait: (holder: LockHolder) => void): Promise<boolean> {
   const owner = ownerToken();
   let told = false;
   // The caller has just looked in the store (and looks again once it holds the lock), so

@@ -17,7 +17,11 @@ describe('openConfiguredBuilder', () => {
 
   it('names the config file when no store is given anywhere', async () => {
     const env = { CAIRN_CONFIG: join(dir, 'absent.json') };
-    await expect(openConfiguredBuilder({}, env)).rejects.toThrow(new ConfigError(`no store given: pass --store btrfs:/path (or overlayfs:, rsync:, xfs:), set CAIRN_STORE, or run tools/setup.sh to make a default in ${env.CAIRN_CONFIG}`));
+    await expect(openConfiguredBuilder({}, env)).rejects.toThrow(
+      new ConfigError(
+        `no store given: pass --store btrfs:/path (or overlayfs:, rsync:, xfs:), set CAIRN_STORE, or run tools/setup.sh to make a default in ${env.CAIRN_CONFIG}`,
+      ),
+    );
   });
 
   it('turns a bad driver spec and an unreadable machine config into ConfigErrors', async () => {
@@ -25,7 +29,9 @@ describe('openConfiguredBuilder', () => {
     await expect(openConfiguredBuilder({}, env)).rejects.toBeInstanceOf(ConfigError);
     await expect(openConfiguredBuilder({}, env)).rejects.toThrow(/floppy/);
     await writeFile(join(dir, 'bad.json'), '{ not json');
-    await expect(openConfiguredBuilder({ store: `rsync:${dir}` }, { CAIRN_CONFIG: join(dir, 'bad.json') })).rejects.toThrow(new RegExp(`^cannot read the machine config ${join(dir, 'bad.json')}: `));
+    await expect(openConfiguredBuilder({ store: `rsync:${dir}` }, { CAIRN_CONFIG: join(dir, 'bad.json') })).rejects.toThrow(
+      new RegExp(`^cannot read the machine config ${join(dir, 'bad.json')}: `),
+    );
   });
 
   it('takes the host network mode from the choice, CAIRN_HOST_NETWORK or the machine config, and names where a bad one came from', async () => {
@@ -38,7 +44,10 @@ describe('openConfiguredBuilder', () => {
     expect(fromEnv.message).toMatch(bad(' \\(from CAIRN_HOST_NETWORK\\)'));
     expect(fromEnv.badValue).toEqual({ setting: 'hostNetwork', from: 'environment' });
     expect((await rejected({ store }, { CAIRN_CONFIG: config })).message).toMatch(bad(` \\(from ${config.replace(/[.]/g, '\\.')}\\)`));
-    expect((await rejected({ store, hostNetwork: 'open' }, { CAIRN_CONFIG: join(dir, 'absent.json') })).badValue).toEqual({ setting: 'hostNetwork', from: 'choice' });
+    expect((await rejected({ store, hostNetwork: 'open' }, { CAIRN_CONFIG: join(dir, 'absent.json') })).badValue).toEqual({
+      setting: 'hostNetwork',
+      from: 'choice',
+    });
     // A good choice or variable overrides the config file's bad one.
     (await openConfiguredBuilder({ store, hostNetwork: 'shared' }, { CAIRN_CONFIG: config })).close();
     (await openConfiguredBuilder({ store }, { CAIRN_CONFIG: config, CAIRN_HOST_NETWORK: 'isolated' })).close();
@@ -56,7 +65,12 @@ describe("the machine's isolation settings (real runc)", () => {
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
   });
-  const env = (more: NodeJS.ProcessEnv): NodeJS.ProcessEnv => ({ CAIRN_CONFIG: join(dir, 'absent.json'), CAIRN_FETCHER: `oci:${images}`, CAIRN_STORE: `rsync:${join(dir, 'store')}`, ...more });
+  const env = (more: NodeJS.ProcessEnv): NodeJS.ProcessEnv => ({
+    CAIRN_CONFIG: join(dir, 'absent.json'),
+    CAIRN_FETCHER: `oci:${images}`,
+    CAIRN_STORE: `rsync:${join(dir, 'store')}`,
+    ...more,
+  });
   const output = async (builder: Awaited<ReturnType<typeof openConfiguredBuilder>>, ops: string) => {
     const chunks: Uint8Array[] = [];
     try {
@@ -89,16 +103,24 @@ describe("the machine's isolation settings (real runc)", () => {
     expect(await output(await openConfiguredBuilder({}, env({ CAIRN_SECCOMP: 'unconfined' })), probe('unconfined'))).toContain('Seccomp:\t0\nunconfined\n');
     const bad = (await openConfiguredBuilder({}, env({ CAIRN_SECCOMP: 'off' })).catch((e: unknown) => e)) as ConfigError;
     expect(bad.message).toMatch(/^unknown seccomp mode "off": choose default .* or unconfined .* \(from CAIRN_SECCOMP\)$/);
-    await expect(openConfiguredBuilder({}, env({ CAIRN_STEP_MEMORY: 'lots' }))).rejects.toThrow(new ConfigError('CAIRN_STEP_MEMORY: "lots" is not a size (e.g. 512m, 4g)'));
+    await expect(openConfiguredBuilder({}, env({ CAIRN_STEP_MEMORY: 'lots' }))).rejects.toThrow(
+      new ConfigError('CAIRN_STEP_MEMORY: "lots" is not a size (e.g. 512m, 4g)'),
+    );
     await expect(openConfiguredBuilder({}, env({ CAIRN_STEP_CPUS: '-1' }))).rejects.toThrow(new ConfigError('CAIRN_STEP_CPUS: "-1" is not a positive number'));
   });
 
   it('takes the disk limit from CAIRN_STEP_DISK, which a store without quotas refuses at start, naming itself, as it refuses a job asking for one', async () => {
-    await expect(openConfiguredBuilder({}, env({ CAIRN_STEP_DISK: '10g' }))).rejects.toThrow(/^the rsync store at .* cannot hold a step to a disk limit: it keeps plain directories without quotas/);
-    await expect(openConfiguredBuilder({}, env({ CAIRN_STEP_DISK: 'lots' }))).rejects.toThrow(new ConfigError('CAIRN_STEP_DISK: "lots" is not a size (e.g. 512m, 4g)'));
+    await expect(openConfiguredBuilder({}, env({ CAIRN_STEP_DISK: '10g' }))).rejects.toThrow(
+      /^the rsync store at .* cannot hold a step to a disk limit: it keeps plain directories without quotas/,
+    );
+    await expect(openConfiguredBuilder({}, env({ CAIRN_STEP_DISK: 'lots' }))).rejects.toThrow(
+      new ConfigError('CAIRN_STEP_DISK: "lots" is not a size (e.g. 512m, 4g)'),
+    );
     const builder = await openConfiguredBuilder({}, env({}));
     try {
-      await expect(builder.build(spec('(run (shell "echo never"))'), { log: () => undefined, limits: { diskBytes: 2 ** 30 } })).rejects.toThrow(/^\(run \(shell "echo never"\)\) failed: the rsync store at .* cannot hold a step to a disk limit/);
+      await expect(builder.build(spec('(run (shell "echo never"))'), { log: () => undefined, limits: { diskBytes: 2 ** 30 } })).rejects.toThrow(
+        /^\(run \(shell "echo never"\)\) failed: the rsync store at .* cannot hold a step to a disk limit/,
+      );
     } finally {
       builder.close();
     }
@@ -111,10 +133,14 @@ describe("the machine's isolation settings (real runc)", () => {
     const config = join(dir, 'userns.json');
     await writeFile(config, JSON.stringify({ userns: 'remap' }));
     expect(await output(await openConfiguredBuilder({}, env({ CAIRN_CONFIG: config })), probe('config'))).toContain(' 0 100000 65536\nconfig\n');
-    expect(await output(await openConfiguredBuilder({ userns: 'host' }, env({ CAIRN_CONFIG: config })), probe('choice'))).toContain(' 0 0 4294967295\nchoice\n');
+    expect(await output(await openConfiguredBuilder({ userns: 'host' }, env({ CAIRN_CONFIG: config })), probe('choice'))).toContain(
+      ' 0 0 4294967295\nchoice\n',
+    );
     const bad = (await openConfiguredBuilder({}, env({ CAIRN_USERNS: 'on' })).catch((e: unknown) => e)) as ConfigError;
     expect(bad.message).toMatch(/^unknown user namespace mode "on": choose host .* or remap .* \(from CAIRN_USERNS\)$/);
-    await expect(openConfiguredBuilder({}, env({ CAIRN_USERNS: 'remap', CAIRN_SANDBOX: 'docker' }))).rejects.toThrow(/^userns remap is for the runc and crun sandboxes; the docker sandbox's user IDs are its host's \(dockerd --userns-remap for docker\) \(from CAIRN_SANDBOX\)$/);
+    await expect(openConfiguredBuilder({}, env({ CAIRN_USERNS: 'remap', CAIRN_SANDBOX: 'docker' }))).rejects.toThrow(
+      /^userns remap is for the runc and crun sandboxes; the docker sandbox's user IDs are its host's \(dockerd --userns-remap for docker\) \(from CAIRN_SANDBOX\)$/,
+    );
   });
 });
 
@@ -157,7 +183,10 @@ describe('step events (BuildOptions.onStep)', () => {
   });
 
   it('reports each snapshot step once, with its stage, ID, timing and whether it was cached', async () => {
-    const s = spec('(copy (from (build tool)) (src /tool) (dst /tool)) (run (shell "cat /tool"))', `(build tool ((from ${BASE}) (shell /bin/sh -c) (run (shell "echo t > /tool"))))`);
+    const s = spec(
+      '(copy (from (build tool)) (src /tool) (dst /tool)) (run (shell "cat /tool"))',
+      `(build tool ((from ${BASE}) (shell /bin/sh -c) (run (shell "echo t > /tool"))))`,
+    );
     const first: StepEvent[] = [];
     const id = await h.builder.build(s, { log: () => undefined, onStep: (e) => first.push(e) });
     expect(first.map((e) => [e.stage, e.op, e.cached])).toEqual([

@@ -50,7 +50,12 @@ export interface Harness {
 }
 
 /** With `quotas`, a btrfs has qgroups on, which a disk limit needs; `limits` are the machine's. */
-export async function makeHarness(kind: StoreKind, runtime: 'runc' | 'crun' = 'runc', sizeMb?: number, options: { quotas?: boolean; limits?: StepLimits } = {}): Promise<Harness> {
+export async function makeHarness(
+  kind: StoreKind,
+  runtime: 'runc' | 'crun' = 'runc',
+  sizeMb?: number,
+  options: { quotas?: boolean; limits?: StepLimits } = {},
+): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), `cairn-engine-${kind}-`));
   const size = sizeMb === undefined ? {} : { sizeMb };
   const pool = kind === 'zfs' ? await withZfsPool(size) : undefined;
@@ -66,7 +71,15 @@ export async function makeHarness(kind: StoreKind, runtime: 'runc' | 'crun' = 'r
   const sandbox = new CountingSandbox(
     dockerd ? new DockerSandbox({ socketPath: dockerd.socketPath }) : createSandbox(runtime, { stateDir: join(dir, 'runc-state') }),
   );
-  const open = () => Builder.open({ store, sandbox, fetcher: new OciLayoutFetcher(images), dbPath: join(dir, 'db.sqlite'), secretKey: 'test-key', ...(options.limits ? { limits: options.limits } : {}) });
+  const open = () =>
+    Builder.open({
+      store,
+      sandbox,
+      fetcher: new OciLayoutFetcher(images),
+      dbPath: join(dir, 'db.sqlite'),
+      secretKey: 'test-key',
+      ...(options.limits ? { limits: options.limits } : {}),
+    });
   const harness: Harness = {
     builder: await open(),
     store,

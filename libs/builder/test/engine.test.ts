@@ -146,7 +146,9 @@ describe.each(STORE_KINDS)('engine on the %s store', (kind) => {
   });
 
   it('mounts secrets read-only, keeps them out of logs and snapshots, and names a missing one', async () => {
-    const s = spec(`(run (secrets (token (target /run/secrets/token))) (shell "cat /run/secrets/token | wc -c; echo x > /run/secrets/token || echo read-only"))`);
+    const s = spec(
+      `(run (secrets (token (target /run/secrets/token))) (shell "cat /run/secrets/token | wc -c; echo x > /run/secrets/token || echo read-only"))`,
+    );
     const log = new CollectedLog();
     const id = await h.builder.build(s, { log: log.log, secrets: new Map([['token', Buffer.from('super-secret-value')]]) });
     expect(log.output).toContain('18\n');
@@ -180,11 +182,13 @@ describe.each(STORE_KINDS)('engine on the %s store', (kind) => {
   });
 
   it('copies from a child build, which sees its whole root filesystem', async () => {
-    const s = spec(`(copy (from (build tool)) (src /bin/tool /etc/tool.conf) (dst /usr/local/))
+    const s = spec(
+      `(copy (from (build tool)) (src /bin/tool /etc/tool.conf) (dst /usr/local/))
         (run (shell "cat /usr/local/tool.conf; /usr/local/tool"))`,
       `(build tool ((from cairn/busybox:latest) (shell /bin/sh -c)
           (run (shell "printf '#!/bin/sh\\necho tool-ran\\n' > /bin/tool; chmod +x /bin/tool"))
-          (run (shell "echo conf > /etc/tool.conf"))))`);
+          (run (shell "echo conf > /etc/tool.conf"))))`,
+    );
     const log = new CollectedLog();
     await h.builder.build(s, { log: log.log });
     expect(log.output).toContain('conf\ntool-ran\n');

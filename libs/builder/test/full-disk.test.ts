@@ -16,7 +16,10 @@ describe.each(['btrfs', 'xfs'] as const)('a full %s store', (kind) => {
     const kept = await h.builder.build(spec('(run (shell "echo precious > /kept"))'), { log: () => undefined });
     const filler = spec('(run (shell "dd if=/dev/zero of=/big bs=1M count=2000"))');
     const log = new CollectedLog();
-    const failure = await h.builder.build(filler, { log: log.log }).then(() => undefined, (e: Error) => e);
+    const failure = await h.builder.build(filler, { log: log.log }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(failure?.message).toMatch(/^\(run \(shell "dd .*"\)\) failed: the \w+ store at .* is full \(.* free.*\); nothing was published/);
     expect(log.output).toContain('No space left on device');
     expect(await h.store.withRootfs(kept, (root) => readFile(join(root, 'kept'), 'utf8'))).toBe('precious\n');
@@ -40,7 +43,10 @@ describe.each(['btrfs'] as const)('a step past its disk limit on a %s store with
   it('fails with the limit named, capped by the machine, publishes nothing, and the store builds on', async () => {
     const writer = spec('(run (shell "dd if=/dev/zero of=/big bs=1M count=200"))');
     const log = new CollectedLog();
-    const failure = await h.builder.build(writer, { log: log.log, limits: { diskBytes: 1024 ** 3 } }).then(() => undefined, (e: Error) => e);
+    const failure = await h.builder.build(writer, { log: log.log, limits: { diskBytes: 1024 ** 3 } }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     // The step's log is in its snapshot too: the limit may come first to the log's write, or to dd's.
     expect(failure?.message).toMatch(/^\(run \(shell "dd .*"\)\) failed: disk limit 64 MiB reached; nothing was published(: the command exited with code 1)?$/);
     expect(log.output).toMatch(/Disk quota exceeded/);

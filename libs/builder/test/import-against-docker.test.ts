@@ -90,7 +90,14 @@ async function listing(root: string, dir = ''): Promise<string[]> {
     const rel = dir === '' ? name : `${dir}/${name}`;
     if (DOCKER_OWN.has(rel)) continue;
     const st = await lstat(join(root, rel));
-    const content = st.isFile() ? createHash('sha256').update(await readFile(join(root, rel))).digest('hex').slice(0, 12) : st.isSymbolicLink() ? await readlink(join(root, rel)) : '';
+    const content = st.isFile()
+      ? createHash('sha256')
+          .update(await readFile(join(root, rel)))
+          .digest('hex')
+          .slice(0, 12)
+      : st.isSymbolicLink()
+        ? await readlink(join(root, rel))
+        : '';
     out.push(`${rel} ${st.uid}:${st.gid} ${st.mode.toString(8)} ${content}`);
     if (st.isDirectory()) out.push(...(await listing(root, rel)));
   }
@@ -172,7 +179,9 @@ describe('an imported Dockerfile builds to the files docker build makes', () => 
     const dockerfile = join(dir, `${slug}.Dockerfile`);
     await writeFile(dockerfile, text);
     const args = Object.entries(buildArgs).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]);
-    await run('docker', ['-H', `unix://${dockerd.socketPath}`, 'build', '-q', '--network', 'none', ...args, '-f', dockerfile, '-t', tag, contextDir], { env: { ...process.env, DOCKER_BUILDKIT: '0' } });
+    await run('docker', ['-H', `unix://${dockerd.socketPath}`, 'build', '-q', '--network', 'none', ...args, '-f', dockerfile, '-t', tag, contextDir], {
+      env: { ...process.env, DOCKER_BUILDKIT: '0' },
+    });
     const exported = join(dir, `export-${slug}`);
     await mkdir(exported);
     const container = (await dockerd.docker(['create', tag])).trim();
@@ -201,24 +210,33 @@ describe('an imported Dockerfile builds to the files docker build makes', () => 
     }
   });
 
-  it.each(Object.keys(BUILT_FROM_CORPUS))('corpus %s', async (name) => {
-    const text = await readFile(join(FIXTURES, 'corpus', `${name}.Dockerfile`), 'utf8');
-    const ignoreFile = join(FIXTURES, 'corpus', `${name}.dockerignore`);
-    const dockerignore = existsSync(ignoreFile) ? await readFile(ignoreFile, 'utf8') : undefined;
-    const contextDir = join(dir, 'contexts', name);
-    // A Dockerfile that copies nothing from its context has none in git, which keeps no empty directory.
-    if (existsSync(join(FIXTURES, 'contexts', name))) await cp(join(FIXTURES, 'contexts', name), contextDir, { recursive: true });
-    else await mkdir(contextDir, { recursive: true });
-    if (dockerignore !== undefined) await writeFile(join(contextDir, '.dockerignore'), dockerignore);
-    await gitModes(contextDir);
-    const { cairn, docker } = await buildBoth(name, text, contextDir, { buildArgs: BUILT_FROM_CORPUS[name]!, ...(dockerignore === undefined ? {} : { dockerignore }) });
-    expect(cairn).toEqual(docker);
-  }, 180_000);
+  it.each(Object.keys(BUILT_FROM_CORPUS))(
+    'corpus %s',
+    async (name) => {
+      const text = await readFile(join(FIXTURES, 'corpus', `${name}.Dockerfile`), 'utf8');
+      const ignoreFile = join(FIXTURES, 'corpus', `${name}.dockerignore`);
+      const dockerignore = existsSync(ignoreFile) ? await readFile(ignoreFile, 'utf8') : undefined;
+      const contextDir = join(dir, 'contexts', name);
+      // A Dockerfile that copies nothing from its context has none in git, which keeps no empty directory.
+      if (existsSync(join(FIXTURES, 'contexts', name))) await cp(join(FIXTURES, 'contexts', name), contextDir, { recursive: true });
+      else await mkdir(contextDir, { recursive: true });
+      if (dockerignore !== undefined) await writeFile(join(contextDir, '.dockerignore'), dockerignore);
+      await gitModes(contextDir);
+      const { cairn, docker } = await buildBoth(name, text, contextDir, {
+        buildArgs: BUILT_FROM_CORPUS[name]!,
+        ...(dockerignore === undefined ? {} : { dockerignore }),
+      });
+      expect(cairn).toEqual(docker);
+    },
+    180_000,
+  );
 
   it('gives COPY --chmod files the mode BuildKit documents, an option the classic builder refuses', async () => {
     const text = `FROM ${BUSYBOX}\nWORKDIR /srv\nCOPY --chmod=0640 --chown=1000:1000 conf.txt app/run.sh ./\nCOPY --chmod=0700 app/run.sh /usr/local/bin/run\n`;
     await writeFile(join(dir, 'chmod.Dockerfile'), text);
-    const classic = run('docker', ['-H', `unix://${dockerd.socketPath}`, 'build', '-q', '-f', join(dir, 'chmod.Dockerfile'), context()], { env: { ...process.env, DOCKER_BUILDKIT: '0' } });
+    const classic = run('docker', ['-H', `unix://${dockerd.socketPath}`, 'build', '-q', '-f', join(dir, 'chmod.Dockerfile'), context()], {
+      env: { ...process.env, DOCKER_BUILDKIT: '0' },
+    });
     await expect(classic).rejects.toThrow(/the --chmod option requires BuildKit/);
     // The same Dockerfile without --chmod gives Docker's files; --chmod changes only the modes of what it copied.
     const { cairn } = await buildWithCairn(text, context());
@@ -227,14 +245,14 @@ describe('an imported Dockerfile builds to the files docker build makes', () => 
     expect(cairn).toEqual(plain.map((line) => relisted(line, { mode: modes[line.split(' ')[0]!] })));
   }, 180_000);
 
-  it('gives ADD --chown of an archive what it unpacks, as BuildKit 0.23 does, where the classic builder keeps the archive\'s owners', async () => {
+  it("gives ADD --chown of an archive what it unpacks, as BuildKit 0.23 does, where the classic builder keeps the archive's owners", async () => {
     const { cairn, docker } = await buildBoth('archive-chown', `FROM ${BUSYBOX}\nADD --chown=1000:1000 pkg.tar.gz /opt/pkg/\n`, context());
     expect(docker).toContainEqual(expect.stringMatching(/^opt\/pkg\/bin\/tool 0:0 100755 /));
     expect(docker).toContainEqual(expect.stringMatching(/^opt 0:0 40755 $/));
     expect(cairn).toEqual(docker.map((line) => (line.startsWith('opt') ? relisted(line, { owner: '1000:1000' }) : line)));
   }, 180_000);
 
-  it('leaves the missing parents of a --chown copy root\'s, where Docker makes them the owner\'s', async () => {
+  it("leaves the missing parents of a --chown copy root's, where Docker makes them the owner's", async () => {
     const { cairn, docker } = await buildBoth('chown-parents', `FROM ${BUSYBOX}\nCOPY --chown=1000:1000 conf.txt /opt/app/etc/conf.txt\n`, context());
     expect(docker).toContainEqual('opt/app/etc 1000:1000 40755 ');
     expect(cairn).toEqual(docker.map((line) => (/^opt(\/app(\/etc)?)? /.test(line) ? relisted(line, { owner: '0:0' }) : line)));
@@ -248,7 +266,7 @@ describe('an imported Dockerfile builds to the files docker build makes', () => 
 
   // The classic builder has no heredocs: the file BuildKit would write is checked as such.
   it('builds a COPY heredoc to the file BuildKit writes: its bytes, mode and owner', async () => {
-    const body = "#!/bin/sh\necho \"it's $1\" \\\n";
+    const body = '#!/bin/sh\necho "it\'s $1" \\\n';
     const text = `FROM ${BASE}\nCOPY --chmod=0750 --chown=user:user <<'EOF' bin/hello\n${body}EOF\nCOPY <<'A' /etc/motd\nhi\nA\n`;
     const { spec, warnings } = importDockerfile(text, { images: await readBaseImages(new OciLayoutFetcher(layout()), [BASE]) });
     expect(warnings).toHaveLength(2);
@@ -263,20 +281,29 @@ describe('an imported Dockerfile builds to the files docker build makes', () => 
     expect(files.motd[1]).toMatchObject({ uid: 0, gid: 0, mode: 0o100644 });
   }, 120_000);
 
-  it('downloads an ADD --checksum URL through the image\'s wget, and fails a step whose download does not match', async () => {
+  it("downloads an ADD --checksum URL through the image's wget, and fails a step whose download does not match", async () => {
     const payload = 'tool v1\n';
     const server = createServer((_req, res) => res.end(payload));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     // The host's loopback: a sandbox sharing the host's network, as OBuilder's (network host).
     const sharedStore = parseStoreSpec(`rsync:${join(dir, 'store-shared')}`);
-    const shared = await Builder.open({ store: sharedStore, sandbox: createSandbox('runc', { stateDir: join(dir, 'state-shared'), hostNetwork: 'shared' }), fetcher: new OciLayoutFetcher(layout()), dbPath: join(dir, 'store-shared', 'db.sqlite'), secretKey: 'test-key' });
+    const shared = await Builder.open({
+      store: sharedStore,
+      sandbox: createSandbox('runc', { stateDir: join(dir, 'state-shared'), hostNetwork: 'shared' }),
+      fetcher: new OciLayoutFetcher(layout()),
+      dbPath: join(dir, 'store-shared', 'db.sqlite'),
+      secretKey: 'test-key',
+    });
     try {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/dl/tool.txt`;
       const sha = createHash('sha256').update(payload).digest('hex');
       const images = await readBaseImages(new OciLayoutFetcher(layout()), [BASE]);
       const good = importDockerfile(`FROM ${BASE}\nADD --checksum=sha256:${sha} --chown=user:user ${url} /opt/\n`, { images }).spec;
       const id = await shared.build(good, { contextDir: context(), log: () => undefined });
-      const [text, st] = await sharedStore.withRootfs(id, async (r) => [await readFile(join(r, 'opt/tool.txt'), 'utf8'), await lstat(join(r, 'opt/tool.txt'))] as const);
+      const [text, st] = await sharedStore.withRootfs(
+        id,
+        async (r) => [await readFile(join(r, 'opt/tool.txt'), 'utf8'), await lstat(join(r, 'opt/tool.txt'))] as const,
+      );
       expect(text).toBe(payload);
       expect(st).toMatchObject({ uid: 1000, gid: 1000, mode: 0o100600 });
       const bad = importDockerfile(`FROM ${BASE}\nADD --checksum=sha256:${'0'.repeat(64)} ${url} /opt/tool.txt\n`, { images }).spec;
@@ -287,16 +314,20 @@ describe('an imported Dockerfile builds to the files docker build makes', () => 
     }
   }, 120_000);
 
-  it.each(Object.keys(DOCKERFILES))('%s', async (name) => {
-    const { id, cairn: cairnFiles, docker: dockerFiles } = await buildBoth(name, DOCKERFILES[name]!, context());
-    if (name === 'two stages') {
-      expect(dockerFiles).toContainEqual(expect.stringMatching(/^srv\/app\/dist\/lib\/a 1000:1000 /));
-      expect(cairnFiles).toEqual(dockerFiles.map((line) => (line.startsWith('srv/app/dist/') ? relisted(line, { owner: '0:0' }) : line)));
-    } else expect(cairnFiles).toEqual(dockerFiles);
-    // The defaults took effect: the RUN ran as the image's user, in its WorkingDir.
-    if (name === 'image defaults') {
-      expect(cairnFiles).toContainEqual(expect.stringMatching(/^srv\/app\/uid\.txt 1000:1000 /));
-      expect(await store.withRootfs(id, (r) => readFile(join(r, 'srv/app/pwd.txt'), 'utf8'))).toBe('/srv/app\n');
-    }
-  }, 180_000);
+  it.each(Object.keys(DOCKERFILES))(
+    '%s',
+    async (name) => {
+      const { id, cairn: cairnFiles, docker: dockerFiles } = await buildBoth(name, DOCKERFILES[name]!, context());
+      if (name === 'two stages') {
+        expect(dockerFiles).toContainEqual(expect.stringMatching(/^srv\/app\/dist\/lib\/a 1000:1000 /));
+        expect(cairnFiles).toEqual(dockerFiles.map((line) => (line.startsWith('srv/app/dist/') ? relisted(line, { owner: '0:0' }) : line)));
+      } else expect(cairnFiles).toEqual(dockerFiles);
+      // The defaults took effect: the RUN ran as the image's user, in its WorkingDir.
+      if (name === 'image defaults') {
+        expect(cairnFiles).toContainEqual(expect.stringMatching(/^srv\/app\/uid\.txt 1000:1000 /));
+        expect(await store.withRootfs(id, (r) => readFile(join(r, 'srv/app/pwd.txt'), 'utf8'))).toBe('/srv/app\n');
+      }
+    },
+    180_000,
+  );
 });

@@ -47,12 +47,15 @@ async function setup(platform: Platform, rules: readonly ShimRule[] = []) {
   });
   const shims = await makeShims(platform === 'jail' ? ['jail', 'jexec', 'jls', 'mount', 'umount'] : ['sudo', 'dscl']);
   // On macOS `sudo` also makes the links: a rule for the step itself must match only the step.
-  await shims.setRules(rules.map((r) => ({ ...r, ...(r.cmd === STEP_CMD[platform] && r.match === undefined && STEP_MATCH[platform] ? { match: STEP_MATCH[platform] } : {}) })));
+  await shims.setRules(
+    rules.map((r) => ({ ...r, ...(r.cmd === STEP_CMD[platform] && r.match === undefined && STEP_MATCH[platform] ? { match: STEP_MATCH[platform] } : {}) })),
+  );
   const store: ZfsStore = pool.store({ idleUnmountMs: 60_000 });
   const p = shims.paths;
-  const sandbox: Sandbox = platform === 'jail'
-    ? new JailSandbox({ stateDir: join(dir, 'jail-state'), commands: { jail: p.jail!, jexec: p.jexec!, jls: p.jls!, mount: p.mount!, umount: p.umount! } })
-    : new MacosSandbox({ uid: 1001, arch: 'arm64', commands: { sudo: p.sudo!, dscl: p.dscl! } });
+  const sandbox: Sandbox =
+    platform === 'jail'
+      ? new JailSandbox({ stateDir: join(dir, 'jail-state'), commands: { jail: p.jail!, jexec: p.jexec!, jls: p.jls!, mount: p.mount!, umount: p.umount! } })
+      : new MacosSandbox({ uid: 1001, arch: 'arm64', commands: { sudo: p.sudo!, dscl: p.dscl! } });
   const builder = await Builder.open({ store, sandbox, fetcher: new TreeFetcher(), dbPath: join(dir, 'db.sqlite'), secretKey: 'test-key' });
   await pool.takeLog();
   const startCalls = (await shims.calls()).length;
@@ -81,7 +84,9 @@ async function setup(platform: Platform, rules: readonly ShimRule[] = []) {
 }
 
 async function datasets(pool: ShimmedPool, under: string): Promise<string[]> {
-  return Object.keys((await pool.readState()).datasets).filter((d) => d.startsWith(`${under}/`)).sort();
+  return Object.keys((await pool.readState()).datasets)
+    .filter((d) => d.startsWith(`${under}/`))
+    .sort();
 }
 
 /** What the engine asks of the store for a step whose ID and parent's ID are named STEP and PARENT. */
@@ -156,38 +161,58 @@ for (const platform of ['jail', 'macos'] as const) {
       const log = await s.zfsLog();
       const step = /T-([0-9a-f]{64})/.exec(log.find((l) => l.startsWith('zfs clone'))!)![1]!;
       s.name(step, 'STEP');
-      expect(log.map((l) => l.replaceAll(step, 'STEP'))).toEqual([...BASE_BUILT, ...STEP_BUILT('STEP', 'BASE'), `zfs destroy -r ${RT}/T-STEP`, `zfs list -H -o name ${R}/STEP`]);
+      expect(log.map((l) => l.replaceAll(step, 'STEP'))).toEqual([
+        ...BASE_BUILT,
+        ...STEP_BUILT('STEP', 'BASE'),
+        `zfs destroy -r ${RT}/T-STEP`,
+        `zfs list -H -o name ${R}/STEP`,
+      ]);
       expect(await s.sandboxLog()).toEqual(stepInSandbox(platform, 'STEP', 'make'));
       expect(await s.store.exists(step)).toBe(false);
       expect(await datasets(s.pool, RT)).toEqual([]);
       expect(await datasets(s.pool, R)).toEqual([`${R}/${baseId('base')}`]);
     });
 
-    it(`a cancelled step: the sandbox ${platform === 'jail' ? 'removes the jail (jail -r kills its processes)' : 'kills the user\'s processes'}, the clone is destroyed`, async () => {
+    it(`a cancelled step: the sandbox ${platform === 'jail' ? 'removes the jail (jail -r kills its processes)' : "kills the user's processes"}, the clone is destroyed`, async () => {
       const s = await setup(platform, [{ cmd: STEP_CMD[platform], stdout: 'started\n', sleepMs: 30_000 }]);
       const controller = new AbortController();
       const started = Date.now();
-      const error: unknown = await s.build('(run (shell "sleep 30"))', { signal: controller.signal, onOutput: () => controller.abort() }).catch((e: unknown) => e);
+      const error: unknown = await s
+        .build('(run (shell "sleep 30"))', { signal: controller.signal, onOutput: () => controller.abort() })
+        .catch((e: unknown) => e);
       expect(error).toBeInstanceOf(CancelledError);
       // Bounds for a hang, not for speed: every shim call is a Node process, slow on a loaded machine.
       expect(Date.now() - started).toBeLessThan(25_000);
       // The build rejects at once; the step's own clean-up (kill, destroy, a last look) follows.
       let log: string[] = [];
-      await expect.poll(async () => {
-        log = [...log, ...(await s.zfsLog())];
-        const destroyed = log.findIndex((l) => l.startsWith(`zfs destroy -r ${RT}/`));
-        return destroyed >= 0 && log.length > destroyed + 1;
-      }, { timeout: 60_000, interval: 100 }).toBe(true);
+      await expect
+        .poll(
+          async () => {
+            log = [...log, ...(await s.zfsLog())];
+            const destroyed = log.findIndex((l) => l.startsWith(`zfs destroy -r ${RT}/`));
+            return destroyed >= 0 && log.length > destroyed + 1;
+          },
+          { timeout: 60_000, interval: 100 },
+        )
+        .toBe(true);
       const step = /T-([0-9a-f]{64})/.exec(log.find((l) => l.startsWith('zfs clone'))!)![1]!;
       s.name(step, 'STEP');
-      expect(log.map((l) => l.replaceAll(step, 'STEP'))).toEqual([...BASE_BUILT, ...STEP_BUILT('STEP', 'BASE'), `zfs destroy -r ${RT}/T-STEP`, `zfs list -H -o name ${R}/STEP`]);
+      expect(log.map((l) => l.replaceAll(step, 'STEP'))).toEqual([
+        ...BASE_BUILT,
+        ...STEP_BUILT('STEP', 'BASE'),
+        `zfs destroy -r ${RT}/T-STEP`,
+        `zfs list -H -o name ${R}/STEP`,
+      ]);
       // The kill is what the cancel does; the step's command was still running then.
       expect(await s.sandboxLog()).toEqual(stepInSandbox(platform, 'STEP', 'sleep 30'));
       expect(await datasets(s.pool, RT)).toEqual([]);
     });
 
     it('a cache is released: committed (clone promoted and renamed) after a success, destroyed after a failure', async () => {
-      const s = await setup(platform, [{ cmd: STEP_CMD[platform], match: 'fail', exitCode: 1 }, { cmd: STEP_CMD[platform], stdout: 'ok\n' }]);
+      const s = await setup(platform, [
+        { cmd: STEP_CMD[platform], match: 'fail', exitCode: 1 },
+        { cmd: STEP_CMD[platform], stdout: 'ok\n' },
+      ]);
       const target = CACHE_TARGET[platform];
       const id = await s.build(`(run (cache (opam (target ${target}))) (shell "make"))`);
       s.name(id, 'STEP');
@@ -211,7 +236,11 @@ for (const platform of ['jail', 'macos'] as const) {
         ...PUBLISHED('STEP'),
       ]);
       // The macOS sandbox links the cache into the home directory itself: no command.
-      expect(await s.sandboxLog()).toEqual(platform === 'jail' ? stepInSandbox(platform, 'STEP', 'make', [{ view: `$MNT/cache-tmp/T-opam`, at: target }]) : stepInSandbox(platform, 'STEP', 'make'));
+      expect(await s.sandboxLog()).toEqual(
+        platform === 'jail'
+          ? stepInSandbox(platform, 'STEP', 'make', [{ view: `$MNT/cache-tmp/T-opam`, at: target }])
+          : stepInSandbox(platform, 'STEP', 'make'),
+      );
       await expect(s.build(`(run (cache (opam (target ${target}))) (shell "fail"))`)).rejects.toThrow(BuildError);
       const log = await s.zfsLog();
       expect(log.filter((l) => l.includes('/cache'))).toEqual([
@@ -252,13 +281,18 @@ for (const platform of ['jail', 'macos'] as const) {
       const step = /T-([0-9a-f]{64})/.exec(log.find((l) => l.startsWith('zfs clone'))!)![1]!;
       s.name(step, 'STEP');
       expect(log.map((l) => l.replaceAll(step, 'STEP'))).toEqual([
-        ...BASE_BUILT, ...STEP_BUILT('STEP', 'BASE'), ...PUBLISHED('STEP'),
-        `zfs get -H -o value clones ${R}/STEP@snap`, `zfs destroy -r ${R}/STEP`,
+        ...BASE_BUILT,
+        ...STEP_BUILT('STEP', 'BASE'),
+        ...PUBLISHED('STEP'),
+        `zfs get -H -o value clones ${R}/STEP@snap`,
+        `zfs destroy -r ${R}/STEP`,
       ]);
       expect(await s.sandboxLog()).toEqual(stepInSandbox(platform, 'STEP', 'echo healthcheck'));
       await s.shims.setRules([{ cmd: STEP_CMD[platform], ...(STEP_MATCH[platform] ? { match: STEP_MATCH[platform] } : {}), sleepMs: 60_000 }]);
       await expect(s.builder.healthcheck('base', 4000)).rejects.toThrow(new BuildError('healthcheck timed out after 4000 ms'));
-      await expect.poll(async () => (await datasets(s.pool, RT)).length === 0 && (await s.sandboxLog()).length, { timeout: 20_000 }).toBe(stepInSandbox(platform, 'STEP', 'x').length);
+      await expect
+        .poll(async () => (await datasets(s.pool, RT)).length === 0 && (await s.sandboxLog()).length, { timeout: 20_000 })
+        .toBe(stepInSandbox(platform, 'STEP', 'x').length);
     });
 
     it('delete removes a snapshot and what was built on it, children first', async () => {

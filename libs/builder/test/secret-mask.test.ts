@@ -60,7 +60,12 @@ describe('secret masking', () => {
         expect(out.toString(), `cut at ${i} and ${j}`).toBe(expected);
       }
     }
-    expect(streamed(m, [...text].map((b) => Uint8Array.of(b))).out.toString()).toBe(expected);
+    expect(
+      streamed(
+        m,
+        [...text].map((b) => Uint8Array.of(b)),
+      ).out.toString(),
+    ).toBe(expected);
   });
 
   it('holds back only a tail that could begin a secret, and never more than the longest pattern - 1 bytes', () => {
@@ -97,8 +102,11 @@ describe('secret masking', () => {
     const value = Buffer.from('s3cr3t?>>~value\n');
     const m = SecretMasker.for([value])!;
     const forms = [
-      value.toString('base64'), value.toString('base64url'), value.toString('base64').replace(/=+$/, ''),
-      Buffer.from('s3cr3t?>>~value').toString('base64'), Buffer.from('s3cr3t?>>~value').toString('base64url'),
+      value.toString('base64'),
+      value.toString('base64url'),
+      value.toString('base64').replace(/=+$/, ''),
+      Buffer.from('s3cr3t?>>~value').toString('base64'),
+      Buffer.from('s3cr3t?>>~value').toString('base64url'),
     ];
     expect(new Set(forms).size).toBeGreaterThan(3);
     for (const form of forms) expect(m.mask(Buffer.from(`<${form}>`)).toString(), form).toBe(`<${MASK}>`);
@@ -173,10 +181,16 @@ describe('secret masking', () => {
       const pieces: string[] = [];
       for (let i = 0; i < 20; i++) {
         const v = pick(values).toString();
-        pieces.push(pick([
-          letters(Math.floor(Math.random() * 40)), v, v.slice(0, Math.floor(Math.random() * v.length)),
-          Buffer.from(v).toString('base64'), Buffer.from(letters(2) + v).toString('base64url'), encodeURIComponent(v),
-        ]));
+        pieces.push(
+          pick([
+            letters(Math.floor(Math.random() * 40)),
+            v,
+            v.slice(0, Math.floor(Math.random() * v.length)),
+            Buffer.from(v).toString('base64'),
+            Buffer.from(letters(2) + v).toString('base64url'),
+            encodeURIComponent(v),
+          ]),
+        );
       }
       const text = Buffer.from(pieces.join(''));
       const expected = reference(m.patterns, text).toString();

@@ -29,7 +29,7 @@ describe('leases and step locks of other processes', () => {
   const DEAD = '3999990.1';
   const leases = () => join(h.dir, 'leases');
 
-  it('a live process\'s lease keeps a snapshot from prune and delete; a dead one\'s does not', async () => {
+  it("a live process's lease keeps a snapshot from prune and delete; a dead one's does not", async () => {
     const id = await h.builder.build(spec('(run (shell "echo leased"))'), { log: () => undefined });
     // The lease file of another live process: taken, taken again and given back elsewhere, still held.
     await mkdir(leases(), { recursive: true });

@@ -31,7 +31,14 @@ async function listing(root: string, dir = ''): Promise<string[]> {
   for (const name of (await readdir(join(root, dir))).sort()) {
     const rel = join(dir, name);
     const st = await lstat(join(root, rel));
-    const content = st.isFile() ? createHash('sha256').update(await readFile(join(root, rel))).digest('hex').slice(0, 12) : st.isSymbolicLink() ? await readlink(join(root, rel)) : '';
+    const content = st.isFile()
+      ? createHash('sha256')
+          .update(await readFile(join(root, rel)))
+          .digest('hex')
+          .slice(0, 12)
+      : st.isSymbolicLink()
+        ? await readlink(join(root, rel))
+        : '';
     out.push(`${rel} ${st.uid}:${st.gid} ${st.mode.toString(8)} ${content}`);
     if (st.isDirectory()) out.push(...(await listing(root, rel)));
   }
@@ -60,11 +67,21 @@ describe.each(['btrfs', 'overlayfs', 'rsync', 'xfs', 'zfs'] as const)('%s: usern
     // A ZFS store is a dataset of the pool, mounted at /POOL/store-MODE.
     const store = parseStoreSpec(pool ? `zfs:${pool.name}/store-${userns}` : `${kind}:${root}`);
     const sandbox = createSandbox('runc', { stateDir: join(dir, `state-${userns}`), userns });
-    const builder = await Builder.open({ store, sandbox, fetcher: new OciLayoutFetcher(join(dir, 'images')), dbPath: join(dir, `db-${userns}.sqlite`), secretKey: 'test-key' });
+    const builder = await Builder.open({
+      store,
+      sandbox,
+      fetcher: new OciLayoutFetcher(join(dir, 'images')),
+      dbPath: join(dir, `db-${userns}.sqlite`),
+      secretKey: 'test-key',
+    });
     try {
       const ids: string[] = [];
       const output: Uint8Array[] = [];
-      const id = await builder.build(SPEC, { contextDir: join(dir, 'context'), log: (e) => void (e.tag === 'output' && output.push(e.data)), onStep: (s) => void ids.push(s.id) });
+      const id = await builder.build(SPEC, {
+        contextDir: join(dir, 'context'),
+        log: (e) => void (e.tag === 'output' && output.push(e.data)),
+        onStep: (s) => void ids.push(s.id),
+      });
       return { id, ids: [...new Set(ids)], output: Buffer.concat(output).toString(), files: await store.withRootfs(id, (rootfs) => listing(rootfs)) };
     } finally {
       builder.close();

@@ -46,7 +46,8 @@ export class BlobError extends Error {
   override readonly name = 'BlobError';
 }
 
-const describe = (ref: BlobRef) => `${ref.store === 'contexts' ? 'context' : 'artifact'} sha256:${ref.sha256} of ${ref.owner} in stream ${blobStores[ref.store].stream}`;
+const describe = (ref: BlobRef) =>
+  `${ref.store === 'contexts' ? 'context' : 'artifact'} sha256:${ref.sha256} of ${ref.owner} in stream ${blobStores[ref.store].stream}`;
 const metaSubject = (ref: BlobRef) => `${subjects.blobsOf(ref.store, ref.owner)}.m.${ref.sha256}`;
 const chunkSubject = (store: BlobStoreName, owner: string, upload: string) => `${subjects.blobsOf(store, owner)}.c.${upload}`;
 
@@ -96,7 +97,14 @@ export async function blobInfo(nc: NatsConnection, ref: BlobRef): Promise<BlobMe
     throw new BlobError(`${describe(ref)}: its meta message is not JSON`);
   }
   const { size, chunks, upload } = (meta ?? {}) as Record<string, unknown>;
-  if (!Number.isSafeInteger(size) || (size as number) < 0 || !Number.isSafeInteger(chunks) || (chunks as number) < 0 || typeof upload !== 'string' || !/^[A-Za-z0-9]+$/.test(upload)) {
+  if (
+    !Number.isSafeInteger(size) ||
+    (size as number) < 0 ||
+    !Number.isSafeInteger(chunks) ||
+    (chunks as number) < 0 ||
+    typeof upload !== 'string' ||
+    !/^[A-Za-z0-9]+$/.test(upload)
+  ) {
     throw new BlobError(`${describe(ref)}: its meta message is malformed`);
   }
   return { size: size as number, chunks: chunks as number, upload };
@@ -107,7 +115,11 @@ export async function blobInfo(nc: NatsConnection, ref: BlobRef): Promise<BlobMe
  * or bytes whose SHA-256 is not the name's, end the iteration with a BlobError.
  * Undefined when it was never stored.
  */
-export async function readBlob(nc: NatsConnection, ref: BlobRef, maxBytes = Number.MAX_SAFE_INTEGER): Promise<{ meta: BlobMeta; bytes: AsyncIterable<Uint8Array> } | undefined> {
+export async function readBlob(
+  nc: NatsConnection,
+  ref: BlobRef,
+  maxBytes = Number.MAX_SAFE_INTEGER,
+): Promise<{ meta: BlobMeta; bytes: AsyncIterable<Uint8Array> } | undefined> {
   const meta = await blobInfo(nc, ref);
   if (meta === undefined) return undefined;
   if (meta.size > maxBytes) throw new BlobError(`${describe(ref)}: ${meta.size} bytes, more than the limit of ${maxBytes}`);
@@ -127,7 +139,8 @@ export async function readBlob(nc: NatsConnection, ref: BlobRef, maxBytes = Numb
       if (!Number.isSafeInteger(seq)) throw new BlobError(`${describe(ref)}: the stream's reply has no sequence`);
     }
     const actual = hash.digest('hex');
-    if (size !== meta!.size || actual !== ref.sha256) throw new BlobError(`${describe(ref)}: its content has digest sha256:${actual} (${size} bytes), not its name: refused`);
+    if (size !== meta!.size || actual !== ref.sha256)
+      throw new BlobError(`${describe(ref)}: its content has digest sha256:${actual} (${size} bytes), not its name: refused`);
   }
   return { meta, bytes: bytes() };
 }
@@ -144,7 +157,8 @@ export async function putBlob(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   expectedSha256?: string,
 ): Promise<{ sha256: string; bytes: number; uploaded: boolean }> {
-  if (expectedSha256 !== undefined && (await blobExists(nc, { store, owner, sha256: expectedSha256 }))) return { sha256: expectedSha256, bytes: 0, uploaded: false };
+  if (expectedSha256 !== undefined && (await blobExists(nc, { store, owner, sha256: expectedSha256 })))
+    return { sha256: expectedSha256, bytes: 0, uploaded: false };
   const js = jetstream(nc);
   // The chunks go under an upload ID: the name (the hash) is known only at the end.
   const upload = nuid.next();

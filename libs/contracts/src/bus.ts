@@ -87,10 +87,15 @@ export async function connectBus(options: BusOptions): Promise<NatsConnection> {
  */
 export function busFromEnv(name: string, env: NodeJS.ProcessEnv = process.env): BusOptions {
   const user = settingFromEnv(env, 'CAIRN_NATS_USER');
-  const logins = [user && 'CAIRN_NATS_USER', env.CAIRN_NATS_CREDS && 'CAIRN_NATS_CREDS', env.CAIRN_NATS_NKEY_SEED_FILE && 'CAIRN_NATS_NKEY_SEED_FILE'].filter(Boolean);
+  const logins = [user && 'CAIRN_NATS_USER', env.CAIRN_NATS_CREDS && 'CAIRN_NATS_CREDS', env.CAIRN_NATS_NKEY_SEED_FILE && 'CAIRN_NATS_NKEY_SEED_FILE'].filter(
+    Boolean,
+  );
   if (logins.length > 1) throw new Error(`${logins.join(' and ')} are both set: give one way to log in to NATS`);
-  if ((env.CAIRN_NATS_CERT === undefined) !== (env.CAIRN_NATS_KEY === undefined)) throw new Error('CAIRN_NATS_CERT and CAIRN_NATS_KEY go together: give both or neither');
-  const files = (['CAIRN_NATS_CREDS', 'CAIRN_NATS_NKEY_SEED_FILE', 'CAIRN_NATS_CA', 'CAIRN_NATS_CERT', 'CAIRN_NATS_KEY'] as const).filter((setting) => env[setting]);
+  if ((env.CAIRN_NATS_CERT === undefined) !== (env.CAIRN_NATS_KEY === undefined))
+    throw new Error('CAIRN_NATS_CERT and CAIRN_NATS_KEY go together: give both or neither');
+  const files = (['CAIRN_NATS_CREDS', 'CAIRN_NATS_NKEY_SEED_FILE', 'CAIRN_NATS_CA', 'CAIRN_NATS_CERT', 'CAIRN_NATS_KEY'] as const).filter(
+    (setting) => env[setting],
+  );
   // Checked now, so that a wrong path is an error at start and not a silent reconnect loop.
   for (const setting of files) readSettingFile(env[setting]!, setting);
   return {
@@ -122,7 +127,8 @@ export function jetStreamFromEnv(env: NodeJS.ProcessEnv = process.env): JetStrea
   const raw = env.CAIRN_JETSTREAM_REPLICAS;
   if (raw === undefined || raw === '') return {};
   const replicas = Number(raw);
-  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) throw new Error(`CAIRN_JETSTREAM_REPLICAS=${JSON.stringify(raw)}: expected a whole number from 1 to 5`);
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5)
+    throw new Error(`CAIRN_JETSTREAM_REPLICAS=${JSON.stringify(raw)}: expected a whole number from 1 to 5`);
   return { replicas };
 }
 

@@ -33,7 +33,8 @@ export class CacheDomains {
       domains.add(domain);
       const clients = list.split(',');
       for (const client of clients) {
-        if (client !== '*' && !TOKEN.test(client)) throw new Error(`client "${client}" in "${entry}" must be a client ID (1-64 letters, digits, '_' or '-') or *`);
+        if (client !== '*' && !TOKEN.test(client))
+          throw new Error(`client "${client}" in "${entry}" must be a client ID (1-64 letters, digits, '_' or '-') or *`);
         const earlier = client === '*' ? others : members.get(client);
         if (earlier !== undefined) throw new Error(`${client === '*' ? '*' : `client "${client}"`} is in two domains, "${earlier}" and "${domain}"`);
         if (client === '*') others = domain;

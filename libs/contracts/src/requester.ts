@@ -108,7 +108,12 @@ export function requesterOf(nc: NatsConnection): Requester {
  * A JetStream publish answered by its acknowledgement (a KV put is one on `$KV.<bucket>.<key>`);
  * throws with the server's reason when the stream refused it.
  */
-export async function durablePublish(nc: NatsConnection, subject: string, data: string | Uint8Array, options: { timeoutMs?: number; msgId?: string; trace?: string } = {}): Promise<{ stream: string; seq: number; duplicate?: boolean }> {
+export async function durablePublish(
+  nc: NatsConnection,
+  subject: string,
+  data: string | Uint8Array,
+  options: { timeoutMs?: number; msgId?: string; trace?: string } = {},
+): Promise<{ stream: string; seq: number; duplicate?: boolean }> {
   const headers = {
     ...(options.msgId === undefined ? {} : { 'Nats-Msg-Id': options.msgId }),
     ...(options.trace === undefined ? {} : { [TRACE_HEADER]: options.trace }),

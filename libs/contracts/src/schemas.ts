@@ -66,48 +66,73 @@ export const IdempotencyKey = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'an i
 
 /** What each run step of a job may use; a worker caps it by its own limits. */
 export const StepBounds = z.object({
-  limits: z.object({
-    memoryBytes: z.number().int().positive().optional(),
-    pids: z.number().int().positive().optional(),
-    cpus: z.number().positive().optional(),
-    /** Bytes a step may add to its snapshot: the worker's store enforces it, or refuses the step. */
-    diskBytes: z.number().int().positive().optional(),
-  }).strict().optional(),
+  limits: z
+    .object({
+      memoryBytes: z.number().int().positive().optional(),
+      pids: z.number().int().positive().optional(),
+      cpus: z.number().positive().optional(),
+      /** Bytes a step may add to its snapshot: the worker's store enforces it, or refuses the step. */
+      diskBytes: z.number().int().positive().optional(),
+    })
+    .strict()
+    .optional(),
   /** A run step still running after this long is killed and fails. */
-  stepTimeoutMs: z.number().int().positive().max(7 * 24 * 3600 * 1000).optional(),
+  stepTimeoutMs: z
+    .number()
+    .int()
+    .positive()
+    .max(7 * 24 * 3600 * 1000)
+    .optional(),
 });
 
-export const SubmitRequest = z.object({
-  pool: PoolName,
-  spec: CompileRequest.shape.spec,
-  format: SpecFormat.default('sexp'),
-  /** Job name for the history (defaults to the spec file's base name). */
-  name: z.string().min(1).max(200).default('unnamed'),
-  contextDigest: Digest.optional(),
-  urgent: z.boolean().default(false),
-  secrets: z.array(SealedSecret).max(limits.maxSecrets).default([]),
-  /** Absolute paths in the final snapshot to export as artifacts. */
-  outputs: z.array(z.string().regex(/^\/[^\0]*$/, 'an output is an absolute path').max(4096)).max(256).default([]),
-  timeoutSeconds: z.number().int().positive().max(7 * 24 * 3600).default(3600),
-  cacheHint: z.string().max(200).optional(),
-  idempotencyKey: IdempotencyKey.optional(),
-}).extend(StepBounds.shape);
+export const SubmitRequest = z
+  .object({
+    pool: PoolName,
+    spec: CompileRequest.shape.spec,
+    format: SpecFormat.default('sexp'),
+    /** Job name for the history (defaults to the spec file's base name). */
+    name: z.string().min(1).max(200).default('unnamed'),
+    contextDigest: Digest.optional(),
+    urgent: z.boolean().default(false),
+    secrets: z.array(SealedSecret).max(limits.maxSecrets).default([]),
+    /** Absolute paths in the final snapshot to export as artifacts. */
+    outputs: z
+      .array(
+        z
+          .string()
+          .regex(/^\/[^\0]*$/, 'an output is an absolute path')
+          .max(4096),
+      )
+      .max(256)
+      .default([]),
+    timeoutSeconds: z
+      .number()
+      .int()
+      .positive()
+      .max(7 * 24 * 3600)
+      .default(3600),
+    cacheHint: z.string().max(200).optional(),
+    idempotencyKey: IdempotencyKey.optional(),
+  })
+  .extend(StepBounds.shape);
 export type SubmitRequest = z.input<typeof SubmitRequest>;
 
-export const JobSubmission = z.object({
-  client: ClientId,
-  pool: PoolName,
-  name: z.string(),
-  spec: z.string(),
-  contextDigest: Digest.optional(),
-  urgent: z.boolean(),
-  secrets: z.array(SealedSecret),
-  outputs: z.array(z.string()),
-  timeoutSeconds: z.number().int().positive(),
-  cacheHint: z.string(),
-  steps: z.number().int().nonnegative(),
-  idempotencyKey: IdempotencyKey.optional(),
-}).extend(StepBounds.shape);
+export const JobSubmission = z
+  .object({
+    client: ClientId,
+    pool: PoolName,
+    name: z.string(),
+    spec: z.string(),
+    contextDigest: Digest.optional(),
+    urgent: z.boolean(),
+    secrets: z.array(SealedSecret),
+    outputs: z.array(z.string()),
+    timeoutSeconds: z.number().int().positive(),
+    cacheHint: z.string(),
+    steps: z.number().int().nonnegative(),
+    idempotencyKey: IdempotencyKey.optional(),
+  })
+  .extend(StepBounds.shape);
 export type JobSubmission = z.infer<typeof JobSubmission>;
 
 export const JobState = z.enum(['queued', 'assigned', 'running', 'succeeded', 'failed', 'cancelled']);
@@ -253,19 +278,21 @@ export type Complete = z.infer<typeof Complete>;
 export const Recorded = z.object({ recorded: z.boolean(), reason: z.string().optional() });
 
 /** What a worker is told to build. Secrets are sealed to that worker's key. */
-export const Assignment = z.object({
-  job: JobId,
-  lease: z.string(),
-  client: ClientId,
-  name: z.string(),
-  spec: z.string(),
-  contextDigest: Digest.optional(),
-  secrets: z.array(SealedSecret),
-  outputs: z.array(z.string()),
-  timeoutSeconds: z.number(),
-  cacheHint: z.string(),
-  attempt: z.number().int().positive(),
-}).extend(StepBounds.shape);
+export const Assignment = z
+  .object({
+    job: JobId,
+    lease: z.string(),
+    client: ClientId,
+    name: z.string(),
+    spec: z.string(),
+    contextDigest: Digest.optional(),
+    secrets: z.array(SealedSecret),
+    outputs: z.array(z.string()),
+    timeoutSeconds: z.number(),
+    cacheHint: z.string(),
+    attempt: z.number().int().positive(),
+  })
+  .extend(StepBounds.shape);
 export type Assignment = z.infer<typeof Assignment>;
 export const Accepted = z.object({ accepted: z.boolean(), reason: z.string().optional() });
 export type Accepted = z.infer<typeof Accepted>;

@@ -4,7 +4,17 @@
  * the scheduler re-seals for the worker it assigns the job to; no stream or bucket ever
  * holds a secret in clear, and only that worker can open it.
  */
-import { createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  hkdfSync,
+  randomBytes,
+  type KeyObject,
+} from 'node:crypto';
 import type { SealedBox } from './schemas.js';
 
 const INFO = Buffer.from('cairn sealed box v1');

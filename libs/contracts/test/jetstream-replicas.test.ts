@@ -16,7 +16,11 @@ describe('JetStream replicas on a 3-node cluster', () => {
   beforeAll(async () => {
     const routes = await Promise.all([0, 1, 2].map(() => freePort()));
     const routeList = routes.map((p) => `nats-route://127.0.0.1:${p}`).join(', ');
-    nodes = await Promise.all(routes.map((port, i) => startNats({ config: `server_name: n${i}\ncluster {\n  name: cairn-test\n  listen: 127.0.0.1:${port}\n  routes: [${routeList}]\n}\n` })));
+    nodes = await Promise.all(
+      routes.map((port, i) =>
+        startNats({ config: `server_name: n${i}\ncluster {\n  name: cairn-test\n  listen: 127.0.0.1:${port}\n  routes: [${routeList}]\n}\n` }),
+      ),
+    );
     nc = await connectBus({ servers: nodes.map((n) => n.url), name: 'replicas-test' });
     // The nodes elect a JetStream meta leader once they see each other: until then, asking fails.
     const deadline = Date.now() + 60_000;

@@ -1,8 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { LogWriters, parseLogSubject, subjects, writerOf, type RunHistory } from '../src/index.js';
 
-describe('whose log chunks are a job\'s log', () => {
-  const history: RunHistory = { attempts: 3, worker: 'w3', requeues: [{ attempt: 1, reason: 'lost', at: 0, worker: 'w1' }, { attempt: 2, reason: 'lost', at: 0 }] };
+describe("whose log chunks are a job's log", () => {
+  const history: RunHistory = {
+    attempts: 3,
+    worker: 'w3',
+    requeues: [
+      { attempt: 1, reason: 'lost', at: 0, worker: 'w1' },
+      { attempt: 2, reason: 'lost', at: 0 },
+    ],
+  };
 
   it('names the worker of each run: lost runs from the requeues, the last from the job', () => {
     expect([1, 2, 3, 4].map((a) => writerOf(history, a))).toEqual(['w1', undefined, 'w3', undefined]);

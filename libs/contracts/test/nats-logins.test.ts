@@ -27,7 +27,11 @@ afterAll(async () => {
 
 /** Connects as `env` says, checks the connection works, closes it. */
 async function login(nats: RunningNats, env: NodeJS.ProcessEnv, host = '127.0.0.1'): Promise<void> {
-  const nc = await connectBus({ ...busFromEnv('login-test', { CAIRN_NATS: `nats://${host}:${nats.port}`, ...env }), waitForServer: false, connectTimeoutMs: 5000 });
+  const nc = await connectBus({
+    ...busFromEnv('login-test', { CAIRN_NATS: `nats://${host}:${nats.port}`, ...env }),
+    waitForServer: false,
+    connectTimeoutMs: 5000,
+  });
   try {
     await nc.flush();
   } finally {
@@ -79,7 +83,16 @@ const b64url = (data: string | Uint8Array) => Buffer.from(data).toString('base64
 /** A NATS JWT (header, claims, ed25519 signature by `issuer`), as nsc makes them. */
 function natsJwt(issuer: KeyPair, subject: string, name: string, nats: Record<string, unknown>): string {
   const header = b64url(JSON.stringify({ typ: 'JWT', alg: 'ed25519-nkey' }));
-  const claims = b64url(JSON.stringify({ jti: b64url(nkeys.createUser().getPublicKey()).slice(0, 52), iat: Math.floor(Date.now() / 1000), iss: issuer.getPublicKey(), name, sub: subject, nats: { ...nats, version: 2 } }));
+  const claims = b64url(
+    JSON.stringify({
+      jti: b64url(nkeys.createUser().getPublicKey()).slice(0, 52),
+      iat: Math.floor(Date.now() / 1000),
+      iss: issuer.getPublicKey(),
+      name,
+      sub: subject,
+      nats: { ...nats, version: 2 },
+    }),
+  );
   return `${header}.${claims}.${b64url(issuer.sign(new TextEncoder().encode(`${header}.${claims}`)))}`;
 }
 
@@ -103,7 +116,9 @@ describe('a .creds file against a server in operator mode', () => {
     await writeFile(at('svc.creds'), creds(account), { mode: 0o600 });
     // Signed by an account the server does not know.
     await writeFile(at('stranger.creds'), creds(nkeys.createAccount()), { mode: 0o600 });
-    nats = await startNats({ config: `operator: ${JSON.stringify(operatorJwt)}\nsystem_account: ${system.getPublicKey()}\nresolver: MEMORY\nresolver_preload: {\n  ${account.getPublicKey()}: ${JSON.stringify(accountJwt)}\n  ${system.getPublicKey()}: ${JSON.stringify(systemJwt)}\n}\n` });
+    nats = await startNats({
+      config: `operator: ${JSON.stringify(operatorJwt)}\nsystem_account: ${system.getPublicKey()}\nresolver: MEMORY\nresolver_preload: {\n  ${account.getPublicKey()}: ${JSON.stringify(accountJwt)}\n  ${system.getPublicKey()}: ${JSON.stringify(systemJwt)}\n}\n`,
+    });
   });
   afterAll(() => nats?.stop());
 
@@ -124,7 +139,23 @@ describe('a client certificate for a server that verifies clients', () => {
     const sign = async (name: string, cn: string, ext: string) => {
       openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${cn}`, '-keyout', at(`${name}.key`), '-out', at(`${name}.csr`));
       await writeFile(at(`${name}.ext`), ext);
-      openssl('x509', '-req', '-in', at(`${name}.csr`), '-CA', at('ca.pem'), '-CAkey', at('ca.key'), '-CAcreateserial', '-days', '1', '-extfile', at(`${name}.ext`), '-out', at(`${name}.pem`));
+      openssl(
+        'x509',
+        '-req',
+        '-in',
+        at(`${name}.csr`),
+        '-CA',
+        at('ca.pem'),
+        '-CAkey',
+        at('ca.key'),
+        '-CAcreateserial',
+        '-days',
+        '1',
+        '-extfile',
+        at(`${name}.ext`),
+        '-out',
+        at(`${name}.pem`),
+      );
     };
     await sign('server', 'localhost', 'subjectAltName=DNS:localhost\n');
     await sign('client', 'cairn-scheduler', 'extendedKeyUsage=clientAuth\n');
@@ -146,13 +177,19 @@ describe('a client certificate for a server that verifies clients', () => {
 describe('login settings that cannot work', () => {
   it('names the setting whose file cannot be read, never a secret', () => {
     expect(() => busFromEnv('x', { CAIRN_NATS_CREDS: '/nonexistent/svc.creds' })).toThrow('CAIRN_NATS_CREDS=/nonexistent/svc.creds: cannot read it (ENOENT)');
-    expect(() => busFromEnv('x', { CAIRN_NATS_USER: 'svc', CAIRN_NATS_PASSWORD_FILE: '/nonexistent/pw' })).toThrow('CAIRN_NATS_PASSWORD_FILE=/nonexistent/pw: cannot read it (ENOENT)');
+    expect(() => busFromEnv('x', { CAIRN_NATS_USER: 'svc', CAIRN_NATS_PASSWORD_FILE: '/nonexistent/pw' })).toThrow(
+      'CAIRN_NATS_PASSWORD_FILE=/nonexistent/pw: cannot read it (ENOENT)',
+    );
   });
 
   it('refuses two ways to log in, a value given twice, and a certificate without its key', async () => {
     await writeFile(at('svc.creds.dummy'), 'x');
-    expect(() => busFromEnv('x', { CAIRN_NATS_USER: 'svc', CAIRN_NATS_CREDS: at('svc.creds.dummy') })).toThrow('CAIRN_NATS_USER and CAIRN_NATS_CREDS are both set: give one way to log in to NATS');
-    expect(() => busFromEnv('x', { CAIRN_NATS_USER: 'svc', CAIRN_NATS_USER_FILE: at('svc.creds.dummy') })).toThrow('CAIRN_NATS_USER and CAIRN_NATS_USER_FILE are both set: give one of them');
+    expect(() => busFromEnv('x', { CAIRN_NATS_USER: 'svc', CAIRN_NATS_CREDS: at('svc.creds.dummy') })).toThrow(
+      'CAIRN_NATS_USER and CAIRN_NATS_CREDS are both set: give one way to log in to NATS',
+    );
+    expect(() => busFromEnv('x', { CAIRN_NATS_USER: 'svc', CAIRN_NATS_USER_FILE: at('svc.creds.dummy') })).toThrow(
+      'CAIRN_NATS_USER and CAIRN_NATS_USER_FILE are both set: give one of them',
+    );
     expect(() => busFromEnv('x', { CAIRN_NATS_CERT: at('svc.creds.dummy') })).toThrow('CAIRN_NATS_CERT and CAIRN_NATS_KEY go together');
   });
 

@@ -22,7 +22,23 @@ describe('NATS over TLS', () => {
     openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=cairn test CA', '-keyout', at('ca.key'), '-out', at('ca.pem'));
     openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', at('server.key'), '-out', at('server.csr'));
     await writeFile(at('san.ext'), 'subjectAltName=DNS:localhost\n');
-    openssl('x509', '-req', '-in', at('server.csr'), '-CA', at('ca.pem'), '-CAkey', at('ca.key'), '-CAcreateserial', '-days', '1', '-extfile', at('san.ext'), '-out', at('server.pem'));
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      at('server.csr'),
+      '-CA',
+      at('ca.pem'),
+      '-CAkey',
+      at('ca.key'),
+      '-CAcreateserial',
+      '-days',
+      '1',
+      '-extfile',
+      at('san.ext'),
+      '-out',
+      at('server.pem'),
+    );
     nats = await startNats({ config: `tls {\n  cert_file: ${JSON.stringify(at('server.pem'))}\n  key_file: ${JSON.stringify(at('server.key'))}\n}\n` });
   }, 60_000);
 
@@ -34,7 +50,11 @@ describe('NATS over TLS', () => {
   // By host name, which the certificate names: given an IP address, nats.js upgrades the
   // socket without a server name and Node then checks the certificate for "localhost".
   it('connects with CAIRN_NATS=tls://HOST:PORT and CAIRN_NATS_CA naming the CA', async () => {
-    const nc = await connectBus({ ...busFromEnv('tls-test', { CAIRN_NATS: `tls://localhost:${nats.port}`, CAIRN_NATS_CA: join(dir, 'ca.pem') }), waitForServer: false, connectTimeoutMs: 5000 });
+    const nc = await connectBus({
+      ...busFromEnv('tls-test', { CAIRN_NATS: `tls://localhost:${nats.port}`, CAIRN_NATS_CA: join(dir, 'ca.pem') }),
+      waitForServer: false,
+      connectTimeoutMs: 5000,
+    });
     try {
       expect(nc.info?.tls_required).toBe(true);
       await nc.flush();

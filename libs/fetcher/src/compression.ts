@@ -29,10 +29,12 @@ let zstdInstalled: Promise<boolean> | undefined;
 
 /** Whether the `zstd` command can be run (checked once per process). */
 export function hasZstd(): Promise<boolean> {
-  zstdInstalled ??= import('execa').then(({ execa }) => execa('zstd', ['--version'])).then(
-    () => true,
-    () => false,
-  );
+  zstdInstalled ??= import('execa')
+    .then(({ execa }) => execa('zstd', ['--version']))
+    .then(
+      () => true,
+      () => false,
+    );
   return zstdInstalled;
 }
 

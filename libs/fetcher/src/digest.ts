@@ -58,11 +58,7 @@ export async function readDocument(source: AsyncIterable<Uint8Array>, what: stri
 }
 
 /** Reads a small blob whole and checks it against `expected`. */
-export async function readVerified(
-  source: AsyncIterable<Uint8Array>,
-  expected: string,
-  what: string,
-): Promise<Buffer> {
+export async function readVerified(source: AsyncIterable<Uint8Array>, expected: string, what: string): Promise<Buffer> {
   const bytes = await readDocument(source, `${what} ${expected}`);
   verifyBytes(bytes, expected, what);
   return bytes;
@@ -78,12 +74,7 @@ export function verifyBytes(bytes: Uint8Array, expected: string, what: string): 
  * Copies a stream to `file`, hashing it on the way, and fails when the digest is not
  * `expected`. Layers are spooled like this so that nothing unverified is ever unpacked.
  */
-export async function copyVerified(
-  source: AsyncIterable<Uint8Array>,
-  file: string,
-  expected: string | undefined,
-  what: string,
-): Promise<void> {
+export async function copyVerified(source: AsyncIterable<Uint8Array>, file: string, expected: string | undefined, what: string): Promise<void> {
   const hash = createHash('sha256');
   await pipeline(source, hashing(hash), createWriteStream(file));
   const actual = `sha256:${hash.digest('hex')}`;

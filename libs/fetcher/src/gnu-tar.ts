@@ -17,7 +17,7 @@ const COMMON = ['--numeric-owner', '--xattrs', '--xattrs-include=*'];
 const ENV = { LC_ALL: 'C' };
 
 function failure(what: string, e: unknown): FetchError {
-  const detail = isExecaError(e) ? (String(e.stderr ?? '').trim() || e.shortMessage) : String(e);
+  const detail = isExecaError(e) ? String(e.stderr ?? '').trim() || e.shortMessage : String(e);
   return new FetchError(`${what}: ${detail}`);
 }
 
@@ -26,11 +26,7 @@ function failure(what: string, e: unknown): FetchError {
  * Members matching an `exclude` pattern (GNU tar wildcards, matched against any
  * trailing part of a name) are skipped.
  */
-export async function extractTar(
-  dir: string,
-  source: AsyncIterable<Uint8Array>,
-  exclude: readonly string[],
-): Promise<void> {
+export async function extractTar(dir: string, source: AsyncIterable<Uint8Array>, exclude: readonly string[]): Promise<void> {
   const { execa } = await loadExeca();
   const args = ['-x', '-f', '-', '-C', dir, ...COMMON, '--same-owner', '--same-permissions'];
   try {

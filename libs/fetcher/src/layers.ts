@@ -27,11 +27,7 @@ import { collect, streamReader, tarEntries, type TarEntry } from './tar-entries.
  * parents of a member as the host kernel sees them: `var/run -> /run` in a lower layer
  * and `var/run/x` in this one would write the host's /run. Such members are refused.
  */
-export async function applyLayer(
-  rootfs: string,
-  source: AsyncIterable<Uint8Array>,
-  options: { readonly digest?: string } = {},
-): Promise<void> {
+export async function applyLayer(rootfs: string, source: AsyncIterable<Uint8Array>, options: { readonly digest?: string } = {}): Promise<void> {
   const what = options.digest ? `layer ${options.digest}` : 'layer';
   const scratch = await mkdtemp(join(tmpdir(), 'cairn-layer-'));
   try {
@@ -114,12 +110,7 @@ class Planner {
   }
 
   private async member(entry: TarEntry, path: string[]): Promise<void> {
-    let kind: Kind =
-      entry.type === 'dir'
-        ? { type: 'dir' }
-        : entry.type === 'symlink'
-          ? { type: 'symlink', target: entry.linkPath }
-          : { type: 'other' };
+    let kind: Kind = entry.type === 'dir' ? { type: 'dir' } : entry.type === 'symlink' ? { type: 'symlink', target: entry.linkPath } : { type: 'other' };
     if (entry.type === 'hardlink') {
       const target = components(entry.linkPath, this.what);
       const resolved = [...(await this.resolve(target.slice(0, -1), entry.linkPath)), ...target.slice(-1)];
@@ -140,7 +131,7 @@ class Planner {
     const refuse = (why: string) => new FetchError(`${this.what}: refusing ${JSON.stringify(name)}: ${why}`);
     const resolved: string[] = [];
     const pending = [...parts];
-    for (let links = 0; pending.length > 0; ) {
+    for (let links = 0; pending.length > 0;) {
       const part = pending.shift() as string;
       if (part === '' || part === '.') continue;
       if (part === '..') {

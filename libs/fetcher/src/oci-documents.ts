@@ -3,12 +3,7 @@ import { checkedDigest } from './digest.js';
 import { FetchError } from './fetcher.js';
 
 /** What a client accepts when it asks a registry for a manifest; Docker's v2 forms are read as their OCI twins. */
-export const MANIFEST_MEDIA_TYPES = [
-  MediaType.index,
-  MediaType.manifest,
-  MediaType.dockerManifestList,
-  MediaType.dockerManifest,
-] as const;
+export const MANIFEST_MEDIA_TYPES = [MediaType.index, MediaType.manifest, MediaType.dockerManifestList, MediaType.dockerManifest] as const;
 
 export interface ImageIndex {
   readonly kind: 'index';

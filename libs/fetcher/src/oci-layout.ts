@@ -72,7 +72,10 @@ function directoryFiles(dir: string): Files {
 async function tarballFiles(tarball: string): Promise<Files> {
   const members = new Map<string, { offset: number; size: number }>();
   for (const entry of await listTarFile(tarball)) {
-    const name = entry.path.split('/').filter((c) => c !== '' && c !== '.').join('/');
+    const name = entry.path
+      .split('/')
+      .filter((c) => c !== '' && c !== '.')
+      .join('/');
     if (entry.type === 'file') members.set(name, entry);
   }
   return (name) => {

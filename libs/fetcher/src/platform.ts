@@ -34,7 +34,5 @@ export function selectPlatform(index: ImageIndex, platform: Platform, what: stri
   );
   if (found) return found;
   const offered = index.manifests.flatMap((d) => (d.platform ? [formatPlatform(d.platform)] : []));
-  throw new FetchError(
-    `${what} has no image for ${formatPlatform(platform)}; it offers: ${offered.join(', ') || 'no platforms'}`,
-  );
+  throw new FetchError(`${what} has no image for ${formatPlatform(platform)}; it offers: ${offered.join(', ') || 'no platforms'}`);
 }

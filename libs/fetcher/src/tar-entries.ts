@@ -52,7 +52,7 @@ export function streamReader(source: AsyncIterable<Uint8Array>): ByteReader {
       return out;
     },
     async skip(n) {
-      for (let left = n; left > 0; ) {
+      for (let left = n; left > 0;) {
         await fill(1);
         if (buffered.length === 0) throw new FetchError('tar archive is truncated');
         const k = Math.min(left, buffered.length);
@@ -112,7 +112,7 @@ function checksumOk(block: Buffer): boolean {
 /** pax records are `LENGTH key=value\n`, LENGTH counting bytes of the whole record. */
 function paxRecords(data: Buffer): Map<string, string> {
   const records = new Map<string, string>();
-  for (let at = 0; at < data.length; ) {
+  for (let at = 0; at < data.length;) {
     const space = data.indexOf(0x20, at);
     const length = parseInt(data.subarray(at, space).toString('latin1'), 10);
     if (space < 0 || !(length > 0)) throw new FetchError('tar archive has a malformed pax header');
@@ -158,7 +158,7 @@ export async function* tarEntries(reader: ByteReader): AsyncGenerator<TarEntry> 
     else if (flag === 'g' || flag === 'V') await reader.skip(padded(headerSize));
     else {
       // Old GNU sparse files carry extra map blocks between header and data.
-      for (let extended = flag === 'S' && block[482] !== 0; extended; ) {
+      for (let extended = flag === 'S' && block[482] !== 0; extended;) {
         extended = (await reader.read(BLOCK))[504] !== 0;
       }
       const posix = block.subarray(257, 263).toString('latin1') === 'ustar\0';

@@ -40,7 +40,13 @@ describe('DockerFetcher', () => {
     const log: string[] = [];
     const fetcher = new DockerFetcher({ socketPath: daemon().socketPath });
     const image = await fetcher.fetch('cairn/busybox:imported', rootfs, (line) => log.push(line));
-    expect(image).toEqual({ env: [['PATH', BUSYBOX_PATH], ['GREETING', 'hello']], digest: imageId });
+    expect(image).toEqual({
+      env: [
+        ['PATH', BUSYBOX_PATH],
+        ['GREETING', 'hello'],
+      ],
+      digest: imageId,
+    });
     expect(log).toContain(`resolved cairn/busybox:imported to ${imageId}`);
     expect(await readFile(join(rootfs, 'bin/busybox'))).toEqual(await readFile('/usr/bin/busybox'));
     expect(await readlink(join(rootfs, 'bin/ls'))).toBe('busybox');

@@ -11,10 +11,11 @@ import { streamOf, tarball, type Member } from './tar-builder.js';
 let work: string;
 let rootfs: string;
 const at = (p: string) => join(rootfs, p);
-const exists = (p: string) => lstat(at(p)).then(
-  () => true,
-  () => false,
-);
+const exists = (p: string) =>
+  lstat(at(p)).then(
+    () => true,
+    () => false,
+  );
 const apply = (members: readonly Member[]) => applyLayer(rootfs, streamOf(gzipSync(tarball(members))));
 
 beforeEach(async () => {
@@ -70,12 +71,7 @@ describe('applyLayer', () => {
 
   it('a whiteout deletes lower content even when it comes after the same-layer file it would hide', async () => {
     await apply(lowerLayer);
-    await apply([
-      { path: 'dir/', type: 'dir' },
-      { path: 'dir/fresh', content: 'new' },
-      { path: '.wh.dir' },
-      { path: 'etc/.wh.gone' },
-    ]);
+    await apply([{ path: 'dir/', type: 'dir' }, { path: 'dir/fresh', content: 'new' }, { path: '.wh.dir' }, { path: 'etc/.wh.gone' }]);
     expect(await readdir(at('dir'))).toEqual(['fresh']);
     expect(await exists('etc/gone')).toBe(false);
     expect(await readFile(at('etc/keep'), 'utf8')).toBe('kept');
@@ -83,7 +79,7 @@ describe('applyLayer', () => {
     expect(await exists('etc/.wh.gone')).toBe(false);
   });
 
-  it('an opaque whiteout empties the lower directory and keeps the layer\'s own files', async () => {
+  it("an opaque whiteout empties the lower directory and keeps the layer's own files", async () => {
     await apply(lowerLayer);
     await apply([{ path: 'cache/', type: 'dir' }, { path: 'cache/new', content: 'n' }, { path: 'cache/.wh..wh..opq' }]);
     expect(await readdir(at('cache'))).toEqual(['new']);
@@ -91,7 +87,11 @@ describe('applyLayer', () => {
 
   it('a file replaces a lower directory and a directory replaces a lower file', async () => {
     await apply(lowerLayer);
-    await apply([{ path: 'dir', content: 'now a file' }, { path: 'etc/keep/', type: 'dir' }, { path: 'etc/keep/inner', content: 'i' }]);
+    await apply([
+      { path: 'dir', content: 'now a file' },
+      { path: 'etc/keep/', type: 'dir' },
+      { path: 'etc/keep/inner', content: 'i' },
+    ]);
     expect(await readFile(at('dir'), 'utf8')).toBe('now a file');
     expect(await readFile(at('etc/keep/inner'), 'utf8')).toBe('i');
   });
@@ -143,19 +143,37 @@ describe('applyLayer', () => {
 
     it('through a lower symlink to an absolute path', async () => {
       await mkdir(outside, { recursive: true });
-      await apply([{ path: 'var/', type: 'dir' }, { path: 'var/run', type: 'symlink', linkPath: outside }]);
+      await apply([
+        { path: 'var/', type: 'dir' },
+        { path: 'var/run', type: 'symlink', linkPath: outside },
+      ]);
       await refused([{ path: 'var/run/pwned', content: 'x' }], /parent var\/run is a symlink to the absolute path/);
       expect(await readdir(outside)).toEqual([]);
     });
 
     it('through a symlink made earlier in the same layer', async () => {
-      await refused([{ path: 'up', type: 'symlink', linkPath: '../../..' }, { path: 'up/tmp/pwned', content: 'x' }], /leads out/);
+      await refused(
+        [
+          { path: 'up', type: 'symlink', linkPath: '../../..' },
+          { path: 'up/tmp/pwned', content: 'x' },
+        ],
+        /leads out/,
+      );
     });
 
     it('through a hard link to a symlink that points outside', async () => {
       await mkdir(outside, { recursive: true });
-      await apply([{ path: 'a', type: 'symlink', linkPath: 'b' }, { path: 'b', type: 'symlink', linkPath: outside }]);
-      await refused([{ path: 'h', type: 'hardlink', linkPath: 'a' }, { path: 'h/pwned', content: 'x' }], /absolute path/);
+      await apply([
+        { path: 'a', type: 'symlink', linkPath: 'b' },
+        { path: 'b', type: 'symlink', linkPath: outside },
+      ]);
+      await refused(
+        [
+          { path: 'h', type: 'hardlink', linkPath: 'a' },
+          { path: 'h/pwned', content: 'x' },
+        ],
+        /absolute path/,
+      );
       expect(await readdir(outside)).toEqual([]);
     });
 

@@ -77,9 +77,7 @@ describe('writeOciImage and OciLayoutFetcher', () => {
     const first = await writeImage(dir, 'cairn/again', source, { env: ENV });
     const second = await writeImage(dir, 'cairn/again:latest', source, { env: [...ENV, ['EXTRA', '1']] });
     const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests: Descriptor[] };
-    expect(index.manifests.map((d) => [d.annotations?.['org.opencontainers.image.ref.name'], d.digest])).toEqual([
-      ['cairn/again:latest', second.index.digest],
-    ]);
+    expect(index.manifests.map((d) => [d.annotations?.['org.opencontainers.image.ref.name'], d.digest])).toEqual([['cairn/again:latest', second.index.digest]]);
     expect(second.index.digest).not.toBe(first.index.digest);
     // Skopeo reads the layout as written: the format is OCI, not just Cairn's own.
     const { stdout: raw } = await run('skopeo', ['inspect', '--raw', `oci:${dir}:cairn/again:latest`]);
@@ -205,9 +203,7 @@ describe('writeOciImage and OciLayoutFetcher', () => {
 
     const manifestBlob = join(dir, 'blobs/sha256', fragileManifest.slice(7));
     await writeFile(manifestBlob, `${await readFile(manifestBlob, 'utf8')} `);
-    expect((await fetchError(dir, 'cairn/fragile')).message).toContain(
-      `manifest ${fragileManifest} is corrupt`,
-    );
+    expect((await fetchError(dir, 'cairn/fragile')).message).toContain(`manifest ${fragileManifest} is corrupt`);
   });
 
   it('picks the platform from a multi-platform index: linux/amd64 unless told otherwise', async () => {

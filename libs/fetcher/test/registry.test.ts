@@ -54,7 +54,12 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'cairn-registry-test-'));
   layout = join(work, 'layout');
   registry = await startRegistry();
-  const busyboxWritten = await busyboxImage(layout, 'cairn/busybox:latest', { env: [['PATH', BUSYBOX_PATH], ['LANG', 'C.UTF-8']] });
+  const busyboxWritten = await busyboxImage(layout, 'cairn/busybox:latest', {
+    env: [
+      ['PATH', BUSYBOX_PATH],
+      ['LANG', 'C.UTF-8'],
+    ],
+  });
   busybox = busyboxWritten.images[0]?.manifest.digest ?? '';
   await push('cairn/busybox:latest');
   const multi = await writeOciImage(layout, 'cairn/multi:latest', [await marked('arm64'), await marked('amd64')]);
@@ -82,7 +87,13 @@ describe('RegistryFetcher', () => {
     expect(await readFile(join(rootfs, 'bin/busybox'))).toEqual(await readFile('/usr/bin/busybox'));
     expect(await readlink(join(rootfs, 'bin/sh'))).toBe('busybox');
     expect(await readFile(join(rootfs, 'etc/passwd'), 'utf8')).toContain('user:x:1000:1000');
-    expect(image).toEqual({ env: [['PATH', BUSYBOX_PATH], ['LANG', 'C.UTF-8']], digest: busybox });
+    expect(image).toEqual({
+      env: [
+        ['PATH', BUSYBOX_PATH],
+        ['LANG', 'C.UTF-8'],
+      ],
+      digest: busybox,
+    });
     expect(log).toContain(`resolved cairn/busybox to ${busybox}`);
   });
 
@@ -162,7 +173,7 @@ describe('RegistryFetcher', () => {
       expect(proxy?.tokensIssued()).toBe(before + 1);
     });
 
-    it('fails with the token service\'s refusal when the credentials are wrong', async () => {
+    it("fails with the token service's refusal when the credentials are wrong", async () => {
       const fetcher = new RegistryFetcher({ registry: proxy?.url ?? '', credentials: { ...CREDENTIALS, password: 'no' } });
       const error = await failure(fetchWith(fetcher, 'cairn/busybox'));
       expect(error.message).toBe(`the token service ${proxy?.url}/token refused a token (401)`);

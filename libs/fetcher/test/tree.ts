@@ -24,7 +24,9 @@ export async function describeTree(root: string): Promise<string[]> {
         lines.push(`${path} hardlink to ${inodes.get(st.ino)}`);
       } else {
         inodes.set(st.ino, path);
-        const sha = createHash('sha256').update(await readFile(join(root, path))).digest('hex');
+        const sha = createHash('sha256')
+          .update(await readFile(join(root, path)))
+          .digest('hex');
         lines.push(`${path} ${meta} ${sha.slice(0, 16)}`);
       }
     }

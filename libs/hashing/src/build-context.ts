@@ -29,13 +29,19 @@ export function initialContext(os: TargetOs, imageEnv: readonly (readonly [strin
 /** The context after an op that makes no snapshot; undefined for `run` and `copy`. */
 export function applyContextOp(ctx: BuildContext, op: Op): BuildContext | undefined {
   switch (op.op) {
-    case 'comment': return ctx;
+    case 'comment':
+      return ctx;
     // OBuilder joins with "/" without normalising; IDs depend on the exact string.
-    case 'workdir': return { ...ctx, workdir: isAbsolute(op.path) ? op.path : `${ctx.workdir}/${op.path}` };
-    case 'shell': return { ...ctx, shell: op.args };
-    case 'user': return { ...ctx, user: op.user };
-    case 'env': return { ...ctx, env: [[op.name, op.value], ...ctx.env.filter(([k]) => k !== op.name)] };
-    default: return undefined;
+    case 'workdir':
+      return { ...ctx, workdir: isAbsolute(op.path) ? op.path : `${ctx.workdir}/${op.path}` };
+    case 'shell':
+      return { ...ctx, shell: op.args };
+    case 'user':
+      return { ...ctx, user: op.user };
+    case 'env':
+      return { ...ctx, env: [[op.name, op.value], ...ctx.env.filter(([k]) => k !== op.name)] };
+    default:
+      return undefined;
   }
 }
 

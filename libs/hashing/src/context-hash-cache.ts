@@ -112,6 +112,15 @@ async function load(file: string, root: string): Promise<ReadonlyMap<string, Ent
 }
 
 function isEntry(e: unknown): e is Entry {
-  return Array.isArray(e) && e.length === 6 && typeof e[0] === 'string' && typeof e[1] === 'string' && e[1].length === 64
-    && typeof e[2] === 'number' && typeof e[3] === 'number' && typeof e[4] === 'number' && typeof e[5] === 'number';
+  return (
+    Array.isArray(e) &&
+    e.length === 6 &&
+    typeof e[0] === 'string' &&
+    typeof e[1] === 'string' &&
+    e[1].length === 64 &&
+    typeof e[2] === 'number' &&
+    typeof e[3] === 'number' &&
+    typeof e[4] === 'number' &&
+    typeof e[5] === 'number'
+  );
 }

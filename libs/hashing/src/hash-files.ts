@@ -94,20 +94,27 @@ async function hashInWorkers(paths: readonly string[], count: number): Promise<s
   let next = 0;
   const pool = Array.from({ length: count }, () => new Worker(WORKER_SOURCE, { eval: true }));
   try {
-    await Promise.all(pool.map((worker) => new Promise<void>((resolve, reject) => {
-      const send = () => {
-        if (next >= paths.length) return resolve();
-        worker.postMessage({ start: next, paths: paths.slice(next, next + BATCH) });
-        next += BATCH;
-      };
-      worker.on('message', (reply: Reply) => {
-        if (reply.error) return reject(Object.assign(new Error(reply.error.message), reply.error));
-        reply.digests!.forEach((d, i) => { digests[reply.start + i] = d; });
-        send();
-      });
-      worker.on('error', reject);
-      send();
-    })));
+    await Promise.all(
+      pool.map(
+        (worker) =>
+          new Promise<void>((resolve, reject) => {
+            const send = () => {
+              if (next >= paths.length) return resolve();
+              worker.postMessage({ start: next, paths: paths.slice(next, next + BATCH) });
+              next += BATCH;
+            };
+            worker.on('message', (reply: Reply) => {
+              if (reply.error) return reject(Object.assign(new Error(reply.error.message), reply.error));
+              reply.digests!.forEach((d, i) => {
+                digests[reply.start + i] = d;
+              });
+              send();
+            });
+            worker.on('error', reject);
+            send();
+          }),
+      ),
+    );
   } finally {
     await Promise.all(pool.map((w) => w.terminate()));
   }

@@ -14,7 +14,10 @@ import type { Manifest } from './step-id.js';
  */
 
 export class ManifestError extends Error {
-  constructor(message: string, readonly path: string) {
+  constructor(
+    message: string,
+    readonly path: string,
+  ) {
     super(message);
     this.name = 'ManifestError';
   }
@@ -87,7 +90,8 @@ function decodeName(bytes: Buffer, shown: string, what: string): string {
   }
 }
 
-type Entry = { kind: 'dir'; path: string; children: Entry[] } | { kind: 'file'; path: string; sha256: string } | { kind: 'symlink'; path: string; target: string };
+type Entry =
+  { kind: 'dir'; path: string; children: Entry[] } | { kind: 'file'; path: string; sha256: string } | { kind: 'symlink'; path: string; target: string };
 
 /** A file the cache could not vouch for: its entry gets the digest once it is read. */
 interface Unread {
@@ -101,7 +105,11 @@ class Walk {
   readonly unread: Unread[] = [];
   private stats = 0;
 
-  constructor(readonly srcDir: string, readonly exclude: ReadonlySet<string>, readonly cache: FileDigestCache | undefined) {}
+  constructor(
+    readonly srcDir: string,
+    readonly exclude: ReadonlySet<string>,
+    readonly cache: FileDigestCache | undefined,
+  ) {}
 
   /** The entry at `path` (`fsPath` on disk). */
   async entry(fsPath: string, path: string, shown: string): Promise<Entry> {
@@ -142,12 +150,7 @@ class Walk {
  * '/' or '.' components) with every entry whose base name is in `exclude` left out.
  * With a cache, a file it vouches for is not read, and every file read is recorded in it.
  */
-export async function generateManifest(
-  srcDir: string,
-  src: string,
-  exclude: readonly string[],
-  cache?: FileDigestCache,
-): Promise<Manifest> {
+export async function generateManifest(srcDir: string, src: string, exclude: readonly string[], cache?: FileDigestCache): Promise<Manifest> {
   const walk = new Walk(srcDir, new Set(exclude), cache);
   const parts = checkPath(srcDir, src);
   const manifest = await walk.entry(join(srcDir, ...parts), parts.join('/'), src);

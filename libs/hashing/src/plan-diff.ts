@@ -109,9 +109,18 @@ function copyChanges(before: Sexp | undefined, after: Sexp | undefined): string[
   const list = (label: string, paths: string[]) =>
     paths.length ? [`${label}: ${paths.slice(0, 5).join(', ')}${paths.length > 5 ? ` and ${paths.length - 5} more` : ''}`] : [];
   const reasons = [
-    ...list('changed', [...b.keys()].filter((p) => a.has(p) && a.get(p) !== b.get(p))),
-    ...list('added', [...b.keys()].filter((p) => !a.has(p))),
-    ...list('removed', [...a.keys()].filter((p) => !b.has(p))),
+    ...list(
+      'changed',
+      [...b.keys()].filter((p) => a.has(p) && a.get(p) !== b.get(p)),
+    ),
+    ...list(
+      'added',
+      [...b.keys()].filter((p) => !a.has(p)),
+    ),
+    ...list(
+      'removed',
+      [...a.keys()].filter((p) => !b.has(p)),
+    ),
   ];
   return reasons.length ? reasons : ['the destination changed'];
 }

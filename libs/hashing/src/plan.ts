@@ -54,7 +54,6 @@ export interface Plan {
   readonly result?: string;
 }
 
-
 /** Why a parent snapshot is unknown, or its ID. */
 type Parent = { id: string } | { unknown: string };
 
@@ -64,13 +63,7 @@ export async function planSpec(spec: Spec, options: PlanOptions = {}): Promise<P
   return 'id' in final ? { steps, result: final.id } : { steps };
 }
 
-async function planStage(
-  spec: Spec,
-  stage: string,
-  outer: ReadonlyMap<string, Parent>,
-  options: PlanOptions,
-  steps: PlanStep[],
-): Promise<Parent> {
+async function planStage(spec: Spec, stage: string, outer: ReadonlyMap<string, Parent>, options: PlanOptions, steps: PlanStep[]): Promise<Parent> {
   const builds = new Map(outer);
   for (const child of spec.childBuilds) {
     const path = stage ? `${stage}/${child.name}` : child.name;
@@ -79,7 +72,15 @@ async function planStage(
   let ctx = initialContext(options.os ?? 'unix', options.imageEnv ?? []);
   let parent: Parent = { id: baseId(spec.from) };
   const specPos = locationOf(spec);
-  steps.push({ stage, kind: 'base', op: oneLine(list(atom('from'), atom(spec.from))), workdir: ctx.workdir, id: parent.id, hashInput: spec.from, ...(specPos ? { pos: specPos } : {}) });
+  steps.push({
+    stage,
+    kind: 'base',
+    op: oneLine(list(atom('from'), atom(spec.from))),
+    workdir: ctx.workdir,
+    id: parent.id,
+    hashInput: spec.from,
+    ...(specPos ? { pos: specPos } : {}),
+  });
   for (const op of spec.ops) {
     const pos = locationOf(op);
     const common = { stage, op: printOp(op).replace(/\n\s*/g, ' '), workdir: ctx.workdir, ...(pos ? { pos } : {}) };

@@ -130,7 +130,10 @@ export interface CopyInput {
 }
 
 export class CopyError extends Error {
-  constructor(message: string, readonly dst: string) {
+  constructor(
+    message: string,
+    readonly dst: string,
+  ) {
     super(message);
     this.name = 'CopyError';
   }
@@ -155,19 +158,12 @@ function sexpOfCopyOp(items: readonly Manifest[], dst: string): Sexp {
   if (items.length === 1) {
     return list(atom('Copy_item'), list(sexpOfManifest(items[0]!), atom(dst)));
   }
-  throw new CopyError(
-    `copying several items needs a destination ending with '/', got "${dst}" for ${items.length} items`,
-    dst,
-  );
+  throw new CopyError(`copying several items needs a destination ending with '/', got "${dst}" for ${items.length} items`, dst);
 }
 
 /** OBuilder's `copy_details` record. */
 export function copyHashInput(input: CopyInput): Sexp {
-  return list(
-    field('base', atom(input.base)),
-    field('user', sexpOfUser(input.user)),
-    field('op', sexpOfCopyOp(input.items, input.dst)),
-  );
+  return list(field('base', atom(input.base)), field('user', sexpOfUser(input.user)), field('op', sexpOfCopyOp(input.items, input.dst)));
 }
 
 export function copyId(input: CopyInput): string {

@@ -5,15 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toMachine } from '@cairn/spec';
-import {
-  baseId,
-  copyHashInput,
-  copyId,
-  generateManifest,
-  ManifestError,
-  type CopyInput,
-  type Manifest,
-} from '../src/index.js';
+import { baseId, copyHashInput, copyId, generateManifest, ManifestError, type CopyInput, type Manifest } from '../src/index.js';
 
 const sha = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
 const EXCLUDE = ['.git', '_build'];
@@ -93,12 +85,7 @@ describe('generateManifest over a real tree', () => {
 
   it('keeps excluded names when nothing is excluded', async () => {
     const m = await generateManifest(ctx, 'sub', []);
-    expect(m.kind === 'dir' && m.children.map((c) => c.path)).toEqual([
-      'sub/.git',
-      'sub/c.txt',
-      'sub/deep',
-      'sub/to-c',
-    ]);
+    expect(m.kind === 'dir' && m.children.map((c) => c.path)).toEqual(['sub/.git', 'sub/c.txt', 'sub/deep', 'sub/to-c']);
   });
 
   it('ignores leading "/" and "." components and empty ones', async () => {
@@ -280,8 +267,6 @@ describe('copy IDs over a real tree', () => {
     expect(single).toContain(`(op(Copy_item((File(a.txt ${sha('hello\n')}))/app/greeting)))`);
     const into = toMachine(copyHashInput(await copyOf(['a.txt', 'B'], '/app/')));
     expect(into).toContain(`(op(Copy_items(((File(a.txt ${sha('hello\n')}))(File(B ${sha('upper\n')})))/app/)))`);
-    await expect(copyOf(['a.txt', 'B'], '/app').then(copyId)).rejects.toThrow(
-      /copying several items needs a destination ending with '\/', got "\/app"/,
-    );
+    await expect(copyOf(['a.txt', 'B'], '/app').then(copyId)).rejects.toThrow(/copying several items needs a destination ending with '\/', got "\/app"/);
   });
 });

@@ -40,9 +40,12 @@ describe('planSpec', () => {
   });
 
   it('threads workdir, user, shell and env (newest first) into later runs', async () => {
-    const plan = await planSpec(parseSpec(`((from base)
+    const plan = await planSpec(
+      parseSpec(`((from base)
       (workdir /src) (workdir sub) (user (uid 1) (gid 2)) (shell /bin/sh -c)
-      (env A 1) (env B 2) (env A 3) (run (shell make)))`), { imageEnv: PATH_ENV });
+      (env A 1) (env B 2) (env A 3) (run (shell make)))`),
+      { imageEnv: PATH_ENV },
+    );
     const run = plan.steps.at(-1)!;
     expect(run.workdir).toBe('/src/sub');
     expect(run.hashInput).toContain('(workdir /src/sub)(user((uid 1)(gid 2)))(env((A 3)(B 2)(PATH /usr/bin:/usr/local/bin)))(cmd make)(shell(/bin/sh -c))');
@@ -62,12 +65,14 @@ describe('planSpec', () => {
     const dir = await context({ 'a.txt': 'hello\n' });
     const plan = await planSpec(parseSpec('((from base) (workdir /app) (copy (src a.txt) (dst b.txt)))'), { contextDir: dir });
     const copy = plan.steps.at(-1)!;
-    expect(copy.id).toBe(copyId({
-      base: plan.steps[0]!.id!,
-      user: { kind: 'unix', uid: 0, gid: 0 },
-      items: [await generateManifest(dir, 'a.txt', [])],
-      dst: '/app/b.txt',
-    }));
+    expect(copy.id).toBe(
+      copyId({
+        base: plan.steps[0]!.id!,
+        user: { kind: 'unix', uid: 0, gid: 0 },
+        items: [await generateManifest(dir, 'a.txt', [])],
+        dst: '/app/b.txt',
+      }),
+    );
   });
 
   it('marks copies unknown without a context, and every later step too', async () => {
@@ -80,7 +85,12 @@ describe('planSpec', () => {
 
   it('plans child builds first; a copy from one is known only after it runs', async () => {
     const plan = await planSpec(parseSpec('((build tools ((from a) (run (shell make)))) (from b) (copy (from (build tools)) (src t) (dst /t)))'));
-    expect(plan.steps.map((s) => [s.stage, s.kind])).toEqual([['tools', 'base'], ['tools', 'run'], ['', 'base'], ['', 'copy']]);
+    expect(plan.steps.map((s) => [s.stage, s.kind])).toEqual([
+      ['tools', 'base'],
+      ['tools', 'run'],
+      ['', 'base'],
+      ['', 'copy'],
+    ]);
     expect(plan.steps[3]!.unknown).toMatch(/output of a child build, known only after build "tools" \([0-9a-f]{12}\) has run/);
   });
 

@@ -60,9 +60,7 @@ describe('run IDs', () => {
 
   it('puts the keyed digest, not the value, in mount_secrets', () => {
     const digest = secretDigest(key, 'hunter2');
-    expect(toMachine(runHashInput(withSecret('hunter2')))).toContain(
-      `(mount_secrets(((value ${digest})(target /run/secrets/token))))`,
-    );
+    expect(toMachine(runHashInput(withSecret('hunter2')))).toContain(`(mount_secrets(((value ${digest})(target /run/secrets/token))))`);
     expect(toMachine(runHashInput(withSecret('hunter2')))).not.toContain('hunter2');
   });
 
@@ -85,14 +83,24 @@ describe('run IDs', () => {
     const input: RunInput = { ...appendStep, user: { kind: 'windows', name: 'ContainerAdministrator' } };
     expect(toMachine(runHashInput(input))).toContain('(user((name ContainerAdministrator)))');
     expect(runId(input)).not.toBe(runId(appendStep));
-    expect(toMachine(runHashInput({ ...appendStep, user: { kind: 'unix', uid: 1, gid: 2 } }))).toContain(
-      '(user((uid 1)(gid 2)))',
-    );
+    expect(toMachine(runHashInput({ ...appendStep, user: { kind: 'unix', uid: 1, gid: 2 } }))).toContain('(user((uid 1)(gid 2)))');
   });
 
   it('depends on env order, since the context keeps newest bindings first', () => {
-    const a: RunInput = { ...appendStep, env: [['A', '1'], ['B', '2']] };
-    const b: RunInput = { ...appendStep, env: [['B', '2'], ['A', '1']] };
+    const a: RunInput = {
+      ...appendStep,
+      env: [
+        ['A', '1'],
+        ['B', '2'],
+      ],
+    };
+    const b: RunInput = {
+      ...appendStep,
+      env: [
+        ['B', '2'],
+        ['A', '1'],
+      ],
+    };
     expect(toMachine(runHashInput(a))).toContain('(env((A 1)(B 2)))');
     expect(runId(a)).not.toBe(runId(b));
   });
@@ -157,8 +165,7 @@ describe('copy IDs', () => {
 
   it('copies one item as dst when dst has no trailing slash', () => {
     const literal =
-      `((base ${BASE})(user((uid 0)(gid 0)))` +
-      '(op(Copy_item((File(a.txt 5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03))/app/a.txt))))';
+      `((base ${BASE})(user((uid 0)(gid 0)))` + '(op(Copy_item((File(a.txt 5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03))/app/a.txt))))';
     const input = { base: BASE, user: ROOT, items: [file], dst: '/app/a.txt' };
     expect(toMachine(copyHashInput(input))).toBe(literal);
     expect(copyId(input)).toBe(createHash('sha256').update(literal).digest('hex'));
@@ -179,11 +186,7 @@ describe('copy IDs', () => {
 
   it('depends on the user and the base', () => {
     const input = { base: BASE, user: ROOT, items: [file], dst: '/app/' };
-    const ids = new Set([
-      copyId(input),
-      copyId({ ...input, user: { kind: 'unix', uid: 1000, gid: 1000 } }),
-      copyId({ ...input, base: baseId('other') }),
-    ]);
+    const ids = new Set([copyId(input), copyId({ ...input, user: { kind: 'unix', uid: 1000, gid: 1000 } }), copyId({ ...input, base: baseId('other') })]);
     expect(ids.size).toBe(3);
   });
 
@@ -194,9 +197,7 @@ describe('copy IDs', () => {
   });
 
   it('rejects a copy with no sources, naming dst', () => {
-    expect(() => copyId({ base: BASE, user: ROOT, items: [], dst: '/app/' })).toThrow(
-      new CopyError('no source items for copy to "/app/"', '/app/'),
-    );
+    expect(() => copyId({ base: BASE, user: ROOT, items: [], dst: '/app/' })).toThrow(new CopyError('no source items for copy to "/app/"', '/app/'));
     expect(() => copyId({ base: BASE, user: ROOT, items: [], dst: '' })).toThrow(CopyError);
   });
 });

@@ -11,9 +11,7 @@ import { OciImageError } from './oci-image-error.js';
 const loadTarStream = async () => (await import('tar-stream')).default;
 
 /** A member of an archive: a small document given whole, or a file copied in. */
-export type ArchiveMember =
-  | { readonly name: string; readonly content: string }
-  | { readonly name: string; readonly file: string; readonly size: number };
+export type ArchiveMember = { readonly name: string; readonly content: string } | { readonly name: string; readonly file: string; readonly size: number };
 
 /**
  * A tar of `members` in their order, each mode 0644 with time 0 and owner 0, so that the
@@ -32,7 +30,9 @@ export function reproducibleTar(members: () => Promise<readonly ArchiveMember[]>
         if ('content' in member) {
           tar.entry(header, member.content, done);
         } else {
-          createReadStream(member.file).on('error', reject).pipe(tar.entry({ ...header, size: member.size }, done));
+          createReadStream(member.file)
+            .on('error', reject)
+            .pipe(tar.entry({ ...header, size: member.size }, done));
         }
       });
     }

@@ -60,16 +60,13 @@ export async function loadIntoDocker(image: OciImage, ref: string, options: Dock
   const chosen = platformImage(image, platform);
   const archive = imageArchive(image, ref, platform);
   const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = request(
-      { socketPath, method: 'POST', path: '/images/load?quiet=1', headers: { 'content-type': 'application/x-tar' } },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (body += chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        res.on('error', reject);
-      },
-    );
+    const req = request({ socketPath, method: 'POST', path: '/images/load?quiet=1', headers: { 'content-type': 'application/x-tar' } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
     req.on('error', (e: NodeJS.ErrnoException) => reject(new OciImageError(`cannot reach the Docker daemon at ${socketPath}: ${e.code ?? e.message}`)));
     archive.on('error', (e) => req.destroy(e));
     archive.pipe(req);

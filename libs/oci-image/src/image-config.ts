@@ -24,7 +24,15 @@ export interface ImageConfig {
 
 const ENV_NAME = /^[^=\0]+$/;
 const PORT = /^\d{1,5}(?:\/(?:tcp|udp|sctp))?$/;
-const ARCHITECTURES: Readonly<Record<string, string>> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+const ARCHITECTURES: Readonly<Record<string, string>> = {
+  x64: 'amd64',
+  arm64: 'arm64',
+  arm: 'arm',
+  ia32: '386',
+  ppc64: 'ppc64le',
+  s390x: 's390x',
+  riscv64: 'riscv64',
+};
 
 /** The host's platform in OCI terms. */
 export function hostPlatform(): Platform {

@@ -1,14 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  checkImageConfig,
-  imageConfigDocument,
-  platformName,
-  platformOf,
-  type ImageConfig,
-  type ParentConfig,
-} from './image-config.js';
+import { checkImageConfig, imageConfigDocument, platformName, platformOf, type ImageConfig, type ParentConfig } from './image-config.js';
 import { writeLayer } from './layer.js';
 import { OciImageError } from './oci-image-error.js';
 import { MediaType, REF_NAME, type Descriptor, type Platform } from './vocabulary.js';
@@ -87,12 +80,7 @@ export function platformImage(image: OciImage, platform: Platform): PlatformImag
  *
  * A layout takes one writer at a time: index.json is read, changed and replaced whole.
  */
-export async function writeOciImage(
-  layoutDir: string,
-  ref: string,
-  inputs: readonly ImageInput[],
-  options: WriteImageOptions = {},
-): Promise<OciImage> {
+export async function writeOciImage(layoutDir: string, ref: string, inputs: readonly ImageInput[], options: WriteImageOptions = {}): Promise<OciImage> {
   if (!REF.test(ref)) throw new OciImageError(`invalid image name ${JSON.stringify(ref)} for an OCI layout`);
   if (inputs.length === 0) throw new OciImageError(`image ${ref} has no platform to build`);
   const mtime = options.mtime ?? 0;

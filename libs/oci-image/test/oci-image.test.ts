@@ -6,16 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  loadIntoDocker,
-  OciImageError,
-  pushImage,
-  readOciImage,
-  writeImageArchive,
-  writeOciImage,
-  type ImageConfig,
-  type OciImage,
-} from '@cairn/oci-image';
+import { loadIntoDocker, OciImageError, pushImage, readOciImage, writeImageArchive, writeOciImage, type ImageConfig, type OciImage } from '@cairn/oci-image';
 import { startDockerd, type RunningDockerd } from '../../../test/support/dockerd.js';
 import { BUSYBOX_PATH } from '../../../test/support/images.js';
 import { startRegistry, startTokenAuthProxy, type RunningRegistry } from '../../../test/support/registry.js';
@@ -111,9 +102,7 @@ describe('an image written into an OCI layout', () => {
     expect(again.index.digest).toBe(image.index.digest);
     expect(again.images[0]?.layers).toEqual(image.images[0]?.layers);
 
-    const otherEnv = await writeOciImage(join(work, 'layout-again'), 'hello:2', [
-      { rootfs: copy, config: { ...CONFIG, env: [['PATH', BUSYBOX_PATH]] } },
-    ]);
+    const otherEnv = await writeOciImage(join(work, 'layout-again'), 'hello:2', [{ rootfs: copy, config: { ...CONFIG, env: [['PATH', BUSYBOX_PATH]] } }]);
     expect(otherEnv.images[0]?.layers).toEqual(image.images[0]?.layers);
     expect(otherEnv.index.digest).not.toBe(image.index.digest);
     await writeFile(join(copy, 'etc/motd'), 'one more file\n');
@@ -269,12 +258,8 @@ describe('loading into a Docker daemon', () => {
     await writeImageArchive(image, 'cairn-test/archived:1', join(work, 'b.tar'));
     expect(sha256(await readFile(join(work, 'a.tar')))).toBe(sha256(await readFile(join(work, 'b.tar'))));
     await dockerd.docker(['load', '-i', join(work, 'a.tar')]);
-    expect((await dockerd.docker(['image', 'inspect', '--format', '{{.Id}}', 'cairn-test/archived:1'])).trim()).toBe(
-      image.images[0]?.config.digest,
-    );
-    await expect(loadIntoDocker(image, 'x:1', { socketPath: join(work, 'no.sock') })).rejects.toThrow(
-      /cannot reach the Docker daemon at .*no\.sock: ENOENT/,
-    );
+    expect((await dockerd.docker(['image', 'inspect', '--format', '{{.Id}}', 'cairn-test/archived:1'])).trim()).toBe(image.images[0]?.config.digest);
+    await expect(loadIntoDocker(image, 'x:1', { socketPath: join(work, 'no.sock') })).rejects.toThrow(/cannot reach the Docker daemon at .*no\.sock: ENOENT/);
     await expect(loadIntoDocker(image, 'Bad Name', { socketPath: dockerd.socketPath })).rejects.toThrow(/invalid image name "Bad Name"/);
   }, 120_000);
 });

@@ -27,7 +27,7 @@ export async function commandExists(rootfs: string, command: string, cwd: string
 async function fileInRoot(rootfs: string, path: string): Promise<boolean> {
   let pending = path.split('/').filter((p) => p !== '' && p !== '.');
   let at: string[] = [];
-  for (let links = 0; pending.length > 0; ) {
+  for (let links = 0; pending.length > 0;) {
     const part = pending.shift()!;
     if (part === '..') {
       at.pop();

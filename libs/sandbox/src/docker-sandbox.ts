@@ -87,7 +87,10 @@ export class DockerSandbox implements Sandbox {
       if (!name.startsWith(PREFIX)) continue;
       const pid = Number(name.slice(PREFIX.length).split('-')[0]);
       if (pid === process.pid || isAlive(pid)) continue;
-      await docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined);
+      await docker
+        .getContainer(c.Id)
+        .remove({ force: true, v: true })
+        .catch(() => undefined);
     }
   }
 
@@ -260,8 +263,7 @@ function imageOf(info: Docker.ImageInspectInfo): DockerImage {
 
 /** Writes `input` to the container's stdin, then half-closes it so the command sees EOF. */
 async function feed(stream: Duplex, input: AsyncIterable<Uint8Array> | Uint8Array): Promise<void> {
-  const write = (chunk: Uint8Array) =>
-    new Promise<void>((resolve, reject) => stream.write(chunk, (e) => (e ? reject(e) : resolve())));
+  const write = (chunk: Uint8Array) => new Promise<void>((resolve, reject) => stream.write(chunk, (e) => (e ? reject(e) : resolve())));
   if (input instanceof Uint8Array) await write(input);
   else for await (const chunk of input) await write(chunk);
   stream.end();
@@ -276,4 +278,3 @@ function isAlive(pid: number): boolean {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
-

@@ -10,5 +10,15 @@ export { DockerSandbox, type DockerSandboxOptions } from './docker-sandbox.js';
 export { containerConfig, windowsPath, networkMode, type DockerPlatform, type ContainerPlan } from './docker-containers.js';
 export { stepResolvConf, SLIRP4NETNS_ARGS, UserNetworkError } from './user-network.js';
 export { StepCgroup } from './step-cgroup.js';
-export { capLimits, hasLimits, parseStepLimits, parseBytes, formatBytes, parseDuration, formatDuration, type LimitTexts, type StepLimits } from './step-limits.js';
+export {
+  capLimits,
+  hasLimits,
+  parseStepLimits,
+  parseBytes,
+  formatBytes,
+  parseDuration,
+  formatDuration,
+  type LimitTexts,
+  type StepLimits,
+} from './step-limits.js';
 export { USERNS_MODES, REMAP, shiftIn, shiftOut, type UsernsMode } from './user-namespace.js';

@@ -101,9 +101,13 @@ export class JailSandbox implements Sandbox {
     const id = PREFIX + randomBytes(8).toString('hex');
     const secretsDir = join(this.stateDir, `${id}.secrets`);
     const caches = await Promise.all(config.mounts.map(async (m) => ({ ...m, at: join(root, await resolveInRoot(root, m.dst)) })));
-    const secrets = await Promise.all(config.secrets.map(async (s, i) => ({
-      ...s, at: join(root, await resolveInRoot(root, s.target)), file: join(secretsDir, `secret-${i}`),
-    })));
+    const secrets = await Promise.all(
+      config.secrets.map(async (s, i) => ({
+        ...s,
+        at: join(root, await resolveInRoot(root, s.target)),
+        file: join(secretsDir, `secret-${i}`),
+      })),
+    );
     const created = await missingMountpoints(root, [...config.mounts.map((m) => m.dst), ...config.secrets.map((s) => s.target)]);
     const record: StepRecord = { jail: id, mounts: [...caches.map((c) => c.at), ...secrets.map((s) => s.at)], created, secretsDir };
     const recordFile = join(this.stateDir, `${id}.json`);
@@ -140,11 +144,12 @@ export class JailSandbox implements Sandbox {
         const applied = await this.jail.limit(id, limits);
         if (applied.exitCode !== 0) throw new Error(`rctl failed (exit ${applied.exitCode}): ${applied.stderr.trim()} (is kern.racct.enable=1 set at boot?)`);
       }
-      const jexec = (runOptions: RunOptions) => this.jail.jexec(
-        { name: id, argv: config.argv, cwd: config.cwd, env: config.env, uid: user.uid, gid: user.gid },
-        runOptions,
-        async () => void (await removeJail()),
-      );
+      const jexec = (runOptions: RunOptions) =>
+        this.jail.jexec(
+          { name: id, argv: config.argv, cwd: config.cwd, env: config.env, uid: user.uid, gid: user.gid },
+          runOptions,
+          async () => void (await removeJail()),
+        );
       const pids = limits?.pids;
       // rctl's maxproc use of the jail: its deny rule keeps it from passing the limit, so at the limit is a hit.
       const atLimit = async () => ((await this.jail.usage(id)).get('maxproc') ?? 0) >= pids!;
@@ -161,7 +166,13 @@ export class JailSandbox implements Sandbox {
   }
 
   /** Undoes the set-up, all of it even when a part fails; then reports the first failure. */
-  private async cleanUp(removeJail: (() => Promise<{ exitCode: number; stderr: string }>) | undefined, mounted: readonly string[], created: readonly string[], secretsDir: string, recordFile: string): Promise<void> {
+  private async cleanUp(
+    removeJail: (() => Promise<{ exitCode: number; stderr: string }>) | undefined,
+    mounted: readonly string[],
+    created: readonly string[],
+    secretsDir: string,
+    recordFile: string,
+  ): Promise<void> {
     const failures: string[] = [];
     if (removeJail) {
       const removed = await removeJail();
@@ -185,7 +196,9 @@ export class JailSandbox implements Sandbox {
 function networkIsHost(network: readonly string[]): boolean {
   if (network.length === 0) return false;
   if (network.length === 1 && network[0] === 'host') return true;
-  throw new UnsupportedConfigError(`the jail sandbox only supports (network host) or no network; ${network.filter((n) => n !== 'host').join(' ') || network.join(' ')} needs a backend with named networks`);
+  throw new UnsupportedConfigError(
+    `the jail sandbox only supports (network host) or no network; ${network.filter((n) => n !== 'host').join(' ') || network.join(' ')} needs a backend with named networks`,
+  );
 }
 
 /** Where `path` lands inside `rootfs`, symlinks followed as runc does; a loop is refused, since no runtime will report it here. */
@@ -194,4 +207,3 @@ export function resolveInRoot(rootfs: string, path: string): Promise<string> {
     throw new UnsupportedConfigError(`too many levels of symbolic links in mount target ${target}`);
   });
 }
-

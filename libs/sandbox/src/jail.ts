@@ -62,11 +62,15 @@ export class Jail {
    * ifconfig as it starts.
    */
   async create(params: JailParams): Promise<{ exitCode: number; stderr: string }> {
-    const network = params.hostNetwork
-      ? ['ip4=inherit', 'ip6=inherit']
-      : ['vnet', `exec.start=${IN_JAIL.ifconfig} lo0 inet 127.0.0.1/8 up`];
+    const network = params.hostNetwork ? ['ip4=inherit', 'ip6=inherit'] : ['vnet', `exec.start=${IN_JAIL.ifconfig} lo0 inet 127.0.0.1/8 up`];
     return this.exec(this.commands.jail, [
-      '-c', `name=${params.name}`, `path=${params.rootfs}`, `host.hostname=${params.hostname}`, 'mount.devfs', 'persist', ...network,
+      '-c',
+      `name=${params.name}`,
+      `path=${params.rootfs}`,
+      `host.hostname=${params.hostname}`,
+      'mount.devfs',
+      'persist',
+      ...network,
     ]);
   }
 
@@ -99,10 +103,12 @@ export class Jail {
   async usage(name: string): Promise<ReadonlyMap<string, number>> {
     const { exitCode, stdout } = await this.exec(this.commands.rctl, ['-u', `jail:${name}`]);
     if (exitCode !== 0) return new Map();
-    return new Map(stdout.split('\n').flatMap((l) => {
-      const m = /^(\w+)=(\d+)$/.exec(l.trim());
-      return m ? [[m[1]!, Number(m[2])] as const] : [];
-    }));
+    return new Map(
+      stdout.split('\n').flatMap((l) => {
+        const m = /^(\w+)=(\d+)$/.exec(l.trim());
+        return m ? [[m[1]!, Number(m[2])] as const] : [];
+      }),
+    );
   }
 
   /** `rctl -r jail:NAME`: the rules outlive the jail otherwise. */
@@ -114,7 +120,10 @@ export class Jail {
   async list(): Promise<string[]> {
     const { exitCode, stdout, stderr } = await this.exec(this.commands.jls, ['-N', 'name']);
     if (exitCode !== 0) throw new Error(`jls failed (exit ${exitCode}): ${stderr.trim()}`);
-    return stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+    return stdout
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
   }
 
   /** `mount -t nullfs [-o ro] SRC DST`: nullfs is FreeBSD's bind mount, of a directory or of a file. */
@@ -138,13 +147,21 @@ export class Jail {
    * exactly the step's: `env -i K=V...`.
    */
   async jexec(params: JexecParams, options: RunOptions, stop: () => Promise<void>): Promise<void> {
-    const asUser = params.uid === 0 && params.gid === 0
-      ? []
-      : [IN_JAIL.chroot, '-u', String(params.uid), '-g', String(params.gid), '-G', String(params.gid), '/'];
+    const asUser =
+      params.uid === 0 && params.gid === 0 ? [] : [IN_JAIL.chroot, '-u', String(params.uid), '-g', String(params.gid), '-G', String(params.gid), '/'];
     const argv = [
-      this.commands.jexec, params.name, ...asUser,
-      IN_JAIL.env, '-i', ...params.env.map(([k, v]) => `${k}=${v}`),
-      IN_JAIL.sh, '-c', CD_THEN_EXEC, 'sh', params.cwd, ...params.argv,
+      this.commands.jexec,
+      params.name,
+      ...asUser,
+      IN_JAIL.env,
+      '-i',
+      ...params.env.map(([k, v]) => `${k}=${v}`),
+      IN_JAIL.sh,
+      '-c',
+      CD_THEN_EXEC,
+      'sh',
+      params.cwd,
+      ...params.argv,
     ];
     return runStreaming(argv, options, stop);
   }

@@ -7,7 +7,12 @@ import { LIMIT_POLL_MS } from './step-limits.js';
  * step that stopped or failed there with `reason`. For drivers that read the use of a
  * limit from a command (rctl, pgrep) rather than from a cgroup's event counters.
  */
-export async function runWatchingLimit(reason: string, atLimit: () => Promise<boolean>, options: RunOptions, run: (options: RunOptions) => Promise<void>): Promise<void> {
+export async function runWatchingLimit(
+  reason: string,
+  atLimit: () => Promise<boolean>,
+  options: RunOptions,
+  run: (options: RunOptions) => Promise<void>,
+): Promise<void> {
   const stop = new AbortController();
   const watch = setInterval(() => {
     void atLimit().then((hit) => {

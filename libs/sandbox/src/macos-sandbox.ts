@@ -122,17 +122,21 @@ export class MacosSandbox implements Sandbox {
       throw new UnsupportedConfigError(`the macOS sandbox runs Unix users only; the Windows user "${config.user.name}" needs the docker sandbox`);
     }
     if (config.network.length > 1 || (config.network.length === 1 && config.network[0] !== 'host')) {
-      throw new UnsupportedConfigError(`the macOS sandbox only supports (network host) or no network (which is not isolated on macOS); ${config.network.filter((n) => n !== 'host').join(' ')} needs a backend with named networks`);
+      throw new UnsupportedConfigError(
+        `the macOS sandbox only supports (network host) or no network (which is not isolated on macOS); ${config.network.filter((n) => n !== 'host').join(' ')} needs a backend with named networks`,
+      );
     }
     if (config.secrets.length > 0) {
-      throw new UnsupportedConfigError(`the macOS sandbox does not support secrets (${config.secrets.map((s) => s.target).join(', ')}): it has no mount to keep their values out of the snapshot`);
+      throw new UnsupportedConfigError(
+        `the macOS sandbox does not support secrets (${config.secrets.map((s) => s.target).join(', ')}): it has no mount to keep their values out of the snapshot`,
+      );
     }
     const limits = capLimits(options.limits, this.options.limits);
     const unenforced = unenforcedLimits(limits);
     if (unenforced) throw new UnsupportedConfigError(`the macOS sandbox cannot hold a step to ${unenforced}; it enforces a pids limit only`);
     const caches = config.mounts.map((m) => ({ src: m.src, at: this.inRootfs(rootfs, m.dst) }));
     for (const path of [this.home, this.prefix]) {
-      if (await exists(path) && !(await this.isLink(path))) {
+      if ((await exists(path)) && !(await this.isLink(path))) {
         throw new Error(`${path} is not a link: move it away, the macOS sandbox links it to each step's snapshot`);
       }
     }
@@ -167,15 +171,19 @@ export class MacosSandbox implements Sandbox {
       if (options.signal?.aborted) throw new CancelledError();
       started = true;
       const pids = limits?.pids;
-      const runAs = (runOptions: RunOptions) => this.macos.runAs(
-        {
-          user: this.user, argv: config.argv, cwd: config.cwd, profile: this.options.sandboxProfile,
-          env: [...config.env, ['HOME', this.home], ['USER', this.user], ['LOGNAME', this.user]],
-          ...(pids === undefined ? {} : { maxProcesses: pids }),
-        },
-        runOptions,
-        async () => void (await kill()),
-      );
+      const runAs = (runOptions: RunOptions) =>
+        this.macos.runAs(
+          {
+            user: this.user,
+            argv: config.argv,
+            cwd: config.cwd,
+            profile: this.options.sandboxProfile,
+            env: [...config.env, ['HOME', this.home], ['USER', this.user], ['LOGNAME', this.user]],
+            ...(pids === undefined ? {} : { maxProcesses: pids }),
+          },
+          runOptions,
+          async () => void (await kill()),
+        );
       const atLimit = async () => (await this.macos.processCount(this.user)) >= pids!;
       await (pids === undefined ? runAs(options) : runWatchingLimit(`pids limit ${pids} reached`, atLimit, options, runAs));
     } finally {
@@ -183,7 +191,13 @@ export class MacosSandbox implements Sandbox {
     }
   }
 
-  private async cleanUp(kill: (() => Promise<Result>) | undefined, links: readonly CacheLink[], emptied: readonly { path: string; mode: number; uid: number; gid: number }[], created: readonly string[], linked: readonly string[]): Promise<void> {
+  private async cleanUp(
+    kill: (() => Promise<Result>) | undefined,
+    links: readonly CacheLink[],
+    emptied: readonly { path: string; mode: number; uid: number; gid: number }[],
+    created: readonly string[],
+    linked: readonly string[],
+  ): Promise<void> {
     const failures: string[] = [];
     if (kill) {
       const killed = await kill();
@@ -208,7 +222,10 @@ export class MacosSandbox implements Sandbox {
 
   /** The host path, inside the root filesystem, of a cache target in the home directory or the prefix. */
   private inRootfs(rootfs: string, target: string): string {
-    for (const [base, dir] of [[this.home, MACOS_ROOTFS_HOME], [this.prefix, MACOS_ROOTFS_BREW]] as const) {
+    for (const [base, dir] of [
+      [this.home, MACOS_ROOTFS_HOME],
+      [this.prefix, MACOS_ROOTFS_BREW],
+    ] as const) {
       const rel = posix.relative(base, posix.normalize(target));
       if (target.startsWith('/') && rel !== '' && !rel.startsWith('..') && !posix.isAbsolute(rel)) return join(rootfs, dir, rel);
     }
@@ -245,5 +262,8 @@ function check(result: Result, what: string): void {
 }
 
 async function exists(path: string): Promise<boolean> {
-  return lstat(path).then(() => true, () => false);
+  return lstat(path).then(
+    () => true,
+    () => false,
+  );
 }

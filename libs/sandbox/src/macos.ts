@@ -73,7 +73,14 @@ export class Macos {
   /** Creates the build user as OBuilder's macos.ml does, one `dscl . -create` per attribute. */
   async createUser(user: string, uid: number, gid: number, home: string): Promise<Result> {
     const record = `/Users/${user}`;
-    for (const attribute of [[], ['UserShell', '/bin/bash'], ['RealName', user], ['UniqueID', String(uid)], ['PrimaryGroupID', String(gid)], ['NFSHomeDirectory', home]]) {
+    for (const attribute of [
+      [],
+      ['UserShell', '/bin/bash'],
+      ['RealName', user],
+      ['UniqueID', String(uid)],
+      ['PrimaryGroupID', String(gid)],
+      ['NFSHomeDirectory', home],
+    ]) {
       const result = await this.sudo([this.commands.dscl, '.', '-create', record, ...attribute]);
       if (result.exitCode !== 0) return result;
     }
@@ -103,14 +110,23 @@ export class Macos {
    * leaves exactly the step's environment.
    */
   async runAs(params: RunAsParams, options: RunOptions, stop: () => Promise<void>): Promise<void> {
-    const script = params.maxProcesses === undefined
-      ? [CD_THEN_EXEC, 'sh']
-      : [LIMIT_THEN_CD_THEN_EXEC, 'sh', String(params.maxProcesses)];
+    const script = params.maxProcesses === undefined ? [CD_THEN_EXEC, 'sh'] : [LIMIT_THEN_CD_THEN_EXEC, 'sh', String(params.maxProcesses)];
     const argv = [
-      this.commands.sudo, '-n', '-u', params.user, '-i', '--',
-      this.commands.env, '-i', ...params.env.map(([k, v]) => `${k}=${v}`),
+      this.commands.sudo,
+      '-n',
+      '-u',
+      params.user,
+      '-i',
+      '--',
+      this.commands.env,
+      '-i',
+      ...params.env.map(([k, v]) => `${k}=${v}`),
       ...(params.profile === undefined ? [] : [this.commands.sandboxExec, '-f', params.profile]),
-      this.commands.sh, '-c', ...script, params.cwd, ...params.argv,
+      this.commands.sh,
+      '-c',
+      ...script,
+      params.cwd,
+      ...params.argv,
     ];
     return runStreaming(argv, options, stop);
   }

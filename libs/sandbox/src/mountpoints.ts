@@ -39,7 +39,11 @@ export async function removeMountpoints(paths: readonly string[]): Promise<void>
  * /run/x on images where /var/run is a link. Past 40 links (a loop), `onLoop` decides:
  * by default the path resolved so far is returned and the runtime reports the loop.
  */
-export async function resolveInRoot(rootfs: string, path: string, onLoop: (path: string, partial: string) => string = (_, partial) => partial): Promise<string> {
+export async function resolveInRoot(
+  rootfs: string,
+  path: string,
+  onLoop: (path: string, partial: string) => string = (_, partial) => partial,
+): Promise<string> {
   let resolved = '/';
   let pending = path.split('/');
   for (let links = 0; pending.length > 0;) {
@@ -64,7 +68,10 @@ export async function resolveInRoot(rootfs: string, path: string, onLoop: (path:
 }
 
 async function exists(path: string): Promise<boolean> {
-  return lstat(path).then(() => true, () => false);
+  return lstat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 function ignore(...codes: string[]) {

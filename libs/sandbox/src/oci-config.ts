@@ -114,8 +114,20 @@ export interface OciConfig {
  * bounding set caps what a setuid program such as `sudo` can regain.
  */
 export const CAPABILITIES = [
-  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
-  'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FSETID',
+  'CAP_FOWNER',
+  'CAP_MKNOD',
+  'CAP_NET_RAW',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETFCAP',
+  'CAP_SETPCAP',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SYS_CHROOT',
+  'CAP_KILL',
+  'CAP_AUDIT_WRITE',
 ] as const;
 
 /** OBuilder's limit; tools that close every possible descriptor crawl under the million-wide limits of modern hosts. */
@@ -124,8 +136,16 @@ const NOFILE = 1024;
 // The lists `runc spec` writes: kernel interfaces that leak host details or let root
 // poke at the host even from inside a pid namespace.
 const MASKED_PATHS = [
-  '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
-  '/proc/timer_stats', '/proc/sched_debug', '/sys/firmware', '/proc/scsi',
+  '/proc/acpi',
+  '/proc/asound',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/sys/firmware',
+  '/proc/scsi',
 ];
 const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
@@ -208,7 +228,9 @@ export function networkIsHost(network: readonly string[]): boolean {
   if (network.length === 0) return false;
   if (network.length === 1 && network[0] === 'host') return true;
   const named = network.filter((n) => n !== 'host');
-  throw new UnsupportedConfigError(`the runc sandbox only supports (network host); ${named.join(' ') || network.join(' ')} needs a backend with named networks`);
+  throw new UnsupportedConfigError(
+    `the runc sandbox only supports (network host); ${named.join(' ') || network.join(' ')} needs a backend with named networks`,
+  );
 }
 
 /** The filter of a step: the default profile's rules, fast-sync's, both, or none. */
@@ -240,17 +262,65 @@ const ENOSYS = 38;
  */
 const REFUSED_CALLS = [
   // Kernel keyrings are not namespaced: a step could read or fill the host's.
-  'add_key', 'keyctl', 'request_key',
+  'add_key',
+  'keyctl',
+  'request_key',
   // Modules and kernel replacement.
-  'init_module', 'finit_module', 'delete_module', 'create_module', 'query_module', 'get_kernel_syms', 'kexec_load', 'kexec_file_load', 'reboot',
+  'init_module',
+  'finit_module',
+  'delete_module',
+  'create_module',
+  'query_module',
+  'get_kernel_syms',
+  'kexec_load',
+  'kexec_file_load',
+  'reboot',
   // Mounting (the capability is not granted either) and new namespaces, a user namespace
   // above all: inside one a step is root again, with every capability.
-  'mount', 'umount', 'umount2', 'pivot_root', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'move_mount', 'open_tree', 'mount_setattr', 'unshare', 'setns',
+  'mount',
+  'umount',
+  'umount2',
+  'pivot_root',
+  'fsopen',
+  'fsconfig',
+  'fsmount',
+  'fspick',
+  'move_mount',
+  'open_tree',
+  'mount_setattr',
+  'unshare',
+  'setns',
   // The host's clock, accounting, quotas, swap and kernel log.
-  'settimeofday', 'stime', 'clock_settime', 'clock_adjtime', 'adjtimex', 'acct', 'quotactl', 'swapon', 'swapoff', 'syslog',
+  'settimeofday',
+  'stime',
+  'clock_settime',
+  'clock_adjtime',
+  'adjtimex',
+  'acct',
+  'quotactl',
+  'swapon',
+  'swapoff',
+  'syslog',
   // Kernel interfaces with a history of escapes or host information.
-  'bpf', 'perf_event_open', 'userfaultfd', 'open_by_handle_at', 'lookup_dcookie', 'fanotify_init', 'kcmp',
-  'io_uring_setup', 'io_uring_enter', 'io_uring_register', 'iopl', 'ioperm', 'vm86', 'vm86old', 'nfsservctl', 'uselib', 'ustat', 'sysfs', '_sysctl',
+  'bpf',
+  'perf_event_open',
+  'userfaultfd',
+  'open_by_handle_at',
+  'lookup_dcookie',
+  'fanotify_init',
+  'kcmp',
+  'io_uring_setup',
+  'io_uring_enter',
+  'io_uring_register',
+  'iopl',
+  'ioperm',
+  'vm86',
+  'vm86old',
+  'nfsservctl',
+  'uselib',
+  'ustat',
+  'sysfs',
+  '_sysctl',
 ];
 
 /** clone's flags that make a namespace: refused one by one, as unshare is. */
@@ -288,7 +358,9 @@ function systemMounts(sysBind: boolean): OciMount[] {
     mount('/dev/pts', 'devpts', 'devpts', ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5']),
     mount('/dev/shm', 'tmpfs', 'shm', ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k']),
     mount('/dev/mqueue', 'mqueue', 'mqueue', ['nosuid', 'noexec', 'nodev']),
-    sysBind ? mount('/sys', 'bind', '/sys', ['rbind', 'nosuid', 'noexec', 'nodev', 'ro']) : mount('/sys', 'sysfs', 'sysfs', ['nosuid', 'noexec', 'nodev', 'ro']),
+    sysBind
+      ? mount('/sys', 'bind', '/sys', ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'])
+      : mount('/sys', 'sysfs', 'sysfs', ['nosuid', 'noexec', 'nodev', 'ro']),
   ];
 }
 

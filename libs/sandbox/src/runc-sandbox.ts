@@ -8,12 +8,20 @@ import { missingMountpoints, removeMountpoints } from './mountpoints.js';
 import { networkIsHost, ociConfig, type SeccompMode } from './oci-config.js';
 import { runStepProcess } from './step-process.js';
 import { commandExists } from './command-lookup.js';
-import { CancelledError, CommandNotFoundError, LimitReachedError, StepFailedError, type HostNetworkMode, type RunConfig, type RunOptions, type Sandbox } from './sandbox.js';
+import {
+  CancelledError,
+  CommandNotFoundError,
+  LimitReachedError,
+  StepFailedError,
+  type HostNetworkMode,
+  type RunConfig,
+  type RunOptions,
+  type Sandbox,
+} from './sandbox.js';
 import { StepCgroup } from './step-cgroup.js';
 import { capLimits, hasLimits, LIMIT_POLL_MS, type StepLimits } from './step-limits.js';
 import { hostStepResolvConf, startUserNetwork } from './user-network.js';
 import { letStepRootReach, shiftIn, shiftOut, type UsernsMode } from './user-namespace.js';
-
 
 export interface RuncSandboxOptions {
   /** crun takes the same flags and config and starts faster; see RuncSandbox for its host setup. */
@@ -143,7 +151,10 @@ export class RuncSandbox implements Sandbox {
         arch: process.arch,
         ...userNetwork,
       });
-      const created = await missingMountpoints(oci.root.path, oci.mounts.map((m) => m.destination));
+      const created = await missingMountpoints(
+        oci.root.path,
+        oci.mounts.map((m) => m.destination),
+      );
       // What the step may write, shifted to its user namespace's IDs and back afterwards.
       const writable = this.options.userns === 'remap' ? [oci.root.path, ...config.mounts.filter((m) => !m.readonly).map((m) => m.src)] : [];
       let shifted: string[] = [];
@@ -156,7 +167,12 @@ export class RuncSandbox implements Sandbox {
         await (cgroup ? this.runLimited(id, paths.dir, options, cgroup) : this.runContainer(id, paths.dir, options));
       } catch (e) {
         const command = config.argv[0];
-        if (e instanceof StepFailedError && e.exitCode !== null && command !== undefined && !(await commandExists(oci.root.path, command, config.cwd, config.env))) {
+        if (
+          e instanceof StepFailedError &&
+          e.exitCode !== null &&
+          command !== undefined &&
+          !(await commandExists(oci.root.path, command, config.cwd, config.env))
+        ) {
           throw new CommandNotFoundError(command, e.exitCode);
         }
         throw e;
@@ -206,15 +222,18 @@ export class RuncSandbox implements Sandbox {
     // so across streams the order is only as close as the relaying. Plain spawn rather
     // than execa: execa's set-up adds about 3 ms to every step, against some 12 ms for a
     // whole crun run. fd 3 is the tie to this process (see WITH_OWNER).
-    return runStepProcess({
-      argv: ['sh', '-c', WITH_OWNER, 'sh', this.options.runtime, this.stateDir, bundle, id],
-      extraPipes: 1,
-      kill: (_child, running) => this.kill(id, running),
-      // `run` removes the container when its process ends, unless the runtime itself died.
-      afterExit: async () => {
-        if (await exists(join(this.stateDir, id))) await this.remove(id);
+    return runStepProcess(
+      {
+        argv: ['sh', '-c', WITH_OWNER, 'sh', this.options.runtime, this.stateDir, bundle, id],
+        extraPipes: 1,
+        kill: (_child, running) => this.kill(id, running),
+        // `run` removes the container when its process ends, unless the runtime itself died.
+        afterExit: async () => {
+          if (await exists(join(this.stateDir, id))) await this.remove(id);
+        },
       },
-    }, options);
+      options,
+    );
   }
 
   /** Retries until the runtime has the container to kill, or `run` has returned. */

@@ -67,14 +67,20 @@ export interface RunOptions {
 
 export class StepFailedError extends Error {
   override readonly name = 'StepFailedError';
-  constructor(readonly exitCode: number | null, readonly signalName?: string) {
+  constructor(
+    readonly exitCode: number | null,
+    readonly signalName?: string,
+  ) {
     super(exitCode === null ? `the command was killed by ${signalName ?? 'a signal'}` : `the command exited with code ${exitCode}`);
   }
 }
 
 /** The step's command (its shell, usually) is not in its root filesystem. */
 export class CommandNotFoundError extends StepFailedError {
-  constructor(readonly command: string, exitCode: number | null) {
+  constructor(
+    readonly command: string,
+    exitCode: number | null,
+  ) {
     super(exitCode);
     this.message = `not found: ${command} (in the step's root filesystem; is (shell ...) right for this image?)`;
   }
@@ -82,7 +88,11 @@ export class CommandNotFoundError extends StepFailedError {
 
 /** The step ran into one of its limits; the message names it ("pids limit 512 reached"). */
 export class LimitReachedError extends StepFailedError {
-  constructor(readonly limit: string, exitCode: number | null, signalName?: string) {
+  constructor(
+    readonly limit: string,
+    exitCode: number | null,
+    signalName?: string,
+  ) {
     super(exitCode, signalName);
     this.message = limit;
   }

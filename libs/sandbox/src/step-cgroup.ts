@@ -105,7 +105,13 @@ export class StepCgroup {
     let most = 0;
     for (const path of [join(dir, file), join(dir, 'step', file)]) {
       const text = await readFile(path, 'utf8').catch(() => '');
-      const value = key === undefined ? text.trim() : text.split('\n').find((l) => l.startsWith(`${key} `))?.slice(key.length + 1);
+      const value =
+        key === undefined
+          ? text.trim()
+          : text
+              .split('\n')
+              .find((l) => l.startsWith(`${key} `))
+              ?.slice(key.length + 1);
       if (value) most = Math.max(most, Number(value));
     }
     return most;
@@ -143,7 +149,12 @@ export async function refusedForks(pid: number): Promise<number> {
   const path = v1 !== undefined ? join(ROOT, 'pids', v1.split(':')[2]!) : v2 !== undefined ? join(ROOT, v2.slice(3)) : undefined;
   if (path === undefined) return 0;
   const events = await readFile(join(path, 'pids.events'), 'utf8').catch(() => '');
-  return Number(events.split('\n').find((l) => l.startsWith('max '))?.slice(4) ?? 0);
+  return Number(
+    events
+      .split('\n')
+      .find((l) => l.startsWith('max '))
+      ?.slice(4) ?? 0,
+  );
 }
 
 /** `cairn` in the v2 hierarchy, or in each v1 hierarchy (named ones, such as systemd's, too). */

@@ -78,13 +78,16 @@ export async function runStepProcess(step: StepProcess, options: RunOptions): Pr
  * exactly one module that invokes it.
  */
 export function runStreaming(argv: readonly string[], options: RunOptions, stop: () => Promise<void>): Promise<void> {
-  return runStepProcess({
-    argv: ['/bin/sh', '-c', 'exec "$@" 2>&1', 'sh', ...argv],
-    kill: async (child, running) => {
-      await stop().catch(() => undefined);
-      if (running()) child.kill('SIGKILL');
+  return runStepProcess(
+    {
+      argv: ['/bin/sh', '-c', 'exec "$@" 2>&1', 'sh', ...argv],
+      kill: async (child, running) => {
+        await stop().catch(() => undefined);
+        if (running()) child.kill('SIGKILL');
+      },
     },
-  }, options);
+    options,
+  );
 }
 
 /**

@@ -45,7 +45,9 @@ const FUSE_SUPER_MAGIC = 0x65735546;
  */
 async function refuseFuse(dir: string): Promise<void> {
   if ((await statfs(dir)).type === FUSE_SUPER_MAGIC) {
-    throw new Error(`userns remap: ${dir} is on a FUSE filesystem (zfs-fuse?), where the step's root acts as host uid ${REMAP.hostId}, not as root: use userns host with this store`);
+    throw new Error(
+      `userns remap: ${dir} is on a FUSE filesystem (zfs-fuse?), where the step's root acts as host uid ${REMAP.hostId}, not as root: use userns host with this store`,
+    );
   }
 }
 
@@ -119,7 +121,9 @@ async function shiftTrees(dirs: readonly string[], map: (id: number) => number |
       const uid = map(st.uid);
       const gid = map(st.gid);
       if (uid === 'outside' || gid === 'outside') {
-        throw new UnsupportedConfigError(`${path} is owned by ${st.uid}:${st.gid}, outside the IDs 0-${REMAP.size - 1} a step's user namespace maps (userns remap); run it with userns host`);
+        throw new UnsupportedConfigError(
+          `${path} is owned by ${st.uid}:${st.gid}, outside the IDs 0-${REMAP.size - 1} a step's user namespace maps (userns remap); run it with userns host`,
+        );
       }
       if (uid !== st.uid || gid !== st.gid) changes.push({ path, uid, gid, ...(st.isFile() && st.mode & SETID_BITS ? { mode: st.mode & 0o7777 } : {}) });
     });

@@ -41,7 +41,8 @@ export class UserNetworkError extends Error {
   override readonly name = 'UserNetworkError';
 }
 
-const MISSING = 'install it (Debian: apt-get install slirp4netns), or set the host network mode to "shared" (CAIRN_HOST_NETWORK=shared, hostNetwork in the machine config) to give such steps the host\'s own network namespace as before';
+const MISSING =
+  'install it (Debian: apt-get install slirp4netns), or set the host network mode to "shared" (CAIRN_HOST_NETWORK=shared, hostNetwork in the machine config) to give such steps the host\'s own network namespace as before';
 
 export async function startUserNetwork(): Promise<UserNetwork> {
   // `echo` says the namespace exists; `read` returns at EOF, when we close stdin or die.
@@ -52,7 +53,8 @@ export async function startUserNetwork(): Promise<UserNetwork> {
     await firstByte(holder.stdout!, holderExit, async (e) => `unshare --net failed: ${e.error?.message ?? (await holderErr())}`);
     const netns = `/proc/${holder.pid}/ns/net`;
     // Never configure the host's own namespace (tap0 and a default route) by mistake.
-    if ((await readlink(netns)) === (await readlink('/proc/self/ns/net'))) throw new UserNetworkError('unshare --net left the step in the host network namespace');
+    if ((await readlink(netns)) === (await readlink('/proc/self/ns/net')))
+      throw new UserNetworkError('unshare --net left the step in the host network namespace');
     // fd 3: slirp4netns writes "1" there once tap0 is up; fd 4: it exits when that closes.
     const slirp = spawn('slirp4netns', [...SLIRP4NETNS_ARGS, '--ready-fd=3', '--exit-fd=4', String(holder.pid), 'tap0'], {
       stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'],
@@ -60,7 +62,10 @@ export async function startUserNetwork(): Promise<UserNetwork> {
     const slirpExit = exitOf(slirp);
     const slirpErr = collect(slirp.stderr!);
     const ready = firstByte(slirp.stdio[3] as Readable, slirpExit, async (e) =>
-      e.error?.code === 'ENOENT' ? `(network host) needs slirp4netns, which is not on PATH: ${MISSING}` : `slirp4netns failed: ${e.error?.message ?? (await slirpErr())}`);
+      e.error?.code === 'ENOENT'
+        ? `(network host) needs slirp4netns, which is not on PATH: ${MISSING}`
+        : `slirp4netns failed: ${e.error?.message ?? (await slirpErr())}`,
+    );
     ready.catch(() => undefined);
     let closing: Promise<void> | undefined;
     const close = () =>

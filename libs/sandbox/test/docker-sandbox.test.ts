@@ -70,7 +70,9 @@ describe('the docker sandbox, on a private dockerd', () => {
     // stdout and stderr are separate pipes in Docker: each is in order, not their interleaving.
     expect(out.replace('err\n', '')).toBe('out\nbuilder\n/tmp\n');
     expect(out).toContain('err\n');
-    expect(await d.docker(['image', 'inspect', '--format', '{{json .Config.Cmd}} {{json .Config.Entrypoint}}', s.target])).toMatch(/^\["\/bin\/sh"\] (null|\[\])\n$/);
+    expect(await d.docker(['image', 'inspect', '--format', '{{json .Config.Cmd}} {{json .Config.Entrypoint}}', s.target])).toMatch(
+      /^\["\/bin\/sh"\] (null|\[\])\n$/,
+    );
     expect(await run(s.rootfs, config('cat /f; id -u; id -g', { user: { kind: 'unix', uid: 1000, gid: 1000 } }))).toBe('data\n1000\n1000\n');
     expect(await containers()).toBe('');
   });
@@ -151,7 +153,10 @@ describe('the docker sandbox, on a private dockerd', () => {
       try {
         const outsidePort = (outside.address() as AddressInfo).port;
         const gateway = `$(ip route | awk '/^default/ {print $3}')`;
-        const isolated = await run((await step()).rootfs, config(`${probe(`127.0.0.1 ${port}`)}; ${probe(`${gateway} ${port}`)}; ${probe(`${gateway} ${outsidePort}`)}`, { network: ['host'] }));
+        const isolated = await run(
+          (await step()).rootfs,
+          config(`${probe(`127.0.0.1 ${port}`)}; ${probe(`${gateway} ${port}`)}; ${probe(`${gateway} ${outsidePort}`)}`, { network: ['host'] }),
+        );
         expect(isolated).not.toContain('hello-from-host');
         expect(isolated.match(/^unreachable$/gm)).toHaveLength(2);
         expect(isolated).toContain('hello-from-outside\nreached\n');
@@ -271,22 +276,25 @@ describe('docker container config (pure)', () => {
     // No network sandbox at all for `none` on Linux; the other modes and Windows keep the daemon's.
     expect([host.NetworkDisabled, isolated.NetworkDisabled]).toEqual([undefined, undefined]);
     expect(containerConfig(config('x', { user: { kind: 'windows', name: 'u' } }), plan, { os: 'windows' }).NetworkDisabled).toBeUndefined();
-    expect(containerConfig(config('x', { network: ['nat'], user: { kind: 'windows', name: 'u' } }), plan, { os: 'windows' }).HostConfig?.NetworkMode).toBe('nat');
+    expect(containerConfig(config('x', { network: ['nat'], user: { kind: 'windows', name: 'u' } }), plan, { os: 'windows' }).HostConfig?.NetworkMode).toBe(
+      'nat',
+    );
     expect(() => containerConfig(config('x', { network: ['a', 'b'] }), plan, { os: 'linux' })).toThrow('one network');
   });
 
   it('builds a Windows container: drive paths, cmd /S /C, the user by name, isolation', () => {
-    const win = containerConfig(
-      { ...c, argv: ['cmd', '/S', '/C', 'echo hi'], user: { kind: 'windows', name: 'ContainerAdministrator' } },
-      plan,
-      { os: 'windows', isolation: 'hyperv' },
-    );
+    const win = containerConfig({ ...c, argv: ['cmd', '/S', '/C', 'echo hi'], user: { kind: 'windows', name: 'ContainerAdministrator' } }, plan, {
+      os: 'windows',
+      isolation: 'hyperv',
+    });
     expect(win.Cmd).toEqual(['cmd', '/S', '/C', 'echo hi']);
     expect(win.WorkingDir).toBe('C:\\app');
     expect(win.User).toBe('ContainerAdministrator');
     expect(win.HostConfig?.Isolation).toBe('hyperv');
     expect(win.HostConfig?.Mounts?.map((m) => m.Target)).toEqual(['C:\\root\\.opam', 'C:\\run\\secrets\\t']);
-    expect(containerConfig({ ...c, user: { kind: 'windows', name: 'u' } }, plan, { os: 'windows', isolation: 'process' }).HostConfig?.Isolation).toBe('process');
+    expect(containerConfig({ ...c, user: { kind: 'windows', name: 'u' } }, plan, { os: 'windows', isolation: 'process' }).HostConfig?.Isolation).toBe(
+      'process',
+    );
     expect(containerConfig({ ...c, user: { kind: 'windows', name: 'u' } }, plan, { os: 'windows' }).HostConfig?.Isolation).toBeUndefined();
     expect(() => containerConfig(c, plan, { os: 'windows' })).toThrow('named user');
     expect([windowsPath('/'), windowsPath('C:/'), windowsPath('d:/src/x'), windowsPath('C:\\w')]).toEqual(['C:\\', 'C:\\', 'D:\\src\\x', 'C:\\w']);

@@ -41,7 +41,10 @@ export function stepConfig(script: string, config: Partial<RunConfig> = {}): Run
   };
 }
 
-export async function scratch(runtime: Runtime, options: Pick<RuncSandboxOptions, 'fastSync' | 'hostNetwork' | 'seccomp' | 'limits' | 'userns'> = {}): Promise<Scratch> {
+export async function scratch(
+  runtime: Runtime,
+  options: Pick<RuncSandboxOptions, 'fastSync' | 'hostNetwork' | 'seccomp' | 'limits' | 'userns'> = {},
+): Promise<Scratch> {
   const dir = await mkdtemp(join(tmpdir(), `cairn-sandbox-${runtime}-`));
   const rootfs = join(dir, 'rootfs');
   const stateDir = join(dir, 'state');

@@ -16,7 +16,10 @@ function config(over: Partial<RunConfig> = {}): RunConfig {
   return {
     argv: ['/bin/sh', '-c', 'make'],
     cwd: '/',
-    env: [['PATH', '/bin:/usr/bin'], ['HOME', '/root']],
+    env: [
+      ['PATH', '/bin:/usr/bin'],
+      ['HOME', '/root'],
+    ],
     user: { kind: 'unix', uid: 0, gid: 0 },
     hostname: 'builder',
     network: [],
@@ -54,7 +57,11 @@ async function setup(rules: readonly ShimRule[] = [], limits?: StepLimits) {
   return { shims, dir, rootfs, stateDir, sandbox, attempt, calls };
 }
 
-const exists = (path: string) => lstat(path).then(() => true, () => false);
+const exists = (path: string) =>
+  lstat(path).then(
+    () => true,
+    () => false,
+  );
 
 describe('JailSandbox (recording shim; FreeBSD is not available on this machine)', () => {
   it('creates a vnet jail, runs the step with its env and cwd, streams its output, then removes the jail', async () => {
@@ -98,7 +105,13 @@ describe('JailSandbox (recording shim; FreeBSD is not available on this machine)
 
   it('fails a step whose jail reached its pids limit with the pids reason, and a step below it with its exit code', async () => {
     // A fork bomb that gave up: its shell exited 2 on a refused fork, its children still fill the jail.
-    const bomb = await setup([{ cmd: 'jexec', exitCode: 2 }, { cmd: 'rctl', match: '-u', stdout: 'cputime=1\nmaxproc=512\nmemoryuse=1048576\n' }], { pids: 512 });
+    const bomb = await setup(
+      [
+        { cmd: 'jexec', exitCode: 2 },
+        { cmd: 'rctl', match: '-u', stdout: 'cputime=1\nmaxproc=512\nmemoryuse=1048576\n' },
+      ],
+      { pids: 512 },
+    );
     const { error } = await bomb.attempt(config());
     expect(error).toBeInstanceOf(LimitReachedError);
     expect((error as Error).message).toBe('pids limit 512 reached');
@@ -106,7 +119,13 @@ describe('JailSandbox (recording shim; FreeBSD is not available on this machine)
     expect((await bomb.calls()).filter((l) => l.startsWith('rctl -u')).at(-1)).toBe('rctl -u jail:ID');
     expect((await bomb.calls()).slice(-2)).toEqual(['rctl -r jail:ID', 'jail -r ID']);
 
-    const plain = await setup([{ cmd: 'jexec', exitCode: 2 }, { cmd: 'rctl', match: '-u', stdout: 'maxproc=3\n' }], { pids: 512 });
+    const plain = await setup(
+      [
+        { cmd: 'jexec', exitCode: 2 },
+        { cmd: 'rctl', match: '-u', stdout: 'maxproc=3\n' },
+      ],
+      { pids: 512 },
+    );
     const failed = (await plain.attempt(config())).error;
     expect(failed).toBeInstanceOf(StepFailedError);
     expect(failed).not.toBeInstanceOf(LimitReachedError);
@@ -114,7 +133,13 @@ describe('JailSandbox (recording shim; FreeBSD is not available on this machine)
   });
 
   it('stops a step whose jail sits at its pids limit (jail -r kills it) and fails it with the pids reason', async () => {
-    const s = await setup([{ cmd: 'jexec', sleepMs: 60_000 }, { cmd: 'rctl', match: '-u', stdout: 'maxproc=64\n' }], { pids: 64 });
+    const s = await setup(
+      [
+        { cmd: 'jexec', sleepMs: 60_000 },
+        { cmd: 'rctl', match: '-u', stdout: 'maxproc=64\n' },
+      ],
+      { pids: 64 },
+    );
     const started = Date.now();
     const { error } = await s.attempt(config());
     expect(error).toBeInstanceOf(LimitReachedError);
@@ -138,7 +163,7 @@ describe('JailSandbox (recording shim; FreeBSD is not available on this machine)
     expect(await s.calls()).toHaveLength(before);
   });
 
-  it('runs a non-root user through the jail\'s chroot with numeric IDs, since jexec takes names only', async () => {
+  it("runs a non-root user through the jail's chroot with numeric IDs, since jexec takes names only", async () => {
     const s = await setup();
     await s.attempt(config({ user: { kind: 'unix', uid: 1000, gid: 1001 } }));
     expect((await s.calls())[1]).toBe(
@@ -165,10 +190,13 @@ describe('JailSandbox (recording shim; FreeBSD is not available on this machine)
   });
 
   it('streams output in order as it is produced, stdout and stderr in one log', async () => {
-    const s = await setup([{
-      cmd: 'jexec', delayMs: 150,
-      chunks: [{ text: 'one\n' }, { text: 'two\n', stream: 'stderr' }, { text: 'three\n' }],
-    }]);
+    const s = await setup([
+      {
+        cmd: 'jexec',
+        delayMs: 150,
+        chunks: [{ text: 'one\n' }, { text: 'two\n', stream: 'stderr' }, { text: 'three\n' }],
+      },
+    ]);
     const arrivals: { text: string; at: number }[] = [];
     await s.sandbox.run(config(), s.rootfs, { onOutput: (c) => arrivals.push({ text: Buffer.from(c).toString(), at: Date.now() }) });
     const done = Date.now();
@@ -183,7 +211,7 @@ describe('JailSandbox (recording shim; FreeBSD is not available on this machine)
     expect((await s.shims.calls())[1]!.stdin).toBe('input bytes');
   });
 
-  it('cancels with jail -r (which kills the jail\'s processes), then cleans up, and rejects with CancelledError', async () => {
+  it("cancels with jail -r (which kills the jail's processes), then cleans up, and rejects with CancelledError", async () => {
     const s = await setup([{ cmd: 'jexec', stdout: 'started\n', sleepMs: 30_000 }]);
     await mkdir(join(s.dir, 'cache'));
     const controller = new AbortController();
@@ -220,16 +248,25 @@ describe('JailSandbox (recording shim; FreeBSD is not available on this machine)
     await symlink('/srv', join(s.rootfs, 'link'));
     let secretDuringStep: string | undefined;
     await s.shims.setRules([{ cmd: 'jexec', stdout: 'x' }]);
-    const { error } = await s.attempt(config({
-      mounts: [{ src: join(s.dir, 'cache-a'), dst: '/data/a' }, { src: join(s.dir, 'cache-b'), dst: '/link/b', readonly: true }],
-      secrets: [{ target: '/run/secrets/token', value: Buffer.from('s3cret') }],
-    }), {
-      // onOutput is synchronous: read the secret while the step runs.
-      onOutput: () => {
-        const dir = join(s.stateDir, readdirSync(s.stateDir).find((e) => e.endsWith('.secrets'))!);
-        secretDuringStep = readFileSync(join(dir, 'secret-0'), 'utf8');
+    const { error } = await s.attempt(
+      config({
+        mounts: [
+          { src: join(s.dir, 'cache-a'), dst: '/data/a' },
+          { src: join(s.dir, 'cache-b'), dst: '/link/b', readonly: true },
+        ],
+        secrets: [{ target: '/run/secrets/token', value: Buffer.from('s3cret') }],
+      }),
+      {
+        // onOutput is synchronous: read the secret while the step runs.
+        onOutput: () => {
+          const dir = join(
+            s.stateDir,
+            readdirSync(s.stateDir).find((e) => e.endsWith('.secrets'))!,
+          );
+          secretDuringStep = readFileSync(join(dir, 'secret-0'), 'utf8');
+        },
       },
-    });
+    );
     expect(error).toBeUndefined();
     expect(secretDuringStep).toBe('s3cret');
     expect(await s.calls()).toEqual([
@@ -275,12 +312,15 @@ describe('JailSandbox (recording shim; FreeBSD is not available on this machine)
     const secretsDir = join(s.stateDir, 'cairn-00000000000000aa.secrets');
     await mkdir(secretsDir);
     await writeFile(join(secretsDir, 'secret-0'), 'left behind');
-    await writeFile(join(s.stateDir, 'cairn-00000000000000aa.json'), JSON.stringify({
-      jail: 'cairn-00000000000000aa',
-      mounts: [join(s.rootfs, 'data'), join(s.rootfs, 'srv')],
-      created: [join(s.rootfs, 'data')],
-      secretsDir,
-    }));
+    await writeFile(
+      join(s.stateDir, 'cairn-00000000000000aa.json'),
+      JSON.stringify({
+        jail: 'cairn-00000000000000aa',
+        mounts: [join(s.rootfs, 'data'), join(s.rootfs, 'srv')],
+        created: [join(s.rootfs, 'data')],
+        secretsDir,
+      }),
+    );
     await s.sandbox.init();
     expect(await s.calls()).toEqual([
       'jls -N name',

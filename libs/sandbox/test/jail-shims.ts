@@ -58,7 +58,11 @@ export async function makeShims(names: readonly string[]): Promise<Shims> {
     dir,
     paths,
     setRules: (rules) => writeFile(join(dir, 'rules.json'), JSON.stringify(rules)),
-    calls: async () => (await readFile(join(dir, 'log'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Call),
+    calls: async () =>
+      (await readFile(join(dir, 'log'), 'utf8'))
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Call),
   };
   await shims.setRules([]);
   return shims;

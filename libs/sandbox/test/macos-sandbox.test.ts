@@ -35,7 +35,10 @@ async function setup(rules: readonly ShimRule[] = [], options: Partial<MacosSand
   const usersDir = join(dir, 'Users');
   await mkdir(usersDir);
   const sandbox = new MacosSandbox({
-    uid: 1001, usersDir, arch: 'arm64', brewPrefix: join(dir, 'opt/homebrew'),
+    uid: 1001,
+    usersDir,
+    arch: 'arm64',
+    brewPrefix: join(dir, 'opt/homebrew'),
     commands: { sudo: shims.paths.sudo!, dscl: shims.paths.dscl!, pgrep: shims.paths.pgrep! },
     ...options,
   });
@@ -126,7 +129,13 @@ describe('MacosSandbox (recording shim; macOS is not available on this machine)'
   });
 
   it("holds a step to its pids limit with ulimit -u (RLIMIT_NPROC, launchd's NumberOfProcesses), the job's capped by the sandbox's", async () => {
-    const s = await setup([{ cmd: 'sudo', match: '-i', stdout: 'built\n' }, { cmd: 'pgrep', stdout: '501\n502\n' }], { limits: { pids: 4096 } });
+    const s = await setup(
+      [
+        { cmd: 'sudo', match: '-i', stdout: 'built\n' },
+        { cmd: 'pgrep', stdout: '501\n502\n' },
+      ],
+      { limits: { pids: 4096 } },
+    );
     const { error } = await s.attempt(config(), { limits: { pids: 256 } });
     expect(error).toBeUndefined();
     const limited = STEP.replace(`/bin/sh -c ${CD} sh `, `/bin/sh -c ulimit -u "$1" || exit 1; shift; ${CD} sh 256 `);
@@ -136,13 +145,25 @@ describe('MacosSandbox (recording shim; macOS is not available on this machine)'
 
   it('fails a step whose user reached its pids limit with the pids reason, stopping one that sits there, and a step below it with its exit code', async () => {
     const full = Array.from({ length: 64 }, (_, i) => String(600 + i)).join('\n') + '\n';
-    const gaveUp = await setup([{ cmd: 'sudo', match: '-i', exitCode: 2 }, { cmd: 'pgrep', stdout: full }], { limits: { pids: 64 } });
+    const gaveUp = await setup(
+      [
+        { cmd: 'sudo', match: '-i', exitCode: 2 },
+        { cmd: 'pgrep', stdout: full },
+      ],
+      { limits: { pids: 64 } },
+    );
     const failed = (await gaveUp.attempt(config())).error;
     expect(failed).toBeInstanceOf(LimitReachedError);
     expect((failed as Error).message).toBe('pids limit 64 reached');
     expect((await gaveUp.calls()).filter((l) => l.startsWith('pgrep')).at(-1)).toBe('pgrep -u mac1001');
 
-    const sitting = await setup([{ cmd: 'sudo', match: '-i', sleepMs: 60_000 }, { cmd: 'pgrep', stdout: full }], { limits: { pids: 64 } });
+    const sitting = await setup(
+      [
+        { cmd: 'sudo', match: '-i', sleepMs: 60_000 },
+        { cmd: 'pgrep', stdout: full },
+      ],
+      { limits: { pids: 64 } },
+    );
     const started = Date.now();
     const stopped = (await sitting.attempt(config())).error;
     expect(stopped).toBeInstanceOf(LimitReachedError);
@@ -151,7 +172,13 @@ describe('MacosSandbox (recording shim; macOS is not available on this machine)'
     expect(Date.now() - started).toBeLessThan(30_000);
     expect((await sitting.calls()).filter((l) => !l.startsWith('pgrep')).slice(-3)).toEqual([PKILL, ...UNLINKS]);
 
-    const below = await setup([{ cmd: 'sudo', match: '-i', exitCode: 2 }, { cmd: 'pgrep', stdout: '601\n' }], { limits: { pids: 64 } });
+    const below = await setup(
+      [
+        { cmd: 'sudo', match: '-i', exitCode: 2 },
+        { cmd: 'pgrep', stdout: '601\n' },
+      ],
+      { limits: { pids: 64 } },
+    );
     const plain = (await below.attempt(config())).error;
     expect(plain).toBeInstanceOf(StepFailedError);
     expect(plain).not.toBeInstanceOf(LimitReachedError);
@@ -172,18 +199,21 @@ describe('MacosSandbox (recording shim; macOS is not available on this machine)'
     await mkdir(join(s.dir, 'brew-cache'));
     await mkdir(join(s.rootfs, 'brew', 'Caches'), { recursive: true, mode: 0o750 });
     const during: Record<string, string> = {};
-    const { error } = await s.attempt(config({
-      mounts: [
-        { src: join(s.dir, 'opam-cache'), dst: join(s.usersDir, 'mac1001/.opam/download-cache') },
-        { src: join(s.dir, 'brew-cache'), dst: join(s.dir, 'opt/homebrew/Caches') },
-      ],
-    }), {
-      onOutput: () => {
-        for (const p of ['home/.opam/download-cache', 'brew/Caches']) {
-          if (lstatSync(join(s.rootfs, p)).isSymbolicLink()) during[p] = readlinkSync(join(s.rootfs, p)).replace(s.dir, 'DIR');
-        }
+    const { error } = await s.attempt(
+      config({
+        mounts: [
+          { src: join(s.dir, 'opam-cache'), dst: join(s.usersDir, 'mac1001/.opam/download-cache') },
+          { src: join(s.dir, 'brew-cache'), dst: join(s.dir, 'opt/homebrew/Caches') },
+        ],
+      }),
+      {
+        onOutput: () => {
+          for (const p of ['home/.opam/download-cache', 'brew/Caches']) {
+            if (lstatSync(join(s.rootfs, p)).isSymbolicLink()) during[p] = readlinkSync(join(s.rootfs, p)).replace(s.dir, 'DIR');
+          }
+        },
       },
-    });
+    );
     expect(error).toBeUndefined();
     expect(during).toEqual({ 'home/.opam/download-cache': 'DIR/opam-cache', 'brew/Caches': 'DIR/brew-cache' });
     // The parents the driver made are gone, the directory it moved aside is back.

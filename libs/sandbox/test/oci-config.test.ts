@@ -16,7 +16,17 @@ const input: OciConfigInput = {
 
 describe('the OCI config of a step', () => {
   it('runs the command with its cwd, environment and user, without a terminal', () => {
-    const config = ociConfig(stepConfig('make', { cwd: '/src', env: [['PATH', '/bin'], ['A', 'x=y']], user: USER }), input);
+    const config = ociConfig(
+      stepConfig('make', {
+        cwd: '/src',
+        env: [
+          ['PATH', '/bin'],
+          ['A', 'x=y'],
+        ],
+        user: USER,
+      }),
+      input,
+    );
     expect(config.process).toMatchObject({
       terminal: false,
       args: ['/bin/sh', '-c', 'make'],
@@ -79,14 +89,29 @@ describe('the OCI config of a step', () => {
   it('mounts the system filesystems, the hosts file, caches and then secrets', () => {
     const config = ociConfig(
       stepConfig('true', {
-        mounts: [{ src: '/caches/opam', dst: '/home/opam/.opam/download-cache' }, { src: '/caches/ro', dst: '/ro', readonly: true }],
-        secrets: [{ target: '/run/secrets/a', value: Buffer.from('not in the config') }, { target: '/b', value: Buffer.from('nor this') }],
+        mounts: [
+          { src: '/caches/opam', dst: '/home/opam/.opam/download-cache' },
+          { src: '/caches/ro', dst: '/ro', readonly: true },
+        ],
+        secrets: [
+          { target: '/run/secrets/a', value: Buffer.from('not in the config') },
+          { target: '/b', value: Buffer.from('nor this') },
+        ],
       }),
       { ...input, secretFiles: ['/bundle/secret-0', '/bundle/secret-1'] },
     );
     expect(config.mounts.map((m) => [m.destination, m.type])).toEqual([
-      ['/proc', 'proc'], ['/dev', 'tmpfs'], ['/dev/pts', 'devpts'], ['/dev/shm', 'tmpfs'], ['/dev/mqueue', 'mqueue'], ['/sys', 'sysfs'],
-      ['/etc/hosts', 'bind'], ['/home/opam/.opam/download-cache', 'bind'], ['/ro', 'bind'], ['/run/secrets/a', 'bind'], ['/b', 'bind'],
+      ['/proc', 'proc'],
+      ['/dev', 'tmpfs'],
+      ['/dev/pts', 'devpts'],
+      ['/dev/shm', 'tmpfs'],
+      ['/dev/mqueue', 'mqueue'],
+      ['/sys', 'sysfs'],
+      ['/etc/hosts', 'bind'],
+      ['/home/opam/.opam/download-cache', 'bind'],
+      ['/ro', 'bind'],
+      ['/run/secrets/a', 'bind'],
+      ['/b', 'bind'],
     ]);
     const byTarget = new Map(config.mounts.map((m) => [m.destination, m]));
     expect(byTarget.get('/sys')!.options).toContain('ro');
@@ -117,7 +142,27 @@ describe('the OCI config of a step', () => {
     expect(seccomp.defaultAction).toBe('SCMP_ACT_ALLOW');
     expect(seccomp.architectures).toEqual(['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32']);
     const refused = seccomp.syscalls.filter((r) => !r.args && r.errnoRet === 1).flatMap((r) => r.names);
-    for (const call of ['keyctl', 'add_key', 'request_key', 'init_module', 'finit_module', 'delete_module', 'kexec_load', 'mount', 'umount2', 'pivot_root', 'unshare', 'setns', 'bpf', 'perf_event_open', 'userfaultfd', 'open_by_handle_at', 'clock_settime', 'swapon', 'reboot']) {
+    for (const call of [
+      'keyctl',
+      'add_key',
+      'request_key',
+      'init_module',
+      'finit_module',
+      'delete_module',
+      'kexec_load',
+      'mount',
+      'umount2',
+      'pivot_root',
+      'unshare',
+      'setns',
+      'bpf',
+      'perf_event_open',
+      'userfaultfd',
+      'open_by_handle_at',
+      'clock_settime',
+      'swapon',
+      'reboot',
+    ]) {
       expect(refused, call).toContain(call);
     }
     // clone with any namespace flag, one rule per flag; clone3 answers "not implemented".
@@ -144,7 +189,10 @@ describe('the OCI config of a step', () => {
     const both = ociConfig(stepConfig('true'), { ...input, fastSync: true }).linux.seccomp!;
     expect(both.syscalls.at(-1)).toEqual(syncRule);
     expect(both.syscalls.length).toBe(ociConfig(stepConfig('true'), input).linux.seccomp!.syscalls.length + 1);
-    expect(ociConfig(stepConfig('true'), { ...input, fastSync: true, arch: 'arm64' }).linux.seccomp?.architectures).toEqual(['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM']);
+    expect(ociConfig(stepConfig('true'), { ...input, fastSync: true, arch: 'arm64' }).linux.seccomp?.architectures).toEqual([
+      'SCMP_ARCH_AARCH64',
+      'SCMP_ARCH_ARM',
+    ]);
     // Elsewhere the runtime's native architecture is the default.
     expect(ociConfig(stepConfig('true'), { ...input, fastSync: true, arch: 'riscv64' }).linux.seccomp).not.toHaveProperty('architectures');
   });

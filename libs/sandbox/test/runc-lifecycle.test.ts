@@ -82,7 +82,7 @@ describe.each(RUNTIMES)('%s: cancellation and crashes', (runtime) => {
     expect(existsSync(`${s.stateDir}.bundles`)).toBe(false);
   });
 
-  it('init() in another process leaves a live worker\'s container and bundle alone', async () => {
+  it("init() in another process leaves a live worker's container and bundle alone", async () => {
     const s = await scratch(runtime);
     const worker = execa('node', ['--import', 'tsx', FIXTURE, runtime, s.stateDir, s.rootfs], { reject: false });
     let output = '';
@@ -116,7 +116,7 @@ describe.each(RUNTIMES)('%s: cancellation and crashes', (runtime) => {
     await rm(mine, { recursive: true });
   });
 
-  it('init() leaves containers that are not Cairn\'s alone', async () => {
+  it("init() leaves containers that are not Cairn's alone", async () => {
     const s = await scratch(runtime);
     const bundle = join(s.dir, 'other-bundle');
     await mkdir(bundle);

@@ -98,7 +98,12 @@ describe('step limits', () => {
   });
 
   it('reads sizes as people write them, and says where one is wrong', () => {
-    expect([parseBytes('512m', 'x'), parseBytes('4G', 'x'), parseBytes('1048576', 'x'), parseBytes('1.5k', 'x')]).toEqual([512 * 2 ** 20, 4 * 2 ** 30, 1048576, 1536]);
+    expect([parseBytes('512m', 'x'), parseBytes('4G', 'x'), parseBytes('1048576', 'x'), parseBytes('1.5k', 'x')]).toEqual([
+      512 * 2 ** 20,
+      4 * 2 ** 30,
+      1048576,
+      1536,
+    ]);
     expect(() => parseBytes('lots', '--memory')).toThrow('--memory: "lots" is not a size (e.g. 512m, 4g)');
   });
 

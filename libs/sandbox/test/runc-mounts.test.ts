@@ -94,7 +94,9 @@ describe.each(RUNTIMES)('%s: mounts', (runtime) => {
     await mkdir(join(s.rootfs, 'var'));
     await symlink('../run', join(s.rootfs, 'var/run'));
     const before = await tree(s.rootfs);
-    expect(await s.run('cat /var/run/secrets/key; ls /run/secrets', { secrets: [{ target: '/var/run/secrets/key', value: Buffer.from(value) }] })).toBe(`${value}key\n`);
+    expect(await s.run('cat /var/run/secrets/key; ls /run/secrets', { secrets: [{ target: '/var/run/secrets/key', value: Buffer.from(value) }] })).toBe(
+      `${value}key\n`,
+    );
     expect(await tree(s.rootfs)).toEqual(before);
     expect(await occursIn(s.rootfs, value)).toBe(false);
   });

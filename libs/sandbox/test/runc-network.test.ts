@@ -51,7 +51,11 @@ beforeAll(async () => {
   await execa('ip', ['-n', NETNS, 'link', 'set', 'lo', 'up']);
   web = execa('ip', ['netns', 'exec', NETNS, 'busybox', 'httpd', '-f', '-p', `${SERVER}:8080`, '-h', webRoot], { reject: false });
   // The host itself reaches it (or the test would prove nothing about the step).
-  await waitFor(async () => (await execa('busybox', ['wget', '-q', '-O', '-', `http://${SERVER}:8080/`], { reject: false })).stdout.includes('hello'), 'the test namespace\'s web server', 10_000);
+  await waitFor(
+    async () => (await execa('busybox', ['wget', '-q', '-O', '-', `http://${SERVER}:8080/`], { reject: false })).stdout.includes('hello'),
+    "the test namespace's web server",
+    10_000,
+  );
 });
 
 afterAll(async () => {
@@ -105,7 +109,7 @@ function gone(pid: number): boolean {
 describe.each(RUNTIMES)('%s: (network host) with user-mode networking', (runtime) => {
   const probe = (address: string, port: number) => `nc -w 3 ${address} ${port} </dev/null && echo "${address}: reached" || echo "${address}: unreachable"`;
 
-  it('cannot connect to a server on the host\'s 127.0.0.1, by any address', async () => {
+  it("cannot connect to a server on the host's 127.0.0.1, by any address", async () => {
     const s = await scratch(runtime);
     const addresses = ['127.0.0.1', '10.0.2.2', ...hostAddresses()];
     const before = connections;
@@ -135,20 +139,25 @@ describe.each(RUNTIMES)('%s: (network host) with user-mode networking', (runtime
     expect(await s.run(`wget -q -O - http://${SERVER}:8080/`, { network: ['host'] })).toBe('hello from the test namespace\n');
   });
 
-  it('has its own tap0 behind slirp4netns, no CAP_NET_RAW, and the host\'s resolv.conf less loopback nameservers', async () => {
+  it("has its own tap0 behind slirp4netns, no CAP_NET_RAW, and the host's resolv.conf less loopback nameservers", async () => {
     const s = await scratch(runtime);
-    const script = 'ip -o -4 addr show tap0 | tr -s " " | cut -d" " -f4; ip route | grep ^default; grep CapBnd /proc/self/status; arping -c 1 -I tap0 10.0.2.2 2>&1; cat /etc/resolv.conf';
+    const script =
+      'ip -o -4 addr show tap0 | tr -s " " | cut -d" " -f4; ip route | grep ^default; grep CapBnd /proc/self/status; arping -c 1 -I tap0 10.0.2.2 2>&1; cat /etc/resolv.conf';
     const output = await s.run(script, { network: ['host'] });
     // Docker's default set less NET_RAW (bit 13).
     expect(output).toMatch(/^10\.0\.2\.100\/24\ndefault via 10\.0\.2\.2 dev tap0 *\nCapBnd:\t00000000a80405fb\narping: socket: Operation not permitted\n/);
     const host = existsSync('/etc/resolv.conf') ? readFileSync('/etc/resolv.conf', 'utf8') : '';
-    expect(output.slice(output.indexOf('not permitted\n') + 'not permitted\n'.length)).toBe(stepResolvConf(host, existsSync('/run/systemd/resolve/resolv.conf') ? readFileSync('/run/systemd/resolve/resolv.conf', 'utf8') : undefined));
+    expect(output.slice(output.indexOf('not permitted\n') + 'not permitted\n'.length)).toBe(
+      stepResolvConf(host, existsSync('/run/systemd/resolve/resolv.conf') ? readFileSync('/run/systemd/resolve/resolv.conf', 'utf8') : undefined),
+    );
   });
 
   it('steps without network are untouched: loopback only, no slirp4netns started', async () => {
     const s = await scratch(runtime);
     let output = '';
-    const step = s.sandbox.run(stepConfig('ip -o link | cut -d: -f2; echo started; sleep 1'), s.rootfs, { onOutput: (c) => (output += Buffer.from(c).toString()) });
+    const step = s.sandbox.run(stepConfig('ip -o link | cut -d: -f2; echo started; sleep 1'), s.rootfs, {
+      onOutput: (c) => (output += Buffer.from(c).toString()),
+    });
     await waitFor(() => output.includes('started'), 'the step to start');
     const during = await networkProcesses(process.pid);
     await step;
@@ -193,7 +202,9 @@ describe.each(RUNTIMES)('%s: (network host) with user-mode networking', (runtime
       process.env.PATH = saved;
     }
     expect(result.error).toBeInstanceOf(UserNetworkError);
-    expect((result.error as Error).message).toMatch(/^\(network host\) needs slirp4netns, which is not on PATH: install it \(Debian: apt-get install slirp4netns\), or set the host network mode to "shared"/);
+    expect((result.error as Error).message).toMatch(
+      /^\(network host\) needs slirp4netns, which is not on PATH: install it \(Debian: apt-get install slirp4netns\), or set the host network mode to "shared"/,
+    );
     expect(result.output).toBe('');
     expect(await networkProcesses(process.pid)).toEqual([]);
     expect(await s.containers()).toEqual([]);
@@ -217,16 +228,16 @@ describe.each(RUNTIMES)('%s: (network host) with user-mode networking', (runtime
 });
 
 describe('stepResolvConf', () => {
-  it('keeps the host\'s file when its nameservers are reachable', () => {
+  it("keeps the host's file when its nameservers are reachable", () => {
     const host = 'search example.org\nnameserver 10.255.255.53\nnameserver 192.0.2.53\noptions ndots:2\n';
     expect(stepResolvConf(host)).toBe(host);
   });
 
-  it('drops nameservers on the host\'s loopback, IPv4 and IPv6', () => {
+  it("drops nameservers on the host's loopback, IPv4 and IPv6", () => {
     expect(stepResolvConf('nameserver 127.0.0.1\nnameserver ::1\nnameserver 10.0.0.2\n')).toBe('nameserver 10.0.0.2\n');
   });
 
-  it('falls back to systemd-resolved\'s upstream servers when only loopback ones are left', () => {
+  it("falls back to systemd-resolved's upstream servers when only loopback ones are left", () => {
     const host = '# stub\nnameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n';
     const upstream = '# upstream\nnameserver 192.0.2.1\nnameserver 127.0.0.2\nnameserver 2001:db8::1\nsearch lan\n';
     expect(stepResolvConf(host, upstream)).toBe('# stub\noptions edns0 trust-ad\nsearch lan\nnameserver 192.0.2.1\nnameserver 2001:db8::1\n');

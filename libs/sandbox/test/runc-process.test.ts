@@ -51,7 +51,10 @@ describe.each(RUNTIMES)('%s: the step process', (runtime) => {
       expect((error as Error).message, argv.join(' ')).toContain(`not found: ${argv[0]}`);
     }
     // Found (through a relative link, along PATH) and failing: its exit code, as before.
-    for (const argv of [['sh', '-c', 'exit 1'], ['/bin/sh', '-c', 'exit 1']]) {
+    for (const argv of [
+      ['sh', '-c', 'exit 1'],
+      ['/bin/sh', '-c', 'exit 1'],
+    ]) {
       const { error } = await s.attempt('', { argv });
       expect(error, argv.join(' ')).not.toBeInstanceOf(CommandNotFoundError);
       expect((error as StepFailedError).exitCode).toBe(1);
@@ -94,7 +97,11 @@ describe.each(RUNTIMES)('%s: the step process', (runtime) => {
 
   it('runs in the working directory, with the environment', async () => {
     const s = await scratch(runtime);
-    const env: [string, string][] = [['PATH', '/bin'], ['GREETING', 'hello world'], ['EQUATION', 'a=b']];
+    const env: [string, string][] = [
+      ['PATH', '/bin'],
+      ['GREETING', 'hello world'],
+      ['EQUATION', 'a=b'],
+    ];
     expect(await s.run('pwd; echo "$GREETING"; echo "$EQUATION"', { cwd: '/tmp', env })).toBe('/tmp\nhello world\na=b\n');
   });
 

@@ -14,11 +14,13 @@ import { RUNTIMES, scratch, tree, USER, waitFor } from './harness.js';
 /** owner:group and mode of every entry under `dir`, to compare a tree before and after. */
 async function owners(dir: string): Promise<string[]> {
   const entries = await tree(dir);
-  return Promise.all(entries.map(async (e) => {
-    const path = join(dir, e.split(' ')[0]!);
-    const st = await lstat(path);
-    return `${e} ${st.uid}:${st.gid} ${(st.mode & 0o7777).toString(8)}`;
-  }));
+  return Promise.all(
+    entries.map(async (e) => {
+      const path = join(dir, e.split(' ')[0]!);
+      const st = await lstat(path);
+      return `${e} ${st.uid}:${st.gid} ${(st.mode & 0o7777).toString(8)}`;
+    }),
+  );
 }
 
 describe.each(RUNTIMES)('%s: user namespace (userns remap)', (runtime) => {
@@ -28,7 +30,8 @@ describe.each(RUNTIMES)('%s: user namespace (userns remap)', (runtime) => {
     await mkdir(cache);
     // The step writes, then waits for the host to look and to put a file of its root there.
     // One stream: runc relays stdout and stderr apart, which may reorder them.
-    const step = s.attempt(`
+    const step = s.attempt(
+      `
       exec 2>&1
       cat /proc/self/uid_map /proc/self/gid_map | tr -s ' '
       id -u
@@ -37,7 +40,9 @@ describe.each(RUNTIMES)('%s: user namespace (userns remap)', (runtime) => {
       echo more >> /tmp/host-file && echo "wrote the host's file"
       chown 0:0 /tmp/host-file && echo "took the host's file"
       cat /tmp/host-file
-      echo ok`, { mounts: [{ src: cache, dst: '/cache' }] });
+      echo ok`,
+      { mounts: [{ src: cache, dst: '/cache' }] },
+    );
     await waitFor(() => existsSync(join(s.rootfs, 'tmp/ready')), 'the step to write', 60_000);
     expect((await stat(join(cache, 'by-step'))).uid).toBe(REMAP.hostId);
     expect((await stat(join(cache, 'by-step'))).gid).toBe(REMAP.hostId);
@@ -74,7 +79,9 @@ describe.each(RUNTIMES)('%s: user namespace (userns remap)', (runtime) => {
     expect((await stat(join(remapped.rootfs, 'out/suid'))).mode & 0o7777).toBe(0o4755);
     expect((await stat(join(remapped.rootfs, 'tmp/u'))).uid).toBe(1000);
     // A non-root step user is 101000 on the host while it runs; its secret is readable by it.
-    expect(await remapped.run('id -u; cat /run/secrets/s', { user: USER, secrets: [{ target: '/run/secrets/s', value: Buffer.from('shh\n') }] })).toBe('1000\nshh\n');
+    expect(await remapped.run('id -u; cat /run/secrets/s', { user: USER, secrets: [{ target: '/run/secrets/s', value: Buffer.from('shh\n') }] })).toBe(
+      '1000\nshh\n',
+    );
   });
 
   it('gives the owners back when the step fails', async () => {
@@ -87,7 +94,9 @@ describe.each(RUNTIMES)('%s: user namespace (userns remap)', (runtime) => {
 
   it.each(['shared', 'isolated'] as const)('runs (network host) steps with hostNetwork %s, with a read-only /sys of the host', async (hostNetwork) => {
     const s = await scratch(runtime, { userns: 'remap', hostNetwork });
-    const output = await s.run(`id -u; awk '$5 == "/sys" { print $5, substr($6, 1, 2) }' /proc/self/mountinfo; ip -o link | grep -c -v ' lo:'`, { network: ['host'] });
+    const output = await s.run(`id -u; awk '$5 == "/sys" { print $5, substr($6, 1, 2) }' /proc/self/mountinfo; ip -o link | grep -c -v ' lo:'`, {
+      network: ['host'],
+    });
     // An interface besides loopback (the host's, or slirp4netns's tap0), and /sys read-only.
     expect(output).toMatch(/^0\n\/sys ro\n[1-9]\d*\n$/);
   });
@@ -99,7 +108,9 @@ describe.each(RUNTIMES)('%s: user namespace (userns remap)', (runtime) => {
     const before = await owners(s.rootfs);
     const { error } = await s.attempt('true');
     expect(error).toBeInstanceOf(UnsupportedConfigError);
-    expect((error as Error).message).toBe(`${join(s.rootfs, 'far')} is owned by 70000:0, outside the IDs 0-65535 a step's user namespace maps (userns remap); run it with userns host`);
+    expect((error as Error).message).toBe(
+      `${join(s.rootfs, 'far')} is owned by 70000:0, outside the IDs 0-65535 a step's user namespace maps (userns remap); run it with userns host`,
+    );
     expect(await owners(s.rootfs)).toEqual(before);
   });
 });

@@ -16,6 +16,8 @@ describe('createSandbox', () => {
   });
 
   it('names the valid choices for anything else', () => {
-    expect(() => createSandbox('lxc' as SandboxKind, { stateDir: '/run/cairn/test' })).toThrow('unknown sandbox "lxc": choose one of runc, crun, docker, jail, macos');
+    expect(() => createSandbox('lxc' as SandboxKind, { stateDir: '/run/cairn/test' })).toThrow(
+      'unknown sandbox "lxc": choose one of runc, crun, docker, jail, macos',
+    );
   });
 });

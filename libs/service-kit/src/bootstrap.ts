@@ -12,7 +12,18 @@ import 'reflect-metadata';
 import { Logger, Module, type DynamicModule, type INestApplication } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService, NestFactory } from '@nestjs/core';
 import { ServerNats, type NatsContext } from '@nestjs/microservices';
-import { busFromEnv, connectBus, ensureAll, jetStreamFromEnv, natsConnectionOptions, newTraceId, SafeJsonDeserializer, throughBusRestarts, traceOf, withTrace } from '@cairn/contracts';
+import {
+  busFromEnv,
+  connectBus,
+  ensureAll,
+  jetStreamFromEnv,
+  natsConnectionOptions,
+  newTraceId,
+  SafeJsonDeserializer,
+  throughBusRestarts,
+  traceOf,
+  withTrace,
+} from '@cairn/contracts';
 import type { MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 import { handlersOf, type BusHandler } from './bus-handlers.js';
 import { DirectTransport } from './direct-transport.js';
@@ -66,7 +77,11 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   const logger = serviceLogger(options.name, env, options.logFields);
   let madeStreams = true;
   try {
-    await throughBusRestarts('making the JetStream streams and buckets', () => ensureAll(bus, jetStream), (m) => logger.warn(m));
+    await throughBusRestarts(
+      'making the JetStream streams and buckets',
+      () => ensureAll(bus, jetStream),
+      (m) => logger.warn(m),
+    );
   } catch (e) {
     // A worker's NATS user may not create streams; the services make them.
     if (!/permission/i.test(String(e))) throw e;
@@ -82,10 +97,18 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   const handlers = busHandlersOf(app);
   for (const handler of handlers.filter((h) => !h.direct)) {
     // Under the request's trace ID (a new one when it has none): trace.ts in contracts.
-    nats.addHandler(handler.subject, (data: unknown, ctx: NatsContext) => withTrace(traceOf(ctx.getHeaders() as MsgHdrs | undefined) ?? newTraceId(), () => handler.dispatch(data, ctx.getSubject())));
+    nats.addHandler(handler.subject, (data: unknown, ctx: NatsContext) =>
+      withTrace(traceOf(ctx.getHeaders() as MsgHdrs | undefined) ?? newTraceId(), () => handler.dispatch(data, ctx.getSubject())),
+    );
   }
   app.connectMicroservice({ strategy: nats });
-  app.connectMicroservice({ strategy: new DirectTransport(bus, handlers.filter((h) => h.direct), new Logger('DirectTransport')) });
+  app.connectMicroservice({
+    strategy: new DirectTransport(
+      bus,
+      handlers.filter((h) => h.direct),
+      new Logger('DirectTransport'),
+    ),
+  });
   // Streams are checked only by a service that may make them: a worker may not list them.
   watchBusHealth(bus, app.get(Ops), { streams: madeStreams });
   app.enableShutdownHooks();

@@ -32,7 +32,9 @@ export class DirectTransport extends Server implements CustomTransportStrategy {
             return;
           }
           // Under the request's trace ID (a new one when it has none): trace.ts in contracts.
-          withTrace(traceOf(msg.headers) ?? newTraceId(), () => answer(msg, (data) => handler.dispatch(data, msg.subject))).catch((e: unknown) => this.log.error(`${msg.subject}: ${String(e)}`));
+          withTrace(traceOf(msg.headers) ?? newTraceId(), () => answer(msg, (data) => handler.dispatch(data, msg.subject))).catch((e: unknown) =>
+            this.log.error(`${msg.subject}: ${String(e)}`),
+          );
         },
       });
       this.subscriptions.push(sub);

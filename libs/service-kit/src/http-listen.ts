@@ -33,7 +33,11 @@ const FLAGS = { '--http-host': 'CAIRN_HTTP_HOST', '--http-port': 'CAIRN_HTTP_POR
  * service starts with (CAIRN_HTTP_HOST and CAIRN_HTTP_PORT set, which startService
  * reads) and the arguments left for the service's own parser.
  */
-export function settleHttpListen(service: ServiceName, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): { env: NodeJS.ProcessEnv; args: string[]; listen: HttpListen } {
+export function settleHttpListen(
+  service: ServiceName,
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { env: NodeJS.ProcessEnv; args: string[]; listen: HttpListen } {
   const settled: NodeJS.ProcessEnv = { ...env };
   const args: string[] = [];
   for (let i = 0; i < argv.length; i++) {

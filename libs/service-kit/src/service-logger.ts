@@ -21,7 +21,17 @@ export class ServiceLogger extends ConsoleLogger {
 
   // The service's fields first: the framework's (level, message, ...) and the call's win.
   // The trace ID of the request being handled, when there is one (contracts' trace.ts).
-  protected override getJsonLogObject(message: unknown, options: { context: string; logLevel: LogLevel; writeStreamType?: 'stdout' | 'stderr'; errorStack?: unknown; params?: Record<string, unknown>; error?: Error }) {
+  protected override getJsonLogObject(
+    message: unknown,
+    options: {
+      context: string;
+      logLevel: LogLevel;
+      writeStreamType?: 'stdout' | 'stderr';
+      errorStack?: unknown;
+      params?: Record<string, unknown>;
+      error?: Error;
+    },
+  ) {
     const trace = currentTrace();
     return { ...this.fields, ...(trace === undefined ? {} : { trace }), ...super.getJsonLogObject(message, options) };
   }

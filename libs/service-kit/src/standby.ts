@@ -29,7 +29,10 @@ export async function serveStandby(listen: HttpListen, bus: NatsConnection): Pro
     if (path === '/livez') answer(res, 'live').catch(done);
     else if (path === '/readyz') answer(res, 'ready').catch(done);
     else if (path === '/metrics') ops.metrics.metrics().then((text) => res.writeHead(200, { 'content-type': ops.metrics.contentType }).end(text), done);
-    else res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ role: 'standby', message: 'standing by; /livez, /readyz and /metrics only' }));
+    else
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ role: 'standby', message: 'standing by; /livez, /readyz and /metrics only' }));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -79,7 +79,10 @@ describe('handlers declared with @Handles', () => {
   });
 
   it('reject a message that does not match the schema the same way on both paths', async () => {
-    for (const [subject, what] of [['cairn.v1.client.c1.greet', 'greet'], ['cairn.v1.sched.w1.greet', 'direct greet']] as const) {
+    for (const [subject, what] of [
+      ['cairn.v1.client.c1.greet', 'greet'],
+      ['cairn.v1.sched.w1.greet', 'direct greet'],
+    ] as const) {
       const reply = await call(client, subject, { name: 42 });
       expect(reply.ok).toBe(false);
       if (!reply.ok) {

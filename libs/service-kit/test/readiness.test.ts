@@ -45,7 +45,11 @@ describe('/livez and /readyz of a service', () => {
 
   beforeAll(async () => {
     nats = await startNats();
-    service = await startService({ name: 'probed', module: emptyModule, env: { CAIRN_NATS: nats.url, CAIRN_LOG_FORMAT: 'text', CAIRN_HTTP_HOST: '127.0.0.1' } });
+    service = await startService({
+      name: 'probed',
+      module: emptyModule,
+      env: { CAIRN_NATS: nats.url, CAIRN_LOG_FORMAT: 'text', CAIRN_HTTP_HOST: '127.0.0.1' },
+    });
   });
   afterAll(async () => {
     await service?.close();
@@ -105,7 +109,11 @@ describe('a standby HTTP side', () => {
     } finally {
       await standby.close();
     }
-    const service = await startService({ name: 'leader', module: emptyModule, env: { CAIRN_NATS: nats.url, CAIRN_LOG_FORMAT: 'text', CAIRN_HTTP_PORT: String(port) } });
+    const service = await startService({
+      name: 'leader',
+      module: emptyModule,
+      env: { CAIRN_NATS: nats.url, CAIRN_LOG_FORMAT: 'text', CAIRN_HTTP_PORT: String(port) },
+    });
     try {
       expect(service.httpUrl).toBe(`http://127.0.0.1:${port}`);
       expect((await probe(`${service.httpUrl}/readyz`)).body.role).toBeUndefined();
@@ -116,7 +124,7 @@ describe('a standby HTTP side', () => {
 });
 
 describe('settleHttpListen', () => {
-  it('defaults to 127.0.0.1 and the service\'s fixed port', () => {
+  it("defaults to 127.0.0.1 and the service's fixed port", () => {
     expect(settleHttpListen('scheduler', [], {}).listen).toEqual({ host: '127.0.0.1', port: 8082 });
     expect(DEFAULT_HTTP_PORTS).toEqual({ 'results-store': 8080, 'spec-compiler': 8081, scheduler: 8082, 'worker-agent': 8083, 'base-image-builder': 8084 });
   });

@@ -12,13 +12,22 @@ function linesOf(write: { mock: { calls: unknown[][] } }): Record<string, unknow
 describe('ServiceLogger', () => {
   afterEach(() => vi.restoreAllMocks());
 
-  it('writes JSON lines with the service\'s fields and the call\'s', () => {
+  it("writes JSON lines with the service's fields and the call's", () => {
     const write = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
     const logger = new ServiceLogger('worker-agent-w1', { worker: 'w1', pool: 'linux-x86_64' });
     logger.log('started', { job: 'j-1', client: 'alice' }, 'JobRunner');
     logger.log('idle');
     const [first, second] = linesOf(write);
-    expect(first).toMatchObject({ service: 'worker-agent-w1', worker: 'w1', pool: 'linux-x86_64', job: 'j-1', client: 'alice', level: 'log', message: 'started', context: 'JobRunner' });
+    expect(first).toMatchObject({
+      service: 'worker-agent-w1',
+      worker: 'w1',
+      pool: 'linux-x86_64',
+      job: 'j-1',
+      client: 'alice',
+      level: 'log',
+      message: 'started',
+      context: 'JobRunner',
+    });
     expect(second).toMatchObject({ service: 'worker-agent-w1', worker: 'w1', pool: 'linux-x86_64', message: 'idle' });
     expect(second).not.toHaveProperty('job');
   });

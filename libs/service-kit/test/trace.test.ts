@@ -60,7 +60,9 @@ describe('trace IDs', () => {
     const reply = await withTrace(trace, () => call(client, 'test.outer', {}));
     expect(reply).toEqual({ ok: true, value: { outer: trace, inner: trace } });
     const lines = write.mock.calls.map((args) => String(args[0])).filter((line) => line.includes('outer handling'));
-    expect(lines.map((line) => JSON.parse(line) as Record<string, unknown>)).toEqual([expect.objectContaining({ service: 'traced', trace, message: 'outer handling' })]);
+    expect(lines.map((line) => JSON.parse(line) as Record<string, unknown>)).toEqual([
+      expect.objectContaining({ service: 'traced', trace, message: 'outer handling' }),
+    ]);
   });
 
   it('start with a new one for a request that carries none (or a malformed one)', async () => {

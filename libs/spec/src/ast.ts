@@ -27,13 +27,20 @@ export interface Mount {
 
 export type CopySource = { readonly kind: 'context' } | { readonly kind: 'build'; readonly name: string };
 
-export type User =
-  | { readonly kind: 'unix'; readonly uid: number; readonly gid: number }
-  | { readonly kind: 'windows'; readonly name: string };
+export type User = { readonly kind: 'unix'; readonly uid: number; readonly gid: number } | { readonly kind: 'windows'; readonly name: string };
 
-export interface CommentOp { readonly op: 'comment'; readonly text: string }
-export interface WorkdirOp { readonly op: 'workdir'; readonly path: string }
-export interface ShellOp { readonly op: 'shell'; readonly args: readonly string[] }
+export interface CommentOp {
+  readonly op: 'comment';
+  readonly text: string;
+}
+export interface WorkdirOp {
+  readonly op: 'workdir';
+  readonly path: string;
+}
+export interface ShellOp {
+  readonly op: 'shell';
+  readonly args: readonly string[];
+}
 export interface RunOp {
   readonly op: 'run';
   readonly cache: readonly Mount[];
@@ -48,8 +55,15 @@ export interface CopyOp {
   readonly dst: string;
   readonly exclude: readonly string[];
 }
-export interface UserOp { readonly op: 'user'; readonly user: User }
-export interface EnvOp { readonly op: 'env'; readonly name: string; readonly value: string }
+export interface UserOp {
+  readonly op: 'user';
+  readonly user: User;
+}
+export interface EnvOp {
+  readonly op: 'env';
+  readonly name: string;
+  readonly value: string;
+}
 
 export type Op = CommentOp | WorkdirOp | ShellOp | RunOp | CopyOp | UserOp | EnvOp;
 
@@ -57,7 +71,5 @@ export const ROOT_UNIX: User = { kind: 'unix', uid: 0, gid: 0 };
 export const ROOT_WINDOWS: User = { kind: 'windows', name: 'ContainerAdministrator' };
 
 export function isRoot(user: User): boolean {
-  return user.kind === 'unix'
-    ? user.uid === 0 && user.gid === 0
-    : user.name === 'ContainerAdministrator';
+  return user.kind === 'unix' ? user.uid === 0 && user.gid === 0 : user.name === 'ContainerAdministrator';
 }

@@ -53,12 +53,18 @@ const trim = (line: string) => line.replace(/^[ \t\n\r\f]+|[ \t\n\r\f]+$/g, '');
 
 function instruction(op: Op, user: User, posix: boolean, s: Settings): string {
   switch (op.op) {
-    case 'comment': return `# ${op.text}`;
-    case 'workdir': return `WORKDIR ${op.path}`;
-    case 'shell': return `SHELL [ ${op.args.map((a) => `"${a}"`).join(', ')} ]`;
-    case 'env': return `ENV ${op.name}="${quote(op.value, s.escape)}"`;
-    case 'user': return op.user.kind === 'unix' ? `USER ${op.user.uid}:${op.user.gid}` : `USER ${op.user.name}`;
-    case 'run': return run(op, user, posix, s);
+    case 'comment':
+      return `# ${op.text}`;
+    case 'workdir':
+      return `WORKDIR ${op.path}`;
+    case 'shell':
+      return `SHELL [ ${op.args.map((a) => `"${a}"`).join(', ')} ]`;
+    case 'env':
+      return `ENV ${op.name}="${quote(op.value, s.escape)}"`;
+    case 'user':
+      return op.user.kind === 'unix' ? `USER ${op.user.uid}:${op.user.gid}` : `USER ${op.user.name}`;
+    case 'run':
+      return run(op, user, posix, s);
     case 'copy': {
       let chown = '';
       if (!isRoot(user)) {
@@ -75,9 +81,7 @@ function instruction(op: Op, user: User, posix: boolean, s: Settings): string {
 }
 
 function run(op: RunOp, user: User, posix: boolean, s: Settings): string {
-  const mounts = s.buildkit
-    ? [...op.secrets.map((m) => mount('secret', m, op, user)), ...op.cache.map((m) => mount('cache', m, op, user))]
-    : [];
+  const mounts = s.buildkit ? [...op.secrets.map((m) => mount('secret', m, op, user)), ...op.cache.map((m) => mount('cache', m, op, user))] : [];
   return `RUN ${mounts.map((m) => `${m} `).join('')}${command(op.shell, posix, s)}`;
 }
 
@@ -91,7 +95,8 @@ function command(shell: string, posix: boolean, s: Settings): string {
   const continued = lines.join(` ${s.escape}\n    `);
   if (s.os !== 'unix' || !shell.includes('\n')) return continued;
   // The pieces the import reads from the continued lines: blank and comment lines are dropped.
-  const segments = lines.map((l, i) => `${i === 0 ? '' : '    '}${l}${i < lines.length - 1 ? ' ' : ''}`)
+  const segments = lines
+    .map((l, i) => `${i === 0 ? '' : '    '}${l}${i < lines.length - 1 ? ' ' : ''}`)
     .filter((seg, i) => i === 0 || (seg.trim() !== '' && !seg.trim().startsWith('#')));
   // Blanks at the ends of lines are OBuilder's to trim (sh reads them as nothing outside
   // quotes, and inside quotes the lines read back differently anyway).

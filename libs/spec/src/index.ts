@@ -8,5 +8,13 @@ export { printSpec, printOp, sexpOfSpec, sexpOfOp, sexpOfUser, oneLine } from '.
 export { dockerfileOfSpec, type DockerfileOptions } from './dockerfile-export.js';
 export { closest, didYouMean } from './did-you-mean.js';
 export {
-  baseImagesOfDockerfile, importDockerfile, specOfDockerfile, type BaseImage, type ContextReader, type DockerfileImport, type DockerfileImportOptions, type DockerfileWarning, type ImportedImageConfig,
+  baseImagesOfDockerfile,
+  importDockerfile,
+  specOfDockerfile,
+  type BaseImage,
+  type ContextReader,
+  type DockerfileImport,
+  type DockerfileImportOptions,
+  type DockerfileWarning,
+  type ImportedImageConfig,
 } from './dockerfile-import/index.js';

@@ -203,7 +203,7 @@ class Reader {
     const pos = this.pos();
     const s = this.s;
     const bytes = new Bytes();
-    const unclosed = () => new SpecError('string is never closed with \'"\'', pos);
+    const unclosed = () => new SpecError("string is never closed with '\"'", pos);
     let i = this.i + 1;
     for (;;) {
       const runStart = i;
@@ -225,11 +225,26 @@ class Reader {
       }
       const e = s.charCodeAt(i + 1);
       switch (e) {
-        case 0x6e: bytes.byte(0x0a); i += 2; break; // n
-        case 0x74: bytes.byte(0x09); i += 2; break; // t
-        case 0x62: bytes.byte(0x08); i += 2; break; // b
-        case 0x72: bytes.byte(0x0d); i += 2; break; // r
-        case BACKSLASH: case QUOTE: case 0x27: case 0x20:
+        case 0x6e:
+          bytes.byte(0x0a);
+          i += 2;
+          break; // n
+        case 0x74:
+          bytes.byte(0x09);
+          i += 2;
+          break; // t
+        case 0x62:
+          bytes.byte(0x08);
+          i += 2;
+          break; // b
+        case 0x72:
+          bytes.byte(0x0d);
+          i += 2;
+          break; // r
+        case BACKSLASH:
+        case QUOTE:
+        case 0x27:
+        case 0x20:
           bytes.byte(e);
           i += 2;
           break;

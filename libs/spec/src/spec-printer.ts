@@ -51,10 +51,14 @@ function flatField(name: string, items: Sexp[]): Sexp[] {
 
 export function sexpOfOp(op: Op): Sexp {
   switch (op.op) {
-    case 'comment': return list(atom('comment'), atom(op.text));
-    case 'workdir': return list(atom('workdir'), atom(op.path));
-    case 'shell': return list(atom('shell'), ...op.args.map(atom));
-    case 'env': return list(atom('env'), atom(op.name), atom(op.value));
+    case 'comment':
+      return list(atom('comment'), atom(op.text));
+    case 'workdir':
+      return list(atom('workdir'), atom(op.path));
+    case 'shell':
+      return list(atom('shell'), ...op.args.map(atom));
+    case 'env':
+      return list(atom('env'), atom(op.name), atom(op.value));
     case 'user': {
       const fields = sexpOfUser(op.user);
       return list(atom('user'), ...(fields.kind === 'list' ? fields.items : []));

@@ -71,9 +71,12 @@ function readSpec(sexp: Sexp, what: string): Spec {
   if (headName(fromForm) !== 'from') {
     const name = headName(fromForm);
     const known = name !== undefined && (OP_NAMES as readonly string[]).includes(name);
-    fail(known
-      ? `${show(fromForm)} comes before (from IMAGE); every op must follow the (from ...) of its spec`
-      : `expected (build NAME SPEC) or (from IMAGE) but found ${show(fromForm)}${name ? didYouMean(name, ['build', 'from']) : ''}`, fromForm);
+    fail(
+      known
+        ? `${show(fromForm)} comes before (from IMAGE); every op must follow the (from ...) of its spec`
+        : `expected (build NAME SPEC) or (from IMAGE) but found ${show(fromForm)}${name ? didYouMean(name, ['build', 'from']) : ''}`,
+      fromForm,
+    );
   }
   const fromItems = (fromForm as List).items;
   if (fromItems.length !== 2) fail(`(from ...) takes exactly one image name, in ${show(fromForm)}`, fromForm);
@@ -126,9 +129,7 @@ function readOp(form: Sexp): Op {
       return readCopy(args, form);
     default: {
       const lower = head.value.toLowerCase();
-      const hint = (OP_NAMES as readonly string[]).includes(lower)
-        ? `; op names are lower case: "${lower}"`
-        : didYouMean(head.value, OP_NAMES);
+      const hint = (OP_NAMES as readonly string[]).includes(lower) ? `; op names are lower case: "${lower}"` : didYouMean(head.value, OP_NAMES);
       fail(`unknown op "${head.value}" in ${show(form)}${hint}`, head);
     }
   }
@@ -213,14 +214,18 @@ function readMount(sexp: Sexp, kind: 'cache' | 'secret', form: Sexp): Mount {
 }
 
 function readRun(args: readonly Sexp[], form: Sexp): Op {
-  const fields = readFields(args, {
-    cache: { mandatory: false },
-    network: { mandatory: false },
-    secrets: { mandatory: false },
-    shell: { mandatory: true },
-  }, form, 'run');
-  const mounts = (name: 'cache' | 'secrets') =>
-    (fields.get(name)?.items.slice(1) ?? []).map((m) => readMount(m, name === 'cache' ? 'cache' : 'secret', form));
+  const fields = readFields(
+    args,
+    {
+      cache: { mandatory: false },
+      network: { mandatory: false },
+      secrets: { mandatory: false },
+      shell: { mandatory: true },
+    },
+    form,
+    'run',
+  );
+  const mounts = (name: 'cache' | 'secrets') => (fields.get(name)?.items.slice(1) ?? []).map((m) => readMount(m, name === 'cache' ? 'cache' : 'secret', form));
   return {
     op: 'run',
     cache: mounts('cache'),
@@ -231,12 +236,17 @@ function readRun(args: readonly Sexp[], form: Sexp): Op {
 }
 
 function readCopy(args: readonly Sexp[], form: Sexp): Op {
-  const fields = readFields(args, {
-    from: { mandatory: false },
-    src: { mandatory: true },
-    dst: { mandatory: true },
-    exclude: { mandatory: false },
-  }, form, 'copy');
+  const fields = readFields(
+    args,
+    {
+      from: { mandatory: false },
+      src: { mandatory: true },
+      dst: { mandatory: true },
+      exclude: { mandatory: false },
+    },
+    form,
+    'copy',
+  );
   let from: CopySource = { kind: 'context' };
   const fromField = fields.get('from');
   if (fromField) {

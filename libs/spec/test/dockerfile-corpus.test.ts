@@ -28,7 +28,8 @@ const DROPPED: Readonly<Record<string, string>> = {
 };
 
 /** A --chown name given to the copy by a run step (the paths and owner follow). */
-const BY_NAME = "the import turns a name into ids only from the base image's accounts (cairn import --resolve), and a RUN may add one, so the copy is root's and a run step as root gives";
+const BY_NAME =
+  "the import turns a name into ids only from the base image's accounts (cairn import --resolve), and a RUN may add one, so the copy is root's and a run step as root gives";
 
 /** Each Dockerfile and the warnings its import gives, as `line:column INSTRUCTION` for a dropped one, else `line:column REASON`. */
 const CASES: [string, string[]][] = [
@@ -81,7 +82,9 @@ const CASES: [string, string[]][] = [
 
 describe('the Dockerfile corpus', () => {
   it('holds every Dockerfile of the fixtures folder, at least 30', () => {
-    const files = readdirSync(CORPUS).filter((f) => f.endsWith('.Dockerfile')).map((f) => f.replace(/\.Dockerfile$/, ''));
+    const files = readdirSync(CORPUS)
+      .filter((f) => f.endsWith('.Dockerfile'))
+      .map((f) => f.replace(/\.Dockerfile$/, ''));
     expect(CASES.map(([name]) => name)).toEqual(files.sort());
     expect(files.length).toBeGreaterThanOrEqual(30);
   });
@@ -91,11 +94,13 @@ describe('the Dockerfile corpus', () => {
     // A .dockerignore beside the Dockerfile is the one of its build context.
     const dockerignore = existsSync(join(CORPUS, `${name}.dockerignore`)) ? read(`${name}.dockerignore`) : undefined;
     const { spec, warnings } = importDockerfile(read(file), { file, ...(dockerignore === undefined ? {} : { dockerignore }) });
-    expect(warnings.map((w) => w.message)).toEqual(dropped.map((d) => {
-      const [at, ...words] = d.split(' ');
-      const said = words.join(' ');
-      return `${file}:${at}: ${Object.hasOwn(DROPPED, said) ? DROPPED[said] : said}`;
-    }));
+    expect(warnings.map((w) => w.message)).toEqual(
+      dropped.map((d) => {
+        const [at, ...words] = d.split(' ');
+        const said = words.join(' ');
+        return `${file}:${at}: ${Object.hasOwn(DROPPED, said) ? DROPPED[said] : said}`;
+      }),
+    );
     const text = printSpec(spec);
     expect(text).toBe(read(`${name}.spec`));
     expect(parseSpec(text)).toEqual(spec);

@@ -41,12 +41,18 @@ const SH = { op: 'shell', args: ['/bin/sh', '-c'] } as const;
 describe('Dockerfile import of real-world Dockerfiles', () => {
   it('turns a multi-stage Go and C build into child builds copied from by name and by index', () => {
     const spec = specOfDockerfile(fixture('multistage-go-c.Dockerfile'));
-    expect(spec.childBuilds.map((c) => [c.name, c.spec.from])).toEqual([['builder', 'golang:1.22-bookworm'], ['1', 'gcc:13']]);
+    expect(spec.childBuilds.map((c) => [c.name, c.spec.from])).toEqual([
+      ['builder', 'golang:1.22-bookworm'],
+      ['1', 'gcc:13'],
+    ]);
     expect(spec.from).toBe('debian:bookworm-slim');
     const builder = spec.childBuilds[0]!.spec;
     expect(builder.ops[0]).toEqual({ op: 'comment', text: 'Build the Go server with the official toolchain image.' });
     expect(spec.childBuilds[1]!.spec.ops[0]).toEqual({ op: 'comment', text: 'The C helper library, built with gcc.' });
-    expect(copies(builder).map((c) => [c.src, c.dst])).toEqual([[['go.mod', 'go.sum'], './'], [['.'], './']]);
+    expect(copies(builder).map((c) => [c.src, c.dst])).toEqual([
+      [['go.mod', 'go.sum'], './'],
+      [['.'], './'],
+    ]);
     expect(runs(builder)[1]!.shell).toBe('CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/server ./cmd/server');
     expect(copies(spec)).toEqual([
       { op: 'copy', from: { kind: 'build', name: 'builder' }, src: ['/out/server'], dst: '/usr/local/bin/server', exclude: [] },
@@ -88,15 +94,16 @@ describe('Dockerfile import of real-world Dockerfiles', () => {
   it('joins continued lines so that sh reads what Docker runs, and prints them back', () => {
     const spec = specOfDockerfile(fixture('continuations.Dockerfile'));
     const [apt, tool, link] = runs(spec);
-    expect(apt!.shell).toBe([
-      'set -eux;',
-      'apt-get update;',
-      'apt-get install -y --no-install-recommends ca-certificates curl git xz-utils ;',
-      'rm -rf /var/lib/apt/lists/*',
-    ].join('\n'));
+    expect(apt!.shell).toBe(
+      ['set -eux;', 'apt-get update;', 'apt-get install -y --no-install-recommends ca-certificates curl git xz-utils ;', 'rm -rf /var/lib/apt/lists/*'].join(
+        '\n',
+      ),
+    );
     // A newline before && would be a syntax error, so these lines join as Docker joins them.
-    expect(tool!.shell).toBe('curl -fsSL https://example.com/tool.tar.xz -o /tmp/tool.tar.xz && echo "checking the download"'
-      + ' && tar -xJf /tmp/tool.tar.xz -C /usr/local && rm /tmp/tool.tar.xz');
+    expect(tool!.shell).toBe(
+      'curl -fsSL https://example.com/tool.tar.xz -o /tmp/tool.tar.xz && echo "checking the download"' +
+        ' && tar -xJf /tmp/tool.tar.xz -C /usr/local && rm /tmp/tool.tar.xz',
+    );
     expect(link!.shell).toBe('if [ -d /usr/local/tool ]; then ln -s /usr/local/tool/bin/tool /usr/local/bin/tool;\nfi');
     expect(dockerfileOfSpec(spec)).toContain('RUN set -eux; \\\n    apt-get update; \\\n');
     expectFixedPoint(spec);
@@ -137,7 +144,10 @@ describe('Dockerfile import of real-world Dockerfiles', () => {
       { op: 'env', name: 'ESCAPED', value: 'two words' },
       { op: 'env', name: 'DATA_DIR', value: '/srv/app/data' },
     ]);
-    expect(ops(spec, 'workdir')).toEqual([{ op: 'workdir', path: '/srv/app' }, { op: 'workdir', path: 'data' }]);
+    expect(ops(spec, 'workdir')).toEqual([
+      { op: 'workdir', path: '/srv/app' },
+      { op: 'workdir', path: 'data' },
+    ]);
     expect(ops(spec, 'shell')).toEqual([{ op: 'shell', args: ['/bin/bash', '-o', 'pipefail', '-c'] }]);
     const tail = spec.ops.slice(spec.ops.findIndex((o) => o.op === 'copy'));
     expect(tail).toEqual([
@@ -153,7 +163,7 @@ describe('Dockerfile import of real-world Dockerfiles', () => {
 });
 
 describe('RUN', () => {
-  it('runs with Docker\'s /bin/sh, set once before the first RUN of each stage', () => {
+  it("runs with Docker's /bin/sh, set once before the first RUN of each stage", () => {
     const spec = specOfDockerfile('FROM a AS one\nRUN x\nFROM b\nWORKDIR /w\nRUN y\nRUN z');
     expect(spec.childBuilds[0]!.spec.ops).toEqual([SH, { op: 'run', cache: [], network: ['host'], secrets: [], shell: 'x' }]);
     expect(spec.ops.map((o) => o.op)).toEqual(['workdir', 'shell', 'run', 'run']);
@@ -186,7 +196,10 @@ describe('RUN', () => {
   it('drops comment and blank lines inside a continuation, as Docker does', () => {
     const spec = specOfDockerfile('FROM a\nRUN one && \\\n# not a comment op\n\n   \n    two\n# but this is one\nRUN three');
     expect(spec.ops.map((o) => (o.op === 'run' ? o.shell : o.op === 'comment' ? `#${o.text}` : o.op))).toEqual([
-      'shell', 'one &&\ntwo', '#but this is one', 'three',
+      'shell',
+      'one &&\ntwo',
+      '#but this is one',
+      'three',
     ]);
   });
 
@@ -217,7 +230,15 @@ describe('RUN', () => {
 
   it('maps cache mounts, with the id BuildKit defaults to and the options it knows', () => {
     expect(run('RUN --mount=type=cache,target=/c,id=shared-c,sharing=Private,gid=10,mode=0770 x').cache).toEqual([
-      { id: 'shared-c', target: '/c', buildkitOptions: [['sharing', 'private'], ['gid', '10'], ['mode', '0770']] },
+      {
+        id: 'shared-c',
+        target: '/c',
+        buildkitOptions: [
+          ['sharing', 'private'],
+          ['gid', '10'],
+          ['mode', '0770'],
+        ],
+      },
     ]);
     expect(run('RUN --mount="type=cache,dst=/c" --mount=type=cache,destination=/d,rw x').cache.map((m) => m.id)).toEqual(['/c', '/d']);
     const spec = specOfDockerfile('FROM a\nUSER 7:8\nRUN --mount=type=cache,target=/c,uid=7 x');
@@ -257,7 +278,7 @@ describe('RUN', () => {
     expect(rejection('FROM a\nRUN --mount=target=/src make').reason).toContain('bind mounts');
     expect(rejection('FROM a\nRUN --mount=type=cahce,target=/c x').reason).toContain('did you mean "cache"');
     expect(rejection('FROM a\nRUN --mount=type=cache,taget=/c x').reason).toContain('did you mean "target"');
-    expect(rejection('FROM a\nRUN --mount=\'type=cache,"target=/c\' x').reason).toContain('closing quote');
+    expect(rejection("FROM a\nRUN --mount='type=cache,\"target=/c' x").reason).toContain('closing quote');
     expect(rejection('FROM a\nRUN --mount= x').reason).toContain('empty');
   });
 
@@ -271,10 +292,12 @@ describe('RUN', () => {
     expect(rejection('FROM a\nRUN --network=host --network=none x').reason).toContain('twice');
   });
 
-  it('runs a heredoc that is the whole command as the shell\'s script, as BuildKit does', () => {
+  it("runs a heredoc that is the whole command as the shell's script, as BuildKit does", () => {
     const spec = specOfDockerfile('FROM a\nRUN --mount=type=cache,target=/var/cache/apt <<EOF\nset -e\n  apt-get update\n\nEOF\nRUN true');
     expect(runs(spec).map((r) => r.shell)).toEqual(['set -e\n  apt-get update\n', 'true']);
-    expect(dockerfileOfSpec(spec, { buildkit: true })).toContain('RUN --mount=type=cache,id=/var/cache/apt,target=/var/cache/apt,uid=0 <<EOF\nset -e\n  apt-get update\n\nEOF\n');
+    expect(dockerfileOfSpec(spec, { buildkit: true })).toContain(
+      'RUN --mount=type=cache,id=/var/cache/apt,target=/var/cache/apt,uid=0 <<EOF\nset -e\n  apt-get update\n\nEOF\n',
+    );
     expectFixedPoint(spec);
   });
 
@@ -299,36 +322,63 @@ describe('RUN', () => {
   });
 
   it('writes the heredocs of COPY with a run step, as root, with their mode and owner, and says so', () => {
-    const text = "FROM a\nUSER 1000:1000\nCOPY --chmod=0755 --chown=1000:1000 <<'EOF' /usr/local/bin/hello\n#!/bin/sh\necho \"it's $1\"\nEOF\nCOPY <<A <<-B conf/\na\nA\n\tb\n\tB\nRUN true";
+    const text =
+      "FROM a\nUSER 1000:1000\nCOPY --chmod=0755 --chown=1000:1000 <<'EOF' /usr/local/bin/hello\n#!/bin/sh\necho \"it's $1\"\nEOF\nCOPY <<A <<-B conf/\na\nA\n\tb\n\tB\nRUN true";
     const { spec, warnings } = importDockerfile(text);
     expect(spec.ops).toEqual([
       { op: 'user', user: { kind: 'unix', uid: 1000, gid: 1000 } },
       { op: 'user', user: ROOT },
       SH,
-      { op: 'run', cache: [], network: ['host'], secrets: [], shell: `mkdir -p "$(dirname /usr/local/bin/hello)" && printf '%s' '#!/bin/sh\necho "it'\\''s $1"\n' > /usr/local/bin/hello && chmod 0755 /usr/local/bin/hello && chown 1000:1000 /usr/local/bin/hello` },
-      { op: 'run', cache: [], network: ['host'], secrets: [], shell: `mkdir -p "$(dirname conf/A)" && printf '%s' 'a\n' > conf/A && chmod 0644 conf/A && mkdir -p "$(dirname conf/B)" && printf '%s' 'b\n' > conf/B && chmod 0644 conf/B` },
+      {
+        op: 'run',
+        cache: [],
+        network: ['host'],
+        secrets: [],
+        shell: `mkdir -p "$(dirname /usr/local/bin/hello)" && printf '%s' '#!/bin/sh\necho "it'\\''s $1"\n' > /usr/local/bin/hello && chmod 0755 /usr/local/bin/hello && chown 1000:1000 /usr/local/bin/hello`,
+      },
+      {
+        op: 'run',
+        cache: [],
+        network: ['host'],
+        secrets: [],
+        shell: `mkdir -p "$(dirname conf/A)" && printf '%s' 'a\n' > conf/A && chmod 0644 conf/A && mkdir -p "$(dirname conf/B)" && printf '%s' 'b\n' > conf/B && chmod 0644 conf/B`,
+      },
       { op: 'user', user: { kind: 'unix', uid: 1000, gid: 1000 } },
       { op: 'run', cache: [], network: ['host'], secrets: [], shell: 'true' },
     ]);
     expect(warnings.map((w) => `${w.pos.line} ${w.reason}`)).toEqual([
-      '3 COPY <<EOF: a spec copies files only, so a run step writes /usr/local/bin/hello with the image\'s shell and printf',
-      '7 COPY <<A <<B: a spec copies files only, so a run step writes conf/A conf/B with the image\'s shell and printf',
+      "3 COPY <<EOF: a spec copies files only, so a run step writes /usr/local/bin/hello with the image's shell and printf",
+      "7 COPY <<A <<B: a spec copies files only, so a run step writes conf/A conf/B with the image's shell and printf",
     ]);
     expectFixedPoint(spec);
   });
 
   it('downloads ADD of a URL with --checksum in a run step that verifies it, and refuses one without', () => {
     const hex = 'a'.repeat(64);
-    const { spec, warnings } = importDockerfile(`FROM a\nUSER 1000:1000\nADD --checksum=sha256:${hex} --chown=1000:1000 https://example.com/dl/tool%201.tar.gz /opt/\nRUN true`);
+    const { spec, warnings } = importDockerfile(
+      `FROM a\nUSER 1000:1000\nADD --checksum=sha256:${hex} --chown=1000:1000 https://example.com/dl/tool%201.tar.gz /opt/\nRUN true`,
+    );
     expect(spec.ops.slice(1, 4)).toEqual([
       { op: 'user', user: ROOT },
       SH,
-      { op: 'run', cache: [], network: ['host'], secrets: [], shell: `mkdir -p "$(dirname '/opt/tool 1.tar.gz')" && { wget -q -O '/opt/tool 1.tar.gz.download' https://example.com/dl/tool%201.tar.gz || curl -fsSL -o '/opt/tool 1.tar.gz.download' https://example.com/dl/tool%201.tar.gz; } && echo '${hex}  /opt/tool 1.tar.gz.download' | sha256sum -c >/dev/null && mv '/opt/tool 1.tar.gz.download' '/opt/tool 1.tar.gz' && chmod 0600 '/opt/tool 1.tar.gz' && chown 1000:1000 '/opt/tool 1.tar.gz'` },
+      {
+        op: 'run',
+        cache: [],
+        network: ['host'],
+        secrets: [],
+        shell: `mkdir -p "$(dirname '/opt/tool 1.tar.gz')" && { wget -q -O '/opt/tool 1.tar.gz.download' https://example.com/dl/tool%201.tar.gz || curl -fsSL -o '/opt/tool 1.tar.gz.download' https://example.com/dl/tool%201.tar.gz; } && echo '${hex}  /opt/tool 1.tar.gz.download' | sha256sum -c >/dev/null && mv '/opt/tool 1.tar.gz.download' '/opt/tool 1.tar.gz' && chmod 0600 '/opt/tool 1.tar.gz' && chown 1000:1000 '/opt/tool 1.tar.gz'`,
+      },
     ]);
-    expect(warnings.map((w) => w.reason)).toEqual(["ADD https://example.com/dl/tool%201.tar.gz: a spec has no download, so a run step fetches it with the image's wget or curl and checks its sha256"]);
+    expect(warnings.map((w) => w.reason)).toEqual([
+      "ADD https://example.com/dl/tool%201.tar.gz: a spec has no download, so a run step fetches it with the image's wget or curl and checks its sha256",
+    ]);
     expectFixedPoint(spec);
-    expect(rejection('FROM a\nADD https://example.com/x /x').reason).toBe('ADD: the URL https://example.com/x without --checksum would be downloaded once and cached as if it never changed; add --checksum=sha256:<digest> (the import then writes a step that downloads and verifies it), or download it in a RUN');
-    expect(rejection('FROM a\nADD --checksum=md5:00 https://example.com/x /x').reason).toBe('ADD --checksum=md5:00: a sha256:<64 hex digits> digest is imported');
+    expect(rejection('FROM a\nADD https://example.com/x /x').reason).toBe(
+      'ADD: the URL https://example.com/x without --checksum would be downloaded once and cached as if it never changed; add --checksum=sha256:<digest> (the import then writes a step that downloads and verifies it), or download it in a RUN',
+    );
+    expect(rejection('FROM a\nADD --checksum=md5:00 https://example.com/x /x').reason).toBe(
+      'ADD --checksum=md5:00: a sha256:<64 hex digits> digest is imported',
+    );
     expect(rejection(`FROM a\nADD --checksum=sha256:${hex} https://example.com/ /d/`).reason).toContain('names no file');
   });
 
@@ -341,7 +391,9 @@ describe('RUN', () => {
       { op: 'run', cache: [], network: ['host'], secrets: [], shell: 'mkdir -p web/ && tar -xzf /.cairn-add/app.tar.gz -C web/ && rm -rf /.cairn-add' },
       { op: 'user', user: { kind: 'unix', uid: 1000, gid: 1000 } },
     ]);
-    expect(warnings.map((w) => w.reason)).toEqual(["ADD dist/app.tar.gz: a spec copy does not unpack, so a run step unpacks it into web/ with the image's tar"]);
+    expect(warnings.map((w) => w.reason)).toEqual([
+      "ADD dist/app.tar.gz: a spec copy does not unpack, so a run step unpacks it into web/ with the image's tar",
+    ]);
     expectFixedPoint(spec, { dockerignore: 'node_modules\n' });
     expect(rejection('FROM a\nADD ../app.tgz /srv/').reason).toContain('inside the build context');
     expect(rejection('FROM a\nADD a.tgz b.tgz /srv/').reason).toContain('imported alone');
@@ -350,18 +402,25 @@ describe('RUN', () => {
   it('gives what ADD --chown unpacks from an archive to the owner, as BuildKit 0.23 does, and refuses --chmod, which BuildKit ignores there', () => {
     const { spec, warnings } = importDockerfile('FROM a\nADD --chown=1000:1001 app.tar /opt/app/\nRUN true');
     const ids = '1000:1001';
-    expect(runs(spec)[0]!.shell).toBe(`set -- && d=/opt/app/ && while [ ! -e "$d" ]; do set -- "$d" "$@" && d="$(dirname "$d")"; done`
-      + ` && mkdir -p /opt/app/ && tar -xf /.cairn-add/app.tar -C /opt/app/ && for d in "$@"; do chown ${ids} "$d"; done`
-      + ` && tar -tf /.cairn-add/app.tar | while IFS= read -r p; do case "$p" in .|./) ;; *) chown -h ${ids} /opt/app/"$p" ;; esac; done && rm -rf /.cairn-add`);
-    expect(warnings.map((w) => w.reason)).toEqual(["ADD app.tar: a spec copy does not unpack, so a run step unpacks it into /opt/app/ with the image's tar, then gives 1000:1001 what it unpacked, as BuildKit 0.23 and later do (the classic builder and older BuildKit keep the archive's owners)"]);
+    expect(runs(spec)[0]!.shell).toBe(
+      `set -- && d=/opt/app/ && while [ ! -e "$d" ]; do set -- "$d" "$@" && d="$(dirname "$d")"; done` +
+        ` && mkdir -p /opt/app/ && tar -xf /.cairn-add/app.tar -C /opt/app/ && for d in "$@"; do chown ${ids} "$d"; done` +
+        ` && tar -tf /.cairn-add/app.tar | while IFS= read -r p; do case "$p" in .|./) ;; *) chown -h ${ids} /opt/app/"$p" ;; esac; done && rm -rf /.cairn-add`,
+    );
+    expect(warnings.map((w) => w.reason)).toEqual([
+      "ADD app.tar: a spec copy does not unpack, so a run step unpacks it into /opt/app/ with the image's tar, then gives 1000:1001 what it unpacked, as BuildKit 0.23 and later do (the classic builder and older BuildKit keep the archive's owners)",
+    ]);
     expectFixedPoint(spec);
     const chmod = rejection('FROM a\nADD --chmod=0644 app.tgz /srv/');
-    expect(chmod.reason).toBe('ADD --chmod=0644 app.tgz: BuildKit unpacks an archive with the modes it holds and ignores --chmod (the classic builder refuses --chmod); remove it, or chmod in a RUN');
+    expect(chmod.reason).toBe(
+      'ADD --chmod=0644 app.tgz: BuildKit unpacks an archive with the modes it holds and ignores --chmod (the classic builder refuses --chmod); remove it, or chmod in a RUN',
+    );
     expect(chmod.pos).toEqual({ line: 2, column: 5 });
   });
 
   it('gives the files COPY --chmod copied their mode with a run step as root after the copy, and says so', () => {
-    const text = 'FROM a AS build\nRUN make\nFROM b\nUSER 1000:1000\nWORKDIR /srv\nCOPY --chmod=0640 --chown=1000:1000 app.conf log.conf conf/\nCOPY --from=build --chmod=755 /out/tool /usr/local/bin/tool\nRUN true';
+    const text =
+      'FROM a AS build\nRUN make\nFROM b\nUSER 1000:1000\nWORKDIR /srv\nCOPY --chmod=0640 --chown=1000:1000 app.conf log.conf conf/\nCOPY --from=build --chmod=755 /out/tool /usr/local/bin/tool\nRUN true';
     const { spec, warnings } = importDockerfile(text);
     expect(spec.ops).toEqual([
       { op: 'user', user: { kind: 'unix', uid: 1000, gid: 1000 } },
@@ -381,7 +440,9 @@ describe('RUN', () => {
     ]);
     expectFixedPoint(spec);
     const directory = rejection('FROM a\nCOPY --chmod=0755 bin/ /usr/local/bin/');
-    expect(directory.reason).toBe('COPY --chmod=0755 bin/: BuildKit gives the mode to every file and directory copied out of bin/, which a step after the copy cannot tell from what the destination already held; copy its files by name');
+    expect(directory.reason).toBe(
+      'COPY --chmod=0755 bin/: BuildKit gives the mode to every file and directory copied out of bin/, which a step after the copy cannot tell from what the destination already held; copy its files by name',
+    );
     expect(directory.pos).toEqual({ line: 2, column: 6 });
     const noShell = rejection('FROM a\nSHELL ["cmd", "/S", "/C"]\nCOPY --chmod=0755 run.sh /run.sh');
     expect(noShell.reason).toBe('COPY --chmod=0755: the mode is given by a step that runs chmod with a POSIX shell after the copy, and this stage has none');
@@ -390,7 +451,9 @@ describe('RUN', () => {
   });
 
   it('refuses a COPY heredoc it cannot write as BuildKit would, saying why', () => {
-    expect(rejection('FROM a\nCOPY <<EOF /f\nhome is $HOME\nEOF').reason).toBe(`COPY: the heredoc <<EOF is unquoted, so BuildKit would expand the variables and escapes of its body, which the import does not do; quote it (<<'EOF') to copy the text as it is`);
+    expect(rejection('FROM a\nCOPY <<EOF /f\nhome is $HOME\nEOF').reason).toBe(
+      `COPY: the heredoc <<EOF is unquoted, so BuildKit would expand the variables and escapes of its body, which the import does not do; quote it (<<'EOF') to copy the text as it is`,
+    );
     expect(rejection('FROM a\nCOPY <<A <<B /etc\na\nA\nb\nB').reason).toBe('COPY: several heredocs go into a directory, written with a trailing "/" (/etc/)');
     expect(rejection('FROM a\nCOPY <<A file /etc/\na\nA').reason).toContain('every source is a heredoc');
     expect(rejection('FROM a\nCOPY --chmod=u+x <<A /f\na\nA').reason).toBe('COPY --chmod=u+x: an octal mode is imported (e.g. 0755)');
@@ -408,7 +471,11 @@ describe('RUN', () => {
 describe('COPY and ADD', () => {
   it('reads the JSON form, expands variables in it and keeps the destination as written', () => {
     const spec = specOfDockerfile('FROM a\nARG D=/dst\nCOPY ["a b", "c", "${D}/"]\nADD x y\nCOPY . .');
-    expect(copies(spec).map((c) => [c.src, c.dst])).toEqual([[['a b', 'c'], '/dst/'], [['x'], 'y'], [['.'], './']]);
+    expect(copies(spec).map((c) => [c.src, c.dst])).toEqual([
+      [['a b', 'c'], '/dst/'],
+      [['x'], 'y'],
+      [['.'], './'],
+    ]);
     expect(dockerfileOfSpec(spec)).toContain('COPY ["a b", "c", "/dst/"]\n');
     expectFixedPoint(spec);
   });
@@ -428,7 +495,8 @@ describe('COPY and ADD', () => {
   });
 
   it('copies as root, then gives the copy to a --chown name it cannot resolve with a run step, as Docker looks the name up when it copies', () => {
-    const text = 'FROM a\nRUN adduser -D app\nWORKDIR /srv\nCOPY --chown=app:staff a.txt lib/ ./\nCOPY --chown=app . .\nCOPY --chown=app --chmod=0600 b /b/\nRUN true';
+    const text =
+      'FROM a\nRUN adduser -D app\nWORKDIR /srv\nCOPY --chown=app:staff a.txt lib/ ./\nCOPY --chown=app . .\nCOPY --chown=app --chmod=0600 b /b/\nRUN true';
     const { spec, warnings } = importDockerfile(text);
     const run = (shell: string) => ({ op: 'run', cache: [], network: ['host'], secrets: [], shell });
     const copy = (src: string[], dst: string) => ({ op: 'copy', from: { kind: 'context' }, src, dst, exclude: [] });
@@ -451,14 +519,19 @@ describe('COPY and ADD', () => {
       "5 COPY --chown=app: the import turns a name into ids only from the base image's accounts (cairn import --resolve), and a RUN may add one, so the copy is root's and a run step as root gives ./. to app with the image's chown",
     ]);
     expectFixedPoint(spec);
-    expect(rejection('FROM a\nCOPY --chown=app . .').reason).toBe("COPY: --chown=app copies into the base image's workdir, which the import cannot see, where a step giving the copy to the name after it would take the image's files too; write numeric ids, or use cairn import --resolve if the base image has the name");
+    expect(rejection('FROM a\nCOPY --chown=app . .').reason).toBe(
+      "COPY: --chown=app copies into the base image's workdir, which the import cannot see, where a step giving the copy to the name after it would take the image's files too; write numeric ids, or use cairn import --resolve if the base image has the name",
+    );
     expect(rejection('FROM a\nCOPY --chown=app etc/ /').reason).toContain('no name to copy it onto');
     expect(rejection('FROM a\nCOPY --chown=app . /').reason).toContain('copies into /, where');
   });
 
   it('copies from earlier stages by name or index, never from images or later stages', () => {
     const spec = specOfDockerfile('FROM a AS Build\nFROM b\nCOPY --from=BUILD /x /x\nCOPY --from=0 /y /y');
-    expect(copies(spec).map((c) => c.from)).toEqual([{ kind: 'build', name: 'build' }, { kind: 'build', name: 'build' }]);
+    expect(copies(spec).map((c) => c.from)).toEqual([
+      { kind: 'build', name: 'build' },
+      { kind: 'build', name: 'build' },
+    ]);
     const image = rejection('FROM a\nCOPY --from=nginx:1.27 /etc/nginx /etc/nginx');
     expect(image.pos).toEqual({ line: 2, column: 6 });
     expect(image.reason).toContain('FROM nginx:1.27 AS');
@@ -477,7 +550,7 @@ describe('COPY and ADD', () => {
       ['COPY ../secret /s', '".."'],
       ['COPY a b /dst', 'ending in "/"'],
       ['COPY src/ /', 'no name to copy it onto'],
-      ['COPY src/ .', 'in the base image\'s workdir, which the import cannot see; copy the files of src/ by name, or set WORKDIR'],
+      ['COPY src/ .', "in the base image's workdir, which the import cannot see; copy the files of src/ by name, or set WORKDIR"],
       ['COPY onlyone', 'destination'],
       ['COPY --chown=1000 a', 'destination'],
     ];
@@ -503,10 +576,14 @@ describe('COPY and ADD', () => {
 
   it('copies a directory onto the workdir by its path, when a WORKDIR set it', () => {
     const spec = specOfDockerfile('FROM a\nWORKDIR /srv\nWORKDIR app/.\nCOPY dist/ ./\nCOPY x/ ..\nWORKDIR /opt\nCOPY y/ ./z/../');
-    expect(copies(spec).map((c) => [c.src, c.dst])).toEqual([[['dist/'], '/srv/app'], [['x/'], '/srv'], [['y/'], '/opt']]);
+    expect(copies(spec).map((c) => [c.src, c.dst])).toEqual([
+      [['dist/'], '/srv/app'],
+      [['x/'], '/srv'],
+      [['y/'], '/opt'],
+    ]);
     expectFixedPoint(spec);
     expect(rejection('FROM a\nWORKDIR /\nCOPY y/ ./').reason).toContain('./ has no name to copy it onto');
-    expect(rejection('FROM a\nWORKDIR rel\nCOPY y/ ./').reason).toContain('base image\'s workdir');
+    expect(rejection('FROM a\nWORKDIR rel\nCOPY y/ ./').reason).toContain("base image's workdir");
   });
 
   it('switches once for consecutive copies with one owner, and not back before a USER', () => {
@@ -514,7 +591,18 @@ describe('COPY and ADD', () => {
     const copy = (src: string) => ({ op: 'copy', from: { kind: 'context' }, src: [src], dst: `/${src}`, exclude: [] });
     const user = (id: number) => ({ op: 'user', user: { kind: 'unix', uid: id, gid: id } });
     expect(spec.ops).toEqual([
-      user(1), copy('a'), copy('b'), user(2), copy('c'), user(0), copy('d'), user(2), { op: 'comment', text: 'note' }, user(0), copy('e'), user(2),
+      user(1),
+      copy('a'),
+      copy('b'),
+      user(2),
+      copy('c'),
+      user(0),
+      copy('d'),
+      user(2),
+      { op: 'comment', text: 'note' },
+      user(0),
+      copy('e'),
+      user(2),
     ]);
     expectFixedPoint(spec);
   });
@@ -522,20 +610,35 @@ describe('COPY and ADD', () => {
   it('lists what a context wildcard matches, with a warning, when the caller can look', () => {
     const tree: Record<string, { name: string; directory: boolean }[]> = {
       '': [
-        { name: '.env', directory: false }, { name: 'node_modules', directory: true }, { name: 'package-lock.json', directory: false },
-        { name: 'package.json', directory: false }, { name: 'src', directory: true },
+        { name: '.env', directory: false },
+        { name: 'node_modules', directory: true },
+        { name: 'package-lock.json', directory: false },
+        { name: 'package.json', directory: false },
+        { name: 'src', directory: true },
       ],
       node_modules: [{ name: 'x', directory: true }],
       'node_modules/x': [{ name: 'package.json', directory: false }],
-      src: [{ name: 'a.c', directory: false }, { name: 'b.h', directory: false }],
+      src: [
+        { name: 'a.c', directory: false },
+        { name: 'b.h', directory: false },
+      ],
     };
     const readContext = (dir: string) => tree[dir];
     const text = 'FROM a AS b\nFROM a\nWORKDIR /app\nCOPY package*.json ./\nCOPY sr* ./src/';
     const { spec, warnings } = importDockerfile(text, { readContext, dockerignore: 'node_modules\n' });
-    expect(copies(spec).map((c) => [c.src, c.dst])).toEqual([[['package-lock.json', 'package.json'], './'], [['src/'], './src']]);
+    expect(copies(spec).map((c) => [c.src, c.dst])).toEqual([
+      [['package-lock.json', 'package.json'], './'],
+      [['src/'], './src'],
+    ]);
     expect(warnings.map((w) => [w.pos.line, w.reason])).toEqual([
-      [4, 'COPY package*.json: the wildcard matches package-lock.json package.json in the build context now, which the spec names; a file added later is copied only once the Dockerfile is imported again'],
-      [5, 'COPY sr*: the wildcard matches src/ in the build context now, which the spec names; a file added later is copied only once the Dockerfile is imported again'],
+      [
+        4,
+        'COPY package*.json: the wildcard matches package-lock.json package.json in the build context now, which the spec names; a file added later is copied only once the Dockerfile is imported again',
+      ],
+      [
+        5,
+        'COPY sr*: the wildcard matches src/ in the build context now, which the spec names; a file added later is copied only once the Dockerfile is imported again',
+      ],
     ]);
     expect(() => importDockerfile(`${text}\nCOPY *.md /doc/`, { readContext })).toThrow('6:1: COPY: *.md matches nothing in the build context');
     // Go's Match: * takes dotfiles too, classes and ? one character, never a "/".
@@ -569,13 +672,9 @@ describe('COPY and ADD', () => {
 
 describe('variables, ENV and ARG', () => {
   it('expands ENV values and ARG defaults as BuildKit does', () => {
-    const spec = specOfDockerfile([
-      'FROM a',
-      'ENV A=1 B=""',
-      'ENV A=2 C=$A',
-      'ENV D=${B:-empty} E=${B-unset} F=${A:+set} G=\'$A\' H=\\$A I="x\\"y"',
-      'WORKDIR /${A}',
-    ].join('\n'));
+    const spec = specOfDockerfile(
+      ['FROM a', 'ENV A=1 B=""', 'ENV A=2 C=$A', 'ENV D=${B:-empty} E=${B-unset} F=${A:+set} G=\'$A\' H=\\$A I="x\\"y"', 'WORKDIR /${A}'].join('\n'),
+    );
     expect(ops(spec, 'env').slice(3)).toEqual([
       { op: 'env', name: 'C', value: '1' },
       { op: 'env', name: 'D', value: 'empty' },
@@ -611,7 +710,10 @@ describe('variables, ENV and ARG', () => {
     ]);
     const overridden = specOfDockerfile(text, { buildArgs: { V: '2', W: 'w', UNDECLARED: 'x' } });
     expect(overridden.from).toBe('img:2');
-    expect(ops(overridden, 'env')).toEqual([{ op: 'env', name: 'V', value: '2' }, { op: 'env', name: 'W', value: 'w' }]);
+    expect(ops(overridden, 'env')).toEqual([
+      { op: 'env', name: 'V', value: '2' },
+      { op: 'env', name: 'W', value: 'w' },
+    ]);
     expect(specOfDockerfile('FROM a\nARG constructor\nARG toString=x').ops).toEqual([{ op: 'env', name: 'toString', value: 'x' }]);
     // A global ARG without a value is empty, not unset, once a stage declares it.
     expect(specOfDockerfile('ARG E\nFROM a\nARG E').ops).toEqual([{ op: 'env', name: 'E', value: '' }]);
@@ -632,7 +734,10 @@ describe('variables, ENV and ARG', () => {
     expect(ops(specOfDockerfile('FROM a\nENV MSG hello   "big"  world'), 'env')).toEqual([{ op: 'env', name: 'MSG', value: 'hello   big  world' }]);
     expect(rejection('FROM a\nENV A=1 B').reason).toContain('"B" has no "="');
     expect(rejection('FROM a\nENV ONLY').reason).toContain('no value');
-    expect(ops(specOfDockerfile('FROM a\nUSER root\nUSER 0'), 'user')).toEqual([{ op: 'user', user: ROOT }, { op: 'user', user: ROOT }]);
+    expect(ops(specOfDockerfile('FROM a\nUSER root\nUSER 0'), 'user')).toEqual([
+      { op: 'user', user: ROOT },
+      { op: 'user', user: ROOT },
+    ]);
     expect(rejection('FROM a\nUSER node').reason).toContain('/etc/passwd');
     expect(rejection('FROM a\nUSER 1000').reason).toContain('group of uid 1000');
     expect(rejection('FROM a\nSHELL /bin/bash -c').reason).toContain('JSON array');
@@ -652,7 +757,7 @@ describe('stages and comments', () => {
     expect(rejection('FROM a AS').reason).toContain('FROM IMAGE AS NAME');
   });
 
-  it('puts each comment before the instruction it precedes, in that instruction\'s stage', () => {
+  it("puts each comment before the instruction it precedes, in that instruction's stage", () => {
     const text = '# syntax=docker/dockerfile:1\n# header\nARG V=1\nFROM a AS x\n# in x\nRUN make\n\n# for the final stage\nFROM b\n  # indented\n#\n# last';
     const spec = specOfDockerfile(text);
     expect(spec.childBuilds[0]!.spec.ops.map((o) => o.op === 'comment' && o.text)).toEqual(['header', 'in x', false, false]);
@@ -684,7 +789,7 @@ describe('base images the caller read', () => {
     },
   };
 
-  it('expands the image\'s Env, and a name it does not set to nothing', () => {
+  it("expands the image's Env, and a name it does not set to nothing", () => {
     const spec = specOfDockerfile('FROM alpine:3.20\nENV PATH=/opt/bin:$PATH X=${UNSET:-none}', { images });
     expect(ops(spec, 'env')).toEqual([
       { op: 'env', name: 'PATH', value: '/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' },
@@ -693,19 +798,26 @@ describe('base images the caller read', () => {
     expect(rejection('FROM alpine:3.21\nENV PATH=/opt/bin:$PATH', { images }).reason).toContain('$PATH is set by no ARG or ENV');
   });
 
-  it('turns user and group names into the ids of the image\'s /etc/passwd and /etc/group', () => {
-    const spec = specOfDockerfile('FROM alpine:3.20\nCOPY --chown=node:www-data a /a\nCOPY --chown=nobody b /b\nUSER node\nUSER 65534\nUSER node:0', { images });
+  it("turns user and group names into the ids of the image's /etc/passwd and /etc/group", () => {
+    const spec = specOfDockerfile('FROM alpine:3.20\nCOPY --chown=node:www-data a /a\nCOPY --chown=nobody b /b\nUSER node\nUSER 65534\nUSER node:0', {
+      images,
+    });
     // No restore to root between the copies, nor before USER node: each would be undone at once.
     expect(ops(spec, 'user').map((o) => o.op === 'user' && o.user)).toEqual([
-      { kind: 'unix', uid: 1000, gid: 82 }, { kind: 'unix', uid: 65534, gid: 65534 },
-      { kind: 'unix', uid: 1000, gid: 1000 }, { kind: 'unix', uid: 65534, gid: 65534 }, { kind: 'unix', uid: 1000, gid: 0 },
+      { kind: 'unix', uid: 1000, gid: 82 },
+      { kind: 'unix', uid: 65534, gid: 65534 },
+      { kind: 'unix', uid: 1000, gid: 1000 },
+      { kind: 'unix', uid: 65534, gid: 65534 },
+      { kind: 'unix', uid: 1000, gid: 0 },
     ]);
     expectFixedPoint(spec, { images });
-    expect(rejection('FROM alpine:3.20\nUSER app', { images }).reason).toBe('USER app: "app" is not in the base image\'s /etc/passwd (a RUN may add it, which the import cannot see); write numeric ids as UID:GID');
+    expect(rejection('FROM alpine:3.20\nUSER app', { images }).reason).toBe(
+      'USER app: "app" is not in the base image\'s /etc/passwd (a RUN may add it, which the import cannot see); write numeric ids as UID:GID',
+    );
     // A name the image lacks may come from a RUN: the stage's accounts resolve it when the step runs.
     expect(runs(specOfDockerfile('FROM alpine:3.20\nCOPY --chown=node:staff a /a', { images }))[0]!.shell).toBe('chown -hR node:staff /a');
     expect(rejection('FROM alpine:3.20\nUSER 4242', { images }).reason).toContain('the base image has no such uid');
-    expect(rejection('FROM debian\nUSER node', { images }).reason).toContain('needs the image\'s /etc/passwd, which the import cannot read');
+    expect(rejection('FROM debian\nUSER node', { images }).reason).toContain("needs the image's /etc/passwd, which the import cannot read");
   });
 });
 
@@ -722,7 +834,14 @@ describe('image metadata', () => {
 
   it('drops each metadata instruction with a warning naming file, line, column and why', () => {
     const { spec, warnings } = importDockerfile(dockerfile, { file: 'Dockerfile' });
-    expect(spec).toEqual(specOfDockerfile(dockerfile.split('\n').filter((l) => !/LABEL|EXPOSE|CMD/.test(l)).join('\n')));
+    expect(spec).toEqual(
+      specOfDockerfile(
+        dockerfile
+          .split('\n')
+          .filter((l) => !/LABEL|EXPOSE|CMD/.test(l))
+          .join('\n'),
+      ),
+    );
     expect(warnings.map((w) => w.message)).toEqual([
       'Dockerfile:2:1: LABEL dropped: it sets image labels, image metadata that changes no file, which a Cairn spec does not record',
       'Dockerfile:6:1: EXPOSE dropped: it declares the ports of the image, image metadata that changes no file, which a Cairn spec does not record',
@@ -786,18 +905,33 @@ describe('image metadata', () => {
     const text = 'FROM a AS build\nCMD ["build"]\nEXPOSE 1\nFROM b\nVOLUME /data\nHEALTHCHECK CMD true\nONBUILD RUN make\nMAINTAINER me';
     const { imageConfig, warnings } = importDockerfile(text, { imageConfigFile: 'i.json' });
     expect(imageConfig).toEqual({});
-    expect(warnings.map((w) => w.reason.slice(0, w.reason.indexOf(':')))).toEqual(['CMD dropped', 'EXPOSE dropped', 'VOLUME dropped', 'HEALTHCHECK dropped', 'ONBUILD dropped', 'MAINTAINER dropped']);
+    expect(warnings.map((w) => w.reason.slice(0, w.reason.indexOf(':')))).toEqual([
+      'CMD dropped',
+      'EXPOSE dropped',
+      'VOLUME dropped',
+      'HEALTHCHECK dropped',
+      'ONBUILD dropped',
+      'MAINTAINER dropped',
+    ]);
   });
 
   it('with imageConfigFile, strict accepts what is carried and refuses the rest', () => {
-    expect(importDockerfile('FROM a\nCMD ["x"]\nEXPOSE 80', { strict: true, imageConfigFile: 'i.json' }).imageConfig).toEqual({ cmd: ['x'], exposedPorts: ['80/tcp'] });
-    expect(() => importDockerfile('FROM a\nVOLUME /data', { strict: true, imageConfigFile: 'i.json' })).toThrow('VOLUME declares a volume of the image: image metadata');
-    expect(() => importDockerfile('FROM a AS b\nCMD ["x"]\nFROM c', { strict: true, imageConfigFile: 'i.json', file: 'D' }))
-      .toThrow('D:2:1: CMD sets the default command of the image in stage "b", which the final image does not start from, so Docker leaves it out too; remove it');
+    expect(importDockerfile('FROM a\nCMD ["x"]\nEXPOSE 80', { strict: true, imageConfigFile: 'i.json' }).imageConfig).toEqual({
+      cmd: ['x'],
+      exposedPorts: ['80/tcp'],
+    });
+    expect(() => importDockerfile('FROM a\nVOLUME /data', { strict: true, imageConfigFile: 'i.json' })).toThrow(
+      'VOLUME declares a volume of the image: image metadata',
+    );
+    expect(() => importDockerfile('FROM a AS b\nCMD ["x"]\nFROM c', { strict: true, imageConfigFile: 'i.json', file: 'D' })).toThrow(
+      'D:2:1: CMD sets the default command of the image in stage "b", which the final image does not start from, so Docker leaves it out too; remove it',
+    );
   });
 
   it('names a malformed port or signal and where it is', () => {
-    expect(() => importDockerfile('FROM a\nEXPOSE 80/http', { file: 'D' })).toThrow('D:2:1: EXPOSE: "80/http" is not PORT, PORT/PROTOCOL or FIRST-LAST/PROTOCOL');
+    expect(() => importDockerfile('FROM a\nEXPOSE 80/http', { file: 'D' })).toThrow(
+      'D:2:1: EXPOSE: "80/http" is not PORT, PORT/PROTOCOL or FIRST-LAST/PROTOCOL',
+    );
     expect(() => importDockerfile('FROM a\nEXPOSE 70000')).toThrow('"70000" is not PORT');
     expect(() => importDockerfile('FROM a\nSTOPSIGNAL "kill me"')).toThrow('is not a signal name or number');
     expect(() => importDockerfile('FROM a\nLABEL =x')).toThrow('LABEL: a label name is empty');
@@ -857,10 +991,65 @@ describe('fuzzing', () => {
   });
 
   const fragment = fc.constantFrom(
-    'FROM ', 'RUN ', 'COPY ', 'ADD ', 'ENV ', 'ARG ', 'USER ', 'WORKDIR ', 'SHELL ', 'CMD ', 'run ', 'AS ', 'as x ',
-    'img', 'a', 'b=c', '0', '1000:1000', '/d/', '.', ' ', '\t', '\n', '\r\n', '\\\n', '\\', '`', '"', "'", '$', '${', '}',
-    ':-', ':+', '?', '#', '# escape=`\n', '# syntax=x\n', '[', ']', '["a", "b"]', ',', '=', '--', '--mount=', 'type=cache',
-    'type=secret', 'target=/t', 'id=i', 'uid=0', '--from=', '--chown=', '--network=', '&&', ';', '|', '<<EOF', '\u00a0', '\uFEFF',
+    'FROM ',
+    'RUN ',
+    'COPY ',
+    'ADD ',
+    'ENV ',
+    'ARG ',
+    'USER ',
+    'WORKDIR ',
+    'SHELL ',
+    'CMD ',
+    'run ',
+    'AS ',
+    'as x ',
+    'img',
+    'a',
+    'b=c',
+    '0',
+    '1000:1000',
+    '/d/',
+    '.',
+    ' ',
+    '\t',
+    '\n',
+    '\r\n',
+    '\\\n',
+    '\\',
+    '`',
+    '"',
+    "'",
+    '$',
+    '${',
+    '}',
+    ':-',
+    ':+',
+    '?',
+    '#',
+    '# escape=`\n',
+    '# syntax=x\n',
+    '[',
+    ']',
+    '["a", "b"]',
+    ',',
+    '=',
+    '--',
+    '--mount=',
+    'type=cache',
+    'type=secret',
+    'target=/t',
+    'id=i',
+    'uid=0',
+    '--from=',
+    '--chown=',
+    '--network=',
+    '&&',
+    ';',
+    '|',
+    '<<EOF',
+    '\u00a0',
+    '\uFEFF',
   );
   const keyword = fc.constantFrom('RUN ', 'COPY ', 'ADD ', 'ENV ', 'ARG ', 'USER ', 'WORKDIR ', 'SHELL ', 'FROM ', '# ', '');
   const line = fc.tuple(keyword, fc.array(fragment, { maxLength: 8 })).map(([k, parts]) => k + parts.join(''));
@@ -874,32 +1063,82 @@ describe('fuzzing', () => {
   });
 
   const word = fc.constantFrom(
-    'a', 'b1', '"q q"', "'s s'", '$X', '${X:-d}', '\\;', '&&', '||', '|', ';', '&', '#c', 'x\\ y', '2>&1', '(', ')', 'case', '$(',
-    '"', "'", '>|', ';;', '`', '{', '}', '$', '<<', '((', 'if', 'then', 'fi', '\u00a0', '\f', '\r',
+    'a',
+    'b1',
+    '"q q"',
+    "'s s'",
+    '$X',
+    '${X:-d}',
+    '\\;',
+    '&&',
+    '||',
+    '|',
+    ';',
+    '&',
+    '#c',
+    'x\\ y',
+    '2>&1',
+    '(',
+    ')',
+    'case',
+    '$(',
+    '"',
+    "'",
+    '>|',
+    ';;',
+    '`',
+    '{',
+    '}',
+    '$',
+    '<<',
+    '((',
+    'if',
+    'then',
+    'fi',
+    '\u00a0',
+    '\f',
+    '\r',
   );
   const blanks = fc.constantFrom('', ' ', '  ', '\t', ' \t ');
-  const runLine = fc.array(fc.tuple(word, blanks, fc.boolean(), fc.boolean()), { minLength: 1, maxLength: 10 }).map((parts) =>
-    `RUN ${parts.map(([w, b, cont, comment]) => (cont ? `${w}${b}\\\n${comment ? '  # dropped\n' : ''}${b}` : `${w}${b}`)).join('')}`);
+  const runLine = fc
+    .array(fc.tuple(word, blanks, fc.boolean(), fc.boolean()), { minLength: 1, maxLength: 10 })
+    .map((parts) => `RUN ${parts.map(([w, b, cont, comment]) => (cont ? `${w}${b}\\\n${comment ? '  # dropped\n' : ''}${b}` : `${w}${b}`)).join('')}`);
   const otherLine = fc.constantFrom(
-    'ENV X=v', 'ENV Y "a b"', 'WORKDIR /w', 'WORKDIR rel', 'USER 1:2', 'USER root', 'COPY a b', 'COPY --chown=3:4 a /d/',
-    '# note', 'SHELL ["/bin/bash", "-c"]', 'SHELL ["pwsh", "-c"]', 'ARG Z=z', 'RUN ["a", "b c"]', 'FROM img2 AS s2',
-    'COPY --from=0 /x /y', 'RUN --mount=type=cache,target=/c,uid=0 make',
+    'ENV X=v',
+    'ENV Y "a b"',
+    'WORKDIR /w',
+    'WORKDIR rel',
+    'USER 1:2',
+    'USER root',
+    'COPY a b',
+    'COPY --chown=3:4 a /d/',
+    '# note',
+    'SHELL ["/bin/bash", "-c"]',
+    'SHELL ["pwsh", "-c"]',
+    'ARG Z=z',
+    'RUN ["a", "b c"]',
+    'FROM img2 AS s2',
+    'COPY --from=0 /x /y',
+    'RUN --mount=type=cache,target=/c,uid=0 make',
   );
   const validish = fc.array(fc.oneof(runLine, otherLine), { maxLength: 12 }).map((lines) => ['FROM img AS s', 'ENV X=x', ...lines].join('\n'));
 
   it('reaches a fixed point after one export for any Dockerfile it imports', () => {
-    fc.assert(fc.property(validish, (text) => {
-      let spec: Spec;
-      try {
-        spec = specOfDockerfile(text);
-      } catch (e) {
-        if (e instanceof SpecError) return;
-        throw e;
-      }
-      const exported = dockerfileOfSpec(spec, { buildkit: true });
-      const again = specOfDockerfile(exported);
-      expect(again).toEqual(spec);
-      expect(dockerfileOfSpec(again, { buildkit: true })).toBe(exported);
-    }), { numRuns: 5_000 });
+    fc.assert(
+      fc.property(validish, (text) => {
+        let spec: Spec;
+        try {
+          spec = specOfDockerfile(text);
+        } catch (e) {
+          if (e instanceof SpecError) return;
+          throw e;
+        }
+        const exported = dockerfileOfSpec(spec, { buildkit: true });
+        const again = specOfDockerfile(exported);
+        expect(again).toEqual(spec);
+        expect(dockerfileOfSpec(again, { buildkit: true })).toBe(exported);
+      }),
+      { numRuns: 5_000 },
+    );
   });
 });

@@ -1,7 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  dockerfileOfSpec, MAX_NESTING, parseSpec, printSpec, readSexp, readSexps, SpecError, toMachine, type Sexp, type Spec,
-} from '../src/index.js';
+import { dockerfileOfSpec, MAX_NESTING, parseSpec, printSpec, readSexp, readSexps, SpecError, toMachine, type Sexp, type Spec } from '../src/index.js';
 
 // Issue 11, items 5 and 6: deep nesting ended in "RangeError: Maximum call stack size
 // exceeded", and a 20 MB string took 16 s to reject.
@@ -121,7 +119,7 @@ describe('huge atoms and strings are read in linear time', () => {
 
   it('a 20 MB string that is never closed is rejected', () => {
     const err = timed(() => errorOf(() => parseSpec(`((from "${big}`)));
-    expect(err.message).toBe('1:8: string is never closed with \'"\'');
+    expect(err.message).toBe("1:8: string is never closed with '\"'");
   });
 
   it('a 20 MB string with escapes and line continuations is read', () => {

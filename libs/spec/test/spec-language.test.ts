@@ -29,9 +29,7 @@ describe('canonical printing (OBuilder layout)', () => {
     const fits = `(copy (src ${'a'.repeat(56)}) (dst /x))`;
     const tooLong = `(copy (src ${'a'.repeat(57)}) (dst /x))`;
     expect(printSpec(parseSpec(`((from x) ${fits})`))).toBe(`((from x)\n ${fits}\n)\n`);
-    expect(printSpec(parseSpec(`((from x) ${tooLong})`))).toBe(
-      `((from x)\n (copy (src ${'a'.repeat(57)})\n       (dst /x))\n)\n`,
-    );
+    expect(printSpec(parseSpec(`((from x) ${tooLong})`))).toBe(`((from x)\n (copy (src ${'a'.repeat(57)})\n       (dst /x))\n)\n`);
   });
 
   it('prints a multi-line string as sexplib does, and reads it back', () => {
@@ -119,7 +117,8 @@ describe('what OBuilder accepts is accepted', () => {
     'explicit (from context)': '((from a) (copy (from context) (src s) (dst d)))',
     'windows user': '((from a) (user (name ContainerAdministrator)))',
     'OCaml integer syntax for ids': '((from a) (user (uid 0x3e8) (gid 1_000)))',
-    'nested builds using an enclosing build': '((build a ((from x))) (build b ((build c ((from y) (copy (from (build a)) (src p) (dst q)))) (from z))) (from w) (copy (from (build b)) (src s) (dst d)))',
+    'nested builds using an enclosing build':
+      '((build a ((from x))) (build b ((build c ((from y) (copy (from (build a)) (src p) (dst q)))) (from z))) (from w) (copy (from (build b)) (src s) (dst d)))',
     'quoted op arguments': '((from "a b") (workdir "C:\\\\src") (env "" ""))',
     'all comment forms': '#| header |# ((from a) ; tail\n #;(run (shell gone)) (comment "kept"))',
   };
@@ -155,8 +154,20 @@ describe('what OBuilder rejects is rejected, with line and column', () => {
     ['workdir without a path', '((from a) (workdir))', 1, 11, 'expected exactly one atom'],
     ['two shell commands', '((from a) (run (shell x y)))', 1, 16, '(shell ...) takes exactly one command'],
     ['bad copy source', '((from a) (copy (from image) (src x) (dst y)))', 1, 17, 'a copy source is (from context) or (from (build NAME))'],
-    ['unknown build with hint', '((build tools ((from a)))\n (from b)\n (copy (from (build tool)) (src x) (dst y)))', 3, 2, 'unknown build "tool" in (copy (from (build tool)) ...); did you mean "tools"?'],
-    ['build used before it is defined', '((build a ((from x) (copy (from (build b)) (src s) (dst d)))) (build b ((from y))) (from z))', 1, 21, 'unknown build "b"'],
+    [
+      'unknown build with hint',
+      '((build tools ((from a)))\n (from b)\n (copy (from (build tool)) (src x) (dst y)))',
+      3,
+      2,
+      'unknown build "tool" in (copy (from (build tool)) ...); did you mean "tools"?',
+    ],
+    [
+      'build used before it is defined',
+      '((build a ((from x) (copy (from (build b)) (src s) (dst d)))) (build b ((from y))) (from z))',
+      1,
+      21,
+      'unknown build "b"',
+    ],
     ['an empty op', '((from a) ())', 1, 11, 'an empty list () is not an op'],
     ['a list op name', '((from a) ((run) x))', 1, 12, 'an op starts with its name'],
     ['two specs in a file', '((from a))\n((from b))', 2, 1, 'exactly one'],

@@ -1,6 +1,16 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { commitTransaction, createSubvolume, deleteSubvolume, exclusiveBytes, isOnBtrfs, limitExclusive, quotasEnabled, removeSubvolumeOrTree, snapshotSubvolume } from './btrfs.js';
+import {
+  commitTransaction,
+  createSubvolume,
+  deleteSubvolume,
+  exclusiveBytes,
+  isOnBtrfs,
+  limitExclusive,
+  quotasEnabled,
+  removeSubvolumeOrTree,
+  snapshotSubvolume,
+} from './btrfs.js';
 import { nearLimit, type DiskQuota } from './disk-limit.js';
 import { LocalStore } from './local-store.js';
 

@@ -95,6 +95,7 @@ export async function exclusiveBytes(path: string): Promise<number> {
   const rows = out.split('\n').map((line) => line.trim().split(/\s+/));
   const column = rows[0]?.findIndex((title) => /^excl/i.test(title)) ?? -1;
   const value = Number(rows.find((row) => /^\d+\/\d+$/.test(row[0] ?? ''))?.[column]);
-  if (column < 0 || !Number.isFinite(value)) throw new Error(`cannot read the exclusive bytes of btrfs subvolume ${path}: btrfs qgroup show printed ${JSON.stringify(out)}`);
+  if (column < 0 || !Number.isFinite(value))
+    throw new Error(`cannot read the exclusive bytes of btrfs subvolume ${path}: btrfs qgroup show printed ${JSON.stringify(out)}`);
   return value;
 }

@@ -21,7 +21,10 @@ export class DiskLimitError extends Error {
     readonly limitBytes: number,
     options?: ErrorOptions,
   ) {
-    super(`disk limit ${formatBytes(limitBytes)} reached; nothing was published${saysMore(options?.cause) ? `: ${(options?.cause as Error).message}` : ''}`, options);
+    super(
+      `disk limit ${formatBytes(limitBytes)} reached; nothing was published${saysMore(options?.cause) ? `: ${(options?.cause as Error).message}` : ''}`,
+      options,
+    );
   }
 }
 
@@ -60,7 +63,11 @@ export function nearLimit(leftBytes: number, limitBytes: number): boolean {
 
 /** `64 MiB`, `4 GiB`: a size as a limit's message says it (whole units where they fit). */
 export function formatBytes(bytes: number): string {
-  for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
+  for (const [unit, size] of [
+    ['GiB', 1024 ** 3],
+    ['MiB', 1024 ** 2],
+    ['KiB', 1024],
+  ] as const) {
     if (bytes >= size && bytes % size === 0) return `${bytes / size} ${unit}`;
   }
   return `${bytes} bytes`;

@@ -185,4 +185,3 @@ async function readAll(stream: Readable): Promise<string> {
   for await (const chunk of stream) chunks.push(Buffer.from(chunk as Buffer));
   return Buffer.concat(chunks).toString();
 }
-

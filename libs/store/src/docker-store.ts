@@ -165,7 +165,15 @@ export class DockerStore implements Store {
       await mkdir(join(tmp, 'rootfs'), { recursive: true });
       const file: DockerBuildFile = {
         base: parent === undefined ? null : this.imageOf(parent),
-        ...(parentInfo === undefined ? {} : { baseImage: { id: parentInfo.Id, entrypoint: (parentInfo.Config?.Entrypoint as string[] | null | undefined) ?? null, cmd: parentInfo.Config?.Cmd ?? null } }),
+        ...(parentInfo === undefined
+          ? {}
+          : {
+              baseImage: {
+                id: parentInfo.Id,
+                entrypoint: (parentInfo.Config?.Entrypoint as string[] | null | undefined) ?? null,
+                cmd: parentInfo.Config?.Cmd ?? null,
+              },
+            }),
         target,
       };
       await writeFile(join(tmp, DOCKER_BUILD_FILE), JSON.stringify(file));
@@ -173,7 +181,8 @@ export class DockerStore implements Store {
       const built = JSON.parse(await readFile(join(tmp, DOCKER_BUILD_FILE), 'utf8')) as DockerBuildFile;
       if (built.committed === undefined) {
         if (parent === undefined) await this.images.importRootfs(join(tmp, 'rootfs'), target, await envOf(tmp));
-        else if ((await readdir(join(tmp, 'rootfs'))).length > 0) throw new Error('the docker store changes a snapshot only through the docker sandbox, but files were written into its rootfs directory');
+        else if ((await readdir(join(tmp, 'rootfs'))).length > 0)
+          throw new Error('the docker store changes a snapshot only through the docker sandbox, but files were written into its rootfs directory');
         else await this.images.tag(parentInfo!.Id, target);
       }
       await rm(join(tmp, 'rootfs'), { recursive: true, force: true });
@@ -191,9 +200,11 @@ export class DockerStore implements Store {
 
   /** The daemon's storage driver holds a step's writes in a container layer, which Cairn cannot put a quota on. */
   checkDiskLimit(): Promise<void> {
-    return Promise.reject(new DiskLimitUnsupportedError(
-      `the docker store at ${this.root} cannot hold a step to a disk limit: its steps write container layers of the Docker daemon, which takes no per-step quota from Cairn; a disk limit needs the btrfs, xfs, zfs or overlayfs (on XFS) store`,
-    ));
+    return Promise.reject(
+      new DiskLimitUnsupportedError(
+        `the docker store at ${this.root} cannot hold a step to a disk limit: its steps write container layers of the Docker daemon, which takes no per-step quota from Cairn; a disk limit needs the btrfs, xfs, zfs or overlayfs (on XFS) store`,
+      ),
+    );
   }
 
   async withRootfs<T>(id: string, fn: (rootfs: string) => Promise<T>): Promise<T> {

@@ -146,7 +146,7 @@ export function cacheKey(name: string, domain?: string): string {
   const escaped = escapeCacheName(name);
   if (domain === undefined) return escaped;
   const key = `${escapeCacheName(domain)}..${escaped}`;
-  if (key.length > 255) throw new Error(`cache name ${JSON.stringify(name)} is too long for domain ${JSON.stringify(domain)} (${key.length} bytes escaped, at most 255)`);
+  if (key.length > 255)
+    throw new Error(`cache name ${JSON.stringify(name)} is too long for domain ${JSON.stringify(domain)} (${key.length} bytes escaped, at most 255)`);
   return key;
 }
-

@@ -25,7 +25,9 @@ export async function mountOverlay(m: OverlayMount): Promise<void> {
   else options.push('ro');
   const text = options.join(',');
   if (Buffer.byteLength(text) > MAX_OPTIONS) {
-    throw new Error(`a stack of ${m.lower.length} layers is too deep for one overlay mount: its options take ${Buffer.byteLength(text)} bytes, the kernel reads at most ${MAX_OPTIONS}`);
+    throw new Error(
+      `a stack of ${m.lower.length} layers is too deep for one overlay mount: its options take ${Buffer.byteLength(text)} bytes, the kernel reads at most ${MAX_OPTIONS}`,
+    );
   }
   await runCommand('mount', ['-t', 'overlay', 'overlay', '-o', text, m.target], { cwd: m.cwd });
 }

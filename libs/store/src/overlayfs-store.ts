@@ -47,7 +47,10 @@ export class OverlayfsStore extends LocalStore {
   readonly kind = 'overlayfs';
 
   constructor(root: string) {
-    super(root, plainDirectories((src, dst) => copyTree(src, dst, 'auto')));
+    super(
+      root,
+      plainDirectories((src, dst) => copyTree(src, dst, 'auto')),
+    );
   }
 
   override async init(): Promise<void> {

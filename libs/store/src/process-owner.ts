@@ -51,7 +51,6 @@ export function ownerAlive(owner: ProcessOwner | string | undefined): boolean {
   return o.start === undefined || o.start === 0 || o.start === start;
 }
 
-
 function startTime(pid: number): number | undefined {
   try {
     return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).start;

@@ -24,7 +24,10 @@ export class RsyncStore extends CopyingStore {
     root: string,
     private readonly mode: 'copy' | 'hardlink',
   ) {
-    super(root, plainDirectories((src, dst) => rsyncTree(src, dst)));
+    super(
+      root,
+      plainDirectories((src, dst) => rsyncTree(src, dst)),
+    );
     this.kind = mode === 'copy' ? 'rsync' : 'rsync-hardlink';
   }
 

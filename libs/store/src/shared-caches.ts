@@ -36,7 +36,8 @@ export class SharedCaches {
 
   async view(name: string, user: User, domain?: string): Promise<CacheView> {
     const dir = this.layout.cache(name, domain);
-    if (user.kind !== 'unix') throw new Error(`cache ${JSON.stringify(name)}: this store holds Linux filesystems, so a cache belongs to a unix user, not to ${user.name}`);
+    if (user.kind !== 'unix')
+      throw new Error(`cache ${JSON.stringify(name)}: this store holds Linux filesystems, so a cache belongs to a unix user, not to ${user.name}`);
     for (;;) {
       const base = await currentGeneration(dir);
       if (base === undefined) {

@@ -16,7 +16,8 @@ export async function projectQuotaProblem(root: string): Promise<string | undefi
   const mount = await mountContaining(root);
   if (mount.fstype !== 'xfs') return `its filesystem (${mount.point}) is ${mount.fstype}, not XFS with project quotas`;
   // pqnoenforce counts without refusing anything: no use as a limit.
-  if (!mount.options.includes('prjquota')) return `the XFS at ${mount.point} is mounted without project quotas: mount it with -o prjquota (a remount cannot turn them on)`;
+  if (!mount.options.includes('prjquota'))
+    return `the XFS at ${mount.point} is mounted without project quotas: mount it with -o prjquota (a remount cannot turn them on)`;
   return undefined;
 }
 
@@ -51,7 +52,8 @@ export class ProjectQuota implements DiskQuota {
     await this.run(`limit -p bhard=${hardKiB}k ${this.id}`);
     // xfs_quota reports some failures on stderr only, exiting 0: read the limit back.
     const { hardBytes } = await this.usage();
-    if (hardBytes !== hardKiB * 1024) throw new Error(`xfs_quota did not set the limit of XFS project ${this.id} on ${this.mountPoint} (${hardKiB} KiB; it reads ${hardBytes / 1024} KiB)`);
+    if (hardBytes !== hardKiB * 1024)
+      throw new Error(`xfs_quota did not set the limit of XFS project ${this.id} on ${this.mountPoint} (${hardKiB} KiB; it reads ${hardBytes / 1024} KiB)`);
     this.hardBytes = hardBytes;
   }
 
@@ -74,7 +76,8 @@ export class ProjectQuota implements DiskQuota {
     if (out.trim() === '') return { usedBytes: 0, hardBytes: 0 };
     const fields = out.trim().split(/\s+/);
     const [used, hard] = [Number(fields[1]), Number(fields[3])];
-    if (!Number.isFinite(used) || !Number.isFinite(hard)) throw new Error(`cannot read the usage of XFS project ${this.id} on ${this.mountPoint}: xfs_quota printed ${JSON.stringify(out)}`);
+    if (!Number.isFinite(used) || !Number.isFinite(hard))
+      throw new Error(`cannot read the usage of XFS project ${this.id} on ${this.mountPoint}: xfs_quota printed ${JSON.stringify(out)}`);
     return { usedBytes: used * 1024, hardBytes: hard * 1024 };
   }
 

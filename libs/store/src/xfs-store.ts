@@ -34,7 +34,10 @@ export class XfsStore extends CopyingStore {
       await writeFile(original, 'probe');
       await reflinkCopy(original, probe);
     } catch (e) {
-      throw new Error(`the xfs store at ${this.root} needs a filesystem with reflink copies (XFS made with mkfs.xfs -m reflink=1, or btrfs): ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      throw new Error(
+        `the xfs store at ${this.root} needs a filesystem with reflink copies (XFS made with mkfs.xfs -m reflink=1, or btrfs): ${e instanceof Error ? e.message : String(e)}`,
+        { cause: e },
+      );
     } finally {
       await rm(original, { force: true });
       await rm(probe, { force: true });

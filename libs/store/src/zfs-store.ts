@@ -125,9 +125,11 @@ export class ZfsStore implements Store {
     this.mountRoot = resolve(mountRoot);
     this.children = options.children ?? [];
     for (const child of this.children) {
-      if (!CHILD.test(child) || child === 'rootfs') throw new Error(`${JSON.stringify(child)} cannot be a child dataset of results: use letters, digits, "_", "-" and "." (not first), and not "rootfs"`);
+      if (!CHILD.test(child) || child === 'rootfs')
+        throw new Error(`${JSON.stringify(child)} cannot be a child dataset of results: use letters, digits, "_", "-" and "." (not first), and not "rootfs"`);
     }
-    if (options.idleUnmountMs !== undefined && !(options.idleUnmountMs > 0)) throw new Error(`the ZFS store's idleUnmountMs must be a positive number of milliseconds, not ${options.idleUnmountMs}`);
+    if (options.idleUnmountMs !== undefined && !(options.idleUnmountMs > 0))
+      throw new Error(`the ZFS store's idleUnmountMs must be a positive number of milliseconds, not ${options.idleUnmountMs}`);
     this.onDemand = options.idleUnmountMs !== undefined;
     this.unmountResults = this.onDemand || (options.unmountResults ?? true);
     this.zfs = new Zfs(options.commands);
@@ -167,7 +169,9 @@ export class ZfsStore implements Store {
       if (!present.includes(dataset)) await this.zfs.create(dataset);
     }
     // A view pins the deleted cache it came from: destroy in rounds while that helps.
-    let leftovers = (await this.zfs.children([this.resultTemps, this.cacheTemps])).filter((dataset) => !ownedByLiveProcess(dataset.slice(dataset.lastIndexOf('/') + 1)));
+    let leftovers = (await this.zfs.children([this.resultTemps, this.cacheTemps])).filter(
+      (dataset) => !ownedByLiveProcess(dataset.slice(dataset.lastIndexOf('/') + 1)),
+    );
     while (leftovers.length > 0) {
       const pinned: string[] = [];
       for (const dataset of leftovers) {
@@ -293,7 +297,8 @@ export class ZfsStore implements Store {
     try {
       await this.zfs.receive(tmp, file);
       const snapshots = await this.zfs.snapshots(tmp);
-      if (snapshots.length !== 1) throw new Error(`the ZFS stream in ${file} holds ${snapshots.length} snapshots, not one: send a single snapshot (zfs send DATASET@NAME)`);
+      if (snapshots.length !== 1)
+        throw new Error(`the ZFS stream in ${file} holds ${snapshots.length} snapshots, not one: send a single snapshot (zfs send DATASET@NAME)`);
       await this.zfs.rename(snapshots[0]!, `${tmp}@${SNAP}`);
       await this.publish(tmp, id);
     } catch (e) {
@@ -357,7 +362,8 @@ export class ZfsStore implements Store {
   }
 
   async cache(name: string, user: User, domain?: string): Promise<CacheView> {
-    if (user.kind !== 'unix') throw new Error(`cache ${JSON.stringify(name)}: this store holds Unix filesystems, so a cache belongs to a unix user, not to ${user.name}`);
+    if (user.kind !== 'unix')
+      throw new Error(`cache ${JSON.stringify(name)}: this store holds Unix filesystems, so a cache belongs to a unix user, not to ${user.name}`);
     const key = cacheKey(name, domain);
     const dataset = `${this.caches}/${key}`;
     for (;;) {
@@ -457,7 +463,9 @@ export class ZfsStore implements Store {
 
   private async storeFullOr(error: unknown): Promise<unknown> {
     if (error instanceof ZfsCommandError && /out of space|quota exceeded/.test(error.stderr)) {
-      return new StoreFullError(`the zfs store ${this.root} is full; nothing was published (delete snapshots to make room): ${error.message}`, { cause: error });
+      return new StoreFullError(`the zfs store ${this.root} is full; nothing was published (delete snapshots to make room): ${error.message}`, {
+        cause: error,
+      });
     }
     // The mount root is the root dataset's mountpoint: statfs there sees the dataset's space.
     return storeFullOr(error, { kind: this.kind, root: this.mountRoot }).catch(() => error);
@@ -495,4 +503,3 @@ export class ZfsStore implements Store {
     );
   }
 }
-

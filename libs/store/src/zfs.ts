@@ -305,7 +305,8 @@ export class Zfs {
     const pool = dataset.split('/')[0]!;
     const out = await this.zfsRun(['list', '-H', '-o', 'name,origin,mounted', '-t', 'filesystem', '-r', pool]).catch(() => '');
     const rows = lines(out).map((line) => line.split('\t') as [string, string, string]);
-    const mounted = (keep: (name: string, origin: string) => boolean) => rows.filter(([name, origin, m]) => m === 'yes' && keep(name, origin)).map(([name]) => name);
+    const mounted = (keep: (name: string, origin: string) => boolean) =>
+      rows.filter(([name, origin, m]) => m === 'yes' && keep(name, origin)).map(([name]) => name);
     const clones = mounted((_, origin) => origin.startsWith(`${dataset}@`) || origin.startsWith(`${dataset}/`));
     const tree = mounted((name) => name === dataset || name.startsWith(`${dataset}/`)).reverse();
     const unmounted: string[] = [];
@@ -374,6 +375,7 @@ function lines(text: string): string[] {
 }
 
 function checkName(dataset: string): string {
-  if (Buffer.byteLength(dataset) > MAX_NAME) throw new Error(`ZFS dataset name ${dataset} is too long (${Buffer.byteLength(dataset)} bytes, ZFS takes at most ${MAX_NAME})`);
+  if (Buffer.byteLength(dataset) > MAX_NAME)
+    throw new Error(`ZFS dataset name ${dataset} is too long (${Buffer.byteLength(dataset)} bytes, ZFS takes at most ${MAX_NAME})`);
   return dataset;
 }

@@ -31,7 +31,8 @@ describe('the docker store, on a private dockerd', () => {
       await writeFile(join(dir, 'env.json'), JSON.stringify({ env: [PATH, ['GREETING', 'hi "there" $x']], digest: 'sha256:x' }));
       await writeFile(join(dir, 'log'), 'fetched\n');
     });
-  const tempTags = async () => (await d.docker(['images', '--format', '{{.Repository}}:{{.Tag}}'])).split('\n').filter((t) => t.startsWith(`${store.repo}-tmp`));
+  const tempTags = async () =>
+    (await d.docker(['images', '--format', '{{.Repository}}:{{.Tag}}'])).split('\n').filter((t) => t.startsWith(`${store.repo}-tmp`));
 
   beforeAll(async () => {
     d = await startDockerd();
@@ -75,10 +76,12 @@ describe('the docker store, on a private dockerd', () => {
   });
 
   it('leaves nothing behind when the step fails, even after a commit', async () => {
-    await expect(store.build('base', 'failed', async (dir) => {
-      await runStep(dir, 'echo x > /x');
-      throw new Error('step failed');
-    })).rejects.toThrow('step failed');
+    await expect(
+      store.build('base', 'failed', async (dir) => {
+        await runStep(dir, 'echo x > /x');
+        throw new Error('step failed');
+      }),
+    ).rejects.toThrow('step failed');
     expect(await store.exists('failed')).toBe(false);
     expect(await tempTags()).toEqual([]);
     expect(await readdir(join(root, 'result-tmp'))).toEqual([]);

@@ -28,8 +28,19 @@ describe('docker store cache copies by host OS', () => {
 
   it('Windows: one robocopy /MIR with owners and ACLs, links as links, no retries', () => {
     expect(robocopyMirrorArgs('C:\\ProgramData\\docker\\volumes\\c\\_data', 'C:\\ProgramData\\docker\\volumes\\v\\_data')).toEqual([
-      'C:\\ProgramData\\docker\\volumes\\c\\_data', 'C:\\ProgramData\\docker\\volumes\\v\\_data',
-      '/MIR', '/COPY:DATSO', '/DCOPY:DAT', '/SL', '/R:0', '/W:0', '/NP', '/NFL', '/NDL', '/NJH', '/NJS',
+      'C:\\ProgramData\\docker\\volumes\\c\\_data',
+      'C:\\ProgramData\\docker\\volumes\\v\\_data',
+      '/MIR',
+      '/COPY:DATSO',
+      '/DCOPY:DAT',
+      '/SL',
+      '/R:0',
+      '/W:0',
+      '/NP',
+      '/NFL',
+      '/NDL',
+      '/NJH',
+      '/NJS',
     ]);
   });
 
@@ -45,7 +56,9 @@ describe('docker store cache copies by host OS', () => {
       'robocopy could not mirror C:\\src to C:\\dst (exit 8: some files could not be copied): ERROR 5 (0x00000005) Access is denied.',
     );
     await expect(mirrorHostTree('windows', 'C:\\src', 'C:\\dst', await robocopyShim(16))).rejects.toThrow('(exit 16: fatal error, nothing copied)');
-    await expect(mirrorHostTree('windows', 'C:\\src', 'C:\\dst', join(dir, 'no-robocopy'))).rejects.toThrow(/robocopy could not mirror C:\\src to C:\\dst \(.*ENOENT/);
+    await expect(mirrorHostTree('windows', 'C:\\src', 'C:\\dst', join(dir, 'no-robocopy'))).rejects.toThrow(
+      /robocopy could not mirror C:\\src to C:\\dst \(.*ENOENT/,
+    );
   });
 
   it('Linux (run for real): the target becomes an exact copy, stale entries gone, links kept', async () => {
@@ -62,7 +75,7 @@ describe('docker store cache copies by host OS', () => {
     expect(await readlink(join(dst, 'link'))).toBe('sub/file');
   });
 
-  it('the store picks the form from the host OS, this process\'s by default', () => {
+  it("the store picks the form from the host OS, this process's by default", () => {
     expect(new DockerStore(dir).hostOs).toBe(process.platform === 'win32' ? 'windows' : 'linux');
     expect(new DockerStore(dir, { hostOs: 'windows' }).hostOs).toBe('windows');
   });

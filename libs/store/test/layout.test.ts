@@ -5,7 +5,7 @@ import { cacheKey, checkId, escapeCacheName } from '../src/layout.js';
 /** The inverse of the escaping: that it exists proves distinct names never collide. */
 function unescape(escaped: string): string {
   const bytes: number[] = [];
-  for (let i = 0; i < escaped.length; ) {
+  for (let i = 0; i < escaped.length;) {
     if (escaped[i] === '.') {
       bytes.push(parseInt(escaped.slice(i + 1, i + 3), 16));
       i += 3;
@@ -24,7 +24,7 @@ describe("a trust domain's caches as directory names", () => {
     expect(cacheKey('a/b', 'x.y')).toBe('x.2ey..a.2fb');
   });
 
-  it('never collide with another domain\'s or an unscoped name, and are a plain directory name', () => {
+  it("never collide with another domain's or an unscoped name, and are a plain directory name", () => {
     const name = fc.string({ unit: 'grapheme', minLength: 1, maxLength: 20 });
     fc.assert(
       fc.property(fc.option(name, { nil: undefined }), name, fc.option(name, { nil: undefined }), name, (d1, n1, d2, n2) => {

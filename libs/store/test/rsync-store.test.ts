@@ -21,7 +21,10 @@ describe('the rsync store, specifically', () => {
   const inode = (store: Store, id: string) => store.withRootfs(id, async (r) => (await stat(join(r, 'file'))).ino);
 
   it("hard-links a child's unchanged files to its parent's in hard-link mode, and copies them in copy mode", async () => {
-    for (const [kind, shared] of [['rsync-hardlink', true], ['rsync', false]] as const) {
+    for (const [kind, shared] of [
+      ['rsync-hardlink', true],
+      ['rsync', false],
+    ] as const) {
       const store = await openStore(kind, join(fs.path, kind));
       await store.build(undefined, 'parent', async (dir) => writeFile(rootfs(dir, 'file'), 'unchanged'));
       await store.build('parent', 'child', async () => undefined);

@@ -277,7 +277,9 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
 
     it('init removes what a killed build left behind, unmounting first', async () => {
       await store.build(undefined, 'base', async (dir) => writeFile(rootfs(dir, 'base-file'), 'base'));
-      const child = spawn(process.execPath, ['--import', 'tsx', CRASHING_BUILD, storeSpec(fixture.kind, root), 'base', 'crashed'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', CRASHING_BUILD, storeSpec(fixture.kind, root), 'base', 'crashed'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       cleanups.push(async () => {
         child.kill('SIGKILL');
@@ -306,7 +308,7 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
       expect(await restarted.exists('crashed')).toBe(true);
     });
 
-    it('two processes opening the store at once remove a dead process\'s temps once, and keep a live one\'s', async () => {
+    it("two processes opening the store at once remove a dead process's temps once, and keep a live one's", async () => {
       const start = Number((await readFile('/proc/self/stat', 'utf8')).split(') ')[1]!.split(' ')[19]);
       // A dead pid (old-style name), and this very pid with another start time (a reused pid).
       const dead = ['3999990-1-x', '3999990-2-x', '3999990-3-x', `${process.pid}.${start + 1}-1-y`];
@@ -317,10 +319,14 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
         else if (fixture.kind === 'zfs') await run('zfs', ['create', storeSpec('zfs', path).slice('zfs:'.length)]);
         else await mkdir(join(path, 'rootfs'), { recursive: true });
       }
-      const opens = [0, 1].map(() => new Promise<{ code: number | null; out: string }>((resolve) => {
-        execFile(process.execPath, ['--import', 'tsx', OPEN_STORE, storeSpec(fixture.kind, root)], (error, stdout, stderr) =>
-          resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, out: stdout + stderr }));
-      }));
+      const opens = [0, 1].map(
+        () =>
+          new Promise<{ code: number | null; out: string }>((resolve) => {
+            execFile(process.execPath, ['--import', 'tsx', OPEN_STORE, storeSpec(fixture.kind, root)], (error, stdout, stderr) =>
+              resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, out: stdout + stderr }),
+            );
+          }),
+      );
       for (const r of await Promise.all(opens)) expect(r, r.out).toMatchObject({ code: 0 });
       expect(await readdir(join(root, 'result-tmp'))).toEqual([live]);
       if (fixture.kind === 'btrfs') await run('btrfs', ['subvolume', 'delete', join(root, 'result-tmp', live)]);
@@ -476,7 +482,11 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
 
     it('reports free space as df does', async () => {
       const free = await store.df();
-      const [size, avail, itotal, iavail] = (await run('df', ['-B1', '--output=size,avail,itotal,iavail', root])).stdout.split('\n')[1]!.trim().split(/\s+/).map(Number);
+      const [size, avail, itotal, iavail] = (await run('df', ['-B1', '--output=size,avail,itotal,iavail', root])).stdout
+        .split('\n')[1]!
+        .trim()
+        .split(/\s+/)
+        .map(Number);
       if (fixture.kind === 'zfs') {
         // statfs counts the root dataset's own blocks; the store counts its datasets too.
         // ZFS makes inodes on demand: the store reports none.
@@ -542,9 +552,14 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
         expect(((byWrite as Error).cause as NodeJS.ErrnoException).errno).toBe(-constants.errno.EDQUOT);
         // ...while a sandboxed command's error has only an exit status: the store sees its quota used up.
         const byCommand = await quotaStore
-          .build('base', 'over', async (dir) => {
-            await run('sh', ['-c', 'cat /dev/zero > "$1" 2>/dev/null', 'sh', rootfs(dir, 'big')]);
-          }, disk)
+          .build(
+            'base',
+            'over',
+            async (dir) => {
+              await run('sh', ['-c', 'cat /dev/zero > "$1" 2>/dev/null', 'sh', rootfs(dir, 'big')]);
+            },
+            disk,
+          )
           .catch((e: unknown) => e);
         expect(byCommand).toBeInstanceOf(DiskLimitError);
         expect((byCommand as Error).message).toMatch(/^disk limit 64 MiB reached; nothing was published: Command failed: sh -c/);
@@ -567,9 +582,16 @@ export function describeStoreBehaviour(fixture: StoreFixture): void {
       it('refuses a disk limit where it has no quotas, naming the store and why, before the build starts', async () => {
         await expect(store.checkDiskLimit()).rejects.toThrow(refusal);
         let ran = false;
-        const error = await store.build(undefined, 'limited', async () => {
-          ran = true;
-        }, { diskBytes: 64 * MiB }).catch((e: unknown) => e);
+        const error = await store
+          .build(
+            undefined,
+            'limited',
+            async () => {
+              ran = true;
+            },
+            { diskBytes: 64 * MiB },
+          )
+          .catch((e: unknown) => e);
         expect(error).toBeInstanceOf(DiskLimitUnsupportedError);
         expect((error as Error).message).toMatch(refusal);
         expect(ran).toBe(false);

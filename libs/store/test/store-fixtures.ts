@@ -40,7 +40,8 @@ export const overlayfsFixture: StoreFixture = {
   mountsBuilds: true,
   // Its disk limit needs XFS project quotas, which this machine's kernel lacks (no
   // CONFIG_XFS_QUOTA: XFS refuses -o prjquota): only the refusal is tested here.
-  diskLimitRefusal: /the overlayfs store at .* cannot hold a step to a disk limit: it limits a step's upper layer with XFS project quotas .*, and its filesystem \(.*\) is \w+, not XFS/,
+  diskLimitRefusal:
+    /the overlayfs store at .* cannot hold a step to a disk limit: it limits a step's upper layer with XFS project quotas .*, and its filesystem \(.*\) is \w+, not XFS/,
 };
 
 export const rsyncFixture: StoreFixture = {
@@ -49,7 +50,8 @@ export const rsyncFixture: StoreFixture = {
   smallFilesystem: smallTmpfs,
   sharesInodesWithParent: false,
   mountsBuilds: false,
-  diskLimitRefusal: /the rsync store at .* cannot hold a step to a disk limit: it keeps plain directories without quotas; a disk limit needs the btrfs, xfs, zfs or overlayfs \(on XFS\) store/,
+  diskLimitRefusal:
+    /the rsync store at .* cannot hold a step to a disk limit: it keeps plain directories without quotas; a disk limit needs the btrfs, xfs, zfs or overlayfs \(on XFS\) store/,
 };
 
 export const rsyncHardlinkFixture: StoreFixture = {

@@ -219,7 +219,11 @@ describe('ZFS store (recording shim: the command sequences, and what zfs-fuse ca
       ]);
       const state = await pool.readState();
       expect(state.datasets[`${R}/b/home`]?.origin).toBe(`${R}/a/home@snap`);
-      expect(Object.keys(state.snapshots).filter((s) => s.startsWith(`${R}/b`)).sort()).toEqual([`${R}/b/brew@snap`, `${R}/b/home@snap`, `${R}/b@snap`]);
+      expect(
+        Object.keys(state.snapshots)
+          .filter((s) => s.startsWith(`${R}/b`))
+          .sort(),
+      ).toEqual([`${R}/b/brew@snap`, `${R}/b/home@snap`, `${R}/b@snap`]);
       expect(() => new ZfsStore({ pool: 'tank', children: ['rootfs'] })).toThrow(/cannot be a child dataset/);
     });
   });
@@ -339,7 +343,7 @@ describe('ZFS store (recording shim: the command sequences, and what zfs-fuse ca
       await store.build(undefined, 'a', async () => {});
       await pool.busy([`${R}/a`]);
       await pool.takeLog();
-      await eventually(async () => (await pool.takeLog().then((log) => log.length > 0 && log.every((l) => l === `zfs unmount ${R}/a`))), 'an unmount was tried');
+      await eventually(async () => await pool.takeLog().then((log) => log.length > 0 && log.every((l) => l === `zfs unmount ${R}/a`)), 'an unmount was tried');
       expect(await mounted(`${R}/a`)).toBe(true);
       await pool.busy([]);
       await eventually(async () => !(await mounted(`${R}/a`)), `${R}/a is unmounted once no longer busy`);
@@ -357,7 +361,12 @@ describe('ZFS store (recording shim: the command sequences, and what zfs-fuse ca
       expect((await pool.takeLog()).slice(-1)).toEqual(['zfs mount']);
       await eventually(async () => !(await mounted(`${R}/left`)), `${R}/left is unmounted`);
       expect(await pool.takeLog()).toEqual([`zfs unmount ${R}/left/home`, `zfs unmount ${R}/left`]);
-      expect(Object.entries((await pool.readState()).datasets).filter(([, d]) => d.mounted).map(([n]) => n).filter((n) => n.startsWith(`${R}/`))).toEqual([]);
+      expect(
+        Object.entries((await pool.readState()).datasets)
+          .filter(([, d]) => d.mounted)
+          .map(([n]) => n)
+          .filter((n) => n.startsWith(`${R}/`)),
+      ).toEqual([]);
     });
 
     it('delete destroys a mounted result and no idle unmount follows', async () => {
@@ -373,7 +382,7 @@ describe('ZFS store (recording shim: the command sequences, and what zfs-fuse ca
       expect(() => pool.store({ idleUnmountMs: 0 })).toThrow(/idleUnmountMs must be a positive number of milliseconds, not 0/);
     });
 
-    it('a result mounted while zfs-fuse dropped the command\'s socket (killed by SIGPIPE): the mount is sent again', async () => {
+    it("a result mounted while zfs-fuse dropped the command's socket (killed by SIGPIPE): the mount is sent again", async () => {
       const store = await pool.initStore({ idleUnmountMs: GRACE });
       await store.build(undefined, 'a', async (dir) => writeFile(join(dir, 'log'), 'built a'));
       await eventually(async () => !(await mounted(`${R}/a`)), 'a is unmounted');
@@ -428,7 +437,7 @@ describe('ZFS store (recording shim: the command sequences, and what zfs-fuse ca
       }
     }
 
-    it('first use: looks again under the cache\'s lock, creates the cache, chowns it through its mountpoint, snapshots it, clones a view', async () => {
+    it("first use: looks again under the cache's lock, creates the cache, chowns it through its mountpoint, snapshots it, clones a view", async () => {
       const store = await pool.initStore();
       const view = await store.cache('opam', me);
       expect(normalize.call(pool, view.path)).toBe('$MNT/cache-tmp/T-opam');

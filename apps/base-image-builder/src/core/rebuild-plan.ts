@@ -38,14 +38,24 @@ export interface ImageDecision {
   readonly why: string;
 }
 
-export function planRebuilds(matrix: Matrix, specDigests: ReadonlyMap<string, string>, records: ReadonlyMap<string, ImageRecord>, now: number, policy: RebuildPolicy = DEFAULT_POLICY): ImageDecision[] {
+export function planRebuilds(
+  matrix: Matrix,
+  specDigests: ReadonlyMap<string, string>,
+  records: ReadonlyMap<string, ImageRecord>,
+  now: number,
+  policy: RebuildPolicy = DEFAULT_POLICY,
+): ImageDecision[] {
   const decisions = new Map<string, ImageDecision>();
   let inFlight = [...records.values()].filter((r) => r.building).length;
   for (const image of matrix.images) {
     const record = records.get(image.name) ?? { name: image.name, history: [] };
     const decide = (d: Omit<ImageDecision, 'name'>) => decisions.set(image.name, { name: image.name, ...d });
     if (record.building) {
-      decide({ state: 'building', inputs: record.building.inputs, why: `attempt ${record.building.attempt} in flight${record.building.job ? ` (job ${record.building.job})` : ''}` });
+      decide({
+        state: 'building',
+        inputs: record.building.inputs,
+        why: `attempt ${record.building.attempt} in flight${record.building.job ? ` (job ${record.building.job})` : ''}`,
+      });
       continue;
     }
     let parentDigest: string | undefined;

@@ -24,7 +24,9 @@ export function specDigests(matrix: Matrix): Map<string, string> {
 }
 
 function specDigestOf(image: MatrixImage): string {
-  return sha256(JSON.stringify({ v: 1, spec: image.canonicalSpec, bootstrap: image.bootstrap ?? null, parent: image.parent ?? null, platforms: image.platforms }));
+  return sha256(
+    JSON.stringify({ v: 1, spec: image.canonicalSpec, bootstrap: image.bootstrap ?? null, parent: image.parent ?? null, platforms: image.platforms }),
+  );
 }
 
 export interface LiveInputs {

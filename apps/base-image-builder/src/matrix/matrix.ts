@@ -12,8 +12,7 @@ import { didYouMean, parseSpec, printSpec, SpecError, type Spec } from '@cairn/s
 
 /** How an image without a parent gets its first root filesystem. */
 export type Bootstrap =
-  | { readonly kind: 'busybox-static' }
-  | { readonly kind: 'debootstrap'; readonly suite: string; readonly variant: string; readonly mirror: string };
+  { readonly kind: 'busybox-static' } | { readonly kind: 'debootstrap'; readonly suite: string; readonly variant: string; readonly mirror: string };
 
 export interface MatrixImage {
   /** `repository:tag`, the name jobs use in `(from ...)` (behind the registry's address). */
@@ -107,7 +106,8 @@ export async function parseMatrix(text: string, file: string, readSpec: SpecRead
     if (!isRecord(entry)) return fail(at(), 'an image is a mapping with name, spec and a bootstrap or a parent');
     unknownFields(entry, IMAGE_FIELDS, at(), fail);
     const name = entry.name;
-    if (typeof name !== 'string' || !NAME.test(name)) return fail(at('name'), `${JSON.stringify(name)} is not repository:tag (lower-case repository, e.g. debian:bookworm)`);
+    if (typeof name !== 'string' || !NAME.test(name))
+      return fail(at('name'), `${JSON.stringify(name)} is not repository:tag (lower-case repository, e.g. debian:bookworm)`);
     if (seen.has(name)) return fail(at('name'), `${name} is in the matrix twice`);
     seen.add(name);
     const [repository, ownTag] = splitName(name);
@@ -137,7 +137,8 @@ export async function parseMatrix(text: string, file: string, readSpec: SpecRead
       throw e;
     }
     const from = parent ?? BOOTSTRAP_FROM;
-    if (spec.from !== from) return fail(at('spec'), `${read.shown} starts (from ${spec.from}); it must be (from ${from}), the image's ${parent ? 'parent' : 'bootstrap'}`);
+    if (spec.from !== from)
+      return fail(at('spec'), `${read.shown} starts (from ${spec.from}); it must be (from ${from}), the image's ${parent ? 'parent' : 'bootstrap'}`);
     if (spec.childBuilds.length > 0) return fail(at('spec'), `${read.shown}: a base image's layers have no (build ...) stages`);
     const schedule = entry.schedule ?? defaults.schedule;
     if (typeof schedule !== 'string') return fail(at('schedule'), 'a cron schedule (here or under defaults), e.g. "0 3 * * 1"');
@@ -146,9 +147,17 @@ export async function parseMatrix(text: string, file: string, readSpec: SpecRead
     } catch (e) {
       return fail(at('schedule'), `${JSON.stringify(schedule)} is not a cron schedule (${e instanceof Error ? e.message : String(e)})`);
     }
-    const platforms = strings(entry.platforms ?? defaults.platforms ?? ['linux/amd64'], entry.platforms === undefined ? 'defaults.platforms' : at('platforms'), PLATFORM, 'a platform (os/arch)', fail, true);
+    const platforms = strings(
+      entry.platforms ?? defaults.platforms ?? ['linux/amd64'],
+      entry.platforms === undefined ? 'defaults.platforms' : at('platforms'),
+      PLATFORM,
+      'a platform (os/arch)',
+      fail,
+      true,
+    );
     // The index takes one entry per platform, but each would need its own build on a pool of that platform.
-    if (platforms.length > 1) return fail(entry.platforms === undefined ? 'defaults.platforms' : at('platforms'), 'one platform per image for now (docs/base-images.md)');
+    if (platforms.length > 1)
+      return fail(entry.platforms === undefined ? 'defaults.platforms' : at('platforms'), 'one platform per image for now (docs/base-images.md)');
     images.push({
       name,
       repository,

@@ -51,7 +51,9 @@ function upCredentials(up: ClusterFile & { natsPasswords: string }, user: string
       as === 'admin'
         ? 'run cairn admin as the user who runs cairn up'
         : `start cairn up with --client ${user} and run this as a user who may read that file, or give credentials with CAIRN_NATS_USER and CAIRN_NATS_PASSWORD`;
-    throw new UserError(`the NATS server of cairn up (${up.natsUrl}) lets in only the users it knows, by the passwords in ${up.natsPasswords}, and for ${as === 'admin' ? 'its admin' : `client ${user}`} ${why} (${file}): ${remedy}`);
+    throw new UserError(
+      `the NATS server of cairn up (${up.natsUrl}) lets in only the users it knows, by the passwords in ${up.natsPasswords}, and for ${as === 'admin' ? 'its admin' : `client ${user}`} ${why} (${file}): ${remedy}`,
+    );
   }
   return { CAIRN_NATS_USER: user, CAIRN_NATS_PASSWORD: password, CAIRN_NATS_INBOX: `_INBOX_${user}` };
 }
@@ -71,12 +73,19 @@ export async function connectCluster(flags: ClusterFlags, client: string, as: 'c
   const options = busFromEnv(`cairn-cli-${client}`, env);
   const servers = [options.servers].flat().join(',');
   try {
-    return await connectBus({ ...options, connectTimeoutMs: 5000, waitForServer: false, ...(options.user === undefined || options.inboxPrefix ? {} : { inboxPrefix: `_INBOX_${client}` }) });
+    return await connectBus({
+      ...options,
+      connectTimeoutMs: 5000,
+      waitForServer: false,
+      ...(options.user === undefined || options.inboxPrefix ? {} : { inboxPrefix: `_INBOX_${client}` }),
+    });
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     // Retrying cannot help: the answer is the credentials, so it is the user's to change (exit 1).
     if (/authori[sz]ation|authentication/i.test(message)) {
-      throw new UserError(`NATS at ${servers} refused ${options.user === undefined ? 'a connection without credentials' : `user ${options.user}`} (${message}): set CAIRN_NATS_USER and CAIRN_NATS_PASSWORD (and CAIRN_NATS_INBOX=_INBOX_<user>) to a user of that server`);
+      throw new UserError(
+        `NATS at ${servers} refused ${options.user === undefined ? 'a connection without credentials' : `user ${options.user}`} (${message}): set CAIRN_NATS_USER and CAIRN_NATS_PASSWORD (and CAIRN_NATS_INBOX=_INBOX_<user>) to a user of that server`,
+      );
     }
     throw new UnavailableError(`cannot reach NATS at ${servers}: ${message} (start the cluster with "cairn up", or set --nats / CAIRN_NATS)`);
   }

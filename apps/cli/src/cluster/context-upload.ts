@@ -27,10 +27,25 @@ export async function uploadContext(nc: NatsConnection, client: string, dir: str
   try {
     const tarFile = join(tmp, 'context.tar');
     const { execa } = await import('execa');
-    await execa('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '--format=posix', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '-cf', tarFile, '-C', dir, '.']);
+    await execa('tar', [
+      '--sort=name',
+      '--mtime=@0',
+      '--owner=0',
+      '--group=0',
+      '--numeric-owner',
+      '--format=posix',
+      '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime',
+      '-cf',
+      tarFile,
+      '-C',
+      dir,
+      '.',
+    ]);
     const bytes = (await stat(tarFile)).size;
     if (bytes > limits.maxContextBytes) {
-      throw new UserError(`the build context "${dir}" is ${bytes} bytes as a tar; the limit is ${limits.maxContextBytes} (leave build outputs and .git out of it)`);
+      throw new UserError(
+        `the build context "${dir}" is ${bytes} bytes as a tar; the limit is ${limits.maxContextBytes} (leave build outputs and .git out of it)`,
+      );
     }
     // Hash first: a context the store already has is not sent again.
     const hash = createHash('sha256');

@@ -19,7 +19,18 @@ import { connect as tcpConnect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { buckets, busFromEnv, connectBus, makeNatsAuth, natsInbox, natsUsersProblem, openBucket, subjects, type NatsUser, type ServiceStatus } from '@cairn/contracts';
+import {
+  buckets,
+  busFromEnv,
+  connectBus,
+  makeNatsAuth,
+  natsInbox,
+  natsUsersProblem,
+  openBucket,
+  subjects,
+  type NatsUser,
+  type ServiceStatus,
+} from '@cairn/contracts';
 import { UserError } from '../cli-error.js';
 import { UnavailableError } from './connection.js';
 import { DEFAULT_POLICY, Supervisor, type ChildSpec, type SupervisionPolicy } from './supervisor.js';
@@ -129,7 +140,9 @@ async function checkJetStream(url: string): Promise<void> {
     const reply = (await nc.request('$JS.API.INFO', '', { timeout: 3000 })).json<{ error?: { description?: string } }>();
     if (reply.error) throw new Error(reply.error.description ?? 'JetStream is not enabled');
   } catch (e) {
-    throw new UnavailableError(`the NATS server at ${url} has no JetStream (${e instanceof Error ? e.message : String(e)}): Cairn keeps its queue, logs and results there; start it with -js, or leave out --nats and cairn up starts its own`);
+    throw new UnavailableError(
+      `the NATS server at ${url} has no JetStream (${e instanceof Error ? e.message : String(e)}): Cairn keeps its queue, logs and results there; start it with -js, or leave out --nats and cairn up starts its own`,
+    );
   } finally {
     await nc.close();
   }
@@ -191,11 +204,23 @@ export class LocalCluster {
     const apps = appsDir();
     const node = process.execPath;
     // The services stop when this process is gone (libs/service-kit parent-watch.ts).
-    const common = { ...process.env, CAIRN_NATS: this.natsUrl, CAIRN_LOG_FORMAT: 'text', CAIRN_PARENT_PID: String(process.pid), ...this.natsEnv.get(SERVICE_USER) };
+    const common = {
+      ...process.env,
+      CAIRN_NATS: this.natsUrl,
+      CAIRN_LOG_FORMAT: 'text',
+      CAIRN_PARENT_PID: String(process.pid),
+      ...this.natsEnv.get(SERVICE_USER),
+    };
     const service = async (name: string, script: string, env: NodeJS.ProcessEnv, port?: number) => {
       // A port of our choosing, so that readiness can be asked for (and is the same after a restart).
       const httpPort = port || (await freePort());
-      const spec: ChildSpec = { name, command: node, args: [join(apps, script)], env: { ...common, ...env, CAIRN_HTTP_PORT: String(httpPort) }, healthUrl: `http://127.0.0.1:${httpPort}/healthz` };
+      const spec: ChildSpec = {
+        name,
+        command: node,
+        args: [join(apps, script)],
+        env: { ...common, ...env, CAIRN_HTTP_PORT: String(httpPort) },
+        healthUrl: `http://127.0.0.1:${httpPort}/healthz`,
+      };
       this.health.set(name, spec.healthUrl!);
       this.supervisor.start(spec);
       return httpPort;
@@ -259,7 +284,9 @@ export class LocalCluster {
     try {
       this.kv = await openBucket(this.bus, buckets.services);
       // Entries of processes that are not ours (an earlier `cairn up` with more workers).
-      for await (const key of await this.kv.keys()) if (!['nats', 'scheduler', 'spec-compiler', 'results-store', 'base-image-builder'].includes(key) && !/^worker-\d+$/.test(key)) await this.kv.delete(key);
+      for await (const key of await this.kv.keys())
+        if (!['nats', 'scheduler', 'spec-compiler', 'results-store', 'base-image-builder'].includes(key) && !/^worker-\d+$/.test(key))
+          await this.kv.delete(key);
       for (const status of this.supervisor.statuses()) this.publish(status);
     } catch (e) {
       this.options.note(`cannot keep the supervision records in NATS: ${e instanceof Error ? e.message : String(e)}`);
@@ -283,7 +310,8 @@ export class LocalCluster {
       ...[...new Set(clients)].map((name) => ({ role: 'client' as const, name })),
     ];
     const problem = natsUsersProblem(users);
-    if (problem) throw new UserError(`the NATS users of cairn up: ${problem} (${SERVICE_USER}, ${ADMIN_USER} and the worker IDs local, local-N cannot be client IDs)`);
+    if (problem)
+      throw new UserError(`the NATS users of cairn up: ${problem} (${SERVICE_USER}, ${ADMIN_USER} and the worker IDs local, local-N cannot be client IDs)`);
     const passwordsDir = natsPasswordsDir(dataDir);
     const auth = await makeNatsAuth({ users, passwordsDir, cost: BCRYPT_COST, writer: 'cairn up at every start (edits are lost)' });
     for (const user of users) this.natsEnv.set(user.name, credentials(user, auth.passwords.get(user.name)!));
@@ -300,7 +328,8 @@ export class LocalCluster {
     const bus = this.bus;
     if (!bus || bus.isClosed()) return;
     const body = JSON.stringify(status);
-    if (message !== undefined) bus.publish(subjects.serviceEvent(status.name), JSON.stringify({ name: status.name, message, at: Date.now(), state: status.state }));
+    if (message !== undefined)
+      bus.publish(subjects.serviceEvent(status.name), JSON.stringify({ name: status.name, message, at: Date.now(), state: status.state }));
     void this.kv?.put(status.name, body).catch(() => undefined);
   }
 
@@ -325,7 +354,8 @@ export class LocalCluster {
     for (;;) {
       const waiting = this.supervisor.statuses().filter((s) => s.state !== 'ready');
       if (waiting.length === 0) return;
-      if (Date.now() > deadline) throw new UnavailableError(`not ready within ${timeoutMs / 1000} s: ${waiting.map((s) => `${s.name} (${s.state})`).join(', ')}`);
+      if (Date.now() > deadline)
+        throw new UnavailableError(`not ready within ${timeoutMs / 1000} s: ${waiting.map((s) => `${s.name} (${s.state})`).join(', ')}`);
       await sleep(200);
     }
   }

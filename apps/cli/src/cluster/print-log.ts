@@ -7,7 +7,13 @@ import type { Io } from '../io.js';
  * Ctrl-C stops following, not the job (it is the cluster's now): the user is told how to
  * cancel it or follow it again, unless `cancelOnInterrupt` asks for the job to go too.
  */
-export async function printLog(io: Io, nc: NatsConnection, client: string, job: string, opts: { follow: boolean; toStderr: boolean; cancelOnInterrupt?: boolean }): Promise<JobState | 'interrupted' | undefined> {
+export async function printLog(
+  io: Io,
+  nc: NatsConnection,
+  client: string,
+  job: string,
+  opts: { follow: boolean; toStderr: boolean; cancelOnInterrupt?: boolean },
+): Promise<JobState | 'interrupted' | undefined> {
   const { followLog } = await import('./follow-log.js');
   const log = followLog(nc, client, job, opts.follow);
   let interrupted!: () => void;
@@ -36,7 +42,9 @@ export async function printLog(io: Io, nc: NatsConnection, client: string, job: 
     const status = await request<JobStatus>(nc, subjects.client(client, 'cancel'), { job });
     io.err(`\ncairn: interrupted: ${status.state === 'cancelled' ? `${job} cancelled` : `cancel of ${job} sent to ${status.worker ?? 'its worker'}`}\n`);
   } else {
-    io.err(`\ncairn: stopped following ${job}; it keeps running on the cluster.\n  cancel it:     cairn cancel ${job}\n  follow again:  cairn logs ${job} --follow\n`);
+    io.err(
+      `\ncairn: stopped following ${job}; it keeps running on the cluster.\n  cancel it:     cairn cancel ${job}\n  follow again:  cairn logs ${job} --follow\n`,
+    );
   }
   return 'interrupted';
 }

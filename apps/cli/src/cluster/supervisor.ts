@@ -178,7 +178,11 @@ export class Supervisor {
     });
     proc.once('error', (e) => this.hooks.output(spec.name, `cannot start ${spec.command}: ${e.message}`));
     const restarted = child.status.restarts > 0;
-    this.note(child, restarted ? `${spec.name} restarted (pid ${proc.pid ?? '?'})` : `${spec.name} started (pid ${proc.pid ?? '?'})`, { state: 'running', pid: proc.pid, startedAt });
+    this.note(child, restarted ? `${spec.name} restarted (pid ${proc.pid ?? '?'})` : `${spec.name} started (pid ${proc.pid ?? '?'})`, {
+      state: 'running',
+      pid: proc.pid,
+      startedAt,
+    });
   }
 
   private exitedWith(child: Supervised, proc: ChildProcess, startedAt: number, code: number | null, signal: NodeJS.Signals | null): void {
@@ -199,7 +203,12 @@ export class Supervisor {
     }
     const delay = Math.min(this.policy.maxDelayMs, this.policy.firstDelayMs * 2 ** Math.max(0, quickFailures - 1));
     const streak = quickFailures > 1 ? ` (${quickFailures} quick failures in a row)` : '';
-    this.note(child, `${name} exited (${how}); restarting in ${seconds(delay)}${streak}`, { state: 'restarting', lastExit: how, quickFailures, pid: undefined });
+    this.note(child, `${name} exited (${how}); restarting in ${seconds(delay)}${streak}`, {
+      state: 'restarting',
+      lastExit: how,
+      quickFailures,
+      pid: undefined,
+    });
     child.restartTimer = setTimeout(() => {
       if (child.stopping) return;
       child.status = { ...child.status, restarts: child.status.restarts + 1 };

@@ -9,7 +9,11 @@ export const clusterOptions = (cmd: Command) =>
     .option('--client <id>', 'your client ID, as NATS permissions know it (default: CAIRN_CLIENT, else your user name)');
 
 /** Runs `body` with a connection (as the client, or as cairn up's admin). */
-export async function withCluster(flags: ClusterFlags, body: (nc: NatsConnection, client: string) => Promise<void>, as: 'client' | 'admin' = 'client'): Promise<void> {
+export async function withCluster(
+  flags: ClusterFlags,
+  body: (nc: NatsConnection, client: string) => Promise<void>,
+  as: 'client' | 'admin' = 'client',
+): Promise<void> {
   const { clientId, connectCluster } = await import('./connection.js');
   const client = clientId(flags);
   let nc: NatsConnection | undefined;

@@ -17,13 +17,16 @@ function tree(command: Command, path: string[] = []): Node {
     path,
     summary: command.summary() || command.description().split('\n')[0] || '',
     subcommands: command.commands.filter((c) => c.name() !== 'help').map((c) => tree(c, [...path, c.name()])),
-    options: command.options.filter((o: Option) => !o.hidden).map((o: Option) => ({
-      flags: [o.long, o.short].filter((f): f is string => Boolean(f)),
-      description: o.description,
-      takesValue: o.required || o.optional,
-      choices: o.argChoices ?? [],
-      file: PATH_VALUE.test(o.flags),
-    })).concat([{ flags: ['--help', '-h'], description: 'show help', takesValue: false, choices: [], file: false }]),
+    options: command.options
+      .filter((o: Option) => !o.hidden)
+      .map((o: Option) => ({
+        flags: [o.long, o.short].filter((f): f is string => Boolean(f)),
+        description: o.description,
+        takesValue: o.required || o.optional,
+        choices: o.argChoices ?? [],
+        file: PATH_VALUE.test(o.flags),
+      }))
+      .concat([{ flags: ['--help', '-h'], description: 'show help', takesValue: false, choices: [], file: false }]),
   };
 }
 
@@ -40,11 +43,23 @@ function bash(root: Node): string {
     const words = [...n.subcommands.map((s) => s.path.at(-1)), ...n.options.flatMap((o) => o.flags)].join(' ');
     return `    ${shQuote(key(n))}) words=${shQuote(words)} ;;`;
   });
-  const values = nodes.flatMap((n) => n.options.filter((o) => o.takesValue).flatMap((o) => o.flags.map((f) => {
-    const then = o.choices.length ? `COMPREPLY=($(compgen -W ${shQuote(o.choices.join(' '))} -- "$cur"))` : o.file ? 'COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null' : 'COMPREPLY=()';
-    return `    ${shQuote(`${key(n)} ${f}`)}) ${then}; return ;;`;
-  })));
-  const subs = nodes.filter((n) => n.subcommands.length).map((n) => `    ${shQuote(key(n))}) subs=${shQuote(n.subcommands.map((s) => s.path.at(-1)).join(' '))} ;;`);
+  const values = nodes.flatMap((n) =>
+    n.options
+      .filter((o) => o.takesValue)
+      .flatMap((o) =>
+        o.flags.map((f) => {
+          const then = o.choices.length
+            ? `COMPREPLY=($(compgen -W ${shQuote(o.choices.join(' '))} -- "$cur"))`
+            : o.file
+              ? 'COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null'
+              : 'COMPREPLY=()';
+          return `    ${shQuote(`${key(n)} ${f}`)}) ${then}; return ;;`;
+        }),
+      ),
+  );
+  const subs = nodes
+    .filter((n) => n.subcommands.length)
+    .map((n) => `    ${shQuote(key(n))}) subs=${shQuote(n.subcommands.map((s) => s.path.at(-1)).join(' '))} ;;`);
   return `# bash completion for cairn: eval "$(cairn completion bash)", or save it as
 # /etc/bash_completion.d/cairn
 _cairn() {
@@ -123,9 +138,14 @@ function fish(root: Node): string {
   const fq = (s: string) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
   for (const n of walk(root)) {
     // On this command's path, and past none of its subcommands.
-    const at = n.path.length === 0
-      ? '__fish_use_subcommand'
-      : [`__fish_seen_subcommand_from ${n.path.at(-1)}`, ...n.path.slice(0, -1).map((p) => `__fish_seen_subcommand_from ${p}`), ...(n.subcommands.length ? [`not __fish_seen_subcommand_from ${n.subcommands.map((s) => s.path.at(-1)).join(' ')}`] : [])].join('; and ');
+    const at =
+      n.path.length === 0
+        ? '__fish_use_subcommand'
+        : [
+            `__fish_seen_subcommand_from ${n.path.at(-1)}`,
+            ...n.path.slice(0, -1).map((p) => `__fish_seen_subcommand_from ${p}`),
+            ...(n.subcommands.length ? [`not __fish_seen_subcommand_from ${n.subcommands.map((s) => s.path.at(-1)).join(' ')}`] : []),
+          ].join('; and ');
     for (const s of n.subcommands) lines.push(`complete -c cairn -n ${fq(at)} -a ${s.path.at(-1)} -d ${fq(s.summary)}`);
     for (const o of n.options) {
       const names = o.flags.map((f) => (f.startsWith('--') ? `-l ${f.slice(2)}` : `-s ${f.slice(1)}`)).join(' ');
@@ -142,13 +162,16 @@ export function registerCompletion(program: Command, io: Io): void {
   program
     .command('completion')
     .summary('print a shell completion script (bash, zsh or fish)')
-    .description('Prints a script that teaches your shell to complete cairn\'s commands, options and their values. Load it in your shell\'s start-up file.')
+    .description("Prints a script that teaches your shell to complete cairn's commands, options and their values. Load it in your shell's start-up file.")
     .addArgument(new Argument('<shell>', 'the shell').choices(Object.keys(SHELLS)))
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   echo 'eval "$(cairn completion bash)"' >> ~/.bashrc
   cairn completion zsh > "\${fpath[1]}/_cairn"
-  cairn completion fish > ~/.config/fish/completions/cairn.fish`)
+  cairn completion fish > ~/.config/fish/completions/cairn.fish`,
+    )
     .action((shell: keyof typeof SHELLS) => {
       io.out(SHELLS[shell](tree(program)));
     });

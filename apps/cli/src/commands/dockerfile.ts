@@ -12,11 +12,14 @@ export function registerDockerfile(program: Command, io: Io): void {
     .option('--buildkit', 'emit RUN --mount=type=cache|secret for caches and secrets')
     .addOption(new Option('--escape <style>', 'escape character: \\ (unix) or ` (windows)').choices(['unix', 'windows']).default('unix'))
     .option('--json', 'print {"dockerfile": TEXT} for scripts')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   cairn dockerfile -f build.spec > Dockerfile
   cairn dockerfile -f build.spec --buildkit | docker build -f - .
-  cairn dockerfile -f windows.spec --escape windows`)
+  cairn dockerfile -f windows.spec --escape windows`,
+    )
     .action(async (opts: { file: string; buildkit?: boolean; escape: 'unix' | 'windows'; json?: boolean }) => {
       const { spec } = await readSpec(io, opts.file);
       const dockerfile = inSpecFile(opts.file, () => dockerfileOfSpec(spec, { buildkit: opts.buildkit ?? false, os: opts.escape }));

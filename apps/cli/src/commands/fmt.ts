@@ -9,16 +9,19 @@ export function registerFmt(program: Command, io: Io, setExit: (code: number) =>
   program
     .command('fmt')
     .summary('print a spec in canonical form')
-    .description('Print each spec in the canonical layout (the same as OBuilder\'s printer). Comments are not kept.')
+    .description("Print each spec in the canonical layout (the same as OBuilder's printer). Comments are not kept.")
     .argument('<files...>', 'spec files (- for stdin)')
     .option('--write', 'rewrite the files in place instead of printing them')
     .option('--check', 'print nothing; exit 1 and name each file that is not canonical')
     .option('--json', 'print {"file", "canonical"} per file, for scripts')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   cairn fmt build.spec               print the canonical form
   cairn fmt --write *.spec           rewrite every spec in place
-  cairn fmt --check build.spec       exit 1 when build.spec is not canonical (CI)`)
+  cairn fmt --check build.spec       exit 1 when build.spec is not canonical (CI)`,
+    )
     .action(async (files: string[], opts: { write?: boolean; check?: boolean; json?: boolean }) => {
       const report: { file: string; canonical: boolean }[] = [];
       for (const file of files) {

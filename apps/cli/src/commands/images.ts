@@ -13,15 +13,20 @@ export function registerImages(program: Command, io: Io): void {
   const images = program
     .command('images')
     .summary('the base images: the matrix, their state, rebuilds')
-    .description(`The base images Cairn builds and rebuilds by itself (infra/images/, run by the
+    .description(
+      `The base images Cairn builds and rebuilds by itself (infra/images/, run by the
 base-image-builder service; docs/base-images.md). "plan" reads the matrix alone; "status"
-and "rebuild" ask the service (the admin NATS role).`)
-    .addHelpText('after', `
+and "rebuild" ask the service (the admin NATS role).`,
+    )
+    .addHelpText(
+      'after',
+      `
 Examples:
   cairn images plan                         every image in build order, with its spec digest
   cairn images status                       each image's state, digest and why
   cairn images rebuild ocaml:4.13           check its inputs now; rebuild if they changed
-  cairn images rebuild --all --force        rebuild every image, changed or not`);
+  cairn images rebuild --all --force        rebuild every image, changed or not`,
+    );
 
   images
     .command('plan')
@@ -62,7 +67,7 @@ Examples:
       .option('--all', 'every image of the matrix')
       .option('--force', 'rebuild even when the inputs are unchanged'),
   ).action((names: string[], opts: ClusterFlags & { all?: boolean; force?: boolean }) => {
-    if ((names.length > 0) === Boolean(opts.all)) throw new UserError('cairn images rebuild: name the images, or give --all (not both)');
+    if (names.length > 0 === Boolean(opts.all)) throw new UserError('cairn images rebuild: name the images, or give --all (not both)');
     return withCluster(
       opts,
       async (nc) => {

@@ -13,12 +13,15 @@ export function registerLogs(program: Command, io: Io, setExit: (code: number) =
       .argument('<job>', 'the job ID that submit printed')
       .option('--follow', 'keep printing until the job ends; exit with its result'),
   )
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Exit status with --follow: 0 succeeded, 1 failed, 130 cancelled or Ctrl-C (which stops
 following, not the job); 3 cluster unreachable.
 
 Example:
-  cairn logs j-m1abc2def3 --follow`)
+  cairn logs j-m1abc2def3 --follow`,
+    )
     .action(async (job: string, opts: ClusterFlags & { follow?: boolean }) => {
       await withCluster(opts, async (nc, client) => {
         const end = await printLog(io, nc, client, job, { follow: opts.follow ?? false, toStderr: false });

@@ -20,9 +20,11 @@ export function registerPlan(program: Command, io: Io, setExit: (code: number) =
   program
     .command('plan')
     .summary('show every step and its ID without building')
-    .description(`The dry run: every step of the spec with the snapshot ID it will be stored under,
+    .description(
+      `The dry run: every step of the spec with the snapshot ID it will be stored under,
 base image first, computed exactly as a build computes it. With --compare, says for each
-step whether it would rebuild compared with an earlier plan, and why.`)
+step whether it would rebuild compared with an earlier plan, and why.`,
+    )
     .requiredOption('-f, --file <spec>', 'the spec file (- for stdin)')
     .argument('[context]', 'build context directory for (copy ...) steps; without it their IDs are unknown')
     .option('--image-env <NAME=VALUE>', 'an env binding of the base image, in image order (repeatable); none by default', collect, [])
@@ -30,14 +32,17 @@ step whether it would rebuild compared with an earlier plan, and why.`)
     .addOption(new Option('--os <os>', 'initial user, workdir and shell of this platform').choices(['unix', 'windows']).default('unix'))
     .option('--compare <plan.json>', 'an earlier `cairn plan --json` output: report which steps would rebuild and why')
     .option('--json', 'print the plan as JSON (feed it to --compare later)')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Exit status: 0 when every step can be planned; 1 when the build would fail (a missing
 source file or secret) or the spec is invalid; 2 on a usage error.
 
 Examples:
   cairn plan -f build.spec .
   cairn plan -f build.spec . --image-env PATH=/usr/bin:/bin --secret npmrc:$HOME/.npmrc
-  cairn plan -f build.spec . --json > before.json; edit...; cairn plan -f build.spec . --compare before.json`)
+  cairn plan -f build.spec . --json > before.json; edit...; cairn plan -f build.spec . --compare before.json`,
+    )
     .action(async (context: string | undefined, opts: PlanOpts) => {
       const { spec } = await readSpec(io, opts.file);
       const digests = context === undefined ? undefined : await openContextCache(context);
@@ -49,7 +54,8 @@ Examples:
       });
       await digests?.save();
       const comparison = opts.compare === undefined ? undefined : comparePlans(await readPlan(opts.compare), plan);
-      if (opts.json) io.out(`${JSON.stringify(comparison ? { ...plan, comparison: comparison.map(({ status, reasons }) => ({ status, reasons })) } : plan, null, 2)}\n`);
+      if (opts.json)
+        io.out(`${JSON.stringify(comparison ? { ...plan, comparison: comparison.map(({ status, reasons }) => ({ status, reasons })) } : plan, null, 2)}\n`);
       else io.out(renderPlan(plan, comparison));
       const failure = planFailure(plan, opts.file);
       if (failure !== undefined) {

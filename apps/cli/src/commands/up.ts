@@ -20,7 +20,8 @@ export function registerUp(program: Command, io: Io, setExit: (code: number) => 
   program
     .command('up')
     .summary('run the whole cluster on this machine (NATS, scheduler, compiler, workers, results)')
-    .description(`Starts a nats-server with JetStream of its own on a free port (or uses the server --nats
+    .description(
+      `Starts a nats-server with JetStream of its own on a free port (or uses the server --nats
 names), the scheduler, the spec-compiler, worker-agents building on this machine's default
 store (tools/setup.sh makes it) and the results-store with its dashboard; prints "cluster
 ready" once every one of them reports ready, and keeps them running: a process that exits
@@ -32,8 +33,13 @@ the clients it was started for (you, and each --client), each with a password ke
 <data>/nats-passwords (readable by you alone); the other commands find theirs there.
 Ctrl-C stops in order: the workers finish their builds (up to --drain-timeout, then the
 builds go back to the queue), then the services, NATS last, within 30 s. A second Ctrl-C
-cancels the running builds and stops at once.`)
-    .option('--nats <url>', 'use this NATS server (it must have JetStream; started here if nothing answers and it is on this machine); default: CAIRN_NATS, else a private one on a free port', process.env.CAIRN_NATS)
+cancels the running builds and stops at once.`,
+    )
+    .option(
+      '--nats <url>',
+      'use this NATS server (it must have JetStream; started here if nothing answers and it is on this machine); default: CAIRN_NATS, else a private one on a free port',
+      process.env.CAIRN_NATS,
+    )
     .option('--data <dir>', 'JetStream store, NATS passwords, scheduler key and results database', '/var/lib/cairn/cluster')
     .option('--workers <n>', 'worker-agents to run', '1')
     .option('--capacity <n>', 'builds each worker runs at once', '2')
@@ -41,10 +47,20 @@ cancels the running builds and stops at once.`)
     .option('--results-port <port>', 'dashboard and JSON API port (0: a free one)', '8080')
     .option('--drain-timeout <seconds>', 'how long running builds may take to finish when stopping, before they go back to the queue', '15')
     .option('--ready-timeout <seconds>', 'how long the services may take to report ready', '120')
-    .option('--client <id>', 'another client ID that may submit to the NATS server cairn up starts (repeatable; yours, CAIRN_CLIENT or your user name, always may): its password goes to <data>/nats-passwords/<id>.password', (id: string, all: string[] = []) => [...all, id])
-    .option('--cache-domain <domain=clients>', 'let these clients share named caches (and the steps that mount them): DOMAIN=CLIENT,CLIENT... (repeatable; * for every client named in no other domain); by default each client\'s caches are its own (CAIRN_CACHE_DOMAINS)', (spec: string, all: string[] = []) => [...all, spec])
+    .option(
+      '--client <id>',
+      'another client ID that may submit to the NATS server cairn up starts (repeatable; yours, CAIRN_CLIENT or your user name, always may): its password goes to <data>/nats-passwords/<id>.password',
+      (id: string, all: string[] = []) => [...all, id],
+    )
+    .option(
+      '--cache-domain <domain=clients>',
+      "let these clients share named caches (and the steps that mount them): DOMAIN=CLIENT,CLIENT... (repeatable; * for every client named in no other domain); by default each client's caches are its own (CAIRN_CACHE_DOMAINS)",
+      (spec: string, all: string[] = []) => [...all, spec],
+    )
     .option('--quiet', "don't print the services' logs")
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Exit status: 0 stopped by Ctrl-C or SIGTERM; 1 a service kept failing; 3 NATS could not be
 used (the --nats server has no JetStream, or nothing answers there).
 
@@ -53,7 +69,8 @@ Examples:
   cairn up --workers 2 --capacity 4
   cairn up --client ci --client bob          CAIRN_CLIENT=ci may submit too (with read access to its password file)
   cairn up --client ci --cache-domain me=$USER,ci   ci and you share caches, as one trust domain
-  cairn up --nats nats://10.0.0.5:4222       use an existing NATS server (with JetStream)`)
+  cairn up --nats nats://10.0.0.5:4222       use an existing NATS server (with JetStream)`,
+    )
     .action(async (opts: UpOpts) => {
       const count = (flag: string, text: string, min: number) => {
         const n = Number(text);
@@ -115,14 +132,28 @@ Examples:
           note,
         });
         cluster = await starting;
-        await writeClusterFile({ natsUrl: cluster.natsUrl, pid: process.pid, dataDir: opts.data, pool: opts.pool, startedAt: Date.now(), ...(cluster.dashboardUrl ? { dashboard: cluster.dashboardUrl } : {}), ...(cluster.natsAuth ? { natsPasswords: cluster.natsAuth.passwordsDir, natsAdmin: cluster.natsAuth.admin } : {}) });
+        await writeClusterFile({
+          natsUrl: cluster.natsUrl,
+          pid: process.pid,
+          dataDir: opts.data,
+          pool: opts.pool,
+          startedAt: Date.now(),
+          ...(cluster.dashboardUrl ? { dashboard: cluster.dashboardUrl } : {}),
+          ...(cluster.natsAuth ? { natsPasswords: cluster.natsAuth.passwordsDir, natsAdmin: cluster.natsAuth.admin } : {}),
+        });
         const ready = cluster.ready(readyMs).then(
           () => undefined,
           (e: unknown) => (e instanceof Error ? e.message : String(e)),
         );
-        const first = await Promise.race([ready.then((problem) => ({ problem })), stopAsked.then((w) => ({ stop: w })), cluster.supervisor.failed.then((w) => ({ failed: w }))]);
+        const first = await Promise.race([
+          ready.then((problem) => ({ problem })),
+          stopAsked.then((w) => ({ stop: w })),
+          cluster.supervisor.failed.then((w) => ({ failed: w })),
+        ]);
         if ('problem' in first && first.problem === undefined) {
-          io.out(`cluster ready: NATS ${cluster.natsUrl}, pool ${opts.pool}, ${workers} worker(s)${cluster.dashboardUrl ? `, dashboard ${cluster.dashboardUrl}` : ''} (Ctrl-C to stop)\n`);
+          io.out(
+            `cluster ready: NATS ${cluster.natsUrl}, pool ${opts.pool}, ${workers} worker(s)${cluster.dashboardUrl ? `, dashboard ${cluster.dashboardUrl}` : ''} (Ctrl-C to stop)\n`,
+          );
           why = await Promise.race([stopAsked, cluster.supervisor.failed.then((w) => `gave up: ${w}`)]);
         } else if ('problem' in first) {
           why = `gave up: ${first.problem}`;

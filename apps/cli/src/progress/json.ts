@@ -16,12 +16,14 @@ export function jsonView(out: ViewOutput, total: number): BuildView {
   const emit = (event: Record<string, unknown>) => out.write(`${JSON.stringify(event)}\n`);
   const text = new StepOutput(out.raw);
   const tracker = new StepTracker(total, {
-    started: (step: Step) => emit({ event: 'step-started', stage: step.stage, index: step.index, total, op: step.op, time: new Date(step.started).toISOString() }),
+    started: (step: Step) =>
+      emit({ event: 'step-started', stage: step.stage, index: step.index, total, op: step.op, time: new Date(step.started).toISOString() }),
     output: (step, data) => {
       const s = text.decode(step?.stage ?? '', data);
       if (s.length > 0) emit({ event: 'log', stage: step?.stage ?? '', index: step?.index ?? 0, data: s });
     },
-    finished: (step) => emit({ event: 'step-finished', stage: step.stage, index: step.index, op: step.op, id: step.id, cached: step.cached, durationMs: step.ms }),
+    finished: (step) =>
+      emit({ event: 'step-finished', stage: step.stage, index: step.index, op: step.op, id: step.id, cached: step.cached, durationMs: step.ms }),
     note: (step, s) => emit({ event: 'note', stage: step?.stage ?? '', text: s }),
   });
   const counts = () => ({

@@ -103,7 +103,9 @@ export class OperatorActions {
     });
     const job = /retried as (\S+)$/.exec(outcome.message)?.[1];
     if (outcome.result !== 'ok' || !job) return outcome;
-    await exclusiveWrite(this.ds, () => this.ds.getRepository(RetryEntity).insert({ build: job as BuildId, retryOf: build.id, user: who.user, at: Date.now() }));
+    await exclusiveWrite(this.ds, () =>
+      this.ds.getRepository(RetryEntity).insert({ build: job as BuildId, retryOf: build.id, user: who.user, at: Date.now() }),
+    );
     return { ...outcome, build: job };
   }
 
@@ -115,7 +117,10 @@ export class OperatorActions {
 
   /** Every base image as the base-image-builder reports it; an error when it does not answer (none is deployed). */
   async images(): Promise<{ ok: true; value: BaseImageStatus[] } | { ok: false; error: string }> {
-    const reply = await call<unknown>(this.bus, subjects.admin('images'), {}, { timeoutMs: this.timeoutMs }).catch((e: unknown) => ({ ok: false as const, error: { code: 'unavailable', message: String(e) } }));
+    const reply = await call<unknown>(this.bus, subjects.admin('images'), {}, { timeoutMs: this.timeoutMs }).catch((e: unknown) => ({
+      ok: false as const,
+      error: { code: 'unavailable', message: String(e) },
+    }));
     if (!reply.ok) return { ok: false, error: `${reply.error.code}: ${reply.error.message}` };
     const parsed = z.array(BaseImageStatus).safeParse(reply.value);
     return parsed.success ? { ok: true, value: parsed.data } : { ok: false, error: `${subjects.admin('images')}: unexpected answer` };
@@ -134,7 +139,15 @@ export class OperatorActions {
     return (await q.getMany()).map(({ id, at, user, role, action, target, result, detail }) => ({ id, at, user, role, action, target, result, detail }));
   }
 
-  private async act(who: Principal, action: string, target: string, subject: string, data: unknown, done: (value: unknown) => string, timeoutMs = this.timeoutMs): Promise<ActionOutcome> {
+  private async act(
+    who: Principal,
+    action: string,
+    target: string,
+    subject: string,
+    data: unknown,
+    done: (value: unknown) => string,
+    timeoutMs = this.timeoutMs,
+  ): Promise<ActionOutcome> {
     let reply: Reply<unknown>;
     try {
       reply = await call<unknown>(this.bus, subject, data, { timeoutMs });
@@ -143,9 +156,14 @@ export class OperatorActions {
     }
     const outcome: ActionOutcome = reply.ok
       ? { result: 'ok', message: done(reply.value) }
-      : { result: reply.error.code === 'unavailable' || reply.error.code === 'internal' ? 'failed' : 'refused', message: `${action} ${target}: ${reply.error.message}` };
+      : {
+          result: reply.error.code === 'unavailable' || reply.error.code === 'internal' ? 'failed' : 'refused',
+          message: `${action} ${target}: ${reply.error.message}`,
+        };
     await exclusiveWrite(this.ds, () =>
-      this.ds.getRepository(AuditEntity).insert({ at: Date.now(), user: who.user, role: who.role, action, target: target.slice(0, 200), result: outcome.result, detail: outcome.message }),
+      this.ds
+        .getRepository(AuditEntity)
+        .insert({ at: Date.now(), user: who.user, role: who.role, action, target: target.slice(0, 200), result: outcome.result, detail: outcome.message }),
     );
     return outcome;
   }

@@ -40,10 +40,20 @@ const denied = { 401: error('No valid token'), 403: error('Role too low') };
 
 export const API: Readonly<Record<string, Partial<Record<Method, Operation>>>> = {
   '/api/v1/builds': {
-    get: { summary: 'Builds, newest first, filtered', access: 'read', query: BuildQuery, responses: { 200: json('OK', S.BuildPage), 400: error('A filter is malformed') } },
+    get: {
+      summary: 'Builds, newest first, filtered',
+      access: 'read',
+      query: BuildQuery,
+      responses: { 200: json('OK', S.BuildPage), 400: error('A filter is malformed') },
+    },
   },
   '/api/v1/builds/{id}': {
-    get: { summary: 'One build in full', access: 'read', path: buildId, responses: { 200: json('OK', S.Build), 400: error('Not a build ID'), 404: error('Not stored') } },
+    get: {
+      summary: 'One build in full',
+      access: 'read',
+      path: buildId,
+      responses: { 200: json('OK', S.Build), 400: error('Not a build ID'), 404: error('Not stored') },
+    },
   },
   '/api/v1/builds/{id}/artifacts/{path}': {
     get: {
@@ -66,36 +76,68 @@ export const API: Readonly<Record<string, Partial<Record<Method, Operation>>>> =
       path: { ...buildId, tag: { description: 'Tag name: 1-64 letters, digits, ., _ or -' } },
       responses: { 204: { description: 'Tagged' }, 400: error('Not a build ID or tag'), ...denied, 404: error('Not stored') },
     },
-    delete: { summary: 'Remove a tag from a build', access: 'write', path: { ...buildId, tag: { description: 'Tag name' } }, responses: { 204: { description: 'Untagged' }, 400: error('Not a build ID'), ...denied } },
+    delete: {
+      summary: 'Remove a tag from a build',
+      access: 'write',
+      path: { ...buildId, tag: { description: 'Tag name' } },
+      responses: { 204: { description: 'Untagged' }, 400: error('Not a build ID'), ...denied },
+    },
   },
   '/api/v1/jobs': {
-    get: { summary: 'Jobs by name with their latest build', access: 'read', query: JobQuery, responses: { 200: json('OK', S.JobPage), 400: error('A filter is malformed') } },
+    get: {
+      summary: 'Jobs by name with their latest build',
+      access: 'read',
+      query: JobQuery,
+      responses: { 200: json('OK', S.JobPage), 400: error('A filter is malformed') },
+    },
   },
   '/api/v1/jobs/{name}': {
-    get: { summary: "A job's last 100 builds and success rate", access: 'read', path: { name: { description: 'Job name (URL-encoded)' } }, responses: { 200: json('OK', S.Job), 404: error('No such job') } },
+    get: {
+      summary: "A job's last 100 builds and success rate",
+      access: 'read',
+      path: { name: { description: 'Job name (URL-encoded)' } },
+      responses: { 200: json('OK', S.Job), 404: error('No such job') },
+    },
   },
   '/api/v1/compare': {
     get: {
       summary: 'Compare two builds: spec diff, changed step IDs, timing',
       access: 'read',
       query: z.object({ a: z.string().describe('Build A'), b: z.string().describe('Build B') }),
-      responses: { 200: json('OK', S.Comparison), 400: error('Not a build ID'), 404: error('A build is not stored'), 503: error('Too many compares under way (Retry-After)') },
+      responses: {
+        200: json('OK', S.Comparison),
+        400: error('Not a build ID'),
+        404: error('A build is not stored'),
+        503: error('Too many compares under way (Retry-After)'),
+      },
     },
   },
   '/api/v1/failures': {
-    get: { summary: 'Failed builds, newest first', access: 'read', query: BuildQuery.pick({ before: true, limit: true }), responses: { 200: json('OK', S.BuildPage), 400: error('A filter is malformed') } },
+    get: {
+      summary: 'Failed builds, newest first',
+      access: 'read',
+      query: BuildQuery.pick({ before: true, limit: true }),
+      responses: { 200: json('OK', S.BuildPage), 400: error('A filter is malformed') },
+    },
   },
   '/api/v1/live': { get: { summary: 'Builds queued or running now (from job events)', access: 'read', responses: { 200: json('OK', S.LiveJobs) } } },
   '/api/v1/pools': { get: { summary: "The scheduler's pools", access: 'read', responses: { 200: json('OK', S.Pools), ...unreachable } } },
-  '/api/v1/workers': { get: { summary: "The scheduler's workers: load, cache hints, free disk", access: 'read', responses: { 200: json('OK', S.Workers), ...unreachable } } },
+  '/api/v1/workers': {
+    get: { summary: "The scheduler's workers: load, cache hints, free disk", access: 'read', responses: { 200: json('OK', S.Workers), ...unreachable } },
+  },
   '/api/v1/queues': { get: { summary: 'Queued jobs per pool and client', access: 'read', responses: { 200: json('OK', S.Queues), ...unreachable } } },
   '/api/v1/services': {
-    get: { summary: 'The processes `cairn up` supervises, with their restarts and recent events', access: 'read', responses: { 200: json('OK', S.Services), 503: error('Their bucket could not be read') } },
+    get: {
+      summary: 'The processes `cairn up` supervises, with their restarts and recent events',
+      access: 'read',
+      responses: { 200: json('OK', S.Services), 503: error('Their bucket could not be read') },
+    },
   },
   '/api/v1/uploads': {
     post: {
       summary: 'Store a build made outside the cluster',
-      description: 'Body: one line of JSON `{"result": BuildResult, "log"?: string}`, then each artifact\'s bytes in the order listed, exactly `size` bytes each. Refused uploads store nothing.',
+      description:
+        'Body: one line of JSON `{"result": BuildResult, "log"?: string}`, then each artifact\'s bytes in the order listed, exactly `size` bytes each. Refused uploads store nothing.',
       access: 'write',
       body: { type: UPLOAD_CONTENT_TYPE },
       responses: {
@@ -114,7 +156,13 @@ export const API: Readonly<Record<string, Partial<Record<Method, Operation>>>> =
       summary: 'Issue a token (admin); the token is shown only in this answer',
       access: 'admin',
       body: { type: 'application/json', schema: S.TokenRequest },
-      responses: { 201: json('Issued', S.Token), 400: error('A field is malformed'), ...denied, 409: error('The user exists with another role and changeRole was not given'), 415: error('The body is not JSON') },
+      responses: {
+        201: json('Issued', S.Token),
+        400: error('A field is malformed'),
+        ...denied,
+        409: error('The user exists with another role and changeRole was not given'),
+        415: error('The body is not JSON'),
+      },
     },
   },
   '/api/v1/tokens/{id}': {
@@ -138,7 +186,13 @@ function jsonSchema(schema: z.ZodType, io: 'input' | 'output' = 'output'): objec
 }
 
 function parameters(operation: Operation): object[] {
-  const path = Object.entries(operation.path ?? {}).map(([name, p]) => ({ name, in: 'path', required: true, description: p.description, schema: jsonSchema(p.schema ?? z.string()) }));
+  const path = Object.entries(operation.path ?? {}).map(([name, p]) => ({
+    name,
+    in: 'path',
+    required: true,
+    description: p.description,
+    schema: jsonSchema(p.schema ?? z.string()),
+  }));
   const query = Object.entries(operation.query?.shape ?? {}).map(([name, field]) => {
     const schema = field as z.ZodType;
     const { description, ...json } = jsonSchema(schema) as { description?: string };
@@ -153,7 +207,11 @@ function responses(operation: Operation): object {
       status,
       {
         description: answer.description,
-        ...(answer.schema ? { content: { 'application/json': { schema: jsonSchema(answer.schema) } } } : answer.type ? { content: { [answer.type]: { schema: { type: 'string', format: 'binary' } } } } : {}),
+        ...(answer.schema
+          ? { content: { 'application/json': { schema: jsonSchema(answer.schema) } } }
+          : answer.type
+            ? { content: { [answer.type]: { schema: { type: 'string', format: 'binary' } } } }
+            : {}),
       },
     ]),
   );
@@ -168,7 +226,14 @@ function operationObject(operation: Operation): object {
     // Reading may be public (CAIRN_RESULTS_READ): then no token is needed.
     security: operation.access === 'read' ? [{}, { bearer: [] }] : [{ bearer: [] }],
     ...(operation.body
-      ? { requestBody: { required: true, content: { [operation.body.type]: { schema: operation.body.schema ? jsonSchema(operation.body.schema, 'input') : { type: 'string', format: 'binary' } } } } }
+      ? {
+          requestBody: {
+            required: true,
+            content: {
+              [operation.body.type]: { schema: operation.body.schema ? jsonSchema(operation.body.schema, 'input') : { type: 'string', format: 'binary' } },
+            },
+          },
+        }
       : {}),
     responses: responses(operation),
   };
@@ -188,6 +253,11 @@ export function openApiDocument(serverUrl: string): object {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An API token (see the `token` command). Reading may be public.' } },
       schemas: SCHEMAS,
     },
-    paths: Object.fromEntries(Object.entries(API).map(([path, operations]) => [path, Object.fromEntries(Object.entries(operations).map(([method, op]) => [method, operationObject(op)]))])),
+    paths: Object.fromEntries(
+      Object.entries(API).map(([path, operations]) => [
+        path,
+        Object.fromEntries(Object.entries(operations).map(([method, op]) => [method, operationObject(op)])),
+      ]),
+    ),
   };
 }

@@ -38,9 +38,13 @@ export const BuildSummary = z
   })
   .register(components, { id: 'BuildSummary' });
 
-export const BuildPage = z.strictObject({ items: z.array(BuildSummary), next: z.string().optional(), prev: z.string().optional() }).register(components, { id: 'BuildPage' });
+export const BuildPage = z
+  .strictObject({ items: z.array(BuildSummary), next: z.string().optional(), prev: z.string().optional() })
+  .register(components, { id: 'BuildPage' });
 
-export const Step = z.strictObject({ position: int, stage: z.string(), op: z.string(), stepId: z.string(), cached: z.boolean(), ms: int }).register(components, { id: 'Step' });
+export const Step = z
+  .strictObject({ position: int, stage: z.string(), op: z.string(), stepId: z.string(), cached: z.boolean(), ms: int })
+  .register(components, { id: 'Step' });
 
 export const Artifact = z.strictObject({ path: z.string(), size: int, sha256: z.string().regex(/^[0-9a-f]{64}$/) }).register(components, { id: 'Artifact' });
 
@@ -65,12 +69,21 @@ export const Build = BuildSummary.extend({
 }).register(components, { id: 'Build', description: 'One build in full' });
 
 export const JobSummary = z
-  .strictObject({ name: z.string(), lastBuild: z.string().nullable(), lastState: State.nullable(), lastFinishedAt: epochMs.nullable(), lastPool: z.string().nullable() })
+  .strictObject({
+    name: z.string(),
+    lastBuild: z.string().nullable(),
+    lastState: State.nullable(),
+    lastFinishedAt: epochMs.nullable(),
+    lastPool: z.string().nullable(),
+  })
   .register(components, { id: 'JobSummary' });
 
 export const JobPage = z.strictObject({ items: z.array(JobSummary), next: z.string().optional() }).register(components, { id: 'JobPage' });
 
-export const Job = JobSummary.extend({ history: z.array(BuildSummary), successRate: z.number().nullable() }).register(components, { id: 'Job', description: "A job's last 100 builds" });
+export const Job = JobSummary.extend({ history: z.array(BuildSummary), successRate: z.number().nullable() }).register(components, {
+  id: 'Job',
+  description: "A job's last 100 builds",
+});
 
 export const Comparison = z
   .strictObject({
@@ -107,15 +120,22 @@ export const Stored = z.strictObject({ build: z.string(), url: z.string() }).reg
 export const TokenRequest = z
   .object(
     {
-      user: z.string({ error: 'body.user: 1-100 characters, no spaces' }).regex(/^\S{1,100}$/, { error: 'body.user: 1-100 characters, no spaces' }).describe('Who the token is for'),
+      user: z
+        .string({ error: 'body.user: 1-100 characters, no spaces' })
+        .regex(/^\S{1,100}$/, { error: 'body.user: 1-100 characters, no spaces' })
+        .describe('Who the token is for'),
       role: z.enum(ROLES, { error: `body.role: one of ${ROLES.join(', ')}` }).describe('What it may do'),
       label: z.string().optional().catch(undefined).describe('Shown beside the token (first 100 characters)'),
-      changeRole: z.boolean({ error: "body.changeRole: true to change an existing user's role" }).optional().describe('Give an existing user this role (otherwise a different role is refused with 409)'),
+      changeRole: z
+        .boolean({ error: "body.changeRole: true to change an existing user's role" })
+        .optional()
+        .describe('Give an existing user this role (otherwise a different role is refused with 409)'),
     },
     // A body that is no object names the first field it lacks.
     { error: 'body.user: 1-100 characters, no spaces' },
   )
   .register(components, { id: 'TokenRequest' });
 
-export const Token = z.strictObject({ id: int, user: z.string(), role: z.enum(ROLES), token: z.string() }).register(components, { id: 'Token', description: 'Shown only in this answer' });
-
+export const Token = z
+  .strictObject({ id: int, user: z.string(), role: z.enum(ROLES), token: z.string() })
+  .register(components, { id: 'Token', description: 'Shown only in this answer' });

@@ -81,7 +81,9 @@ export class UploadController {
   @Post('api/v1/uploads')
   @Needs('write')
   async upload(@Req() req: AuthedRequest, @Res() res: Response): Promise<void> {
-    const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim();
+    const type = String(req.headers['content-type'] ?? '')
+      .split(';')[0]!
+      .trim();
     if (type !== UPLOAD_CONTENT_TYPE) {
       throw new HttpException(`upload: Content-Type must be ${UPLOAD_CONTENT_TYPE} (a JSON manifest line, then the artifacts' bytes)`, 415);
     }

@@ -5,7 +5,17 @@
  * browsers, in the `cairn_token` cookie set by the login form. A client address whose
  * tokens keep failing is throttled (throttle.ts).
  */
-import { BadRequestException, ForbiddenException, HttpException, Inject, Injectable, SetMetadata, UnauthorizedException, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import {
+  BadRequestException,
+  ForbiddenException,
+  HttpException,
+  Inject,
+  Injectable,
+  SetMetadata,
+  UnauthorizedException,
+  type CanActivate,
+  type ExecutionContext,
+} from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { Request, Response } from 'express';
 import { CONFIG } from '../tokens.js';
@@ -79,7 +89,11 @@ export class Authorizer {
     if (principal) req.principal = principal;
     if (access === 'read' && this.config.readAccess === 'public') return;
     if (!principal) {
-      throw new UnauthorizedException(token ? `${req.method} ${req.path}: the token is not valid (unknown or revoked)` : `${req.method} ${req.path}: a token is required (Authorization: Bearer <token>)`);
+      throw new UnauthorizedException(
+        token
+          ? `${req.method} ${req.path}: the token is not valid (unknown or revoked)`
+          : `${req.method} ${req.path}: a token is required (Authorization: Bearer <token>)`,
+      );
     }
     if (!roleAllows(principal.role, NEEDED_ROLE[access])) {
       throw new ForbiddenException(`${req.method} ${req.path}: user ${principal.user} has role ${principal.role}; ${NEEDED_ROLE[access]} is needed`);

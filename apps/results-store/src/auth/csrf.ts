@@ -29,6 +29,10 @@ export function checkCsrf(req: Request, body: unknown): void {
   if (req.headers.authorization !== undefined) return;
   const expected = csrfTokenOf(req);
   const given = (body as Record<string, unknown> | undefined)?.[CSRF_FIELD];
-  const ok = expected !== undefined && typeof given === 'string' && given.length === expected.length && timingSafeEqual(Buffer.from(given), Buffer.from(expected));
-  if (!ok) throw new ForbiddenException(`${req.method} ${req.path}: refused, the form's ${CSRF_FIELD} token is missing or not this session's (reload the page and try again)`);
+  const ok =
+    expected !== undefined && typeof given === 'string' && given.length === expected.length && timingSafeEqual(Buffer.from(given), Buffer.from(expected));
+  if (!ok)
+    throw new ForbiddenException(
+      `${req.method} ${req.path}: refused, the form's ${CSRF_FIELD} token is missing or not this session's (reload the page and try again)`,
+    );
 }

@@ -49,7 +49,8 @@ export function crossSiteProblem(req: Request, config: ResultsConfig): string | 
   const origin = header(req, 'origin');
   if (origin !== undefined) return ownOrigins(req, config).has(origin) ? undefined : `${what}: refused, sent from ${origin}, not from this site's pages`;
   const site = header(req, 'sec-fetch-site');
-  if (site !== undefined) return site === 'same-origin' || site === 'none' ? undefined : `${what}: refused, sent from a ${site} page, not from this site's pages`;
+  if (site !== undefined)
+    return site === 'same-origin' || site === 'none' ? undefined : `${what}: refused, sent from a ${site} page, not from this site's pages`;
   if (sessionCookieOf(req) === undefined) return undefined;
   const referer = header(req, 'referer');
   if (referer !== undefined && URL.canParse(referer) && ownOrigins(req, config).has(new URL(referer).origin)) return undefined;

@@ -120,7 +120,9 @@ export class TokenService {
       .getRawOne<{ hash: string; user_id: number; name: string; role: string }>();
     // The index found it; compare in constant time anyway so the answer's timing says nothing.
     const principal =
-      row && timingSafeEqual(Buffer.from(row.hash), Buffer.from(hash)) && isRole(row.role) ? { user: row.name, userId: Number(row.user_id) as UserId, role: row.role } : undefined;
+      row && timingSafeEqual(Buffer.from(row.hash), Buffer.from(hash)) && isRole(row.role)
+        ? { user: row.name, userId: Number(row.user_id) as UserId, role: row.role }
+        : undefined;
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(hash, { at: Date.now(), principal });
     return principal;

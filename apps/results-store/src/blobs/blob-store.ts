@@ -173,7 +173,11 @@ export class BlobStore {
   }
 
   /** Stages the blob unless the store already holds it (then undefined, its mtime refreshed). */
-  async stageNew(source: () => AsyncIterable<Uint8Array> | Promise<AsyncIterable<Uint8Array>>, expected: Expected, options: { deferSync?: boolean } = {}): Promise<StagedBlob | undefined> {
+  async stageNew(
+    source: () => AsyncIterable<Uint8Array> | Promise<AsyncIterable<Uint8Array>>,
+    expected: Expected,
+    options: { deferSync?: boolean } = {},
+  ): Promise<StagedBlob | undefined> {
     if (await this.claim(expected.sha256)) return undefined;
     return this.stage(await source(), expected, options);
   }

@@ -22,8 +22,27 @@ import { BuildTagEntity, TagEntity } from './tag.entity.js';
 import { TokenEntity } from './token.entity.js';
 import { UserEntity } from './user.entity.js';
 
-export const ENTITIES = [JobEntity, BuildEntity, StepEntity, ArtifactEntity, UserEntity, TokenEntity, TagEntity, BuildTagEntity, AuditEntity, RetryEntity, RollupEntity];
-export const MIGRATIONS = [InitialSchema1732400000000, FilteredListIndexes1796342400000, OperatorActions1796860800000, Rollups1796864400000, LogIndex1796868000000, BuildTrace1796871600000];
+export const ENTITIES = [
+  JobEntity,
+  BuildEntity,
+  StepEntity,
+  ArtifactEntity,
+  UserEntity,
+  TokenEntity,
+  TagEntity,
+  BuildTagEntity,
+  AuditEntity,
+  RetryEntity,
+  RollupEntity,
+];
+export const MIGRATIONS = [
+  InitialSchema1732400000000,
+  FilteredListIndexes1796342400000,
+  OperatorActions1796860800000,
+  Rollups1796864400000,
+  LogIndex1796868000000,
+  BuildTrace1796871600000,
+];
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 

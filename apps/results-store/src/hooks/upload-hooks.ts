@@ -70,7 +70,12 @@ export class UploadHooks {
     if (!this.dir) return [];
     const runs: HookRun[] = [];
     for (const hook of await executables(this.dir)) {
-      const run = await this.runOne(hook, facts).catch((e: unknown): HookRun => ({ hook, outcome: 'failed', exitCode: null, output: e instanceof Error ? e.message : String(e) }));
+      const run = await this.runOne(hook, facts).catch((e: unknown): HookRun => ({
+        hook,
+        outcome: 'failed',
+        exitCode: null,
+        output: e instanceof Error ? e.message : String(e),
+      }));
       runs.push(run);
       this.metrics?.hookRuns.inc({ outcome: run.outcome });
       const line = { hook, build: facts.build, outcome: run.outcome, exitCode: run.exitCode, output: run.output };
@@ -139,7 +144,13 @@ async function executables(dir: string): Promise<string[]> {
     const path = join(dir, name);
     const info = await stat(path).catch(() => undefined);
     if (!info?.isFile()) continue;
-    if (await access(path, constants.X_OK).then(() => true, () => false)) found.push(path);
+    if (
+      await access(path, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      found.push(path);
   }
   return found;
 }

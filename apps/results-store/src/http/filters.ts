@@ -16,14 +16,18 @@ function text(name: string, max = 200) {
 const state = text('state', 16).pipe(z.enum(STATES as [BuildState, ...BuildState[]], { error: `query parameter state: expected one of ${STATES.join(', ')}` }));
 
 const limitError = 'query parameter limit: expected a whole number from 1 to 200';
-const limit = text('limit', 5).pipe(z.coerce.number<string>({ error: limitError }).int({ error: limitError }).min(1, { error: limitError }).max(200, { error: limitError }));
+const limit = text('limit', 5).pipe(
+  z.coerce.number<string>({ error: limitError }).int({ error: limitError }).min(1, { error: limitError }).max(200, { error: limitError }),
+);
 
 const cursor = (name: string) => text(name, 450);
 
 /** A day, `2026-12-06` (UTC). */
 function day(name: string) {
   const error = `query parameter ${name}: expected a date as YYYY-MM-DD`;
-  return text(name, 10).regex(/^\d{4}-\d\d-\d\d$/, { error }).refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)), { error });
+  return text(name, 10)
+    .regex(/^\d{4}-\d\d-\d\d$/, { error })
+    .refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)), { error });
 }
 
 const DAY_MS = 86_400_000;
@@ -35,7 +39,10 @@ export const BuildQuery = z.object({
   client: text('client', 64).optional().describe('Only builds submitted by this client'),
   q: text('q').optional().describe('Part of the job name, or a whole build ID'),
   tag: text('tag', 64).optional().describe('Only builds with this tag'),
-  sort: text('sort', 16).pipe(z.enum(SORTS, { error: `query parameter sort: expected one of ${SORTS.join(', ')}` })).optional().describe('Order: finished (newest first, the default), started, duration (longest first) or name'),
+  sort: text('sort', 16)
+    .pipe(z.enum(SORTS, { error: `query parameter sort: expected one of ${SORTS.join(', ')}` }))
+    .optional()
+    .describe('Order: finished (newest first, the default), started, duration (longest first) or name'),
   from: day('from').optional().describe('Only builds finished on or after this day (YYYY-MM-DD, UTC)'),
   to: day('to').optional().describe('Only builds finished on or before this day (YYYY-MM-DD, UTC)'),
   before: cursor('before').optional().describe('Cursor: the `next` of the previous page (older builds)'),
@@ -60,7 +67,8 @@ export function buildFilter(query: Record<string, unknown>): BuildFilter {
   const { from, to, ...filter } = parse(BuildQuery, query);
   for (const name of ['before', 'after'] as const) {
     const given = filter[name];
-    if (given !== undefined && !parseListCursor(filter.sort ?? 'finished', given)) throw new BadRequestException(`query parameter ${name}: expected a cursor from a previous page of this order`);
+    if (given !== undefined && !parseListCursor(filter.sort ?? 'finished', given))
+      throw new BadRequestException(`query parameter ${name}: expected a cursor from a previous page of this order`);
   }
   const dayStart = (d: string) => Date.parse(`${d}T00:00:00Z`);
   // `to` names the last day included.

@@ -14,7 +14,8 @@ export class HtmlErrorFilter implements ExceptionFilter {
     const res = http.getResponse<Response>();
     const status = error instanceof HttpException ? error.getStatus() : 500;
     const message = error instanceof HttpException ? error.message : 'The results-store failed to answer; the failure is in its log.';
-    if (!(error instanceof HttpException)) this.logger.error(`${req.method} ${req.originalUrl}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    if (!(error instanceof HttpException))
+      this.logger.error(`${req.method} ${req.originalUrl}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     if (res.headersSent) {
       res.end();
       return;

@@ -54,7 +54,10 @@ export class LoginController {
       send(req, res, signInRefusedPage().value, { type: HTML, status: 401 });
       return;
     }
-    res.setHeader('Set-Cookie', [this.cookie(req, encodeURIComponent(token), SESSION_MAX_AGE_S), this.cookie(req, principal.role, SESSION_MAX_AGE_S, ROLE_COOKIE)]);
+    res.setHeader('Set-Cookie', [
+      this.cookie(req, encodeURIComponent(token), SESSION_MAX_AGE_S),
+      this.cookie(req, principal.role, SESSION_MAX_AGE_S, ROLE_COOKIE),
+    ]);
     res.redirect(303, '/');
   }
 

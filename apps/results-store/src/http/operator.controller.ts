@@ -40,7 +40,11 @@ function backOf(body: unknown, fallback: string): string {
   return typeof back === 'string' && /^\/(?![/\\])[^\s]*$/.test(back) ? back : fallback;
 }
 
-function checked<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: { message: string }[] } } }, value: unknown, what: string): T {
+function checked<T>(
+  schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: { message: string }[] } } },
+  value: unknown,
+  what: string,
+): T {
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw new NotFoundException(`${what} ${JSON.stringify(value)}: ${parsed.error.issues[0]?.message ?? 'not valid'}`);
   return parsed.data;
@@ -107,7 +111,9 @@ export class OperatorController {
     const kept = this.charted.get(key);
     if (kept && kept.expires > Date.now()) return kept.page;
     // Kept with its gzip (made once, on the first request that takes it): a 30-day page is large.
-    const page = this.chartData.charts(range, Date.now(), pool).then((data): CachedPage => ({ body: Buffer.from(chartsPage(data).value, 'utf8'), status: 200, expires: 0 }));
+    const page = this.chartData
+      .charts(range, Date.now(), pool)
+      .then((data): CachedPage => ({ body: Buffer.from(chartsPage(data).value, 'utf8'), status: 200, expires: 0 }));
     if (this.charted.size > 1000) this.charted.clear();
     this.charted.set(key, { expires: Date.now() + CHARTS_CACHE_MS[range], page });
     page.catch(() => this.charted.delete(key));
@@ -169,7 +175,13 @@ export class OperatorController {
 
   @Post('actions/workers/:worker/:verb')
   @Needs('operate')
-  async worker_(@Param('worker') raw: string, @Param('verb') verb: string, @Body() body: unknown, @Req() req: AuthedRequest, @Res() res: Response): Promise<void> {
+  async worker_(
+    @Param('worker') raw: string,
+    @Param('verb') verb: string,
+    @Body() body: unknown,
+    @Req() req: AuthedRequest,
+    @Res() res: Response,
+  ): Promise<void> {
     checkCsrf(req, body);
     const worker = checked(WorkerId, raw, 'worker');
     if (!VERBS.has(verb)) throw new NotFoundException(`worker action ${JSON.stringify(verb)}: expected pause, unpause or drain`);
@@ -191,7 +203,8 @@ export class OperatorController {
   async rebuildImage(@Body() body: unknown, @Req() req: AuthedRequest, @Res() res: Response): Promise<void> {
     checkCsrf(req, body);
     const image = (body as { image?: unknown } | undefined)?.image;
-    if (typeof image !== 'string' || !/^\S{1,200}$/.test(image)) throw new BadRequestException('image: the name of a base image (1-200 characters, no spaces), or all');
+    if (typeof image !== 'string' || !/^\S{1,200}$/.test(image))
+      throw new BadRequestException('image: the name of a base image (1-200 characters, no spaces), or all');
     this.answer(req, res, body, '/images', await this.actions.rebuildImages(principalOf(req), image));
   }
 

@@ -44,7 +44,12 @@ export class PageCache {
       // Oldest first: a Map iterates in insertion order.
       for (const k of [...this.pages.keys()].slice(0, MAX_ENTRIES / 4)) this.pages.delete(k);
     }
-    const page: CachedPage = { body: typeof body === 'string' ? Buffer.from(body, 'utf8') : body, status, expires: Date.now() + ttlMs, ...(gzip ? { gzip } : {}) };
+    const page: CachedPage = {
+      body: typeof body === 'string' ? Buffer.from(body, 'utf8') : body,
+      status,
+      expires: Date.now() + ttlMs,
+      ...(gzip ? { gzip } : {}),
+    };
     this.pages.set(key, page);
     return page;
   }
@@ -62,7 +67,12 @@ export class PageCache {
     const rendered = render().then((page) => {
       const status = page.status ?? 200;
       if (page.ttlMs > 0 && generation === this.generation) return this.set(key, page.body, status, page.ttlMs, page.gzip);
-      return { body: typeof page.body === 'string' ? Buffer.from(page.body, 'utf8') : page.body, status, expires: 0, ...(page.gzip ? { gzip: page.gzip } : {}) };
+      return {
+        body: typeof page.body === 'string' ? Buffer.from(page.body, 'utf8') : page.body,
+        status,
+        expires: 0,
+        ...(page.gzip ? { gzip: page.gzip } : {}),
+      };
     });
     this.rendering.set(key, rendered);
     try {

@@ -84,7 +84,12 @@ export class PagesController {
   @Get()
   async dashboard(@Req() req: Request, @Res() res: Response): Promise<void> {
     await this.page('dashboard', req, res, async () => {
-      const [pools, workers, queues, recent] = await Promise.all([this.scheduler.pools(), this.scheduler.workers(), this.scheduler.queues(), this.queries.listBuilds({ limit: 10 })]);
+      const [pools, workers, queues, recent] = await Promise.all([
+        this.scheduler.pools(),
+        this.scheduler.workers(),
+        this.scheduler.queues(),
+        this.queries.listBuilds({ limit: 10 }),
+      ]);
       return dashboardPage({ live: this.live.active(), pools, workers, queues, recent: recent.items });
     });
   }
@@ -92,10 +97,16 @@ export class PagesController {
   @Get('builds')
   async builds(@Query() query: Record<string, unknown>, @Req() req: Request, @Res() res: Response): Promise<void> {
     const filter = buildFilter(query);
-    await this.page('builds', req, res, async () => {
-      const [facets, builds, total] = await Promise.all([this.queries.facets(), this.queries.listBuilds(filter), this.queries.countMatching(filter)]);
-      return buildsPage(filter, facets, builds, total);
-    }, LIST_CACHE_MS);
+    await this.page(
+      'builds',
+      req,
+      res,
+      async () => {
+        const [facets, builds, total] = await Promise.all([this.queries.facets(), this.queries.listBuilds(filter), this.queries.countMatching(filter)]);
+        return buildsPage(filter, facets, builds, total);
+      },
+      LIST_CACHE_MS,
+    );
   }
 
   @Get('builds/:id')
@@ -143,11 +154,17 @@ export class PagesController {
 
   @Get('jobs/:name')
   async job(@Param('name') name: string, @Req() req: Request, @Res() res: Response): Promise<void> {
-    await this.page('job', req, res, async () => {
-      const job = await this.queries.job(name);
-      if (!job) throw new NotFoundException(`job ${JSON.stringify(name)}: no build of it is stored`);
-      return jobPage(job, await this.queries.history(name, 100), baseUrl(this.config, req));
-    }, LIST_CACHE_MS);
+    await this.page(
+      'job',
+      req,
+      res,
+      async () => {
+        const job = await this.queries.job(name);
+        if (!job) throw new NotFoundException(`job ${JSON.stringify(name)}: no build of it is stored`);
+        return jobPage(job, await this.queries.history(name, 100), baseUrl(this.config, req));
+      },
+      LIST_CACHE_MS,
+    );
   }
 
   @Get('jobs/:name/badge.svg')

@@ -27,7 +27,10 @@ export function send(req: Request, res: Response, body: string | Buffer, options
   const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
   res.status(options.status ?? 200);
   res.setHeader('Content-Type', options.type);
-  res.setHeader('Cache-Control', options.immutable ? `public, max-age=${options.maxAge ?? 31536000}, immutable` : `no-cache${options.maxAge ? `, max-age=${options.maxAge}` : ''}`);
+  res.setHeader(
+    'Cache-Control',
+    options.immutable ? `public, max-age=${options.maxAge ?? 31536000}, immutable` : `no-cache${options.maxAge ? `, max-age=${options.maxAge}` : ''}`,
+  );
   res.setHeader('X-Content-Type-Options', 'nosniff');
   // Pages run only their own script and style: a log line or job name that slipped past escaping still could not execute.
   res.setHeader('Content-Security-Policy', options.type === HTML ? CSP : DOCUMENT_CSP);

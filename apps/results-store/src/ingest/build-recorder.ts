@@ -52,7 +52,10 @@ const writeQueues = new WeakMap<DataSource, Promise<unknown>>();
 export function exclusiveWrite<T>(ds: DataSource, work: () => Promise<T>): Promise<T> {
   if (ds.options.type !== 'better-sqlite3') return work();
   const run = (writeQueues.get(ds) ?? Promise.resolve()).then(work, work);
-  writeQueues.set(ds, run.catch(() => undefined));
+  writeQueues.set(
+    ds,
+    run.catch(() => undefined),
+  );
   return run;
 }
 
@@ -97,11 +100,26 @@ async function writeBuilds(em: EntityManager, builds: readonly BuildToRecord[]):
   const fresh = builds.filter((_, i) => outcomes[i] === 'stored');
   const jobs = new Map<string, JobKey>();
   for (const b of fresh) if (!jobs.has(b.result.name)) jobs.set(b.result.name, await jobKey(em, b.result.name, b.storedAt));
-  await insertChunked(em, BuildEntity, fresh.map((b) => buildRow(asBuildId(b.result.job), jobs.get(b.result.name)!, b)), BUILD_ROWS);
+  await insertChunked(
+    em,
+    BuildEntity,
+    fresh.map((b) => buildRow(asBuildId(b.result.job), jobs.get(b.result.name)!, b)),
+    BUILD_ROWS,
+  );
   await insertChunked(
     em,
     StepEntity,
-    fresh.flatMap((b) => b.result.steps.map((s, position) => ({ buildId: asBuildId(b.result.job), position, stage: s.stage, op: s.op, stepId: s.id, cached: s.cached, ms: Math.round(s.ms) }))),
+    fresh.flatMap((b) =>
+      b.result.steps.map((s, position) => ({
+        buildId: asBuildId(b.result.job),
+        position,
+        stage: s.stage,
+        op: s.op,
+        stepId: s.id,
+        cached: s.cached,
+        ms: Math.round(s.ms),
+      })),
+    ),
     CHUNK,
   );
   await insertChunked(
@@ -129,7 +147,12 @@ async function writeBuilds(em: EntityManager, builds: readonly BuildToRecord[]):
   return outcomes;
 }
 
-async function insertChunked<T extends ObjectLiteral>(em: EntityManager, entity: EntityTarget<T>, rows: QueryDeepPartialEntity<T>[], chunk: number): Promise<void> {
+async function insertChunked<T extends ObjectLiteral>(
+  em: EntityManager,
+  entity: EntityTarget<T>,
+  rows: QueryDeepPartialEntity<T>[],
+  chunk: number,
+): Promise<void> {
   for (let i = 0; i < rows.length; i += chunk) await em.insert(entity, rows.slice(i, i + chunk));
 }
 

@@ -93,7 +93,10 @@ export class Ingest {
    * `working` is called as the work goes on, so the stream does not redeliver meanwhile.
    */
   async fromClusterBatch(deliveries: readonly ClusterDelivery[], working: () => void = () => undefined): Promise<PromiseSettledResult<RecordOutcome>[]> {
-    const stored = await storedAmong(this.ds, deliveries.map((d) => asBuildId(d.result.job)));
+    const stored = await storedAmong(
+      this.ds,
+      deliveries.map((d) => asBuildId(d.result.job)),
+    );
     const plans = deliveries.map((d): ClusterPlan => {
       const notes: string[] = [];
       const artifacts = stored.has(asBuildId(d.result.job)) ? [] : this.normalise(d.result.artifacts, 'cluster', notes);
@@ -239,7 +242,13 @@ export class Ingest {
     return [...byPath.values()];
   }
 
-  private async commit(result: BuildResult, source: BuildSource, artifacts: NormalisedArtifact[], log: { sha256: Sha256; size: number } | undefined, notes: string[]): Promise<RecordOutcome> {
+  private async commit(
+    result: BuildResult,
+    source: BuildSource,
+    artifacts: NormalisedArtifact[],
+    log: { sha256: Sha256; size: number } | undefined,
+    notes: string[],
+  ): Promise<RecordOutcome> {
     const record = () =>
       recordBuild(this.ds, { result, source, artifacts, ...(log ? { log } : {}), ...(notes.length ? { note: notes.join('\n') } : {}), storedAt: Date.now() });
     try {
@@ -253,7 +262,9 @@ export class Ingest {
     if (builds.length === 0) return [];
     const settled = await this.metrics.timeDb('record', () => recordBuilds(this.ds, builds));
     return settled.map((s, i) =>
-      s.status === 'fulfilled' ? s : { status: 'rejected', reason: new RetryLaterError(`storing ${builds[i]!.result.job} in the database: ${message(s.reason)}`, { cause: s.reason }) },
+      s.status === 'fulfilled'
+        ? s
+        : { status: 'rejected', reason: new RetryLaterError(`storing ${builds[i]!.result.job} in the database: ${message(s.reason)}`, { cause: s.reason }) },
     );
   }
 
@@ -324,7 +335,6 @@ export class Ingest {
       throw new RetryLaterError(message(e), { cause: e });
     });
   }
-
 }
 
 /** Copies from the object store in flight at once, over a whole batch of results. */

@@ -147,7 +147,10 @@ export class ResultConsumer {
         // Redelivered by the stream after a jittered backoff, so results failed by one outage do not all come back at once.
         const delay = Math.round(backoffDelay(m.info.deliveryCount, RETRY));
         const reason: unknown = outcome.reason;
-        this.logger.warn(`result ${result.job} (delivery ${m.info.deliveryCount}) not stored yet, retrying in ${delay} ms: ${reason instanceof Error ? reason.message : String(reason)}`, jobFields(result, traceOf(m.headers)));
+        this.logger.warn(
+          `result ${result.job} (delivery ${m.info.deliveryCount}) not stored yet, retrying in ${delay} ms: ${reason instanceof Error ? reason.message : String(reason)}`,
+          jobFields(result, traceOf(m.headers)),
+        );
         m.nak(delay);
       }),
     );
@@ -163,7 +166,10 @@ export class ResultConsumer {
     }
     const parsed = BuildResult.safeParse(data);
     if (parsed.success) return parsed.data;
-    const problems = parsed.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ');
+    const problems = parsed.error.issues
+      .slice(0, 5)
+      .map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`)
+      .join('; ');
     this.logger.error(`result at ${streams.results.name} sequence ${m.seq} (${m.subject}) is not a BuildResult, dropped: ${problems}`);
     m.term(`not a BuildResult: ${problems}`);
     return undefined;

@@ -19,6 +19,9 @@ export const MAX_MANIFEST_BYTES = 8 * 1024 * 1024;
 
 export const UploadManifest = z.object({
   result: BuildResult,
-  log: z.string().max(4 * 1024 * 1024).optional(),
+  log: z
+    .string()
+    .max(4 * 1024 * 1024)
+    .optional(),
 });
 export type UploadManifest = z.infer<typeof UploadManifest>;

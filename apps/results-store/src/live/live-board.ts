@@ -74,7 +74,11 @@ export class LiveBoard {
     const known = this.jobs.get(event.job);
     // Core NATS may reorder across publishers; the newest state wins.
     if (known && known.at > event.at) return;
-    const job: LiveJob = { ...event, since: known?.since ?? since ?? event.at, ...(event.worker === undefined && known?.worker ? { worker: known.worker } : {}) };
+    const job: LiveJob = {
+      ...event,
+      since: known?.since ?? since ?? event.at,
+      ...(event.worker === undefined && known?.worker ? { worker: known.worker } : {}),
+    };
     this.jobs.set(event.job, job);
     if (this.jobs.size > MAX_JOBS) this.sweep(Date.now());
     this.emit({ kind: 'job', job });

@@ -87,7 +87,11 @@ export interface StoredLog {
  * chunk is not the `end` one (the result overtook the log's tail), waits up to
  * `waitForEndMs` for it. Undefined when the stream holds nothing of that worker's.
  */
-export async function readStoredLog(nc: NatsConnection, run: { client: string; job: string; worker: string; attempt: number }, waitForEndMs = 2000): Promise<StoredLog | undefined> {
+export async function readStoredLog(
+  nc: NatsConnection,
+  run: { client: string; job: string; worker: string; attempt: number },
+  waitForEndMs = 2000,
+): Promise<StoredLog | undefined> {
   // Called for every result stored: the API check would be one more round trip each time.
   const jsm = await jetstreamManager(nc, { checkAPI: false });
   const { job, attempt } = run;
@@ -100,7 +104,11 @@ export async function readStoredLog(nc: NatsConnection, run: { client: string; j
     last = (await jsm.streams.getMessage(streams.logs.name, { last_by_subj: subject })) ?? last;
   }
   const lastSeq = last.seq;
-  const consumer = await jetstream(nc).consumers.get(streams.logs.name, { filter_subjects: subject, deliver_policy: DeliverPolicy.All, inactive_threshold: INACTIVE_MS });
+  const consumer = await jetstream(nc).consumers.get(streams.logs.name, {
+    filter_subjects: subject,
+    deliver_policy: DeliverPolicy.All,
+    inactive_threshold: INACTIVE_MS,
+  });
   const messages = await consumer.consume({ max_messages: 1024 }).catch(async (e: unknown) => {
     await dropConsumer(consumer);
     throw e;

@@ -5,7 +5,21 @@
  * interval, not once per page view, and a scheduler that does not answer costs a page at
  * most one short timeout.
  */
-import { ActiveJob, buckets, call, ClientInfo, JobStatus, openBucket, PoolInfo, QueueInfo, ServiceStatus, subjects, WorkerInfo, type Reply, type RunHistory } from '@cairn/contracts';
+import {
+  ActiveJob,
+  buckets,
+  call,
+  ClientInfo,
+  JobStatus,
+  openBucket,
+  PoolInfo,
+  QueueInfo,
+  ServiceStatus,
+  subjects,
+  WorkerInfo,
+  type Reply,
+  type RunHistory,
+} from '@cairn/contracts';
 import { Inject, Injectable } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { BUS } from '@cairn/service-kit';
@@ -28,7 +42,10 @@ export class SchedulerViews {
 
   private readonly timeoutMs: number;
 
-  constructor(@Inject(BUS) private readonly bus: NatsConnection, @Inject(CONFIG) config: Pick<ResultsConfig, 'adminTimeoutMs'>) {
+  constructor(
+    @Inject(BUS) private readonly bus: NatsConnection,
+    @Inject(CONFIG) config: Pick<ResultsConfig, 'adminTimeoutMs'>,
+  ) {
     this.timeoutMs = config.adminTimeoutMs;
   }
 
@@ -104,7 +121,9 @@ export class SchedulerViews {
     return call<unknown>(this.bus, subjects.admin(verb), {}, { timeoutMs: this.timeoutMs }).then((reply: Reply<unknown>): View<T> => {
       if (!reply.ok) return { ok: false, error: `${reply.error.code}: ${reply.error.message}` };
       const parsed = schema.safeParse(reply.value);
-      return parsed.success ? { ok: true, value: parsed.data } : { ok: false, error: `${subjects.admin(verb)}: unexpected answer (${parsed.error.issues[0]?.message ?? 'invalid'})` };
+      return parsed.success
+        ? { ok: true, value: parsed.data }
+        : { ok: false, error: `${subjects.admin(verb)}: unexpected answer (${parsed.error.issues[0]?.message ?? 'invalid'})` };
     });
   }
 }

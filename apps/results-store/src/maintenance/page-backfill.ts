@@ -99,7 +99,8 @@ export class PageBackfill {
     if (baseUrl === undefined) return;
     const saved = await progress.load();
     // A pass for another renderer or address saved copies that are no longer served: start over.
-    let position: BackfillPosition = saved && saved.renderer === pages.renderer && saved.baseUrl === baseUrl ? saved : { renderer: pages.renderer, baseUrl, done: false };
+    let position: BackfillPosition =
+      saved && saved.renderer === pages.renderer && saved.baseUrl === baseUrl ? saved : { renderer: pages.renderer, baseUrl, done: false };
     if (position.done) {
       metrics.backfillRemaining.set(0);
       return;
@@ -131,7 +132,9 @@ export class PageBackfill {
     }
     if (position.done) {
       this.setRemaining(0);
-      logger.log(`page backfill: done in ${((Date.now() - started) / 1000).toFixed(0)} s: ${outcomes.saved} saved, ${outcomes.current} already current, ${outcomes.unsaved} not kept (log missing), ${outcomes.failed} failed`);
+      logger.log(
+        `page backfill: done in ${((Date.now() - started) / 1000).toFixed(0)} s: ${outcomes.saved} saved, ${outcomes.current} already current, ${outcomes.unsaved} not kept (log missing), ${outcomes.failed} failed`,
+      );
     }
   }
 

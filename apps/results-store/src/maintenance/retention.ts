@@ -33,7 +33,12 @@ export async function expiredBuilds(ds: DataSource, policy: RetentionPolicy, now
     .from(
       (sub) =>
         sub
-          .select(['b.id AS id', 'b.state AS state', 'b.finished_at AS finished_at', 'ROW_NUMBER() OVER (PARTITION BY b.job_id ORDER BY b.finished_at DESC, b.id DESC) AS rn'])
+          .select([
+            'b.id AS id',
+            'b.state AS state',
+            'b.finished_at AS finished_at',
+            'ROW_NUMBER() OVER (PARTITION BY b.job_id ORDER BY b.finished_at DESC, b.id DESC) AS rn',
+          ])
           .from('builds', 'b'),
       'r',
     )

@@ -40,6 +40,10 @@ export function formatVerifyReport(report: VerifyReport): string {
   for (const c of report.corrupt) lines.push(`corrupt ${c.sha256} (${c.path}): contents hash to ${c.actual}`);
   for (const m of report.missing) lines.push(`missing ${m}: referenced by the database, not in the store`);
   for (const o of report.orphans) lines.push(`orphan ${o.sha256} (${o.path}, ${o.size} bytes): no build refers to it`);
-  lines.push(report.corrupt.length || report.missing.length ? `FAILED: ${report.corrupt.length} corrupt, ${report.missing.length} missing, ${report.orphans.length} orphan(s)` : `ok: ${report.orphans.length} orphan(s)`);
+  lines.push(
+    report.corrupt.length || report.missing.length
+      ? `FAILED: ${report.corrupt.length} corrupt, ${report.missing.length} missing, ${report.orphans.length} orphan(s)`
+      : `ok: ${report.orphans.length} orphan(s)`,
+  );
   return lines.join('\n');
 }

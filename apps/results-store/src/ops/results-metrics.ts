@@ -27,8 +27,18 @@ export class ResultsMetrics {
   readonly backfillRunning: Gauge;
 
   constructor(@Inject(Registry) registry: Registry) {
-    this.ingested = new Counter({ name: 'cairn_results_ingested_total', help: 'Results handled, by source and outcome (stored, duplicate)', labelNames: ['source', 'outcome'], registers: [registry] });
-    this.ingestFailures = new Counter({ name: 'cairn_results_ingest_failures_total', help: 'Results that could not be stored (retried later when from the stream)', labelNames: ['source'], registers: [registry] });
+    this.ingested = new Counter({
+      name: 'cairn_results_ingested_total',
+      help: 'Results handled, by source and outcome (stored, duplicate)',
+      labelNames: ['source', 'outcome'],
+      registers: [registry],
+    });
+    this.ingestFailures = new Counter({
+      name: 'cairn_results_ingest_failures_total',
+      help: 'Results that could not be stored (retried later when from the stream)',
+      labelNames: ['source'],
+      registers: [registry],
+    });
     this.ingestLag = new Histogram({
       name: 'cairn_results_ingest_lag_seconds',
       help: 'Time from a build finishing to its result being stored',
@@ -60,7 +70,11 @@ export class ResultsMetrics {
       labelNames: ['outcome'],
       registers: [registry],
     });
-    this.backfillRemaining = new Gauge({ name: 'cairn_results_page_backfill_remaining', help: 'Builds the page backfill has yet to go through in its current pass', registers: [registry] });
+    this.backfillRemaining = new Gauge({
+      name: 'cairn_results_page_backfill_remaining',
+      help: 'Builds the page backfill has yet to go through in its current pass',
+      registers: [registry],
+    });
     this.backfillRunning = new Gauge({ name: 'cairn_results_page_backfill_running', help: '1 while the page backfill runs a pass', registers: [registry] });
   }
 

@@ -146,7 +146,8 @@ export class BuildPages {
   private async storedLog(build: BuildDetail): Promise<{ html: Html | undefined; intact: boolean }> {
     const sha: Sha256 | null = build.logSha256;
     if (!sha) return { html: undefined, intact: true };
-    if (build.logBytes !== null && build.logBytes > MAX_RENDERED_LOG) return { html: html`<p>The log is ${build.logBytes} bytes, too long to show here.</p>`, intact: true };
+    if (build.logBytes !== null && build.logBytes > MAX_RENDERED_LOG)
+      return { html: html`<p>The log is ${build.logBytes} bytes, too long to show here.</p>`, intact: true };
     const blob = await this.blobs.openVerified(sha).catch(() => undefined);
     if (!blob) return { html: html`<p class="note">The log blob is missing or damaged; run <code>verify</code>.</p>`, intact: false };
     const chunks: Buffer[] = [];
@@ -210,10 +211,27 @@ export function rendererFingerprint(): string {
     tags: ['release'],
   };
   const index = new LogIndexer();
-  const pieces = [{ text: 'before\n' }, { text: '', step: { t: 'started', heading: '(from busybox)', stage: '' } }, { text: '(from busybox)\n' }, { text: '', step: { t: 'finished', stage: '', id: 'b'.repeat(64), cached: true, ms: 10 } }, { text: '\u001b[1;31mred\u001b[0m\r\u001b[1;31mRED\u001b[0m\n' }] as const;
+  const pieces = [
+    { text: 'before\n' },
+    { text: '', step: { t: 'started', heading: '(from busybox)', stage: '' } },
+    { text: '(from busybox)\n' },
+    { text: '', step: { t: 'finished', stage: '', id: 'b'.repeat(64), cached: true, ms: 10 } },
+    { text: '\u001b[1;31mred\u001b[0m\r\u001b[1;31mRED\u001b[0m\n' },
+  ] as const;
   pieces.forEach((piece, i) => index.add(piece, 1_000 + i));
   const text = pieces.map((p) => p.text).join('');
   const log = renderLog(text, { failed: true, index: decodeLogIndex(index.encode(), Buffer.byteLength(text), 'the sample') });
-  const pages = [buildPage(sample, log, 'j-00000000previous', 'http://sample'), buildPage({ ...sample, failure: null, note: null, tags: [], steps: [], artifacts: [], contextDigest: null, logSha256: null }, undefined, undefined, 'http://sample')];
-  return createHash('sha256').update(pages.map((p) => p.value).join('\0')).digest('hex').slice(0, 32);
+  const pages = [
+    buildPage(sample, log, 'j-00000000previous', 'http://sample'),
+    buildPage(
+      { ...sample, failure: null, note: null, tags: [], steps: [], artifacts: [], contextDigest: null, logSha256: null },
+      undefined,
+      undefined,
+      'http://sample',
+    ),
+  ];
+  return createHash('sha256')
+    .update(pages.map((p) => p.value).join('\0'))
+    .digest('hex')
+    .slice(0, 32);
 }

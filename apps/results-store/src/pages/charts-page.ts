@@ -30,9 +30,13 @@ export function chartSvg(chart: Chart, data: Pick<Charts, 'from' | 'to' | 'range
     const colour = COLOURS[i % COLOURS.length]!;
     const points = s.points.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
     const part = s.part === undefined || chart.unit !== '%' ? '' : ` data-part="${s.part}"`;
-    return `<g data-series="${escapeXml(s.name)}" data-count="${s.count}"${part} data-points="${s.points.map(([t, v]) => `${t}:${v}`).join(' ')}"><title>${escapeXml(s.name)}</title>` +
-      (s.points.length === 1 ? `<circle cx="${x(s.points[0]![0]).toFixed(1)}" cy="${y(s.points[0]![1]).toFixed(1)}" r="3" fill="${colour}"/>` : `<polyline fill="none" stroke="${colour}" stroke-width="1.5" points="${points}"/>`) +
-      '</g>';
+    return (
+      `<g data-series="${escapeXml(s.name)}" data-count="${s.count}"${part} data-points="${s.points.map(([t, v]) => `${t}:${v}`).join(' ')}"><title>${escapeXml(s.name)}</title>` +
+      (s.points.length === 1
+        ? `<circle cx="${x(s.points[0]![0]).toFixed(1)}" cy="${y(s.points[0]![1]).toFixed(1)}" r="3" fill="${colour}"/>`
+        : `<polyline fill="none" stroke="${colour}" stroke-width="1.5" points="${points}"/>`) +
+      '</g>'
+    );
   });
   const axes =
     `<line x1="${PAD.left}" y1="${H - PAD.bottom}" x2="${W - PAD.right}" y2="${H - PAD.bottom}" stroke="currentColor" stroke-opacity=".4"/>` +

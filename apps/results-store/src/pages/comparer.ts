@@ -162,7 +162,10 @@ export class Comparer {
       slot.job = undefined;
       if ('body' in reply) {
         this.averageMs = this.averageMs * 0.8 + (performance.now() - job.started) * 0.2;
-        job.resolve({ body: Buffer.from(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength), gzip: Buffer.from(reply.gzip.buffer, reply.gzip.byteOffset, reply.gzip.byteLength) });
+        job.resolve({
+          body: Buffer.from(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength),
+          gzip: Buffer.from(reply.gzip.buffer, reply.gzip.byteOffset, reply.gzip.byteLength),
+        });
       } else job.reject(new Error(`comparing builds: ${reply.error}`));
       this.pump();
     });

@@ -36,7 +36,8 @@ export function dashboardPage(data: DashboardData): Html {
   const running = data.live.filter((j) => j.state === 'assigned' || j.state === 'running');
   const pools = data.pools.ok
     ? html`<div class="scroll"><table><thead><tr><th scope="col">Pool</th><th scope="col">Queued</th><th scope="col">Running</th><th scope="col">Workers</th><th scope="col">State</th></tr></thead><tbody>${data.pools.value.map(
-        (p) => html`<tr><td><a href="/pools/${encodeURIComponent(p.pool)}">${p.pool}</a></td><td>${p.queued}</td><td>${p.running}</td><td>${p.workers}</td><td>${p.paused ? 'paused' : 'active'}</td></tr>`,
+        (p) =>
+          html`<tr><td><a href="/pools/${encodeURIComponent(p.pool)}">${p.pool}</a></td><td>${p.queued}</td><td>${p.running}</td><td>${p.workers}</td><td>${p.paused ? 'paused' : 'active'}</td></tr>`,
       )}</tbody></table></div>`
     : unavailable('Pools', data.pools);
   const queues = data.queues.ok
@@ -49,14 +50,9 @@ export function dashboardPage(data: DashboardData): Html {
   const workers = data.workers.ok
     ? html`<div class="scroll"><table><thead><tr><th scope="col">Worker</th><th scope="col">Pool</th><th scope="col" class="wide">Platform</th><th scope="col">Load</th><th scope="col" class="wide">Cache hints</th><th scope="col" class="wide">Free disk</th><th scope="col">State</th><th scope="col" class="wide">Last seen</th></tr></thead><tbody>${data.workers.value.map(
         (w) =>
-          html`<tr><td><a href="/workers/${encodeURIComponent(w.worker)}">${w.worker}</a></td><td>${w.pool}</td><td class="wide">${w.platform}</td><td><meter min="0" max="${w.capacity}" value="${w.running.length}" aria-label="${w.worker} load">${w.running.length}/${w.capacity}</meter> ${w.running.length}/${w.capacity}</td><td class="wide">${w.hints}</td><td class="wide">${formatBytes(w.freeBytes)}</td><td>${[
-            !w.connected && 'disconnected',
-            w.paused && 'paused',
-            w.draining && 'draining',
-            w.refusing && 'refusing',
-          ]
-            .filter(Boolean)
-            .join(', ') || 'ready'}</td><td class="wide">${time(w.lastSeen)}</td></tr>`,
+          html`<tr><td><a href="/workers/${encodeURIComponent(w.worker)}">${w.worker}</a></td><td>${w.pool}</td><td class="wide">${w.platform}</td><td><meter min="0" max="${w.capacity}" value="${w.running.length}" aria-label="${w.worker} load">${w.running.length}/${w.capacity}</meter> ${w.running.length}/${w.capacity}</td><td class="wide">${w.hints}</td><td class="wide">${formatBytes(w.freeBytes)}</td><td>${
+            [!w.connected && 'disconnected', w.paused && 'paused', w.draining && 'draining', w.refusing && 'refusing'].filter(Boolean).join(', ') || 'ready'
+          }</td><td class="wide">${time(w.lastSeen)}</td></tr>`,
       )}</tbody></table></div>`
     : unavailable('Workers', data.workers);
   return page({

@@ -12,7 +12,12 @@ function select(name: string, label: string, options: readonly string[], current
   )}</select></label>`;
 }
 
-const SORT_LABELS: Record<(typeof SORTS)[number], string> = { finished: 'newest first', started: 'latest start first', duration: 'longest first', name: 'job name' };
+const SORT_LABELS: Record<(typeof SORTS)[number], string> = {
+  finished: 'newest first',
+  started: 'latest start first',
+  duration: 'longest first',
+  name: 'job name',
+};
 
 /** A day of a date-range filter, as the form's date input gives it back. */
 const dayOf = (ms: number | undefined, minus = 0) => (ms === undefined ? undefined : isoTime(ms - minus).slice(0, 10));
@@ -21,7 +26,17 @@ export function buildsPage(filter: BuildFilter, facets: Facets, builds: Page<Bui
   const from = dayOf(filter.from);
   // The filter's `to` is the start of the day after the last one included.
   const to = dayOf(filter.to, 86_400_000);
-  const params = { pool: filter.pool, platform: filter.platform, state: filter.state, client: filter.client, q: filter.q, tag: filter.tag, sort: filter.sort, from, to };
+  const params = {
+    pool: filter.pool,
+    platform: filter.platform,
+    state: filter.state,
+    client: filter.client,
+    q: filter.q,
+    tag: filter.tag,
+    sort: filter.sort,
+    from,
+    to,
+  };
   const sort = filter.sort ?? 'finished';
   return page({
     title: 'Builds',

@@ -63,14 +63,24 @@ export function workersTable(workers: readonly WorkerView[]): Html {
 }
 
 export function workersPage(workers: View<WorkerView[]>): Html {
-  return page({ title: 'Workers', section: 'workers', body: html`<h1>Workers</h1><p><a href="/images">Base images</a></p>${workers.ok ? workersTable(workers.value) : unavailable('Workers', workers)}` });
+  return page({
+    title: 'Workers',
+    section: 'workers',
+    body: html`<h1>Workers</h1><p><a href="/images">Base images</a></p>${workers.ok ? workersTable(workers.value) : unavailable('Workers', workers)}`,
+  });
 }
 
 /** Clients with their rate (their share of each pool: stride scheduling) and jobs; an admin sets a rate here. */
 export function clientsPage(viewer: Viewer, clients: View<ClientView[]>): Html {
   const admin = mayAdminister(viewer);
   const rateForm = (c: ClientView) =>
-    actionButton(viewer, `/actions/clients/${encodeURIComponent(c.client)}/rate`, 'Set rate', '/clients', html`<input type="number" name="rate" value="${c.rate}" min="0.001" max="1000000" step="any" required aria-label="New rate of ${c.client}">`);
+    actionButton(
+      viewer,
+      `/actions/clients/${encodeURIComponent(c.client)}/rate`,
+      'Set rate',
+      '/clients',
+      html`<input type="number" name="rate" value="${c.rate}" min="0.001" max="1000000" step="any" required aria-label="New rate of ${c.client}">`,
+    );
   const table = (list: readonly ClientView[]) =>
     list.length
       ? html`<div class="scroll"><table id="clients"><thead><tr><th scope="col">Client</th><th scope="col">Rate</th><th scope="col">Queued</th><th scope="col">Running</th><th scope="col">Finished</th>${admin ? html`<th scope="col">Change the rate</th>` : ''}</tr></thead><tbody>${list.map(
@@ -100,7 +110,8 @@ export function workerPage(viewer: Viewer, w: WorkerView, failures: readonly Wor
 <h2>Recent failures on this worker</h2>${
     failures.length
       ? html`<div class="scroll"><table id="worker-failures"><thead><tr><th scope="col">Build</th><th scope="col">Job</th><th scope="col">Finished</th><th scope="col">Why</th></tr></thead><tbody>${failures.map(
-          (f) => html`<tr><td class="mono"><a href="/builds/${f.id}">${f.id}</a></td><td>${f.job}</td><td>${time(f.finishedAt)}</td><td>${f.failure ?? ''}</td></tr>`,
+          (f) =>
+            html`<tr><td class="mono"><a href="/builds/${f.id}">${f.id}</a></td><td>${f.job}</td><td>${time(f.finishedAt)}</td><td>${f.failure ?? ''}</td></tr>`,
         )}</tbody></table></div>`
       : html`<p class="muted" id="worker-failures">No failed build on this worker.</p>`
   }`;
@@ -144,7 +155,8 @@ export function imagesPage(viewer: Viewer, images: ImagesView): Html {
   return page({ title: 'Base images', section: 'images', body: html`<h1>Base images</h1>${body}` });
 }
 
-const buildLink = (job: string | undefined): Html => (job ? html`<a class="mono" href="/builds/${encodeURIComponent(job)}">${job}</a>` : html`<span class="muted">not recorded</span>`);
+const buildLink = (job: string | undefined): Html =>
+  job ? html`<a class="mono" href="/builds/${encodeURIComponent(job)}">${job}</a>` : html`<span class="muted">not recorded</span>`;
 
 /** One image: its tags and their digest, what it is built from and when, its last failure, and every digest it had. */
 export function imagePage(viewer: Viewer, image: BaseImageStatus): Html {
@@ -190,7 +202,10 @@ export function auditPage(entries: readonly AuditEntry[], next: number | undefin
 
 /** The answer to an action posted by a browser that did not end well: what was tried and why it failed. */
 export function actionRefusedPage(message: string, back: string): Html {
-  return page({ title: 'Action not done', body: html`<h1>Action not done</h1><p class="note" id="action-result">${message}</p><p><a href="${back}">Back</a></p>` });
+  return page({
+    title: 'Action not done',
+    body: html`<h1>Action not done</h1><p class="note" id="action-result">${message}</p><p><a href="${back}">Back</a></p>`,
+  });
 }
 
 /**

@@ -63,7 +63,10 @@ export class PrerenderedPages {
    * `renderer` identifies the page templates (a hash of a sample page): a new release
    * that renders pages differently does not serve the old release's copies.
    */
-  constructor(dataDir: string, readonly renderer: string) {
+  constructor(
+    dataDir: string,
+    readonly renderer: string,
+  ) {
     this.dir = join(dataDir, 'pages');
   }
 

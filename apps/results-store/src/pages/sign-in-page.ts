@@ -10,7 +10,10 @@ export function signInPage(): Html {
 }
 
 export function signInThrottledPage(waitS: number): Html {
-  return page({ title: 'Sign in', body: html`<h1>Sign in</h1><p class="note" role="alert">Too many failed attempts from this address; try again in ${waitS} s.</p>` });
+  return page({
+    title: 'Sign in',
+    body: html`<h1>Sign in</h1><p class="note" role="alert">Too many failed attempts from this address; try again in ${waitS} s.</p>`,
+  });
 }
 
 export function signInRefusedPage(): Html {

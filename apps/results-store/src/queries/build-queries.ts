@@ -144,7 +144,8 @@ const SUMMARY_COLUMNS = [
 
 // The same "previous build" everywhere a page is rendered or checked: the job's build
 // just before this one in (finish time, ID) order.
-const PREVIOUS = 'SELECT p.id FROM builds p WHERE p.job_id = b.job_id AND (p.finished_at, p.id) < (b.finished_at, b.id) ORDER BY p.finished_at DESC, p.id DESC LIMIT 1';
+const PREVIOUS =
+  'SELECT p.id FROM builds p WHERE p.job_id = b.job_id AND (p.finished_at, p.id) < (b.finished_at, b.id) ORDER BY p.finished_at DESC, p.id DESC LIMIT 1';
 
 /**
  * What a build's page shows besides its row, as JSON arrays computed in the same query:
@@ -159,7 +160,11 @@ function jsonColumns(postgres: boolean): { steps: string; artifacts: string; tag
       .join(', ')})`;
   const array = (value: string, order: string, from: string) => `(SELECT ${postgres ? 'json_agg' : 'json_group_array'}(${value} ORDER BY ${order}) ${from})`;
   return {
-    steps: array(object({ position: 's.position', stage: 's.stage', op: 's.op', step_id: 's.step_id', cached: 's.cached', ms: 's.ms' }), 's.position', 'FROM steps s WHERE s.build_id = b.id'),
+    steps: array(
+      object({ position: 's.position', stage: 's.stage', op: 's.op', step_id: 's.step_id', cached: 's.cached', ms: 's.ms' }),
+      's.position',
+      'FROM steps s WHERE s.build_id = b.id',
+    ),
     artifacts: array(object({ path: 'a.path', size: 'a.size', sha256: 'a.sha256' }), 'a.path', 'FROM artifacts a WHERE a.build_id = b.id'),
     tags: array('t.name', 't.name', 'FROM build_tags bt JOIN tags t ON t.id = bt.tag_id WHERE bt.build_id = b.id'),
   };
@@ -228,7 +233,14 @@ function pageSource(row: Raw): PageSource {
     logBytes: nullable(row.log_bytes),
     logIndex: (row.log_index as string | null) ?? null,
     trace: (row.trace as string | null) ?? null,
-    steps: jsonArray<Raw>(row.steps_json).map((s) => ({ position: num(s.position), stage: s.stage as string, op: s.op as string, stepId: s.step_id as string, cached: Boolean(s.cached), ms: num(s.ms) })),
+    steps: jsonArray<Raw>(row.steps_json).map((s) => ({
+      position: num(s.position),
+      stage: s.stage as string,
+      op: s.op as string,
+      stepId: s.step_id as string,
+      cached: Boolean(s.cached),
+      ms: num(s.ms),
+    })),
     artifacts: jsonArray<Raw>(row.artifacts_json).map((a) => ({ path: a.path as string, size: num(a.size), sha256: a.sha256 as Sha256 })),
     tags: jsonArray<string>(row.tags_json),
   };
@@ -347,7 +359,10 @@ export class BuildQueries {
   async pageSources(older: Cursor | undefined, limit: number): Promise<PageSource[]> {
     const sql = new Sql(this.ds);
     const where = older ? ` WHERE (b.finished_at, b.id) < (${sql.p(older.at)}, ${sql.p(older.id)})` : '';
-    const rows = (await this.ds.query(`${this.pageQueries.source}${where} ORDER BY b.finished_at DESC, b.id DESC LIMIT ${Math.max(1, Math.floor(limit))}`, sql.params)) as Raw[];
+    const rows = (await this.ds.query(
+      `${this.pageQueries.source}${where} ORDER BY b.finished_at DESC, b.id DESC LIMIT ${Math.max(1, Math.floor(limit))}`,
+      sql.params,
+    )) as Raw[];
     return rows.map(pageSource);
   }
 
@@ -383,27 +398,33 @@ export class BuildQueries {
     const limit = Math.min(MAX_LIMIT, Math.max(1, options.limit ?? 100));
     const qb = this.ds
       .createQueryBuilder()
-      .select(['j.name AS name', 'j.last_build_id AS last_build', 'j.last_state AS last_state', 'j.last_finished_at AS last_finished_at', 'j.last_pool AS last_pool'])
+      .select([
+        'j.name AS name',
+        'j.last_build_id AS last_build',
+        'j.last_state AS last_state',
+        'j.last_finished_at AS last_finished_at',
+        'j.last_pool AS last_pool',
+      ])
       .from(JobEntity, 'j');
     if (options.q) qb.andWhere(LIKE_NAME, { q: likePattern(options.q) });
     if (options.state) qb.andWhere('j.last_state = :state', { state: options.state });
     if (options.after) qb.andWhere('j.name > :after', { after: options.after });
     qb.orderBy('j.name', 'ASC').limit(limit + 1);
-    const rows = (await qb.getRawMany<Raw>()).map(
-      (r): JobSummary => ({
-        name: r.name as string,
-        lastBuild: (r.last_build as BuildId | null) ?? null,
-        lastState: (r.last_state as BuildState | null) ?? null,
-        lastFinishedAt: r.last_finished_at === null || r.last_finished_at === undefined ? null : num(r.last_finished_at),
-        lastPool: (r.last_pool as string | null) ?? null,
-      }),
-    );
+    const rows = (await qb.getRawMany<Raw>()).map((r): JobSummary => ({
+      name: r.name as string,
+      lastBuild: (r.last_build as BuildId | null) ?? null,
+      lastState: (r.last_state as BuildState | null) ?? null,
+      lastFinishedAt: r.last_finished_at === null || r.last_finished_at === undefined ? null : num(r.last_finished_at),
+      lastPool: (r.last_pool as string | null) ?? null,
+    }));
     return paged(rows, limit, (j) => j.name);
   }
 
   async job(name: string): Promise<JobSummary | undefined> {
     const j = await this.ds.getRepository(JobEntity).findOne({ where: { name } });
-    return j ? { name: j.name, lastBuild: j.lastBuildId, lastState: j.lastState as BuildState | null, lastFinishedAt: j.lastFinishedAt, lastPool: j.lastPool } : undefined;
+    return j
+      ? { name: j.name, lastBuild: j.lastBuildId, lastState: j.lastState as BuildState | null, lastFinishedAt: j.lastFinishedAt, lastPool: j.lastPool }
+      : undefined;
   }
 
   /** The most recent builds of a job, newest first, for its history chart. */

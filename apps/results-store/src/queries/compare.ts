@@ -80,8 +80,20 @@ export function comparisonJson(c: Comparison): unknown {
     a: c.a.id,
     b: c.b.id,
     specChanged: c.specChanged,
-    specDiff: c.specDiff.map((d) => (d.kind === 'same' ? { kind: d.kind, line: d.a } : d.kind === 'removed' ? { kind: d.kind, line: d.a } : { kind: d.kind, line: d.b })),
-    steps: c.steps.map((s) => ({ stage: s.stage, op: s.op, opBefore: s.opBefore ?? null, a: s.a?.stepId ?? null, b: s.b?.stepId ?? null, changed: s.changed, msA: s.a?.ms ?? null, msB: s.b?.ms ?? null, deltaMs: s.deltaMs ?? null })),
+    specDiff: c.specDiff.map((d) =>
+      d.kind === 'same' ? { kind: d.kind, line: d.a } : d.kind === 'removed' ? { kind: d.kind, line: d.a } : { kind: d.kind, line: d.b },
+    ),
+    steps: c.steps.map((s) => ({
+      stage: s.stage,
+      op: s.op,
+      opBefore: s.opBefore ?? null,
+      a: s.a?.stepId ?? null,
+      b: s.b?.stepId ?? null,
+      changed: s.changed,
+      msA: s.a?.ms ?? null,
+      msB: s.b?.ms ?? null,
+      deltaMs: s.deltaMs ?? null,
+    })),
     firstChange: c.firstChange ?? null,
     durationDeltaMs: c.durationDeltaMs,
   };

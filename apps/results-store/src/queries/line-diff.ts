@@ -3,7 +3,8 @@
  * sequence for aligning two builds' steps. Inputs past a size limit are compared as
  * wholes, so a pathological pair cannot stall a page.
  */
-export type DiffOp<T> = { readonly kind: 'same'; readonly a: T; readonly b: T } | { readonly kind: 'removed'; readonly a: T } | { readonly kind: 'added'; readonly b: T };
+export type DiffOp<T> =
+  { readonly kind: 'same'; readonly a: T; readonly b: T } | { readonly kind: 'removed'; readonly a: T } | { readonly kind: 'added'; readonly b: T };
 
 const MAX_EDIT = 4000;
 

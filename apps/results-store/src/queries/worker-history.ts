@@ -25,5 +25,4 @@ export class WorkerHistory {
     )) as { id: BuildId; job: string; pool: string; finished_at: string | number; failure: string | null }[];
     return rows.map((r) => ({ id: r.id, job: r.job, pool: r.pool, finishedAt: Number(r.finished_at), failure: r.failure }));
   }
-
 }

@@ -4,7 +4,12 @@ import type { DataSource } from 'typeorm';
 import { DATA_SOURCE } from '../tokens.js';
 import { PERIOD_MS, quantile, readRollups, type Metric, type Period, type RollupPoint } from './rollup-metrics.js';
 
-export const RANGES = { '1h': { ms: 3600_000, period: 'minute' }, '24h': { ms: 24 * 3600_000, period: 'hour' }, '7d': { ms: 7 * 24 * 3600_000, period: 'hour' }, '30d': { ms: 30 * 24 * 3600_000, period: 'hour' } } as const satisfies Record<string, { ms: number; period: Period }>;
+export const RANGES = {
+  '1h': { ms: 3600_000, period: 'minute' },
+  '24h': { ms: 24 * 3600_000, period: 'hour' },
+  '7d': { ms: 7 * 24 * 3600_000, period: 'hour' },
+  '30d': { ms: 30 * 24 * 3600_000, period: 'hour' },
+} as const satisfies Record<string, { ms: number; period: Period }>;
 export type Range = keyof typeof RANGES;
 export const isRange = (value: unknown): value is Range => typeof value === 'string' && Object.hasOwn(RANGES, value);
 
@@ -71,7 +76,10 @@ export class ChartData {
     // Most built first, as the query picked them.
     const topJobs = new Map([...duration].sort((a, b) => total(b[1]) - total(a[1]) || a[0].localeCompare(b[0])));
     const percentiles = (points: Points) =>
-      [...points].flatMap(([name, list]) => [...series(new Map([[name, list]]), (p) => quantile(p.bins, 0.5), ' p50'), ...series(new Map([[name, list]]), (p) => quantile(p.bins, 0.95), ' p95')]);
+      [...points].flatMap(([name, list]) => [
+        ...series(new Map([[name, list]]), (p) => quantile(p.bins, 0.5), ' p50'),
+        ...series(new Map([[name, list]]), (p) => quantile(p.bins, 0.95), ' p95'),
+      ]);
     return {
       range,
       from,
@@ -85,7 +93,12 @@ export class ChartData {
         { id: 'duration', title: `Build duration (p50, p95), the ${TOP_JOBS} jobs built most`, unit: 'ms', series: percentiles(topJobs) },
         { id: 'success-rate', title: 'Success rate', unit: '%', series: series(builds, (p) => ratio(p, p.count)) },
         { id: 'cache-hit', title: 'Step cache-hit rate', unit: '%', series: series(steps, (p) => ratio(p, p.count)) },
-        { id: 'utilisation', title: 'Worker utilisation (busy slots / capacity)', unit: '%', series: series(busy, (p) => (p.part > 0 ? (100 * p.total) / p.part : undefined)) },
+        {
+          id: 'utilisation',
+          title: 'Worker utilisation (busy slots / capacity)',
+          unit: '%',
+          series: series(busy, (p) => (p.part > 0 ? (100 * p.total) / p.part : undefined)),
+        },
       ],
     };
   }

@@ -117,7 +117,13 @@ export interface RollupPoint {
  * Every subject's points of `metric` from `since` on, oldest first: of one subject when
  * given, or of the `top` subjects with the most counted (one aggregate query picks them).
  */
-export async function readRollups(ds: DataSource, period: Period, metric: Metric, since: number, which: { subject?: string; top?: number } = {}): Promise<Map<string, RollupPoint[]>> {
+export async function readRollups(
+  ds: DataSource,
+  period: Period,
+  metric: Metric,
+  since: number,
+  which: { subject?: string; top?: number } = {},
+): Promise<Map<string, RollupPoint[]>> {
   const postgres = ds.options.type === 'postgres';
   const params: unknown[] = [period, metric, since];
   const p = (value: unknown) => (params.push(value), postgres ? `$${params.length}` : '?');
@@ -125,11 +131,17 @@ export async function readRollups(ds: DataSource, period: Period, metric: Metric
   let subjects = '';
   if (which.subject !== undefined) subjects = ` AND subject = ${p(which.subject)}`;
   else if (which.top !== undefined) {
-    const top = (await ds.query(`SELECT subject FROM rollups WHERE ${range} GROUP BY subject ORDER BY SUM(count) DESC, subject LIMIT ${Math.max(1, Math.floor(which.top))}`, [...params])) as { subject: string }[];
+    const top = (await ds.query(
+      `SELECT subject FROM rollups WHERE ${range} GROUP BY subject ORDER BY SUM(count) DESC, subject LIMIT ${Math.max(1, Math.floor(which.top))}`,
+      [...params],
+    )) as { subject: string }[];
     if (top.length === 0) return new Map();
     subjects = ` AND subject IN (${top.map((t) => p(t.subject)).join(', ')})`;
   }
-  const rows = (await ds.query(`SELECT subject, bucket, bin, count, total, peak, part FROM rollups WHERE ${range}${subjects} ORDER BY subject, bucket, bin`, params)) as {
+  const rows = (await ds.query(
+    `SELECT subject, bucket, bin, count, total, peak, part FROM rollups WHERE ${range}${subjects} ORDER BY subject, bucket, bin`,
+    params,
+  )) as {
     subject: string;
     bucket: string | number;
     bin: number;
@@ -174,5 +186,8 @@ export function quantile(bins: ReadonlyMap<number, number>, q: number): number |
 /** Drops minute rows older than `minuteKeepMs` and hour rows older than `hourKeepMs`. */
 export async function pruneRollups(ds: DataSource, now: number, minuteKeepMs: number, hourKeepMs: number): Promise<void> {
   const p = (n: number) => (ds.options.type === 'postgres' ? `$${n}` : '?');
-  await ds.query(`DELETE FROM rollups WHERE (period = 'minute' AND bucket < ${p(1)}) OR (period = 'hour' AND bucket < ${p(2)})`, [now - minuteKeepMs, now - hourKeepMs]);
+  await ds.query(`DELETE FROM rollups WHERE (period = 'minute' AND bucket < ${p(1)}) OR (period = 'hour' AND bucket < ${p(2)})`, [
+    now - minuteKeepMs,
+    now - hourKeepMs,
+  ]);
 }

@@ -53,7 +53,7 @@ export class AnsiRenderer {
       else if (token.charCodeAt(0) >= 0x20 && token !== '\x7f') cursor = write(cells, cursor, token, classes);
     }
     let out = '';
-    for (let i = 0; i < cells.length; ) {
+    for (let i = 0; i < cells.length;) {
       const cls = cells[i]!.classes;
       let run = '';
       for (; i < cells.length && cells[i]!.classes === cls; i++) run += cells[i]!.ch;
@@ -113,8 +113,22 @@ function write(cells: Cell[], cursor: number, text: string, classes: string): nu
  * for these 16 only.
  */
 const BASIC: readonly (readonly [number, number, number])[] = [
-  [0, 0, 0], [205, 0, 0], [0, 205, 0], [205, 205, 0], [0, 0, 238], [205, 0, 205], [0, 205, 205], [229, 229, 229],
-  [127, 127, 127], [255, 0, 0], [0, 255, 0], [255, 255, 0], [92, 92, 255], [255, 0, 255], [0, 255, 255], [255, 255, 255],
+  [0, 0, 0],
+  [205, 0, 0],
+  [0, 205, 0],
+  [205, 205, 0],
+  [0, 0, 238],
+  [205, 0, 205],
+  [0, 205, 205],
+  [229, 229, 229],
+  [127, 127, 127],
+  [255, 0, 0],
+  [0, 255, 0],
+  [255, 255, 0],
+  [92, 92, 255],
+  [255, 0, 255],
+  [0, 255, 255],
+  [255, 255, 255],
 ];
 
 /** Index 0-15 for colour `n` of the 256: itself below 16, else the nearest to its 6x6x6 cube cell or grey. */

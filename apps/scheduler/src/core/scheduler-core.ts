@@ -140,7 +140,10 @@ export class SchedulerCore {
     const first = key === undefined ? undefined : this.jobs.get(this.byKey.get(key) ?? '');
     if (first) {
       if (first.pool !== submission.pool || first.spec !== submission.spec || first.contextDigest !== submission.contextDigest) {
-        throw new SchedulerError('conflict', `idempotency key "${submission.idempotencyKey}" already made job ${first.id}, a different build (pool, spec or context differ); use a new key`);
+        throw new SchedulerError(
+          'conflict',
+          `idempotency key "${submission.idempotencyKey}" already made job ${first.id}, a different build (pool, spec or context differ); use a new key`,
+        );
       }
       return { job: first, effects: [], repeated: true };
     }
@@ -152,7 +155,13 @@ export class SchedulerCore {
     this.jobs.set(id, job);
     if (key !== undefined) this.byKey.set(key, id);
     this.queue(job.pool).push(this.ref(job));
-    return { job, effects: [{ kind: 'persist-job', job }, { kind: 'event', job }] };
+    return {
+      job,
+      effects: [
+        { kind: 'persist-job', job },
+        { kind: 'event', job },
+      ],
+    };
   }
 
   jobOf(client: string, id: string): JobRecord {
@@ -171,13 +180,19 @@ export class SchedulerCore {
       return this.finish(job, 'cancelled', 'cancelled while queued', now);
     }
     job.cancelRequested = 'cancelled by request';
-    return [{ kind: 'persist-job', job }, { kind: 'cancel', job, worker: job.worker!, lease: job.lease!, reason: job.cancelRequested }];
+    return [
+      { kind: 'persist-job', job },
+      { kind: 'cancel', job, worker: job.worker!, lease: job.lease!, reason: job.cancelRequested },
+    ];
   }
 
   // ---- workers ------------------------------------------------------------------------
 
   register(
-    info: Pick<WorkerRecord, 'id' | 'pool' | 'platform' | 'capacity' | 'publicKey' | 'freeBytes' | 'version' | 'lastPruneAt'> & { hints: readonly string[]; running: readonly { job: string; lease: string }[] },
+    info: Pick<WorkerRecord, 'id' | 'pool' | 'platform' | 'capacity' | 'publicKey' | 'freeBytes' | 'version' | 'lastPruneAt'> & {
+      hints: readonly string[];
+      running: readonly { job: string; lease: string }[];
+    },
     now: number,
   ): { cancel: string[]; effects: Effect[] } {
     const effects: Effect[] = [];
@@ -217,7 +232,14 @@ export class SchedulerCore {
 
   heartbeat(
     id: string,
-    beat: { running: readonly { job: string; lease: string }[]; freeBytes: number; refusing: boolean; hints: readonly string[]; draining?: boolean; lastPruneAt?: number },
+    beat: {
+      running: readonly { job: string; lease: string }[];
+      freeBytes: number;
+      refusing: boolean;
+      hints: readonly string[];
+      draining?: boolean;
+      lastPruneAt?: number;
+    },
     now: number,
   ): { known: boolean; cancel: string[]; effects: Effect[] } {
     const worker = this.workers.get(id);
@@ -236,7 +258,13 @@ export class SchedulerCore {
    * under a lease that is not the current one must stop; a job it should run but does
    * not mention (after a grace of one heartbeat) was lost and goes back to the queue.
    */
-  private reconcile(worker: WorkerRecord, running: readonly { job: string; lease: string }[], now: number, effects: Effect[], gone?: 'draining' | 'restarted'): string[] {
+  private reconcile(
+    worker: WorkerRecord,
+    running: readonly { job: string; lease: string }[],
+    now: number,
+    effects: Effect[],
+    gone?: 'draining' | 'restarted',
+  ): string[] {
     const cancel: string[] = [];
     const reported = new Map(running.map((r) => [r.job, r.lease]));
     for (const [jobId, lease] of reported) {
@@ -251,7 +279,12 @@ export class SchedulerCore {
       // A draining worker that stops listing a job it accepted has handed it back, and a
       // restarted one has lost it: no assignment to them can still be on its way.
       if (!reported.has(jobId) && job.accepted !== false && (gone !== undefined || now > grace)) {
-        const why = gone === 'draining' ? `worker ${worker.id} shut down and handed it back` : gone === 'restarted' ? `worker ${worker.id} lost it (the worker restarted)` : `worker ${worker.id} no longer runs it`;
+        const why =
+          gone === 'draining'
+            ? `worker ${worker.id} shut down and handed it back`
+            : gone === 'restarted'
+              ? `worker ${worker.id} lost it (the worker restarted)`
+              : `worker ${worker.id} no longer runs it`;
         effects.push(...this.loseLease(job, why, now));
       }
     }
@@ -275,7 +308,10 @@ export class SchedulerCore {
     job.worker = undefined;
     job.lease = undefined;
     this.queue(job.pool).push(this.ref(job), true);
-    return [{ kind: 'persist-job', job }, { kind: 'event', job }];
+    return [
+      { kind: 'persist-job', job },
+      { kind: 'event', job },
+    ];
   }
 
   started(workerId: string, jobId: string, lease: string, now: number): Effect[] {
@@ -284,7 +320,10 @@ export class SchedulerCore {
     job.state = 'running';
     job.accepted = true;
     job.startedAt = now;
-    return [{ kind: 'persist-job', job, soon: true }, { kind: 'event', job }];
+    return [
+      { kind: 'persist-job', job, soon: true },
+      { kind: 'event', job },
+    ];
   }
 
   /** Records a worker's outcome if it holds the current lease; a repeat of a recorded one is accepted again. */
@@ -318,7 +357,13 @@ export class SchedulerCore {
       if (worker.connected && now - worker.lastSeen > this.config.leaseTtlMs) {
         worker.connected = false;
         for (const id of [...worker.running]) {
-          effects.push(...this.loseLease(this.jobs.get(id)!, `worker ${worker.id} stopped answering (no heartbeat for ${Math.round((now - worker.lastSeen) / 1000)} s)`, now));
+          effects.push(
+            ...this.loseLease(
+              this.jobs.get(id)!,
+              `worker ${worker.id} stopped answering (no heartbeat for ${Math.round((now - worker.lastSeen) / 1000)} s)`,
+              now,
+            ),
+          );
         }
         effects.push({ kind: 'persist-worker', worker });
       }
@@ -387,7 +432,12 @@ export class SchedulerCore {
    * and the job has waited less than affinityWaitMs, nothing yet (keep the job for it);
    * else the least loaded free worker.
    */
-  private chooseWorker(job: JobRecord, workers: WorkerRecord[], free: WorkerRecord[], now: number): { worker: WorkerRecord; affinity: 'hit' | 'miss' | 'none' } | undefined {
+  private chooseWorker(
+    job: JobRecord,
+    workers: WorkerRecord[],
+    free: WorkerRecord[],
+    now: number,
+  ): { worker: WorkerRecord; affinity: 'hit' | 'miss' | 'none' } | undefined {
     const holders = this.affinity.holders(job.cacheHint, now);
     if (holders.length > 0) {
       const freeHolders = free.filter((w) => holders.includes(w.id));
@@ -411,7 +461,11 @@ export class SchedulerCore {
     worker.running.push(job.id);
     // The worker will hold this hint's cache once the job has run there.
     this.noteHint(job.cacheHint, worker.id, now);
-    return [{ kind: 'persist-job', job }, { kind: 'event', job }, { kind: 'assign', job, worker, lease, affinity }];
+    return [
+      { kind: 'persist-job', job },
+      { kind: 'event', job },
+      { kind: 'assign', job, worker, lease, affinity },
+    ];
   }
 
   /** The job's current run is lost: queue it again, or fail it when it has used its attempts. */
@@ -429,9 +483,15 @@ export class SchedulerCore {
     job.failure = `run ${job.attempts} lost: ${why}`;
     // Bounded: a job fails after maxAttempts lost runs, but refusals do not count.
     // The worker too: its chunks of this run are the run's log (log-writers.ts).
-    job.requeues = [...(job.requeues ?? []), { attempt: job.attempts, reason: why, at: now, ...(lost.worker === undefined ? {} : { worker: lost.worker }) }].slice(-20);
+    job.requeues = [
+      ...(job.requeues ?? []),
+      { attempt: job.attempts, reason: why, at: now, ...(lost.worker === undefined ? {} : { worker: lost.worker }) },
+    ].slice(-20);
     this.queue(job.pool).push(this.ref(job), true);
-    return [{ kind: 'persist-job', job }, { kind: 'requeued', job, attempt: job.attempts, reason: why }];
+    return [
+      { kind: 'persist-job', job },
+      { kind: 'requeued', job, attempt: job.attempts, reason: why },
+    ];
   }
 
   private finish(job: JobRecord, state: JobState, failure: string | undefined, now: number, lastWorker?: string): Effect[] {
@@ -445,8 +505,15 @@ export class SchedulerCore {
     // Only jobs that ran have a result to store; a job cancelled while queued is an event.
     // A result is published before the terminal state is stored, and that one write
     // carries both (see the publish-result effect).
-    if (job.attempts > 0) return [{ kind: 'event', job }, { kind: 'publish-result', job }];
-    return [{ kind: 'persist-job', job }, { kind: 'event', job }];
+    if (job.attempts > 0)
+      return [
+        { kind: 'event', job },
+        { kind: 'publish-result', job },
+      ];
+    return [
+      { kind: 'persist-job', job },
+      { kind: 'event', job },
+    ];
   }
 
   private release(job: JobRecord): void {

@@ -131,4 +131,3 @@ export function heredocMarkers(text: string): HeredocMarker[] {
     return m === null ? [] : [{ name: m[2]!.replace(/["'\\]/g, ''), chomp: m[1] === '-', quoted: /["'\\]/.test(m[2]!) }];
   });
 }
-

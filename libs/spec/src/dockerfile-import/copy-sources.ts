@@ -25,12 +25,17 @@ export function checkSource(src: string, ins: Instruction, wildcards: Wildcards)
     throw new SpecError(`${ins.keyword} ${src}: ${why}`, ins.pos);
   };
   if (src === '') fail('a source path is empty');
-  if (ins.keyword === 'ADD' && REMOTE.test(src)) fail('ADD of a URL is imported alone (ADD --checksum=sha256:... URL DST), and of http(s) only: a Git repository is cloned at build time, which a spec cannot do');
+  if (ins.keyword === 'ADD' && REMOTE.test(src))
+    fail(
+      'ADD of a URL is imported alone (ADD --checksum=sha256:... URL DST), and of http(s) only: a Git repository is cloned at build time, which a spec cannot do',
+    );
   if (ins.keyword === 'ADD' && ARCHIVE.test(src)) fail('ADD unpacks an archive: it is imported alone, from the build context (ADD app.tar.gz DST)');
   if (isWildcard(src) && wildcards !== 'listed') {
-    fail(wildcards === 'stage'
-      ? 'a wildcard in another stage cannot be listed, since its files exist only once it is built: a spec copy names each source; list the files'
-      : 'a wildcard needs the build context to list what it matches (cairn import --context DIR): a spec copy names each source');
+    fail(
+      wildcards === 'stage'
+        ? 'a wildcard in another stage cannot be listed, since its files exist only once it is built: a spec copy names each source; list the files'
+        : 'a wildcard needs the build context to list what it matches (cairn import --context DIR): a spec copy names each source',
+    );
   }
   if (src.split('/').includes('..')) fail('".." cannot be imported: a spec source stays inside the build context or stage');
 }
@@ -62,11 +67,20 @@ export function copyTargets(src: readonly string[], dst: string, workdir: string
     throw new SpecError(`${ins.keyword} with several sources needs a destination directory ending in "/", not "${dst}"`, ins.pos);
   }
   if (!dst.endsWith('/') || !src.some(namesDirectory)) return [{ src: [...src], dst }];
-  const onto = ontoPath(trimEnd(dst, (c) => c === '/'), workdir);
+  const onto = ontoPath(
+    trimEnd(dst, (c) => c === '/'),
+    workdir,
+  );
   if (onto === undefined) {
     const dir = src.find(namesDirectory)!;
-    const why = workdir === undefined && !dst.startsWith('/') ? `${dst} is in the base image's workdir, which the import cannot see` : `${dst} has no name to copy it onto`;
-    throw new SpecError(`${ins.keyword} ${dir} ${dst}: Docker copies the contents of ${dir} into ${dst}, while a spec copies it into ${dst} by name, and ${why}; copy the files of ${dir} by name${workdir === undefined ? ', or set WORKDIR' : ''}`, ins.pos);
+    const why =
+      workdir === undefined && !dst.startsWith('/')
+        ? `${dst} is in the base image's workdir, which the import cannot see`
+        : `${dst} has no name to copy it onto`;
+    throw new SpecError(
+      `${ins.keyword} ${dir} ${dst}: Docker copies the contents of ${dir} into ${dst}, while a spec copies it into ${dst} by name, and ${why}; copy the files of ${dir} by name${workdir === undefined ? ', or set WORKDIR' : ''}`,
+      ins.pos,
+    );
   }
   const targets: { src: string[]; dst: string }[] = [];
   for (const s of src) {
@@ -108,13 +122,17 @@ export function copySource(flag: FlagValue | undefined, stages: readonly Stage[]
   if (stage === current) fail('names the stage it is in');
   if (stage !== undefined && earlier.includes(stage)) return { kind: 'build', name: stage.name };
   if (/^\d+$/.test(flag.value)) fail(`names no earlier stage (there are ${earlier.length})`);
-  return fail(`names no earlier stage, so Docker would copy from the image "${flag.value}"; a spec copies only from the context or a stage, so add "FROM ${flag.value} AS some-name" before this stage and copy --from=some-name`);
+  return fail(
+    `names no earlier stage, so Docker would copy from the image "${flag.value}"; a spec copies only from the context or a stage, so add "FROM ${flag.value} AS some-name" before this stage and copy --from=some-name`,
+  );
 }
 
 export function copyExcludes(flags: readonly FlagValue[], ins: Instruction): string[] {
-  return flags.map((f) => excludeName(f.value, () => {
-    throw new SpecError(`${ins.keyword} --exclude=${f.value} cannot be imported: a spec excludes a plain file or directory name at any depth`, f.pos);
-  }));
+  return flags.map((f) =>
+    excludeName(f.value, () => {
+      throw new SpecError(`${ins.keyword} --exclude=${f.value} cannot be imported: a spec excludes a plain file or directory name at any depth`, f.pos);
+    }),
+  );
 }
 
 /** The entries of a directory of the build context (`''` is its root), or undefined if there is none. */
@@ -125,9 +143,13 @@ export function contextGlob(pattern: string, read: ContextReader): { path: strin
   let found: { path: string; directory: boolean }[] = [{ path: '', directory: true }];
   for (const part of pattern.split('/').filter((p) => p !== '' && p !== '.')) {
     const re = goPattern(part);
-    found = found.filter((f) => f.directory).flatMap((dir) => (read(dir.path) ?? [])
-      .filter((e) => re.test(e.name))
-      .map((e) => ({ path: dir.path === '' ? e.name : `${dir.path}/${e.name}`, directory: e.directory })));
+    found = found
+      .filter((f) => f.directory)
+      .flatMap((dir) =>
+        (read(dir.path) ?? [])
+          .filter((e) => re.test(e.name))
+          .map((e) => ({ path: dir.path === '' ? e.name : `${dir.path}/${e.name}`, directory: e.directory })),
+      );
   }
   return found.filter((f) => f.path !== '');
 }

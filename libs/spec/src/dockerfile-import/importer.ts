@@ -5,12 +5,35 @@ import type { Position } from '../sexp.js';
 import { SpecError } from '../spec-error.js';
 import { jsonStrings, parseWords, readJsonArray } from './arguments.js';
 import { isTokenSpace, splitTokens, trimStart } from './characters.js';
-import { absolutePath, checkSource, isArchive, isHttpUrl, contextGlob, copyExcludes, copySource, copyTargets, directoryDestination, isWildcard, writtenAsDirectory, type ContextReader } from './copy-sources.js';
+import {
+  absolutePath,
+  checkSource,
+  isArchive,
+  isHttpUrl,
+  contextGlob,
+  copyExcludes,
+  copySource,
+  copyTargets,
+  directoryDestination,
+  isWildcard,
+  writtenAsDirectory,
+  type ContextReader,
+} from './copy-sources.js';
 import { INSTRUCTIONS, parseFlags, parseInstruction, type FlagValue, type Instruction } from './instructions.js';
 import type { Entry } from './lines.js';
 import { cacheMount, csvFields, MOUNT_KEYS, secretMount, type MountOptions } from './mounts.js';
 import { accountsOf, namesAccount, parseOwner, sameUser, type Accounts } from './owners.js';
-import { chmodCommand, chownCommand, downloadCommand, unpackCommand, execCommand, heredocCommand, isPosixShell, shellCommand, writeFileCommand } from './run-command.js';
+import {
+  chmodCommand,
+  chownCommand,
+  downloadCommand,
+  unpackCommand,
+  execCommand,
+  heredocCommand,
+  isPosixShell,
+  shellCommand,
+  writeFileCommand,
+} from './run-command.js';
 import { isSpecialParameter, WordExpander, type Lookup } from './word-expansion.js';
 
 /** Image metadata: it changes no file, so a spec has no word for it. */
@@ -53,9 +76,7 @@ interface StageMetadata {
 }
 
 /** Set by BuildKit from the platforms it builds on and for, which a spec cannot know. */
-const PLATFORM_ARGS = new Set([
-  'TARGETPLATFORM', 'TARGETOS', 'TARGETARCH', 'TARGETVARIANT', 'BUILDPLATFORM', 'BUILDOS', 'BUILDARCH', 'BUILDVARIANT',
-]);
+const PLATFORM_ARGS = new Set(['TARGETPLATFORM', 'TARGETOS', 'TARGETARCH', 'TARGETVARIANT', 'BUILDPLATFORM', 'BUILDOS', 'BUILDARCH', 'BUILDVARIANT']);
 /** BuildKit reads these ARGs itself and keeps them out of the environment. */
 const NON_ENV_ARGS = new Set(['BUILDKIT_SBOM_SCAN_CONTEXT', 'BUILDKIT_SBOM_SCAN_STAGE']);
 /** Cairn builds for the platform it runs on, which is what these select. */
@@ -180,7 +201,10 @@ export class Importer {
     const metadata = METADATA[kw];
     const carriable = CARRIED.has(kw) && this.imageConfigFile !== undefined;
     if (metadata !== undefined && this.strict && !(carriable && this.stages.length > 0)) {
-      throw new SpecError(`${kw} ${metadata}: image metadata, which a Cairn spec does not record; remove it, or keep it only in a Dockerfile that is not imported`, ins.pos);
+      throw new SpecError(
+        `${kw} ${metadata}: image metadata, which a Cairn spec does not record; remove it, or keep it only in a Dockerfile that is not imported`,
+        ins.pos,
+      );
     }
     if (kw === 'FROM') return this.from(ins);
     const stage = this.stages.at(-1);
@@ -268,21 +292,29 @@ export class Importer {
     const match = EXPOSED_PORT.exec(word);
     const first = Number(match?.[1]);
     const last = match?.[2] === undefined ? first : Number(match[2]);
-    if (match === null || first < 1 || last > 65535 || last < first) this.fail(ins, `"${word}" is not PORT, PORT/PROTOCOL or FIRST-LAST/PROTOCOL with ports 1 to 65535 and protocol tcp, udp or sctp`);
+    if (match === null || first < 1 || last > 65535 || last < first)
+      this.fail(ins, `"${word}" is not PORT, PORT/PROTOCOL or FIRST-LAST/PROTOCOL with ports 1 to 65535 and protocol tcp, udp or sctp`);
     const protocol = (match[3] ?? 'tcp').toLowerCase();
     return Array.from({ length: last - first + 1 }, (_, i) => `${first + i}/${protocol}`);
   }
 
   private dispatch(ins: Instruction, stage: Stage): void {
     switch (ins.keyword) {
-      case 'RUN': return this.run(ins, stage);
+      case 'RUN':
+        return this.run(ins, stage);
       case 'COPY':
-      case 'ADD': return this.copy(ins, stage);
-      case 'ENV': return this.env(ins, stage);
-      case 'ARG': return this.stageArg(ins, stage);
-      case 'WORKDIR': return this.workdir(ins, stage);
-      case 'USER': return this.user(ins, stage);
-      case 'SHELL': return this.shell(ins, stage);
+      case 'ADD':
+        return this.copy(ins, stage);
+      case 'ENV':
+        return this.env(ins, stage);
+      case 'ARG':
+        return this.stageArg(ins, stage);
+      case 'WORKDIR':
+        return this.workdir(ins, stage);
+      case 'USER':
+        return this.user(ins, stage);
+      case 'SHELL':
+        return this.shell(ins, stage);
     }
   }
 
@@ -320,7 +352,10 @@ export class Importer {
     if (isSpecialParameter(name) || stage.valueless.has(name)) return undefined;
     // The image's whole Env is known: a name it does not set is unset, as in Docker.
     if (stage.base?.env !== undefined) return stage.base.env.get(name);
-    this.fail(ins, `$${name} is set by no ARG or ENV before it in this stage; Docker would take it from the base image's environment, which the import cannot see, so set it in the Dockerfile`);
+    this.fail(
+      ins,
+      `$${name} is set by no ARG or ENV before it in this stage; Docker would take it from the base image's environment, which the import cannot see, so set it in the Dockerfile`,
+    );
   }
 
   private platformArg(name: string, ins: Instruction): never {
@@ -333,7 +368,10 @@ export class Importer {
     const flags = parseFlags(ins, ['platform']);
     const platform = flags.get('platform')?.[0];
     if (platform !== undefined && !NATIVE_PLATFORMS.has(platform.value)) {
-      throw new SpecError(`FROM --platform=${platform.value} selects an image platform, which a spec cannot record; Cairn builds for its own platform`, platform.pos);
+      throw new SpecError(
+        `FROM --platform=${platform.value} selects an image platform, which a spec cannot record; Cairn builds for its own platform`,
+        platform.pos,
+      );
     }
     const args = splitTokens(ins.args);
     if (args.length !== 1 && !(args.length === 3 && args[1]!.toLowerCase() === 'as')) {
@@ -342,7 +380,10 @@ export class Importer {
     const image = this.expand(args[0]!, undefined, ins);
     if (image === '') this.fail(ins, `the image "${args[0]}" expands to nothing`);
     if (this.stages.some((s) => s.name === image.toLowerCase())) {
-      this.fail(ins, `"${image}" is an earlier stage, and a spec cannot build on a stage: a (build ...) always starts from an image. Start this stage from that stage's image and COPY --from it`);
+      this.fail(
+        ins,
+        `"${image}" is an earlier stage, and a spec cannot build on a stage: a (build ...) always starts from an image. Start this stage from that stage's image and COPY --from it`,
+      );
     }
     // Comments go before the instruction they precede, so into the new stage, except
     // where the current one holds nothing else: there they were written inside it.
@@ -381,14 +422,27 @@ export class Importer {
     if (written === undefined) return index;
     const name = written.toLowerCase();
     // The exporter names unnamed stages by their index, so accept that back.
-    if (!STAGE_NAME.test(name) && name !== index) this.fail(ins, `"${written}" is not a stage name: it must start with a letter and hold only letters, digits, "-", "_" and "."`);
+    if (!STAGE_NAME.test(name) && name !== index)
+      this.fail(ins, `"${written}" is not a stage name: it must start with a letter and hold only letters, digits, "-", "_" and "."`);
     if (this.stages.some((s) => s.name === name)) this.fail(ins, `a stage named "${name}" is already defined`);
     return name;
   }
 
   private newStage(name: string, image: string): Stage {
     const base = resolved(Object.hasOwn(this.images, image) ? this.images[image] : undefined);
-    return { name, image, base, ops: [], vars: new Map(), valueless: new Set(), dockerShell: DOCKER_SHELL, specShell: SPEC_SHELL, user: ROOT_UNIX, workdir: undefined, metadata: { cmdSet: false, labels: new Map(), ports: new Set() } };
+    return {
+      name,
+      image,
+      base,
+      ops: [],
+      vars: new Map(),
+      valueless: new Set(),
+      dockerShell: DOCKER_SHELL,
+      specShell: SPEC_SHELL,
+      user: ROOT_UNIX,
+      workdir: undefined,
+      metadata: { cmdSet: false, labels: new Map(), ports: new Set() },
+    };
   }
 
   private argPairs(ins: Instruction): [string, string | undefined][] {
@@ -510,10 +564,20 @@ export class Importer {
   private copy(ins: Instruction, stage: Stage): void {
     // --link only changes how BuildKit stores the layer, not the files the step writes.
     const heredoc = ins.logical.heredocs.length > 0;
-    const alone = ins.keyword === 'ADD' && !heredoc && readJsonArray(ins.args) === undefined && splitTokens(ins.args).length === 2 ? splitTokens(ins.args)[0]! : undefined;
+    const alone =
+      ins.keyword === 'ADD' && !heredoc && readJsonArray(ins.args) === undefined && splitTokens(ins.args).length === 2 ? splitTokens(ins.args)[0]! : undefined;
     const download = alone !== undefined && isHttpUrl(alone);
     const archive = alone !== undefined && isArchive(alone);
-    const flags = parseFlags(ins, heredoc ? ['chown', 'chmod', 'link'] : download ? ['chown', 'chmod', 'checksum', 'link'] : archive ? ['chown', 'chmod', 'link', 'exclude'] : ['from', 'chown', 'chmod', 'exclude', 'link']);
+    const flags = parseFlags(
+      ins,
+      heredoc
+        ? ['chown', 'chmod', 'link']
+        : download
+          ? ['chown', 'chmod', 'checksum', 'link']
+          : archive
+            ? ['chown', 'chmod', 'link', 'exclude']
+            : ['from', 'chown', 'chmod', 'exclude', 'link'],
+    );
     this.needArgs(ins, 'the sources and destination are missing');
     if (heredoc) return this.copyHeredocs(ins, stage, flags);
     if (download) return this.addUrl(ins, stage, flags);
@@ -575,14 +639,22 @@ export class Importer {
   private chownCopied(ins: Instruction, stage: Stage, targets: readonly { src: string[]; dst: string }[], owner: string): void {
     const written = copiedPaths(targets);
     // The contents of / or of an unknown workdir: a step after the copy cannot tell the copied files from the image's.
-    const unknown = written.find((p) => absolutePath(p, stage.workdir) === '/' || (absolutePath(p, stage.workdir) === undefined && absolutePath(p, '/w') === '/w'));
+    const unknown = written.find(
+      (p) => absolutePath(p, stage.workdir) === '/' || (absolutePath(p, stage.workdir) === undefined && absolutePath(p, '/w') === '/w'),
+    );
     if (unknown !== undefined) {
-      this.fail(ins, `--chown=${owner} copies into ${absolutePath(unknown, stage.workdir) ?? "the base image's workdir, which the import cannot see"}, where a step giving the copy to the name after it would take the image's files too; write numeric ids, or use cairn import --resolve if the base image has the name`);
+      this.fail(
+        ins,
+        `--chown=${owner} copies into ${absolutePath(unknown, stage.workdir) ?? "the base image's workdir, which the import cannot see"}, where a step giving the copy to the name after it would take the image's files too; write numeric ids, or use cairn import --resolve if the base image has the name`,
+      );
     }
     const isWorkdir = (p: string) => stage.workdir !== undefined && absolutePath(p, stage.workdir) === stage.workdir;
     const into = written.filter(isWorkdir);
     const paths = written.filter((p) => !isWorkdir(p));
-    this.warnings.push({ reason: `${ins.keyword} --chown=${owner}: the import turns a name into ids only from the base image's accounts (cairn import --resolve), and a RUN may add one, so the copy is root's and a run step as root gives ${written.join(' ')} to ${owner} with the image's chown`, pos: ins.pos });
+    this.warnings.push({
+      reason: `${ins.keyword} --chown=${owner}: the import turns a name into ids only from the base image's accounts (cairn import --resolve), and a RUN may add one, so the copy is root's and a run step as root gives ${written.join(' ')} to ${owner} with the image's chown`,
+      pos: ins.pos,
+    });
     this.asRoot(stage, () => this.pushRun(stage, { cache: [], network: [...DOCKER_DEFAULT_NETWORK], secrets: [], shell: chownCommand(paths, into, owner) }));
   }
 
@@ -594,10 +666,16 @@ export class Importer {
   private checkChmod(ins: Instruction, stage: Stage, chmod: FlagValue, sources: readonly string[]): void {
     const directory = sources.find(writtenAsDirectory);
     if (directory !== undefined) {
-      throw new SpecError(`${ins.keyword} --chmod=${chmod.value} ${directory}: BuildKit gives the mode to every file and directory copied out of ${directory}, which a step after the copy cannot tell from what the destination already held; copy its files by name`, chmod.pos);
+      throw new SpecError(
+        `${ins.keyword} --chmod=${chmod.value} ${directory}: BuildKit gives the mode to every file and directory copied out of ${directory}, which a step after the copy cannot tell from what the destination already held; copy its files by name`,
+        chmod.pos,
+      );
     }
     if (!isPosixShell(stage.dockerShell) || this.escape !== '\\') {
-      throw new SpecError(`${ins.keyword} --chmod=${chmod.value}: the mode is given by a step that runs chmod with a POSIX shell after the copy, and this stage has none`, chmod.pos);
+      throw new SpecError(
+        `${ins.keyword} --chmod=${chmod.value}: the mode is given by a step that runs chmod with a POSIX shell after the copy, and this stage has none`,
+        chmod.pos,
+      );
     }
   }
 
@@ -609,7 +687,10 @@ export class Importer {
    */
   private chmodCopied(ins: Instruction, stage: Stage, targets: readonly { src: string[]; dst: string }[], mode: string): void {
     const paths = copiedPaths(targets);
-    this.warnings.push({ reason: `${ins.keyword} --chmod=${mode}: a spec copy keeps each file's own mode (0755 or 0644), so a run step as root gives ${paths.join(' ')} the mode with the image's chmod`, pos: ins.pos });
+    this.warnings.push({
+      reason: `${ins.keyword} --chmod=${mode}: a spec copy keeps each file's own mode (0755 or 0644), so a run step as root gives ${paths.join(' ')} the mode with the image's chmod`,
+      pos: ins.pos,
+    });
     this.asRoot(stage, () => this.pushRun(stage, { cache: [], network: [...DOCKER_DEFAULT_NETWORK], secrets: [], shell: chmodCommand(paths, mode) }));
   }
 
@@ -625,19 +706,34 @@ export class Importer {
     const dst = this.expand(words.at(-1)!, stage, ins);
     const sources = words.slice(0, -1);
     const heredocs = ins.logical.heredocs;
-    if (words.length < 2 || sources.length !== heredocs.length) this.fail(ins, 'a heredoc copy is imported only when every source is a heredoc (<<EOF) and a destination follows them');
+    if (words.length < 2 || sources.length !== heredocs.length)
+      this.fail(ins, 'a heredoc copy is imported only when every source is a heredoc (<<EOF) and a destination follows them');
     if (heredocs.length > 1 && !dst.endsWith('/')) this.fail(ins, `several heredocs go into a directory, written with a trailing "/" (${dst}/)`);
-    if (!isPosixShell(stage.dockerShell) || this.escape !== '\\') this.fail(ins, 'a heredoc copy becomes a step that writes the file with a POSIX shell, and this stage has none');
+    if (!isPosixShell(stage.dockerShell) || this.escape !== '\\')
+      this.fail(ins, 'a heredoc copy becomes a step that writes the file with a POSIX shell, and this stage has none');
     const mode = this.octalMode(flags.get('chmod')?.[0], ins) ?? '0644';
     const files = heredocs.map((h) => {
       if (!h.quoted && /[$\\]/.test(h.body)) {
-        this.fail(ins, `the heredoc <<${h.name} is unquoted, so BuildKit would expand the variables and escapes of its body, which the import does not do; quote it (<<'${h.name}') to copy the text as it is`);
+        this.fail(
+          ins,
+          `the heredoc <<${h.name} is unquoted, so BuildKit would expand the variables and escapes of its body, which the import does not do; quote it (<<'${h.name}') to copy the text as it is`,
+        );
       }
       return { path: dst.endsWith('/') ? `${dst}${h.name}` : dst, body: h.body };
     });
-    this.warnings.push({ reason: `${ins.keyword} <<${heredocs.map((h) => h.name).join(' <<')}: a spec copies files only, so a run step writes ${files.map((f) => f.path).join(' ')} with the image's shell and printf`, pos: ins.pos });
+    this.warnings.push({
+      reason: `${ins.keyword} <<${heredocs.map((h) => h.name).join(' <<')}: a spec copies files only, so a run step writes ${files.map((f) => f.path).join(' ')} with the image's shell and printf`,
+      pos: ins.pos,
+    });
     // The step writes as root, then gives the files their owner, as BuildKit creates them.
-    this.asRoot(stage, () => this.pushRun(stage, { cache: [], network: [...DOCKER_DEFAULT_NETWORK], secrets: [], shell: writeFileCommand(files, mode, this.nonRootOwner(flags, stage, ins)) }));
+    this.asRoot(stage, () =>
+      this.pushRun(stage, {
+        cache: [],
+        network: [...DOCKER_DEFAULT_NETWORK],
+        secrets: [],
+        shell: writeFileCommand(files, mode, this.nonRootOwner(flags, stage, ins)),
+      }),
+    );
   }
 
   /**
@@ -651,7 +747,10 @@ export class Importer {
     const [url, written] = splitTokens(ins.args).map((w) => this.expand(w, stage, ins)) as [string, string];
     const checksum = flags.get('checksum')?.[0];
     if (checksum === undefined) {
-      this.fail(ins, `the URL ${url} without --checksum would be downloaded once and cached as if it never changed; add --checksum=sha256:<digest> (the import then writes a step that downloads and verifies it), or download it in a RUN`);
+      this.fail(
+        ins,
+        `the URL ${url} without --checksum would be downloaded once and cached as if it never changed; add --checksum=sha256:<digest> (the import then writes a step that downloads and verifies it), or download it in a RUN`,
+      );
     }
     const sha256 = /^sha256:([0-9a-f]{64})$/.exec(checksum.value)?.[1];
     if (sha256 === undefined) throw new SpecError(`ADD --checksum=${checksum.value}: a sha256:<64 hex digits> digest is imported`, checksum.pos);
@@ -659,8 +758,18 @@ export class Importer {
     if (written.endsWith('/') && name === '') this.fail(ins, `${url} names no file to write into ${written}; give the destination a file name`);
     const path = written.endsWith('/') ? `${written}${decodeURIComponent(name)}` : written;
     const mode = this.octalMode(flags.get('chmod')?.[0], ins) ?? '0600';
-    this.warnings.push({ reason: `ADD ${url}: a spec has no download, so a run step fetches it with the image's wget or curl and checks its sha256`, pos: ins.pos });
-    this.asRoot(stage, () => this.pushRun(stage, { cache: [], network: [...DOCKER_DEFAULT_NETWORK], secrets: [], shell: downloadCommand(url, path, sha256, mode, this.nonRootOwner(flags, stage, ins)) }));
+    this.warnings.push({
+      reason: `ADD ${url}: a spec has no download, so a run step fetches it with the image's wget or curl and checks its sha256`,
+      pos: ins.pos,
+    });
+    this.asRoot(stage, () =>
+      this.pushRun(stage, {
+        cache: [],
+        network: [...DOCKER_DEFAULT_NETWORK],
+        secrets: [],
+        shell: downloadCommand(url, path, sha256, mode, this.nonRootOwner(flags, stage, ins)),
+      }),
+    );
   }
 
   /**
@@ -678,16 +787,23 @@ export class Importer {
     if (isWildcard(src) || src.split('/').includes('..')) this.fail(ins, `${src}: an archive is imported from one named path inside the build context`);
     const chmod = flags.get('chmod')?.[0];
     if (chmod !== undefined) {
-      throw new SpecError(`ADD --chmod=${chmod.value} ${src}: BuildKit unpacks an archive with the modes it holds and ignores --chmod (the classic builder refuses --chmod); remove it, or chmod in a RUN`, chmod.pos);
+      throw new SpecError(
+        `ADD --chmod=${chmod.value} ${src}: BuildKit unpacks an archive with the modes it holds and ignores --chmod (the classic builder refuses --chmod); remove it, or chmod in a RUN`,
+        chmod.pos,
+      );
     }
     const chown = flags.get('chown')?.[0];
     const owner = chown === undefined ? undefined : this.copyOwner(chown, stage, ins);
     const scratch = `/.cairn-add/${src.split('/').filter(Boolean).at(-1)}`;
     const excludes = [...new Set([...this.ignored, ...copyExcludes(flags.get('exclude') ?? [], ins)])];
-    const owned = owner?.kind === 'unix'
-      ? `, then gives ${owner.uid}:${owner.gid} what it unpacked, as BuildKit 0.23 and later do (the classic builder and older BuildKit keep the archive's owners)`
-      : '';
-    this.warnings.push({ reason: `ADD ${src}: a spec copy does not unpack, so a run step unpacks it into ${written} with the image's tar${owned}`, pos: ins.pos });
+    const owned =
+      owner?.kind === 'unix'
+        ? `, then gives ${owner.uid}:${owner.gid} what it unpacked, as BuildKit 0.23 and later do (the classic builder and older BuildKit keep the archive's owners)`
+        : '';
+    this.warnings.push({
+      reason: `ADD ${src}: a spec copy does not unpack, so a run step unpacks it into ${written} with the image's tar${owned}`,
+      pos: ins.pos,
+    });
     const target = written === '' ? '.' : written;
     this.asRoot(stage, () => {
       stage.ops.push({ op: 'copy', from: { kind: 'context' }, src: [src], dst: scratch, exclude: excludes });
@@ -697,7 +813,8 @@ export class Importer {
 
   /** --chmod's octal mode, if given; another form (u+x) is refused. */
   private octalMode(flag: FlagValue | undefined, ins: Instruction): string | undefined {
-    if (flag !== undefined && !/^[0-7]{3,4}$/.test(flag.value)) throw new SpecError(`${ins.keyword} --chmod=${flag.value}: an octal mode is imported (e.g. 0755)`, flag.pos);
+    if (flag !== undefined && !/^[0-7]{3,4}$/.test(flag.value))
+      throw new SpecError(`${ins.keyword} --chmod=${flag.value}: an octal mode is imported (e.g. 0755)`, flag.pos);
     return flag?.value;
   }
 
@@ -726,7 +843,7 @@ export class Importer {
   private listed(pattern: string, excludes: readonly string[], ins: Instruction): string[] {
     const matches = contextGlob(pattern, this.readContext!)
       .filter((m) => !m.path.split('/').some((part) => excludes.includes(part)))
-      .map((m) => (m.directory ? `${m.path}/` : m.path))
+      .map((m) => (m.directory ? `${m.path}/` : m.path));
     if (matches.length === 0) this.fail(ins, `${pattern} matches nothing in the build context`);
     this.warnings.push({
       reason: `${ins.keyword} ${pattern}: the wildcard matches ${matches.join(' ')} in the build context now, which the spec names; a file added later is copied only once the Dockerfile is imported again`,
@@ -789,7 +906,9 @@ export class Importer {
     if (type === 'cache') return { kind: 'cache', mount: cacheMount(options, stage.user, fail) };
     if (type === 'secret') return { kind: 'secret', mount: secretMount(options, stage.user, fail) };
     if (type === 'bind' || type === 'tmpfs' || type === 'ssh') {
-      return fail(`cannot be imported: a spec step mounts only caches and secrets, not ${type === 'bind' ? 'bind mounts (the default type)' : `${type} mounts`}`);
+      return fail(
+        `cannot be imported: a spec step mounts only caches and secrets, not ${type === 'bind' ? 'bind mounts (the default type)' : `${type} mounts`}`,
+      );
     }
     const hint = closest(type, ['cache', 'secret', 'bind', 'tmpfs', 'ssh']);
     return fail(`has an unknown mount type "${type}"${hint ? `; did you mean "${hint}"?` : ''}`);

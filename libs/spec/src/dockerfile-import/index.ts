@@ -110,7 +110,15 @@ export function importDockerfile(text: string, options: DockerfileImportOptions 
   try {
     const excludes = options.dockerignore === undefined ? [] : excludesOfDockerignore(options.dockerignore);
     const { entries, directives } = readEntries(text);
-    const importer = new Importer(directives.escape, excludes, options.buildArgs ?? {}, options.strict ?? false, options.images ?? {}, options.readContext, options.imageConfigFile);
+    const importer = new Importer(
+      directives.escape,
+      excludes,
+      options.buildArgs ?? {},
+      options.strict ?? false,
+      options.images ?? {},
+      options.readContext,
+      options.imageConfigFile,
+    );
     for (const entry of entries) importer.add(entry);
     const spec = importer.finish();
     const warnings = importer.warnings.map(({ reason, pos }) => warning(reason, pos, options.file));

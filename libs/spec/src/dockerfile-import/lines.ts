@@ -54,9 +54,7 @@ export class Logical {
   }
 }
 
-export type Entry =
-  | { readonly kind: 'comment'; readonly text: string }
-  | { readonly kind: 'instruction'; readonly logical: Logical };
+export type Entry = { readonly kind: 'comment'; readonly text: string } | { readonly kind: 'instruction'; readonly logical: Logical };
 
 const DIRECTIVE = /^#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=([\s\S]*)$/;
 const FRONTEND = /^(docker\.io\/)?docker\/dockerfile(-upstream)?(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$/;
@@ -140,7 +138,11 @@ export function readEntries(text: string): { entries: Entry[]; directives: Direc
     for (const marker of HEREDOC_INSTRUCTIONS.test(logical.text) ? heredocMarkers(logical.text) : []) {
       let body = '';
       for (;;) {
-        if (++i >= lines.length) throw new SpecError(`the heredoc <<${marker.name} opened here has no line "${marker.name}" to end it`, { line: pieces[0]!.line, column: pieces[0]!.column });
+        if (++i >= lines.length)
+          throw new SpecError(`the heredoc <<${marker.name} opened here has no line "${marker.name}" to end it`, {
+            line: pieces[0]!.line,
+            column: pieces[0]!.column,
+          });
         const line = marker.chomp ? trimStart(lines[i]!, (c) => c === '\t') : lines[i]!;
         if (line === marker.name) break;
         body += `${line}\n`;

@@ -32,15 +32,34 @@ export function csvFields(text: string, fail: (reason: string) => never): string
 }
 
 export const MOUNT_KEYS: Readonly<Record<string, string>> = {
-  type: 'type', from: 'from', source: 'source', src: 'source', target: 'target', dst: 'target', destination: 'target',
-  readonly: 'readonly', ro: 'readonly', readwrite: 'readwrite', rw: 'readwrite', id: 'id', sharing: 'sharing',
-  required: 'required', mode: 'mode', uid: 'uid', gid: 'gid', size: 'size', env: 'env',
+  type: 'type',
+  from: 'from',
+  source: 'source',
+  src: 'source',
+  target: 'target',
+  dst: 'target',
+  destination: 'target',
+  readonly: 'readonly',
+  ro: 'readonly',
+  readwrite: 'readwrite',
+  rw: 'readwrite',
+  id: 'id',
+  sharing: 'sharing',
+  required: 'required',
+  mode: 'mode',
+  uid: 'uid',
+  gid: 'gid',
+  size: 'size',
+  env: 'env',
 };
 
 export type MountOptions = Map<string, string>;
 
 const isAbsolute = (p: string) => p.startsWith('/');
-const basename = (p: string) => trimEnd(p, (c) => c === '/').split('/').at(-1) ?? '';
+const basename = (p: string) =>
+  trimEnd(p, (c) => c === '/')
+    .split('/')
+    .at(-1) ?? '';
 
 function rejectMountOptions(options: MountOptions, keys: readonly string[], type: string, fail: (reason: string) => never): void {
   for (const key of keys) if (options.has(key)) fail(`cannot be imported: "${key}" has no spec equivalent for a ${type} mount`);

@@ -58,25 +58,42 @@ export function parseOwner(text: string, what: Owner, pos: Position, accounts?: 
   const [userPart, groupPart] = parts as [string, string | undefined];
   const named = numericId(userPart) === undefined ? accounts?.users.get(userPart) : undefined;
   const uid = numericId(userPart) ?? named?.[0];
-  if (uid === undefined) fail(accounts === undefined ? 'a user or group name needs the image\'s /etc/passwd, which the import cannot read' : `"${userPart}" is not in the base image's /etc/passwd (a RUN may add it, which the import cannot see)`);
+  if (uid === undefined)
+    fail(
+      accounts === undefined
+        ? "a user or group name needs the image's /etc/passwd, which the import cannot read"
+        : `"${userPart}" is not in the base image's /etc/passwd (a RUN may add it, which the import cannot see)`,
+    );
   const gid = groupPart === undefined ? lonePrimaryGroup(uid!, named, what, accounts, fail) : groupId(groupPart, accounts, fail);
   return { kind: 'unix', uid: uid!, gid };
 }
 
-function lonePrimaryGroup(uid: number, named: readonly [number, number] | undefined, what: Owner, accounts: Accounts | undefined, fail: (why: string) => never): number {
+function lonePrimaryGroup(
+  uid: number,
+  named: readonly [number, number] | undefined,
+  what: Owner,
+  accounts: Accounts | undefined,
+  fail: (why: string) => never,
+): number {
   if (named !== undefined) return named[1];
   if ((what !== 'USER' && what !== "the base image's User") || uid === 0) return uid;
   const primary = accounts?.primaryGroups.get(uid);
   if (primary !== undefined) return primary;
-  return fail(accounts === undefined
-    ? `Docker takes the group of uid ${uid} from the image's /etc/passwd, which the import cannot read`
-    : `Docker takes the group of uid ${uid} from /etc/passwd, where the base image has no such uid (a RUN may add it, which the import cannot see)`);
+  return fail(
+    accounts === undefined
+      ? `Docker takes the group of uid ${uid} from the image's /etc/passwd, which the import cannot read`
+      : `Docker takes the group of uid ${uid} from /etc/passwd, where the base image has no such uid (a RUN may add it, which the import cannot see)`,
+  );
 }
 
 function groupId(text: string, accounts: Accounts | undefined, fail: (why: string) => never): number {
   const gid = numericId(text) ?? accounts?.groups.get(text);
   if (gid !== undefined) return gid;
-  return fail(accounts === undefined ? 'a user or group name needs the image\'s /etc/passwd, which the import cannot read' : `"${text}" is not in the base image's /etc/group (a RUN may add it, which the import cannot see)`);
+  return fail(
+    accounts === undefined
+      ? "a user or group name needs the image's /etc/passwd, which the import cannot read"
+      : `"${text}" is not in the base image's /etc/group (a RUN may add it, which the import cannot see)`,
+  );
 }
 
 const ACCOUNT_NAME = /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/;

@@ -157,7 +157,10 @@ function shellQuote(arg: string): string {
 export function execCommand(args: readonly string[], shell: readonly string[], ins: Instruction): string {
   if (args.length === 0) throw new SpecError('RUN [] has no command to run', ins.pos);
   if (!isPosixShell(shell)) {
-    throw new SpecError(`RUN in exec form is imported as "exec ARGS..." for a POSIX shell, but the current SHELL is ${JSON.stringify(shell)}; use the shell form`, ins.pos);
+    throw new SpecError(
+      `RUN in exec form is imported as "exec ARGS..." for a POSIX shell, but the current SHELL is ${JSON.stringify(shell)}; use the shell form`,
+      ins.pos,
+    );
   }
   if (args.some((a) => a.includes('\n'))) throw new SpecError('RUN in exec form has an argument with a newline, which cannot be imported', ins.pos);
   if (args[0]!.startsWith('-')) throw new SpecError(`RUN in exec form names the program "${args[0]}", which starts with "-"`, ins.pos);
@@ -179,7 +182,10 @@ export function heredocCommand(line: string, ins: Instruction): string {
   if (heredocs.length === 1 && ONLY_HEREDOC.test(line.trim())) {
     const body = heredocs[0]!.body;
     if (body.startsWith('#!')) {
-      throw new SpecError(`RUN <<${heredocs[0]!.name} starts with "#!", so BuildKit runs it as a script file by its interpreter, which a spec cannot do; call the interpreter with a heredoc instead (RUN python3 <<${heredocs[0]!.name})`, ins.pos);
+      throw new SpecError(
+        `RUN <<${heredocs[0]!.name} starts with "#!", so BuildKit runs it as a script file by its interpreter, which a spec cannot do; call the interpreter with a heredoc instead (RUN python3 <<${heredocs[0]!.name})`,
+        ins.pos,
+      );
     }
     return body.endsWith('\n') ? body.slice(0, -1) : body;
   }
@@ -192,10 +198,12 @@ export function heredocCommand(line: string, ins: Instruction): string {
  * owner when `owner` is given.
  */
 export function writeFileCommand(files: readonly { path: string; body: string }[], mode: string, owner: User | undefined): string {
-  return files.map(({ path, body }) => {
-    const target = shellQuote(path);
-    return `mkdir -p "$(dirname ${target})" && printf '%s' ${shellQuote(body)} > ${target}${modeAndOwner(target, mode, owner)}`;
-  }).join(' && ');
+  return files
+    .map(({ path, body }) => {
+      const target = shellQuote(path);
+      return `mkdir -p "$(dirname ${target})" && printf '%s' ${shellQuote(body)} > ${target}${modeAndOwner(target, mode, owner)}`;
+    })
+    .join(' && ');
 }
 
 /**
@@ -206,8 +214,10 @@ export function downloadCommand(url: string, path: string, sha256: string, mode:
   const target = shellQuote(path);
   const partial = shellQuote(`${path}.download`);
   const source = shellQuote(url);
-  return `mkdir -p "$(dirname ${target})" && { wget -q -O ${partial} ${source} || curl -fsSL -o ${partial} ${source}; }`
-    + ` && echo ${shellQuote(`${sha256}  ${path}.download`)} | sha256sum -c >/dev/null && mv ${partial} ${target}${modeAndOwner(target, mode, owner)}`;
+  return (
+    `mkdir -p "$(dirname ${target})" && { wget -q -O ${partial} ${source} || curl -fsSL -o ${partial} ${source}; }` +
+    ` && echo ${shellQuote(`${sha256}  ${path}.download`)} | sha256sum -c >/dev/null && mv ${partial} ${target}${modeAndOwner(target, mode, owner)}`
+  );
 }
 
 /**

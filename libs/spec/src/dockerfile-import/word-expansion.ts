@@ -10,7 +10,12 @@ export class WordExpander {
   private depth = 0;
   private readonly c: readonly string[];
 
-  constructor(word: string, private readonly escape: string, private readonly lookup: Lookup, private readonly fail: (reason: string) => never) {
+  constructor(
+    word: string,
+    private readonly escape: string,
+    private readonly lookup: Lookup,
+    private readonly fail: (reason: string) => never,
+  ) {
     this.c = Array.from(word);
   }
 

@@ -5,7 +5,12 @@ import { Table, TableForeignKey, TableIndex, type MigrationInterface, type Query
  * serves SQLite and PostgreSQL alike. A test checks that, once migrated, the database
  * matches the entities exactly (nothing left for `synchronize` to do).
  */
-const varchar = (name: string, length: number, extra: Partial<TableColumnOptions> = {}): TableColumnOptions => ({ name, type: 'varchar', length: String(length), ...extra });
+const varchar = (name: string, length: number, extra: Partial<TableColumnOptions> = {}): TableColumnOptions => ({
+  name,
+  type: 'varchar',
+  length: String(length),
+  ...extra,
+});
 const bigint = (name: string, extra: Partial<TableColumnOptions> = {}): TableColumnOptions => ({ name, type: 'bigint', ...extra });
 const integer = (name: string, extra: Partial<TableColumnOptions> = {}): TableColumnOptions => ({ name, type: 'integer', ...extra });
 const text = (name: string, extra: Partial<TableColumnOptions> = {}): TableColumnOptions => ({ name, type: 'text', ...extra });
@@ -105,7 +110,14 @@ export class InitialSchema1732400000000 implements MigrationInterface {
     await q.createTable(
       new Table({
         name: 'tokens',
-        columns: [serial('id'), integer('user_id'), varchar('hash', 64, { isUnique: true }), varchar('label', 100), bigint('created_at'), bigint('revoked_at', { isNullable: true })],
+        columns: [
+          serial('id'),
+          integer('user_id'),
+          varchar('hash', 64, { isUnique: true }),
+          varchar('label', 100),
+          bigint('created_at'),
+          bigint('revoked_at', { isNullable: true }),
+        ],
         foreignKeys: [fk('user_id', 'users', 'CASCADE')],
         indices: [index('tokens_user', ['user_id'])],
       }),
