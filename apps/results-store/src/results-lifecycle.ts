@@ -63,10 +63,7 @@ export class ResultsLifecycle implements OnApplicationBootstrap, BeforeApplicati
     this.live.start();
     // The first attempt is waited for, so that a store that starts normally is ready when
     // its start returns (tests and `cairn up` count on it); later attempts go on behind.
-    let tried!: () => void;
-    const firstTried = new Promise<void>((resolve) => (tried = resolve));
-    this.consuming = this.startConsumer(tried);
-    await firstTried;
+    if (!(await this.startConsumer(0))) this.consuming = this.retryConsumer();
     // The backfill gives way to readers; it learns of them from the HTTP server itself.
     this.activity.watch(this.http.httpAdapter.getHttpServer());
     this.backfill.start();
@@ -92,28 +89,28 @@ export class ResultsLifecycle implements OnApplicationBootstrap, BeforeApplicati
     if (this.ds.isInitialized) await this.ds.destroy();
   }
 
-  /**
-   * Starts the result consumer, again and again until it starts: a JetStream request that
-   * timed out (a NATS cluster still electing its leaders, a loaded machine) must not leave
-   * a live process that never stores a result. Until then /readyz says why.
-   */
-  private async startConsumer(tried: () => void): Promise<void> {
+  /** One attempt to start the result consumer: false when it failed, the reason logged and kept for /readyz. */
+  private async startConsumer(attempt: number): Promise<boolean> {
     try {
-      for await (const attempt of attempts({ firstMs: 500, maxMs: 10_000, signal: this.stopping.signal })) {
-        try {
-          await this.consumer.start();
-          this.consumerError = undefined;
-          if (attempt > 0) this.logger.log(`result consumer started (attempt ${attempt + 1})`);
-          return;
-        } catch (e) {
-          this.consumerError = e instanceof Error ? e.message : String(e);
-          this.logger.error(`result consumer (attempt ${attempt + 1}, trying again): ${this.consumerError}`);
-        } finally {
-          tried();
-        }
-      }
-    } finally {
-      tried();
+      await this.consumer.start();
+      this.consumerError = undefined;
+      if (attempt > 0) this.logger.log(`result consumer started (attempt ${attempt + 1})`);
+      return true;
+    } catch (e) {
+      this.consumerError = e instanceof Error ? e.message : String(e);
+      this.logger.error(`result consumer (attempt ${attempt + 1}, trying again): ${this.consumerError}`);
+      return false;
+    }
+  }
+
+  /**
+   * The attempts after a failed first one, again and again until one starts: a JetStream
+   * request that timed out (a NATS cluster still electing its leaders, a loaded machine)
+   * must not leave a live process that never stores a result. Until then /readyz says why.
+   */
+  private async retryConsumer(): Promise<void> {
+    for await (const attempt of attempts({ firstMs: 500, maxMs: 10_000, signal: this.stopping.signal })) {
+      if (attempt > 0 && (await this.startConsumer(attempt))) return;
     }
   }
 

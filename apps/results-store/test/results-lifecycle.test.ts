@@ -39,6 +39,16 @@ function lifecycleWith(consumer: { start(): Promise<void>; stop(): Promise<void>
 }
 
 describe('the results-store lifecycle', () => {
+  it('is ready when its start returns if the result consumer starts at the first attempt', async () => {
+    let starts = 0;
+    const consumer = { start: async () => void starts++, stop: async () => undefined };
+    const { lifecycle, ops } = lifecycleWith(consumer);
+    await lifecycle.onApplicationBootstrap();
+    expect(starts).toBe(1);
+    expect((await ops.health('ready')).checks['results-consumer']).toBe('ok');
+    await lifecycle.beforeApplicationShutdown();
+  });
+
   it('starts the result consumer again after a failed start, unready until it has started', async () => {
     let starts = 0;
     const consumer = {
