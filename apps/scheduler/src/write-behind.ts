@@ -8,7 +8,7 @@
  */
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { durablePublish } from '@cairn/contracts';
+import { backoffDelay, durablePublish, type Backoff } from '@cairn/contracts';
 
 /** Where a WriteBehind's values go. */
 export interface BucketWriter {
@@ -27,6 +27,9 @@ export function bucketWriter(nc: NatsConnection, kv: KV, bucket: string): Bucket
     delete: (key) => kv.delete(key),
   };
 }
+
+/** A failed write waits 50 ms, doubling up to 2 s, jittered as every retry is (contracts' retry.ts). */
+const RETRY: Backoff = { firstMs: 50, maxMs: 2000 };
 
 interface Slot {
   latest: string | null; // null = delete
@@ -135,7 +138,7 @@ export class WriteBehind {
 
   private async drain(key: string, slot: Slot): Promise<void> {
     slot.inFlight = true;
-    let delay = 50;
+    let failures = 0;
     while (slot.written !== slot.version) {
       const version = slot.version;
       const value = slot.latest;
@@ -143,13 +146,12 @@ export class WriteBehind {
         if (value === null) await this.kv.delete(key);
         else await this.kv.put(key, value);
         slot.written = version;
-        delay = 50;
+        failures = 0;
         slot.waiters = slot.waiters.filter((w) => (w.version <= version ? (w.resolve(), false) : true));
       } catch (e) {
         this.failures++;
         this.onError(key, e);
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 2000);
+        await new Promise((r) => setTimeout(r, backoffDelay(failures++, RETRY)));
       }
     }
     slot.inFlight = false;
