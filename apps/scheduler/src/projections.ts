@@ -69,6 +69,7 @@ export function assignment(job: JobRecord, lease: string, secrets: SealedSecret[
     ...(job.stepTimeoutMs === undefined ? {} : { stepTimeoutMs: job.stepTimeoutMs }),
     cacheHint: job.cacheHint,
     attempt: job.attempts,
+    ...(job.trace === undefined ? {} : { trace: job.trace }),
   };
 }
 

@@ -30,6 +30,7 @@ import {
   subjects,
   TERMINAL,
   throughBusRestarts,
+  withTrace,
   type ActiveJob,
   type Accepted,
   type Assignment,
@@ -505,11 +506,14 @@ export class SchedulerService implements OnModuleInit, OnApplicationShutdown {
   /**
    * Sends assignments to a worker, several in one `assign-batch` message. A batch no one
    * answers (a worker-agent from before batches, or the message lost) is sent again one
-   * assignment at a time: a worker takes a repeated assignment as the same one.
+   * assignment at a time: a worker takes a repeated assignment as the same one. Each
+   * assignment carries its job's trace in its body (a batch holds several submissions');
+   * one sent alone also in its header, whatever request the dispatch happened in.
    */
   private async offer(worker: string, assignments: readonly Assignment[]): Promise<Accepted[]> {
     const one = async (a: Assignment): Promise<Accepted> => {
-      const reply = await call<Accepted>(this.bus, subjects.toWorker(worker, 'assign'), a, { timeoutMs: ASSIGN_TIMEOUT_MS });
+      const send = () => call<Accepted>(this.bus, subjects.toWorker(worker, 'assign'), a, { timeoutMs: ASSIGN_TIMEOUT_MS });
+      const reply = await (a.trace === undefined ? send() : withTrace(a.trace, send));
       return reply.ok ? reply.value : { accepted: false, reason: reply.error.message };
     };
     if (assignments.length === 1) return [await one(assignments[0]!)];

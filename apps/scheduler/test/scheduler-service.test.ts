@@ -45,6 +45,8 @@ class StandInWorker {
   readonly assignments: Assignment[] = [];
   /** How many assignments each message brought. */
   readonly messages: number[] = [];
+  /** The trace ID in the header of each single assignment's message. */
+  readonly headerTraces: (string | undefined)[] = [];
   private subs?: Subscription[];
   constructor(
     private readonly nc: NatsConnection,
@@ -59,7 +61,12 @@ class StandInWorker {
       return assignments.map(() => ({ accepted: true }));
     };
     this.subs ??= [
-      this.nc.subscribe(subjects.toWorker(this.id, 'assign'), { callback: (_e, msg) => void answer(msg, (data) => ok(take([data as Assignment])[0])) }),
+      this.nc.subscribe(subjects.toWorker(this.id, 'assign'), {
+        callback: (_e, msg) => {
+          this.headerTraces.push(traceOf(msg.headers));
+          void answer(msg, (data) => ok(take([data as Assignment])[0]));
+        },
+      }),
       ...(this.options.batches
         ? [
             this.nc.subscribe(subjects.toWorker(this.id, 'assign-batch'), {
@@ -295,11 +302,18 @@ describe('the scheduler service over a real NATS server', () => {
     expect(undrained.filter((w) => w.pool === POOL).some((w) => w.draining)).toBe(false);
   });
 
-  it('hands a worker its jobs for free slots in one message, and one at a time to a worker that takes no batches', async () => {
+  it('hands a worker its jobs for free slots in one message, and one at a time to a worker that takes no batches, each with its own trace', async () => {
     const pool = 'batch-x86_64';
+    // Each job submitted under a trace of its own, as `cairn submit` does.
+    const traces = new Map<string, string>();
     const enqueue = async (n: number) => {
       const jobs: string[] = [];
-      for (let i = 0; i < n; i++) jobs.push((await callOrThrow<{ job: string }>(nc, subjects.enqueue, submission({ pool, name: `batch-${i}` }))).job);
+      for (let i = 0; i < n; i++) {
+        const trace = newTraceId();
+        const { job } = await withTrace(trace, () => callOrThrow<{ job: string }>(nc, subjects.enqueue, submission({ pool, name: `batch-${i}` })));
+        traces.set(job, trace);
+        jobs.push(job);
+      }
       return jobs.sort();
     };
     const taken = async (w: StandInWorker, n: number) => {
@@ -315,6 +329,9 @@ describe('the scheduler service over a real NATS server', () => {
     const batch = await taken(w6, 3);
     expect(batch.map((a) => a.job).sort()).toEqual(three);
     expect(w6.messages).toEqual([3]);
+    // One message, three submissions: each assignment carries its own job's trace.
+    expect(batch.map((a) => [a.job, a.trace])).toEqual(batch.map((a) => [a.job, traces.get(a.job)]));
+    expect(new Set(batch.map((a) => a.trace)).size).toBe(3);
     for (const a of batch) expect(await w6.complete(a)).toMatchObject({ ok: true, value: { recorded: true } });
 
     await callOrThrow(nc, subjects.admin('worker-pause'), { worker: 'w6' });
@@ -326,6 +343,10 @@ describe('the scheduler service over a real NATS server', () => {
     const singles = await taken(w7, 2);
     expect(singles.map((a) => a.job).sort()).toEqual(two);
     expect(w7.messages).toEqual([1, 1]);
+    // Sent alone (here while the pool-unpause request was handled, under its trace): the
+    // job's trace in the body and in the header.
+    expect(singles.map((a) => [a.job, a.trace])).toEqual(singles.map((a) => [a.job, traces.get(a.job)]));
+    expect(w7.headerTraces).toEqual(singles.map((a) => traces.get(a.job)));
     // Taken, not refused: both stay with w7.
     for (const job of two)
       expect(await callOrThrow<JobStatus>(nc, subjects.client('alice', 'status'), { job })).toMatchObject({ state: 'assigned', worker: 'w7', attempts: 1 });

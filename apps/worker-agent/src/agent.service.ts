@@ -12,6 +12,7 @@ import {
   open,
   RejectedError,
   subjects,
+  withTrace,
   type Accepted,
   type BatchAccepted,
   type Heartbeat,
@@ -235,8 +236,18 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
     return this.disk.refusal;
   }
 
+  /**
+   * Takes or refuses an assignment. A job is run under its submission's trace, which its
+   * assignment carries (an assign-batch holds several submissions' jobs, and one message
+   * has one header): the lines logged about it and the calls made for it (started,
+   * complete) carry that trace, not the message's.
+   */
   @Handles((agent: AgentService) => subjects.toWorker(agent.workerId, 'assign'), Assignment, 'assign', { direct: true })
   private accept(a: Assignment): Accepted {
+    return a.trace === undefined ? this.take(a) : withTrace(a.trace, () => this.take(a));
+  }
+
+  private take(a: Assignment): Accepted {
     const running = this.jobs.get(a.job);
     // A repeated assignment (the scheduler retrying after a lost reply) is the same job.
     if (running) return running.lease === a.lease ? { accepted: true } : { accepted: false, reason: `job ${a.job} already runs here under another lease` };

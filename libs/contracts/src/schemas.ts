@@ -6,11 +6,14 @@
 import { z } from 'zod';
 import { limits } from './streams.js';
 import { TOKEN } from './subjects.js';
+import { TRACE_ID } from './trace.js';
 
 const token = (what: string) => z.string().regex(TOKEN, `${what} must be 1-64 letters, digits, '_' or '-'`);
 export const ClientId = token('a client ID');
 export const WorkerId = token('a worker ID');
 export const PoolName = token('a pool name');
+/** A trace ID (trace.ts) carried in a message's body, where one message is about several requests. */
+export const TraceId = z.string().regex(TRACE_ID, 'a trace ID is 16 to 32 hex digits');
 export const JobId = z.string().regex(/^j-[0-9a-z]{8,40}$/, 'a job ID looks like j-<letters and digits>');
 export const Digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'a digest is sha256:<64 hex digits>');
 const epochMs = z.number().int().nonnegative();
@@ -291,6 +294,12 @@ export const Assignment = z
     timeoutSeconds: z.number(),
     cacheHint: z.string(),
     attempt: z.number().int().positive(),
+    /**
+     * The submission's trace ID: the worker runs the job under it, so its lines about the
+     * job and the calls it makes for it carry it. In the body, not only in the header,
+     * because an assign-batch carries the jobs of several submissions.
+     */
+    trace: TraceId.optional(),
   })
   .extend(StepBounds.shape);
 export type Assignment = z.infer<typeof Assignment>;

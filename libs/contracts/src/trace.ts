@@ -11,7 +11,8 @@ import type { MsgHdrs } from '@nats-io/transport-node';
 
 export const TRACE_HEADER = 'Cairn-Trace';
 
-const TRACE_ID = /^[0-9a-f]{16,32}$/;
+/** What a trace ID looks like (newTraceId makes 32 hex digits). */
+export const TRACE_ID = /^[0-9a-f]{16,32}$/;
 const current = new AsyncLocalStorage<string>();
 
 export function newTraceId(): string {
