@@ -21,7 +21,7 @@ function invalid(text: string, why: string): FetcherSpecError {
 
 /**
  * The fetcher a `--fetcher` value names: `oci:PATH`, `registry:URL`, `docker` or
- * `docker:SOCKET`. `platform` picks from multi-platform images (default linux/amd64).
+ * `docker:SOCKET`. `platform` picks from multi-platform images (default the host's, as the OCI writer labels its images).
  */
 export function parseFetcherSpec(text: string, options: { readonly platform?: string } = {}): Fetcher {
   const colon = text.indexOf(':');

@@ -3,10 +3,10 @@ import { readVerified } from './digest.js';
 import type { FetchedImage, Fetcher } from './fetcher.js';
 import { unpackImage } from './image-unpacker.js';
 import { openOciLayout } from './oci-layout.js';
-import { DEFAULT_PLATFORM, parsePlatform } from './platform.js';
+import { platformOrHost } from './platform.js';
 
 export interface OciLayoutFetcherOptions {
-  /** `os/arch[/variant]` to pick from multi-platform images; default `linux/amd64`. */
+  /** `os/arch[/variant]` to pick from multi-platform images; default the host's (`linux/amd64` on x64, `linux/arm64` on arm64). */
   readonly platform?: string;
 }
 
@@ -24,7 +24,7 @@ export class OciLayoutFetcher implements Fetcher {
     readonly path: string,
     options: OciLayoutFetcherOptions = {},
   ) {
-    this.platform = options.platform ? parsePlatform(options.platform) : DEFAULT_PLATFORM;
+    this.platform = platformOrHost(options.platform);
   }
 
   async fetch(image: string, rootfs: string, log: (line: string) => void): Promise<FetchedImage> {

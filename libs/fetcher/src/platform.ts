@@ -1,11 +1,18 @@
-import type { Descriptor, Platform } from '@cairn/oci-image';
+import { hostPlatform, type Descriptor, type Platform } from '@cairn/oci-image';
 import { FetchError } from './fetcher.js';
 import type { ImageIndex } from './oci-documents.js';
 
-export const DEFAULT_PLATFORM: Platform = { os: 'linux', architecture: 'amd64' };
-
 // Names that uname and package managers use for the architectures OCI spells otherwise.
 const ARCH_ALIASES: Readonly<Record<string, string>> = { x86_64: 'amd64', aarch64: 'arm64' };
+
+/**
+ * The platform a fetcher picks from multi-platform images: `text` when given, otherwise
+ * the host's, the one the OCI writer labels the images it makes with (oci-image's
+ * hostPlatform), so that an arm64 machine fetches and builds arm64 images.
+ */
+export function platformOrHost(text: string | undefined): Platform {
+  return text ? parsePlatform(text) : hostPlatform();
+}
 
 /** `os/architecture[/variant]`, as in `linux/amd64` or `linux/arm/v7`. */
 export function parsePlatform(text: string): Platform {

@@ -4,13 +4,13 @@ import { FetchError, type FetchedImage, type Fetcher } from './fetcher.js';
 import { parseImageRef } from './image-ref.js';
 import { unpackImage, type ImageSource } from './image-unpacker.js';
 import { MANIFEST_MEDIA_TYPES } from './oci-documents.js';
-import { DEFAULT_PLATFORM, parsePlatform } from './platform.js';
+import { platformOrHost } from './platform.js';
 import { bodyOf, RegistryClient, type RegistryCredentials } from './registry-client.js';
 
 export interface RegistryFetcherOptions {
   /** Where names without a registry host go: `http://127.0.0.1:5000`, `https://registry-1.docker.io`. */
   readonly registry: string;
-  /** `os/arch[/variant]` to pick from multi-platform images; default `linux/amd64`. */
+  /** `os/arch[/variant]` to pick from multi-platform images; default the host's (`linux/amd64` on x64, `linux/arm64` on arm64). */
   readonly platform?: string;
   /** Sent to a registry's token service when it asks for a token. */
   readonly credentials?: RegistryCredentials;
@@ -36,7 +36,7 @@ export class RegistryFetcher implements Fetcher {
     if (this.registry.protocol !== 'http:' && this.registry.protocol !== 'https:') {
       throw new FetchError(`registry URL must be http:// or https://, not ${options.registry}`);
     }
-    this.platform = options.platform ? parsePlatform(options.platform) : DEFAULT_PLATFORM;
+    this.platform = platformOrHost(options.platform);
   }
 
   async fetch(image: string, rootfs: string, log: (line: string) => void): Promise<FetchedImage> {

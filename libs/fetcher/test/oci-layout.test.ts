@@ -228,4 +228,27 @@ describe('writeOciImage and OciLayoutFetcher', () => {
     const error = await fetchError(dir, 'cairn/multi', { platform: 'linux/s390x' });
     expect(error.message).toMatch(/no image for linux\/s390x; it offers: linux\/arm64, linux\/amd64/);
   });
+
+  it("picks the host's platform by default, the one an image written on the host is labelled with", async () => {
+    const dir = join(work, 'multi-host');
+    const arch = Object.getOwnPropertyDescriptor(process, 'arch')!;
+    // An arm64 host: images written there say arm64, and a fetch there picks arm64.
+    Object.defineProperty(process, 'arch', { ...arch, value: 'arm64' });
+    try {
+      const rootfs = await mkdtemp(join(work, 'host-'));
+      await writeFile(join(rootfs, 'arch'), 'host');
+      const other = await mkdtemp(join(work, 'amd64-'));
+      await writeFile(join(other, 'arch'), 'amd64');
+      const multi = await writeOciImage(dir, 'cairn/multi', [
+        { rootfs: other, config: { architecture: 'amd64' } },
+        { rootfs, config: {} },
+      ]);
+      expect(multi.images.map((i) => i.manifest.platform?.architecture)).toEqual(['amd64', 'arm64']);
+      const picked = await fetchFrom(dir, 'cairn/multi');
+      expect(await readFile(join(picked.rootfs, 'arch'), 'utf8')).toBe('host');
+      expect(picked.image.digest).toBe(multi.images[1]?.manifest.digest);
+    } finally {
+      Object.defineProperty(process, 'arch', arch);
+    }
+  });
 });
