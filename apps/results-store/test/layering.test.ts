@@ -38,4 +38,17 @@ describe('the results-store source layers', () => {
     }
     expect(wrong).toEqual([]);
   });
+
+  it('have no two folders that import each other', () => {
+    const edges = new Set<string>();
+    for (const file of sources(SRC)) {
+      const from = folderOf(file);
+      for (const [, spec] of readFileSync(file, 'utf8').matchAll(/from '(\.{1,2}\/[^']+)'/g)) {
+        const to = folderOf(resolve(dirname(file), spec!));
+        if (from !== '' && to !== '' && to !== from) edges.add(`${from} -> ${to}`);
+      }
+    }
+    const both = [...edges].filter((edge) => edges.has(edge.split(' -> ').reverse().join(' -> ')));
+    expect(both).toEqual([]);
+  });
 });

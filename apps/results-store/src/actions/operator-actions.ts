@@ -17,7 +17,7 @@ import type { ResultsConfig } from '../config.js';
 import { AuditEntity, type AuditResult } from '../db/audit.entity.js';
 import { RetryEntity } from '../db/retry.entity.js';
 import type { BuildId } from '../ids.js';
-import { exclusiveWrite } from '../ingest/build-recorder.js';
+import { exclusiveWrite } from '../db/exclusive-write.js';
 import type { BuildDetail } from '../queries/build-queries.js';
 import { CONFIG, DATA_SOURCE } from '../tokens.js';
 

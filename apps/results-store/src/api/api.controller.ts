@@ -29,7 +29,7 @@ import { Needs } from '../auth/access-guard.js';
 import { RoleConflictError, TokenService } from '../auth/token-service.js';
 import { BlobStore, TamperedBlobError } from '../blobs/blob-store.js';
 import type { ResultsConfig } from '../config.js';
-import { exclusiveWrite } from '../ingest/build-recorder.js';
+import { exclusiveWrite } from '../db/exclusive-write.js';
 import { BuildTagEntity, TagEntity } from '../db/tag.entity.js';
 import { parseBuildId, type BuildId, type TokenId } from '../ids.js';
 import { LiveBoard } from '../live/live-board.js';

@@ -7,7 +7,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Inject, Injectable } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
-import { exclusiveWrite } from '../ingest/build-recorder.js';
+import { exclusiveWrite } from '../db/exclusive-write.js';
 import { TokenEntity } from '../db/token.entity.js';
 import { UserEntity } from '../db/user.entity.js';
 import type { TokenId, UserId } from '../ids.js';

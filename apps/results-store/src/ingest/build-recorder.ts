@@ -11,6 +11,7 @@ import { BuildEntity, type BuildSource } from '../db/build.entity.js';
 import { JobEntity } from '../db/job.entity.js';
 import { StepEntity } from '../db/step.entity.js';
 import { asBuildId, type BuildId, type JobKey, type Sha256 } from '../ids.js';
+import { exclusiveWrite } from '../db/exclusive-write.js';
 import { RollupBatch } from '../rollups/rollup-metrics.js';
 
 export interface BuildToRecord {
@@ -41,22 +42,6 @@ export async function buildExists(ds: DataSource, id: BuildId): Promise<boolean>
 export async function storedAmong(ds: DataSource, ids: readonly BuildId[]): Promise<Set<BuildId>> {
   if (ids.length === 0) return new Set();
   return new Set((await ds.getRepository(BuildEntity).find({ select: { id: true }, where: { id: In([...ids]) } })).map((b) => b.id));
-}
-
-const writeQueues = new WeakMap<DataSource, Promise<unknown>>();
-
-/**
- * Runs a write transaction alone when the database is SQLite: it has one connection,
- * on which two interleaved transactions would collide. PostgreSQL runs them side by side.
- */
-export function exclusiveWrite<T>(ds: DataSource, work: () => Promise<T>): Promise<T> {
-  if (ds.options.type !== 'better-sqlite3') return work();
-  const run = (writeQueues.get(ds) ?? Promise.resolve()).then(work, work);
-  writeQueues.set(
-    ds,
-    run.catch(() => undefined),
-  );
-  return run;
 }
 
 export async function recordBuild(ds: DataSource, build: BuildToRecord): Promise<RecordOutcome> {

@@ -11,7 +11,7 @@ import { rm } from 'node:fs/promises';
 import type { DataSource } from 'typeorm';
 import type { BlobStore } from '../blobs/blob-store.js';
 import type { RetentionPolicy } from '../config.js';
-import { exclusiveWrite } from '../ingest/build-recorder.js';
+import { exclusiveWrite } from '../db/exclusive-write.js';
 import { referencedBlobs } from './references.js';
 import { savedPagePath } from '../pages/prerendered-pages.js';
 

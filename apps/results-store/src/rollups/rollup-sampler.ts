@@ -8,7 +8,7 @@ import type { DataSource } from 'typeorm';
 import { LiveBoard } from '../live/live-board.js';
 import { SchedulerViews } from '../live/scheduler-views.js';
 import { DATA_SOURCE, LOGGER } from '../tokens.js';
-import { exclusiveWrite } from '../ingest/build-recorder.js';
+import { exclusiveWrite } from '../db/exclusive-write.js';
 import { pruneRollups, RollupBatch } from './rollup-metrics.js';
 
 export const SAMPLE_EVERY_MS = 60_000;
