@@ -10,21 +10,9 @@ import { makeBusyboxRootfs } from '../../../test/support/rootfs.js';
 import { containerConfig, Demuxer, windowsPath } from '../src/docker-containers.js';
 import { DockerSandbox } from '../src/docker-sandbox.js';
 import { CancelledError, LimitReachedError, StepFailedError, type RunConfig } from '../src/sandbox.js';
+import { stepConfig } from './harness.js';
 
 const BASE = 'cairn-test/busybox:latest';
-const ROOT = { kind: 'unix', uid: 0, gid: 0 } as const;
-
-const config = (script: string, more: Partial<RunConfig> = {}): RunConfig => ({
-  argv: ['/bin/sh', '-c', script],
-  cwd: '/',
-  env: [['PATH', '/bin']],
-  user: ROOT,
-  hostname: 'builder',
-  network: [],
-  mounts: [],
-  secrets: [],
-  ...more,
-});
 
 describe('the docker sandbox, on a private dockerd', () => {
   let d: RunningDockerd;
@@ -66,25 +54,25 @@ describe('the docker sandbox, on a private dockerd', () => {
 
   it('streams stdout and stderr, commits to the target keeping the Cmd, and continues from it in the same step', async () => {
     const s = await step();
-    const out = await run(s.rootfs, config('echo out; echo err >&2; echo data > /f; hostname; pwd', { cwd: '/tmp' }));
+    const out = await run(s.rootfs, stepConfig('echo out; echo err >&2; echo data > /f; hostname; pwd', { cwd: '/tmp' }));
     // stdout and stderr are separate pipes in Docker: each is in order, not their interleaving.
     expect(out.replace('err\n', '')).toBe('out\nbuilder\n/tmp\n');
     expect(out).toContain('err\n');
     expect(await d.docker(['image', 'inspect', '--format', '{{json .Config.Cmd}} {{json .Config.Entrypoint}}', s.target])).toMatch(
       /^\["\/bin\/sh"\] (null|\[\])\n$/,
     );
-    expect(await run(s.rootfs, config('cat /f; id -u; id -g', { user: { kind: 'unix', uid: 1000, gid: 1000 } }))).toBe('data\n1000\n1000\n');
+    expect(await run(s.rootfs, stepConfig('cat /f; id -u; id -g', { user: { kind: 'unix', uid: 1000, gid: 1000 } }))).toBe('data\n1000\n1000\n');
     expect(await containers()).toBe('');
   });
 
   it('commits nothing for a step that changed no file, and records in docker.json what it committed', async () => {
     const s = await step();
-    expect(await run(s.rootfs, config('cat /etc/passwd >/dev/null; echo read'))).toBe('read\n');
+    expect(await run(s.rootfs, stepConfig('cat /etc/passwd >/dev/null; echo read'))).toBe('read\n');
     await expect(d.docker(['image', 'inspect', s.target])).rejects.toThrow();
-    await run(s.rootfs, config('rm /etc/passwd'));
+    await run(s.rootfs, stepConfig('rm /etc/passwd'));
     const file = JSON.parse(await readFile(join(dirname(s.rootfs), 'docker.json'), 'utf8')) as { committed: { id: string } };
     expect(file.committed.id).toBe((await d.docker(['image', 'inspect', '--format', '{{.Id}}', s.target])).trim());
-    expect(await run(s.rootfs, config('test -e /etc/passwd || echo deleted'))).toBe('deleted\n');
+    expect(await run(s.rootfs, stepConfig('test -e /etc/passwd || echo deleted'))).toBe('deleted\n');
     expect(await containers()).toBe('');
   });
 
@@ -92,7 +80,9 @@ describe('the docker sandbox, on a private dockerd', () => {
     const limited = new DockerSandbox({ socketPath: d.socketPath, limits: { pids: 128 } });
     const s = await step();
     const started = Date.now();
-    const error = await limited.run(config('bomb() { bomb | bomb & }; bomb; exec sleep 60'), s.rootfs, { onOutput: () => undefined }).catch((e: unknown) => e);
+    const error = await limited
+      .run(stepConfig('bomb() { bomb | bomb & }; bomb; exec sleep 60'), s.rootfs, { onOutput: () => undefined })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(LimitReachedError);
     expect((error as Error).message).toBe('pids limit 128 reached');
     // A hang bound: the step sleeps for 60 s unless stopped.
@@ -104,7 +94,7 @@ describe('the docker sandbox, on a private dockerd', () => {
     const limited = new DockerSandbox({ socketPath: d.socketPath, limits: { memoryBytes: 128 * 1024 * 1024, pids: 256 } });
     const s = await step();
     const out: Uint8Array[] = [];
-    const hog = config('grep ^Seccomp: /proc/self/status; x=$(head -c 300000000 /dev/zero | tr "\\0" a); echo ${#x}');
+    const hog = stepConfig('grep ^Seccomp: /proc/self/status; x=$(head -c 300000000 /dev/zero | tr "\\0" a); echo ${#x}');
     const error = await limited.run(hog, s.rootfs, { onOutput: (c) => out.push(c) }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(LimitReachedError);
     expect((error as Error).message).toBe('killed: out of memory (limit 128 MiB)');
@@ -114,7 +104,7 @@ describe('the docker sandbox, on a private dockerd', () => {
 
   it('rejects with the exit code, commits nothing and removes the container', async () => {
     const s = await step();
-    const error = await run(s.rootfs, config('echo failing; exit 3')).catch((e: unknown) => e);
+    const error = await run(s.rootfs, stepConfig('echo failing; exit 3')).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(StepFailedError);
     expect((error as StepFailedError).exitCode).toBe(3);
     await expect(d.docker(['image', 'inspect', s.target])).rejects.toThrow();
@@ -127,9 +117,9 @@ describe('the docker sandbox, on a private dockerd', () => {
     await writeFile(join(src, 'x', 'file'), 'copied\n');
     const { stdout } = await promisify(execFile)('tar', ['-C', src, '-cf', '-', 'x'], { encoding: 'buffer' });
     const s = await step();
-    await run(s.rootfs, { ...config(''), argv: ['tar', '-xf', '-'] }, stdout);
-    expect(await run(s.rootfs, config('cat /x/file'))).toBe('copied\n');
-    expect(await run(s.rootfs, config('wc -c'), Buffer.alloc(0))).toBe('0\n');
+    await run(s.rootfs, { ...stepConfig(''), argv: ['tar', '-xf', '-'] }, stdout);
+    expect(await run(s.rootfs, stepConfig('cat /x/file'))).toBe('copied\n');
+    expect(await run(s.rootfs, stepConfig('wc -c'), Buffer.alloc(0))).toBe('0\n');
   });
 
   describe('network', () => {
@@ -144,8 +134,8 @@ describe('the docker sandbox, on a private dockerd', () => {
 
     it("has none by default; (network host) reaches out but not the host's loopback, unless shared", async () => {
       const probe = (address: string) => `nc -w 3 ${address} </dev/null && echo reached || echo unreachable`;
-      expect(await run((await step()).rootfs, config(probe(`127.0.0.1 ${port}`)))).toContain('unreachable');
-      expect(await run((await step()).rootfs, config('ip link | grep -c "^[0-9]"'))).toBe('1\n');
+      expect(await run((await step()).rootfs, stepConfig(probe(`127.0.0.1 ${port}`)))).toContain('unreachable');
+      expect(await run((await step()).rootfs, stepConfig('ip link | grep -c "^[0-9]"'))).toBe('1\n');
       // Isolated (the default): Cairn's bridge. The host's loopback-only server is out of
       // reach; one listening on the host's other addresses (here its bridge gateway) is not.
       const outside = createServer((socket) => socket.end('hello-from-outside\n'));
@@ -155,7 +145,7 @@ describe('the docker sandbox, on a private dockerd', () => {
         const gateway = `$(ip route | awk '/^default/ {print $3}')`;
         const isolated = await run(
           (await step()).rootfs,
-          config(`${probe(`127.0.0.1 ${port}`)}; ${probe(`${gateway} ${port}`)}; ${probe(`${gateway} ${outsidePort}`)}`, { network: ['host'] }),
+          stepConfig(`${probe(`127.0.0.1 ${port}`)}; ${probe(`${gateway} ${port}`)}; ${probe(`${gateway} ${outsidePort}`)}`, { network: ['host'] }),
         );
         expect(isolated).not.toContain('hello-from-host');
         expect(isolated.match(/^unreachable$/gm)).toHaveLength(2);
@@ -166,7 +156,7 @@ describe('the docker sandbox, on a private dockerd', () => {
       expect(await d.docker(['network', 'ls', '--format', '{{.Name}}'])).toContain('cairn-steps');
       const shared = new DockerSandbox({ socketPath: d.socketPath, hostNetwork: 'shared' });
       const out: Uint8Array[] = [];
-      await shared.run(config(probe(`127.0.0.1 ${port}`), { network: ['host'] }), (await step()).rootfs, { onOutput: (c) => out.push(c) });
+      await shared.run(stepConfig(probe(`127.0.0.1 ${port}`), { network: ['host'] }), (await step()).rootfs, { onOutput: (c) => out.push(c) });
       expect(Buffer.concat(out).toString()).toContain('hello-from-host\nreached');
     });
   });
@@ -174,7 +164,7 @@ describe('the docker sandbox, on a private dockerd', () => {
   it('mounts secrets read-only, and keeps them out of the committed image', async () => {
     const s = await step();
     const secret = { target: '/run/secrets/token', value: Buffer.from('super-secret-value') };
-    const out = await run(s.rootfs, config('cat /run/secrets/token; echo; echo x > /run/secrets/token || echo read-only', { secrets: [secret] }));
+    const out = await run(s.rootfs, stepConfig('cat /run/secrets/token; echo; echo x > /run/secrets/token || echo read-only', { secrets: [secret] }));
     expect(out).toContain('super-secret-value');
     expect(out).toContain('read-only');
     await d.docker(['create', '--name', 'exported', s.target, '/x']);
@@ -186,15 +176,15 @@ describe('the docker sandbox, on a private dockerd', () => {
   it('bind-mounts cache directories writable', async () => {
     const cache = join(work, 'cache');
     await mkdir(cache);
-    await run((await step()).rootfs, config('echo cached > /cache/f', { mounts: [{ src: cache, dst: '/cache' }] }));
-    expect(await run((await step()).rootfs, config('cat /cache/f', { mounts: [{ src: cache, dst: '/cache' }] }))).toBe('cached\n');
+    await run((await step()).rootfs, stepConfig('echo cached > /cache/f', { mounts: [{ src: cache, dst: '/cache' }] }));
+    expect(await run((await step()).rootfs, stepConfig('cat /cache/f', { mounts: [{ src: cache, dst: '/cache' }] }))).toBe('cached\n');
   });
 
   it('on abort, removes the container and rejects with CancelledError', async () => {
     const s = await step();
     const controller = new AbortController();
     const out: string[] = [];
-    const running = sandbox.run(config('echo started; sleep 1000'), s.rootfs, {
+    const running = sandbox.run(stepConfig('echo started; sleep 1000'), s.rootfs, {
       onOutput: (chunk) => {
         out.push(Buffer.from(chunk).toString());
         if (out.join('').includes('started')) controller.abort();
@@ -220,7 +210,7 @@ describe('the docker sandbox, on a private dockerd', () => {
 
 describe('docker container config (pure)', () => {
   const plan = { name: 'cairn-run-1-a', image: 'sha256:abc', secretFiles: ['/tmp/s/0'], stdin: true };
-  const c = config('make', {
+  const c = stepConfig('make', {
     cwd: '/app',
     env: [['A', 'b c']],
     network: [],
@@ -266,20 +256,20 @@ describe('docker container config (pure)', () => {
   });
 
   it('uses the host network without a hostname, or the step network with one, and passes a named network through', () => {
-    const host = containerConfig(config('x', { network: ['host'] }), plan, { os: 'linux' });
+    const host = containerConfig(stepConfig('x', { network: ['host'] }), plan, { os: 'linux' });
     expect(host.HostConfig?.NetworkMode).toBe('host');
     expect(host.Hostname).toBeUndefined();
-    const isolated = containerConfig(config('x', { network: ['host'] }), { ...plan, hostNetworkName: 'cairn-steps' }, { os: 'linux' });
+    const isolated = containerConfig(stepConfig('x', { network: ['host'] }), { ...plan, hostNetworkName: 'cairn-steps' }, { os: 'linux' });
     expect(isolated.HostConfig?.NetworkMode).toBe('cairn-steps');
     expect(isolated.Hostname).toBe('builder');
-    expect(containerConfig(config('x'), { ...plan, hostNetworkName: 'cairn-steps' }, { os: 'linux' }).HostConfig?.NetworkMode).toBe('none');
+    expect(containerConfig(stepConfig('x'), { ...plan, hostNetworkName: 'cairn-steps' }, { os: 'linux' }).HostConfig?.NetworkMode).toBe('none');
     // No network sandbox at all for `none` on Linux; the other modes and Windows keep the daemon's.
     expect([host.NetworkDisabled, isolated.NetworkDisabled]).toEqual([undefined, undefined]);
-    expect(containerConfig(config('x', { user: { kind: 'windows', name: 'u' } }), plan, { os: 'windows' }).NetworkDisabled).toBeUndefined();
-    expect(containerConfig(config('x', { network: ['nat'], user: { kind: 'windows', name: 'u' } }), plan, { os: 'windows' }).HostConfig?.NetworkMode).toBe(
+    expect(containerConfig(stepConfig('x', { user: { kind: 'windows', name: 'u' } }), plan, { os: 'windows' }).NetworkDisabled).toBeUndefined();
+    expect(containerConfig(stepConfig('x', { network: ['nat'], user: { kind: 'windows', name: 'u' } }), plan, { os: 'windows' }).HostConfig?.NetworkMode).toBe(
       'nat',
     );
-    expect(() => containerConfig(config('x', { network: ['a', 'b'] }), plan, { os: 'linux' })).toThrow('one network');
+    expect(() => containerConfig(stepConfig('x', { network: ['a', 'b'] }), plan, { os: 'linux' })).toThrow('one network');
   });
 
   it('builds a Windows container: drive paths, cmd /S /C, the user by name, isolation', () => {
