@@ -318,7 +318,7 @@ export class AgentService implements OnApplicationBootstrap, BeforeApplicationSh
       scratchDir: this.config.scratchDir,
       cacheDomains: this.config.cacheDomains,
       logLimits: { memoryBytes: this.config.logMemoryBytes, spoolBytes: this.config.logSpoolBytes },
-      log: (m) => this.logger.warn(m),
+      log: (m, fields) => (fields === undefined ? this.logger.warn(m) : this.logger.warn(m, fields)),
       teardown: this.teardown.signal,
     };
   }

@@ -23,7 +23,8 @@ export interface JobEnvironment {
   /** The trust domain of each client's caches. */
   readonly cacheDomains: CacheDomains;
   readonly logLimits: { readonly memoryBytes: number; readonly spoolBytes: number };
-  readonly log: (message: string) => void;
+  /** A warning; `fields` (a job's `job` and `client`) go on the line as fields of their own. */
+  readonly log: (message: string, fields?: Readonly<Record<string, string>>) => void;
   /** Aborted when the agent is torn down without draining: stop retrying, give up. */
   readonly teardown: AbortSignal;
 }
@@ -46,6 +47,8 @@ export class JobRunner {
   private released: string | undefined;
   /** How the run ended, once it has: its final state, or handed back to the queue. */
   endedAs: FinalState | 'handed back' | undefined;
+  /** A warning about this job, with its job and client fields (the worker's come from the service, its trace from the run). */
+  private readonly warn = (message: string) => this.env.log(message, { job: this.assignment.job, client: this.assignment.client });
 
   constructor(
     readonly assignment: Assignment,
@@ -94,7 +97,7 @@ export class JobRunner {
     const redactor = new Redactor(this.secrets.values());
     const run = { client: a.client, job: a.job, worker: this.env.worker, lease: a.lease, attempt: a.attempt };
     const logs = new LogPublisher(this.env.nc, run, redactor, {
-      warn: this.env.log,
+      warn: this.warn,
       memoryLimit: this.env.logLimits.memoryBytes,
       spoolLimit: this.env.logLimits.spoolBytes,
       spoolDir: this.env.scratchDir,
@@ -178,7 +181,7 @@ export class JobRunner {
       if (e instanceof BuildError || e instanceof ContextError || e instanceof ArtifactError) return ended('failed', e.message, snapshotId);
       if (e instanceof SpecError) return ended('failed', `invalid spec: ${e.message}`);
       // A bug or an environment problem (disk, runtime): still an outcome, never a lost job.
-      this.env.log(`job ${a.job}: unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      this.warn(`job ${a.job}: unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
       return ended('failed', `worker ${this.env.worker}: ${e instanceof Error ? e.message : String(e)}`, snapshotId);
     } finally {
       if (scratch !== undefined) await rm(scratch, { recursive: true, force: true }).catch(() => undefined);
@@ -194,7 +197,7 @@ export class JobRunner {
       { timeoutMs: this.env.callTimeoutMs, retries: 3 },
     );
     if (reply.ok) return;
-    this.env.log(`job ${a.job}: started not recorded: ${reply.error.code}: ${reply.error.message}`);
+    this.warn(`job ${a.job}: started not recorded: ${reply.error.code}: ${reply.error.message}`);
     // The scheduler gave the job to someone else (a stale lease) or forgot it: building it
     // here would only take capacity from jobs that are wanted.
     if (reply.error.code === 'conflict' || reply.error.code === 'not-found') this.cancel(`the scheduler refused this lease: ${reply.error.message}`);
@@ -213,10 +216,10 @@ export class JobRunner {
       const reply = await call<unknown>(this.env.nc, subject, message, { timeoutMs: this.env.callTimeoutMs });
       if (reply.ok) return;
       if (reply.error.code !== 'unavailable') {
-        this.env.log(`job ${a.job}: outcome ${outcome.state} rejected by the scheduler: ${reply.error.code}: ${reply.error.message}`);
+        this.warn(`job ${a.job}: outcome ${outcome.state} rejected by the scheduler: ${reply.error.code}: ${reply.error.message}`);
         return;
       }
-      if (attempt % 5 === 4) this.env.log(`job ${a.job}: outcome not answered after ${attempt + 1} attempts, still trying: ${reply.error.message}`);
+      if (attempt % 5 === 4) this.warn(`job ${a.job}: outcome not answered after ${attempt + 1} attempts, still trying: ${reply.error.message}`);
     }
   }
 }

@@ -3,13 +3,13 @@
  * submission's trace ID, which its assignment carries, also when the scheduler hands
  * several jobs over in one assign-batch message (whose one header cannot name each
  * submission's trace). The worker's lines about the job and its calls for the job
- * (started, complete) carry that trace.
+ * (started, complete) carry that trace, and its lines (warnings too) the job's fields.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, connectBus, newTraceId, subjects, traceOf, withTrace, type BatchAccepted } from '@cairn/contracts';
+import { call, connectBus, newTraceId, ok, reject, subjects, traceOf, withTrace, type BatchAccepted } from '@cairn/contracts';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { startNats, type RunningNats } from '../../../test/support/nats.js';
 import { stopChild } from '../../../test/support/processes.js';
@@ -103,5 +103,20 @@ describe('a worker-agent process runs each job under its own trace', () => {
     const ended = () => linesOf(a.job).find((l) => String(l.message).includes('ended'));
     await expect.poll(ended, { timeout: 30_000, interval: 100 }).toBeDefined();
     expect(linesOf(a.job).map((l) => l.trace)).toEqual([trace, trace]);
+  });
+
+  it("names the job, its client and its trace on the worker's warnings about it", async () => {
+    const trace = newTraceId();
+    const a = assignment({ spec: spec('(run (shell "sleep 30"))'), trace, client: 'bob' });
+    scheduler.handlers.started = () => reject('conflict', 'the lease is stale');
+    try {
+      expect(await scheduler.assign(a)).toEqual({ ok: true, value: { accepted: true } });
+      expect((await scheduler.outcome(a.job)).outcome.state).toBe('cancelled');
+    } finally {
+      scheduler.handlers.started = () => ok({ recorded: true });
+    }
+    const warning = () => linesOf(a.job).find((l) => String(l.message).includes('started not recorded'));
+    await expect.poll(warning, { timeout: 30_000, interval: 100 }).toBeDefined();
+    expect(warning()).toMatchObject({ level: 'warn', job: a.job, client: 'bob', worker: WORKER, trace });
   });
 });
