@@ -655,7 +655,7 @@ export class Importer {
       reason: `${ins.keyword} --chown=${owner}: the import turns a name into ids only from the base image's accounts (cairn import --resolve), and a RUN may add one, so the copy is root's and a run step as root gives ${written.join(' ')} to ${owner} with the image's chown`,
       pos: ins.pos,
     });
-    this.asRoot(stage, () => this.pushRun(stage, { cache: [], network: [...DOCKER_DEFAULT_NETWORK], secrets: [], shell: chownCommand(paths, into, owner) }));
+    this.asRoot(stage, () => this.pushOwnRun(stage, chownCommand(paths, into, owner)));
   }
 
   /**
@@ -691,7 +691,7 @@ export class Importer {
       reason: `${ins.keyword} --chmod=${mode}: a spec copy keeps each file's own mode (0755 or 0644), so a run step as root gives ${paths.join(' ')} the mode with the image's chmod`,
       pos: ins.pos,
     });
-    this.asRoot(stage, () => this.pushRun(stage, { cache: [], network: [...DOCKER_DEFAULT_NETWORK], secrets: [], shell: chmodCommand(paths, mode) }));
+    this.asRoot(stage, () => this.pushOwnRun(stage, chmodCommand(paths, mode)));
   }
 
   /**
@@ -726,14 +726,7 @@ export class Importer {
       pos: ins.pos,
     });
     // The step writes as root, then gives the files their owner, as BuildKit creates them.
-    this.asRoot(stage, () =>
-      this.pushRun(stage, {
-        cache: [],
-        network: [...DOCKER_DEFAULT_NETWORK],
-        secrets: [],
-        shell: writeFileCommand(files, mode, this.nonRootOwner(flags, stage, ins)),
-      }),
-    );
+    this.asRoot(stage, () => this.pushOwnRun(stage, writeFileCommand(files, mode, this.nonRootOwner(flags, stage, ins))));
   }
 
   /**
@@ -762,14 +755,7 @@ export class Importer {
       reason: `ADD ${url}: a spec has no download, so a run step fetches it with the image's wget or curl and checks its sha256`,
       pos: ins.pos,
     });
-    this.asRoot(stage, () =>
-      this.pushRun(stage, {
-        cache: [],
-        network: [...DOCKER_DEFAULT_NETWORK],
-        secrets: [],
-        shell: downloadCommand(url, path, sha256, mode, this.nonRootOwner(flags, stage, ins)),
-      }),
-    );
+    this.asRoot(stage, () => this.pushOwnRun(stage, downloadCommand(url, path, sha256, mode, this.nonRootOwner(flags, stage, ins))));
   }
 
   /**
@@ -807,7 +793,7 @@ export class Importer {
     const target = written === '' ? '.' : written;
     this.asRoot(stage, () => {
       stage.ops.push({ op: 'copy', from: { kind: 'context' }, src: [src], dst: scratch, exclude: excludes });
-      this.pushRun(stage, { cache: [], network: [...DOCKER_DEFAULT_NETWORK], secrets: [], shell: unpackCommand(scratch, target, owner) });
+      this.pushOwnRun(stage, unpackCommand(scratch, target, owner));
     });
   }
 
@@ -872,6 +858,11 @@ export class Importer {
       (kind === 'cache' ? cache : secrets).push(mount);
     }
     this.pushRun(stage, { cache, network: this.network(flags.get('network')?.[0]), secrets, shell });
+  }
+
+  /** A run step of the import's own (a chown, a chmod, a heredoc's files, a download, an unpack): no cache or secret, Docker's default network. */
+  private pushOwnRun(stage: Stage, shell: RunOp['shell']): void {
+    this.pushRun(stage, { cache: [], network: [...DOCKER_DEFAULT_NETWORK], secrets: [], shell });
   }
 
   /** A run op, after a (shell ...) giving the stage Docker's shell where the spec's differs. */
