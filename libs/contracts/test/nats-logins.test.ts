@@ -5,7 +5,6 @@
  * verifies clients. Each against a real nats-server configured for it, and each also
  * refused without the right secret, so the test can fail.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import { nkeys } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busFromEnv, connectBus, settingFromEnv } from '../src/index.js';
 import { startNats, type RunningNats } from '../../../test/support/nats.js';
+import { makeTestCa } from '../../../test/support/tls.js';
 
 type KeyPair = ReturnType<typeof nkeys.createUser>;
 
@@ -134,29 +134,7 @@ describe('a .creds file against a server in operator mode', () => {
 describe('a client certificate for a server that verifies clients', () => {
   let nats: RunningNats;
   beforeAll(async () => {
-    const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
-    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=cairn test CA', '-keyout', at('ca.key'), '-out', at('ca.pem'));
-    const sign = async (name: string, cn: string, ext: string) => {
-      openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${cn}`, '-keyout', at(`${name}.key`), '-out', at(`${name}.csr`));
-      await writeFile(at(`${name}.ext`), ext);
-      openssl(
-        'x509',
-        '-req',
-        '-in',
-        at(`${name}.csr`),
-        '-CA',
-        at('ca.pem'),
-        '-CAkey',
-        at('ca.key'),
-        '-CAcreateserial',
-        '-days',
-        '1',
-        '-extfile',
-        at(`${name}.ext`),
-        '-out',
-        at(`${name}.pem`),
-      );
-    };
+    const { sign } = makeTestCa(dir);
     await sign('server', 'localhost', 'subjectAltName=DNS:localhost\n');
     await sign('client', 'cairn-scheduler', 'extendedKeyUsage=clientAuth\n');
     nats = await startNats({

@@ -3,13 +3,13 @@
  * block, and busFromEnv reading CAIRN_NATS=tls://... and CAIRN_NATS_CA as every service
  * and the CLI do.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busFromEnv, connectBus } from '../src/index.js';
 import { startNats, type RunningNats } from '../../../test/support/nats.js';
+import { makeTestCa } from '../../../test/support/tls.js';
 
 describe('NATS over TLS', () => {
   let nats: RunningNats;
@@ -18,27 +18,7 @@ describe('NATS over TLS', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'cairn-nats-tls-'));
     const at = (name: string) => join(dir, name);
-    const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
-    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=cairn test CA', '-keyout', at('ca.key'), '-out', at('ca.pem'));
-    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', at('server.key'), '-out', at('server.csr'));
-    await writeFile(at('san.ext'), 'subjectAltName=DNS:localhost\n');
-    openssl(
-      'x509',
-      '-req',
-      '-in',
-      at('server.csr'),
-      '-CA',
-      at('ca.pem'),
-      '-CAkey',
-      at('ca.key'),
-      '-CAcreateserial',
-      '-days',
-      '1',
-      '-extfile',
-      at('san.ext'),
-      '-out',
-      at('server.pem'),
-    );
+    await makeTestCa(dir).sign('server', 'localhost', 'subjectAltName=DNS:localhost\n');
     nats = await startNats({ config: `tls {\n  cert_file: ${JSON.stringify(at('server.pem'))}\n  key_file: ${JSON.stringify(at('server.key'))}\n}\n` });
   }, 60_000);
 
