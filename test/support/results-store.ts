@@ -30,6 +30,7 @@ import pg from 'pg';
 import { chromium, type Browser } from 'playwright-core';
 // Type-only at the top: the service's code (Nest decorators) is loaded on demand, so that
 // scripts run by plain tsx (the benchmarks) can use the process and bus helpers here.
+import type { DataSource } from 'typeorm';
 import type { ResultsConfig, RunningResultsStore } from '../../apps/results-store/src/index.js';
 import { freePort } from './nats.js';
 import { stopChild } from './processes.js';
@@ -76,6 +77,34 @@ export async function createPostgresDatabase(): Promise<TestDatabase> {
 export async function createDatabase(flavour: DatabaseFlavour, dir: string): Promise<TestDatabase> {
   if (flavour === 'postgres') return createPostgresDatabase();
   return { location: join(dir, 'results.sqlite'), drop: async () => undefined };
+}
+
+/** A fresh database of a flavour, migrated and open, and a temp dir for what a test keeps beside it. */
+export interface OpenTestDatabase {
+  readonly dir: string;
+  readonly db: TestDatabase;
+  readonly ds: DataSource;
+  /** Closes the connection, drops the database and removes the dir. */
+  close(): Promise<void>;
+}
+
+/** `prefix`: the temp dir's name before its random part (`cairn-rs-pages-`). */
+export async function openTestDatabase(flavour: DatabaseFlavour, prefix: string): Promise<OpenTestDatabase> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const db = await createDatabase(flavour, dir);
+  // Loaded here, so that the tests that only start a store do not load TypeORM for it.
+  const { openDatabase } = await import('../../apps/results-store/src/db/data-source.js');
+  const ds = await openDatabase(db.location);
+  return {
+    dir,
+    db,
+    ds,
+    async close() {
+      await ds.destroy();
+      await db.drop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 // ---- the service ------------------------------------------------------------------------

@@ -1,13 +1,11 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDatabase, FLAVOURS, sampleResult, sha256Hex, type TestDatabase } from '../../../test/support/results-store.js';
+import { FLAVOURS, openTestDatabase, sampleResult, sha256Hex, type OpenTestDatabase } from '../../../test/support/results-store.js';
 import { BlobStore } from '../src/blobs/blob-store.js';
-import { openDatabase } from '../src/db/data-source.js';
 import { BuildEntity } from '../src/db/build.entity.js';
 import { BuildTagEntity, TagEntity } from '../src/db/tag.entity.js';
 import { recordBuild } from '../src/ingest/build-recorder.js';
@@ -22,8 +20,8 @@ const BASE = 'http://cairn.test';
 const LOG = 'compiling\n\u001b[31merror\u001b[0m: it broke\n';
 
 describe.each(FLAVOURS)('pre-rendered build pages on %s', (flavour) => {
+  let database: OpenTestDatabase;
   let dir: string;
-  let db: TestDatabase;
   let ds: DataSource;
   let blobs: BlobStore;
   let queries: BuildQueries;
@@ -64,17 +62,14 @@ describe.each(FLAVOURS)('pre-rendered build pages on %s', (flavour) => {
   }
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'cairn-rs-pages-'));
-    db = await createDatabase(flavour, dir);
-    ds = await openDatabase(db.location);
+    database = await openTestDatabase(flavour, 'cairn-rs-pages-');
+    ({ dir, ds } = database);
     blobs = new BlobStore(dataDir());
     await blobs.init();
     queries = new BuildQueries(ds);
   });
   afterAll(async () => {
-    await ds?.destroy();
-    await db?.drop();
-    await rm(dir, { recursive: true, force: true });
+    await database?.close();
   });
 
   it('renders a page when its build is stored and serves that copy, equal to a fresh render, after a restart', async () => {

@@ -1,11 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
 import type { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createDatabase, FLAVOURS, sampleResult, type TestDatabase } from '../../../test/support/results-store.js';
+import { FLAVOURS, openTestDatabase, sampleResult, type OpenTestDatabase } from '../../../test/support/results-store.js';
 import { MIGRATIONS, openDatabase } from '../src/db/data-source.js';
 import { asBuildId } from '../src/ids.js';
 import { recordBuild } from '../src/ingest/build-recorder.js';
@@ -42,14 +39,12 @@ async function plan(ds: DataSource, text: string, params: unknown[]): Promise<st
 }
 
 describe.each(FLAVOURS)('the filtered-list indexes (migration 0002) on %s', (flavour) => {
-  let dir: string;
-  let db: TestDatabase;
+  let database: OpenTestDatabase;
   let ds: DataSource;
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'cairn-rs-migrations-'));
-    db = await createDatabase(flavour, dir);
-    ds = await openDatabase(db.location);
+    database = await openTestDatabase(flavour, 'cairn-rs-migrations-');
+    ({ ds } = database);
     // Enough builds that a planner's choice of index means something: 4 pools x 2 states.
     for (let i = 0; i < 160; i++) {
       const result = sampleResult({
@@ -64,9 +59,7 @@ describe.each(FLAVOURS)('the filtered-list indexes (migration 0002) on %s', (fla
     await ds.query('ANALYZE');
   });
   afterAll(async () => {
-    await ds?.destroy();
-    await db?.drop();
-    await rm(dir, { recursive: true, force: true });
+    await database?.close();
   });
 
   it('creates the (pool, state, finish time) index, and the filtered list uses it', async () => {

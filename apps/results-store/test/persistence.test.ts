@@ -1,10 +1,9 @@
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDatabase, FLAVOURS, sampleResult, sha256Hex, type TestDatabase } from '../../../test/support/results-store.js';
+import { FLAVOURS, openTestDatabase, sampleResult, sha256Hex, type OpenTestDatabase, type TestDatabase } from '../../../test/support/results-store.js';
 import { hashToken, TokenService } from '../src/auth/token-service.js';
 import { BlobStore } from '../src/blobs/blob-store.js';
 import { TokenEntity } from '../src/db/token.entity.js';
@@ -33,6 +32,7 @@ async function putBlob(blobs: BlobStore, text: string): Promise<{ sha256: Sha256
 }
 
 describe.each(FLAVOURS)('the results database on %s', (flavour) => {
+  let database: OpenTestDatabase;
   let dir: string;
   let db: TestDatabase;
   let ds: DataSource;
@@ -43,17 +43,14 @@ describe.each(FLAVOURS)('the results database on %s', (flavour) => {
     recordBuild(ds, { result, source: 'cluster', artifacts, storedAt: Date.now() });
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'cairn-rs-db-'));
-    db = await createDatabase(flavour, dir);
-    ds = await openDatabase(db.location);
+    database = await openTestDatabase(flavour, 'cairn-rs-db-');
+    ({ dir, db, ds } = database);
     blobs = new BlobStore(join(dir, 'blobs'));
     await blobs.init();
     queries = new BuildQueries(ds);
   });
   afterAll(async () => {
-    await ds?.destroy();
-    await db?.drop();
-    await rm(dir, { recursive: true, force: true });
+    await database?.close();
   });
 
   it('is migrated to exactly the schema the entities describe', async () => {

@@ -4,13 +4,9 @@
  * charts read the counts, rates and percentiles back without touching the builds, and
  * old rollups are pruned.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createDatabase, FLAVOURS, sampleResult, type TestDatabase } from '../../../test/support/results-store.js';
-import { openDatabase } from '../src/db/data-source.js';
+import { FLAVOURS, openTestDatabase, sampleResult, type OpenTestDatabase } from '../../../test/support/results-store.js';
 import { recordBuild, recordBuilds } from '../src/ingest/build-recorder.js';
 import { ChartData } from '../src/rollups/chart-data.js';
 import { binOf, binValue, pruneRollups, quantile, RollupBatch } from '../src/rollups/rollup-metrics.js';
@@ -32,16 +28,14 @@ describe('histogram bins', () => {
 });
 
 describe.each(FLAVOURS)('the rollups on %s', (flavour) => {
-  let dir: string;
-  let db: TestDatabase;
+  let database: OpenTestDatabase;
   let ds: DataSource;
   // The middle of a minute, so that every build seeded lands in the same minute and hour.
   const now = Math.floor(Date.now() / HOUR) * HOUR + 30 * 60_000 + 30_000;
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'cairn-rs-rollups-'));
-    db = await createDatabase(flavour, dir);
-    ds = await openDatabase(db.location);
+    database = await openTestDatabase(flavour, 'cairn-rs-rollups-');
+    ({ ds } = database);
     // Pool A: 10 builds of "charted", 7 succeeded; 5 took 1 s and 5 took 4 s; each waited 2 s.
     const builds = Array.from({ length: 10 }, (_, i) =>
       sampleResult({
@@ -77,9 +71,7 @@ describe.each(FLAVOURS)('the rollups on %s', (flavour) => {
     }
   });
   afterAll(async () => {
-    await ds?.destroy();
-    await db?.drop();
-    await rm(dir, { recursive: true, force: true });
+    await database?.close();
   });
 
   it('charts the last hour by minute from the rollups alone, never the builds', async () => {
