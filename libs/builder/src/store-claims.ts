@@ -1,14 +1,13 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import { CancelledError } from '@cairn/sandbox';
-import { ownerToken, parseOwner, type Store } from '@cairn/store';
-import { LeaseFiles } from './lease-files.js';
-import type { LockHolder, MetadataDb, SnapshotRecord } from './metadata-db.js';
-
 /**
  * What one process claims on a store that others share (docs/engine.md, "Many processes
  * on one store"): leases on the snapshots its builds stand on (in its lease file), and
  * the lock on a step it runs (in the metadata DB), both under its owner token.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CancelledError } from '@cairn/sandbox';
+import { ownerToken, parseOwner, type Store } from '@cairn/store';
+import { LeaseFiles } from './lease-files.js';
+import type { LockHolder, MetadataDb, SnapshotRecord } from './metadata-db.js';
 
 /** Waits between looks at another process's lock: short at first, for short steps. */
 const FIRST_WAIT_MS = 20;

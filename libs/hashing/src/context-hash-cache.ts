@@ -1,10 +1,3 @@
-import { randomBytes } from 'node:crypto';
-import type { Stats } from 'node:fs';
-import { mkdir, readFile, realpath, rename, rm, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import type { FileDigestCache } from './manifest.js';
-import { sha256Hex } from './step-id.js';
-
 /**
  * A build context's file digests, kept between runs in one file per context (named after
  * the context's real path) so that `cairn plan`, `cairn build` and `cairn submit` read
@@ -19,6 +12,12 @@ import { sha256Hex } from './step-id.js';
  * moved its mtime. A cache file that cannot be parsed is ignored and rewritten; writers
  * write a temporary file and rename it, so concurrent runs each leave a whole cache.
  */
+import { randomBytes } from 'node:crypto';
+import type { Stats } from 'node:fs';
+import { mkdir, readFile, realpath, rename, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { FileDigestCache } from './manifest.js';
+import { sha256Hex } from './step-id.js';
 
 const VERSION = 1;
 // Timestamp granularity is a jiffy on Linux, up to 2 s on FAT; beyond both.

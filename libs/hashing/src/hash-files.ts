@@ -1,15 +1,14 @@
-import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
-
 /**
  * SHA-256 digests of many regular files. A few are read on the main thread, several at a
  * time through libuv's pool; a cold context of thousands is split over worker threads,
  * where a synchronous open, read and close cost less than their three promise round trips,
  * and the reads of two cores overlap.
  */
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
 
 // Large enough to keep syscalls few, small enough that huge files never sit in memory.
 const CHUNK = 1 << 20;

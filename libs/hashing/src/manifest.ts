@@ -1,8 +1,3 @@
-import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
-import { join } from 'node:path';
-import { hashFiles } from './hash-files.js';
-import type { Manifest } from './step-id.js';
-
 /**
  * Copy manifests with OBuilder's semantics (lib/manifest.ml): the manifest is what the
  * copy step's ID is computed from, so the walk must see exactly what OBuilder sees.
@@ -12,6 +7,10 @@ import type { Manifest } from './step-id.js';
  * reads the files whose digests the cache does not hold, many at once (hash-files.ts).
  * A file the cache vouches for is never opened.
  */
+import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
+import { hashFiles } from './hash-files.js';
+import type { Manifest } from './step-id.js';
 
 export class ManifestError extends Error {
   constructor(

@@ -1,11 +1,10 @@
-import { readSexp, toMachine, type Sexp } from '@cairn/spec';
-import type { Plan, PlanStep } from './plan.js';
-
 /**
  * "Which steps would rebuild, and why": compares a plan with an earlier one, step by
  * step, and names the first-hand reasons an ID changed (the command, an env binding,
  * a copied file) rather than the inherited one (the parent changed).
  */
+import { readSexp, toMachine, type Sexp } from '@cairn/spec';
+import type { Plan, PlanStep } from './plan.js';
 
 export type StepStatus = 'same' | 'changed' | 'added' | 'unknown';
 

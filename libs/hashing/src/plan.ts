@@ -1,14 +1,13 @@
-import { atom, list, locationOf, oneLine, printOp, type Op, type Position, type Spec } from '@cairn/spec';
-import { applyContextOp, copyStepKey, initialContext, runStepKey, type BuildContext, type TargetOs } from './build-context.js';
-import { generateManifest, ManifestError, type FileDigestCache } from './manifest.js';
-import { baseId, CopyError, type Manifest, type SecretInput, type StepKey } from './step-id.js';
-
 /**
  * The dry run: every step of a spec with the ID it will be stored under, computed
  * exactly as the engine computes it, without building anything. A step whose ID cannot
  * be known yet (it copies from a child build's output, or an input is missing) says why,
  * and so do the steps after it, whose parents are then unknown too.
  */
+import { atom, list, locationOf, oneLine, printOp, type Op, type Position, type Spec } from '@cairn/spec';
+import { applyContextOp, copyStepKey, initialContext, runStepKey, type BuildContext, type TargetOs } from './build-context.js';
+import { generateManifest, ManifestError, type FileDigestCache } from './manifest.js';
+import { baseId, CopyError, type Manifest, type SecretInput, type StepKey } from './step-id.js';
 
 export interface PlanOptions {
   /** Directory that `copy` reads from; without it, copies from the context are unknown. */

@@ -1,12 +1,11 @@
-import { createHash, createHmac } from 'node:crypto';
-import { atom, list, sexpOfUser, toMachine, type Sexp, type User } from '@cairn/spec';
-
 /**
  * Step IDs, byte-compatible with OBuilder: every snapshot is named by the SHA-256 of a
  * machine-form S-expression describing everything that can change its contents. Any
  * byte that differs from OBuilder's `sexp_of_*` output is a cache miss (or, worse, a
  * collision with a different step), so the field order and nesting below are exact.
  */
+import { createHash, createHmac } from 'node:crypto';
+import { atom, list, sexpOfUser, toMachine, type Sexp, type User } from '@cairn/spec';
 
 export function sha256Hex(data: string | Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');

@@ -1,9 +1,8 @@
-import type { Sexp } from './sexp.js';
-
 /**
  * Atom quoting and the machine form, byte-compatible with sexplib: step IDs are
  * SHA-256 digests of the machine form, so a single differing byte is a cache miss.
  */
+import type { Sexp } from './sexp.js';
 
 const encoder = new TextEncoder();
 

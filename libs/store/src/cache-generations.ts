@@ -1,12 +1,11 @@
-import { randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
-import { errorCode } from './errno.js';
-import type { CacheView } from './store.js';
-
 /**
  * The pieces every store's shared caches are made of: a view that can be released once,
  * and generations named `<n>-<random>` whose rename is the commit's generation check.
  */
+import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { errorCode } from './errno.js';
+import type { CacheView } from './store.js';
 
 /** A cache view whose release runs once; a second release is a bug in the caller. */
 export class OnceReleasedCacheView implements CacheView {
