@@ -1,10 +1,10 @@
 import { Controller, Injectable, Module, type DynamicModule } from '@nestjs/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { call, connectBus, RejectedError, reject, type Reply } from '@cairn/contracts';
+import { call, RejectedError, reject, type Reply } from '@cairn/contracts';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { BUS, Handles, OpsModule, startService, type RunningService } from '@cairn/service-kit';
-import { startNats, type RunningNats } from '../../../test/support/nats.js';
+import { BUS, Handles, OpsModule } from '@cairn/service-kit';
+import { startServiceOnNats, type ServiceOnNats } from './service-on-nats.js';
 
 const Greeting = z.object({ name: z.string().min(1) });
 type Greeting = z.infer<typeof Greeting>;
@@ -55,19 +55,15 @@ class GreeterModule {
 }
 
 describe('handlers declared with @Handles', () => {
-  let nats: RunningNats;
-  let service: RunningService;
+  let fixture: ServiceOnNats;
   let client: NatsConnection;
 
   beforeAll(async () => {
-    nats = await startNats();
-    service = await startService({ name: 'greeter', module: (bus) => GreeterModule.forRoot(bus), env: { CAIRN_NATS: nats.url, CAIRN_LOG_FORMAT: 'text' } });
-    client = await connectBus({ servers: nats.url, name: 'test' });
+    fixture = await startServiceOnNats('greeter', (bus) => GreeterModule.forRoot(bus), { CAIRN_LOG_FORMAT: 'text' });
+    ({ client } = fixture);
   });
   afterAll(async () => {
-    await client?.close();
-    await service?.close();
-    await nats?.stop();
+    await fixture?.close();
   });
 
   it('are served through Nest, given the validated message and the speaker the subject names', async () => {

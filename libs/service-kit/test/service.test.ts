@@ -2,10 +2,10 @@ import { Controller, Inject, Module, type DynamicModule } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { call, connectBus, serve } from '@cairn/contracts';
+import { call, serve } from '@cairn/contracts';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { BUS, Ops, OpsModule, startService, type RunningService } from '@cairn/service-kit';
-import { startNats, type RunningNats } from '../../../test/support/nats.js';
+import { BUS, Ops, OpsModule, type RunningService } from '@cairn/service-kit';
+import { startServiceOnNats, type ServiceOnNats } from './service-on-nats.js';
 
 const Greeting = z.object({ name: z.string().min(1) });
 
@@ -26,19 +26,16 @@ function greeterModule(bus: NatsConnection): DynamicModule {
 }
 
 describe('a service started with startService', () => {
-  let nats: RunningNats;
+  let fixture: ServiceOnNats;
   let service: RunningService;
   let client: NatsConnection;
 
   beforeAll(async () => {
-    nats = await startNats();
-    service = await startService({ name: 'greeter', module: greeterModule, env: { CAIRN_NATS: nats.url, CAIRN_LOG_FORMAT: 'text' } });
-    client = await connectBus({ servers: nats.url, name: 'test' });
+    fixture = await startServiceOnNats('greeter', greeterModule, { CAIRN_LOG_FORMAT: 'text' });
+    ({ service, client } = fixture);
   });
   afterAll(async () => {
-    await client?.close();
-    await service?.close();
-    await nats?.stop();
+    await fixture?.close();
   });
 
   it('answers a well-formed request', async () => {

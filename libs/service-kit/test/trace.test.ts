@@ -6,10 +6,10 @@
 import { Controller, Inject, Logger, Module, type DynamicModule } from '@nestjs/common';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
-import { call, callOrThrow, connectBus, currentTrace, withTrace } from '@cairn/contracts';
+import { call, callOrThrow, currentTrace, withTrace } from '@cairn/contracts';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
-import { BUS, Handles, OpsModule, startService, type RunningService } from '@cairn/service-kit';
-import { startNats, type RunningNats } from '../../../test/support/nats.js';
+import { BUS, Handles, OpsModule } from '@cairn/service-kit';
+import { startServiceOnNats, type ServiceOnNats } from './service-on-nats.js';
 
 const Empty = z.object({});
 
@@ -38,19 +38,15 @@ function tracedModule(bus: NatsConnection): DynamicModule {
 }
 
 describe('trace IDs', () => {
-  let nats: RunningNats;
-  let service: RunningService;
+  let fixture: ServiceOnNats;
   let client: NatsConnection;
 
   beforeAll(async () => {
-    nats = await startNats();
-    service = await startService({ name: 'traced', module: tracedModule, env: { CAIRN_NATS: nats.url } });
-    client = await connectBus({ servers: nats.url, name: 'test' });
+    fixture = await startServiceOnNats('traced', tracedModule);
+    ({ client } = fixture);
   });
   afterAll(async () => {
-    await client?.close();
-    await service?.close();
-    await nats?.stop();
+    await fixture?.close();
   });
   afterEach(() => vi.restoreAllMocks());
 
