@@ -11,10 +11,11 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { DEFAULT_HTTP_PORTS, OpsModule, serveStandby, settleHttpListen, startService, type RunningService } from '@cairn/service-kit';
 import { freePort, startNats, type RunningNats } from '../../../test/support/nats.js';
 
-function emptyModule(): DynamicModule {
-  @Module({ imports: [OpsModule] })
-  class EmptyModule {}
-  return { module: EmptyModule };
+@Module({})
+class EmptyModule {
+  static forRoot(): DynamicModule {
+    return { module: EmptyModule, imports: [OpsModule] };
+  }
 }
 
 interface Probe {
@@ -47,7 +48,7 @@ describe('/livez and /readyz of a service', () => {
     nats = await startNats();
     service = await startService({
       name: 'probed',
-      module: emptyModule,
+      module: () => EmptyModule.forRoot(),
       env: { CAIRN_NATS: nats.url, CAIRN_LOG_FORMAT: 'text', CAIRN_HTTP_HOST: '127.0.0.1' },
     });
   });
@@ -111,7 +112,7 @@ describe('a standby HTTP side', () => {
     }
     const service = await startService({
       name: 'leader',
-      module: emptyModule,
+      module: () => EmptyModule.forRoot(),
       env: { CAIRN_NATS: nats.url, CAIRN_LOG_FORMAT: 'text', CAIRN_HTTP_PORT: String(port) },
     });
     try {

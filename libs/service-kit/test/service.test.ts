@@ -19,10 +19,11 @@ class GreeterController {
   }
 }
 
-function greeterModule(bus: NatsConnection): DynamicModule {
-  @Module({ imports: [OpsModule], controllers: [GreeterController], providers: [{ provide: BUS, useValue: bus }] })
-  class GreeterModule {}
-  return { module: GreeterModule };
+@Module({})
+class GreeterModule {
+  static forRoot(bus: NatsConnection): DynamicModule {
+    return { module: GreeterModule, imports: [OpsModule], controllers: [GreeterController], providers: [{ provide: BUS, useValue: bus }] };
+  }
 }
 
 describe('a service started with startService', () => {
@@ -31,7 +32,7 @@ describe('a service started with startService', () => {
   let client: NatsConnection;
 
   beforeAll(async () => {
-    fixture = await startServiceOnNats('greeter', greeterModule, { CAIRN_LOG_FORMAT: 'text' });
+    fixture = await startServiceOnNats('greeter', (bus) => GreeterModule.forRoot(bus), { CAIRN_LOG_FORMAT: 'text' });
     ({ service, client } = fixture);
   });
   afterAll(async () => {

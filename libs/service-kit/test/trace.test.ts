@@ -31,10 +31,11 @@ class TracedController {
   }
 }
 
-function tracedModule(bus: NatsConnection): DynamicModule {
-  @Module({ imports: [OpsModule], controllers: [TracedController], providers: [{ provide: BUS, useValue: bus }] })
-  class TracedModule {}
-  return { module: TracedModule };
+@Module({})
+class TracedModule {
+  static forRoot(bus: NatsConnection): DynamicModule {
+    return { module: TracedModule, imports: [OpsModule], controllers: [TracedController], providers: [{ provide: BUS, useValue: bus }] };
+  }
 }
 
 describe('trace IDs', () => {
@@ -42,7 +43,7 @@ describe('trace IDs', () => {
   let client: NatsConnection;
 
   beforeAll(async () => {
-    fixture = await startServiceOnNats('traced', tracedModule);
+    fixture = await startServiceOnNats('traced', (bus) => TracedModule.forRoot(bus));
     ({ client } = fixture);
   });
   afterAll(async () => {
