@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { startNats } from '../test/support/nats.js';
 import { connectBus } from '@cairn/contracts';
-import { createDatabase, schedulerStandIn, spawnResultsStore, type DatabaseFlavour } from '../test/support/results-store.js';
+import { createDatabase, schedulerStandIn, spawnResultsStore, workerInfo, type DatabaseFlavour } from '../test/support/results-store.js';
 import { migrate, seed, seedRollups, STEPS, JOBS } from './results-seed.js';
 
 const { values } = parseArgs({
@@ -105,20 +105,7 @@ for (const flavour of values.db!.split(',') as DatabaseFlavour[]) {
   const now = Date.now();
   const stopScheduler = schedulerStandIn(bus, {
     pools: ['linux-x86_64', 'linux-arm64', 'macos-arm64', 'windows-x86_64'].map((pool) => ({ pool, paused: false, queued: 3, running: 5, workers: 30 })),
-    workers: Array.from({ length: 30 }, (_, i) => ({
-      worker: `w${i}`,
-      pool: 'linux-x86_64',
-      platform: 'linux/amd64',
-      capacity: 4,
-      running: [],
-      paused: false,
-      draining: false,
-      connected: true,
-      refusing: false,
-      freeBytes: 5e10,
-      hints: 10,
-      lastSeen: now,
-    })),
+    workers: Array.from({ length: 30 }, (_, i) => workerInfo({ worker: `w${i}`, hints: 10, lastSeen: now })),
   });
   try {
     await migrate(env);

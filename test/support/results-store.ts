@@ -23,6 +23,7 @@ import {
   type JobStatus,
   type LogChunk,
   type LogStep,
+  type WorkerInfo,
 } from '@cairn/contracts';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -323,6 +324,25 @@ export interface SchedulerAnswers {
   queues?: unknown[];
   /** Jobs queued or running (`admin.jobs`), as ActiveJob. */
   jobs?: unknown[];
+}
+
+/** A connected, idle worker as the scheduler's admin.workers answers it: `w1` of linux-x86_64 with room for 4 jobs, unless `overrides` say otherwise. */
+export function workerInfo(overrides: Partial<WorkerInfo> = {}): WorkerInfo {
+  return {
+    worker: 'w1',
+    pool: 'linux-x86_64',
+    platform: 'linux/amd64',
+    capacity: 4,
+    running: [],
+    paused: false,
+    draining: false,
+    connected: true,
+    refusing: false,
+    freeBytes: 5e10,
+    hints: 17,
+    lastSeen: Date.now(),
+    ...overrides,
+  };
 }
 
 /**

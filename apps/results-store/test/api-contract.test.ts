@@ -10,6 +10,7 @@ import {
   sha256Hex,
   startResultsStore,
   uploadBody,
+  workerInfo,
   type ResultsStoreUnderTest,
 } from '../../../test/support/results-store.js';
 import { API, openApiDocument } from '../src/api/openapi.js';
@@ -69,22 +70,7 @@ describe('the JSON API keeps to its OpenAPI document', () => {
     const cluster = new ClusterStandIn(nc);
     stopScheduler = schedulerStandIn(nc, {
       pools: [{ pool: 'linux-x86_64', paused: false, queued: 1, running: 0, workers: 1 }],
-      workers: [
-        {
-          worker: 'w1',
-          pool: 'linux-x86_64',
-          platform: 'linux/amd64',
-          capacity: 4,
-          running: [],
-          paused: false,
-          draining: false,
-          connected: true,
-          refusing: false,
-          freeBytes: 5e10,
-          hints: 17,
-          lastSeen: Date.now(),
-        },
-      ],
+      workers: [workerInfo()],
       queues: [{ pool: 'linux-x86_64', client: 'alice', urgent: 0, normal: 1 }],
     });
     const service: ServiceStatus = {

@@ -15,6 +15,7 @@ import {
   startResultsStore,
   stepFinished,
   stepStarted,
+  workerInfo,
   type ResultsStoreUnderTest,
 } from '../../../test/support/results-store.js';
 
@@ -34,22 +35,7 @@ describe('the dashboard in a browser, fed over the bus as the cluster feeds it',
     cluster = new ClusterStandIn(nc);
     stopScheduler = schedulerStandIn(nc, {
       pools: [{ pool: 'linux-x86_64', paused: false, queued: 1, running: 0, workers: 1 }],
-      workers: [
-        {
-          worker: 'w1',
-          pool: 'linux-x86_64',
-          platform: 'linux/amd64',
-          capacity: 4,
-          running: [],
-          paused: false,
-          draining: false,
-          connected: true,
-          refusing: false,
-          freeBytes: 5e10,
-          hints: 17,
-          lastSeen: Date.now(),
-        },
-      ],
+      workers: [workerInfo()],
       queues: [{ pool: 'linux-x86_64', client: 'alice', urgent: 0, normal: 1 }],
     });
     browser = await launchChromium();

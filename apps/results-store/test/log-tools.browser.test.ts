@@ -26,6 +26,7 @@ import {
   spawnResultsStore,
   stepFinished,
   stepStarted,
+  workerInfo,
   type ResultsStoreProcess,
 } from '../../../test/support/results-store.js';
 
@@ -53,22 +54,7 @@ describe('the dashboard across a restart of the results-store', () => {
     // The scheduler knows these jobs; no event about them comes while the test runs.
     stopScheduler = schedulerStandIn(nc, {
       pools: [{ pool: POOL, paused: false, queued: 1, running: 1, workers: 1 }],
-      workers: [
-        {
-          worker: 'w1',
-          pool: POOL,
-          platform: 'linux/amd64',
-          capacity: 4,
-          running: [running.job],
-          paused: false,
-          draining: false,
-          connected: true,
-          refusing: false,
-          freeBytes: 5e10,
-          hints: 17,
-          lastSeen: now,
-        },
-      ],
+      workers: [workerInfo({ pool: POOL, running: [running.job], lastSeen: now })],
       queues: [{ pool: POOL, client: 'alice', urgent: 0, normal: 1 }],
       jobs: [
         { ...running, state: 'running', worker: 'w1', at: now, submittedAt: now - 95_000 },
