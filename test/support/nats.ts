@@ -3,6 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connectBus } from '@cairn/contracts';
 import { stopChild } from './processes.js';
 
 export interface RunningNats {
@@ -83,4 +85,31 @@ export async function startNats(options: { config?: string; jetstream?: boolean 
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A private nats-server (startNats) and a connection to it, as a test of the bus starts. */
+export interface NatsWithClient {
+  readonly nats: RunningNats;
+  readonly nc: NatsConnection;
+  /** Closes the connection, then stops the server. */
+  close(): Promise<void>;
+}
+
+/** `name`: the connection's, as the server shows it. */
+export async function startNatsWithClient(name: string): Promise<NatsWithClient> {
+  const nats = await startNats();
+  try {
+    const nc = await connectBus({ servers: nats.url, name });
+    return {
+      nats,
+      nc,
+      async close() {
+        await nc.close();
+        await nats.stop();
+      },
+    };
+  } catch (e) {
+    await nats.stop();
+    throw e;
+  }
 }

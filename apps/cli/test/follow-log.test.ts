@@ -1,21 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { answer, connectBus, subjects, type LogChunk, type Requeue } from '@cairn/contracts';
+import { answer, subjects, type LogChunk, type Requeue } from '@cairn/contracts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { followLog } from '../src/cluster/follow-log.js';
-import { startNats, type RunningNats } from '../../../test/support/nats.js';
+import { startNatsWithClient, type NatsWithClient } from '../../../test/support/nats.js';
 
 /** `cairn logs` of a job whose first run was lost: the runs are told apart, with the reason. */
 describe('followLog across attempts', () => {
-  let nats: RunningNats;
+  let bus: NatsWithClient;
   let nc: NatsConnection;
 
   beforeAll(async () => {
-    nats = await startNats();
-    nc = await connectBus({ servers: nats.url, name: 'follow-log-test' });
+    bus = await startNatsWithClient('follow-log-test');
+    ({ nc } = bus);
   }, 30_000);
   afterAll(async () => {
-    await nc?.close();
-    await nats?.stop();
+    await bus?.close();
   });
 
   const chunk = (attempt: number, seq: number, text: string, end?: LogChunk['end']): LogChunk => ({ job: 'j-1', attempt, seq, text, ...(end ? { end } : {}) });

@@ -1,22 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
-import { connectBus } from '@cairn/contracts';
 import { readBucket } from '../src/bucket-reader.js';
-import { startNats, type RunningNats } from '../../../test/support/nats.js';
+import { startNatsWithClient, type NatsWithClient } from '../../../test/support/nats.js';
 
 describe('readBucket on a real nats-server', () => {
-  let nats: RunningNats;
+  let bus: NatsWithClient;
   let nc: NatsConnection;
 
   beforeAll(async () => {
-    nats = await startNats();
-    nc = await connectBus({ servers: nats.url, name: 'bucket-reader-test' });
+    bus = await startNatsWithClient('bucket-reader-test');
+    ({ nc } = bus);
   });
 
   afterAll(async () => {
-    await nc?.close();
-    await nats?.stop();
+    await bus?.close();
   });
 
   it('reads nothing from an empty bucket, without waiting', async () => {

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pack } from 'tar-stream';
-import { connectBus, ensureJetStream, putBlob } from '@cairn/contracts';
+import { ensureJetStream, putBlob } from '@cairn/contracts';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { startNats, type RunningNats } from '../../../test/support/nats.js';
+import { startNatsWithClient, type NatsWithClient } from '../../../test/support/nats.js';
 import { fetchContext } from '../src/context-fetch.js';
 
 type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link' | 'character-device'; linkname?: string; text?: string; mode?: number };
@@ -24,19 +24,18 @@ async function tarOf(entries: Entry[]): Promise<Buffer> {
 
 /** Contexts from a real JetStream blob store, hostile ones included. */
 describe('fetching a build context', () => {
-  let nats: RunningNats;
+  let bus: NatsWithClient;
   let nc: NatsConnection;
   let dir: string;
 
   beforeAll(async () => {
-    nats = await startNats();
-    nc = await connectBus({ servers: nats.url, name: 'test' });
+    bus = await startNatsWithClient('test');
+    ({ nc } = bus);
     await ensureJetStream(nc);
     dir = await mkdtemp(join(tmpdir(), 'cairn-context-test-'));
   });
   afterAll(async () => {
-    await nc?.close();
-    await nats?.stop();
+    await bus?.close();
     await rm(dir, { recursive: true, force: true });
   });
 

@@ -3,9 +3,9 @@ import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { connectBus, ensureAll, type LogStep } from '@cairn/contracts';
+import { ensureAll, type LogStep } from '@cairn/contracts';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { startNats, type RunningNats } from '../../../test/support/nats.js';
+import { startNatsWithClient, type NatsWithClient, type RunningNats } from '../../../test/support/nats.js';
 import { LogBacklog } from '../src/log-backlog.js';
 import { LogPublisher } from '../src/log-publisher.js';
 import { Redactor } from '../src/redactor.js';
@@ -38,19 +38,19 @@ async function spoolContents(dir: string): Promise<string> {
 }
 
 describe('a job log while NATS is down: bounded in memory, spooled to disk, published in order', () => {
+  let bus: NatsWithClient;
   let nats: RunningNats;
   let nc: NatsConnection;
   let scratch: string;
 
   beforeAll(async () => {
-    nats = await startNats();
-    nc = await connectBus({ servers: nats.url, name: 'log-spool-test' });
+    bus = await startNatsWithClient('log-spool-test');
+    ({ nats, nc } = bus);
     await ensureAll(nc);
     scratch = await mkdtemp(join(tmpdir(), 'cairn-log-spool-test-'));
   });
   afterAll(async () => {
-    await nc?.close();
-    await nats?.stop();
+    await bus?.close();
     if (scratch) await rm(scratch, { recursive: true, force: true });
   });
 
