@@ -10,10 +10,12 @@ import { startNats, type RunningNats } from '../../../test/support/nats.js';
 import {
   createDatabase,
   FLAVOURS,
+  openTestDatabase,
   sampleResult,
   sha256Hex,
   startResultsStore,
   type ResultsStoreUnderTest,
+  type OpenTestDatabase,
   type TestDatabase,
 } from '../../../test/support/results-store.js';
 import { BlobStore } from '../src/blobs/blob-store.js';
@@ -48,8 +50,8 @@ async function metric(metrics: ResultsMetrics, name: 'backfillBuilds' | 'backfil
 }
 
 describe.each(FLAVOURS)('the page backfill on %s', (flavour) => {
+  let database: OpenTestDatabase;
   let dir: string;
-  let db: TestDatabase;
   let ds: DataSource;
   let blobs: BlobStore;
   let queries: BuildQueries;
@@ -88,9 +90,8 @@ describe.each(FLAVOURS)('the page backfill on %s', (flavour) => {
   }
 
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'cairn-rs-backfill-'));
-    db = await createDatabase(flavour, dir);
-    ds = await openDatabase(db.location);
+    database = await openTestDatabase(flavour, 'cairn-rs-backfill-');
+    ({ dir, ds } = database);
     blobs = new BlobStore(dataDir());
     await blobs.init();
     queries = new BuildQueries(ds);
@@ -105,9 +106,7 @@ describe.each(FLAVOURS)('the page backfill on %s', (flavour) => {
   });
   afterEach(async () => {
     vi.restoreAllMocks();
-    await ds?.destroy();
-    await db?.drop();
-    await rm(dir, { recursive: true, force: true });
+    await database?.close();
   });
 
   it('renders and keeps the page of every build that has none, newest first; a reader then gets the kept copy', async () => {
