@@ -8,7 +8,8 @@
  *
  * `t` pairs each chunk's first byte in the text with its time (epoch ms), each pair as
  * the difference from the one before; `s` places each boundary at the byte of the text
- * it came before. A build stored before the index (or uploaded) has none: its log
+ * it came before. A build stored before the index has none, nor has an upload whose
+ * manifest carried none (`logIndex`, checked against its log as it is stored): its log
  * renders as numbered lines, without times or folding.
  */
 import { LogStep } from '@cairn/contracts';
@@ -16,7 +17,8 @@ import { z } from 'zod';
 import type { LogPiece } from './view/log-sections.js';
 
 const Offset = z.number().int().nonnegative();
-const LogIndexJson = z.object({
+/** The index as JSON (also what an upload's manifest may carry as `logIndex`). */
+export const LogIndexJson = z.object({
   v: z.literal(1),
   t: z.array(z.number().int()).refine((t) => t.length % 2 === 0, 'holds pairs'),
   s: z.array(z.tuple([Offset, LogStep])),

@@ -9,7 +9,9 @@ import { TokenService } from '../src/auth/token-service.js';
 import { UploadHooks } from '../src/hooks/upload-hooks.js';
 import { asBuildId, asSha256 } from '../src/ids.js';
 import { UPLOAD_CONTENT_TYPE } from '../src/ingest/upload-format.js';
+import { LogIndexer } from '../src/log-index.js';
 import { BuildQueries } from '../src/queries/build-queries.js';
+import type { LogPiece } from '../src/view/log-sections.js';
 
 describe('uploading results made outside the cluster', () => {
   let nats: RunningNats;
@@ -72,6 +74,7 @@ describe('uploading results made outside the cluster', () => {
     const stored = await queries.getBuild(asBuildId(result.job));
     expect(stored?.source).toBe('upload');
     expect(stored?.logSha256).toBe(sha256Hex('built outside\n'));
+    expect(stored?.logIndex).toBeNull(); // no index given: numbered lines, no times or folding
     const download = await fetch(`${rs.url}/api/v1/builds/${result.job}/artifacts/dist/b.bin`);
     expect(download.headers.get('x-checksum-sha256')).toBe(sha256Hex(b));
     expect(sha256Hex(Buffer.from(await download.arrayBuffer()))).toBe(sha256Hex(b));
@@ -201,6 +204,48 @@ describe('uploading results made outside the cluster', () => {
     expect(((await res.json()) as { message: string }).message).toMatch(/^upload manifest: result\.name: /);
     const type = await post(Buffer.from('x'), writer, 'text/plain');
     expect(type.status).toBe(415);
+  });
+
+  it('keeps the index an upload gives its log: the build page folds the log by step and shows its times', async () => {
+    const t0 = Date.UTC(2026, 0, 2, 3, 4, 5, 600);
+    const pieces: [LogPiece, number][] = [
+      [{ text: '', step: { t: 'started', heading: '(from busybox)', stage: '' } }, t0],
+      [{ text: '(from busybox)\n' }, t0],
+      [{ text: '', step: { t: 'finished', stage: '', id: 'a'.repeat(64), cached: true, ms: 3 } }, t0 + 3],
+      [{ text: '', step: { t: 'started', heading: '/: (run (shell "make"))', stage: '' } }, t0 + 5],
+      [{ text: '/: (run (shell "make"))\ncompiling\n' }, t0 + 5],
+      [{ text: 'linked\n' }, t0 + 1500],
+      [{ text: '', step: { t: 'finished', stage: '', id: 'b'.repeat(64), cached: false, ms: 1495 } }, t0 + 1500],
+    ];
+    // What the results-store writes of a log it reads from the stream, made the same way.
+    const indexer = new LogIndexer();
+    for (const [piece, at] of pieces) indexer.add(piece, at);
+    const log = pieces.map(([piece]) => piece.text).join('');
+    const result = sampleResult({ name: 'uploaded-with-index' });
+    const res = await post(uploadBody({ result, log, logIndex: JSON.parse(indexer.encode()) as unknown }, []));
+    expect(res.status).toBe(201);
+    expect((await queries.getBuild(asBuildId(result.job)))?.logIndex).toBe(indexer.encode());
+    const page = await (await fetch(`${rs.url}/builds/${result.job}`)).text();
+    expect(page.match(/<details class="step[^"]*"/g)).toEqual(['<details class="step cached"', '<details class="step"']);
+    expect(page).toContain('<span class="hit">cache hit</span>');
+    expect(page).toContain('data-ts="03:04:05.600"'); // the heading of the first step, when it was written
+    expect(page).toContain('data-ts="03:04:07.100"'); // "linked", 1.5 s later
+  });
+
+  it('refuses a log index that does not fit its log, or has no log (422), or is malformed (400), storing nothing', async () => {
+    const result = sampleResult({ name: 'bad-index' });
+    const past = await post(uploadBody({ result, log: 'short\n', logIndex: { v: 1, t: [0, 1, 100, 1], s: [] } }, []));
+    expect(past.status).toBe(422);
+    expect(((await past.json()) as { message: string }).message).toBe(
+      `upload of ${result.job}: the log index places something at byte 100, out of order or past the log's 6 bytes`,
+    );
+    const alone = await post(uploadBody({ result, logIndex: { v: 1, t: [], s: [] } }, []));
+    expect(alone.status).toBe(422);
+    expect(((await alone.json()) as { message: string }).message).toBe(`upload of ${result.job}: logIndex without a log`);
+    const malformed = await post(uploadBody({ result, log: 'x\n', logIndex: { v: 2 } }, []));
+    expect(malformed.status).toBe(400);
+    expect(((await malformed.json()) as { message: string }).message).toMatch(/^upload manifest: logIndex\.v: /);
+    await nothingStored(result.job, [Buffer.from('short\n'), Buffer.from('x\n')]);
   });
 
   it('answers 409 for a build already stored and changes nothing', async () => {

@@ -137,7 +137,7 @@ export const API: Readonly<Record<string, Partial<Record<Method, Operation>>>> =
     post: {
       summary: 'Store a build made outside the cluster',
       description:
-        'Body: one line of JSON `{"result": BuildResult, "log"?: string}`, then each artifact\'s bytes in the order listed, exactly `size` bytes each. Refused uploads store nothing.',
+        'Body: one line of JSON `{"result": BuildResult, "log"?: string, "logIndex"?: {"v": 1, "t": [byte, ms, ...], "s": [[byte, step], ...]}}` (logIndex: when each piece of the log was written and where its steps start and finish, as the log stream says; the build page folds and times the log by it), then each artifact\'s bytes in the order listed, exactly `size` bytes each. Refused uploads store nothing.',
       access: 'write',
       body: { type: UPLOAD_CONTENT_TYPE },
       responses: {
@@ -147,7 +147,7 @@ export const API: Readonly<Record<string, Partial<Record<Method, Operation>>>> =
         409: error('Already stored'),
         413: error('Manifest or body too large (CAIRN_RESULTS_MAX_UPLOAD_BYTES)'),
         415: error('Wrong Content-Type'),
-        422: error('Bad artifact path, size or checksum'),
+        422: error('Bad artifact path, size or checksum, or a logIndex that does not fit the log'),
       },
     },
   },

@@ -22,6 +22,7 @@ import type { BuildSource } from '../db/build.entity.js';
 import { UploadHooks } from '../hooks/upload-hooks.js';
 import { asBuildId, asSha256, type BuildId, type Sha256 } from '../ids.js';
 import { readStoredLog } from '../live/log-stream.js';
+import { decodeLogIndex } from '../log-index.js';
 import { ResultsMetrics } from '../ops/results-metrics.js';
 import { CONFIG, DATA_SOURCE, LOGGER } from '../tokens.js';
 import { normaliseArtifactPath } from './artifact-path.js';
@@ -198,6 +199,7 @@ export class Ingest {
     const problems: string[] = [];
     const artifacts = this.normalise(result.artifacts, 'upload', problems);
     if (problems.length) throw new UploadRejectedError(422, `upload of ${result.job}: ${problems.join('; ')}`);
+    const logIndex = uploadedLogIndex(manifest);
     if (await buildExists(this.ds, asBuildId(result.job))) throw new UploadRejectedError(409, `build ${result.job} is already stored`);
 
     const staged: StagedBlob[] = [];
@@ -217,7 +219,7 @@ export class Ingest {
       if (await this.blobs.claim(blob.sha256)) await blob.discard();
       else await blob.commit();
     }
-    const log = manifest.log === undefined ? undefined : await this.putText(manifest.log, `log of ${result.job}`);
+    const log = manifest.log === undefined ? undefined : { ...(await this.putText(manifest.log, `log of ${result.job}`)), ...logIndex };
     const outcome = await this.commit(result, 'upload', artifacts, log, []);
     if (outcome === 'duplicate') throw new UploadRejectedError(409, `build ${result.job} is already stored`);
     await this.finish(result, 'upload', outcome, artifacts.length);
@@ -246,7 +248,7 @@ export class Ingest {
     result: BuildResult,
     source: BuildSource,
     artifacts: NormalisedArtifact[],
-    log: { sha256: Sha256; size: number } | undefined,
+    log: { sha256: Sha256; size: number; index?: string } | undefined,
     notes: string[],
   ): Promise<RecordOutcome> {
     const record = () =>
@@ -386,6 +388,24 @@ async function inOrder<T>(items: readonly T[], limit: number, work: (item: T) =>
 
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * The index an upload's manifest gave its log, as builds.log_index keeps it: checked
+ * against the log as the build page will read it, so a page never finds it wrong. An
+ * index that does not fit its log, or comes without one, refuses the upload (422).
+ */
+function uploadedLogIndex(manifest: UploadManifest): { index: string } | Record<string, never> {
+  if (manifest.logIndex === undefined) return {};
+  const what = `upload of ${manifest.result.job}`;
+  if (manifest.log === undefined) throw new UploadRejectedError(422, `${what}: logIndex without a log`);
+  const index = JSON.stringify(manifest.logIndex);
+  try {
+    decodeLogIndex(index, Buffer.byteLength(manifest.log), what);
+  } catch (e) {
+    throw new UploadRejectedError(422, message(e));
+  }
+  return { index };
 }
 
 function rejection(e: unknown): UploadRejectedError {
