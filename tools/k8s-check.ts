@@ -5,14 +5,17 @@
  * cannot see: images pinned by digest, probes and resources on every container, probe
  * and Service ports that exist, selectors that select something, every Secret and
  * ConfigMap (and every key of them) a pod uses, a worker's grace period longer than its
- * drain, and alert rules that name metrics (and labels) the services export. Each problem names the
- * object (Kind/name) and the field.
+ * drain, and alert rules that name metrics (and labels) the services export and that are the
+ * compose stack's alerts (infra/compose/prometheus/alerts.yml), so the two cannot drift. Each
+ * problem names the object (Kind/name) and the field.
  *
  *   node tools/k8s-check.ts infra/k8s/overlays/prod [--digests]
  */
 import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import * as appsV1 from 'kubernetes-models/apps/v1';
 import * as autoscalingV2 from 'kubernetes-models/autoscaling/v2';
 import * as networkingV1 from 'kubernetes-models/networking.k8s.io/v1';
@@ -133,6 +136,85 @@ export interface CheckOptions {
   readonly requireDigests: boolean;
   /** What the services export (exportedMetrics); alert rules may name only these metrics and labels. */
   readonly metrics: ExportedMetrics;
+  /**
+   * The compose stack's alerts (composeAlerts): the PrometheusRule must have each of them,
+   * with the same expression, `for`, labels and summary, and no other alert but those in
+   * KUBERNETES_ONLY_ALERTS.
+   */
+  readonly composeAlerts?: readonly AlertRule[];
+}
+
+/** An alert rule, as Prometheus's rule files and the PrometheusRule both write it. */
+export interface AlertRule {
+  readonly alert: string;
+  readonly expr: string;
+  readonly for?: string;
+  readonly labels?: Readonly<Record<string, string>>;
+  readonly annotations?: Readonly<Record<string, string>>;
+}
+
+export const COMPOSE_ALERTS = 'infra/compose/prometheus/alerts.yml';
+
+/**
+ * Alerts the Kubernetes rules have and the compose stack does not, and why. Any other
+ * difference between the two sets is a problem.
+ */
+export const KUBERNETES_ONLY_ALERTS: Readonly<Record<string, string>> = {
+  CairnServiceNotReady: 'up{namespace="cairn"}: the namespace label is the Prometheus Operator\'s; compose has no such alert yet',
+  CairnResultsBacklog: 'not in the compose stack yet',
+};
+
+/** The alert rules of the compose stack's Prometheus (COMPOSE_ALERTS under `root`). */
+export async function composeAlerts(root: string): Promise<AlertRule[]> {
+  const file = parse(await readFile(join(root, COMPOSE_ALERTS), 'utf8')) as { groups?: { rules?: Partial<AlertRule>[] }[] };
+  return (file.groups ?? []).flatMap((g) => g.rules ?? []).filter((r): r is AlertRule => typeof r.alert === 'string');
+}
+
+/** The same text but for whitespace, which is layout. */
+const sameExpr = (a: unknown, b: unknown) =>
+  String(a ?? '')
+    .replace(/\s+/g, ' ')
+    .trim() ===
+  String(b ?? '')
+    .replace(/\s+/g, ' ')
+    .trim();
+/** Compose's summary as Kubernetes says it: a target compose names by `instance` is a `pod` there. */
+const asPod = (summary: string | undefined) => summary?.replace(/\$labels\.instance\b/g, '$labels.pod');
+
+/** Where the PrometheusRules' alerts and the compose stack's differ. */
+function alertDriftProblems(rules: readonly K8sObject[], compose: readonly AlertRule[]): string[] {
+  const problems: string[] = [];
+  const ours = new Map<string, { rule: K8sObject; at: string; r: any }>();
+  for (const rule of rules) {
+    for (const group of rule.spec?.groups ?? []) {
+      for (const r of group.rules ?? []) if (typeof r.alert === 'string') ours.set(r.alert, { rule, at: `/spec/groups/${group.name}/${r.alert}`, r });
+    }
+  }
+  const where = rules[0] === undefined ? 'PrometheusRule' : idOf(rules[0]);
+  for (const c of compose) {
+    const k = ours.get(c.alert);
+    if (!k) {
+      problems.push(`${where}: no alert ${c.alert}, which the compose stack has (${COMPOSE_ALERTS})`);
+      continue;
+    }
+    const differs = (field: string, theirs: unknown, mine: unknown) =>
+      problems.push(
+        `${idOf(k.rule)}: ${k.at}/${field}: ${JSON.stringify(mine ?? null)} is not the compose stack's ${JSON.stringify(theirs ?? null)} (${COMPOSE_ALERTS})`,
+      );
+    if (!sameExpr(c.expr, k.r.expr)) differs('expr', c.expr, k.r.expr);
+    if ((c.for ?? '0s') !== (k.r.for ?? '0s')) differs('for', c.for, k.r.for);
+    for (const label of new Set([...Object.keys(c.labels ?? {}), ...Object.keys(k.r.labels ?? {})])) {
+      if (c.labels?.[label] !== k.r.labels?.[label]) differs(`labels/${label}`, c.labels?.[label], k.r.labels?.[label]);
+    }
+    const summary = asPod(c.annotations?.summary);
+    if (!sameExpr(summary, k.r.annotations?.summary)) differs('annotations/summary', summary, k.r.annotations?.summary);
+  }
+  const inCompose = new Set(compose.map((c) => c.alert));
+  for (const [name, { rule, at }] of ours) {
+    if (!inCompose.has(name) && KUBERNETES_ONLY_ALERTS[name] === undefined)
+      problems.push(`${idOf(rule)}: ${at}: not one of the compose stack's alerts (${COMPOSE_ALERTS}), nor one of KUBERNETES_ONLY_ALERTS (tools/k8s-check.ts)`);
+  }
+  return problems;
 }
 
 /** Every problem found in `objects`, each naming its object and field; empty when all is well. */
@@ -305,6 +387,7 @@ export function checkManifests(objects: readonly K8sObject[], options: CheckOpti
       }
     }
   }
+  if (options.composeAlerts) problems.push(...alertDriftProblems(byKind('PrometheusRule'), options.composeAlerts));
   return problems;
 }
 
@@ -317,7 +400,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   }
   const objects = await renderOverlay(dir);
   const root = new URL('..', import.meta.url).pathname;
-  const problems = checkManifests(objects, { requireDigests: flags.includes('--digests'), metrics: await exportedMetrics(root) });
+  const problems = checkManifests(objects, {
+    requireDigests: flags.includes('--digests'),
+    metrics: await exportedMetrics(root),
+    composeAlerts: await composeAlerts(root),
+  });
   for (const p of problems) console.error(p);
   console.error(`${dir}: ${objects.length} objects, ${problems.length} problem(s)`);
   process.exit(problems.length ? 1 : 0);

@@ -1,9 +1,10 @@
 /**
  * infra/k8s rendered with kubectl kustomize and checked without a Kubernetes API server
  * (none can run here): every object of the dev and prod overlays against the Kubernetes
- * OpenAPI schemas and our own rules (tools/k8s-check.ts). Then copies of the prod overlay
- * that break a schema, a selector, a seed, a probe, a grace period, an alert or an image
- * pin must fail, each problem naming its object and field.
+ * OpenAPI schemas and our own rules (tools/k8s-check.ts), its alerts against the compose
+ * stack's. Then copies of the prod overlay that break a schema, a selector, a seed, a
+ * probe, a grace period, an alert (or let it drift from compose's) or an image pin must
+ * fail, each problem naming its object and field.
  */
 import { execFile } from 'node:child_process';
 import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -12,13 +13,14 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportedMetrics, type ExportedMetrics } from '../../tools/exported-metrics.js';
-import { checkManifests, renderOverlay, type K8sObject } from '../../tools/k8s-check.js';
+import { checkManifests, composeAlerts, KUBERNETES_ONLY_ALERTS, renderOverlay, type AlertRule, type K8sObject } from '../../tools/k8s-check.js';
 
 const run = promisify(execFile);
 const ROOT = new URL('../../', import.meta.url).pathname;
 
 let work: string;
 let metrics: ExportedMetrics;
+let compose: AlertRule[];
 let dev: K8sObject[];
 let prod: K8sObject[];
 
@@ -37,7 +39,7 @@ async function brokenProd(name: string, patches: string): Promise<string[]> {
     join(dir, 'kustomization.yaml'),
     `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../prod\npatches:\n${patches}`,
   );
-  return checkManifests(await renderOverlay(dir), { requireDigests: true, metrics });
+  return checkManifests(await renderOverlay(dir), { requireDigests: true, metrics, composeAlerts: compose });
 }
 
 beforeAll(async () => {
@@ -56,6 +58,7 @@ beforeAll(async () => {
     join(work, 'db-url'),
   );
   metrics = await exportedMetrics(ROOT);
+  compose = await composeAlerts(ROOT);
   [dev, prod] = await Promise.all([renderOverlay(join(work, 'k8s/overlays/dev')), renderOverlay(join(work, 'k8s/overlays/prod'))]);
 }, 120_000);
 
@@ -65,13 +68,13 @@ afterAll(async () => {
 
 describe('the dev and prod overlays', () => {
   it('dev: every object is valid and passes our checks', () => {
-    expect(checkManifests(dev, { requireDigests: false, metrics })).toEqual([]);
+    expect(checkManifests(dev, { requireDigests: false, metrics, composeAlerts: compose })).toEqual([]);
     expect(named(dev, 'StatefulSet', 'cairn-postgres')).toBeDefined();
     expect(named(dev, 'StatefulSet', 'cairn-worker-linux-x86-64')?.spec.replicas).toBe(1);
   });
 
   it('prod: every object is valid, every image pinned by digest, PostgreSQL outside', () => {
-    expect(checkManifests(prod, { requireDigests: true, metrics })).toEqual([]);
+    expect(checkManifests(prod, { requireDigests: true, metrics, composeAlerts: compose })).toEqual([]);
     expect(prod.filter((o) => o.metadata.name.includes('postgres'))).toEqual([]);
   });
 
@@ -107,6 +110,20 @@ describe('the dev and prod overlays', () => {
         .map((o) => o.spec.template.spec.nodeSelector['kubernetes.io/arch'])
         .sort(),
     ).toEqual(['amd64', 'arm64']);
+  });
+
+  it("holds the compose stack's alerts, by name, expression, duration and severity, and only the listed ones besides", () => {
+    for (const objects of [dev, prod]) {
+      const rules = objects
+        .filter((o) => o.kind === 'PrometheusRule')
+        .flatMap((o) => o.spec.groups.flatMap((g: { rules: AlertRule[] }) => g.rules))
+        .map((r: AlertRule) => ({ alert: r.alert, expr: r.expr, for: r.for, severity: r.labels?.severity }));
+      const fromCompose = compose.map((r) => ({ alert: r.alert, expr: r.expr, for: r.for, severity: r.labels?.severity }));
+      expect(rules.filter((r) => KUBERNETES_ONLY_ALERTS[r.alert] === undefined).sort((a, b) => a.alert.localeCompare(b.alert))).toEqual(
+        fromCompose.sort((a, b) => a.alert.localeCompare(b.alert)),
+      );
+      expect(rules.find((r) => r.alert === 'CairnQueueWaiting')?.expr).toBe('max by (pool) (cairn_scheduler_oldest_queued_seconds) > 600');
+    }
   });
 });
 
@@ -166,10 +183,36 @@ describe('a broken copy of the prod overlay fails, naming the object and the fie
       expect.arrayContaining([
         'Deployment/cairn-results-store: container results-store: image cairn/results-store:latest is not pinned by digest (@sha256:...)',
         'Deployment/cairn-results-store: container results-store: envFrom: no ConfigMap cairn-settings',
-        'PrometheusRule/cairn: /spec/groups/cairn/CairnQueueGrowing/expr: cairn_scheduler_queue_age_seconds is not a metric any service exports',
-        'PrometheusRule/cairn: /spec/groups/cairn/CairnNoWorkersInPool/expr: cairn_scheduler_workers has no label online',
+        'PrometheusRule/cairn: /spec/groups/cairn/CairnQueueWaiting/expr: cairn_scheduler_queue_age_seconds is not a metric any service exports',
+        'PrometheusRule/cairn: /spec/groups/cairn/CairnPoolWithoutWorkers/expr: cairn_scheduler_workers has no label online',
       ]),
     );
+  });
+
+  it("an alert that drifts from the compose stack's: another expression, duration, severity or summary, one missing, one only here", async () => {
+    const problems = await brokenProd(
+      'alert-drift',
+      `  - target: { kind: PrometheusRule, name: cairn }\n    patch: |\n` +
+        `      - { op: replace, path: /spec/groups/0/rules/0/expr, value: "min_over_time(cairn_scheduler_queue_length[15m]) > 0" }\n` +
+        `      - { op: replace, path: /spec/groups/0/rules/0/for, value: 15m }\n` +
+        `      - { op: replace, path: /spec/groups/0/rules/1/alert, value: CairnNoWorkersInPool }\n` +
+        `      - { op: replace, path: /spec/groups/0/rules/3/labels/severity, value: critical }\n` +
+        // compose's `instance` is a pod's address under Kubernetes: the worker is named by `pod`.
+        `      - { op: replace, path: /spec/groups/0/rules/3/annotations/summary, value: "Worker {{ $labels.instance }} is low on store space or refuses jobs" }\n`,
+    );
+    expect(problems).toEqual([
+      'PrometheusRule/cairn: /spec/groups/cairn/CairnQueueWaiting/expr: "min_over_time(cairn_scheduler_queue_length[15m]) > 0" is not the compose stack\'s "max by (pool) (cairn_scheduler_oldest_queued_seconds) > 600" (infra/compose/prometheus/alerts.yml)',
+      'PrometheusRule/cairn: /spec/groups/cairn/CairnQueueWaiting/for: "15m" is not the compose stack\'s "5m" (infra/compose/prometheus/alerts.yml)',
+      'PrometheusRule/cairn: no alert CairnPoolWithoutWorkers, which the compose stack has (infra/compose/prometheus/alerts.yml)',
+      'PrometheusRule/cairn: /spec/groups/cairn/CairnWorkerDiskLow/labels/severity: "critical" is not the compose stack\'s "warning" (infra/compose/prometheus/alerts.yml)',
+      'PrometheusRule/cairn: /spec/groups/cairn/CairnWorkerDiskLow/annotations/summary: "Worker {{ $labels.instance }} is low on store space or refuses jobs" is not the compose stack\'s "Worker {{ $labels.pod }} is low on store space or refuses jobs" (infra/compose/prometheus/alerts.yml)',
+      "PrometheusRule/cairn: /spec/groups/cairn/CairnNoWorkersInPool: not one of the compose stack's alerts (infra/compose/prometheus/alerts.yml), nor one of KUBERNETES_ONLY_ALERTS (tools/k8s-check.ts)",
+    ]);
+    // An alert added to compose alone fails too.
+    const added = [...compose, { alert: 'CairnNew', expr: 'cairn_results_backlog > 5', for: '1m', labels: { severity: 'warning' } }];
+    expect(checkManifests(prod, { requireDigests: true, metrics, composeAlerts: added })).toEqual([
+      'PrometheusRule/cairn: no alert CairnNew, which the compose stack has (infra/compose/prometheus/alerts.yml)',
+    ]);
   });
 
   it('knows the metrics the services really export, with their labels', () => {
