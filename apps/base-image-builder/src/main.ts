@@ -11,15 +11,16 @@
  * CAIRN_RETRY_MAX_MS (900000), CAIRN_CLAIM_TTL_MS (60000), CAIRN_RETENTION_DAYS (30),
  * CAIRN_SCHEDULES (1; 0 turns the cron schedules off), CAIRN_IMAGE_WEBHOOKS (comma-separated
  * http(s) URLs, none by default: each gets a signed JSON POST per tag when an image gets a
- * new digest, digest-webhooks.ts), CAIRN_IMAGE_WEBHOOK_SECRET_FILE (a file holding the
- * HMAC-SHA256 key of the `x-cairn-signature` header; required with CAIRN_IMAGE_WEBHOOKS).
+ * new digest and one when a build fails, kept in the bucket until delivered,
+ * image-webhooks.ts), CAIRN_IMAGE_WEBHOOK_SECRET_FILE (a file holding the HMAC-SHA256 key
+ * of the `x-cairn-signature` header; required with CAIRN_IMAGE_WEBHOOKS).
  */
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { busFromEnv, connectBus } from '@cairn/contracts';
 import { settleHttpListen, startService } from '@cairn/service-kit';
 import { BaseImageBuilderModule } from './base-image-builder.module.js';
-import { DigestWebhooks } from './digest-webhooks.js';
+import { ImageWebhooks } from './image-webhooks.js';
 import { ImageRecords } from './image-records.js';
 import { loadMatrix } from './matrix/matrix.js';
 
@@ -36,7 +37,8 @@ if (!registry || !/^https?:\/\//.test(registry)) {
   console.error('base-image-builder: CAIRN_REGISTRY must name the registry to publish to, as http://host:port');
   process.exit(2);
 }
-const webhooks = await DigestWebhooks.fromEnv(env, say).catch((e: unknown) => {
+const replica = env.CAIRN_REPLICA_ID ?? hostname();
+const webhooks = await ImageWebhooks.fromEnv(env, replica, say).catch((e: unknown) => {
   console.error(`base-image-builder: ${e instanceof Error ? e.message : String(e)}`);
   process.exit(2);
 });
@@ -56,7 +58,7 @@ const service = await startService({
           maxAttempts: number('CAIRN_MAX_ATTEMPTS', 3),
           backoff: { firstMs: number('CAIRN_RETRY_FIRST_MS', 30_000), maxMs: number('CAIRN_RETRY_MAX_MS', 900_000) },
         },
-        replica: env.CAIRN_REPLICA_ID ?? hostname(),
+        replica,
         claimTtlMs: number('CAIRN_CLAIM_TTL_MS', 60_000),
         retentionMs: number('CAIRN_RETENTION_DAYS', 30) * 86_400_000,
         schedules: env.CAIRN_SCHEDULES !== '0',

@@ -28,7 +28,7 @@ import { planRebuilds, retryAt, type ImageDecision, type RebuildPolicy } from '.
 import type { ImageRecords } from './image-records.js';
 import { probeCommand, probePackages, sha256, specDigests } from './matrix/inputs-digest.js';
 import type { Matrix, MatrixImage } from './matrix/matrix.js';
-import type { DigestWebhooks } from './digest-webhooks.js';
+import { failedEvent, publishedEvents, type ImageWebhooks } from './image-webhooks.js';
 import type { RegistryPublisher } from './registry-publisher.js';
 
 /** Where a build job leaves the image's root filesystem for the service to publish. */
@@ -47,8 +47,8 @@ export interface RebuilderOptions {
   readonly retentionMs: number;
   /** Run the cron schedules (off in tests that drive the passes themselves). */
   readonly schedules: boolean;
-  /** Told of every new digest (CAIRN_IMAGE_WEBHOOKS); in the background, after the publish. */
-  readonly webhooks?: DigestWebhooks;
+  /** Told of every new digest and every failed build (CAIRN_IMAGE_WEBHOOKS); stored with the change, sent in the background. */
+  readonly webhooks?: ImageWebhooks;
   readonly log: (message: string) => void;
 }
 
@@ -168,10 +168,26 @@ export class Rebuilder {
     for (const decision of this.decisions) {
       this.metrics.setState(decision.name, decision.state);
       const record = records.get(decision.name)!;
+      if (record.webhooks?.length)
+        await this.pendingWebhooks(decision.name, record).catch((e: unknown) => this.options.log(`${decision.name}: webhook deliveries: ${String(e)}`));
       if (record.building) this.resume(this.image(decision.name), record.building);
       else if (decision.rebuild) await this.claim(this.image(decision.name), decision, now);
     }
     this.armRetry(records);
+  }
+
+  /** Webhook deliveries stored and not made (a restart's, or a gone replica's): sent again; dropped when no webhook is set any more. */
+  private async pendingWebhooks(name: string, record: ImageRecord): Promise<void> {
+    if (this.options.webhooks) {
+      this.options.webhooks.deliver(this.records, name, record.webhooks!);
+      return;
+    }
+    const dropped = await this.records.update(name, (r) => {
+      if (!r.webhooks) return undefined;
+      const { webhooks: _dropped, ...rest } = r;
+      return rest;
+    });
+    if (dropped) this.options.log(`${name}: ${record.webhooks!.length} webhook deliveries dropped: CAIRN_IMAGE_WEBHOOKS is not set any more`);
   }
 
   /** The earliest retry due wakes a pass (a failed build is retried without anyone asking). */
@@ -305,6 +321,7 @@ export class Rebuilder {
     const now = Date.now();
     let expired: string[] = [];
     let previous: string | undefined;
+    const webhooks = this.options.webhooks;
     const written = await this.records.update(image.name, (r) => {
       if (!this.ours(r, building)) return undefined;
       previous = r.current?.digest;
@@ -314,27 +331,16 @@ export class Rebuilder {
       const history = [published, ...r.history.filter((h) => h.digest !== digest)];
       const keep = history.filter((h, i) => i === 0 || now - h.at < this.options.retentionMs);
       expired = history.filter((h) => !keep.includes(h)).map((h) => h.digest);
+      // The webhooks' deliveries are stored with the publish: none is lost, whenever the process dies.
+      const told = webhooks && digest !== previous ? webhooks.outbox(publishedEvents(image, digest, previous, job, now)) : [];
       const { building: _done, failures: _cleared, ...rest } = r;
-      return { ...rest, current: published, history: keep };
+      return { ...rest, current: published, history: keep, ...(told.length ? { webhooks: [...(r.webhooks ?? []), ...told] } : {}) };
     });
     if (!written) return;
     this.metrics.published(image.name, now);
     this.metrics.built(image.name, 'published', now - building.startedAt);
     this.options.log(`${image.name}: published ${digest} as ${image.tags.map((t) => `${image.repository}:${t}`).join(', ')}`);
-    if (digest !== previous) {
-      this.options.webhooks?.send(
-        image.tags.map((tag) => ({
-          event: 'image.published',
-          image: image.name,
-          repository: image.repository,
-          tag,
-          digest,
-          ...(previous ? { previous } : {}),
-          ...(written.current!.job ? { job: written.current!.job } : {}),
-          at: now,
-        })),
-      );
-    }
+    if (webhooks && written.webhooks) webhooks.deliver(this.records, image.name, written.webhooks);
     for (const old of expired) {
       if (!(await this.publisher.prune(image.repository, old).catch(() => false)))
         this.options.log(`${image.name}: the registry kept ${old} (deletes not enabled there)`);
@@ -343,22 +349,23 @@ export class Rebuilder {
 
   private async failed(image: MatrixImage, building: InFlight, reason: string): Promise<void> {
     const now = Date.now();
+    const webhooks = this.options.webhooks;
     const written = await this.records.update(image.name, (r) => {
       if (!this.ours(r, building)) return undefined;
       const count = (r.failures?.inputs === building.inputs ? r.failures.count : 0) + 1;
       const next = retryAt(count, now, this.options.policy);
       const job = r.building!.job ?? building.job;
       const { building: _done, ...rest } = r;
-      return {
-        ...rest,
-        failures: { inputs: building.inputs, count, last: reason, at: now, ...(next === undefined ? {} : { retryAt: next }), ...(job ? { job } : {}) },
-      };
+      const failures = { inputs: building.inputs, count, last: reason, at: now, ...(next === undefined ? {} : { retryAt: next }), ...(job ? { job } : {}) };
+      const told = webhooks ? webhooks.outbox([failedEvent(image, failures, r.current?.digest)]) : [];
+      return { ...rest, failures, ...(told.length ? { webhooks: [...(r.webhooks ?? []), ...told] } : {}) };
     });
     if (!written) return;
     this.metrics.built(image.name, 'failed', now - building.startedAt);
     this.options.log(
       `${image.name}: rebuild failed (${reason}); ${written.failures!.retryAt === undefined ? 'no retries left: reported failed' : `retrying at ${new Date(written.failures!.retryAt).toISOString()}`}; the last good image stays published`,
     );
+    if (webhooks && written.webhooks) webhooks.deliver(this.records, image.name, written.webhooks);
   }
 
   /** Runs the image's probe job in its current image and stores the packages it resolved. */

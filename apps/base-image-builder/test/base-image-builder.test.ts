@@ -30,7 +30,10 @@ let registry: RunningRegistry;
 let matrixDir: string;
 let service: { child: ChildProcess; output: string } | undefined;
 
-/** A receiver of the new-digest webhook: it fails each event's first delivery (500), so every event it keeps was retried. */
+/**
+ * A receiver of the webhooks: it fails each event's first delivery (500), so every event it
+ * keeps was retried; while `receiverDown`, it fails every delivery (503).
+ */
 const WEBHOOK_SECRET = 'webhook-secret-of-the-test-0123456789';
 interface Delivered {
   readonly body: string;
@@ -38,6 +41,7 @@ interface Delivered {
 }
 const delivered: Delivered[] = [];
 const refusedOnce = new Set<string>();
+let receiverDown = false;
 let receiver: Server;
 function startReceiver(): Promise<string> {
   receiver = createServer((req, res) => {
@@ -45,6 +49,11 @@ function startReceiver(): Promise<string> {
     req.on('data', (d: Buffer) => (body += d.toString()));
     req.on('end', () => {
       const id = String(req.headers['x-cairn-delivery']);
+      if (receiverDown) {
+        refusedOnce.add(id);
+        res.writeHead(503).end();
+        return;
+      }
       if (!refusedOnce.has(id)) {
         refusedOnce.add(id);
         res.writeHead(500).end();
@@ -132,6 +141,8 @@ async function tagged(repository: string, tag: string): Promise<string | undefin
 
 /** Build jobs this service process submitted for the image (it logs each). */
 const jobsSubmitted = (p: { output: string }, name: string) => p.output.split('\n').filter((l) => l.includes(`${name}: job j-`)).length;
+/** The IDs of those jobs. */
+const jobIds = (output: string, name: string) => [...output.matchAll(new RegExp(`${name.replace('.', '\\.')}: job (j-[\\w-]+)`, 'g'))].map((m) => m[1]!);
 
 async function setSpecs(box: string, tools: string): Promise<void> {
   await writeFile(join(matrixDir, 'box.spec'), box);
@@ -242,10 +253,21 @@ describe('base-image-builder', () => {
     expect(service!.output).not.toContain(WEBHOOK_SECRET);
   });
 
-  it('a failing build keeps the old image published, is retried with backoff, then shows failed in /metrics', async () => {
+  it('a failing build keeps the old image published, is retried with backoff, then shows failed in /metrics; each failure is a webhook, kept across a kill -9', async () => {
     const before = await settled();
     await stopService();
     await setSpecs(BOX('two'), TOOLS('exit 3'));
+    // The receiver fails every delivery until the service is killed: the failure's event must outlive it.
+    receiverDown = true;
+    service = startService({ CAIRN_MAX_ATTEMPTS: '2' });
+    const hookUrl = webhookEnv.CAIRN_IMAGE_WEBHOOKS!.split(',')[0]!;
+    const shownHook = hookUrl.replace(/\?.*$/, '');
+    await until('the first failure told to the receiver, and refused', async () =>
+      service!.output.includes(`webhook ${shownHook}: tools:1 failed (1): attempt 1 failed (HTTP 503)`) ? true : undefined,
+    );
+    const killed = service!.output;
+    await stopService('SIGKILL');
+    receiverDown = false;
     service = startService({ CAIRN_MAX_ATTEMPTS: '2' });
     const failed = await until('tools:1 failed', async () => {
       const image = await imageOf('tools:1');
@@ -254,14 +276,46 @@ describe('base-image-builder', () => {
     expect(failed.why).toMatch(/^failed 2 times: job j-\S+ failed/);
     expect(failed.failure).toMatchObject({ count: 2, job: expect.stringMatching(/^j-/), reason: expect.stringMatching(/^job j-\S+ failed/) });
     expect(failed.failure!.retryAt).toBeUndefined();
-    expect(service!.output).toMatch(/tools:1: rebuild failed .*retrying at/);
-    expect(jobsSubmitted(service!, 'tools:1')).toBe(2);
+    expect(killed + service!.output).toMatch(/tools:1: rebuild failed .*retrying at/);
+    expect(new Set([...jobIds(killed, 'tools:1'), ...jobIds(service!.output, 'tools:1')]).size).toBe(2);
     expect(failed.digest).toBe(before.get('tools:1'));
     expect(await tagged('tools', '1')).toBe(before.get('tools:1'));
     const http = /http (http:\/\/[^\s"]+)/.exec(service!.output)![1]!;
     const metrics = await (await fetch(`${http}/metrics`)).text();
     expect(metrics).toContain('cairn_base_image_state{image="tools:1",state="failed"} 1');
     expect(metrics).toContain('cairn_base_image_state{image="box:1",state="published"} 1');
+
+    // Both failures reached the receiver: the first one's delivery from the record the killed process left.
+    const failures = await until('both failures told', async () => {
+      const told = delivered
+        .map((d) => ({ ...d, event: JSON.parse(d.body) as Record<string, unknown> }))
+        .filter((d) => d.event.event === 'image.failed' && d.event.image === 'tools:1' && d.event.inputs === failed.inputs);
+      return told.length >= 2 ? told : undefined;
+    });
+    expect(failures.map((f) => f.event.failures)).toEqual(expect.arrayContaining([1, 2]));
+    expect(failures).toHaveLength(2);
+    const [first, second] = [1, 2].map((n) => failures.find((f) => f.event.failures === n)!);
+    expect(first!.event).toEqual({
+      event: 'image.failed',
+      image: 'tools:1',
+      repository: 'tools',
+      tags: ['1'],
+      reason: expect.stringMatching(/^job j-\S+ failed/),
+      failures: 1,
+      retryAt: expect.any(Number),
+      job: expect.stringMatching(/^j-/),
+      published: before.get('tools:1'),
+      inputs: failed.inputs,
+      at: expect.any(Number),
+    });
+    expect(second!.event).toMatchObject({ failures: 2, job: failed.failure!.job, reason: failed.failure!.reason, published: before.get('tools:1') });
+    expect(second!.event.retryAt).toBeUndefined();
+    for (const f of failures) {
+      expect(f.headers['x-cairn-event']).toBe('image.failed');
+      expect(f.headers['x-cairn-signature']).toBe(`sha256=${createHmac('sha256', WEBHOOK_SECRET).update(f.body).digest('hex')}`);
+    }
+    // The first was refused before the kill and made by the next process, under the same delivery id.
+    expect(refusedOnce.has(String(first!.headers['x-cairn-delivery']))).toBe(true);
   });
 
   it('kill -9 in the middle of a rebuild: the restarted service finishes it once', async () => {

@@ -40,6 +40,25 @@ export interface Failures {
   readonly job?: string;
 }
 
+/**
+ * A webhook delivery not made yet (image-webhooks.ts): written in the same
+ * compare-and-set as the publish or failure it tells of, removed once delivered or given
+ * up on, so a restart (even kill -9) resumes it instead of losing it.
+ */
+export interface PendingDelivery {
+  /** `x-cairn-delivery`: the same for every URL and every attempt of one event. */
+  readonly id: string;
+  readonly url: string;
+  readonly event: 'image.published' | 'image.failed';
+  /** The exact JSON sent (and signed). */
+  readonly body: string;
+  /** Attempts begun so far, across restarts. */
+  readonly attempts: number;
+  /** The replica making the attempts, and when it last began one: a delivery not tried for long is taken over. */
+  readonly holder?: string;
+  readonly triedAt?: number;
+}
+
 export interface ImageRecord {
   readonly name: string;
   readonly current?: Published;
@@ -51,6 +70,8 @@ export interface ImageRecord {
   readonly forceRequested?: boolean;
   /** The packages the last probe resolved (see probePackages), and when. */
   readonly probe?: { readonly packages: string; readonly at: number };
+  /** Webhook deliveries not made yet, oldest first. */
+  readonly webhooks?: readonly PendingDelivery[];
 }
 
 export const emptyRecord = (name: string): ImageRecord => ({ name, history: [] });
