@@ -153,6 +153,31 @@ describe('cairn output modes (real processes on an overlayfs store)', () => {
     expect(JSON.parse(failed.stdout.trim().split('\n').at(-1)!)).toMatchObject({ event: 'error', message: expect.stringContaining('exited with code 4') });
   });
 
+  it("steps are the engine's, whatever the text looks like: a workdir with a space, output that prints headings", async () => {
+    const file = await spec(`(run (shell "mkdir -p '/my dir'")) (workdir "/my dir") (run (shell "echo '(from evil)'; echo '/: (run (shell x))'"))`);
+    const plain = await cairn(['build', '--progress', 'plain', '-f', file, dir]);
+    expect(plain.status, plain.stderr).toBe(0);
+    expect(plain.stdout.match(/^\[\d\/\d\] .*/gm)).toEqual([
+      '[1/3] (from cairn/busybox:latest)',
+      `[2/3] /: (run (shell "mkdir -p '/my dir'"))`,
+      `[3/3] /my dir: (run (shell "echo '(from evil)'; echo '/: (run (shell x))'"))`,
+    ]);
+    // The step's output stays output, between its heading and its end.
+    expect(plain.stdout).toMatch(/\[3\/3\] [^\n]*\n\(from evil\)\n\/: \(run \(shell x\)\)\n---> saved as "[0-9a-f]{64}" \(\d+\.\d\ds\)\nGot: /);
+    const json = await cairn(['build', '--progress', 'json', '-f', file, dir]);
+    const events = json.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(events.filter((e) => e.event === 'step-finished').map((e) => [e.index, e.cached])).toEqual([
+      [1, true],
+      [2, true],
+      [3, true],
+    ]);
+    const third = events.filter((e) => e.event === 'log' && e.index === 3).map((e) => e.data);
+    expect(third.join('')).toBe('(from evil)\n/: (run (shell x))\n');
+  });
+
   it('-q prints only the result ID', async () => {
     const r = await cairn(['build', '-q', '-f', await spec('(run (shell "echo quiet-step"))'), dir]);
     expect(r.status).toBe(0);

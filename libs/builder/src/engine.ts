@@ -23,7 +23,7 @@ import { atom, list, oneLine, printOp, ROOT_UNIX, type CopyOp, type RunOp, type 
 import { RESULT_METADATA, type BuildLimits, type CacheView, type Store } from '@cairn/store';
 import { DbStore, type BuildLease } from './db-store.js';
 import { BuildError, SnapshotInUseError } from './errors.js';
-import { heading, note, stepHeading, type Logger, type StepEvent } from './log.js';
+import { heading, note, stepDone, stepHeading, type Logger, type StepEvent } from './log.js';
 import { SecretMasker } from './secret-mask.js';
 import type { StepLog } from './step-log.js';
 import { pidOf } from './store-claims.js';
@@ -315,7 +315,12 @@ export class Builder {
   ): Promise<void> {
     await options.lease.hold(id, options.signal);
     const started = Date.now();
-    const done = (cached: boolean) => options.onStep?.({ id, op: what, stage, cached, ms: Date.now() - started });
+    // The note that says how the step ended carries the step's event (what onStep is told).
+    const done = (cached: boolean) => {
+      const event: StepEvent = { id, op: what, stage, cached, ms: Date.now() - started };
+      options.log(stepDone(cached ? `---> using ${JSON.stringify(id)} from cache` : `---> saved as ${JSON.stringify(id)}`, event));
+      options.onStep?.(event);
+    };
     if (await this.db.cached(id)) {
       await this.replay(id, options, masker);
       done(true);
@@ -344,7 +349,6 @@ export class Builder {
       done(true);
       return;
     }
-    options.log(note(`---> saved as ${JSON.stringify(id)}`));
     done(false);
   }
 
@@ -355,7 +359,6 @@ export class Builder {
       else options.log({ tag: 'output', data: chunk });
     }
     output?.end();
-    options.log(note(`---> using ${JSON.stringify(id)} from cache`));
   }
 
   /**

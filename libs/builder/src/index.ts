@@ -1,6 +1,6 @@
 export { Builder, type BuilderOptions, type BuildOptions } from './engine.js';
 export { BuildError, SnapshotInUseError } from './errors.js';
-export { heading, note, stepHeading, type LogEvent, type Logger, type StepEvent } from './log.js';
+export { heading, note, stepDone, stepHeading, type LogEvent, type Logger, type StepEvent } from './log.js';
 export { MetadataDb, type SnapshotRecord } from './metadata-db.js';
 export { MASK, maskPatterns, MaskingStream, MIN_MASKED_LENGTH, SecretMasker } from './secret-mask.js';
 export { StepLog } from './step-log.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, openConfiguredBuilder, resolveInRoot, SnapshotPathError, type StepEvent } from '../src/index.js';
 import { busyboxImage } from '../../../test/support/images.js';
-import { BASE, makeHarness, spec, type Harness } from './engine-harness.js';
+import { BASE, CollectedLog, makeHarness, spec, type Harness } from './engine-harness.js';
 
 describe('openConfiguredBuilder', () => {
   let dir: string;
@@ -188,7 +188,8 @@ describe('step events (BuildOptions.onStep)', () => {
       `(build tool ((from ${BASE}) (shell /bin/sh -c) (run (shell "echo t > /tool"))))`,
     );
     const first: StepEvent[] = [];
-    const id = await h.builder.build(s, { log: () => undefined, onStep: (e) => first.push(e) });
+    const log = new CollectedLog();
+    const id = await h.builder.build(s, { log: log.log, onStep: (e) => first.push(e) });
     expect(first.map((e) => [e.stage, e.op, e.cached])).toEqual([
       ['tool', `(from ${BASE})`, false],
       ['tool', '(run (shell "echo t > /tool"))', false],
@@ -198,6 +199,12 @@ describe('step events (BuildOptions.onStep)', () => {
     ]);
     expect(first.at(-1)!.id).toBe(id);
     for (const e of first) expect(e.ms).toBeGreaterThanOrEqual(0);
+    // Each step's end note carries the same event, in its stage: the CLI's views read steps from it.
+    const ends = log.events.flatMap((e) => (e.tag === 'note' && e.done ? [e] : []));
+    expect(ends.map((e) => e.done)).toEqual(first);
+    expect(ends.map((e) => [e.stage, e.text])).toEqual(
+      first.map((e) => [e.stage, e.cached ? `---> using ${JSON.stringify(e.id)} from cache` : `---> saved as ${JSON.stringify(e.id)}`]),
+    );
     const again: StepEvent[] = [];
     await h.builder.build(s, { log: () => undefined, onStep: (e) => again.push(e) });
     expect(again.map((e) => e.cached)).toEqual([true, true, true, true, true]);

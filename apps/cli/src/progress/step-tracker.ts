@@ -22,18 +22,24 @@ export interface StepEvents {
   note(step: Step | undefined, text: string): void;
 }
 
-const SNAPSHOT_HEADING = /^\(from |^[^ ]*: \((run|copy) /;
-const SNAPSHOT_NOTE = /^---> (saved as|using) "([0-9a-f]{64})"( from cache)?/;
-
 /**
  * Turns the engine's log (headings, notes, output; child builds interleaved, each event
  * tagged with its stage) into steps that start, print and finish, so that every view
- * (plain, live terminal, JSON lines) reads the same account of the build.
+ * (plain, live terminal, JSON lines) reads the same account of the build. Steps are known
+ * from the engine's marks, never from the text: a heading marked `step` starts a snapshot
+ * step, and the note that carries the step's event (`done`) ends the one its stage
+ * started last; the worker makes the log stream's step boundaries (`LogStep`, which the
+ * results-store folds by) from the same marks (`step`, and `onStep`, told the same
+ * event). Output or a heading that looks like a step is not one. The views tell a step's
+ * end their own way (with its time), so that note is not passed on as a note.
  */
 export class StepTracker {
   /** Every snapshot step that finished, in the order they finished (for --json). */
   readonly steps: Step[] = [];
+  /** The op each stage is at (a context op too): the output and notes that follow are its. */
   private readonly current = new Map<string, Step>();
+  /** The snapshot step each stage started last, until it finishes. */
+  private readonly open = new Map<string, Step>();
   private count = 0;
 
   constructor(
@@ -49,27 +55,27 @@ export class StepTracker {
       return;
     }
     if (event.tag === 'heading') {
-      const index = SNAPSHOT_HEADING.test(event.text) ? ++this.count : 0;
-      const step: Step = { stage, op: event.text, index, started: this.now() };
+      const step: Step = { stage, op: event.text, index: event.step ? ++this.count : 0, started: this.now() };
+      if (event.step) this.open.set(stage, step);
       this.current.set(stage, step);
       this.events.started(step);
       return;
     }
-    const step = this.current.get(stage);
-    const saved = SNAPSHOT_NOTE.exec(event.text);
-    if (saved && step && step.id === undefined) {
-      step.id = saved[2];
-      step.cached = saved[1] === 'using';
-      step.ms = this.now() - step.started;
-      this.steps.push(step);
-      this.events.finished(step);
+    const step = event.done && this.open.get(stage);
+    if (!event.done || !step) {
+      this.events.note(this.current.get(stage), event.text);
       return;
     }
-    this.events.note(step, event.text);
+    this.open.delete(stage);
+    step.id = event.done.id;
+    step.cached = event.done.cached;
+    step.ms = event.done.ms;
+    this.steps.push(step);
+    this.events.finished(step);
   };
 
   /** The snapshot steps started and not finished: what was running when a build failed. */
   running(): Step[] {
-    return [...this.current.values()].filter((s) => s.index > 0 && s.id === undefined);
+    return [...this.open.values()];
   }
 }
