@@ -11,7 +11,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, chown, cp, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -27,6 +27,7 @@ import { Builder, readBaseImages } from '../src/index.js';
 import { startDockerd, type RunningDockerd } from '../../../test/support/dockerd.js';
 import { BUSYBOX_PATH } from '../../../test/support/images.js';
 import { makeBusyboxRootfs } from '../../../test/support/rootfs.js';
+import { listing } from './tree-listing.js';
 
 const run = promisify(execFile);
 const BASE = 'cairn/app-base:1';
@@ -53,6 +54,7 @@ const BUILT_FROM_CORPUS: Readonly<Record<string, Readonly<Record<string, string>
 };
 /** What the daemon makes in every container (mountpoints, its marker), not the build's. */
 const DOCKER_OWN = new Set(['.dockerenv', 'dev', 'proc', 'sys', 'etc/hosts', 'etc/hostname', 'etc/resolv.conf', 'etc/mtab']);
+const dockerOwn = (path: string) => DOCKER_OWN.has(path);
 
 const DOCKERFILES: Readonly<Record<string, string>> = {
   // The image's WorkingDir and User, a name in --chown, $PATH from the image's Env.
@@ -82,27 +84,6 @@ ADD pkg.tar.gz /opt/pkg/
 RUN find /opt/pkg | sort > /srv/app/unpacked.txt
 `,
 };
-
-/** Every entry under `root`: path, owner, mode, and a digest of a file's bytes or a link's target. */
-async function listing(root: string, dir = ''): Promise<string[]> {
-  const out: string[] = [];
-  for (const name of (await readdir(join(root, dir))).sort()) {
-    const rel = dir === '' ? name : `${dir}/${name}`;
-    if (DOCKER_OWN.has(rel)) continue;
-    const st = await lstat(join(root, rel));
-    const content = st.isFile()
-      ? createHash('sha256')
-          .update(await readFile(join(root, rel)))
-          .digest('hex')
-          .slice(0, 12)
-      : st.isSymbolicLink()
-        ? await readlink(join(root, rel))
-        : '';
-    out.push(`${rel} ${st.uid}:${st.gid} ${st.mode.toString(8)} ${content}`);
-    if (st.isDirectory()) out.push(...(await listing(root, rel)));
-  }
-  return out;
-}
 
 /** Git keeps only the execute bit: directories 0755, files 0755 or 0644, whatever the checkout's umask made. */
 async function gitModes(path: string): Promise<void> {
@@ -169,7 +150,7 @@ describe('an imported Dockerfile builds to the files docker build makes', () => 
     const images = await readBaseImages(new OciLayoutFetcher(layout()), baseImagesOfDockerfile(text, { buildArgs: options.buildArgs ?? {} }));
     const { spec } = importDockerfile(text, { ...options, images });
     const id = await builder.build(spec, { contextDir, log: () => undefined });
-    return { id, cairn: await store.withRootfs(id, (rootfs) => listing(rootfs)) };
+    return { id, cairn: await store.withRootfs(id, (rootfs) => listing(rootfs, dockerOwn)) };
   }
 
   /** `docker build` of `text` with the classic builder and no network: the listing of the image's files. */
@@ -186,7 +167,7 @@ describe('an imported Dockerfile builds to the files docker build makes', () => 
     await mkdir(exported);
     const container = (await dockerd.docker(['create', tag])).trim();
     await run('sh', ['-c', `docker -H unix://${dockerd.socketPath} export ${container} | tar --numeric-owner -xpf - -C ${exported}`]);
-    const files = await listing(exported);
+    const files = await listing(exported, dockerOwn);
     // Seen on a loaded machine: an export with no files, which is dockerd's failure, not the import's.
     if (!files.includes('bin 0:0 40755 ')) throw new Error(`docker export of ${tag} holds no /bin: dockerd lost the container's files`);
     return files;

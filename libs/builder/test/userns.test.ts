@@ -6,7 +6,7 @@
  * second user.
  */
 import { createHash } from 'node:crypto';
-import { lstat, mkdir, mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,32 +18,12 @@ import { busyboxImage } from '../../../test/support/images.js';
 import { withBtrfs, withXfs, type TestFilesystem } from '../../../test/support/filesystems.js';
 import { withZfsPool, type TestPool } from '../../../test/support/zfs.js';
 import { BASE, spec } from './engine-harness.js';
+import { listing } from './tree-listing.js';
 
 const SPEC = spec(`
   (copy (src app) (dst /app))
   (run (cache (data (target /var/cache/data))) (shell "echo run >> /var/cache/data/runs; cp /var/cache/data/runs /app/runs; chmod 4755 /app/tool; tr -s ' ' < /proc/self/uid_map"))
   (run (shell "mkdir -p /home/user && chown 1000:1000 /home/user && su user -c 'echo mine > /home/user/file'; ln -s /app/tool /bin/tool"))`);
-
-/** Every entry of the tree: path, type, owner, mode, and a digest of a file's bytes or a link's target. */
-async function listing(root: string, dir = ''): Promise<string[]> {
-  const { readdir } = await import('node:fs/promises');
-  const out: string[] = [];
-  for (const name of (await readdir(join(root, dir))).sort()) {
-    const rel = join(dir, name);
-    const st = await lstat(join(root, rel));
-    const content = st.isFile()
-      ? createHash('sha256')
-          .update(await readFile(join(root, rel)))
-          .digest('hex')
-          .slice(0, 12)
-      : st.isSymbolicLink()
-        ? await readlink(join(root, rel))
-        : '';
-    out.push(`${rel} ${st.uid}:${st.gid} ${st.mode.toString(8)} ${content}`);
-    if (st.isDirectory()) out.push(...(await listing(root, rel)));
-  }
-  return out;
-}
 
 describe.each(['btrfs', 'overlayfs', 'rsync', 'xfs', 'zfs'] as const)('%s: userns remap against host', (kind) => {
   let dir: string;
