@@ -74,7 +74,11 @@ export async function recordBuilds(ds: DataSource, builds: readonly BuildToRecor
   return Promise.allSettled(builds.map((b) => recordBuild(ds, b)));
 }
 
-async function writeBuilds(em: EntityManager, builds: readonly BuildToRecord[]): Promise<RecordOutcome[]> {
+/**
+ * The builds' rows in the transaction `em` is in. Exported for the tests: through
+ * `recordBuilds` a batch that fails would be hidden by the retry build by build.
+ */
+export async function writeBuilds(em: EntityManager, builds: readonly BuildToRecord[]): Promise<RecordOutcome[]> {
   const ids = builds.map((b) => asBuildId(b.result.job));
   const present = new Set((await em.getRepository(BuildEntity).find({ select: { id: true }, where: { id: In(ids) } })).map((b) => b.id));
   const outcomes = ids.map((id): RecordOutcome => {
@@ -83,8 +87,9 @@ async function writeBuilds(em: EntityManager, builds: readonly BuildToRecord[]):
     return 'stored';
   });
   const fresh = builds.filter((_, i) => outcomes[i] === 'stored');
-  const jobs = new Map<string, JobKey>();
-  for (const b of fresh) if (!jobs.has(b.result.name)) jobs.set(b.result.name, await jobKey(em, b.result.name, b.storedAt));
+  const firstSeen = new Map<string, number>();
+  for (const b of fresh) if (!firstSeen.has(b.result.name)) firstSeen.set(b.result.name, b.storedAt);
+  const jobs = await jobKeys(em, firstSeen);
   await insertChunked(
     em,
     BuildEntity,
@@ -117,19 +122,41 @@ async function writeBuilds(em: EntityManager, builds: readonly BuildToRecord[]):
   // those finished at the same time, the last recorded, as if recorded one by one).
   const latest = new Map<string, BuildToRecord>();
   for (const b of fresh) if ((latest.get(b.result.name)?.result.finishedAt ?? -Infinity) <= b.result.finishedAt) latest.set(b.result.name, b);
-  for (const [name, b] of latest) {
-    await em
-      .createQueryBuilder()
-      .update(JobEntity)
-      .set({ lastBuildId: asBuildId(b.result.job), lastState: b.result.state, lastFinishedAt: b.result.finishedAt, lastPool: b.result.pool })
-      .where('id = :jobId AND (last_finished_at IS NULL OR last_finished_at <= :finished)', { jobId: jobs.get(name)!, finished: b.result.finishedAt })
-      .execute();
-  }
+  await updateLatest(
+    em,
+    [...latest].map(([name, b]) => [jobs.get(name)!, asBuildId(b.result.job), b.result.state, b.result.finishedAt, b.result.pool]),
+  );
   // The charts' figures, in the same transaction: a build is counted once, when it is stored.
   const rollups = new RollupBatch();
   for (const b of fresh) rollups.addBuild(b.result);
   await rollups.write(em);
   return outcomes;
+}
+
+/**
+ * Each job's latest build, unless it has a later one already: one UPDATE for many jobs
+ * (each job once), `[job, build, state, finishedAt, pool]` each.
+ */
+async function updateLatest(em: EntityManager, rows: readonly (readonly [JobKey, BuildId, string, number, string])[]): Promise<void> {
+  const postgres = em.connection.options.type === 'postgres';
+  const types = ['integer', 'varchar', 'varchar', 'bigint', 'varchar'];
+  for (let i = 0; i < rows.length; i += BUILD_ROWS) {
+    const params: unknown[] = [];
+    const values = rows
+      .slice(i, i + BUILD_ROWS)
+      .map((row) => {
+        const at = params.length;
+        params.push(...row);
+        return `(${row.map((_, k) => (postgres ? `$${at + k + 1}::${types[k]}` : '?')).join(', ')})`;
+      })
+      .join(', ');
+    await em.query(
+      `UPDATE jobs SET last_build_id = v.build, last_state = v.state, last_finished_at = v.finished, last_pool = v.pool
+       FROM (SELECT column1 AS id, column2 AS build, column3 AS state, column4 AS finished, column5 AS pool FROM (VALUES ${values}) AS t) AS v
+       WHERE jobs.id = v.id AND (jobs.last_finished_at IS NULL OR jobs.last_finished_at <= v.finished)`,
+      params,
+    );
+  }
 }
 
 async function insertChunked<T extends ObjectLiteral>(
@@ -141,12 +168,32 @@ async function insertChunked<T extends ObjectLiteral>(
   for (let i = 0; i < rows.length; i += chunk) await em.insert(entity, rows.slice(i, i + chunk));
 }
 
-async function jobKey(em: EntityManager, name: string, now: number): Promise<JobKey> {
-  const found = await em.getRepository(JobEntity).findOne({ where: { name }, select: { id: true } });
-  if (found) return found.id;
-  await em.createQueryBuilder().insert().into(JobEntity).values({ name, createdAt: now }).orIgnore().execute();
-  const created = await em.getRepository(JobEntity).findOneOrFail({ where: { name }, select: { id: true } });
-  return created.id;
+/**
+ * The keys of the jobs named, each created on first sight (`createdAt`: when its first
+ * build was stored): one query for those that exist, one insert and one query for the
+ * rest, however many builds the batch has.
+ */
+async function jobKeys(em: EntityManager, createdAt: ReadonlyMap<string, number>): Promise<Map<string, JobKey>> {
+  const keys = new Map<string, JobKey>();
+  const find = async (names: string[]) => {
+    for (let i = 0; i < names.length; i += CHUNK)
+      for (const job of await em.getRepository(JobEntity).find({ where: { name: In(names.slice(i, i + CHUNK)) }, select: { id: true, name: true } }))
+        keys.set(job.name, job.id);
+  };
+  await find([...createdAt.keys()]);
+  const missing = [...createdAt.keys()].filter((name) => !keys.has(name));
+  if (missing.length === 0) return keys;
+  for (let i = 0; i < missing.length; i += CHUNK)
+    await em
+      .createQueryBuilder()
+      .insert()
+      .into(JobEntity)
+      .values(missing.slice(i, i + CHUNK).map((name) => ({ name, createdAt: createdAt.get(name)! })))
+      .orIgnore()
+      .execute();
+  await find(missing);
+  for (const name of missing) if (!keys.has(name)) throw new Error(`job ${JSON.stringify(name)} was neither found nor created`);
+  return keys;
 }
 
 function buildRow(id: BuildId, jobId: JobKey, build: BuildToRecord): Partial<BuildEntity> {
