@@ -10,7 +10,10 @@
  * skips it), one after the other, and the ratio printed: on a machine shared with other
  * work only figures taken side by side compare.
  *
- *   npx tsx bench/results-ingest.ts [--results 300] [--artifacts 20] [--bytes 4096] [--db sqlite,postgres] [--baseline ce6d2e4]
+ * `--profile DIR` runs the stores with `node --cpu-prof`, their profiles written to
+ * DIR/baseline and DIR/tree (Chrome's DevTools opens them).
+ *
+ *   npx tsx bench/results-ingest.ts [--results 300] [--artifacts 20] [--bytes 4096] [--db sqlite,postgres] [--baseline ce6d2e4] [--profile DIR]
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -33,6 +36,7 @@ const { values } = parseArgs({
     db: { type: 'string', default: 'sqlite,postgres' },
     // The last results-store before issue 16's batched ingest.
     baseline: { type: 'string', default: 'ce6d2e4' },
+    profile: { type: 'string' },
   },
 });
 const RESULTS = Number(values.results);
@@ -83,7 +87,8 @@ async function measure(flavour: DatabaseFlavour, sources: string | undefined): P
       results.push(sampleResult({ name: `bench-${r % 50}`, artifacts }));
     }
     const env = { CAIRN_NATS: nats.url, CAIRN_RESULTS_DIR: join(dir, 'data'), CAIRN_RESULTS_DB: db.location, CAIRN_LOG_FORMAT: 'text' };
-    const store = await spawnResultsStore(env, sources ? { sources } : {});
+    const profile = values.profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(values.profile, sources ? 'baseline' : 'tree')}`];
+    const store = await spawnResultsStore(env, { ...(sources ? { sources } : {}), nodeArgs: profile });
     try {
       const jsm = await jetstreamManager(nc);
       const started = performance.now();
