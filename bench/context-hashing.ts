@@ -6,7 +6,11 @@
  * run: cold (empty caches), unchanged, one file changed, one file added. Targets: plan
  * unchanged <= 0.3 s, one file changed <= 0.5 s; cold <= 1.0x docker build.
  *
- *   npx tsx bench/context-hashing.ts [--runs 3] [--no-build] [--no-docker]
+ *   npx tsx bench/context-hashing.ts [--runs 3] [--no-build] [--no-docker] [--cli PATH]...
+ *
+ * --cli (repeatable) times `cairn plan` of each of several builds of the CLI in the same
+ * run, each with its own context cache (the first also for build and docker's columns):
+ * a copy of apps/cli (bin/, dist/bundle/ and package.json) from before a change, say.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -16,9 +20,17 @@ import { startDockerd, type RunningDockerd } from '../test/support/dockerd.js';
 import { makeBusyboxRootfs } from '../test/support/rootfs.js';
 import { BASE, benchEnv, median, ms } from './setup.js';
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, 'no-build': { type: 'boolean' }, 'no-docker': { type: 'boolean' } } });
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '3' },
+    'no-build': { type: 'boolean' },
+    'no-docker': { type: 'boolean' },
+    cli: { type: 'string', multiple: true },
+  },
+});
 const RUNS = Number(values.runs);
-const CLI = join(import.meta.dirname, '../apps/cli/bin/cairn.js');
+const CLIS = values.cli?.length ? values.cli : [join(import.meta.dirname, '../apps/cli/bin/cairn.js')];
+const CLI = CLIS[0]!;
 const FOLDERS = 55;
 const PER_FOLDER = 1000;
 
@@ -56,7 +68,8 @@ try {
   // A user's files are older than the racy window; so are these once it has passed.
   await new Promise((resolve) => setTimeout(resolve, 2100));
 
-  const cacheDir = join(dir, 'context-cache');
+  const cacheDirs = CLIS.map((_, i) => join(dir, `context-cache-${i}`));
+  const cacheDir = cacheDirs[0]!;
   const cliEnv = {
     ...process.env,
     CAIRN_CONTEXT_CACHE: cacheDir,
@@ -64,7 +77,7 @@ try {
       ? { CAIRN_STORE: `btrfs:${env.store.root}`, CAIRN_FETCHER: `oci:${env.images}`, CAIRN_CONFIG: join(env.dir, 'none.json'), CAIRN_SECRET_KEY: 'bench' }
       : {}),
   };
-  const plan = () => timed('node', [CLI, 'plan', '-f', spec, ctx], cliEnv);
+  const plan = (i: number) => timed('node', [CLIS[i]!, 'plan', '-f', spec, ctx], { ...cliEnv, CAIRN_CONTEXT_CACHE: cacheDirs[i]! });
   const build = () => timed('node', [CLI, 'build', '-q', '-f', spec, ctx], cliEnv);
 
   let docker: (() => Timed) | undefined;
@@ -82,16 +95,20 @@ try {
     dockerPrune = () => void spawnSync('/usr/bin/docker', ['-H', host, 'builder', 'prune', '-af'], { env: dockerEnv });
   }
 
-  type Row = { phase: string; plan: Timed[]; build: Timed[]; docker: Timed[] };
+  type Row = { phase: string; plan: Timed[]; plans: Timed[][]; build: Timed[]; docker: Timed[] };
   const rows: Row[] = [];
   const measure =
     (phase: string, runs: number, before: (i: number) => Promise<void>, cold = false) =>
     async () => {
-      const row: Row = { phase, plan: [], build: [], docker: [] };
+      const row: Row = { phase, plan: [], plans: CLIS.map(() => []), build: [], docker: [] };
       for (let i = 0; i < runs; i++) {
         await before(i);
-        if (cold) await rm(cacheDir, { recursive: true, force: true });
-        row.plan.push(plan());
+        // Each CLI in turn, the later ones first so that none always runs right after the change.
+        for (let c = CLIS.length - 1; c >= 0; c--) {
+          if (cold) await rm(cacheDirs[c]!, { recursive: true, force: true });
+          row.plans[c]!.push(plan(c));
+        }
+        row.plan = row.plans[0]!;
         if (env) {
           // The cold build must not find the plan's digests; every other build may.
           if (cold) await rm(cacheDir, { recursive: true, force: true });
@@ -123,6 +140,11 @@ try {
   };
   const ratio = (a: Timed[], b: Timed[]) => (a.length && b.length ? `${(median(a.map((t) => t.ms)) / median(b.map((t) => t.ms))).toFixed(2)}x` : '-');
   console.log(`context: ${FOLDERS * PER_FOLDER} files; runs per phase: cold 1, others ${RUNS} (medians); Node.js ${process.version}`);
+  if (CLIS.length > 1) {
+    console.log(`| phase | ${CLIS.map((c) => `plan: ${c}`).join(' | ')} |`);
+    console.log(`| --- |${CLIS.map(() => ' --- |').join('')}`);
+    for (const r of rows) console.log(`| ${r.phase} | ${r.plans.map(fmt).join(' | ')} |`);
+  }
   console.log('| phase | cairn plan | cairn build | docker build | plan / docker | build / docker |');
   console.log('| --- | --- | --- | --- | --- | --- |');
   for (const r of rows)

@@ -1,5 +1,5 @@
 import { ROOT_UNIX, ROOT_WINDOWS, type Op, type RunOp, type User } from '@cairn/spec';
-import { copyHashInput, runHashInput, stepKey, type Manifest, type RunInput, type SecretInput, type StepKey } from './step-id.js';
+import { copyStepKeyOf, runHashInput, stepKey, type Manifest, type RunInput, type SecretInput, type StepKey } from './step-id.js';
 
 /**
  * What the ops before a step have set up for it: the workdir, user, env and shell.
@@ -73,5 +73,5 @@ export function runStepKey(ctx: BuildContext, base: string, op: RunOp, secrets: 
 
 /** The key of a copy step on `base` of the sources' manifests `items` to `dst` as the op writes it. */
 export function copyStepKey(ctx: BuildContext, base: string, items: readonly Manifest[], dst: string): StepKey {
-  return stepKey(copyHashInput({ base, user: ctx.user, items, dst: copyDestination(ctx, dst) }));
+  return copyStepKeyOf({ base, user: ctx.user, items, dst: copyDestination(ctx, dst) });
 }

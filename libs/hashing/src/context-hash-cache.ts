@@ -9,8 +9,11 @@
  * rewritten with the same size within the same timestamp tick, right after it was read.
  * So, like git's "racy" entries, a file modified less than RACY_MS before this run began
  * is read and not kept: by the time it could be trusted, any later write would have
- * moved its mtime. A cache file that cannot be parsed is ignored and rewritten; writers
- * write a temporary file and rename it, so concurrent runs each leave a whole cache.
+ * moved its mtime. Its old entry, if any, stays as it was (it no longer matches the
+ * file's ctime, so it vouches for nothing) and spares rewriting the whole cache for a
+ * file just edited: the next run after it settles reads it once more and keeps it.
+ * A cache file that cannot be parsed is ignored and rewritten; writers write a temporary
+ * file and rename it, so concurrent runs each leave a whole cache.
  */
 import { randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
@@ -71,7 +74,12 @@ export class ContextHashCache implements FileDigestCache {
 
   set(path: string, st: Stats, sha256: string): void {
     this.reads++;
-    if (st.mtimeMs >= this.racyFrom) return;
+    if (st.mtimeMs >= this.racyFrom) {
+      // Only a file `get` did not vouch for is read: an old entry here is out of date.
+      const old = this.previous.get(path);
+      if (old !== undefined) this.kept.push(old);
+      return;
+    }
     this.added.push(entryOf(path, st, sha256));
   }
 

@@ -6,6 +6,8 @@ export {
   runId,
   sexpOfManifest,
   copyHashInput,
+  copyStepKeyOf,
+  manifestMachine,
   copyId,
   stepKey,
   CopyError,

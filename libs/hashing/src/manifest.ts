@@ -73,8 +73,16 @@ function checkPath(srcDir: string, src: string): string[] {
   return parts;
 }
 
+// A replacement character may stand for bytes that are not UTF-8; a surrogate (a character
+// beyond U+FFFF) sorts otherwise in UTF-16 than in UTF-8.
+const NOT_PLAIN = /[\uD800-\uDFFF\uFFFD]/;
+
 /** Directory entries in byte order of their UTF-8 names, which is OCaml's String.compare. */
 function sortedNames(fsPath: string, rel: string): string[] {
+  // The common case, about three times cheaper than names as buffers: for these names the
+  // order of UTF-16 code units is that of UTF-8 bytes.
+  const names = readdirSync(fsPath);
+  if (!names.some((n) => NOT_PLAIN.test(n))) return names.sort();
   const raw = readdirSync(fsPath, { encoding: 'buffer' });
   raw.sort(Buffer.compare);
   return raw.map((name) => decodeName(name, `${rel === '' ? '' : `${rel}/`}<hex ${name.toString('hex')}>`, 'file name'));

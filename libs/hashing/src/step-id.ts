@@ -5,7 +5,7 @@
  * collision with a different step), so the field order and nesting below are exact.
  */
 import { createHash, createHmac } from 'node:crypto';
-import { atom, list, sexpOfUser, toMachine, type Sexp, type User } from '@cairn/spec';
+import { atom, list, mustQuote, quoteAtom, sexpOfUser, toMachine, type Sexp, type User } from '@cairn/spec';
 
 export function sha256Hex(data: string | Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
@@ -120,6 +120,36 @@ export function sexpOfManifest(m: Manifest): Sexp {
   }
 }
 
+/**
+ * `toMachine(sexpOfManifest(m))`, printed straight from the manifest: a context of tens of
+ * thousands of files would otherwise build a tree of hundreds of thousands of S-expression
+ * nodes only to print it. Every entry is a list, so nothing around it changes spacing.
+ */
+export function manifestMachine(m: Manifest): string {
+  const out: string[] = [];
+  writeManifest(m, out);
+  return out.join('');
+}
+
+/** `(Tag(A B))`: the space only between two bare atoms, as toMachine writes it. */
+const pairMachine = (tag: string, a: string, b: string): string => `(${tag}(${quoteAtom(a)}${mustQuote(a) || mustQuote(b) ? '' : ' '}${quoteAtom(b)}))`;
+
+function writeManifest(m: Manifest, out: string[]): void {
+  switch (m.kind) {
+    case 'file':
+      out.push(pairMachine('File', m.path, m.sha256));
+      return;
+    case 'symlink':
+      out.push(pairMachine('Symlink', m.path, m.target));
+      return;
+    case 'dir':
+      // A directory's path atom is followed by a list: never a space.
+      out.push(`(Dir(${quoteAtom(m.path)}(`);
+      for (const child of m.children) writeManifest(child, out);
+      out.push(')))');
+  }
+}
+
 export interface CopyInput {
   readonly base: string;
   readonly user: User;
@@ -148,16 +178,20 @@ export class CopyError extends Error {
  * directory" whatever the number of sources; otherwise exactly one source becomes dst.
  */
 function sexpOfCopyOp(items: readonly Manifest[], dst: string): Sexp {
-  if (items.length === 0) {
-    throw new CopyError(`no source items for copy to "${dst}"`, dst);
-  }
+  checkCopyOp(items, dst);
   if (dst.endsWith('/')) {
     return list(atom('Copy_items'), list(list(...items.map(sexpOfManifest)), atom(dst)));
   }
-  if (items.length === 1) {
-    return list(atom('Copy_item'), list(sexpOfManifest(items[0]!), atom(dst)));
+  return list(atom('Copy_item'), list(sexpOfManifest(items[0]!), atom(dst)));
+}
+
+function checkCopyOp(items: readonly Manifest[], dst: string): void {
+  if (items.length === 0) {
+    throw new CopyError(`no source items for copy to "${dst}"`, dst);
   }
-  throw new CopyError(`copying several items needs a destination ending with '/', got "${dst}" for ${items.length} items`, dst);
+  if (!dst.endsWith('/') && items.length !== 1) {
+    throw new CopyError(`copying several items needs a destination ending with '/', got "${dst}" for ${items.length} items`, dst);
+  }
 }
 
 /** OBuilder's `copy_details` record. */
@@ -165,6 +199,21 @@ export function copyHashInput(input: CopyInput): Sexp {
   return list(field('base', atom(input.base)), field('user', sexpOfUser(input.user)), field('op', sexpOfCopyOp(input.items, input.dst)));
 }
 
+/**
+ * The copy step's key: `stepKey(copyHashInput(input))`, with the manifests printed by
+ * manifestMachine. The head and the op's frame come from toMachine; the manifests and the
+ * destination sit inside lists after a list or an atom, where toMachine writes no space.
+ */
+export function copyStepKeyOf(input: CopyInput): StepKey {
+  const { items, dst } = input;
+  checkCopyOp(items, dst);
+  const head = toMachine(list(field('base', atom(input.base)), field('user', sexpOfUser(input.user))));
+  const manifests = items.map(manifestMachine);
+  const op = dst.endsWith('/') ? `(Copy_items((${manifests.join('')})${quoteAtom(dst)}))` : `(Copy_item(${manifests[0]!}${quoteAtom(dst)}))`;
+  const machine = `${head.slice(0, -1)}(op${op}))`;
+  return { id: sha256Hex(machine), hashInput: machine };
+}
+
 export function copyId(input: CopyInput): string {
-  return stepKey(copyHashInput(input)).id;
+  return copyStepKeyOf(input).id;
 }

@@ -99,6 +99,24 @@ describe('the context hash cache', () => {
     expect(entries).not.toContain('src/b.txt');
   });
 
+  it('does not rewrite the cache for a file just edited, and re-reads it until it settles', async () => {
+    const { cache } = await run();
+    const before = await readFile(cache.file, 'utf8');
+    // Same size, just now: racy, so read and not kept; its old entry stays, vouching for nothing.
+    await writeFile(join(ctx, 'src/b.txt'), 'BRAVO\n');
+    const edited = await run();
+    expect([edited.cache.hits, edited.cache.reads]).toEqual([2, 1]);
+    expect(fileDigests(edited.manifest)['src/b.txt']).toBe(sha('BRAVO\n'));
+    expect(await readFile(cache.file, 'utf8')).toBe(before);
+    expect(fileDigests((await run()).manifest)['src/b.txt']).toBe(sha('BRAVO\n'));
+    // Settled (its mtime an hour back, its ctime now): read once more, then kept.
+    await utimes(join(ctx, 'src/b.txt'), HOUR_AGO, HOUR_AGO);
+    expect((await run()).cache.reads).toBe(1);
+    const settled = await run();
+    expect([settled.cache.hits, settled.cache.reads]).toEqual([3, 0]);
+    expect(fileDigests(settled.manifest)['src/b.txt']).toBe(sha('BRAVO\n'));
+  });
+
   it.each([
     ['garbage', 'not json at all {'],
     ['a truncated file', '{"version":1,"root":"/x","entries":[["a.txt","'],

@@ -6,11 +6,15 @@ import {
   CopyError,
   copyHashInput,
   copyId,
+  copyStepKeyOf,
+  manifestMachine,
   runHashInput,
   runId,
   secretDigest,
   sexpOfManifest,
   sha256Hex,
+  stepKey,
+  type CopyInput,
   type Manifest,
   type RunInput,
 } from '../src/index.js';
@@ -156,6 +160,55 @@ describe('manifest S-expressions', () => {
       ],
     };
     expect(toMachine(sexpOfManifest(m))).toBe(`(Dir(""((File(f ${h}))(Symlink(l"some target"))(Dir(d())))))`);
+  });
+});
+
+describe('manifests printed straight to machine form', () => {
+  const h = sha256Hex('x');
+  // Atoms that are bare, quoted (blank, empty, quote, parenthesis, comment marks, non-ASCII,
+  // control) next to bare and quoted ones, at several depths.
+  const names = ['f', 'a b', '', 'q"x', 'p(1)', 'semi;colon', '#|', 'é', 'tab\there', 'back\\slash', 'plain-name.txt'];
+  const tree = (depth: number, prefix: string): Manifest => ({
+    kind: 'dir',
+    path: prefix,
+    children: [
+      ...names.map((n): Manifest => ({ kind: 'file', path: `${prefix}/${n}`, sha256: h })),
+      ...names.map((n): Manifest => ({ kind: 'symlink', path: n, target: `${n}/target ${depth}` })),
+      { kind: 'symlink', path: 'bare', target: 'bare-target' },
+      { kind: 'dir', path: 'empty dir', children: [] },
+      { kind: 'dir', path: 'empty', children: [] },
+      ...(depth > 0 ? [tree(depth - 1, `${prefix}/sub ${depth}`), tree(depth - 1, `${prefix}/sub${depth}`)] : []),
+    ],
+  });
+  const manifests: Manifest[] = [
+    tree(3, ''),
+    tree(2, 'plain'),
+    { kind: 'file', path: 'a.txt', sha256: h },
+    { kind: 'file', path: 'a b.txt', sha256: h },
+    { kind: 'symlink', path: 'l', target: '' },
+    { kind: 'dir', path: '', children: [] },
+  ];
+
+  it('prints what toMachine prints of the S-expression', () => {
+    for (const m of manifests) expect(manifestMachine(m)).toBe(toMachine(sexpOfManifest(m)));
+  });
+
+  it('gives a copy the key of its S-expression, for one item or several, any destination and user', () => {
+    const users = [ROOT, { kind: 'unix', uid: 1000, gid: 1000 } as const, { kind: 'windows', name: 'Container User' } as const];
+    for (const user of users)
+      for (const dst of ['/app/', '/app/x', 'rel dir/', 'q"/', '', '/a b'])
+        for (const items of [manifests.slice(0, 1), manifests.slice(2, 3), manifests]) {
+          const input: CopyInput = { base: BASE, user, items, dst };
+          let expected: unknown;
+          try {
+            expected = stepKey(copyHashInput(input));
+          } catch (e) {
+            expected = e;
+          }
+          if (expected instanceof Error) expect(() => copyStepKeyOf(input)).toThrow(expected.message);
+          else expect(copyStepKeyOf(input)).toEqual(expected);
+        }
+    expect(() => copyStepKeyOf({ base: BASE, user: ROOT, items: [], dst: '/app/' })).toThrow(CopyError);
   });
 });
 
