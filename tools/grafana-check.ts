@@ -5,7 +5,7 @@
  * every query against the metrics and labels the services export (exported-metrics.ts).
  * Each problem names the panel.
  */
-import { promqlProblems, type ExportedMetrics } from './exported-metrics.js';
+import { promqlProblems, type ExportedMetrics } from './exported-metrics.ts';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- a dashboard is whatever JSON says; this checks it */
 export function dashboardProblems(dashboard: any, metrics: ExportedMetrics): string[] {

@@ -21,7 +21,7 @@ import * as autoscalingV2 from 'kubernetes-models/autoscaling/v2';
 import * as networkingV1 from 'kubernetes-models/networking.k8s.io/v1';
 import * as policyV1 from 'kubernetes-models/policy/v1';
 import * as coreV1 from 'kubernetes-models/v1';
-import { exportedMetrics, promqlProblems, type ExportedMetrics } from './exported-metrics.js';
+import { exportedMetrics, promqlProblems, type ExportedMetrics } from './exported-metrics.ts';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- manifests are whatever YAML says; the schemas check them first */
 export type K8sObject = {

@@ -78,6 +78,11 @@ describe('the dev and prod overlays', () => {
     expect(prod.filter((o) => o.metadata.name.includes('postgres'))).toEqual([]);
   });
 
+  it('the check runs as the README runs it (node tools/k8s-check.ts OVERLAY), exiting 0 with no problem', async () => {
+    const { stderr } = await run(process.execPath, [join(ROOT, 'tools/k8s-check.ts'), join(work, 'k8s/overlays/prod'), '--digests'], { cwd: ROOT });
+    expect(stderr).toMatch(/overlays\/prod: \d+ objects, 0 problem\(s\)\n$/);
+  });
+
   it('holds what the issue lists, in both', () => {
     for (const objects of [dev, prod]) {
       const nats = named(objects, 'StatefulSet', 'cairn-nats')!;
