@@ -19,7 +19,7 @@ export interface BuildToRecord {
   readonly source: BuildSource;
   /** Normalised paths, blobs already in the store. */
   readonly artifacts: readonly { path: string; size: number; sha256: Sha256 }[];
-  /** `index`: the log's chunk times and step boundaries (log-index.ts); none for an uploaded log. */
+  /** `index`: the log's chunk times and step boundaries (log-index.ts); an upload's only when its manifest gave one. */
   readonly log?: { sha256: Sha256; size: number; index?: string };
   readonly note?: string;
   /** The trace ID the result's message carried. */
