@@ -5,10 +5,13 @@
  * the same data dir finds the history and the queue; a NATS server on the default port
  * is not taken over; a NATS server without JetStream is refused. Its NATS lets in only
  * the users it made (issue 19): the CLI finds its own password, nobody else gets in.
+ * It runs a docker-registry of its own, kept across restarts, and the base-image-builder
+ * publishing to it (issue 13).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,7 +91,9 @@ describe('cairn up --workers 2', () => {
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       child.once('exit', (code) => resolve({ code, stdout, stderr }));
     });
-  const clusterFile = () => JSON.parse(readFileSync(join(dir, 'home', 'cluster.json'), 'utf8')) as { natsUrl: string; pid: number };
+  const clusterFile = () => JSON.parse(readFileSync(join(dir, 'home', 'cluster.json'), 'utf8')) as { natsUrl: string; pid: number; registry?: string };
+  /** A blob pushed to cairn up's registry before the restart, to be found after it. */
+  let pushed: { url: string; digest: string } | undefined;
   const passwordsDir = () => join(dir, 'data', 'nats-passwords');
   const password = (name: string) => readFileSync(join(passwordsDir(), `${name}.password`), 'utf8').trim();
   /** A connection as one of cairn up's users; `violations` collects what the server refused it. */
@@ -151,7 +156,16 @@ describe('cairn up --workers 2', () => {
     fs = await withBtrfs({ sizeMb: 768 });
     await busyboxImage(join(dir, 'images'), BASE_IMAGE);
     await writeFile(join(dir, 'cairn.json'), JSON.stringify({ stateDir: join(dir, 'state') }));
+    // The base-image-builder's matrix: one busybox image on a pool no worker serves, so its
+    // rebuild waits in the queue instead of taking the workers these tests use.
+    await mkdir(join(dir, 'matrix'));
+    await copyFile(join(ROOT, 'infra/images/busybox.spec'), join(dir, 'matrix', 'busybox.spec'));
+    await writeFile(
+      join(dir, 'matrix', 'matrix.yaml'),
+      'images:\n  - name: busybox:latest\n    tags: [latest]\n    bootstrap: { kind: busybox-static }\n    spec: busybox.spec\n    pools: [up-e2e-nowhere]\n    platforms: [linux/amd64]\n    schedule: "0 3 * * 1"\n',
+    );
     env = {
+      CAIRN_IMAGES_DIR: join(dir, 'matrix'),
       ...upEnv(dir, `btrfs:${fs.path}`, 'up-e2e-key'),
       // Quicker than the defaults: a lost worker is noticed in seconds.
       CAIRN_LEASE_TTL_MS: '4000',
@@ -192,11 +206,13 @@ describe('cairn up --workers 2', () => {
         .sort(),
     ).toEqual(['local-1', 'local-2']);
     const list = await services();
-    expect(list.map((s) => `${s.name}:${s.state}`)).toEqual([
+    expect(list.map((s) => `${s.name}:${s.state}`).sort()).toEqual([
+      'base-image-builder:ready',
       'nats:ready',
+      'registry:ready',
+      'results-store:ready',
       'scheduler:ready',
       'spec-compiler:ready',
-      'results-store:ready',
       'worker-1:ready',
       'worker-2:ready',
     ]);
@@ -205,7 +221,9 @@ describe('cairn up --workers 2', () => {
     const res = await fetch(new URL('api/v1/services', dashboard));
     expect(res.status).toBe(200);
     expect(((await res.json()) as ServiceStatus[]).map((s) => s.name).sort()).toEqual([
+      'base-image-builder',
       'nats',
+      'registry',
       'results-store',
       'scheduler',
       'spec-compiler',
@@ -332,6 +350,49 @@ describe('cairn up --workers 2', () => {
     finishedJobs.push(job);
   });
 
+  it('runs its own registry (its address in the ready line and cluster.json) with the base-image-builder on it; kill -9 of the registry: restarted', async () => {
+    const registry = clusterFile().registry!;
+    expect(registry).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(up!.output).toContain(`, registry ${registry} (Ctrl-C to stop)`);
+    const v2 = await fetch(`${registry}/v2/`);
+    expect(v2.status).toBe(200);
+    expect(v2.headers.get('docker-distribution-api-version')).toBe('registry/2.0');
+    // The base-image-builder runs, is healthy, and publishes to this registry.
+    expect(await service('base-image-builder')).toMatchObject({ state: 'ready', restarts: 0 });
+    expect(up!.output).toContain(`registry ${registry}, http `);
+    const images = await cli(['images', 'status', '--json']);
+    expect(images.code, images.stderr).toBe(0);
+    expect((JSON.parse(images.stdout) as { name: string }[]).map((i) => i.name)).toEqual(['busybox:latest']);
+
+    // A blob pushed now is still there after the restart below (the storage is in the data dir).
+    const blob = Buffer.from(`kept across restarts ${Date.now()}`);
+    const digest = `sha256:${createHash('sha256').update(blob).digest('hex')}`;
+    const started = await fetch(`${registry}/v2/up-e2e/blobs/uploads/`, { method: 'POST' });
+    expect(started.status).toBe(202);
+    const location = new URL(started.headers.get('location')!, registry);
+    location.searchParams.set('digest', digest);
+    const put = await fetch(location, { method: 'PUT', body: blob, headers: { 'content-type': 'application/octet-stream' } });
+    expect(put.status).toBe(201);
+    pushed = { url: `${registry}/v2/up-e2e/blobs/${digest}`, digest };
+
+    const victim = await service('registry');
+    expect(readFileSync(`/proc/${victim.pid}/cmdline`, 'utf8')).toContain('/usr/bin/docker-registry');
+    process.kill(victim.pid!, 'SIGKILL');
+    const back = await until(
+      'the registry restarted and ready',
+      async () => {
+        const s = await service('registry');
+        return s.restarts === 1 && s.state === 'ready' ? s : undefined;
+      },
+      30_000,
+      () => up!.output,
+    );
+    expect(back.pid).not.toBe(victim.pid);
+    expect(up!.output).toContain('registry exited (signal SIGKILL); restarting in 1 s');
+    expect((await fetch(`${registry}/v2/`)).status).toBe(200);
+    expect((await fetch(pushed.url, { method: 'HEAD' })).status).toBe(200);
+  });
+
   it('one result per job in the results stream', async () => {
     const js = jetstream(nc!);
     const consumer = await js.consumers.get(streams.results.name);
@@ -360,17 +421,22 @@ describe('cairn up --workers 2', () => {
     expect(exit, up!.output).toEqual({ code: 0, signal: null });
     for (const s of before) expect(running(s.pid!), `${s.name} still runs`).toBe(false);
     expect(up!.output).toMatch(/worker-\d still building after 3 s: handing its builds back to the queue/);
-    // Stopped in order: workers, results-store, scheduler, NATS last.
+    // Stopped in order: workers, results-store, scheduler and base-image-builder, NATS and the registry last.
     const at = (line: string) => up!.output.lastIndexOf(line);
     expect(at('results-store stopping')).toBeGreaterThan(at('worker-1 exited'));
     expect(at('scheduler stopping')).toBeGreaterThan(at('results-store exited'));
     expect(at('nats stopping')).toBeGreaterThan(at('scheduler exited'));
+    expect(at('registry stopping')).toBeGreaterThan(at('base-image-builder exited'));
+    const registry = pushed?.url.replace(/\/v2\/.*/, '');
     expect(existsSync(join(dir, 'home', 'cluster.json'))).toBe(false);
 
     up = startUp();
     await ready(up);
     // The same users with the same passwords: what holds a password keeps working.
     expect(['cairn-service', 'cairn-admin', 'local-1', 'local-2', 'alice'].map((name) => `${name}=${password(name)}`)).toEqual(passwords);
+    // The registry on the same port, with what was pushed before.
+    expect(clusterFile().registry).toBe(registry);
+    expect((await fetch(pushed!.url, { method: 'HEAD' })).headers.get('docker-content-digest')).toBe(pushed!.digest);
     expect((await cli(['status', finishedJobs[0]!])).code).toBe(0);
     const again = await until(
       'the handed-back job runs again',

@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -70,6 +70,13 @@ describe('cairn up killed with SIGKILL', () => {
     fs = await withBtrfs({ sizeMb: 512 });
     await busyboxImage(join(dir, 'images'), 'cairn/busybox:latest');
     await writeFile(join(dir, 'cairn.json'), JSON.stringify({ stateDir: join(dir, 'state') }));
+    // The base-image-builder's matrix: one image on a pool no worker serves (its rebuild only waits in the queue).
+    await mkdir(join(dir, 'matrix'));
+    await copyFile(join(REPO, 'infra/images/busybox.spec'), join(dir, 'matrix', 'busybox.spec'));
+    await writeFile(
+      join(dir, 'matrix', 'matrix.yaml'),
+      'images:\n  - name: busybox:latest\n    tags: [latest]\n    bootstrap: { kind: busybox-static }\n    spec: busybox.spec\n    pools: [up-test-nowhere]\n    platforms: [linux/amd64]\n    schedule: "0 3 * * 1"\n',
+    );
   }, 180_000);
   afterAll(async () => {
     // Whatever the test found still running is ours to end, before its store is unmounted.
@@ -83,11 +90,11 @@ describe('cairn up killed with SIGKILL', () => {
     }
   });
 
-  it('leaves nothing running: nats-server and every service exit on their own, in bounded time', async () => {
+  it('leaves nothing running: nats-server, the registry and every service exit on their own, in bounded time', async () => {
     const natsUrl = `nats://127.0.0.1:${await freePort()}`;
     // `cairn up` from its sources, in this one process (no wrapper whose pid would be killed instead).
     const launcher = "import { main } from './apps/cli/src/main.ts'; process.exitCode = await main(process.argv.slice(1));";
-    const env = upEnv(dir, `btrfs:${fs.path}`, 'up-test-key');
+    const env = { ...upEnv(dir, `btrfs:${fs.path}`, 'up-test-key'), CAIRN_IMAGES_DIR: join(dir, 'matrix') };
     up = spawn(
       process.execPath,
       ['--import', 'tsx', '--input-type=module', '-e', launcher, 'up', '--nats', natsUrl, '--data', join(dir, 'cluster'), '--results-port', '0'],
@@ -116,12 +123,22 @@ describe('cairn up killed with SIGKILL', () => {
     );
     // tsx, which runs `cairn up` from its sources here, keeps an esbuild helper of its own.
     children = (await childrenOf(upPid)).filter((c) => !/\/esbuild\b.* --service=/.test(c.command));
-    // nats-server's own pid (setpriv exec'd it), and each service by its script.
+    // nats-server's and docker-registry's own pids (setpriv exec'd them), and each service by its script.
     const kind = (command: string) =>
       command.startsWith('/usr/sbin/nats-server') || command.startsWith('/usr/bin/nats-server')
         ? 'nats-server'
-        : (/apps\/([\w-]+)\/dist\/main\.js/.exec(command)?.[1] ?? command);
-    expect(children.map((c) => kind(c.command)).sort(), output).toEqual(['nats-server', 'results-store', 'scheduler', 'spec-compiler', 'worker-agent']);
+        : command.startsWith('/usr/bin/docker-registry ')
+          ? 'docker-registry'
+          : (/apps\/([\w-]+)\/dist\/main\.js/.exec(command)?.[1] ?? command);
+    expect(children.map((c) => kind(c.command)).sort(), output).toEqual([
+      'base-image-builder',
+      'docker-registry',
+      'nats-server',
+      'results-store',
+      'scheduler',
+      'spec-compiler',
+      'worker-agent',
+    ]);
 
     up.kill('SIGKILL');
     const killedAt = Date.now();

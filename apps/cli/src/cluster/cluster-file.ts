@@ -16,6 +16,8 @@ export interface ClusterFile {
   readonly pid: number;
   readonly dataDir: string;
   readonly dashboard?: string;
+  /** The registry the base images are published to (cairn up's own, or CAIRN_REGISTRY). */
+  readonly registry?: string;
   readonly pool: string;
   readonly startedAt: number;
   /** With cairn up's own NATS: the dir of its users' password files (NAME.password), never a password itself. */

@@ -2,19 +2,23 @@
  * `cairn up`: the whole cluster on this machine as child processes — a nats-server with
  * JetStream of its own (on a free port, unless --nats names a server), the scheduler,
  * the spec-compiler, the worker-agents (on the machine's default store) and the
- * results-store (SQLite) — so that `cairn submit` works with nothing else installed.
+ * results-store (SQLite), a docker-registry (storage in the data dir) and the
+ * base-image-builder publishing to it — so that `cairn submit` works with nothing else
+ * installed. CAIRN_REGISTRY names another registry instead (none is started then).
  *
  * The children are supervised (supervisor.ts): one that exits unexpectedly is started
  * again, and every such event is logged and published in the `cairn-services` bucket
  * for `cairn admin services` and the dashboard. Stopping goes in order: the workers
  * drain (their builds finish, or are handed back to the queue when that takes too
- * long), then the results-store, then the scheduler and the spec-compiler, NATS last,
- * all within STOP_BOUND_MS. None of them outlives `cairn up`, even when it is killed
- * with SIGKILL: the services watch it (CAIRN_PARENT_PID, libs/service-kit
- * parent-watch.ts) and nats-server gets a parent-death signal (natsCommand).
+ * long), then the results-store, then the scheduler, the spec-compiler and the
+ * base-image-builder, NATS and the registry last, all within STOP_BOUND_MS. None of them outlives `cairn up`, even
+ * when it is killed with SIGKILL: the services watch it (CAIRN_PARENT_PID,
+ * libs/service-kit parent-watch.ts) and nats-server and the registry get a parent-death
+ * signal (tiedCommand).
  */
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { connect as tcpConnect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,7 +59,12 @@ export interface LocalClusterOptions {
   /** How long the workers may take to finish their builds when stopping. */
   readonly drainMs?: number;
   readonly policy?: SupervisionPolicy;
+  /** false: no registry of its own (and no base-image-builder, unless CAIRN_REGISTRY names one). */
+  readonly registry?: boolean;
 }
+
+/** Debian's docker-registry (distribution v2; tools/setup.sh installs it). */
+const REGISTRY_SERVER = '/usr/bin/docker-registry';
 
 /** The NATS users of a server cairn up starts itself, besides the workers and clients. */
 const SERVICE_USER = 'cairn-service';
@@ -93,7 +102,7 @@ function appsDir(): string {
  * JetStream store cleanly. (The signal follows the thread that spawned the child; Node
  * spawns from its main thread, which lives as long as the process.)
  */
-function natsCommand(server: string, args: readonly string[]): { command: string; args: string[] } | undefined {
+function tiedCommand(server: string, args: readonly string[]): { command: string; args: string[] } | undefined {
   const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
   return setpriv === undefined ? undefined : { command: setpriv, args: ['--pdeathsig', 'SIGTERM', '--', server, ...args] };
 }
@@ -165,6 +174,8 @@ export class LocalCluster {
   private readonly natsEnv = new Map<string, NodeJS.ProcessEnv>();
   /** The dashboard, once started. */
   dashboardUrl = '';
+  /** The registry the base images are published to (CAIRN_REGISTRY, or the one started here); '' for none. */
+  registryUrl = '';
   private bus: NatsConnection | undefined;
   private kv: Awaited<ReturnType<typeof openBucket>> | undefined;
   private cancelled = false;
@@ -233,9 +244,9 @@ export class LocalCluster {
       this.dashboardUrl = `http://127.0.0.1:${port}/`;
       this.serviceNames.push('results-store');
     }
-    // The base images are published to a registry: rebuilt by themselves when one is named.
-    if (process.env.CAIRN_REGISTRY && existsSync(join(apps, 'base-image-builder/dist/main.js'))) {
-      await service('base-image-builder', 'base-image-builder/dist/main.js', {});
+    // The base images are published to a registry (CAIRN_REGISTRY, else our own) and rebuilt by themselves.
+    if (existsSync(join(apps, 'base-image-builder/dist/main.js')) && (await this.startRegistry())) {
+      await service('base-image-builder', 'base-image-builder/dist/main.js', { CAIRN_REGISTRY: this.registryUrl });
       this.serviceNames.push('base-image-builder');
     }
     for (let i = 1; i <= this.options.workers; i++) {
@@ -251,6 +262,62 @@ export class LocalCluster {
       this.workerNames.push(name);
     }
     void this.watchHealth();
+  }
+
+  /**
+   * The registry: CAIRN_REGISTRY when set (someone else's; nothing started), else
+   * docker-registry on 127.0.0.1 with its storage in <data>/registry, so the images stay
+   * across restarts, on the port of the last start when it is still free (so a name like
+   * 127.0.0.1:PORT/busybox:latest keeps working), else a free one. False: no registry.
+   */
+  private async startRegistry(): Promise<boolean> {
+    const external = process.env.CAIRN_REGISTRY;
+    if (external) {
+      this.registryUrl = external;
+      return true;
+    }
+    if (this.options.registry === false) return false;
+    if (!existsSync(REGISTRY_SERVER)) {
+      this.options.note(`${REGISTRY_SERVER} is not installed (apt-get install docker-registry): no registry, and no base-image-builder`);
+      return false;
+    }
+    const dir = join(this.options.dataDir, 'registry');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const config = join(dir, 'config.yml');
+    const before = /addr: 127\.0\.0\.1:(\d+)/.exec(await readFile(config, 'utf8').catch(() => ''))?.[1];
+    const port = before !== undefined && !(await listening(`http://127.0.0.1:${before}`)) ? Number(before) : await freePort();
+    await writeFile(
+      config,
+      [
+        '# Written by cairn up at every start (edits are lost).',
+        'version: 0.1',
+        'log:',
+        '  level: warn',
+        'storage:',
+        '  filesystem:',
+        `    rootdirectory: ${join(dir, 'storage')}`,
+        '  delete:',
+        '    enabled: true',
+        'http:',
+        `  addr: 127.0.0.1:${port}`,
+        `  secret: ${randomBytes(16).toString('hex')}`,
+        '',
+      ].join('\n'),
+      { mode: 0o600 },
+    );
+    this.registryUrl = `http://127.0.0.1:${port}`;
+    const args = ['serve', config];
+    const tied = tiedCommand(REGISTRY_SERVER, args);
+    const spec: ChildSpec = {
+      name: 'registry',
+      command: tied?.command ?? REGISTRY_SERVER,
+      args: tied?.args ?? args,
+      env: process.env,
+      healthUrl: `${this.registryUrl}/v2/`,
+    };
+    this.health.set('registry', spec.healthUrl!);
+    this.supervisor.start(spec);
+    return true;
   }
 
   private async startNats(): Promise<void> {
@@ -269,7 +336,7 @@ export class LocalCluster {
       const server = ['/usr/sbin/nats-server', '/usr/bin/nats-server'].find((p) => existsSync(p));
       if (!server) throw new UserError('nats-server is not installed (apt-get install nats-server, or run tools/setup.sh)');
       const args = ['-c', await this.writeNatsConfig(), '-a', hostname, '-p', String(port), '-js', '-sd', join(this.options.dataDir, 'nats')];
-      const tied = natsCommand(server, args);
+      const tied = tiedCommand(server, args);
       if (!tied) this.options.note('setpriv (util-linux) is not installed: nats-server will outlive cairn up if cairn up is killed');
       this.supervisor.start({ name: 'nats', command: tied?.command ?? server, args: tied?.args ?? args, env: process.env });
       const deadline = Date.now() + 15_000;
@@ -285,7 +352,7 @@ export class LocalCluster {
       this.kv = await openBucket(this.bus, buckets.services);
       // Entries of processes that are not ours (an earlier `cairn up` with more workers).
       for await (const key of await this.kv.keys())
-        if (!['nats', 'scheduler', 'spec-compiler', 'results-store', 'base-image-builder'].includes(key) && !/^worker-\d+$/.test(key))
+        if (!['nats', 'registry', 'scheduler', 'spec-compiler', 'results-store', 'base-image-builder'].includes(key) && !/^worker-\d+$/.test(key))
           await this.kv.delete(key);
       for (const status of this.supervisor.statuses()) this.publish(status);
     } catch (e) {
@@ -372,7 +439,8 @@ export class LocalCluster {
   /**
    * In order, within STOP_BOUND_MS: the workers take no new jobs and finish what runs
    * (up to the drain time; then they hand their builds back to the queue), then the
-   * results-store, then the scheduler and spec-compiler, NATS last. Each phase that
+   * results-store, then the scheduler, spec-compiler and base-image-builder, then NATS
+   * and the registry. Each phase that
    * overruns its share is killed (the whole process group) so the next can go.
    */
   async stop(): Promise<void> {
@@ -417,9 +485,12 @@ export class LocalCluster {
       this.serviceNames.filter((n) => n !== 'results-store'),
       this.cancelled ? 2000 : Math.max(1000, left(reserve.nats)),
     );
-    // 4. NATS, once nothing needs it.
+    // 4. NATS and the registry, once nothing needs them.
     await this.bus?.close().catch(() => undefined);
-    if (this.supervisor.names.includes('nats')) await phase(['nats'], Math.max(1000, left(0)));
+    await phase(
+      ['nats', 'registry'].filter((n) => this.supervisor.names.includes(n)),
+      Math.max(1000, left(0)),
+    );
   }
 }
 

@@ -14,16 +14,20 @@ interface UpOpts {
   quiet?: boolean;
   client?: string[];
   cacheDomain?: string[];
+  registry: boolean;
 }
 
 export function registerUp(program: Command, io: Io, setExit: (code: number) => void): void {
   program
     .command('up')
-    .summary('run the whole cluster on this machine (NATS, scheduler, compiler, workers, results)')
+    .summary('run the whole cluster on this machine (NATS, scheduler, compiler, workers, results, registry)')
     .description(
       `Starts a nats-server with JetStream of its own on a free port (or uses the server --nats
 names), the scheduler, the spec-compiler, worker-agents building on this machine's default
-store (tools/setup.sh makes it) and the results-store with its dashboard; prints "cluster
+store (tools/setup.sh makes it), the results-store with its dashboard, and a docker-registry
+on a free 127.0.0.1 port (storage in <data>/registry) with the base-image-builder publishing
+the base images to it (CAIRN_REGISTRY=http://host:port names another registry instead, and
+none is started; --no-registry starts neither); prints "cluster
 ready" once every one of them reports ready, and keeps them running: a process that exits
 is started again (after 1 s, doubling while it keeps failing at once; after 5 quick
 failures in a row cairn up gives up and stops). \`cairn admin services\` lists them.
@@ -32,7 +36,7 @@ The NATS server it starts lets in only its own services and workers, the admin u
 the clients it was started for (you, and each --client), each with a password kept in
 <data>/nats-passwords (readable by you alone); the other commands find theirs there.
 Ctrl-C stops in order: the workers finish their builds (up to --drain-timeout, then the
-builds go back to the queue), then the services, NATS last, within 30 s. A second Ctrl-C
+builds go back to the queue), then the services, NATS and the registry last, within 30 s. A second Ctrl-C
 cancels the running builds and stops at once.`,
     )
     .option(
@@ -57,6 +61,7 @@ cancels the running builds and stops at once.`,
       "let these clients share named caches (and the steps that mount them): DOMAIN=CLIENT,CLIENT... (repeatable; * for every client named in no other domain); by default each client's caches are its own (CAIRN_CACHE_DOMAINS)",
       (spec: string, all: string[] = []) => [...all, spec],
     )
+    .option('--no-registry', 'start no registry and no base-image-builder (unless CAIRN_REGISTRY names a registry)')
     .option('--quiet', "don't print the services' logs")
     .addHelpText(
       'after',
@@ -126,6 +131,7 @@ Examples:
           pool: opts.pool,
           resultsPort,
           drainMs,
+          registry: opts.registry,
           log: (line) => {
             if (!opts.quiet) io.err(`${line}\n`);
           },
@@ -139,6 +145,7 @@ Examples:
           pool: opts.pool,
           startedAt: Date.now(),
           ...(cluster.dashboardUrl ? { dashboard: cluster.dashboardUrl } : {}),
+          ...(cluster.registryUrl ? { registry: cluster.registryUrl } : {}),
           ...(cluster.natsAuth ? { natsPasswords: cluster.natsAuth.passwordsDir, natsAdmin: cluster.natsAuth.admin } : {}),
         });
         const ready = cluster.ready(readyMs).then(
@@ -152,7 +159,7 @@ Examples:
         ]);
         if ('problem' in first && first.problem === undefined) {
           io.out(
-            `cluster ready: NATS ${cluster.natsUrl}, pool ${opts.pool}, ${workers} worker(s)${cluster.dashboardUrl ? `, dashboard ${cluster.dashboardUrl}` : ''} (Ctrl-C to stop)\n`,
+            `cluster ready: NATS ${cluster.natsUrl}, pool ${opts.pool}, ${workers} worker(s)${cluster.dashboardUrl ? `, dashboard ${cluster.dashboardUrl}` : ''}${cluster.registryUrl ? `, registry ${cluster.registryUrl}` : ''} (Ctrl-C to stop)\n`,
           );
           why = await Promise.race([stopAsked, cluster.supervisor.failed.then((w) => `gave up: ${w}`)]);
         } else if ('problem' in first) {
@@ -162,7 +169,7 @@ Examples:
         } else {
           why = first.stop;
         }
-        note(`${why}; stopping: workers finish their builds (up to ${drainMs / 1000} s), then the services, NATS last`);
+        note(`${why}; stopping: workers finish their builds (up to ${drainMs / 1000} s), then the services, NATS and the registry last`);
         const started = Date.now();
         await cluster.stop();
         note(`stopped in ${((Date.now() - started) / 1000).toFixed(1)} s`);
