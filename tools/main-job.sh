@@ -24,7 +24,9 @@ port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{
 export CAIRN_NATS="nats://127.0.0.1:$port"
 # Started without the shell function: $! must be the node process itself, or the TERM
 # below would stop only a subshell and leave the cluster running.
-node apps/cli/bin/cairn.js up --nats "$CAIRN_NATS" --data "$data" --results-port 0 --quiet &
+# --no-registry: the base-image builder would build its whole matrix (debootstrap, apt)
+# on this worker beside the hello job; the main job's cluster part is the hello build.
+node apps/cli/bin/cairn.js up --nats "$CAIRN_NATS" --data "$data" --results-port 0 --no-registry --quiet &
 up=$!
 trap 'kill -TERM $up 2>/dev/null; wait $up 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 150); do

@@ -27,7 +27,9 @@ names), the scheduler, the spec-compiler, worker-agents building on this machine
 store (tools/setup.sh makes it), the results-store with its dashboard, and a docker-registry
 on a free 127.0.0.1 port (storage in <data>/registry) with the base-image-builder publishing
 the base images to it (CAIRN_REGISTRY=http://host:port names another registry instead, and
-none is started; --no-registry starts neither); prints "cluster
+none is started; --no-registry starts neither). The base-image-builder builds, as cluster
+jobs on this machine's workers, every image of its matrix that was never published
+(debootstrap and apt need the network), then each on its schedule; prints "cluster
 ready" once every one of them reports ready, and keeps them running: a process that exits
 is started again (after 1 s, doubling while it keeps failing at once; after 5 quick
 failures in a row cairn up gives up and stops). \`cairn admin services\` lists them.
