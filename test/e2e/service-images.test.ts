@@ -230,7 +230,10 @@ describe('the compose stack', () => {
   /**
    * `up` of the test's services, then waits until the results-store (database, NATS,
    * streams, its result consumer) and the worker (registered with the leading scheduler;
-   * until then a submit to its pool is refused as an unknown pool) are ready.
+   * until then a submit to its pool is refused as an unknown pool) are ready, and a
+   * spec-compiler answers submits: on a JetStream cluster still electing its leaders, a
+   * compiler may make its streams later than the others are ready, and `cairn submit`
+   * tries a submit nobody answers only three times.
    */
   async function upAndReady(): Promise<void> {
     // Under load this dockerd has failed to start a container now and then (runc: stat of
@@ -239,7 +242,7 @@ describe('the compose stack', () => {
     await compose(['up', '-d', '--no-build', ...services]).catch(() => compose(['up', '-d', '--no-build', ...services]));
     const deadline = Date.now() + 300_000;
     for (;;) {
-      if ((await isReady(ports.dashboard)) && (await isReady(ports.worker))) return;
+      if ((await isReady(ports.dashboard)) && (await isReady(ports.worker)) && (await compilerAnswers())) return;
       if (Date.now() > deadline) {
         // The two that were waited for first, then the rest: CI shows only the message's head.
         const readyz = (port: number) =>
@@ -247,12 +250,22 @@ describe('the compose stack', () => {
             (r) => r.text(),
             (e: unknown) => String(e),
           );
-        const states = `results-store ${await readyz(ports.dashboard)}, worker ${await readyz(ports.worker)}`;
+        const states = `results-store ${await readyz(ports.dashboard)}, worker ${await readyz(ports.worker)}, a spec-compiler answering: ${await compilerAnswers()}`;
         const waitedFor = await output(['logs', '--no-color', '--tail', '60', 'results-store-1', workerService]);
         const rest = await output(['logs', '--no-color', '--tail', '20']);
         throw new Error(`not ready (${states}):\n${await output(['ps'])}\n${waitedFor}\n${rest}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+
+  /** Whether a spec-compiler answers client ci's submits (an empty one, which it refuses). */
+  async function compilerAnswers(): Promise<boolean> {
+    try {
+      await (await as('ci')).request(subjects.client('ci', 'submit'), '{}', { timeout: 2000 });
+      return true;
+    } catch {
+      return false;
     }
   }
 
