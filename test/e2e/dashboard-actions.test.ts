@@ -125,6 +125,21 @@ describe("the dashboard's actions over the real cluster", () => {
     await expect.poll(() => op.locator('#log').innerText(), { timeout: 30_000 }).toContain('tick-');
     await Promise.all([op.waitForURL(`**/builds/${job}`), op.click('#build-actions button:text("Cancel")')]);
     await expect.poll(() => stored(job), { timeout: 60_000 }).toBe('cancelled');
+    // The live page reloads itself into the stored build's page once it learns the build is
+    // stored (browser/app.ts), which can be after the API says so: wait for that reload, or
+    // it cuts the next test's navigation short (net::ERR_ABORTED, seen in a clean-clone run).
+    await expect
+      .poll(
+        () =>
+          op
+            .locator('[data-live-log]')
+            .count()
+            .catch(() => 1),
+        { timeout: 30_000 },
+      )
+      .toBe(0);
+    await op.waitForLoadState('load');
+    expect(await op.locator('#live-state').count()).toBe(0);
   });
 
   it('shows a viewer no buttons and refuses forged POSTs with 403', async () => {
