@@ -14,10 +14,18 @@ export async function runWatchingLimit(
   run: (options: RunOptions) => Promise<void>,
 ): Promise<void> {
   const stop = new AbortController();
+  // The poll in flight, awaited before returning: a read still running would otherwise
+  // land after the caller's clean-up (rctl -u on a jail whose rules are being removed).
+  let polling: Promise<void> | undefined;
   const watch = setInterval(() => {
-    void atLimit().then((hit) => {
-      if (hit && !stop.signal.aborted) stop.abort();
-    });
+    polling ??= atLimit()
+      .then(
+        (hit) => {
+          if (hit && !stop.signal.aborted) stop.abort();
+        },
+        () => undefined,
+      )
+      .finally(() => (polling = undefined));
   }, LIMIT_POLL_MS);
   const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
   try {
@@ -29,5 +37,6 @@ export async function runWatchingLimit(
     throw e;
   } finally {
     clearInterval(watch);
+    await polling;
   }
 }
