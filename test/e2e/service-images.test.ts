@@ -25,7 +25,7 @@ import { LEADER_BUCKET, LEADER_KEY } from '../../apps/scheduler/src/leadership.j
 import { BASE_IMAGES, debianBaseImages } from '../support/base-images.js';
 import { startDockerd, type RunningDockerd } from '../support/dockerd.js';
 import { withBtrfs, type TestFilesystem } from '../support/filesystems.js';
-import { freePort } from '../support/nats.js';
+import { freePorts } from '../support/nats.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
 
 const run = promisify(execFile);
@@ -236,10 +236,22 @@ describe('the compose stack', () => {
    * tries a submit nobody answers only three times.
    */
   async function upAndReady(): Promise<void> {
-    // Under load this dockerd has failed to start a container now and then (runc: stat of
-    // the entrypoint refused) although the same image started elsewhere in the same run;
-    // `up` again starts what did not start, and a second failure is the test's.
-    await compose(['up', '-d', '--no-build', ...services]).catch(() => compose(['up', '-d', '--no-build', ...services]));
+    // `up` again starts what did not start, for two reasons seen in CI runs: under load
+    // this dockerd has failed to start a container now and then (runc: stat of the
+    // entrypoint refused) although the same image started elsewhere in the same run; and
+    // an `up` races the restart policy when it starts a container that exited (a service
+    // that found NATS electing its leaders) while docker restarts it too, and the loser
+    // reports the container's port as taken. A third failure is the test's.
+    const upFailures: string[] = [];
+    while (
+      !(await compose(['up', '-d', '--no-build', ...services]).then(
+        () => true,
+        (e: Error) => (upFailures.push(e.message), false),
+      ))
+    ) {
+      if (upFailures.length === 3) throw new Error(upFailures.map((message, i) => `--- up ${i + 1} of 3 failed ---\n${message}`).join('\n'));
+      await new Promise((resolve) => setTimeout(resolve, 5000));
+    }
     const deadline = Date.now() + 300_000;
     for (;;) {
       if ((await isReady(ports.dashboard)) && (await isReady(ports.worker)) && (await compilerAnswers())) return;
@@ -368,13 +380,14 @@ describe('the compose stack', () => {
   beforeAll(async () => {
     config = join(dir, 'compose');
     await run(process.execPath, [join(COMPOSE_DIR, 'configure.mjs'), '--dir', config]);
+    const [nats, dashboard, registry, prometheus, worker, ...monitor] = await freePorts(5 + NATS_NODES.length);
     ports = {
-      nats: await freePort(),
-      dashboard: await freePort(),
-      registry: await freePort(),
-      prometheus: await freePort(),
-      worker: await freePort(),
-      monitor: { 'nats-1': await freePort(), 'nats-2': await freePort(), 'nats-3': await freePort() },
+      nats: nats!,
+      dashboard: dashboard!,
+      registry: registry!,
+      prometheus: prometheus!,
+      worker: worker!,
+      monitor: { 'nats-1': monitor[0]!, 'nats-2': monitor[1]!, 'nats-3': monitor[2]! },
     };
     const service = images.get('service')!.ref;
     env = {
