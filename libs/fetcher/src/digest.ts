@@ -1,7 +1,7 @@
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { hashing } from '@cairn/oci-image';
 import { FetchError } from './fetcher.js';
 
 /** Content digests as OCI writes them: `sha256:` and 64 lowercase hex digits. */
@@ -28,17 +28,6 @@ export function checkedDigest(digest: unknown, where: string): string {
 /** The hex part, for layouts that store a blob under `blobs/sha256/HEX`. */
 export function digestHex(digest: string): string {
   return digest.slice('sha256:'.length);
-}
-
-/** A pass-through stream that feeds what flows through it to `hash` (and counts it). */
-export function hashing(hash: Hash, count: (bytes: number) => void = () => {}): Transform {
-  return new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      hash.update(chunk);
-      count(chunk.length);
-      done(null, chunk);
-    },
-  });
 }
 
 function mismatch(what: string, expected: string, actual: string): FetchError {

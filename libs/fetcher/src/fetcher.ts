@@ -22,6 +22,19 @@ export interface Fetcher {
    * already pinned resolves to its own digest once the image is found to match it.
    */
   resolve(image: string): Promise<string>;
+  /**
+   * For ZFS stores (docs/zfs.md): the image's root filesystem as a ZFS dataset stream,
+   * written to `file`, when the image offers one for this fetcher's platform; undefined
+   * when it does not (then `fetch` unpacks its layers). Fetchers that cannot hold one lack it.
+   */
+  datasetStream?(image: string, file: string, log: (line: string) => void): Promise<DatasetStream | undefined>;
+}
+
+/** A ZFS dataset stream fetched to a file: `zfs receive` makes the image's result from it. */
+export interface DatasetStream {
+  /** The digest of the artifact manifest in the image's index. */
+  readonly digest: string;
+  readonly size: number;
 }
 
 export interface FetchedImage {

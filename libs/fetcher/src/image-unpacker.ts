@@ -35,6 +35,7 @@ export async function unpackImage(
     verifyBytes(bytes, digest, 'manifest');
     const doc = parseManifestDocument(bytes, `manifest ${digest} in ${source.where}`);
     if (doc.kind === 'manifest') {
+      if (doc.artifactType !== undefined) throw new FetchError(`${options.ref} names an artifact (${doc.artifactType}), not an image`);
       const via = indexes.length ? ` (${formatPlatform(options.platform)} in index ${indexes[0]})` : '';
       options.log(`resolved ${options.ref} to ${digest}${via}`);
       return { ...(await applyImage(source, doc.config, doc.layers, options)), digest };

@@ -12,6 +12,8 @@ export interface ImageIndex {
 
 export interface ImageManifest {
   readonly kind: 'manifest';
+  /** Set on an artifact manifest (ZFS_DATASET_ARTIFACT), which is no image to unpack. */
+  readonly artifactType?: string;
   readonly config: Descriptor;
   readonly layers: readonly Descriptor[];
 }
@@ -46,6 +48,7 @@ function parseDescriptor(value: unknown, what: string): Descriptor {
     digest: checkedDigest(d.digest, what),
     size: d.size,
     ...(platform ? { platform } : {}),
+    ...(typeof d.artifactType === 'string' ? { artifactType: d.artifactType } : {}),
     ...(d.annotations ? { annotations: d.annotations as Record<string, string> } : {}),
   };
 }
@@ -66,7 +69,8 @@ export function parseManifestDocument(bytes: Uint8Array, what: string): ImageInd
   }
   if (Array.isArray(doc.manifests)) return { kind: 'index', manifests: descriptors(doc.manifests, what) };
   if (doc.config !== undefined && Array.isArray(doc.layers)) {
-    return { kind: 'manifest', config: parseDescriptor(doc.config, what), layers: descriptors(doc.layers, what) };
+    const artifactType = typeof doc.artifactType === 'string' ? { artifactType: doc.artifactType } : {};
+    return { kind: 'manifest', ...artifactType, config: parseDescriptor(doc.config, what), layers: descriptors(doc.layers, what) };
   }
   throw new FetchError(`${what} is neither an image manifest nor an image index`);
 }

@@ -1,6 +1,7 @@
 import type { Platform } from '@cairn/oci-image';
 import { readVerified } from './digest.js';
-import type { FetchedImage, Fetcher } from './fetcher.js';
+import { fetchDatasetStream } from './dataset-stream.js';
+import type { DatasetStream, FetchedImage, Fetcher } from './fetcher.js';
 import { unpackImage } from './image-unpacker.js';
 import { openOciLayout } from './oci-layout.js';
 import { platformOrHost } from './platform.js';
@@ -28,18 +29,25 @@ export class OciLayoutFetcher implements Fetcher {
   }
 
   async fetch(image: string, rootfs: string, log: (line: string) => void): Promise<FetchedImage> {
+    const { layout, top } = await this.open(image);
+    return unpackImage(layout, top, { ref: image, platform: this.platform, rootfs, log });
+  }
+
+  async datasetStream(image: string, file: string, log: (line: string) => void): Promise<DatasetStream | undefined> {
+    const { layout, top } = await this.open(image);
+    return fetchDatasetStream(layout, top, { ref: image, platform: this.platform, file, log });
+  }
+
+  private async open(image: string) {
     // The layout is opened anew each time: the base-image builder rewrites it in place.
     const layout = await openOciLayout(this.path);
     const top = await layout.resolve(image);
     const bytes = await readVerified(layout.blob(top), top.digest, 'manifest');
-    return unpackImage(layout, { digest: top.digest, bytes }, { ref: image, platform: this.platform, rootfs, log });
+    return { layout, top: { digest: top.digest, bytes } };
   }
 
   /** The index entry's digest (an index stays an index: pinning keeps every platform). */
   async resolve(image: string): Promise<string> {
-    const layout = await openOciLayout(this.path);
-    const top = await layout.resolve(image);
-    await readVerified(layout.blob(top), top.digest, 'manifest');
-    return top.digest;
+    return (await this.open(image)).top.digest;
   }
 }

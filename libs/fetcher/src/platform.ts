@@ -29,17 +29,24 @@ export function formatPlatform(p: Platform): string {
 }
 
 /**
- * The index entry for `platform`. Without a wanted variant any variant matches, as
- * Docker does, so that `linux/arm64` finds an entry marked `linux/arm64/v8`.
+ * The index entry for `platform` among the entries of `artifactType` (none: the images).
+ * Without a wanted variant any variant matches, as Docker does, so that `linux/arm64`
+ * finds an entry marked `linux/arm64/v8`.
  */
-export function selectPlatform(index: ImageIndex, platform: Platform, what: string): Descriptor {
-  const found = index.manifests.find(
+export function findPlatform(index: ImageIndex, platform: Platform, artifactType?: string): Descriptor | undefined {
+  return index.manifests.find(
     (d) =>
+      d.artifactType === artifactType &&
       d.platform?.os === platform.os &&
       d.platform.architecture === platform.architecture &&
       (platform.variant === undefined || d.platform.variant === platform.variant),
   );
+}
+
+/** The image entry for `platform`; a FetchError names the platforms the index offers otherwise. */
+export function selectPlatform(index: ImageIndex, platform: Platform, what: string): Descriptor {
+  const found = findPlatform(index, platform);
   if (found) return found;
-  const offered = index.manifests.flatMap((d) => (d.platform ? [formatPlatform(d.platform)] : []));
+  const offered = index.manifests.flatMap((d) => (d.platform && d.artifactType === undefined ? [formatPlatform(d.platform)] : []));
   throw new FetchError(`${what} has no image for ${formatPlatform(platform)}; it offers: ${offered.join(', ') || 'no platforms'}`);
 }

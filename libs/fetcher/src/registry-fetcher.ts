@@ -1,6 +1,7 @@
 import type { Platform } from '@cairn/oci-image';
 import { readDocument, sha256Digest } from './digest.js';
-import { FetchError, type FetchedImage, type Fetcher } from './fetcher.js';
+import { fetchDatasetStream } from './dataset-stream.js';
+import { FetchError, type DatasetStream, type FetchedImage, type Fetcher } from './fetcher.js';
 import { parseImageRef } from './image-ref.js';
 import { unpackImage, type ImageSource } from './image-unpacker.js';
 import { MANIFEST_MEDIA_TYPES } from './oci-documents.js';
@@ -40,6 +41,17 @@ export class RegistryFetcher implements Fetcher {
   }
 
   async fetch(image: string, rootfs: string, log: (line: string) => void): Promise<FetchedImage> {
+    const { source, top } = await this.sourceOf(image);
+    return unpackImage(source, top, { ref: image, platform: this.platform, rootfs, log });
+  }
+
+  async datasetStream(image: string, file: string, log: (line: string) => void): Promise<DatasetStream | undefined> {
+    const { source, top } = await this.sourceOf(image);
+    return fetchDatasetStream(source, top, { ref: image, platform: this.platform, file, log });
+  }
+
+  /** The image's top manifest or index, and the registry's blobs and manifests as an ImageSource. */
+  private async sourceOf(image: string): Promise<{ source: ImageSource; top: { digest: string; bytes: Uint8Array } }> {
     const { top, digest, manifest, client, repository, where } = await this.topManifest(image);
     const source: ImageSource = {
       where,
@@ -50,7 +62,7 @@ export class RegistryFetcher implements Fetcher {
         yield* bodyOf(response);
       },
     };
-    return unpackImage(source, { digest, bytes: top.bytes }, { ref: image, platform: this.platform, rootfs, log });
+    return { source, top: { digest, bytes: top.bytes } };
   }
 
   /** The top manifest's (or index's) digest, checked against the bytes the registry sent. */

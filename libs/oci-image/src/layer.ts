@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants, createGzip } from 'node:zlib';
+import { hashing } from './hashing.js';
 import { OciImageError } from './oci-image-error.js';
 
 /** What a layer blob is: its gzipped digest and size, and the digest of the tar inside (the diff ID). */
@@ -36,16 +36,6 @@ function tarArgs(rootfs: string, mtime: number): string[] {
   ];
 }
 
-function counting(hash: Hash, count: (n: number) => void = () => {}): Transform {
-  return new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      hash.update(chunk);
-      count(chunk.length);
-      done(null, chunk);
-    },
-  });
-}
-
 /**
  * Writes `rootfs` as a gzipped layer tar to `file`. The gzip header of Node's zlib has
  * no name and a zero mtime, and the level is fixed, so the same tree gives the same blob.
@@ -67,9 +57,9 @@ export async function writeLayer(rootfs: string, file: string, mtime: number): P
   try {
     await pipeline(
       tar.stdout,
-      counting(diff),
+      hashing(diff),
       createGzip({ level: constants.Z_DEFAULT_COMPRESSION }),
-      counting(blob, (n) => (size += n)),
+      hashing(blob, (n) => (size += n)),
       createWriteStream(file),
     );
   } catch (e) {

@@ -1,10 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import { join } from 'node:path';
 import { checkImageConfig, imageConfigDocument, platformName, platformOf, type ImageConfig, type ParentConfig } from './image-config.js';
+import { hashing } from './hashing.js';
 import { writeLayer } from './layer.js';
 import { OciImageError } from './oci-image-error.js';
-import { MediaType, REF_NAME, type Descriptor, type Platform } from './vocabulary.js';
+import { MediaType, REF_NAME, ZFS_DATASET_ARTIFACT, type Descriptor, type Platform } from './vocabulary.js';
 
 /** One platform's image: its manifest and the blobs it names. */
 export interface PlatformImage {
@@ -16,13 +19,16 @@ export interface PlatformImage {
 
 /**
  * An image written into an OCI layout: `index` is the image index (what a tag names in a
- * registry, and the image's digest), `images` one manifest per platform.
+ * registry, and the image's digest), `images` one manifest per platform, and `datasets`
+ * the same root filesystems as ZFS dataset streams (an artifact manifest each, `config`
+ * empty and the stream its one layer), for ZFS stores to receive.
  */
 export interface OciImage {
   readonly layoutDir: string;
   readonly ref: string;
   readonly index: Descriptor;
   readonly images: readonly PlatformImage[];
+  readonly datasets: readonly PlatformImage[];
 }
 
 /** One platform of an image: a root filesystem (a store snapshot) and how it runs. */
@@ -119,13 +125,42 @@ export async function writeOciImage(layoutDir: string, ref: string, inputs: read
     });
     images.push({ platform, manifest: { ...manifest, platform }, config: configBlob, layers });
   }
-  const index = await putJson(layoutDir, MediaType.index, {
+  return putIndex({ layoutDir, ref, images, datasets: [] });
+}
+
+/**
+ * Adds to `image` its root filesystem for `platform` as a ZFS dataset stream: the file
+ * `stream` (`zfs send` of one snapshot of a dataset laid out as a store result, see
+ * libs/store zfs-store.ts `receive`) becomes an artifact manifest in the image's index,
+ * beside (or instead of an earlier stream for) that platform's image. The index, hence the
+ * image's digest, changes: a job pinned to it gets the stream or the layers, never a mix.
+ */
+export async function addDatasetStream(image: OciImage, platform: Platform, stream: string): Promise<OciImage> {
+  platformImage(image, platform);
+  const { layoutDir } = image;
+  const layer = { ...(await putFile(layoutDir, stream)), mediaType: MediaType.zfsStream };
+  const config = await putJson(layoutDir, MediaType.empty, {});
+  const manifest = await putJson(layoutDir, MediaType.manifest, {
+    schemaVersion: 2,
+    mediaType: MediaType.manifest,
+    artifactType: ZFS_DATASET_ARTIFACT,
+    config,
+    layers: [layer],
+  });
+  const dataset = { platform, manifest: { ...manifest, platform, artifactType: ZFS_DATASET_ARTIFACT }, config, layers: [layer] };
+  const others = image.datasets.filter((d) => platformName(d.platform) !== platformName(platform));
+  return putIndex({ ...image, datasets: [...others, dataset] });
+}
+
+/** Writes the index of `image`'s platform images and dataset streams, and names it `image.ref`. */
+async function putIndex(image: Omit<OciImage, 'index'>): Promise<OciImage> {
+  const index = await putJson(image.layoutDir, MediaType.index, {
     schemaVersion: 2,
     mediaType: MediaType.index,
-    manifests: images.map((i) => i.manifest),
+    manifests: [...image.images, ...image.datasets].map((i) => i.manifest),
   });
-  await setRef(layoutDir, ref, index);
-  return { layoutDir, ref, index, images };
+  await setRef(image.layoutDir, image.ref, index);
+  return { ...image, index };
 }
 
 /** The image named `ref` in the layout at `layoutDir`, as `writeOciImage` wrote it. */
@@ -136,17 +171,24 @@ export async function readOciImage(layoutDir: string, ref: string): Promise<OciI
   if (index.mediaType !== MediaType.index) throw new OciImageError(`${ref} in ${layoutDir} is not an image index`);
   const manifests = (await readJson(layoutDir, index.digest)).manifests as Descriptor[];
   const images: PlatformImage[] = [];
+  const datasets: PlatformImage[] = [];
   for (const manifest of manifests) {
     const doc = await readJson(layoutDir, manifest.digest);
     const platform = manifest.platform ?? { architecture: 'unknown', os: 'unknown' };
-    images.push({ platform, manifest, config: doc.config as Descriptor, layers: doc.layers as Descriptor[] });
+    (manifest.artifactType === ZFS_DATASET_ARTIFACT ? datasets : images).push({
+      platform,
+      manifest,
+      config: doc.config as Descriptor,
+      layers: doc.layers as Descriptor[],
+    });
   }
-  return { layoutDir, ref, index, images };
+  return { layoutDir, ref, index, images, datasets };
 }
 
 /** Every blob of the image, each once: layers and configs first, then manifests, the index last. */
 export function imageBlobs(image: OciImage): Descriptor[] {
-  const all = [...image.images.flatMap((i) => [...i.layers, i.config]), ...image.images.map((i) => i.manifest), image.index];
+  const manifests = [...image.images, ...image.datasets];
+  const all = [...manifests.flatMap((i) => [...i.layers, i.config]), ...manifests.map((i) => i.manifest), image.index];
   return all.filter((d, n) => all.findIndex((o) => o.digest === d.digest) === n);
 }
 
@@ -197,6 +239,25 @@ async function putLayer(layoutDir: string, rootfs: string, mtime: number) {
     const layer = await writeLayer(rootfs, tmp, mtime);
     await rename(tmp, blobPath(layoutDir, layer.digest));
     return layer;
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
+/** Copies the file `path` into the layout as a blob, hashing it on the way. */
+async function putFile(layoutDir: string, path: string): Promise<{ digest: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  const tmp = join(layoutDir, 'blobs', 'sha256', `.tmp-${randomUUID()}`);
+  try {
+    await pipeline(
+      createReadStream(path),
+      hashing(hash, (n) => (size += n)),
+      createWriteStream(tmp),
+    );
+    const digest = `sha256:${hash.digest('hex')}`;
+    await rename(tmp, blobPath(layoutDir, digest));
+    return { digest, size };
   } finally {
     await rm(tmp, { force: true });
   }

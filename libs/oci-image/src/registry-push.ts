@@ -40,7 +40,7 @@ export async function pushImage(image: OciImage, ref: string, options: PushOptio
     const pushed = await client.pushBlob(image.layoutDir, blob);
     options.onBlob?.(blob.digest, pushed ? 'pushed' : 'exists');
   }
-  for (const { manifest } of image.images) await client.putManifest(image.layoutDir, manifest, manifest.digest);
+  for (const { manifest } of [...image.images, ...image.datasets]) await client.putManifest(image.layoutDir, manifest, manifest.digest);
   await client.putManifest(image.layoutDir, image.index, target.tag);
   return { ref: `${target.host}/${target.repository}:${target.tag}`, digest: image.index.digest };
 }
