@@ -1,5 +1,6 @@
 import { DockerFetcher } from './docker-fetcher.js';
 import type { Fetcher } from './fetcher.js';
+import { LayoutWithNamedRegistries } from './named-registries.js';
 import { OciLayoutFetcher } from './oci-layout-fetcher.js';
 import { RegistryFetcher } from './registry-fetcher.js';
 
@@ -20,8 +21,8 @@ function invalid(text: string, why: string): FetcherSpecError {
 }
 
 /**
- * The fetcher a `--fetcher` value names: `oci:PATH`, `registry:URL`, `docker` or
- * `docker:SOCKET`. `platform` picks from multi-platform images (default the host's, as the OCI writer labels its images).
+ * The fetcher a `--fetcher` value names: `oci:PATH` (and, for names with a registry host
+ * the layout lacks, that registry), `registry:URL`, `docker` or `docker:SOCKET`. `platform` picks from multi-platform images (default the host's, as the OCI writer labels its images).
  */
 export function parseFetcherSpec(text: string, options: { readonly platform?: string } = {}): Fetcher {
   const colon = text.indexOf(':');
@@ -30,7 +31,7 @@ export function parseFetcherSpec(text: string, options: { readonly platform?: st
   switch (kind) {
     case 'oci':
       if (!arg) throw invalid(text, 'oci needs the path of a layout');
-      return new OciLayoutFetcher(arg, options);
+      return new LayoutWithNamedRegistries(new OciLayoutFetcher(arg, options), options);
     case 'registry': {
       const url = arg && URL.canParse(arg) ? new URL(arg) : undefined;
       if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {

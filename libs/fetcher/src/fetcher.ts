@@ -51,3 +51,6 @@ export interface FetchedImage {
 export class FetchError extends Error {
   override readonly name = 'FetchError';
 }
+
+/** The source has no image of that name (as opposed to one it cannot read). */
+export class ImageNotFoundError extends FetchError {}

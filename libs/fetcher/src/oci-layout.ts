@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { REF_NAME, type Descriptor } from '@cairn/oci-image';
 import { digestHex, readDocument, readVerified } from './digest.js';
-import { FetchError } from './fetcher.js';
+import { FetchError, ImageNotFoundError } from './fetcher.js';
 import { imageName, parseImageRef, taggedName, type ImageRef } from './image-ref.js';
 import type { ImageSource } from './image-unpacker.js';
 import { parseManifestDocument, type ImageIndex } from './oci-documents.js';
@@ -119,5 +119,5 @@ async function resolveRef(layout: OciLayout, want: ImageRef, text: string): Prom
     }
   }
   const names = layout.index.manifests.flatMap((d) => refNameOf(d) ?? []);
-  throw new FetchError(`no image ${text} in ${layout.where}; it has: ${names.join(', ') || 'no named images'}`);
+  throw new ImageNotFoundError(`no image ${text} in ${layout.where}; it has: ${names.join(', ') || 'no named images'}`);
 }

@@ -1,11 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { DockerFetcher, FetcherSpecError, OciLayoutFetcher, parseFetcherSpec, RegistryFetcher } from '@cairn/fetcher';
+import { DockerFetcher, FetcherSpecError, LayoutWithNamedRegistries, OciLayoutFetcher, parseFetcherSpec, RegistryFetcher } from '@cairn/fetcher';
 
 describe('parseFetcherSpec', () => {
   it('makes the driver each value names, reading images from where it says', () => {
     const oci = parseFetcherSpec('oci:/srv/images.tar');
-    expect(oci).toBeInstanceOf(OciLayoutFetcher);
-    expect([oci.kind, (oci as OciLayoutFetcher).path]).toEqual(['oci', '/srv/images.tar']);
+    expect(oci).toBeInstanceOf(LayoutWithNamedRegistries);
+    const layout = (oci as LayoutWithNamedRegistries).layout;
+    expect(layout).toBeInstanceOf(OciLayoutFetcher);
+    expect([oci.kind, (layout as OciLayoutFetcher).path]).toEqual(['oci', '/srv/images.tar']);
     const registry = parseFetcherSpec('registry:http://127.0.0.1:5000');
     expect(registry).toBeInstanceOf(RegistryFetcher);
     expect((registry as RegistryFetcher).registry.origin).toBe('http://127.0.0.1:5000');
