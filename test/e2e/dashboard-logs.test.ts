@@ -69,8 +69,13 @@ describe('a live log across a restart of the results-store, on the real cluster'
     expect(live.filter((l) => /^(line|progress)-/.test(l))).toEqual(expected);
     expect(await page.locator('#log details.step').count()).toBe(2);
 
-    // Once stored, the same lines from the stored log.
+    // Once stored, the same lines from the stored log. The live page's state says
+    // succeeded first, and the page reloads itself into the stored one once the build is
+    // stored (browser/app.ts): read only the stored page, which has no live state.
     await expect.poll(() => page.locator('h1').innerText(), { timeout: 90_000 }).toContain('succeeded');
+    await expect.poll(() => page.locator('#live-state').count(), { timeout: 60_000 }).toBe(0);
+    await page.waitForLoadState('load');
+    expect(await page.locator('h1').innerText()).toContain('succeeded');
     const stored = await page.locator('#log .l').evaluateAll((els) => els.map((e) => e.textContent ?? ''));
     expect(stored.filter((l) => /^(line|progress)-/.test(l))).toEqual(expected);
     // Folded by the step boundaries the worker sent (issue 12), each step with how long it
