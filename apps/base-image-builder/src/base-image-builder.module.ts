@@ -14,6 +14,8 @@ export interface BaseImageBuilderConfig {
   readonly records: ImageRecords;
   /** `http://host:port` of the registry images are published to and fetched from. */
   readonly registry: string;
+  /** Also publish each image as ZFS dataset streams, made under this dataset (RegistryPublisher). */
+  readonly zfsDataset?: string;
   readonly rebuilder: RebuilderOptions;
 }
 
@@ -45,7 +47,7 @@ export class BaseImageBuilderModule {
               config.matrix,
               config.records,
               new ClusterJobs(bus),
-              new RegistryPublisher(config.registry),
+              new RegistryPublisher(config.registry, { ...(config.zfsDataset ? { zfsDataset: config.zfsDataset } : {}) }),
               new BaseImageMetrics(ops.metrics),
               config.rebuilder,
             ),

@@ -13,7 +13,8 @@
  * http(s) URLs, none by default: each gets a signed JSON POST per tag when an image gets a
  * new digest and one when a build fails, kept in the bucket until delivered,
  * image-webhooks.ts), CAIRN_IMAGE_WEBHOOK_SECRET_FILE (a file holding the HMAC-SHA256 key
- * of the `x-cairn-signature` header; required with CAIRN_IMAGE_WEBHOOKS).
+ * of the `x-cairn-signature` header; required with CAIRN_IMAGE_WEBHOOKS), CAIRN_BASE_IMAGE_ZFS
+ * (POOL/DATASET: also publish every image as ZFS dataset streams, made there; docs/zfs.md).
  */
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -52,6 +53,7 @@ const service = await startService({
       matrix,
       records,
       registry,
+      ...(env.CAIRN_BASE_IMAGE_ZFS ? { zfsDataset: env.CAIRN_BASE_IMAGE_ZFS } : {}),
       rebuilder: {
         policy: {
           maxInFlight: number('CAIRN_MAX_REBUILDS', 2),

@@ -11,16 +11,29 @@ import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { pushImage, writeOciImage, type ImageConfig } from '@cairn/oci-image';
+import { addDatasetStream, platformName, pushImage, writeOciImage, type ImageConfig, type PlatformImage } from '@cairn/oci-image';
+import { writeDatasetStream } from '@cairn/store';
 
 const run = promisify(execFile);
 const PATH_ENV: readonly [string, string] = ['PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
+
+export interface PublisherOptions {
+  /**
+   * A ZFS dataset (`POOL/DATASET`) on this machine: each image is then also published as a
+   * ZFS dataset stream per platform, which ZFS workers receive instead of unpacking layers
+   * (docs/zfs.md). Scratch datasets are made under it and destroyed once sent.
+   */
+  readonly zfsDataset?: string;
+}
 
 export class RegistryPublisher {
   /** `host:port` of the registry, as image names carry it. */
   readonly host: string;
 
-  constructor(private readonly registryUrl: string) {
+  constructor(
+    private readonly registryUrl: string,
+    private readonly options: PublisherOptions = {},
+  ) {
     this.host = new URL(registryUrl).host;
   }
 
@@ -34,12 +47,30 @@ export class RegistryPublisher {
     const layout = await mkdtemp(join(tmpdir(), 'cairn-base-image-'));
     try {
       const inputs = platforms.map((p) => ({ rootfs, config: configOf(p) }));
-      const image = await writeOciImage(layout, `${repository}:${tags[0]}`, inputs);
+      let image = await writeOciImage(layout, `${repository}:${tags[0]}`, inputs);
+      for (const platform of this.options.zfsDataset === undefined ? [] : image.images) {
+        image = await addDatasetStream(image, platform.platform, await this.datasetStream(repository, rootfs, platform, layout));
+      }
       for (const tag of tags) await pushImage(image, `${this.host}/${repository}:${tag}`, { plainHttp: true });
       return image.index.digest;
     } finally {
       await rm(layout, { recursive: true, force: true });
     }
+  }
+
+  /** `rootfs` as the ZFS dataset stream of `platform`'s image, in a file of the layout's directory. */
+  private async datasetStream(repository: string, rootfs: string, platform: PlatformImage, layout: string): Promise<string> {
+    const name = platformName(platform.platform);
+    const file = join(layout, `${name.replaceAll('/', '-')}.zfs`);
+    await writeDatasetStream({
+      dataset: `${this.options.zfsDataset}/${repository.replaceAll('/', '-')}`,
+      rootfs,
+      metadata: { env: [PATH_ENV], digest: platform.manifest.digest },
+      snapshot: platform.manifest.digest.replace(':', '-'),
+      log: `${this.host}/${repository} ${name} ${platform.manifest.digest}: received as a ZFS dataset stream`,
+      file,
+    });
+    return file;
   }
 
   /** Publishes the root filesystem in the tar file `tarFile` (a build job's export). */

@@ -86,20 +86,24 @@ export class DbStore {
           // Published between the look and the lock.
           if (await this.store.exists(id)) return 'published elsewhere';
           try {
-            await this.store.build(
-              parent,
-              id,
-              async (dir) => {
-                const log = await StepLog.create(join(dir, RESULT_LOG));
-                publishLog(log);
-                try {
-                  await steps.work(dir, log, signal);
-                } finally {
-                  await log.finish();
-                }
-              },
-              steps.limits,
-            );
+            const stream = this.store.receive && (await steps.stream?.(signal));
+            if (stream) await this.receive(id, stream);
+            else {
+              await this.store.build(
+                parent,
+                id,
+                async (dir) => {
+                  const log = await StepLog.create(join(dir, RESULT_LOG));
+                  publishLog(log);
+                  try {
+                    await steps.work(dir, log, signal);
+                  } finally {
+                    await log.finish();
+                  }
+                },
+                steps.limits,
+              );
+            }
           } catch (e) {
             // A process that does not take step locks (an older Cairn) may have published it first.
             if (await this.store.exists(id)) return 'published elsewhere';
@@ -116,6 +120,14 @@ export class DbStore {
     );
     if (outcome === 'published elsewhere') this.db.touch(id);
     return outcome;
+  }
+
+  private async receive(id: string, stream: ReceivedStream): Promise<void> {
+    try {
+      await this.store.receive!(id, stream.file);
+    } finally {
+      await stream.discard();
+    }
   }
 
   /**
@@ -184,4 +196,15 @@ export interface StepWork {
   follow(log: StepLog): Promise<void>;
   /** What the store holds the step's snapshot to while `work` fills it. */
   readonly limits?: BuildLimits;
+  /**
+   * On a store that receives results (ZFS): a stream to make the result from instead of
+   * running `work` (a base image's dataset stream), or undefined to run `work`.
+   */
+  stream?(signal: AbortSignal): Promise<ReceivedStream | undefined>;
+}
+
+/** A `zfs send` stream in a file, discarded once received. */
+export interface ReceivedStream {
+  readonly file: string;
+  discard(): Promise<void>;
 }

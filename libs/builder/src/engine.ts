@@ -1,4 +1,5 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   applyContextOp,
@@ -21,7 +22,7 @@ import type { Fetcher } from '@cairn/fetcher';
 import { CancelledError, capLimits, formatDuration, LimitReachedError, type Sandbox, type Secret, type StepLimits } from '@cairn/sandbox';
 import { atom, list, oneLine, printOp, ROOT_UNIX, type CopyOp, type RunOp, type Spec } from '@cairn/spec';
 import { RESULT_METADATA, type BuildLimits, type CacheView, type Store } from '@cairn/store';
-import { DbStore, type BuildLease } from './db-store.js';
+import { DbStore, type BuildLease, type ReceivedStream, type StepWork } from './db-store.js';
 import { BuildError, SnapshotInUseError } from './errors.js';
 import { heading, note, stepDone, stepHeading, type Logger, type StepEvent } from './log.js';
 import { SecretMasker } from './secret-mask.js';
@@ -156,11 +157,43 @@ export class Builder {
   private async baseImage(image: string, stage: string, options: BuildScope): Promise<{ id: string; env: [string, string][] }> {
     options.log(stepHeading(oneLine(list(atom('from'), atom(image)))));
     const id = baseId(image);
-    await this.step(oneLine(list(atom('from'), atom(image))), stage, id, undefined, options, async (dir, log) => {
-      const fetched = await this.options.fetcher.fetch(image, join(dir, 'rootfs'), (line) => log.write(Buffer.from(`${line}\n`)));
-      await writeFile(join(dir, RESULT_METADATA), JSON.stringify({ env: fetched.env, digest: fetched.digest }));
-    });
+    await this.step(
+      oneLine(list(atom('from'), atom(image))),
+      stage,
+      id,
+      undefined,
+      options,
+      async (dir, log) => {
+        const fetched = await this.options.fetcher.fetch(image, join(dir, 'rootfs'), (line) => log.write(Buffer.from(`${line}\n`)));
+        await writeFile(join(dir, RESULT_METADATA), JSON.stringify({ env: fetched.env, digest: fetched.digest }));
+      },
+      undefined,
+      {},
+      (signal) => this.datasetStream(image, options, signal),
+    );
     return { id, env: await this.baseEnv(image) };
+  }
+
+  /**
+   * The image as a ZFS dataset stream in a scratch file, when the fetcher can get one and
+   * the image offers one (a ZFS store then receives it instead of unpacking layers).
+   */
+  private async datasetStream(image: string, options: BuildScope, signal: AbortSignal): Promise<ReceivedStream | undefined> {
+    const fetcher = this.options.fetcher;
+    if (!fetcher.datasetStream) return undefined;
+    const dir = await mkdtemp(join(tmpdir(), 'cairn-dataset-stream-'));
+    const discard = () => rm(dir, { recursive: true, force: true });
+    try {
+      const file = join(dir, 'stream');
+      const fetched = await fetcher.datasetStream(image, file, (line) => options.log({ tag: 'output', data: Buffer.from(`${line}\n`) }));
+      signal.throwIfAborted();
+      if (fetched) return { file, discard };
+    } catch (e) {
+      await discard();
+      throw e;
+    }
+    await discard();
+    return undefined;
   }
 
   /** The env the base image `image` was fetched with, from its stored result. */
@@ -312,6 +345,8 @@ export class Builder {
     masker?: SecretMasker,
     /** What the store holds the snapshot to while `work` runs. */
     limits: BuildLimits = {},
+    /** A stream the store may receive the result from instead of running `work` (StepWork.stream). */
+    stream?: StepWork['stream'],
   ): Promise<void> {
     await options.lease.hold(id, options.signal);
     const started = Date.now();
@@ -329,6 +364,7 @@ export class Builder {
     const outcome = await this.db
       .build(id, parent, options.signal, {
         limits,
+        stream,
         // One process runs a step; the others sharing the store wait and take its result.
         waiting: (holder) => options.log(note(`---> waiting for process ${pidOf(holder.owner)}, which is running this step`)),
         work,

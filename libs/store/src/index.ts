@@ -8,5 +8,6 @@ export { parseStoreSpec, StoreSpecError, STORE_KINDS } from './store-spec.js';
 export { cacheKey, escapeCacheName } from './layout.js';
 export { ZfsStore, zfsStoreOptions, type ZfsStoreOptions } from './zfs-store.js';
 export { ZfsCommandError, type ZfsCommands } from './zfs.js';
+export { writeDatasetStream, type DatasetStreamInput } from './zfs-dataset-stream.js';
 export { DockerStore, DOCKER_BUILD_FILE, type DockerBuildFile, type DockerStoreOptions, type HostOs } from './docker-store.js';
 export { ownerAlive, ownerToken, parseOwner, type ProcessOwner } from './process-owner.js';

@@ -74,6 +74,13 @@ export interface Store {
   build(parent: string | undefined, id: string, fn: (dir: string) => Promise<void>, limits?: BuildLimits): Promise<void>;
 
   /**
+   * ZFS stores only: publish result `id` from `file`, a `zfs send` stream of one snapshot of
+   * a dataset laid out as a result (a base image's dataset stream, docs/zfs.md), as `build`
+   * would have made it. Receiving an `id` that already exists is an error.
+   */
+  receive?(id: string, file: string): Promise<void>;
+
+  /**
    * Throws DiskLimitUnsupportedError, naming the store and why, when its builds cannot be
    * held to a disk limit: its kind has no quotas, or its filesystem has them off.
    */
