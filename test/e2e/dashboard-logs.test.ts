@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BASE_IMAGE, POOL, startCluster, type Cluster } from '../support/cluster.js';
-import { freePort } from '../support/nats.js';
+import { freePort } from '../support/ports.js';
 import { launchChromium, spawnResultsStore, type ResultsStoreProcess } from '../support/results-store.js';
 
 const LINES = 16;

@@ -25,7 +25,7 @@ import { LEADER_BUCKET, LEADER_KEY } from '../../apps/scheduler/src/leadership.j
 import { BASE_IMAGES, debianBaseImages } from '../support/base-images.js';
 import { startDockerd, type RunningDockerd } from '../support/dockerd.js';
 import { withBtrfs, type TestFilesystem } from '../support/filesystems.js';
-import { freePorts } from '../support/nats.js';
+import { freePorts } from '../support/ports.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
 
 const run = promisify(execFile);

@@ -22,7 +22,7 @@ import { call, connectBus, streams, subjects, type BuildResult, type JobStatus, 
 import { BASE_IMAGE, POOL, ROOT, upEnv } from '../support/cluster.js';
 import { withBtrfs, type TestFilesystem } from '../support/filesystems.js';
 import { busyboxImage } from '../support/images.js';
-import { freePort } from '../support/nats.js';
+import { freePort } from '../support/ports.js';
 
 const CAIRN = join(ROOT, 'apps/cli/bin/cairn.js');
 const sleepSpec = (tag: string, seconds: number) =>

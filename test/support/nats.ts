@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, connect as tcpConnect, type AddressInfo, type Server } from 'node:net';
+import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectBus } from '@cairn/contracts';
+import { freePort } from './ports.js';
 import { stopChild } from './processes.js';
 
 export interface RunningNats {
@@ -15,32 +16,6 @@ export interface RunningNats {
   /** Stops the server (SIGTERM) and starts it again on the same port and store. */
   restart(downMs?: number): Promise<void>;
   stop(): Promise<void>;
-}
-
-/**
- * `count` ports free now and distinct from each other: all are held open until the last is
- * chosen, since the kernel may hand a just-closed port out again (two services of one
- * compose file given the same port cannot both start).
- */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<Server>((resolve, reject) => {
-          const server = createServer();
-          server.once('error', reject);
-          server.listen(0, '127.0.0.1', () => resolve(server));
-        }),
-    ),
-  );
-  const ports = servers.map((server) => (server.address() as AddressInfo).port);
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-  return ports;
-}
-
-export async function freePort(): Promise<number> {
-  return (await freePorts(1))[0]!;
 }
 
 async function waitForPort(port: number, child: ChildProcess, log: () => string): Promise<void> {

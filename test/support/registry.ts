@@ -5,6 +5,7 @@ import { createServer, request, type IncomingMessage, type Server, type ServerRe
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './ports.js';
 
 const REGISTRY = '/usr/bin/docker-registry';
 
@@ -15,15 +16,6 @@ export interface RunningRegistry {
   /** The filesystem driver's root directory, for tests that tamper with stored blobs. */
   readonly storage: string;
   stop(): Promise<void>;
-}
-
-/** A port nobody listens on right now (the registry binds it a moment later). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 function exited(child: ChildProcess): Promise<void> {

@@ -33,7 +33,7 @@ import { chromium, type Browser } from 'playwright-core';
 // scripts run by plain tsx (the benchmarks) can use the process and bus helpers here.
 import type { DataSource } from 'typeorm';
 import type { ResultsConfig, RunningResultsStore } from '../../apps/results-store/src/index.js';
-import { freePort } from './nats.js';
+import { freePort } from './ports.js';
 import { stopChild } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));

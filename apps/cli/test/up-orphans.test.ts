@@ -9,7 +9,7 @@ import type { WorkerInfo } from '@cairn/contracts';
 import { upEnv } from '../../../test/support/cluster.js';
 import { withBtrfs, type TestFilesystem } from '../../../test/support/filesystems.js';
 import { busyboxImage } from '../../../test/support/images.js';
-import { freePort } from '../../../test/support/nats.js';
+import { freePort } from '../../../test/support/ports.js';
 
 const REPO = join(import.meta.dirname, '../../..');
 

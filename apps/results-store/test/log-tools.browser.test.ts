@@ -16,7 +16,8 @@ import { connectBus } from '@cairn/contracts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startNats, type RunningNats } from '../../../test/support/nats.js';
+import { startNats, type RunningNats } from '../../../test/support/nats.js';
+import { freePort } from '../../../test/support/ports.js';
 import {
   ClusterStandIn,
   launchChromium,

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, startNats, type RunningNats } from '../../../test/support/nats.js';
+import { startNats, type RunningNats } from '../../../test/support/nats.js';
+import { freePort } from '../../../test/support/ports.js';
 
 const APP = fileURLToPath(new URL('..', import.meta.url));
 

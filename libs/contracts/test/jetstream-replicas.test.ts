@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { buckets, connectBus, ensureAll, expectedStreamNames, jetStreamFromEnv, streams } from '../src/index.js';
-import { freePort, startNats, type RunningNats } from '../../../test/support/nats.js';
+import { startNats, type RunningNats } from '../../../test/support/nats.js';
+import { freePort } from '../../../test/support/ports.js';
 
 describe('JetStream replicas on a 3-node cluster', () => {
   let nodes: RunningNats[] = [];

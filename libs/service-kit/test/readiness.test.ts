@@ -9,7 +9,8 @@ import { connectBus, streams } from '@cairn/contracts';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { DEFAULT_HTTP_PORTS, OpsModule, serveStandby, settleHttpListen, startService, type RunningService } from '@cairn/service-kit';
-import { freePort, startNats, type RunningNats } from '../../../test/support/nats.js';
+import { startNats, type RunningNats } from '../../../test/support/nats.js';
+import { freePort } from '../../../test/support/ports.js';
 
 @Module({})
 class EmptyModule {
