@@ -65,7 +65,8 @@ export class RegistryPublisher {
     await writeDatasetStream({
       dataset: `${this.options.zfsDataset}/${repository.replaceAll('/', '-')}`,
       rootfs,
-      metadata: { env: [PATH_ENV], digest: platform.manifest.digest },
+      // The env the image's config has, as the engine would read it from the layers' image.
+      metadata: { env: configOf(name).env ?? [], digest: platform.manifest.digest },
       snapshot: platform.manifest.digest.replace(':', '-'),
       log: `${this.host}/${repository} ${name} ${platform.manifest.digest}: received as a ZFS dataset stream`,
       file,

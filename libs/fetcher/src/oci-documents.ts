@@ -48,9 +48,14 @@ function parseDescriptor(value: unknown, what: string): Descriptor {
     digest: checkedDigest(d.digest, what),
     size: d.size,
     ...(platform ? { platform } : {}),
-    ...(typeof d.artifactType === 'string' ? { artifactType: d.artifactType } : {}),
+    ...artifactTypeOf(d),
     ...(d.annotations ? { annotations: d.annotations as Record<string, string> } : {}),
   };
+}
+
+/** `artifactType` of a descriptor or a manifest (OCI 1.1), where it has one. */
+function artifactTypeOf(json: Json): { artifactType?: string } {
+  return typeof json.artifactType === 'string' ? { artifactType: json.artifactType } : {};
 }
 
 function descriptors(value: unknown, what: string): Descriptor[] {
@@ -69,8 +74,7 @@ export function parseManifestDocument(bytes: Uint8Array, what: string): ImageInd
   }
   if (Array.isArray(doc.manifests)) return { kind: 'index', manifests: descriptors(doc.manifests, what) };
   if (doc.config !== undefined && Array.isArray(doc.layers)) {
-    const artifactType = typeof doc.artifactType === 'string' ? { artifactType: doc.artifactType } : {};
-    return { kind: 'manifest', ...artifactType, config: parseDescriptor(doc.config, what), layers: descriptors(doc.layers, what) };
+    return { kind: 'manifest', ...artifactTypeOf(doc), config: parseDescriptor(doc.config, what), layers: descriptors(doc.layers, what) };
   }
   throw new FetchError(`${what} is neither an image manifest nor an image index`);
 }
