@@ -2,7 +2,7 @@
  * Results-store page latency under load: p50/p99 of the build list (unfiltered and
  * filtered), the job list, build pages, a worker's and a pool's page (the scheduler's
  * view from a stand-in on the bus) and the charts (from the rollups of the seeded
- * history; each range's first, uncached render is timed too), with 100,000 builds in the database, at a
+ * history, made on the store's chart thread; each range's first page is timed too), with 100,000 builds in the database, at a
  * fixed 200 requests/s from this process (autocannon) against the store running as its
  * own process on loopback. Target: p99 under 50 ms.
  *
@@ -142,8 +142,8 @@ for (const flavour of values.db!.split(',') as DatabaseFlavour[]) {
         ['build page `/builds/<random>`, first view, no backfill', pick],
         ['worker page `/workers/w<random>`', () => `/workers/w${Math.floor(Math.random() * 30)}`],
         ['pool page `/pools/linux-x86_64`', '/pools/linux-x86_64'],
-        ['charts `/charts?range=24h` (rendered every 5 s at most)', '/charts?range=24h'],
-        ['charts `/charts?range=30d` (rendered every 5 s at most)', '/charts?range=30d'],
+        ['charts `/charts?range=24h` (made on a worker thread, every 30 s at most)', '/charts?range=24h'],
+        ['charts `/charts?range=30d` (made on a worker thread, every 60 s at most)', '/charts?range=30d'],
       ];
       console.log('one request at a time (service time):');
       console.log('| page | p50 | p99 |');

@@ -27,6 +27,7 @@ import { ResultsMetrics } from './ops/results-metrics.js';
 import { CONFIG, DATA_SOURCE, LOGGER } from './tokens.js';
 import { BuildPages } from './pages/build-pages.js';
 import { Comparer } from './pages/comparer.js';
+import { ChartPages } from './rollups/chart-pages.js';
 import { SseHub } from './live/sse-hub.js';
 
 const STORAGE_REFRESH_MS = 5 * 60_000;
@@ -55,6 +56,7 @@ export class ResultsLifecycle implements OnApplicationBootstrap, BeforeApplicati
     @Inject(RequestActivity) private readonly activity: RequestActivity,
     @Inject(HttpAdapterHost) private readonly http: HttpAdapterHost,
     @Inject(Comparer) private readonly comparer: Comparer,
+    @Inject(ChartPages) private readonly chartPages: ChartPages,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -83,6 +85,7 @@ export class ResultsLifecycle implements OnApplicationBootstrap, BeforeApplicati
     await this.hooks.idle();
     await this.buildPages.idle();
     await this.comparer.close();
+    await this.chartPages.close();
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -58,7 +58,7 @@ import { Comparer } from './pages/comparer.js';
 import { OperatorActions } from './actions/operator-actions.js';
 import { OperatorController } from './http/operator.controller.js';
 import { WorkerHistory } from './queries/worker-history.js';
-import { ChartData } from './rollups/chart-data.js';
+import { ChartPages } from './rollups/chart-pages.js';
 import { RollupSampler } from './rollups/rollup-sampler.js';
 
 export interface ResultsStoreParts {
@@ -108,7 +108,7 @@ export class ResultsStoreModule implements NestModule {
         ResultsLifecycle,
         OperatorActions,
         WorkerHistory,
-        ChartData,
+        ChartPages,
         RollupSampler,
       ],
     };

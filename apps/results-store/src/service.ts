@@ -9,7 +9,8 @@ import type { DataSource } from 'typeorm';
 import { TokenService } from './auth/token-service.js';
 import { BlobStore } from './blobs/blob-store.js';
 import { configFromEnv, type ResultsConfig } from './config.js';
-import { databaseKind, openDatabase, redact } from './db/data-source.js';
+import { openDatabase, redact } from './db/data-source.js';
+import { databaseKind } from './db/database-kind.js';
 import { ResultsStoreModule } from './results-store.module.js';
 
 export interface RunningResultsStore extends RunningService {

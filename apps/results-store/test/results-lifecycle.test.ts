@@ -34,6 +34,7 @@ function lifecycleWith(consumer: { start(): Promise<void>; stop(): Promise<void>
     idle as never,
     { httpAdapter: { getHttpServer: () => undefined } } as never,
     idle as never,
+    idle as never,
   );
   return { lifecycle, ops };
 }

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import { ArtifactEntity } from './artifact.entity.js';
+import { databaseKind } from './database-kind.js';
 import { BuildEntity } from './build.entity.js';
 import { JobEntity } from './job.entity.js';
 import { InitialSchema1732400000000 } from './migrations/0001-initial-schema.js';
@@ -43,12 +44,6 @@ export const MIGRATIONS = [
   LogIndex1796868000000,
   BuildTrace1796871600000,
 ];
-
-export type DatabaseKind = 'sqlite' | 'postgres';
-
-export function databaseKind(location: string): DatabaseKind {
-  return /^postgres(ql)?:\/\//.test(location) ? 'postgres' : 'sqlite';
-}
 
 /** `location` is a PostgreSQL URL or a SQLite file path. */
 export function dataSourceOptions(location: string): DataSourceOptions {

@@ -17,14 +17,13 @@ import { SchedulerViews } from '../live/scheduler-views.js';
 import { actionRefusedPage, auditPage, clientsPage, imagePage, imagesPage, poolPage, workerPage, workersPage, type Viewer } from '../pages/operator-pages.js';
 import { BuildQueries } from '../queries/build-queries.js';
 import { WorkerHistory } from '../queries/worker-history.js';
-import { ChartData, isRange, RANGES, type Range } from '../rollups/chart-data.js';
-import { chartsPage } from '../pages/charts-page.js';
+import { isRange, RANGES } from '../rollups/chart-data.js';
+import { ChartPages } from '../rollups/chart-pages.js';
 import { HtmlErrorFilter } from './html-error.filter.js';
-import { PageCache, type CachedPage } from './page-cache.js';
+import { PageCache } from './page-cache.js';
 import { HTML, send, sendCached, sendJson } from './respond.js';
 
 const AUDIT_PAGE = 50;
-const CHARTS_CACHE_MS: Record<Range, number> = { '1h': 5000, '24h': 30_000, '7d': 60_000, '30d': 60_000 };
 const VERBS = new Set(['pause', 'unpause', 'drain']);
 
 /** Who is looking at a page, for the buttons it shows. */
@@ -60,11 +59,9 @@ export class OperatorController {
     @Inject(LiveBoard) private readonly live: LiveBoard,
     @Inject(WorkerHistory) private readonly history: WorkerHistory,
     @Inject(BuildQueries) private readonly queries: BuildQueries,
-    @Inject(ChartData) private readonly chartData: ChartData,
+    @Inject(ChartPages) private readonly chartPages: ChartPages,
     @Inject(PageCache) private readonly pages: PageCache,
   ) {}
-
-  private readonly charted = new Map<string, { expires: number; page: Promise<CachedPage> }>();
 
   @Get('workers')
   async workers(@Req() req: Request, @Res() res: Response): Promise<void> {
@@ -98,26 +95,7 @@ export class OperatorController {
     const chosen = range === undefined ? '24h' : range;
     if (!isRange(chosen)) throw new NotFoundException(`charts: range ${JSON.stringify(range)} is not one of ${Object.keys(RANGES).join(', ')}`);
     const name = pool === undefined || pool === '' ? undefined : checked(PoolName, pool, 'pool');
-    sendCached(req, res, this.pages, await this.renderCharts(chosen, name), HTML);
-  }
-
-  /**
-   * The same for everyone, and the rollups change by the minute: a range's page is
-   * rendered at most once per CHARTS_CACHE_MS (concurrent requests share the render).
-   * Its own cache: the page cache is emptied whenever a build is stored.
-   */
-  private renderCharts(range: Range, pool: string | undefined): Promise<CachedPage> {
-    const key = `${range} ${pool ?? ''}`;
-    const kept = this.charted.get(key);
-    if (kept && kept.expires > Date.now()) return kept.page;
-    // Kept with its gzip (made once, on the first request that takes it): a 30-day page is large.
-    const page = this.chartData
-      .charts(range, Date.now(), pool)
-      .then((data): CachedPage => ({ body: Buffer.from(chartsPage(data).value, 'utf8'), status: 200, expires: 0 }));
-    if (this.charted.size > 1000) this.charted.clear();
-    this.charted.set(key, { expires: Date.now() + CHARTS_CACHE_MS[range], page });
-    page.catch(() => this.charted.delete(key));
-    return page;
+    sendCached(req, res, this.pages, await this.chartPages.get(chosen, name), HTML);
   }
 
   @Get('clients')

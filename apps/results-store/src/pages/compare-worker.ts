@@ -4,12 +4,11 @@
  * reading the two builds runs on the request thread. Imports nothing of Nest's, so a
  * worker starts in a few milliseconds.
  */
-import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { gzipSync } from 'node:zlib';
 import { parentPort } from 'node:worker_threads';
 import type { BuildDetail } from '../queries/build-queries.js';
 import { compareBuilds, comparisonJson } from '../queries/compare.js';
+import { yieldToRequests } from '../worker-threads.js';
 import { comparePage } from './compare-page.js';
 
 export interface CompareTask {
@@ -26,13 +25,7 @@ export function runCompare(task: Pick<CompareTask, 'kind' | 'a' | 'b'>): string 
   return task.kind === 'page' ? comparePage(c).value : JSON.stringify(comparisonJson(c));
 }
 
-// A compare is background work: on a busy machine this thread gives way to the request
-// thread. Linux takes a thread's ID where a process ID goes; elsewhere it stays as it is.
-try {
-  setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), 10);
-} catch {
-  // No /proc, or not allowed: the compare runs at the process's priority.
-}
+yieldToRequests();
 
 parentPort?.on('message', (task: CompareTask) => {
   try {

@@ -7,12 +7,11 @@
  * will wait for), and its result is kept: a stored build never changes, so a compare of
  * two build IDs is the same forever and repeated views cost nothing.
  */
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { Inject, Injectable } from '@nestjs/common';
 import type { BuildDetail } from '../queries/build-queries.js';
 import { CONFIG } from '../tokens.js';
+import { workerEntry } from '../worker-threads.js';
 import type { CompareReply, CompareTask } from './compare-worker.js';
 
 export type CompareKind = CompareTask['kind'];
@@ -151,7 +150,7 @@ export class Comparer {
   }
 
   private spawn(): Slot {
-    const { url, execArgv } = workerEntry();
+    const { url, execArgv } = workerEntry(import.meta.url, 'compare-worker');
     const worker = new Worker(url, { ...(execArgv ? { execArgv } : {}), resourceLimits: { maxOldGenerationSizeMb: 512 } });
     // Idle workers must not keep a stopping process alive.
     worker.unref();
@@ -182,16 +181,4 @@ export class Comparer {
     this.slots.push(slot);
     return slot;
   }
-}
-
-/**
- * The worker's module: the compiled one beside this file, or, when the service runs
- * from its TypeScript sources (tests, `tsx`), the source one loaded through tsx.
- */
-function workerEntry(): { url: URL; execArgv?: string[] } {
-  const here = import.meta.url;
-  if (!here.endsWith('.ts')) return { url: new URL('./compare-worker.js', here) };
-  const url = new URL('./compare-worker.ts', here);
-  if (process.execArgv.some((a) => a.includes('tsx'))) return { url };
-  return { url, execArgv: [...process.execArgv, '--import', pathToFileURL(createRequire(here).resolve('tsx/esm')).href] };
 }

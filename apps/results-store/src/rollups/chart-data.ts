@@ -1,8 +1,5 @@
 /** The charts' series for a time range, read from the rollups (never from the builds). */
-import { Inject, Injectable } from '@nestjs/common';
-import type { DataSource } from 'typeorm';
-import { DATA_SOURCE } from '../tokens.js';
-import { PERIOD_MS, quantile, readRollups, type Metric, type Period, type RollupPoint } from './rollup-metrics.js';
+import { PERIOD_MS, quantile, readRollups, type Metric, type Period, type RollupPoint, type SqlReader } from './rollup-metrics.js';
 
 export const RANGES = {
   '1h': { ms: 3600_000, period: 'minute' },
@@ -55,9 +52,9 @@ function series(points: Points, value: (p: RollupPoint) => number | undefined, s
 
 const ratio = (p: RollupPoint, of: number) => (of > 0 ? (100 * p.part) / of : undefined);
 
-@Injectable()
+/** Read on the chart worker's thread (chart-pages.ts), and by tests straight from a DataSource. */
 export class ChartData {
-  constructor(@Inject(DATA_SOURCE) private readonly ds: DataSource) {}
+  constructor(private readonly ds: SqlReader) {}
 
   async charts(range: Range, now: number, pool?: string): Promise<Charts> {
     const { ms, period } = RANGES[range];

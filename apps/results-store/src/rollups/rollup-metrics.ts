@@ -113,12 +113,18 @@ export interface RollupPoint {
   readonly bins: ReadonlyMap<number, number>;
 }
 
+/** What reading the rollups needs of a database: a TypeORM DataSource, or the chart worker's own connection. */
+export interface SqlReader {
+  readonly options: { readonly type: string };
+  query(sql: string, params?: unknown[]): Promise<unknown>;
+}
+
 /**
  * Every subject's points of `metric` from `since` on, oldest first: of one subject when
  * given, or of the `top` subjects with the most counted (one aggregate query picks them).
  */
 export async function readRollups(
-  ds: DataSource,
+  ds: SqlReader,
   period: Period,
   metric: Metric,
   since: number,
