@@ -27,7 +27,7 @@ import { ResultsMetrics } from './ops/results-metrics.js';
 import { CONFIG, DATA_SOURCE, LOGGER } from './tokens.js';
 import { BuildPages } from './pages/build-pages.js';
 import { Comparer } from './pages/comparer.js';
-import { ChartPages } from './rollups/chart-pages.js';
+import { ChartPages } from './pages/chart-pages.js';
 import { SseHub } from './live/sse-hub.js';
 
 const STORAGE_REFRESH_MS = 5 * 60_000;

@@ -58,7 +58,7 @@ import { Comparer } from './pages/comparer.js';
 import { OperatorActions } from './actions/operator-actions.js';
 import { OperatorController } from './http/operator.controller.js';
 import { WorkerHistory } from './queries/worker-history.js';
-import { ChartPages } from './rollups/chart-pages.js';
+import { ChartPages } from './pages/chart-pages.js';
 import { RollupSampler } from './rollups/rollup-sampler.js';
 
 export interface ResultsStoreParts {

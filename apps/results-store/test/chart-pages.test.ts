@@ -10,7 +10,7 @@ import type { Worker } from 'node:worker_threads';
 import type { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FLAVOURS, openTestDatabase, type OpenTestDatabase } from '../../../test/support/results-store.js';
-import { ChartPages } from '../src/rollups/chart-pages.js';
+import { ChartPages } from '../src/pages/chart-pages.js';
 import { RollupBatch } from '../src/rollups/rollup-metrics.js';
 
 /** The success-rate chart's build count of `pool`, from the page's data attributes. */

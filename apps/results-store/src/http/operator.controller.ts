@@ -18,7 +18,7 @@ import { actionRefusedPage, auditPage, clientsPage, imagePage, imagesPage, poolP
 import { BuildQueries } from '../queries/build-queries.js';
 import { WorkerHistory } from '../queries/worker-history.js';
 import { isRange, RANGES } from '../rollups/chart-data.js';
-import { ChartPages } from '../rollups/chart-pages.js';
+import { ChartPages } from '../pages/chart-pages.js';
 import { HtmlErrorFilter } from './html-error.filter.js';
 import { PageCache } from './page-cache.js';
 import { HTML, send, sendCached, sendJson } from './respond.js';
@@ -95,7 +95,7 @@ export class OperatorController {
     const chosen = range === undefined ? '24h' : range;
     if (!isRange(chosen)) throw new NotFoundException(`charts: range ${JSON.stringify(range)} is not one of ${Object.keys(RANGES).join(', ')}`);
     const name = pool === undefined || pool === '' ? undefined : checked(PoolName, pool, 'pool');
-    sendCached(req, res, this.pages, await this.chartPages.get(chosen, name), HTML);
+    sendCached(req, res, this.pages, { ...(await this.chartPages.get(chosen, name)), status: 200, expires: 0 }, HTML);
   }
 
   @Get('clients')

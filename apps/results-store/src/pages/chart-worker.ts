@@ -9,10 +9,10 @@ import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { databaseKind } from '../db/database-kind.js';
-import { chartsPage } from '../pages/charts-page.js';
+import { chartsPage } from './charts-page.js';
 import { yieldToRequests } from '../worker-threads.js';
-import { ChartData, type Range } from './chart-data.js';
-import type { SqlReader } from './rollup-metrics.js';
+import { ChartData, type Range } from '../rollups/chart-data.js';
+import type { SqlReader } from '../rollups/rollup-metrics.js';
 
 export interface ChartWorkerData {
   /** The store's database: SQLite file path or PostgreSQL URL. */

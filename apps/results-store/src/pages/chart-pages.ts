@@ -10,11 +10,11 @@
  */
 import { Worker } from 'node:worker_threads';
 import { Inject, Injectable, Optional, type LoggerService } from '@nestjs/common';
-import type { CachedPage } from '../http/page-cache.js';
 import { CONFIG, LOGGER } from '../tokens.js';
 import { workerEntry } from '../worker-threads.js';
-import type { Range } from './chart-data.js';
+import type { Range } from '../rollups/chart-data.js';
 import type { ChartReply, ChartTask, ChartWorkerData } from './chart-worker.js';
+import type { PageBytes } from './prerendered-pages.js';
 
 /** How old a range's page may get before a request asks for a new one: the rollups change by the minute (per hour beyond a day). */
 export const CHART_REFRESH_MS: Record<Range, number> = { '1h': 5000, '24h': 30_000, '7d': 60_000, '30d': 60_000 };
@@ -29,17 +29,17 @@ export interface ChartPagesConfig {
 }
 
 interface Kept {
-  readonly page: CachedPage;
+  readonly page: PageBytes;
   /** When the page was made, or when making its successor last failed (so a failing database is asked once per interval). */
   madeAt: number;
 }
 
-type Pending = { resolve: (page: CachedPage) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
+type Pending = { resolve: (page: PageBytes) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
 
 @Injectable()
 export class ChartPages {
   private readonly kept = new Map<string, Kept>();
-  private readonly making = new Map<string, Promise<CachedPage>>();
+  private readonly making = new Map<string, Promise<PageBytes>>();
   private readonly pending = new Map<number, Pending>();
   private worker?: Worker;
   private seq = 0;
@@ -51,7 +51,7 @@ export class ChartPages {
   ) {}
 
   /** The page of `range` (of one pool when given): the last one made, or, for a range's first request, a new one. */
-  async get(range: Range, pool?: string): Promise<CachedPage> {
+  async get(range: Range, pool?: string): Promise<PageBytes> {
     const key = `${range} ${pool ?? ''}`;
     const kept = this.kept.get(key);
     const now = Date.now();
@@ -68,7 +68,7 @@ export class ChartPages {
     await worker?.terminate();
   }
 
-  private make(key: string, range: Range, pool: string | undefined, kept: Kept | undefined): Promise<CachedPage> {
+  private make(key: string, range: Range, pool: string | undefined, kept: Kept | undefined): Promise<PageBytes> {
     const started = Date.now();
     const making = this.render({ range, ...(pool === undefined ? {} : { pool }), now: started }).then(
       (page) => {
@@ -89,8 +89,8 @@ export class ChartPages {
     return making;
   }
 
-  private render(task: Omit<ChartTask, 'seq'>): Promise<CachedPage> {
-    return new Promise<CachedPage>((resolve, reject) => {
+  private render(task: Omit<ChartTask, 'seq'>): Promise<PageBytes> {
+    return new Promise<PageBytes>((resolve, reject) => {
       if (this.closed) return reject(new Error('the results-store is stopping'));
       const worker = (this.worker ??= this.spawn());
       const seq = ++this.seq;
@@ -125,8 +125,6 @@ export class ChartPages {
         pending.resolve({
           body: Buffer.from(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength),
           gzip: Buffer.from(reply.gzip.buffer, reply.gzip.byteOffset, reply.gzip.byteLength),
-          status: 200,
-          expires: 0,
         });
     });
     worker.on('error', (e) => this.lose(worker, `the worker thread failed: ${e.message}`));
