@@ -3,7 +3,7 @@
  * second rather than once per request, and a finished build's page (which changes only
  * when it is tagged) once a minute. Entries hold the page and, once asked for, its gzip
  * form. Storing a build or changing a tag empties the cache, so a page is at most a
- * second stale on the replica that stored the build.
+ * second (and one render) stale on the replica that stored the build.
  *
  * When an entry expires, the requests that arrive while it is being rendered again wait
  * for that one render instead of each rendering it: on PostgreSQL a render waits on
@@ -21,6 +21,8 @@ export interface CachedPage {
 }
 
 const MAX_ENTRIES = 2000;
+/** How long after it expires a page may still be sent while the next one is rendered. */
+const STALE_MS = 5000;
 
 @Injectable()
 export class PageCache {
@@ -57,12 +59,25 @@ export class PageCache {
   /**
    * The page under `key`: kept, being rendered by an earlier request (shared), or
    * rendered now by `render`, which says how long its result may be kept (0: not at all).
+   *
+   * A page that expired less than STALE_MS ago (and was not cleared) is still sent while
+   * its successor is rendered: a list page's render waits on the database, and every
+   * request arriving meanwhile used to wait with it, once per second per page under load.
    */
   async getOrRender(key: string, render: () => Promise<{ body: string | Buffer; gzip?: Buffer; status?: number; ttlMs: number }>): Promise<CachedPage> {
-    const kept = this.get(key);
-    if (kept) return kept;
-    const pending = this.rendering.get(key);
-    if (pending) return pending;
+    const now = Date.now();
+    const kept = this.pages.get(key);
+    if (kept && kept.expires > now) return kept;
+    const rendering = this.rendering.get(key) ?? this.render(key, render);
+    if (kept && kept.expires + STALE_MS > now) {
+      // Its failure reaches no one here: the next request renders again.
+      rendering.catch(() => undefined);
+      return kept;
+    }
+    return rendering;
+  }
+
+  private render(key: string, render: () => Promise<{ body: string | Buffer; gzip?: Buffer; status?: number; ttlMs: number }>): Promise<CachedPage> {
     const generation = this.generation;
     const rendered = render().then((page) => {
       const status = page.status ?? 200;
@@ -75,11 +90,11 @@ export class PageCache {
       };
     });
     this.rendering.set(key, rendered);
-    try {
-      return await rendered;
-    } finally {
+    const done = () => {
       if (this.rendering.get(key) === rendered) this.rendering.delete(key);
-    }
+    };
+    rendered.then(done, done);
+    return rendered;
   }
 
   gzipOf(page: CachedPage): Buffer {
