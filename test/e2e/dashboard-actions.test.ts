@@ -92,6 +92,26 @@ describe("the dashboard's actions over the real cluster", () => {
     await c?.stop();
   });
 
+  /**
+   * The live page reloads itself into the stored build's page once it learns the build is
+   * stored (browser/app.ts), which can be after the API says so: wait for that reload, or
+   * it cuts the next navigation short (net::ERR_ABORTED, seen in clean-clone runs after a
+   * cancel and after a retry).
+   */
+  async function untilStoredPage(): Promise<void> {
+    await expect
+      .poll(
+        () =>
+          op
+            .locator('[data-live-log]')
+            .count()
+            .catch(() => 1),
+        { timeout: 30_000 },
+      )
+      .toBe(0);
+    await op.waitForLoadState('load');
+  }
+
   it('retries a finished build: the new build runs and its page links to the original', async () => {
     const original = await submit('retry-me', quick, ['--follow']);
     await expect.poll(() => stored(original), { timeout: 30_000 }).toBe('succeeded');
@@ -104,6 +124,7 @@ describe("the dashboard's actions over the real cluster", () => {
     expect(retried).not.toBe(original);
     expect(await op.locator('#retry-of a').getAttribute('href')).toBe(`/builds/${original}`);
     await expect.poll(() => stored(retried), { timeout: 60_000 }).toBe('succeeded');
+    await untilStoredPage();
     // Stored now: its saved page still links to the original.
     await op.goto(`${rs.url}/builds/${retried}`);
     expect(await op.locator('#retry-of a').innerText()).toBe(original);
@@ -125,20 +146,7 @@ describe("the dashboard's actions over the real cluster", () => {
     await expect.poll(() => op.locator('#log').innerText(), { timeout: 30_000 }).toContain('tick-');
     await Promise.all([op.waitForURL(`**/builds/${job}`), op.click('#build-actions button:text("Cancel")')]);
     await expect.poll(() => stored(job), { timeout: 60_000 }).toBe('cancelled');
-    // The live page reloads itself into the stored build's page once it learns the build is
-    // stored (browser/app.ts), which can be after the API says so: wait for that reload, or
-    // it cuts the next test's navigation short (net::ERR_ABORTED, seen in a clean-clone run).
-    await expect
-      .poll(
-        () =>
-          op
-            .locator('[data-live-log]')
-            .count()
-            .catch(() => 1),
-        { timeout: 30_000 },
-      )
-      .toBe(0);
-    await op.waitForLoadState('load');
+    await untilStoredPage();
     expect(await op.locator('#live-state').count()).toBe(0);
   });
 
