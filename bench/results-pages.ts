@@ -14,7 +14,7 @@
  *  3. after the backfill has finished (restarted again, its memory cache gone): every
  *     page is read from its saved copy.
  *
- *   npx tsx bench/results-pages.ts [--builds 100000] [--rate 200] [--seconds 15] [--db sqlite,postgres] [--no-backfill]
+ *   npx tsx bench/results-pages.ts [--builds 100000] [--rate 200] [--seconds 15] [--db sqlite,postgres] [--no-backfill] [--settle]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -24,7 +24,7 @@ import autocannon from 'autocannon';
 import { startNats } from '../test/support/nats.js';
 import { connectBus } from '@cairn/contracts';
 import { createDatabase, schedulerStandIn, spawnResultsStore, workerInfo, type DatabaseFlavour } from '../test/support/results-store.js';
-import { migrate, seed, seedRollups, STEPS, JOBS } from './results-seed.js';
+import { migrate, seed, seedRollups, settle, STEPS, JOBS } from './results-seed.js';
 
 const { values } = parseArgs({
   options: {
@@ -34,6 +34,8 @@ const { values } = parseArgs({
     db: { type: 'string', default: 'sqlite,postgres' },
     // --no-backfill: the first phase only (every page rendered), without the backfill's two.
     backfill: { type: 'boolean', default: true },
+    // --settle: VACUUM and checkpoint the seeded database before measuring (results-seed.ts settle).
+    settle: { type: 'boolean', default: false },
   },
   allowNegative: true,
 });
@@ -112,6 +114,7 @@ for (const flavour of values.db!.split(',') as DatabaseFlavour[]) {
     const seeding = performance.now();
     const ids = await seed(flavour, db.location, BUILDS);
     const rollups = await seedRollups(flavour, db.location, BUILDS);
+    if (values.settle) await settle(flavour, db.location);
     console.log(
       `\n${flavour}: seeded ${ids.length} builds (${ids.length * STEPS} steps, ${ids.length * 2} artifacts, ${JOBS} jobs, ${rollups} rollup rows) in ${((performance.now() - seeding) / 1000).toFixed(1)} s`,
     );
