@@ -27,20 +27,20 @@ async function addBuilds(ds: DataSource, pool: string, count: number): Promise<v
   await batch.write(ds);
 }
 
-async function until<T>(what: string, read: () => Promise<T>, done: (v: T) => boolean, show: (v: T) => unknown = (v) => v): Promise<T> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const v = await read();
-    if (done(v)) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(show(v))} after 20 s`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe.each(FLAVOURS)('the charts pages on %s', (flavour) => {
   let database: OpenTestDatabase;
   let pages: ChartPages;
   const warnings: string[] = [];
+  /** How long a page may take to show what the database has: each request after the first asks for a new one. */
+  const SOON = { timeout: 20_000, interval: 50 };
+
+  /** The 1 h page, once one counts `n` builds of pool-a. */
+  const pageCounting = (n: number) =>
+    vi.waitFor(async () => {
+      const page = await pages.get('1h');
+      expect(builds(page, 'pool-a'), `the last warning: ${warnings.at(-1)}`).toBe(n);
+      return page;
+    }, SOON);
 
   beforeAll(async () => {
     database = await openTestDatabase(flavour, 'cairn-rs-chart-pages-');
@@ -62,11 +62,7 @@ describe.each(FLAVOURS)('the charts pages on %s', (flavour) => {
     query.mockClear();
     // Stale: answered with the page it has, at once, and a new one is asked for.
     expect(await pages.get('1h')).toBe(first);
-    const next = await until(
-      'the page after 2 more builds',
-      () => pages.get('1h'),
-      (p) => builds(p, 'pool-a') === 5,
-    );
+    const next = await pageCounting(5);
     expect(builds(next, 'pool-a')).toBe(5);
     // The request thread's connection was not asked for any of it.
     expect(query).not.toHaveBeenCalled();
@@ -78,22 +74,16 @@ describe.each(FLAVOURS)('the charts pages on %s', (flavour) => {
   });
 
   it('keeps serving the last page when a new one cannot be made, and says why', async () => {
-    await until(
-      'a page',
-      () => pages.get('1h'),
-      (p) => builds(p, 'pool-a') === 5,
-      (p) => builds(p, 'pool-a'),
-    );
+    await pageCounting(5);
     await database.ds.query('ALTER TABLE rollups RENAME TO rollups_away');
     try {
       const seen = warnings.length;
       const served: (number | undefined)[] = [];
       // Each request finds the page stale and asks for another, which fails; the last page made is served meanwhile.
-      await until(
-        'a warning',
-        async () => (served.push(builds(await pages.get('1h'), 'pool-a')), warnings.slice(seen)),
-        (w) => w.length > 0,
-      );
+      await vi.waitFor(async () => {
+        served.push(builds(await pages.get('1h'), 'pool-a'));
+        expect(warnings.length).toBeGreaterThan(seen);
+      }, SOON);
       served.push(builds(await pages.get('1h'), 'pool-a'));
       expect(new Set(served)).toEqual(new Set([5]));
       expect(warnings[seen]).toMatch(/^charts 1h: a new page could not be made, the one from .* stays: .*rollups/);
@@ -103,12 +93,7 @@ describe.each(FLAVOURS)('the charts pages on %s', (flavour) => {
       await database.ds.query('ALTER TABLE rollups_away RENAME TO rollups');
     }
     await addBuilds(database.ds, 'pool-a', 1);
-    await until(
-      'the page after the table is back',
-      () => pages.get('1h'),
-      (p) => builds(p, 'pool-a') === 6,
-      (p) => [builds(p, 'pool-a'), warnings.slice(-1)],
-    );
+    await pageCounting(6);
   });
 
   it('replaces a worker thread that died', async () => {
@@ -117,12 +102,7 @@ describe.each(FLAVOURS)('the charts pages on %s', (flavour) => {
     expect(worker).toBeDefined();
     await worker!.terminate();
     await addBuilds(database.ds, 'pool-a', 1);
-    await until(
-      'a page from a new worker',
-      () => pages.get('1h'),
-      (p) => builds(p, 'pool-a') === 7,
-      (p) => [builds(p, 'pool-a'), warnings.slice(-1)],
-    );
+    await pageCounting(7);
     expect((pages as unknown as { worker?: Worker }).worker).not.toBe(worker);
   });
 });

@@ -17,7 +17,7 @@ import type { ChartReply, ChartTask, ChartWorkerData } from './chart-worker.js';
 import type { PageBytes } from './prerendered-pages.js';
 
 /** How old a range's page may get before a request asks for a new one: the rollups change by the minute (per hour beyond a day). */
-export const CHART_REFRESH_MS: Record<Range, number> = { '1h': 5000, '24h': 30_000, '7d': 60_000, '30d': 60_000 };
+const CHART_REFRESH_MS: Record<Range, number> = { '1h': 5000, '24h': 30_000, '7d': 60_000, '30d': 60_000 };
 /** A page not made in this time is given up on, and the worker (stuck on a locked database, say) replaced. */
 const RENDER_TIMEOUT_MS = 30_000;
 /** Pages kept (ranges x pools): beyond it, the whole set is dropped and made again on demand. */
