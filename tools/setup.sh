@@ -24,7 +24,7 @@ bash tools/install-node.sh
 # chromium drives the dashboard's page tests; zsh and fish check the completion scripts;
 # slirp4netns gives (network host) steps the network without the host's loopback;
 # zfs-fuse gives the ZFS store's tests real zpool/zfs on a file-backed pool.
-PACKAGES="runc crun slirp4netns btrfs-progs xfsprogs zfs-fuse rsync busybox-static debootstrap docker-registry skopeo umoci docker.io docker-compose tar gzip zstd nats-server postgresql chromium zsh fish"
+PACKAGES="runc crun slirp4netns btrfs-progs xfsprogs zfs-fuse rsync attr acl busybox-static debootstrap docker-registry skopeo umoci docker.io docker-compose tar gzip zstd nats-server postgresql chromium zsh fish"
 missing=$(for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
   say "installing $(echo $missing)"

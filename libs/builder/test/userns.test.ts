@@ -2,8 +2,8 @@
  * Issue 18: a step in a user namespace (userns remap) leaves the store what a step on the
  * host's IDs leaves, so that both give the same step IDs, the same files, owners and
  * modes, and share caches. On every store runc builds on (btrfs subvolumes, overlayfs
- * layers, rsync copies, xfs reflinks, zfs-fuse clones), with a copy step, a cache and a
- * second user.
+ * layers, rsync copies, xfs reflinks, zfs-fuse clones: FUSE, so staged, fuse-staging.ts),
+ * with a copy step, a cache and a second user.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -22,8 +22,8 @@ import { listing } from './tree-listing.js';
 
 const SPEC = spec(`
   (copy (src app) (dst /app))
-  (run (cache (data (target /var/cache/data))) (shell "echo run >> /var/cache/data/runs; cp /var/cache/data/runs /app/runs; chmod 4755 /app/tool; tr -s ' ' < /proc/self/uid_map"))
-  (run (shell "mkdir -p /home/user && chown 1000:1000 /home/user && su user -c 'echo mine > /home/user/file'; ln -s /app/tool /bin/tool"))`);
+  (run (cache (data (target /var/cache/data))) (shell "echo run >> /var/cache/data/runs; cp /var/cache/data/runs /app/runs; chmod 4755 /app/tool; printf aaaa > /app/same; touch -d @1000000000 /app/same; tr -s ' ' < /proc/self/uid_map"))
+  (run (shell "mkdir -p /home/user && chown 1000:1000 /home/user && su user -c 'echo mine > /home/user/file'; ln -s /app/tool /bin/tool; printf bbbb > /app/same; touch -d @1000000000 /app/same"))`);
 
 describe.each(['btrfs', 'overlayfs', 'rsync', 'xfs', 'zfs'] as const)('%s: userns remap against host', (kind) => {
   let dir: string;
@@ -42,11 +42,11 @@ describe.each(['btrfs', 'overlayfs', 'rsync', 'xfs', 'zfs'] as const)('%s: usern
     await rm(dir, { recursive: true, force: true });
   });
 
-  const build = async (userns: UsernsMode) => {
-    const root = join(fs?.path ?? dir, `store-${userns}`);
+  const build = async (userns: UsernsMode, stateDir = join(dir, `state-${userns}`), storeName = `store-${userns}`) => {
+    const root = join(fs?.path ?? dir, storeName);
     // A ZFS store is a dataset of the pool, mounted at /POOL/store-MODE.
-    const store = parseStoreSpec(pool ? `zfs:${pool.name}/store-${userns}` : `${kind}:${root}`);
-    const sandbox = createSandbox('runc', { stateDir: join(dir, `state-${userns}`), userns });
+    const store = parseStoreSpec(pool ? `zfs:${pool.name}/${storeName}` : `${kind}:${root}`);
+    const sandbox = createSandbox('runc', { stateDir, userns });
     const builder = await Builder.open({
       store,
       sandbox,
@@ -68,16 +68,6 @@ describe.each(['btrfs', 'overlayfs', 'rsync', 'xfs', 'zfs'] as const)('%s: usern
     }
   };
 
-  if (kind === 'zfs') {
-    // zfs-fuse is a FUSE filesystem: the step's root would be host uid 100000 there (user-namespace.ts).
-    it('refuses remap on zfs-fuse, naming the store and why, and builds on the host IDs', async () => {
-      await expect(build('remap')).rejects.toThrow(/userns remap: .*store-remap.* is on a FUSE filesystem .* use userns host/);
-      const host = await build('host');
-      expect(host.files.find((f) => f.startsWith('home/user/file '))).toMatch(/^home\/user\/file 1000:1000 /);
-    }, 120_000);
-    return;
-  }
-
   it('gives the same step IDs and the same files, owners and modes', async () => {
     const host = await build('host');
     const remap = await build('remap');
@@ -88,6 +78,19 @@ describe.each(['btrfs', 'overlayfs', 'rsync', 'xfs', 'zfs'] as const)('%s: usern
     expect(remap.id).toBe(host.id);
     expect(remap.files).toEqual(host.files);
     expect(remap.files).toContain(`app/tool 0:0 104755 ${createHash('sha256').update('#!/bin/sh\necho tool\n').digest('hex').slice(0, 12)}`);
+    // Same size and mtime as the step before left it: only its content tells the change.
+    expect(remap.files).toContain(`app/same 0:0 100644 ${createHash('sha256').update('bbbb').digest('hex').slice(0, 12)}`);
     expect(remap.files.find((f) => f.startsWith('home/user/file '))).toMatch(/^home\/user\/file 1000:1000 /);
   }, 120_000);
+
+  if (kind === 'zfs') {
+    // The copies are made beside the step's bundle, which must then not be on FUSE itself.
+    it('refuses remap with the sandbox state on FUSE too, naming the path and what to do', async () => {
+      await expect(build('remap', join(pool!.path, 'state'), 'store-state-on-fuse')).rejects.toThrow(
+        new RegExp(
+          `userns remap: ${pool!.path}/state\\.bundles/.* is on a FUSE filesystem.* put the sandbox's state dir on another filesystem, or use userns host`,
+        ),
+      );
+    }, 120_000);
+  }
 });

@@ -50,7 +50,7 @@ export async function writeBundle(paths: BundlePaths, oci: OciConfig, config: Ru
  * Another process's sandbox init removes the bundles folder when it finds it empty,
  * which can fall between the creation of the folder and of this bundle in it: try again.
  */
-async function makeBundleDir(dir: string): Promise<void> {
+export async function makeBundleDir(dir: string): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });

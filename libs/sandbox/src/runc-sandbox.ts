@@ -3,7 +3,8 @@ import { lstat, mkdir, readdir, rm, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ownerAlive, ownerToken } from '@cairn/store';
-import { bundlePaths, writeBundle } from './bundle.js';
+import { bundlePaths, makeBundleDir, writeBundle } from './bundle.js';
+import { FuseStaging } from './fuse-staging.js';
 import { missingMountpoints, removeMountpoints } from './mountpoints.js';
 import { networkIsHost, ociConfig, type SeccompMode } from './oci-config.js';
 import { runStepProcess } from './step-process.js';
@@ -129,16 +130,26 @@ export class RuncSandbox implements Sandbox {
     });
   }
 
-  async run(config: RunConfig, rootfs: string, options: RunOptions): Promise<void> {
+  async run(unstaged: RunConfig, unstagedRootfs: string, options: RunOptions): Promise<void> {
     if (options.signal?.aborted) throw new CancelledError();
     const id = `${PREFIX}${ownerToken()}-${randomBytes(8).toString('hex')}`;
-    const paths = bundlePaths(join(this.bundles, id), config.secrets.length);
+    const paths = bundlePaths(join(this.bundles, id), unstaged.secrets.length);
+    const remap = this.options.userns === 'remap';
     // Only (network host) steps pay for it: the others' path is unchanged.
-    const network = networkIsHost(config.network) && (this.options.hostNetwork ?? 'isolated') === 'isolated' ? await startUserNetwork() : undefined;
+    const network = networkIsHost(unstaged.network) && (this.options.hostNetwork ?? 'isolated') === 'isolated' ? await startUserNetwork() : undefined;
     // Only steps with limits pay for a cgroup of their own: the others' path is unchanged.
     const limits = capLimits(options.limits, this.options.limits);
     let cgroup: StepCgroup | undefined;
+    let staging: FuseStaging | undefined;
     try {
+      // What the step may write: shifted to its user namespace's IDs and back afterwards.
+      const writable = remap ? [resolve(unstagedRootfs), ...unstaged.mounts.filter((m) => !m.readonly).map((m) => m.src)] : [];
+      if (remap) {
+        await makeBundleDir(paths.dir);
+        staging = await FuseStaging.of(writable, paths.dir);
+      }
+      const rootfs = staging?.pathOf(resolve(unstagedRootfs)) ?? unstagedRootfs;
+      const config = staging ? { ...unstaged, mounts: unstaged.mounts.map((m) => ({ ...m, src: staging!.pathOf(m.src) })) } : unstaged;
       cgroup = hasLimits(limits) ? await StepCgroup.create(id, limits) : undefined;
       const userNetwork = network ? { userNetwork: { netns: network.netns, resolvConf: paths.resolvConf } } : {};
       const oci = ociConfig(config, {
@@ -155,14 +166,13 @@ export class RuncSandbox implements Sandbox {
         oci.root.path,
         oci.mounts.map((m) => m.destination),
       );
-      // What the step may write, shifted to its user namespace's IDs and back afterwards.
-      const writable = this.options.userns === 'remap' ? [oci.root.path, ...config.mounts.filter((m) => !m.readonly).map((m) => m.src)] : [];
+      const shift = writable.map((dir) => staging?.pathOf(dir) ?? dir);
       let shifted: string[] = [];
       try {
-        await shiftIn(writable);
-        shifted = writable;
+        await shiftIn(shift);
+        shifted = shift;
         await writeBundle(paths, oci, config, network ? await hostStepResolvConf() : undefined);
-        if (this.options.userns === 'remap') await letStepRootReach([oci.root.path, paths.dir, ...config.mounts.map((m) => m.src)]);
+        if (remap) await letStepRootReach([oci.root.path, paths.dir, ...config.mounts.map((m) => m.src)]);
         await network?.ready;
         await (cgroup ? this.runLimited(id, paths.dir, options, cgroup) : this.runContainer(id, paths.dir, options));
       } catch (e) {
@@ -179,9 +189,11 @@ export class RuncSandbox implements Sandbox {
       } finally {
         await shiftOut(shifted);
         await removeMountpoints(created);
-        await rm(paths.dir, { recursive: true, force: true });
+        // Only after shiftOut succeeded: the owners are the host's again.
+        await staging?.writeBack();
       }
     } finally {
+      await rm(paths.dir, { recursive: true, force: true });
       await cgroup?.remove();
       await network?.close();
     }

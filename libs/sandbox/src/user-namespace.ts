@@ -1,5 +1,7 @@
-import { chmod, lchown, lstat, readdir, stat, statfs } from 'node:fs/promises';
+import { chmod, lchown, lstat, readdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { onFuse } from './fuse-staging.js';
+import { readIdXattrs, restoreIdXattrs, shiftIdXattrs } from './id-xattrs.js';
 import { UnsupportedConfigError } from './oci-config.js';
 
 /**
@@ -34,19 +36,14 @@ export async function shiftIn(dirs: readonly string[]): Promise<void> {
   await shiftTrees(dirs, (id) => (id >= REMAP.size ? 'outside' : id + REMAP.hostId));
 }
 
-/** statfs's f_type of a FUSE filesystem (linux/magic.h). */
-const FUSE_SUPER_MAGIC = 0x65735546;
-
 /**
- * A FUSE filesystem (zfs-fuse's datasets) checks each request against the caller's host
- * uid, not its capabilities in its user namespace: the step's root would be host uid
- * 100000 there, its chown refused, and a step that ignores the failure (`chown ...; next`)
- * would leave other files than on the host's IDs. So such a store refuses `remap`.
+ * The sandbox gives a remapped step copies of what is on FUSE (fuse-staging.ts); this
+ * guards the case it cannot: copies that would be on FUSE themselves.
  */
 async function refuseFuse(dir: string): Promise<void> {
-  if ((await statfs(dir)).type === FUSE_SUPER_MAGIC) {
+  if (await onFuse(dir)) {
     throw new Error(
-      `userns remap: ${dir} is on a FUSE filesystem (zfs-fuse?), where the step's root acts as host uid ${REMAP.hostId}, not as root: use userns host with this store`,
+      `userns remap: ${dir} is on a FUSE filesystem, where the step's root would act as host uid ${REMAP.hostId}, not as root: put the sandbox's state dir on another filesystem, or use userns host`,
     );
   }
 }
@@ -101,14 +98,17 @@ interface OwnerChange {
 }
 
 /**
- * lchowns every entry of `dirs` (each included) to `map(uid)`:`map(gid)`. All owners are
+ * lchowns every entry of `dirs` (each included) to `map(uid)`:`map(gid)`, and moves the
+ * IDs of their ACLs alike, keeping their file capabilities (id-xattrs.ts). All IDs are
  * read and checked first: an ID `map` cannot place makes the step fail before anything
  * changed, naming the file. A hard-linked file is one inode under several names and is
  * changed once.
  */
 async function shiftTrees(dirs: readonly string[], map: (id: number) => number | 'outside'): Promise<void> {
   const changes: OwnerChange[] = [];
+  const xattrs: string[] = [];
   for (const dir of dirs) {
+    xattrs.push(shiftIdXattrs(await readIdXattrs(dir), map));
     const names = await readdir(dir, { recursive: true });
     const seen = new Set<number>();
     // In batches: one call at a time would wait a round trip through libuv's pool for each.
@@ -132,6 +132,7 @@ async function shiftTrees(dirs: readonly string[], map: (id: number) => number |
     await lchown(path, uid, gid);
     if (mode !== undefined) await chmod(path, mode);
   });
+  for (const dump of xattrs) await restoreIdXattrs(dump);
 }
 
 async function inBatches<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {

@@ -5,8 +5,9 @@
  * same owners, modes and files as without a user namespace).
  */
 import { existsSync } from 'node:fs';
-import { chmod, chown, link, lstat, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, link, lstat, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { REMAP, shiftIn, shiftOut, StepFailedError, UnsupportedConfigError } from '../src/index.js';
 import { RUNTIMES, scratch, tree, USER, waitFor } from './harness.js';
@@ -101,6 +102,30 @@ describe.each(RUNTIMES)('%s: user namespace (userns remap)', (runtime) => {
     expect(output).toMatch(/^0\n\/sys ro\n[1-9]\d*\n$/);
   });
 
+  it('keeps file capabilities and the IDs of ACLs, in effect inside the step and unchanged afterwards', async () => {
+    const script = 'busybox-cap grep CapEff /proc/self/status; cat /for-user';
+    const run = async (userns: 'host' | 'remap') => {
+      const s = await scratch(runtime, { userns });
+      // busybox runs the applet named by its first argument when its own name starts with "busybox".
+      await copyFile(join(s.rootfs, 'bin/busybox'), join(s.rootfs, 'bin/busybox-cap'));
+      await execa('setcap', ['cap_net_raw+ep', join(s.rootfs, 'bin/busybox-cap')]);
+      await writeFile(join(s.rootfs, 'for-user'), 'for user 1000\n', { mode: 0o600 });
+      await execa('setfacl', ['-m', 'u:1000:r', join(s.rootfs, 'for-user')]);
+      const output = await s.run(script, { user: USER });
+      return { output, after: await idXattrs(s.rootfs) };
+    };
+    const host = await run('host');
+    const remap = await run('remap');
+    // cap_net_raw (bit 13) is the step user's through the file, and the ACL lets it read.
+    expect(host.output).toBe('CapEff:\t0000000000002000\nfor user 1000\n');
+    expect(remap.output).toBe(host.output);
+    expect(remap.after).toEqual(host.after);
+    expect(remap.after).toEqual([
+      '/bin/busybox-cap cap_net_raw=ep',
+      '# file: for-user\n# owner: 0\n# group: 0\nuser::rw-\nuser:1000:r--\ngroup::---\nmask::r--\nother::---\n',
+    ]);
+  });
+
   it('refuses a root filesystem with an owner outside the mapped range, naming it, and changes nothing', async () => {
     const s = await scratch(runtime, { userns: 'remap' });
     await writeFile(join(s.rootfs, 'far'), '');
@@ -115,7 +140,51 @@ describe.each(RUNTIMES)('%s: user namespace (userns remap)', (runtime) => {
   });
 });
 
+/** The file capabilities and the ACL of for-user under `root`, as getcap and getfacl print them. */
+async function idXattrs(root: string): Promise<string[]> {
+  const caps = (await execa('getcap', ['-r', root])).stdout.split('\n').filter((l) => l !== '');
+  const acl = (await execa('getfacl', ['-n', 'for-user'], { cwd: root })).stdout;
+  return [...caps.map((l) => l.replace(root, '')), acl];
+}
+
 describe('shiftIn and shiftOut', () => {
+  it("move the IDs of ACLs, keep file capabilities, and give a step's setcap (revision 3, its root's) the host's revision 2", async () => {
+    const s = await scratch('runc');
+    const dir = join(s.dir, 'tree');
+    await mkdir(join(dir, 'shared'), { recursive: true });
+    await writeFile(join(dir, 'tool'), '');
+    await execa('setcap', ['cap_net_raw+ep', join(dir, 'tool')]);
+    await execa('setfacl', ['-m', 'u:1000:r,g:50:r', join(dir, 'tool')]);
+    await execa('setfacl', ['-d', '-m', 'g:1000:rx', join(dir, 'shared')]);
+    const acls = async () => (await execa('getfacl', ['-n', '-R', '-p', '--omit-header', '--skip-base', dir])).stdout.replace(/#.*\n/g, '');
+    await shiftIn([dir]);
+    expect((await execa('getcap', [join(dir, 'tool')])).stdout).toBe(`${join(dir, 'tool')} cap_net_raw=ep`);
+    expect(await acls()).toContain('user:101000:r--\ngroup::r--\ngroup:100050:r--');
+    expect(await acls()).toContain('default:group:101000:r-x');
+    // What `setcap cap_sys_time+ep` in the step writes: revision 3, rootid 100000 (the step's root).
+    await writeFile(join(dir, 'by-step'), '');
+    await chown(join(dir, 'by-step'), REMAP.hostId, REMAP.hostId);
+    await execa('setfattr', ['-n', 'security.capability', '-v', '0x01000003' + '00000002000000000000000000000000' + 'a0860100', join(dir, 'by-step')]);
+    expect((await execa('getcap', ['-n', join(dir, 'by-step')])).stdout).toBe(`${join(dir, 'by-step')} cap_sys_time=ep [rootid=100000]`);
+    await shiftOut([dir]);
+    expect((await execa('getcap', [join(dir, 'tool')])).stdout).toBe(`${join(dir, 'tool')} cap_net_raw=ep`);
+    expect((await execa('getcap', ['-n', join(dir, 'by-step')])).stdout).toBe(`${join(dir, 'by-step')} cap_sys_time=ep`);
+    expect(await acls()).toContain('user:1000:r--\ngroup::r--\ngroup:50:r--');
+    expect(await acls()).toContain('default:group:1000:r-x');
+  });
+
+  it('refuse an ACL naming an ID outside the mapped range, naming the file, and change nothing', async () => {
+    const s = await scratch('runc');
+    const dir = join(s.dir, 'tree');
+    await mkdir(dir);
+    await writeFile(join(dir, 'far'), '');
+    await execa('setfacl', ['-m', 'u:70000:r', join(dir, 'far')]);
+    await expect(shiftIn([dir])).rejects.toThrow(
+      `${join(dir, 'far')} (system.posix_acl_access) names user 70000, outside the IDs a step's user namespace maps (userns remap); run it with userns host`,
+    );
+    expect((await stat(join(dir, 'far'))).uid).toBe(0);
+  });
+
   it('change a hard-linked file once and keep setuid and setgid bits', async () => {
     const s = await scratch('runc');
     const file = join(s.dir, 'tree/file');

@@ -10,4 +10,6 @@ export { ZfsStore, zfsStoreOptions, type ZfsStoreOptions } from './zfs-store.js'
 export { ZfsCommandError, type ZfsCommands } from './zfs.js';
 export { writeDatasetStream, type DatasetStreamInput } from './zfs-dataset-stream.js';
 export { DockerStore, DOCKER_BUILD_FILE, type DockerBuildFile, type DockerStoreOptions, type HostOs } from './docker-store.js';
+export { copyTree } from './cp.js';
+export { mirrorTree } from './rsync.js';
 export { ownerAlive, ownerToken, parseOwner, type ProcessOwner } from './process-owner.js';

@@ -13,3 +13,12 @@ export async function rsyncTree(src: string, dst: string, options: { readonly li
   const link = options.linkDest === undefined ? [] : [`--link-dest=${resolve(options.linkDest)}`];
   await runCommand('rsync', ['-aHAX', '--numeric-ids', ...link, `${src}/`, `${dst}/`]);
 }
+
+/**
+ * Makes `dst` the same tree as `src`, deleting what `src` lacks. Files are compared by
+ * content, not by rsync's quick check of size and mtime: a step can change a file and set
+ * its mtime back (`touch -r`), and that change must not be lost.
+ */
+export async function mirrorTree(src: string, dst: string): Promise<void> {
+  await runCommand('rsync', ['-aHAX', '--numeric-ids', '--delete', '--checksum', `${src}/`, `${dst}/`]);
+}
