@@ -29,7 +29,7 @@ describe.each(['btrfs', 'xfs'] as const)('a full %s store', (kind) => {
   });
 });
 
-// btrfs only: this machine's kernel has no XFS project quotas (CONFIG_XFS_QUOTA), the xfs store's way.
+// btrfs only: this machine's kernel has no quotas at all (no CONFIG_QUOTA), the xfs store's way.
 describe.each(['btrfs'] as const)('a step past its disk limit on a %s store with quotas', (kind) => {
   let h: Harness;
   beforeAll(async () => {

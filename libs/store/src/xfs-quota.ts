@@ -4,7 +4,8 @@ import { mountContaining } from './mount.js';
 
 // Every `xfs_quota` command the stores run: XFS project quotas, one project per build.
 // Not yet run against a real XFS with quotas: the development machine's kernel has no
-// XFS quota support (CONFIG_XFS_QUOTA unset), so its tests reach only the refusal.
+// quota support at all (no CONFIG_QUOTA), so the store tests reach only the refusal, and
+// these commands are checked against a recording shim (test/xfs-quota.test.ts).
 
 /**
  * Why `root` cannot hold builds to a disk limit with XFS project quotas: it is not on XFS,

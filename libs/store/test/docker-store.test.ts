@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDockerd, type RunningDockerd } from '../../../test/support/dockerd.js';
 import { makeBusyboxRootfs } from '../../../test/support/rootfs.js';
+import { DiskLimitUnsupportedError } from '../src/disk-limit.js';
 import { DockerStore, type DockerBuildFile } from '../src/docker-store.js';
 import { logText } from './store-behaviour.js';
 
@@ -86,6 +87,18 @@ describe('the docker store, on a private dockerd', () => {
     expect(await tempTags()).toEqual([]);
     expect(await readdir(join(root, 'result-tmp'))).toEqual([]);
     await expect(store.build('base', 'bad', async (dir) => writeFile(join(dir, 'rootfs', 'x'), 'x'))).rejects.toThrow('only through the docker sandbox');
+  });
+
+  it('refuses a disk limit before anything runs, naming the store and which stores hold one', async () => {
+    let ran = false;
+    const build = store.build('base', 'limited', async () => void (ran = true), { diskBytes: 64 * 1024 ** 2 });
+    await expect(build).rejects.toBeInstanceOf(DiskLimitUnsupportedError);
+    await expect(build).rejects.toThrow(
+      `the docker store at ${root} cannot hold a step to a disk limit: its steps write container layers of the Docker daemon, which takes no per-step quota from Cairn; a disk limit needs the btrfs, xfs, zfs or overlayfs (on XFS) store`,
+    );
+    expect(ran).toBe(false);
+    expect(await store.exists('limited')).toBe(false);
+    expect(await tempTags()).toEqual([]);
   });
 
   it('refuses to delete a snapshot with children or containers, and deletes a leaf', async () => {

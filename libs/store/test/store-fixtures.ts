@@ -39,7 +39,8 @@ export const overlayfsFixture: StoreFixture = {
   sharesInodesWithParent: false,
   mountsBuilds: true,
   // Its disk limit needs XFS project quotas, which this machine's kernel lacks (no
-  // CONFIG_XFS_QUOTA: XFS refuses -o prjquota): only the refusal is tested here.
+  // CONFIG_QUOTA: XFS refuses -o prjquota): only the refusal is tested here, the
+  // xfs_quota commands against a shim (xfs-quota.test.ts).
   diskLimitRefusal:
     /the overlayfs store at .* cannot hold a step to a disk limit: it limits a step's upper layer with XFS project quotas .*, and its filesystem \(.*\) is \w+, not XFS/,
 };
