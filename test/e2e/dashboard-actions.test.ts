@@ -96,7 +96,7 @@ describe("the dashboard's actions over the real cluster", () => {
    * The live page reloads itself into the stored build's page once it learns the build is
    * stored (browser/app.ts), which can be after the API says so: wait for that reload, or
    * it cuts the next navigation short (net::ERR_ABORTED, seen in clean-clone runs after a
-   * cancel and after a retry).
+   * cancel). The retry test reads the stored page in a tab of its own instead.
    */
   async function untilStoredPage(): Promise<void> {
     await expect
@@ -124,10 +124,14 @@ describe("the dashboard's actions over the real cluster", () => {
     expect(retried).not.toBe(original);
     expect(await op.locator('#retry-of a').getAttribute('href')).toBe(`/builds/${original}`);
     await expect.poll(() => stored(retried), { timeout: 60_000 }).toBe('succeeded');
-    await untilStoredPage();
-    // Stored now: its saved page still links to the original.
-    await op.goto(`${rs.url}/builds/${retried}`);
-    expect(await op.locator('#retry-of a').innerText()).toBe(original);
+    // Stored now: its saved page still links to the original. Read in a tab of its own: the
+    // live page in `op` reloads itself into the stored one when it learns of the store, a
+    // navigation that cut short a goto in the same tab even after it had been awaited
+    // (`interrupted by another navigation`, seen in a run at efe6204).
+    const page = await op.context().newPage();
+    await page.goto(`${rs.url}/builds/${retried}`);
+    expect(await page.locator('#retry-of a').innerText()).toBe(original);
+    await page.close();
     expect(await (await fetch(`${rs.url}/builds/${retried}/log.txt`)).text()).toContain('retried-build-ran');
   });
 
@@ -325,8 +329,15 @@ describe("the dashboard's actions over the real cluster", () => {
       subs.forEach((sub) => sub.unsubscribe());
     }
   });
-  it("shows an image's page, reached from the navigation, with its digests, the builds that made them and its last failure", async () => {
+  it("shows an image's page, reached from the navigation, with its digests, the builds that made them and its last failure with the end of its log", async () => {
     const D = (c: string) => `sha256:${c.repeat(64)}`;
+    // The failed build, stored with its log as the cluster stores one: 50 lines, the last in red.
+    const failedBuild = sampleResult({ name: 'base-image.cairn/debian:bookworm', client: 'base-image-builder', state: 'failed' });
+    const standIn = new ClusterStandIn(c.nc);
+    const lines = Array.from({ length: 49 }, (_, i) => `apt line ${i + 1}`);
+    await standIn.log(failedBuild.client, failedBuild.job, `${lines.join('\n')}\n\x1b[31mE: Unable to locate package nosuch\x1b[0m\n`, 'failed');
+    await standIn.result(failedBuild);
+    await expect.poll(() => stored(failedBuild.job), { timeout: 15_000 }).toBe('failed');
     const image = {
       name: 'cairn/debian:bookworm',
       tags: ['bookworm', 'latest'],
@@ -342,7 +353,7 @@ describe("the dashboard's actions over the real cluster", () => {
         at: Date.parse('2026-12-07T03:00:00Z'),
         count: 2,
         retryAt: Date.parse('2026-12-07T03:10:00Z'),
-        job: 'j-failed1',
+        job: failedBuild.job,
       },
       history: [
         { digest: D('b'), at: Date.parse('2026-12-01T03:00:00Z'), job: 'j-newer1' },
@@ -366,6 +377,11 @@ describe("the dashboard's actions over the real cluster", () => {
       expect(failure).toContain('apt-get exited 100');
       // The retry time, as the page's script turns it relative: read from the element.
       expect(await viewing.locator('#image-failure time').evaluateAll((ts) => ts.map((t) => t.getAttribute('datetime')))).toContain('2026-12-07T03:10:00Z');
+      // The last 40 lines of the failed build's log, colours kept, and the way to the rest.
+      const excerpt = (await viewing.locator('#image-failure-log').innerText()).split('\n');
+      expect(excerpt).toEqual([...lines.slice(10), 'E: Unable to locate package nosuch']);
+      expect(await viewing.locator('#image-failure-log span', { hasText: 'Unable to locate' }).getAttribute('class')).toBe('fg1');
+      expect(await viewing.locator('a:text("The whole log")').getAttribute('href')).toBe(`/builds/${failedBuild.job}#failed-step`);
       expect(await viewing.locator('#image-history tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-digest')))).toEqual([D('b'), D('a')]);
       expect(await viewing.locator('#image-history tr[data-digest$="aaaa"] a').getAttribute('href')).toBe('/builds/j-older1');
       expect(await viewing.locator('#image-actions form.action').count()).toBe(0);

@@ -18,12 +18,15 @@ import { actionRefusedPage, auditPage, clientsPage, imagePage, imagesPage, poolP
 import { BuildQueries } from '../queries/build-queries.js';
 import { WorkerHistory } from '../queries/worker-history.js';
 import { isRange, RANGES } from '../rollups/chart-data.js';
+import { BuildPages } from '../pages/build-pages.js';
 import { ChartPages } from '../pages/chart-pages.js';
 import { HtmlErrorFilter } from './html-error.filter.js';
 import { PageCache } from './page-cache.js';
 import { HTML, send, sendCached, sendJson } from './respond.js';
 
 const AUDIT_PAGE = 50;
+/** Lines of a failed base-image build's log on its image's page. */
+const FAILED_LOG_LINES = 40;
 const VERBS = new Set(['pause', 'unpause', 'drain']);
 
 /** Who is looking at a page, for the buttons it shows. */
@@ -61,6 +64,7 @@ export class OperatorController {
     @Inject(BuildQueries) private readonly queries: BuildQueries,
     @Inject(ChartPages) private readonly chartPages: ChartPages,
     @Inject(PageCache) private readonly pages: PageCache,
+    @Inject(BuildPages) private readonly buildPages: BuildPages,
   ) {}
 
   @Get('workers')
@@ -115,7 +119,10 @@ export class OperatorController {
     if (!images.ok) throw new NotFoundException(`base image ${name}: the base-image-builder's list is unavailable (${images.error})`);
     const image = images.value.find((i) => i.name === name);
     if (!image) throw new NotFoundException(`base image ${name}: not an image of the matrix (${images.value.map((i) => i.name).join(', ')})`);
-    send(req, res, imagePage(viewerOf(req), image).value, { type: HTML });
+    // Why it failed, without a click: the end of the failed build's log, when it is stored here.
+    const failed = image.failure?.job === undefined ? undefined : parseBuildId(image.failure.job);
+    const failedLog = failed ? await this.buildPages.logTail(failed, FAILED_LOG_LINES) : undefined;
+    send(req, res, imagePage(viewerOf(req), image, failedLog).value, { type: HTML });
   }
 
   @Get('audit')

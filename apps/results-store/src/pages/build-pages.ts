@@ -143,16 +143,29 @@ export class BuildPages {
     }
   }
 
+  /** The last `lines` lines of stored build `id`'s log; undefined when the build, its log or an intact copy of it is not stored. */
+  async logTail(id: BuildId, lines: number): Promise<string[] | undefined> {
+    const sha = (await this.queries.getBuild(id))?.logSha256;
+    const text = sha ? await this.logText(sha) : undefined;
+    return text?.replace(/\n$/, '').split('\n').slice(-lines);
+  }
+
+  /** A log blob's text; undefined when it is missing or no longer hashes to its name. */
+  private async logText(sha: Sha256): Promise<string | undefined> {
+    const blob = await this.blobs.openVerified(sha).catch(() => undefined);
+    if (!blob) return undefined;
+    const chunks: Buffer[] = [];
+    for await (const chunk of blob.stream()) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  }
+
   private async storedLog(build: BuildDetail): Promise<{ html: Html | undefined; intact: boolean }> {
     const sha: Sha256 | null = build.logSha256;
     if (!sha) return { html: undefined, intact: true };
     if (build.logBytes !== null && build.logBytes > MAX_RENDERED_LOG)
       return { html: html`<p>The log is ${build.logBytes} bytes, too long to show here.</p>`, intact: true };
-    const blob = await this.blobs.openVerified(sha).catch(() => undefined);
-    if (!blob) return { html: html`<p class="note">The log blob is missing or damaged; run <code>verify</code>.</p>`, intact: false };
-    const chunks: Buffer[] = [];
-    for await (const chunk of blob.stream()) chunks.push(chunk as Buffer);
-    const text = Buffer.concat(chunks).toString('utf8');
+    const text = await this.logText(sha);
+    if (text === undefined) return { html: html`<p class="note">The log blob is missing or damaged; run <code>verify</code>.</p>`, intact: false };
     let index: LogIndex | undefined;
     let unreadable: Html | string = '';
     try {

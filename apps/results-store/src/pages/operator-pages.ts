@@ -12,6 +12,7 @@ import type { ClientView, PoolView, View, WorkerView } from '../live/scheduler-v
 import type { LiveJob } from '../live/live-board.js';
 import type { WorkerFailure } from '../queries/worker-history.js';
 import { formatBytes, html, Html, time, trusted } from '../view/html.js';
+import { AnsiRenderer } from '../view/ansi-html.js';
 import type { PageBytes } from './prerendered-pages.js';
 import { page } from '../view/layout.js';
 
@@ -158,8 +159,12 @@ export function imagesPage(viewer: Viewer, images: ImagesView): Html {
 const buildLink = (job: string | undefined): Html =>
   job ? html`<a class="mono" href="/builds/${encodeURIComponent(job)}">${job}</a>` : html`<span class="muted">not recorded</span>`;
 
-/** One image: its tags and their digest, what it is built from and when, its last failure, and every digest it had. */
-export function imagePage(viewer: Viewer, image: BaseImageStatus): Html {
+/**
+ * One image: its tags and their digest, what it is built from and when, its last failure
+ * (with the end of its build's log, `failedLog`, when that build is stored), and every
+ * digest it had.
+ */
+export function imagePage(viewer: Viewer, image: BaseImageStatus, failedLog?: readonly string[]): Html {
   const back = imageHref(image.name);
   const f = image.failure;
   const body = html`<h1>Base image ${image.name} <span id="image-state" class="state ${image.state}">${image.state}</span></h1>
@@ -177,7 +182,7 @@ ${image.job ? html`<dt>Building</dt><dd id="image-building">${buildLink(image.jo
 </dl>
 <h2>Last failure</h2>${
     f
-      ? html`<dl class="facts" id="image-failure"><dt>When</dt><dd>${time(f.at)}</dd><dt>Why</dt><dd>${f.reason}</dd><dt>Attempts</dt><dd>${f.count}</dd><dt>Build</dt><dd>${buildLink(f.job)}</dd><dt>Retry</dt><dd>${f.retryAt ? time(f.retryAt) : html`no retries left: waits for new inputs or a rebuild`}</dd></dl>`
+      ? html`<dl class="facts" id="image-failure"><dt>When</dt><dd>${time(f.at)}</dd><dt>Why</dt><dd>${f.reason}</dd><dt>Attempts</dt><dd>${f.count}</dd><dt>Build</dt><dd>${buildLink(f.job)}</dd><dt>Retry</dt><dd>${f.retryAt ? time(f.retryAt) : html`no retries left: waits for new inputs or a rebuild`}</dd></dl>${failedLogExcerpt(f.job, failedLog)}`
       : html`<p class="muted" id="image-failure">No failure of its current inputs.</p>`
   }
 <h2>Published digests</h2>${
@@ -189,6 +194,16 @@ ${image.job ? html`<dt>Building</dt><dd id="image-building">${buildLink(image.jo
   }
 <p><a href="/images">All base images</a></p>`;
   return page({ title: `Base image ${image.name}`, section: 'images', body });
+}
+
+function failedLogExcerpt(job: string | undefined, lines: readonly string[] | undefined): Html | '' {
+  if (job === undefined) return '';
+  if (lines === undefined)
+    return html`<p class="muted" id="image-failure-log">Its build's log is not stored here (yet): see <code>cairn logs ${job}</code>.</p>`;
+  // One renderer for all the lines: a colour set on one line goes on to the next, as in a terminal.
+  const ansi = new AnsiRenderer();
+  return html`<h3>The end of its log</h3><pre class="pre" id="image-failure-log">${trusted(lines.map((line) => ansi.line(line)).join('\n'))}</pre>
+<p><a href="/builds/${encodeURIComponent(job)}#failed-step">The whole log</a></p>`;
 }
 
 export function auditPage(entries: readonly AuditEntry[], next: number | undefined): Html {
