@@ -202,23 +202,24 @@ export class ImageWebhooks {
     const { retries, backoff, log } = this.options;
     const url = this.urls.find((u) => u.href === stored.url);
     const label = `${url ? shown(url) : shown(new URL(stored.url))}: ${what(JSON.parse(stored.body) as ImageEvent)}`;
+    const remove = () => this.written(label, () => this.remove(records, image, stored), false);
     if (!url) {
       // The operator took the URL out of CAIRN_IMAGE_WEBHOOKS since the event was stored.
-      if (await this.remove(records, image, stored)) log(`webhook ${label}: dropped, its URL is no longer in CAIRN_IMAGE_WEBHOOKS`);
+      if (await remove()) log(`webhook ${label}: dropped, its URL is no longer in CAIRN_IMAGE_WEBHOOKS`);
       return;
     }
     while (!this.stopping.signal.aborted) {
-      const attempt = await this.begin(records, image, stored);
-      if (attempt === undefined) return; // delivered or given up meanwhile, or another replica's
+      const attempt = await this.written(label, () => this.begin(records, image, stored), undefined);
+      if (attempt === undefined) return; // delivered or given up meanwhile, another replica's, or the service stopping
       if (attempt.attempts > retries + 1) {
         // Its last attempt was begun by a process that died before it could give up.
-        await this.remove(records, image, stored);
+        await remove();
         log(`webhook ${label}: not delivered after ${retries + 1} attempts (the last one's answer was lost in a restart)`);
         return;
       }
       const why = await this.post(url, attempt);
       if (why === undefined) {
-        await this.remove(records, image, stored);
+        await remove();
         return;
       }
       if (this.stopping.signal.aborted) {
@@ -226,12 +227,34 @@ export class ImageWebhooks {
         return;
       }
       if (attempt.attempts > retries) {
-        await this.remove(records, image, stored);
+        await remove();
         log(`webhook ${label}: not delivered (${why}) after ${attempt.attempts} attempts`);
         return;
       }
       log(`webhook ${label}: attempt ${attempt.attempts} failed (${why}); trying again`);
       await sleep(backoffDelay(attempt.attempts - 1, backoff), this.stopping.signal);
+    }
+  }
+
+  /**
+   * Writes the delivery's record, trying again after a wait (the attempts' backoff) when
+   * the write fails, NATS being away or a bucket's leader being elected, for as long as
+   * the service runs: giving up would leave the delivery stored with nobody sending it
+   * until the service's next pass. `stopping`: what the write comes to when the service
+   * stops meanwhile (the record stays as it was, for the next start).
+   */
+  private async written<T>(label: string, write: () => Promise<T>, stopping: T): Promise<T> {
+    for (let failures = 0; ; failures++) {
+      try {
+        return await write();
+      } catch (e) {
+        if (this.stopping.signal.aborted) return stopping;
+        // Once per outage: a line per try would flood the log while NATS is away.
+        if (failures === 0)
+          this.options.log(`webhook ${label}: cannot write its record (${e instanceof Error ? e.message : String(e)}); trying again until it can`);
+        await sleep(backoffDelay(failures, this.options.backoff), this.stopping.signal);
+        if (this.stopping.signal.aborted) return stopping;
+      }
     }
   }
 

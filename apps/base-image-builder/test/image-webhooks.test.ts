@@ -228,6 +228,28 @@ describe('webhooks: events kept until delivered', () => {
     }
   });
 
+  it('a record that cannot be written while NATS is away is written once it is back: the delivery goes on without another pass', async () => {
+    let answers = 0;
+    const r = await receiver(() => (++answers === 1 ? 503 : 204));
+    const log: string[] = [];
+    try {
+      const webhooks = hooks(r.url, log, { backoff: { firstMs: 300, maxMs: 600 } });
+      const stored = await storeWith('box:3', webhooks.outbox([failedEvent(IMAGE, { inputs: OLD, count: 1, last: 'job j-3 failed', at: 9, job: 'j-3' }, OLD)]));
+      webhooks.deliver(records, 'box:3', stored);
+      await until('the first, refused attempt', () => (r.got.length >= 1 ? true : undefined));
+      // Away for longer than a JetStream request waits (5 s): the next write of the record fails.
+      await nats.restart(7000);
+      const gone = async () => ((await pending('box:3').catch(() => 'unreadable')) === undefined ? true : undefined);
+      await until('the delivery made and removed from the record', gone, 40_000);
+      await webhooks.stop();
+      expect(r.got).toHaveLength(2);
+      expect(new Set(r.got.map((g) => g.headers['x-cairn-delivery']))).toEqual(new Set([stored[0]!.id]));
+      expect(log.join('\n')).toMatch(/webhook http:\/\/127\.0\.0\.1:\d+\/hooks: box:1 failed \(1\): cannot write its record \(.+\); trying again until it can/);
+    } finally {
+      r.server.close();
+    }
+  }, 60_000);
+
   it("another live replica's delivery is left to it; a gone replica's is taken over", async () => {
     const r = await receiver(() => 204);
     const log: string[] = [];
