@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -131,6 +131,32 @@ describe('the service images, built by Cairn', () => {
     }
     expect(lines.at(-1)).toMatch(/^v24\./);
   }, 120_000);
+
+  it('gives the worker image, apt-get layer and all, the same digest when built from scratch on another kind of store', async () => {
+    // The first build was on btrfs; this one copies with rsync, and shares no cache with it.
+    const other = join(dir, 'rebuilt');
+    const config = join(other, 'cairn.json');
+    await mkdir(other, { recursive: true });
+    await writeFile(config, JSON.stringify({ stateDir: join(other, 'state') }));
+    const { stdout } = await run(
+      process.execPath,
+      [join(REPO, 'infra/images/build-images.mjs'), '--only', 'worker', '--oci-layout', join(other, 'layout'), '--', '--progress', 'plain'],
+      {
+        env: {
+          ...process.env,
+          CAIRN_STORE: `rsync:${join(other, 'store')}`,
+          CAIRN_FETCHER: `oci:${await debianBaseImages()}`,
+          CAIRN_CONFIG: config,
+          CAIRN_SECRET_KEY: 'k',
+        },
+        cwd: REPO,
+        maxBuffer: 256 << 20,
+      },
+    );
+    const rebuilt = JSON.parse(stdout.trim()) as BuiltImage;
+    expect(rebuilt.digest).toBe(images.get('worker')!.digest);
+    expect(rebuilt.imageId).toBe(images.get('worker')!.imageId);
+  }, 600_000);
 
   it('pushed the same images it loaded: the registry has them under their digests', async () => {
     for (const image of images.values()) {
