@@ -42,8 +42,9 @@ async function setup(platform: Platform, rules: readonly ShimRule[] = []) {
   onTestFinished(async () => {
     store.unmountIdle();
     builder.close();
-    await rm(pool.dir, { recursive: true, force: true });
-    await rm(dir, { recursive: true, force: true });
+    // A killed step's last shim calls may still be writing their state (ENOTEMPTY, seen in a run): try again.
+    await rm(pool.dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   });
   const shims = await makeShims(platform === 'jail' ? ['jail', 'jexec', 'jls', 'mount', 'umount'] : ['sudo', 'dscl']);
   // On macOS `sudo` also makes the links: a rule for the step itself must match only the step.
