@@ -71,7 +71,31 @@ export async function mountsUnder(dir: string): Promise<string[]> {
 }
 
 async function unmountAllUnder(dir: string): Promise<void> {
-  for (const point of await mountsUnder(dir)) await run('umount', [point]);
+  for (const point of await mountsUnder(dir)) await unmount(point);
+}
+
+/**
+ * A mount is busy for a moment after the last process using it ended (seen after `cairn
+ * up` was killed with SIGKILL and its children just exited): try for a few seconds, then
+ * fail naming what still holds it.
+ */
+async function unmount(point: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await run('umount', [point]);
+      return;
+    } catch (e) {
+      if (!String((e as { stderr?: string }).stderr ?? e).includes('target is busy')) throw e;
+      if (attempt === 20) {
+        const holders = await run('fuser', ['-vm', point]).then(
+          (r) => `${r.stdout}${r.stderr}`,
+          (f: { stdout?: string; stderr?: string }) => `${f.stdout ?? ''}${f.stderr ?? ''}`,
+        );
+        throw new Error(`umount ${point}: still busy after ${attempt} tries; held by:\n${holders}`, { cause: e });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
 }
 
 async function withLoopFilesystem(kind: string, sizeMb: number, mkfs: readonly string[]): Promise<TestFilesystem> {
