@@ -1,6 +1,6 @@
 import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { copyTree, mirrorTree } from '@cairn/store';
+import { copyTree, rsyncTree } from '@cairn/store';
 
 /** statfs's f_type of a FUSE filesystem (linux/magic.h). */
 const FUSE_SUPER_MAGIC = 0x65735546;
@@ -40,6 +40,6 @@ export class FuseStaging {
 
   /** Makes each staged directory what the step left in its copy. */
   async writeBack(): Promise<void> {
-    for (const [dir, copy] of this.copies) await mirrorTree(copy, dir);
+    for (const [dir, copy] of this.copies) await rsyncTree(copy, dir, { mirror: true });
   }
 }

@@ -11,5 +11,5 @@ export { ZfsCommandError, type ZfsCommands } from './zfs.js';
 export { writeDatasetStream, type DatasetStreamInput } from './zfs-dataset-stream.js';
 export { DockerStore, DOCKER_BUILD_FILE, type DockerBuildFile, type DockerStoreOptions, type HostOs } from './docker-store.js';
 export { copyTree } from './cp.js';
-export { mirrorTree } from './rsync.js';
+export { rsyncTree } from './rsync.js';
 export { ownerAlive, ownerToken, parseOwner, type ProcessOwner } from './process-owner.js';
